@@ -1,0 +1,70 @@
+/*
+ * The boot protocol of guest ABI v1 (DESIGN.md section 2): validating and
+ * loading an ELF64 kernel into guest RAM, writing low memory (identity page
+ * tables, GDT, boot info) and the architectural state every vCPU starts
+ * in. It knows guest memory only as host mappings of RAM ranges, so the
+ * KVM reference runner and mmud's own VM load guests the same way.
+ */
+#ifndef MMUD_LOADER_H
+#define MMUD_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+
+/* Fixed addresses of the boot protocol. */
+#define LOADER_GDT_GPA 0x500ULL
+#define LOADER_GDT_LIMIT 0x17
+#define LOADER_PML4_GPA 0x1000ULL
+#define LOADER_PDPT_GPA 0x2000ULL
+#define LOADER_PD_GPA 0x3000ULL /* four PDs: 0x3000-0x6fff */
+#define LOADER_BOOTINFO_GPA 0x7000ULL
+#define LOADER_KERNEL_MIN_GPA 0x100000ULL
+#define LOADER_LOW_RAM_MAX (3ULL << 30)
+#define LOADER_HIGH_RAM_BASE (4ULL << 30)
+#define LOADER_CMDLINE_MAX 2048
+#define LOADER_BOOTINFO_MAGIC 0x544f4f4244554d4dULL /* "MMUDBOOT" */
+#define LOADER_BOOTINFO_VERSION 1
+
+/* Initial architectural state (DESIGN.md section 2). */
+#define LOADER_CR0 0x80010033ULL /* PE|MP|ET|NE|WP|PG */
+#define LOADER_CR4 0x20ULL /* PAE */
+#define LOADER_EFER 0xd00ULL /* LME|LMA|NXE */
+#define LOADER_CS 0x08
+#define LOADER_DS 0x10
+#define LOADER_GDT_CODE64 0x00af9b000000ffffULL
+#define LOADER_GDT_DATA 0x00cf93000000ffffULL
+#define LOADER_TSS_LIMIT 0x67
+#define LOADER_RFLAGS 0x2ULL
+
+/* One range of guest RAM and where the host has it mapped. */
+struct loader_ram {
+	gpa_t gpa;
+	uint64_t size;
+	void *hva;
+};
+
+struct loader_config {
+	const struct loader_ram *ram; /* sorted by gpa, not overlapping */
+	unsigned int nr_ram;
+	uint32_t nr_vcpus;
+	const char *cmdline; /* NULL means empty */
+};
+
+struct loader_result {
+	gva_t entry;
+};
+
+/*
+ * Validates the whole image before it writes a byte, then copies every
+ * PT_LOAD segment, zeroes p_memsz beyond p_filesz, and writes the page
+ * tables, GDT and boot info of low memory. On failure returns -errno and
+ * puts a message naming the problem into err (always NUL-terminated);
+ * guest RAM is then untouched.
+ */
+int loader_load(const struct loader_config *cfg, const void *elf,
+		size_t len, struct loader_result *res, char *err,
+		size_t errlen);
+
+#endif
