@@ -23,7 +23,9 @@
 #define LOADER_KERNEL_MIN_GPA 0x100000ULL
 #define LOADER_LOW_RAM_MAX (3ULL << 30)
 #define LOADER_HIGH_RAM_BASE (4ULL << 30)
-#define LOADER_CMDLINE_MAX 2048
+#define LOADER_CMDLINE_MAX 2048 /* bytes of text, the NUL not counted */
+#define LOADER_MAX_RAM_RANGES 64 /* so the boot info fits its page */
+#define LOADER_MAX_PHDRS 256
 #define LOADER_BOOTINFO_MAGIC 0x544f4f4244554d4dULL /* "MMUDBOOT" */
 #define LOADER_BOOTINFO_VERSION 1
 
@@ -59,12 +61,17 @@ struct loader_result {
 /*
  * Validates the whole image before it writes a byte, then copies every
  * PT_LOAD segment, zeroes p_memsz beyond p_filesz, and writes the page
- * tables, GDT and boot info of low memory. On failure returns -errno and
- * puts a message naming the problem into err (always NUL-terminated);
- * guest RAM is then untouched.
+ * tables, GDT and boot info of low memory. RAM ranges must each be
+ * non-empty and mapped, at most LOADER_MAX_RAM_RANGES of them, and one
+ * range must hold [0, 1 MiB). The boot info's cmdline_len is the length of
+ * the command line without its NUL (at most LOADER_CMDLINE_MAX).
+ *
+ * Returns 0, or -EINVAL for a refused image or configuration (bad ELF,
+ * command line too long, RAM layout the protocol cannot use). On failure
+ * err (if errlen > 0) holds a message naming the problem, always
+ * NUL-terminated, and guest RAM is untouched.
  */
-int loader_load(const struct loader_config *cfg, const void *elf,
-		size_t len, struct loader_result *res, char *err,
-		size_t errlen);
+int loader_load(const struct loader_config *cfg, const void *elf, size_t len,
+		struct loader_result *res, char *err, size_t errlen);
 
 #endif
