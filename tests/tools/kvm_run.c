@@ -321,6 +321,34 @@ static void cpuid_get(void)
 	e->eax = CPUID_ADDR_WIDTHS;
 }
 
+/*
+ * kvm_pvm does not keep the table it is given: after KVM_SET_CPUID2 the
+ * vCPU reports host feature bits KVM_GET_SUPPORTED_CPUID left out (SMEP
+ * and SMAP among them). Guests read their features from CPUID, so that is
+ * harmless, but the address widths are part of the ABI: make sure they
+ * stuck.
+ */
+static void cpuid_check(struct vcpu *v)
+{
+	uint32_t nent = vm.cpuid->nent + 64;
+	struct kvm_cpuid2 *got =
+		calloc(1, sizeof(*got) + nent * sizeof(got->entries[0]));
+	struct kvm_cpuid_entry2 *e;
+
+	if (!got)
+		die(EXIT_CRASH, "out of memory");
+	got->nent = nent;
+	if (ioctl(v->fd, KVM_GET_CPUID2, got) < 0)
+		die(EXIT_CRASH, "vCPU %u: KVM_GET_CPUID2: %s", v->index,
+		    strerror(errno));
+	e = cpuid_find(got, 0x80000008, 0);
+	if (!e || e->eax != CPUID_ADDR_WIDTHS)
+		die(EXIT_CRASH,
+		    "vCPU %u: KVM did not keep CPUID 0x80000008 EAX = 0x%x",
+		    v->index, CPUID_ADDR_WIDTHS);
+	free(got);
+}
+
 /* Patch the vCPU's APIC IDs into the shared table, then hand it to KVM. */
 static void cpuid_set(struct vcpu *v)
 {
@@ -335,6 +363,7 @@ static void cpuid_set(struct vcpu *v)
 	if (ioctl(v->fd, KVM_SET_CPUID2, vm.cpuid) < 0)
 		die(EXIT_CRASH, "vCPU %u: KVM_SET_CPUID2: %s", v->index,
 		    strerror(errno));
+	cpuid_check(v);
 }
 
 static struct kvm_segment segment(uint16_t sel, uint8_t type, bool s, bool l,
