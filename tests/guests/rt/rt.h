@@ -81,8 +81,8 @@ int rt_try(void (*fn)(uint64_t), uint64_t arg);
 /*
  * Runs the .usertext function fn(arg) at CPL3 on this vCPU's user stack,
  * through the user alias of the root in CR3 (see rt_user_map()). Returns 0
- * when fn returned, 1 when it faulted (see rt_last_fault()). rflags_ac
- * selects RFLAGS.AC at CPL3.
+ * when fn returned, 1 when it faulted (see rt_last_fault()). RFLAGS.AC at
+ * CPL3 is the caller's (set it with rt_set_ac()).
  */
 int rt_user_run(void (*fn)(uint64_t), uint64_t arg);
 const struct rt_fault *rt_last_fault(void);
