@@ -1,0 +1,390 @@
+/*
+ * The MMU audit: with mmu_lock held and inside a read-side section, check
+ * every spte of every live shadow page against the guest page tables and
+ * the memslots, every rmap entry, every parent pte and every write-track
+ * count (digest 5.1, invariants 1-4), and name the first inconsistency.
+ * It reads guest memory but changes nothing. Tests and debug builds call
+ * it; it is O(shadow pages * 512 + memslot pages).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "mmu_int.h"
+#include "mmu_rcu.h"
+
+#define GPTE_ADDR_MASK (((1ULL << MMU_GUEST_MAXPHYADDR) - 1) & ~(PAGE_SIZE - 1))
+
+struct audit {
+	struct mmu *mmu;
+	char *msg;
+	size_t msglen;
+	struct mmu_page **live; /* sorted */
+	size_t nlive;
+};
+
+static int report(struct audit *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int report(struct audit *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (a->msglen) {
+		va_start(ap, fmt);
+		vsnprintf(a->msg, a->msglen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+static int ptr_cmp(const void *x, const void *y)
+{
+	uintptr_t a = (uintptr_t) * (struct mmu_page *const *)x;
+	uintptr_t b = (uintptr_t) * (struct mmu_page *const *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+static bool is_live(const struct audit *a, const struct mmu_page *sp)
+{
+	return bsearch(&sp, a->live, a->nlive, sizeof(*a->live), ptr_cmp);
+}
+
+static unsigned gpte_access(uint64_t gpte, bool nxe)
+{
+	unsigned acc = 0;
+
+	if (gpte & SPTE_W)
+		acc |= MMU_ACC_WRITE;
+	if (gpte & SPTE_U)
+		acc |= MMU_ACC_USER;
+	if (!(nxe && (gpte & SPTE_NX)))
+		acc |= MMU_ACC_EXEC;
+	return acc;
+}
+
+static unsigned spte_access(uint64_t spte)
+{
+	unsigned acc = 0;
+
+	if (spte & SPTE_W)
+		acc |= MMU_ACC_WRITE;
+	if (spte & SPTE_U)
+		acc |= MMU_ACC_USER;
+	if (!(spte & SPTE_NX))
+		acc |= MMU_ACC_EXEC;
+	return acc;
+}
+
+/* The guest's entry i of the table in gfn, read as the walker would. */
+static int read_gpte(struct audit *a, const struct mmu_page *sp, unsigned i,
+		     uint64_t *gpte)
+{
+	const struct memslot *s = memslot_lookup(a->mmu, sp->gfn, NULL);
+
+	if (!s)
+		return report(a,
+			      "shadow page gfn 0x%llx level %d: the guest "
+			      "table's gfn has no memslot",
+			      (unsigned long long)sp->gfn, sp->role.level);
+	*gpte = atomic_load_explicit(
+		(_Atomic uint64_t *)(uintptr_t)(memslot_gfn_to_hva(s, sp->gfn) +
+						i * 8),
+		memory_order_acquire);
+	if (!(*gpte & SPTE_P))
+		return report(a,
+			      "shadow page gfn 0x%llx level %d index %u: spte "
+			      "present but the gpte 0x%llx is not",
+			      (unsigned long long)sp->gfn, sp->role.level, i,
+			      (unsigned long long)*gpte);
+	return 0;
+}
+
+static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
+		      uint64_t spte)
+{
+	gfn_t gfn = mmu_page_gfn_at(sp, i);
+	const struct memslot *s = memslot_lookup(a->mmu, gfn, NULL);
+	struct pte_list_head *rmap;
+	unsigned acc = spte_access(spte), allowed = sp->role.access;
+	uint64_t gpte;
+	int r;
+
+#define WHERE "spte gfn 0x%llx level %d index %u (maps gfn 0x%llx): "
+#define WARGS \
+	(unsigned long long)sp->gfn, sp->role.level, i, (unsigned long long)gfn
+	if (!s)
+		return report(a, WHERE "no memslot covers the gfn", WARGS);
+	if (spte_to_hva(spte) != memslot_gfn_to_hva(s, gfn))
+		return report(a,
+			      WHERE "frame 0x%llx but memslot %u gives 0x%llx",
+			      WARGS, (unsigned long long)spte_to_hva(spte),
+			      s->id,
+			      (unsigned long long)memslot_gfn_to_hva(s, gfn));
+	if (((spte & SPTE_W) && !(spte & SPTE_MMU_WRITABLE)) ||
+	    ((spte & SPTE_MMU_WRITABLE) && !(spte & SPTE_HOST_WRITABLE)))
+		return report(a,
+			      WHERE "W / MMU-writable / host-writable out "
+				    "of order (0x%llx)",
+			      WARGS, (unsigned long long)spte);
+	if (!!(spte & SPTE_HOST_WRITABLE) == !!(s->flags & MEMSLOT_READONLY))
+		return report(a,
+			      WHERE "host-writable disagrees with memslot "
+				    "%u flags 0x%x",
+			      WARGS, s->id, s->flags);
+	if ((spte & SPTE_W) && s->meta->write_track[gfn - s->base_gfn] != 0)
+		return report(a, WHERE "writable but the gfn is write-tracked",
+			      WARGS);
+	if ((spte & SPTE_W) && s->dirty_bitmap &&
+	    !(atomic_load_explicit(&s->dirty_bitmap[(gfn - s->base_gfn) / 64],
+				   memory_order_relaxed) &
+	      (1ULL << ((gfn - s->base_gfn) % 64))))
+		return report(a,
+			      WHERE "writable in a dirty-logged slot but "
+				    "not marked dirty",
+			      WARGS);
+	rmap = mmu_rmap_head(s, gfn, sp->role.level);
+	if (!pte_list_contains(rmap, &sp->spt[i]))
+		return report(a, WHERE "not on the rmap of memslot %u", WARGS,
+			      s->id);
+	if (!sp->role.direct) {
+		r = read_gpte(a, sp, i, &gpte);
+		if (r)
+			return r;
+		if ((gpte & GPTE_ADDR_MASK) >> PAGE_SHIFT != gfn)
+			return report(a,
+				      WHERE "the gpte 0x%llx maps another gfn",
+				      WARGS, (unsigned long long)gpte);
+		allowed &= gpte_access(gpte, sp->role.efer_nx);
+		if (!(gpte & SPTE_D))
+			allowed &= ~MMU_ACC_WRITE;
+	}
+	if (acc & ~allowed)
+		return report(a,
+			      WHERE
+			      "grants access 0x%x beyond the guest's 0x%x",
+			      WARGS, acc, allowed);
+	return 0;
+#undef WHERE
+#undef WARGS
+}
+
+static int check_link(struct audit *a, struct mmu_page *sp, unsigned i,
+		      uint64_t spte)
+{
+	struct mmu_page *child = spte_to_child_page(spte);
+	union mmu_page_role want = sp->role;
+	gfn_t want_gfn;
+	uint64_t gpte;
+	int r;
+
+#define WHERE "link gfn 0x%llx level %d index %u: "
+#define WARGS (unsigned long long)sp->gfn, sp->role.level, i
+	if (spte != (SPTE_P | SPTE_W | SPTE_U | SPTE_A | SPTE_MMU_PRESENT |
+		     (uint64_t)(uintptr_t)child))
+		return report(a, WHERE "malformed non-leaf spte 0x%llx", WARGS,
+			      (unsigned long long)spte);
+	if (!is_live(a, child))
+		return report(a,
+			      WHERE "points at 0x%llx, not a live shadow "
+				    "page",
+			      WARGS, (unsigned long long)spte_to_hva(spte));
+	if (!pte_list_contains(&child->parent_ptes, &sp->spt[i]))
+		return report(a, WHERE "missing from the child's parent ptes",
+			      WARGS);
+	want.level = sp->role.level - 1;
+	if (sp->role.direct) {
+		want_gfn = mmu_page_gfn_at(sp, i);
+	} else {
+		r = read_gpte(a, sp, i, &gpte);
+		if (r)
+			return r;
+		want.access &= gpte_access(gpte, sp->role.efer_nx);
+		if (gpte & SPTE_PS) {
+			/* A guest large page, split by direct pages whose
+			 * access may have lost W while the gpte was clean. */
+			want.direct = 1;
+			want_gfn = ((gpte & GPTE_ADDR_MASK) >> PAGE_SHIFT) &
+				   ~((1ULL << (9 * (sp->role.level - 1))) - 1);
+			if (!(gpte & SPTE_D) &&
+			    child->role.access ==
+				    (want.access & ~MMU_ACC_WRITE))
+				want.access &= ~MMU_ACC_WRITE;
+		} else {
+			want_gfn = (gpte & GPTE_ADDR_MASK) >> PAGE_SHIFT;
+		}
+	}
+	if (child->gfn != want_gfn)
+		return report(a, WHERE "child gfn 0x%llx, expected 0x%llx",
+			      WARGS, (unsigned long long)child->gfn,
+			      (unsigned long long)want_gfn);
+	if (child->role.word != want.word)
+		return report(a, WHERE "child role 0x%x, expected 0x%x", WARGS,
+			      child->role.word, want.word);
+	return 0;
+#undef WHERE
+#undef WARGS
+}
+
+static bool check_parent(_Atomic uint64_t *sptep, void *arg)
+{
+	struct mmu_page *child = arg;
+	uint64_t spte = atomic_load_explicit(sptep, memory_order_relaxed);
+
+	return is_spte_present(spte) && spte_to_child_page(spte) == child &&
+	       sptep_to_page(sptep)->role.level == child->role.level + 1;
+}
+
+static int check_page(struct audit *a, struct mmu_page *sp)
+{
+	unsigned i, n = 0;
+	int r;
+
+	if (mmu_page_is_obsolete(a->mmu, sp))
+		return report(a,
+			      "shadow page gfn 0x%llx: obsolete on the "
+			      "active list",
+			      (unsigned long long)sp->gfn);
+	for (i = 0; i < MMU_PT_ENTRIES; i++) {
+		uint64_t spte =
+			atomic_load_explicit(&sp->spt[i], memory_order_relaxed);
+
+		if (!is_spte_present(spte)) {
+			if (spte)
+				return report(
+					a,
+					"shadow page gfn 0x%llx index %u: "
+					"non-present spte 0x%llx is not "
+					"zero",
+					(unsigned long long)sp->gfn, i,
+					(unsigned long long)spte);
+			continue;
+		}
+		n++;
+		r = is_last_spte(spte, sp->role.level) ?
+			    check_leaf(a, sp, i, spte) :
+			    check_link(a, sp, i, spte);
+		if (r)
+			return r;
+	}
+	if (n != sp->nr_present)
+		return report(a,
+			      "shadow page gfn 0x%llx: %u present sptes, "
+			      "count says %u",
+			      (unsigned long long)sp->gfn, n, sp->nr_present);
+	if (!pte_list_for_each(&sp->parent_ptes, check_parent, sp))
+		return report(a,
+			      "shadow page gfn 0x%llx level %d: a parent "
+			      "pte does not point at it",
+			      (unsigned long long)sp->gfn, sp->role.level);
+	return 0;
+}
+
+struct rmap_ctx {
+	gfn_t gfn;
+	int level;
+	bool ok;
+};
+
+static bool check_rmap_entry(_Atomic uint64_t *sptep, void *arg)
+{
+	struct rmap_ctx *c = arg;
+	struct mmu_page *sp = sptep_to_page(sptep);
+	uint64_t spte = atomic_load_explicit(sptep, memory_order_relaxed);
+
+	c->ok = is_spte_present(spte) && is_last_spte(spte, sp->role.level) &&
+		sp->role.level == c->level &&
+		mmu_page_gfn_at(sp, (unsigned)(sptep - sp->spt)) >>
+				(9 * (c->level - 1)) ==
+			c->gfn >> (9 * (c->level - 1));
+	return c->ok;
+}
+
+static int check_slot(struct audit *a, const struct memslot *s)
+{
+	struct list_node *n;
+	uint32_t *track = calloc(s->npages, sizeof(*track));
+	uint64_t i;
+	int r = 0;
+
+	if (!track)
+		return report(a, "audit: out of memory");
+	for (n = a->mmu->active_pages.next; n != &a->mmu->active_pages;
+	     n = n->next) {
+		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+
+		if (!sp->role.direct && sp->gfn >= s->base_gfn &&
+		    sp->gfn - s->base_gfn < s->npages)
+			track[sp->gfn - s->base_gfn]++;
+	}
+	for (i = 0; i < s->npages && !r; i++) {
+		gfn_t gfn = s->base_gfn + i;
+		int level;
+
+		if (track[i] != s->meta->write_track[i]) {
+			r = report(a,
+				   "gfn 0x%llx: write-track count %u, but %u "
+				   "shadow pages shadow it",
+				   (unsigned long long)gfn,
+				   s->meta->write_track[i], track[i]);
+			break;
+		}
+		for (level = 1; level <= MMU_NR_LEAF_LEVELS && !r; level++) {
+			struct rmap_ctx c = { gfn, level, true };
+
+			/* Heads above level 1 are shared by a frame: check
+			 * each once, at its first gfn in the slot. */
+			if (level > 1 && i &&
+			    gfn & ((1ULL << (9 * (level - 1))) - 1))
+				continue;
+			pte_list_for_each(mmu_rmap_head(s, gfn, level),
+					  check_rmap_entry, &c);
+			if (!c.ok)
+				r = report(
+					a,
+					"rmap of memslot %u gfn 0x%llx level "
+					"%d: an entry is not a present leaf "
+					"spte mapping that gfn",
+					s->id, (unsigned long long)gfn, level);
+		}
+	}
+	free(track);
+	return r;
+}
+
+int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
+{
+	struct audit a = { .mmu = mmu, .msg = msg, .msglen = msglen };
+	struct memslots *slots;
+	struct list_node *n;
+	size_t k = 0;
+	unsigned i;
+	int r = 0;
+
+	if (msglen)
+		msg[0] = 0;
+	mmu_rcu_read_lock();
+	pthread_mutex_lock(&mmu->mmu_lock);
+	a.live = malloc((mmu->nr_pages + 1) * sizeof(*a.live));
+	if (!a.live) {
+		r = report(&a, "audit: out of memory");
+		goto out;
+	}
+	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = n->next)
+		if (k < mmu->nr_pages)
+			a.live[k++] = container_of(n, struct mmu_page, link);
+	a.nlive = k;
+	qsort(a.live, a.nlive, sizeof(*a.live), ptr_cmp);
+	for (n = mmu->active_pages.next; n != &mmu->active_pages && !r;
+	     n = n->next)
+		r = check_page(&a, container_of(n, struct mmu_page, link));
+	slots = mmu_rcu_dereference(mmu->slots);
+	for (i = 0; i < slots->nr && !r; i++)
+		r = check_slot(&a, slots->slots[i]);
+out:
+	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_rcu_read_unlock();
+	free(a.live);
+	return r;
+}

@@ -1,0 +1,1149 @@
+/*
+ * The shadow MMU proper: shadow pages hashed by (gfn, role), their parent
+ * ptes and root pins, rmaps, write tracking of shadowed guest tables, the
+ * fault path, emulated writes to shadowed tables, write protection and
+ * zapping with the prepare/commit split (digest 1.2, 2, 3). Everything
+ * here runs under mmu_lock except mmu_shadow_translate(), the lockless
+ * walk vCPUs do in guest mode, and the entry points that take the lock.
+ * Memslot arrays are memslot.c's; the audit is audit.c's.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "mmu_int.h"
+#include "mmu_rcu.h"
+
+#define MMU_PAGE_ALLOC_SIZE \
+	((sizeof(struct mmu_page) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+#define NONLEAF_SPTE_BITS (SPTE_P | SPTE_W | SPTE_U | SPTE_A | SPTE_MMU_PRESENT)
+
+static_assert(offsetof(struct mmu_page, spt) == 0,
+	      "a non-leaf spte's address is its child mmu_page");
+
+void mmu_assert_locked(struct mmu *mmu)
+{
+#ifndef NDEBUG
+	/* A trylock that succeeds means nobody held it: a bug. */
+	int r = pthread_mutex_trylock(&mmu->mmu_lock);
+
+	if (r == 0) {
+		pthread_mutex_unlock(&mmu->mmu_lock);
+		MMUD_ASSERT(!"mmu_lock not held");
+	}
+#else
+	(void)mmu;
+#endif
+}
+
+/* ---- pte lists ---------------------------------------------------------- */
+
+static struct pte_list_desc *desc_of(uintptr_t val)
+{
+	return (struct pte_list_desc *)(val & ~(uintptr_t)1);
+}
+
+static struct pte_list_desc *desc_take(struct mmu_vcpu *v)
+{
+	MMUD_ASSERT(v->nr_desc_cache > 0);
+	return v->desc_cache[--v->nr_desc_cache];
+}
+
+static void pte_list_add(struct mmu_vcpu *v, struct pte_list_head *head,
+			 _Atomic uint64_t *sptep)
+{
+	struct pte_list_desc *d;
+
+	if (!head->val) {
+		head->val = (uintptr_t)sptep;
+		return;
+	}
+	if (!(head->val & 1)) {
+		d = desc_take(v);
+		memset(d, 0, sizeof(*d));
+		d->sptes[0] = (_Atomic uint64_t *)head->val;
+		d->sptes[1] = sptep;
+		d->spte_count = 2;
+		head->val = (uintptr_t)d | 1;
+		return;
+	}
+	d = desc_of(head->val);
+	if (d->spte_count == PTE_LIST_EXT) {
+		struct pte_list_desc *n = desc_take(v);
+
+		memset(n, 0, sizeof(*n));
+		n->more = d;
+		n->tail_count = d->tail_count + PTE_LIST_EXT;
+		head->val = (uintptr_t)n | 1;
+		d = n;
+	}
+	d->sptes[d->spte_count++] = sptep;
+}
+
+/* Returns false if sptep was not on the list. */
+static bool pte_list_remove(struct pte_list_head *head,
+			    const _Atomic uint64_t *sptep)
+{
+	struct pte_list_desc *h, *d;
+	unsigned i;
+
+	if (!head->val)
+		return false;
+	if (!(head->val & 1)) {
+		if ((const _Atomic uint64_t *)head->val != sptep)
+			return false;
+		head->val = 0;
+		return true;
+	}
+	h = desc_of(head->val);
+	for (d = h; d; d = d->more) {
+		for (i = 0; i < d->spte_count; i++) {
+			if (d->sptes[i] != sptep)
+				continue;
+			/* Fill the hole from the head so tails stay full. */
+			d->sptes[i] = h->sptes[--h->spte_count];
+			h->sptes[h->spte_count] = NULL;
+			if (h->spte_count == 0) {
+				head->val = h->more ? (uintptr_t)h->more | 1 :
+						      0;
+				free(h);
+			}
+			return true;
+		}
+	}
+	return false;
+}
+
+unsigned pte_list_count(const struct pte_list_head *head)
+{
+	struct pte_list_desc *d;
+
+	if (!head->val)
+		return 0;
+	if (!(head->val & 1))
+		return 1;
+	d = desc_of(head->val);
+	return d->spte_count + d->tail_count;
+}
+
+bool pte_list_for_each(const struct pte_list_head *head,
+		       bool (*fn)(_Atomic uint64_t *sptep, void *arg),
+		       void *arg)
+{
+	struct pte_list_desc *d;
+	unsigned i;
+
+	if (!head->val)
+		return true;
+	if (!(head->val & 1))
+		return fn((_Atomic uint64_t *)head->val, arg);
+	for (d = desc_of(head->val); d; d = d->more)
+		for (i = 0; i < d->spte_count; i++)
+			if (!fn(d->sptes[i], arg))
+				return false;
+	return true;
+}
+
+static bool match_sptep(_Atomic uint64_t *sptep, void *arg)
+{
+	return sptep != arg;
+}
+
+bool pte_list_contains(const struct pte_list_head *head,
+		       const _Atomic uint64_t *sptep)
+{
+	return !pte_list_for_each(head, match_sptep, (void *)sptep);
+}
+
+_Atomic uint64_t *pte_list_first(const struct pte_list_head *head)
+{
+	if (!head->val)
+		return NULL;
+	if (!(head->val & 1))
+		return (_Atomic uint64_t *)head->val;
+	return desc_of(head->val)->sptes[0];
+}
+
+/* ---- shadow page helpers ------------------------------------------------ */
+
+static unsigned hash_gfn(gfn_t gfn)
+{
+	return (unsigned)((gfn * 0x9e3779b97f4a7c15ULL) >>
+			  (64 - MMU_HASH_BITS));
+}
+
+static uint64_t level_pages(int level)
+{
+	return 1ULL << (9 * (level - 1));
+}
+
+gfn_t mmu_page_gfn_at(const struct mmu_page *sp, unsigned i)
+{
+	if (sp->role.direct)
+		return sp->gfn + i * level_pages(sp->role.level);
+	return sp->gfns[i];
+}
+
+bool mmu_page_is_obsolete(const struct mmu *mmu, const struct mmu_page *sp)
+{
+	return sp->role.invalid || sp->mmu_valid_gen != mmu->mmu_valid_gen;
+}
+
+struct pte_list_head *mmu_rmap_head(const struct memslot *slot, gfn_t gfn,
+				    int level)
+{
+	unsigned shift = 9 * (unsigned)(level - 1);
+
+	return &slot->meta->rmap[level - 1]
+				[(gfn >> shift) - (slot->base_gfn >> shift)];
+}
+
+/* Stores to sptes are release: a vCPU's acquire load of a non-leaf spte
+ * then sees the initialised child table (mmu_shadow_translate). */
+static void spte_set(_Atomic uint64_t *sptep, uint64_t v)
+{
+	atomic_store_explicit(sptep, v, memory_order_release);
+}
+
+static uint64_t spte_get(const _Atomic uint64_t *sptep)
+{
+	/* Under mmu_lock only we write sptes: relaxed is enough here. */
+	return atomic_load_explicit(sptep, memory_order_relaxed);
+}
+
+static const struct memslot *slot_of(struct mmu *mmu, gfn_t gfn)
+{
+	/* Callers are inside a read-side section or hold slots_lock. */
+	return memslot_lookup(mmu, gfn, NULL);
+}
+
+/* Drop a present leaf spte and its rmap entry. */
+static void drop_spte(struct mmu *mmu, _Atomic uint64_t *sptep)
+{
+	struct mmu_page *sp = sptep_to_page(sptep);
+	gfn_t gfn = mmu_page_gfn_at(sp, (unsigned)(sptep - sp->spt));
+	const struct memslot *slot = slot_of(mmu, gfn);
+	bool found;
+
+	MMUD_ASSERT(slot);
+	found = pte_list_remove(mmu_rmap_head(slot, gfn, sp->role.level),
+				sptep);
+	MMUD_ASSERT(found);
+	(void)found;
+	spte_set(sptep, 0);
+	sp->nr_present--;
+	mmu_stat_add(mmu, MMU_STAT_SPTES, -1);
+	mmu_stat_add(mmu, MMU_STAT_ZAPPED_SPTES, 1);
+}
+
+/* Clear one spte of sp: a leaf loses its rmap entry, a link its parent
+ * entry in the child. Returns true if it was present. */
+static bool zap_pte(struct mmu *mmu, struct mmu_page *sp,
+		    _Atomic uint64_t *sptep)
+{
+	uint64_t spte = spte_get(sptep);
+	bool found;
+
+	if (!is_spte_present(spte))
+		return false;
+	if (is_last_spte(spte, sp->role.level)) {
+		drop_spte(mmu, sptep);
+		return true;
+	}
+	found = pte_list_remove(&spte_to_child_page(spte)->parent_ptes, sptep);
+	MMUD_ASSERT(found);
+	(void)found;
+	spte_set(sptep, 0);
+	sp->nr_present--;
+	return true;
+}
+
+/* Returns true if a writable spte of the gfn was write-protected. */
+static bool account_shadowed(struct mmu *mmu, struct mmu_page *sp)
+{
+	const struct memslot *slot;
+
+	atomic_fetch_add_explicit(&mmu->indirect_shadow_pages, 1,
+				  memory_order_seq_cst);
+	/*
+	 * Pairs with the fence in mmu_emulate_write(): either it sees this
+	 * page and zaps what it derived from the gpte, or the fault path's
+	 * re-read of the gpte (gpte_changed) sees the emulated write.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	slot = slot_of(mmu, sp->gfn);
+	if (!slot)
+		return false;
+	slot->meta->write_track[sp->gfn - slot->base_gfn]++;
+	/* The gfn is a guest page table now: no spte may write it. The
+	 * caller flushes before it drops mmu_lock (digest 2.1). */
+	return mmu_write_protect_gfn_locked(mmu, slot, sp->gfn, true);
+}
+
+static void unaccount_shadowed(struct mmu *mmu, struct mmu_page *sp)
+{
+	const struct memslot *slot = slot_of(mmu, sp->gfn);
+
+	atomic_fetch_sub_explicit(&mmu->indirect_shadow_pages, 1,
+				  memory_order_relaxed);
+	if (!slot)
+		return;
+	MMUD_ASSERT(slot->meta->write_track[sp->gfn - slot->base_gfn] > 0);
+	slot->meta->write_track[sp->gfn - slot->base_gfn]--;
+}
+
+/*
+ * Unlink sp from everything (children, parents, hash, write tracking) and
+ * queue it for freeing; a root still pinned is only marked invalid and
+ * freed by its last mmu_vcpu_unload (digest 3.9). Nothing is freed here:
+ * commit_zap frees after the remote flush.
+ */
+static void prepare_zap(struct mmu *mmu, struct mmu_page *sp,
+			struct list_node *invalid_list)
+{
+	unsigned i;
+	_Atomic uint64_t *parent;
+
+	MMUD_ASSERT(!sp->role.invalid);
+	mmu_stat_add(mmu, MMU_STAT_ZAPPED_PAGES, 1);
+	for (i = 0; i < MMU_PT_ENTRIES; i++)
+		zap_pte(mmu, sp, &sp->spt[i]);
+	while ((parent = pte_list_first(&sp->parent_ptes)))
+		zap_pte(mmu, sptep_to_page(parent), parent);
+	if (!sp->role.direct)
+		unaccount_shadowed(mmu, sp);
+	list_del(&sp->hash_link);
+	sp->role.invalid = 1;
+	list_del(&sp->link);
+	if (sp->root_count) {
+		/* Its vCPUs must drop it before they next enter. */
+		if (mmu->ops)
+			mmu->ops->make_all_request(mmu->opaque,
+						   MMU_REQ_FREE_OBSOLETE_ROOTS,
+						   false);
+		return;
+	}
+	list_add(&sp->link, invalid_list);
+}
+
+void mmu_flush_remote_tlbs(struct mmu *mmu)
+{
+	mmu_stat_add(mmu, MMU_STAT_FLUSHES, 1);
+	/*
+	 * The request broadcast does set-bit, seq_cst fence, read-mode for
+	 * each vCPU: that fence orders our spte stores (unlink, write
+	 * protect) before the mode reads, pairing with the vCPU's fence
+	 * between its IN_GUEST_MODE store and its first spte load (digest
+	 * 1.2 pairing (b)). With wait it returns when every vCPU that was
+	 * in guest mode has left it, so none holds a stale translation.
+	 */
+	if (mmu->ops)
+		mmu->ops->make_all_request(mmu->opaque, MMU_REQ_TLB_FLUSH,
+					   true);
+}
+
+static void free_page(struct mmu *mmu, struct mmu_page *sp)
+{
+	mmu->nr_pages--;
+	free(sp);
+}
+
+/* Free what prepare_zap queued, after the flush with wait (seed 001). */
+static void commit_zap(struct mmu *mmu, struct list_node *invalid_list)
+{
+	if (list_empty(invalid_list))
+		return;
+	mmu_flush_remote_tlbs(mmu);
+	while (!list_empty(invalid_list)) {
+		struct mmu_page *sp =
+			container_of(invalid_list->next, struct mmu_page, link);
+
+		list_del(&sp->link);
+		MMUD_ASSERT(sp->nr_present == 0 && !sp->parent_ptes.val &&
+			    !sp->root_count);
+		free_page(mmu, sp);
+	}
+}
+
+static struct mmu_page *find_page(struct mmu *mmu, gfn_t gfn,
+				  union mmu_page_role role)
+{
+	struct list_node *h = &mmu->hash[hash_gfn(gfn)], *n;
+
+	for (n = h->next; n != h; n = n->next) {
+		struct mmu_page *sp =
+			container_of(n, struct mmu_page, hash_link);
+
+		if (sp->gfn == gfn && sp->role.word == role.word &&
+		    !mmu_page_is_obsolete(mmu, sp))
+			return sp;
+	}
+	return NULL;
+}
+
+static struct mmu_page *get_page(struct mmu_vcpu *v, gfn_t gfn,
+				 union mmu_page_role role, bool *flush)
+{
+	struct mmu *mmu = v->mmu;
+	struct mmu_page *sp = find_page(mmu, gfn, role);
+
+	if (sp)
+		return sp;
+	MMUD_ASSERT(v->nr_page_cache > 0);
+	sp = v->page_cache[--v->nr_page_cache];
+	memset(sp, 0, sizeof(*sp));
+	sp->gfn = gfn;
+	sp->role = role;
+	sp->mmu_valid_gen = mmu->mmu_valid_gen;
+	list_add(&sp->link, &mmu->active_pages);
+	list_add(&sp->hash_link, &mmu->hash[hash_gfn(gfn)]);
+	mmu->nr_pages++;
+	if (!role.direct && account_shadowed(mmu, sp))
+		*flush = true;
+	return sp;
+}
+
+/*
+ * The child page behind *sptep for (gfn, role): reuse the linked one only
+ * if both match (the 2026 use-after-frees: the guest's tables can change
+ * without a trap when the host writes guest memory); otherwise zap the
+ * old link first, then link the right page. *flush is set when a present
+ * spte was dropped.
+ */
+static struct mmu_page *get_child(struct mmu_vcpu *v, struct mmu_page *parent,
+				  _Atomic uint64_t *sptep, gfn_t gfn,
+				  union mmu_page_role role, bool *flush)
+{
+	struct mmu *mmu = v->mmu;
+	uint64_t spte = spte_get(sptep);
+	struct mmu_page *child;
+
+	if (is_spte_present(spte)) {
+		child = spte_to_child_page(spte);
+		if (child->gfn == gfn && child->role.word == role.word)
+			return child;
+		zap_pte(mmu, parent, sptep);
+		*flush = true;
+	}
+	child = get_page(v, gfn, role, flush);
+	pte_list_add(v, &child->parent_ptes, sptep);
+	spte_set(sptep, NONLEAF_SPTE_BITS | (uint64_t)(uintptr_t)child);
+	parent->nr_present++;
+	return child;
+}
+
+static bool wp_one(_Atomic uint64_t *sptep, void *arg)
+{
+	uint64_t *acc = arg, spte = spte_get(sptep);
+	uint64_t clear = SPTE_W | (acc[0] ? SPTE_MMU_WRITABLE : 0);
+
+	if (spte & clear) {
+		spte_set(sptep, spte & ~clear);
+		if (spte & SPTE_W)
+			acc[1] = 1;
+	}
+	return true;
+}
+
+bool mmu_write_protect_gfn_locked(struct mmu *mmu, const struct memslot *slot,
+				  gfn_t gfn, bool clear_mmu_writable)
+{
+	uint64_t acc[2] = { clear_mmu_writable, 0 };
+	int level;
+
+	mmu_assert_locked(mmu);
+	for (level = 1; level <= MMU_NR_LEAF_LEVELS; level++)
+		pte_list_for_each(mmu_rmap_head(slot, gfn, level), wp_one, acc);
+	if (acc[1])
+		mmu_stat_add(mmu, MMU_STAT_WRITE_PROTECTS, 1);
+	return acc[1];
+}
+
+/* ---- MMU object and vCPUs -------------------------------------------- */
+
+struct mmu *mmu_create(const struct mmu_vcpu_ops *ops, void *opaque)
+{
+	struct mmu *mmu = calloc(1, sizeof(*mmu));
+	unsigned i;
+
+	if (!mmu)
+		return NULL;
+	mmu->slots = memslots_alloc(0);
+	if (!mmu->slots) {
+		free(mmu);
+		return NULL;
+	}
+	pthread_mutex_init(&mmu->slots_lock, NULL);
+	pthread_mutex_init(&mmu->mmu_lock, NULL);
+	list_init(&mmu->active_pages);
+	for (i = 0; i < MMU_HASH_SIZE; i++)
+		list_init(&mmu->hash[i]);
+	mmu->ops = ops;
+	mmu->opaque = opaque;
+	return mmu;
+}
+
+void mmu_destroy(struct mmu *mmu)
+{
+	if (!mmu)
+		return;
+	mmu_zap_all(mmu);
+	MMUD_ASSERT(mmu->nr_pages == 0);
+	memslots_free_all(mmu);
+	pthread_mutex_destroy(&mmu->slots_lock);
+	pthread_mutex_destroy(&mmu->mmu_lock);
+	free(mmu);
+}
+
+struct mmu_vcpu *mmu_vcpu_create(struct mmu *mmu, unsigned index)
+{
+	struct mmu_vcpu *v = calloc(1, sizeof(*v));
+
+	if (v) {
+		v->mmu = mmu;
+		v->index = index;
+	}
+	return v;
+}
+
+void mmu_vcpu_destroy(struct mmu_vcpu *v)
+{
+	if (!v)
+		return;
+	mmu_vcpu_unload(v);
+	while (v->nr_page_cache)
+		free(v->page_cache[--v->nr_page_cache]);
+	while (v->nr_desc_cache)
+		free(v->desc_cache[--v->nr_desc_cache]);
+	free(v);
+}
+
+/* Allocate outside mmu_lock what one fault can consume. */
+static int topup_caches(struct mmu_vcpu *v)
+{
+	while (v->nr_page_cache < MMU_CACHE_PAGES) {
+		void *p = aligned_alloc(PAGE_SIZE, MMU_PAGE_ALLOC_SIZE);
+
+		if (!p)
+			return -ENOMEM;
+		v->page_cache[v->nr_page_cache++] = p;
+	}
+	while (v->nr_desc_cache < MMU_CACHE_DESCS) {
+		void *p = malloc(sizeof(struct pte_list_desc));
+
+		if (!p)
+			return -ENOMEM;
+		v->desc_cache[v->nr_desc_cache++] = p;
+	}
+	return 0;
+}
+
+static union mmu_page_role root_role(const struct mmu_cpu_state *cpu)
+{
+	bool wp = cpu->cr0 & X86_CR0_WP;
+	union mmu_page_role r = { .word = 0 };
+
+	r.level = MMU_ROOT_LEVEL;
+	r.access = MMU_ACC_ALL;
+	r.cr0_wp = wp;
+	r.efer_nx = !!(cpu->efer & X86_EFER_NXE);
+	r.smep_andnot_wp = (cpu->cr4 & X86_CR4_SMEP) && !wp;
+	r.smap_andnot_wp = (cpu->cr4 & X86_CR4_SMAP) && !wp;
+	return r;
+}
+
+static gfn_t cr3_gfn(const struct mmu_cpu_state *cpu)
+{
+	return (cpu->cr3 & ((1ULL << MMU_GUEST_MAXPHYADDR) - 1)) >> PAGE_SHIFT;
+}
+
+/* Drop v's root pin; a zapped root is freed with its last pin. */
+static void put_root_locked(struct mmu_vcpu *v, struct list_node *invalid)
+{
+	struct mmu_page *sp = v->root;
+
+	if (!sp)
+		return;
+	v->root = NULL;
+	MMUD_ASSERT(sp->root_count > 0);
+	if (--sp->root_count == 0 && sp->role.invalid)
+		list_add(&sp->link, invalid);
+}
+
+void mmu_vcpu_unload(struct mmu_vcpu *v)
+{
+	struct list_node invalid;
+
+	list_init(&invalid);
+	pthread_mutex_lock(&v->mmu->mmu_lock);
+	put_root_locked(v, &invalid);
+	commit_zap(v->mmu, &invalid);
+	pthread_mutex_unlock(&v->mmu->mmu_lock);
+}
+
+void mmu_vcpu_free_obsolete_roots(struct mmu_vcpu *v)
+{
+	struct list_node invalid;
+
+	list_init(&invalid);
+	pthread_mutex_lock(&v->mmu->mmu_lock);
+	if (v->root && mmu_page_is_obsolete(v->mmu, v->root))
+		put_root_locked(v, &invalid);
+	commit_zap(v->mmu, &invalid);
+	pthread_mutex_unlock(&v->mmu->mmu_lock);
+}
+
+const _Atomic uint64_t *mmu_vcpu_root(const struct mmu_vcpu *v)
+{
+	return v->root ? v->root->spt : NULL;
+}
+
+int mmu_vcpu_load(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu)
+{
+	struct mmu *mmu = v->mmu;
+	union mmu_page_role role = root_role(cpu);
+	gfn_t gfn = cr3_gfn(cpu);
+	struct list_node invalid;
+	const struct memslot *slot;
+	bool flush = false;
+	int ret;
+
+	/* A zapped root is dropped on MMU_REQ_FREE_OBSOLETE_ROOTS or by a
+	 * fault that finds it obsolete, both by this thread. */
+	if (v->root && v->root_gfn == gfn && v->root_role.word == role.word)
+		return 0;
+	ret = topup_caches(v);
+	if (ret)
+		return ret;
+	list_init(&invalid);
+	/*
+	 * Seed 000 race (b): the slot check and the root's creation are in
+	 * one read-side section, so a delete's grace period waits for us and
+	 * its zap then finds (and invalidates) this root.
+	 */
+	mmu_rcu_read_lock();
+	slot = memslot_lookup(mmu, gfn, &v->slot_hint);
+	pthread_mutex_lock(&mmu->mmu_lock);
+	put_root_locked(v, &invalid);
+	if (slot && !(slot->flags & MEMSLOT_INVALID)) {
+		struct mmu_page *sp = get_page(v, gfn, role, &flush);
+
+		sp->root_count++;
+		v->root = sp;
+		v->root_gfn = gfn;
+		v->root_role = role;
+	}
+	if (flush && list_empty(&invalid))
+		mmu_flush_remote_tlbs(mmu);
+	commit_zap(mmu, &invalid);
+	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_rcu_read_unlock();
+	return 0;
+}
+
+/* ---- the fault path ------------------------------------------------------ */
+
+/* Re-read the gpte the walk used at level (its table is write-tracked or
+ * in the root by now): the guest may have changed it since the walk. */
+static bool gpte_changed(struct mmu_vcpu *v, gva_t gva,
+			 const struct mmu_walk *w, int level)
+{
+	const struct memslot *s =
+		memslot_lookup(v->mmu, w->table_gfn[level], &v->slot_hint);
+	_Atomic uint64_t *p;
+
+	if (!s || (s->flags & MEMSLOT_INVALID))
+		return true;
+	p = (_Atomic uint64_t *)(uintptr_t)(memslot_gfn_to_hva(
+						    s, w->table_gfn[level]) +
+					    spte_index(gva, level) * 8);
+	return atomic_load_explicit(p, memory_order_acquire) != w->gpte[level];
+}
+
+static bool gfn_write_tracked(const struct memslot *slot, gfn_t gfn)
+{
+	return slot->meta->write_track[gfn - slot->base_gfn] != 0;
+}
+
+/* Install the leaf spte for gfn at *sptep in sp (level 1). */
+static enum mmu_fault_result set_spte(struct mmu_vcpu *v, struct mmu_page *sp,
+				      _Atomic uint64_t *sptep, gfn_t gfn,
+				      const struct memslot *slot, unsigned acc,
+				      bool write, bool *flush)
+{
+	struct mmu *mmu = v->mmu;
+	unsigned i = (unsigned)(sptep - sp->spt);
+	hva_t hva = memslot_gfn_to_hva(slot, gfn);
+	uint64_t old = spte_get(sptep);
+	uint64_t new = SPTE_P | SPTE_MMU_PRESENT | SPTE_A | hva;
+	enum mmu_fault_result res = MMU_FAULT_FIXED;
+	bool host_writable = !(slot->flags & MEMSLOT_READONLY);
+
+	if (acc & MMU_ACC_USER)
+		new |= SPTE_U;
+	if (!(acc & MMU_ACC_EXEC))
+		new |= SPTE_NX;
+	if (host_writable)
+		new |= SPTE_HOST_WRITABLE;
+	if ((acc & MMU_ACC_WRITE) && host_writable) {
+		if (gfn_write_tracked(slot, gfn)) {
+			/* A shadowed guest table: writes are emulated. */
+			if (write)
+				res = MMU_FAULT_EMULATE;
+		} else {
+			new |= SPTE_W | SPTE_MMU_WRITABLE | SPTE_D;
+			/* Logged before the spte can be written through. */
+			memslot_mark_dirty(slot, gfn);
+		}
+	}
+	if (is_spte_present(old)) {
+		if (spte_to_hva(old) != hva || mmu_page_gfn_at(sp, i) != gfn) {
+			/* Never overwrite a present spte (CVE-2026-23401). */
+			drop_spte(mmu, sptep);
+			*flush = true;
+			old = 0;
+		} else if ((old & SPTE_W) && !(new &SPTE_W)) {
+			*flush = true;
+		}
+	}
+	if (!sp->role.direct)
+		sp->gfns[i] = gfn;
+	spte_set(sptep, new);
+	if (!is_spte_present(old)) {
+		pte_list_add(v, mmu_rmap_head(slot, gfn, 1), sptep);
+		sp->nr_present++;
+		mmu_stat_add(mmu, MMU_STAT_SPTES, 1);
+	}
+	return res;
+}
+
+static union mmu_page_role child_role(union mmu_page_role parent, bool direct,
+				      unsigned access)
+{
+	union mmu_page_role r = parent;
+
+	r.level = parent.level - 1;
+	r.direct = direct;
+	r.access = access;
+	return r;
+}
+
+/* Under mmu_lock: build the shadow path for w and install the leaf. */
+static enum mmu_fault_result fetch(struct mmu_vcpu *v, gva_t gva,
+				   unsigned access, const struct mmu_walk *w,
+				   const struct memslot *slot, uint64_t seq,
+				   bool *flush)
+{
+	struct mmu *mmu = v->mmu;
+	struct mmu_page *sp = v->root;
+	bool write = access & MMU_ACCESS_WRITE;
+	gfn_t gfn = w->gpa >> PAGE_SHIFT;
+	unsigned leaf_acc = w->pte_access;
+	int level;
+
+	/* Pairs with the release bump in invalidate_slot(): a memslot
+	 * update that started after our snapshot forces a retry. */
+	if (atomic_load_explicit(&mmu->invalidate_seq, memory_order_acquire) !=
+	    seq)
+		return MMU_FAULT_RETRY;
+	if (!sp || v->root_gfn != w->table_gfn[MMU_ROOT_LEVEL])
+		return MMU_FAULT_RETRY;
+	if (gpte_changed(v, gva, w, MMU_ROOT_LEVEL))
+		return MMU_FAULT_RETRY;
+	for (level = MMU_ROOT_LEVEL; level > w->level; level--) {
+		_Atomic uint64_t *sptep = &sp->spt[spte_index(gva, level)];
+
+		sp = get_child(v, sp, sptep, w->table_gfn[level - 1],
+			       child_role(sp->role, false, w->access[level]),
+			       flush);
+		/* The table is write-tracked now; if the gpte changed since
+		 * the walk, the walk is stale. */
+		if (gpte_changed(v, gva, w, level - 1))
+			return MMU_FAULT_RETRY;
+	}
+	/* A clean gpte maps read-only until the first write sets D. */
+	if (!write && !(w->gpte[w->level] & SPTE_D))
+		leaf_acc &= ~MMU_ACC_WRITE;
+	/*
+	 * A guest large page: direct pages split it into 4 KiB sptes. The
+	 * child of a level-L spte covers level_pages(L) gfns.
+	 */
+	for (level = w->level; level > 1; level--) {
+		_Atomic uint64_t *sptep = &sp->spt[spte_index(gva, level)];
+
+		sp = get_child(v, sp, sptep, gfn & ~(level_pages(level) - 1),
+			       child_role(sp->role, true, leaf_acc), flush);
+	}
+	return set_spte(v, sp, &sp->spt[spte_index(gva, 1)], gfn, slot,
+			leaf_acc, write, flush);
+}
+
+int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
+		   gva_t gva, unsigned access, struct mmu_fault_info *info)
+{
+	struct mmu *mmu = v->mmu;
+	const struct memslot *slot;
+	struct list_node invalid;
+	struct mmu_walk w;
+	uint64_t seq;
+	bool flush = false;
+	int ret;
+
+	ret = topup_caches(v);
+	if (ret)
+		return ret;
+	list_init(&invalid);
+	info->gpa = 0;
+	info->error_code = 0;
+	mmu_rcu_read_lock();
+	/* Snapshot before looking at memslots (digest 1.1, 4.5); acquire
+	 * pairs with the release bump in invalidate_slot(). */
+	seq = atomic_load_explicit(&mmu->invalidate_seq, memory_order_acquire);
+	switch (mmu_walk_guest(v, cpu, gva, access, &w)) {
+	case MMU_WALK_RETRY:
+		ret = MMU_FAULT_RETRY;
+		goto out;
+	case MMU_WALK_FAULT:
+		info->error_code = w.error_code;
+		ret = MMU_FAULT_GUEST_PF;
+		goto out;
+	case MMU_WALK_OK:
+		break;
+	}
+	info->gpa = w.gpa;
+	slot = memslot_lookup(mmu, w.gpa >> PAGE_SHIFT, &v->slot_hint);
+	if (slot && (slot->flags & MEMSLOT_INVALID)) {
+		/* Being deleted or moved: never treat it as MMIO. */
+		ret = MMU_FAULT_RETRY;
+		goto out;
+	}
+	if (!slot ||
+	    ((access & MMU_ACCESS_WRITE) && (slot->flags & MEMSLOT_READONLY))) {
+		ret = MMU_FAULT_MMIO;
+		goto out;
+	}
+	if ((access & MMU_ACCESS_WRITE) && !(w.pte_access & MMU_ACC_WRITE)) {
+		/* Supervisor write under CR0.WP=0 to a read-only page: the
+		 * guest may, no spte may (sptes are checked as with WP=1). */
+		ret = MMU_FAULT_EMULATE;
+		goto out;
+	}
+	pthread_mutex_lock(&mmu->mmu_lock);
+	if (v->root && mmu_page_is_obsolete(mmu, v->root)) {
+		/* Zapped under us: never build on an obsolete root. */
+		put_root_locked(v, &invalid);
+		ret = MMU_FAULT_RETRY;
+	} else {
+		ret = fetch(v, gva, access, &w, slot, seq, &flush);
+	}
+	/* Write protection or a dropped spte must reach every vCPU before
+	 * mmu_lock is released (digest 2.1). */
+	if (flush && list_empty(&invalid))
+		mmu_flush_remote_tlbs(mmu);
+	commit_zap(mmu, &invalid);
+	pthread_mutex_unlock(&mmu->mmu_lock);
+out:
+	mmu_rcu_read_unlock();
+	switch (ret) {
+	case MMU_FAULT_FIXED:
+		mmu_stat_add(mmu, MMU_STAT_FAULT_FIXED, 1);
+		break;
+	case MMU_FAULT_RETRY:
+		mmu_stat_add(mmu, MMU_STAT_FAULT_RETRY, 1);
+		break;
+	case MMU_FAULT_GUEST_PF:
+		mmu_stat_add(mmu, MMU_STAT_FAULT_GUEST_PF, 1);
+		break;
+	case MMU_FAULT_MMIO:
+		mmu_stat_add(mmu, MMU_STAT_FAULT_MMIO, 1);
+		break;
+	case MMU_FAULT_EMULATE:
+		mmu_stat_add(mmu, MMU_STAT_FAULT_EMULATE, 1);
+		break;
+	}
+	return ret;
+}
+
+int mmu_shadow_translate(const _Atomic uint64_t *root, gva_t gva,
+			 unsigned access, const struct mmu_cpu_state *cpu,
+			 hva_t *hva)
+{
+	const _Atomic uint64_t *table = root;
+	bool write = access & MMU_ACCESS_WRITE;
+	bool fetch_ = access & MMU_ACCESS_FETCH;
+	bool implicit = access & MMU_ACCESS_IMPLICIT;
+	bool user = cpu->cpl == 3 && !implicit;
+	int level;
+
+	for (level = MMU_ROOT_LEVEL; table; level--) {
+		/* Acquire: pairs with the release store in spte_set(), so a
+		 * linked child table is seen initialised. A table unlinked
+		 * concurrently is not freed before this vCPU leaves guest
+		 * mode (commit_zap's flush with wait). */
+		uint64_t spte = atomic_load_explicit(
+			&table[spte_index(gva, level)], memory_order_acquire);
+
+		if (!(spte & SPTE_P))
+			return -EFAULT;
+		if (!is_last_spte(spte, level)) {
+			table = (const _Atomic uint64_t *)(uintptr_t)
+				spte_to_hva(spte);
+			continue;
+		}
+		if (write && !(spte & SPTE_W))
+			return -EFAULT;
+		if (user && !(spte & SPTE_U))
+			return -EFAULT;
+		if (fetch_ && (spte & SPTE_NX))
+			return -EFAULT;
+		if (!user && (spte & SPTE_U)) {
+			if (fetch_ && (cpu->cr4 & X86_CR4_SMEP))
+				return -EFAULT;
+			if (!fetch_ && (cpu->cr4 & X86_CR4_SMAP) &&
+			    (implicit || !(cpu->rflags & X86_RFLAGS_AC)))
+				return -EFAULT;
+		}
+		*hva = spte_to_hva(spte) | (gva & (PAGE_SIZE - 1));
+		return 0;
+	}
+	return -EFAULT;
+}
+
+/* ---- emulated writes, write protection, zapping ------------------------ */
+
+int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val, unsigned len)
+{
+	struct mmu *mmu = v->mmu;
+	gfn_t gfn = gpa >> PAGE_SHIFT;
+	const struct memslot *slot;
+	struct list_node invalid, *h, *n, *next;
+	bool flush = false, misaligned;
+	void *p;
+	int ret = 0;
+
+	if ((len != 1 && len != 2 && len != 4 && len != 8) ||
+	    (gpa & (PAGE_SIZE - 1)) + len > PAGE_SIZE)
+		return -EINVAL;
+	mmu_rcu_read_lock();
+	slot = memslot_lookup(mmu, gfn, &v->slot_hint);
+	if (!slot || (slot->flags & MEMSLOT_READONLY)) {
+		mmu_stat_add(mmu, MMU_STAT_FAULT_MMIO, 1);
+		goto out;
+	}
+	if (slot->flags & MEMSLOT_INVALID) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	p = (void *)(uintptr_t)(memslot_gfn_to_hva(slot, gfn) +
+				(gpa & (PAGE_SIZE - 1)));
+	/* Release stores of the access width (DESIGN.md: guest memory is
+	 * shared memory). */
+	switch (len) {
+	case 1:
+		atomic_store_explicit((_Atomic uint8_t *)p, (uint8_t)val,
+				      memory_order_release);
+		break;
+	case 2:
+		atomic_store_explicit((_Atomic uint16_t *)p, (uint16_t)val,
+				      memory_order_release);
+		break;
+	case 4:
+		atomic_store_explicit((_Atomic uint32_t *)p, (uint32_t)val,
+				      memory_order_release);
+		break;
+	default:
+		atomic_store_explicit((_Atomic uint64_t *)p, val,
+				      memory_order_release);
+		break;
+	}
+	memslot_mark_dirty(slot, gfn);
+	mmu_stat_add(mmu, MMU_STAT_EMULATED_WRITES, 1);
+	/* Pairs with the fence in account_shadowed() (digest 4.5). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load_explicit(&mmu->indirect_shadow_pages,
+				  memory_order_relaxed))
+		goto out;
+	list_init(&invalid);
+	misaligned = (gpa & 7) + len > 8;
+	pthread_mutex_lock(&mmu->mmu_lock);
+	h = &mmu->hash[hash_gfn(gfn)];
+	for (n = h->next; n != h; n = next) {
+		struct mmu_page *sp =
+			container_of(n, struct mmu_page, hash_link);
+
+		next = n->next;
+		if (sp->gfn != gfn || sp->role.direct ||
+		    mmu_page_is_obsolete(mmu, sp))
+			continue;
+		if (misaligned)
+			prepare_zap(mmu, sp, &invalid);
+		else
+			flush |= zap_pte(mmu, sp,
+					 &sp->spt[(gpa & (PAGE_SIZE - 1)) / 8]);
+	}
+	if (flush && list_empty(&invalid))
+		mmu_flush_remote_tlbs(mmu);
+	commit_zap(mmu, &invalid);
+	pthread_mutex_unlock(&mmu->mmu_lock);
+out:
+	mmu_rcu_read_unlock();
+	return ret;
+}
+
+bool mmu_write_protect_gfn(struct mmu *mmu, gfn_t gfn)
+{
+	const struct memslot *slot;
+	bool flush = false;
+
+	mmu_rcu_read_lock();
+	slot = memslot_lookup(mmu, gfn, NULL);
+	if (slot) {
+		pthread_mutex_lock(&mmu->mmu_lock);
+		flush = mmu_write_protect_gfn_locked(mmu, slot, gfn, false);
+		if (flush)
+			mmu_flush_remote_tlbs(mmu);
+		pthread_mutex_unlock(&mmu->mmu_lock);
+	}
+	mmu_rcu_read_unlock();
+	return flush;
+}
+
+void mmu_write_protect_slot(struct mmu *mmu, const struct memslot *slot)
+{
+	bool flush = false;
+	uint64_t i;
+
+	mmu_rcu_read_lock();
+	pthread_mutex_lock(&mmu->mmu_lock);
+	for (i = 0; i < slot->npages; i++)
+		flush |= mmu_write_protect_gfn_locked(
+			mmu, slot, slot->base_gfn + i, false);
+	if (flush)
+		mmu_flush_remote_tlbs(mmu);
+	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_rcu_read_unlock();
+}
+
+/* Drop every leaf spte of [start, end) within slot. */
+static bool zap_rmaps_locked(struct mmu *mmu, const struct memslot *slot,
+			     gfn_t start, gfn_t end)
+{
+	bool flush = false;
+	gfn_t gfn;
+	int level;
+
+	for (gfn = start; gfn < end; gfn++) {
+		for (level = 1; level <= MMU_NR_LEAF_LEVELS; level++) {
+			struct pte_list_head *h =
+				mmu_rmap_head(slot, gfn, level);
+			_Atomic uint64_t *sptep;
+
+			while ((sptep = pte_list_first(h))) {
+				drop_spte(mmu, sptep);
+				flush = true;
+			}
+		}
+	}
+	return flush;
+}
+
+void mmu_zap_gfn_range(struct mmu *mmu, gfn_t start, gfn_t end)
+{
+	struct memslots *slots;
+	bool flush = false;
+	unsigned i;
+
+	mmu_rcu_read_lock();
+	slots = mmu_rcu_dereference(mmu->slots);
+	pthread_mutex_lock(&mmu->mmu_lock);
+	for (i = 0; i < slots->nr; i++) {
+		const struct memslot *s = slots->slots[i];
+		gfn_t lo = start > s->base_gfn ? start : s->base_gfn;
+		gfn_t hi = end < s->base_gfn + s->npages ?
+				   end :
+				   s->base_gfn + s->npages;
+
+		if (lo < hi)
+			flush |= zap_rmaps_locked(mmu, s, lo, hi);
+	}
+	atomic_fetch_add_explicit(&mmu->invalidate_seq, 1,
+				  memory_order_release);
+	if (flush)
+		mmu_flush_remote_tlbs(mmu);
+	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_rcu_read_unlock();
+}
+
+void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot)
+{
+	struct list_node invalid, *n, *next;
+	bool flush;
+
+	list_init(&invalid);
+	mmu_rcu_read_lock();
+	pthread_mutex_lock(&mmu->mmu_lock);
+	flush = zap_rmaps_locked(mmu, slot, slot->base_gfn,
+				 slot->base_gfn + slot->npages);
+	/*
+	 * Pages shadowing gfns of the slot keep their write-track counts in
+	 * its metadata, which is about to be freed: they go too (KVM's
+	 * kvm_mmu_zap_memslot_pages_and_flush).
+	 */
+	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = next) {
+		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+
+		next = n->next;
+		if (sp->gfn >= slot->base_gfn &&
+		    sp->gfn - slot->base_gfn < slot->npages)
+			prepare_zap(mmu, sp, &invalid);
+	}
+	if (flush && list_empty(&invalid))
+		mmu_flush_remote_tlbs(mmu);
+	commit_zap(mmu, &invalid);
+	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_rcu_read_unlock();
+}
+
+void mmu_zap_all(struct mmu *mmu)
+{
+	struct list_node invalid, *n, *next;
+
+	list_init(&invalid);
+	mmu_rcu_read_lock();
+	pthread_mutex_lock(&mmu->mmu_lock);
+	/* prepare_zap only moves the page it zaps: the next pointer taken
+	 * before it stays valid. */
+	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = next) {
+		next = n->next;
+		prepare_zap(mmu, container_of(n, struct mmu_page, link),
+			    &invalid);
+	}
+	atomic_fetch_add_explicit(&mmu->invalidate_seq, 1,
+				  memory_order_release);
+	commit_zap(mmu, &invalid);
+	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_rcu_read_unlock();
+}
+
+void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st)
+{
+	uint64_t c[MMU_STAT_NR];
+	unsigned i;
+
+	for (i = 0; i < MMU_STAT_NR; i++)
+		c[i] = atomic_load_explicit(&mmu->stats.c[i],
+					    memory_order_relaxed);
+	pthread_mutex_lock(&mmu->mmu_lock);
+	st->pages = mmu->nr_pages;
+	pthread_mutex_unlock(&mmu->mmu_lock);
+	st->sptes = c[MMU_STAT_SPTES];
+	st->faults_fixed = c[MMU_STAT_FAULT_FIXED];
+	st->faults_guest_pf = c[MMU_STAT_FAULT_GUEST_PF];
+	st->faults_mmio = c[MMU_STAT_FAULT_MMIO];
+	st->faults_emulate = c[MMU_STAT_FAULT_EMULATE];
+	st->retries = c[MMU_STAT_FAULT_RETRY];
+	st->zapped_pages = c[MMU_STAT_ZAPPED_PAGES];
+	st->zapped_sptes = c[MMU_STAT_ZAPPED_SPTES];
+	st->flushes = c[MMU_STAT_FLUSHES];
+	st->write_protects = c[MMU_STAT_WRITE_PROTECTS];
+	st->emulated_writes = c[MMU_STAT_EMULATED_WRITES];
+}

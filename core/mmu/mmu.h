@@ -1,0 +1,368 @@
+/*
+ * core/mmu: the shadow MMU of one VM, built the way KVM's x86 shadow MMU
+ * is (shared/reference/kvm-mmu-digest.md). It owns the memslot set, the
+ * shadow page tables and their metadata (hash, rmaps, parent ptes, write
+ * tracking), the guest page-table walker and the audit. It has no threads
+ * and does no I/O: vCPU threads call the fault path, the control plane
+ * calls the memslot functions, and the MMU reaches vCPUs only through the
+ * struct mmu_vcpu_ops interface below (implemented by core/vcpu).
+ *
+ * Threads that call into the MMU must be registered with
+ * mmu_rcu_register_thread() (mmu_rcu.h).
+ */
+#ifndef MMUD_MMU_H
+#define MMUD_MMU_H
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+
+/* ---- sptes ------------------------------------------------------------ */
+
+/*
+ * An spte is an x86-64 paging-structure entry whose address field holds a
+ * host virtual address (< 2^47) instead of a physical one, so the software
+ * CPU walks shadow tables exactly as hardware walks page tables. Non-leaf
+ * sptes are always P|W|U|A with NX clear: permissions live in the leaves.
+ * Part 1 installs 4 KiB leaves only (guest large pages are shadowed by
+ * direct pages); PS is defined for part 2.
+ */
+#define SPTE_P (1ULL << 0)
+#define SPTE_W (1ULL << 1)
+#define SPTE_U (1ULL << 2)
+#define SPTE_A (1ULL << 5)
+#define SPTE_D (1ULL << 6)
+#define SPTE_PS (1ULL << 7)
+/* Software: the host mapping allows writes (not a READONLY slot). */
+#define SPTE_HOST_WRITABLE (1ULL << 9)
+/* Software: the MMU allows W (the gfn is not a shadowed page table). */
+#define SPTE_MMU_WRITABLE (1ULL << 10)
+/* Software: a real mapping (set on every installed spte). */
+#define SPTE_MMU_PRESENT (1ULL << 11)
+#define SPTE_NX (1ULL << 63)
+#define SPTE_ADDR_MASK 0x00007ffffffff000ULL /* bits 12..46 */
+
+static_assert(SPTE_P == 0x1 && SPTE_W == 0x2 && SPTE_U == 0x4,
+	      "x86 PTE P/W/U bits");
+static_assert(SPTE_A == 0x20 && SPTE_D == 0x40 && SPTE_PS == 0x80,
+	      "x86 PTE A/D/PS bits");
+static_assert(SPTE_NX == 0x8000000000000000ULL, "x86 PTE XD bit");
+static_assert(((SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE | SPTE_MMU_PRESENT) &
+	       0xe00) == (SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE |
+			  SPTE_MMU_PRESENT),
+	      "software bits live in bits 9-11, ignored by x86 walkers");
+static_assert((SPTE_ADDR_MASK & 0xfff) == 0 && (SPTE_ADDR_MASK >> 47) == 0,
+	      "frame field holds a page-aligned host address below 2^47");
+
+#define MMU_PT_ENTRIES 512
+#define MMU_ROOT_LEVEL 4
+
+static inline bool is_spte_present(uint64_t spte)
+{
+	return spte & SPTE_MMU_PRESENT;
+}
+
+static inline hva_t spte_to_hva(uint64_t spte)
+{
+	return spte & SPTE_ADDR_MASK;
+}
+
+static inline unsigned spte_index(gva_t gva, int level)
+{
+	return (gva >> (PAGE_SHIFT + 9 * (level - 1))) & 511;
+}
+
+/* ---- guest CPU state and accesses ------------------------------------- */
+
+#define X86_CR0_WP (1ULL << 16)
+#define X86_CR0_PG (1ULL << 31)
+#define X86_CR4_PAE (1ULL << 5)
+#define X86_CR4_SMEP (1ULL << 20)
+#define X86_CR4_SMAP (1ULL << 21)
+#define X86_EFER_NXE (1ULL << 11)
+#define X86_RFLAGS_AC (1ULL << 18)
+
+/* The part of the vCPU state address translation depends on. */
+struct mmu_cpu_state {
+	uint64_t cr0, cr3, cr4, efer, rflags;
+	unsigned cpl;
+};
+
+/* An access: flags combined. */
+#define MMU_ACCESS_READ 0u
+#define MMU_ACCESS_WRITE (1u << 0)
+#define MMU_ACCESS_FETCH (1u << 1)
+/* Implicit supervisor access (descriptor tables...), even at CPL 3. */
+#define MMU_ACCESS_IMPLICIT (1u << 2)
+
+/* #PF error code bits (SDM vol. 3, 4.7). */
+#define PFERR_PRESENT (1u << 0)
+#define PFERR_WRITE (1u << 1)
+#define PFERR_USER (1u << 2)
+#define PFERR_RSVD (1u << 3)
+#define PFERR_FETCH (1u << 4)
+
+/* Guest MAXPHYADDR (CPUID 0x80000008, DESIGN.md section 2). */
+#define MMU_GUEST_MAXPHYADDR 46
+#define MMU_GFN_LIMIT (1ULL << (MMU_GUEST_MAXPHYADDR - PAGE_SHIFT))
+
+/* ---- the VM's MMU and the vCPU interface ------------------------------ */
+
+enum mmu_vcpu_mode {
+	OUTSIDE_GUEST_MODE,
+	IN_GUEST_MODE,
+	EXITING_GUEST_MODE,
+	READING_SHADOW_PAGE_TABLES,
+};
+
+/* Request bits the MMU makes of vCPUs (core/vcpu owns the others). */
+enum mmu_request {
+	/* Drop every cached translation (soft TLB, decoded blocks). */
+	MMU_REQ_TLB_FLUSH = 0,
+	/* Call mmu_vcpu_free_obsolete_roots() before entering guest mode. */
+	MMU_REQ_FREE_OBSOLETE_ROOTS = 1,
+};
+
+/*
+ * Implemented by core/vcpu (and by the unit tests' threaded double).
+ * make_request sets the request bit, then (full fence) reads the target's
+ * mode and kicks it out of IN_GUEST_MODE; with wait it returns only when
+ * every target that was not OUTSIDE_GUEST_MODE has left that mode (digest
+ * 1.2, 3.10). The MMU calls it with mmu_lock held, so an implementation
+ * must not take MMU locks nor wait for a vCPU that is outside guest mode.
+ */
+struct mmu_vcpu_ops {
+	void (*make_request)(void *opaque, unsigned vcpu, enum mmu_request req,
+			     bool wait);
+	void (*make_all_request)(void *opaque, enum mmu_request req, bool wait);
+	enum mmu_vcpu_mode (*mode)(void *opaque, unsigned vcpu);
+};
+
+struct mmu;
+struct mmu_vcpu;
+
+/* NULL means -ENOMEM. ops may be NULL for a VM that has no vCPUs. */
+struct mmu *mmu_create(const struct mmu_vcpu_ops *ops, void *opaque);
+/* No vCPU may run; every mmu_vcpu must have been destroyed. */
+void mmu_destroy(struct mmu *mmu);
+
+/* Per-vCPU MMU state; the vCPU thread owns it. NULL means -ENOMEM. */
+struct mmu_vcpu *mmu_vcpu_create(struct mmu *mmu, unsigned index);
+void mmu_vcpu_destroy(struct mmu_vcpu *v);
+
+/* ---- memslots --------------------------------------------------------- */
+
+#define MEMSLOT_READONLY (1u << 0)
+#define MEMSLOT_LOG_DIRTY (1u << 1)
+/* Internal: published while a delete/move is in progress (digest 1.1). */
+#define MEMSLOT_INVALID (1u << 31)
+#define MEMSLOT_USER_FLAGS (MEMSLOT_READONLY | MEMSLOT_LOG_DIRTY)
+#define MEMSLOT_MAX_ID 511
+/* Bit 63 of the generation: an update is between publish and grace end. */
+#define MEMSLOT_GEN_UPDATE_IN_PROGRESS (1ULL << 63)
+
+struct memslot_meta;
+
+/*
+ * One memslot. Immutable once published: an update publishes a new copy.
+ * All fields (c).
+ */
+struct memslot {
+	uint32_t id;
+	uint32_t flags;
+	gfn_t base_gfn;
+	uint64_t npages;
+	hva_t hva;
+	/* Dirty bitmap, one bit per page, set atomically; NULL unless
+	 * LOG_DIRTY. Shared by copies of the slot while logging stays on. */
+	_Atomic uint64_t *dirty_bitmap;
+	/* rmaps and write tracking, shared by the copies of one slot. */
+	struct memslot_meta *meta;
+};
+
+/*
+ * Every memslot function takes slots_lock; the control plane calls them
+ * while vCPUs run. On error they return -EINVAL (zero size, hva not page
+ * aligned, range beyond MAXPHYADDR, bad id or flags), -EEXIST (id in use,
+ * or the range overlaps another slot), -ENOENT (no such id) or -ENOMEM,
+ * write a message naming the problem into err (if errlen > 0) and change
+ * nothing.
+ */
+int memslot_add(struct mmu *mmu, uint32_t id, gfn_t base_gfn, uint64_t npages,
+		hva_t hva, uint32_t flags, char *err, size_t errlen);
+/* On return no spte maps the slot and no vCPU can reach its memory:
+ * the caller may unmap it. */
+int memslot_delete(struct mmu *mmu, uint32_t id, char *err, size_t errlen);
+int memslot_move(struct mmu *mmu, uint32_t id, gfn_t new_base_gfn, char *err,
+		 size_t errlen);
+/* READONLY cannot change after creation; LOG_DIRTY may. */
+int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
+		      size_t errlen);
+/*
+ * Harvest: copy the slot's dirty bitmap into out (npages bits, words of
+ * 64) and clear it, write-protecting the reported pages and flushing
+ * remote TLBs before returning (digest 3.8). -EINVAL if not logging.
+ */
+int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
+			  size_t nwords, char *err, size_t errlen);
+
+/*
+ * Readers: inside mmu_rcu_read_lock(). The returned slot stays valid until
+ * the read-side section ends. memslot_lookup() returns INVALID slots too
+ * (callers decide: the fault path retries); hint is a per-vCPU last-slot
+ * index (may be NULL).
+ */
+const struct memslot *memslot_lookup(struct mmu *mmu, gfn_t gfn,
+				     unsigned *hint);
+uint64_t memslot_generation(struct mmu *mmu);
+unsigned memslot_count(struct mmu *mmu);
+
+static inline hva_t memslot_gfn_to_hva(const struct memslot *slot, gfn_t gfn)
+{
+	return slot->hva + ((gfn - slot->base_gfn) << PAGE_SHIFT);
+}
+
+/* ---- guest page-table walker ------------------------------------------ */
+
+/* Effective access bits of a translation (KVM's ACC_*). */
+#define MMU_ACC_EXEC 1u
+#define MMU_ACC_WRITE 2u
+#define MMU_ACC_USER 4u
+#define MMU_ACC_ALL 7u
+
+struct mmu_walk {
+	/* Level of the leaf gpte: 1 (4 KiB), 2 (2 MiB), 3 (1 GiB). */
+	int level;
+	gpa_t gpa;
+	/* Indexed by level 1..4: gfn of the table read at that level, the
+	 * gpte read from it, and the access ANDed over levels 4..level. */
+	gfn_t table_gfn[MMU_ROOT_LEVEL + 1];
+	uint64_t gpte[MMU_ROOT_LEVEL + 1];
+	unsigned access[MMU_ROOT_LEVEL + 1];
+	/* The leaf's access (access[level]). */
+	unsigned pte_access;
+	/* On MMU_WALK_FAULT: the #PF error code. */
+	uint32_t error_code;
+};
+
+enum mmu_walk_result {
+	MMU_WALK_OK,
+	MMU_WALK_FAULT, /* deliver #PF with error_code, CR2 = gva */
+	MMU_WALK_RETRY, /* a table lies in a slot being deleted */
+};
+
+/*
+ * Translate gva as the guest's 4-level page tables say (SDM vol. 3,
+ * chapter 4), checking permissions and reserved bits, and set A (and D
+ * for writes) with compare-exchange in guest memory when it succeeds.
+ * Tables in gfns without a memslot read as all ones. Caller: inside
+ * mmu_rcu_read_lock(). Bits 63..48 of gva are ignored (canonicality is
+ * the CPU's #GP check).
+ */
+enum mmu_walk_result mmu_walk_guest(struct mmu_vcpu *v,
+				    const struct mmu_cpu_state *cpu, gva_t gva,
+				    unsigned access, struct mmu_walk *w);
+
+/* ---- vCPU roots, the fault path, emulated writes ---------------------- */
+
+/*
+ * Make sure v has a root for cpu's CR3 and paging mode (allocating the
+ * shadow root, pinned by root_count). Called by the vCPU thread outside
+ * guest mode. 0, or -ENOMEM. A CR3 outside every memslot (or in one being
+ * deleted) leaves no root: the shadow walk misses and the fault path says
+ * what the guest sees.
+ */
+int mmu_vcpu_load(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu);
+/* Drop the root (CR3 change the caller wants to forget, vCPU teardown). */
+void mmu_vcpu_unload(struct mmu_vcpu *v);
+/* On MMU_REQ_FREE_OBSOLETE_ROOTS: drop the root if it was zapped. */
+void mmu_vcpu_free_obsolete_roots(struct mmu_vcpu *v);
+/* The shadow table the software CPU walks (NULL: none loaded). */
+const _Atomic uint64_t *mmu_vcpu_root(const struct mmu_vcpu *v);
+
+/*
+ * The lockless shadow walk a vCPU does in guest mode (the hardware walk
+ * of the software CPU): each spte is one acquire load. Checks the leaf as
+ * hardware with CR0.WP=1 would, plus the guest's SMEP/SMAP/AC and CPL.
+ * 0 with *hva set, or -EFAULT: no spte allows the access (take a shadow
+ * page fault).
+ */
+int mmu_shadow_translate(const _Atomic uint64_t *root, gva_t gva,
+			 unsigned access, const struct mmu_cpu_state *cpu,
+			 hva_t *hva);
+
+enum mmu_fault_result {
+	/* An spte for the access is installed: retry the access. */
+	MMU_FAULT_FIXED,
+	/* Raced with an invalidation, or the root is gone: handle
+	 * requests, mmu_vcpu_load(), retry. */
+	MMU_FAULT_RETRY,
+	/* Deliver #PF: info->error_code, CR2 = the faulting gva. */
+	MMU_FAULT_GUEST_PF,
+	/* info->gpa has no memslot (or is a write to a READONLY slot):
+	 * reads return all ones, writes are dropped (DESIGN.md 2). */
+	MMU_FAULT_MMIO,
+	/* A write the guest may do but no spte may allow (a shadowed page
+	 * table, or a supervisor write under CR0.WP=0 to a read-only page):
+	 * perform it with mmu_emulate_write(info->gpa). */
+	MMU_FAULT_EMULATE,
+};
+
+struct mmu_fault_info {
+	gpa_t gpa;
+	uint32_t error_code;
+};
+
+/*
+ * The shadow page fault (digest 3.1): guest walk, shadow pages along the
+ * path, write-protect the tables it shadows, install the spte, rmap it,
+ * mark the page dirty. Called by the vCPU thread outside guest mode.
+ * Returns an enum mmu_fault_result, or -ENOMEM.
+ */
+int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
+		   gva_t gva, unsigned access, struct mmu_fault_info *info);
+
+/*
+ * An emulated guest write of len (1, 2, 4, 8) bytes at gpa, within one
+ * page: stored atomically, dirty-logged, and any spte derived from the
+ * written gpte zapped (digest 3.6 (b)). 0; -EINVAL for a bad length;
+ * -EAGAIN if the slot is being deleted (retry the instruction). Writes
+ * without a slot or to a READONLY slot are dropped.
+ */
+int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val,
+		      unsigned len);
+
+/* ---- control: write-protect, zap, statistics, audit ------------------- */
+
+/* Write-protect every spte of gfn and flush; true if one was writable. */
+bool mmu_write_protect_gfn(struct mmu *mmu, gfn_t gfn);
+/* Zap every leaf spte mapping [start, end) and flush. */
+void mmu_zap_gfn_range(struct mmu *mmu, gfn_t start, gfn_t end);
+/* Zap every shadow page (slow: under mmu_lock, then flush and free). */
+void mmu_zap_all(struct mmu *mmu);
+
+struct mmu_stats {
+	uint64_t pages; /* shadow pages allocated */
+	uint64_t sptes; /* present leaf sptes */
+	uint64_t faults_fixed, faults_guest_pf, faults_mmio, faults_emulate;
+	uint64_t retries;
+	uint64_t zapped_pages, zapped_sptes;
+	uint64_t flushes, write_protects, emulated_writes;
+};
+
+void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st);
+
+/*
+ * Check every spte of every shadow page against the guest page tables and
+ * the memslots, every rmap and parent-pte entry and every write-track
+ * count (digest 5.1, invariants 1-4). 0, or -EINVAL with the first
+ * inconsistency named in msg. Guest tables changed behind the MMU's back
+ * (not through mmu_emulate_write) are reported as inconsistencies too.
+ */
+int mmu_audit(struct mmu *mmu, char *msg, size_t msglen);
+
+#endif

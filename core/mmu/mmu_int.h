@@ -1,0 +1,270 @@
+/*
+ * core/mmu private definitions: the VM's MMU object, the memslot array,
+ * shadow pages, pte lists (rmaps and parent ptes). Shared by the files of
+ * core/mmu and by its unit tests (which corrupt these structures on
+ * purpose to test the audit); nothing else includes it.
+ *
+ * Lock legend used below (docs/locking.md):
+ *   (c) constant after creation      (v) the owning vCPU thread
+ *   (m) mmu->mmu_lock                (s) mmu->slots_lock
+ *   (r) RCU-published (read under mmu_rcu_read_lock, freed after a grace
+ *       period)
+ *   (a) atomic; the memory order and its pair are given at the field
+ */
+#ifndef MMUD_MMU_INT_H
+#define MMUD_MMU_INT_H
+
+#include <pthread.h>
+
+#include "mmu.h"
+
+/* ---- lists ----------------------------------------------------------- */
+
+struct list_node {
+	struct list_node *prev, *next;
+};
+
+static inline void list_init(struct list_node *h)
+{
+	h->prev = h->next = h;
+}
+
+static inline bool list_empty(const struct list_node *h)
+{
+	return h->next == h;
+}
+
+static inline void list_add(struct list_node *n, struct list_node *h)
+{
+	n->next = h->next;
+	n->prev = h;
+	h->next->prev = n;
+	h->next = n;
+}
+
+static inline void list_del(struct list_node *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = n;
+}
+
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- pte lists: rmaps and parent ptes (digest 2.6) ------------------- */
+
+#define PTE_LIST_EXT 14
+
+/*
+ * A chain of spte pointers. The head descriptor may be partial, every
+ * tail descriptor is full (tail_count caches the entries behind the head).
+ * All fields (m).
+ */
+struct pte_list_desc {
+	struct pte_list_desc *more;
+	uint32_t spte_count;
+	uint32_t tail_count;
+	_Atomic uint64_t *sptes[PTE_LIST_EXT];
+};
+
+/*
+ * val: 0 = empty; bit 0 clear = the one spte pointer; bit 0 set = the head
+ * pte_list_desc. (m)
+ */
+struct pte_list_head {
+	uintptr_t val;
+};
+
+/* ---- memslots --------------------------------------------------------- */
+
+#define MMU_NR_LEAF_LEVELS 3 /* rmaps for 4K, 2M, 1G leaves */
+
+/*
+ * Per-slot metadata, shared by the INVALID and flag-changed copies of a
+ * slot and freed with the last of them (after a grace period).
+ */
+struct memslot_meta {
+	uint64_t npages; /* (c) */
+	/* rmap[level - 1][gfn - base]: leaf sptes mapping the gfn. (m) */
+	struct pte_list_head *rmap[MMU_NR_LEAF_LEVELS];
+	/* Shadow pages with gptes for each gfn: the gfn must never become
+	 * writable while its count is non-zero (digest 2.7). (m) */
+	uint16_t *write_track;
+};
+
+/*
+ * The memslot set: immutable sorted array (by base_gfn), replaced
+ * copy-on-write under slots_lock and published with mmu_rcu_assign().
+ */
+struct memslots {
+	/* (a) written by the slots_lock holder with release, read with
+	 * acquire: the update-in-progress bit is set before the array is
+	 * published and cleared (with the generation bumped) after the
+	 * grace period (digest 1.5). */
+	_Atomic uint64_t generation;
+	unsigned nr; /* (c) */
+	const struct memslot *slots[]; /* (c) sorted by base_gfn */
+};
+
+/* ---- shadow pages ----------------------------------------------------- */
+
+/* The hash key with the gfn (digest 2.3); compared as a word. */
+union mmu_page_role {
+	uint32_t word;
+	struct {
+		unsigned level : 4;
+		unsigned direct : 1;
+		unsigned access : 3;
+		unsigned invalid : 1;
+		unsigned cr0_wp : 1;
+		unsigned smep_andnot_wp : 1;
+		unsigned smap_andnot_wp : 1;
+		unsigned efer_nx : 1;
+		unsigned quadrant : 2; /* 0: 64-bit guests only */
+	};
+};
+
+/*
+ * A shadow page. spt comes first and the object is 4 KiB aligned, so the
+ * host address in a non-leaf spte is the child mmu_page itself
+ * (spte_to_child_page) and an spte pointer finds its page by masking.
+ */
+struct mmu_page {
+	/* The table vCPUs walk. (m) for writers; (a) vCPUs in guest mode
+	 * load entries with acquire without locks; a writer that unlinks or
+	 * changes an entry publishes it before the remote-flush fence in
+	 * make_all_request (digest 1.2 pairing (b)). */
+	_Atomic uint64_t spt[MMU_PT_ENTRIES];
+	gfn_t gfn; /* (m) (c while hashed) */
+	union mmu_page_role role; /* (m) invalid only changes */
+	struct list_node link; /* (m) active list or zap list */
+	struct list_node hash_link; /* (m) hash bucket; self when unhashed */
+	struct pte_list_head parent_ptes; /* (m) non-leaf sptes to us */
+	int root_count; /* (m) vCPU roots pinning us */
+	uint64_t mmu_valid_gen; /* (m) */
+	unsigned nr_present; /* (m) present sptes */
+	/* Indirect pages: the gfn each leaf spte maps. (m) */
+	gfn_t gfns[MMU_PT_ENTRIES];
+};
+
+#define MMU_HASH_BITS 12
+#define MMU_HASH_SIZE (1u << MMU_HASH_BITS)
+#define MMU_CACHE_PAGES 4
+#define MMU_CACHE_DESCS 8
+
+struct mmu_stats_atomic {
+	/* (a) relaxed: statistics, ordered with nothing. */
+	_Atomic uint64_t c[16];
+};
+
+struct mmu {
+	/* Serialises memslot updates; held across grace periods. */
+	pthread_mutex_t slots_lock;
+	/* The published memslot set. (r) under slots_lock for writers */
+	struct memslots *_Atomic slots;
+	/* All shadow-MMU state below. Never held across a grace period. */
+	pthread_mutex_t mmu_lock;
+	struct list_node active_pages; /* (m) newest first */
+	struct list_node hash[MMU_HASH_SIZE]; /* (m) */
+	uint64_t mmu_valid_gen; /* (m) */
+	uint64_t nr_pages; /* (m) */
+	/* (a) bumped (release) by every invalidation of sptes derived from
+	 * memslots; the fault path snapshots it (acquire) before it reads
+	 * memslots and re-checks it under mmu_lock (digest 4.5). */
+	_Atomic uint64_t invalidate_seq;
+	/* (a) shadow pages with gptes. Incremented seq_cst then a fence in
+	 * account_shadowed, pairs with the fence in mmu_emulate_write
+	 * between the guest-memory store and the load of this count. */
+	_Atomic long indirect_shadow_pages;
+	const struct mmu_vcpu_ops *ops; /* (c) */
+	void *opaque; /* (c) */
+	struct mmu_stats_atomic stats;
+};
+
+struct mmu_vcpu {
+	struct mmu *mmu; /* (c) */
+	unsigned index; /* (c) */
+	unsigned slot_hint; /* (v) index into the current memslot array */
+	/* (v) the current root; its root_count is (m). NULL: none loaded. */
+	struct mmu_page *root;
+	union mmu_page_role root_role; /* (v) */
+	gfn_t root_gfn; /* (v) */
+	/* Objects allocated before mmu_lock is taken (digest 6.2). (v) */
+	struct mmu_page *page_cache[MMU_CACHE_PAGES];
+	unsigned nr_page_cache;
+	struct pte_list_desc *desc_cache[MMU_CACHE_DESCS];
+	unsigned nr_desc_cache;
+};
+
+/* Statistic indices (see struct mmu_stats in mmu.h). */
+enum {
+	MMU_STAT_FAULT_FIXED,
+	MMU_STAT_FAULT_GUEST_PF,
+	MMU_STAT_FAULT_MMIO,
+	MMU_STAT_FAULT_EMULATE,
+	MMU_STAT_FAULT_RETRY,
+	MMU_STAT_ZAPPED_PAGES,
+	MMU_STAT_ZAPPED_SPTES,
+	MMU_STAT_FLUSHES,
+	MMU_STAT_WRITE_PROTECTS,
+	MMU_STAT_EMULATED_WRITES,
+	MMU_STAT_SPTES,
+	MMU_STAT_NR,
+};
+
+static inline void mmu_stat_add(struct mmu *mmu, unsigned i, int64_t n)
+{
+	atomic_fetch_add_explicit(&mmu->stats.c[i], (uint64_t)n,
+				  memory_order_relaxed);
+}
+
+static inline struct memslots *mmu_slots_locked(struct mmu *mmu)
+{
+	/* Under slots_lock the pointer cannot change under us. */
+	return atomic_load_explicit(&mmu->slots, memory_order_relaxed);
+}
+
+/* memslot.c */
+const struct memslot *memslots_find(const struct memslots *slots, gfn_t gfn,
+				    unsigned *hint);
+void memslot_mark_dirty(const struct memslot *slot, gfn_t gfn);
+struct memslots *memslots_alloc(unsigned nr);
+void memslots_free_all(struct mmu *mmu);
+
+/* mmu.c, for memslot.c and audit.c */
+void mmu_assert_locked(struct mmu *mmu);
+void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot);
+void mmu_write_protect_slot(struct mmu *mmu, const struct memslot *slot);
+bool mmu_write_protect_gfn_locked(struct mmu *mmu, const struct memslot *slot,
+				  gfn_t gfn, bool clear_mmu_writable);
+void mmu_flush_remote_tlbs(struct mmu *mmu);
+struct pte_list_head *mmu_rmap_head(const struct memslot *slot, gfn_t gfn,
+				    int level);
+gfn_t mmu_page_gfn_at(const struct mmu_page *sp, unsigned i);
+bool mmu_page_is_obsolete(const struct mmu *mmu, const struct mmu_page *sp);
+unsigned pte_list_count(const struct pte_list_head *head);
+bool pte_list_contains(const struct pte_list_head *head,
+		       const _Atomic uint64_t *sptep);
+_Atomic uint64_t *pte_list_first(const struct pte_list_head *head);
+/* Calls fn on each entry; stops early (returns false) when fn does. */
+bool pte_list_for_each(const struct pte_list_head *head,
+		       bool (*fn)(_Atomic uint64_t *sptep, void *arg),
+		       void *arg);
+
+static inline struct mmu_page *sptep_to_page(const _Atomic uint64_t *sptep)
+{
+	return (struct mmu_page *)((uintptr_t)sptep & ~(uintptr_t)4095);
+}
+
+static inline struct mmu_page *spte_to_child_page(uint64_t spte)
+{
+	return (struct mmu_page *)(uintptr_t)spte_to_hva(spte);
+}
+
+static inline bool is_last_spte(uint64_t spte, int level)
+{
+	return level == 1 || (spte & SPTE_PS);
+}
+
+#endif
