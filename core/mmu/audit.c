@@ -101,6 +101,19 @@ static int read_gpte(struct audit *a, const struct mmu_page *sp, unsigned i,
 	return 0;
 }
 
+struct count_ctx {
+	const _Atomic uint64_t *sptep;
+	unsigned n;
+};
+
+static bool count_sptep(_Atomic uint64_t *sptep, void *arg)
+{
+	struct count_ctx *c = arg;
+
+	c->n += sptep == c->sptep;
+	return true;
+}
+
 static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 		      uint64_t spte)
 {
@@ -145,9 +158,16 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 				    "not marked dirty",
 			      WARGS);
 	rmap = mmu_rmap_head(s, gfn, sp->role.level);
-	if (!pte_list_contains(rmap, &sp->spt[i]))
-		return report(a, WHERE "not on the rmap of memslot %u", WARGS,
-			      s->id);
+	{
+		struct count_ctx c = { &sp->spt[i], 0 };
+
+		pte_list_for_each(rmap, count_sptep, &c);
+		if (c.n != 1)
+			return report(a,
+				      WHERE "on the rmap of memslot %u %u "
+					    "times, not once",
+				      WARGS, s->id, c.n);
+	}
 	if (!sp->role.direct) {
 		r = read_gpte(a, sp, i, &gpte);
 		if (r)

@@ -114,6 +114,50 @@ static inline void map_4k(const struct tmem *m, gfn_t base, gfn_t pml4,
 		 (gfn << PAGE_SHIFT) | leaf_bits | G_P);
 }
 
+/*
+ * A vCPU interface for single-threaded tests: the VM has vCPUs that are
+ * all outside guest mode, so requests are only recorded (a real wait
+ * would return at once for the same reason).
+ */
+struct rec_ops {
+	unsigned flushes, free_roots, waits;
+};
+
+static inline void rec_make_all(void *opaque, enum mmu_request req, bool wait)
+{
+	struct rec_ops *r = opaque;
+
+	if (req == MMU_REQ_TLB_FLUSH)
+		r->flushes++;
+	if (req == MMU_REQ_FREE_OBSOLETE_ROOTS)
+		r->free_roots++;
+	r->waits += wait;
+}
+
+static inline void rec_make_one(void *opaque, unsigned vcpu,
+				enum mmu_request req, bool wait)
+{
+	(void)vcpu;
+	rec_make_all(opaque, req, wait);
+}
+
+static inline enum mmu_vcpu_mode rec_mode(void *opaque, unsigned vcpu)
+{
+	(void)opaque;
+	(void)vcpu;
+	return OUTSIDE_GUEST_MODE;
+}
+
+static inline const struct mmu_vcpu_ops *rec_vcpu_ops(void)
+{
+	static const struct mmu_vcpu_ops ops = {
+		.make_request = rec_make_one,
+		.make_all_request = rec_make_all,
+		.mode = rec_mode,
+	};
+	return &ops;
+}
+
 static inline int rcu_setup(void **state)
 {
 	(void)state;

@@ -1,0 +1,184 @@
+/*
+ * The audit names each kind of inconsistency: corrupt, one at a time, a
+ * leaf spte, an rmap entry, a parent pte and a write-track count (through
+ * the private structures), check the message, restore, check it is clean.
+ */
+#include "mmu_test.h"
+#include "mmu_int.h"
+
+#define PML4 1
+#define DATA 0x20
+#define GVA 0x400000ULL
+
+struct aenv {
+	struct tmem m;
+	struct mmu *mmu;
+	struct mmu_vcpu *v;
+	struct rec_ops rec;
+	struct mmu_cpu_state cpu;
+};
+
+static struct aenv *aenv_new(void)
+{
+	struct aenv *e = calloc(1, sizeof(*e));
+	struct mmu_fault_info info;
+	gfn_t next = PML4 + 1;
+	char err[128];
+
+	e->m = tmem_alloc(64);
+	e->mmu = mmu_create(rec_vcpu_ops(), &e->rec);
+	e->v = mmu_vcpu_create(e->mmu, 0);
+	assert_int_equal(memslot_add(e->mmu, 0, 0, 64, tmem_hva(&e->m), 0, err,
+				     sizeof(err)),
+			 0);
+	map_4k(&e->m, 0, PML4, &next, GVA, DATA, G_W | G_D);
+	e->cpu = boot_cpu(PML4);
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	assert_int_equal(mmu_page_fault(e->v, &e->cpu, GVA, MMU_ACCESS_WRITE,
+					&info),
+			 MMU_FAULT_FIXED);
+	return e;
+}
+
+static void aenv_free(struct aenv *e)
+{
+	mmu_vcpu_destroy(e->v);
+	mmu_destroy(e->mmu);
+	tmem_free(&e->m);
+	free(e);
+}
+
+/* The spte at level for GVA, following the shadow links from the root. */
+static _Atomic uint64_t *sptep_at(struct aenv *e, int level)
+{
+	struct mmu_page *sp = e->v->root;
+	int l;
+
+	for (l = MMU_ROOT_LEVEL; l > level; l--)
+		sp = spte_to_child_page(
+			atomic_load(&sp->spt[spte_index(GVA, l)]));
+	return &sp->spt[spte_index(GVA, level)];
+}
+
+static void expect_audit(struct aenv *e, const char *needle)
+{
+	char msg[256];
+	int r = mmu_audit(e->mmu, msg, sizeof(msg));
+
+	if (!needle) {
+		if (r)
+			fail_msg("audit: %s", msg);
+		return;
+	}
+	assert_int_equal(r, -22);
+	if (!strstr(msg, needle))
+		fail_msg("audit said \"%s\", expected \"%s\"", msg, needle);
+}
+
+static const struct memslot *slot0(struct aenv *e)
+{
+	const struct memslot *s;
+
+	mmu_rcu_read_lock();
+	s = memslot_lookup(e->mmu, 0, NULL);
+	mmu_rcu_read_unlock();
+	return s;
+}
+
+static void test_audit_clean_state_passes(void **state)
+{
+	struct aenv *e = aenv_new();
+
+	(void)state;
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
+static void test_audit_corrupt_spte_named(void **state)
+{
+	struct aenv *e = aenv_new();
+	_Atomic uint64_t *sptep = sptep_at(e, 1);
+	uint64_t good = atomic_load(sptep);
+
+	(void)state;
+	atomic_store(sptep, good + PAGE_SIZE);
+	expect_audit(e, "index 0 (maps gfn 0x20): frame");
+	atomic_store(sptep, good | SPTE_U);
+	expect_audit(e, "grants access 0x7 beyond the guest's 0x3");
+	atomic_store(sptep, good);
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
+static void test_audit_corrupt_rmap_named(void **state)
+{
+	struct aenv *e = aenv_new();
+	struct pte_list_head *h = mmu_rmap_head(slot0(e), DATA, 1);
+	uintptr_t good = h->val;
+
+	(void)state;
+	assert_ptr_equal((void *)good, sptep_at(e, 1));
+	/* Lost entry: the spte is on no rmap. */
+	h->val = 0;
+	expect_audit(e, "on the rmap of memslot 0 0 times");
+	/* Wrong entry: the rmap of DATA names a non-leaf spte. */
+	h->val = (uintptr_t)sptep_at(e, 2);
+	expect_audit(e, "on the rmap of memslot 0 0 times");
+	mmu_rmap_head(slot0(e), DATA + 1, 1)->val = good;
+	h->val = good;
+	expect_audit(e, "rmap of memslot 0 gfn 0x21 level 1");
+	mmu_rmap_head(slot0(e), DATA + 1, 1)->val = 0;
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
+static void test_audit_corrupt_parent_pte_named(void **state)
+{
+	struct aenv *e = aenv_new();
+	struct mmu_page *leaf_page = sptep_to_page(sptep_at(e, 1));
+	uintptr_t good = leaf_page->parent_ptes.val;
+
+	(void)state;
+	assert_ptr_equal((void *)good, sptep_at(e, 2));
+	leaf_page->parent_ptes.val = 0;
+	expect_audit(e, "missing from the child's parent ptes");
+	/* A parent entry that points at something else. */
+	leaf_page->parent_ptes.val = (uintptr_t)sptep_at(e, 3);
+	expect_audit(e, "a parent pte does not point at it");
+	leaf_page->parent_ptes.val = good;
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
+static void test_audit_corrupt_write_track_named(void **state)
+{
+	struct aenv *e = aenv_new();
+	const struct memslot *s = slot0(e);
+	gfn_t pt = sptep_to_page(sptep_at(e, 1))->gfn;
+
+	(void)state;
+	s->meta->write_track[pt]++;
+	expect_audit(e, "write-track count 2, but 1 shadow pages");
+	s->meta->write_track[pt] -= 2;
+	expect_audit(e, "write-track count 0, but 1 shadow pages");
+	s->meta->write_track[pt]++;
+	s->meta->write_track[DATA]++;
+	/* A tracked gfn mapped writable is caught at its spte first. */
+	expect_audit(e, "writable but the gfn is write-tracked");
+	s->meta->write_track[DATA]--;
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_audit_clean_state_passes),
+		cmocka_unit_test(test_audit_corrupt_spte_named),
+		cmocka_unit_test(test_audit_corrupt_rmap_named),
+		cmocka_unit_test(test_audit_corrupt_parent_pte_named),
+		cmocka_unit_test(test_audit_corrupt_write_track_named),
+	};
+
+	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
+}

@@ -1,0 +1,538 @@
+/*
+ * Shadow pages and the fault path, single-threaded: first touch, A/D and
+ * clean pages, guest #PF, no-slot MMIO, READONLY slots, write-tracked
+ * tables and emulated writes, guest tables changed behind the MMU's back
+ * (the 2026 reuse bugs), guest large pages, rmap chains, write protection,
+ * zapping, obsolete roots, dirty logging and statistics. Every test ends
+ * with a clean audit.
+ */
+#include <errno.h>
+
+#include "mmu_test.h"
+
+#define PML4 1
+#define NPAGES0 64
+#define BASE1 0x100
+#define NPAGES1 16
+
+struct senv {
+	struct tmem m0, m1;
+	struct mmu *mmu;
+	struct mmu_vcpu *v;
+	struct rec_ops rec;
+	gfn_t next_table;
+	struct mmu_cpu_state cpu;
+};
+
+static struct senv *senv_new(uint32_t flags1)
+{
+	struct senv *e = calloc(1, sizeof(*e));
+	char err[128];
+
+	e->m0 = tmem_alloc(NPAGES0);
+	e->m1 = tmem_alloc(NPAGES1);
+	e->mmu = mmu_create(rec_vcpu_ops(), &e->rec);
+	e->v = mmu_vcpu_create(e->mmu, 0);
+	assert_int_equal(memslot_add(e->mmu, 0, 0, NPAGES0, tmem_hva(&e->m0), 0,
+				     err, sizeof(err)),
+			 0);
+	assert_int_equal(memslot_add(e->mmu, 1, BASE1, NPAGES1,
+				     tmem_hva(&e->m1), flags1, err,
+				     sizeof(err)),
+			 0);
+	e->next_table = PML4 + 1;
+	e->cpu = boot_cpu(PML4);
+	return e;
+}
+
+static void audit_ok(struct senv *e)
+{
+	char msg[256];
+
+	if (mmu_audit(e->mmu, msg, sizeof(msg)))
+		fail_msg("audit: %s", msg);
+}
+
+static void senv_free(struct senv *e)
+{
+	audit_ok(e);
+	mmu_vcpu_destroy(e->v);
+	mmu_destroy(e->mmu);
+	tmem_free(&e->m0);
+	tmem_free(&e->m1);
+	free(e);
+}
+
+static void map(struct senv *e, gva_t gva, gfn_t gfn, uint64_t bits)
+{
+	map_4k(&e->m0, 0, PML4, &e->next_table, gva, gfn, bits);
+}
+
+static int fault(struct senv *e, gva_t gva, unsigned access)
+{
+	struct mmu_fault_info info;
+
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	return mmu_page_fault(e->v, &e->cpu, gva, access, &info);
+}
+
+static int xlate(struct senv *e, gva_t gva, unsigned access, hva_t *hva)
+{
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	return mmu_shadow_translate(mmu_vcpu_root(e->v), gva, access, &e->cpu,
+				    hva);
+}
+
+static hva_t hva_of(struct senv *e, gfn_t gfn)
+{
+	if (gfn >= BASE1)
+		return tmem_hva(&e->m1) + (gfn - BASE1) * PAGE_SIZE;
+	return tmem_hva(&e->m0) + gfn * PAGE_SIZE;
+}
+
+static void test_fault_first_touch_installs_spte(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct mmu_stats st;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1 + 3, G_W | G_D);
+	assert_int_equal(xlate(e, 0x400123, MMU_ACCESS_READ, &hva), -EFAULT);
+	assert_int_equal(fault(e, 0x400123, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400123, MMU_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(hva, hva_of(e, BASE1 + 3) + 0x123);
+	/* Supervisor page: a user access still misses. */
+	e->cpu.cpl = 3;
+	assert_int_equal(xlate(e, 0x400123, MMU_ACCESS_READ, &hva), -EFAULT);
+	e->cpu.cpl = 0;
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.faults_fixed, 1);
+	assert_int_equal(st.sptes, 1);
+	assert_int_equal(st.pages, 4);
+	audit_ok(e);
+	senv_free(e);
+}
+
+static void test_fault_clean_page_maps_readonly_until_write(void **state)
+{
+	struct senv *e = senv_new(0);
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_W);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), -EFAULT);
+	audit_ok(e);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
+	audit_ok(e);
+	senv_free(e);
+}
+
+static void test_fault_not_present_gives_guest_pf(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct mmu_fault_info info;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_W);
+	e->cpu.cpl = 3;
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	assert_int_equal(mmu_page_fault(e->v, &e->cpu, 0x401000,
+					MMU_ACCESS_WRITE, &info),
+			 MMU_FAULT_GUEST_PF);
+	assert_int_equal(info.error_code, PFERR_WRITE | PFERR_USER);
+	assert_int_equal(mmu_page_fault(e->v, &e->cpu, 0x400000,
+					MMU_ACCESS_READ, &info),
+			 MMU_FAULT_GUEST_PF);
+	assert_int_equal(info.error_code, PFERR_USER | PFERR_PRESENT);
+	senv_free(e);
+}
+
+static void test_fault_no_memslot_is_mmio(void **state)
+{
+	struct senv *e = senv_new(MEMSLOT_READONLY);
+	struct mmu_fault_info info;
+	struct mmu_stats st;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, 0x5000, G_W | G_D);
+	map(e, 0x401000, BASE1 + 1, G_W | G_D);
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	assert_int_equal(mmu_page_fault(e->v, &e->cpu, 0x400010,
+					MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(info.gpa, 0x5000010);
+	/* READONLY slot: reads map (not host-writable), writes are MMIO. */
+	assert_int_equal(fault(e, 0x401000, MMU_ACCESS_WRITE), MMU_FAULT_MMIO);
+	assert_int_equal(fault(e, 0x401000, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x401000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(xlate(e, 0x401000, MMU_ACCESS_WRITE, &hva), -EFAULT);
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.faults_mmio, 2);
+	assert_int_equal(st.sptes, 1);
+	senv_free(e);
+}
+
+static void test_fault_write_to_shadowed_table_emulates(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct mmu_fault_info info;
+	gfn_t pt;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_W | G_D);
+	map(e, 0x401000, BASE1 + 1, G_W | G_D);
+	pt = e->next_table - 1;
+	/* A window onto the page table that maps 0x400000. */
+	map(e, 0x402000, pt, G_W | G_D);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
+	/* Reads of a shadowed table map; writes never do. */
+	assert_int_equal(fault(e, 0x402000, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x402000, MMU_ACCESS_WRITE, &hva), -EFAULT);
+	assert_int_equal(mmu_page_fault(e->v, &e->cpu, 0x402000,
+					MMU_ACCESS_WRITE, &info),
+			 MMU_FAULT_EMULATE);
+	assert_int_equal(info.gpa, pt << PAGE_SHIFT);
+	audit_ok(e);
+	/* The emulated write retargets PTE 0: its spte must go. */
+	assert_int_equal(mmu_emulate_write(e->v, pt << PAGE_SHIFT,
+					   ((BASE1 + 5) << PAGE_SHIFT) | G_P |
+						   G_W | G_D,
+					   8),
+			 0);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), -EFAULT);
+	audit_ok(e);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, hva_of(e, BASE1 + 5));
+	assert_int_equal(mmu_emulate_write(e->v, pt << PAGE_SHIFT, 0, 3),
+			 -EINVAL);
+	audit_ok(e);
+	senv_free(e);
+}
+
+static void test_fault_changed_gpte_never_reuses_stale_child(void **state)
+{
+	struct senv *e = senv_new(0);
+	gfn_t pt_old, pt_new;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_W | G_D);
+	pt_old = e->next_table - 1;
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	/*
+	 * The host rewrites the PDE behind the MMU's back (no trap), to a
+	 * new table mapping the 2 MiB region elsewhere.
+	 */
+	pt_new = e->next_table++;
+	memset((char *)e->m0.base + pt_new * PAGE_SIZE, 0, PAGE_SIZE);
+	gpte_set(&e->m0, 0, pt_new, 1,
+		 ((BASE1 + 7) << PAGE_SHIFT) | G_P | G_W | G_D);
+	{
+		/* Find the PD: PML4[0] -> PDPT[0] -> PD. */
+		gfn_t pdpt = (gpte_get(&e->m0, 0, PML4, 0) >> 12) & 0xffff;
+		gfn_t pd = (gpte_get(&e->m0, 0, pdpt, 0) >> 12) & 0xffff;
+
+		assert_int_equal((gpte_get(&e->m0, 0, pd, 2) >> 12) & 0xffff,
+				 pt_old);
+		gpte_set(&e->m0, 0, pd, 2,
+			 (pt_new << PAGE_SHIFT) | G_P | G_W | G_U);
+		/* A fault elsewhere in the region walks the new table and
+		 * finds the old child linked: it must not reuse it. */
+		assert_int_equal(fault(e, 0x401000, MMU_ACCESS_WRITE),
+				 MMU_FAULT_FIXED);
+		assert_int_equal(xlate(e, 0x401000, MMU_ACCESS_WRITE, &hva), 0);
+		assert_int_equal(hva, hva_of(e, BASE1 + 7));
+		/* The old translation is gone with the old link. */
+		assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva),
+				 -EFAULT);
+		audit_ok(e);
+		/* Now a large page (gpa 0) where a table was: the linked
+		 * child has the right gfn's neighbour and the wrong role. */
+		gpte_set(&e->m0, 0, pd, 2, G_P | G_W | G_D | G_PS);
+	}
+	assert_int_equal(fault(e, 0x400000 + 9 * PAGE_SIZE, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(
+		xlate(e, 0x400000 + 9 * PAGE_SIZE, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, hva_of(e, 9));
+	assert_int_equal(xlate(e, 0x401000, MMU_ACCESS_READ, &hva), -EFAULT);
+	audit_ok(e);
+	senv_free(e);
+}
+
+static void test_fault_present_leaf_dropped_before_overwrite(void **state)
+{
+	struct senv *e = senv_new(0);
+	gfn_t pt;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1 + 1, G_W);
+	pt = e->next_table - 1;
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	/* The host retargets the PTE (no trap); the next write fault finds
+	 * the old read-only spte present and must drop its rmap entry. */
+	gpte_set(&e->m0, 0, pt, 0, ((BASE1 + 2) << PAGE_SHIFT) | G_P | G_W);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(hva, hva_of(e, BASE1 + 2));
+	audit_ok(e);
+	senv_free(e);
+}
+
+static void test_fault_guest_large_page_split_by_direct_pages(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct mmu_stats st;
+	hva_t hva;
+	gfn_t pdpt, pd;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_W | G_D);
+	pdpt = (gpte_get(&e->m0, 0, PML4, 0) >> 12) & 0xffff;
+	pd = (gpte_get(&e->m0, 0, pdpt, 0) >> 12) & 0xffff;
+	/* 2 MiB page at gpa 0 (slot 0 covers its first 64 pages). */
+	gpte_set(&e->m0, 0, pd, 3, G_P | G_W | G_PS);
+	assert_int_equal(fault(e, 0x600000 + 10 * PAGE_SIZE, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(
+		xlate(e, 0x600000 + 10 * PAGE_SIZE, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, hva_of(e, 10));
+	/* Clean: read-only until a write sets D in the gpte. */
+	assert_int_equal(xlate(e, 0x600000 + 10 * PAGE_SIZE, MMU_ACCESS_WRITE,
+			       &hva),
+			 -EFAULT);
+	audit_ok(e);
+	assert_int_equal(fault(e, 0x600000 + 11 * PAGE_SIZE, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_true(gpte_get(&e->m0, 0, pd, 3) & G_D);
+	assert_int_equal(
+		xlate(e, 0x600000 + 11 * PAGE_SIZE, MMU_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(hva, hva_of(e, 11));
+	/* Beyond the slot: MMIO. */
+	assert_int_equal(fault(e, 0x600000 + 100 * PAGE_SIZE, MMU_ACCESS_READ),
+			 MMU_FAULT_MMIO);
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.sptes, 2);
+	audit_ok(e);
+	/* 1 GiB page at gpa 0. */
+	gpte_set(&e->m0, 0, pdpt, 1, G_P | G_W | G_PS | G_D);
+	assert_int_equal(fault(e, 0x40000000 + 12 * PAGE_SIZE,
+			       MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x40000000 + 12 * PAGE_SIZE, MMU_ACCESS_WRITE,
+			       &hva),
+			 0);
+	assert_int_equal(hva, hva_of(e, 12));
+	audit_ok(e);
+	senv_free(e);
+}
+
+static void test_rmap_chain_write_protect_and_zap_every_entry(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct mmu_stats st;
+	unsigned i, n = 40;
+	hva_t hva;
+
+	(void)state;
+	/* 40 aliases of one gfn: an rmap chain of three descriptors. */
+	for (i = 0; i < n; i++)
+		map(e, 0x800000 + i * PAGE_SIZE, BASE1 + 2, G_W | G_D);
+	for (i = 0; i < n; i++)
+		assert_int_equal(fault(e, 0x800000 + i * PAGE_SIZE,
+				       MMU_ACCESS_WRITE),
+				 MMU_FAULT_FIXED);
+	audit_ok(e);
+	e->rec.flushes = 0;
+	assert_true(mmu_write_protect_gfn(e->mmu, BASE1 + 2));
+	assert_int_equal(e->rec.flushes, 1);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(xlate(e, 0x800000 + i * PAGE_SIZE,
+				       MMU_ACCESS_WRITE, &hva),
+				 -EFAULT);
+		assert_int_equal(xlate(e, 0x800000 + i * PAGE_SIZE,
+				       MMU_ACCESS_READ, &hva),
+				 0);
+	}
+	assert_false(mmu_write_protect_gfn(e->mmu, BASE1 + 2));
+	audit_ok(e);
+	mmu_zap_gfn_range(e->mmu, BASE1 + 2, BASE1 + 3);
+	for (i = 0; i < n; i++)
+		assert_int_equal(xlate(e, 0x800000 + i * PAGE_SIZE,
+				       MMU_ACCESS_READ, &hva),
+				 -EFAULT);
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.sptes, 0);
+	assert_int_equal(st.zapped_sptes, n);
+	audit_ok(e);
+	senv_free(e);
+}
+
+static void test_zap_all_obsoletes_root_and_fault_retries(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct mmu_stats st;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_W | G_D);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	e->rec.flushes = e->rec.free_roots = 0;
+	mmu_zap_all(e->mmu);
+	/* Three freed after a flush; the pinned root waits for its vCPU. */
+	assert_int_equal(e->rec.flushes, 1);
+	assert_int_equal(e->rec.free_roots, 1);
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.pages, 1);
+	assert_int_equal(st.sptes, 0);
+	assert_int_equal(mmu_shadow_translate(mmu_vcpu_root(e->v), 0x400000,
+					      MMU_ACCESS_READ, &e->cpu, &hva),
+			 -EFAULT);
+	{
+		struct mmu_fault_info info;
+
+		assert_int_equal(mmu_page_fault(e->v, &e->cpu, 0x400000,
+						MMU_ACCESS_READ, &info),
+				 MMU_FAULT_RETRY);
+	}
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.pages, 0);
+	mmu_vcpu_free_obsolete_roots(e->v);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
+	audit_ok(e);
+	senv_free(e);
+}
+
+static void test_memslot_delete_zaps_sptes_then_mmio(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct mmu_stats st;
+	char err[128];
+	unsigned i;
+	hva_t hva;
+
+	(void)state;
+	for (i = 0; i < NPAGES1; i++) {
+		map(e, 0x400000 + i * PAGE_SIZE, BASE1 + i, G_W | G_D);
+		assert_int_equal(fault(e, 0x400000 + i * PAGE_SIZE,
+				       MMU_ACCESS_WRITE),
+				 MMU_FAULT_FIXED);
+	}
+	map(e, 0x500000, 7, G_W | G_D);
+	assert_int_equal(fault(e, 0x500000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	e->rec.flushes = 0;
+	assert_int_equal(memslot_delete(e->mmu, 1, err, sizeof(err)), 0);
+	assert_true(e->rec.flushes >= 1);
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.sptes, 1);
+	for (i = 0; i < NPAGES1; i++)
+		assert_int_equal(xlate(e, 0x400000 + i * PAGE_SIZE,
+				       MMU_ACCESS_READ, &hva),
+				 -EFAULT);
+	assert_int_equal(xlate(e, 0x500000, MMU_ACCESS_WRITE, &hva), 0);
+	audit_ok(e);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_READ), MMU_FAULT_MMIO);
+	/* Moved back in at another gfn: the old gva stays MMIO. */
+	assert_int_equal(memslot_add(e->mmu, 1, 0x200, NPAGES1,
+				     tmem_hva(&e->m1), 0, err, sizeof(err)),
+			 0);
+	assert_int_equal(memslot_move(e->mmu, 1, BASE1, err, sizeof(err)), 0);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	audit_ok(e);
+	senv_free(e);
+}
+
+static void test_dirty_log_harvest_reprotects_and_relogs(void **state)
+{
+	struct senv *e = senv_new(0);
+	uint64_t bits;
+	char err[128];
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1 + 4, G_W | G_D);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(memslot_set_flags(e->mmu, 1, MEMSLOT_LOG_DIRTY, err,
+					   sizeof(err)),
+			 0);
+	/* Enabling logging write-protected the writable spte. */
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), -EFAULT);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	audit_ok(e);
+	e->rec.flushes = 0;
+	assert_int_equal(memslot_dirty_log_get(e->mmu, 1, &bits, 1, err,
+					       sizeof(err)),
+			 0);
+	assert_int_equal(bits, 1ULL << 4);
+	assert_int_equal(e->rec.flushes, 1);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), -EFAULT);
+	assert_int_equal(memslot_dirty_log_get(e->mmu, 1, &bits, 1, err,
+					       sizeof(err)),
+			 0);
+	assert_int_equal(bits, 0);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(memslot_dirty_log_get(e->mmu, 1, &bits, 1, err,
+					       sizeof(err)),
+			 0);
+	assert_int_equal(bits, 1ULL << 4);
+	senv_free(e);
+}
+
+static void test_fault_wp0_supervisor_write_to_readonly_emulates(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct mmu_fault_info info;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_D);
+	e->cpu.cr0 &= ~X86_CR0_WP;
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	assert_int_equal(mmu_page_fault(e->v, &e->cpu, 0x400008,
+					MMU_ACCESS_WRITE, &info),
+			 MMU_FAULT_EMULATE);
+	assert_int_equal(info.gpa, (BASE1 << 12) | 8);
+	assert_int_equal(mmu_emulate_write(e->v, info.gpa, 0xabcd, 2), 0);
+	assert_int_equal(*(uint16_t *)(hva_of(e, BASE1) + 8), 0xabcd);
+	assert_int_equal(fault(e, 0x400008, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400008, MMU_ACCESS_WRITE, &hva), -EFAULT);
+	senv_free(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fault_first_touch_installs_spte),
+		cmocka_unit_test(
+			test_fault_clean_page_maps_readonly_until_write),
+		cmocka_unit_test(test_fault_not_present_gives_guest_pf),
+		cmocka_unit_test(test_fault_no_memslot_is_mmio),
+		cmocka_unit_test(test_fault_write_to_shadowed_table_emulates),
+		cmocka_unit_test(
+			test_fault_changed_gpte_never_reuses_stale_child),
+		cmocka_unit_test(
+			test_fault_present_leaf_dropped_before_overwrite),
+		cmocka_unit_test(
+			test_fault_guest_large_page_split_by_direct_pages),
+		cmocka_unit_test(
+			test_rmap_chain_write_protect_and_zap_every_entry),
+		cmocka_unit_test(test_zap_all_obsoletes_root_and_fault_retries),
+		cmocka_unit_test(test_memslot_delete_zaps_sptes_then_mmio),
+		cmocka_unit_test(test_dirty_log_harvest_reprotects_and_relogs),
+		cmocka_unit_test(
+			test_fault_wp0_supervisor_write_to_readonly_emulates),
+	};
+
+	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
+}
