@@ -1,0 +1,214 @@
+/*
+ * core/vcpu/x86: the software x86-64 CPU. One struct x86_cpu per vCPU,
+ * driven only by its own vCPU thread: x86_run() interprets guest code
+ * until something needs the world outside the CPU (a shadow page fault,
+ * port I/O, HLT, a control-register change the MMU must see, a kick) and
+ * returns that as an exit. Guest memory is reached only through the
+ * shadow page tables whose root the vCPU layer installs: the CPU walks
+ * them as hardware walks page tables, caches what it finds in a soft TLB,
+ * and never looks at guest page tables itself.
+ */
+#ifndef MMUD_X86_H
+#define MMUD_X86_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "x86_arch.h"
+
+struct x86_cpu;
+
+enum x86_reg {
+	X86_RAX,
+	X86_RCX,
+	X86_RDX,
+	X86_RBX,
+	X86_RSP,
+	X86_RBP,
+	X86_RSI,
+	X86_RDI,
+	X86_R8,
+	X86_R9,
+	X86_R10,
+	X86_R11,
+	X86_R12,
+	X86_R13,
+	X86_R14,
+	X86_R15,
+};
+
+enum x86_sreg { X86_ES, X86_CS, X86_SS, X86_DS, X86_FS, X86_GS };
+
+/*
+ * A segment register with its hidden part. attr holds descriptor bits
+ * 40..55 shifted down by 40 (type 0-3, S 4, DPL 5-6, P 7, AVL 12, L 13,
+ * D/B 14, G 15); bit 16 (X86_SEG_UNUSABLE) marks a null-loaded register.
+ */
+struct x86_segment {
+	uint16_t sel;
+	uint64_t base;
+	uint32_t limit;
+	uint32_t attr;
+};
+#define X86_SEG_TYPE(a) ((a)&0xf)
+#define X86_SEG_S (1u << 4)
+#define X86_SEG_DPL(a) (((a) >> 5) & 3)
+#define X86_SEG_P (1u << 7)
+#define X86_SEG_L (1u << 13)
+#define X86_SEG_DB (1u << 14)
+#define X86_SEG_G (1u << 15)
+#define X86_SEG_UNUSABLE (1u << 16)
+
+struct x86_dtable {
+	uint64_t base;
+	uint16_t limit;
+};
+
+struct x86_regs {
+	uint64_t gpr[16];
+	uint64_t rip;
+	uint64_t rflags;
+};
+
+struct x86_sregs {
+	struct x86_segment seg[6]; /* indexed by enum x86_sreg */
+	struct x86_segment ldtr, tr;
+	struct x86_dtable gdt, idt;
+	uint64_t cr0, cr2, cr3, cr4, cr8, efer;
+};
+
+/* What a memory access is, in #PF error-code bit positions. */
+#define X86_ACC_WRITE PFERR_WRITE
+#define X86_ACC_USER PFERR_USER
+#define X86_ACC_FETCH PFERR_FETCH
+/* An implicit supervisor access (descriptor tables, TSS, IDT, stacks of
+ * event delivery) made while CPL may be 3: never a user access, and SMAP
+ * applies regardless of RFLAGS.AC (SDM vol. 3, 4.6). */
+#define X86_ACC_IMPLICIT (1u << 8)
+
+enum x86_exit_reason {
+	X86_EXIT_NONE,
+	/* The kick flag was set: leave guest mode and handle requests. */
+	X86_EXIT_KICK,
+	/* The instruction budget of x86_run() ran out. */
+	X86_EXIT_BUDGET,
+	/* A translation missed or lacked a permission in the shadow tables:
+	 * the MMU must fix the spte or tell the CPU to inject #PF. The
+	 * instruction has not happened and restarts on the next run. */
+	X86_EXIT_SHADOW_FAULT,
+	/* Port I/O. OUT has completed; IN waits for x86_io_complete(). */
+	X86_EXIT_IO,
+	/* HLT retired with RFLAGS.IF as given; nothing can wake the vCPU
+	 * but an event the vCPU layer injects. */
+	X86_EXIT_HLT,
+	/* CR0, CR3, CR4 or EFER changed (already committed): the MMU must
+	 * load a root for the new state. */
+	X86_EXIT_PAGING,
+	/* INVLPG / INVPCID retired: the MMU syncs what it shadows. */
+	X86_EXIT_INVLPG,
+	/* A fault while delivering #DF: the VM must stop. */
+	X86_EXIT_TRIPLE_FAULT,
+};
+
+struct x86_exit {
+	enum x86_exit_reason reason;
+	union {
+		struct {
+			gva_t gva;
+			unsigned int access; /* X86_ACC_* */
+		} fault;
+		struct {
+			uint16_t port;
+			uint8_t size; /* 1, 2 or 4 */
+			bool in;
+			uint32_t value; /* OUT: the value written */
+		} io;
+		struct {
+			bool interrupts_enabled;
+		} hlt;
+		struct {
+			uint8_t reg; /* 0, 3, 4, or 8 for EFER */
+			uint64_t old_value, new_value;
+		} paging;
+		struct {
+			gva_t gva;
+			bool all; /* every address (INVPCID all-context) */
+		} invlpg;
+		struct {
+			uint8_t vectors[3]; /* the chain: first, second, #DF */
+			uint64_t rip;
+		} triple;
+	};
+};
+
+/*
+ * Callbacks from the CPU into the vCPU layer, made on the vCPU thread
+ * while it executes guest code. mmio_read/mmio_write serve accesses to
+ * pages installed with x86_map_mmio().
+ */
+struct x86_env {
+	uint64_t (*mmio_read)(void *opaque, gpa_t gpa, unsigned int size);
+	void (*mmio_write)(void *opaque, gpa_t gpa, unsigned int size,
+			   uint64_t value);
+};
+
+/* NULL means -ENOMEM. The CPU starts in the boot state of DESIGN.md
+ * section 2 with RIP 0; see x86_reset_boot(). */
+struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
+			    const struct x86_env *env, void *opaque);
+void x86_cpu_free(struct x86_cpu *cpu);
+
+/* The architectural state of DESIGN.md section 2 at e_entry. */
+void x86_reset_boot(struct x86_cpu *cpu, gva_t entry, gpa_t bootinfo);
+
+void x86_get_regs(const struct x86_cpu *cpu, struct x86_regs *regs);
+void x86_set_regs(struct x86_cpu *cpu, const struct x86_regs *regs);
+void x86_get_sregs(const struct x86_cpu *cpu, struct x86_sregs *sregs);
+/* Also flushes the soft TLB. */
+void x86_set_sregs(struct x86_cpu *cpu, const struct x86_sregs *sregs);
+unsigned int x86_cpl(const struct x86_cpu *cpu);
+
+/*
+ * The host address of the shadow PML4 the CPU walks (0: none, every
+ * access is a shadow fault). Flushes the soft TLB.
+ */
+void x86_set_shadow_root(struct x86_cpu *cpu, hva_t root);
+/* The flag polled at least once per basic block; nonzero ends x86_run()
+ * with X86_EXIT_KICK. Read with a relaxed load: the vCPU layer's own
+ * barriers order it (see core/vcpu). */
+void x86_set_kick(struct x86_cpu *cpu, const _Atomic unsigned int *kick);
+
+/* Soft TLB maintenance (TLB_FLUSH requests, MMU changes). */
+void x86_tlb_flush(struct x86_cpu *cpu);
+void x86_tlb_flush_page(struct x86_cpu *cpu, gva_t gva);
+/*
+ * Routes accesses to the page of gva to mmio_read/mmio_write at the page
+ * of gpa, with the guest's rights (X86_ACC_* bits the access may use:
+ * WRITE, USER, FETCH) until the next flush of that page.
+ */
+void x86_map_mmio(struct x86_cpu *cpu, gva_t gva, gpa_t gpa,
+		  unsigned int rights);
+
+/*
+ * Makes an exception pending, to be delivered when x86_run() next runs
+ * (e.g. #PF when the MMU's guest walk failed: cr2 is the address). An
+ * exception injected while another is being delivered combines with it
+ * by the SDM's double-fault rules (vol. 3, table 6-5).
+ */
+void x86_inject_exception(struct x86_cpu *cpu, unsigned int vector,
+			  uint32_t error_code, uint64_t cr2);
+/* Completes the IN of the last X86_EXIT_IO with the device's value. */
+void x86_io_complete(struct x86_cpu *cpu, uint32_t value);
+
+/*
+ * Runs guest code until an exit or until max_insns instructions retired
+ * (0: no limit). Returns the exit reason, also in *exit.
+ */
+enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
+			     struct x86_exit *exit);
+
+uint64_t x86_insns_retired(const struct x86_cpu *cpu);
+
+#endif

@@ -1,0 +1,417 @@
+/*
+ * Internals of the software CPU shared by its files: the CPU state, the
+ * decoded-instruction format, the opcode table entries every exec_*.c
+ * registers, and the operand, memory, flag and exception helpers the
+ * executors use. Nothing outside core/vcpu/x86 includes this header.
+ *
+ * Execution model. The run loop (cpu.c) decodes the instruction at rip,
+ * sets next_rip = rip + length and calls its handler. A handler reads its
+ * operands (any of which may fault) before it changes architectural
+ * state; it changes RIP only through next_rip. A fault is raised with
+ * x86_raise*() and a missing translation with x86_shadow_fault(): both
+ * longjmp back to the run loop, so the instruction leaves nothing half
+ * done and restarts (or is delivered as an exception) from rip. A handler
+ * that must leave the run loop after it retires (OUT, HLT, MOV CR3...)
+ * fills cpu->exit and sets cpu->stop.
+ */
+#ifndef MMUD_X86_INT_H
+#define MMUD_X86_INT_H
+
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "x86.h"
+
+/* ---- decoded instructions and the opcode table ------------------------ */
+
+struct x86_cpu;
+struct x86_insn;
+typedef void (*x86_handler_t)(struct x86_cpu *cpu, const struct x86_insn *in);
+
+/* Opcode maps: the key of an opcode is map | byte. */
+#define X86_MAP_1 0x000 /* one-byte opcodes */
+#define X86_MAP_0F 0x100
+#define X86_MAP_0F38 0x200
+#define X86_MAP_0F3A 0x300
+#define X86_NR_OPCODES 0x400
+
+/* struct x86_opdesc.flags */
+#define X86_D_MODRM (1u << 0) /* a ModRM byte follows */
+#define X86_D_BYTE (1u << 1) /* operand size is 8 bits */
+#define X86_D_DEF64 (1u << 2) /* 64-bit default operand size (66: 16) */
+#define X86_D_FORCE64 (1u << 3) /* always 64-bit operand size */
+#define X86_D_LOCK (1u << 4) /* LOCK allowed (memory form only) */
+#define X86_D_MEM (1u << 5) /* ModRM must name memory, else #UD */
+#define X86_D_REG (1u << 6) /* ModRM must name a register, else #UD */
+#define X86_D_OPREG (1u << 7) /* register in the low 3 opcode bits */
+#define X86_D_BRANCH (1u << 8) /* may change control flow: kick check */
+
+/* struct x86_opdesc.imm: the immediate that follows ModRM/SIB/disp. */
+enum x86_imm {
+	X86_IMM_NONE,
+	X86_IMM_B, /* 8 bits, zero-extended */
+	X86_IMM_SB, /* 8 bits, sign-extended to 64 */
+	X86_IMM_W, /* 16 bits, zero-extended */
+	X86_IMM_Z, /* 16 bits if opsize 2, else 32 sign-extended to 64 */
+	X86_IMM_V, /* opsize bits: 16, 32 or 64 (MOV r, imm64) */
+	X86_IMM_WB, /* 16 bits in imm, then 8 bits in imm2 (ENTER) */
+	X86_IMM_MOFFS, /* address-size offset (MOV AL, moffs) */
+};
+
+/*
+ * One entry of the opcode table. An exec_*.c file defines an array of
+ * these ending with an entry whose fn is NULL; decode.c merges every
+ * array into the lookup table once. group is the ModRM.reg value that
+ * selects the entry (0-7), or X86_GROUP_ANY.
+ */
+#define X86_GROUP_ANY 0xff
+struct x86_opdesc {
+	uint16_t opcode; /* map | byte */
+	uint8_t group;
+	uint8_t imm; /* enum x86_imm */
+	uint16_t flags; /* X86_D_* */
+	x86_handler_t fn;
+	const char *name;
+};
+
+extern const struct x86_opdesc x86_ops_alu[]; /* exec_alu.c */
+extern const struct x86_opdesc x86_ops_mov[]; /* exec_mov.c */
+extern const struct x86_opdesc x86_ops_flow[]; /* exec_flow.c */
+extern const struct x86_opdesc x86_ops_string[]; /* exec_string.c */
+extern const struct x86_opdesc x86_ops_system[]; /* exec_system.c */
+extern const struct x86_opdesc x86_ops_io[]; /* exec_io.c */
+
+#define X86_NO_REG 0xff
+#define X86_RIP_BASE 0x10 /* struct x86_insn.base for RIP-relative */
+
+struct x86_insn {
+	x86_handler_t fn;
+	const struct x86_opdesc *desc;
+	uint16_t opcode; /* map | byte */
+	uint8_t len; /* 1..15 */
+	uint8_t opsize; /* operand size in bytes: 1, 2, 4 or 8 */
+	uint8_t addrsize; /* 4 or 8 */
+	uint8_t modrm; /* the raw ModRM byte (0 without one) */
+	uint8_t reg; /* ModRM.reg + REX.R, or the +r opcode register + REX.B */
+	uint8_t rm; /* register operand (ModRM.rm + REX.B) when !mem */
+	bool mem; /* the E operand is memory */
+	uint8_t seg; /* enum x86_sreg of the memory operand */
+	uint8_t base, index; /* X86_NO_REG, 0-15, or X86_RIP_BASE */
+	uint8_t scale; /* log2 of the SIB scale */
+	uint8_t rep; /* 0, 0xf2 or 0xf3 */
+	bool lock;
+	bool rex; /* any REX prefix: SPL/BPL/SIL/DIL instead of AH..BH */
+	bool rex_w;
+	bool opsize_prefix; /* 0x66 was present */
+	int32_t disp;
+	uint64_t imm;
+	uint64_t imm2;
+};
+
+/* Decodes the instruction at cpu->rip into *in, fetching through the
+ * soft TLB (which may raise #PF/#GP/#UD or exit for a shadow fault). */
+void x86_decode(struct x86_cpu *cpu, struct x86_insn *in);
+/* The table entry for an opcode key and ModRM.reg; NULL when undefined. */
+const struct x86_opdesc *x86_opdesc_lookup(unsigned int opcode,
+					   unsigned int group);
+
+/* ---- lazy flags (flags.c) --------------------------------------------- */
+
+/*
+ * The arithmetic flags are computed only when something reads them. An
+ * ALU handler records its operation, operand size, result and sources;
+ * while op != X86_LF_NONE, cpu->rflags' arithmetic bits are stale and
+ * x86_rflags() derives them.
+ */
+enum x86_lf_op {
+	X86_LF_NONE,
+	X86_LF_ADD,
+	X86_LF_ADC,
+	X86_LF_SUB,
+	X86_LF_SBB,
+	X86_LF_LOGIC,
+	X86_LF_INC,
+	X86_LF_DEC,
+	X86_LF_NEG,
+	X86_LF_SHL,
+	X86_LF_SHR,
+	X86_LF_SAR,
+	X86_LF_MUL, /* CF = OF = (src1 != 0): the high half was needed */
+};
+
+struct x86_lazy {
+	uint8_t op; /* enum x86_lf_op */
+	uint8_t size; /* operand size in bytes */
+	uint64_t res, src1, src2;
+	uint64_t carry; /* CF into ADC/SBB, CF kept by INC/DEC */
+};
+
+static inline void x86_lf_set(struct x86_lazy *lf, enum x86_lf_op op,
+			      unsigned int size, uint64_t res, uint64_t src1,
+			      uint64_t src2)
+{
+	lf->op = (uint8_t)op;
+	lf->size = (uint8_t)size;
+	lf->res = res;
+	lf->src1 = src1;
+	lf->src2 = src2;
+}
+
+/* ---- the soft TLB (mem.c) --------------------------------------------- */
+
+#define X86_TLB_SIZE 512 /* direct-mapped, a power of two */
+
+struct x86_tlb_entry {
+	uint64_t tag; /* (gva >> 12) + 1; 0 marks an empty entry */
+	hva_t hva; /* host address of the page, 0 for an MMIO page */
+	gpa_t gpa; /* MMIO: the guest-physical page */
+	uint32_t rights; /* X86_ACC_WRITE/USER/FETCH all levels allow */
+	bool global;
+};
+
+/* ---- the CPU ---------------------------------------------------------- */
+
+enum x86_event_kind {
+	X86_EV_FAULT, /* return address = the faulting instruction */
+	X86_EV_TRAP, /* return address = the next instruction */
+	X86_EV_SOFT_INT, /* INT n / INT3 / INTO: DPL checked, next insn */
+};
+
+struct x86_event {
+	bool pending;
+	uint8_t vector;
+	uint8_t kind; /* enum x86_event_kind */
+	bool has_error;
+	uint32_t error;
+	uint64_t return_rip;
+};
+
+/*
+ * Legend: every field is (v), owned by the vCPU thread that runs this
+ * CPU; no other thread reads or writes it (other threads reach the vCPU
+ * only through its request bits and kick, core/vcpu), except `kick`,
+ * which points at an atomic the vCPU layer owns.
+ */
+struct x86_cpu {
+	/* Hot state, read by nearly every instruction. */
+	uint64_t gpr[16];
+	uint64_t rip; /* the current instruction */
+	uint64_t next_rip; /* where execution continues when it retires */
+	uint64_t rflags; /* arithmetic bits stale while lf.op != NONE */
+	struct x86_lazy lf;
+	unsigned int cpl;
+	bool stop; /* leave the run loop after this instruction */
+	struct x86_exit *exit;
+
+	/* Translation. */
+	hva_t shadow_root;
+	const _Atomic unsigned int *kick;
+	struct x86_tlb_entry tlb[X86_TLB_SIZE];
+
+	/* System state (exec_system.c, except.c own its semantics). */
+	struct x86_segment seg[6];
+	struct x86_segment ldtr, tr;
+	struct x86_dtable gdt, idt;
+	uint64_t cr0, cr2, cr3, cr4, cr8, efer;
+	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
+	uint64_t pat, tsc_aux, apic_base, misc_enable;
+	int64_t tsc_offset; /* guest TSC = host TSC + tsc_offset */
+
+	/* Events (except.c). */
+	struct x86_event ev;
+	int delivering; /* vector being delivered, -1 when none */
+	uint8_t chain[3]; /* exception chain for a triple-fault report */
+	unsigned int chain_len;
+
+	/* Port I/O waiting for x86_io_complete() (exec_io.c). */
+	struct {
+		bool pending;
+		uint8_t size;
+		bool string; /* INS: store at rdi_la, then step RDI/RCX */
+		gva_t la;
+	} io;
+
+	/* Run loop (cpu.c). */
+	jmp_buf abort;
+	uint64_t retired;
+	const struct x86_env *env;
+	void *opaque;
+	unsigned int index, nr_cpus;
+};
+
+/* setjmp values of cpu->abort. */
+#define X86_ABORT_EVENT 1 /* cpu->ev is pending: deliver it */
+#define X86_ABORT_EXIT 2 /* cpu->exit is filled: return it */
+
+/* ---- exceptions (except.c) -------------------------------------------- */
+
+/* Raises a fault-class exception at cpu->rip; the error code is pushed
+ * for the vectors that have one (#DF #TS #NP #SS #GP #PF #AC). */
+_Noreturn void x86_raise(struct x86_cpu *cpu, unsigned int vector,
+			 uint32_t error);
+_Noreturn void x86_raise_pf(struct x86_cpu *cpu, gva_t la, uint32_t error);
+/* Raises an event of a given kind (INT n, INT3, INTO, #DB traps). */
+_Noreturn void x86_raise_event(struct x86_cpu *cpu, unsigned int vector,
+			       enum x86_event_kind kind, bool has_error,
+			       uint32_t error);
+/* Delivers cpu->ev through the IDT; called by the run loop. May raise
+ * (combining by the double-fault rules) or exit for a shadow fault. */
+void x86_deliver_event(struct x86_cpu *cpu);
+
+/* ---- state changes other files need (exec_system.c) ------------------- */
+
+/* Recomputes cpu->cpl and everything cached from CS/SS/CR0/CR4/EFER. */
+void x86_mode_changed(struct x86_cpu *cpu);
+
+/* ---- flags (flags.c) -------------------------------------------------- */
+
+/* The whole RFLAGS register, arithmetic bits derived from cpu->lf. */
+uint64_t x86_rflags(struct x86_cpu *cpu);
+/* Sets RFLAGS (every bit, bit 1 forced) and drops the lazy state. */
+void x86_set_rflags(struct x86_cpu *cpu, uint64_t rflags);
+/* Condition code cc (0-15, the low nibble of Jcc/SETcc/CMOVcc). */
+bool x86_cond(struct x86_cpu *cpu, unsigned int cc);
+bool x86_get_cf(struct x86_cpu *cpu);
+
+/* ---- memory (mem.c) --------------------------------------------------- */
+
+/*
+ * Linear-address accesses of the current instruction. seg is the segment
+ * the address came from (X86_SS turns a non-canonical address into #SS
+ * instead of #GP). Every access is a host atomic access of its width
+ * when aligned (DESIGN.md section 3, "Guest memory is shared memory").
+ * The access's user/supervisor kind comes from CPL; the _sys variants
+ * are implicit supervisor accesses (descriptor tables, TSS, IDT).
+ */
+uint64_t x86_read(struct x86_cpu *cpu, gva_t la, unsigned int size,
+		  unsigned int seg);
+void x86_write(struct x86_cpu *cpu, gva_t la, unsigned int size,
+	       unsigned int seg, uint64_t value);
+uint64_t x86_read_sys(struct x86_cpu *cpu, gva_t la, unsigned int size);
+void x86_write_sys(struct x86_cpu *cpu, gva_t la, unsigned int size,
+		   uint64_t value);
+/* Checks that la..la+size-1 is writable now (faults like a write). */
+void x86_probe_write(struct x86_cpu *cpu, gva_t la, unsigned int size,
+		     unsigned int seg);
+
+/*
+ * Read-modify-write of size bytes at la: new = fn(cpu, old, ctx), stored
+ * back; returns old. With locked, the whole update is one seq_cst atomic
+ * read-modify-write on the host address (fn may run more than once; it
+ * must only compute). Without, it is an atomic load then an atomic store.
+ */
+typedef uint64_t (*x86_rmw_fn)(struct x86_cpu *cpu, uint64_t old,
+			       void *ctx);
+uint64_t x86_rmw(struct x86_cpu *cpu, gva_t la, unsigned int size,
+		 unsigned int seg, bool locked, x86_rmw_fn fn, void *ctx);
+/* CMPXCHG16B: if the 16 bytes at la (16-aligned, else #GP) equal
+ * expected[0..1], store desired and return true; else load them into
+ * expected and return false. Always one atomic operation. */
+bool x86_cmpxchg16(struct x86_cpu *cpu, gva_t la, unsigned int seg,
+		   uint64_t expected[2], const uint64_t desired[2]);
+
+/* Copies n (<= 15) code bytes at la for the decoder (fetch access). */
+void x86_fetch(struct x86_cpu *cpu, gva_t la, uint8_t *buf, unsigned int n);
+
+/* ---- operands (inline: every handler uses them) ----------------------- */
+
+static inline uint64_t x86_trunc(uint64_t v, unsigned int size)
+{
+	return size == 8 ? v : v & ((1ULL << (size * 8)) - 1);
+}
+
+static inline uint64_t x86_sext(uint64_t v, unsigned int size)
+{
+	switch (size) {
+	case 1:
+		return (uint64_t)(int64_t)(int8_t)v;
+	case 2:
+		return (uint64_t)(int64_t)(int16_t)v;
+	case 4:
+		return (uint64_t)(int64_t)(int32_t)v;
+	default:
+		return v;
+	}
+}
+
+/* General register reg (0-15) at size; size 1 without REX names AH..BH
+ * for 4-7. */
+static inline uint64_t x86_reg_get(const struct x86_cpu *cpu,
+				   unsigned int reg, unsigned int size,
+				   bool rex)
+{
+	if (size == 1 && !rex && reg >= 4 && reg < 8)
+		return (cpu->gpr[reg - 4] >> 8) & 0xff;
+	return x86_trunc(cpu->gpr[reg], size);
+}
+
+/* Writes reg at size: 32-bit writes zero the upper half, 8- and 16-bit
+ * writes keep the rest of the register (SDM vol. 1, 3.4.1.1). */
+static inline void x86_reg_set(struct x86_cpu *cpu, unsigned int reg,
+			       unsigned int size, bool rex, uint64_t v)
+{
+	switch (size) {
+	case 1:
+		if (!rex && reg >= 4 && reg < 8)
+			cpu->gpr[reg - 4] = (cpu->gpr[reg - 4] & ~0xff00ULL) |
+					    ((v & 0xff) << 8);
+		else
+			cpu->gpr[reg] = (cpu->gpr[reg] & ~0xffULL) | (v & 0xff);
+		break;
+	case 2:
+		cpu->gpr[reg] = (cpu->gpr[reg] & ~0xffffULL) | (v & 0xffff);
+		break;
+	case 4:
+		cpu->gpr[reg] = v & 0xffffffffULL;
+		break;
+	default:
+		cpu->gpr[reg] = v;
+		break;
+	}
+}
+
+/* The linear address of the memory operand (segment base included for
+ * FS and GS; the others are 0 in 64-bit mode). */
+gva_t x86_ea(const struct x86_cpu *cpu, const struct x86_insn *in);
+
+/* The G operand (ModRM.reg) and the E operand (ModRM.rm) at in->opsize. */
+static inline uint64_t x86_get_G(const struct x86_cpu *cpu,
+				 const struct x86_insn *in)
+{
+	return x86_reg_get(cpu, in->reg, in->opsize, in->rex);
+}
+
+static inline void x86_set_G(struct x86_cpu *cpu, const struct x86_insn *in,
+			     uint64_t v)
+{
+	x86_reg_set(cpu, in->reg, in->opsize, in->rex, v);
+}
+
+uint64_t x86_get_E(struct x86_cpu *cpu, const struct x86_insn *in);
+void x86_set_E(struct x86_cpu *cpu, const struct x86_insn *in, uint64_t v);
+/* E = fn(E): a register, or x86_rmw() on memory, locked with LOCK. */
+uint64_t x86_rmw_E(struct x86_cpu *cpu, const struct x86_insn *in,
+		   x86_rmw_fn fn, void *ctx);
+
+/* Stack (RSP-relative, SS): push writes first, then moves RSP. */
+void x86_push(struct x86_cpu *cpu, uint64_t v, unsigned int size);
+uint64_t x86_pop(struct x86_cpu *cpu, unsigned int size);
+
+/* Ends the run loop after this instruction with the given exit. */
+static inline struct x86_exit *x86_exit_after(struct x86_cpu *cpu,
+					      enum x86_exit_reason reason)
+{
+	cpu->exit->reason = reason;
+	cpu->stop = true;
+	return cpu->exit;
+}
+
+/* A shadow-page-fault exit: the instruction is abandoned and restarts
+ * from cpu->rip after the MMU has run. */
+_Noreturn void x86_shadow_fault(struct x86_cpu *cpu, gva_t la,
+				unsigned int access);
+
+#endif
