@@ -96,7 +96,7 @@ enum x86_vector {
 	X86_DF = 8,
 	X86_TS = 10,
 	X86_NP = 11,
-	X86_SS = 12,
+	X86_SSF = 12, /* #SS, stack-segment fault (X86_SS is the register) */
 	X86_GP = 13,
 	X86_PF = 14,
 	X86_MF = 16,

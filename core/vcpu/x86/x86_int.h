@@ -114,6 +114,8 @@ struct x86_insn {
 /* Decodes the instruction at cpu->rip into *in, fetching through the
  * soft TLB (which may raise #PF/#GP/#UD or exit for a shadow fault). */
 void x86_decode(struct x86_cpu *cpu, struct x86_insn *in);
+/* Builds the opcode table from the x86_ops_* arrays (once per process). */
+void x86_decode_init(void);
 /* The table entry for an opcode key and ModRM.reg; NULL when undefined. */
 const struct x86_opdesc *x86_opdesc_lookup(unsigned int opcode,
 					   unsigned int group);
@@ -312,6 +314,10 @@ uint64_t x86_rmw(struct x86_cpu *cpu, gva_t la, unsigned int size,
  * expected and return false. Always one atomic operation. */
 bool x86_cmpxchg16(struct x86_cpu *cpu, gva_t la, unsigned int seg,
 		   uint64_t expected[2], const uint64_t desired[2]);
+
+/* Drops every soft-TLB entry except global ones (MOV to CR3 with
+ * CR4.PGE, SDM vol. 3, 4.10.4.1); x86_tlb_flush() drops them all. */
+void x86_tlb_flush_nonglobal(struct x86_cpu *cpu);
 
 /* Copies n (<= 15) code bytes at la for the decoder (fetch access). */
 void x86_fetch(struct x86_cpu *cpu, gva_t la, uint8_t *buf, unsigned int n);

@@ -1,0 +1,220 @@
+/*
+ * The software CPU's object and run loop: creation, the boot state of
+ * DESIGN.md section 2, register access for the vCPU layer, and x86_run(),
+ * which delivers a pending event, then decodes and executes instructions
+ * until an exit. Instruction semantics live in the exec_*.c files, events
+ * in except.c, memory in mem.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <x86intrin.h>
+
+#include "loader.h"
+#include "x86_int.h"
+
+struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
+			    const struct x86_env *env, void *opaque)
+{
+	struct x86_cpu *cpu;
+
+	x86_decode_init();
+	cpu = aligned_alloc(64, (sizeof(*cpu) + 63) & ~(size_t)63);
+	if (!cpu)
+		return NULL;
+	memset(cpu, 0, sizeof(*cpu));
+	cpu->index = index;
+	cpu->nr_cpus = nr_cpus;
+	cpu->env = env;
+	cpu->opaque = opaque;
+	x86_reset_boot(cpu, 0, LOADER_BOOTINFO_GPA);
+	return cpu;
+}
+
+void x86_cpu_free(struct x86_cpu *cpu)
+{
+	free(cpu);
+}
+
+static struct x86_segment flat(uint16_t sel, uint32_t attr)
+{
+	return (struct x86_segment){
+		.sel = sel, .base = 0, .limit = 0xffffffff, .attr = attr
+	};
+}
+
+void x86_reset_boot(struct x86_cpu *cpu, gva_t entry, gpa_t bootinfo)
+{
+	memset(cpu->gpr, 0, sizeof(cpu->gpr));
+	cpu->gpr[X86_RDI] = bootinfo;
+	cpu->gpr[X86_RSI] = cpu->index;
+	cpu->rip = entry;
+	cpu->next_rip = entry;
+	x86_set_rflags(cpu, LOADER_RFLAGS);
+
+	/* Descriptor bits 40..55 of the boot GDT's entries, limit bits
+	 * masked: 64-bit code (0x00af9b...) and data (0x00cf93...). */
+	cpu->seg[X86_CS] = flat(LOADER_CS, 0xa09b);
+	cpu->seg[X86_DS] = flat(LOADER_DS, 0xc093);
+	cpu->seg[X86_ES] = flat(LOADER_DS, 0xc093);
+	cpu->seg[X86_SS] = flat(LOADER_DS, 0xc093);
+	cpu->seg[X86_FS] = (struct x86_segment){ .attr = X86_SEG_UNUSABLE };
+	cpu->seg[X86_GS] = (struct x86_segment){ .attr = X86_SEG_UNUSABLE };
+	cpu->ldtr = (struct x86_segment){ .attr = X86_SEG_UNUSABLE };
+	/* A busy 64-bit TSS (type 11) at base 0, limit 0x67. */
+	cpu->tr = (struct x86_segment){
+		.sel = 0, .base = 0, .limit = LOADER_TSS_LIMIT, .attr = 0x8b
+	};
+	cpu->gdt = (struct x86_dtable){ LOADER_GDT_GPA, LOADER_GDT_LIMIT };
+	cpu->idt = (struct x86_dtable){ 0, 0 };
+
+	cpu->cr0 = LOADER_CR0;
+	cpu->cr2 = 0;
+	cpu->cr3 = LOADER_PML4_GPA;
+	cpu->cr4 = LOADER_CR4;
+	cpu->cr8 = 0;
+	cpu->efer = LOADER_EFER;
+	cpu->star = cpu->lstar = cpu->cstar = cpu->sfmask = 0;
+	cpu->kernel_gs_base = 0;
+	cpu->pat = 0x0007040600070406ULL; /* the architectural reset value */
+	cpu->tsc_aux = 0;
+	cpu->apic_base = 0xfee00000ULL | (1u << 11) |
+			 (cpu->index ? 0 : 1u << 8);
+	cpu->misc_enable = 1; /* fast strings */
+	cpu->tsc_offset = -(int64_t)__rdtsc();
+
+	memset(&cpu->ev, 0, sizeof(cpu->ev));
+	cpu->delivering = -1;
+	cpu->chain_len = 0;
+	memset(&cpu->io, 0, sizeof(cpu->io));
+	cpu->stop = false;
+	x86_mode_changed(cpu);
+	x86_tlb_flush(cpu);
+}
+
+void x86_get_regs(const struct x86_cpu *cpu, struct x86_regs *regs)
+{
+	memcpy(regs->gpr, cpu->gpr, sizeof(regs->gpr));
+	regs->rip = cpu->rip;
+	/* Deriving the lazy flags does not change guest state. */
+	regs->rflags = x86_rflags((struct x86_cpu *)cpu);
+}
+
+void x86_set_regs(struct x86_cpu *cpu, const struct x86_regs *regs)
+{
+	memcpy(cpu->gpr, regs->gpr, sizeof(cpu->gpr));
+	cpu->rip = regs->rip;
+	cpu->next_rip = regs->rip;
+	x86_set_rflags(cpu, regs->rflags);
+}
+
+void x86_get_sregs(const struct x86_cpu *cpu, struct x86_sregs *s)
+{
+	memcpy(s->seg, cpu->seg, sizeof(s->seg));
+	s->ldtr = cpu->ldtr;
+	s->tr = cpu->tr;
+	s->gdt = cpu->gdt;
+	s->idt = cpu->idt;
+	s->cr0 = cpu->cr0;
+	s->cr2 = cpu->cr2;
+	s->cr3 = cpu->cr3;
+	s->cr4 = cpu->cr4;
+	s->cr8 = cpu->cr8;
+	s->efer = cpu->efer;
+}
+
+void x86_set_sregs(struct x86_cpu *cpu, const struct x86_sregs *s)
+{
+	memcpy(cpu->seg, s->seg, sizeof(cpu->seg));
+	cpu->ldtr = s->ldtr;
+	cpu->tr = s->tr;
+	cpu->gdt = s->gdt;
+	cpu->idt = s->idt;
+	cpu->cr0 = s->cr0;
+	cpu->cr2 = s->cr2;
+	cpu->cr3 = s->cr3;
+	cpu->cr4 = s->cr4;
+	cpu->cr8 = s->cr8;
+	cpu->efer = s->efer;
+	x86_mode_changed(cpu);
+	x86_tlb_flush(cpu);
+}
+
+unsigned int x86_cpl(const struct x86_cpu *cpu)
+{
+	return cpu->cpl;
+}
+
+void x86_set_shadow_root(struct x86_cpu *cpu, hva_t root)
+{
+	cpu->shadow_root = root;
+	x86_tlb_flush(cpu);
+}
+
+void x86_set_kick(struct x86_cpu *cpu, const _Atomic unsigned int *kick)
+{
+	cpu->kick = kick;
+}
+
+uint64_t x86_insns_retired(const struct x86_cpu *cpu)
+{
+	return cpu->retired;
+}
+
+static inline bool kicked(const struct x86_cpu *cpu)
+{
+	/* Relaxed: the vCPU layer's mode/request protocol orders the flag
+	 * with the request bits (core/vcpu); here we only need to see it
+	 * eventually, at the next basic block. */
+	return cpu->kick &&
+	       atomic_load_explicit(cpu->kick, memory_order_relaxed);
+}
+
+enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
+			     struct x86_exit *exit)
+{
+	uint64_t limit;
+
+	MMUD_ASSERT(!cpu->io.pending);
+	cpu->exit = exit;
+	exit->reason = X86_EXIT_NONE;
+	cpu->stop = false;
+	limit = max_insns ? cpu->retired + max_insns : UINT64_MAX;
+	if (kicked(cpu)) {
+		exit->reason = X86_EXIT_KICK;
+		return exit->reason;
+	}
+
+	/* A fault longjmps here with the event pending (delivered at the
+	 * top of the loop); an exit longjmps here to return. State used
+	 * after the longjmp lives in *cpu, never in locals. */
+	if (setjmp(cpu->abort) == X86_ABORT_EXIT) {
+		cpu->stop = false;
+		return exit->reason;
+	}
+	for (;;) {
+		struct x86_insn in;
+
+		if (cpu->ev.pending) {
+			x86_deliver_event(cpu);
+			if (cpu->stop)
+				break;
+		}
+		x86_decode(cpu, &in);
+		cpu->next_rip = cpu->rip + in.len;
+		in.fn(cpu, &in);
+		cpu->rip = cpu->next_rip;
+		cpu->retired++;
+		if (cpu->stop)
+			break;
+		if ((in.desc->flags & X86_D_BRANCH) && kicked(cpu)) {
+			exit->reason = X86_EXIT_KICK;
+			break;
+		}
+		if (cpu->retired >= limit) {
+			exit->reason = X86_EXIT_BUDGET;
+			break;
+		}
+	}
+	cpu->stop = false;
+	return exit->reason;
+}

@@ -1,0 +1,327 @@
+/*
+ * The instruction decoder: legacy prefixes, REX, the one-byte, 0F, 0F38
+ * and 0F3A opcode maps, ModRM/SIB with every displacement size and
+ * RIP-relative addressing, immediates, and the 15-byte limit (SDM vol. 2,
+ * chapter 2). It knows no instruction's semantics: the exec_*.c files
+ * describe their opcodes in struct x86_opdesc arrays, merged here into
+ * one lookup table, and an opcode no file claims is #UD.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "x86_int.h"
+
+static const struct x86_opdesc *optable[X86_NR_OPCODES][8];
+/* Whether an opcode needs ModRM to pick its entry (any entry has it). */
+static bool op_modrm[X86_NR_OPCODES];
+static pthread_once_t optable_once = PTHREAD_ONCE_INIT;
+
+static void add_ops(const struct x86_opdesc *ops)
+{
+	for (const struct x86_opdesc *d = ops; d->fn; d++) {
+		MMUD_ASSERT(d->opcode < X86_NR_OPCODES);
+		MMUD_ASSERT(d->group == X86_GROUP_ANY || d->group < 8);
+		MMUD_ASSERT(d->group == X86_GROUP_ANY ||
+			    (d->flags & X86_D_MODRM));
+		for (unsigned int g = 0; g < 8; g++) {
+			if (d->group != X86_GROUP_ANY && d->group != g)
+				continue;
+			/* Two files claiming one encoding is a bug. */
+			MMUD_ASSERT(!optable[d->opcode][g]);
+			optable[d->opcode][g] = d;
+		}
+		if (d->flags & X86_D_MODRM)
+			op_modrm[d->opcode] = true;
+	}
+}
+
+static void build_optable(void)
+{
+	add_ops(x86_ops_alu);
+	add_ops(x86_ops_mov);
+	add_ops(x86_ops_flow);
+	add_ops(x86_ops_string);
+	add_ops(x86_ops_system);
+	add_ops(x86_ops_io);
+}
+
+void x86_decode_init(void)
+{
+	pthread_once(&optable_once, build_optable);
+}
+
+const struct x86_opdesc *x86_opdesc_lookup(unsigned int opcode,
+					   unsigned int group)
+{
+	if (opcode >= X86_NR_OPCODES)
+		return NULL;
+	return optable[opcode][group & 7];
+}
+
+/* The bytes of one instruction, fetched as the decoder needs them: a
+ * fetch past the end of a page happens only when the instruction really
+ * continues there (a fault on the next page is then the right fault). */
+struct fetcher {
+	struct x86_cpu *cpu;
+	gva_t la;
+	unsigned int have, pos;
+	uint8_t buf[16];
+};
+
+static uint8_t next_byte(struct fetcher *f)
+{
+	if (f->pos >= f->have) {
+		/* SDM vol. 2, 2.3.11: longer than 15 bytes is #GP(0). */
+		if (f->pos >= 15)
+			x86_raise(f->cpu, X86_GP, 0);
+		x86_fetch(f->cpu, f->la + f->pos, f->buf + f->pos, 1);
+		f->have = f->pos + 1;
+	}
+	return f->buf[f->pos++];
+}
+
+static uint64_t next_bytes(struct fetcher *f, unsigned int n)
+{
+	uint64_t v = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		v |= (uint64_t)next_byte(f) << (8 * i);
+	return v;
+}
+
+static void decode_modrm(struct fetcher *f, struct x86_insn *in,
+			 unsigned int rex)
+{
+	unsigned int mod = in->modrm >> 6, rm = in->modrm & 7;
+
+	if (mod == 3) {
+		in->mem = false;
+		in->rm = (uint8_t)(rm | ((rex & 1) << 3));
+		return;
+	}
+	in->mem = true;
+	in->base = X86_NO_REG;
+	in->index = X86_NO_REG;
+	if (rm == 4) {
+		uint8_t sib = next_byte(f);
+		unsigned int idx = ((sib >> 3) & 7) | ((rex & 2) << 2);
+		unsigned int base = sib & 7;
+
+		in->scale = sib >> 6;
+		/* Index 100b without REX.X means no index. */
+		if (idx != 4)
+			in->index = (uint8_t)idx;
+		if (base == 5 && mod == 0) {
+			in->disp = (int32_t)next_bytes(f, 4);
+		} else {
+			in->base = (uint8_t)(base | ((rex & 1) << 3));
+		}
+	} else if (rm == 5 && mod == 0) {
+		/* SDM vol. 2, 2.2.1.6: RIP-relative in 64-bit mode. */
+		in->base = X86_RIP_BASE;
+		in->disp = (int32_t)next_bytes(f, 4);
+	} else {
+		in->base = (uint8_t)(rm | ((rex & 1) << 3));
+	}
+	if (mod == 1)
+		in->disp = (int8_t)next_byte(f);
+	else if (mod == 2)
+		in->disp = (int32_t)next_bytes(f, 4);
+	/* Addresses based on RSP or RBP are stack (SS) accesses. */
+	if (in->seg == X86_DS && (in->base == X86_RSP || in->base == X86_RBP))
+		in->seg = X86_SS;
+}
+
+static void decode_imm(struct fetcher *f, struct x86_insn *in)
+{
+	switch (in->desc->imm) {
+	case X86_IMM_NONE:
+		break;
+	case X86_IMM_B:
+		in->imm = next_byte(f);
+		break;
+	case X86_IMM_SB:
+		in->imm = (uint64_t)(int64_t)(int8_t)next_byte(f);
+		break;
+	case X86_IMM_W:
+		in->imm = next_bytes(f, 2);
+		break;
+	case X86_IMM_Z:
+		if (in->opsize == 2)
+			in->imm = (uint64_t)(int64_t)(int16_t)next_bytes(f, 2);
+		else
+			in->imm = (uint64_t)(int64_t)(int32_t)next_bytes(f, 4);
+		break;
+	case X86_IMM_V:
+		in->imm = next_bytes(f, in->opsize);
+		break;
+	case X86_IMM_WB:
+		in->imm = next_bytes(f, 2);
+		in->imm2 = next_byte(f);
+		break;
+	case X86_IMM_MOFFS:
+		in->imm = next_bytes(f, in->addrsize);
+		break;
+	}
+}
+
+void x86_decode(struct x86_cpu *cpu, struct x86_insn *in)
+{
+	struct fetcher f = { .cpu = cpu, .la = cpu->rip };
+	unsigned int rex = 0, opcode, group = 0;
+	const struct x86_opdesc *d;
+	bool addr32 = false;
+	uint8_t b;
+
+	memset(in, 0, sizeof(*in));
+	in->seg = X86_DS;
+	in->base = X86_NO_REG;
+	in->index = X86_NO_REG;
+
+	/* Prefetch what this page holds; later bytes come one by one. */
+	f.have = 4096 - (unsigned int)(cpu->rip & 4095);
+	if (f.have > 15)
+		f.have = 15;
+	x86_fetch(cpu, cpu->rip, f.buf, f.have);
+
+	for (;;) {
+		b = next_byte(&f);
+		switch (b) {
+		case 0x66:
+			in->opsize_prefix = true;
+			rex = 0;
+			continue;
+		case 0x67:
+			addr32 = true;
+			rex = 0;
+			continue;
+		case 0xf0:
+			in->lock = true;
+			rex = 0;
+			continue;
+		case 0xf2:
+		case 0xf3:
+			in->rep = b;
+			rex = 0;
+			continue;
+		case 0x26:
+		case 0x2e:
+		case 0x36:
+		case 0x3e:
+			/* ES/CS/SS/DS overrides are ignored in 64-bit mode. */
+			rex = 0;
+			continue;
+		case 0x64:
+			in->seg = X86_FS;
+			rex = 0;
+			continue;
+		case 0x65:
+			in->seg = X86_GS;
+			rex = 0;
+			continue;
+		}
+		if (b >= 0x40 && b <= 0x4f) {
+			/* A REX prefix counts only right before the opcode;
+			 * a prefix after it cancels it (SDM vol. 2, 2.2.1). */
+			rex = b;
+			continue;
+		}
+		break;
+	}
+	in->rex = rex != 0;
+	in->rex_w = rex & 8;
+	if (b == 0x0f) {
+		b = next_byte(&f);
+		if (b == 0x38)
+			opcode = X86_MAP_0F38 | next_byte(&f);
+		else if (b == 0x3a)
+			opcode = X86_MAP_0F3A | next_byte(&f);
+		else
+			opcode = X86_MAP_0F | b;
+	} else {
+		opcode = b;
+	}
+	in->opcode = (uint16_t)opcode;
+
+	if (op_modrm[opcode]) {
+		in->modrm = next_byte(&f);
+		group = (in->modrm >> 3) & 7;
+		in->reg = (uint8_t)(group | ((rex & 4) << 1));
+	}
+	d = optable[opcode][group];
+	if (!d)
+		x86_raise(cpu, X86_UD, 0);
+	in->desc = d;
+	in->fn = d->fn;
+
+	if (d->flags & X86_D_BYTE)
+		in->opsize = 1;
+	else if ((d->flags & X86_D_FORCE64) || in->rex_w)
+		in->opsize = 8;
+	else if (d->flags & X86_D_DEF64)
+		in->opsize = in->opsize_prefix ? 2 : 8;
+	else
+		in->opsize = in->opsize_prefix ? 2 : 4;
+	in->addrsize = addr32 ? 4 : 8;
+	if (d->flags & X86_D_OPREG)
+		in->reg = (uint8_t)((b & 7) | ((rex & 1) << 3));
+
+	if (d->flags & X86_D_MODRM) {
+		decode_modrm(&f, in, rex);
+		if ((d->flags & X86_D_MEM) && !in->mem)
+			x86_raise(cpu, X86_UD, 0);
+		if ((d->flags & X86_D_REG) && in->mem)
+			x86_raise(cpu, X86_UD, 0);
+	}
+	/* SDM vol. 2, 2.1.1: LOCK on anything but a lockable instruction
+	 * with a memory destination is #UD. */
+	if (in->lock && (!(d->flags & X86_D_LOCK) || !in->mem))
+		x86_raise(cpu, X86_UD, 0);
+	decode_imm(&f, in);
+	in->len = (uint8_t)f.pos;
+}
+
+gva_t x86_ea(const struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	uint64_t ea = (uint64_t)(int64_t)in->disp;
+
+	if (in->base == X86_RIP_BASE)
+		ea += cpu->rip + in->len;
+	else if (in->base != X86_NO_REG)
+		ea += cpu->gpr[in->base];
+	if (in->index != X86_NO_REG)
+		ea += cpu->gpr[in->index] << in->scale;
+	if (in->addrsize == 4)
+		ea &= 0xffffffffULL;
+	if (in->seg == X86_FS || in->seg == X86_GS)
+		ea += cpu->seg[in->seg].base;
+	return ea;
+}
+
+uint64_t x86_get_E(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	if (!in->mem)
+		return x86_reg_get(cpu, in->rm, in->opsize, in->rex);
+	return x86_read(cpu, x86_ea(cpu, in), in->opsize, in->seg);
+}
+
+void x86_set_E(struct x86_cpu *cpu, const struct x86_insn *in, uint64_t v)
+{
+	if (!in->mem)
+		x86_reg_set(cpu, in->rm, in->opsize, in->rex, v);
+	else
+		x86_write(cpu, x86_ea(cpu, in), in->opsize, in->seg, v);
+}
+
+uint64_t x86_rmw_E(struct x86_cpu *cpu, const struct x86_insn *in,
+		   x86_rmw_fn fn, void *ctx)
+{
+	uint64_t old;
+
+	if (in->mem)
+		return x86_rmw(cpu, x86_ea(cpu, in), in->opsize, in->seg,
+			       in->lock, fn, ctx);
+	old = x86_reg_get(cpu, in->rm, in->opsize, in->rex);
+	x86_reg_set(cpu, in->rm, in->opsize, in->rex, fn(cpu, old, ctx));
+	return old;
+}
