@@ -47,9 +47,28 @@ void x86_map_mmio(struct x86_cpu *cpu, gva_t gva, gpa_t gpa,
 
 	e->tag = (gva >> 12) + 1;
 	e->hva = 0;
+	e->whva = 0;
 	e->gpa = gpa & PAGE_MASK;
 	e->rights = rights & RIGHTS_ALL;
 	e->global = false;
+}
+
+void x86_map_tracked(struct x86_cpu *cpu, gva_t gva, hva_t hva, gpa_t gpa,
+		     unsigned int rights)
+{
+	struct x86_tlb_entry *e = &cpu->tlb[(gva >> 12) & (X86_TLB_SIZE - 1)];
+
+	e->tag = (gva >> 12) + 1;
+	e->hva = hva & PAGE_MASK;
+	e->whva = 0;
+	e->gpa = gpa & PAGE_MASK;
+	e->rights = rights & RIGHTS_ALL;
+	e->global = false;
+}
+
+void x86_request_exit(struct x86_cpu *cpu)
+{
+	cpu->stop = true;
 }
 
 /*
@@ -130,6 +149,7 @@ static struct x86_tlb_entry *walk(struct x86_cpu *cpu, gva_t la,
 	}
 	e->tag = (la >> 12) + 1;
 	e->hva = page;
+	e->whva = page;
 	e->gpa = 0;
 	e->rights = rights;
 	e->global = spte & X86_PTE_G;
@@ -267,6 +287,19 @@ static uint64_t read_acc(struct x86_cpu *cpu, gva_t la, unsigned int size,
 	return v;
 }
 
+/* A write through an entry whose whva is 0: a tracked page (stored, then
+ * reported) or an MMIO page. */
+static void write_slow(struct x86_cpu *cpu, const struct x86_tlb_entry *e,
+		       unsigned int off, unsigned int size, uint64_t v)
+{
+	if (e->hva) {
+		store((void *)(e->hva + off), size, v);
+		cpu->env->tracked_write(cpu->opaque, e->gpa + off, size);
+	} else {
+		cpu->env->mmio_write(cpu->opaque, e->gpa + off, size, v);
+	}
+}
+
 static void write_acc(struct x86_cpu *cpu, gva_t la, unsigned int size,
 		      unsigned int acc, uint64_t v)
 {
@@ -276,11 +309,10 @@ static void write_acc(struct x86_cpu *cpu, gva_t la, unsigned int size,
 	acc |= X86_ACC_WRITE;
 	if (__builtin_expect(off + size <= 4096, 1)) {
 		e = lookup(cpu, la, acc);
-		if (__builtin_expect(e->hva != 0, 1))
-			store((void *)(e->hva + off), size, v);
+		if (__builtin_expect(e->whva != 0, 1))
+			store((void *)(e->whva + off), size, v);
 		else
-			cpu->env->mmio_write(cpu->opaque, e->gpa + off, size,
-					     v);
+			write_slow(cpu, e, off, size, v);
 		return;
 	}
 	/* Both pages must be writable before any byte is written. */
@@ -290,11 +322,10 @@ static void write_acc(struct x86_cpu *cpu, gva_t la, unsigned int size,
 		gva_t b = la + i;
 
 		e = lookup(cpu, b, acc);
-		if (e->hva)
-			store((void *)(e->hva + (b & 4095)), 1, v >> (8 * i));
+		if (e->whva)
+			store((void *)(e->whva + (b & 4095)), 1, v >> (8 * i));
 		else
-			cpu->env->mmio_write(cpu->opaque, e->gpa + (b & 4095),
-					     1, (v >> (8 * i)) & 0xff);
+			write_slow(cpu, e, b & 4095, 1, (v >> (8 * i)) & 0xff);
 	}
 }
 
@@ -395,12 +426,17 @@ uint64_t x86_rmw(struct x86_cpu *cpu, gva_t la, unsigned int size,
 			old = load(p, size);
 			if (!locked) {
 				store(p, size, fn(cpu, old, ctx));
-				return old;
+			} else {
+				/* The whole read-modify-write is one seq_cst
+				 * compare-exchange; a failed one reloads
+				 * old. */
+				while (!rmw_atomic(p, size, &old,
+						   fn(cpu, old, ctx)))
+					;
 			}
-			/* The whole read-modify-write is one seq_cst
-			 * compare-exchange; a failed one reloads old. */
-			while (!rmw_atomic(p, size, &old, fn(cpu, old, ctx)))
-				;
+			if (!e->whva)
+				cpu->env->tracked_write(cpu->opaque,
+							e->gpa + off, size);
 			return old;
 		}
 	}
@@ -458,6 +494,12 @@ bool x86_cmpxchg16(struct x86_cpu *cpu, gva_t la, unsigned int seg,
 			 : "memory");
 	expected[0] = (uint64_t)exp;
 	expected[1] = (uint64_t)(exp >> 64);
+	if (ok && !e->whva) {
+		/* Reported as the two quadwords the MMU tracks. */
+		cpu->env->tracked_write(cpu->opaque, e->gpa + (la & 4095), 8);
+		cpu->env->tracked_write(cpu->opaque, e->gpa + (la & 4095) + 8,
+					8);
+	}
 	return ok;
 }
 

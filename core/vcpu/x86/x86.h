@@ -152,6 +152,9 @@ struct x86_env {
 	uint64_t (*mmio_read)(void *opaque, gpa_t gpa, unsigned int size);
 	void (*mmio_write)(void *opaque, gpa_t gpa, unsigned int size,
 			   uint64_t value);
+	/* A write to a page installed with x86_map_tracked() has been
+	 * stored (atomically, like any other); the MMU must hear of it. */
+	void (*tracked_write)(void *opaque, gpa_t gpa, unsigned int size);
 };
 
 /* NULL means -ENOMEM. The CPU starts in the boot state of DESIGN.md
@@ -190,6 +193,18 @@ void x86_tlb_flush_page(struct x86_cpu *cpu, gva_t gva);
  */
 void x86_map_mmio(struct x86_cpu *cpu, gva_t gva, gpa_t gpa,
 		  unsigned int rights);
+
+/*
+ * Maps the page of gva to guest RAM at hva (guest-physical gpa) with
+ * rights, like a shadow walk would, except that every write calls
+ * tracked_write() after it is stored: the page is one the MMU write-
+ * protects (a shadowed guest page table) and must see writes to.
+ */
+void x86_map_tracked(struct x86_cpu *cpu, gva_t gva, hva_t hva, gpa_t gpa,
+		     unsigned int rights);
+/* Ends x86_run() after the current instruction (X86_EXIT_NONE unless the
+ * instruction sets another exit). Callable from x86_env callbacks. */
+void x86_request_exit(struct x86_cpu *cpu);
 
 /*
  * Makes an exception pending, to be delivered when x86_run() next runs

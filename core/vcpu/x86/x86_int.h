@@ -169,7 +169,8 @@ static inline void x86_lf_set(struct x86_lazy *lf, enum x86_lf_op op,
 struct x86_tlb_entry {
 	uint64_t tag; /* (gva >> 12) + 1; 0 marks an empty entry */
 	hva_t hva; /* host address of the page, 0 for an MMIO page */
-	gpa_t gpa; /* MMIO: the guest-physical page */
+	hva_t whva; /* hva when writes need nothing more, else 0 */
+	gpa_t gpa; /* MMIO and tracked pages: the guest-physical page */
 	uint32_t rights; /* X86_ACC_WRITE/USER/FETCH all levels allow */
 	bool global;
 };
@@ -221,12 +222,15 @@ struct x86_cpu {
 	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
 	uint64_t pat, tsc_aux, apic_base, misc_enable;
 	int64_t tsc_offset; /* guest TSC = host TSC + tsc_offset */
+	bool int_shadow; /* STI / MOV SS: events blocked for one insn */
 
 	/* Events (except.c). */
 	struct x86_event ev;
 	int delivering; /* vector being delivered, -1 when none */
 	uint8_t chain[3]; /* exception chain for a triple-fault report */
 	unsigned int chain_len;
+	uint64_t ev_cr2; /* CR2 of a pending #PF, loaded at delivery */
+	bool shutdown; /* triple fault: x86_run() only reports it */
 
 	/* Port I/O waiting for x86_io_complete() (exec_io.c). */
 	struct {
@@ -234,6 +238,9 @@ struct x86_cpu {
 		uint8_t size;
 		bool string; /* INS: store at rdi_la, then step RDI/RCX */
 		gva_t la;
+		uint16_t port;
+		bool ready; /* INS: value arrived, store on re-execution */
+		uint32_t value;
 	} io;
 
 	/* Run loop (cpu.c). */
@@ -305,8 +312,7 @@ void x86_probe_write(struct x86_cpu *cpu, gva_t la, unsigned int size,
  * read-modify-write on the host address (fn may run more than once; it
  * must only compute). Without, it is an atomic load then an atomic store.
  */
-typedef uint64_t (*x86_rmw_fn)(struct x86_cpu *cpu, uint64_t old,
-			       void *ctx);
+typedef uint64_t (*x86_rmw_fn)(struct x86_cpu *cpu, uint64_t old, void *ctx);
 uint64_t x86_rmw(struct x86_cpu *cpu, gva_t la, unsigned int size,
 		 unsigned int seg, bool locked, x86_rmw_fn fn, void *ctx);
 /* CMPXCHG16B: if the 16 bytes at la (16-aligned, else #GP) equal
@@ -345,9 +351,8 @@ static inline uint64_t x86_sext(uint64_t v, unsigned int size)
 
 /* General register reg (0-15) at size; size 1 without REX names AH..BH
  * for 4-7. */
-static inline uint64_t x86_reg_get(const struct x86_cpu *cpu,
-				   unsigned int reg, unsigned int size,
-				   bool rex)
+static inline uint64_t x86_reg_get(const struct x86_cpu *cpu, unsigned int reg,
+				   unsigned int size, bool rex)
 {
 	if (size == 1 && !rex && reg >= 4 && reg < 8)
 		return (cpu->gpr[reg - 4] >> 8) & 0xff;

@@ -43,7 +43,14 @@ static void mmio_write(void *opaque, gpa_t gpa, unsigned int size,
 	(void)value;
 }
 
-static const struct x86_env env = { mmio_read, mmio_write };
+static void tracked_write(void *opaque, gpa_t gpa, unsigned int size)
+{
+	(void)opaque;
+	(void)gpa;
+	(void)size;
+}
+
+static const struct x86_env env = { mmio_read, mmio_write, tracked_write };
 
 struct xh *xh_new(void)
 {
