@@ -17,6 +17,7 @@
 
 #include "harness.h"
 #include "hostexec.h"
+#include "x86_int.h" /* to put a recording x86_env under the CPU */
 
 #define DATA 0x300000ULL /* a scratch data page */
 #define FLAGS_ARITH 0x8d5ULL /* CF PF AF ZF SF OF */
@@ -554,6 +555,60 @@ static void test_string_noncanonical_destination_gp_no_change(void **state)
 	xh_free(h);
 }
 
+static unsigned int tracked_bytes;
+static bool tracked_stop;
+
+static void record_tracked(void *opaque, gpa_t gpa, unsigned int size)
+{
+	struct xh *h = opaque;
+
+	assert_true(gpa >= GDST && gpa + size <= GDST + 4096);
+	tracked_bytes += size;
+	if (tracked_stop)
+		x86_request_exit(h->cpu);
+}
+
+static void
+test_string_rep_movs_to_tracked_page_reports_every_byte(void **state)
+{
+	static const uint8_t movsb[] = { 0xf3, 0xa4 };
+	/* Source and destination apart from the code's TLB slot. */
+	const gva_t src = GSRC + 0x5000;
+	struct xh *h = xh_new();
+	struct x86_env env = *h->cpu->env;
+	struct x86_exit exit;
+
+	(void)state;
+	env.tracked_write = record_tracked;
+	h->cpu->env = &env;
+	memset(xh_ptr(h, src), 0x5a, 300);
+	x86_map_tracked(h->cpu, GDST, (hva_t)(uintptr_t)xh_ptr(h, GDST), GDST,
+			X86_ACC_WRITE | X86_ACC_USER);
+	set_reg(h, X86_RSI, src);
+	set_reg(h, X86_RDI, GDST);
+	set_reg(h, X86_RCX, 300);
+	run_ok(h, movsb, sizeof(movsb));
+	/* No bulk copy may skip the report of a write. */
+	assert_int_equal(tracked_bytes, 300);
+	assert_int_equal(((uint8_t *)xh_ptr(h, GDST))[299], 0x5a);
+
+	/* A callback that asks the run loop to stop ends the REP after
+	 * that element, to be restarted. */
+	tracked_stop = true;
+	tracked_bytes = 0;
+	x86_map_tracked(h->cpu, GDST, (hva_t)(uintptr_t)xh_ptr(h, GDST), GDST,
+			X86_ACC_WRITE | X86_ACC_USER);
+	set_reg(h, X86_RSI, src);
+	set_reg(h, X86_RDI, GDST);
+	set_reg(h, X86_RCX, 300);
+	assert_int_equal(run(h, movsb, sizeof(movsb), &exit), X86_EXIT_NONE);
+	assert_int_equal(tracked_bytes, 1);
+	assert_int_equal(get_reg(h, X86_RCX), 299);
+	assert_int_equal(get_rip(h), XH_CODE);
+	tracked_stop = false;
+	xh_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -571,6 +626,8 @@ int main(void)
 			test_string_fs_override_applies_to_source_only),
 		cmocka_unit_test(test_string_rep_movs_from_mmio_reads_device),
 		cmocka_unit_test(test_string_repe_cmps_stops_at_difference),
+		cmocka_unit_test(
+			test_string_rep_movs_to_tracked_page_reports_every_byte),
 		cmocka_unit_test(
 			test_string_noncanonical_destination_gp_no_change),
 	};
