@@ -262,14 +262,16 @@ static bool account_shadowed(struct mmu *mmu, struct mmu_page *sp)
 {
 	const struct memslot *slot;
 
+	/*
+	 * The full barrier of digest 4.5, as a seq_cst read-modify-write
+	 * (TSan does not model fences): pairs with the seq_cst RMW on the
+	 * same counter in mmu_emulate_write(). Either that RMW comes later
+	 * and sees this page (and zaps what was derived from the gpte), or
+	 * it comes first and its guest-memory store happens before the
+	 * fault path's re-read of the gpte (gpte_changed), which retries.
+	 */
 	atomic_fetch_add_explicit(&mmu->indirect_shadow_pages, 1,
 				  memory_order_seq_cst);
-	/*
-	 * Pairs with the fence in mmu_emulate_write(): either it sees this
-	 * page and zaps what it derived from the gpte, or the fault path's
-	 * re-read of the gpte (gpte_changed) sees the emulated write.
-	 */
-	atomic_thread_fence(memory_order_seq_cst);
 	slot = slot_of(mmu, sp->gfn);
 	if (!slot)
 		return false;
@@ -329,12 +331,14 @@ void mmu_flush_remote_tlbs(struct mmu *mmu)
 {
 	mmu_stat_add(mmu, MMU_STAT_FLUSHES, 1);
 	/*
-	 * The request broadcast does set-bit, seq_cst fence, read-mode for
-	 * each vCPU: that fence orders our spte stores (unlink, write
-	 * protect) before the mode reads, pairing with the vCPU's fence
-	 * between its IN_GUEST_MODE store and its first spte load (digest
-	 * 1.2 pairing (b)). With wait it returns when every vCPU that was
-	 * in guest mode has left it, so none holds a stale translation.
+	 * The request broadcast does, per vCPU, a seq_cst RMW setting the
+	 * request bit and then reads the mode: that RMW is the full barrier
+	 * ordering our spte stores (unlink, write protect) before the mode
+	 * read, pairing with the vCPU's seq_cst RMW on its request word
+	 * after it stores IN_GUEST_MODE and before its first spte load
+	 * (digest 1.2 pairing (b); struct mmu_vcpu_ops). With wait it
+	 * returns when every vCPU that was in guest mode has left it, so
+	 * none holds a stale translation.
 	 */
 	if (mmu->ops)
 		mmu->ops->make_all_request(mmu->opaque, MMU_REQ_TLB_FLUSH,
@@ -957,10 +961,10 @@ int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val, unsigned len)
 	}
 	memslot_mark_dirty(slot, gfn);
 	mmu_stat_add(mmu, MMU_STAT_EMULATED_WRITES, 1);
-	/* Pairs with the fence in account_shadowed() (digest 4.5). */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (!atomic_load_explicit(&mmu->indirect_shadow_pages,
-				  memory_order_relaxed))
+	/* Full barrier between the store above and the count: a seq_cst
+	 * RMW pairing with the one in account_shadowed() (digest 4.5). */
+	if (!atomic_fetch_add_explicit(&mmu->indirect_shadow_pages, 0,
+				       memory_order_seq_cst))
 		goto out;
 	list_init(&invalid);
 	misaligned = (gpa & 7) + len > 8;

@@ -129,11 +129,16 @@ enum mmu_request {
 
 /*
  * Implemented by core/vcpu (and by the unit tests' threaded double).
- * make_request sets the request bit, then (full fence) reads the target's
- * mode and kicks it out of IN_GUEST_MODE; with wait it returns only when
- * every target that was not OUTSIDE_GUEST_MODE has left that mode (digest
- * 1.2, 3.10). The MMU calls it with mmu_lock held, so an implementation
- * must not take MMU locks nor wait for a vCPU that is outside guest mode.
+ * make_request sets the request bit with a seq_cst read-modify-write,
+ * then reads the target's mode and kicks it out of IN_GUEST_MODE; with
+ * wait it returns only when every target that was not OUTSIDE_GUEST_MODE
+ * has left that mode (digest 1.2, 3.10). The vCPU, after storing
+ * IN_GUEST_MODE, must do a seq_cst RMW on its request word (e.g. fetch_or
+ * 0) before it checks requests and before its first spte load: the two
+ * RMWs on one word are the Dekker pair for both the request and the spte
+ * stores the MMU made before asking (ThreadSanitizer models RMWs, not
+ * fences). The MMU calls these with mmu_lock held, so an implementation
+ * must not take MMU locks nor wait for a vCPU outside guest mode.
  */
 struct mmu_vcpu_ops {
 	void (*make_request)(void *opaque, unsigned vcpu, enum mmu_request req,
