@@ -124,9 +124,23 @@ const struct x86_opdesc *x86_opdesc_lookup(unsigned int opcode,
 
 /*
  * The arithmetic flags are computed only when something reads them. An
- * ALU handler records its operation, operand size, result and sources;
- * while op != X86_LF_NONE, cpu->rflags' arithmetic bits are stale and
- * x86_rflags() derives them.
+ * ALU handler records its operation, operand size, result and sources,
+ * all truncated to the operand size; while op != X86_LF_NONE,
+ * cpu->rflags' arithmetic bits are stale and x86_rflags() derives them
+ * (and writes them back, dropping the lazy state). SF, ZF and PF always
+ * come from res; what each op records for CF, OF and AF:
+ *   ADD, ADC   res = src1 + src2 (+ carry)
+ *   SUB, SBB   res = src1 - src2 (- carry); CMP, CMPS, SCAS, CMPXCHG too
+ *   NEG        res = -src1
+ *   LOGIC      CF = OF = AF = 0
+ *   INC, DEC   src1 = the operand; carry = the CF they leave alone
+ *   SHL        carry = CF; OF = MSB(res) ^ CF
+ *   SHR, SAR   carry = CF; OF = MSB(res) ^ the bit below it (SHRD too)
+ *   SHLD       carry = CF; src1 = the destination shifted alone (no bits
+ *              of the source); OF = MSB(src1) ^ CF
+ *   MUL        CF = OF = (src1 != 0); SF ZF AF PF are cpu->rflags' own
+ * Shifts with a nonzero count set AF, as the host (AMD Zen) does; the
+ * SDM leaves it undefined.
  */
 enum x86_lf_op {
 	X86_LF_NONE,
@@ -141,6 +155,7 @@ enum x86_lf_op {
 	X86_LF_SHL,
 	X86_LF_SHR,
 	X86_LF_SAR,
+	X86_LF_SHLD,
 	X86_LF_MUL, /* CF = OF = (src1 != 0): the high half was needed */
 };
 
@@ -148,7 +163,7 @@ struct x86_lazy {
 	uint8_t op; /* enum x86_lf_op */
 	uint8_t size; /* operand size in bytes */
 	uint64_t res, src1, src2;
-	uint64_t carry; /* CF into ADC/SBB, CF kept by INC/DEC */
+	uint64_t carry; /* CF into ADC/SBB, kept by INC/DEC, out of shifts */
 };
 
 static inline void x86_lf_set(struct x86_lazy *lf, enum x86_lf_op op,
@@ -160,6 +175,15 @@ static inline void x86_lf_set(struct x86_lazy *lf, enum x86_lf_op op,
 	lf->res = res;
 	lf->src1 = src1;
 	lf->src2 = src2;
+}
+
+/* The same with the carry field: ADC/SBB, INC/DEC and shifts. */
+static inline void x86_lf_set_c(struct x86_lazy *lf, enum x86_lf_op op,
+				unsigned int size, uint64_t res, uint64_t src1,
+				uint64_t src2, uint64_t carry)
+{
+	x86_lf_set(lf, op, size, res, src1, src2);
+	lf->carry = carry;
 }
 
 /* ---- the soft TLB (mem.c) --------------------------------------------- */
