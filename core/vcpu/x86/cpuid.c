@@ -1,0 +1,111 @@
+/*
+ * What CPUID reports: exactly the features this CPU implements (DESIGN.md
+ * section 2), so a guest that trusts CPUID never meets an instruction or
+ * a control bit that is missing. Notably absent: the x87 FPU, MMX and
+ * every SSE level, FXSR/XSAVE (guests are built with
+ * -mgeneral-regs-only; x86-64 architecturally assumes SSE2, and a guest
+ * that uses it anyway gets #UD), the local APIC (not implemented yet),
+ * MTRRs, SYSENTER, CLFLUSH, and — until issue 6 — PCID, INVPCID and
+ * 1 GiB pages. The instruction itself lives in exec_system.c; the CR4
+ * and EFER bits it accepts agree with these leaves.
+ */
+#include <string.h>
+
+#include "x86_int.h"
+
+void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
+	       uint32_t out[4]);
+
+/* Vendor and hypervisor signature: EBX, EDX, ECX order in leaf 0. */
+static const char vendor[13] = "MmudMmudMmud";
+static const char brand[48] = "mmud software x86-64 CPU";
+
+#define MAX_BASIC_LEAF 7
+#define MAX_EXT_LEAF 0x80000008u
+#define HV_LEAF 0x40000000u
+
+/* Leaf 1 EDX (SDM vol. 2, CPUID, table 3-11). */
+#define F1_EDX_TSC (1u << 4)
+#define F1_EDX_MSR (1u << 5)
+#define F1_EDX_PAE (1u << 6)
+#define F1_EDX_CX8 (1u << 8)
+#define F1_EDX_PGE (1u << 13)
+#define F1_EDX_CMOV (1u << 15)
+#define F1_EDX_PAT (1u << 16)
+/* Leaf 1 ECX (table 3-10). */
+#define F1_ECX_CX16 (1u << 13)
+#define F1_ECX_HYPERVISOR (1u << 31)
+/* Leaf 7 subleaf 0 EBX. */
+#define F7_EBX_SMEP (1u << 7)
+#define F7_EBX_SMAP (1u << 20)
+/* Leaf 0x80000001. */
+#define FX_ECX_LAHF_LM (1u << 0)
+#define FX_EDX_SYSCALL (1u << 11)
+#define FX_EDX_NX (1u << 20)
+#define FX_EDX_RDTSCP (1u << 27)
+#define FX_EDX_LM (1u << 29)
+
+/* Family 6, model 0, stepping 1: no real part, so no guest applies a
+ * vendor's model-specific quirks to it. */
+#define SIGNATURE 0x00000601u
+
+static void put_string(uint32_t *regs, const char *s, unsigned int n)
+{
+	memcpy(regs, s, n);
+}
+
+void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
+	       uint32_t out[4])
+{
+	uint32_t sig[3];
+
+	memset(out, 0, 4 * sizeof(uint32_t));
+	switch (leaf) {
+	case 0:
+		put_string(sig, vendor, 12);
+		out[0] = MAX_BASIC_LEAF;
+		out[1] = sig[0];
+		out[2] = sig[2];
+		out[3] = sig[1];
+		break;
+	case 1:
+		out[0] = SIGNATURE;
+		/* Initial APIC ID in bits 31:24. */
+		out[1] = (cpu->index & 0xff) << 24;
+		out[2] = F1_ECX_CX16 | F1_ECX_HYPERVISOR;
+		out[3] = F1_EDX_TSC | F1_EDX_MSR | F1_EDX_PAE | F1_EDX_CX8 |
+			 F1_EDX_PGE | F1_EDX_CMOV | F1_EDX_PAT;
+		break;
+	case 7:
+		if (subleaf == 0)
+			out[1] = F7_EBX_SMEP | F7_EBX_SMAP;
+		break;
+	case HV_LEAF:
+		put_string(sig, vendor, 12);
+		out[0] = HV_LEAF;
+		out[1] = sig[0];
+		out[2] = sig[1];
+		out[3] = sig[2];
+		break;
+	case 0x80000000u:
+		out[0] = MAX_EXT_LEAF;
+		break;
+	case 0x80000001u:
+		out[2] = FX_ECX_LAHF_LM;
+		out[3] = FX_EDX_SYSCALL | FX_EDX_NX | FX_EDX_RDTSCP | FX_EDX_LM;
+		break;
+	case 0x80000002u:
+	case 0x80000003u:
+	case 0x80000004u:
+		put_string(out, brand + 16 * (leaf - 0x80000002u), 16);
+		break;
+	case 0x80000008u:
+		/* 46 physical, 48 linear address bits (DESIGN.md section 2). */
+		out[0] = 0x302e;
+		break;
+	default:
+		/* Leaves 2-6, 0x80000005-7 and everything out of range
+		 * report nothing (as AMD processors do). */
+		break;
+	}
+}

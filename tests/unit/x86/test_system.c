@@ -1,0 +1,786 @@
+/*
+ * Tests of exec_system.c and cpuid.c: HLT, IRETQ and far RET to CPL3 and
+ * back through a fault, SYSCALL/SYSRET, the MSRs and their #GP rules,
+ * control-register writes and their #GP rules and paging exits, segment
+ * loads and their error codes, LTR's busy bit, the descriptor-table
+ * loads and stores, the IOPL-sensitive flags, SWAPGS, INVLPG, RDTSC,
+ * CLAC/STAC, far JMP/CALL and CPUID. Expected values come from the SDM's
+ * descriptions of each instruction.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sys_setup.h"
+
+#define LSTAR_TARGET 0x30000ULL
+
+static struct xh *setup(void)
+{
+	struct xh *h = xh_new();
+
+	sys_setup(h);
+	return h;
+}
+
+/* Runs code at CPL0 and expects it to reach its final HLT. */
+static void run_ok(struct xh *h, const uint8_t *code, size_t len)
+{
+	struct x86_exit exit;
+
+	assert_int_equal(sys_run(h, code, len, &exit), X86_EXIT_HLT);
+	assert_int_equal(sys_rip(h), XH_CODE + len + 1);
+}
+
+/* Runs code and expects its fault vector's handler (the error code, if
+ * any, is returned from the handler's stack). */
+static uint64_t run_fault(struct xh *h, const uint8_t *code, size_t len,
+			  unsigned int vector)
+{
+	struct x86_exit exit;
+
+	assert_int_equal(sys_run(h, code, len, &exit), X86_EXIT_HLT);
+	assert_true(sys_in_handler(h, vector));
+	return sys_read64(h, sys_reg(h, X86_RSP));
+}
+
+static void test_system_hlt_exits_after_retiring(void **state)
+{
+	struct xh *h = setup();
+	struct x86_exit exit;
+
+	(void)state;
+	sys_set_rflags(h, 0x202);
+	assert_int_equal(sys_run(h, NULL, 0, &exit), X86_EXIT_HLT);
+	assert_true(exit.hlt.interrupts_enabled);
+	assert_int_equal(sys_rip(h), XH_CODE + 1);
+	xh_free(h);
+}
+
+static void test_system_hlt_at_cpl3_gp(void **state)
+{
+	struct xh *h = setup();
+
+	(void)state;
+	sys_enter_cpl3(h);
+	assert_int_equal(run_fault(h, NULL, 0, X86_GP), 0);
+	xh_free(h);
+}
+
+static void test_system_iretq_to_cpl3_and_back_via_fault(void **state)
+{
+	static const uint8_t code[] = {
+		0x6a, 0x23, 0x68, 0x00, 0x00, 0x17, 0x00, 0x68, 0x02,
+		0x02, 0x00, 0x00, 0x6a, 0x2b, 0x48, 0x8d, 0x05, 0x03,
+		0x00, 0x00, 0x00, 0x50, 0x48, 0xcf, 0x0f, 0x0b,
+	};
+	struct xh *h = setup();
+	struct x86_sregs s;
+
+	(void)state;
+	run_fault(h, code, sizeof(code), X86_UD);
+	assert_int_equal(x86_cpl(h->cpu), 0);
+	assert_int_equal(sys_reg(h, X86_RSP), SYS_RSP0 - 40);
+	/* The user frame: RIP of the UD2, CS 0x2b, IF from the IRET
+	 * image, RF of a fault, the user SS:RSP. */
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 40), XH_CODE + 24);
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 32), SEL_UCODE);
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 24), 0x10202);
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 16), 0x170000);
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 8), SEL_UDATA);
+	/* DS/ES (DPL0) became null on the way to CPL3. */
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.seg[X86_DS].sel, 0);
+	assert_true(s.seg[X86_DS].attr & X86_SEG_UNUSABLE);
+	xh_free(h);
+}
+
+static void test_system_iretq_to_rpl_below_cpl_gp(void **state)
+{
+	/* At CPL3, IRETQ to CS 0x08 (RPL 0 < CPL 3): #GP(0x08). */
+	static const uint8_t code[] = {
+		0x6a, 0x10, 0x68, 0x00, 0x00, 0x17, 0x00, 0x68, 0x02,
+		0x02, 0x00, 0x00, 0x6a, 0x08, 0x48, 0x8d, 0x05, 0x03,
+		0x00, 0x00, 0x00, 0x50, 0x48, 0xcf, 0x0f, 0x0b,
+	};
+	struct xh *h = setup();
+
+	(void)state;
+	sys_enter_cpl3(h);
+	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0x08);
+	/* Nothing was committed: the faulting RIP is the IRETQ. */
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 40), XH_CODE + 22);
+	xh_free(h);
+}
+
+static void test_system_lretq_same_level_and_to_cpl3(void **state)
+{
+	static const uint8_t same[] = { 0x6a, 0x08, 0x48, 0x8d, 0x05, 0x03,
+					0x00, 0x00, 0x00, 0x50, 0x48, 0xcb,
+					0xbb, 0x07, 0x00, 0x00, 0x00 };
+	static const uint8_t outer[] = { 0x6a, 0x23, 0x68, 0x00, 0x00, 0x17,
+					 0x00, 0x6a, 0x2b, 0x48, 0x8d, 0x05,
+					 0x03, 0x00, 0x00, 0x00, 0x50, 0x48,
+					 0xcb, 0x0f, 0x0b };
+	struct xh *h = setup();
+
+	(void)state;
+	run_ok(h, same, sizeof(same));
+	assert_int_equal(sys_reg(h, X86_RBX), 7);
+	assert_int_equal(sys_reg(h, X86_RSP), XH_STACK_TOP);
+	run_fault(h, outer, sizeof(outer), X86_UD);
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 32), SEL_UCODE);
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 16), 0x170000);
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 8), SEL_UDATA);
+	xh_free(h);
+}
+
+static void test_system_syscall_sysret_round_trip(void **state)
+{
+	static const uint8_t code[] = {
+		0xb9, 0x80, 0x00, 0x00, 0xc0, 0x0f, 0x32, 0x83, 0xc8, 0x01,
+		0x0f, 0x30, 0xb9, 0x81, 0x00, 0x00, 0xc0, 0x31, 0xc0, 0xba,
+		0x08, 0x00, 0x18, 0x00, 0x0f, 0x30, 0xb9, 0x82, 0x00, 0x00,
+		0xc0, 0xb8, 0x00, 0x00, 0x03, 0x00, 0x31, 0xd2, 0x0f, 0x30,
+		0xb9, 0x84, 0x00, 0x00, 0xc0, 0xb8, 0x00, 0x02, 0x00, 0x00,
+		0x0f, 0x30, 0x48, 0x8d, 0x0d, 0x09, 0x00, 0x00, 0x00, 0x41,
+		0xbb, 0x02, 0x02, 0x00, 0x00, 0x48, 0x0f, 0x07, 0x0f, 0x05,
+	};
+	static const uint8_t hlt = 0xf4;
+	struct xh *h = setup();
+	struct x86_exit exit;
+	struct x86_sregs s;
+
+	(void)state;
+	xh_load(h, LSTAR_TARGET, &hlt, 1);
+	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
+	assert_int_equal(sys_rip(h), LSTAR_TARGET + 1);
+	assert_int_equal(x86_cpl(h->cpu), 0);
+	/* RCX = after the SYSCALL, R11 = the user RFLAGS; SFMASK took IF. */
+	assert_int_equal(sys_reg(h, X86_RCX), XH_CODE + sizeof(code));
+	assert_int_equal(sys_reg(h, X86_R11), 0x202);
+	assert_int_equal(sys_rflags(h) & X86_RFLAGS_IF, 0);
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.seg[X86_CS].sel, 0x08);
+	assert_int_equal(s.seg[X86_SS].sel, 0x10);
+	xh_free(h);
+}
+
+static void test_system_sysret_to_cpl3_selectors(void **state)
+{
+	/* The same code without the final SYSCALL: stop at CPL3 by
+	 * faulting on the HLT. */
+	static const uint8_t code[] = {
+		0xb9, 0x80, 0x00, 0x00, 0xc0, 0x0f, 0x32, 0x83, 0xc8,
+		0x01, 0x0f, 0x30, 0xb9, 0x81, 0x00, 0x00, 0xc0, 0x31,
+		0xc0, 0xba, 0x08, 0x00, 0x18, 0x00, 0x0f, 0x30, 0x48,
+		0x8d, 0x0d, 0x09, 0x00, 0x00, 0x00, 0x41, 0xbb, 0x02,
+		0x02, 0x00, 0x00, 0x48, 0x0f, 0x07, 0x90,
+	};
+	struct xh *h = setup();
+
+	(void)state;
+	run_fault(h, code, sizeof(code), X86_GP);
+	/* The #GP frame: CS = STAR[63:48] + 16 | 3, SS = + 8 | 3. */
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 48 + 16), 0x2b);
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 48 + 40), 0x23);
+	xh_free(h);
+}
+
+static void test_system_syscall_without_sce_ud(void **state)
+{
+	static const uint8_t code[] = { 0x0f, 0x05 };
+	struct xh *h = setup();
+
+	(void)state;
+	run_fault(h, code, sizeof(code), X86_UD);
+	xh_free(h);
+}
+
+static void test_system_sysret_noncanonical_rcx_gp(void **state)
+{
+	static const uint8_t code[] = { 0xb9, 0x80, 0x00, 0x00, 0xc0,
+					0x0f, 0x32, 0x83, 0xc8, 0x01,
+					0x0f, 0x30, 0x48, 0xb9, 0x00,
+					0x00, 0x00, 0x00, 0x00, 0x00,
+					0x00, 0x80, 0x48, 0x0f, 0x07 };
+	struct xh *h = setup();
+
+	(void)state;
+	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0);
+	assert_int_equal(x86_cpl(h->cpu), 0);
+	xh_free(h);
+}
+
+static void test_system_rdmsr_unknown_gp(void **state)
+{
+	static const uint8_t code[] = {
+		0xb9, 0x78, 0x56, 0x34, 0x12, 0x0f, 0x32
+	};
+	struct xh *h = setup();
+
+	(void)state;
+	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0);
+	xh_free(h);
+}
+
+static void test_system_wrmsr_fs_base_canonical_rules(void **state)
+{
+	static const uint8_t bad[] = {
+		0xb9, 0x00, 0x01, 0x00, 0xc0, 0xba, 0x00,
+		0x80, 0x00, 0x00, 0x31, 0xc0, 0x0f, 0x30
+	};
+	static const uint8_t good[] = { 0xb9, 0x00, 0x01, 0x00, 0xc0, 0xba,
+					0xff, 0x7f, 0x00, 0x00, 0xb8, 0x00,
+					0x50, 0x34, 0x12, 0x0f, 0x30, 0x31,
+					0xc0, 0x31, 0xd2, 0x0f, 0x32 };
+	struct xh *h = setup();
+	struct x86_sregs s;
+
+	(void)state;
+	assert_int_equal(run_fault(h, bad, sizeof(bad), X86_GP), 0);
+	xh_free(h);
+
+	h = setup();
+	run_ok(h, good, sizeof(good));
+	assert_int_equal(sys_reg(h, X86_RAX), 0x12345000);
+	assert_int_equal(sys_reg(h, X86_RDX), 0x7fff);
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.seg[X86_FS].base, 0x7fff12345000ULL);
+	xh_free(h);
+}
+
+static void test_system_wrmsr_pat_reserved_type_gp(void **state)
+{
+	static const uint8_t bad[] = {
+		0xb9, 0x77, 0x02, 0x00, 0x00, 0xb8, 0x02,
+		0x00, 0x00, 0x00, 0x31, 0xd2, 0x0f, 0x30
+	};
+	static const uint8_t good[] = { 0xb9, 0x77, 0x02, 0x00, 0x00,
+					0xb8, 0x01, 0x04, 0x05, 0x07,
+					0xba, 0x06, 0x06, 0x06, 0x06,
+					0x0f, 0x30, 0x0f, 0x32 };
+	struct xh *h = setup();
+
+	(void)state;
+	assert_int_equal(run_fault(h, bad, sizeof(bad), X86_GP), 0);
+	xh_free(h);
+	h = setup();
+	run_ok(h, good, sizeof(good));
+	assert_int_equal(sys_reg(h, X86_RAX), 0x07050401);
+	assert_int_equal(sys_reg(h, X86_RDX), 0x06060606);
+	xh_free(h);
+}
+
+static void test_system_wrmsr_efer_rules(void **state)
+{
+	static const uint8_t rsvd[] = { 0xb9, 0x80, 0x00, 0x00, 0xc0,
+					0xb8, 0x02, 0x0d, 0x00, 0x00,
+					0x31, 0xd2, 0x0f, 0x30 };
+	static const uint8_t lme[] = {
+		0xb9, 0x80, 0x00, 0x00, 0xc0, 0xb8, 0x00,
+		0x0c, 0x00, 0x00, 0x31, 0xd2, 0x0f, 0x30
+	};
+	static const uint8_t nxe[] = {
+		0xb9, 0x80, 0x00, 0x00, 0xc0, 0xb8, 0x00,
+		0x05, 0x00, 0x00, 0x31, 0xd2, 0x0f, 0x30
+	};
+	static const uint8_t rd[] = { 0xb9, 0x80, 0x00, 0x00, 0xc0, 0x0f, 0x32 };
+	struct xh *h = setup();
+	struct x86_exit exit;
+	struct x86_sregs s;
+
+	(void)state;
+	run_ok(h, rd, sizeof(rd));
+	assert_int_equal(sys_reg(h, X86_RAX), 0xd00);
+	assert_int_equal(run_fault(h, rsvd, sizeof(rsvd), X86_GP), 0);
+	xh_free(h);
+
+	/* LME cannot change while paging is on. */
+	h = setup();
+	assert_int_equal(run_fault(h, lme, sizeof(lme), X86_GP), 0);
+	xh_free(h);
+
+	/* Clearing NXE changes the shadow tables' meaning: paging exit. */
+	h = setup();
+	assert_int_equal(sys_run(h, nxe, sizeof(nxe), &exit), X86_EXIT_PAGING);
+	assert_int_equal(exit.paging.reg, 8);
+	assert_int_equal(exit.paging.old_value, 0xd00);
+	assert_int_equal(exit.paging.new_value, 0x500);
+	assert_int_equal(sys_rip(h), XH_CODE + sizeof(nxe));
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.efer, 0x500);
+	xh_free(h);
+}
+
+static void test_system_rdmsr_at_cpl3_gp(void **state)
+{
+	static const uint8_t code[] = {
+		0xb9, 0x80, 0x00, 0x00, 0xc0, 0x0f, 0x32
+	};
+	struct xh *h = setup();
+
+	(void)state;
+	sys_enter_cpl3(h);
+	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0);
+	assert_int_equal(sys_read64(h, SYS_RSP0 - 40), XH_CODE + 5);
+	xh_free(h);
+}
+
+static void test_system_tsc_write_moves_rdtsc(void **state)
+{
+	static const uint8_t code[] = { 0xb9, 0x10, 0x00, 0x00, 0x00, 0xba,
+					0x10, 0x00, 0x00, 0x00, 0x31, 0xc0,
+					0x0f, 0x30, 0x0f, 0x31, 0x48, 0xc1,
+					0xe2, 0x20, 0x48, 0x09, 0xc2 };
+	struct xh *h = setup();
+	uint64_t tsc;
+
+	(void)state;
+	run_ok(h, code, sizeof(code));
+	tsc = sys_reg(h, X86_RDX);
+	assert_true(tsc >= 0x1000000000ULL);
+	assert_true(tsc < 0x1000000000ULL + (1ULL << 40));
+	xh_free(h);
+}
+
+static void test_system_cr_writes_invalid_gp(void **state)
+{
+	/* Clearing CR0.PG in long mode; clearing CR4.PAE; CR4.OSFXSR
+	 * (SSE is not reported); CR3 bit 63 without PCIDE; CR8 > 15.
+	 * Each loads its value with a 5- or 10-byte MOV first. */
+	static const uint8_t cr0_pg[] = { 0xb8, 0x33, 0x00, 0x01,
+					  0x00, 0x0f, 0x22, 0xc0 };
+	static const uint8_t cr4_pae[] = { 0xb8, 0x00, 0x00, 0x00,
+					   0x00, 0x0f, 0x22, 0xe0 };
+	static const uint8_t cr4_fx[] = { 0xb8, 0x20, 0x02, 0x00,
+					  0x00, 0x0f, 0x22, 0xe0 };
+	static const uint8_t cr3_63[] = { 0x48, 0xb8, 0x00, 0x10, 0x00,
+					  0x00, 0x00, 0x00, 0x00, 0x80,
+					  0x0f, 0x22, 0xd8 };
+	static const uint8_t cr8[] = { 0xb8, 0x10, 0x00, 0x00, 0x00,
+				       0x44, 0x0f, 0x22, 0xc0 };
+	const struct {
+		const uint8_t *code;
+		size_t len, mov;
+	} cases[] = {
+		{ cr0_pg, sizeof(cr0_pg), 5 }, { cr4_pae, sizeof(cr4_pae), 5 },
+		{ cr4_fx, sizeof(cr4_fx), 5 }, { cr3_63, sizeof(cr3_63), 10 },
+		{ cr8, sizeof(cr8), 5 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct xh *h = setup();
+
+		assert_int_equal(
+			run_fault(h, cases[i].code, cases[i].len, X86_GP), 0);
+		assert_int_equal(sys_read64(h, XH_STACK_TOP - 40),
+				 XH_CODE + cases[i].mov);
+		xh_free(h);
+	}
+}
+
+static void test_system_cr_writes_exit_paging(void **state)
+{
+	static const uint8_t cr3[] = { 0xb8, 0x00, 0x50, 0x00,
+				       0x00, 0x0f, 0x22, 0xd8 };
+	static const uint8_t smep[] = { 0xb8, 0x20, 0x00, 0x10,
+					0x00, 0x0f, 0x22, 0xe0 };
+	static const uint8_t wp[] = { 0xb8, 0x33, 0x00, 0x00,
+				      0x80, 0x0f, 0x22, 0xc0 };
+	struct xh *h = setup();
+	struct x86_exit exit;
+
+	(void)state;
+	assert_int_equal(sys_run(h, cr3, sizeof(cr3), &exit), X86_EXIT_PAGING);
+	assert_int_equal(exit.paging.reg, 3);
+	assert_int_equal(exit.paging.old_value, 0x1000);
+	assert_int_equal(exit.paging.new_value, 0x5000);
+	assert_int_equal(sys_rip(h), XH_CODE + sizeof(cr3));
+	assert_int_equal(sys_run(h, wp, sizeof(wp), &exit), X86_EXIT_PAGING);
+	assert_int_equal(exit.paging.reg, 0);
+	assert_int_equal(exit.paging.new_value, 0x80000033);
+	/* Last: with SMEP on, the harness's user pages are not executable
+	 * at CPL0 any more. */
+	assert_int_equal(sys_run(h, smep, sizeof(smep), &exit),
+			 X86_EXIT_PAGING);
+	assert_int_equal(exit.paging.reg, 4);
+	assert_int_equal(exit.paging.new_value, 0x100020);
+	xh_free(h);
+}
+
+static void test_system_cr_reads_and_cr2_cr8(void **state)
+{
+	static const uint8_t code[] = {
+		0xb8, 0x05, 0x00, 0x00, 0x00, 0x44, 0x0f, 0x22, 0xc0,
+		0x44, 0x0f, 0x20, 0xc3, 0xb8, 0xbc, 0x0a, 0x00, 0x00,
+		0x0f, 0x22, 0xd0, 0x0f, 0x20, 0xd2, 0x0f, 0x20, 0xc6,
+		0x0f, 0x20, 0xe7, 0x0f, 0x20, 0xdd,
+	};
+	struct xh *h = setup();
+
+	(void)state;
+	run_ok(h, code, sizeof(code));
+	assert_int_equal(sys_reg(h, X86_RBX), 5);
+	assert_int_equal(sys_reg(h, X86_RDX), 0xabc);
+	assert_int_equal(sys_reg(h, X86_RSI), 0x80010033);
+	assert_int_equal(sys_reg(h, X86_RDI), 0x20);
+	assert_int_equal(sys_reg(h, X86_RBP), 0x1000);
+	xh_free(h);
+}
+
+static void test_system_mov_cr_at_cpl3_gp_and_cr1_ud(void **state)
+{
+	static const uint8_t rd[] = { 0x0f, 0x20, 0xc0 };
+	static const uint8_t cr1[] = { 0x0f, 0x20, 0xc8 };
+	struct xh *h = setup();
+
+	(void)state;
+	run_fault(h, cr1, sizeof(cr1), X86_UD);
+	xh_free(h);
+	h = setup();
+	sys_enter_cpl3(h);
+	assert_int_equal(run_fault(h, rd, sizeof(rd), X86_GP), 0);
+	xh_free(h);
+}
+
+static void test_system_ltr_sets_busy_bit(void **state)
+{
+	static const uint8_t code[] = { 0xb8, 0x30, 0x00, 0x00, 0x00, 0x0f,
+					0x00, 0xd8, 0x0f, 0x00, 0xcb };
+	struct xh *h = setup();
+	struct x86_sregs s;
+
+	(void)state;
+	sys_gdt(h)[6] = sys_tss_descriptor_low(SYS_TSS, 0x9);
+	run_ok(h, code, sizeof(code));
+	assert_int_equal((sys_gdt(h)[6] >> 40) & 0xf, 0xb);
+	assert_int_equal(sys_reg(h, X86_RBX), SEL_TSS);
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.tr.sel, SEL_TSS);
+	assert_int_equal(s.tr.base, SYS_TSS);
+	assert_int_equal(s.tr.limit, 0x67);
+	assert_int_equal(X86_SEG_TYPE(s.tr.attr), 0xb);
+	/* Loading the now-busy TSS again: #GP(selector). */
+	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), SEL_TSS);
+	xh_free(h);
+}
+
+static void test_system_sgdt_sidt_lidt_round_trip(void **state)
+{
+	static const uint8_t store[] = { 0xb8, 0x00, 0x00, 0x30, 0x00, 0x0f,
+					 0x01, 0x00, 0x0f, 0x01, 0x48, 0x10 };
+	static const uint8_t load[] = { 0xb8, 0x00, 0x00, 0x30,
+					0x00, 0x0f, 0x01, 0x18 };
+	struct xh *h = setup();
+	struct x86_sregs s;
+	uint8_t *p = xh_ptr(h, SYS_DATA);
+	uint16_t limit;
+	uint64_t base;
+
+	(void)state;
+	run_ok(h, store, sizeof(store));
+	memcpy(&limit, p, 2);
+	memcpy(&base, p + 2, 8);
+	assert_int_equal(limit, SYS_GDT_ENTRIES * 8 - 1);
+	assert_int_equal(base, SYS_GDT);
+	memcpy(&limit, p + 16, 2);
+	memcpy(&base, p + 18, 8);
+	assert_int_equal(limit, 0xfff);
+	assert_int_equal(base, SYS_IDT);
+
+	limit = 0x1ff;
+	base = 0x45000;
+	memcpy(p, &limit, 2);
+	memcpy(p + 2, &base, 8);
+	run_ok(h, load, sizeof(load));
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.idt.limit, 0x1ff);
+	assert_int_equal(s.idt.base, 0x45000);
+
+	/* A non-canonical base: #GP(0). */
+	base = 0x0000800000000000ULL;
+	memcpy(p + 2, &base, 8);
+	sys_setup(h);
+	assert_int_equal(run_fault(h, load, sizeof(load), X86_GP), 0);
+	xh_free(h);
+}
+
+static void test_system_mov_sreg_loads_and_checks(void **state)
+{
+	static const uint8_t ds[] = { 0xb8, 0x23, 0x00, 0x00, 0x00,
+				      0x8e, 0xd8, 0x8c, 0xdb };
+	static const uint8_t ss3[] = {
+		0xb8, 0x23, 0x00, 0x00, 0x00, 0x8e, 0xd0
+	};
+	static const uint8_t ssnull[] = { 0x31, 0xc0, 0x8e, 0xd0 };
+	static const uint8_t cs[] = { 0x8e, 0xc8 };
+	static const uint8_t ds40[] = {
+		0xb8, 0x40, 0x00, 0x00, 0x00, 0x8e, 0xd8
+	};
+	struct xh *h = setup();
+	struct x86_sregs s;
+
+	(void)state;
+	sys_set_reg(h, X86_RBX, ~0ULL);
+	run_ok(h, ds, sizeof(ds));
+	/* MOV r32, Sreg zero-extends. */
+	assert_int_equal(sys_reg(h, X86_RBX), SEL_UDATA);
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.seg[X86_DS].sel, SEL_UDATA);
+	assert_int_equal(X86_SEG_DPL(s.seg[X86_DS].attr), 3);
+
+	/* SS needs RPL = DPL = CPL: #GP(selector without RPL). */
+	assert_int_equal(run_fault(h, ss3, sizeof(ss3), X86_GP), 0x20);
+	xh_free(h);
+
+	/* A null SS with RPL 0 is fine at CPL0 in 64-bit mode. */
+	h = setup();
+	run_ok(h, ssnull, sizeof(ssnull));
+	x86_get_sregs(h->cpu, &s);
+	assert_true(s.seg[X86_SS].attr & X86_SEG_UNUSABLE);
+	xh_free(h);
+
+	h = setup();
+	run_fault(h, cs, sizeof(cs), X86_UD);
+	xh_free(h);
+
+	/* Loading a data descriptor sets its accessed bit. */
+	h = setup();
+	sys_gdt(h)[8] = 0x00cf92000000ffffULL;
+	run_ok(h, ds40, sizeof(ds40));
+	assert_int_equal(sys_gdt(h)[8], 0x00cf93000000ffffULL);
+	/* Not present: #NP(selector). */
+	sys_gdt(h)[8] = 0x00cf12000000ffffULL;
+	assert_int_equal(run_fault(h, ds40, sizeof(ds40), X86_NP), 0x40);
+	xh_free(h);
+}
+
+static void test_system_cli_at_cpl3_gp_popf_keeps_if_iopl(void **state)
+{
+	static const uint8_t cli[] = { 0xfa };
+	static const uint8_t popf[] = { 0x68, 0x02, 0x30, 0x00,
+					0x00, 0x9d, 0x9c, 0x58 };
+	struct xh *h = setup();
+
+	(void)state;
+	sys_enter_cpl3(h);
+	assert_int_equal(run_fault(h, cli, sizeof(cli), X86_GP), 0);
+	xh_free(h);
+
+	/* POPF at CPL3 > IOPL: IOPL and IF are silently kept. */
+	h = setup();
+	sys_enter_cpl3(h);
+	sys_set_rflags(h, 0x202);
+	run_fault(h, popf, sizeof(popf), X86_GP); /* the final HLT */
+	assert_int_equal(sys_reg(h, X86_RAX), 0x202);
+	xh_free(h);
+}
+
+static void test_system_swapgs_exchanges_gs_base(void **state)
+{
+	static const uint8_t code[] = { 0xb9, 0x02, 0x01, 0x00, 0xc0, 0xb8,
+					0x00, 0x40, 0x23, 0x01, 0x31, 0xd2,
+					0x0f, 0x30, 0x0f, 0x01, 0xf8, 0xb9,
+					0x01, 0x01, 0x00, 0xc0, 0x0f, 0x32 };
+	struct xh *h = setup();
+
+	(void)state;
+	run_ok(h, code, sizeof(code));
+	assert_int_equal(sys_reg(h, X86_RAX), 0x1234000);
+	xh_free(h);
+}
+
+static void test_system_invlpg_exits_with_address(void **state)
+{
+	static const uint8_t code[] = { 0xb8, 0x00, 0x50, 0x34,
+					0x00, 0x0f, 0x01, 0x38 };
+	struct xh *h = setup();
+	struct x86_exit exit;
+
+	(void)state;
+	assert_int_equal(sys_run(h, code, sizeof(code), &exit),
+			 X86_EXIT_INVLPG);
+	assert_int_equal(exit.invlpg.gva, 0x345000);
+	assert_false(exit.invlpg.all);
+	assert_int_equal(sys_rip(h), XH_CODE + sizeof(code));
+	xh_free(h);
+}
+
+static void test_system_rdtsc_monotonic(void **state)
+{
+	static const uint8_t code[] = { 0x0f, 0x31, 0x89, 0xc3,
+					0x89, 0xd6, 0x0f, 0x31 };
+	struct xh *h = setup();
+	uint64_t a, b;
+
+	(void)state;
+	run_ok(h, code, sizeof(code));
+	a = (sys_reg(h, X86_RSI) << 32) | sys_reg(h, X86_RBX);
+	b = (sys_reg(h, X86_RDX) << 32) | sys_reg(h, X86_RAX);
+	assert_true(b >= a);
+	xh_free(h);
+}
+
+static void test_system_stac_clac_toggle_ac(void **state)
+{
+	static const uint8_t code[] = { 0x0f, 0x01, 0xcb, 0x9c, 0x5b,
+					0x0f, 0x01, 0xca, 0x9c, 0x59 };
+	struct xh *h = setup();
+
+	(void)state;
+	run_ok(h, code, sizeof(code));
+	assert_true(sys_reg(h, X86_RBX) & X86_RFLAGS_AC);
+	assert_false(sys_reg(h, X86_RCX) & X86_RFLAGS_AC);
+	xh_free(h);
+	h = setup();
+	sys_enter_cpl3(h);
+	run_fault(h, code, sizeof(code), X86_UD);
+	xh_free(h);
+}
+
+static void test_system_far_jmp_and_call_through_memory(void **state)
+{
+	static const uint8_t jmp[] = { 0xb8, 0x00, 0x00, 0x30,
+				       0x00, 0x48, 0xff, 0x28 };
+	static const uint8_t call[] = { 0xb8, 0x00, 0x00, 0x30,
+					0x00, 0x48, 0xff, 0x18 };
+	static const uint8_t hlt = 0xf4;
+	struct xh *h = setup();
+	struct x86_exit exit;
+	uint64_t target = 0x40000;
+	uint16_t sel = SEL_KCODE;
+
+	(void)state;
+	xh_load(h, target, &hlt, 1);
+	xh_load(h, SYS_DATA, &target, 8);
+	xh_load(h, SYS_DATA + 8, &sel, 2);
+	assert_int_equal(sys_run(h, jmp, sizeof(jmp), &exit), X86_EXIT_HLT);
+	assert_int_equal(sys_rip(h), target + 1);
+	assert_int_equal(sys_run(h, call, sizeof(call), &exit), X86_EXIT_HLT);
+	assert_int_equal(sys_rip(h), target + 1);
+	assert_int_equal(sys_reg(h, X86_RSP), XH_STACK_TOP - 16);
+	assert_int_equal(sys_read64(h, XH_STACK_TOP - 16),
+			 XH_CODE + sizeof(call));
+	assert_int_equal(sys_read64(h, XH_STACK_TOP - 8), SEL_KCODE);
+
+	/* To a 32-bit code segment (compatibility mode): #GP(selector). */
+	sel = SEL_UCODE32;
+	xh_load(h, SYS_DATA + 8, &sel, 2);
+	sys_set_reg(h, X86_RSP, XH_STACK_TOP);
+	assert_int_equal(run_fault(h, jmp, sizeof(jmp), X86_GP),
+			 SEL_UCODE32 & ~3);
+	xh_free(h);
+}
+
+static void test_system_into_and_ud2_ud(void **state)
+{
+	static const uint8_t into[] = { 0xce };
+	static const uint8_t ud2[] = { 0x0f, 0x0b };
+	struct xh *h = setup();
+
+	(void)state;
+	run_fault(h, into, sizeof(into), X86_UD);
+	xh_free(h);
+	h = setup();
+	run_fault(h, ud2, sizeof(ud2), X86_UD);
+	xh_free(h);
+}
+
+static void cpuid(struct xh *h, uint32_t leaf, uint32_t subleaf, uint32_t r[4])
+{
+	static const uint8_t code[] = { 0x0f, 0xa2 };
+
+	sys_set_reg(h, X86_RAX, leaf);
+	sys_set_reg(h, X86_RCX, subleaf);
+	run_ok(h, code, sizeof(code));
+	r[0] = (uint32_t)sys_reg(h, X86_RAX);
+	r[1] = (uint32_t)sys_reg(h, X86_RBX);
+	r[2] = (uint32_t)sys_reg(h, X86_RCX);
+	r[3] = (uint32_t)sys_reg(h, X86_RDX);
+}
+
+static void test_system_cpuid_reports_what_is_implemented(void **state)
+{
+	struct xh *h = setup();
+	uint32_t r[4];
+	char vendor[13];
+
+	(void)state;
+	cpuid(h, 0, 0, r);
+	assert_int_equal(r[0], 7);
+	memcpy(vendor, &r[1], 4);
+	memcpy(vendor + 4, &r[3], 4);
+	memcpy(vendor + 8, &r[2], 4);
+	vendor[12] = 0;
+	assert_string_equal(vendor, "MmudMmudMmud");
+
+	cpuid(h, 1, 0, r);
+	assert_int_equal(r[1] >> 24, 0); /* APIC ID = vCPU index */
+	assert_int_equal(r[3] & 1, 0); /* no x87 FPU */
+	assert_int_equal(r[3] & (3u << 25), 0); /* no SSE, SSE2 */
+	assert_true(r[3] & (1u << 13)); /* PGE */
+	assert_true(r[3] & (1u << 6)); /* PAE */
+
+	cpuid(h, 7, 0, r);
+	assert_true(r[1] & (1u << 7)); /* SMEP */
+	assert_true(r[1] & (1u << 20)); /* SMAP */
+	assert_int_equal(r[1] & (1u << 10), 0); /* no INVPCID yet */
+	cpuid(h, 1, 0, r);
+	assert_int_equal(r[2] & (1u << 17), 0); /* no PCID yet */
+
+	cpuid(h, 0x80000000u, 0, r);
+	assert_int_equal(r[0], 0x80000008u);
+	cpuid(h, 0x80000001u, 0, r);
+	assert_true(r[3] & (1u << 29)); /* LM */
+	assert_true(r[3] & (1u << 20)); /* NX */
+	assert_true(r[3] & (1u << 11)); /* SYSCALL */
+	assert_int_equal(r[3] & (1u << 26), 0); /* no 1 GiB pages yet */
+	cpuid(h, 0x80000008u, 0, r);
+	assert_int_equal(r[0], 0x302e);
+	xh_free(h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_system_hlt_exits_after_retiring),
+		cmocka_unit_test(test_system_hlt_at_cpl3_gp),
+		cmocka_unit_test(test_system_iretq_to_cpl3_and_back_via_fault),
+		cmocka_unit_test(test_system_iretq_to_rpl_below_cpl_gp),
+		cmocka_unit_test(test_system_lretq_same_level_and_to_cpl3),
+		cmocka_unit_test(test_system_syscall_sysret_round_trip),
+		cmocka_unit_test(test_system_sysret_to_cpl3_selectors),
+		cmocka_unit_test(test_system_syscall_without_sce_ud),
+		cmocka_unit_test(test_system_sysret_noncanonical_rcx_gp),
+		cmocka_unit_test(test_system_rdmsr_unknown_gp),
+		cmocka_unit_test(test_system_wrmsr_fs_base_canonical_rules),
+		cmocka_unit_test(test_system_wrmsr_pat_reserved_type_gp),
+		cmocka_unit_test(test_system_wrmsr_efer_rules),
+		cmocka_unit_test(test_system_rdmsr_at_cpl3_gp),
+		cmocka_unit_test(test_system_tsc_write_moves_rdtsc),
+		cmocka_unit_test(test_system_cr_writes_invalid_gp),
+		cmocka_unit_test(test_system_cr_writes_exit_paging),
+		cmocka_unit_test(test_system_cr_reads_and_cr2_cr8),
+		cmocka_unit_test(test_system_mov_cr_at_cpl3_gp_and_cr1_ud),
+		cmocka_unit_test(test_system_ltr_sets_busy_bit),
+		cmocka_unit_test(test_system_sgdt_sidt_lidt_round_trip),
+		cmocka_unit_test(test_system_mov_sreg_loads_and_checks),
+		cmocka_unit_test(test_system_cli_at_cpl3_gp_popf_keeps_if_iopl),
+		cmocka_unit_test(test_system_swapgs_exchanges_gs_base),
+		cmocka_unit_test(test_system_invlpg_exits_with_address),
+		cmocka_unit_test(test_system_rdtsc_monotonic),
+		cmocka_unit_test(test_system_stac_clac_toggle_ac),
+		cmocka_unit_test(test_system_far_jmp_and_call_through_memory),
+		cmocka_unit_test(test_system_into_and_ud2_ud),
+		cmocka_unit_test(test_system_cpuid_reports_what_is_implemented),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
