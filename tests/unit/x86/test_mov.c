@@ -253,6 +253,98 @@ static void test_mov_register_forms_match_host(void **state)
 	xh_free(h);
 }
 
+static const struct diff_case mem_cases[] = {
+	CASE("xchg [rdi],rcx", 0, 0x48, 0x87, 0x0f),
+	CASE("xchg [rdi],cl", 0, 0x86, 0x0f),
+	CASE("xchg [rdi+1],edx (misaligned)", 0, 0x87, 0x57, 0x01),
+	CASE("lock cmpxchg [rdi],ecx", FLAGS_ARITH, 0xf0, 0x0f, 0xb1, 0x0f),
+	CASE("lock cmpxchg [rdi],rcx", FLAGS_ARITH, 0xf0, 0x48, 0x0f, 0xb1,
+	     0x0f),
+	CASE("cmpxchg [rdi],cl", FLAGS_ARITH, 0x0f, 0xb0, 0x0f),
+	CASE("lock cmpxchg [rdi],cx", FLAGS_ARITH, 0x66, 0xf0, 0x0f, 0xb1,
+	     0x0f),
+	CASE("lock xadd [rdi],rcx", FLAGS_ARITH, 0xf0, 0x48, 0x0f, 0xc1, 0x0f),
+	CASE("xadd [rdi],ecx", FLAGS_ARITH, 0x0f, 0xc1, 0x0f),
+	CASE("lock xadd [rdi],ah", FLAGS_ARITH, 0xf0, 0x0f, 0xc0, 0x27),
+	CASE("lock xadd [rdi+2],si", FLAGS_ARITH, 0x66, 0xf0, 0x0f, 0xc1, 0x77,
+	     0x02),
+	CASE("lock cmpxchg8b [rdi]", FLAGS_ARITH, 0xf0, 0x0f, 0xc7, 0x0f),
+	CASE("lock cmpxchg16b [rdi]", FLAGS_ARITH, 0xf0, 0x48, 0x0f, 0xc7,
+	     0x0f),
+	CASE("movsxd rax,[rdi+4]", 0, 0x48, 0x63, 0x47, 0x04),
+	CASE("movsx rdx,word [rdi+2]", 0, 0x48, 0x0f, 0xbf, 0x57, 0x02),
+	CASE("movzx esi,byte [rdi+7]", 0, 0x0f, 0xb6, 0x77, 0x07),
+	CASE("mov [rdi+3],r9w", 0, 0x66, 0x44, 0x89, 0x4f, 0x03),
+	CASE("mov qword [rdi+8],simm", 0, 0x48, 0xc7, 0x47, 0x08, 0x80, 0x00,
+	     0x00, 0x80),
+};
+
+/* The memory forms the same way, RDI pointing at 32 bytes on each side
+ * (16-aligned, for CMPXCHG16B); compares the bytes too. */
+static void test_mov_memory_forms_match_host(void **state)
+{
+	static _Alignas(16) uint8_t hbuf[32];
+	struct xh *h = xh_new();
+	uint8_t *gbuf = xh_ptr(h, DATA);
+	uint64_t gpr[16];
+
+	(void)state;
+	for (size_t c = 0; c < ARRAY_SIZE(mem_cases); c++) {
+		const struct diff_case *dc = &mem_cases[c];
+
+		for (unsigned int i = 0; i < 64; i++) {
+			struct hx_regs hx;
+			struct x86_regs regs;
+
+			for (unsigned int r = 0; r < 16; r++)
+				gpr[r] = (rnd() & 1) ?
+						 corners[rnd() %
+							 ARRAY_SIZE(corners)] :
+						 rnd();
+			for (unsigned int b = 0; b < 32; b++)
+				hbuf[b] = (uint8_t)rnd();
+			/* Half the comparisons succeed. */
+			if (i & 1) {
+				memcpy(&gpr[X86_RAX], hbuf, 8);
+				memcpy(&gpr[X86_RDX], hbuf + 8, 8);
+				if (!(i & 2)) /* CMPXCHG8B: EDX:EAX */
+					gpr[X86_RDX] = (gpr[X86_RDX] << 32) |
+						       (gpr[X86_RAX] >> 32);
+			}
+			memcpy(gbuf, hbuf, 32);
+			memcpy(hx.gpr, gpr, sizeof(hx.gpr));
+			hx.gpr[X86_RDI] = (uintptr_t)hbuf;
+			hx.rflags = rnd() & FLAGS_ARITH;
+			regs.rflags = hx.rflags | X86_RFLAGS_FIXED;
+			assert_int_equal(hx_run(dc->code, dc->len, &hx), HX_OK);
+
+			memcpy(regs.gpr, gpr, sizeof(regs.gpr));
+			regs.gpr[X86_RDI] = DATA;
+			regs.gpr[X86_RSP] = XH_STACK_TOP;
+			regs.rip = XH_CODE;
+			x86_set_regs(h->cpu, &regs);
+			run_ok(h, dc->code, dc->len);
+			x86_get_regs(h->cpu, &regs);
+			for (unsigned int r = 0; r < 16; r++)
+				if (r != X86_RSP && r != X86_RDI &&
+				    regs.gpr[r] != hx.gpr[r])
+					fail_msg(
+						"%s: r%u = %#llx, host %#llx",
+						dc->name, r,
+						(unsigned long long)regs.gpr[r],
+						(unsigned long long)hx.gpr[r]);
+			if ((regs.rflags ^ hx.rflags) & FLAGS_ARITH)
+				fail_msg("%s: rflags %#llx, host %#llx",
+					 dc->name,
+					 (unsigned long long)regs.rflags,
+					 (unsigned long long)hx.rflags);
+			if (memcmp(gbuf, hbuf, 32))
+				fail_msg("%s: memory differs", dc->name);
+		}
+	}
+	xh_free(h);
+}
+
 static void test_mov_memory_forms_store_and_load(void **state)
 {
 	static const uint8_t code[] = {
@@ -651,6 +743,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mov_register_forms_match_host),
+		cmocka_unit_test(test_mov_memory_forms_match_host),
 		cmocka_unit_test(test_mov_memory_forms_store_and_load),
 		cmocka_unit_test(test_mov_moffs_and_rip_relative_address_right),
 		cmocka_unit_test(test_mov_push_pop_stack_contents),
