@@ -446,10 +446,12 @@ static void form_case(const struct form *f, unsigned int size, enum variant var,
 	e = value(size, i % (NCORNERS + 4));
 	g = value(size, (i / (NCORNERS + 4)) % (NCORNERS + 4));
 	if (f->imm == I_B)
-		imm = f->count == C_IB ? count_value(size, i) :
-					 value(1, i % 16);
+		imm = f->count == C_IB ?
+			      count_value(size, i) :
+			      value(1, (i / (NCORNERS + 4)) % (NCORNERS + 4));
 	else if (f->imm == I_Z)
-		imm = value(size == 2 ? 2 : 4, (i / 3) % (NCORNERS + 4));
+		imm = value(size == 2 ? 2 : 4,
+			    (i / (NCORNERS + 4)) % (NCORNERS + 4));
 	if (f->count == C_ONE)
 		count = 1;
 	else if (f->count == C_IB)
@@ -690,6 +692,9 @@ static void test_alu_div_by_zero_or_overflow_raises_de(void **state)
 		{ { 0xf7, 0xf9 }, 2, 0, 0xffffffff, 0x80000000 },
 		{ { 0x48, 0xf7, 0xf9 }, 3, 0, ~0ULL, 1ULL << 63 },
 		{ { 0x48, 0xf7, 0xf9 }, 3, 0, 0, 0 },
+		{ { 0xf6, 0xf9 }, 2, 0x0080, 0x01, 0 }, /* +128 */
+		{ { 0x66, 0xf7, 0xf9 }, 3, 0x8000, 0x1, 0 },
+		{ { 0x48, 0xf7, 0xf9 }, 3, 1ULL << 63, 1, 0 },
 	};
 	struct state s;
 
@@ -706,6 +711,41 @@ static void test_alu_div_by_zero_or_overflow_raises_de(void **state)
 		hr.rflags = 0;
 		assert_int_equal(hx_run(c[i].code, c[i].len, &hr), HX_FAULT_DE);
 		run_case("div fault", c[i].code, c[i].len, &s, 0, -1);
+	}
+	assert_int_equal(failures, 0);
+}
+
+static void test_alu_idiv_most_negative_quotient_does_not_fault(void **state)
+{
+	/* The quotient may be the most negative value of its size. */
+	static const struct {
+		uint8_t code[4];
+		size_t len;
+		uint64_t rax, rcx, rdx;
+	} c[] = {
+		{ { 0xf6, 0xf9 }, 2, 0xff80, 0x01, 0 }, /* -128 / 1 */
+		{ { 0xf6, 0xf9 }, 2, 0x0080, 0xff, 0 }, /* 128 / -1 */
+		{ { 0xf6, 0xf9 }, 2, 0xff00, 0x02, 0 }, /* -256 / 2 */
+		{ { 0x66, 0xf7, 0xf9 }, 3, 0x8000, 0x1, 0xffff },
+		{ { 0xf7, 0xf9 }, 2, 0x80000000, 0xffffffff, 0 },
+		{ { 0x48, 0xf7, 0xf9 }, 3, 1ULL << 63, 1, ~0ULL },
+		{ { 0x48, 0xf7, 0xf9 }, 3, 1ULL << 63, ~0ULL, 0 },
+	};
+	struct state s;
+
+	(void)state;
+	failures = 0;
+	for (size_t i = 0; i < NFORMS(c); i++) {
+		struct hx_regs hr;
+
+		random_state(&s, false);
+		s.gpr[X86_RAX] = c[i].rax;
+		s.gpr[X86_RCX] = c[i].rcx;
+		s.gpr[X86_RDX] = c[i].rdx;
+		memcpy(hr.gpr, s.gpr, sizeof(hr.gpr));
+		hr.rflags = 0;
+		assert_int_equal(hx_run(c[i].code, c[i].len, &hr), HX_OK);
+		run_case("idiv limit", c[i].code, c[i].len, &s, 0, -1);
 	}
 	assert_int_equal(failures, 0);
 }
@@ -1025,6 +1065,8 @@ int main(void)
 		cmocka_unit_test(
 			test_alu_div_idiv_any_operands_match_host_and_raise_de),
 		cmocka_unit_test(test_alu_div_by_zero_or_overflow_raises_de),
+		cmocka_unit_test(
+			test_alu_idiv_most_negative_quotient_does_not_fault),
 		cmocka_unit_test(
 			test_alu_shifts_rotates_every_count_match_host),
 		cmocka_unit_test(test_alu_shld_shrd_every_count_match_host),
