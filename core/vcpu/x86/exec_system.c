@@ -652,7 +652,11 @@ static void write_cr3(struct x86_cpu *cpu, uint64_t v)
 	if (v & CR3_RESERVED)
 		x86_raise(cpu, X86_GP, 0);
 	cpu->cr3 = v;
-	x86_tlb_flush_nonglobal(cpu);
+	/* Global translations survive only while CR4.PGE is set. */
+	if (cpu->cr4 & X86_CR4_PGE)
+		x86_tlb_flush_nonglobal(cpu);
+	else
+		x86_tlb_flush(cpu);
 	paging_exit(cpu, 3, old, v);
 }
 
@@ -1122,8 +1126,12 @@ static void write_efer(struct x86_cpu *cpu, uint64_t v)
 		x86_raise(cpu, X86_GP, 0);
 	v = (v & ~X86_EFER_LMA) | (old & X86_EFER_LMA);
 	cpu->efer = v;
-	if ((old ^ v) & X86_EFER_NXE)
+	/* Cached translations encode what bit 63 meant when they were
+	 * made. */
+	if ((old ^ v) & X86_EFER_NXE) {
+		x86_tlb_flush(cpu);
 		paging_exit(cpu, 8, old, v);
+	}
 }
 
 static void require_canonical(struct x86_cpu *cpu, uint64_t v)
