@@ -101,32 +101,41 @@ static inline uint64_t before_wrap(uint64_t off, uint64_t mask,
 					 __ATOMIC_RELAXED);                 \
 	} while (0)
 
-/* Forward copy of n bytes between distinct or forward-safe ranges (the
- * caller excludes 0 < d - s < 8). */
+/*
+ * Forward copy of n bytes between distinct or forward-safe ranges (the
+ * caller excludes 0 < d - s < 8). d and s agree in their low bits up to
+ * co, the widest power of two both can be aligned to (at most 8); each
+ * step uses the widest unit d is aligned to, so an element aligned on
+ * both sides is copied by accesses no narrower than itself, and the bulk
+ * goes in runs of co-sized units.
+ */
 static void copy_relaxed(uint8_t *d, const uint8_t *s, size_t n)
 {
 	uintptr_t co = ((uintptr_t)d ^ (uintptr_t)s) | 8;
-	size_t head;
 
-	/* The widest width both are aligned to, up to 8. */
 	co &= -co;
-	head = (-(uintptr_t)d) & (co - 1);
-	if (head > n)
-		head = n;
-	n -= head;
-	COPY_CHUNK(uint8_t, d, s, head);
-	switch (co) {
-	case 8:
-		COPY_CHUNK(uint64_t, d, s, n);
-		break;
-	case 4:
-		COPY_CHUNK(uint32_t, d, s, n);
-		break;
-	case 2:
-		COPY_CHUNK(uint16_t, d, s, n);
-		break;
+	while (n) {
+		uintptr_t a = (uintptr_t)d;
+		size_t m;
+
+		if (co == 8 && !(a & 7) && n >= 8) {
+			m = n & ~(size_t)7;
+			n -= m;
+			COPY_CHUNK(uint64_t, d, s, m);
+		} else if (co >= 4 && !(a & 3) && n >= 4) {
+			m = co == 4 ? n & ~(size_t)3 : 4;
+			n -= m;
+			COPY_CHUNK(uint32_t, d, s, m);
+		} else if (co >= 2 && !(a & 1) && n >= 2) {
+			m = co == 2 ? n & ~(size_t)1 : 2;
+			n -= m;
+			COPY_CHUNK(uint16_t, d, s, m);
+		} else {
+			m = co == 1 ? n : 1;
+			n -= m;
+			COPY_CHUNK(uint8_t, d, s, m);
+		}
 	}
-	COPY_CHUNK(uint8_t, d, s, n);
 }
 
 /* Stores n elements of value v (size bytes each) from d. */
