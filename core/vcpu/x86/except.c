@@ -235,9 +235,10 @@ static uint64_t tss_stack(struct x86_cpu *cpu, unsigned int off, uint32_t ext)
 /*
  * SDM vol. 3, 6.14 (64-bit mode exception and interrupt handling) and
  * the IA-32e branch of the INT n pseudocode in vol. 2. Every check and
- * every memory access happens before the first change of architectural
- * state, so a fault or a shadow-fault exit anywhere leaves the
- * interrupted context intact and delivery starts over.
+ * every memory access happens before the registers change (only CR2 is
+ * loaded first, as the SDM wants even when delivery then faults), so a
+ * fault or a shadow-fault exit anywhere leaves the interrupted context
+ * intact and delivery starts over.
  */
 void x86_deliver_event(struct x86_cpu *cpu)
 {

@@ -118,6 +118,39 @@ static void test_system_iretq_to_rpl_below_cpl_gp(void **state)
 	xh_free(h);
 }
 
+static void test_system_iretd_pops_five_dwords(void **state)
+{
+	/* IRET without REX.W in 64-bit mode pops EIP, CS, EFLAGS, ESP and
+	 * SS as dwords; at CPL0 the image's IOPL (3) is loaded. */
+	static const uint8_t code[] = {
+		0x48, 0x83, 0xec, 0x14, 0xc7, 0x04, 0x24, 0x2c, 0x00,
+		0x10, 0x00, 0xc7, 0x44, 0x24, 0x04, 0x08, 0x00, 0x00,
+		0x00, 0xc7, 0x44, 0x24, 0x08, 0x02, 0x30, 0x00, 0x00,
+		0xc7, 0x44, 0x24, 0x0c, 0x00, 0x00, 0x1f, 0x00, 0xc7,
+		0x44, 0x24, 0x10, 0x10, 0x00, 0x00, 0x00, 0xcf,
+	};
+	struct xh *h = setup();
+
+	(void)state;
+	run_ok(h, code, sizeof(code));
+	assert_int_equal(sys_reg(h, X86_RSP), 0x1f0000);
+	assert_int_equal(sys_rflags(h) & X86_RFLAGS_IOPL, X86_RFLAGS_IOPL);
+	xh_free(h);
+}
+
+static void test_system_iretq_with_nt_gp(void **state)
+{
+	/* pushfq; orq $NT, (%rsp); popfq; iretq */
+	static const uint8_t code[] = { 0x9c, 0x48, 0x81, 0x0c, 0x24, 0x00,
+					0x40, 0x00, 0x00, 0x9d, 0x48, 0xcf };
+	struct xh *h = setup();
+
+	(void)state;
+	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0);
+	assert_int_equal(sys_read64(h, XH_STACK_TOP - 40), XH_CODE + 10);
+	xh_free(h);
+}
+
 static void test_system_lretq_same_level_and_to_cpl3(void **state)
 {
 	static const uint8_t same[] = { 0x6a, 0x08, 0x48, 0x8d, 0x05, 0x03,
@@ -754,6 +787,8 @@ int main(void)
 		cmocka_unit_test(test_system_hlt_at_cpl3_gp),
 		cmocka_unit_test(test_system_iretq_to_cpl3_and_back_via_fault),
 		cmocka_unit_test(test_system_iretq_to_rpl_below_cpl_gp),
+		cmocka_unit_test(test_system_iretd_pops_five_dwords),
+		cmocka_unit_test(test_system_iretq_with_nt_gp),
 		cmocka_unit_test(test_system_lretq_same_level_and_to_cpl3),
 		cmocka_unit_test(test_system_syscall_sysret_round_trip),
 		cmocka_unit_test(test_system_sysret_to_cpl3_selectors),
