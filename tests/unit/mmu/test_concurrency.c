@@ -21,7 +21,7 @@
 #define NVCPUS 2
 
 #if defined(MMUD_TSAN)
-#define ROUNDS 5000
+#define ROUNDS 20000
 #elif defined(__SANITIZE_ADDRESS__)
 #define ROUNDS 10000
 #else
@@ -215,6 +215,54 @@ static void test_concurrency_zap_frees_nothing_vcpus_reach(void **state)
 	cenv_fini(&e);
 }
 
+static void
+test_concurrency_emulated_pte_writes_keep_shadow_in_sync(void **state)
+{
+	struct cenv e;
+	struct mmu_stats st;
+	gfn_t pdpt, pd, pt;
+	uint64_t target = ROUNDS / 20;
+
+	(void)state;
+	cenv_init(&e);
+	/*
+	 * vCPU 0 rewrites, through the guest's own mapping of the page
+	 * table (a window at 0x700000 onto the PT that maps 0x600000..),
+	 * the PTE of the read-only page 0x607000, alternating between two
+	 * data gfns; the others keep reading through it.
+	 */
+	pdpt = (gpte_get(&e.m0, 0, PML4, 0) >> 12) & 0xffff;
+	pd = (gpte_get(&e.m0, 0, pdpt, 0) >> 12) & 0xffff;
+	pt = (gpte_get(&e.m0, 0, pd, 3) >> 12) & 0xffff;
+	{
+		gfn_t next = 0x30;
+
+		map_4k(&e.m0, 0, PML4, &next, 0x700000, pt, G_W | G_D);
+		assert_int_equal(next, 0x30);
+	}
+	e.vm.pt_gva = 0x700000 + 7 * 8;
+	e.vm.pt_vals[0] = ((DATA0 + 6) << PAGE_SHIFT) | G_P;
+	e.vm.pt_vals[1] = ((DATA0 + 7) << PAGE_SHIFT) | G_P;
+	e.vm.pt_target = 0x607000;
+	e.vm.pt_hvas[0] = tmem_hva(&e.m0) + (DATA0 + 6) * PAGE_SIZE;
+	e.vm.pt_hvas[1] = tmem_hva(&e.m0) + (DATA0 + 7) * PAGE_SIZE;
+	tvm_start(&e.vm, NVCPUS);
+	while (atomic_load(&e.vm.pt_writes) < target) {
+		/* Zaps race with the emulated writes and the faults. */
+		mmu_zap_gfn_range(e.vm.mmu, DATA0, DATA0 + NDATA0);
+		tvm_wait_entries(&e.vm, 1);
+	}
+	mmu_stats_get(e.vm.mmu, &st);
+	print_message("%llu page-table stores emulated, %llu faults, "
+		      "%llu retries\n",
+		      (unsigned long long)st.emulated_writes,
+		      (unsigned long long)st.faults_fixed,
+		      (unsigned long long)st.retries);
+	assert_true(st.emulated_writes >= target);
+	/* cenv_fini audits: every spte agrees with the final gptes. */
+	cenv_fini(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +270,8 @@ int main(void)
 			test_concurrency_memslot_delete_leaves_no_spte_into_slot),
 		cmocka_unit_test(
 			test_concurrency_zap_frees_nothing_vcpus_reach),
+		cmocka_unit_test(
+			test_concurrency_emulated_pte_writes_keep_shadow_in_sync),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);

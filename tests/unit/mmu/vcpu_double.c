@@ -141,6 +141,19 @@ static enum exit_reason run_guest(struct tvcpu *c, const _Atomic uint64_t *root,
 		    atomic_load_explicit(&c->requests, memory_order_relaxed) ||
 		    atomic_load_explicit(&vm->stop, memory_order_relaxed))
 			return EXIT_REQUEST;
+		if (c->index == 0 && vm->pt_gva && (r & 0x3f0) == 0) {
+			/* A guest page-table store: never through an spte. */
+			if (!mmu_shadow_translate(root, vm->pt_gva,
+						  MMU_ACCESS_WRITE, &vm->cpu,
+						  &hva)) {
+				fail_vcpu(c);
+				return EXIT_REQUEST;
+			}
+			c->pt_pending = true;
+			*gva_out = vm->pt_gva;
+			*access_out = MMU_ACCESS_WRITE;
+			return EXIT_FAULT;
+		}
 		if (c->tlb[t].page == (gva >> PAGE_SHIFT) + 1 &&
 		    (!write || c->tlb[t].writable)) {
 			hva = c->tlb[t].hva | (gva & (PAGE_SIZE - 1));
@@ -169,23 +182,55 @@ static enum exit_reason run_guest(struct tvcpu *c, const _Atomic uint64_t *root,
 	return EXIT_TIMER;
 }
 
-static void handle_fault(struct tvcpu *c, gva_t gva, unsigned access)
+static int handle_fault(struct tvcpu *c, gva_t gva, unsigned access)
 {
 	struct mmu_fault_info info;
-	int r = mmu_page_fault(c->mmu, &c->vm->cpu, gva, access, &info);
+	bool pt = c->pt_pending;
+	int r = mmu_page_fault(c->mmu, &c->vm->cpu, gva, access, &info), e;
 
+	c->pt_pending = false;
 	atomic_fetch_add_explicit(&c->faults, 1, memory_order_relaxed);
 	switch (r) {
 	case MMU_FAULT_FIXED:
+		/* A page-table store can never be fixed by an spte. */
+		if (pt)
+			fail_vcpu(c);
+		break;
 	case MMU_FAULT_RETRY:
 		break;
 	case MMU_FAULT_MMIO:
 		/* Reads return all ones, writes are dropped: no access. */
+		if (pt)
+			fail_vcpu(c);
 		atomic_fetch_add_explicit(&c->mmio, 1, memory_order_relaxed);
 		break;
 	case MMU_FAULT_EMULATE:
-		/* These guests never write their page tables. */
-		fail_vcpu(c);
+		/* Only the page-table stores may need emulation. */
+		if (!pt) {
+			fail_vcpu(c);
+			break;
+		}
+		e = mmu_emulate_write(c->mmu, info.gpa,
+				      c->vm->pt_vals[c->pt_next], 8);
+		if (e == 0) {
+			const _Atomic uint64_t *root = mmu_vcpu_root(c->mmu);
+			hva_t hva;
+
+			/* The spte derived from the old gpte is gone: no
+			 * translation to the old page may survive the
+			 * store (digest 3.6). */
+			if (root &&
+			    !mmu_shadow_translate(root, c->vm->pt_target,
+						  MMU_ACCESS_READ, &c->vm->cpu,
+						  &hva) &&
+			    (hva & PAGE_MASK) != c->vm->pt_hvas[c->pt_next])
+				fail_vcpu(c);
+			c->pt_next ^= 1;
+			atomic_fetch_add_explicit(&c->vm->pt_writes, 1,
+						  memory_order_relaxed);
+		} else if (e != -EAGAIN) {
+			fail_vcpu(c);
+		}
 		atomic_fetch_add_explicit(&c->emulated, 1,
 					  memory_order_relaxed);
 		break;
@@ -194,6 +239,7 @@ static void handle_fault(struct tvcpu *c, gva_t gva, unsigned access)
 		fail_vcpu(c);
 		break;
 	}
+	return r;
 }
 
 static void *vcpu_thread(void *arg)
@@ -248,8 +294,14 @@ static void *vcpu_thread(void *arg)
 		atomic_store_explicit(&c->mode, OUTSIDE_GUEST_MODE,
 				      memory_order_release);
 		mmu_rcu_read_lock();
-		if (why == EXIT_FAULT)
-			handle_fault(c, gva, access);
+		if (why == EXIT_FAULT) {
+			int r = handle_fault(c, gva, access);
+
+			/* A retry storm or an MMIO exit is a reschedule
+			 * point too. */
+			if (r == MMU_FAULT_RETRY || r == MMU_FAULT_MMIO)
+				why = EXIT_TIMER;
+		}
 		if (why == EXIT_TIMER) {
 			/*
 			 * Reschedule point, where KVM's run loop drops SRCU

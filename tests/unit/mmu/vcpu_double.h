@@ -57,6 +57,8 @@ struct tvcpu {
 		bool writable;
 	} tlb[TV_TLB_SIZE];
 	uint64_t rng; /* (v) */
+	bool pt_pending; /* (v) the faulting store is a page-table store */
+	unsigned pt_next; /* (v) which of pt_vals to store next */
 };
 
 struct tvm {
@@ -67,6 +69,19 @@ struct tvm {
 	gva_t gvas[TV_MAX_PAGES];
 	bool writes[TV_MAX_PAGES];
 	unsigned npages;
+	/*
+	 * (c) If pt_gva is set, vCPU 0 now and then stores pt_vals[0] or
+	 * [1] (alternately) at pt_gva, a window onto one of the guest's
+	 * page tables: the MMU must trap and emulate every such store.
+	 */
+	gva_t pt_gva;
+	uint64_t pt_vals[2];
+	/* (c) the gva whose PTE pt_gva stores, and the host page each of
+	 * pt_vals maps it to: right after an emulated store, the shadow
+	 * may map pt_target only to the new page. */
+	gva_t pt_target;
+	hva_t pt_hvas[2];
+	_Atomic uint64_t pt_writes; /* (a) relaxed: emulated stores done */
 	_Atomic bool stop; /* (a) relaxed: checked in the guest loop */
 	struct tvcpu vcpus[TV_MAX_VCPUS];
 };
