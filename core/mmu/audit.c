@@ -385,7 +385,7 @@ int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
 	if (msglen)
 		msg[0] = 0;
 	mmu_rcu_read_lock();
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	a.live = malloc((mmu->nr_pages + 1) * sizeof(*a.live));
 	if (!a.live) {
 		r = report(&a, "audit: out of memory");
@@ -403,7 +403,7 @@ int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
 	for (i = 0; i < slots->nr && !r; i++)
 		r = check_slot(&a, slots->slots[i]);
 out:
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
 	free(a.live);
 	return r;

@@ -582,7 +582,7 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 		goto out;
 	}
 	/* Clear bit -> write-protect -> flush -> report (digest 6.3). */
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	for (w = 0; w < (s->npages + 63) / 64; w++) {
 		uint64_t bits = atomic_exchange_explicit(&s->dirty_bitmap[w], 0,
 							 memory_order_relaxed);
@@ -596,7 +596,7 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 				mmu, s, s->base_gfn + w * 64 + b, false);
 		}
 	}
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 	if (flush)
 		mmu_flush_remote_tlbs(mmu);
 out:

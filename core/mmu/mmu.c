@@ -20,21 +20,6 @@
 static_assert(offsetof(struct mmu_page, spt) == 0,
 	      "a non-leaf spte's address is its child mmu_page");
 
-void mmu_assert_locked(struct mmu *mmu)
-{
-#ifndef NDEBUG
-	/* A trylock that succeeds means nobody held it: a bug. */
-	int r = pthread_mutex_trylock(&mmu->mmu_lock);
-
-	if (r == 0) {
-		pthread_mutex_unlock(&mmu->mmu_lock);
-		MMUD_ASSERT(!"mmu_lock not held");
-	}
-#else
-	(void)mmu;
-#endif
-}
-
 /* ---- pte lists ---------------------------------------------------------- */
 
 static struct pte_list_desc *desc_of(uintptr_t val)
@@ -305,6 +290,7 @@ static void prepare_zap(struct mmu *mmu, struct mmu_page *sp,
 	unsigned i;
 	_Atomic uint64_t *parent;
 
+	mmu_assert_locked(mmu);
 	MMUD_ASSERT(!sp->role.invalid);
 	mmu_stat_add(mmu, MMU_STAT_ZAPPED_PAGES, 1);
 	for (i = 0; i < MMU_PT_ENTRIES; i++)
@@ -354,6 +340,7 @@ static void free_page(struct mmu *mmu, struct mmu_page *sp)
 /* Free what prepare_zap queued, after the flush with wait (seed 001). */
 static void commit_zap(struct mmu *mmu, struct list_node *invalid_list)
 {
+	mmu_assert_locked(mmu);
 	if (list_empty(invalid_list))
 		return;
 	mmu_flush_remote_tlbs(mmu);
@@ -565,6 +552,7 @@ static void put_root_locked(struct mmu_vcpu *v, struct list_node *invalid)
 {
 	struct mmu_page *sp = v->root;
 
+	mmu_assert_locked(v->mmu);
 	if (!sp)
 		return;
 	v->root = NULL;
@@ -578,10 +566,10 @@ void mmu_vcpu_unload(struct mmu_vcpu *v)
 	struct list_node invalid;
 
 	list_init(&invalid);
-	pthread_mutex_lock(&v->mmu->mmu_lock);
+	mmu_lock_acquire(v->mmu);
 	put_root_locked(v, &invalid);
 	commit_zap(v->mmu, &invalid);
-	pthread_mutex_unlock(&v->mmu->mmu_lock);
+	mmu_lock_release(v->mmu);
 }
 
 void mmu_vcpu_free_obsolete_roots(struct mmu_vcpu *v)
@@ -589,11 +577,11 @@ void mmu_vcpu_free_obsolete_roots(struct mmu_vcpu *v)
 	struct list_node invalid;
 
 	list_init(&invalid);
-	pthread_mutex_lock(&v->mmu->mmu_lock);
+	mmu_lock_acquire(v->mmu);
 	if (v->root && mmu_page_is_obsolete(v->mmu, v->root))
 		put_root_locked(v, &invalid);
 	commit_zap(v->mmu, &invalid);
-	pthread_mutex_unlock(&v->mmu->mmu_lock);
+	mmu_lock_release(v->mmu);
 }
 
 const _Atomic uint64_t *mmu_vcpu_root(const struct mmu_vcpu *v)
@@ -626,7 +614,7 @@ int mmu_vcpu_load(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu)
 	 */
 	mmu_rcu_read_lock();
 	slot = memslot_lookup(mmu, gfn, &v->slot_hint);
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	put_root_locked(v, &invalid);
 	if (slot && !(slot->flags & MEMSLOT_INVALID)) {
 		struct mmu_page *sp = get_page(v, gfn, role, &flush);
@@ -639,7 +627,7 @@ int mmu_vcpu_load(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu)
 	if (flush && list_empty(&invalid))
 		mmu_flush_remote_tlbs(mmu);
 	commit_zap(mmu, &invalid);
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
 	return 0;
 }
@@ -744,6 +732,7 @@ static enum mmu_fault_result fetch(struct mmu_vcpu *v, gva_t gva,
 	unsigned leaf_acc = w->pte_access;
 	int level;
 
+	mmu_assert_locked(mmu);
 	/* Pairs with the release bump in invalidate_slot(): a memslot
 	 * update that started after our snapshot forces a retry. */
 	if (atomic_load_explicit(&mmu->invalidate_seq, memory_order_acquire) !=
@@ -831,7 +820,7 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 		ret = MMU_FAULT_EMULATE;
 		goto out;
 	}
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	if (v->root && mmu_page_is_obsolete(mmu, v->root)) {
 		/* Zapped under us: never build on an obsolete root. */
 		put_root_locked(v, &invalid);
@@ -844,7 +833,7 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 	if (flush && list_empty(&invalid))
 		mmu_flush_remote_tlbs(mmu);
 	commit_zap(mmu, &invalid);
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 out:
 	mmu_rcu_read_unlock();
 	switch (ret) {
@@ -968,7 +957,7 @@ int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val, unsigned len)
 		goto out;
 	list_init(&invalid);
 	misaligned = (gpa & 7) + len > 8;
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	h = &mmu->hash[hash_gfn(gfn)];
 	for (n = h->next; n != h; n = next) {
 		struct mmu_page *sp =
@@ -987,7 +976,7 @@ int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val, unsigned len)
 	if (flush && list_empty(&invalid))
 		mmu_flush_remote_tlbs(mmu);
 	commit_zap(mmu, &invalid);
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 out:
 	mmu_rcu_read_unlock();
 	return ret;
@@ -1001,11 +990,11 @@ bool mmu_write_protect_gfn(struct mmu *mmu, gfn_t gfn)
 	mmu_rcu_read_lock();
 	slot = memslot_lookup(mmu, gfn, NULL);
 	if (slot) {
-		pthread_mutex_lock(&mmu->mmu_lock);
+		mmu_lock_acquire(mmu);
 		flush = mmu_write_protect_gfn_locked(mmu, slot, gfn, false);
 		if (flush)
 			mmu_flush_remote_tlbs(mmu);
-		pthread_mutex_unlock(&mmu->mmu_lock);
+		mmu_lock_release(mmu);
 	}
 	mmu_rcu_read_unlock();
 	return flush;
@@ -1017,13 +1006,13 @@ void mmu_write_protect_slot(struct mmu *mmu, const struct memslot *slot)
 	uint64_t i;
 
 	mmu_rcu_read_lock();
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	for (i = 0; i < slot->npages; i++)
 		flush |= mmu_write_protect_gfn_locked(
 			mmu, slot, slot->base_gfn + i, false);
 	if (flush)
 		mmu_flush_remote_tlbs(mmu);
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
 }
 
@@ -1035,6 +1024,7 @@ static bool zap_rmaps_locked(struct mmu *mmu, const struct memslot *slot,
 	gfn_t gfn;
 	int level;
 
+	mmu_assert_locked(mmu);
 	for (gfn = start; gfn < end; gfn++) {
 		for (level = 1; level <= MMU_NR_LEAF_LEVELS; level++) {
 			struct pte_list_head *h =
@@ -1058,7 +1048,7 @@ void mmu_zap_gfn_range(struct mmu *mmu, gfn_t start, gfn_t end)
 
 	mmu_rcu_read_lock();
 	slots = mmu_rcu_dereference(mmu->slots);
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	for (i = 0; i < slots->nr; i++) {
 		const struct memslot *s = slots->slots[i];
 		gfn_t lo = start > s->base_gfn ? start : s->base_gfn;
@@ -1073,7 +1063,7 @@ void mmu_zap_gfn_range(struct mmu *mmu, gfn_t start, gfn_t end)
 				  memory_order_release);
 	if (flush)
 		mmu_flush_remote_tlbs(mmu);
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
 }
 
@@ -1084,7 +1074,7 @@ void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot)
 
 	list_init(&invalid);
 	mmu_rcu_read_lock();
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	flush = zap_rmaps_locked(mmu, slot, slot->base_gfn,
 				 slot->base_gfn + slot->npages);
 	/*
@@ -1103,7 +1093,7 @@ void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot)
 	if (flush && list_empty(&invalid))
 		mmu_flush_remote_tlbs(mmu);
 	commit_zap(mmu, &invalid);
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
 }
 
@@ -1113,7 +1103,7 @@ void mmu_zap_all(struct mmu *mmu)
 
 	list_init(&invalid);
 	mmu_rcu_read_lock();
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	/* prepare_zap only moves the page it zaps: the next pointer taken
 	 * before it stays valid. */
 	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = next) {
@@ -1124,7 +1114,7 @@ void mmu_zap_all(struct mmu *mmu)
 	atomic_fetch_add_explicit(&mmu->invalidate_seq, 1,
 				  memory_order_release);
 	commit_zap(mmu, &invalid);
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
 }
 
@@ -1136,9 +1126,9 @@ void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st)
 	for (i = 0; i < MMU_STAT_NR; i++)
 		c[i] = atomic_load_explicit(&mmu->stats.c[i],
 					    memory_order_relaxed);
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_lock_acquire(mmu);
 	st->pages = mmu->nr_pages;
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_lock_release(mmu);
 	st->sptes = c[MMU_STAT_SPTES];
 	st->faults_fixed = c[MMU_STAT_FAULT_FIXED];
 	st->faults_guest_pf = c[MMU_STAT_FAULT_GUEST_PF];

@@ -163,8 +163,12 @@ struct mmu {
 	pthread_mutex_t slots_lock;
 	/* The published memslot set. (r) under slots_lock for writers */
 	struct memslots *_Atomic slots;
-	/* All shadow-MMU state below. Never held across a grace period. */
+	/* All shadow-MMU state below. Never held across a grace period.
+	 * Taken with mmu_lock_acquire()/mmu_lock_release() only. */
 	pthread_mutex_t mmu_lock;
+	/* (a) relaxed: the holder of mmu_lock, for mmu_assert_locked(); only
+	 * the holder stores it, and a thread compares it with itself. */
+	_Atomic uintptr_t mmu_lock_owner;
 	struct list_node active_pages; /* (m) newest first */
 	struct list_node hash[MMU_HASH_SIZE]; /* (m) */
 	uint64_t mmu_valid_gen; /* (m) */
@@ -225,6 +229,28 @@ static inline struct memslots *mmu_slots_locked(struct mmu *mmu)
 	return atomic_load_explicit(&mmu->slots, memory_order_relaxed);
 }
 
+static inline void mmu_lock_acquire(struct mmu *mmu)
+{
+	pthread_mutex_lock(&mmu->mmu_lock);
+	atomic_store_explicit(&mmu->mmu_lock_owner, (uintptr_t)pthread_self(),
+			      memory_order_relaxed);
+}
+
+static inline void mmu_lock_release(struct mmu *mmu)
+{
+	atomic_store_explicit(&mmu->mmu_lock_owner, 0, memory_order_relaxed);
+	pthread_mutex_unlock(&mmu->mmu_lock);
+}
+
+/* Functions named *_locked, and the helpers they call, check this. */
+static inline void mmu_assert_locked(struct mmu *mmu)
+{
+	MMUD_ASSERT(atomic_load_explicit(&mmu->mmu_lock_owner,
+					 memory_order_relaxed) ==
+		    (uintptr_t)pthread_self());
+	(void)mmu;
+}
+
 /* memslot.c */
 const struct memslot *memslots_find(const struct memslots *slots, gfn_t gfn,
 				    unsigned *hint);
@@ -233,7 +259,6 @@ struct memslots *memslots_alloc(unsigned nr);
 void memslots_free_all(struct mmu *mmu);
 
 /* mmu.c, for memslot.c and audit.c */
-void mmu_assert_locked(struct mmu *mmu);
 void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot);
 void mmu_write_protect_slot(struct mmu *mmu, const struct memslot *slot);
 bool mmu_write_protect_gfn_locked(struct mmu *mmu, const struct memslot *slot,
