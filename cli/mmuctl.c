@@ -1,0 +1,916 @@
+/*
+ * mmuctl, the operator CLI of mmud: turns a subcommand and key=value
+ * arguments into one QMP command (typed by the argument table below),
+ * sends it over rpc's client half, and prints the return value as a
+ * table or key: value lines, or as JSON with --json. It also attaches to
+ * a VM's console socket and passes raw QMP through. It knows commands
+ * only by name and argument types; what they do is the daemon's. Exit
+ * status: 0 success, 1 the command failed (class and desc on stderr),
+ * 2 usage error or no connection.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "rpc.h"
+
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+#define RUN_DIR "/run/mmud"
+#define MAX_NAME 64
+
+enum kv_type {
+	KV_INT, /* decimal or 0x hex */
+	KV_SIZE, /* like KV_INT, plus K/M/G/T suffixes (powers of 1024) */
+	KV_BOOL, /* true/false, on/off, yes/no */
+	KV_STR,
+};
+
+struct kv_arg {
+	const char *name;
+	enum kv_type type;
+	bool required;
+	const char *help;
+};
+
+enum output {
+	OUT_NONE, /* success prints nothing */
+	OUT_STATUS, /* query-status */
+	OUT_AUTO, /* tables for lists of objects, key: value otherwise */
+};
+
+struct subcmd {
+	const char *name; /* one or two words */
+	const char *qmp;
+	const struct kv_arg *args;
+	enum output out;
+	const char *summary;
+};
+
+static const struct kv_arg memslot_add_args[] = {
+	{ "gpa", KV_SIZE, true, "guest physical base, page-aligned" },
+	{ "size", KV_SIZE, true, "bytes, page-aligned" },
+	{ "readonly", KV_BOOL, false, "guest writes exit as MMIO" },
+	{ "log-dirty", KV_BOOL, false, "start with dirty logging on" },
+	{ NULL, KV_STR, false, NULL },
+};
+
+static const struct kv_arg slot_args[] = {
+	{ "slot", KV_INT, true, "memslot id (see memslot list)" },
+	{ NULL, KV_STR, false, NULL },
+};
+
+static const struct kv_arg harvest_args[] = {
+	{ "slot", KV_INT, true, "memslot id" },
+	{ "clear", KV_BOOL, false,
+	  "re-protect what is reported (default true)" },
+	{ NULL, KV_STR, false, NULL },
+};
+
+static const struct kv_arg zap_args[] = {
+	{ "slow", KV_BOOL, false, "zap page by page instead of fast zap" },
+	{ NULL, KV_STR, false, NULL },
+};
+
+static const struct subcmd subcmds[] = {
+	{ "audit", "x-mmu-audit", NULL, OUT_AUTO,
+	  "check every shadow pte against guest tables and memslots" },
+	{ "commands", "query-commands", NULL, OUT_AUTO,
+	  "list the commands the daemon knows" },
+	{ "cont", "cont", NULL, OUT_NONE, "resume the vCPUs" },
+	{ "cpus", "query-cpus-fast", NULL, OUT_AUTO,
+	  "list the vCPUs with their host threads" },
+	{ "dirty harvest", "x-dirty-log-harvest", harvest_args, OUT_AUTO,
+	  "read (and by default clear) a slot's dirty bitmap" },
+	{ "dirty start", "x-dirty-log-start", slot_args, OUT_NONE,
+	  "start dirty logging on a slot" },
+	{ "dirty stop", "x-dirty-log-stop", slot_args, OUT_NONE,
+	  "stop dirty logging on a slot" },
+	{ "memslot add", "x-memslot-add", memslot_add_args, OUT_AUTO,
+	  "add a memslot of new memory" },
+	{ "memslot list", "x-query-memslots", NULL, OUT_AUTO,
+	  "list the memslots" },
+	{ "memslot remove", "x-memslot-remove", slot_args, OUT_NONE,
+	  "remove a memslot" },
+	{ "quit", "quit", NULL, OUT_NONE, "stop the VM and end mmud" },
+	{ "reset", "system_reset", NULL, OUT_NONE,
+	  "reset the VM to its boot state" },
+	{ "stats", "x-query-mmu-stats", NULL, OUT_AUTO,
+	  "MMU counters of the VM and each vCPU" },
+	{ "status", "query-status", NULL, OUT_STATUS, "the VM's run state" },
+	{ "stop", "stop", NULL, OUT_NONE, "pause the vCPUs" },
+	{ "version", "query-version", NULL, OUT_AUTO, "mmud's version" },
+	{ "zap-all", "x-mmu-zap-all", zap_args, OUT_AUTO,
+	  "drop every shadow page" },
+};
+
+#define NR_SUBCMDS (sizeof(subcmds) / sizeof(subcmds[0]))
+
+static const char *prog = "mmuctl";
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f,
+		"usage: mmuctl [--socket PATH | --name NAME] [--json]\n"
+		"              [--timeout SECONDS] COMMAND [key=value ...]\n"
+		"       mmuctl [--console-socket PATH | --name NAME] console\n"
+		"       mmuctl [...] qmp '{\"execute\": ...}'\n"
+		"       mmuctl help [COMMAND]   or   mmuctl COMMAND --help\n"
+		"\n"
+		"Talks QMP to one mmud. --name NAME means %s/NAME/qmp.sock;\n"
+		"without --socket or --name, $QMP_SOCKET is used.\n"
+		"\n"
+		"Commands:\n",
+		RUN_DIR);
+	for (i = 0; i < NR_SUBCMDS; i++)
+		fprintf(f, "  %-16s %s\n", subcmds[i].name, subcmds[i].summary);
+	fprintf(f, "  %-16s %s\n  %-16s %s\n", "console",
+		"copy the serial console to stdout until EOF or Ctrl-C", "qmp",
+		"send one raw QMP command, print the whole reply");
+	fprintf(f,
+		"\nOptions:\n"
+		"  -s, --socket PATH        the QMP socket\n"
+		"  -n, --name NAME          the VM's name\n"
+		"  -j, --json               print the return value as JSON\n"
+		"  -t, --timeout SECONDS    wait at most this long (60)\n"
+		"  --console-socket PATH    the console socket for console\n"
+		"  -h, --help               this text\n"
+		"\nExit status: 0 ok, 1 the command failed, 2 usage error or\n"
+		"no connection.\n");
+}
+
+static const char *type_help(enum kv_type t)
+{
+	switch (t) {
+	case KV_INT:
+		return "integer";
+	case KV_SIZE:
+		return "integer, K/M/G/T suffixes";
+	case KV_BOOL:
+		return "true|false";
+	case KV_STR:
+		break;
+	}
+	return "string";
+}
+
+static void sub_usage(FILE *f, const struct subcmd *s)
+{
+	const struct kv_arg *a;
+
+	fprintf(f, "usage: mmuctl [OPTIONS] %s", s->name);
+	for (a = s->args; a && a->name; a++)
+		fprintf(f, a->required ? " %s=VALUE" : " [%s=VALUE]", a->name);
+	fprintf(f, "\n\n%s (QMP %s).\n", s->summary, s->qmp);
+	if (s->args && s->args->name) {
+		fprintf(f, "\nArguments:\n");
+		for (a = s->args; a->name; a++)
+			fprintf(f, "  %-10s %s (%s%s)\n", a->name, a->help,
+				type_help(a->type),
+				a->required ? ", required" : "");
+	}
+}
+
+static void console_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mmuctl [--console-socket PATH | --name NAME] "
+		"console\n\n"
+		"Copies the VM's serial console to stdout until the daemon\n"
+		"closes it or Ctrl-C. The socket is --console-socket, or\n"
+		"%s/NAME/console.sock, or console.sock beside --socket.\n",
+		RUN_DIR);
+}
+
+static void qmp_usage(FILE *f)
+{
+	fprintf(f, "usage: mmuctl [OPTIONS] qmp JSON\n\n"
+		   "Sends JSON (one QMP command object) after negotiation and\n"
+		   "prints the reply as it came. Exit status 1 on an error "
+		   "reply.\n");
+}
+
+/* ---- key=value typing -------------------------------------------------- */
+
+static int parse_int(const char *s, bool suffix, long long *out)
+{
+	unsigned long long v, mul = 1;
+	bool neg = false;
+	char *end;
+
+	if (*s == '-') {
+		neg = true;
+		s++;
+	}
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno)
+		return -ERANGE;
+	if (suffix && *end) {
+		switch (*end) {
+		case 'k':
+		case 'K':
+			mul = 1ULL << 10;
+			break;
+		case 'm':
+		case 'M':
+			mul = 1ULL << 20;
+			break;
+		case 'g':
+		case 'G':
+			mul = 1ULL << 30;
+			break;
+		case 't':
+		case 'T':
+			mul = 1ULL << 40;
+			break;
+		default:
+			return -EINVAL;
+		}
+		end++;
+		if (*end == 'i' && end[1] == 'B')
+			end += 2;
+		else if (*end == 'B')
+			end++;
+	}
+	if (*end)
+		return -EINVAL;
+	if (v > (unsigned long long)LLONG_MAX / mul)
+		return -ERANGE;
+	v *= mul;
+	*out = neg ? -(long long)v : (long long)v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = { "true", "on", "yes", "1" };
+	static const char *const no[] = { "false", "off", "no", "0" };
+	size_t i;
+
+	for (i = 0; i < 4; i++) {
+		if (!strcmp(s, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (!strcmp(s, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* Builds the arguments object; prints why and returns NULL on bad input. */
+static json_t *build_args(const struct subcmd *s, int argc, char **argv)
+{
+	json_t *args = json_object();
+	const struct kv_arg *a;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+		char key[MAX_NAME];
+		const char *val;
+		json_t *v = NULL;
+
+		if (!eq || eq == argv[i] ||
+		    (size_t)(eq - argv[i]) >= MAX_NAME) {
+			fprintf(stderr,
+				"%s: %s: expected key=value, got '%s'\n", prog,
+				s->name, argv[i]);
+			goto bad;
+		}
+		memcpy(key, argv[i], (size_t)(eq - argv[i]));
+		key[eq - argv[i]] = '\0';
+		val = eq + 1;
+		for (a = s->args; a && a->name; a++)
+			if (!strcmp(a->name, key))
+				break;
+		if (!a || !a->name) {
+			fprintf(stderr, "%s: %s: unknown argument '%s'\n", prog,
+				s->name, key);
+			goto bad;
+		}
+		if (json_object_get(args, key)) {
+			fprintf(stderr, "%s: %s: '%s' given twice\n", prog,
+				s->name, key);
+			goto bad;
+		}
+		switch (a->type) {
+		case KV_INT:
+		case KV_SIZE: {
+			long long n;
+
+			if (parse_int(val, a->type == KV_SIZE, &n) == 0)
+				v = json_integer(n);
+			break;
+		}
+		case KV_BOOL: {
+			bool b;
+
+			if (parse_bool(val, &b) == 0)
+				v = json_boolean(b);
+			break;
+		}
+		case KV_STR:
+			v = json_string(val);
+			break;
+		}
+		if (!v) {
+			fprintf(stderr, "%s: %s: '%s' must be %s, got '%s'\n",
+				prog, s->name, key, type_help(a->type), val);
+			goto bad;
+		}
+		json_object_set_new(args, key, v);
+	}
+	for (a = s->args; a && a->name; a++) {
+		if (a->required && !json_object_get(args, a->name)) {
+			fprintf(stderr, "%s: %s: missing %s=VALUE\n", prog,
+				s->name, a->name);
+			goto bad;
+		}
+	}
+	return args;
+bad:
+	json_decref(args);
+	return NULL;
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static void print_scalar(FILE *f, const json_t *v)
+{
+	char *s;
+
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		fputs(json_string_value(v), f);
+		return;
+	case JSON_INTEGER:
+		fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return;
+	case JSON_TRUE:
+		fputs("true", f);
+		return;
+	case JSON_FALSE:
+		fputs("false", f);
+		return;
+	default:
+		s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT |
+					  JSON_PRESERVE_ORDER);
+		fputs(s ? s : "?", f);
+		free(s);
+	}
+}
+
+static char *scalar_string(const json_t *v)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return NULL;
+	print_scalar(f, v);
+	fclose(f);
+	return buf;
+}
+
+/* "key: value" lines, nested members flattened as a.b and a[0].b. */
+static void print_flat(const char *prefix, const json_t *v)
+{
+	const char *key;
+	json_t *m;
+	size_t i;
+	char *p;
+
+	if (json_is_object(v) && json_object_size(v)) {
+		json_object_foreach((json_t *)v, key, m)
+		{
+			if (asprintf(&p, "%s%s%s", prefix, *prefix ? "." : "",
+				     key) < 0)
+				return;
+			print_flat(p, m);
+			free(p);
+		}
+		return;
+	}
+	if (json_is_array(v) && json_array_size(v)) {
+		json_array_foreach(v, i, m)
+		{
+			if (asprintf(&p, "%s[%zu]", prefix, i) < 0)
+				return;
+			print_flat(p, m);
+			free(p);
+		}
+		return;
+	}
+	if (*prefix)
+		printf("%s: ", prefix);
+	print_scalar(stdout, v);
+	putchar('\n');
+}
+
+static bool is_table(const json_t *v)
+{
+	json_t *m;
+	size_t i;
+
+	if (!json_is_array(v) || !json_array_size(v))
+		return false;
+	json_array_foreach(v, i, m) if (!json_is_object(m)) return false;
+	return true;
+}
+
+/* Columns are the members in order of first appearance. */
+static void print_table(const json_t *rows)
+{
+	json_t *cols = json_array(), *row, *m;
+	const char *key;
+	size_t i, j, ncols, *width;
+
+	json_array_foreach(rows, i, row)
+	{
+		json_object_foreach(row, key, m)
+		{
+			bool seen = false;
+			json_t *c;
+
+			json_array_foreach(cols, j,
+					   c) if (!strcmp(json_string_value(c),
+							  key)) seen = true;
+			if (!seen)
+				json_array_append_new(cols, json_string(key));
+		}
+	}
+	ncols = json_array_size(cols);
+	width = calloc(ncols ? ncols : 1, sizeof(*width));
+	for (j = 0; j < ncols; j++) {
+		const char *name = json_string_value(json_array_get(cols, j));
+
+		width[j] = strlen(name);
+		json_array_foreach(rows, i, row)
+		{
+			char *s;
+
+			m = json_object_get(row, name);
+			s = m ? scalar_string(m) : NULL;
+			if (s && strlen(s) > width[j])
+				width[j] = strlen(s);
+			free(s);
+		}
+	}
+	for (j = 0; j < ncols; j++)
+		printf("%-*s%s", (int)width[j],
+		       json_string_value(json_array_get(cols, j)),
+		       j + 1 < ncols ? "  " : "\n");
+	json_array_foreach(rows, i, row)
+	{
+		for (j = 0; j < ncols; j++) {
+			const char *name =
+				json_string_value(json_array_get(cols, j));
+			char *s;
+
+			m = json_object_get(row, name);
+			s = m ? scalar_string(m) : strdup("-");
+			if (j + 1 < ncols)
+				printf("%-*s  ", (int)width[j], s ? s : "");
+			else
+				printf("%s\n", s ? s : "");
+			free(s);
+		}
+	}
+	free(width);
+	json_decref(cols);
+}
+
+static void print_json(const json_t *v)
+{
+	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_PRESERVE_ORDER |
+					JSON_COMPACT);
+
+	if (s)
+		puts(s);
+	free(s);
+}
+
+static void print_return(const struct subcmd *s, const json_t *ret)
+{
+	switch (s->out) {
+	case OUT_NONE:
+		return;
+	case OUT_STATUS:
+		printf("status: ");
+		print_scalar(stdout, json_object_get(ret, "status"));
+		printf(" (%s)\n",
+		       json_is_true(json_object_get(ret, "running")) ?
+			       "running" :
+			       "not running");
+		return;
+	case OUT_AUTO:
+		break;
+	}
+	if (is_table(ret))
+		print_table(ret);
+	else if (!(json_is_object(ret) && json_object_size(ret) == 0))
+		print_flat("", ret);
+}
+
+/* Prints "class: desc" for an error reply; returns the exit status. */
+static int report(const json_t *reply)
+{
+	json_t *err = json_object_get(reply, "error");
+
+	if (!err)
+		return 0;
+	fprintf(stderr, "%s: %s: %s\n", prog,
+		json_string_value(json_object_get(err, "class")) ?:
+								   "(no class)",
+		json_string_value(json_object_get(err, "desc")) ?: "");
+	return EXIT_FAILED;
+}
+
+/* ---- connection ------------------------------------------------------- */
+
+static int open_qmp(const char *path, int timeout_ms, struct qmp_conn **c)
+{
+	int ret = qmp_conn_open(path, timeout_ms, c);
+
+	if (ret == 0) {
+		ret = qmp_conn_negotiate(*c, timeout_ms);
+		if (ret < 0)
+			qmp_conn_close(*c);
+	}
+	if (ret < 0)
+		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(-ret));
+	return ret;
+}
+
+static int run_subcmd(const struct subcmd *s, const char *path, bool json,
+		      int timeout_ms, json_t *args)
+{
+	struct qmp_conn *c;
+	json_t *reply;
+	int ret, status;
+
+	if (open_qmp(path, timeout_ms, &c) < 0) {
+		json_decref(args);
+		return EXIT_USAGE;
+	}
+	ret = qmp_conn_execute(c, s->qmp, args, timeout_ms, &reply);
+	qmp_conn_close(c);
+	if (ret < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, s->qmp, strerror(-ret));
+		return EXIT_USAGE;
+	}
+	status = report(reply);
+	if (json && status)
+		print_json(reply);
+	else if (json)
+		print_json(json_object_get(reply, "return"));
+	else if (!status)
+		print_return(s, json_object_get(reply, "return"));
+	json_decref(reply);
+	return status;
+}
+
+static int run_raw(const char *path, int timeout_ms, const char *text)
+{
+	json_error_t jerr;
+	struct qmp_conn *c;
+	json_t *msg, *reply = NULL;
+	int ret, status;
+
+	msg = json_loads(text, JSON_DECODE_ANY, &jerr);
+	if (!msg) {
+		fprintf(stderr, "%s: qmp: not JSON: %s\n", prog, jerr.text);
+		return EXIT_USAGE;
+	}
+	if (open_qmp(path, timeout_ms, &c) < 0) {
+		json_decref(msg);
+		return EXIT_USAGE;
+	}
+	ret = qmp_conn_send(c, msg);
+	json_decref(msg);
+	/* The first message that is not an event is the reply. */
+	while (ret == 0) {
+		ret = qmp_conn_recv(c, timeout_ms, &reply);
+		if (ret == 0 && !json_object_get(reply, "event"))
+			break;
+		if (ret == 0)
+			json_decref(reply);
+		reply = NULL;
+	}
+	qmp_conn_close(c);
+	if (ret < 0) {
+		fprintf(stderr, "%s: qmp: %s\n", prog, strerror(-ret));
+		return EXIT_USAGE;
+	}
+	status = report(reply);
+	print_json(reply);
+	json_decref(reply);
+	return status;
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static int run_console(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sigaction act = { .sa_handler = on_sigint };
+	char buf[65536];
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "%s: %s: path too long\n", prog, path);
+		return EXIT_USAGE;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return EXIT_USAGE;
+	}
+	/* No SA_RESTART: Ctrl-C interrupts read() and ends the copy. */
+	sigaction(SIGINT, &act, NULL);
+	sigaction(SIGTERM, &act, NULL);
+	while (!interrupted) {
+		ssize_t n = read(fd, buf, sizeof(buf)), off = 0;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		while (off < n) {
+			ssize_t w = write(STDOUT_FILENO, buf + off,
+					  (size_t)(n - off));
+
+			if (w < 0 && errno == EINTR && !interrupted)
+				continue;
+			if (w <= 0) {
+				close(fd);
+				return EXIT_FAILED;
+			}
+			off += w;
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static bool valid_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 0 && n < MAX_NAME && !strchr(name, '/') &&
+	       strcmp(name, ".") && strcmp(name, "..");
+}
+
+/* Finds the subcommand of argv (one or two words); *used says how many. */
+static const struct subcmd *find_subcmd(int argc, char **argv, int *used)
+{
+	size_t i, n0 = strlen(argv[0]);
+
+	for (i = 0; i < NR_SUBCMDS; i++) {
+		const char *name = subcmds[i].name;
+		const char *sp = strchr(name, ' ');
+
+		if (!sp && !strcmp(name, argv[0])) {
+			*used = 1;
+			return &subcmds[i];
+		}
+		if (sp && (size_t)(sp - name) == n0 &&
+		    !strncmp(name, argv[0], n0) && argc > 1 &&
+		    !strcmp(sp + 1, argv[1])) {
+			*used = 2;
+			return &subcmds[i];
+		}
+	}
+	return NULL;
+}
+
+static bool is_group(const char *word)
+{
+	size_t i, n = strlen(word);
+
+	for (i = 0; i < NR_SUBCMDS; i++)
+		if (!strncmp(subcmds[i].name, word, n) &&
+		    subcmds[i].name[n] == ' ')
+			return true;
+	return false;
+}
+
+static void group_usage(FILE *f, const char *group)
+{
+	size_t i, n = strlen(group);
+
+	fprintf(f, "usage: mmuctl [OPTIONS] %s SUBCOMMAND [key=value ...]\n\n",
+		group);
+	for (i = 0; i < NR_SUBCMDS; i++)
+		if (!strncmp(subcmds[i].name, group, n) &&
+		    subcmds[i].name[n] == ' ')
+			fprintf(f, "  %-16s %s\n", subcmds[i].name,
+				subcmds[i].summary);
+}
+
+static bool wants_help(int argc, char **argv)
+{
+	int i;
+
+	for (i = 0; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return true;
+	return false;
+}
+
+/* `help [WORDS]` and `WORDS --help`: 0, or 2 for an unknown command. */
+static int help_for(int argc, char **argv)
+{
+	const struct subcmd *s;
+	int used;
+
+	if (argc == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[0], "console")) {
+		console_usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[0], "qmp")) {
+		qmp_usage(stdout);
+		return 0;
+	}
+	s = find_subcmd(argc, argv, &used);
+	if (s) {
+		sub_usage(stdout, s);
+		return 0;
+	}
+	if (is_group(argv[0])) {
+		group_usage(stdout, argv[0]);
+		return 0;
+	}
+	fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[0]);
+	return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "console-socket", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *socket_path = NULL, *name = NULL, *console = NULL;
+	char path[PATH_MAX];
+	const struct subcmd *s;
+	bool json = false;
+	int timeout_ms = 60000, opt, used;
+	json_t *args;
+
+	signal(SIGPIPE, SIG_IGN);
+	/* '+': options end at COMMAND, so its own --help reaches us below. */
+	while ((opt = getopt_long(argc, argv, "+s:n:jt:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			socket_path = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 't': {
+			long long sec;
+
+			if (parse_int(optarg, false, &sec) < 0 || sec <= 0 ||
+			    sec > INT_MAX / 1000) {
+				fprintf(stderr, "%s: bad --timeout '%s'\n",
+					prog, optarg);
+				return EXIT_USAGE;
+			}
+			timeout_ms = (int)sec * 1000;
+			break;
+		}
+		case 'c':
+			console = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[0], "help"))
+		return help_for(argc - 1, argv + 1);
+	if (wants_help(argc, argv))
+		return help_for(argc, argv);
+	if (socket_path && name) {
+		fprintf(stderr, "%s: --socket and --name exclude each other\n",
+			prog);
+		return EXIT_USAGE;
+	}
+	if (name && !valid_name(name)) {
+		fprintf(stderr, "%s: bad VM name '%s'\n", prog, name);
+		return EXIT_USAGE;
+	}
+
+	if (!strcmp(argv[0], "console")) {
+		if (argc != 1) {
+			console_usage(stderr);
+			return EXIT_USAGE;
+		}
+		if (!console && name) {
+			snprintf(path, sizeof(path), "%s/%s/console.sock",
+				 RUN_DIR, name);
+			console = path;
+		} else if (!console && socket_path) {
+			const char *slash = strrchr(socket_path, '/');
+			int dirlen = slash ? (int)(slash - socket_path) + 1 : 0;
+
+			snprintf(path, sizeof(path), "%.*sconsole.sock", dirlen,
+				 socket_path);
+			console = path;
+		}
+		if (!console) {
+			fprintf(stderr,
+				"%s: console: give --console-socket "
+				"or --name\n",
+				prog);
+			return EXIT_USAGE;
+		}
+		return run_console(console);
+	}
+
+	if (name) {
+		snprintf(path, sizeof(path), "%s/%s/qmp.sock", RUN_DIR, name);
+		socket_path = path;
+	}
+	if (!socket_path)
+		socket_path = getenv("QMP_SOCKET");
+	if (!socket_path || !*socket_path) {
+		fprintf(stderr,
+			"%s: no socket: give --socket PATH or --name "
+			"NAME (or set QMP_SOCKET)\n",
+			prog);
+		return EXIT_USAGE;
+	}
+
+	if (!strcmp(argv[0], "qmp")) {
+		if (argc != 2) {
+			qmp_usage(stderr);
+			return EXIT_USAGE;
+		}
+		return run_raw(socket_path, timeout_ms, argv[1]);
+	}
+	s = find_subcmd(argc, argv, &used);
+	if (!s) {
+		if (is_group(argv[0]))
+			group_usage(stderr, argv[0]);
+		else
+			fprintf(stderr,
+				"%s: unknown command '%s' (try --help)\n", prog,
+				argv[0]);
+		return EXIT_USAGE;
+	}
+	args = build_args(s, argc - used, argv + used);
+	if (!args)
+		return EXIT_USAGE;
+	return run_subcmd(s, socket_path, json, timeout_ms, args);
+}

@@ -1,0 +1,1016 @@
+/*
+ * The QMP server: the listening Unix socket, one connection object per
+ * client, the per-client request queue that keeps replies in request
+ * order, the command table with its argument schemas, the built-in
+ * protocol commands (qmp_capabilities, query-commands, query-version),
+ * event broadcast, and the thread-safe "call soon" hook through which
+ * work done elsewhere completes a request. It owns no VM state: the
+ * daemon registers handlers and answers through qmp_reply_*().
+ *
+ * Everything here runs on the loop thread (the thread that dispatches
+ * the event_base) except qmp_server_call_soon(). Fields are tagged (c)
+ * constant after creation, (e) loop thread only, (l) call_lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <poll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "rpc_int.h"
+
+#define MAX_NAME 127
+
+struct command {
+	char *name; /* (c) */
+	const struct qmp_arg *args; /* (c) */
+	qmp_handler_fn *fn; /* (c) */
+	void *opaque; /* (c) */
+	TAILQ_ENTRY(command) link; /* (e) registration order */
+};
+
+struct client;
+
+struct qmp_request {
+	struct qmp_server *srv; /* (c) */
+	struct client *client; /* (e) NULL once the client has gone */
+	json_t *msg; /* (c) the parsed input, or NULL */
+	json_t *id; /* (c) borrowed from msg, or NULL */
+	json_t *args; /* (c) the arguments object (owned) */
+	const char *cmd; /* (c) borrowed from msg, or NULL */
+	json_t *early; /* (c) a response known before dispatch */
+	bool dispatched; /* (e) the handler has been called */
+	TAILQ_ENTRY(qmp_request) link; /* (e) the client's queue */
+};
+
+TAILQ_HEAD(request_queue, qmp_request);
+
+struct client {
+	struct qmp_server *srv; /* (c) */
+	struct bufferevent *bev; /* (e) NULL once dead */
+	struct event *free_ev; /* (c) frees the client from the loop */
+	struct qmp_framer framer; /* (e) */
+	struct request_queue queue; /* (e) the head may be in flight */
+	unsigned int nr_queued; /* (e) */
+	bool negotiated; /* (e) qmp_capabilities succeeded */
+	bool closing; /* (e) input refused; close after replies */
+	bool eof; /* (e) the client shut down its side */
+	bool throttled; /* (e) reading stopped: queue full */
+	bool dead; /* (e) waiting for free_ev */
+	bool running; /* (e) run_queue() is on the stack */
+	TAILQ_ENTRY(client) link; /* (e) */
+};
+
+struct deferred {
+	void (*fn)(void *arg);
+	void *arg;
+	struct deferred *next;
+};
+
+struct qmp_server {
+	struct event_base *base; /* (c) */
+	struct evconnlistener *listener; /* (c) */
+	char *path; /* (c) */
+	json_t *version; /* (c) VersionInfo */
+	TAILQ_HEAD(, command) commands; /* (e) */
+	TAILQ_HEAD(, client) clients; /* (e) */
+	unsigned int nr_clients; /* (e) */
+	int call_fd; /* (c) eventfd that wakes the loop */
+	struct event *call_ev; /* (c) */
+	pthread_mutex_t call_lock;
+	struct deferred *call_head; /* (l) FIFO of call_soon work */
+	struct deferred **call_tail; /* (l) */
+};
+
+static void run_queue(struct client *c);
+static void process_input(struct client *c);
+
+const char *qmp_error_class_name(enum qmp_error_class cls)
+{
+	switch (cls) {
+	case QMP_ERROR_GENERIC:
+		break;
+	case QMP_ERROR_COMMAND_NOT_FOUND:
+		return "CommandNotFound";
+	case QMP_ERROR_DEVICE_NOT_ACTIVE:
+		return "DeviceNotActive";
+	case QMP_ERROR_DEVICE_NOT_FOUND:
+		return "DeviceNotFound";
+	case QMP_ERROR_KVM_MISSING_CAP:
+		return "KVMMissingCap";
+	}
+	return "GenericError";
+}
+
+static json_t *error_object(enum qmp_error_class cls, const char *desc)
+{
+	return json_pack("{s:{s:s, s:s}}", "error", "class",
+			 qmp_error_class_name(cls), "desc", desc);
+}
+
+/* ---- clients ---------------------------------------------------------- */
+
+/*
+ * A dead client is freed from the loop, never from inside a callback
+ * that may still use it (a reply written from within run_queue(), say).
+ */
+static void client_kill(struct client *c)
+{
+	struct qmp_request *r;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->bev) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	while ((r = TAILQ_FIRST(&c->queue)) != NULL) {
+		TAILQ_REMOVE(&c->queue, r, link);
+		if (r->dispatched) {
+			/* Its handler still holds it: orphan it. */
+			r->client = NULL;
+		} else {
+			json_decref(r->msg);
+			json_decref(r->args);
+			json_decref(r->early);
+			free(r);
+		}
+	}
+	c->nr_queued = 0;
+	event_active(c->free_ev, EV_TIMEOUT, 0);
+}
+
+static void client_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	(void)fd;
+	(void)what;
+	TAILQ_REMOVE(&c->srv->clients, c, link);
+	c->srv->nr_clients--;
+	event_free(c->free_ev);
+	free(c);
+}
+
+/* Closes a client that asked to close once its output has drained. */
+static void maybe_finish_closing(struct client *c)
+{
+	if (c->dead || !(c->closing || c->eof) || !TAILQ_EMPTY(&c->queue))
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		client_kill(c);
+}
+
+static void client_write(struct client *c, const json_t *msg)
+{
+	struct evbuffer *out;
+	size_t len;
+	char *line;
+
+	if (c->dead)
+		return;
+	line = qmp_dump_line(msg, &len);
+	out = bufferevent_get_output(c->bev);
+	if (!line || evbuffer_add(out, line, len) < 0) {
+		free(line);
+		client_kill(c);
+		return;
+	}
+	free(line);
+	/* A client that never reads must not grow our memory without end. */
+	if (evbuffer_get_length(out) > QMP_MAX_OUTPUT)
+		client_kill(c);
+}
+
+static struct qmp_request *request_new(struct client *c, json_t *msg)
+{
+	struct qmp_request *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->srv = c->srv;
+	r->client = c;
+	r->msg = msg;
+	return r;
+}
+
+static void request_free(struct qmp_request *r)
+{
+	json_decref(r->msg);
+	json_decref(r->args);
+	json_decref(r->early);
+	free(r);
+}
+
+static void enqueue(struct client *c, struct qmp_request *r)
+{
+	TAILQ_INSERT_TAIL(&c->queue, r, link);
+	c->nr_queued++;
+}
+
+/* Queues a response that needs no handler (parse and envelope errors). */
+static void enqueue_error(struct client *c, json_t *id, const char *desc)
+{
+	struct qmp_request *r = request_new(c, NULL);
+
+	if (!r) {
+		client_kill(c);
+		return;
+	}
+	r->early = error_object(QMP_ERROR_GENERIC, desc);
+	if (!r->early) {
+		free(r);
+		client_kill(c);
+		return;
+	}
+	if (id)
+		json_object_set(r->early, "id", id);
+	enqueue(c, r);
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static void finish(struct qmp_request *r, json_t *resp)
+{
+	struct client *c = r->client;
+
+	if (!c) {
+		/* Orphaned: the client went away while the handler ran. */
+		json_decref(resp);
+		request_free(r);
+		return;
+	}
+	RPC_ASSERT(r->dispatched && r == TAILQ_FIRST(&c->queue));
+	if (resp) {
+		if (r->id)
+			json_object_set(resp, "id", r->id);
+		client_write(c, resp);
+		json_decref(resp);
+	} else {
+		client_kill(c);
+	}
+	if (!c->dead) {
+		TAILQ_REMOVE(&c->queue, r, link);
+		c->nr_queued--;
+		request_free(r);
+		if (!c->running)
+			run_queue(c);
+	} else {
+		/* client_kill() orphaned it. */
+		request_free(r);
+	}
+}
+
+void qmp_reply_return(struct qmp_request *req, json_t *ret)
+{
+	json_t *resp = json_object();
+
+	if (resp && ret && json_object_set_new(resp, "return", ret) == 0) {
+		finish(req, resp);
+		return;
+	}
+	if (!resp)
+		json_decref(ret);
+	json_decref(resp);
+	finish(req, error_object(QMP_ERROR_GENERIC, "Out of memory"));
+}
+
+void qmp_reply_ok(struct qmp_request *req)
+{
+	qmp_reply_return(req, json_object());
+}
+
+void qmp_reply_error(struct qmp_request *req, enum qmp_error_class cls,
+		     const char *fmt, ...)
+{
+	va_list ap;
+	char *desc;
+
+	va_start(ap, fmt);
+	if (vasprintf(&desc, fmt, ap) < 0)
+		desc = NULL;
+	va_end(ap);
+	finish(req, error_object(cls, desc ? desc : "Out of memory"));
+	free(desc);
+}
+
+void qmp_reply_invalid_value(struct qmp_request *req, const char *field,
+			     const char *what)
+{
+	qmp_reply_error(req, QMP_ERROR_GENERIC, "Parameter '%s' expects %s",
+			field, what);
+}
+
+struct qmp_server *qmp_request_server(const struct qmp_request *req)
+{
+	return req->srv;
+}
+
+const char *qmp_request_command(const struct qmp_request *req)
+{
+	return req->cmd;
+}
+
+bool qmp_request_has_client(const struct qmp_request *req)
+{
+	return req->client != NULL;
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static struct command *find_command(struct qmp_server *srv, const char *name)
+{
+	struct command *cmd;
+
+	TAILQ_FOREACH(cmd, &srv->commands, link)
+	if (!strcmp(cmd->name, name))
+		return cmd;
+	return NULL;
+}
+
+/*
+ * The envelope checks of QEMU's qmp_dispatch_check_obj(), in its order,
+ * with its texts. "id" is taken out first, as QEMU's monitor does, so any
+ * later error still echoes it. Returns NULL or the error text.
+ */
+static const char *check_envelope(struct qmp_request *r, char *buf, size_t n)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(r->msg))
+		return "QMP input must be a JSON object";
+	r->id = json_object_get(r->msg, "id");
+	json_object_foreach(r->msg, key, v)
+	{
+		if (!strcmp(key, "id"))
+			continue;
+		if (!strcmp(key, "execute")) {
+			if (!json_is_string(v))
+				return "QMP input member 'execute' must be a "
+				       "string";
+			r->cmd = json_string_value(v);
+		} else if (!strcmp(key, "arguments")) {
+			if (!json_is_object(v))
+				return "QMP input member 'arguments' must be "
+				       "an object";
+		} else {
+			/* exec-oob included: we offer no oob capability. */
+			snprintf(buf, n,
+				 "QMP input member '%.64s' is unexpected", key);
+			return buf;
+		}
+	}
+	if (!r->cmd)
+		return "QMP input lacks member 'execute'";
+	return NULL;
+}
+
+static void dispatch(struct client *c, struct qmp_request *r)
+{
+	struct command *cmd;
+	const char *err;
+	char buf[128];
+	char *msg;
+
+	r->dispatched = true;
+	err = check_envelope(r, buf, sizeof(buf));
+	if (err) {
+		r->cmd = NULL;
+		qmp_reply_error(r, QMP_ERROR_GENERIC, "%s", err);
+		return;
+	}
+	if (!c->negotiated && strcmp(r->cmd, "qmp_capabilities")) {
+		qmp_reply_error(r, QMP_ERROR_COMMAND_NOT_FOUND,
+				"Expecting capabilities negotiation with "
+				"'qmp_capabilities'");
+		return;
+	}
+	if (c->negotiated && !strcmp(r->cmd, "qmp_capabilities")) {
+		qmp_reply_error(r, QMP_ERROR_COMMAND_NOT_FOUND,
+				"Capabilities negotiation is already "
+				"complete, command ignored");
+		return;
+	}
+	cmd = find_command(c->srv, r->cmd);
+	if (!cmd) {
+		qmp_reply_error(r, QMP_ERROR_COMMAND_NOT_FOUND,
+				"The command %s has not been found", r->cmd);
+		return;
+	}
+	r->args = json_object_get(r->msg, "arguments");
+	if (r->args)
+		json_incref(r->args);
+	else
+		r->args = json_object();
+	if (!r->args) {
+		qmp_reply_error(r, QMP_ERROR_GENERIC, "Out of memory");
+		return;
+	}
+	msg = qmp_args_check(cmd->args, r->args);
+	if (msg) {
+		qmp_reply_error(r, QMP_ERROR_GENERIC, "%s", msg);
+		free(msg);
+		return;
+	}
+	cmd->fn(r, r->args, cmd->opaque);
+}
+
+/*
+ * Answers queued requests in order until the head one is in flight (an
+ * asynchronous handler) or the queue is empty; then resumes reading if
+ * it had stopped for a full queue.
+ */
+static void run_queue(struct client *c)
+{
+	struct qmp_request *r;
+
+	if (c->running)
+		return;
+	c->running = true;
+	while (!c->dead && (r = TAILQ_FIRST(&c->queue)) != NULL) {
+		if (r->dispatched)
+			break; /* in flight: finish() continues */
+		if (r->early) {
+			json_t *resp = r->early;
+
+			r->early = NULL;
+			r->dispatched = true;
+			finish(r, resp);
+			continue;
+		}
+		dispatch(c, r);
+	}
+	c->running = false;
+	if (c->dead)
+		return;
+	if (c->throttled && c->nr_queued < QMP_MAX_QUEUED) {
+		c->throttled = false;
+		if (!c->closing && !c->eof)
+			bufferevent_enable(c->bev, EV_READ);
+		/* Input may already be buffered: use it now. */
+		process_input(c);
+	}
+	maybe_finish_closing(c);
+}
+
+/* ---- input ------------------------------------------------------------ */
+
+static void parse_text(struct client *c, const char *text, size_t len)
+{
+	json_error_t jerr;
+	json_t *msg;
+	char desc[256];
+	struct qmp_request *r;
+
+	/*
+	 * Duplicate keys are an error, as in QEMU's parser; NUL in strings
+	 * stays refused (jansson's default).
+	 */
+	msg = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+			 &jerr);
+	if (!msg) {
+		snprintf(desc, sizeof(desc), "JSON parse error, %s", jerr.text);
+		enqueue_error(c, NULL, desc);
+		return;
+	}
+	r = request_new(c, msg);
+	if (!r) {
+		json_decref(msg);
+		client_kill(c);
+		return;
+	}
+	enqueue(c, r);
+}
+
+/* Refuses the rest of this client's input and closes it after replies. */
+static void fail_input(struct client *c, const char *desc)
+{
+	enqueue_error(c, NULL, desc);
+	c->closing = true;
+	if (!c->dead) {
+		bufferevent_disable(c->bev, EV_READ);
+		evbuffer_drain(
+			bufferevent_get_input(c->bev),
+			evbuffer_get_length(bufferevent_get_input(c->bev)));
+	}
+}
+
+static void process_input(struct client *c)
+{
+	struct evbuffer *in;
+
+	while (!c->dead && !c->closing) {
+		enum qmp_frame f;
+		size_t start = 0, end = 0, drop, len;
+		const char *p;
+
+		if (c->nr_queued >= QMP_MAX_QUEUED) {
+			/* Back-pressure until run_queue() drains. */
+			c->throttled = true;
+			bufferevent_disable(c->bev, EV_READ);
+			break;
+		}
+		in = bufferevent_get_input(c->bev);
+		len = evbuffer_get_length(in);
+		if (len == 0)
+			break;
+		/* The framer bounds a pending text to QMP_MAX_MESSAGE, so
+		 * this never makes more than that much contiguous. */
+		p = (const char *)evbuffer_pullup(in, (ssize_t)len);
+		if (!p) {
+			client_kill(c);
+			return;
+		}
+		f = qmp_framer_scan(&c->framer, p, len, &start, &end, &drop);
+		switch (f) {
+		case QMP_FRAME_TEXT:
+			parse_text(c, p + start, end - start);
+			break;
+		case QMP_FRAME_DISCARD:
+			enqueue_error(c, NULL,
+				      "JSON parse error, input discarded at a "
+				      "control character");
+			break;
+		case QMP_FRAME_TOO_BIG:
+			fail_input(c, "JSON message size limit exceeded");
+			continue;
+		case QMP_FRAME_TOO_DEEP:
+			fail_input(c, "JSON nesting depth limit exceeded");
+			continue;
+		case QMP_FRAME_MORE:
+			break;
+		}
+		if (!c->dead)
+			evbuffer_drain(in, drop);
+		if (f == QMP_FRAME_MORE)
+			break;
+	}
+	if (!c->dead)
+		run_queue(c);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	process_input(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	maybe_finish_closing(arg);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_ERROR) {
+		client_kill(c);
+	} else if (what & BEV_EVENT_EOF) {
+		/*
+		 * The client has stopped sending; answer what it sent (a
+		 * script may shut down its write side and wait), then go.
+		 */
+		c->eof = true;
+		bufferevent_disable(c->bev, EV_READ);
+		process_input(c);
+		if (!c->dead)
+			maybe_finish_closing(c);
+	}
+}
+
+static void send_greeting(struct client *c)
+{
+	json_t *g = json_pack("{s:{s:O, s:[]}}", "QMP", "version",
+			      c->srv->version, "capabilities");
+
+	if (!g) {
+		client_kill(c);
+		return;
+	}
+	client_write(c, g);
+	json_decref(g);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+		      struct sockaddr *sa, int socklen, void *arg)
+{
+	struct qmp_server *srv = arg;
+	struct client *c;
+
+	(void)l;
+	(void)sa;
+	(void)socklen;
+	if (srv->nr_clients >= QMP_MAX_CLIENTS) {
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->srv = srv;
+	TAILQ_INIT(&c->queue);
+	qmp_framer_init(&c->framer);
+	c->free_ev = event_new(srv->base, -1, 0, client_free_cb, c);
+	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->free_ev || !c->bev) {
+		if (c->bev)
+			bufferevent_free(c->bev);
+		else
+			close(fd);
+		if (c->free_ev)
+			event_free(c->free_ev);
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&srv->clients, c, link);
+	srv->nr_clients++;
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	send_greeting(c);
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+void qmp_server_emit_event(struct qmp_server *srv, const char *name,
+			   json_t *data)
+{
+	struct timeval tv;
+	json_t *ev;
+	struct client *c;
+	long long sec = -1, usec = -1;
+
+	/* QEMU sends -1 for both when the clock cannot be read. */
+	if (gettimeofday(&tv, NULL) == 0) {
+		sec = tv.tv_sec;
+		usec = tv.tv_usec;
+	}
+	ev = json_object();
+	if (!ev) {
+		json_decref(data);
+		return;
+	}
+	json_object_set_new(ev, "event", json_string(name));
+	if (data)
+		json_object_set_new(ev, "data", data);
+	json_object_set_new(ev, "timestamp",
+			    json_pack("{s:I, s:I}", "seconds", sec,
+				      "microseconds", usec));
+	TAILQ_FOREACH(c, &srv->clients, link)
+	{
+		if (c->negotiated && !c->dead)
+			client_write(c, ev);
+	}
+	json_decref(ev);
+}
+
+/* ---- built-in commands ------------------------------------------------ */
+
+static const struct qmp_arg caps_args[] = {
+	{ "enable", QMP_ARG_ARRAY, true },
+	QMP_ARGS_END,
+};
+
+static void cmd_qmp_capabilities(struct qmp_request *req, json_t *args,
+				 void *opaque)
+{
+	json_t *enable = json_object_get(args, "enable"), *v;
+	size_t i;
+
+	(void)opaque;
+	json_array_foreach(enable, i, v)
+	{
+		if (!json_is_string(v)) {
+			qmp_reply_error(req, QMP_ERROR_GENERIC,
+					"Invalid parameter type for "
+					"'enable[%zu]', expected: string",
+					i);
+			return;
+		}
+		if (strcmp(json_string_value(v), "oob")) {
+			qmp_reply_error(req, QMP_ERROR_GENERIC,
+					"Parameter 'enable[%zu]' does not "
+					"accept value '%s'",
+					i, json_string_value(v));
+			return;
+		}
+		/* A known capability, but we offer none. */
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"Capability %s not available",
+				json_string_value(v));
+		return;
+	}
+	req->client->negotiated = true;
+	qmp_reply_ok(req);
+}
+
+static void cmd_query_commands(struct qmp_request *req, json_t *args,
+			       void *opaque)
+{
+	json_t *list = json_array();
+	struct command *cmd;
+
+	(void)args;
+	(void)opaque;
+	TAILQ_FOREACH(cmd, &req->srv->commands, link)
+	json_array_append_new(list, json_pack("{s:s}", "name", cmd->name));
+	qmp_reply_return(req, list);
+}
+
+static void cmd_query_version(struct qmp_request *req, json_t *args,
+			      void *opaque)
+{
+	(void)args;
+	(void)opaque;
+	qmp_reply_return(req, json_deep_copy(req->srv->version));
+}
+
+/* ---- the server ------------------------------------------------------- */
+
+int qmp_server_register(struct qmp_server *srv, const char *name,
+			const struct qmp_arg *args, qmp_handler_fn *fn,
+			void *opaque)
+{
+	struct command *cmd;
+	size_t n = strlen(name);
+
+	if (n == 0 || n > MAX_NAME)
+		return -EINVAL;
+	if (find_command(srv, name))
+		return -EEXIST;
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cmd)
+		return -ENOMEM;
+	cmd->name = strdup(name);
+	if (!cmd->name) {
+		free(cmd);
+		return -ENOMEM;
+	}
+	cmd->args = args;
+	cmd->fn = fn;
+	cmd->opaque = opaque;
+	TAILQ_INSERT_TAIL(&srv->commands, cmd, link);
+	return 0;
+}
+
+static void call_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmp_server *srv = arg;
+	struct deferred *d, *next;
+	uint64_t n;
+
+	(void)what;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return;
+	pthread_mutex_lock(&srv->call_lock);
+	d = srv->call_head;
+	srv->call_head = NULL;
+	srv->call_tail = &srv->call_head;
+	pthread_mutex_unlock(&srv->call_lock);
+	for (; d; d = next) {
+		next = d->next;
+		d->fn(d->arg);
+		free(d);
+	}
+}
+
+int qmp_server_call_soon(struct qmp_server *srv, void (*fn)(void *arg),
+			 void *arg)
+{
+	struct deferred *d = malloc(sizeof(*d));
+	uint64_t one = 1;
+
+	if (!d)
+		return -ENOMEM;
+	d->fn = fn;
+	d->arg = arg;
+	d->next = NULL;
+	pthread_mutex_lock(&srv->call_lock);
+	*srv->call_tail = d;
+	srv->call_tail = &d->next;
+	pthread_mutex_unlock(&srv->call_lock);
+	/* The eventfd counter cannot overflow at one per call. */
+	if (write(srv->call_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN only: the loop is already woken. */
+	}
+	return 0;
+}
+
+unsigned int qmp_server_nr_clients(const struct qmp_server *srv)
+{
+	return srv->nr_clients;
+}
+
+/*
+ * Makes @path free for us: a socket file nobody listens on is stale and
+ * goes; a live socket or any other kind of file is left alone.
+ */
+static int clear_stale(const char *path, const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, ret;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	close(fd);
+	if (ret == 0)
+		return -EADDRINUSE;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	ret = clear_stale(path, &sa);
+	if (ret < 0)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	/*
+	 * Linux creates the socket file with the socket inode's mode, so
+	 * fchmod before bind leaves no window with a wider mode; the chmod
+	 * after is for kernels that take the umask alone.
+	 */
+	if (fchmod(fd, 0600) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int qmp_server_new(struct event_base *base, const char *path,
+		   const struct qmp_version *version, struct qmp_server **out)
+{
+	struct qmp_server *srv;
+	int fd, ret = -ENOMEM;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->base = base;
+	srv->call_fd = -1;
+	TAILQ_INIT(&srv->commands);
+	TAILQ_INIT(&srv->clients);
+	pthread_mutex_init(&srv->call_lock, NULL);
+	srv->call_tail = &srv->call_head;
+	srv->path = strdup(path);
+	srv->version = json_pack("{s:{s:i, s:i, s:i}, s:s}", "qemu", "micro",
+				 version->micro, "minor", version->minor,
+				 "major", version->major, "package",
+				 version->package ? version->package : "");
+	if (!srv->path || !srv->version)
+		goto fail;
+	if (qmp_server_register(srv, "qmp_capabilities", caps_args,
+				cmd_qmp_capabilities, NULL) < 0 ||
+	    qmp_server_register(srv, "query-commands", NULL, cmd_query_commands,
+				NULL) < 0 ||
+	    qmp_server_register(srv, "query-version", NULL, cmd_query_version,
+				NULL) < 0)
+		goto fail;
+	srv->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (srv->call_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	srv->call_ev = event_new(base, srv->call_fd, EV_READ | EV_PERSIST,
+				 call_cb, srv);
+	if (!srv->call_ev || event_add(srv->call_ev, NULL) < 0)
+		goto fail;
+	fd = listen_unix(path);
+	if (fd < 0) {
+		ret = fd;
+		goto fail;
+	}
+	srv->listener = evconnlistener_new(
+		base, accept_cb, srv,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (!srv->listener) {
+		close(fd);
+		unlink(path);
+		goto fail;
+	}
+	*out = srv;
+	return 0;
+fail:
+	srv->listener = NULL;
+	free(srv->path);
+	srv->path = NULL;
+	qmp_server_free(srv);
+	return ret;
+}
+
+/* Best effort, bounded: what is queued for clients gets 100 ms. */
+static void flush_clients(struct qmp_server *srv)
+{
+	struct timespec t0, now;
+	struct client *c;
+	bool pending = true;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (pending) {
+		long ms;
+
+		pending = false;
+		TAILQ_FOREACH(c, &srv->clients, link)
+		{
+			struct evbuffer *out;
+
+			if (c->dead)
+				continue;
+			out = bufferevent_get_output(c->bev);
+			if (evbuffer_get_length(out) == 0)
+				continue;
+			/* A bufferevent freezes its output's drain end; we
+			 * write past it, the bufferevent is about to go. */
+			evbuffer_unfreeze(out, 1);
+			if (evbuffer_write(out, bufferevent_getfd(c->bev)) <
+				    0 &&
+			    errno != EAGAIN)
+				evbuffer_drain(out, evbuffer_get_length(out));
+			if (evbuffer_get_length(out))
+				pending = true;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		ms = (now.tv_sec - t0.tv_sec) * 1000 +
+		     (now.tv_nsec - t0.tv_nsec) / 1000000;
+		if (pending) {
+			if (ms >= 100)
+				break;
+			poll(NULL, 0, 1);
+		}
+	}
+}
+
+void qmp_server_free(struct qmp_server *srv)
+{
+	struct command *cmd;
+	struct client *c;
+
+	if (!srv)
+		return;
+	if (srv->listener) {
+		evconnlistener_free(srv->listener);
+		unlink(srv->path);
+	}
+	flush_clients(srv);
+	while ((c = TAILQ_FIRST(&srv->clients)) != NULL) {
+		client_kill(c);
+		/* Not from the loop: free it here. */
+		client_free_cb(-1, 0, c);
+	}
+	if (srv->call_ev) {
+		/* Let queued completions run so orphaned requests are freed. */
+		call_cb(srv->call_fd, EV_READ, srv);
+		event_free(srv->call_ev);
+	}
+	if (srv->call_fd >= 0)
+		close(srv->call_fd);
+	pthread_mutex_destroy(&srv->call_lock);
+	while ((cmd = TAILQ_FIRST(&srv->commands)) != NULL) {
+		TAILQ_REMOVE(&srv->commands, cmd, link);
+		free(cmd->name);
+		free(cmd);
+	}
+	json_decref(srv->version);
+	free(srv->path);
+	free(srv);
+}

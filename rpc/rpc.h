@@ -1,0 +1,197 @@
+/*
+ * rpc: QEMU's Machine Protocol (QMP) as a library, with no knowledge of
+ * the VM. The server half listens on a Unix socket of a libevent loop,
+ * frames and validates client input, and dispatches commands to handlers
+ * the daemon registers; the client half is a small blocking connection
+ * for mmuctl and tests. docs/QMP.md describes the protocol as mmud speaks
+ * it.
+ *
+ * Threads: every function of the server half runs on the thread that runs
+ * the event_base given to qmp_server_new() (the loop thread), except
+ * qmp_server_call_soon(), which any thread may call. The client half is
+ * single-threaded per connection.
+ */
+#ifndef MMUD_RPC_H
+#define MMUD_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct event_base;
+struct qmp_server;
+struct qmp_request;
+struct qmp_conn;
+
+/*
+ * Limits on what one client controls. A message larger than
+ * QMP_MAX_MESSAGE or nested deeper than QMP_MAX_DEPTH gets an error reply
+ * and the connection is closed; so does a client whose unread output
+ * exceeds QMP_MAX_OUTPUT. At most QMP_MAX_QUEUED requests wait behind a
+ * pending one; past that the server stops reading from that client until
+ * the queue drains (the socket buffer pushes back on the client).
+ */
+#define QMP_MAX_MESSAGE (1u << 20)
+#define QMP_MAX_DEPTH 1024
+#define QMP_MAX_OUTPUT (16u << 20)
+#define QMP_MAX_QUEUED 64
+#define QMP_MAX_CLIENTS 64
+
+/* QEMU's QapiErrorClass; nothing else may appear on the wire. */
+enum qmp_error_class {
+	QMP_ERROR_GENERIC,
+	QMP_ERROR_COMMAND_NOT_FOUND,
+	QMP_ERROR_DEVICE_NOT_ACTIVE,
+	QMP_ERROR_DEVICE_NOT_FOUND,
+	QMP_ERROR_KVM_MISSING_CAP,
+};
+
+/* The wire name of an error class ("GenericError", ...). */
+const char *qmp_error_class_name(enum qmp_error_class cls);
+
+/*
+ * Argument types a command can declare. INT is a JSON integer (jansson's
+ * long long); NUMBER accepts integers and reals; ANY accepts every value.
+ */
+enum qmp_arg_type {
+	QMP_ARG_STRING,
+	QMP_ARG_INT,
+	QMP_ARG_BOOL,
+	QMP_ARG_NUMBER,
+	QMP_ARG_OBJECT,
+	QMP_ARG_ARRAY,
+	QMP_ARG_ANY,
+};
+
+/*
+ * One declared argument. A command's arguments are an array ended by an
+ * entry whose name is NULL (QMP_ARGS_END); the array must outlive the
+ * server (a static const table).
+ */
+struct qmp_arg {
+	const char *name;
+	enum qmp_arg_type type;
+	bool optional;
+};
+
+#define QMP_ARGS_END \
+	{            \
+		NULL \
+	}
+
+/* The version in the greeting and in query-version. */
+struct qmp_version {
+	int major, minor, micro;
+	const char *package;
+};
+
+/*
+ * A command handler. @args is the validated "arguments" object (an empty
+ * object when the client sent none); it stays valid until @req is
+ * answered. The handler answers @req with exactly one qmp_reply_*() call,
+ * either before it returns (a synchronous command) or later on the loop
+ * thread (an asynchronous one: the client's later requests wait behind
+ * it, so replies keep request order).
+ */
+typedef void qmp_handler_fn(struct qmp_request *req, json_t *args,
+			    void *opaque);
+
+/*
+ * Listens on @path (a Unix socket, mode 0600; a stale socket file is
+ * replaced) on @base. qmp_capabilities, query-commands and query-version
+ * are built in. Returns 0 or -errno.
+ */
+int qmp_server_new(struct event_base *base, const char *path,
+		   const struct qmp_version *version, struct qmp_server **out);
+
+/*
+ * Adds a command. @name is copied; @args (NULL for none) is kept by
+ * reference. Returns -EEXIST for a name already registered, -EINVAL for
+ * a name that is empty or longer than 127 bytes.
+ */
+int qmp_server_register(struct qmp_server *srv, const char *name,
+			const struct qmp_arg *args, qmp_handler_fn *fn,
+			void *opaque);
+
+/*
+ * Sends {"event": @name, "data": @data, "timestamp": ...} to every client
+ * that has finished capabilities negotiation. @data is stolen and may be
+ * NULL (the member is then left out, as QEMU does).
+ */
+void qmp_server_emit_event(struct qmp_server *srv, const char *name,
+			   json_t *data);
+
+/*
+ * Runs fn(arg) on the loop thread soon. Safe from any thread: this is how
+ * work finished on another thread completes its request (the callback
+ * calls qmp_reply_*()). Returns 0 or -ENOMEM.
+ */
+int qmp_server_call_soon(struct qmp_server *srv, void (*fn)(void *arg),
+			 void *arg);
+
+/* How many clients are connected (tests and the daemon's status). */
+unsigned int qmp_server_nr_clients(const struct qmp_server *srv);
+
+/*
+ * Closes the listener (removing the socket file) and every client, after
+ * trying for at most 100 ms to write what is queued for them (so the
+ * reply to quit and the SHUTDOWN event get out). Requests still pending
+ * are orphaned: answering one later only frees it.
+ */
+void qmp_server_free(struct qmp_server *srv);
+
+/* Answers @req with {"return": {}}. */
+void qmp_reply_ok(struct qmp_request *req);
+/* Answers @req with {"return": @ret}; @ret is stolen. */
+void qmp_reply_return(struct qmp_request *req, json_t *ret);
+/* Answers @req with {"error": {"class": ..., "desc": ...}}. */
+void qmp_reply_error(struct qmp_request *req, enum qmp_error_class cls,
+		     const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* QEMU's text for a bad value: "Parameter '@field' expects @what". */
+void qmp_reply_invalid_value(struct qmp_request *req, const char *field,
+			     const char *what);
+
+/* The server @req came to. */
+struct qmp_server *qmp_request_server(const struct qmp_request *req);
+/* The command name of @req. */
+const char *qmp_request_command(const struct qmp_request *req);
+/* False once the client of @req has gone (the answer would be dropped). */
+bool qmp_request_has_client(const struct qmp_request *req);
+
+/*
+ * The client half: a blocking connection with timeouts (milliseconds; a
+ * negative timeout waits forever). Functions return 0 or -errno:
+ * -ETIMEDOUT, -ECONNRESET when the server closed the connection, -EPROTO
+ * for a message that is not a JSON object or is larger than 16 MiB.
+ */
+
+/* Connects to @path and reads the greeting. */
+int qmp_conn_open(const char *path, int timeout_ms, struct qmp_conn **out);
+/* The greeting ({"QMP": ...}); owned by the connection. */
+json_t *qmp_conn_greeting(const struct qmp_conn *conn);
+/* Sends qmp_capabilities and waits for its success. */
+int qmp_conn_negotiate(struct qmp_conn *conn, int timeout_ms);
+/* Sends one message (compact JSON). */
+int qmp_conn_send(struct qmp_conn *conn, const json_t *msg);
+/* Sends bytes as they are (tests use it to send broken input). */
+int qmp_conn_send_raw(struct qmp_conn *conn, const void *buf, size_t len);
+/*
+ * Returns the next message from the server, reply or event; events that
+ * arrived during qmp_conn_execute() come first. The caller owns *msg.
+ */
+int qmp_conn_recv(struct qmp_conn *conn, int timeout_ms, json_t **msg);
+/*
+ * Runs one command: sends {"execute": @cmd, "arguments": @args, "id": N}
+ * (@args stolen, may be NULL) and returns the whole response object
+ * ({"return": ...} or {"error": ...}) in *reply. Events that arrive
+ * meanwhile are kept (up to 1024) for qmp_conn_recv().
+ */
+int qmp_conn_execute(struct qmp_conn *conn, const char *cmd, json_t *args,
+		     int timeout_ms, json_t **reply);
+/* The connection's socket (for poll). */
+int qmp_conn_fd(const struct qmp_conn *conn);
+void qmp_conn_close(struct qmp_conn *conn);
+
+#endif

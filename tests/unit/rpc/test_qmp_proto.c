@@ -1,0 +1,246 @@
+/*
+ * Unit tests of rpc's socket-free parts: the framer that cuts a byte
+ * stream into JSON texts (split reads, several texts per read, strings
+ * with braces and escapes, bare scalars, control-character resets and
+ * the size and depth limits), the argument validator's QEMU texts, and
+ * the serializer's one-line ASCII output with CRLF.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rpc_int.h"
+
+/* Feeds @in in pieces of @step bytes; collects the texts found. */
+struct feed {
+	char buf[8192];
+	size_t len;
+	char texts[16][256];
+	int nr_texts;
+	int discards;
+	enum qmp_frame last;
+};
+
+static void feed(struct qmp_framer *f, struct feed *st, const char *in,
+		 size_t n, size_t step)
+{
+	size_t off = 0;
+
+	while (off < n) {
+		size_t k = n - off < step ? n - off : step;
+
+		memcpy(st->buf + st->len, in + off, k);
+		st->len += k;
+		off += k;
+		for (;;) {
+			size_t start = 0, end = 0, drop = 0;
+			enum qmp_frame r = qmp_framer_scan(f, st->buf, st->len,
+							   &start, &end, &drop);
+
+			st->last = r;
+			if (r == QMP_FRAME_TOO_BIG || r == QMP_FRAME_TOO_DEEP)
+				return;
+			if (r == QMP_FRAME_TEXT) {
+				memcpy(st->texts[st->nr_texts], st->buf + start,
+				       end - start);
+				st->texts[st->nr_texts][end - start] = '\0';
+				st->nr_texts++;
+			}
+			if (r == QMP_FRAME_DISCARD)
+				st->discards++;
+			memmove(st->buf, st->buf + drop, st->len - drop);
+			st->len -= drop;
+			if (r == QMP_FRAME_MORE)
+				break;
+		}
+	}
+}
+
+static void test_framer_split_any_step_same_texts(void **state)
+{
+	static const char in[] =
+		" {\"execute\": \"a\", \"arguments\": {\"s\": \"}{][\\\"\"}}\r\n"
+		"[1, [2]]{\"x\":{}}  \"str\\\\\" 42 true\n";
+	size_t step;
+
+	(void)state;
+	for (step = 1; step <= sizeof(in); step++) {
+		struct qmp_framer f;
+		struct feed *st = calloc(1, sizeof(*st));
+
+		qmp_framer_init(&f);
+		feed(&f, st, in, sizeof(in) - 1, step);
+		assert_int_equal(st->nr_texts, 6);
+		assert_string_equal(st->texts[0],
+				    "{\"execute\": \"a\", \"arguments\": "
+				    "{\"s\": \"}{][\\\"\"}}");
+		assert_string_equal(st->texts[1], "[1, [2]]");
+		assert_string_equal(st->texts[2], "{\"x\":{}}");
+		assert_string_equal(st->texts[3], "\"str\\\\\"");
+		assert_string_equal(st->texts[4], "42");
+		assert_string_equal(st->texts[5], "true");
+		assert_int_equal(st->len, 0);
+		free(st);
+	}
+}
+
+static void test_framer_control_char_discards_partial(void **state)
+{
+	static const char in[] = "{\"execute\": \x1b {\"a\":1}\x01\x01";
+	struct qmp_framer f;
+	struct feed *st = calloc(1, sizeof(*st));
+
+	(void)state;
+	qmp_framer_init(&f);
+	feed(&f, st, in, sizeof(in) - 1, 3);
+	/* The partial text is dropped with an error; idle resets are not. */
+	assert_int_equal(st->discards, 1);
+	assert_int_equal(st->nr_texts, 1);
+	assert_string_equal(st->texts[0], "{\"a\":1}");
+	free(st);
+}
+
+static void test_framer_stray_closer_is_a_text(void **state)
+{
+	struct qmp_framer f;
+	struct feed *st = calloc(1, sizeof(*st));
+
+	(void)state;
+	qmp_framer_init(&f);
+	feed(&f, st, "} {}", 4, 4);
+	assert_int_equal(st->nr_texts, 2);
+	assert_string_equal(st->texts[0], "}");
+	free(st);
+}
+
+static void test_framer_deep_nesting_refused(void **state)
+{
+	struct qmp_framer f;
+	char *buf = malloc(QMP_MAX_DEPTH + 2);
+	size_t start, end, drop;
+
+	(void)state;
+	memset(buf, '[', QMP_MAX_DEPTH + 1);
+	qmp_framer_init(&f);
+	assert_int_equal(qmp_framer_scan(&f, buf, QMP_MAX_DEPTH, &start, &end,
+					 &drop),
+			 QMP_FRAME_MORE);
+	qmp_framer_init(&f);
+	assert_int_equal(qmp_framer_scan(&f, buf, QMP_MAX_DEPTH + 1, &start,
+					 &end, &drop),
+			 QMP_FRAME_TOO_DEEP);
+	free(buf);
+}
+
+static void test_framer_oversized_text_refused(void **state)
+{
+	size_t n = QMP_MAX_MESSAGE + 16, start, end, drop;
+	char *buf = malloc(n);
+	struct qmp_framer f;
+
+	(void)state;
+	buf[0] = '"';
+	memset(buf + 1, 'a', n - 1);
+	qmp_framer_init(&f);
+	assert_int_equal(qmp_framer_scan(&f, buf, QMP_MAX_MESSAGE, &start, &end,
+					 &drop),
+			 QMP_FRAME_MORE);
+	assert_int_equal(drop, 0);
+	assert_int_equal(qmp_framer_scan(&f, buf, n, &start, &end, &drop),
+			 QMP_FRAME_TOO_BIG);
+	free(buf);
+}
+
+static const struct qmp_arg spec[] = {
+	{ "name", QMP_ARG_STRING, false }, { "n", QMP_ARG_INT, false },
+	{ "flag", QMP_ARG_BOOL, true },	   { "x", QMP_ARG_NUMBER, true },
+	{ "any", QMP_ARG_ANY, true },	   QMP_ARGS_END,
+};
+
+static void check(const char *json, const char *want)
+{
+	json_t *args = json_loads(json, 0, NULL);
+	char *msg;
+
+	assert_non_null(args);
+	msg = qmp_args_check(spec, args);
+	if (want) {
+		assert_non_null(msg);
+		assert_string_equal(msg, want);
+	} else {
+		assert_null(msg);
+	}
+	free(msg);
+	json_decref(args);
+}
+
+static void test_args_check_qemu_texts(void **state)
+{
+	(void)state;
+	check("{\"name\": \"a\", \"n\": 1}", NULL);
+	check("{\"name\": \"a\", \"n\": 1, \"x\": 1, \"any\": [null]}", NULL);
+	check("{\"name\": \"a\", \"n\": 1, \"x\": 1.5, \"flag\": false}", NULL);
+	check("{\"n\": 1}", "Parameter 'name' is missing");
+	check("{\"name\": 1, \"n\": 1}",
+	      "Invalid parameter type for 'name', expected: string");
+	check("{\"name\": \"a\", \"n\": 1.0}",
+	      "Invalid parameter type for 'n', expected: integer");
+	check("{\"name\": \"a\", \"n\": 1, \"flag\": 0}",
+	      "Invalid parameter type for 'flag', expected: boolean");
+	check("{\"name\": \"a\", \"n\": 1, \"x\": \"1\"}",
+	      "Invalid parameter type for 'x', expected: number");
+	check("{\"name\": \"a\", \"n\": 1, \"bogus\": 1}",
+	      "Parameter 'bogus' is unexpected");
+}
+
+static void test_args_check_no_spec_refuses_any_argument(void **state)
+{
+	json_t *args = json_pack("{s:i}", "a", 1);
+	json_t *none = json_object();
+	char *msg;
+
+	(void)state;
+	msg = qmp_args_check(NULL, args);
+	assert_string_equal(msg, "Parameter 'a' is unexpected");
+	free(msg);
+	assert_null(qmp_args_check(NULL, none));
+	json_decref(args);
+	json_decref(none);
+}
+
+static void test_dump_line_ascii_crlf(void **state)
+{
+	json_t *msg = json_pack("{s:s, s:{}}", "s", "caf\xc3\xa9\n", "o");
+	size_t len, i;
+	char *line;
+
+	(void)state;
+	line = qmp_dump_line(msg, &len);
+	assert_string_equal(line, "{\"s\": \"caf\\u00E9\\n\", \"o\": {}}\r\n");
+	assert_int_equal(len, strlen(line));
+	for (i = 0; i < len; i++)
+		assert_true((unsigned char)line[i] < 0x80);
+	free(line);
+	json_decref(msg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_framer_split_any_step_same_texts),
+		cmocka_unit_test(test_framer_control_char_discards_partial),
+		cmocka_unit_test(test_framer_stray_closer_is_a_text),
+		cmocka_unit_test(test_framer_deep_nesting_refused),
+		cmocka_unit_test(test_framer_oversized_text_refused),
+		cmocka_unit_test(test_args_check_qemu_texts),
+		cmocka_unit_test(test_args_check_no_spec_refuses_any_argument),
+		cmocka_unit_test(test_dump_line_ascii_crlf),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
