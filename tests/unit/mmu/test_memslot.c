@@ -4,6 +4,8 @@
  * changed.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include "mmu_test.h"
 
@@ -177,6 +179,71 @@ static void test_memslot_delete_move_flags_update_set(void **state)
 	mmu_destroy(mmu);
 }
 
+struct gen_reader {
+	struct mmu *mmu;
+	_Atomic int ready;
+	uint64_t seen_gen;
+	int add_ret;
+};
+
+/*
+ * A reader inside one read-side section: it holds up the add's grace
+ * period, so once it sees the new array published it must see the
+ * update-in-progress bit in its generation.
+ */
+static void *gen_reader_thread(void *arg)
+{
+	struct gen_reader *r = arg;
+
+	mmu_rcu_register_thread();
+	mmu_rcu_read_lock();
+	atomic_store(&r->ready, 1);
+	while (memslot_count(r->mmu) == 0)
+		sched_yield();
+	r->seen_gen = memslot_generation(r->mmu);
+	mmu_rcu_read_unlock();
+	mmu_rcu_unregister_thread();
+	return NULL;
+}
+
+static void *add_thread(void *arg)
+{
+	struct gen_reader *r = arg;
+	char err[128];
+
+	/* cmocka asserts only on the main thread: report the result. */
+	mmu_rcu_register_thread();
+	r->add_ret = memslot_add(r->mmu, 0, 0, 16, HVA0, 0, err, sizeof(err));
+	mmu_rcu_unregister_thread();
+	return NULL;
+}
+
+static void
+test_memslot_generation_in_progress_until_grace_period_ends(void **state)
+{
+	struct gen_reader r = { .mmu = mmu_create(NULL, NULL) };
+	pthread_t reader, adder;
+	uint64_t gen0;
+
+	(void)state;
+	mmu_rcu_read_lock();
+	gen0 = memslot_generation(r.mmu);
+	mmu_rcu_read_unlock();
+	assert_int_equal(pthread_create(&reader, NULL, gen_reader_thread, &r),
+			 0);
+	while (!atomic_load(&r.ready))
+		sched_yield();
+	assert_int_equal(pthread_create(&adder, NULL, add_thread, &r), 0);
+	pthread_join(reader, NULL);
+	pthread_join(adder, NULL);
+	assert_int_equal(r.add_ret, 0);
+	assert_int_equal(r.seen_gen, gen0 | MEMSLOT_GEN_UPDATE_IN_PROGRESS);
+	mmu_rcu_read_lock();
+	assert_int_equal(memslot_generation(r.mmu), gen0 + 1);
+	mmu_rcu_read_unlock();
+	mmu_destroy(r.mmu);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +251,8 @@ int main(void)
 		cmocka_unit_test(
 			test_memslot_bad_requests_refused_nothing_changed),
 		cmocka_unit_test(test_memslot_delete_move_flags_update_set),
+		cmocka_unit_test(
+			test_memslot_generation_in_progress_until_grace_period_ends),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
