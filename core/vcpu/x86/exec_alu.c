@@ -562,6 +562,26 @@ static void op_idiv_Ev(struct x86_cpu *cpu, const struct x86_insn *in)
 
 /* ---- shifts and rotates ---------------------------------------------- */
 
+/*
+ * A shift or rotate by a (masked) count of 0 changes neither flags nor
+ * value, yet the host still writes a 32-bit register (zeroing its upper
+ * half) and faults on a memory operand it may not write: it is accessed
+ * for writing, value unchanged.
+ */
+static void unchanged_E(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	gva_t la;
+
+	if (!in->mem) {
+		x86_reg_set(cpu, in->rm, in->opsize, in->rex,
+			    x86_reg_get(cpu, in->rm, in->opsize, in->rex));
+		return;
+	}
+	la = x86_ea(cpu, in);
+	x86_probe_write(cpu, la, in->opsize, in->seg);
+	x86_read(cpu, la, in->opsize, in->seg);
+}
+
 /* ModRM.reg order of the C0/C1/D0-D3 groups (6 is SAL = SHL). */
 enum shift { ROL, ROR, RCL, RCR, SHL, SHR, SAL, SAR };
 
@@ -665,12 +685,7 @@ INLINE void shift_E(struct x86_cpu *cpu, const struct x86_insn *in,
 
 	count &= size == 8 ? 63 : 31;
 	if (!count) {
-		/* No flags change; a 32-bit register is still written. */
-		if (!in->mem)
-			x86_reg_set(cpu, in->rm, size, in->rex,
-				    x86_reg_get(cpu, in->rm, size, in->rex));
-		else
-			x86_get_E(cpu, in);
+		unchanged_E(cpu, in);
 		return;
 	}
 	if (op == RCL || op == RCR)
@@ -783,11 +798,7 @@ static void shd_E(struct x86_cpu *cpu, const struct x86_insn *in, bool right,
 
 	count &= size == 8 ? 63 : 31;
 	if (!count) {
-		if (!in->mem)
-			x86_reg_set(cpu, in->rm, size, in->rex,
-				    x86_reg_get(cpu, in->rm, size, in->rex));
-		else
-			x86_get_E(cpu, in);
+		unchanged_E(cpu, in);
 		return;
 	}
 	if (!in->mem) {

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -1042,6 +1043,55 @@ static void test_alu_lock_on_register_or_unlockable_op_raises_ud(void **state)
 	assert_int_equal(failures, 0);
 }
 
+static void
+test_alu_shift_by_zero_of_readonly_memory_faults_as_write(void **state)
+{
+	/* A masked count of 0 leaves the operand alone, but the host
+	 * still accesses it for writing. */
+	static const struct {
+		uint8_t code[8];
+		size_t len;
+	} c[] = {
+		{ { 0xd3, 0x23 }, 2 }, /* shl dword [rbx], cl */
+		{ { 0x48, 0xd3, 0x0b }, 3 }, /* ror qword [rbx], cl */
+		{ { 0xd2, 0x13 }, 2 }, /* rcl byte [rbx], cl */
+		{ { 0xc1, 0x3b, 0x20 }, 3 }, /* sar dword [rbx], 32 */
+		{ { 0x0f, 0xa5, 0x03 }, 3 }, /* shld [rbx], eax, cl */
+		{ { 0x66, 0x0f, 0xac, 0x03, 0x00 }, 5 }, /* shrd [rbx], ax, 0 */
+	};
+	uint8_t *ro =
+		mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	(void)state;
+	assert_true(ro != MAP_FAILED);
+	for (size_t i = 0; i < NFORMS(c); i++) {
+		static const uint8_t hlt = 0xf4;
+		struct hx_regs hr;
+		struct x86_regs gr;
+		struct x86_exit exit;
+
+		memset(&hr, 0, sizeof(hr));
+		hr.gpr[RBX] = (uint64_t)(uintptr_t)ro + MID;
+		assert_int_equal(hx_run(c[i].code, c[i].len, &hr),
+				 HX_FAULT_OTHER);
+
+		xh_set_page(h, GBUF, X86_PTE_P | X86_PTE_U);
+		xh_load(h, XH_CODE, c[i].code, c[i].len);
+		xh_load(h, XH_CODE + c[i].len, &hlt, 1);
+		x86_get_regs(h->cpu, &gr);
+		memset(gr.gpr, 0, sizeof(gr.gpr));
+		gr.gpr[X86_RSP] = XH_STACK_TOP;
+		gr.gpr[RBX] = GBUF + MID;
+		gr.rip = XH_CODE;
+		x86_set_regs(h->cpu, &gr);
+		assert_int_equal(xh_run(h, 10, &exit), X86_EXIT_SHADOW_FAULT);
+		assert_true(exit.fault.access & X86_ACC_WRITE);
+		assert_int_equal(exit.fault.gva, GBUF + MID);
+		xh_set_page(h, GBUF, X86_PTE_P | X86_PTE_W | X86_PTE_U);
+	}
+	munmap(ro, 4096);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1079,6 +1129,8 @@ int main(void)
 			test_alu_flag_readers_after_each_producer_match_host),
 		cmocka_unit_test(
 			test_alu_lock_on_register_or_unlockable_op_raises_ud),
+		cmocka_unit_test(
+			test_alu_shift_by_zero_of_readonly_memory_faults_as_write),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
