@@ -83,6 +83,9 @@ void x86_reset_boot(struct x86_cpu *cpu, gva_t entry, gpa_t bootinfo)
 	cpu->tsc_offset = -(int64_t)__rdtsc();
 
 	memset(&cpu->ev, 0, sizeof(cpu->ev));
+	cpu->ev_cr2 = 0;
+	cpu->int_shadow = false;
+	cpu->shutdown = false;
 	cpu->delivering = -1;
 	cpu->chain_len = 0;
 	memset(&cpu->io, 0, sizeof(cpu->io));

@@ -13,9 +13,6 @@
 
 #include "x86_int.h"
 
-void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
-	       uint32_t out[4]);
-
 /* Vendor and hypervisor signature: EBX, EDX, ECX order in leaf 0. */
 static const char vendor[13] = "MmudMmudMmud";
 static const char brand[48] = "mmud software x86-64 CPU";

@@ -67,13 +67,6 @@ static bool vector_has_error(unsigned int vector)
 	}
 }
 
-static bool is_canonical(uint64_t a)
-{
-	uint64_t top = a >> 47;
-
-	return top == 0 || top == 0x1ffff;
-}
-
 /*
  * Makes an event pending, combining it with the one being delivered if
  * there is one. The chain keeps the first exception of the sequence (the
@@ -227,7 +220,7 @@ static uint64_t tss_stack(struct x86_cpu *cpu, unsigned int off, uint32_t ext)
 	if ((cpu->tr.attr & X86_SEG_UNUSABLE) || off + 7 > cpu->tr.limit)
 		x86_raise(cpu, X86_TS, (cpu->tr.sel & 0xfffcu) | ext);
 	rsp = x86_read_sys(cpu, cpu->tr.base + off, 8);
-	if (!is_canonical(rsp))
+	if (!x86_is_canonical(rsp))
 		x86_raise(cpu, X86_SSF, ext);
 	return rsp;
 }
@@ -286,7 +279,7 @@ void x86_deliver_event(struct x86_cpu *cpu)
 	cs_dpl = (cs_raw >> 45) & 3;
 	/* A conforming handler runs at the current CPL. */
 	new_cpl = ((cs_raw >> 42) & 1) ? cpu->cpl : cs_dpl;
-	if (!is_canonical(target))
+	if (!x86_is_canonical(target))
 		x86_raise(cpu, X86_GP, ext);
 
 	/* SDM vol. 3, 6.14.4 and 6.14.5: IST wins over RSPn; the new RSP
@@ -313,7 +306,7 @@ void x86_deliver_event(struct x86_cpu *cpu)
 	if (ev->has_error)
 		frame[n++] = ev->error;
 	top = rsp - 8 * n;
-	if (!is_canonical(rsp - 1) || !is_canonical(top))
+	if (!x86_is_canonical(rsp - 1) || !x86_is_canonical(top))
 		x86_raise(cpu, X86_SSF, ext);
 	/* The pushes go to the handler's stack: implicit supervisor
 	 * accesses when it runs at CPL0, user accesses for a CPL3 handler

@@ -10,14 +10,9 @@
  */
 #include "x86_int.h"
 
-static inline bool is_canonical(uint64_t la)
-{
-	return (uint64_t)(((int64_t)la << 16) >> 16) == la;
-}
-
 static inline void jump_to(struct x86_cpu *cpu, uint64_t target)
 {
-	if (__builtin_expect(!is_canonical(target), 0))
+	if (__builtin_expect(!x86_is_canonical(target), 0))
 		x86_raise(cpu, X86_GP, 0);
 	cpu->next_rip = target;
 }
@@ -40,7 +35,7 @@ static void op_call_Jz(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	uint64_t target = cpu->next_rip + in->imm;
 
-	if (__builtin_expect(!is_canonical(target), 0))
+	if (__builtin_expect(!x86_is_canonical(target), 0))
 		x86_raise(cpu, X86_GP, 0);
 	x86_push(cpu, cpu->next_rip, 8);
 	cpu->next_rip = target;
@@ -52,7 +47,7 @@ static void op_call_Ev(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	uint64_t target = x86_get_E(cpu, in);
 
-	if (__builtin_expect(!is_canonical(target), 0))
+	if (__builtin_expect(!x86_is_canonical(target), 0))
 		x86_raise(cpu, X86_GP, 0);
 	x86_push(cpu, cpu->next_rip, 8);
 	cpu->next_rip = target;

@@ -19,17 +19,6 @@
 
 #include "x86_int.h"
 
-/* cpuid.c: the values CPUID returns for a leaf and subleaf. */
-void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
-	       uint32_t out[4]);
-
-static bool is_canonical(uint64_t a)
-{
-	uint64_t top = a >> 47;
-
-	return top == 0 || top == 0x1ffff;
-}
-
 static void require_cpl0(struct x86_cpu *cpu)
 {
 	if (cpu->cpl != 0)
@@ -432,7 +421,7 @@ static void op_iret(struct x86_cpu *cpu, const struct x86_insn *in)
 	cs_raw = return_code_target(cpu, cs, &cs_where);
 	new_cpl = cs & 3;
 	ss_raw = return_stack_target(cpu, ss, new_cpl, &ss_where);
-	if (!is_canonical(rip))
+	if (!x86_is_canonical(rip))
 		x86_raise(cpu, X86_GP, 0);
 	mark_accessed(cpu, cs_raw, cs_where);
 	if (ss_raw)
@@ -487,7 +476,7 @@ static void op_retf(struct x86_cpu *cpu, const struct x86_insn *in)
 		ss = (uint16_t)stack_read(cpu, outer, os, 2);
 		ss_raw = return_stack_target(cpu, ss, new_cpl, &ss_where);
 	}
-	if (!is_canonical(rip))
+	if (!x86_is_canonical(rip))
 		x86_raise(cpu, X86_GP, 0);
 	mark_accessed(cpu, cs_raw, cs_where);
 	if (ss_raw)
@@ -522,7 +511,7 @@ static void op_jmp_far_Mp(struct x86_cpu *cpu, const struct x86_insn *in)
 
 	far_pointer(cpu, in, &off, &sel);
 	raw = far_branch_target(cpu, sel, &where);
-	if (!is_canonical(off))
+	if (!x86_is_canonical(off))
 		x86_raise(cpu, X86_GP, 0);
 	mark_accessed(cpu, raw, where);
 	commit_cs(cpu, sel, cpu->cpl, raw);
@@ -538,7 +527,7 @@ static void op_call_far_Mp(struct x86_cpu *cpu, const struct x86_insn *in)
 
 	far_pointer(cpu, in, &off, &sel);
 	raw = far_branch_target(cpu, sel, &where);
-	if (!is_canonical(off))
+	if (!x86_is_canonical(off))
 		x86_raise(cpu, X86_GP, 0);
 	/* Both pushes before any state changes, so a fault on the second
 	 * restarts the instruction cleanly. */
@@ -592,7 +581,7 @@ static void op_sysret(struct x86_cpu *cpu, const struct x86_insn *in)
 	 * does not run. */
 	if (!in->rex_w)
 		x86_raise(cpu, X86_UD, 0);
-	if (!is_canonical(rcx))
+	if (!x86_is_canonical(rcx))
 		x86_raise(cpu, X86_GP, 0);
 	x86_set_rflags(cpu, (cpu->gpr[X86_R11] & 0x3c7fd7) | 2);
 	flat_seg(&cpu->seg[X86_CS], (uint16_t)((sel + 16) | 3),
@@ -805,7 +794,7 @@ static void load_dtable(struct x86_cpu *cpu, const struct x86_insn *in,
 	ea = x86_ea(cpu, in);
 	limit = x86_read(cpu, ea, 2, in->seg);
 	base = x86_read(cpu, ea + 2, 8, in->seg);
-	if (!is_canonical(base))
+	if (!x86_is_canonical(base))
 		x86_raise(cpu, X86_GP, 0);
 	dt->limit = (uint16_t)limit;
 	dt->base = base;
@@ -844,7 +833,7 @@ static void op_ltr(struct x86_cpu *cpu, const struct x86_insn *in)
 		x86_raise(cpu, X86_NP, err);
 	base = ((raw >> 16) & 0xffffff) | ((raw >> 32) & 0xff000000ULL) |
 	       (hi << 32);
-	if (!is_canonical(base))
+	if (!x86_is_canonical(base))
 		x86_raise(cpu, X86_GP, err);
 	if ((x86_rmw(cpu, where + 5, 1, X86_DS, true, set_busy, NULL) & 0x1f) !=
 	    0x09)
@@ -874,7 +863,7 @@ static void op_lldt(struct x86_cpu *cpu, const struct x86_insn *in)
 		x86_raise(cpu, X86_NP, err);
 	base = ((raw >> 16) & 0xffffff) | ((raw >> 32) & 0xff000000ULL) |
 	       (hi << 32);
-	if (!is_canonical(base))
+	if (!x86_is_canonical(base))
 		x86_raise(cpu, X86_GP, err);
 	seg_from_descriptor(&cpu->ldtr, sel, raw);
 	cpu->ldtr.base = base;
@@ -970,7 +959,7 @@ static void op_invlpg(struct x86_cpu *cpu, const struct x86_insn *in)
 
 	require_cpl0(cpu);
 	ea = x86_ea(cpu, in);
-	if (!is_canonical(ea))
+	if (!x86_is_canonical(ea))
 		return;
 	x86_tlb_flush_page(cpu, ea);
 	exit = x86_exit_after(cpu, X86_EXIT_INVLPG);
@@ -1136,7 +1125,7 @@ static void write_efer(struct x86_cpu *cpu, uint64_t v)
 
 static void require_canonical(struct x86_cpu *cpu, uint64_t v)
 {
-	if (!is_canonical(v))
+	if (!x86_is_canonical(v))
 		x86_raise(cpu, X86_GP, 0);
 }
 

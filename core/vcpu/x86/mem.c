@@ -177,18 +177,14 @@ _Noreturn void x86_shadow_fault(struct x86_cpu *cpu, gva_t la,
 	longjmp(cpu->abort, X86_ABORT_EXIT);
 }
 
-static inline bool is_canonical(uint64_t la)
-{
-	return (uint64_t)(((int64_t)la << 16) >> 16) == la;
-}
-
 /* Checks common to every data access: canonical form (SDM vol. 3,
  * 3.3.7.1: #SS for stack references, else #GP) and alignment checking
  * (#AC at CPL3 with CR0.AM and RFLAGS.AC, never for implicit accesses). */
 static inline void check_data(struct x86_cpu *cpu, gva_t la, unsigned int size,
 			      unsigned int seg, unsigned int acc)
 {
-	if (__builtin_expect(!is_canonical(la) || !is_canonical(la + size - 1),
+	if (__builtin_expect(!x86_is_canonical(la) ||
+				     !x86_is_canonical(la + size - 1),
 			     0))
 		x86_raise(cpu, seg == X86_SS ? X86_SSF : X86_GP, 0);
 	if (__builtin_expect((la & (size - 1)) && cpu->cpl == 3 &&
@@ -460,7 +456,8 @@ bool x86_cmpxchg16(struct x86_cpu *cpu, gva_t la, unsigned int seg,
 {
 	unsigned int acc = user_acc(cpu) | X86_ACC_WRITE;
 	struct x86_tlb_entry *e;
-	unsigned __int128 *p, exp, des;
+	unsigned __int128 *p;
+	uint64_t exp_lo, exp_hi;
 	bool ok;
 
 	/* SDM vol. 2, CMPXCHG16B: a misaligned operand is #GP(0). */
@@ -484,16 +481,15 @@ bool x86_cmpxchg16(struct x86_cpu *cpu, gva_t la, unsigned int seg,
 		return ok;
 	}
 	p = (unsigned __int128 *)(e->hva + (la & 4095));
-	exp = ((unsigned __int128)expected[1] << 64) | expected[0];
-	des = ((unsigned __int128)desired[1] << 64) | desired[0];
+	exp_lo = expected[0];
+	exp_hi = expected[1];
 	/* The host's own CMPXCHG16B, so the 16 bytes change as one. */
 	__asm__ volatile("lock cmpxchg16b %1"
-			 : "=@ccz"(ok), "+m"(*p), "+a"(((uint64_t *)&exp)[0]),
-			   "+d"(((uint64_t *)&exp)[1])
-			 : "b"((uint64_t)des), "c"((uint64_t)(des >> 64))
+			 : "=@ccz"(ok), "+m"(*p), "+a"(exp_lo), "+d"(exp_hi)
+			 : "b"(desired[0]), "c"(desired[1])
 			 : "memory");
-	expected[0] = (uint64_t)exp;
-	expected[1] = (uint64_t)(exp >> 64);
+	expected[0] = exp_lo;
+	expected[1] = exp_hi;
 	if (ok && !e->whva) {
 		/* Reported as the two quadwords the MMU tracks. */
 		cpu->env->tracked_write(cpu->opaque, e->gpa + (la & 4095), 8);
@@ -507,7 +503,7 @@ void x86_fetch(struct x86_cpu *cpu, gva_t la, uint8_t *buf, unsigned int n)
 {
 	unsigned int acc = user_acc(cpu) | X86_ACC_FETCH;
 
-	if (!is_canonical(la) || !is_canonical(la + n - 1))
+	if (!x86_is_canonical(la) || !x86_is_canonical(la + n - 1))
 		x86_raise(cpu, X86_GP, 0);
 	while (n) {
 		struct x86_tlb_entry *e = lookup(cpu, la, acc);

@@ -299,6 +299,12 @@ void x86_deliver_event(struct x86_cpu *cpu);
 /* Recomputes cpu->cpl and everything cached from CS/SS/CR0/CR4/EFER. */
 void x86_mode_changed(struct x86_cpu *cpu);
 
+/* ---- CPUID (cpuid.c) -------------------------------------------------- */
+
+/* The values CPUID returns for leaf and subleaf: EAX, EBX, ECX, EDX. */
+void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
+	       uint32_t out[4]);
+
 /* ---- flags (flags.c) -------------------------------------------------- */
 
 /* The whole RFLAGS register, arithmetic bits derived from cpu->lf. */
@@ -351,6 +357,14 @@ void x86_tlb_flush_nonglobal(struct x86_cpu *cpu);
 
 /* Copies n (<= 15) code bytes at la for the decoder (fetch access). */
 void x86_fetch(struct x86_cpu *cpu, gva_t la, uint8_t *buf, unsigned int n);
+
+/* Bits 63..47 all equal: canonical for 48-bit linear addresses. */
+static inline bool x86_is_canonical(uint64_t la)
+{
+	uint64_t top = la >> 47;
+
+	return top == 0 || top == 0x1ffff;
+}
 
 /* ---- operands (inline: every handler uses them) ----------------------- */
 

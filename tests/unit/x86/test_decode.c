@@ -1,0 +1,449 @@
+/*
+ * Decoder tests: lengths and operand fields of encodings that exercise
+ * every part of the format (legacy prefixes, REX and its cancellation,
+ * ModRM/SIB with every displacement size, RIP-relative and no-base SIB
+ * forms, 0x67, FS/GS overrides, every immediate kind), and the faults
+ * the decoder itself raises (#UD for undefined opcodes and misplaced
+ * LOCK, #GP beyond 15 bytes), seen as the first vector of the triple
+ * fault a CPU with no IDT ends in.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "x86_int.h"
+
+struct want {
+	const char *name;
+	uint8_t bytes[16];
+	unsigned int nbytes;
+	int len, opsize, addrsize;
+	bool mem;
+	int reg, rm, base, index, scale, seg;
+	int64_t disp;
+	uint64_t imm;
+	bool lock;
+};
+
+#define NONE X86_NO_REG
+#define ANY -1
+
+static void decode_one(struct xh *h, const uint8_t *bytes, unsigned int n,
+		       struct x86_insn *in)
+{
+	struct x86_regs r;
+	struct x86_exit exit;
+
+	xh_load(h, XH_CODE, bytes, n);
+	x86_get_regs(h->cpu, &r);
+	r.rip = XH_CODE;
+	x86_set_regs(h->cpu, &r);
+	h->cpu->exit = &exit;
+	if (setjmp(h->cpu->abort))
+		fail_msg("decoding faulted or exited (reason %d)", exit.reason);
+	x86_decode(h->cpu, in);
+}
+
+static void test_decode_encodings_fields_match(void **state)
+{
+	static const struct want cases[] = {
+		{ "mov rax, rbx",
+		  { 0x48, 0x89, 0xd8 },
+		  3,
+		  3,
+		  8,
+		  8,
+		  false,
+		  3,
+		  0,
+		  NONE,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  0,
+		  false },
+		{ "mov [rsp+8], eax",
+		  { 0x89, 0x44, 0x24, 0x08 },
+		  4,
+		  4,
+		  4,
+		  8,
+		  true,
+		  0,
+		  ANY,
+		  X86_RSP,
+		  NONE,
+		  0,
+		  X86_SS,
+		  8,
+		  0,
+		  false },
+		{ "mov rax, [rip+0x1234]",
+		  { 0x48, 0x8b, 0x05, 0x34, 0x12, 0, 0 },
+		  7,
+		  7,
+		  8,
+		  8,
+		  true,
+		  0,
+		  ANY,
+		  X86_RIP_BASE,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0x1234,
+		  0,
+		  false },
+		{ "mov r8, [rax+rcx*8]",
+		  { 0x4c, 0x8b, 0x04, 0xc8 },
+		  4,
+		  4,
+		  8,
+		  8,
+		  true,
+		  8,
+		  ANY,
+		  X86_RAX,
+		  X86_RCX,
+		  3,
+		  X86_DS,
+		  0,
+		  0,
+		  false },
+		{ "mov eax, [r12*1+0x1000] (SIB, no base)",
+		  { 0x42, 0x8b, 0x04, 0x25, 0x00, 0x10, 0, 0 },
+		  8,
+		  8,
+		  4,
+		  8,
+		  true,
+		  0,
+		  ANY,
+		  NONE,
+		  X86_R12,
+		  0,
+		  X86_DS,
+		  0x1000,
+		  0,
+		  false },
+		{ "mov eax, [rbp-4] (disp8)",
+		  { 0x8b, 0x45, 0xfc },
+		  3,
+		  3,
+		  4,
+		  8,
+		  true,
+		  0,
+		  ANY,
+		  X86_RBP,
+		  NONE,
+		  0,
+		  X86_SS,
+		  -4,
+		  0,
+		  false },
+		{ "mov eax, [r13+0x12345678] (disp32, DS)",
+		  { 0x41, 0x8b, 0x85, 0x78, 0x56, 0x34, 0x12 },
+		  7,
+		  7,
+		  4,
+		  8,
+		  true,
+		  0,
+		  ANY,
+		  X86_R13,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0x12345678,
+		  0,
+		  false },
+		{ "mov r8w, 0x1234",
+		  { 0x66, 0x41, 0xc7, 0xc0, 0x34, 0x12 },
+		  6,
+		  6,
+		  2,
+		  8,
+		  false,
+		  ANY,
+		  8,
+		  NONE,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  0x1234,
+		  false },
+		{ "mov rax, imm64",
+		  { 0x48, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8 },
+		  10,
+		  10,
+		  8,
+		  8,
+		  false,
+		  0,
+		  ANY,
+		  NONE,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  0x0807060504030201ULL,
+		  false },
+		{ "add rsp, -8 (imm8 sign-extended)",
+		  { 0x48, 0x83, 0xc4, 0xf8 },
+		  4,
+		  4,
+		  8,
+		  8,
+		  false,
+		  ANY,
+		  X86_RSP,
+		  NONE,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  (uint64_t)-8,
+		  false },
+		{ "mov eax, [eax] (0x67)",
+		  { 0x67, 0x8b, 0x00 },
+		  3,
+		  3,
+		  4,
+		  4,
+		  true,
+		  0,
+		  ANY,
+		  X86_RAX,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  0,
+		  false },
+		{ "mov rax, fs:[0x28]",
+		  { 0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0 },
+		  9,
+		  9,
+		  8,
+		  8,
+		  true,
+		  0,
+		  ANY,
+		  NONE,
+		  NONE,
+		  0,
+		  X86_FS,
+		  0x28,
+		  0,
+		  false },
+		{ "lock cmpxchg [rdx], rcx",
+		  { 0xf0, 0x48, 0x0f, 0xb1, 0x0a },
+		  5,
+		  5,
+		  8,
+		  8,
+		  true,
+		  1,
+		  ANY,
+		  X86_RDX,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  0,
+		  true },
+		{ "REX before 66 is ignored",
+		  { 0x48, 0x66, 0x89, 0xc0 },
+		  4,
+		  4,
+		  2,
+		  8,
+		  false,
+		  0,
+		  0,
+		  NONE,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  0,
+		  false },
+		{ "nop dword [rax+rax]",
+		  { 0x0f, 0x1f, 0x44, 0x00, 0x00 },
+		  5,
+		  5,
+		  4,
+		  8,
+		  true,
+		  0,
+		  ANY,
+		  X86_RAX,
+		  X86_RAX,
+		  0,
+		  X86_DS,
+		  0,
+		  0,
+		  false },
+		{ "push rbp (64-bit default)",
+		  { 0x55 },
+		  1,
+		  1,
+		  8,
+		  8,
+		  false,
+		  X86_RBP,
+		  ANY,
+		  NONE,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  0,
+		  false },
+		{ "push r12 (REX.B + opcode register)",
+		  { 0x41, 0x54 },
+		  2,
+		  2,
+		  8,
+		  8,
+		  false,
+		  X86_R12,
+		  ANY,
+		  NONE,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  0,
+		  false },
+		{ "jne rel32",
+		  { 0x0f, 0x85, 0x10, 0, 0, 0 },
+		  6,
+		  6,
+		  ANY,
+		  8,
+		  false,
+		  ANY,
+		  ANY,
+		  NONE,
+		  NONE,
+		  0,
+		  X86_DS,
+		  0,
+		  0x10,
+		  false },
+	};
+	struct xh *h = xh_new();
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct want *w = &cases[i];
+		struct x86_insn in;
+
+		decode_one(h, w->bytes, w->nbytes, &in);
+#define CHECK(field, want)                                               \
+	do {                                                             \
+		if ((int64_t)(want) != ANY &&                            \
+		    (int64_t)(in.field) != (int64_t)(want))              \
+			fail_msg("%s: " #field " = %lld, expected %lld", \
+				 w->name, (long long)(in.field),         \
+				 (long long)(want));                     \
+	} while (0)
+		CHECK(len, w->len);
+		CHECK(opsize, w->opsize);
+		CHECK(addrsize, w->addrsize);
+		CHECK(mem, w->mem);
+		CHECK(reg, w->reg);
+		CHECK(lock, w->lock);
+		if (w->mem) {
+			CHECK(base, w->base);
+			CHECK(index, w->index);
+			CHECK(scale, w->scale);
+			CHECK(seg, w->seg);
+			CHECK(disp, w->disp);
+		} else {
+			CHECK(rm, w->rm);
+		}
+		if (w->imm)
+			CHECK(imm, w->imm);
+#undef CHECK
+	}
+	xh_free(h);
+}
+
+/* With IDT limit 0 (the boot state), any exception ends in a triple
+ * fault whose chain starts with the decoder's vector (within two
+ * instructions). */
+static unsigned int first_vector(const uint8_t *bytes, unsigned int n)
+{
+	struct xh *h = xh_new();
+	struct x86_exit exit;
+	struct x86_regs r;
+	enum x86_exit_reason reason;
+
+	xh_load(h, XH_CODE, bytes, n);
+	x86_get_regs(h->cpu, &r);
+	r.rip = XH_CODE;
+	x86_set_regs(h->cpu, &r);
+	reason = xh_run(h, 2, &exit);
+	xh_free(h);
+	if (reason != X86_EXIT_TRIPLE_FAULT)
+		fail_msg("exit %d, expected a triple fault", reason);
+	return exit.triple.vectors[0];
+}
+
+static void test_decode_undefined_opcodes_ud(void **state)
+{
+	static const uint8_t push_es[] = { 0x06 }, salc[] = { 0xd6 },
+			     ud2[] = { 0x0f, 0x0b };
+
+	(void)state;
+	assert_int_equal(first_vector(push_es, 1), X86_UD);
+	assert_int_equal(first_vector(salc, 1), X86_UD);
+	assert_int_equal(first_vector(ud2, 2), X86_UD);
+}
+
+static void test_decode_lock_on_register_form_ud(void **state)
+{
+	static const uint8_t lock_add_reg[] = { 0xf0, 0x01, 0xc0 };
+	static const uint8_t lock_mov[] = { 0xf0, 0x89, 0x00 };
+
+	(void)state;
+	assert_int_equal(first_vector(lock_add_reg, 3), X86_UD);
+	assert_int_equal(first_vector(lock_mov, 3), X86_UD);
+}
+
+static void test_decode_longer_than_15_bytes_gp(void **state)
+{
+	uint8_t b[16];
+
+	(void)state;
+	memset(b, 0x66, 15);
+	b[15] = 0x90;
+	assert_int_equal(first_vector(b, 16), X86_GP);
+	/* Exactly 15 bytes is fine: 14 prefixes and a NOP. */
+	memset(b, 0x66, 14);
+	b[14] = 0x90;
+	b[15] = 0x06;
+	assert_int_equal(first_vector(b, 16), X86_UD);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decode_encodings_fields_match),
+		cmocka_unit_test(test_decode_undefined_opcodes_ud),
+		cmocka_unit_test(test_decode_lock_on_register_form_ud),
+		cmocka_unit_test(test_decode_longer_than_15_bytes_gp),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
