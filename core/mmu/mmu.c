@@ -903,13 +903,54 @@ int mmu_shadow_translate(const _Atomic uint64_t *root, gva_t gva,
 
 /* ---- emulated writes, write protection, zapping ------------------------ */
 
+/*
+ * What follows a guest write of a tracked gfn once it is stored: mark it
+ * dirty, then zap what the MMU derived from the written gpte (digest 3.6
+ * (b)). Caller: inside mmu_rcu_read_lock(), slot valid for gfn.
+ */
+static void after_guest_write(struct mmu *mmu, const struct memslot *slot,
+			      gpa_t gpa, unsigned len)
+{
+	gfn_t gfn = gpa >> PAGE_SHIFT;
+	struct list_node invalid, *h, *n, *next;
+	bool flush = false, misaligned;
+
+	memslot_mark_dirty(slot, gfn);
+	mmu_stat_add(mmu, MMU_STAT_EMULATED_WRITES, 1);
+	/* Full barrier between the store above and the count: a seq_cst
+	 * RMW pairing with the one in account_shadowed() (digest 4.5). */
+	if (!atomic_fetch_add_explicit(&mmu->indirect_shadow_pages, 0,
+				       memory_order_seq_cst))
+		return;
+	list_init(&invalid);
+	misaligned = (gpa & 7) + len > 8;
+	mmu_lock_acquire(mmu);
+	h = &mmu->hash[hash_gfn(gfn)];
+	for (n = h->next; n != h; n = next) {
+		struct mmu_page *sp =
+			container_of(n, struct mmu_page, hash_link);
+
+		next = n->next;
+		if (sp->gfn != gfn || sp->role.direct ||
+		    mmu_page_is_obsolete(mmu, sp))
+			continue;
+		if (misaligned)
+			prepare_zap(mmu, sp, &invalid);
+		else
+			flush |= zap_pte(mmu, sp,
+					 &sp->spt[(gpa & (PAGE_SIZE - 1)) / 8]);
+	}
+	if (flush && list_empty(&invalid))
+		mmu_flush_remote_tlbs(mmu);
+	commit_zap(mmu, &invalid);
+	mmu_lock_release(mmu);
+}
+
 int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val, unsigned len)
 {
 	struct mmu *mmu = v->mmu;
 	gfn_t gfn = gpa >> PAGE_SHIFT;
 	const struct memslot *slot;
-	struct list_node invalid, *h, *n, *next;
-	bool flush = false, misaligned;
 	void *p;
 	int ret = 0;
 
@@ -948,35 +989,31 @@ int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val, unsigned len)
 				      memory_order_release);
 		break;
 	}
-	memslot_mark_dirty(slot, gfn);
-	mmu_stat_add(mmu, MMU_STAT_EMULATED_WRITES, 1);
-	/* Full barrier between the store above and the count: a seq_cst
-	 * RMW pairing with the one in account_shadowed() (digest 4.5). */
-	if (!atomic_fetch_add_explicit(&mmu->indirect_shadow_pages, 0,
-				       memory_order_seq_cst))
-		goto out;
-	list_init(&invalid);
-	misaligned = (gpa & 7) + len > 8;
-	mmu_lock_acquire(mmu);
-	h = &mmu->hash[hash_gfn(gfn)];
-	for (n = h->next; n != h; n = next) {
-		struct mmu_page *sp =
-			container_of(n, struct mmu_page, hash_link);
+	after_guest_write(mmu, slot, gpa, len);
+out:
+	mmu_rcu_read_unlock();
+	return ret;
+}
 
-		next = n->next;
-		if (sp->gfn != gfn || sp->role.direct ||
-		    mmu_page_is_obsolete(mmu, sp))
-			continue;
-		if (misaligned)
-			prepare_zap(mmu, sp, &invalid);
-		else
-			flush |= zap_pte(mmu, sp,
-					 &sp->spt[(gpa & (PAGE_SIZE - 1)) / 8]);
+int mmu_track_write(struct mmu_vcpu *v, gpa_t gpa, unsigned len)
+{
+	struct mmu *mmu = v->mmu;
+	const struct memslot *slot;
+	int ret = 0;
+
+	if ((len != 1 && len != 2 && len != 4 && len != 8) ||
+	    (gpa & (PAGE_SIZE - 1)) + len > PAGE_SIZE)
+		return -EINVAL;
+	mmu_rcu_read_lock();
+	slot = memslot_lookup(mmu, gpa >> PAGE_SHIFT, &v->slot_hint);
+	if (!slot || (slot->flags & MEMSLOT_READONLY))
+		goto out;
+	if (slot->flags & MEMSLOT_INVALID) {
+		/* Being deleted: its sptes are zapped by the delete. */
+		ret = -EAGAIN;
+		goto out;
 	}
-	if (flush && list_empty(&invalid))
-		mmu_flush_remote_tlbs(mmu);
-	commit_zap(mmu, &invalid);
-	mmu_lock_release(mmu);
+	after_guest_write(mmu, slot, gpa, len);
 out:
 	mmu_rcu_read_unlock();
 	return ret;

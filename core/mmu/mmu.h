@@ -341,6 +341,17 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val,
 		      unsigned len);
 
+/*
+ * The MMU's half of a guest write the software CPU already stored to a
+ * tracked gfn (a page the vCPU mapped for writing after MMU_FAULT_EMULATE):
+ * mark it dirty and zap any spte derived from the written gpte, as
+ * mmu_emulate_write() does after its own store (KVM's order: the write,
+ * then kvm_page_track_write). Called by the vCPU thread outside guest mode.
+ * 0; -EINVAL for a bad length; -EAGAIN if the slot is being deleted (its
+ * sptes go with it).
+ */
+int mmu_track_write(struct mmu_vcpu *v, gpa_t gpa, unsigned len);
+
 /* ---- control: write-protect, zap, statistics, audit ------------------- */
 
 /* Write-protect every spte of gfn and flush; true if one was writable. */
