@@ -8,8 +8,13 @@
  *
  * Threads: every function of the server half runs on the thread that runs
  * the event_base given to qmp_server_new() (the loop thread), except
- * qmp_server_call_soon(), which any thread may call. The client half is
- * single-threaded per connection.
+ * qmp_server_call_soon(), which any thread may call until
+ * qmp_server_free() starts. The client half is single-threaded per
+ * connection.
+ *
+ * Signals: libevent writes to sockets with write(2), so a process that
+ * uses the server must ignore SIGPIPE (a client that vanishes would
+ * otherwise kill it). The library leaves signal dispositions alone.
  */
 #ifndef MMUD_RPC_H
 #define MMUD_RPC_H
