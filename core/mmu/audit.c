@@ -266,6 +266,12 @@ static int check_page(struct audit *a, struct mmu_page *sp)
 			      "shadow page gfn 0x%llx: obsolete on the "
 			      "active list",
 			      (unsigned long long)sp->gfn);
+	/* Its write tracking lives in the slot (digest 5.1, invariant 8). */
+	if (!sp->role.direct && !memslot_lookup(a->mmu, sp->gfn, NULL))
+		return report(a,
+			      "shadow page gfn 0x%llx level %d: no memslot "
+			      "covers the table it shadows",
+			      (unsigned long long)sp->gfn, sp->role.level);
 	for (i = 0; i < MMU_PT_ENTRIES; i++) {
 		uint64_t spte =
 			atomic_load_explicit(&sp->spt[i], memory_order_relaxed);

@@ -452,6 +452,44 @@ static void test_memslot_delete_zaps_sptes_then_mmio(void **state)
 	senv_free(e);
 }
 
+static void test_memslot_delete_of_page_tables_zaps_their_pages(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct mmu_fault_info info;
+	struct mmu_stats st;
+	gfn_t next = BASE1 + 1;
+	char err[128];
+
+	(void)state;
+	/* This guest's page tables live in slot 1, its data in slot 0. */
+	memset(e->m1.base, 0, PAGE_SIZE);
+	map_4k(&e->m1, BASE1, BASE1, &next, 0x400000, 9, G_W | G_D);
+	e->cpu.cr3 = (gpa_t)BASE1 << PAGE_SHIFT;
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.pages, 4);
+	e->rec.free_roots = 0;
+	assert_int_equal(memslot_delete(e->mmu, 1, err, sizeof(err)), 0);
+	/* Every page shadowing a table of the slot is gone; the root is
+	 * only unpinned by its vCPU, which was told to. */
+	assert_int_equal(e->rec.free_roots, 1);
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.pages, 1);
+	assert_int_equal(st.sptes, 0);
+	audit_ok(e);
+	mmu_vcpu_free_obsolete_roots(e->v);
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.pages, 0);
+	/* CR3 now points at no memory: its tables read as all ones. */
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	assert_null(mmu_vcpu_root(e->v));
+	assert_int_equal(mmu_page_fault(e->v, &e->cpu, 0x400000,
+					MMU_ACCESS_READ, &info),
+			 MMU_FAULT_GUEST_PF);
+	assert_int_equal(info.error_code, PFERR_PRESENT | PFERR_RSVD);
+	senv_free(e);
+}
+
 static void test_dirty_log_harvest_reprotects_and_relogs(void **state)
 {
 	struct senv *e = senv_new(0);
@@ -529,6 +567,8 @@ int main(void)
 			test_rmap_chain_write_protect_and_zap_every_entry),
 		cmocka_unit_test(test_zap_all_obsoletes_root_and_fault_retries),
 		cmocka_unit_test(test_memslot_delete_zaps_sptes_then_mmio),
+		cmocka_unit_test(
+			test_memslot_delete_of_page_tables_zaps_their_pages),
 		cmocka_unit_test(test_dirty_log_harvest_reprotects_and_relogs),
 		cmocka_unit_test(
 			test_fault_wp0_supervisor_write_to_readonly_emulates),
