@@ -1,0 +1,42 @@
+/*
+ * core/dev: the guest's devices. Each device is a small object the VM
+ * owns and wires to the port-I/O or MMIO space; devices know nothing of
+ * vCPUs or the MMU. Output leaves through callbacks the VM provides.
+ */
+#ifndef MMUD_DEV_H
+#define MMUD_DEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- COM1: an 8250/16550 UART, transmit side ------------------------- */
+
+#define DEV_COM1_BASE 0x3f8
+#define DEV_COM1_PORTS 8
+
+/* Receives every byte the guest transmits, in order. */
+typedef void (*dev_serial_out_fn)(void *ctx, const char *buf, size_t len);
+
+struct dev_serial;
+
+/* NULL means -ENOMEM. */
+struct dev_serial *dev_serial_create(dev_serial_out_fn out, void *ctx);
+void dev_serial_destroy(struct dev_serial *s);
+/* A port access at offset 0..7 from the base; size 1, 2 or 4 (wider
+ * accesses act on consecutive registers). Thread-safe. */
+void dev_serial_pio(struct dev_serial *s, unsigned int offset,
+		    unsigned int size, bool in, uint32_t *value);
+
+/* ---- the debug-exit port (QEMU's isa-debug-exit) --------------------- */
+
+#define DEV_DEBUG_EXIT_PORT 0xf4
+
+/* The status mmud exits with when the guest writes v to the port
+ * (DESIGN.md section 2): ((v << 1) | 1) & 0xff. */
+static inline int dev_debug_exit_status(uint32_t v)
+{
+	return (int)(((v << 1) | 1) & 0xff);
+}
+
+#endif

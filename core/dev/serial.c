@@ -1,0 +1,144 @@
+/*
+ * COM1, the 8250/16550 UART of guest ABI v1 (DESIGN.md section 2): the
+ * transmit path and enough of the register file (divisor latch, LCR, MCR,
+ * scratch, FIFO control) that a driver's probe and set-up read back what
+ * they wrote. Transmission is immediate, so LSR always reports the holding
+ * register and transmitter empty. Input is not implemented yet: RBR reads
+ * 0 and LSR.DR stays clear.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "dev.h"
+
+#define REG_THR 0 /* DLAB=0: transmit / receive; DLAB=1: divisor low */
+#define REG_IER 1 /* DLAB=0: interrupt enable; DLAB=1: divisor high */
+#define REG_IIR 2 /* read: interrupt identification; write: FCR */
+#define REG_LCR 3
+#define REG_MCR 4
+#define REG_LSR 5
+#define REG_MSR 6
+#define REG_SCR 7
+
+#define LCR_DLAB 0x80
+#define LSR_THRE 0x20
+#define LSR_TEMT 0x40
+#define IIR_NO_INT 0x01
+#define IIR_FIFO 0xc0
+
+/* Legend: every field but out/ctx (c) is under lock: vCPUs of one VM may
+ * write the UART at once. */
+struct dev_serial {
+	pthread_mutex_t lock;
+	dev_serial_out_fn out; /* (c) */
+	void *ctx; /* (c) */
+	uint8_t ier, lcr, mcr, scr, fcr;
+	uint16_t divisor;
+};
+
+struct dev_serial *dev_serial_create(dev_serial_out_fn out, void *ctx)
+{
+	struct dev_serial *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	s->out = out;
+	s->ctx = ctx;
+	s->lcr = 0x03; /* 8N1 */
+	s->divisor = 1; /* 115200 baud */
+	return s;
+}
+
+void dev_serial_destroy(struct dev_serial *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static uint8_t reg_read(struct dev_serial *s, unsigned int reg)
+{
+	bool dlab = s->lcr & LCR_DLAB;
+
+	switch (reg) {
+	case REG_THR:
+		return dlab ? (uint8_t)s->divisor : 0;
+	case REG_IER:
+		return dlab ? (uint8_t)(s->divisor >> 8) : s->ier;
+	case REG_IIR:
+		return IIR_NO_INT | ((s->fcr & 1) ? IIR_FIFO : 0);
+	case REG_LCR:
+		return s->lcr;
+	case REG_MCR:
+		return s->mcr;
+	case REG_LSR:
+		return LSR_THRE | LSR_TEMT;
+	case REG_MSR:
+		/* Loopback reflects MCR; otherwise DSR|CTS|DCD asserted. */
+		if (s->mcr & 0x10)
+			return (uint8_t)(((s->mcr & 0x0c) << 4) |
+					 ((s->mcr & 0x03) << 4));
+		return 0xb0;
+	default:
+		return s->scr;
+	}
+}
+
+static void reg_write(struct dev_serial *s, unsigned int reg, uint8_t v)
+{
+	bool dlab = s->lcr & LCR_DLAB;
+
+	switch (reg) {
+	case REG_THR:
+		if (dlab) {
+			s->divisor = (s->divisor & 0xff00) | v;
+		} else {
+			char c = (char)v;
+
+			s->out(s->ctx, &c, 1);
+		}
+		break;
+	case REG_IER:
+		if (dlab)
+			s->divisor = (uint16_t)((s->divisor & 0xff) | (v << 8));
+		else
+			s->ier = v & 0x0f;
+		break;
+	case REG_IIR:
+		s->fcr = v;
+		break;
+	case REG_LCR:
+		s->lcr = v;
+		break;
+	case REG_MCR:
+		s->mcr = v & 0x1f;
+		break;
+	case REG_LSR:
+	case REG_MSR:
+		break; /* read-only */
+	default:
+		s->scr = v;
+		break;
+	}
+}
+
+void dev_serial_pio(struct dev_serial *s, unsigned int offset,
+		    unsigned int size, bool in, uint32_t *value)
+{
+	uint32_t v = in ? 0 : *value;
+
+	pthread_mutex_lock(&s->lock);
+	for (unsigned int i = 0; i < size; i++) {
+		unsigned int reg = (offset + i) & 7;
+
+		if (in)
+			v |= (uint32_t)reg_read(s, reg) << (8 * i);
+		else
+			reg_write(s, reg, (uint8_t)(v >> (8 * i)));
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (in)
+		*value = v;
+}

@@ -1,0 +1,631 @@
+/*
+ * vCPU threads: the run loop of DESIGN.md section 3 (requests, root load,
+ * mode store and fence, guest execution, exit handling), requests and
+ * kicks with KVM's mode protocol, halting and pausing, and the
+ * struct mmu_vcpu_ops the MMU calls. The instruction set is core/vcpu/x86;
+ * translation policy is core/mmu; devices belong to the VM (vcpu_ops).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmu_rcu.h"
+#include "vcpu.h"
+#include "x86/x86.h"
+
+/* Guest writes to tracked pages one instruction may make (several for
+ * event delivery); more than this and the MMU zaps everything. */
+#define MAX_TRACKED_WRITES 32
+
+/*
+ * Legend: (c) constant after creation; (v) owned by the vCPU thread;
+ * (a) atomic, with the order and pairing at each use; (w) under wake_lock.
+ */
+struct vcpu {
+	struct vcpu_set *set; /* (c) */
+	unsigned int index; /* (c) */
+	struct mmu *mmu; /* (c) */
+	const struct vcpu_ops *ops; /* (c) */
+	void *opaque; /* (c) */
+	pthread_t thread; /* (c) once started */
+	bool started; /* (c) once started, read by vcpu_destroy */
+
+	struct x86_cpu *cpu; /* (v) */
+	struct mmu_vcpu *mmu_vcpu; /* (v) */
+	const _Atomic uint64_t *root; /* (v) the root the CPU walks */
+	unsigned int slot_hint; /* (v) */
+	bool halted; /* (v) stopped for good, waiting for STOP */
+	unsigned int nr_tracked; /* (v) */
+	struct {
+		gpa_t gpa;
+		unsigned int len;
+	} tracked[MAX_TRACKED_WRITES]; /* (v) */
+	bool tracked_overflow; /* (v) */
+
+	/*
+	 * (a) Written by this vCPU only, except IN_GUEST_MODE ->
+	 * EXITING_GUEST_MODE by a requester's seq_cst cmpxchg. The vCPU's
+	 * store of IN_GUEST_MODE is followed by a seq_cst fence that pairs
+	 * with that cmpxchg and with the requester's seq_cst fetch_or of
+	 * the request bit (digest 1.2, pairing a); leaving guest mode is a
+	 * release store that pairs with the waiter's acquire load.
+	 */
+	_Atomic int mode;
+	/* (a) Set by anyone with a seq_cst fetch_or; taken by the vCPU with
+	 * an acquire exchange (pairs with that fetch_or: what the requester
+	 * wrote before is visible to the handler). */
+	_Atomic uint64_t requests;
+	/* (a) Set (relaxed) by the requester whose cmpxchg moved the vCPU to
+	 * EXITING; polled by the CPU at each basic block; cleared by the
+	 * vCPU while OUTSIDE_GUEST_MODE, before it stores IN_GUEST_MODE. */
+	_Atomic unsigned int kick;
+	/* (a) Bumped (release) each time the vCPU leaves guest mode; a
+	 * waiter that saw it unchanged knows the vCPU has not left since. */
+	_Atomic uint64_t exits;
+	/* (a) Paused by vcpu_set_pause(); read by the vCPU after
+	 * VCPU_REQ_PAUSE (the request's fetch_or orders it). */
+	_Atomic bool paused;
+
+	pthread_mutex_t wake_lock;
+	pthread_cond_t wake_cond;
+	bool sleeping; /* (w) */
+
+	/* (a) relaxed counters, written by the vCPU, read by anyone. */
+	struct {
+		_Atomic uint64_t insns, exits, shadow_faults, pio_exits,
+			mmio_accesses, halts, guest_pf_injected,
+			emulated_writes, requests;
+	} st;
+};
+
+/* Legend: (c) constant after creation. vcpus[i] is set by vcpu_create()
+ * before the vCPU or anything that could make requests of it runs, and
+ * cleared by vcpu_destroy() after it stopped. */
+struct vcpu_set {
+	unsigned int n; /* (c) */
+	struct vcpu *_Atomic *vcpus; /* (c) slots, see above */
+};
+
+static void stat_inc(_Atomic uint64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+struct vcpu_set *vcpu_set_create(unsigned int nr_vcpus)
+{
+	struct vcpu_set *set = calloc(1, sizeof(*set));
+
+	if (!set)
+		return NULL;
+	set->n = nr_vcpus;
+	set->vcpus = calloc(nr_vcpus ? nr_vcpus : 1, sizeof(*set->vcpus));
+	if (!set->vcpus) {
+		free(set);
+		return NULL;
+	}
+	return set;
+}
+
+void vcpu_set_destroy(struct vcpu_set *set)
+{
+	if (!set)
+		return;
+	free(set->vcpus);
+	free(set);
+}
+
+/* ---- requests and kicks ----------------------------------------------- */
+
+static void wake(struct vcpu *v)
+{
+	pthread_mutex_lock(&v->wake_lock);
+	if (v->sleeping)
+		pthread_cond_signal(&v->wake_cond);
+	pthread_mutex_unlock(&v->wake_lock);
+}
+
+void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
+{
+	int mode = IN_GUEST_MODE;
+	uint64_t seen;
+
+	/* seq_cst: orders everything the caller wrote before (zapped
+	 * sptes, a new memslot array) before the mode read below, and pairs
+	 * with the vCPU's fence after it stores IN_GUEST_MODE: either the
+	 * vCPU sees this bit before it runs guest code, or we see it in
+	 * guest mode and kick it (digest 1.2). */
+	atomic_fetch_or_explicit(&v->requests, 1ULL << req,
+				 memory_order_seq_cst);
+	if (atomic_compare_exchange_strong_explicit(
+		    &v->mode, &mode, EXITING_GUEST_MODE, memory_order_seq_cst,
+		    memory_order_seq_cst))
+		atomic_store_explicit(&v->kick, 1, memory_order_relaxed);
+	wake(v);
+	if (!wait)
+		return;
+	/*
+	 * Wait until the vCPU is outside guest mode or has left it since
+	 * this point (digest 6.1: a transition counter, not the mode alone,
+	 * since it may leave and re-enter between two looks; if it
+	 * re-entered it saw our bit and leaves again). Acquire pairs with
+	 * the vCPU's release stores on leaving.
+	 */
+	seen = atomic_load_explicit(&v->exits, memory_order_acquire);
+	while (atomic_load_explicit(&v->mode, memory_order_acquire) !=
+		       OUTSIDE_GUEST_MODE &&
+	       atomic_load_explicit(&v->exits, memory_order_acquire) == seen)
+		sched_yield();
+}
+
+void vcpu_set_make_request(struct vcpu_set *set, enum vcpu_request req,
+			   bool wait)
+{
+	for (unsigned int i = 0; i < set->n; i++) {
+		struct vcpu *v = atomic_load_explicit(&set->vcpus[i],
+						      memory_order_acquire);
+
+		if (v)
+			vcpu_make_request(v, req, wait);
+	}
+}
+
+enum mmu_vcpu_mode vcpu_mode(const struct vcpu *v)
+{
+	return (enum mmu_vcpu_mode)atomic_load_explicit(
+		&((struct vcpu *)v)->mode, memory_order_acquire);
+}
+
+void vcpu_set_pause(struct vcpu *v, bool paused)
+{
+	atomic_store_explicit(&v->paused, paused, memory_order_relaxed);
+	/* The request's seq_cst fetch_or publishes the flag. */
+	vcpu_make_request(v, VCPU_REQ_PAUSE, false);
+}
+
+static void ops_make_request(void *opaque, unsigned int vcpu,
+			     enum mmu_request req, bool wait)
+{
+	struct vcpu_set *set = opaque;
+	struct vcpu *v;
+
+	if (vcpu >= set->n)
+		return;
+	v = atomic_load_explicit(&set->vcpus[vcpu], memory_order_acquire);
+	if (v)
+		vcpu_make_request(v, (enum vcpu_request)req, wait);
+}
+
+static void ops_make_all_request(void *opaque, enum mmu_request req, bool wait)
+{
+	vcpu_set_make_request(opaque, (enum vcpu_request)req, wait);
+}
+
+static enum mmu_vcpu_mode ops_mode(void *opaque, unsigned int vcpu)
+{
+	struct vcpu_set *set = opaque;
+	struct vcpu *v;
+
+	if (vcpu >= set->n)
+		return OUTSIDE_GUEST_MODE;
+	v = atomic_load_explicit(&set->vcpus[vcpu], memory_order_acquire);
+	return v ? vcpu_mode(v) : OUTSIDE_GUEST_MODE;
+}
+
+const struct mmu_vcpu_ops vcpu_mmu_ops = {
+	.make_request = ops_make_request,
+	.make_all_request = ops_make_all_request,
+	.mode = ops_mode,
+};
+
+/* ---- callbacks from the CPU (guest mode, this vCPU's thread) ---------- */
+
+/*
+ * Guest-physical accesses the soft TLB routes here: pages without a
+ * memslot when they were mapped. A slot may have appeared since (a
+ * hot-plugged window), so look again under a read-side section: RAM wins.
+ */
+static uint64_t env_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
+{
+	struct vcpu *v = opaque;
+	const struct memslot *slot;
+	uint64_t val = 0;
+
+	stat_inc(&v->st.mmio_accesses);
+	mmu_rcu_read_lock();
+	slot = memslot_lookup(v->mmu, gpa >> PAGE_SHIFT, &v->slot_hint);
+	if (slot && !(slot->flags & MEMSLOT_INVALID)) {
+		const uint8_t *p =
+			(const uint8_t *)(uintptr_t)memslot_gfn_to_hva(
+				slot, gpa >> PAGE_SHIFT) +
+			(gpa & (PAGE_SIZE - 1));
+
+		for (unsigned int i = 0; i < size; i++)
+			val |= (uint64_t)__atomic_load_n(p + i,
+							 __ATOMIC_ACQUIRE)
+			       << (8 * i);
+	} else {
+		val = v->ops->mmio_read(v->opaque, gpa, size);
+	}
+	mmu_rcu_read_unlock();
+	return val;
+}
+
+static void env_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
+			   uint64_t value)
+{
+	struct vcpu *v = opaque;
+	const struct memslot *slot;
+
+	stat_inc(&v->st.mmio_accesses);
+	mmu_rcu_read_lock();
+	slot = memslot_lookup(v->mmu, gpa >> PAGE_SHIFT, &v->slot_hint);
+	if (!slot || (slot->flags & MEMSLOT_INVALID)) {
+		v->ops->mmio_write(v->opaque, gpa, size, value);
+	} else if (!(slot->flags & MEMSLOT_READONLY)) {
+		/* RAM appeared under an MMIO mapping: let the next run map
+		 * it properly; this write goes through the MMU. */
+		mmu_rcu_read_unlock();
+		mmu_emulate_write(v->mmu_vcpu, gpa, value, size);
+		return;
+	}
+	mmu_rcu_read_unlock();
+}
+
+static void env_tracked_write(void *opaque, gpa_t gpa, unsigned int size)
+{
+	struct vcpu *v = opaque;
+
+	/* The MMU must zap what it derived from this guest page table;
+	 * it may flush remote TLBs with wait, which it cannot do while
+	 * this vCPU is in guest mode, so it happens after the instruction. */
+	if (v->nr_tracked < MAX_TRACKED_WRITES) {
+		v->tracked[v->nr_tracked].gpa = gpa;
+		v->tracked[v->nr_tracked].len = size;
+		v->nr_tracked++;
+	} else {
+		v->tracked_overflow = true;
+	}
+	x86_request_exit(v->cpu);
+}
+
+static const struct x86_env vcpu_x86_env = {
+	.mmio_read = env_mmio_read,
+	.mmio_write = env_mmio_write,
+	.tracked_write = env_tracked_write,
+};
+
+/* ---- the run loop ----------------------------------------------------- */
+
+static void cpu_state(struct vcpu *v, struct mmu_cpu_state *st)
+{
+	struct x86_sregs s;
+	struct x86_regs r;
+
+	x86_get_sregs(v->cpu, &s);
+	x86_get_regs(v->cpu, &r);
+	st->cr0 = s.cr0;
+	st->cr3 = s.cr3;
+	st->cr4 = s.cr4;
+	st->efer = s.efer;
+	st->rflags = r.rflags;
+	st->cpl = x86_cpl(v->cpu);
+}
+
+static void stop_for_good(struct vcpu *v, enum vcpu_stop_reason why,
+			  const char *detail)
+{
+	v->halted = true;
+	v->ops->stopped(v->opaque, v->index, why, detail);
+}
+
+/* Blocks until a request arrives, dropping the read side meanwhile (as
+ * KVM drops SRCU while it blocks). */
+static void block(struct vcpu *v)
+{
+	mmu_rcu_read_unlock();
+	pthread_mutex_lock(&v->wake_lock);
+	v->sleeping = true;
+	while (!atomic_load_explicit(&v->requests, memory_order_acquire))
+		pthread_cond_wait(&v->wake_cond, &v->wake_lock);
+	v->sleeping = false;
+	pthread_mutex_unlock(&v->wake_lock);
+	mmu_rcu_read_lock();
+}
+
+/* Returns false when the thread must end. */
+static bool handle_requests(struct vcpu *v)
+{
+	uint64_t req =
+		atomic_exchange_explicit(&v->requests, 0, memory_order_acquire);
+
+	if (!req)
+		return true;
+	stat_inc(&v->st.requests);
+	if (req & (1ULL << VCPU_REQ_STOP))
+		return false;
+	if (req & (1ULL << VCPU_REQ_FREE_OBSOLETE_ROOTS)) {
+		mmu_vcpu_free_obsolete_roots(v->mmu_vcpu);
+		x86_tlb_flush(v->cpu);
+	}
+	if (req & (1ULL << VCPU_REQ_TLB_FLUSH))
+		x86_tlb_flush(v->cpu);
+	return true;
+}
+
+static void flush_tracked_writes(struct vcpu *v)
+{
+	for (unsigned int i = 0; i < v->nr_tracked; i++) {
+		mmu_track_write(v->mmu_vcpu, v->tracked[i].gpa,
+				v->tracked[i].len);
+		stat_inc(&v->st.emulated_writes);
+	}
+	if (v->tracked_overflow)
+		mmu_zap_all(v->mmu);
+	v->nr_tracked = 0;
+	v->tracked_overflow = false;
+}
+
+static void handle_shadow_fault(struct vcpu *v, const struct x86_exit *e)
+{
+	unsigned int acc = e->fault.access, macc = 0, rights;
+	struct mmu_fault_info info;
+	struct mmu_cpu_state st;
+	const struct memslot *slot;
+	char msg[96];
+	int r;
+
+	stat_inc(&v->st.shadow_faults);
+	if (acc & X86_ACC_WRITE)
+		macc |= MMU_ACCESS_WRITE;
+	if (acc & X86_ACC_FETCH)
+		macc |= MMU_ACCESS_FETCH;
+	if (acc & X86_ACC_IMPLICIT)
+		macc |= MMU_ACCESS_IMPLICIT;
+	cpu_state(v, &st);
+	r = mmu_page_fault(v->mmu_vcpu, &st, e->fault.gva, macc, &info);
+	/* What the guest walk allowed: this access (reads always). */
+	rights = acc & (X86_ACC_WRITE | X86_ACC_USER | X86_ACC_FETCH);
+	switch (r) {
+	case MMU_FAULT_FIXED:
+	case MMU_FAULT_RETRY:
+		break;
+	case MMU_FAULT_GUEST_PF:
+		stat_inc(&v->st.guest_pf_injected);
+		x86_inject_exception(v->cpu, X86_PF, info.error_code,
+				     e->fault.gva);
+		break;
+	case MMU_FAULT_MMIO:
+		x86_map_mmio(v->cpu, e->fault.gva, info.gpa, rights);
+		break;
+	case MMU_FAULT_EMULATE:
+		slot = memslot_lookup(v->mmu, info.gpa >> PAGE_SHIFT,
+				      &v->slot_hint);
+		if (!slot || (slot->flags & MEMSLOT_INVALID))
+			break; /* retry: the next fault sees the change */
+		x86_map_tracked(v->cpu, e->fault.gva,
+				memslot_gfn_to_hva(slot,
+						   info.gpa >> PAGE_SHIFT),
+				info.gpa, rights);
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "shadow page fault at %#llx: %s",
+			 (unsigned long long)e->fault.gva, strerror(-r));
+		stop_for_good(v, VCPU_STOP_INTERNAL_ERROR, msg);
+		break;
+	}
+}
+
+static void handle_exit(struct vcpu *v, const struct x86_exit *e)
+{
+	struct x86_regs r;
+	uint32_t value;
+	char msg[160];
+
+	stat_inc(&v->st.exits);
+	switch (e->reason) {
+	case X86_EXIT_SHADOW_FAULT:
+		handle_shadow_fault(v, e);
+		break;
+	case X86_EXIT_IO:
+		stat_inc(&v->st.pio_exits);
+		value = e->io.value;
+		v->ops->pio(v->opaque, v->index, e->io.port, e->io.size,
+			    e->io.in, &value);
+		if (e->io.in)
+			x86_io_complete(v->cpu, value);
+		break;
+	case X86_EXIT_HLT:
+		/* No interrupt source exists yet (no APIC): nothing can
+		 * wake a halted vCPU, whatever RFLAGS.IF says. */
+		stat_inc(&v->st.halts);
+		x86_get_regs(v->cpu, &r);
+		snprintf(msg, sizeof(msg),
+			 "halted at rip %#llx with "
+			 "interrupts %s",
+			 (unsigned long long)r.rip,
+			 e->hlt.interrupts_enabled ? "enabled" : "disabled");
+		stop_for_good(v, VCPU_STOP_HALTED, msg);
+		break;
+	case X86_EXIT_TRIPLE_FAULT:
+		snprintf(
+			msg, sizeof(msg),
+			"triple fault at rip %#llx, exception chain %u, %u, %u",
+			(unsigned long long)e->triple.rip, e->triple.vectors[0],
+			e->triple.vectors[1], e->triple.vectors[2]);
+		stop_for_good(v, VCPU_STOP_TRIPLE_FAULT, msg);
+		break;
+	case X86_EXIT_PAGING:
+	case X86_EXIT_INVLPG:
+		/* The next entry loads the root for the new state. */
+		break;
+	case X86_EXIT_NONE:
+	case X86_EXIT_KICK:
+	case X86_EXIT_BUDGET:
+		break;
+	}
+}
+
+/* Makes sure the CPU walks the root the MMU has for its state now. */
+static bool load_root(struct vcpu *v)
+{
+	struct mmu_cpu_state st;
+	const _Atomic uint64_t *root;
+
+	cpu_state(v, &st);
+	if (mmu_vcpu_load(v->mmu_vcpu, &st) < 0) {
+		stop_for_good(v, VCPU_STOP_INTERNAL_ERROR,
+			      "out of memory loading the shadow root");
+		return false;
+	}
+	root = mmu_vcpu_root(v->mmu_vcpu);
+	if (root != v->root) {
+		v->root = root;
+		x86_set_shadow_root(v->cpu, (hva_t)(uintptr_t)root);
+	}
+	return true;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct x86_exit exit;
+
+	mmu_rcu_register_thread();
+	mmu_rcu_read_lock();
+	x86_set_kick(v->cpu, &v->kick);
+	for (;;) {
+		if (!handle_requests(v))
+			break;
+		if (v->halted ||
+		    atomic_load_explicit(&v->paused, memory_order_relaxed)) {
+			block(v);
+			continue;
+		}
+		if (!load_root(v))
+			continue;
+
+		/* Only OUTSIDE_GUEST_MODE clears the kick: a requester sets
+		 * it only after moving us from IN_GUEST_MODE. */
+		atomic_store_explicit(&v->kick, 0, memory_order_relaxed);
+		atomic_store_explicit(&v->mode, IN_GUEST_MODE,
+				      memory_order_release);
+		/* The one full fence of guest entry (digest 4.2 step 4):
+		 * orders the mode store before the request check below and
+		 * before every spte read in guest mode. Pairs with the
+		 * requester's seq_cst fetch_or/cmpxchg and, through them,
+		 * with the MMU's zap-then-flush. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&v->requests, memory_order_relaxed)) {
+			atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
+					      memory_order_release);
+			atomic_fetch_add_explicit(&v->exits, 1,
+						  memory_order_release);
+			continue;
+		}
+		mmu_rcu_read_unlock();
+
+		x86_run(v->cpu, 0, &exit);
+
+		/* Release: pairs with a waiting requester's acquire loads;
+		 * everything this vCPU did in guest mode is before it. */
+		atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
+				      memory_order_release);
+		atomic_fetch_add_explicit(&v->exits, 1, memory_order_release);
+		atomic_store_explicit(&v->st.insns, x86_insns_retired(v->cpu),
+				      memory_order_relaxed);
+		mmu_rcu_read_lock();
+		if (v->nr_tracked || v->tracked_overflow)
+			flush_tracked_writes(v);
+		handle_exit(v, &exit);
+	}
+	mmu_rcu_read_unlock();
+	mmu_rcu_unregister_thread();
+	return NULL;
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+struct vcpu *vcpu_create(struct vcpu_set *set, unsigned int index,
+			 struct mmu *mmu, gva_t entry,
+			 const struct vcpu_ops *ops, void *opaque)
+{
+	struct vcpu *v;
+
+	if (index >= set->n)
+		return NULL;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	v->set = set;
+	v->index = index;
+	v->mmu = mmu;
+	v->ops = ops;
+	v->opaque = opaque;
+	atomic_init(&v->mode, OUTSIDE_GUEST_MODE);
+	pthread_mutex_init(&v->wake_lock, NULL);
+	pthread_cond_init(&v->wake_cond, NULL);
+	v->cpu = x86_cpu_new(index, set->n, &vcpu_x86_env, v);
+	v->mmu_vcpu = mmu_vcpu_create(mmu, index);
+	if (!v->cpu || !v->mmu_vcpu) {
+		if (v->mmu_vcpu)
+			mmu_vcpu_destroy(v->mmu_vcpu);
+		x86_cpu_free(v->cpu);
+		free(v);
+		return NULL;
+	}
+	x86_reset_boot(v->cpu, entry, 0x7000);
+	atomic_store_explicit(&set->vcpus[index], v, memory_order_release);
+	return v;
+}
+
+int vcpu_start(struct vcpu *v)
+{
+	int r = pthread_create(&v->thread, NULL, vcpu_thread, v);
+
+	if (r)
+		return -r;
+	v->started = true;
+	return 0;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (!v)
+		return;
+	if (v->started) {
+		vcpu_make_request(v, VCPU_REQ_STOP, false);
+		pthread_join(v->thread, NULL);
+	}
+	atomic_store_explicit(&v->set->vcpus[v->index], NULL,
+			      memory_order_release);
+	mmu_vcpu_destroy(v->mmu_vcpu);
+	x86_cpu_free(v->cpu);
+	pthread_cond_destroy(&v->wake_cond);
+	pthread_mutex_destroy(&v->wake_lock);
+	free(v);
+}
+
+void vcpu_stats_get(const struct vcpu *v, struct vcpu_stats *st)
+{
+	struct vcpu *m = (struct vcpu *)v;
+
+	st->insns = atomic_load_explicit(&m->st.insns, memory_order_relaxed);
+	st->exits = atomic_load_explicit(&m->st.exits, memory_order_relaxed);
+	st->shadow_faults = atomic_load_explicit(&m->st.shadow_faults,
+						 memory_order_relaxed);
+	st->pio_exits =
+		atomic_load_explicit(&m->st.pio_exits, memory_order_relaxed);
+	st->mmio_accesses = atomic_load_explicit(&m->st.mmio_accesses,
+						 memory_order_relaxed);
+	st->halts = atomic_load_explicit(&m->st.halts, memory_order_relaxed);
+	st->guest_pf_injected = atomic_load_explicit(&m->st.guest_pf_injected,
+						     memory_order_relaxed);
+	st->emulated_writes = atomic_load_explicit(&m->st.emulated_writes,
+						   memory_order_relaxed);
+	st->requests =
+		atomic_load_explicit(&m->st.requests, memory_order_relaxed);
+}

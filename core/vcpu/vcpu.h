@@ -1,0 +1,95 @@
+/*
+ * core/vcpu: the vCPU threads of one VM. Each vCPU is a host thread that
+ * runs the software CPU (core/vcpu/x86) in guest mode and, outside it,
+ * handles exits (shadow page faults through core/mmu, port and MMIO I/O
+ * through the VM's callbacks, HLT, triple fault) and requests. Other
+ * threads reach a vCPU only through its request bits and kick, with the
+ * mode protocol of KVM (shared/reference/kvm-mmu-digest.md 1.2, 4):
+ * this module also implements the struct mmu_vcpu_ops core/mmu calls.
+ */
+#ifndef MMUD_VCPU_H
+#define MMUD_VCPU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "mmu.h"
+
+struct vcpu;
+struct vcpu_set;
+
+/* Request bits; the MMU's (enum mmu_request) keep their numbers. */
+enum vcpu_request {
+	VCPU_REQ_TLB_FLUSH = MMU_REQ_TLB_FLUSH,
+	VCPU_REQ_FREE_OBSOLETE_ROOTS = MMU_REQ_FREE_OBSOLETE_ROOTS,
+	/* Leave the run loop for good: the thread ends. */
+	VCPU_REQ_STOP = 8,
+	/* Re-read the paused flag (vcpu_set_pause()). */
+	VCPU_REQ_PAUSE = 9,
+};
+
+/* Why a vCPU stopped running guest code for good. */
+enum vcpu_stop_reason {
+	VCPU_STOP_TRIPLE_FAULT,
+	/* HLT with nothing that can wake it (no interrupt sources exist). */
+	VCPU_STOP_HALTED,
+	VCPU_STOP_INTERNAL_ERROR,
+};
+
+/* Callbacks into the VM, made on the vCPU's own thread. */
+struct vcpu_ops {
+	/* Port I/O: an IN stores the device's value in *value. */
+	void (*pio)(void *opaque, unsigned int vcpu, uint16_t port,
+		    unsigned int size, bool in, uint32_t *value);
+	/* Guest-physical accesses no memslot covers. */
+	uint64_t (*mmio_read)(void *opaque, gpa_t gpa, unsigned int size);
+	void (*mmio_write)(void *opaque, gpa_t gpa, unsigned int size,
+			   uint64_t value);
+	/* The vCPU stopped for good; detail names what happened (RIP, the
+	 * exception chain). The vCPU then waits for VCPU_REQ_STOP. */
+	void (*stopped)(void *opaque, unsigned int vcpu,
+			enum vcpu_stop_reason why, const char *detail);
+};
+
+/* The vCPUs of a VM. NULL means -ENOMEM. */
+struct vcpu_set *vcpu_set_create(unsigned int nr_vcpus);
+/* Every vCPU must have been destroyed. */
+void vcpu_set_destroy(struct vcpu_set *set);
+/* Pass these, with the set as opaque, to mmu_create(). */
+extern const struct mmu_vcpu_ops vcpu_mmu_ops;
+
+/*
+ * Creates vCPU index of set (not yet running) in the boot state at entry.
+ * NULL means -ENOMEM.
+ */
+struct vcpu *vcpu_create(struct vcpu_set *set, unsigned int index,
+			 struct mmu *mmu, gva_t entry,
+			 const struct vcpu_ops *ops, void *opaque);
+/* Stops the thread if it runs (VCPU_REQ_STOP, join), then frees. */
+void vcpu_destroy(struct vcpu *v);
+/* Starts the vCPU thread; -errno if it cannot be created. */
+int vcpu_start(struct vcpu *v);
+
+/*
+ * Sets the request bit, then kicks the vCPU out of guest mode (and wakes
+ * it if it sleeps). With wait, returns only once the vCPU is outside
+ * guest mode or has left it since (digest 3.10): the caller's earlier
+ * writes are then seen by everything the vCPU does next.
+ */
+void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait);
+void vcpu_set_make_request(struct vcpu_set *set, enum vcpu_request req,
+			   bool wait);
+enum mmu_vcpu_mode vcpu_mode(const struct vcpu *v);
+/* Pauses (true) or resumes the vCPU; returns at once. */
+void vcpu_set_pause(struct vcpu *v, bool paused);
+
+struct vcpu_stats {
+	uint64_t insns;
+	uint64_t exits, shadow_faults, pio_exits, mmio_accesses, halts;
+	uint64_t guest_pf_injected, emulated_writes, requests;
+};
+/* A snapshot; may lag the running vCPU by its current run. */
+void vcpu_stats_get(const struct vcpu *v, struct vcpu_stats *st);
+
+#endif

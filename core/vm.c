@@ -1,0 +1,357 @@
+/*
+ * The VM object (DESIGN.md section 3): guest RAM as memfd mappings, one
+ * memslot per RAM range, the MMU, the vCPUs and the devices, and the
+ * port-I/O and MMIO dispatch the vCPUs call. It decides when the VM has
+ * ended (debug exit, a crash, every vCPU halted for good) and stops the
+ * vCPUs; it does not parse command lines or speak QMP.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "dev/dev.h"
+#include "loader.h"
+#include "mmu.h"
+#include "mmu_rcu.h"
+#include "vcpu/vcpu.h"
+#include "vm.h"
+
+struct ram_range {
+	gpa_t gpa;
+	uint64_t size;
+	int fd;
+	void *hva;
+	void *reserved; /* the aligned reservation hva lives in */
+	size_t reserved_len;
+};
+
+/*
+ * Legend: (c) constant once vm_create() returns; (l) under vm->lock.
+ */
+struct vm {
+	struct vm_config cfg; /* (c) */
+	struct ram_range ram[2]; /* (c) */
+	unsigned int nr_ram; /* (c) */
+	struct mmu *mmu; /* (c) */
+	struct vcpu_set *set; /* (c) */
+	struct vcpu *vcpus[VM_MAX_VCPUS]; /* (c) */
+	struct dev_serial *serial; /* (c) */
+	int console_fd; /* (c) */
+
+	pthread_mutex_t lock;
+	pthread_cond_t ended_cond;
+	bool ended; /* (l) */
+	unsigned int nr_halted; /* (l) */
+	struct vm_result result; /* (l) */
+};
+
+static void console_out(void *ctx, const char *buf, size_t len)
+{
+	struct vm *vm = ctx;
+
+	while (len) {
+		ssize_t n = write(vm->console_fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* a console that went away loses output */
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Ends the VM once; later ends (a second vCPU's crash) are dropped. */
+static void vm_end(struct vm *vm, enum vm_end how, uint32_t value,
+		   const char *detail)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->ended) {
+		vm->ended = true;
+		vm->result.how = how;
+		vm->result.exit_value = value;
+		snprintf(vm->result.detail, sizeof(vm->result.detail), "%s",
+			 detail ? detail : "");
+		pthread_cond_broadcast(&vm->ended_cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static void vm_pio(void *opaque, unsigned int vcpu, uint16_t port,
+		   unsigned int size, bool in, uint32_t *value)
+{
+	struct vm *vm = opaque;
+
+	(void)vcpu;
+	if (port >= DEV_COM1_BASE && port < DEV_COM1_BASE + DEV_COM1_PORTS) {
+		dev_serial_pio(vm->serial, port - DEV_COM1_BASE, size, in,
+			       value);
+	} else if (port == DEV_DEBUG_EXIT_PORT && !in) {
+		vm_end(vm, VM_END_DEBUG_EXIT, *value, NULL);
+	} else if (in) {
+		/* Nothing there: the bus floats high, as on a PC. */
+		*value = size == 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
+	}
+}
+
+static uint64_t vm_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
+{
+	(void)opaque;
+	(void)gpa;
+	/* No device in the MMIO hole yet: all ones (DESIGN.md section 2). */
+	return size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
+}
+
+static void vm_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
+			  uint64_t value)
+{
+	(void)opaque;
+	(void)gpa;
+	(void)size;
+	(void)value;
+}
+
+static void vm_vcpu_stopped(void *opaque, unsigned int vcpu,
+			    enum vcpu_stop_reason why, const char *detail)
+{
+	struct vm *vm = opaque;
+	char msg[240];
+	bool all_halted;
+
+	snprintf(msg, sizeof(msg), "vCPU %u: %s", vcpu, detail);
+	if (why != VCPU_STOP_HALTED) {
+		vm_end(vm, VM_END_CRASH, 0, msg);
+		return;
+	}
+	/* A halted vCPU with nothing to wake it is stopped for good; when
+	 * all are, the VM is (DESIGN.md section 2). */
+	pthread_mutex_lock(&vm->lock);
+	all_halted = ++vm->nr_halted == vm->cfg.nr_vcpus;
+	pthread_mutex_unlock(&vm->lock);
+	if (all_halted) {
+		snprintf(msg, sizeof(msg),
+			 "every vCPU halted with nothing to wake it (vCPU %u: "
+			 "%s)",
+			 vcpu, detail);
+		vm_end(vm, VM_END_CRASH, 0, msg);
+	}
+}
+
+static const struct vcpu_ops vm_vcpu_ops = {
+	.pio = vm_pio,
+	.mmio_read = vm_mmio_read,
+	.mmio_write = vm_mmio_write,
+	.stopped = vm_vcpu_stopped,
+};
+
+/* A memfd mapping of size bytes at an address aligned to align, so the
+ * MMU may map large guest pages with large sptes. */
+static int ram_alloc(struct ram_range *r, uint64_t size, uint64_t align)
+{
+	uint8_t *res, *aligned;
+
+	r->size = size;
+	r->fd = memfd_create("mmud-ram", MFD_CLOEXEC);
+	if (r->fd < 0)
+		return -errno;
+	if (ftruncate(r->fd, (off_t)size) < 0)
+		goto fail;
+	r->reserved_len = size + align;
+	res = mmap(NULL, r->reserved_len, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		goto fail;
+	r->reserved = res;
+	aligned = (uint8_t *)(((uintptr_t)res + align - 1) & ~(align - 1));
+	r->hva = mmap(aligned, size, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_FIXED, r->fd, 0);
+	if (r->hva == MAP_FAILED) {
+		munmap(r->reserved, r->reserved_len);
+		goto fail;
+	}
+	return 0;
+fail:
+	close(r->fd);
+	r->fd = -1;
+	return -errno;
+}
+
+static void ram_free(struct ram_range *r)
+{
+	if (r->reserved)
+		munmap(r->reserved, r->reserved_len);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->reserved = NULL;
+	r->fd = -1;
+}
+
+struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	struct loader_ram lram[2];
+	struct loader_config lcfg;
+	struct loader_result lres;
+	uint64_t low, high;
+	struct vm *vm;
+	int r;
+
+	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {
+		snprintf(err, errlen, "vCPU count %u is not in 1..%u",
+			 cfg->nr_vcpus, VM_MAX_VCPUS);
+		return NULL;
+	}
+	if (cfg->ram_size < (2ULL << 20) || (cfg->ram_size & (PAGE_SIZE - 1)) ||
+	    cfg->ram_size > (1ULL << 40)) {
+		snprintf(err, errlen,
+			 "memory size %llu is not a multiple of 4 KiB between "
+			 "2 MiB and 1 TiB",
+			 (unsigned long long)cfg->ram_size);
+		return NULL;
+	}
+	vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	vm->cfg = *cfg;
+	vm->console_fd = cfg->console_fd;
+	vm->ram[0].fd = vm->ram[1].fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->ended_cond, NULL);
+
+	low = cfg->ram_size < LOADER_LOW_RAM_MAX ? cfg->ram_size :
+						   LOADER_LOW_RAM_MAX;
+	high = cfg->ram_size - low;
+	r = ram_alloc(&vm->ram[0], low,
+		      low >= (1ULL << 30) ? 1ULL << 30 : 2ULL << 20);
+	vm->ram[0].gpa = 0;
+	vm->nr_ram = 1;
+	if (!r && high) {
+		r = ram_alloc(&vm->ram[1], high, 1ULL << 30);
+		vm->ram[1].gpa = LOADER_HIGH_RAM_BASE;
+		vm->nr_ram = 2;
+	}
+	if (r) {
+		snprintf(err, errlen, "cannot allocate guest memory: %s",
+			 strerror(-r));
+		goto fail;
+	}
+
+	for (unsigned int i = 0; i < vm->nr_ram; i++) {
+		lram[i].gpa = vm->ram[i].gpa;
+		lram[i].size = vm->ram[i].size;
+		lram[i].hva = vm->ram[i].hva;
+	}
+	lcfg = (struct loader_config){ .ram = lram,
+				       .nr_ram = vm->nr_ram,
+				       .nr_vcpus = cfg->nr_vcpus,
+				       .cmdline = cfg->cmdline };
+	if (loader_load(&lcfg, cfg->kernel, cfg->kernel_len, &lres, err,
+			errlen) < 0)
+		goto fail;
+
+	vm->set = vcpu_set_create(cfg->nr_vcpus);
+	vm->mmu = vm->set ? mmu_create(&vcpu_mmu_ops, vm->set) : NULL;
+	vm->serial = dev_serial_create(console_out, vm);
+	if (!vm->set || !vm->mmu || !vm->serial) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (unsigned int i = 0; i < vm->nr_ram; i++) {
+		r = memslot_add(vm->mmu, i, gpa_to_gfn(vm->ram[i].gpa),
+				vm->ram[i].size >> PAGE_SHIFT,
+				(hva_t)(uintptr_t)vm->ram[i].hva, 0, err,
+				errlen);
+		if (r < 0)
+			goto fail;
+	}
+	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
+		vm->vcpus[i] = vcpu_create(vm->set, i, vm->mmu, lres.entry,
+					   &vm_vcpu_ops, vm);
+		if (!vm->vcpus[i]) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
+	return vm;
+fail:
+	vm_destroy(vm);
+	return NULL;
+}
+
+int vm_start(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++) {
+		int r = vcpu_start(vm->vcpus[i]);
+
+		if (r < 0) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg), "cannot start vCPU %u: %s",
+				 i, strerror(-r));
+			vm_end(vm, VM_END_CRASH, 0, msg);
+			return r;
+		}
+	}
+	return 0;
+}
+
+void vm_wait(struct vm *vm, struct vm_result *res)
+{
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->ended)
+		pthread_cond_wait(&vm->ended_cond, &vm->lock);
+	*res = vm->result;
+	pthread_mutex_unlock(&vm->lock);
+
+	/* Stop every vCPU (vcpu_destroy joins), then check the MMU. */
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++) {
+		vcpu_destroy(vm->vcpus[i]);
+		vm->vcpus[i] = NULL;
+	}
+	res->audit_ok =
+		mmu_audit(vm->mmu, res->audit_msg, sizeof(res->audit_msg)) == 0;
+}
+
+int vm_run(struct vm *vm, struct vm_result *res)
+{
+	int r = vm_start(vm);
+
+	vm_wait(vm, res);
+	return r;
+}
+
+struct mmu *vm_mmu(struct vm *vm)
+{
+	return vm->mmu;
+}
+
+struct vcpu_set *vm_vcpu_set(struct vm *vm)
+{
+	return vm->set;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	for (unsigned int i = 0; i < VM_MAX_VCPUS; i++)
+		vcpu_destroy(vm->vcpus[i]);
+	if (vm->mmu) {
+		for (unsigned int i = 0; i < vm->nr_ram; i++)
+			memslot_delete(vm->mmu, i, NULL, 0);
+		mmu_destroy(vm->mmu);
+	}
+	vcpu_set_destroy(vm->set);
+	dev_serial_destroy(vm->serial);
+	for (unsigned int i = 0; i < vm->nr_ram; i++)
+		ram_free(&vm->ram[i]);
+	pthread_cond_destroy(&vm->ended_cond);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+}
