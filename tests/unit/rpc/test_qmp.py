@@ -365,6 +365,44 @@ def test_replies_in_order_behind_async_commands(path):
 
 
 @test
+def test_client_gone_while_command_pending(path):
+    # Its answers come when nobody is left to read them: the server
+    # drops them and carries on (the orphan path, under ASan in CI).
+    for cmd, args in (("async-sleep", {"ms": 100}),
+                      ("thread-work", {"value": 1})):
+        c = Client(path, negotiate=True)
+        c.send(dict(execute=cmd, arguments=args, id=1))
+        c.send(dict(execute="echo", id=2))
+        c.close()
+    other = Client(path, negotiate=True)
+    # A longer timer of our own fires after the orphan's.
+    assert other.cmd("async-sleep", {"ms": 200}) == {"return": {"slept": 200}}
+    assert other.cmd("echo") == {"return": {}}
+    other.close()
+
+
+@test
+def test_client_limit(path):
+    first = Client(path, negotiate=True)
+    deadline = time.monotonic() + TIMEOUT
+    while first.cmd("nr-clients")["return"] != 1:
+        assert time.monotonic() < deadline, "closed clients linger"
+    clients = [Client(path) for _ in range(63)]
+    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    extra.settimeout(TIMEOUT)
+    extra.connect(path)
+    assert extra.recv(100) == b"", "65th client was served"
+    extra.close()
+    for c in clients:
+        c.close()
+    deadline = time.monotonic() + TIMEOUT
+    while first.cmd("nr-clients")["return"] != 1:
+        assert time.monotonic() < deadline, "closed clients linger"
+    first.close()
+    assert_alive(path)
+
+
+@test
 def test_backlog_beyond_queue_limit_is_served_in_order(path):
     c = Client(path, negotiate=True)
     msgs = [{"execute": "async-sleep", "arguments": {"ms": 100}, "id": 0}]
@@ -482,6 +520,17 @@ def test_mmuctl_exit_statuses(path, exe):
     p = subprocess.run([exe, "status"], capture_output=True, text=True,
                        timeout=TIMEOUT, env={"PATH": os.environ["PATH"]})
     assert p.returncode == 2, p
+    p = subprocess.run([exe, "--name", "no-such-vm", "status"],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 2 and "/run/mmud/no-such-vm/qmp.sock" in \
+        p.stderr, p
+    p = subprocess.run([exe, "--name", "../x", "status"],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 2, p
+    p = subprocess.run([exe, "status"], capture_output=True, text=True,
+                       timeout=TIMEOUT,
+                       env={"PATH": os.environ["PATH"], "QMP_SOCKET": path})
+    assert p.returncode == 0 and "running" in p.stdout, p
     rc, out, err = mmuctl(exe, path, "qmp", '{"execute": "fail"}')
     assert rc == 1 and "failed on purpose" in err, (rc, out, err)
     rc, out, err = mmuctl(exe, path, "qmp", '{"execute": ')
@@ -588,8 +637,9 @@ def test_mmuctl_console_copies_stream(path, exe):
     os.rmdir(d)
 
 
-def start_server(exe, path):
-    p = subprocess.Popen([exe, path], stdout=subprocess.PIPE, text=True)
+def start_server(exe, path, stderr=None):
+    p = subprocess.Popen([exe, path], stdout=subprocess.PIPE, text=True,
+                         stderr=stderr)
     line = p.stdout.readline()
     if line != "ready\n":
         p.wait(timeout=TIMEOUT)
@@ -611,8 +661,10 @@ def main():
     assert ok, "server did not start over a stale socket"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     # A live socket is not taken over.
-    second, ok = start_server(server_exe, path)
+    second, ok = start_server(server_exe, path, stderr=subprocess.PIPE)
     assert not ok and second.returncode != 0
+    assert "Address already in use" in second.stderr.read()
+    second.stderr.close()
     assert_alive(path)
 
     failed = 0
