@@ -140,6 +140,17 @@ test_concurrency_memslot_delete_leaves_no_spte_into_slot(void **state)
 					     (hva_t)(uintptr_t)e.buf[cur], 0,
 					     err, sizeof(err)),
 				 0);
+		if (round % 8 == 7) {
+			/* A move away and back: nothing may keep mapping the
+			 * guest's gfns to the slot while it is elsewhere. */
+			assert_int_equal(memslot_move(e.vm.mmu, 1, 0x300, err,
+						      sizeof(err)),
+					 0);
+			audit_ok(&e, round);
+			assert_int_equal(memslot_move(e.vm.mmu, 1, BASE1, err,
+						      sizeof(err)),
+					 0);
+		}
 		/* Let the vCPUs run into the new slot now and then. */
 		if (round % 64 == 0)
 			tvm_wait_entries(&e.vm, 1);
