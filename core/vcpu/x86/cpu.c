@@ -22,6 +22,11 @@ struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
 	if (!cpu)
 		return NULL;
 	memset(cpu, 0, sizeof(*cpu));
+	cpu->dcache = calloc(X86_DCACHE_SIZE, sizeof(*cpu->dcache));
+	if (!cpu->dcache) {
+		free(cpu);
+		return NULL;
+	}
 	cpu->index = index;
 	cpu->nr_cpus = nr_cpus;
 	cpu->env = env;
@@ -32,6 +37,8 @@ struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
 
 void x86_cpu_free(struct x86_cpu *cpu)
 {
+	if (cpu)
+		free(cpu->dcache);
 	free(cpu);
 }
 
@@ -172,6 +179,76 @@ static inline bool kicked(const struct x86_cpu *cpu)
 	       atomic_load_explicit(cpu->kick, memory_order_relaxed);
 }
 
+/*
+ * The bytes [off, off + len) of the page at page, zero-padded into two
+ * quadwords, read as the aligned quadwords that hold them: relaxed atomic
+ * loads, because other vCPUs may be writing this code (DESIGN.md section
+ * 3). off + len <= 4096, len <= 15, so every quadword read is in the page.
+ */
+static void code_bytes(hva_t page, unsigned int off, unsigned int len,
+		       uint64_t out[2])
+{
+	const _Atomic uint64_t *q =
+		(const _Atomic uint64_t *)(page + (off & ~7u));
+	unsigned int shift = (off & 7) * 8;
+	unsigned int nq = ((off & 7) + len + 7) / 8;
+	uint64_t w[3] = { 0, 0, 0 };
+
+	for (unsigned int i = 0; i < nq; i++)
+		w[i] = atomic_load_explicit(&q[i], memory_order_relaxed);
+	if (shift) {
+		out[0] = (w[0] >> shift) | (w[1] << (64 - shift));
+		out[1] = (w[1] >> shift) | (w[2] << (64 - shift));
+	} else {
+		out[0] = w[0];
+		out[1] = w[1];
+	}
+	if (len < 8) {
+		out[0] &= (1ULL << (8 * len)) - 1;
+		out[1] = 0;
+	} else if (len < 16) {
+		out[1] &= (1ULL << (8 * (len - 8))) - 1;
+	}
+}
+
+/*
+ * The decoded instruction at cpu->rip: from the cache when its bytes are
+ * unchanged, else decoded now (and cached unless it crosses a page or
+ * comes from an MMIO page).
+ */
+static const struct x86_insn *get_insn(struct x86_cpu *cpu,
+				       struct x86_insn *scratch)
+{
+	unsigned int off = cpu->rip & 4095;
+	hva_t page = x86_fetch_page(cpu, cpu->rip);
+	struct x86_dcache_entry *e;
+	uint8_t raw[16];
+	uint64_t now[2];
+	hva_t hva;
+
+	if (__builtin_expect(!page, 0)) {
+		x86_decode(cpu, scratch, NULL);
+		return scratch;
+	}
+	hva = page + off;
+	e = &cpu->dcache[(hva ^ (hva >> 12)) & (X86_DCACHE_SIZE - 1)];
+	if (__builtin_expect(e->hva == hva, 1)) {
+		code_bytes(page, off, e->in.len, now);
+		if (__builtin_expect(
+			    now[0] == e->bytes[0] && now[1] == e->bytes[1], 1))
+			return &e->in;
+	}
+	/* A fault while decoding leaves the entry empty. */
+	e->hva = 0;
+	x86_decode(cpu, &e->in, raw);
+	if (off + e->in.len <= 4096) {
+		memset(e->bytes, 0, sizeof(e->bytes));
+		memcpy(e->bytes, raw, e->in.len);
+		e->hva = hva;
+	}
+	return &e->in;
+}
+
 enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 			     struct x86_exit *exit)
 {
@@ -195,21 +272,22 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 		return exit->reason;
 	}
 	for (;;) {
-		struct x86_insn in;
+		struct x86_insn scratch;
+		const struct x86_insn *in;
 
 		if (cpu->ev.pending) {
 			x86_deliver_event(cpu);
 			if (cpu->stop)
 				break;
 		}
-		x86_decode(cpu, &in);
-		cpu->next_rip = cpu->rip + in.len;
-		in.fn(cpu, &in);
+		in = get_insn(cpu, &scratch);
+		cpu->next_rip = cpu->rip + in->len;
+		in->fn(cpu, in);
 		cpu->rip = cpu->next_rip;
 		cpu->retired++;
 		if (cpu->stop)
 			break;
-		if ((in.desc->flags & X86_D_BRANCH) && kicked(cpu)) {
+		if ((in->desc->flags & X86_D_BRANCH) && kicked(cpu)) {
 			exit->reason = X86_EXIT_KICK;
 			break;
 		}

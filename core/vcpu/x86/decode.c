@@ -165,7 +165,7 @@ static void decode_imm(struct fetcher *f, struct x86_insn *in)
 	}
 }
 
-void x86_decode(struct x86_cpu *cpu, struct x86_insn *in)
+void x86_decode(struct x86_cpu *cpu, struct x86_insn *in, uint8_t raw[16])
 {
 	struct fetcher f = { .cpu = cpu, .la = cpu->rip };
 	unsigned int rex = 0, opcode, group = 0;
@@ -279,6 +279,8 @@ void x86_decode(struct x86_cpu *cpu, struct x86_insn *in)
 		x86_raise(cpu, X86_UD, 0);
 	decode_imm(&f, in);
 	in->len = (uint8_t)f.pos;
+	if (raw)
+		memcpy(raw, f.buf, in->len);
 }
 
 gva_t x86_ea(const struct x86_cpu *cpu, const struct x86_insn *in)

@@ -499,6 +499,13 @@ bool x86_cmpxchg16(struct x86_cpu *cpu, gva_t la, unsigned int seg,
 	return ok;
 }
 
+hva_t x86_fetch_page(struct x86_cpu *cpu, gva_t la)
+{
+	if (__builtin_expect(!x86_is_canonical(la), 0))
+		x86_raise(cpu, X86_GP, 0);
+	return lookup(cpu, la, user_acc(cpu) | X86_ACC_FETCH)->hva;
+}
+
 void x86_fetch(struct x86_cpu *cpu, gva_t la, uint8_t *buf, unsigned int n)
 {
 	unsigned int acc = user_acc(cpu) | X86_ACC_FETCH;

@@ -112,8 +112,9 @@ struct x86_insn {
 };
 
 /* Decodes the instruction at cpu->rip into *in, fetching through the
- * soft TLB (which may raise #PF/#GP/#UD or exit for a shadow fault). */
-void x86_decode(struct x86_cpu *cpu, struct x86_insn *in);
+ * soft TLB (which may raise #PF/#GP/#UD or exit for a shadow fault); with
+ * raw, also copies the in->len bytes it decoded there. */
+void x86_decode(struct x86_cpu *cpu, struct x86_insn *in, uint8_t raw[16]);
 /* Builds the opcode table from the x86_ops_* arrays (once per process). */
 void x86_decode_init(void);
 /* The table entry for an opcode key and ModRM.reg; NULL when undefined. */
@@ -199,6 +200,23 @@ struct x86_tlb_entry {
 	bool global;
 };
 
+/* ---- the decoded-instruction cache (cpu.c) ---------------------------- */
+
+/*
+ * Decoded instructions keyed by the host address of their first byte (one
+ * guest-physical location). An entry is used only while the guest bytes
+ * still equal the ones it was decoded from, checked on every use with the
+ * aligned quadwords that hold them: self- and cross-modifying code need
+ * no invalidation protocol, and a stale entry can never run.
+ */
+#define X86_DCACHE_SIZE 4096 /* a power of two */
+
+struct x86_dcache_entry {
+	hva_t hva; /* 0: empty */
+	uint64_t bytes[2]; /* the instruction's bytes, zero-padded */
+	struct x86_insn in;
+};
+
 /* ---- the CPU ---------------------------------------------------------- */
 
 enum x86_event_kind {
@@ -268,6 +286,7 @@ struct x86_cpu {
 	} io;
 
 	/* Run loop (cpu.c). */
+	struct x86_dcache_entry *dcache; /* X86_DCACHE_SIZE entries */
 	jmp_buf abort;
 	uint64_t retired;
 	const struct x86_env *env;
@@ -354,6 +373,10 @@ bool x86_cmpxchg16(struct x86_cpu *cpu, gva_t la, unsigned int seg,
 /* Drops every soft-TLB entry except global ones (MOV to CR3 with
  * CR4.PGE, SDM vol. 3, 4.10.4.1); x86_tlb_flush() drops them all. */
 void x86_tlb_flush_nonglobal(struct x86_cpu *cpu);
+
+/* The host address of the page of la for an instruction fetch at the
+ * current CPL (faults as a fetch would); 0 for an MMIO page. */
+hva_t x86_fetch_page(struct x86_cpu *cpu, gva_t la);
 
 /* Copies n (<= 15) code bytes at la for the decoder (fetch access). */
 void x86_fetch(struct x86_cpu *cpu, gva_t la, uint8_t *buf, unsigned int n);

@@ -46,7 +46,7 @@ static void decode_one(struct xh *h, const uint8_t *bytes, unsigned int n,
 	h->cpu->exit = &exit;
 	if (setjmp(h->cpu->abort))
 		fail_msg("decoding faulted or exited (reason %d)", exit.reason);
-	x86_decode(h->cpu, in);
+	x86_decode(h->cpu, in, NULL);
 }
 
 static void test_decode_encodings_fields_match(void **state)
