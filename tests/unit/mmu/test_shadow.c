@@ -490,6 +490,92 @@ static void test_memslot_delete_of_page_tables_zaps_their_pages(void **state)
 	senv_free(e);
 }
 
+/*
+ * A vCPU interface that, when the MMU flushes during a delete, looks at
+ * the world from inside the zap phase: the slot must be published
+ * INVALID, and the walker and the emulator must ask for a retry.
+ */
+struct probe {
+	struct senv *e;
+	unsigned flushes, probed;
+	enum mmu_walk_result walk;
+	int emulate;
+	bool invalid;
+};
+
+static void probe_all(void *opaque, enum mmu_request req, bool wait)
+{
+	struct probe *p = opaque;
+	const struct memslot *s;
+	struct mmu_walk w;
+
+	(void)wait;
+	if (req != MMU_REQ_TLB_FLUSH || p->probed++)
+		return;
+	mmu_rcu_read_lock();
+	s = memslot_lookup(p->e->mmu, BASE1, NULL);
+	p->invalid = s && (s->flags & MEMSLOT_INVALID);
+	p->walk = mmu_walk_guest(p->e->v, &p->e->cpu, 0x400000, MMU_ACCESS_READ,
+				 &w);
+	mmu_rcu_read_unlock();
+	p->emulate =
+		mmu_emulate_write(p->e->v, (gpa_t)BASE1 << PAGE_SHIFT, 0, 8);
+}
+
+static void probe_one(void *opaque, unsigned vcpu, enum mmu_request req,
+		      bool wait)
+{
+	(void)vcpu;
+	probe_all(opaque, req, wait);
+}
+
+static enum mmu_vcpu_mode probe_mode(void *opaque, unsigned vcpu)
+{
+	(void)opaque;
+	(void)vcpu;
+	return OUTSIDE_GUEST_MODE;
+}
+
+static void test_memslot_delete_zap_phase_sees_invalid_slot_retry(void **state)
+{
+	static const struct mmu_vcpu_ops ops = {
+		.make_request = probe_one,
+		.make_all_request = probe_all,
+		.mode = probe_mode,
+	};
+	struct senv *e = senv_new(0);
+	struct probe p = { .e = e, .walk = MMU_WALK_OK };
+	struct mmu *mmu = mmu_create(&ops, &p);
+	struct tmem m1 = tmem_alloc(NPAGES1);
+	struct mmu_vcpu *v = mmu_vcpu_create(mmu, 0);
+	gfn_t next = BASE1 + 1;
+	char err[128];
+
+	(void)state;
+	/* A second VM whose page tables live in the slot it deletes. */
+	assert_int_equal(memslot_add(mmu, 1, BASE1, NPAGES1, tmem_hva(&m1), 0,
+				     err, sizeof(err)),
+			 0);
+	memset(m1.base, 0, PAGE_SIZE);
+	map_4k(&m1, BASE1, BASE1, &next, 0x400000, BASE1 + 8, G_W | G_D);
+	e->cpu.cr3 = (gpa_t)BASE1 << PAGE_SHIFT;
+	mmu_vcpu_destroy(e->v);
+	mmu_destroy(e->mmu);
+	e->mmu = mmu;
+	e->v = v;
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(memslot_delete(mmu, 1, err, sizeof(err)), 0);
+	assert_int_equal(p.probed, 1);
+	assert_true(p.invalid);
+	assert_int_equal(p.walk, MMU_WALK_RETRY);
+	assert_int_equal(p.emulate, -EAGAIN);
+	mmu_vcpu_free_obsolete_roots(v);
+	audit_ok(e);
+	/* senv_free tears down e->mmu and e->v, i.e. this VM. */
+	tmem_free(&m1);
+	senv_free(e);
+}
+
 static void test_dirty_log_harvest_reprotects_and_relogs(void **state)
 {
 	struct senv *e = senv_new(0);
@@ -569,6 +655,8 @@ int main(void)
 		cmocka_unit_test(test_memslot_delete_zaps_sptes_then_mmio),
 		cmocka_unit_test(
 			test_memslot_delete_of_page_tables_zaps_their_pages),
+		cmocka_unit_test(
+			test_memslot_delete_zap_phase_sees_invalid_slot_retry),
 		cmocka_unit_test(test_dirty_log_harvest_reprotects_and_relogs),
 		cmocka_unit_test(
 			test_fault_wp0_supervisor_write_to_readonly_emulates),
