@@ -154,10 +154,16 @@ unsigned int x86_cpl(const struct x86_cpu *cpu)
 	return cpu->cpl;
 }
 
+/*
+ * No flush: a soft-TLB entry is a translation of (gva, PCID) whatever root
+ * it came from, since every root of one paging mode encodes the guest's
+ * rights the same way, mode changes flush (CR0.WP, CR4, EFER.NXE), and
+ * every spte the MMU zaps or write-protects is followed by a TLB_FLUSH
+ * request to all vCPUs before it may be reused.
+ */
 void x86_set_shadow_root(struct x86_cpu *cpu, hva_t root)
 {
 	cpu->shadow_root = root;
-	x86_tlb_flush(cpu);
 }
 
 void x86_set_kick(struct x86_cpu *cpu, const _Atomic unsigned int *kick)

@@ -71,7 +71,7 @@ static inline uint8_t *tlb_host(const struct x86_cpu *cpu, gva_t la, bool write)
 		&cpu->tlb[(la >> PAGE_SHIFT) & (X86_TLB_SIZE - 1)];
 	hva_t page = write ? e->whva : e->hva;
 
-	if (e->tag != (la >> PAGE_SHIFT) + 1 || !page)
+	if (!x86_tlb_hit(cpu, e, la) || !page)
 		return NULL;
 	return (uint8_t *)(uintptr_t)(page + (la & (PAGE_SIZE - 1)));
 }

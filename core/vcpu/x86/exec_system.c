@@ -34,6 +34,11 @@ void x86_mode_changed(struct x86_cpu *cpu)
 {
 	/* SDM vol. 3, 5.5: CPL is the RPL of CS (it equals SS.DPL). */
 	cpu->cpl = cpu->seg[X86_CS].sel & 3;
+	/* SDM vol. 3, 4.10.1: with CR4.PCIDE the current PCID is CR3[11:0];
+	 * without, it is 000H. */
+	cpu->pcid_tag = (cpu->cr4 & X86_CR4_PCIDE) ?
+				(cpu->cr3 & 0xfffULL) << X86_TLB_PCID_SHIFT :
+				0;
 }
 
 /* ---- descriptors ------------------------------------------------------ */
@@ -630,6 +635,10 @@ static void write_cr0(struct x86_cpu *cpu, uint64_t v)
 	    ((cpu->efer & X86_EFER_LMA) && !(v & X86_CR0_PG)))
 		x86_raise(cpu, X86_GP, 0);
 	cpu->cr0 = v;
+	/* The soft TLB caches rights of sptes made for one CR0.WP (the MMU
+	 * encodes WP=0 in them), so a WP change drops them all. */
+	if ((old ^ v) & (X86_CR0_PG | X86_CR0_WP))
+		x86_tlb_flush(cpu);
 	if ((old ^ v) & (X86_CR0_PG | X86_CR0_PE | X86_CR0_WP))
 		paging_exit(cpu, 0, old, v);
 }
@@ -657,8 +666,10 @@ static void write_cr4(struct x86_cpu *cpu, uint64_t v)
 	    ((cpu->efer & X86_EFER_LMA) && !(v & X86_CR4_PAE)))
 		x86_raise(cpu, X86_GP, 0);
 	cpu->cr4 = v;
-	/* SDM vol. 3, 4.10.4.1: toggling PGE flushes global entries too. */
-	if ((old ^ v) & (X86_CR4_PGE | X86_CR4_PAE))
+	/* SDM vol. 3, 4.10.4.1: toggling PGE (or PAE, PCIDE, SMEP, SMAP)
+	 * flushes every entry, global ones too. */
+	if ((old ^ v) & (X86_CR4_PGE | X86_CR4_PAE | X86_CR4_PCIDE |
+			 X86_CR4_SMEP | X86_CR4_SMAP))
 		x86_tlb_flush(cpu);
 	if ((old ^ v) &
 	    (X86_CR4_PGE | X86_CR4_PAE | X86_CR4_SMEP | X86_CR4_SMAP))

@@ -28,16 +28,47 @@ void x86_tlb_flush(struct x86_cpu *cpu)
 void x86_tlb_flush_nonglobal(struct x86_cpu *cpu)
 {
 	for (unsigned int i = 0; i < X86_TLB_SIZE; i++)
-		if (!cpu->tlb[i].global)
+		if ((cpu->tlb[i].tag & ~X86_TLB_VPN_MASK) != X86_TLB_GLOBAL)
 			cpu->tlb[i].tag = 0;
 }
 
+void x86_tlb_flush_pcid(struct x86_cpu *cpu, uint16_t pcid)
+{
+	uint64_t want = (uint64_t)(pcid & 0xfff) << X86_TLB_PCID_SHIFT;
+
+	for (unsigned int i = 0; i < X86_TLB_SIZE; i++)
+		if ((cpu->tlb[i].tag & ~X86_TLB_VPN_MASK) == want)
+			cpu->tlb[i].tag = 0;
+}
+
+void x86_tlb_flush_page_pcid(struct x86_cpu *cpu, gva_t la, uint16_t pcid,
+			     bool with_global)
+{
+	struct x86_tlb_entry *e = &cpu->tlb[(la >> 12) & (X86_TLB_SIZE - 1)];
+	uint64_t vpn = ((la >> 12) + 1) & X86_TLB_VPN_MASK;
+
+	if ((e->tag & X86_TLB_VPN_MASK) != vpn)
+		return;
+	if ((e->tag & ~X86_TLB_VPN_MASK) ==
+		    ((uint64_t)(pcid & 0xfff) << X86_TLB_PCID_SHIFT) ||
+	    (with_global && (e->tag & ~X86_TLB_VPN_MASK) == X86_TLB_GLOBAL))
+		e->tag = 0;
+}
+
+/* A page's entry under every PCID goes: one slot holds it, whatever PCID
+ * made it (over-invalidating is always allowed). */
 void x86_tlb_flush_page(struct x86_cpu *cpu, gva_t gva)
 {
 	struct x86_tlb_entry *e = &cpu->tlb[(gva >> 12) & (X86_TLB_SIZE - 1)];
 
-	if (e->tag == (gva >> 12) + 1)
+	if ((e->tag & X86_TLB_VPN_MASK) ==
+	    (((gva >> 12) + 1) & X86_TLB_VPN_MASK))
 		e->tag = 0;
+}
+
+static inline uint64_t tag_of(const struct x86_cpu *cpu, gva_t la)
+{
+	return (((la >> 12) + 1) & X86_TLB_VPN_MASK) | cpu->pcid_tag;
 }
 
 void x86_map_mmio(struct x86_cpu *cpu, gva_t gva, gpa_t gpa,
@@ -45,12 +76,11 @@ void x86_map_mmio(struct x86_cpu *cpu, gva_t gva, gpa_t gpa,
 {
 	struct x86_tlb_entry *e = &cpu->tlb[(gva >> 12) & (X86_TLB_SIZE - 1)];
 
-	e->tag = (gva >> 12) + 1;
+	e->tag = tag_of(cpu, gva);
 	e->hva = 0;
 	e->whva = 0;
 	e->gpa = gpa & PAGE_MASK;
 	e->rights = rights & RIGHTS_ALL;
-	e->global = false;
 }
 
 void x86_map_tracked(struct x86_cpu *cpu, gva_t gva, hva_t hva, gpa_t gpa,
@@ -58,12 +88,11 @@ void x86_map_tracked(struct x86_cpu *cpu, gva_t gva, hva_t hva, gpa_t gpa,
 {
 	struct x86_tlb_entry *e = &cpu->tlb[(gva >> 12) & (X86_TLB_SIZE - 1)];
 
-	e->tag = (gva >> 12) + 1;
+	e->tag = tag_of(cpu, gva);
 	e->hva = hva & PAGE_MASK;
 	e->whva = 0;
 	e->gpa = gpa & PAGE_MASK;
 	e->rights = rights & RIGHTS_ALL;
-	e->global = false;
 }
 
 void x86_request_exit(struct x86_cpu *cpu)
@@ -147,12 +176,15 @@ static struct x86_tlb_entry *walk(struct x86_cpu *cpu, gva_t la,
 		page = (spte & 0x00007ffffffff000ULL & ~(size - 1)) +
 		       (la & (size - 1) & PAGE_MASK);
 	}
-	e->tag = (la >> 12) + 1;
+	/* Global only when CR4.PGE is on (SDM vol. 3, 4.10.2.4). */
+	if ((spte & X86_PTE_G) && (cpu->cr4 & X86_CR4_PGE))
+		e->tag = (tag_of(cpu, la) & X86_TLB_VPN_MASK) | X86_TLB_GLOBAL;
+	else
+		e->tag = tag_of(cpu, la);
 	e->hva = page;
 	e->whva = page;
 	e->gpa = 0;
 	e->rights = rights;
-	e->global = spte & X86_PTE_G;
 	return e;
 }
 
@@ -161,7 +193,7 @@ static inline struct x86_tlb_entry *lookup(struct x86_cpu *cpu, gva_t la,
 {
 	struct x86_tlb_entry *e = &cpu->tlb[(la >> 12) & (X86_TLB_SIZE - 1)];
 
-	if (__builtin_expect(e->tag == (la >> 12) + 1 &&
+	if (__builtin_expect(x86_tlb_hit(cpu, e, la) &&
 				     rights_ok(cpu, e->rights, acc),
 			     1))
 		return e;

@@ -175,7 +175,7 @@ unsigned int x86_cpl(const struct x86_cpu *cpu);
 
 /*
  * The host address of the shadow PML4 the CPU walks (0: none, every
- * access is a shadow fault). Flushes the soft TLB.
+ * access is a shadow fault). Keeps the soft TLB (see cpu.c).
  */
 void x86_set_shadow_root(struct x86_cpu *cpu, hva_t root);
 /* The flag polled at least once per basic block; nonzero ends x86_run()

@@ -191,13 +191,22 @@ static inline void x86_lf_set_c(struct x86_lazy *lf, enum x86_lf_op op,
 
 #define X86_TLB_SIZE 512 /* direct-mapped, a power of two */
 
+/*
+ * The tag of an entry: (gva >> 12) + 1 in bits 0..47 (0 marks an empty
+ * entry) and, in bits 48..60, the PCID it was made under, or
+ * X86_TLB_GLOBAL for a global translation, which every PCID may use
+ * (SDM vol. 3, 4.10.2.4).
+ */
+#define X86_TLB_PCID_SHIFT 48
+#define X86_TLB_GLOBAL (0x1000ULL << X86_TLB_PCID_SHIFT)
+#define X86_TLB_VPN_MASK ((1ULL << X86_TLB_PCID_SHIFT) - 1)
+
 struct x86_tlb_entry {
-	uint64_t tag; /* (gva >> 12) + 1; 0 marks an empty entry */
+	uint64_t tag;
 	hva_t hva; /* host address of the page, 0 for an MMIO page */
 	hva_t whva; /* hva when writes need nothing more, else 0 */
 	gpa_t gpa; /* MMIO and tracked pages: the guest-physical page */
 	uint32_t rights; /* X86_ACC_WRITE/USER/FETCH all levels allow */
-	bool global;
 };
 
 /* ---- the decoded-instruction cache (cpu.c) ---------------------------- */
@@ -248,6 +257,9 @@ struct x86_cpu {
 	uint64_t rflags; /* arithmetic bits stale while lf.op != NONE */
 	struct x86_lazy lf;
 	unsigned int cpl;
+	/* The current PCID in TLB-tag position: CR3[11:0] << 48 with
+	 * CR4.PCIDE, else 0 (x86_mode_changed() keeps it). */
+	uint64_t pcid_tag;
 	bool stop; /* leave the run loop after this instruction */
 	struct x86_exit *exit;
 
@@ -297,6 +309,17 @@ struct x86_cpu {
 /* setjmp values of cpu->abort. */
 #define X86_ABORT_EVENT 1 /* cpu->ev is pending: deliver it */
 #define X86_ABORT_EXIT 2 /* cpu->exit is filled: return it */
+
+/* Whether the soft-TLB entry e translates la under the current PCID (or
+ * globally). Rights are the caller's to check. */
+static inline bool x86_tlb_hit(const struct x86_cpu *cpu,
+			       const struct x86_tlb_entry *e, gva_t la)
+{
+	uint64_t tag = (((la >> 12) + 1) & X86_TLB_VPN_MASK) | cpu->pcid_tag;
+
+	return e->tag == tag ||
+	       e->tag == ((tag & X86_TLB_VPN_MASK) | X86_TLB_GLOBAL);
+}
 
 /* ---- exceptions (except.c) -------------------------------------------- */
 
@@ -373,6 +396,13 @@ bool x86_cmpxchg16(struct x86_cpu *cpu, gva_t la, unsigned int seg,
 /* Drops every soft-TLB entry except global ones (MOV to CR3 with
  * CR4.PGE, SDM vol. 3, 4.10.4.1); x86_tlb_flush() drops them all. */
 void x86_tlb_flush_nonglobal(struct x86_cpu *cpu);
+/* Drops the non-global entries made under pcid (MOV to CR3 with
+ * CR4.PCIDE and bit 63 clear; INVPCID single-context). */
+void x86_tlb_flush_pcid(struct x86_cpu *cpu, uint16_t pcid);
+/* Drops the entries for the page of la made under pcid, global ones
+ * included when with_global (INVLPG; INVPCID individual-address). */
+void x86_tlb_flush_page_pcid(struct x86_cpu *cpu, gva_t la, uint16_t pcid,
+			     bool with_global);
 
 /* The host address of the page of la for an instruction fetch at the
  * current CPL (faults as a fetch would); 0 for an MMIO page. */
