@@ -217,6 +217,30 @@ static void test_fault_write_to_shadowed_table_emulates(void **state)
 	senv_free(e);
 }
 
+static void test_track_write_after_inplace_store_zaps_spte(void **state)
+{
+	struct senv *e = senv_new(0);
+	gfn_t pt;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_W | G_D);
+	pt = e->next_table - 1;
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	/* The CPU stores the new PTE itself, then reports it. */
+	gpte_set(&e->m0, 0, pt, 0,
+		 ((BASE1 + 3) << PAGE_SHIFT) | G_P | G_W | G_D);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(mmu_track_write(e->v, pt << PAGE_SHIFT, 8), 0);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), -EFAULT);
+	audit_ok(e);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, hva_of(e, BASE1 + 3));
+	assert_int_equal(mmu_track_write(e->v, pt << PAGE_SHIFT, 16), -EINVAL);
+	senv_free(e);
+}
+
 static void test_fault_changed_gpte_never_reuses_stale_child(void **state)
 {
 	struct senv *e = senv_new(0);
@@ -643,6 +667,8 @@ int main(void)
 		cmocka_unit_test(test_fault_not_present_gives_guest_pf),
 		cmocka_unit_test(test_fault_no_memslot_is_mmio),
 		cmocka_unit_test(test_fault_write_to_shadowed_table_emulates),
+		cmocka_unit_test(
+			test_track_write_after_inplace_store_zaps_spte),
 		cmocka_unit_test(
 			test_fault_changed_gpte_never_reuses_stale_child),
 		cmocka_unit_test(
