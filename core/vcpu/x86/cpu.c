@@ -226,12 +226,26 @@ static const struct x86_insn *get_insn(struct x86_cpu *cpu,
 				       struct x86_insn *scratch)
 {
 	unsigned int off = cpu->rip & 4095;
-	hva_t page = x86_fetch_page(cpu, cpu->rip);
+	uint64_t tag = (((cpu->rip >> 12) + 1) & X86_TLB_VPN_MASK) |
+		       cpu->pcid_tag;
 	struct x86_dcache_entry *e;
+	hva_t page;
 	uint8_t raw[16];
 	uint64_t now[2];
 	hva_t hva;
 
+	/* Straight-line code stays in one page: translate it once. */
+	if (__builtin_expect(tag == cpu->code_tag && cpu->cpl == cpu->code_cpl,
+			     1)) {
+		page = cpu->code_page;
+	} else {
+		page = x86_fetch_page(cpu, cpu->rip);
+		if (page) {
+			cpu->code_tag = tag;
+			cpu->code_cpl = cpu->cpl;
+			cpu->code_page = page;
+		}
+	}
 	if (__builtin_expect(!page, 0)) {
 		x86_decode(cpu, scratch, NULL);
 		return scratch;

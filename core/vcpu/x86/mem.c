@@ -22,11 +22,13 @@ static pthread_mutex_t split_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void x86_tlb_flush(struct x86_cpu *cpu)
 {
+	cpu->code_tag = 0;
 	memset(cpu->tlb, 0, sizeof(cpu->tlb));
 }
 
 void x86_tlb_flush_nonglobal(struct x86_cpu *cpu)
 {
+	cpu->code_tag = 0;
 	for (unsigned int i = 0; i < X86_TLB_SIZE; i++)
 		if ((cpu->tlb[i].tag & ~X86_TLB_VPN_MASK) != X86_TLB_GLOBAL)
 			cpu->tlb[i].tag = 0;
@@ -34,6 +36,7 @@ void x86_tlb_flush_nonglobal(struct x86_cpu *cpu)
 
 void x86_tlb_flush_pcid(struct x86_cpu *cpu, uint16_t pcid)
 {
+	cpu->code_tag = 0;
 	uint64_t want = (uint64_t)(pcid & 0xfff) << X86_TLB_PCID_SHIFT;
 
 	for (unsigned int i = 0; i < X86_TLB_SIZE; i++)
@@ -44,6 +47,7 @@ void x86_tlb_flush_pcid(struct x86_cpu *cpu, uint16_t pcid)
 void x86_tlb_flush_page_pcid(struct x86_cpu *cpu, gva_t la, uint16_t pcid,
 			     bool with_global)
 {
+	cpu->code_tag = 0;
 	struct x86_tlb_entry *e = &cpu->tlb[(la >> 12) & (X86_TLB_SIZE - 1)];
 	uint64_t vpn = ((la >> 12) + 1) & X86_TLB_VPN_MASK;
 
@@ -59,6 +63,7 @@ void x86_tlb_flush_page_pcid(struct x86_cpu *cpu, gva_t la, uint16_t pcid,
  * made it (over-invalidating is always allowed). */
 void x86_tlb_flush_page(struct x86_cpu *cpu, gva_t gva)
 {
+	cpu->code_tag = 0;
 	struct x86_tlb_entry *e = &cpu->tlb[(gva >> 12) & (X86_TLB_SIZE - 1)];
 
 	if ((e->tag & X86_TLB_VPN_MASK) ==

@@ -265,6 +265,12 @@ struct x86_cpu {
 
 	/* Translation. */
 	hva_t shadow_root;
+	/* The page instructions are fetched from: its TLB tag (0: none),
+	 * the CPL it was checked for, and its host address. Every soft-TLB
+	 * flush clears code_tag. */
+	uint64_t code_tag;
+	unsigned int code_cpl;
+	hva_t code_page;
 	const _Atomic unsigned int *kick;
 	struct x86_tlb_entry tlb[X86_TLB_SIZE];
 
