@@ -379,6 +379,80 @@ static int check_slot(struct audit *a, const struct memslot *s)
 	return r;
 }
 
+static unsigned vcpus_on_root(struct audit *a, const struct mmu_page *sp)
+{
+	struct list_node *n;
+	unsigned c = 0;
+
+	for (n = a->mmu->vcpus.next; n != &a->mmu->vcpus; n = n->next)
+		c += container_of(n, struct mmu_vcpu, link)->root == sp;
+	return c;
+}
+
+static bool on_list(const struct list_node *h, const struct mmu_page *sp)
+{
+	const struct list_node *n;
+
+	for (n = h->next; n != h; n = n->next)
+		if (container_of(n, struct mmu_page, link) == sp)
+			return true;
+	return false;
+}
+
+/*
+ * Roots (digest 5.1, invariant 7): every vCPU's root is a live page or a
+ * zapped root still pinned; each page's root_count is the number of
+ * vCPUs using it; a zapped root has nothing left in it.
+ */
+static int check_roots(struct audit *a)
+{
+	struct list_node *n;
+
+	for (n = a->mmu->invalid_roots.next; n != &a->mmu->invalid_roots;
+	     n = n->next) {
+		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+
+		if (!sp->role.invalid || sp->root_count <= 0 ||
+		    sp->nr_present || sp->parent_ptes.val)
+			return report(a,
+				      "zapped root gfn 0x%llx: not an empty "
+				      "pinned invalid page (root_count %d, %u "
+				      "sptes)",
+				      (unsigned long long)sp->gfn,
+				      sp->root_count, sp->nr_present);
+		if (vcpus_on_root(a, sp) != (unsigned)sp->root_count)
+			return report(a,
+				      "zapped root gfn 0x%llx: root_count %d "
+				      "but %u vCPUs use it",
+				      (unsigned long long)sp->gfn,
+				      sp->root_count, vcpus_on_root(a, sp));
+	}
+	for (n = a->mmu->active_pages.next; n != &a->mmu->active_pages;
+	     n = n->next) {
+		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+
+		if (vcpus_on_root(a, sp) != (unsigned)sp->root_count)
+			return report(a,
+				      "shadow page gfn 0x%llx level %d: "
+				      "root_count %d but %u vCPUs use it as "
+				      "their root",
+				      (unsigned long long)sp->gfn,
+				      sp->role.level, sp->root_count,
+				      vcpus_on_root(a, sp));
+	}
+	for (n = a->mmu->vcpus.next; n != &a->mmu->vcpus; n = n->next) {
+		struct mmu_vcpu *v = container_of(n, struct mmu_vcpu, link);
+
+		if (v->root && !is_live(a, v->root) &&
+		    !on_list(&a->mmu->invalid_roots, v->root))
+			return report(a,
+				      "vCPU %u: its root is not a live "
+				      "shadow page",
+				      v->index);
+	}
+	return 0;
+}
+
 int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
 {
 	struct audit a = { .mmu = mmu, .msg = msg, .msglen = msglen };
@@ -405,6 +479,8 @@ int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
 	for (n = mmu->active_pages.next; n != &mmu->active_pages && !r;
 	     n = n->next)
 		r = check_page(&a, container_of(n, struct mmu_page, link));
+	if (!r)
+		r = check_roots(&a);
 	slots = mmu_rcu_dereference(mmu->slots);
 	for (i = 0; i < slots->nr && !r; i++)
 		r = check_slot(&a, slots->slots[i]);

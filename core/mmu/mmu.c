@@ -303,6 +303,7 @@ static void prepare_zap(struct mmu *mmu, struct mmu_page *sp,
 	sp->role.invalid = 1;
 	list_del(&sp->link);
 	if (sp->root_count) {
+		list_add(&sp->link, &mmu->invalid_roots);
 		/* Its vCPUs must drop it before they next enter. */
 		if (mmu->ops)
 			mmu->ops->make_all_request(mmu->opaque,
@@ -466,6 +467,8 @@ struct mmu *mmu_create(const struct mmu_vcpu_ops *ops, void *opaque)
 	pthread_mutex_init(&mmu->slots_lock, NULL);
 	pthread_mutex_init(&mmu->mmu_lock, NULL);
 	list_init(&mmu->active_pages);
+	list_init(&mmu->invalid_roots);
+	list_init(&mmu->vcpus);
 	for (i = 0; i < MMU_HASH_SIZE; i++)
 		list_init(&mmu->hash[i]);
 	mmu->ops = ops;
@@ -478,7 +481,7 @@ void mmu_destroy(struct mmu *mmu)
 	if (!mmu)
 		return;
 	mmu_zap_all(mmu);
-	MMUD_ASSERT(mmu->nr_pages == 0);
+	MMUD_ASSERT(mmu->nr_pages == 0 && list_empty(&mmu->vcpus));
 	memslots_free_all(mmu);
 	pthread_mutex_destroy(&mmu->slots_lock);
 	pthread_mutex_destroy(&mmu->mmu_lock);
@@ -492,6 +495,9 @@ struct mmu_vcpu *mmu_vcpu_create(struct mmu *mmu, unsigned index)
 	if (v) {
 		v->mmu = mmu;
 		v->index = index;
+		mmu_lock_acquire(mmu);
+		list_add(&v->link, &mmu->vcpus);
+		mmu_lock_release(mmu);
 	}
 	return v;
 }
@@ -501,6 +507,9 @@ void mmu_vcpu_destroy(struct mmu_vcpu *v)
 	if (!v)
 		return;
 	mmu_vcpu_unload(v);
+	mmu_lock_acquire(v->mmu);
+	list_del(&v->link);
+	mmu_lock_release(v->mmu);
 	while (v->nr_page_cache)
 		free(v->page_cache[--v->nr_page_cache]);
 	while (v->nr_desc_cache)
@@ -557,8 +566,10 @@ static void put_root_locked(struct mmu_vcpu *v, struct list_node *invalid)
 		return;
 	v->root = NULL;
 	MMUD_ASSERT(sp->root_count > 0);
-	if (--sp->root_count == 0 && sp->role.invalid)
+	if (--sp->root_count == 0 && sp->role.invalid) {
+		list_del(&sp->link);
 		list_add(&sp->link, invalid);
+	}
 }
 
 void mmu_vcpu_unload(struct mmu_vcpu *v)

@@ -170,6 +170,10 @@ struct mmu {
 	 * the holder stores it, and a thread compares it with itself. */
 	_Atomic uintptr_t mmu_lock_owner;
 	struct list_node active_pages; /* (m) newest first */
+	/* (m) zapped roots still pinned by a vCPU (role.invalid set). */
+	struct list_node invalid_roots;
+	/* (m) every mmu_vcpu, for the audit's root_count check. */
+	struct list_node vcpus;
 	struct list_node hash[MMU_HASH_SIZE]; /* (m) */
 	uint64_t mmu_valid_gen; /* (m) */
 	uint64_t nr_pages; /* (m) */
@@ -190,8 +194,11 @@ struct mmu_vcpu {
 	struct mmu *mmu; /* (c) */
 	unsigned index; /* (c) */
 	unsigned slot_hint; /* (v) index into the current memslot array */
-	/* (v) the current root; its root_count is (m). NULL: none loaded. */
+	/* The current root (NULL: none loaded); its root_count is (m).
+	 * (v) written by the vCPU with mmu_lock held, so the audit may read
+	 * it under (m); the vCPU reads it without the lock. */
 	struct mmu_page *root;
+	struct list_node link; /* (m) on mmu->vcpus */
 	union mmu_page_role root_role; /* (v) */
 	gfn_t root_gfn; /* (v) */
 	/* Objects allocated before mmu_lock is taken (digest 6.2). (v) */

@@ -170,6 +170,22 @@ static void test_audit_corrupt_write_track_named(void **state)
 	aenv_free(e);
 }
 
+static void test_audit_corrupt_root_count_named(void **state)
+{
+	struct aenv *e = aenv_new();
+	struct mmu_page *root = e->v->root;
+
+	(void)state;
+	root->root_count++;
+	expect_audit(e, "root_count 2 but 1 vCPUs use it as their root");
+	root->root_count--;
+	e->v->root = sptep_to_page(sptep_at(e, 1));
+	expect_audit(e, "root_count 0 but 1 vCPUs use it as their root");
+	e->v->root = root;
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -178,6 +194,7 @@ int main(void)
 		cmocka_unit_test(test_audit_corrupt_rmap_named),
 		cmocka_unit_test(test_audit_corrupt_parent_pte_named),
 		cmocka_unit_test(test_audit_corrupt_write_track_named),
+		cmocka_unit_test(test_audit_corrupt_root_count_named),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
