@@ -62,6 +62,7 @@ static inline void list_del(struct list_node *n)
  * All fields (m).
  */
 struct pte_list_desc {
+	/* Legend: (c) (v) (m) (s) (r) (a) as at the top of this file. */
 	struct pte_list_desc *more;
 	uint32_t spte_count;
 	uint32_t tail_count;
@@ -85,6 +86,7 @@ struct pte_list_head {
  * slot and freed with the last of them (after a grace period).
  */
 struct memslot_meta {
+	/* Legend: (c) (v) (m) (s) (r) (a) as at the top of this file. */
 	uint64_t npages; /* (c) */
 	/* rmap[level - 1][gfn - base]: leaf sptes mapping the gfn. (m) */
 	struct pte_list_head *rmap[MMU_NR_LEAF_LEVELS];
@@ -98,6 +100,7 @@ struct memslot_meta {
  * copy-on-write under slots_lock and published with mmu_rcu_assign().
  */
 struct memslots {
+	/* Legend: (c) (v) (m) (s) (r) (a) as at the top of this file. */
 	/* (a) written by the slots_lock holder with release, read with
 	 * acquire: the update-in-progress bit is set before the array is
 	 * published and cleared (with the generation bumped) after the
@@ -131,10 +134,12 @@ union mmu_page_role {
  * (spte_to_child_page) and an spte pointer finds its page by masking.
  */
 struct mmu_page {
-	/* The table vCPUs walk. (m) for writers; (a) vCPUs in guest mode
-	 * load entries with acquire without locks; a writer that unlinks or
-	 * changes an entry publishes it before the remote-flush fence in
-	 * make_all_request (digest 1.2 pairing (b)). */
+	/* Legend: (c) (v) (m) (s) (r) (a) as at the top of this file. */
+	/* The table vCPUs walk. (m) for writers, release stores; (a) vCPUs
+	 * in guest mode load entries with acquire, without locks. A writer
+	 * that unlinks or changes an entry orders it before the vCPUs'
+	 * modes with the seq_cst request RMW of the flush (digest 1.2
+	 * pairing (b), docs/locking.md #2). */
 	_Atomic uint64_t spt[MMU_PT_ENTRIES];
 	gfn_t gfn; /* (m) (c while hashed) */
 	union mmu_page_role role; /* (m) invalid only changes */
@@ -159,6 +164,7 @@ struct mmu_stats_atomic {
 };
 
 struct mmu {
+	/* Legend: (c) (v) (m) (s) (r) (a) as at the top of this file. */
 	/* Serialises memslot updates; held across grace periods. */
 	pthread_mutex_t slots_lock;
 	/* The published memslot set. (r) under slots_lock for writers */
@@ -181,9 +187,10 @@ struct mmu {
 	 * memslots; the fault path snapshots it (acquire) before it reads
 	 * memslots and re-checks it under mmu_lock (digest 4.5). */
 	_Atomic uint64_t invalidate_seq;
-	/* (a) shadow pages with gptes. Incremented seq_cst then a fence in
-	 * account_shadowed, pairs with the fence in mmu_emulate_write
-	 * between the guest-memory store and the load of this count. */
+	/* (a) shadow pages with gptes. seq_cst increment in
+	 * account_shadowed, pairs with the seq_cst fetch_add(0) after the
+	 * guest-memory store in mmu_emulate_write / mmu_track_write
+	 * (digest 4.5, docs/locking.md #5). */
 	_Atomic long indirect_shadow_pages;
 	const struct mmu_vcpu_ops *ops; /* (c) */
 	void *opaque; /* (c) */
@@ -191,6 +198,7 @@ struct mmu {
 };
 
 struct mmu_vcpu {
+	/* Legend: (c) (v) (m) (s) (r) (a) as at the top of this file. */
 	struct mmu *mmu; /* (c) */
 	unsigned index; /* (c) */
 	unsigned slot_hint; /* (v) index into the current memslot array */
@@ -223,6 +231,8 @@ enum {
 	MMU_STAT_SPTES,
 	MMU_STAT_NR,
 };
+
+static_assert(MMU_STAT_NR <= 16, "struct mmu_stats_atomic holds them all");
 
 static inline void mmu_stat_add(struct mmu *mmu, unsigned i, int64_t n)
 {
