@@ -252,8 +252,8 @@ static void *vcpu_thread(void *arg)
 	/* Outside guest mode a vCPU is inside a read-side section. */
 	mmu_rcu_read_lock();
 	while (!atomic_load_explicit(&vm->stop, memory_order_relaxed)) {
-		/* seq_cst exchange: the read of requests after the entry
-		 * fence of the previous round or the kick's fetch_or. */
+		/* seq_cst exchange: take every request made so far; the
+		 * ones that come later are seen at the entry RMW below. */
 		uint64_t req = atomic_exchange(&c->requests, 0);
 		const _Atomic uint64_t *root;
 		enum exit_reason why;

@@ -34,13 +34,14 @@ struct tvcpu {
 	struct mmu_vcpu *mmu; /* (v) */
 	/* (a) only the vCPU writes it, except the kicker's IN_GUEST ->
 	 * EXITING compare-exchange. The vCPU's store of IN_GUEST_MODE is
-	 * followed by a seq_cst fence that pairs with the fence in
-	 * tv_request() between setting a request bit (or unlinking sptes)
-	 * and reading this mode. Release stores of OUTSIDE_GUEST_MODE pair
-	 * with the waiter's acquire loads. */
+	 * followed by a seq_cst fetch_or(requests, 0) that pairs with the
+	 * seq_cst fetch_or in kick() made before it reads this mode (after
+	 * setting a request bit, or after the MMU unlinked sptes). Release
+	 * stores of OUTSIDE_GUEST_MODE pair with the waiter's acquires. */
 	_Atomic int mode;
-	/* (a) request bits: seq_cst fetch_or by requesters, exchange by the
-	 * vCPU (the read of requests after its entry fence). */
+	/* (a) request bits: seq_cst fetch_or by requesters and by the vCPU
+	 * on entry (the pair above), seq_cst exchange when it handles
+	 * them. */
 	_Atomic uint64_t requests;
 	/* (a) bumped with release by the vCPU every time it leaves guest
 	 * mode; a waiting requester acquires it. */
