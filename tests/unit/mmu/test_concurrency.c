@@ -97,6 +97,16 @@ static void cenv_fini(struct cenv *e)
 		munmap(e->buf[i], NPAGES1 * PAGE_SIZE);
 }
 
+static bool any_failed(struct cenv *e)
+{
+	unsigned i;
+
+	for (i = 0; i < e->vm.nr; i++)
+		if (atomic_load(&e->vm.vcpus[i].failed))
+			return true;
+	return false;
+}
+
 static uint64_t sum(struct cenv *e, size_t field)
 {
 	uint64_t s = 0;
@@ -258,7 +268,9 @@ test_concurrency_emulated_pte_writes_keep_shadow_in_sync(void **state)
 	e.vm.pt_hvas[0] = tmem_hva(&e.m0) + (DATA0 + 6) * PAGE_SIZE;
 	e.vm.pt_hvas[1] = tmem_hva(&e.m0) + (DATA0 + 7) * PAGE_SIZE;
 	tvm_start(&e.vm, NVCPUS);
-	while (atomic_load(&e.vm.pt_writes) < target) {
+	/* Until enough stores, or a vCPU saw the MMU go wrong (then
+	 * cenv_fini fails the test instead of this loop spinning on). */
+	while (atomic_load(&e.vm.pt_writes) < target && !any_failed(&e)) {
 		/* Zaps race with the emulated writes and the faults. */
 		mmu_zap_gfn_range(e.vm.mmu, DATA0, DATA0 + NDATA0);
 		tvm_wait_entries(&e.vm, 1);
@@ -269,7 +281,7 @@ test_concurrency_emulated_pte_writes_keep_shadow_in_sync(void **state)
 		      (unsigned long long)st.emulated_writes,
 		      (unsigned long long)st.faults_fixed,
 		      (unsigned long long)st.retries);
-	assert_true(st.emulated_writes >= target);
+	assert_true(st.emulated_writes >= target || any_failed(&e));
 	/* cenv_fini audits: every spte agrees with the final gptes. */
 	cenv_fini(&e);
 }
