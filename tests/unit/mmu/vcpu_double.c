@@ -364,9 +364,12 @@ void tvm_wait_entries(struct tvm *vm, uint64_t n)
 	for (i = 0; i < vm->nr; i++)
 		start[i] = atomic_load_explicit(&vm->vcpus[i].entries,
 						memory_order_relaxed);
+	/* A failed vCPU may have stopped: the caller's checks report it. */
 	for (i = 0; i < vm->nr; i++)
 		while (atomic_load_explicit(&vm->vcpus[i].entries,
 					    memory_order_relaxed) <
-		       start[i] + n)
+			       start[i] + n &&
+		       !atomic_load_explicit(&vm->vcpus[i].failed,
+					     memory_order_relaxed))
 			sched_yield();
 }
