@@ -22,8 +22,8 @@ struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
 	if (!cpu)
 		return NULL;
 	memset(cpu, 0, sizeof(*cpu));
-	cpu->dcache = calloc(X86_DCACHE_SIZE, sizeof(*cpu->dcache));
-	if (!cpu->dcache) {
+	cpu->bcache = calloc(X86_BCACHE_SIZE, sizeof(*cpu->bcache));
+	if (!cpu->bcache) {
 		free(cpu);
 		return NULL;
 	}
@@ -38,7 +38,7 @@ struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
 void x86_cpu_free(struct x86_cpu *cpu)
 {
 	if (cpu)
-		free(cpu->dcache);
+		free(cpu->bcache);
 	free(cpu);
 }
 
@@ -185,54 +185,107 @@ static inline bool kicked(const struct x86_cpu *cpu)
 	       atomic_load_explicit(cpu->kick, memory_order_relaxed);
 }
 
-/*
- * The bytes [off, off + len) of the page at page, zero-padded into two
- * quadwords, read as the aligned quadwords that hold them: relaxed atomic
- * loads, because other vCPUs may be writing this code (DESIGN.md section
- * 3). off + len <= 4096, len <= 15, so every quadword read is in the page.
- */
-static void code_bytes(hva_t page, unsigned int off, unsigned int len,
-		       uint64_t out[2])
+/* Relaxed atomic loads: other vCPUs may be writing this code (DESIGN.md
+ * section 3, "Guest memory is shared memory"). */
+static inline uint64_t code_qword(hva_t a)
 {
-	const _Atomic uint64_t *q =
-		(const _Atomic uint64_t *)(page + (off & ~7u));
-	unsigned int shift = (off & 7) * 8;
-	unsigned int nq = ((off & 7) + len + 7) / 8;
-	uint64_t w[3] = { 0, 0, 0 };
+	return atomic_load_explicit((const _Atomic uint64_t *)a,
+				    memory_order_relaxed);
+}
 
-	for (unsigned int i = 0; i < nq; i++)
-		w[i] = atomic_load_explicit(&q[i], memory_order_relaxed);
-	if (shift) {
-		out[0] = (w[0] >> shift) | (w[1] << (64 - shift));
-		out[1] = (w[1] >> shift) | (w[2] << (64 - shift));
-	} else {
-		out[0] = w[0];
-		out[1] = w[1];
-	}
-	if (len < 8) {
-		out[0] &= (1ULL << (8 * len)) - 1;
-		out[1] = 0;
-	} else if (len < 16) {
-		out[1] &= (1ULL << (8 * (len - 8))) - 1;
-	}
+/* Records the aligned quadwords that hold [hva, hva + n) into b: masked
+ * to the block's own bytes, so neighbouring data may change freely. */
+static void block_snapshot(struct x86_block *b, hva_t hva, unsigned int n,
+			   const uint8_t *bytes)
+{
+	unsigned int lead = hva & 7;
+	uint8_t img[X86_BLOCK_BYTES + 16];
+
+	memset(img, 0, sizeof(img));
+	memcpy(img + lead, bytes, n);
+	b->nq = (uint8_t)((lead + n + 7) / 8);
+	memcpy(b->q, img, b->nq * 8u);
+	b->first_mask = ~0ULL << (8 * lead);
+	b->last_mask = ((lead + n) & 7) ? (1ULL << (8 * ((lead + n) & 7))) - 1 :
+					  ~0ULL;
+	if (b->nq == 1)
+		b->first_mask &= b->last_mask;
+	for (unsigned int i = 0; i < b->nq; i++)
+		b->q[i] &= i == 0	   ? b->first_mask :
+			   i == b->nq - 1u ? b->last_mask :
+					     ~0ULL;
+}
+
+/* Whether the guest bytes of b are still the ones it was decoded from. */
+static inline bool block_current(const struct x86_block *b)
+{
+	hva_t q = b->hva & ~7ULL;
+	unsigned int last = b->nq - 1u;
+
+	if ((code_qword(q) & b->first_mask) != b->q[0])
+		return false;
+	for (unsigned int i = 1; i < last; i++)
+		if (code_qword(q + 8 * i) != b->q[i])
+			return false;
+	return last == 0 ||
+	       (code_qword(q + 8 * last) & b->last_mask) == b->q[last];
 }
 
 /*
- * The decoded instruction at cpu->rip: from the cache when its bytes are
- * unchanged, else decoded now (and cached unless it crosses a page or
- * comes from an MMIO page).
+ * Decodes the block at cpu->rip (host address hva in a RAM page): the
+ * first instruction as the CPU fetches (it may fault, or cross the page),
+ * the rest from the bytes of the same page, stopping at a branch, at
+ * anything that does not decode, or at the block limits.
  */
-static const struct x86_insn *get_insn(struct x86_cpu *cpu,
-				       struct x86_insn *scratch)
+static void block_build(struct x86_cpu *cpu, struct x86_block *b, hva_t page,
+			hva_t hva)
 {
-	unsigned int off = cpu->rip & 4095;
+	unsigned int off = hva - page, pos;
+	uint8_t bytes[X86_BLOCK_BYTES + 16];
+	uint8_t raw[16];
+
+	b->hva = 0; /* a fault while decoding leaves the slot empty */
+	x86_decode(cpu, &b->in[0], raw);
+	b->ninsns = 1;
+	pos = b->in[0].len;
+	if (off + pos > 4096)
+		return; /* crosses the page: run once, do not cache */
+	memcpy(bytes, raw, pos);
+	while (b->ninsns < X86_BLOCK_INSNS &&
+	       !(b->in[b->ninsns - 1].desc->flags & X86_D_BRANCH)) {
+		unsigned int avail = 4096 - (off + pos);
+		struct x86_insn *in = &b->in[b->ninsns];
+		uint8_t buf[15];
+
+		if (avail > 15)
+			avail = 15;
+		for (unsigned int i = 0; i < avail; i++)
+			buf[i] = __atomic_load_n(
+				(const uint8_t *)(hva + pos + i),
+				__ATOMIC_RELAXED);
+		if (!x86_decode_bytes(buf, avail, in) ||
+		    pos + in->len > X86_BLOCK_BYTES)
+			break;
+		memcpy(bytes + pos, buf, in->len);
+		pos += in->len;
+		b->ninsns++;
+	}
+	b->nbytes = (uint8_t)pos;
+	block_snapshot(b, hva, pos, bytes);
+	b->hva = hva;
+}
+
+/*
+ * The block to run at cpu->rip: from the cache when its bytes are
+ * unchanged, else decoded now. NULL for code in an MMIO page, which the
+ * caller runs one decoded instruction at a time.
+ */
+static struct x86_block *get_block(struct x86_cpu *cpu)
+{
 	uint64_t tag = (((cpu->rip >> 12) + 1) & X86_TLB_VPN_MASK) |
 		       cpu->pcid_tag;
-	struct x86_dcache_entry *e;
-	hva_t page;
-	uint8_t raw[16];
-	uint64_t now[2];
-	hva_t hva;
+	struct x86_block *b;
+	hva_t page, hva;
 
 	/* Straight-line code stays in one page: translate it once. */
 	if (__builtin_expect(tag == cpu->code_tag && cpu->cpl == cpu->code_cpl,
@@ -240,33 +293,35 @@ static const struct x86_insn *get_insn(struct x86_cpu *cpu,
 		page = cpu->code_page;
 	} else {
 		page = x86_fetch_page(cpu, cpu->rip);
-		if (page) {
-			cpu->code_tag = tag;
-			cpu->code_cpl = cpu->cpl;
-			cpu->code_page = page;
-		}
+		if (!page)
+			return NULL;
+		cpu->code_tag = tag;
+		cpu->code_cpl = cpu->cpl;
+		cpu->code_page = page;
 	}
-	if (__builtin_expect(!page, 0)) {
-		x86_decode(cpu, scratch, NULL);
-		return scratch;
+	hva = page + (cpu->rip & 4095);
+	b = &cpu->bcache[(hva ^ (hva >> 12)) & (X86_BCACHE_SIZE - 1)];
+	if (__builtin_expect(b->hva == hva && block_current(b), 1))
+		return b;
+	block_build(cpu, b, page, hva);
+	return b;
+}
+
+/* Runs one instruction; returns false when the run loop must stop. */
+static inline bool step(struct x86_cpu *cpu, const struct x86_insn *in,
+			uint64_t limit)
+{
+	cpu->next_rip = cpu->rip + in->len;
+	in->fn(cpu, in);
+	cpu->rip = cpu->next_rip;
+	cpu->retired++;
+	if (__builtin_expect(cpu->stop, 0))
+		return false;
+	if (__builtin_expect(cpu->retired >= limit, 0)) {
+		cpu->exit->reason = X86_EXIT_BUDGET;
+		return false;
 	}
-	hva = page + off;
-	e = &cpu->dcache[(hva ^ (hva >> 12)) & (X86_DCACHE_SIZE - 1)];
-	if (__builtin_expect(e->hva == hva, 1)) {
-		code_bytes(page, off, e->in.len, now);
-		if (__builtin_expect(
-			    now[0] == e->bytes[0] && now[1] == e->bytes[1], 1))
-			return &e->in;
-	}
-	/* A fault while decoding leaves the entry empty. */
-	e->hva = 0;
-	x86_decode(cpu, &e->in, raw);
-	if (off + e->in.len <= 4096) {
-		memset(e->bytes, 0, sizeof(e->bytes));
-		memcpy(e->bytes, raw, e->in.len);
-		e->hva = hva;
-	}
-	return &e->in;
+	return true;
 }
 
 enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
@@ -292,30 +347,48 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 		return exit->reason;
 	}
 	for (;;) {
-		struct x86_insn scratch;
 		const struct x86_insn *in;
+		struct x86_insn scratch;
+		struct x86_block *b;
+		unsigned int i;
 
+		cpu->block_len = 0;
 		if (cpu->ev.pending) {
 			x86_deliver_event(cpu);
 			if (cpu->stop)
 				break;
 		}
-		in = get_insn(cpu, &scratch);
-		cpu->next_rip = cpu->rip + in->len;
-		in->fn(cpu, in);
-		cpu->rip = cpu->next_rip;
-		cpu->retired++;
-		if (cpu->stop)
-			break;
+		b = get_block(cpu);
+		if (__builtin_expect(!b, 0)) {
+			/* Code in an MMIO page: decoded on every fetch. */
+			x86_decode(cpu, &scratch, NULL);
+			if (!step(cpu, &scratch, limit))
+				break;
+			continue;
+		}
+		cpu->block_lo = b->hva;
+		cpu->block_len = b->nbytes;
+		for (i = 0;;) {
+			gva_t next;
+
+			in = &b->in[i];
+			next = cpu->rip + in->len;
+			if (!step(cpu, in, limit))
+				goto out;
+			/* Leave the block when control went elsewhere (a REP
+			 * that repeats, a fault-free far transfer), when the
+			 * code page was forgotten (a TLB flush, a store into
+			 * this block), or at its end. */
+			if (++i == b->ninsns || cpu->rip != next ||
+			    !cpu->code_tag)
+				break;
+		}
 		if ((in->desc->flags & X86_D_BRANCH) && kicked(cpu)) {
 			exit->reason = X86_EXIT_KICK;
 			break;
 		}
-		if (cpu->retired >= limit) {
-			exit->reason = X86_EXIT_BUDGET;
-			break;
-		}
 	}
+out:
 	cpu->stop = false;
 	return exit->reason;
 }

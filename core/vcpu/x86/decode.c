@@ -62,18 +62,27 @@ const struct x86_opdesc *x86_opdesc_lookup(unsigned int opcode,
  * fetch past the end of a page happens only when the instruction really
  * continues there (a fault on the next page is then the right fault). */
 struct fetcher {
-	struct x86_cpu *cpu;
+	struct x86_cpu *cpu; /* NULL: decode only the bytes given */
 	gva_t la;
 	unsigned int have, pos;
 	uint8_t buf[16];
+	jmp_buf *err; /* without cpu: where a failure goes */
 };
+
+/* A decoding failure: the exception with a CPU, else a soft error. */
+static _Noreturn void fail(struct fetcher *f, unsigned int vector)
+{
+	if (f->cpu)
+		x86_raise(f->cpu, vector, 0);
+	longjmp(*f->err, 1);
+}
 
 static uint8_t next_byte(struct fetcher *f)
 {
 	if (f->pos >= f->have) {
 		/* SDM vol. 2, 2.3.11: longer than 15 bytes is #GP(0). */
-		if (f->pos >= 15)
-			x86_raise(f->cpu, X86_GP, 0);
+		if (f->pos >= 15 || !f->cpu)
+			fail(f, X86_GP);
 		x86_fetch(f->cpu, f->la + f->pos, f->buf + f->pos, 1);
 		f->have = f->pos + 1;
 	}
@@ -165,9 +174,9 @@ static void decode_imm(struct fetcher *f, struct x86_insn *in)
 	}
 }
 
-void x86_decode(struct x86_cpu *cpu, struct x86_insn *in, uint8_t raw[16])
+static void decode(struct fetcher *fp, struct x86_insn *in)
 {
-	struct fetcher f = { .cpu = cpu, .la = cpu->rip };
+	struct fetcher f = *fp;
 	unsigned int rex = 0, opcode, group = 0;
 	const struct x86_opdesc *d;
 	bool addr32 = false;
@@ -177,12 +186,6 @@ void x86_decode(struct x86_cpu *cpu, struct x86_insn *in, uint8_t raw[16])
 	in->seg = X86_DS;
 	in->base = X86_NO_REG;
 	in->index = X86_NO_REG;
-
-	/* Prefetch what this page holds; later bytes come one by one. */
-	f.have = 4096 - (unsigned int)(cpu->rip & 4095);
-	if (f.have > 15)
-		f.have = 15;
-	x86_fetch(cpu, cpu->rip, f.buf, f.have);
 
 	for (;;) {
 		b = next_byte(&f);
@@ -250,7 +253,7 @@ void x86_decode(struct x86_cpu *cpu, struct x86_insn *in, uint8_t raw[16])
 	}
 	d = optable[opcode][group];
 	if (!d)
-		x86_raise(cpu, X86_UD, 0);
+		fail(&f, X86_UD);
 	in->desc = d;
 	in->fn = d->fn;
 
@@ -269,18 +272,47 @@ void x86_decode(struct x86_cpu *cpu, struct x86_insn *in, uint8_t raw[16])
 	if (d->flags & X86_D_MODRM) {
 		decode_modrm(&f, in, rex);
 		if ((d->flags & X86_D_MEM) && !in->mem)
-			x86_raise(cpu, X86_UD, 0);
+			fail(&f, X86_UD);
 		if ((d->flags & X86_D_REG) && in->mem)
-			x86_raise(cpu, X86_UD, 0);
+			fail(&f, X86_UD);
 	}
 	/* SDM vol. 2, 2.1.1: LOCK on anything but a lockable instruction
 	 * with a memory destination is #UD. */
 	if (in->lock && (!(d->flags & X86_D_LOCK) || !in->mem))
-		x86_raise(cpu, X86_UD, 0);
+		fail(&f, X86_UD);
 	decode_imm(&f, in);
 	in->len = (uint8_t)f.pos;
+	*fp = f;
+}
+
+void x86_decode(struct x86_cpu *cpu, struct x86_insn *in, uint8_t raw[16])
+{
+	struct fetcher f = { .cpu = cpu, .la = cpu->rip };
+
+	/* Prefetch what this page holds; later bytes come one by one, so a
+	 * fault on the next page happens only when the instruction really
+	 * continues there. */
+	f.have = 4096 - (unsigned int)(cpu->rip & 4095);
+	if (f.have > 15)
+		f.have = 15;
+	x86_fetch(cpu, cpu->rip, f.buf, f.have);
+	decode(&f, in);
 	if (raw)
 		memcpy(raw, f.buf, in->len);
+}
+
+bool x86_decode_bytes(const uint8_t *bytes, unsigned int avail,
+		      struct x86_insn *in)
+{
+	jmp_buf err;
+	struct fetcher f = { .cpu = NULL, .err = &err };
+
+	f.have = avail < 15 ? avail : 15;
+	memcpy(f.buf, bytes, f.have);
+	if (setjmp(err))
+		return false;
+	decode(&f, in);
+	return true;
 }
 
 gva_t x86_ea(const struct x86_cpu *cpu, const struct x86_insn *in)

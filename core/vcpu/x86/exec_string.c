@@ -253,8 +253,10 @@ static uint64_t movs_bulk(struct x86_cpu *cpu, gva_t src, gva_t dst,
 		n = lim;
 	if ((lim = before_wrap(cpu->gpr[X86_RDI] & mask, mask, size)) < n)
 		n = lim;
-	if (n)
+	if (n) {
 		copy_relaxed(hd, hs, n * size);
+		x86_note_code_write(cpu, (hva_t)(uintptr_t)hd, n * size);
+	}
 	return n;
 }
 
@@ -325,8 +327,10 @@ static uint64_t stos_bulk(struct x86_cpu *cpu, gva_t dst, uint8_t *hd,
 		n = lim;
 	if ((lim = before_wrap(cpu->gpr[X86_RDI] & mask, mask, size)) < n)
 		n = lim;
-	if (n)
+	if (n) {
 		fill_relaxed(hd, v, size, n);
+		x86_note_code_write(cpu, (hva_t)(uintptr_t)hd, n * size);
+	}
 	return n;
 }
 

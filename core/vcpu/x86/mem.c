@@ -327,6 +327,7 @@ static void write_slow(struct x86_cpu *cpu, const struct x86_tlb_entry *e,
 {
 	if (e->hva) {
 		store((void *)(e->hva + off), size, v);
+		x86_note_code_write(cpu, e->hva + off, size);
 		cpu->env->tracked_write(cpu->opaque, e->gpa + off, size);
 	} else {
 		cpu->env->mmio_write(cpu->opaque, e->gpa + off, size, v);
@@ -342,10 +343,12 @@ static void write_acc(struct x86_cpu *cpu, gva_t la, unsigned int size,
 	acc |= X86_ACC_WRITE;
 	if (__builtin_expect(off + size <= 4096, 1)) {
 		e = lookup(cpu, la, acc);
-		if (__builtin_expect(e->whva != 0, 1))
+		if (__builtin_expect(e->whva != 0, 1)) {
 			store((void *)(e->whva + off), size, v);
-		else
+			x86_note_code_write(cpu, e->whva + off, size);
+		} else {
 			write_slow(cpu, e, off, size, v);
+		}
 		return;
 	}
 	/* Both pages must be writable before any byte is written. */
@@ -355,10 +358,12 @@ static void write_acc(struct x86_cpu *cpu, gva_t la, unsigned int size,
 		gva_t b = la + i;
 
 		e = lookup(cpu, b, acc);
-		if (e->whva)
+		if (e->whva) {
 			store((void *)(e->whva + (b & 4095)), 1, v >> (8 * i));
-		else
+			x86_note_code_write(cpu, e->whva + (b & 4095), 1);
+		} else {
 			write_slow(cpu, e, b & 4095, 1, (v >> (8 * i)) & 0xff);
+		}
 	}
 }
 
@@ -467,6 +472,7 @@ uint64_t x86_rmw(struct x86_cpu *cpu, gva_t la, unsigned int size,
 						   fn(cpu, old, ctx)))
 					;
 			}
+			x86_note_code_write(cpu, (hva_t)(uintptr_t)p, size);
 			if (!e->whva)
 				cpu->env->tracked_write(cpu->opaque,
 							e->gpa + off, size);
@@ -527,6 +533,8 @@ bool x86_cmpxchg16(struct x86_cpu *cpu, gva_t la, unsigned int seg,
 			 : "memory");
 	expected[0] = exp_lo;
 	expected[1] = exp_hi;
+	if (ok)
+		x86_note_code_write(cpu, (hva_t)(uintptr_t)p, 16);
 	if (ok && !e->whva) {
 		/* Reported as the two quadwords the MMU tracks. */
 		cpu->env->tracked_write(cpu->opaque, e->gpa + (la & 4095), 8);

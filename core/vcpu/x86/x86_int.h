@@ -115,6 +115,10 @@ struct x86_insn {
  * soft TLB (which may raise #PF/#GP/#UD or exit for a shadow fault); with
  * raw, also copies the in->len bytes it decoded there. */
 void x86_decode(struct x86_cpu *cpu, struct x86_insn *in, uint8_t raw[16]);
+/* Decodes from avail bytes in memory without a CPU: false when they do
+ * not hold a whole valid instruction (nothing is raised). */
+bool x86_decode_bytes(const uint8_t *bytes, unsigned int avail,
+		      struct x86_insn *in);
 /* Builds the opcode table from the x86_ops_* arrays (once per process). */
 void x86_decode_init(void);
 /* The table entry for an opcode key and ModRM.reg; NULL when undefined. */
@@ -209,22 +213,37 @@ struct x86_tlb_entry {
 	uint32_t rights; /* X86_ACC_WRITE/USER/FETCH all levels allow */
 };
 
-/* ---- the decoded-instruction cache (cpu.c) ---------------------------- */
+/* ---- the decoded-block cache (cpu.c) ---------------------------------- */
 
 /*
- * Decoded instructions keyed by the host address of their first byte (one
- * guest-physical location). An entry is used only while the guest bytes
- * still equal the ones it was decoded from, checked on every use with the
- * aligned quadwords that hold them: self- and cross-modifying code need
- * no invalidation protocol, and a stale entry can never run.
+ * Straight-line runs of decoded instructions (up to a branch, the end of
+ * the page, X86_BLOCK_INSNS instructions or X86_BLOCK_BYTES bytes), keyed
+ * by the host address of their first byte: one guest-physical location.
+ * A block is used only while the guest bytes still equal the ones it was
+ * decoded from, checked at every entry with the aligned quadwords that
+ * hold them; a store by this vCPU into the block it is running ends it
+ * after the storing instruction (x86_note_code_write()). So self- and
+ * cross-modifying code need no invalidation protocol, and a stale
+ * decoding can never run.
  */
-#define X86_DCACHE_SIZE 4096 /* a power of two */
+#define X86_BLOCK_INSNS 16
+#define X86_BLOCK_BYTES 64
+#define X86_BCACHE_SIZE 512 /* a power of two */
 
-struct x86_dcache_entry {
+struct x86_block {
 	hva_t hva; /* 0: empty */
-	uint64_t bytes[2]; /* the instruction's bytes, zero-padded */
-	struct x86_insn in;
+	uint8_t ninsns;
+	uint8_t nbytes;
+	uint8_t nq; /* aligned quadwords covering the bytes */
+	uint64_t q[X86_BLOCK_BYTES / 8 + 1]; /* their contents, masked */
+	uint64_t first_mask, last_mask;
+	struct x86_insn in[X86_BLOCK_INSNS];
 };
+
+/* Every store this vCPU makes to guest RAM at host address hva, n bytes
+ * long, goes through here: a store into the running block ends it. */
+static inline void x86_note_code_write(struct x86_cpu *cpu, hva_t hva,
+				       size_t n);
 
 /* ---- the CPU ---------------------------------------------------------- */
 
@@ -304,7 +323,11 @@ struct x86_cpu {
 	} io;
 
 	/* Run loop (cpu.c). */
-	struct x86_dcache_entry *dcache; /* X86_DCACHE_SIZE entries */
+	struct x86_block *bcache; /* X86_BCACHE_SIZE blocks */
+	/* Host bytes [block_lo, block_lo + block_len) of the running block
+	 * (block_len 0: none). */
+	hva_t block_lo;
+	uint64_t block_len;
 	jmp_buf abort;
 	uint64_t retired;
 	const struct x86_env *env;
@@ -315,6 +338,16 @@ struct x86_cpu {
 /* setjmp values of cpu->abort. */
 #define X86_ABORT_EVENT 1 /* cpu->ev is pending: deliver it */
 #define X86_ABORT_EXIT 2 /* cpu->exit is filled: return it */
+
+static inline void x86_note_code_write(struct x86_cpu *cpu, hva_t hva, size_t n)
+{
+	/* Overlap of [hva, hva + n) with the block: one unsigned compare
+	 * each way. Forgetting the code page ends the block. */
+	if (__builtin_expect(hva - cpu->block_lo < cpu->block_len ||
+				     cpu->block_lo - hva < n,
+			     0))
+		cpu->code_tag = 0;
+}
 
 /* Whether the soft-TLB entry e translates la under the current PCID (or
  * globally). Rights are the caller's to check. */

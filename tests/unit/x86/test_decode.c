@@ -5,7 +5,9 @@
  * forms, 0x67, FS/GS overrides, every immediate kind), and the faults
  * the decoder itself raises (#UD for undefined opcodes and misplaced
  * LOCK, #GP beyond 15 bytes), seen as the first vector of the triple
- * fault a CPU with no IDT ends in.
+ * fault a CPU with no IDT ends in. Also the decoded-block cache: code
+ * changed by a store in the running block, or behind the CPU's back, runs
+ * as changed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -436,6 +438,53 @@ static void test_decode_longer_than_15_bytes_gp(void **state)
 	assert_int_equal(first_vector(b, 16), X86_UD);
 }
 
+/* A store into the block being run (self-modifying code a few bytes
+ * ahead): the next instruction must run as stored (SDM vol. 3, 8.1.3). */
+static void test_decode_store_into_running_block_runs_new_code(void **state)
+{
+	static const uint8_t code[] = {
+		0xc6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x05, /* mov [rip+1], 5 */
+		0xb0, 0x01, /* mov al, 1 -> becomes mov al, 5 */
+		0x90, /* nop */
+	};
+	struct xh *h = xh_new();
+	struct x86_regs r;
+
+	(void)state;
+	assert_int_equal(xh_run_code(h, code, sizeof(code)), 0);
+	x86_get_regs(h->cpu, &r);
+	assert_int_equal(r.gpr[X86_RAX] & 0xff, 5);
+	xh_free(h);
+}
+
+/* Bytes changed behind the CPU's back (another vCPU, the host) between
+ * two runs of the same cached code: the second run decodes them anew. */
+static void test_decode_changed_bytes_redecoded(void **state)
+{
+	uint8_t code[] = { 0xb8, 0x11, 0x00, 0x00, 0x00, 0x90 }; /* mov eax */
+	struct xh *h = xh_new();
+	struct x86_regs r;
+
+	(void)state;
+	assert_int_equal(xh_run_code(h, code, sizeof(code)), 0);
+	x86_get_regs(h->cpu, &r);
+	assert_int_equal(r.gpr[X86_RAX], 0x11);
+	code[1] = 0x22;
+	assert_int_equal(xh_run_code(h, code, sizeof(code)), 0);
+	x86_get_regs(h->cpu, &r);
+	assert_int_equal(r.gpr[X86_RAX], 0x22);
+	/* A different length at the same address: mov ax, imm16; nop. */
+	code[0] = 0x66;
+	code[1] = 0xb8;
+	code[2] = 0x33;
+	code[3] = 0x00;
+	code[4] = 0x90;
+	assert_int_equal(xh_run_code(h, code, 5), 0);
+	x86_get_regs(h->cpu, &r);
+	assert_int_equal(r.gpr[X86_RAX], 0x33);
+	xh_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -443,6 +492,9 @@ int main(void)
 		cmocka_unit_test(test_decode_undefined_opcodes_ud),
 		cmocka_unit_test(test_decode_lock_on_register_form_ud),
 		cmocka_unit_test(test_decode_longer_than_15_bytes_gp),
+		cmocka_unit_test(
+			test_decode_store_into_running_block_runs_new_code),
+		cmocka_unit_test(test_decode_changed_bytes_redecoded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
