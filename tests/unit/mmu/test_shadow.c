@@ -7,8 +7,11 @@
  * with a clean audit.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include "mmu_test.h"
+#include "mmu_int.h"
 
 #define PML4 1
 #define NPAGES0 64
@@ -600,6 +603,62 @@ static void test_memslot_delete_zap_phase_sees_invalid_slot_retry(void **state)
 	senv_free(e);
 }
 
+struct racer {
+	struct senv *e;
+	int ret;
+};
+
+static void *racer_fault(void *arg)
+{
+	struct racer *r = arg;
+	struct mmu_fault_info info;
+
+	mmu_rcu_register_thread();
+	r->ret = mmu_page_fault(r->e->v, &r->e->cpu, 0x400000, MMU_ACCESS_READ,
+				&info);
+	mmu_rcu_unregister_thread();
+	return NULL;
+}
+
+/*
+ * The seed-000 window, made deterministic: a fault has snapshotted the
+ * invalidation sequence and walked the guest tables (its walk set the
+ * PTE's A bit) but waits for mmu_lock, which we hold; an invalidation
+ * happens meanwhile. The fault must retry, not install.
+ */
+static void test_fault_invalidation_after_snapshot_retries(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct racer r = { .e = e, .ret = -1 };
+	struct mmu_stats st;
+	pthread_t t;
+	gfn_t pt;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_W | G_D);
+	pt = e->next_table - 1;
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	mmu_lock_acquire(e->mmu);
+	assert_int_equal(pthread_create(&t, NULL, racer_fault, &r), 0);
+	while (!(gpte_get(&e->m0, 0, pt, 0) & G_A))
+		sched_yield();
+	/* What a memslot update or a range zap does to the sequence. */
+	atomic_fetch_add_explicit(&e->mmu->invalidate_seq, 1,
+				  memory_order_release);
+	mmu_lock_release(e->mmu);
+	pthread_join(t, NULL);
+	assert_int_equal(r.ret, MMU_FAULT_RETRY);
+	mmu_stats_get(e->mmu, &st);
+	assert_int_equal(st.sptes, 0);
+	assert_int_equal(st.retries, 1);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), -EFAULT);
+	/* The retry then succeeds. */
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	senv_free(e);
+}
+
 static void test_dirty_log_harvest_reprotects_and_relogs(void **state)
 {
 	struct senv *e = senv_new(0);
@@ -683,6 +742,8 @@ int main(void)
 			test_memslot_delete_of_page_tables_zaps_their_pages),
 		cmocka_unit_test(
 			test_memslot_delete_zap_phase_sees_invalid_slot_retry),
+		cmocka_unit_test(
+			test_fault_invalidation_after_snapshot_retries),
 		cmocka_unit_test(test_dirty_log_harvest_reprotects_and_relogs),
 		cmocka_unit_test(
 			test_fault_wp0_supervisor_write_to_readonly_emulates),
