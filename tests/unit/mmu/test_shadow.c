@@ -659,6 +659,42 @@ static void test_fault_invalidation_after_snapshot_retries(void **state)
 	senv_free(e);
 }
 
+/*
+ * The same window, but the guest's PTE changes (a store the MMU did not
+ * trap: the table was not shadowed yet) between the walk and the lock:
+ * once the fault has write-protected the table it must see the change
+ * and retry, never install the translation it walked.
+ */
+static void test_fault_gpte_changed_after_walk_retries(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct racer r = { .e = e, .ret = -1 };
+	pthread_t t;
+	gfn_t pt;
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1, G_W | G_D);
+	pt = e->next_table - 1;
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	mmu_lock_acquire(e->mmu);
+	assert_int_equal(pthread_create(&t, NULL, racer_fault, &r), 0);
+	while (!(gpte_get(&e->m0, 0, pt, 0) & G_A))
+		sched_yield();
+	gpte_set(&e->m0, 0, pt, 0,
+		 ((BASE1 + 6) << PAGE_SHIFT) | G_P | G_W | G_D | G_A);
+	mmu_lock_release(e->mmu);
+	pthread_join(t, NULL);
+	assert_int_equal(r.ret, MMU_FAULT_RETRY);
+	/* Nothing maps the old page; the retry maps the new one. */
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), -EFAULT);
+	audit_ok(e);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, hva_of(e, BASE1 + 6));
+	senv_free(e);
+}
+
 static void test_dirty_log_harvest_reprotects_and_relogs(void **state)
 {
 	struct senv *e = senv_new(0);
@@ -744,6 +780,7 @@ int main(void)
 			test_memslot_delete_zap_phase_sees_invalid_slot_retry),
 		cmocka_unit_test(
 			test_fault_invalidation_after_snapshot_retries),
+		cmocka_unit_test(test_fault_gpte_changed_after_walk_retries),
 		cmocka_unit_test(test_dirty_log_harvest_reprotects_and_relogs),
 		cmocka_unit_test(
 			test_fault_wp0_supervisor_write_to_readonly_emulates),
