@@ -171,3 +171,69 @@ int xh_run_code(struct xh *h, const void *code, size_t len)
 	fprintf(stderr, "\n");
 	return -1;
 }
+
+uint64_t xh_reg(struct xh *h, unsigned int reg)
+{
+	struct x86_regs r;
+
+	x86_get_regs(h->cpu, &r);
+	return r.gpr[reg];
+}
+
+void xh_set_reg(struct xh *h, unsigned int reg, uint64_t v)
+{
+	struct x86_regs r;
+
+	x86_get_regs(h->cpu, &r);
+	r.gpr[reg] = v;
+	x86_set_regs(h->cpu, &r);
+}
+
+uint64_t xh_rflags(struct xh *h)
+{
+	struct x86_regs r;
+
+	x86_get_regs(h->cpu, &r);
+	return r.rflags;
+}
+
+uint64_t xh_rip(struct xh *h)
+{
+	struct x86_regs r;
+
+	x86_get_regs(h->cpu, &r);
+	return r.rip;
+}
+
+enum x86_exit_reason xh_run_at(struct xh *h, const void *code, size_t len,
+			       struct x86_exit *exit)
+{
+	static const uint8_t hlt = 0xf4;
+	struct x86_regs r;
+
+	xh_load(h, XH_CODE, code, len);
+	xh_load(h, XH_CODE + len, &hlt, 1);
+	x86_get_regs(h->cpu, &r);
+	r.rip = XH_CODE;
+	x86_set_regs(h->cpu, &r);
+	return xh_run(h, 100000, exit);
+}
+
+void xh_run_ok(struct xh *h, const void *code, size_t len)
+{
+	assert_int_equal(xh_run_code(h, code, len), 0);
+}
+
+void xh_expect_fault(struct xh *h, const void *code, size_t len,
+		     unsigned int vector)
+{
+	struct x86_regs before, after;
+	struct x86_exit exit;
+
+	x86_get_regs(h->cpu, &before);
+	assert_int_equal(xh_run_at(h, code, len, &exit), X86_EXIT_TRIPLE_FAULT);
+	assert_int_equal(exit.triple.vectors[0], vector);
+	x86_get_regs(h->cpu, &after);
+	assert_int_equal(after.rip, XH_CODE);
+	assert_memory_equal(before.gpr, after.gpr, sizeof(before.gpr));
+}

@@ -62,4 +62,24 @@ enum x86_exit_reason xh_run(struct xh *h, uint64_t max_insns,
  */
 int xh_run_code(struct xh *h, const void *code, size_t len);
 
+/* Register access for tests. */
+uint64_t xh_reg(struct xh *h, unsigned int reg);
+void xh_set_reg(struct xh *h, unsigned int reg, uint64_t v);
+uint64_t xh_rflags(struct xh *h);
+uint64_t xh_rip(struct xh *h);
+
+/* Places code at XH_CODE followed by HLT, runs it from there (at most
+ * 10^5 instructions) and returns the exit reason. */
+enum x86_exit_reason xh_run_at(struct xh *h, const void *code, size_t len,
+			       struct x86_exit *exit);
+/* xh_run_code() must reach its HLT (a cmocka failure otherwise). */
+void xh_run_ok(struct xh *h, const void *code, size_t len);
+/*
+ * Runs code whose first instruction must fault with vector: with no IDT
+ * (the boot state) the fault ends in a triple fault whose chain starts
+ * with it, and the CPU stays at the instruction, registers unchanged.
+ */
+void xh_expect_fault(struct xh *h, const void *code, size_t len,
+		     unsigned int vector);
+
 #endif

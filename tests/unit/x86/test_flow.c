@@ -19,70 +19,6 @@
 #define DATA 0x300000ULL /* a scratch data page */
 #define FLAGS_ARITH 0x8d5ULL /* CF PF AF ZF SF OF */
 
-static uint64_t get_reg(struct xh *h, unsigned int r)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	return regs.gpr[r];
-}
-
-static void set_reg(struct xh *h, unsigned int r, uint64_t v)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	regs.gpr[r] = v;
-	x86_set_regs(h->cpu, &regs);
-}
-
-static uint64_t get_rip(struct xh *h)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	return regs.rip;
-}
-
-/* Runs code then HLT from XH_CODE; returns the exit reason. */
-static enum x86_exit_reason run(struct xh *h, const uint8_t *code, size_t len,
-				struct x86_exit *exit)
-{
-	static const uint8_t hlt = 0xf4;
-	struct x86_regs regs;
-
-	xh_load(h, XH_CODE, code, len);
-	xh_load(h, XH_CODE + len, &hlt, 1);
-	x86_get_regs(h->cpu, &regs);
-	regs.rip = XH_CODE;
-	x86_set_regs(h->cpu, &regs);
-	return xh_run(h, 100000, exit);
-}
-
-static void run_ok(struct xh *h, const uint8_t *code, size_t len)
-{
-	assert_int_equal(xh_run_code(h, code, len), 0);
-}
-
-/*
- * Runs code whose first instruction must fault with vector: with no IDT
- * (the boot state) the fault ends in a triple fault whose chain starts
- * with it, and the CPU stays at the instruction, registers unchanged.
- */
-static void expect_fault(struct xh *h, const uint8_t *code, size_t len,
-			 unsigned int vector)
-{
-	struct x86_regs before, after;
-	struct x86_exit exit;
-
-	x86_get_regs(h->cpu, &before);
-	assert_int_equal(run(h, code, len, &exit), X86_EXIT_TRIPLE_FAULT);
-	assert_int_equal(exit.triple.vectors[0], vector);
-	x86_get_regs(h->cpu, &after);
-	assert_int_equal(after.rip, XH_CODE);
-	assert_memory_equal(before.gpr, after.gpr, sizeof(before.gpr));
-}
-
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
@@ -114,7 +50,7 @@ static void diff_one(struct xh *h, const char *name, const uint8_t *code,
 	regs.rip = XH_CODE;
 	regs.rflags = flags | X86_RFLAGS_FIXED;
 	x86_set_regs(h->cpu, &regs);
-	run_ok(h, code, len);
+	xh_run_ok(h, code, len);
 	x86_get_regs(h->cpu, &regs);
 	for (unsigned int r = 0; r < 16; r++) {
 		if (r == X86_RSP)
@@ -221,10 +157,10 @@ static void test_flow_call_ret_stack_contents(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
-	assert_int_equal(get_reg(h, X86_RCX), XH_CODE + 5);
-	assert_int_equal(get_reg(h, X86_RDX), XH_STACK_TOP - 8);
-	assert_int_equal(get_reg(h, X86_RBX), XH_STACK_TOP);
+	xh_run_ok(h, code, sizeof(code));
+	assert_int_equal(xh_reg(h, X86_RCX), XH_CODE + 5);
+	assert_int_equal(xh_reg(h, X86_RDX), XH_STACK_TOP - 8);
+	assert_int_equal(xh_reg(h, X86_RBX), XH_STACK_TOP);
 	assert_int_equal(*(uint64_t *)xh_ptr(h, XH_STACK_TOP - 8), XH_CODE + 5);
 	xh_free(h);
 }
@@ -241,8 +177,8 @@ static void test_flow_ret_imm16_releases_arguments(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
-	assert_int_equal(get_reg(h, X86_RSP), XH_STACK_TOP);
+	xh_run_ok(h, code, sizeof(code));
+	assert_int_equal(xh_reg(h, X86_RSP), XH_STACK_TOP);
 	xh_free(h);
 }
 
@@ -264,12 +200,12 @@ static void test_flow_indirect_call_and_jmp_reach_targets(void **state)
 	(void)state;
 	m[0] = XH_CODE + 16;
 	m[1] = XH_CODE + 26;
-	set_reg(h, X86_RBX, DATA);
-	set_reg(h, X86_RAX, XH_CODE + 21);
-	run_ok(h, code, sizeof(code));
-	assert_int_equal(get_reg(h, X86_R10), XH_CODE + 2);
-	assert_int_equal(get_reg(h, X86_R11), XH_CODE + 4);
-	assert_int_equal(get_reg(h, X86_RSP), XH_STACK_TOP);
+	xh_set_reg(h, X86_RBX, DATA);
+	xh_set_reg(h, X86_RAX, XH_CODE + 21);
+	xh_run_ok(h, code, sizeof(code));
+	assert_int_equal(xh_reg(h, X86_R10), XH_CODE + 2);
+	assert_int_equal(xh_reg(h, X86_R11), XH_CODE + 4);
+	assert_int_equal(xh_reg(h, X86_RSP), XH_STACK_TOP);
 	xh_free(h);
 }
 
@@ -281,8 +217,8 @@ static void test_flow_noncanonical_jmp_gp_at_branch(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	set_reg(h, X86_RAX, NONCANON);
-	expect_fault(h, jmp, sizeof(jmp), X86_GP);
+	xh_set_reg(h, X86_RAX, NONCANON);
+	xh_expect_fault(h, jmp, sizeof(jmp), X86_GP);
 	xh_free(h);
 }
 
@@ -292,9 +228,9 @@ static void test_flow_noncanonical_call_gp_pushes_nothing(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	set_reg(h, X86_RAX, 0xfffe000000000000ULL);
+	xh_set_reg(h, X86_RAX, 0xfffe000000000000ULL);
 	*(uint64_t *)xh_ptr(h, XH_STACK_TOP - 8) = 0x5555;
-	expect_fault(h, call, sizeof(call), X86_GP);
+	xh_expect_fault(h, call, sizeof(call), X86_GP);
 	assert_int_equal(*(uint64_t *)xh_ptr(h, XH_STACK_TOP - 8), 0x5555);
 	xh_free(h);
 }
@@ -306,8 +242,8 @@ static void test_flow_noncanonical_ret_gp_keeps_rsp(void **state)
 
 	(void)state;
 	*(uint64_t *)xh_ptr(h, XH_STACK_TOP - 8) = NONCANON;
-	set_reg(h, X86_RSP, XH_STACK_TOP - 8);
-	expect_fault(h, ret, sizeof(ret), X86_GP);
+	xh_set_reg(h, X86_RSP, XH_STACK_TOP - 8);
+	xh_expect_fault(h, ret, sizeof(ret), X86_GP);
 	xh_free(h);
 }
 
@@ -318,16 +254,16 @@ static void test_flow_ret_from_unmapped_stack_shadow_fault(void **state)
 	struct x86_exit exit;
 
 	(void)state;
-	set_reg(h, X86_RSP, DATA + 0x10);
+	xh_set_reg(h, X86_RSP, DATA + 0x10);
 	xh_set_page(h, DATA, 0);
-	assert_int_equal(run(h, ret, sizeof(ret), &exit),
+	assert_int_equal(xh_run_at(h, ret, sizeof(ret), &exit),
 			 X86_EXIT_SHADOW_FAULT);
-	assert_int_equal(get_reg(h, X86_RSP), DATA + 0x10);
-	assert_int_equal(get_rip(h), XH_CODE);
+	assert_int_equal(xh_reg(h, X86_RSP), DATA + 0x10);
+	assert_int_equal(xh_rip(h), XH_CODE);
 	xh_set_page(h, DATA, X86_PTE_P | X86_PTE_W | X86_PTE_U);
 	*(uint64_t *)xh_ptr(h, DATA + 0x10) = XH_CODE + 3; /* the HLT */
 	assert_int_equal(xh_run(h, 100, &exit), X86_EXIT_HLT);
-	assert_int_equal(get_reg(h, X86_RSP), DATA + 0x20);
+	assert_int_equal(xh_reg(h, X86_RSP), DATA + 0x20);
 	xh_free(h);
 }
 
@@ -338,14 +274,14 @@ static void test_flow_enter_leave_level_zero(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	set_reg(h, X86_RBP, 0x1234);
-	run_ok(h, enter, sizeof(enter));
-	assert_int_equal(get_reg(h, X86_RBP), XH_STACK_TOP - 8);
-	assert_int_equal(get_reg(h, X86_RSP), XH_STACK_TOP - 8 - 0x20);
+	xh_set_reg(h, X86_RBP, 0x1234);
+	xh_run_ok(h, enter, sizeof(enter));
+	assert_int_equal(xh_reg(h, X86_RBP), XH_STACK_TOP - 8);
+	assert_int_equal(xh_reg(h, X86_RSP), XH_STACK_TOP - 8 - 0x20);
 	assert_int_equal(*(uint64_t *)xh_ptr(h, XH_STACK_TOP - 8), 0x1234);
-	run_ok(h, leave, sizeof(leave));
-	assert_int_equal(get_reg(h, X86_RBP), 0x1234);
-	assert_int_equal(get_reg(h, X86_RSP), XH_STACK_TOP);
+	xh_run_ok(h, leave, sizeof(leave));
+	assert_int_equal(xh_reg(h, X86_RBP), 0x1234);
+	assert_int_equal(xh_reg(h, X86_RSP), XH_STACK_TOP);
 	xh_free(h);
 }
 
@@ -358,14 +294,14 @@ static void test_flow_enter_nested_copies_display(void **state)
 	(void)state;
 	*(uint64_t *)xh_ptr(h, f - 8) = 0xaaaa;
 	*(uint64_t *)xh_ptr(h, f - 16) = 0xbbbb;
-	set_reg(h, X86_RBP, f);
-	run_ok(h, enter, sizeof(enter));
+	xh_set_reg(h, X86_RBP, f);
+	xh_run_ok(h, enter, sizeof(enter));
 	assert_int_equal(*(uint64_t *)xh_ptr(h, top - 8), f);
 	assert_int_equal(*(uint64_t *)xh_ptr(h, top - 16), 0xaaaa);
 	assert_int_equal(*(uint64_t *)xh_ptr(h, top - 24), 0xbbbb);
 	assert_int_equal(*(uint64_t *)xh_ptr(h, top - 32), top - 8);
-	assert_int_equal(get_reg(h, X86_RBP), top - 8);
-	assert_int_equal(get_reg(h, X86_RSP), top - 32 - 0x10);
+	assert_int_equal(xh_reg(h, X86_RBP), top - 8);
+	assert_int_equal(xh_reg(h, X86_RSP), top - 32 - 0x10);
 	xh_free(h);
 }
 
@@ -376,14 +312,14 @@ static void test_flow_enter_fault_in_display_changes_nothing(void **state)
 	struct x86_exit exit;
 
 	(void)state;
-	set_reg(h, X86_RBP, DATA + 0x1008);
+	xh_set_reg(h, X86_RBP, DATA + 0x1008);
 	xh_set_page(h, DATA + 0x1000, 0);
-	assert_int_equal(run(h, enter, sizeof(enter), &exit),
+	assert_int_equal(xh_run_at(h, enter, sizeof(enter), &exit),
 			 X86_EXIT_SHADOW_FAULT);
 	assert_int_equal(exit.fault.gva, DATA + 0x1000);
-	assert_int_equal(get_reg(h, X86_RBP), DATA + 0x1008);
-	assert_int_equal(get_reg(h, X86_RSP), XH_STACK_TOP);
-	assert_int_equal(get_rip(h), XH_CODE);
+	assert_int_equal(xh_reg(h, X86_RBP), DATA + 0x1008);
+	assert_int_equal(xh_reg(h, X86_RSP), XH_STACK_TOP);
+	assert_int_equal(xh_rip(h), XH_CODE);
 	xh_free(h);
 }
 
@@ -405,11 +341,11 @@ static void test_flow_nop_forms_touch_nothing(void **state)
 	struct x86_regs before, after;
 
 	(void)state;
-	set_reg(h, X86_RAX, NONCANON);
-	set_reg(h, X86_RBX, DATA);
+	xh_set_reg(h, X86_RAX, NONCANON);
+	xh_set_reg(h, X86_RBX, DATA);
 	xh_set_page(h, DATA, 0);
 	x86_get_regs(h->cpu, &before);
-	run_ok(h, code, sizeof(code));
+	xh_run_ok(h, code, sizeof(code));
 	x86_get_regs(h->cpu, &after);
 	assert_memory_equal(before.gpr, after.gpr, sizeof(before.gpr));
 	xh_free(h);

@@ -19,78 +19,6 @@
 #define DATA 0x300000ULL /* a scratch data page */
 #define FLAGS_ARITH 0x8d5ULL /* CF PF AF ZF SF OF */
 
-static uint64_t get_reg(struct xh *h, unsigned int r)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	return regs.gpr[r];
-}
-
-static void set_reg(struct xh *h, unsigned int r, uint64_t v)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	regs.gpr[r] = v;
-	x86_set_regs(h->cpu, &regs);
-}
-
-static uint64_t get_flags(struct xh *h)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	return regs.rflags;
-}
-
-static uint64_t get_rip(struct xh *h)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	return regs.rip;
-}
-
-/* Runs code then HLT from XH_CODE; returns the exit reason. */
-static enum x86_exit_reason run(struct xh *h, const uint8_t *code, size_t len,
-				struct x86_exit *exit)
-{
-	static const uint8_t hlt = 0xf4;
-	struct x86_regs regs;
-
-	xh_load(h, XH_CODE, code, len);
-	xh_load(h, XH_CODE + len, &hlt, 1);
-	x86_get_regs(h->cpu, &regs);
-	regs.rip = XH_CODE;
-	x86_set_regs(h->cpu, &regs);
-	return xh_run(h, 100000, exit);
-}
-
-static void run_ok(struct xh *h, const uint8_t *code, size_t len)
-{
-	assert_int_equal(xh_run_code(h, code, len), 0);
-}
-
-/*
- * Runs code whose first instruction must fault with vector: with no IDT
- * (the boot state) the fault ends in a triple fault whose chain starts
- * with it, and the CPU stays at the instruction, registers unchanged.
- */
-static void expect_fault(struct xh *h, const uint8_t *code, size_t len,
-			 unsigned int vector)
-{
-	struct x86_regs before, after;
-	struct x86_exit exit;
-
-	x86_get_regs(h->cpu, &before);
-	assert_int_equal(run(h, code, len, &exit), X86_EXIT_TRIPLE_FAULT);
-	assert_int_equal(exit.triple.vectors[0], vector);
-	x86_get_regs(h->cpu, &after);
-	assert_int_equal(after.rip, XH_CODE);
-	assert_memory_equal(before.gpr, after.gpr, sizeof(before.gpr));
-}
-
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
@@ -141,7 +69,7 @@ static void diff_one(struct xh *h, const char *name, const uint8_t *code,
 	regs.rip = XH_CODE;
 	regs.rflags = flags | X86_RFLAGS_FIXED;
 	x86_set_regs(h->cpu, &regs);
-	run_ok(h, code, len);
+	xh_run_ok(h, code, len);
 	x86_get_regs(h->cpu, &regs);
 	for (unsigned int r = 0; r < 16; r++) {
 		if (r == X86_RSP)
@@ -323,7 +251,7 @@ static void test_mov_memory_forms_match_host(void **state)
 			regs.gpr[X86_RSP] = XH_STACK_TOP;
 			regs.rip = XH_CODE;
 			x86_set_regs(h->cpu, &regs);
-			run_ok(h, dc->code, dc->len);
+			xh_run_ok(h, dc->code, dc->len);
 			x86_get_regs(h->cpu, &regs);
 			for (unsigned int r = 0; r < 16; r++)
 				if (r != X86_RSP && r != X86_RDI &&
@@ -363,17 +291,17 @@ static void test_mov_memory_forms_store_and_load(void **state)
 	uint8_t *m = xh_ptr(h, DATA);
 
 	(void)state;
-	set_reg(h, X86_RAX, 0x1122334455667788ULL);
-	set_reg(h, X86_RBX, DATA);
-	run_ok(h, code, sizeof(code));
-	assert_int_equal(get_reg(h, X86_RCX), 0x1122334455667788ULL);
+	xh_set_reg(h, X86_RAX, 0x1122334455667788ULL);
+	xh_set_reg(h, X86_RBX, DATA);
+	xh_run_ok(h, code, sizeof(code));
+	assert_int_equal(xh_reg(h, X86_RCX), 0x1122334455667788ULL);
 	assert_int_equal(*(uint32_t *)m, 0xab000000U);
 	assert_int_equal(*(uint16_t *)(m + 4), 0xbeef);
 	assert_int_equal(*(uint64_t *)(m + 16), 0xfffffffffffffffeULL);
-	assert_int_equal(get_reg(h, X86_RDX), 0xab);
-	assert_int_equal(get_reg(h, X86_RSI), 0xffffffffffffbeefULL);
-	assert_int_equal(get_reg(h, X86_RDI), 0xfffffffffffffffeULL);
-	assert_int_equal(get_reg(h, X86_RAX), 0x112233445566ab88ULL);
+	assert_int_equal(xh_reg(h, X86_RDX), 0xab);
+	assert_int_equal(xh_reg(h, X86_RSI), 0xffffffffffffbeefULL);
+	assert_int_equal(xh_reg(h, X86_RDI), 0xfffffffffffffffeULL);
+	assert_int_equal(xh_reg(h, X86_RAX), 0x112233445566ab88ULL);
 	xh_free(h);
 }
 
@@ -447,12 +375,12 @@ static void test_mov_moffs_and_rip_relative_address_right(void **state)
 	x86_get_sregs(h->cpu, &s);
 	s.seg[X86_FS].base = DATA + 0x1000;
 	x86_set_sregs(h->cpu, &s);
-	run_ok(h, code, 19); /* the first two */
+	xh_run_ok(h, code, 19); /* the first two */
 	assert_int_equal(*(uint32_t *)xh_ptr(h, DATA + 0x18), 0x44332211);
-	run_ok(h, code + 19, sizeof(code) - 19);
-	assert_int_equal(get_reg(h, X86_RAX), 0xcafef022);
-	assert_int_equal(get_reg(h, X86_RDX), XH_CODE + 6 + 9 + 7 + 0x100);
-	assert_int_equal(get_reg(h, X86_RSI), 0x5a5a5a5a5a5a5a5aULL);
+	xh_run_ok(h, code + 19, sizeof(code) - 19);
+	assert_int_equal(xh_reg(h, X86_RAX), 0xcafef022);
+	assert_int_equal(xh_reg(h, X86_RDX), XH_CODE + 6 + 9 + 7 + 0x100);
+	assert_int_equal(xh_reg(h, X86_RSI), 0x5a5a5a5a5a5a5a5aULL);
 	xh_free(h);
 }
 
@@ -476,11 +404,11 @@ static void test_mov_push_pop_stack_contents(void **state)
 	uint64_t *stk = xh_ptr(h, top - 64);
 
 	(void)state;
-	set_reg(h, X86_RAX, 0xaaaaaaaaaaaa1234ULL);
-	set_reg(h, X86_R12, 0xc12c12c12c12c12cULL);
-	set_reg(h, X86_RBX, DATA);
+	xh_set_reg(h, X86_RAX, 0xaaaaaaaaaaaa1234ULL);
+	xh_set_reg(h, X86_R12, 0xc12c12c12c12c12cULL);
+	xh_set_reg(h, X86_RBX, DATA);
 	*(uint64_t *)xh_ptr(h, DATA) = 0xd00dd00dd00dd00dULL;
-	run_ok(h, code, sizeof(code));
+	xh_run_ok(h, code, sizeof(code));
 	/* stk[7] = rax, [6] = r12, [5] = -0x80, [4] = imm32, [3] = [rbx],
 	 * [2] = rsp before its push = top - 40. */
 	assert_int_equal(stk[7], 0xaaaaaaaaaaaa1234ULL);
@@ -489,12 +417,12 @@ static void test_mov_push_pop_stack_contents(void **state)
 	assert_int_equal(stk[4], 0x12345678);
 	assert_int_equal(stk[3], 0xd00dd00dd00dd00dULL);
 	assert_int_equal(stk[2], top - 40);
-	assert_int_equal(get_reg(h, X86_RDX) & 0xffff, 0x1234);
-	assert_int_equal(get_reg(h, X86_RCX), top - 40);
+	assert_int_equal(xh_reg(h, X86_RDX) & 0xffff, 0x1234);
+	assert_int_equal(xh_reg(h, X86_RCX), top - 40);
 	assert_int_equal(*(uint64_t *)xh_ptr(h, DATA + 8),
 			 0xd00dd00dd00dd00dULL);
-	assert_int_equal(get_reg(h, X86_R13), 0x12345678);
-	assert_int_equal(get_reg(h, X86_RSP), top - 24);
+	assert_int_equal(xh_reg(h, X86_R13), 0x12345678);
+	assert_int_equal(xh_reg(h, X86_RSP), top - 24);
 	xh_free(h);
 }
 
@@ -509,10 +437,10 @@ static void test_mov_pop_rsp_and_pop_to_rsp_based_memory(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
+	xh_run_ok(h, code, sizeof(code));
 	/* POP [RSP] computes the address after the increment, so 0x22
 	 * overwrites 0x11; POP RSP then loads that 0x22. */
-	assert_int_equal(get_reg(h, X86_RSP), 0x22);
+	assert_int_equal(xh_reg(h, X86_RSP), 0x22);
 	xh_free(h);
 }
 
@@ -526,20 +454,20 @@ static void test_mov_lock_cmpxchg_memory_success_and_failure(void **state)
 
 	(void)state;
 	*m = 5;
-	set_reg(h, X86_RBX, DATA);
-	set_reg(h, X86_RAX, 5);
-	set_reg(h, X86_RCX, 9);
-	run_ok(h, code, sizeof(code));
+	xh_set_reg(h, X86_RBX, DATA);
+	xh_set_reg(h, X86_RAX, 5);
+	xh_set_reg(h, X86_RCX, 9);
+	xh_run_ok(h, code, sizeof(code));
 	assert_int_equal(*m, 9);
-	assert_int_equal(get_reg(h, X86_RAX), 5);
-	assert_true(get_flags(h) & X86_RFLAGS_ZF);
+	assert_int_equal(xh_reg(h, X86_RAX), 5);
+	assert_true(xh_rflags(h) & X86_RFLAGS_ZF);
 
-	set_reg(h, X86_RAX, 5);
-	run_ok(h, code, sizeof(code));
+	xh_set_reg(h, X86_RAX, 5);
+	xh_run_ok(h, code, sizeof(code));
 	assert_int_equal(*m, 9);
-	assert_int_equal(get_reg(h, X86_RAX), 9);
-	assert_false(get_flags(h) & X86_RFLAGS_ZF);
-	assert_true(get_flags(h) & X86_RFLAGS_CF); /* 5 - 9 borrows */
+	assert_int_equal(xh_reg(h, X86_RAX), 9);
+	assert_false(xh_rflags(h) & X86_RFLAGS_ZF);
+	assert_true(xh_rflags(h) & X86_RFLAGS_CF); /* 5 - 9 borrows */
 	xh_free(h);
 }
 
@@ -553,14 +481,14 @@ static void test_mov_cmpxchg_failure_still_writes_memory(void **state)
 
 	(void)state;
 	*(uint32_t *)xh_ptr(h, DATA) = 1;
-	set_reg(h, X86_RBX, DATA);
-	set_reg(h, X86_RAX, 2);
+	xh_set_reg(h, X86_RBX, DATA);
+	xh_set_reg(h, X86_RAX, 2);
 	xh_set_page(h, DATA, X86_PTE_P | X86_PTE_U);
-	assert_int_equal(run(h, code, sizeof(code), &exit),
+	assert_int_equal(xh_run_at(h, code, sizeof(code), &exit),
 			 X86_EXIT_SHADOW_FAULT);
 	assert_true(exit.fault.access & X86_ACC_WRITE);
-	assert_int_equal(get_reg(h, X86_RAX), 2);
-	assert_int_equal(get_rip(h), XH_CODE);
+	assert_int_equal(xh_reg(h, X86_RAX), 2);
+	assert_int_equal(xh_rip(h), XH_CODE);
 	xh_free(h);
 }
 
@@ -580,22 +508,22 @@ static void test_mov_xchg_and_xadd_memory_exchange(void **state)
 	m[1] = 0xfffffffffffffff0ULL;
 	m[2] = 0x80;
 	m[3] = 0x77;
-	set_reg(h, X86_RBX, DATA);
-	set_reg(h, X86_RCX, 0x2222);
-	set_reg(h, X86_RDX, 0x20);
-	set_reg(h, X86_RSI, 0x80);
-	set_reg(h, X86_RAX, 0x3300);
-	run_ok(h, code, sizeof(code));
+	xh_set_reg(h, X86_RBX, DATA);
+	xh_set_reg(h, X86_RCX, 0x2222);
+	xh_set_reg(h, X86_RDX, 0x20);
+	xh_set_reg(h, X86_RSI, 0x80);
+	xh_set_reg(h, X86_RAX, 0x3300);
+	xh_run_ok(h, code, sizeof(code));
 	assert_int_equal(m[0], 0x2222);
-	assert_int_equal(get_reg(h, X86_RCX), 0x1111);
+	assert_int_equal(xh_reg(h, X86_RCX), 0x1111);
 	assert_int_equal(m[1], 0x10);
-	assert_int_equal(get_reg(h, X86_RDX), 0xfffffffffffffff0ULL);
+	assert_int_equal(xh_reg(h, X86_RDX), 0xfffffffffffffff0ULL);
 	assert_int_equal(m[2], 0x00); /* 0x80 + 0x80 at byte size */
-	assert_int_equal(get_reg(h, X86_RSI), 0x80);
-	assert_true(get_flags(h) & X86_RFLAGS_CF);
-	assert_true(get_flags(h) & X86_RFLAGS_OF);
+	assert_int_equal(xh_reg(h, X86_RSI), 0x80);
+	assert_true(xh_rflags(h) & X86_RFLAGS_CF);
+	assert_true(xh_rflags(h) & X86_RFLAGS_OF);
 	assert_int_equal(m[3], 0x33);
-	assert_int_equal(get_reg(h, X86_RAX), 0x7700);
+	assert_int_equal(xh_reg(h, X86_RAX), 0x7700);
 	xh_free(h);
 }
 
@@ -607,41 +535,41 @@ static void test_mov_cmpxchg8b_16b_compare_and_zero_extend(void **state)
 	uint64_t *m = xh_ptr(h, DATA);
 
 	(void)state;
-	set_reg(h, X86_RBX, DATA);
+	xh_set_reg(h, X86_RBX, DATA);
 	/* CMPXCHG8B failing: EDX:EAX loaded, upper halves cleared. */
 	m[0] = 0x7766554433221100ULL;
-	set_reg(h, X86_RAX, 0xaaaaaaaaaaaaaaaaULL);
-	set_reg(h, X86_RDX, 0xddddddddddddddddULL);
-	run_ok(h, c8, sizeof(c8));
-	assert_int_equal(get_reg(h, X86_RAX), 0x33221100);
-	assert_int_equal(get_reg(h, X86_RDX), 0x77665544);
-	assert_false(get_flags(h) & X86_RFLAGS_ZF);
+	xh_set_reg(h, X86_RAX, 0xaaaaaaaaaaaaaaaaULL);
+	xh_set_reg(h, X86_RDX, 0xddddddddddddddddULL);
+	xh_run_ok(h, c8, sizeof(c8));
+	assert_int_equal(xh_reg(h, X86_RAX), 0x33221100);
+	assert_int_equal(xh_reg(h, X86_RDX), 0x77665544);
+	assert_false(xh_rflags(h) & X86_RFLAGS_ZF);
 	/* Succeeding: ECX:EBX stored; RAX/RDX untouched. */
-	set_reg(h, X86_RAX, 0xffffffff33221100ULL);
-	set_reg(h, X86_RDX, 0xffffffff77665544ULL);
-	set_reg(h, X86_RCX, 0x12345678);
-	set_reg(h, X86_RBX, DATA); /* EBX is the low half stored */
-	run_ok(h, c8, sizeof(c8));
-	assert_true(get_flags(h) & X86_RFLAGS_ZF);
+	xh_set_reg(h, X86_RAX, 0xffffffff33221100ULL);
+	xh_set_reg(h, X86_RDX, 0xffffffff77665544ULL);
+	xh_set_reg(h, X86_RCX, 0x12345678);
+	xh_set_reg(h, X86_RBX, DATA); /* EBX is the low half stored */
+	xh_run_ok(h, c8, sizeof(c8));
+	assert_true(xh_rflags(h) & X86_RFLAGS_ZF);
 	assert_int_equal(m[0], 0x1234567800000000ULL | DATA);
-	assert_int_equal(get_reg(h, X86_RAX), 0xffffffff33221100ULL);
+	assert_int_equal(xh_reg(h, X86_RAX), 0xffffffff33221100ULL);
 
 	/* CMPXCHG16B at DATA + 16. */
-	set_reg(h, X86_RBX, DATA + 16);
+	xh_set_reg(h, X86_RBX, DATA + 16);
 	m[2] = 1;
 	m[3] = 2;
-	set_reg(h, X86_RAX, 1);
-	set_reg(h, X86_RDX, 2);
-	set_reg(h, X86_RCX, 0xc0c0);
-	run_ok(h, c16, sizeof(c16));
-	assert_true(get_flags(h) & X86_RFLAGS_ZF);
+	xh_set_reg(h, X86_RAX, 1);
+	xh_set_reg(h, X86_RDX, 2);
+	xh_set_reg(h, X86_RCX, 0xc0c0);
+	xh_run_ok(h, c16, sizeof(c16));
+	assert_true(xh_rflags(h) & X86_RFLAGS_ZF);
 	assert_int_equal(m[2], DATA + 16);
 	assert_int_equal(m[3], 0xc0c0);
-	set_reg(h, X86_RAX, 0);
-	run_ok(h, c16, sizeof(c16));
-	assert_false(get_flags(h) & X86_RFLAGS_ZF);
-	assert_int_equal(get_reg(h, X86_RAX), DATA + 16);
-	assert_int_equal(get_reg(h, X86_RDX), 0xc0c0);
+	xh_set_reg(h, X86_RAX, 0);
+	xh_run_ok(h, c16, sizeof(c16));
+	assert_false(xh_rflags(h) & X86_RFLAGS_ZF);
+	assert_int_equal(xh_reg(h, X86_RAX), DATA + 16);
+	assert_int_equal(xh_reg(h, X86_RDX), 0xc0c0);
 	xh_free(h);
 }
 
@@ -651,9 +579,9 @@ static void test_mov_cmpxchg16b_misaligned_gp(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	set_reg(h, X86_RBX, DATA + 8);
-	expect_fault(h, c16, sizeof(c16), X86_GP);
-	assert_int_equal(get_reg(h, X86_RBX), DATA + 8);
+	xh_set_reg(h, X86_RBX, DATA + 8);
+	xh_expect_fault(h, c16, sizeof(c16), X86_GP);
+	assert_int_equal(xh_reg(h, X86_RBX), DATA + 8);
 	xh_free(h);
 }
 
@@ -663,7 +591,7 @@ static void test_mov_lea_register_form_ud(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	expect_fault(h, lea, sizeof(lea), X86_UD);
+	xh_expect_fault(h, lea, sizeof(lea), X86_UD);
 	xh_free(h);
 }
 
@@ -673,7 +601,7 @@ static void test_mov_lock_on_register_form_ud(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	expect_fault(h, code, sizeof(code), X86_UD);
+	xh_expect_fault(h, code, sizeof(code), X86_UD);
 	xh_free(h);
 }
 
@@ -683,8 +611,8 @@ static void test_mov_movbe_ud(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	set_reg(h, X86_RBX, DATA);
-	expect_fault(h, code, sizeof(code), X86_UD);
+	xh_set_reg(h, X86_RBX, DATA);
+	xh_expect_fault(h, code, sizeof(code), X86_UD);
 	xh_free(h);
 }
 
@@ -695,15 +623,15 @@ static void test_mov_noncanonical_gp_or_ss(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	set_reg(h, X86_RBX, 0x0000800000000000ULL);
-	set_reg(h, X86_RAX, 7);
-	expect_fault(h, viarbx, sizeof(viarbx), X86_GP);
-	assert_int_equal(get_reg(h, X86_RAX), 7);
+	xh_set_reg(h, X86_RBX, 0x0000800000000000ULL);
+	xh_set_reg(h, X86_RAX, 7);
+	xh_expect_fault(h, viarbx, sizeof(viarbx), X86_GP);
+	assert_int_equal(xh_reg(h, X86_RAX), 7);
 	xh_free(h);
 
 	h = xh_new();
-	set_reg(h, X86_RBP, 0xffff7fffffffff00ULL);
-	expect_fault(h, viarbp, sizeof(viarbp), X86_SSF);
+	xh_set_reg(h, X86_RBP, 0xffff7fffffffff00ULL);
+	xh_expect_fault(h, viarbp, sizeof(viarbp), X86_SSF);
 	xh_free(h);
 }
 
@@ -717,25 +645,25 @@ static void test_mov_unmapped_page_shadow_fault_no_change(void **state)
 	struct x86_exit exit;
 
 	(void)state;
-	set_reg(h, X86_RBX, DATA);
-	set_reg(h, X86_RAX, 0x99);
+	xh_set_reg(h, X86_RBX, DATA);
+	xh_set_reg(h, X86_RAX, 0x99);
 	xh_set_page(h, DATA, 0);
-	assert_int_equal(run(h, code, sizeof(code), &exit),
+	assert_int_equal(xh_run_at(h, code, sizeof(code), &exit),
 			 X86_EXIT_SHADOW_FAULT);
 	assert_int_equal(exit.fault.gva, DATA + 8);
-	assert_int_equal(get_rip(h), XH_CODE);
+	assert_int_equal(xh_rip(h), XH_CODE);
 	assert_int_equal(*(uint64_t *)xh_ptr(h, DATA + 8), 0);
 
 	/* The MMU fixes the page: the MOV retires; then make POP's
 	 * destination fault: RSP must not move. */
 	xh_set_page(h, DATA, X86_PTE_P | X86_PTE_W | X86_PTE_U);
-	set_reg(h, X86_RCX, DATA + 0x1000);
+	xh_set_reg(h, X86_RCX, DATA + 0x1000);
 	xh_set_page(h, DATA + 0x1000, 0);
-	assert_int_equal(run(h, code, sizeof(code), &exit),
+	assert_int_equal(xh_run_at(h, code, sizeof(code), &exit),
 			 X86_EXIT_SHADOW_FAULT);
 	assert_int_equal(exit.fault.gva, DATA + 0x1000);
-	assert_int_equal(get_rip(h), XH_CODE + 4);
-	assert_int_equal(get_reg(h, X86_RSP), XH_STACK_TOP);
+	assert_int_equal(xh_rip(h), XH_CODE + 4);
+	assert_int_equal(xh_reg(h, X86_RSP), XH_STACK_TOP);
 	xh_free(h);
 }
 

@@ -22,78 +22,6 @@
 #define DATA 0x300000ULL /* a scratch data page */
 #define FLAGS_ARITH 0x8d5ULL /* CF PF AF ZF SF OF */
 
-static uint64_t get_reg(struct xh *h, unsigned int r)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	return regs.gpr[r];
-}
-
-static void set_reg(struct xh *h, unsigned int r, uint64_t v)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	regs.gpr[r] = v;
-	x86_set_regs(h->cpu, &regs);
-}
-
-static uint64_t get_flags(struct xh *h)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	return regs.rflags;
-}
-
-static uint64_t get_rip(struct xh *h)
-{
-	struct x86_regs regs;
-
-	x86_get_regs(h->cpu, &regs);
-	return regs.rip;
-}
-
-/* Runs code then HLT from XH_CODE; returns the exit reason. */
-static enum x86_exit_reason run(struct xh *h, const uint8_t *code, size_t len,
-				struct x86_exit *exit)
-{
-	static const uint8_t hlt = 0xf4;
-	struct x86_regs regs;
-
-	xh_load(h, XH_CODE, code, len);
-	xh_load(h, XH_CODE + len, &hlt, 1);
-	x86_get_regs(h->cpu, &regs);
-	regs.rip = XH_CODE;
-	x86_set_regs(h->cpu, &regs);
-	return xh_run(h, 100000, exit);
-}
-
-static void run_ok(struct xh *h, const uint8_t *code, size_t len)
-{
-	assert_int_equal(xh_run_code(h, code, len), 0);
-}
-
-/*
- * Runs code whose first instruction must fault with vector: with no IDT
- * (the boot state) the fault ends in a triple fault whose chain starts
- * with it, and the CPU stays at the instruction, registers unchanged.
- */
-static void expect_fault(struct xh *h, const uint8_t *code, size_t len,
-			 unsigned int vector)
-{
-	struct x86_regs before, after;
-	struct x86_exit exit;
-
-	x86_get_regs(h->cpu, &before);
-	assert_int_equal(run(h, code, len, &exit), X86_EXIT_TRIPLE_FAULT);
-	assert_int_equal(exit.triple.vectors[0], vector);
-	x86_get_regs(h->cpu, &after);
-	assert_int_equal(after.rip, XH_CODE);
-	assert_memory_equal(before.gpr, after.gpr, sizeof(before.gpr));
-}
-
 static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
 
 static uint64_t rnd(void)
@@ -198,7 +126,7 @@ static void sdiff_one(struct sdiff *d, enum sop op, unsigned int size,
 	}
 	assert_int_equal(hx_run(code, len, &hx), HX_OK);
 	x86_set_regs(d->h->cpu, &regs);
-	run_ok(d->h, code, len);
+	xh_run_ok(d->h, code, len);
 	x86_get_regs(d->h->cpu, &regs);
 
 	regs.gpr[X86_RSI] -= GSRC;
@@ -287,18 +215,18 @@ static void test_string_rep_movs_across_pages_and_batches(void **state)
 		memset(g, 0xee, sizeof(want));
 		memcpy(want, g, sizeof(want));
 		memcpy(want + cases[c].d_off, s + cases[c].s_off, bytes);
-		set_reg(h, X86_RSI, GSRC + cases[c].s_off);
-		set_reg(h, X86_RDI, GDST + cases[c].d_off);
-		set_reg(h, X86_RCX, cases[c].count);
+		xh_set_reg(h, X86_RSI, GSRC + cases[c].s_off);
+		xh_set_reg(h, X86_RDI, GDST + cases[c].d_off);
+		xh_set_reg(h, X86_RCX, cases[c].count);
 		if (cases[c].size == 1)
-			run_ok(h, movsb, sizeof(movsb));
+			xh_run_ok(h, movsb, sizeof(movsb));
 		else
-			run_ok(h, movsq, sizeof(movsq));
+			xh_run_ok(h, movsq, sizeof(movsq));
 		assert_memory_equal(g, want, sizeof(want));
-		assert_int_equal(get_reg(h, X86_RCX), 0);
-		assert_int_equal(get_reg(h, X86_RSI),
+		assert_int_equal(xh_reg(h, X86_RCX), 0);
+		assert_int_equal(xh_reg(h, X86_RSI),
 				 GSRC + cases[c].s_off + bytes);
-		assert_int_equal(get_reg(h, X86_RDI),
+		assert_int_equal(xh_reg(h, X86_RDI),
 				 GDST + cases[c].d_off + bytes);
 	}
 	xh_free(h);
@@ -330,10 +258,10 @@ static void test_string_rep_movs_overlap_is_element_by_element(void **state)
 			m[i] = (uint8_t)rnd();
 		memcpy(want, m, sizeof(want));
 		ref_movs(want, 16, 16 + cases[c].dist, cases[c].size, count);
-		set_reg(h, X86_RSI, GSRC + 16);
-		set_reg(h, X86_RDI, GSRC + 16 + cases[c].dist);
-		set_reg(h, X86_RCX, count);
-		run_ok(h, cases[c].code, cases[c].len);
+		xh_set_reg(h, X86_RSI, GSRC + 16);
+		xh_set_reg(h, X86_RDI, GSRC + 16 + cases[c].dist);
+		xh_set_reg(h, X86_RCX, count);
+		xh_run_ok(h, cases[c].code, cases[c].len);
 		assert_memory_equal(m, want, sizeof(want));
 	}
 	xh_free(h);
@@ -363,12 +291,12 @@ static void test_string_rep_stos_every_width_fills_exactly(void **state)
 			for (size_t i = 0; i < count * size; i++)
 				want[off + i] =
 					(uint8_t)(v >> (8 * (i % size)));
-			set_reg(h, X86_RAX, v);
-			set_reg(h, X86_RDI, GDST + off);
-			set_reg(h, X86_RCX, count);
-			run_ok(h, stos[w], lens[w]);
+			xh_set_reg(h, X86_RAX, v);
+			xh_set_reg(h, X86_RDI, GDST + off);
+			xh_set_reg(h, X86_RCX, count);
+			xh_run_ok(h, stos[w], lens[w]);
 			assert_memory_equal(g, want, sizeof(want));
-			assert_int_equal(get_reg(h, X86_RDI),
+			assert_int_equal(xh_reg(h, X86_RDI),
 					 GDST + off + count * size);
 		}
 	}
@@ -387,23 +315,23 @@ test_string_rep_movs_unmapped_page_restarts_where_it_stopped(void **state)
 	for (unsigned int i = 0; i < 8192; i++)
 		s[i] = (uint8_t)(i * 7);
 	xh_set_page(h, GDST + 4096, 0);
-	set_reg(h, X86_RSI, GSRC + 100);
-	set_reg(h, X86_RDI, GDST + 100);
-	set_reg(h, X86_RCX, 6000);
-	assert_int_equal(run(h, movsb, sizeof(movsb), &exit),
+	xh_set_reg(h, X86_RSI, GSRC + 100);
+	xh_set_reg(h, X86_RDI, GDST + 100);
+	xh_set_reg(h, X86_RCX, 6000);
+	assert_int_equal(xh_run_at(h, movsb, sizeof(movsb), &exit),
 			 X86_EXIT_SHADOW_FAULT);
 	assert_int_equal(exit.fault.gva, GDST + 4096);
 	assert_true(exit.fault.access & X86_ACC_WRITE);
 	/* Everything before the page boundary is done and committed. */
-	assert_int_equal(get_rip(h), XH_CODE);
-	assert_int_equal(get_reg(h, X86_RCX), 6000 - (4096 - 100));
-	assert_int_equal(get_reg(h, X86_RSI), GSRC + 4096);
-	assert_int_equal(get_reg(h, X86_RDI), GDST + 4096);
+	assert_int_equal(xh_rip(h), XH_CODE);
+	assert_int_equal(xh_reg(h, X86_RCX), 6000 - (4096 - 100));
+	assert_int_equal(xh_reg(h, X86_RSI), GSRC + 4096);
+	assert_int_equal(xh_reg(h, X86_RDI), GDST + 4096);
 	assert_memory_equal(g + 100, s + 100, 4096 - 100);
 
 	xh_set_page(h, GDST + 4096, X86_PTE_P | X86_PTE_W | X86_PTE_U);
 	assert_int_equal(xh_run(h, 100, &exit), X86_EXIT_HLT);
-	assert_int_equal(get_reg(h, X86_RCX), 0);
+	assert_int_equal(xh_reg(h, X86_RCX), 0);
 	assert_memory_equal(g + 100, s + 100, 6000);
 	xh_free(h);
 }
@@ -417,15 +345,16 @@ static void test_string_long_rep_returns_to_run_loop(void **state)
 	uint64_t rcx;
 
 	(void)state;
-	set_reg(h, X86_RDI, GDST);
-	set_reg(h, X86_RCX, 100000);
-	assert_int_equal(run(h, stosb, sizeof(stosb), &exit), X86_EXIT_HLT);
-	assert_int_equal(get_reg(h, X86_RDI), GDST + 100000);
+	xh_set_reg(h, X86_RDI, GDST);
+	xh_set_reg(h, X86_RCX, 100000);
+	assert_int_equal(xh_run_at(h, stosb, sizeof(stosb), &exit),
+			 X86_EXIT_HLT);
+	assert_int_equal(xh_reg(h, X86_RDI), GDST + 100000);
 
 	/* One retired instruction of budget: the REP ran a batch, left
 	 * RIP on itself and gave the loop back. */
-	set_reg(h, X86_RDI, GDST);
-	set_reg(h, X86_RCX, 100000);
+	xh_set_reg(h, X86_RDI, GDST);
+	xh_set_reg(h, X86_RCX, 100000);
 	xh_load(h, XH_CODE, stosb, sizeof(stosb));
 	{
 		struct x86_regs r;
@@ -435,16 +364,16 @@ static void test_string_long_rep_returns_to_run_loop(void **state)
 		x86_set_regs(h->cpu, &r);
 	}
 	assert_int_equal(xh_run(h, 1, &exit), X86_EXIT_BUDGET);
-	rcx = get_reg(h, X86_RCX);
+	rcx = xh_reg(h, X86_RCX);
 	assert_true(rcx > 0 && rcx < 100000);
-	assert_int_equal(get_rip(h), XH_CODE);
+	assert_int_equal(xh_rip(h), XH_CODE);
 
 	/* The same for a comparison that keeps matching. */
 	memset(xh_ptr(h, GSRC), 0, 100000);
 	memset(xh_ptr(h, GDST), 0, 100000);
-	set_reg(h, X86_RSI, GSRC);
-	set_reg(h, X86_RDI, GDST);
-	set_reg(h, X86_RCX, 100000);
+	xh_set_reg(h, X86_RSI, GSRC);
+	xh_set_reg(h, X86_RDI, GDST);
+	xh_set_reg(h, X86_RCX, 100000);
 	xh_load(h, XH_CODE, cmpsb, sizeof(cmpsb));
 	{
 		struct x86_regs r;
@@ -454,9 +383,9 @@ static void test_string_long_rep_returns_to_run_loop(void **state)
 		x86_set_regs(h->cpu, &r);
 	}
 	assert_int_equal(xh_run(h, 1, &exit), X86_EXIT_BUDGET);
-	rcx = get_reg(h, X86_RCX);
+	rcx = xh_reg(h, X86_RCX);
 	assert_true(rcx > 0 && rcx < 100000);
-	assert_int_equal(get_rip(h), XH_CODE);
+	assert_int_equal(xh_rip(h), XH_CODE);
 	xh_free(h);
 }
 
@@ -467,11 +396,11 @@ static void test_string_zero_count_changes_nothing(void **state)
 	struct x86_regs before, after;
 
 	(void)state;
-	set_reg(h, X86_RCX, 0xffffffff00000000ULL);
-	set_reg(h, X86_RSI, 0xffffffff00001234ULL);
-	set_reg(h, X86_RDI, 0x0000800000000000ULL); /* never touched */
+	xh_set_reg(h, X86_RCX, 0xffffffff00000000ULL);
+	xh_set_reg(h, X86_RSI, 0xffffffff00001234ULL);
+	xh_set_reg(h, X86_RDI, 0x0000800000000000ULL); /* never touched */
 	x86_get_regs(h->cpu, &before);
-	run_ok(h, code, sizeof(code));
+	xh_run_ok(h, code, sizeof(code));
 	x86_get_regs(h->cpu, &after);
 	assert_memory_equal(before.gpr, after.gpr, sizeof(before.gpr));
 	xh_free(h);
@@ -492,13 +421,13 @@ static void test_string_fs_override_applies_to_source_only(void **state)
 	x86_get_sregs(h->cpu, &s);
 	s.seg[X86_FS].base = GSRC + 0x2000;
 	x86_set_sregs(h->cpu, &s);
-	set_reg(h, X86_RSI, 0x10);
-	set_reg(h, X86_RDI, GDST);
-	set_reg(h, X86_RCX, 9);
-	run_ok(h, code, sizeof(code));
+	xh_set_reg(h, X86_RSI, 0x10);
+	xh_set_reg(h, X86_RDI, GDST);
+	xh_set_reg(h, X86_RCX, 9);
+	xh_run_ok(h, code, sizeof(code));
 	assert_memory_equal(xh_ptr(h, GDST), "hello, fs!\0", 11);
-	assert_int_equal(get_reg(h, X86_RSI), 0x10 + 10);
-	assert_int_equal(get_reg(h, X86_RDI), GDST + 10);
+	assert_int_equal(xh_reg(h, X86_RSI), 0x10 + 10);
+	assert_int_equal(xh_reg(h, X86_RDI), GDST + 10);
 	xh_free(h);
 }
 
@@ -513,10 +442,10 @@ static void test_string_rep_movs_from_mmio_reads_device(void **state)
 	/* The harness's MMIO reads as all ones (open bus). The page's
 	 * TLB slot must not be the code page's (XH_CODE). */
 	x86_map_mmio(h->cpu, GSRC + 0x1000, 0xd0000000ULL, X86_ACC_WRITE);
-	set_reg(h, X86_RSI, GSRC + 0x1000);
-	set_reg(h, X86_RDI, GDST);
-	set_reg(h, X86_RCX, 4);
-	run_ok(h, movsq, sizeof(movsq));
+	xh_set_reg(h, X86_RSI, GSRC + 0x1000);
+	xh_set_reg(h, X86_RDI, GDST);
+	xh_set_reg(h, X86_RCX, 4);
+	xh_run_ok(h, movsq, sizeof(movsq));
 	for (unsigned int i = 0; i < 4; i++)
 		assert_int_equal(g[i], ~0ULL);
 	assert_int_equal(g[4], 0);
@@ -531,15 +460,15 @@ static void test_string_repe_cmps_stops_at_difference(void **state)
 	(void)state;
 	memcpy(xh_ptr(h, GSRC), "abcdef", 6);
 	memcpy(xh_ptr(h, GDST), "abcXef", 6);
-	set_reg(h, X86_RSI, GSRC);
-	set_reg(h, X86_RDI, GDST);
-	set_reg(h, X86_RCX, 6);
-	run_ok(h, code, sizeof(code));
+	xh_set_reg(h, X86_RSI, GSRC);
+	xh_set_reg(h, X86_RDI, GDST);
+	xh_set_reg(h, X86_RCX, 6);
+	xh_run_ok(h, code, sizeof(code));
 	/* Four comparisons: the fourth ('d' - 'X') differs. */
-	assert_int_equal(get_reg(h, X86_RCX), 2);
-	assert_int_equal(get_reg(h, X86_RSI), GSRC + 4);
-	assert_false(get_flags(h) & X86_RFLAGS_ZF);
-	assert_false(get_flags(h) & X86_RFLAGS_CF);
+	assert_int_equal(xh_reg(h, X86_RCX), 2);
+	assert_int_equal(xh_reg(h, X86_RSI), GSRC + 4);
+	assert_false(xh_rflags(h) & X86_RFLAGS_ZF);
+	assert_false(xh_rflags(h) & X86_RFLAGS_CF);
 	xh_free(h);
 }
 
@@ -549,9 +478,9 @@ static void test_string_noncanonical_destination_gp_no_change(void **state)
 	struct xh *h = xh_new();
 
 	(void)state;
-	set_reg(h, X86_RDI, 0x0000800000000000ULL);
-	set_reg(h, X86_RCX, 3);
-	expect_fault(h, code, sizeof(code), X86_GP);
+	xh_set_reg(h, X86_RDI, 0x0000800000000000ULL);
+	xh_set_reg(h, X86_RCX, 3);
+	xh_expect_fault(h, code, sizeof(code), X86_GP);
 	xh_free(h);
 }
 
@@ -584,10 +513,10 @@ test_string_rep_movs_to_tracked_page_reports_every_byte(void **state)
 	memset(xh_ptr(h, src), 0x5a, 300);
 	x86_map_tracked(h->cpu, GDST, (hva_t)(uintptr_t)xh_ptr(h, GDST), GDST,
 			X86_ACC_WRITE | X86_ACC_USER);
-	set_reg(h, X86_RSI, src);
-	set_reg(h, X86_RDI, GDST);
-	set_reg(h, X86_RCX, 300);
-	run_ok(h, movsb, sizeof(movsb));
+	xh_set_reg(h, X86_RSI, src);
+	xh_set_reg(h, X86_RDI, GDST);
+	xh_set_reg(h, X86_RCX, 300);
+	xh_run_ok(h, movsb, sizeof(movsb));
 	/* No bulk copy may skip the report of a write. */
 	assert_int_equal(tracked_bytes, 300);
 	assert_int_equal(((uint8_t *)xh_ptr(h, GDST))[299], 0x5a);
@@ -598,13 +527,14 @@ test_string_rep_movs_to_tracked_page_reports_every_byte(void **state)
 	tracked_bytes = 0;
 	x86_map_tracked(h->cpu, GDST, (hva_t)(uintptr_t)xh_ptr(h, GDST), GDST,
 			X86_ACC_WRITE | X86_ACC_USER);
-	set_reg(h, X86_RSI, src);
-	set_reg(h, X86_RDI, GDST);
-	set_reg(h, X86_RCX, 300);
-	assert_int_equal(run(h, movsb, sizeof(movsb), &exit), X86_EXIT_NONE);
+	xh_set_reg(h, X86_RSI, src);
+	xh_set_reg(h, X86_RDI, GDST);
+	xh_set_reg(h, X86_RCX, 300);
+	assert_int_equal(xh_run_at(h, movsb, sizeof(movsb), &exit),
+			 X86_EXIT_NONE);
 	assert_int_equal(tracked_bytes, 1);
-	assert_int_equal(get_reg(h, X86_RCX), 299);
-	assert_int_equal(get_rip(h), XH_CODE);
+	assert_int_equal(xh_reg(h, X86_RCX), 299);
+	assert_int_equal(xh_rip(h), XH_CODE);
 	tracked_stop = false;
 	xh_free(h);
 }
