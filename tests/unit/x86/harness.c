@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "hostexec.h"
 
 #define NPAGES (XH_MEM_SIZE / 4096)
 #define NTABLES (NPAGES / 512)
@@ -236,4 +237,36 @@ void xh_expect_fault(struct xh *h, const void *code, size_t len,
 	x86_get_regs(h->cpu, &after);
 	assert_int_equal(after.rip, XH_CODE);
 	assert_memory_equal(before.gpr, after.gpr, sizeof(before.gpr));
+}
+
+void xh_diff_host(struct xh *h, const char *name, const uint8_t *code,
+		  size_t len, const uint64_t gpr[16], uint64_t flags,
+		  uint64_t fmask)
+{
+	struct hx_regs hx;
+	struct x86_regs regs;
+
+	memcpy(hx.gpr, gpr, sizeof(hx.gpr));
+	hx.rflags = flags;
+	assert_int_equal(hx_run(code, len, &hx), HX_OK);
+
+	memcpy(regs.gpr, gpr, sizeof(regs.gpr));
+	regs.gpr[X86_RSP] = XH_STACK_TOP;
+	regs.rip = XH_CODE;
+	regs.rflags = flags | X86_RFLAGS_FIXED;
+	x86_set_regs(h->cpu, &regs);
+	xh_run_ok(h, code, len);
+	x86_get_regs(h->cpu, &regs);
+	for (unsigned int r = 0; r < 16; r++) {
+		if (r == X86_RSP)
+			continue;
+		if (regs.gpr[r] != hx.gpr[r])
+			fail_msg("%s: r%u = %#llx, host %#llx", name, r,
+				 (unsigned long long)regs.gpr[r],
+				 (unsigned long long)hx.gpr[r]);
+	}
+	if ((regs.rflags ^ hx.rflags) & fmask)
+		fail_msg("%s: rflags %#llx, host %#llx", name,
+			 (unsigned long long)regs.rflags,
+			 (unsigned long long)hx.rflags);
 }

@@ -82,4 +82,13 @@ void xh_run_ok(struct xh *h, const void *code, size_t len);
 void xh_expect_fault(struct xh *h, const void *code, size_t len,
 		     unsigned int vector);
 
+/*
+ * Runs code on the host (hostexec.h) and in the CPU from the same
+ * registers (RSP aside: the CPU's is its stack) and flags, and fails
+ * unless every other register and the flags in fmask agree.
+ */
+void xh_diff_host(struct xh *h, const char *name, const uint8_t *code,
+		  size_t len, const uint64_t gpr[16], uint64_t flags,
+		  uint64_t fmask);
+
 #endif

@@ -29,43 +29,6 @@ static uint64_t rnd(void)
 	return rng_state;
 }
 
-/*
- * Runs code on the host and in the CPU from the same registers (RSP
- * aside: the CPU's is its stack) and flags, and compares every other
- * register and the flags in fmask.
- */
-static void diff_one(struct xh *h, const char *name, const uint8_t *code,
-		     size_t len, const uint64_t gpr[16], uint64_t flags,
-		     uint64_t fmask)
-{
-	struct hx_regs hx;
-	struct x86_regs regs;
-
-	memcpy(hx.gpr, gpr, sizeof(hx.gpr));
-	hx.rflags = flags;
-	assert_int_equal(hx_run(code, len, &hx), HX_OK);
-
-	memcpy(regs.gpr, gpr, sizeof(regs.gpr));
-	regs.gpr[X86_RSP] = XH_STACK_TOP;
-	regs.rip = XH_CODE;
-	regs.rflags = flags | X86_RFLAGS_FIXED;
-	x86_set_regs(h->cpu, &regs);
-	xh_run_ok(h, code, len);
-	x86_get_regs(h->cpu, &regs);
-	for (unsigned int r = 0; r < 16; r++) {
-		if (r == X86_RSP)
-			continue;
-		if (regs.gpr[r] != hx.gpr[r])
-			fail_msg("%s: r%u = %#llx, host %#llx", name, r,
-				 (unsigned long long)regs.gpr[r],
-				 (unsigned long long)hx.gpr[r]);
-	}
-	if ((regs.rflags ^ hx.rflags) & fmask)
-		fail_msg("%s: rflags %#llx, host %#llx", name,
-			 (unsigned long long)regs.rflags,
-			 (unsigned long long)hx.rflags);
-}
-
 static void test_flow_jcc_every_condition_matches_host(void **state)
 {
 	static const uint64_t bits[] = { X86_RFLAGS_CF, X86_RFLAGS_PF,
@@ -91,10 +54,10 @@ static void test_flow_jcc_every_condition_matches_host(void **state)
 			for (unsigned int b = 0; b < 5; b++)
 				if (f & (1u << b))
 					flags |= bits[b];
-			diff_one(h, "jcc short", s, sizeof(s), gpr, flags,
-				 FLAGS_ARITH);
-			diff_one(h, "jcc near", n, sizeof(n), gpr, flags,
-				 FLAGS_ARITH);
+			xh_diff_host(h, "jcc short", s, sizeof(s), gpr, flags,
+				     FLAGS_ARITH);
+			xh_diff_host(h, "jcc near", n, sizeof(n), gpr, flags,
+				     FLAGS_ARITH);
 		}
 	}
 	xh_free(h);
@@ -135,8 +98,9 @@ static void test_flow_loop_jrcxz_with_address_sizes_match_host(void **state)
 					       (i & 2 ? 0 : 1 + rnd() % 3);
 			else
 				gpr[X86_RCX] = up | (1 + rnd() % 40);
-			diff_one(h, cases[c].name, cases[c].code, cases[c].len,
-				 gpr, (i & 2) ? X86_RFLAGS_ZF : 0, FLAGS_ARITH);
+			xh_diff_host(h, cases[c].name, cases[c].code,
+				     cases[c].len, gpr,
+				     (i & 2) ? X86_RFLAGS_ZF : 0, FLAGS_ARITH);
 		}
 	}
 	xh_free(h);

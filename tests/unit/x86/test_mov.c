@@ -48,43 +48,6 @@ static const uint64_t corners[] = {
 	0x123456789abcdef0ULL,
 };
 
-/*
- * Runs code on the host and in the CPU from the same registers (RSP
- * aside: the CPU's is its stack) and flags, and compares every other
- * register and the flags in fmask.
- */
-static void diff_one(struct xh *h, const char *name, const uint8_t *code,
-		     size_t len, const uint64_t gpr[16], uint64_t flags,
-		     uint64_t fmask)
-{
-	struct hx_regs hx;
-	struct x86_regs regs;
-
-	memcpy(hx.gpr, gpr, sizeof(hx.gpr));
-	hx.rflags = flags;
-	assert_int_equal(hx_run(code, len, &hx), HX_OK);
-
-	memcpy(regs.gpr, gpr, sizeof(regs.gpr));
-	regs.gpr[X86_RSP] = XH_STACK_TOP;
-	regs.rip = XH_CODE;
-	regs.rflags = flags | X86_RFLAGS_FIXED;
-	x86_set_regs(h->cpu, &regs);
-	xh_run_ok(h, code, len);
-	x86_get_regs(h->cpu, &regs);
-	for (unsigned int r = 0; r < 16; r++) {
-		if (r == X86_RSP)
-			continue;
-		if (regs.gpr[r] != hx.gpr[r])
-			fail_msg("%s: r%u = %#llx, host %#llx", name, r,
-				 (unsigned long long)regs.gpr[r],
-				 (unsigned long long)hx.gpr[r]);
-	}
-	if ((regs.rflags ^ hx.rflags) & fmask)
-		fail_msg("%s: rflags %#llx, host %#llx", name,
-			 (unsigned long long)regs.rflags,
-			 (unsigned long long)hx.rflags);
-}
-
 struct diff_case {
 	const char *name;
 	uint8_t code[12];
@@ -173,9 +136,9 @@ static void test_mov_register_forms_match_host(void **state)
 				gpr[X86_RAX] = gpr[X86_RCX];
 				gpr[X86_RBX] = gpr[X86_RAX];
 			}
-			diff_one(h, dc->name, dc->code, dc->len, gpr,
-				 rnd() & (FLAGS_ARITH | X86_RFLAGS_DF),
-				 dc->fmask);
+			xh_diff_host(h, dc->name, dc->code, dc->len, gpr,
+				     rnd() & (FLAGS_ARITH | X86_RFLAGS_DF),
+				     dc->fmask);
 		}
 	}
 	xh_free(h);
