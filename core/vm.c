@@ -2,8 +2,10 @@
  * The VM object (DESIGN.md section 3): guest RAM as memfd mappings, one
  * memslot per RAM range, the MMU, the vCPUs and the devices, and the
  * port-I/O and MMIO dispatch the vCPUs call. It decides when the VM has
- * ended (debug exit, a crash, every vCPU halted for good) and stops the
- * vCPUs; it does not parse command lines or speak QMP.
+ * ended (debug exit, a crash, every vCPU halted for good) and pauses the
+ * vCPUs then; it combines the operator's pause with its own holds, resets
+ * the machine, and audits the live MMU. It does not parse command lines,
+ * speak QMP or decide what an ending means: the daemon does.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -32,9 +34,12 @@ struct ram_range {
 
 /*
  * Legend: (c) constant once vm_create() returns; (l) under vm->lock.
+ * vm->lock nests outside every vCPU's wake_lock (pausing makes requests).
  */
 struct vm {
-	struct vm_config cfg; /* (c) */
+	struct vm_config cfg; /* (c) kernel and cmdline point at our copies */
+	void *kernel; /* (c) the ELF image, for reset */
+	char *cmdline; /* (c) */
 	struct ram_range ram[2]; /* (c) */
 	unsigned int nr_ram; /* (c) */
 	struct mmu *mmu; /* (c) */
@@ -44,16 +49,43 @@ struct vm {
 	int console_fd; /* (c) */
 
 	pthread_mutex_t lock;
-	pthread_cond_t ended_cond;
 	bool ended; /* (l) */
 	unsigned int nr_halted; /* (l) */
 	struct vm_result result; /* (l) */
+	bool user_paused; /* (l) vm_pause() */
+	unsigned int holds; /* (l) vm_hold() */
+	bool paused; /* (l) what the vCPUs were last told */
 };
+
+/* Tells every vCPU whether to run, from the operator's pause, the holds
+ * and the ending; a vCPU told twice the same thing is not kicked. */
+static void apply_pause_locked(struct vm *vm)
+{
+	bool want = vm->user_paused || vm->holds || vm->ended;
+
+	if (want == vm->paused)
+		return;
+	vm->paused = want;
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (vm->vcpus[i])
+			vcpu_set_pause(vm->vcpus[i], want);
+}
+
+static void wait_parked(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (vm->vcpus[i])
+			vcpu_wait_parked(vm->vcpus[i]);
+}
 
 static void console_out(void *ctx, const char *buf, size_t len)
 {
 	struct vm *vm = ctx;
 
+	if (vm->cfg.console_fn) {
+		vm->cfg.console_fn(vm->cfg.console_ctx, buf, len);
+		return;
+	}
 	while (len) {
 		ssize_t n = write(vm->console_fd, buf, len);
 
@@ -66,20 +98,29 @@ static void console_out(void *ctx, const char *buf, size_t len)
 	}
 }
 
-/* Ends the VM once; later ends (a second vCPU's crash) are dropped. */
+/*
+ * Ends the VM once; later ends (a second vCPU's crash) are dropped. The
+ * vCPUs are asked to pause at once, without waiting (this runs on a vCPU
+ * thread), so no guest code runs long after the guest's own end.
+ */
 static void vm_end(struct vm *vm, enum vm_end how, uint32_t value,
 		   const char *detail)
 {
+	bool first = false;
+
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->ended) {
+		first = true;
 		vm->ended = true;
 		vm->result.how = how;
 		vm->result.exit_value = value;
 		snprintf(vm->result.detail, sizeof(vm->result.detail), "%s",
 			 detail ? detail : "");
-		pthread_cond_broadcast(&vm->ended_cond);
+		apply_pause_locked(vm);
 	}
 	pthread_mutex_unlock(&vm->lock);
+	if (first && vm->cfg.ended_fn)
+		vm->cfg.ended_fn(vm->cfg.ended_ctx);
 }
 
 static void vm_pio(void *opaque, unsigned int vcpu, uint16_t port,
@@ -125,7 +166,10 @@ static void vm_vcpu_stopped(void *opaque, unsigned int vcpu,
 
 	snprintf(msg, sizeof(msg), "vCPU %u: %s", vcpu, detail);
 	if (why != VCPU_STOP_HALTED) {
-		vm_end(vm, VM_END_CRASH, 0, msg);
+		vm_end(vm,
+		       why == VCPU_STOP_INTERNAL_ERROR ? VM_END_INTERNAL_ERROR :
+							 VM_END_CRASH,
+		       0, msg);
 		return;
 	}
 	/* A halted vCPU with nothing to wake it is stopped for good; when
@@ -191,13 +235,35 @@ static void ram_free(struct ram_range *r)
 	r->fd = -1;
 }
 
-struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
+/* Loads the kernel, low memory and boot info into guest RAM. */
+static int load(struct vm *vm, gva_t *entry, char *err, size_t errlen)
 {
 	struct loader_ram lram[2];
 	struct loader_config lcfg;
 	struct loader_result lres;
+	int r;
+
+	for (unsigned int i = 0; i < vm->nr_ram; i++) {
+		lram[i].gpa = vm->ram[i].gpa;
+		lram[i].size = vm->ram[i].size;
+		lram[i].hva = vm->ram[i].hva;
+	}
+	lcfg = (struct loader_config){ .ram = lram,
+				       .nr_ram = vm->nr_ram,
+				       .nr_vcpus = vm->cfg.nr_vcpus,
+				       .cmdline = vm->cmdline };
+	r = loader_load(&lcfg, vm->kernel, vm->cfg.kernel_len, &lres, err,
+			errlen);
+	if (r == 0)
+		*entry = lres.entry;
+	return r;
+}
+
+struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
+{
 	uint64_t low, high;
 	struct vm *vm;
+	gva_t entry;
 	int r;
 
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {
@@ -222,7 +288,15 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	vm->console_fd = cfg->console_fd;
 	vm->ram[0].fd = vm->ram[1].fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->ended_cond, NULL);
+	vm->kernel = malloc(cfg->kernel_len ? cfg->kernel_len : 1);
+	vm->cmdline = strdup(cfg->cmdline ? cfg->cmdline : "");
+	if (!vm->kernel || !vm->cmdline) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	memcpy(vm->kernel, cfg->kernel, cfg->kernel_len);
+	vm->cfg.kernel = vm->kernel;
+	vm->cfg.cmdline = vm->cmdline;
 
 	low = cfg->ram_size < LOADER_LOW_RAM_MAX ? cfg->ram_size :
 						   LOADER_LOW_RAM_MAX;
@@ -241,18 +315,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 			 strerror(-r));
 		goto fail;
 	}
-
-	for (unsigned int i = 0; i < vm->nr_ram; i++) {
-		lram[i].gpa = vm->ram[i].gpa;
-		lram[i].size = vm->ram[i].size;
-		lram[i].hva = vm->ram[i].hva;
-	}
-	lcfg = (struct loader_config){ .ram = lram,
-				       .nr_ram = vm->nr_ram,
-				       .nr_vcpus = cfg->nr_vcpus,
-				       .cmdline = cfg->cmdline };
-	if (loader_load(&lcfg, cfg->kernel, cfg->kernel_len, &lres, err,
-			errlen) < 0)
+	if (load(vm, &entry, err, errlen) < 0)
 		goto fail;
 
 	vm->set = vcpu_set_create(cfg->nr_vcpus);
@@ -271,7 +334,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 			goto fail;
 	}
 	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
-		vm->vcpus[i] = vcpu_create(vm->set, i, vm->mmu, lres.entry,
+		vm->vcpus[i] = vcpu_create(vm->set, i, vm->mmu, entry,
 					   &vm_vcpu_ops, vm);
 		if (!vm->vcpus[i]) {
 			snprintf(err, errlen, "out of memory");
@@ -294,36 +357,149 @@ int vm_start(struct vm *vm)
 
 			snprintf(msg, sizeof(msg), "cannot start vCPU %u: %s",
 				 i, strerror(-r));
-			vm_end(vm, VM_END_CRASH, 0, msg);
+			vm_end(vm, VM_END_INTERNAL_ERROR, 0, msg);
 			return r;
 		}
 	}
 	return 0;
 }
 
-void vm_wait(struct vm *vm, struct vm_result *res)
+void vm_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	while (!vm->ended)
-		pthread_cond_wait(&vm->ended_cond, &vm->lock);
-	*res = vm->result;
+	vm->user_paused = true;
+	apply_pause_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
-
-	/* Stop every vCPU (vcpu_destroy joins), then check the MMU. */
-	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++) {
-		vcpu_destroy(vm->vcpus[i]);
-		vm->vcpus[i] = NULL;
-	}
-	res->audit_ok =
-		mmu_audit(vm->mmu, res->audit_msg, sizeof(res->audit_msg)) == 0;
+	wait_parked(vm);
 }
 
-int vm_run(struct vm *vm, struct vm_result *res)
+void vm_resume(struct vm *vm)
 {
-	int r = vm_start(vm);
+	pthread_mutex_lock(&vm->lock);
+	vm->user_paused = false;
+	apply_pause_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+}
 
-	vm_wait(vm, res);
+void vm_hold(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->holds++;
+	apply_pause_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+	wait_parked(vm);
+}
+
+void vm_unhold(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	MMUD_ASSERT(vm->holds > 0);
+	vm->holds--;
+	apply_pause_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_result(struct vm *vm, struct vm_result *res)
+{
+	pthread_mutex_lock(&vm->lock);
+	*res = vm->result;
+	if (!vm->ended)
+		res->how = VM_END_NONE;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vm_reset(struct vm *vm, char *err, size_t errlen)
+{
+	gva_t entry;
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	MMUD_ASSERT(vm->holds > 0);
+	pthread_mutex_unlock(&vm->lock);
+	/*
+	 * Every vCPU is parked: nothing runs guest code while the loader
+	 * rewrites the kernel and low memory behind the MMU's back, and the
+	 * zap that follows drops every shadow page built from what was
+	 * there (the guest's page tables included).
+	 */
+	r = load(vm, &entry, err, errlen);
+	if (r < 0)
+		return r;
+	mmu_zap_all(vm->mmu);
+	dev_serial_reset(vm->serial);
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+		vcpu_reset(vm->vcpus[i]);
+	pthread_mutex_lock(&vm->lock);
+	vm->ended = false;
+	vm->nr_halted = 0;
+	memset(&vm->result, 0, sizeof(vm->result));
+	apply_pause_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_audit(struct vm *vm, char *msg, size_t msglen)
+{
+	int r;
+
+	vm_hold(vm);
+	r = mmu_audit(vm->mmu, msg, msglen);
+	vm_unhold(vm);
 	return r;
+}
+
+unsigned int vm_nr_vcpus(const struct vm *vm)
+{
+	return vm->cfg.nr_vcpus;
+}
+
+void vm_vcpu_info(struct vm *vm, unsigned int index, struct vm_vcpu_info *out)
+{
+	struct vcpu *v = vm->vcpus[index];
+	struct vcpu_stats st;
+
+	memset(out, 0, sizeof(*out));
+	out->state = "stopped";
+	if (!v)
+		return;
+	vcpu_stats_get(v, &st);
+	out->thread_id = vcpu_thread_id(v);
+	out->state = vcpu_state_name(vcpu_state(v));
+	out->insns = st.insns;
+	out->exits = st.exits;
+	out->shadow_faults = st.shadow_faults;
+	out->pio_exits = st.pio_exits;
+	out->mmio_accesses = st.mmio_accesses;
+	out->halts = st.halts;
+	out->guest_pf_injected = st.guest_pf_injected;
+	out->emulated_writes = st.emulated_writes;
+	out->requests = st.requests;
+}
+
+unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
+			 unsigned int max)
+{
+	unsigned int n = 0;
+
+	/* The flags are the MMU's: dirty logging may change them. */
+	mmu_rcu_read_lock();
+	for (unsigned int i = 0; i < vm->nr_ram; i++) {
+		const struct memslot *slot = memslot_lookup(
+			vm->mmu, gpa_to_gfn(vm->ram[i].gpa), NULL);
+
+		if (!slot)
+			continue;
+		if (n < max) {
+			out[n].slot = slot->id;
+			out[n].gpa = gfn_to_gpa(slot->base_gfn);
+			out[n].size = slot->npages << PAGE_SHIFT;
+			out[n].readonly = slot->flags & MEMSLOT_READONLY;
+			out[n].log_dirty = slot->flags & MEMSLOT_LOG_DIRTY;
+		}
+		n++;
+	}
+	mmu_rcu_read_unlock();
+	return n;
 }
 
 struct mmu *vm_mmu(struct vm *vm)
@@ -351,7 +527,8 @@ void vm_destroy(struct vm *vm)
 	dev_serial_destroy(vm->serial);
 	for (unsigned int i = 0; i < vm->nr_ram; i++)
 		ram_free(&vm->ram[i]);
-	pthread_cond_destroy(&vm->ended_cond);
 	pthread_mutex_destroy(&vm->lock);
+	free(vm->kernel);
+	free(vm->cmdline);
 	free(vm);
 }

@@ -1,9 +1,14 @@
 /*
  * The VM: guest memory (memfd-backed memslots), the MMU, the vCPUs and the
  * devices of guest ABI v1, wired together. It boots a kernel with the
- * loader, runs the vCPUs until the guest exits or crashes, and reports
- * how it ended. It owns no event loop and no protocol: the daemon drives
- * it.
+ * loader, runs and pauses the vCPUs, resets the machine, and reports when
+ * the guest ended (debug exit) or crashed. It owns no event loop and no
+ * protocol: the daemon drives it and decides what an ending means.
+ *
+ * Threads: every thread that calls into the VM must be registered with
+ * mmu_rcu_register_thread(). Functions that wait for vCPUs (vm_pause,
+ * vm_hold, vm_reset, vm_audit, vm_destroy) may block for as long as a
+ * vCPU takes to reach its next exit: the daemon calls them from a worker.
  */
 #ifndef MMUD_VM_H
 #define MMUD_VM_H
@@ -12,30 +17,64 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base.h"
+
 #define VM_MAX_VCPUS 64
 #define VM_DEFAULT_RAM (256ULL << 20)
+#define VM_MAX_MEMSLOTS 64
 
 struct vm_config {
 	uint64_t ram_size; /* bytes, a multiple of 4 KiB, >= 2 MiB */
 	unsigned int nr_vcpus; /* 1..VM_MAX_VCPUS */
-	const void *kernel; /* the ELF image */
+	const void *kernel; /* the ELF image; the VM keeps its own copy */
 	size_t kernel_len;
-	const char *cmdline; /* NULL: empty */
-	int console_fd; /* where COM1 output goes */
+	const char *cmdline; /* NULL: empty; copied */
+	/*
+	 * Where COM1 output goes: console_fn(console_ctx, ...) when set
+	 * (called on vCPU threads, in guest order), else written to
+	 * console_fd.
+	 */
+	void (*console_fn)(void *ctx, const char *buf, size_t len);
+	void *console_ctx;
+	int console_fd;
+	/*
+	 * Called once, on the vCPU thread that ended the VM, when the guest
+	 * wrote to the debug-exit port or crashed; by then every vCPU has
+	 * been asked to pause. vm_result() says how. After vm_reset() it
+	 * may be called again.
+	 */
+	void (*ended_fn)(void *ctx);
+	void *ended_ctx;
 };
 
 /* How a VM run ended. */
 enum vm_end {
+	VM_END_NONE, /* it has not */
 	VM_END_DEBUG_EXIT, /* the guest wrote to the debug-exit port */
-	VM_END_CRASH, /* triple fault, every vCPU halted, internal error */
+	VM_END_CRASH, /* triple fault, or every vCPU halted for good */
+	VM_END_INTERNAL_ERROR, /* mmud could not go on (out of memory...) */
 };
 
 struct vm_result {
 	enum vm_end how;
 	uint32_t exit_value; /* VM_END_DEBUG_EXIT: the value written */
-	char detail[256]; /* VM_END_CRASH: what happened, on which vCPU */
-	bool audit_ok; /* the MMU audit after the run */
-	char audit_msg[256];
+	char detail[256]; /* crashes: what happened, on which vCPU */
+};
+
+/* One vCPU, for query-cpus-fast. */
+struct vm_vcpu_info {
+	int thread_id; /* host tid */
+	const char *state; /* vcpu_state_name() */
+	uint64_t insns, exits, shadow_faults, pio_exits, mmio_accesses, halts;
+	uint64_t guest_pf_injected, emulated_writes, requests;
+};
+
+/* One memslot, for x-query-memslots. */
+struct vm_memslot_info {
+	uint32_t slot;
+	gpa_t gpa;
+	uint64_t size;
+	bool readonly, log_dirty;
 };
 
 struct vm;
@@ -44,21 +83,59 @@ struct vcpu_set;
 
 /*
  * Allocates guest memory, loads the kernel and creates the vCPUs (not
- * running). The calling thread, and every thread that calls into the VM,
- * must be registered with mmu_rcu_register_thread(). NULL on failure with a message in err: a refused kernel names
- * its problem.
+ * running). NULL on failure with a message in err: a refused kernel
+ * names its problem.
  */
 struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen);
-/* Starts every vCPU; -errno if one cannot start (the VM has then ended
- * as a crash, and vm_wait() reports it). */
+/*
+ * Starts every vCPU thread; a VM paused with vm_pause() before starts
+ * with its vCPUs parked before their first instruction. -errno if one
+ * cannot start (the VM has then ended as an internal error).
+ */
 int vm_start(struct vm *vm);
-/* Waits until the VM ends, stops every vCPU and audits the MMU. */
-void vm_wait(struct vm *vm, struct vm_result *res);
-/* vm_start() then vm_wait(). */
-int vm_run(struct vm *vm, struct vm_result *res);
+
+/*
+ * The operator's pause (QMP stop/cont). vm_pause returns once every vCPU
+ * is parked; vm_resume returns at once. The vCPUs run only when the
+ * operator has not paused them, no hold is taken and the VM has not
+ * ended.
+ */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+/* A hold for the VM's own work (reset, audit, shutdown): counts, and
+ * vm_hold returns once every vCPU is parked. */
+void vm_hold(struct vm *vm);
+void vm_unhold(struct vm *vm);
+
+/* How the VM ended (how == VM_END_NONE while it has not). */
+void vm_result(struct vm *vm, struct vm_result *res);
+
+/*
+ * system_reset (DESIGN.md section 4), with the caller's hold taken: loads
+ * the kernel and low memory again from the copy taken at start, resets
+ * the devices, zaps every shadow page and puts every vCPU in the boot
+ * state; hot-added memslots stay. The VM is no longer ended afterwards.
+ * 0 or -errno with a message.
+ */
+int vm_reset(struct vm *vm, char *err, size_t errlen);
+
+/*
+ * Runs the MMU audit on the live VM: takes a hold (every vCPU parked,
+ * their pending page-table writes handed to the MMU), audits, drops it.
+ * 0, or -EINVAL with the first inconsistency in msg.
+ */
+int vm_audit(struct vm *vm, char *msg, size_t msglen);
+
+unsigned int vm_nr_vcpus(const struct vm *vm);
+void vm_vcpu_info(struct vm *vm, unsigned int index, struct vm_vcpu_info *out);
+/* Fills at most max slots sorted by gpa; returns how many exist. */
+unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
+			 unsigned int max);
+
 /* The MMU and the vCPUs, for the control plane and tests. */
 struct mmu *vm_mmu(struct vm *vm);
 struct vcpu_set *vm_vcpu_set(struct vm *vm);
+/* Stops and joins every vCPU thread, then frees everything. */
 void vm_destroy(struct vm *vm);
 
 #endif

@@ -1,97 +1,31 @@
 /*
- * mmud's entry point: parses the command line, loads the kernel file (or
- * the embedded sample guest), builds the VM, runs it and turns how it
- * ended into the exit status of DESIGN.md section 2. It is the one place
- * that decides to exit the process and where errors are logged, with
- * syslog priority prefixes for journald.
+ * mmud's entry point: reads the settings, loads the kernel file (or the
+ * embedded sample guest), builds the VM, the console, the QMP socket and
+ * the worker, runs the libevent loop (QMP, console clients, signals, the
+ * systemd watchdog) until the guest exits, quit or SIGTERM/SIGINT, then
+ * takes it all down in order (vCPUs stopped, SHUTDOWN sent, sockets
+ * removed) and turns how it ended into the exit status of DESIGN.md
+ * section 2. It is the one place that decides to exit the process.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "mmu_rcu.h"
+#include "mmud.h"
+#include "rpc.h"
 #include "vm.h"
 
-#define EXIT_QUIT 0
-#define EXIT_CRASH 2
-#define EXIT_REFUSED 4
 #define KERNEL_MAX (1ULL << 30)
 
 extern const char mmud_sample_elf[], mmud_sample_elf_end[];
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: mmud [--kernel FILE] [--memory SIZE] [--smp N]\n"
-		"            [--append CMDLINE] [--console stdout|FILE]\n"
-		"\n"
-		"Boots FILE (an ELF64 kernel for guest ABI v1; without it the\n"
-		"embedded sample guest) on N software vCPUs (default 1) with\n"
-		"SIZE of RAM (default 256M; K, M and G suffixes) and prints its\n"
-		"serial console. Exit status: ((v << 1) | 1) & 0xff when the\n"
-		"guest writes v to port 0xf4; 2 when it crashed; 4 when it\n"
-		"could not start.\n");
-}
-
-/* SIZE with an optional K/M/G suffix (powers of 1024). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned int shift = 0;
-
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k':
-	case 'K':
-		shift = 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		end++;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end || v > (~0ULL >> shift))
-		return -EINVAL;
-	*out = v << shift;
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned int *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v > 0xffffffffUL)
-		return -EINVAL;
-	*out = (unsigned int)v;
-	return 0;
-}
 
 static void *read_file(const char *path, size_t *len)
 {
@@ -134,116 +68,201 @@ static void *read_file(const char *path, size_t *len)
 	return buf;
 }
 
+/* A named VM's runtime folder, when systemd has not made it already. */
+static void make_run_dir(const char *name)
+{
+	char path[256];
+
+	if (mkdir(MMUD_RUN_DIR, 0755) < 0 && errno != EEXIST)
+		return; /* binding the socket will say what is wrong */
+	snprintf(path, sizeof(path), "%s/%s", MMUD_RUN_DIR, name);
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	mmud_signal_shutdown(arg);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	/* Sent from the loop: it proves the loop itself is alive. */
+	mmud_notify("WATCHDOG=1");
+}
+
+/* vCPUs start only after main has set the daemon's pointer. */
+static void on_vm_ended(void *ctx)
+{
+	mmud_vm_ended(*(struct mmud **)ctx);
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "memory", required_argument, NULL, 'm' },
-		{ "smp", required_argument, NULL, 's' },
-		{ "append", required_argument, NULL, 'a' },
-		{ "console", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	static const struct qmp_version version = {
+		.major = 0,
+		.minor = 1,
+		.micro = 0,
+		.package = "mmud " MMUD_VERSION,
 	};
-	struct vm_config cfg = { .ram_size = VM_DEFAULT_RAM,
-				 .nr_vcpus = 1,
-				 .console_fd = STDOUT_FILENO };
-	const char *kernel_path = NULL, *console = "stdout";
+	struct mmud_config cfg;
+	struct vm_config vcfg = { 0 };
+	struct event *sigterm = NULL, *sigint = NULL, *wd = NULL;
+	struct mmud_console *console = NULL;
+	struct mmud_worker *worker = NULL;
+	struct qmp_server *qmp = NULL;
+	struct event_base *base = NULL;
+	struct mmud *d = NULL;
+	struct vm *vm = NULL;
 	void *kernel_buf = NULL;
-	struct vm_result res;
-	char err[256];
-	struct vm *vm;
-	int c, status;
+	const char *what = "sample guest";
+	char err[512], msg[256];
+	uint64_t wd_usec;
+	int r, status = MMUD_EXIT_REFUSED;
 
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			kernel_path = optarg;
-			break;
-		case 'm':
-			if (parse_size(optarg, &cfg.ram_size) < 0) {
-				fprintf(stderr,
-					"<3>mmud: --memory %s: not a size "
-					"(e.g. 512M, 2G)\n",
-					optarg);
-				return EXIT_REFUSED;
-			}
-			break;
-		case 's':
-			if (parse_uint(optarg, &cfg.nr_vcpus) < 0) {
-				fprintf(stderr,
-					"<3>mmud: --smp %s: not a number\n",
-					optarg);
-				return EXIT_REFUSED;
-			}
-			break;
-		case 'a':
-			cfg.cmdline = optarg;
-			break;
-		case 'c':
-			console = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_QUIT;
-		default:
-			usage(stderr);
-			return EXIT_REFUSED;
-		}
+	signal(SIGPIPE, SIG_IGN);
+	if (mmud_config_load(&cfg, argc, argv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "<3>mmud: %s (see mmud --help)\n", err);
+		mmud_config_free(&cfg);
+		return MMUD_EXIT_REFUSED;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "<3>mmud: unexpected argument '%s'\n",
-			argv[optind]);
-		usage(stderr);
-		return EXIT_REFUSED;
+	if (cfg.help || cfg.version) {
+		if (cfg.help)
+			mmud_usage(stdout);
+		else
+			printf("mmud %s\n", MMUD_VERSION);
+		mmud_config_free(&cfg);
+		return MMUD_EXIT_OK;
 	}
-	if (strcmp(console, "stdout") != 0) {
-		cfg.console_fd = open(console,
-				      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-				      0644);
-		if (cfg.console_fd < 0) {
-			fprintf(stderr, "<3>mmud: --console %s: %s\n", console,
-				strerror(errno));
-			return EXIT_REFUSED;
-		}
-	}
-	if (kernel_path) {
-		kernel_buf = read_file(kernel_path, &cfg.kernel_len);
+	if (cfg.kernel) {
+		what = cfg.kernel;
+		kernel_buf = read_file(cfg.kernel, &vcfg.kernel_len);
 		if (!kernel_buf) {
 			fprintf(stderr, "<3>mmud: --kernel %s: %s\n",
-				kernel_path, strerror(errno));
-			return EXIT_REFUSED;
+				cfg.kernel, strerror(errno));
+			mmud_config_free(&cfg);
+			return MMUD_EXIT_REFUSED;
 		}
-		cfg.kernel = kernel_buf;
+		vcfg.kernel = kernel_buf;
 	} else {
-		cfg.kernel = mmud_sample_elf;
-		cfg.kernel_len =
+		vcfg.kernel = mmud_sample_elf;
+		vcfg.kernel_len =
 			(size_t)(mmud_sample_elf_end - mmud_sample_elf);
 	}
 
 	mmu_rcu_register_thread();
-	vm = vm_create(&cfg, err, sizeof(err));
+	base = event_base_new();
+	if (!base) {
+		fprintf(stderr, "<3>mmud: cannot create the event loop\n");
+		goto out;
+	}
+	if (cfg.name)
+		make_run_dir(cfg.name);
+	r = mmud_console_new(base, &cfg, &console);
+	if (r < 0) {
+		fprintf(stderr, "<3>mmud: --console %s: %s\n",
+			cfg.console_path ? cfg.console_path : "stdout",
+			strerror(-r));
+		goto out;
+	}
+	r = mmud_worker_new(base, &worker);
+	if (r < 0) {
+		fprintf(stderr, "<3>mmud: cannot start the worker: %s\n",
+			strerror(-r));
+		goto out;
+	}
+
+	vcfg.ram_size = cfg.memory;
+	vcfg.nr_vcpus = cfg.smp;
+	vcfg.cmdline = cfg.append;
+	vcfg.console_fn = mmud_console_write;
+	vcfg.console_ctx = console;
+	vcfg.console_fd = -1;
+	vcfg.ended_fn = on_vm_ended;
+	vcfg.ended_ctx = &d;
+	vm = vm_create(&vcfg, err, sizeof(err));
 	if (!vm) {
-		fprintf(stderr, "<3>mmud: %s: %s\n",
-			kernel_path ? kernel_path : "sample guest", err);
-		free(kernel_buf);
-		return EXIT_REFUSED;
+		fprintf(stderr, "<3>mmud: %s: %s\n", what, err);
+		goto out;
 	}
-	if (vm_run(vm, &res) < 0 && res.how != VM_END_CRASH)
-		res.how = VM_END_CRASH;
-	if (res.how == VM_END_DEBUG_EXIT) {
-		status = (int)(((res.exit_value << 1) | 1) & 0xff);
-	} else {
-		fprintf(stderr, "<2>mmud: guest crashed: %s\n", res.detail);
-		status = EXIT_CRASH;
+	if (cfg.qmp) {
+		r = qmp_server_new(base, cfg.qmp, &version, &qmp);
+		if (r < 0) {
+			fprintf(stderr, "<3>mmud: --qmp %s: %s\n", cfg.qmp,
+				strerror(-r));
+			goto out;
+		}
 	}
-	if (!res.audit_ok) {
-		fprintf(stderr, "<2>mmud: MMU audit after the run: %s\n",
-			res.audit_msg);
-		status = EXIT_CRASH;
+	d = mmud_new(base, vm, qmp, worker, &cfg);
+	if (!d) {
+		fprintf(stderr, "<3>mmud: out of memory\n");
+		goto out;
 	}
+	sigterm = evsignal_new(base, SIGTERM, on_signal, d);
+	sigint = evsignal_new(base, SIGINT, on_signal, d);
+	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 ||
+	    evsignal_add(sigint, NULL) < 0) {
+		fprintf(stderr, "<3>mmud: cannot watch signals\n");
+		goto out;
+	}
+	wd_usec = mmud_watchdog_usec();
+	if (wd_usec) {
+		struct timeval tv = { .tv_sec = (time_t)(wd_usec / 2000000),
+				      .tv_usec = (suseconds_t)(wd_usec / 2 %
+							       1000000) };
+
+		wd = event_new(base, -1, EV_PERSIST, on_watchdog, NULL);
+		if (!wd || event_add(wd, &tv) < 0) {
+			fprintf(stderr, "<3>mmud: cannot arm the watchdog\n");
+			goto out;
+		}
+	}
+
+	if (cfg.paused)
+		vm_pause(vm); /* no vCPU runs yet: returns at once */
+	if (vm_start(vm) < 0)
+		fprintf(stderr, "<2>mmud: not every vCPU started\n");
+	status = MMUD_EXIT_OK;
+	mmud_start(d);
+	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=VM %s",
+		 cfg.paused ? "prelaunch" : "running");
+	mmud_notify(msg);
+	fprintf(stderr, "<6>mmud: %s%s%s on %u vCPU(s)%s%s%s\n",
+		cfg.name ? "VM " : "", cfg.name ? cfg.name : "booted",
+		cfg.name ? " booted" : "", cfg.smp, qmp ? ", QMP on " : "",
+		qmp ? cfg.qmp : "", cfg.paused ? ", paused" : "");
+
+	event_base_dispatch(base);
+
+	/* Every job done and answered: nothing touches the VM after this. */
+	mmud_worker_free(worker);
+	worker = NULL;
+	status = mmud_exit_status(d);
+	if (vm_audit(vm, err, sizeof(err)) < 0) {
+		fprintf(stderr, "<2>mmud: MMU audit at shutdown: %s\n", err);
+		status = MMUD_EXIT_CRASH;
+	}
+out:
+	mmud_worker_free(worker);
 	vm_destroy(vm);
+	qmp_server_free(qmp);
+	mmud_console_free(console);
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
+	if (wd)
+		event_free(wd);
+	mmud_free(d);
+	if (base)
+		event_base_free(base);
 	mmu_rcu_unregister_thread();
 	free(kernel_buf);
+	mmud_config_free(&cfg);
 	return status;
 }

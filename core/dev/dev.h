@@ -23,6 +23,8 @@ struct dev_serial;
 /* NULL means -ENOMEM. */
 struct dev_serial *dev_serial_create(dev_serial_out_fn out, void *ctx);
 void dev_serial_destroy(struct dev_serial *s);
+/* Back to the power-on register values (system_reset). */
+void dev_serial_reset(struct dev_serial *s);
 /* A port access at offset 0..7 from the base; size 1, 2 or 4 (wider
  * accesses act on consecutive registers). Thread-safe. */
 void dev_serial_pio(struct dev_serial *s, unsigned int offset,

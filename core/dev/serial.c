@@ -45,9 +45,17 @@ struct dev_serial *dev_serial_create(dev_serial_out_fn out, void *ctx)
 	pthread_mutex_init(&s->lock, NULL);
 	s->out = out;
 	s->ctx = ctx;
+	dev_serial_reset(s);
+	return s;
+}
+
+void dev_serial_reset(struct dev_serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->ier = s->mcr = s->scr = s->fcr = 0;
 	s->lcr = 0x03; /* 8N1 */
 	s->divisor = 1; /* 115200 baud */
-	return s;
+	pthread_mutex_unlock(&s->lock);
 }
 
 void dev_serial_destroy(struct dev_serial *s)

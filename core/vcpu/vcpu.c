@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "mmu_rcu.h"
 #include "vcpu.h"
@@ -22,8 +24,10 @@
 #define MAX_TRACKED_WRITES 32
 
 /*
- * Legend: (c) constant after creation; (v) owned by the vCPU thread;
- * (a) atomic, with the order and pairing at each use; (w) under wake_lock.
+ * Legend: (c) constant after creation; (v) owned by the vCPU thread, or
+ * by a thread that holds wake_lock while the vCPU is parked (vcpu_reset:
+ * a parked vCPU cannot leave block() without wake_lock); (a) atomic,
+ * with the order and pairing at each use; (w) under wake_lock.
  */
 struct vcpu {
 	struct vcpu_set *set; /* (c) */
@@ -31,6 +35,7 @@ struct vcpu {
 	struct mmu *mmu; /* (c) */
 	const struct vcpu_ops *ops; /* (c) */
 	void *opaque; /* (c) */
+	gva_t entry; /* (c) the boot entry point, for vcpu_reset() */
 	pthread_t thread; /* (c) once started */
 	bool started; /* (c) once started, read by vcpu_destroy */
 
@@ -70,9 +75,20 @@ struct vcpu {
 	 * VCPU_REQ_PAUSE (the request's fetch_or orders it). */
 	_Atomic bool paused;
 
+	/* (a) VCPU_STATE_HALTED/CRASHED once stopped for good, else
+	 * RUNNING; relaxed: a report for the control plane, orders nothing. */
+	_Atomic int stop_state;
+	/* (a) gettid() of the thread, stored before vcpu_start() returns. */
+	_Atomic int tid;
+
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake_cond;
 	bool sleeping; /* (w) */
+	/* (w) Blocked in block() until the next request; with parked_cond,
+	 * broadcast on every change, and on tid/exited. */
+	bool parked;
+	bool exited; /* (w) the thread has left its loop for good */
+	pthread_cond_t parked_cond;
 
 	/* (a) relaxed counters, written by the vCPU, read by anyone. */
 	struct {
@@ -319,6 +335,10 @@ static void stop_for_good(struct vcpu *v, enum vcpu_stop_reason why,
 			  const char *detail)
 {
 	v->halted = true;
+	atomic_store_explicit(&v->stop_state,
+			      why == VCPU_STOP_HALTED ? VCPU_STATE_HALTED :
+							VCPU_STATE_CRASHED,
+			      memory_order_relaxed);
 	v->ops->stopped(v->opaque, v->index, why, detail);
 }
 
@@ -329,9 +349,12 @@ static void block(struct vcpu *v)
 	mmu_rcu_read_unlock();
 	pthread_mutex_lock(&v->wake_lock);
 	v->sleeping = true;
+	v->parked = true;
+	pthread_cond_broadcast(&v->parked_cond);
 	while (!atomic_load_explicit(&v->requests, memory_order_acquire))
 		pthread_cond_wait(&v->wake_cond, &v->wake_lock);
 	v->sleeping = false;
+	v->parked = false;
 	pthread_mutex_unlock(&v->wake_lock);
 	mmu_rcu_read_lock();
 }
@@ -494,6 +517,11 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *v = arg;
 	struct x86_exit exit;
 
+	pthread_mutex_lock(&v->wake_lock);
+	atomic_store_explicit(&v->tid, (int)syscall(SYS_gettid),
+			      memory_order_relaxed);
+	pthread_cond_broadcast(&v->parked_cond);
+	pthread_mutex_unlock(&v->wake_lock);
 	mmu_rcu_register_thread();
 	mmu_rcu_read_lock();
 	x86_set_kick(v->cpu, &v->kick);
@@ -544,6 +572,10 @@ static void *vcpu_thread(void *arg)
 	}
 	mmu_rcu_read_unlock();
 	mmu_rcu_unregister_thread();
+	pthread_mutex_lock(&v->wake_lock);
+	v->exited = true;
+	pthread_cond_broadcast(&v->parked_cond);
+	pthread_mutex_unlock(&v->wake_lock);
 	return NULL;
 }
 
@@ -565,9 +597,12 @@ struct vcpu *vcpu_create(struct vcpu_set *set, unsigned int index,
 	v->mmu = mmu;
 	v->ops = ops;
 	v->opaque = opaque;
+	v->entry = entry;
 	atomic_init(&v->mode, OUTSIDE_GUEST_MODE);
+	atomic_init(&v->stop_state, VCPU_STATE_RUNNING);
 	pthread_mutex_init(&v->wake_lock, NULL);
 	pthread_cond_init(&v->wake_cond, NULL);
+	pthread_cond_init(&v->parked_cond, NULL);
 	v->cpu = x86_cpu_new(index, set->n, &vcpu_x86_env, v);
 	v->mmu_vcpu = mmu_vcpu_create(mmu, index);
 	if (!v->cpu || !v->mmu_vcpu) {
@@ -589,7 +624,76 @@ int vcpu_start(struct vcpu *v)
 	if (r)
 		return -r;
 	v->started = true;
+	/* The thread id is what query-cpus-fast reports from now on. */
+	pthread_mutex_lock(&v->wake_lock);
+	while (!atomic_load_explicit(&v->tid, memory_order_relaxed))
+		pthread_cond_wait(&v->parked_cond, &v->wake_lock);
+	pthread_mutex_unlock(&v->wake_lock);
 	return 0;
+}
+
+void vcpu_wait_parked(struct vcpu *v)
+{
+	if (!v->started)
+		return;
+	pthread_mutex_lock(&v->wake_lock);
+	while (!v->parked && !v->exited)
+		pthread_cond_wait(&v->parked_cond, &v->wake_lock);
+	pthread_mutex_unlock(&v->wake_lock);
+}
+
+void vcpu_reset(struct vcpu *v)
+{
+	/*
+	 * Held from "parked" to the end: the vCPU cannot leave block()
+	 * meanwhile, so its (v) state is ours. Only the CPU is touched here,
+	 * never the MMU: the MMU takes mmu_lock and then wake_lock (requests
+	 * wake sleepers), so wake_lock is innermost.
+	 */
+	pthread_mutex_lock(&v->wake_lock);
+	while (v->started && !v->parked && !v->exited)
+		pthread_cond_wait(&v->parked_cond, &v->wake_lock);
+	x86_reset_boot(v->cpu, v->entry, 0x7000);
+	x86_tlb_flush(v->cpu);
+	v->halted = false;
+	v->nr_tracked = 0;
+	v->tracked_overflow = false;
+	atomic_store_explicit(&v->stop_state, VCPU_STATE_RUNNING,
+			      memory_order_relaxed);
+	pthread_mutex_unlock(&v->wake_lock);
+}
+
+enum vcpu_state vcpu_state(const struct vcpu *v)
+{
+	struct vcpu *m = (struct vcpu *)v;
+	int st = atomic_load_explicit(&m->stop_state, memory_order_relaxed);
+
+	if (st != VCPU_STATE_RUNNING)
+		return (enum vcpu_state)st;
+	return atomic_load_explicit(&m->paused, memory_order_relaxed) ?
+		       VCPU_STATE_PAUSED :
+		       VCPU_STATE_RUNNING;
+}
+
+const char *vcpu_state_name(enum vcpu_state st)
+{
+	switch (st) {
+	case VCPU_STATE_RUNNING:
+		break;
+	case VCPU_STATE_PAUSED:
+		return "paused";
+	case VCPU_STATE_HALTED:
+		return "halted";
+	case VCPU_STATE_CRASHED:
+		return "crashed";
+	}
+	return "running";
+}
+
+int vcpu_thread_id(const struct vcpu *v)
+{
+	return atomic_load_explicit(&((struct vcpu *)v)->tid,
+				    memory_order_relaxed);
 }
 
 void vcpu_destroy(struct vcpu *v)
@@ -604,6 +708,7 @@ void vcpu_destroy(struct vcpu *v)
 			      memory_order_release);
 	mmu_vcpu_destroy(v->mmu_vcpu);
 	x86_cpu_free(v->cpu);
+	pthread_cond_destroy(&v->parked_cond);
 	pthread_cond_destroy(&v->wake_cond);
 	pthread_mutex_destroy(&v->wake_lock);
 	free(v);

@@ -68,7 +68,9 @@ struct vcpu *vcpu_create(struct vcpu_set *set, unsigned int index,
 			 const struct vcpu_ops *ops, void *opaque);
 /* Stops the thread if it runs (VCPU_REQ_STOP, join), then frees. */
 void vcpu_destroy(struct vcpu *v);
-/* Starts the vCPU thread; -errno if it cannot be created. */
+/* Starts the vCPU thread; -errno if it cannot be created. Returns once
+ * the thread runs (its thread id is known). A vCPU paused before it
+ * starts parks before its first guest instruction. */
 int vcpu_start(struct vcpu *v);
 
 /*
@@ -83,6 +85,35 @@ void vcpu_set_make_request(struct vcpu_set *set, enum vcpu_request req,
 enum mmu_vcpu_mode vcpu_mode(const struct vcpu *v);
 /* Pauses (true) or resumes the vCPU; returns at once. */
 void vcpu_set_pause(struct vcpu *v, bool paused);
+/*
+ * Waits until the vCPU, paused with vcpu_set_pause() (or stopped for
+ * good), is parked: outside guest mode, its tracked writes handed to the
+ * MMU, blocked until its next request. Returns at once for a vCPU whose
+ * thread has not started or has ended. May block for as long as the vCPU
+ * takes to reach its next exit: call it from a worker, not the event loop.
+ */
+void vcpu_wait_parked(struct vcpu *v);
+/*
+ * Puts a paused vCPU back in the boot state of DESIGN.md section 2 at
+ * its entry point (registers, control registers, soft TLB), forgets that
+ * it stopped for good, and drops what it was doing. Waits until it is
+ * parked first. The caller zaps the shadow MMU itself (the vCPU drops
+ * its obsolete root through the MMU's own request).
+ */
+void vcpu_reset(struct vcpu *v);
+
+/* What a vCPU is doing, for the control plane. */
+enum vcpu_state {
+	VCPU_STATE_RUNNING, /* runs guest code (or is about to) */
+	VCPU_STATE_PAUSED, /* paused by vcpu_set_pause() */
+	VCPU_STATE_HALTED, /* halted with nothing to wake it */
+	VCPU_STATE_CRASHED, /* triple fault or internal error */
+};
+enum vcpu_state vcpu_state(const struct vcpu *v);
+/* "running", "paused", "halted", "crashed". */
+const char *vcpu_state_name(enum vcpu_state st);
+/* The host thread id (gettid) of the vCPU; 0 before vcpu_start(). */
+int vcpu_thread_id(const struct vcpu *v);
 
 struct vcpu_stats {
 	uint64_t insns;

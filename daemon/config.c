@@ -1,0 +1,475 @@
+/*
+ * mmud's settings: the command line (getopt_long), the key = value config
+ * file of --config, and the defaults that follow from them (a named VM's
+ * QMP and console sockets in /run/mmud/NAME/). Every value is checked
+ * here, once, with a message that names the flag or file:line and the
+ * reason; a flag given on the command line wins over the file. It owns
+ * the strings of struct mmud_config and nothing else.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmud.h"
+#include "vm.h"
+
+#define LINE_MAX_LEN 4096
+
+enum key {
+	K_KERNEL,
+	K_MEMORY,
+	K_SMP,
+	K_APPEND,
+	K_CONSOLE,
+	K_QMP,
+	K_NAME,
+	K_PAUSED,
+	K_PANIC,
+	K_NR,
+};
+
+static const char *const key_names[K_NR] = {
+	[K_KERNEL] = "kernel", [K_MEMORY] = "memory",	[K_SMP] = "smp",
+	[K_APPEND] = "append", [K_CONSOLE] = "console", [K_QMP] = "qmp",
+	[K_NAME] = "name",     [K_PAUSED] = "paused",	[K_PANIC] = "panic",
+};
+
+void mmud_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mmud [--kernel FILE] [--memory SIZE] [--smp N]\n"
+		"            [--append CMDLINE] [--console stdout|FILE|socket:PATH]\n"
+		"            [--qmp PATH] [--name NAME] [--paused]\n"
+		"            [--panic pause|exit] [--config FILE]\n"
+		"\n"
+		"Boots FILE (an ELF64 kernel for guest ABI v1; without it the\n"
+		"embedded sample guest) on N software vCPUs (default 1) with\n"
+		"SIZE of RAM (default 256M; K, M and G suffixes) and runs until\n"
+		"the guest exits, QMP quit, or SIGTERM/SIGINT.\n"
+		"\n"
+		"  --qmp PATH      QMP on a Unix socket (mode 0600)\n"
+		"  --name NAME     names the VM; its QMP and console sockets\n"
+		"                  default to %s/NAME/qmp.sock and\n"
+		"                  %s/NAME/console.sock\n"
+		"  --console       stdout (default), a FILE, or socket:PATH (every\n"
+		"                  client gets the stream, the last 64 KiB first)\n"
+		"  --paused        vCPUs wait for QMP cont (QEMU's -S)\n"
+		"  --panic ACTION  on a guest crash: pause (the default with a\n"
+		"                  QMP socket) or exit (status 2)\n"
+		"  --config FILE   key = value lines with the same settings\n"
+		"                  (kernel, memory, smp, append, console, qmp,\n"
+		"                  name, paused, panic); flags win\n"
+		"\n"
+		"Exit status: ((v << 1) | 1) & 0xff when the guest writes v to\n"
+		"port 0xf4; 0 after quit or SIGTERM; 2 when the guest crashed\n"
+		"and --panic is exit; 4 when mmud refused to start.\n",
+		MMUD_RUN_DIR, MMUD_RUN_DIR);
+}
+
+/* SIZE with an optional K/M/G suffix (powers of 1024). */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned int shift = 0;
+
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end || v > (~0ULL >> shift))
+		return -EINVAL;
+	*out = v << shift;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned int *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > 0xffffffffUL)
+		return -EINVAL;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (!strcmp(s, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (!strcmp(s, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* A VM name is one path component of safe characters. */
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= MMUD_NAME_MAX || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		      c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static int set_string(char **dst, const char *v)
+{
+	char *s = strdup(v);
+
+	if (!s)
+		return -ENOMEM;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+/*
+ * Applies one setting; on a bad value writes the reason (without the
+ * flag or file:line, which the caller adds) and returns -EINVAL.
+ */
+static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
+		 size_t whylen)
+{
+	switch (k) {
+	case K_KERNEL:
+		if (!*v)
+			break;
+		return set_string(&cfg->kernel, v);
+	case K_MEMORY:
+		if (parse_size(v, &cfg->memory) < 0) {
+			snprintf(why, whylen,
+				 "'%s' is not a size (e.g. 512M, 2G)", v);
+			return -EINVAL;
+		}
+		return 0;
+	case K_SMP:
+		if (parse_uint(v, &cfg->smp) < 0 || cfg->smp < 1 ||
+		    cfg->smp > VM_MAX_VCPUS) {
+			snprintf(why, whylen,
+				 "'%s' is not a vCPU count in 1..%u", v,
+				 VM_MAX_VCPUS);
+			return -EINVAL;
+		}
+		return 0;
+	case K_APPEND:
+		return set_string(&cfg->append, v);
+	case K_CONSOLE:
+		if (!strcmp(v, "stdout")) {
+			cfg->console_kind = MMUD_CONSOLE_STDOUT;
+			free(cfg->console_path);
+			cfg->console_path = NULL;
+			return 0;
+		}
+		if (!strncmp(v, "socket:", 7)) {
+			if (!v[7])
+				break;
+			cfg->console_kind = MMUD_CONSOLE_SOCKET;
+			return set_string(&cfg->console_path, v + 7);
+		}
+		if (!*v)
+			break;
+		cfg->console_kind = MMUD_CONSOLE_FILE;
+		return set_string(&cfg->console_path, v);
+	case K_QMP:
+		if (!*v)
+			break;
+		return set_string(&cfg->qmp, v);
+	case K_NAME:
+		if (!valid_name(v)) {
+			snprintf(why, whylen,
+				 "'%s' is not a VM name (1-%d letters, digits, "
+				 "'-', '_', '.'; not starting with '.' or '-')",
+				 v, MMUD_NAME_MAX - 1);
+			return -EINVAL;
+		}
+		return set_string(&cfg->name, v);
+	case K_PAUSED:
+		if (parse_bool(v, &cfg->paused) < 0) {
+			snprintf(why, whylen,
+				 "'%s' is not a boolean (true/false)", v);
+			return -EINVAL;
+		}
+		return 0;
+	case K_PANIC:
+		if (!strcmp(v, "pause")) {
+			cfg->panic = MMUD_PANIC_PAUSE;
+		} else if (!strcmp(v, "exit")) {
+			cfg->panic = MMUD_PANIC_EXIT;
+		} else {
+			snprintf(why, whylen, "'%s' is not pause or exit", v);
+			return -EINVAL;
+		}
+		return 0;
+	case K_NR:
+		break;
+	}
+	snprintf(why, whylen, "an empty value");
+	return -EINVAL;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
+			 e[-1] == '\n'))
+		*--e = '\0';
+	return s;
+}
+
+/*
+ * key = value lines; '#' starts a comment line; blank lines are fine; a
+ * value may be double-quoted (to keep spaces at its ends). Keys the
+ * command line set (given[k]) are checked but not applied. Each key may
+ * appear once.
+ */
+static int load_file(struct mmud_config *cfg, const char *path,
+		     const bool given[K_NR], bool seen[K_NR], char *err,
+		     size_t errlen)
+{
+	char line[LINE_MAX_LEN + 2], why[200];
+	unsigned int lineno = 0;
+	struct mmud_config scratch;
+	FILE *f = fopen(path, "re");
+	int r = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *eq, *key, *val;
+		size_t n = strlen(line);
+		int k;
+
+		lineno++;
+		if (n > LINE_MAX_LEN && line[n - 1] != '\n') {
+			snprintf(err, errlen,
+				 "%s:%u: line longer than %d bytes", path,
+				 lineno, LINE_MAX_LEN);
+			r = -EINVAL;
+			break;
+		}
+		if (memchr(line, '\0', n) != line + n) {
+			snprintf(err, errlen, "%s:%u: NUL byte", path, lineno);
+			r = -EINVAL;
+			break;
+		}
+		key = trim(line);
+		if (!*key || *key == '#')
+			continue;
+		eq = strchr(key, '=');
+		if (!eq) {
+			snprintf(err, errlen,
+				 "%s:%u: expected 'key = value', got '%.60s'",
+				 path, lineno, key);
+			r = -EINVAL;
+			break;
+		}
+		*eq = '\0';
+		val = trim(eq + 1);
+		key = trim(key);
+		n = strlen(val);
+		if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
+			val[n - 1] = '\0';
+			val++;
+		}
+		for (k = 0; k < K_NR; k++)
+			if (!strcmp(key, key_names[k]))
+				break;
+		if (k == K_NR) {
+			snprintf(err, errlen, "%s:%u: unknown key '%.60s'",
+				 path, lineno, key);
+			r = -EINVAL;
+			break;
+		}
+		if (seen[k]) {
+			snprintf(err, errlen, "%s:%u: '%s' given twice", path,
+				 lineno, key);
+			r = -EINVAL;
+			break;
+		}
+		seen[k] = true;
+		/* Check every value, apply the ones the flags left alone. */
+		memset(&scratch, 0, sizeof(scratch));
+		r = apply(given[k] ? &scratch : cfg, (enum key)k, val, why,
+			  sizeof(why));
+		mmud_config_free(&scratch);
+		if (r < 0) {
+			snprintf(err, errlen, "%s:%u: %s: %s", path, lineno,
+				 key, r == -ENOMEM ? "out of memory" : why);
+			break;
+		}
+	}
+	if (!r && ferror(f)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		r = -EINVAL;
+	}
+	fclose(f);
+	return r;
+}
+
+static int defaults(struct mmud_config *cfg, const bool given[K_NR],
+		    bool console_in_file, char *err, size_t errlen)
+{
+	char path[256];
+
+	if (!cfg->name)
+		return 0;
+	if (!cfg->qmp) {
+		snprintf(path, sizeof(path), "%s/%s/qmp.sock", MMUD_RUN_DIR,
+			 cfg->name);
+		if (set_string(&cfg->qmp, path) < 0)
+			goto nomem;
+	}
+	if (!given[K_CONSOLE] && !console_in_file) {
+		snprintf(path, sizeof(path), "%s/%s/console.sock", MMUD_RUN_DIR,
+			 cfg->name);
+		cfg->console_kind = MMUD_CONSOLE_SOCKET;
+		if (set_string(&cfg->console_path, path) < 0)
+			goto nomem;
+	}
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -ENOMEM;
+}
+
+int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
+		     size_t errlen)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, K_KERNEL },
+		{ "memory", required_argument, NULL, K_MEMORY },
+		{ "smp", required_argument, NULL, K_SMP },
+		{ "append", required_argument, NULL, K_APPEND },
+		{ "console", required_argument, NULL, K_CONSOLE },
+		{ "qmp", required_argument, NULL, K_QMP },
+		{ "name", required_argument, NULL, K_NAME },
+		{ "paused", no_argument, NULL, K_PAUSED },
+		{ "panic", required_argument, NULL, K_PANIC },
+		{ "config", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool given[K_NR] = { false }, in_file[K_NR] = { false };
+	char why[200];
+	int c, r;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->memory = VM_DEFAULT_RAM;
+	cfg->smp = 1;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			if (set_string(&cfg->config, optarg) < 0)
+				goto nomem;
+			continue;
+		case 'h':
+			cfg->help = true;
+			return 0;
+		case 'V':
+			cfg->version = true;
+			return 0;
+		case ':':
+			snprintf(err, errlen, "%s needs a value",
+				 argv[optind - 1]);
+			return -EINVAL;
+		case '?':
+			snprintf(err, errlen, "unknown option '%s'",
+				 argv[optind - 1]);
+			return -EINVAL;
+		default:
+			break;
+		}
+		if (c < 0 || c >= K_NR)
+			continue;
+		given[c] = true;
+		r = apply(cfg, (enum key)c, c == K_PAUSED ? "true" : optarg,
+			  why, sizeof(why));
+		if (r == -ENOMEM)
+			goto nomem;
+		if (r < 0) {
+			snprintf(err, errlen, "--%s: %s", key_names[c], why);
+			return r;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (cfg->config) {
+		r = load_file(cfg, cfg->config, given, in_file, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	return defaults(cfg, given, in_file[K_CONSOLE], err, errlen);
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -ENOMEM;
+}
+
+void mmud_config_free(struct mmud_config *cfg)
+{
+	free(cfg->kernel);
+	free(cfg->append);
+	free(cfg->console_path);
+	free(cfg->qmp);
+	free(cfg->name);
+	free(cfg->config);
+	memset(cfg, 0, sizeof(*cfg));
+}

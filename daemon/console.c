@@ -1,0 +1,350 @@
+/*
+ * The guest's serial console as mmud presents it: every byte COM1
+ * transmits goes to stdout or a file (written on the vCPU thread, as
+ * before), or into a 64 KiB replay ring served on a Unix socket, where
+ * each client gets the ring's contents when it connects and then
+ * everything the guest prints. vCPU threads only append to the ring and
+ * wake the loop; the loop copies to clients as fast as each one reads,
+ * so a slow or stuck client loses the oldest output (it falls more than
+ * the ring behind) but never stalls the guest or grows our memory.
+ * Client input is read and dropped (the UART has no receive side yet).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "mmud.h"
+
+#define RING MMUD_CONSOLE_REPLAY
+#define MAX_CLIENTS 16
+/* What one client may have queued in our output buffer. */
+#define CLIENT_BACKLOG (64u << 10)
+
+struct con_client {
+	struct mmud_console *con; /* (c) */
+	struct bufferevent *bev; /* (e) */
+	uint64_t pos; /* (e) ring offset of the next byte to send */
+	LIST_ENTRY(con_client) link; /* (e) */
+};
+
+/*
+ * Legend: (c) constant after creation; (e) loop thread; (l) under lock,
+ * taken by vCPU threads and the loop; (a) atomic.
+ */
+struct mmud_console {
+	int fd; /* (c) stdout or the file; -1 for a socket */
+	bool own_fd; /* (c) */
+	char *path; /* (c) the socket, or NULL */
+	struct evconnlistener *listener; /* (c) */
+	int efd; /* (c) eventfd: the ring grew */
+	struct event *ev; /* (c) */
+	LIST_HEAD(, con_client) clients; /* (e) */
+	unsigned int nr_clients; /* (e) */
+
+	pthread_mutex_t lock;
+	char ring[RING]; /* (l) byte i of the stream at ring[i % RING] */
+	uint64_t total; /* (l) bytes ever written */
+	/* (a) A wake-up is pending: writers set it (exchange) before they
+	 * write the eventfd, the loop clears it before it reads the ring,
+	 * so a burst of one-byte writes costs one eventfd write, and no
+	 * byte appended after the clear is left unsent. */
+	_Atomic bool kicked;
+};
+
+static void write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* a console that went away loses output */
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+void mmud_console_write(void *console, const char *buf, size_t len)
+{
+	struct mmud_console *c = console;
+	uint64_t one = 1;
+
+	if (c->fd >= 0) {
+		write_all(c->fd, buf, len);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < len; i++)
+		c->ring[(c->total + i) % RING] = buf[i];
+	c->total += len;
+	pthread_mutex_unlock(&c->lock);
+	/* seq_cst: pairs with the loop's exchange in pump_all(). */
+	if (!atomic_exchange(&c->kicked, true)) {
+		if (write(c->efd, &one, sizeof(one)) < 0) {
+			/* EAGAIN: the loop is already woken. */
+		}
+	}
+}
+
+static void client_free(struct con_client *cl)
+{
+	LIST_REMOVE(cl, link);
+	cl->con->nr_clients--;
+	bufferevent_free(cl->bev);
+	free(cl);
+}
+
+/* Copies what the client has not had yet, up to its backlog. */
+static void pump(struct con_client *cl)
+{
+	struct mmud_console *c = cl->con;
+	struct evbuffer *out = bufferevent_get_output(cl->bev);
+	char buf[4096];
+
+	for (;;) {
+		size_t room, n, off;
+
+		if (evbuffer_get_length(out) >= CLIENT_BACKLOG)
+			return;
+		room = CLIENT_BACKLOG - evbuffer_get_length(out);
+		pthread_mutex_lock(&c->lock);
+		if (c->total - cl->pos > RING)
+			cl->pos = c->total - RING; /* fell behind: lost */
+		n = (size_t)(c->total - cl->pos);
+		if (n > sizeof(buf))
+			n = sizeof(buf);
+		if (n > room)
+			n = room;
+		for (off = 0; off < n; off++)
+			buf[off] = c->ring[(cl->pos + off) % RING];
+		pthread_mutex_unlock(&c->lock);
+		if (n == 0)
+			return;
+		if (evbuffer_add(out, buf, n) < 0) {
+			client_free(cl);
+			return;
+		}
+		cl->pos += n;
+	}
+}
+
+static void pump_all(evutil_socket_t fd, short what, void *arg)
+{
+	struct mmud_console *c = arg;
+	struct con_client *cl, *next;
+	uint64_t n;
+
+	(void)what;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return;
+	atomic_store(&c->kicked, false);
+	for (cl = LIST_FIRST(&c->clients); cl; cl = next) {
+		next = LIST_NEXT(cl, link);
+		pump(cl);
+	}
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	(void)arg;
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	pump(arg);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		client_free(arg);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+		      struct sockaddr *sa, int socklen, void *arg)
+{
+	struct mmud_console *c = arg;
+	struct con_client *cl;
+
+	(void)l;
+	(void)sa;
+	(void)socklen;
+	if (c->nr_clients >= MAX_CLIENTS) {
+		close(fd);
+		return;
+	}
+	cl = calloc(1, sizeof(*cl));
+	if (!cl) {
+		close(fd);
+		return;
+	}
+	cl->con = c;
+	cl->bev = bufferevent_socket_new(evconnlistener_get_base(l), fd,
+					 BEV_OPT_CLOSE_ON_FREE);
+	if (!cl->bev) {
+		close(fd);
+		free(cl);
+		return;
+	}
+	LIST_INSERT_HEAD(&c->clients, cl, link);
+	c->nr_clients++;
+	/* Replay: start at the oldest byte the ring still has. */
+	pthread_mutex_lock(&c->lock);
+	cl->pos = c->total > RING ? c->total - RING : 0;
+	pthread_mutex_unlock(&c->lock);
+	/* Wake when the output drains below the backlog, to refill it. */
+	bufferevent_setwatermark(cl->bev, EV_WRITE, CLIENT_BACKLOG / 2, 0);
+	bufferevent_setcb(cl->bev, client_read_cb, client_write_cb,
+			  client_event_cb, cl);
+	bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
+	pump(cl);
+}
+
+/* Like the QMP socket: a stale socket file goes, anything else stays. */
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		close(fd);
+		if (r == 0)
+			return -EADDRINUSE;
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, 0600) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
+		     struct mmud_console **out)
+{
+	struct mmud_console *c = calloc(1, sizeof(*c));
+	int fd, r = -ENOMEM;
+
+	if (!c)
+		return -ENOMEM;
+	c->fd = -1;
+	c->efd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	LIST_INIT(&c->clients);
+	switch (cfg->console_kind) {
+	case MMUD_CONSOLE_STDOUT:
+		c->fd = STDOUT_FILENO;
+		*out = c;
+		return 0;
+	case MMUD_CONSOLE_FILE:
+		c->fd = open(cfg->console_path,
+			     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (c->fd < 0) {
+			r = -errno;
+			goto fail;
+		}
+		c->own_fd = true;
+		*out = c;
+		return 0;
+	case MMUD_CONSOLE_SOCKET:
+		break;
+	}
+	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->efd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, pump_all, c);
+	if (!c->ev || event_add(c->ev, NULL) < 0)
+		goto fail;
+	fd = listen_unix(cfg->console_path);
+	if (fd < 0) {
+		r = fd;
+		goto fail;
+	}
+	c->listener = evconnlistener_new(
+		base, accept_cb, c,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (!c->listener) {
+		close(fd);
+		unlink(cfg->console_path);
+		goto fail;
+	}
+	c->path = strdup(cfg->console_path);
+	if (!c->path)
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	mmud_console_free(c);
+	return r;
+}
+
+void mmud_console_free(struct mmud_console *c)
+{
+	struct con_client *cl;
+
+	if (!c)
+		return;
+	if (c->listener) {
+		evconnlistener_free(c->listener);
+		if (c->path)
+			unlink(c->path);
+	}
+	/* The last output goes out if the client reads it at once. */
+	while ((cl = LIST_FIRST(&c->clients)) != NULL) {
+		struct evbuffer *out = bufferevent_get_output(cl->bev);
+
+		pump(cl);
+		if (LIST_FIRST(&c->clients) != cl)
+			continue;
+		evbuffer_unfreeze(out, 1);
+		evbuffer_write(out, bufferevent_getfd(cl->bev));
+		client_free(cl);
+	}
+	if (c->ev)
+		event_free(c->ev);
+	if (c->efd >= 0)
+		close(c->efd);
+	if (c->own_fd)
+		close(c->fd);
+	pthread_mutex_destroy(&c->lock);
+	free(c->path);
+	free(c);
+}

@@ -1,0 +1,570 @@
+/*
+ * The control plane of one VM: its run state (QEMU's RunState, owned by
+ * the loop thread), the QMP commands of issue 7 and the events they and
+ * the guest cause, what a guest exit or crash means (QEMU's panic
+ * actions), and the clean shutdown. Commands that wait for vCPUs or take
+ * mmu_lock (stop, cont, system_reset, x-mmu-audit, x-query-mmu-stats,
+ * the shutdown's pause) run on the worker and answer from its
+ * completion, so the loop never blocks; the run state changes on the
+ * loop when the command is accepted, so later commands see it at once,
+ * and the worker's FIFO keeps the vCPUs' side in the same order.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "mmu.h"
+#include "mmud.h"
+#include "rpc.h"
+#include "vm.h"
+
+enum runstate {
+	RS_PRELAUNCH,
+	RS_RUNNING,
+	RS_PAUSED,
+	RS_SHUTDOWN,
+	RS_GUEST_PANICKED,
+	RS_INTERNAL_ERROR,
+};
+
+static const char *const runstate_names[] = {
+	[RS_PRELAUNCH] = "prelaunch",
+	[RS_RUNNING] = "running",
+	[RS_PAUSED] = "paused",
+	[RS_SHUTDOWN] = "shutdown",
+	[RS_GUEST_PANICKED] = "guest-panicked",
+	[RS_INTERNAL_ERROR] = "internal-error",
+};
+
+/* Legend: (c) constant after mmud_new(); (e) loop thread only. */
+struct mmud {
+	struct event_base *base; /* (c) */
+	struct vm *vm; /* (c) */
+	struct qmp_server *qmp; /* (c) NULL without a socket */
+	struct mmud_worker *worker; /* (c) */
+	const struct mmud_config *cfg; /* (c) */
+	bool panic_pause; /* (c) */
+	enum runstate state; /* (e) */
+	bool shutting_down; /* (e) */
+	int exit_status; /* (e) */
+};
+
+/* One job on the worker and its answer. */
+struct job {
+	struct mmud *d;
+	struct qmp_request *req; /* NULL: no client waits */
+	int r;
+	bool flag;
+	char msg[256];
+	json_t *ret;
+};
+
+static void emit(struct mmud *d, const char *name, json_t *data)
+{
+	if (d->qmp)
+		qmp_server_emit_event(d->qmp, name, data);
+	else
+		json_decref(data);
+}
+
+static void set_state(struct mmud *d, enum runstate st)
+{
+	char buf[64];
+
+	d->state = st;
+	snprintf(buf, sizeof(buf), "STATUS=VM %s", runstate_names[st]);
+	mmud_notify(buf);
+}
+
+static bool needs_reset(const struct mmud *d)
+{
+	return d->state == RS_SHUTDOWN || d->state == RS_GUEST_PANICKED ||
+	       d->state == RS_INTERNAL_ERROR;
+}
+
+static struct job *job_new(struct mmud *d, struct qmp_request *req)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (j) {
+		j->d = d;
+		j->req = req;
+	}
+	return j;
+}
+
+/* Submits a job, or answers the request with an error if it cannot. */
+static bool submit(struct mmud *d, struct qmp_request *req,
+		   void (*work)(void *), void (*done)(void *), struct job **jp)
+{
+	struct job *j = job_new(d, req);
+
+	if (!j || mmud_worker_submit(d->worker, work, done, j) < 0) {
+		free(j);
+		if (req)
+			qmp_reply_error(req, QMP_ERROR_GENERIC,
+					"Out of memory");
+		return false;
+	}
+	if (jp)
+		*jp = j;
+	return true;
+}
+
+/* ---- shutdown ---------------------------------------------------------- */
+
+static void shutdown_work(void *arg)
+{
+	struct job *j = arg;
+
+	/* Stays held: the vCPUs never run again. */
+	vm_hold(j->d->vm);
+}
+
+static void shutdown_done(void *arg)
+{
+	struct job *j = arg;
+	struct mmud *d = j->d;
+
+	emit(d, "SHUTDOWN",
+	     json_pack("{s:b, s:s}", "guest", j->flag, "reason", j->msg));
+	event_base_loopexit(d->base, NULL);
+	free(j);
+}
+
+/*
+ * QEMU's order: the vCPUs stop, SHUTDOWN goes out, the process ends
+ * (main.c closes the sockets after the loop). A second request (quit
+ * after SIGTERM) changes nothing.
+ */
+static void shutdown_vm(struct mmud *d, bool guest, const char *reason,
+			int status)
+{
+	struct job *j;
+
+	if (d->shutting_down)
+		return;
+	d->shutting_down = true;
+	d->exit_status = status;
+	set_state(d, RS_SHUTDOWN);
+	mmud_notify("STOPPING=1");
+	if (!submit(d, NULL, shutdown_work, shutdown_done, &j)) {
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	j->flag = guest;
+	snprintf(j->msg, sizeof(j->msg), "%s", reason);
+}
+
+void mmud_signal_shutdown(struct mmud *d)
+{
+	fprintf(stderr, "<6>mmud: signal received, shutting down\n");
+	shutdown_vm(d, false, "host-signal", MMUD_EXIT_OK);
+}
+
+/* ---- the guest's end ---------------------------------------------------- */
+
+static void vm_ended_cb(void *arg)
+{
+	struct mmud *d = arg;
+	struct vm_result res;
+	bool was_running = d->state == RS_RUNNING;
+
+	vm_result(d->vm, &res);
+	/* Gone already: a reset came in between, or we are going. */
+	if (res.how == VM_END_NONE || d->shutting_down)
+		return;
+	switch (res.how) {
+	case VM_END_NONE:
+		return;
+	case VM_END_DEBUG_EXIT:
+		fprintf(stderr, "<6>mmud: guest exited with value %u\n",
+			res.exit_value);
+		shutdown_vm(d, true, "guest-shutdown",
+			    (int)(((res.exit_value << 1) | 1) & 0xff));
+		return;
+	case VM_END_CRASH:
+		fprintf(stderr, "<2>mmud: guest crashed: %s\n", res.detail);
+		if (!d->panic_pause) {
+			emit(d, "GUEST_PANICKED",
+			     json_pack("{s:s}", "action", "poweroff"));
+			shutdown_vm(d, true, "guest-panic", MMUD_EXIT_CRASH);
+			return;
+		}
+		/* QEMU's panic=pause: the event, then the stop. */
+		emit(d, "GUEST_PANICKED",
+		     json_pack("{s:s}", "action", "pause"));
+		set_state(d, RS_GUEST_PANICKED);
+		break;
+	case VM_END_INTERNAL_ERROR:
+		fprintf(stderr, "<2>mmud: internal error: %s\n", res.detail);
+		if (!d->panic_pause) {
+			shutdown_vm(d, false, "host-error", MMUD_EXIT_CRASH);
+			return;
+		}
+		set_state(d, RS_INTERNAL_ERROR);
+		break;
+	}
+	if (was_running)
+		emit(d, "STOP", NULL);
+}
+
+void mmud_vm_ended(void *mmud)
+{
+	struct mmud *d = mmud;
+
+	if (mmud_call_soon(d->worker, vm_ended_cb, d) < 0)
+		fprintf(stderr, "<2>mmud: out of memory reporting the VM's "
+				"end\n");
+}
+
+/* ---- run state commands -------------------------------------------------- */
+
+static void cmd_query_name(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct mmud *d = opaque;
+
+	(void)args;
+	if (d->cfg->name)
+		qmp_reply_return(req, json_pack("{s:s}", "name", d->cfg->name));
+	else
+		qmp_reply_ok(req);
+}
+
+static void cmd_query_status(struct qmp_request *req, json_t *args,
+			     void *opaque)
+{
+	struct mmud *d = opaque;
+
+	(void)args;
+	qmp_reply_return(req, json_pack("{s:b, s:s}", "running",
+					d->state == RS_RUNNING, "status",
+					runstate_names[d->state]));
+}
+
+static void pause_work(void *arg)
+{
+	struct job *j = arg;
+
+	vm_pause(j->d->vm);
+}
+
+static void stop_done(void *arg)
+{
+	struct job *j = arg;
+
+	qmp_reply_ok(j->req);
+	emit(j->d, "STOP", NULL);
+	free(j);
+}
+
+/* QEMU: succeeds when already stopped, and then says nothing. */
+static void cmd_stop(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct mmud *d = opaque;
+
+	(void)args;
+	if (d->state != RS_RUNNING) {
+		qmp_reply_ok(req);
+		return;
+	}
+	if (submit(d, req, pause_work, stop_done, NULL))
+		set_state(d, RS_PAUSED);
+}
+
+static void resume_work(void *arg)
+{
+	struct job *j = arg;
+
+	vm_resume(j->d->vm);
+}
+
+static void cont_done(void *arg)
+{
+	struct job *j = arg;
+
+	qmp_reply_ok(j->req);
+	emit(j->d, "RESUME", NULL);
+	free(j);
+}
+
+static void cmd_cont(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct mmud *d = opaque;
+
+	(void)args;
+	if (needs_reset(d) || d->shutting_down) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"Resetting the Virtual Machine is required");
+		return;
+	}
+	if (d->state == RS_RUNNING) {
+		qmp_reply_ok(req);
+		return;
+	}
+	if (submit(d, req, resume_work, cont_done, NULL))
+		set_state(d, RS_RUNNING);
+}
+
+static void reset_work(void *arg)
+{
+	struct job *j = arg;
+	struct vm *vm = j->d->vm;
+
+	/* j->flag: the VM runs afterwards; otherwise it waits for cont
+	 * (QEMU: a reset of a VM that is not running ends in prelaunch). */
+	if (!j->flag)
+		vm_pause(vm);
+	vm_hold(vm);
+	j->r = vm_reset(vm, j->msg, sizeof(j->msg));
+	vm_unhold(vm);
+}
+
+static void reset_done(void *arg)
+{
+	struct job *j = arg;
+
+	if (j->r < 0) {
+		qmp_reply_error(j->req, QMP_ERROR_GENERIC, "Reset failed: %s",
+				j->msg);
+	} else {
+		qmp_reply_ok(j->req);
+		emit(j->d, "RESET",
+		     json_pack("{s:b, s:s}", "guest", 0, "reason",
+			       "host-qmp-system-reset"));
+	}
+	free(j);
+}
+
+static void cmd_system_reset(struct qmp_request *req, json_t *args,
+			     void *opaque)
+{
+	struct mmud *d = opaque;
+	bool run = d->state == RS_RUNNING;
+	struct job *j;
+
+	(void)args;
+	if (d->shutting_down) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"The VM is shutting down");
+		return;
+	}
+	if (!submit(d, req, reset_work, reset_done, &j))
+		return;
+	j->flag = run;
+	set_state(d, run ? RS_RUNNING : RS_PRELAUNCH);
+}
+
+static void cmd_quit(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct mmud *d = opaque;
+
+	(void)args;
+	qmp_reply_ok(req);
+	shutdown_vm(d, false, "host-qmp-quit", MMUD_EXIT_OK);
+}
+
+/* ---- introspection ------------------------------------------------------- */
+
+static void cmd_query_cpus_fast(struct qmp_request *req, json_t *args,
+				void *opaque)
+{
+	struct mmud *d = opaque;
+	json_t *list = json_array();
+
+	(void)args;
+	for (unsigned int i = 0; i < vm_nr_vcpus(d->vm); i++) {
+		struct vm_vcpu_info v;
+		char path[64];
+
+		vm_vcpu_info(d->vm, i, &v);
+		snprintf(path, sizeof(path), "/machine/cpu[%u]", i);
+		json_array_append_new(
+			list,
+			json_pack("{s:i, s:s, s:i, s:{s:i, s:i, s:i}, s:s, "
+				  "s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I}}",
+				  "cpu-index", (int)i, "qom-path", path,
+				  "thread-id", v.thread_id, "props",
+				  "socket-id", (int)i, "core-id", 0,
+				  "thread-id", 0, "target", "x86_64", "state",
+				  v.state, "instructions", (json_int_t)v.insns,
+				  "exits", "total", (json_int_t)v.exits, "io",
+				  (json_int_t)v.pio_exits, "mmio",
+				  (json_int_t)v.mmio_accesses, "hlt",
+				  (json_int_t)v.halts, "page-fault",
+				  (json_int_t)v.shadow_faults));
+	}
+	qmp_reply_return(req, list);
+}
+
+static void cmd_query_memslots(struct qmp_request *req, json_t *args,
+			       void *opaque)
+{
+	struct mmud *d = opaque;
+	struct vm_memslot_info slots[VM_MAX_MEMSLOTS];
+	unsigned int n = vm_memslots(d->vm, slots, VM_MAX_MEMSLOTS);
+	json_t *list = json_array();
+
+	(void)args;
+	if (n > VM_MAX_MEMSLOTS)
+		n = VM_MAX_MEMSLOTS;
+	for (unsigned int i = 0; i < n; i++)
+		json_array_append_new(
+			list, json_pack("{s:i, s:I, s:I, s:b, s:b}", "slot",
+					(int)slots[i].slot, "gpa",
+					(json_int_t)slots[i].gpa, "size",
+					(json_int_t)slots[i].size, "readonly",
+					slots[i].readonly, "log-dirty",
+					slots[i].log_dirty));
+	qmp_reply_return(req, list);
+}
+
+static void stats_work(void *arg)
+{
+	struct job *j = arg;
+	struct vm *vm = j->d->vm;
+	struct mmu_stats st;
+	json_t *vcpus = json_array();
+
+	/* mmu_stats_get takes mmu_lock, which a long zap holds. */
+	mmu_stats_get(vm_mmu(vm), &st);
+	for (unsigned int i = 0; i < vm_nr_vcpus(vm); i++) {
+		struct vm_vcpu_info v;
+
+		vm_vcpu_info(vm, i, &v);
+		json_array_append_new(
+			vcpus,
+			json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+				  "s:I, s:I}",
+				  "cpu-index", (int)i, "instructions",
+				  (json_int_t)v.insns, "exits",
+				  (json_int_t)v.exits, "pf_taken",
+				  (json_int_t)v.shadow_faults, "pf_guest",
+				  (json_int_t)v.guest_pf_injected, "io_exits",
+				  (json_int_t)v.pio_exits, "mmio_exits",
+				  (json_int_t)v.mmio_accesses, "halt_exits",
+				  (json_int_t)v.halts, "mmu_pte_write",
+				  (json_int_t)v.emulated_writes, "requests",
+				  (json_int_t)v.requests));
+	}
+	/* KVM's names where the meaning is KVM's; ours otherwise. */
+	j->ret = json_pack(
+		"{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+		"s:I}, s:o}",
+		"vm", "shadow_pages", (json_int_t)st.pages, "pages_4k",
+		(json_int_t)st.sptes, "pf_fixed", (json_int_t)st.faults_fixed,
+		"pf_guest", (json_int_t)st.faults_guest_pf,
+		"pf_mmio_spte_created", (json_int_t)st.faults_mmio,
+		"pf_emulate", (json_int_t)st.faults_emulate, "pf_retry",
+		(json_int_t)st.retries, "mmu_shadow_zapped",
+		(json_int_t)st.zapped_pages, "sptes_zapped",
+		(json_int_t)st.zapped_sptes, "remote_tlb_flush",
+		(json_int_t)st.flushes, "write_protects",
+		(json_int_t)st.write_protects, "mmu_pte_write",
+		(json_int_t)st.emulated_writes, "vcpus", vcpus);
+}
+
+static void return_done(void *arg)
+{
+	struct job *j = arg;
+
+	if (j->ret)
+		qmp_reply_return(j->req, j->ret);
+	else
+		qmp_reply_error(j->req, QMP_ERROR_GENERIC, "Out of memory");
+	free(j);
+}
+
+static void cmd_query_mmu_stats(struct qmp_request *req, json_t *args,
+				void *opaque)
+{
+	(void)args;
+	submit(opaque, req, stats_work, return_done, NULL);
+}
+
+static void audit_work(void *arg)
+{
+	struct job *j = arg;
+
+	j->r = vm_audit(j->d->vm, j->msg, sizeof(j->msg));
+}
+
+static void audit_done(void *arg)
+{
+	struct job *j = arg;
+
+	if (j->r < 0)
+		qmp_reply_error(j->req, QMP_ERROR_GENERIC,
+				"MMU audit failed: %s", j->msg);
+	else
+		qmp_reply_ok(j->req);
+	free(j);
+}
+
+static void cmd_mmu_audit(struct qmp_request *req, json_t *args, void *opaque)
+{
+	(void)args;
+	submit(opaque, req, audit_work, audit_done, NULL);
+}
+
+/* ---- setup ---------------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	qmp_handler_fn *fn;
+} commands[] = {
+	{ "query-name", cmd_query_name },
+	{ "query-status", cmd_query_status },
+	{ "stop", cmd_stop },
+	{ "cont", cmd_cont },
+	{ "system_reset", cmd_system_reset },
+	{ "quit", cmd_quit },
+	{ "query-cpus-fast", cmd_query_cpus_fast },
+	{ "x-query-memslots", cmd_query_memslots },
+	{ "x-query-mmu-stats", cmd_query_mmu_stats },
+	{ "x-mmu-audit", cmd_mmu_audit },
+};
+
+struct mmud *mmud_new(struct event_base *base, struct vm *vm,
+		      struct qmp_server *qmp, struct mmud_worker *worker,
+		      const struct mmud_config *cfg)
+{
+	struct mmud *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->base = base;
+	d->vm = vm;
+	d->qmp = qmp;
+	d->worker = worker;
+	d->cfg = cfg;
+	d->panic_pause = cfg->panic == MMUD_PANIC_PAUSE ||
+			 (cfg->panic == MMUD_PANIC_DEFAULT && qmp);
+	d->state = cfg->paused ? RS_PRELAUNCH : RS_RUNNING;
+	for (size_t i = 0; qmp && i < ARRAY_SIZE(commands); i++) {
+		if (qmp_server_register(qmp, commands[i].name, NULL,
+					commands[i].fn, d) < 0) {
+			free(d);
+			return NULL;
+		}
+	}
+	return d;
+}
+
+void mmud_start(struct mmud *d)
+{
+	set_state(d, d->state);
+}
+
+int mmud_exit_status(const struct mmud *d)
+{
+	return d->exit_status;
+}
+
+void mmud_free(struct mmud *d)
+{
+	free(d);
+}

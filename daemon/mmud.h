@@ -1,0 +1,140 @@
+/*
+ * daemon/: mmud's private interfaces, one module: the settings (command
+ * line and config file), the console sink with its socket, the worker
+ * thread and cross-thread calls into the event loop, the sd_notify
+ * protocol, and the control plane (run state, QMP commands, events,
+ * shutdown). main.c wires them together and alone decides to exit.
+ */
+#ifndef MMUD_DAEMON_H
+#define MMUD_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit statuses of DESIGN.md section 2; a debug exit gives (v<<1|1). */
+#define MMUD_EXIT_OK 0
+#define MMUD_EXIT_CRASH 2
+#define MMUD_EXIT_REFUSED 4
+
+#define MMUD_RUN_DIR "/run/mmud"
+#define MMUD_NAME_MAX 64
+
+struct event_base;
+
+/* ---- settings (config.c) ---------------------------------------------- */
+
+enum mmud_console_kind {
+	MMUD_CONSOLE_STDOUT,
+	MMUD_CONSOLE_FILE,
+	MMUD_CONSOLE_SOCKET,
+};
+
+/* What the guest's crash does (QEMU's -action panic=...). */
+enum mmud_panic_action {
+	MMUD_PANIC_DEFAULT, /* pause with a QMP socket, exit without */
+	MMUD_PANIC_PAUSE, /* stay up in guest-panicked until reset/quit */
+	MMUD_PANIC_EXIT, /* SHUTDOWN (guest-panic), exit status 2 */
+};
+
+/* Every setting; strings are owned (free with mmud_config_free). */
+struct mmud_config {
+	char *kernel; /* NULL: the embedded sample guest */
+	uint64_t memory;
+	unsigned int smp;
+	char *append;
+	enum mmud_console_kind console_kind;
+	char *console_path; /* FILE or SOCKET */
+	char *qmp; /* NULL: no QMP socket */
+	char *name; /* NULL: unnamed */
+	bool paused;
+	enum mmud_panic_action panic;
+	char *config; /* the --config file, or NULL */
+	bool help, version;
+};
+
+/*
+ * Parses argv, then the --config file for what the command line left
+ * unset, then fills in defaults (a named VM's sockets in
+ * /run/mmud/NAME/). 0, or -EINVAL with the reason (naming the flag, or
+ * file:line) in err.
+ */
+int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
+		     size_t errlen);
+void mmud_config_free(struct mmud_config *cfg);
+void mmud_usage(FILE *f);
+
+/* ---- the console (console.c) ------------------------------------------ */
+
+#define MMUD_CONSOLE_REPLAY (64u << 10)
+
+struct mmud_console;
+
+/*
+ * Opens the console: stdout, a file (truncated), or a listening Unix
+ * socket (mode 0600) served on base that streams everything the guest
+ * prints to every client and replays the last MMUD_CONSOLE_REPLAY bytes
+ * on connect. 0 or -errno.
+ */
+int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
+		     struct mmud_console **out);
+/* The guest printed buf: any thread (vCPU threads), never blocks on a
+ * socket client. Matches vm_config.console_fn. */
+void mmud_console_write(void *console, const char *buf, size_t len);
+/* Loop thread: closes clients and removes the socket file. */
+void mmud_console_free(struct mmud_console *c);
+
+/* ---- the worker and cross-thread calls (worker.c) --------------------- */
+
+struct mmud_worker;
+
+/* One worker thread (registered with the MMU's RCU) running jobs in
+ * submission order, and a queue of calls into the loop. */
+int mmud_worker_new(struct event_base *base, struct mmud_worker **out);
+/*
+ * Runs work(arg) on the worker, then done(arg) on the loop thread. Jobs
+ * run one at a time in order, so a pause and the resume submitted after
+ * it never cross. Loop thread only. 0 or -ENOMEM.
+ */
+int mmud_worker_submit(struct mmud_worker *w, void (*work)(void *),
+		       void (*done)(void *), void *arg);
+/* fn(arg) on the loop thread soon; any thread. 0 or -ENOMEM. */
+int mmud_call_soon(struct mmud_worker *w, void (*fn)(void *), void *arg);
+/* Loop thread, after the loop: finishes every job, runs every pending
+ * call on the calling thread, then stops the thread. */
+void mmud_worker_free(struct mmud_worker *w);
+
+/* ---- sd_notify (notify.c) --------------------------------------------- */
+
+/* Sends one state string ("READY=1\nSTATUS=...") to $NOTIFY_SOCKET;
+ * nothing without it. 0 or -errno. */
+int mmud_notify(const char *state);
+/* The watchdog interval systemd asked for (WATCHDOG_USEC, for this pid),
+ * or 0. */
+uint64_t mmud_watchdog_usec(void);
+
+/* ---- the control plane (control.c) ------------------------------------ */
+
+struct mmud;
+struct vm;
+struct qmp_server;
+
+/*
+ * The daemon's state: owns nothing it is given but its own object. qmp
+ * may be NULL (no socket). Registers the QMP commands.
+ */
+struct mmud *mmud_new(struct event_base *base, struct vm *vm,
+		      struct qmp_server *qmp, struct mmud_worker *worker,
+		      const struct mmud_config *cfg);
+/* For vm_config.ended_fn: any thread. */
+void mmud_vm_ended(void *mmud);
+/* Starts in prelaunch (cfg->paused) or running: vCPUs must not run yet. */
+void mmud_start(struct mmud *d);
+/* SIGTERM/SIGINT: a clean shutdown (SHUTDOWN host-signal, status 0). */
+void mmud_signal_shutdown(struct mmud *d);
+/* After the loop: the exit status. */
+int mmud_exit_status(const struct mmud *d);
+void mmud_free(struct mmud *d);
+
+#endif
