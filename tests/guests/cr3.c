@@ -9,7 +9,9 @@
 #include "rt.h"
 
 #define VA 0x008000000000ULL
+#define VA2 0x008000001000ULL /* same page table as VA */
 #define SWITCHES 200
+#define REMAPS 64
 
 static void write_va(uint64_t v)
 {
@@ -60,6 +62,39 @@ int guest_main(unsigned int cpu)
 			else
 				bad++;
 		}
+	}
+	/*
+	 * Page-table writes between switches: while address space 0 is
+	 * loaded, repoint VA2 of address space 1 (a table the MMU shadows
+	 * since space 1 ran) at another frame, then switch to space 1 and
+	 * read it: the CR3 load must make the new PTE visible (SDM vol. 3,
+	 * 4.10.4.1), whatever the MMU did with the table meanwhile.
+	 */
+	{
+		uint64_t remap_frames[REMAPS];
+		pte_t *pte2;
+		int seen = 0;
+
+		for (int k = 0; k < REMAPS; k++) {
+			remap_frames[k] = rt_phys_alloc(SIZE_4K, SIZE_4K);
+			*(uint64_t *)remap_frames[k] = 0x5232000000000000ULL |
+						       (uint64_t)k;
+		}
+		pt_map(roots[1], VA2, remap_frames[0], SIZE_4K, PTE_W);
+		pte2 = pt_entry(roots[1], VA2, 1, false, 0);
+		rt_write_cr3(roots[1]);
+		(void)*(volatile uint64_t *)VA2;
+		for (int k = 1; k < REMAPS; k++) {
+			rt_write_cr3(roots[0]);
+			*pte2 = remap_frames[k] | PTE_P | PTE_W;
+			rt_write_cr3(roots[1]);
+			seen += *(volatile uint64_t *)VA2 ==
+				(0x5232000000000000ULL | (uint64_t)k);
+		}
+		rt_printf("inactive address space remapped %d times: %d "
+			  "reads saw the new frame\n",
+			  REMAPS - 1, seen);
+		bad += seen != REMAPS - 1;
 	}
 	rt_write_cr3(boot_cr3);
 	for (int i = 0; i < 2; i++)
