@@ -278,7 +278,9 @@ static int load_file(struct mmud_config *cfg, const char *path,
 		     const bool given[K_NR], bool seen[K_NR], char *err,
 		     size_t errlen)
 {
-	char line[LINE_MAX_LEN + 2], why[200];
+	char *line = NULL, why[200];
+	size_t cap = 0;
+	ssize_t len;
 	unsigned int lineno = 0;
 	struct mmud_config scratch;
 	FILE *f = fopen(path, "re");
@@ -288,20 +290,20 @@ static int load_file(struct mmud_config *cfg, const char *path,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -EINVAL;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	while ((len = getline(&line, &cap, f)) >= 0) {
 		char *eq, *key, *val;
-		size_t n = strlen(line);
+		size_t n = (size_t)len;
 		int k;
 
 		lineno++;
-		if (n > LINE_MAX_LEN && line[n - 1] != '\n') {
+		if (n > LINE_MAX_LEN) {
 			snprintf(err, errlen,
 				 "%s:%u: line longer than %d bytes", path,
 				 lineno, LINE_MAX_LEN);
 			r = -EINVAL;
 			break;
 		}
-		if (memchr(line, '\0', n) != line + n) {
+		if (memchr(line, 0, n)) {
 			snprintf(err, errlen, "%s:%u: NUL byte", path, lineno);
 			r = -EINVAL;
 			break;
@@ -356,6 +358,7 @@ static int load_file(struct mmud_config *cfg, const char *path,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		r = -EINVAL;
 	}
+	free(line);
 	fclose(f);
 	return r;
 }

@@ -1,0 +1,791 @@
+#!/usr/bin/env python3
+"""The real mmud, real guests, real sockets (meson suite 'daemon').
+
+Each daemon is started with $NOTIFY_SOCKET pointing at a datagram socket
+this script owns, and the test waits for READY=1 there before it talks
+QMP, so the notify protocol is checked on every start. Every wait is a
+read with a timeout (QMP socket, console socket, notify socket, process
+exit), never a sleep.
+
+Usage: test_daemon.py GROUP MMUD MMUCTL FOREVER_ELF
+GROUP: protocol, runstate, guest-end, console, cpus, mmuctl, config,
+notify, or all.
+"""
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+TIMEOUT = 60 if os.environ.get("MMUD_SLOW") else 20
+MMUD = MMUCTL = FOREVER = None
+
+
+class Notify:
+    """The datagram socket systemd would own for $NOTIFY_SOCKET."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(TIMEOUT)
+        self.seen = []
+
+    def wait(self, needle):
+        """Reads datagrams until one holds the line needle."""
+        for msg in self.seen:
+            if needle in msg.split("\n"):
+                self.seen.remove(msg)
+                return msg
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            msg = self.sock.recv(4096).decode()
+            if needle in msg.split("\n"):
+                return msg
+            self.seen.append(msg)
+
+    def close(self):
+        self.sock.close()
+        os.unlink(self.path)
+
+
+class Client:
+    def __init__(self, path, negotiate=True):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(path)
+        self.buf = b""
+        self.events = []
+        self.greeting = self.recv()
+        if negotiate:
+            assert self.cmd("qmp_capabilities") == {"return": {}}
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, obj):
+        self.send_raw(json.dumps(obj).encode())
+
+    def recv(self):
+        """One server message; checks CRLF and ASCII on the way."""
+        while b"\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        assert line.endswith(b"\r"), line
+        assert all(b < 0x80 for b in line), line
+        return json.loads(line[:-1])
+
+    def reply(self):
+        """The next message that is not an event (events are kept)."""
+        while True:
+            m = self.recv()
+            if "event" in m:
+                check_event_shape(m)
+                self.events.append(m)
+                continue
+            return m
+
+    def cmd(self, execute, args=None, **extra):
+        msg = {"execute": execute}
+        if args is not None:
+            msg["arguments"] = args
+        msg.update(extra)
+        self.send(msg)
+        return self.reply()
+
+    def event(self, name):
+        """Waits for event name; events before it are returned too."""
+        before = []
+        while True:
+            if self.events:
+                m = self.events.pop(0)
+            else:
+                m = self.recv()
+                assert "event" in m, ("expected an event", m)
+                check_event_shape(m)
+            if m["event"] == name:
+                return m, before
+            before.append(m)
+
+    def expect_closed(self):
+        msgs = []
+        try:
+            while True:
+                msgs.append(self.recv())
+        except (EOFError, ConnectionResetError):
+            return msgs
+
+    def close(self):
+        self.sock.close()
+
+
+def check_event_shape(m):
+    ts = m["timestamp"]
+    assert set(ts) == {"seconds", "microseconds"}, m
+    assert abs(ts["seconds"] - time.time()) < 3600, m
+    assert 0 <= ts["microseconds"] < 1000000, m
+    assert set(m) <= {"event", "data", "timestamp"}, m
+
+
+def error(resp, cls, desc=None):
+    assert "error" in resp, resp
+    assert resp["error"]["class"] == cls, resp
+    if desc is not None:
+        assert resp["error"]["desc"] == desc, resp
+
+
+class Daemon:
+    """One mmud; waits for READY=1 before returning."""
+
+    def __init__(self, tmp, *extra, smp=2, append=None, kernel=None,
+                 qmp=True, console=True, env=None, ready=True):
+        self.tmp = tmp
+        self.qmp = os.path.join(tmp, "qmp.sock")
+        self.con = os.path.join(tmp, "console.sock")
+        self.notify = Notify(os.path.join(tmp, "notify.sock"))
+        args = [MMUD, "--kernel", kernel or FOREVER, "--smp", str(smp)]
+        if qmp:
+            args += ["--qmp", self.qmp]
+        if console:
+            args += ["--console", "socket:" + self.con]
+        if append:
+            args += ["--append", append]
+        args += list(extra)
+        e = dict(os.environ, NOTIFY_SOCKET=self.notify.path)
+        e.update(env or {})
+        self.stderr = open(os.path.join(tmp, "stderr.txt"), "w+")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr, env=e)
+        if ready:
+            self.ready = self.notify.wait("READY=1")
+
+    def client(self, negotiate=True):
+        return Client(self.qmp, negotiate)
+
+    def wait(self):
+        try:
+            return self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("mmud did not exit: " + self.log())
+
+    def log(self):
+        self.stderr.flush()
+        self.stderr.seek(0)
+        return self.stderr.read()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.notify.close()
+        self.stderr.close()
+
+    def sockets_gone(self):
+        assert not os.path.exists(self.qmp), "QMP socket left behind"
+        assert not os.path.exists(self.con), "console socket left behind"
+
+
+def read_console_until(path, needle, sock=None):
+    """Connects (unless given a socket) and reads until needle appears."""
+    s = sock
+    if s is None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(TIMEOUT)
+        s.connect(path)
+    data = b""
+    while needle.encode() not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise EOFError("console closed before %r; got %r" %
+                           (needle, data[-200:]))
+        data += chunk
+    return s, data.decode(errors="replace")
+
+
+TESTS = {}
+
+
+def test(group):
+    def reg(fn):
+        TESTS.setdefault(group, []).append(fn)
+        return fn
+    return reg
+
+
+def assert_alive(d):
+    c = d.client()
+    r = c.cmd("query-status", id="alive")
+    assert r["id"] == "alive" and "return" in r, r
+    c.close()
+
+
+# ---- protocol ------------------------------------------------------------
+
+@test("protocol")
+def test_greeting_and_negotiation(tmp):
+    d = Daemon(tmp)
+    c = d.client(negotiate=False)
+    g = c.greeting
+    assert list(g) == ["QMP"], g
+    assert g["QMP"]["capabilities"] == []
+    assert g["QMP"]["version"]["qemu"] == \
+        {"micro": 0, "minor": 1, "major": 0}
+    assert g["QMP"]["version"]["package"].startswith("mmud ")
+    error(c.cmd("query-status", id=7), "CommandNotFound",
+          "Expecting capabilities negotiation with 'qmp_capabilities'")
+    assert c.cmd("qmp_capabilities", id="n") == {"return": {}, "id": "n"}
+    error(c.cmd("qmp_capabilities"), "CommandNotFound",
+          "Capabilities negotiation is already complete, command ignored")
+    r = c.cmd("query-version")
+    assert r["return"] == g["QMP"]["version"], r
+    names = {x["name"] for x in c.cmd("query-commands")["return"]}
+    for n in ["qmp_capabilities", "query-version", "query-commands",
+              "query-name", "query-status", "stop", "cont", "quit",
+              "system_reset", "query-cpus-fast", "x-query-memslots",
+              "x-query-mmu-stats", "x-mmu-audit"]:
+        assert n in names, (n, names)
+    assert c.cmd("query-name") == {"return": {}}
+    c.close()
+    d.kill()
+
+
+@test("protocol")
+def test_id_echo_and_bad_input(tmp):
+    d = Daemon(tmp)
+    c = d.client()
+    for ident in ["libvirt-7", 42, 1.5, {"a": [1, None]}, [1, "x"], None,
+                  True, ""]:
+        r = c.cmd("query-status", id=ident)
+        assert r["id"] == ident and r["return"]["status"] == "running", r
+        r = c.cmd("nope", id=ident)
+        assert r["id"] == ident, r
+        error(r, "CommandNotFound", "The command nope has not been found")
+    # Malformed JSON: an error without id, and the connection stays.
+    c.send_raw(b'{ "execute": }')
+    r = c.reply()
+    assert r["error"]["desc"].startswith("JSON parse error, ") and \
+        "id" not in r, r
+    error(c.cmd("query-status", {"verbose": True}, id=3), "GenericError",
+          "Parameter 'verbose' is unexpected")
+    c.send_raw(b'{"execute": 5}')
+    error(c.reply(), "GenericError",
+          "QMP input member 'execute' must be a string")
+    c.send_raw(b'{"execute": "stop", "arguments": [1]}')
+    error(c.reply(), "GenericError",
+          "QMP input member 'arguments' must be an object")
+    c.send_raw(b'[1, 2]')
+    error(c.reply(), "GenericError", "QMP input must be a JSON object")
+    # Refused input changed nothing: still running, no event came.
+    r = c.cmd("query-status")
+    assert r["return"] == {"running": True, "status": "running"}, r
+    assert not c.events, c.events
+    c.close()
+    assert_alive(d)
+    d.kill()
+
+
+@test("protocol")
+def test_oversized_and_deep_input_close_only_that_client(tmp):
+    d = Daemon(tmp)
+    other = d.client()
+    c = d.client()
+    big = b'{"execute": "query-status", "id": "' + b"x" * (1 << 20) + \
+        b'"}'
+    try:
+        c.send_raw(big)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    msgs = c.expect_closed()
+    for m in msgs:
+        error(m, "GenericError", "JSON message size limit exceeded")
+    c = d.client()
+    try:
+        c.send_raw(b"[" * 5000)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    msgs = c.expect_closed()
+    assert msgs, "no error before close"
+    error(msgs[0], "GenericError", "JSON nesting depth limit exceeded")
+    assert other.cmd("query-status", id=1)["id"] == 1
+    other.close()
+    assert_alive(d)
+    d.kill()
+
+
+@test("protocol")
+def test_many_clients_while_vcpus_run(tmp):
+    d = Daemon(tmp)
+    clients = [d.client() for _ in range(24)]
+    for rnd in range(5):
+        for i, c in enumerate(clients):
+            c.send({"execute": "query-status", "id": [i, rnd]})
+            c.send({"execute": "query-cpus-fast", "id": [i, rnd, 1]})
+        for i, c in enumerate(clients):
+            assert c.reply()["id"] == [i, rnd]
+            r = c.reply()
+            assert r["id"] == [i, rnd, 1] and len(r["return"]) == 2, r
+    # An event reaches every negotiated client, once.
+    r = clients[0].cmd("stop")
+    assert r == {"return": {}}, r
+    for c in clients:
+        c.event("STOP")
+    assert clients[1].cmd("cont") == {"return": {}}
+    for c in clients:
+        c.event("RESUME")
+    for c in clients:
+        c.close()
+    assert_alive(d)
+    d.kill()
+
+
+# ---- run states and events ----------------------------------------------
+
+@test("runstate")
+def test_stop_cont_reset_quit_sequences(tmp):
+    d = Daemon(tmp)
+    c = d.client()
+    watcher = d.client()
+    quiet = d.client(negotiate=False)
+    assert c.cmd("stop", id=1) == {"return": {}, "id": 1}
+    ev, before = c.event("STOP")
+    assert "data" not in ev and not before, (ev, before)
+    watcher.event("STOP")
+    assert c.cmd("query-status")["return"] == \
+        {"running": False, "status": "paused"}
+    # stop again: succeeds, no event (the next message is the reply).
+    assert c.cmd("stop") == {"return": {}}
+    assert c.cmd("query-status")["return"]["status"] == "paused"
+    assert not c.events
+    # Paused vCPUs do not run: their instruction counts stand still.
+    n1 = [v["instructions"] for v in c.cmd("query-cpus-fast")["return"]]
+    assert all(v["state"] == "paused"
+               for v in c.cmd("query-cpus-fast")["return"])
+    assert c.cmd("x-mmu-audit") == {"return": {}}
+    n2 = [v["instructions"] for v in c.cmd("query-cpus-fast")["return"]]
+    assert n1 == n2, (n1, n2)
+    assert c.cmd("cont") == {"return": {}}
+    c.event("RESUME")
+    assert c.cmd("cont") == {"return": {}}
+    assert c.cmd("query-status")["return"] == \
+        {"running": True, "status": "running"}
+    # Reset while running: RESET, still running.
+    assert c.cmd("system_reset") == {"return": {}}
+    ev, before = c.event("RESET")
+    assert ev["data"] == {"guest": False,
+                          "reason": "host-qmp-system-reset"}, ev
+    assert not before, before
+    assert c.cmd("query-status")["return"]["status"] == "running"
+    # Reset while paused: ends in prelaunch, cont starts it.
+    c.cmd("stop")
+    c.event("STOP")
+    c.cmd("system_reset")
+    c.event("RESET")
+    assert c.cmd("query-status")["return"] == \
+        {"running": False, "status": "prelaunch"}
+    assert c.cmd("cont") == {"return": {}}
+    c.event("RESUME")
+    assert c.cmd("x-mmu-audit") == {"return": {}}
+    # quit: the reply, SHUTDOWN, EOF, status 0, sockets gone.
+    c.send({"execute": "quit", "id": "q"})
+    msgs = c.expect_closed()
+    assert msgs[0] == {"return": {}, "id": "q"}, msgs
+    assert [m["event"] for m in msgs[1:]] == ["SHUTDOWN"], msgs
+    assert msgs[1]["data"] == {"guest": False, "reason": "host-qmp-quit"}
+    w = watcher.expect_closed()
+    assert [m["event"] for m in w] == ["RESUME", "RESET", "STOP",
+                                       "RESET", "RESUME", "SHUTDOWN"], w
+    assert quiet.expect_closed() == []
+    assert d.wait() == 0, d.log()
+    d.notify.wait("STOPPING=1")
+    d.sockets_gone()
+    d.kill()
+
+
+@test("runstate")
+def test_sigterm_and_sigint_shut_down_cleanly(tmp):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        d = Daemon(tmp)
+        c = d.client()
+        d.proc.send_signal(sig)
+        msgs = c.expect_closed()
+        assert [m.get("event") for m in msgs] == ["SHUTDOWN"], msgs
+        assert msgs[0]["data"] == {"guest": False, "reason": "host-signal"}
+        assert d.wait() == 0, d.log()
+        d.sockets_gone()
+        d.kill()
+
+
+@test("runstate")
+def test_paused_start_waits_for_cont(tmp):
+    d = Daemon(tmp, "--paused")
+    assert "STATUS=VM prelaunch" in d.ready.split("\n"), d.ready
+    c = d.client()
+    assert c.cmd("query-status")["return"] == \
+        {"running": False, "status": "prelaunch"}
+    cpus = c.cmd("query-cpus-fast")["return"]
+    assert [v["instructions"] for v in cpus] == [0, 0], cpus
+    con = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    con.connect(d.con)
+    # stop in prelaunch: nothing changes, no event.
+    assert c.cmd("stop") == {"return": {}}
+    assert c.cmd("query-status")["return"]["status"] == "prelaunch"
+    assert c.cmd("cont") == {"return": {}}
+    c.event("RESUME")
+    d.notify.wait("STATUS=VM running")
+    con.settimeout(TIMEOUT)
+    _, text = read_console_until(d.con, "forever: up", sock=con)
+    assert text.startswith("forever: up, 2 vcpus\n"), text
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+# ---- how the guest ends --------------------------------------------------
+
+@test("guest-end")
+def test_guest_exit_ends_mmud_with_its_status(tmp):
+    d = Daemon(tmp, append="exit=5")
+    c = d.client()
+    ev, _ = c.event("SHUTDOWN")
+    assert ev["data"] == {"guest": True, "reason": "guest-shutdown"}, ev
+    assert c.expect_closed() == []
+    assert d.wait() == 11, d.log()  # ((5 << 1) | 1)
+    d.sockets_gone()
+    d.kill()
+
+
+@test("guest-end")
+def test_crash_pauses_in_guest_panicked_until_reset(tmp):
+    for how in ("crash", "halt"):
+        d = Daemon(tmp, append=how)
+        c = d.client()
+        ev, _ = c.event("GUEST_PANICKED")
+        assert ev["data"] == {"action": "pause"}, ev
+        c.event("STOP")
+        assert c.cmd("query-status")["return"] == \
+            {"running": False, "status": "guest-panicked"}
+        error(c.cmd("cont"), "GenericError",
+              "Resetting the Virtual Machine is required")
+        states = {v["state"] for v in c.cmd("query-cpus-fast")["return"]}
+        assert states & {"crashed", "halted"}, states
+        assert c.cmd("system_reset") == {"return": {}}
+        c.event("RESET")
+        assert c.cmd("query-status")["return"]["status"] == "prelaunch"
+        assert c.cmd("cont") == {"return": {}}
+        c.event("RESUME")
+        # The guest boots again and crashes again.
+        ev, _ = c.event("GUEST_PANICKED")
+        c.cmd("quit")
+        assert d.wait() == 0, d.log()
+        assert "guest crashed" in d.log(), d.log()
+        d.kill()
+
+
+@test("guest-end")
+def test_crash_with_panic_exit(tmp):
+    d = Daemon(tmp, "--panic", "exit", append="crash")
+    c = d.client()
+    ev, _ = c.event("GUEST_PANICKED")
+    assert ev["data"] == {"action": "poweroff"}, ev
+    ev, _ = c.event("SHUTDOWN")
+    assert ev["data"] == {"guest": True, "reason": "guest-panic"}, ev
+    assert d.wait() == 2, d.log()
+    assert "triple fault" in d.log(), d.log()
+    d.kill()
+    # Without a QMP socket the default is to exit, as before.
+    d = Daemon(tmp, qmp=False, append="crash")
+    assert d.wait() == 2, d.log()
+    d.kill()
+
+
+# ---- console -------------------------------------------------------------
+
+@test("console")
+def test_console_streams_and_replays(tmp):
+    d = Daemon(tmp)
+    s1, text = read_console_until(d.con, "tick 2")
+    assert text.startswith("forever: up, 2 vcpus\ntick 1\ntick 2"), text
+    # A later client gets the replay first, then the live stream.
+    s2, text2 = read_console_until(d.con, "tick 3")
+    assert text2.startswith("forever: up, 2 vcpus\ntick 1\n"), text2
+    _, more = read_console_until(d.con, "tick 4", sock=s1)
+    # Clients that go away do not disturb the others or the daemon.
+    s2.close()
+    _, more = read_console_until(d.con, "tick 5", sock=s1)
+    c = d.client()
+    c.cmd("quit")
+    # The daemon closes console clients when it ends.
+    s1.settimeout(TIMEOUT)
+    while s1.recv(65536):
+        pass
+    assert d.wait() == 0, d.log()
+    d.sockets_gone()
+    d.kill()
+
+
+@test("console")
+def test_console_to_a_file(tmp):
+    out = os.path.join(tmp, "console.txt")
+    d = Daemon(tmp, "--console", out, append="exit=0", console=False)
+    assert d.wait() == 1, d.log()
+    text = open(out).read()
+    assert text.startswith("forever: up, 2 vcpus\ntick 1\n"), text
+    assert text.rstrip().endswith("tick 3"), text
+    d.kill()
+
+
+# ---- vCPUs, memslots, MMU ------------------------------------------------
+
+@test("cpus")
+def test_query_cpus_fast_threads_are_real(tmp):
+    d = Daemon(tmp, smp=3)
+    c = d.client()
+    cpus = c.cmd("query-cpus-fast")["return"]
+    assert [v["cpu-index"] for v in cpus] == [0, 1, 2], cpus
+    tasks = set(int(t) for t in os.listdir("/proc/%d/task" % d.proc.pid))
+    tids = [v["thread-id"] for v in cpus]
+    assert len(set(tids)) == 3 and set(tids) <= tasks, (tids, tasks)
+    assert d.proc.pid not in tids
+    for v in cpus:
+        assert v["target"] == "x86_64" and v["state"] == "running", v
+        assert v["qom-path"] == "/machine/cpu[%d]" % v["cpu-index"], v
+        assert set(v["exits"]) == {"total", "io", "mmio", "hlt",
+                                   "page-fault"}, v
+    later = c.cmd("query-cpus-fast")["return"]
+    assert later[0]["exits"]["page-fault"] >= cpus[0]["exits"]["page-fault"]
+    assert [v["thread-id"] for v in later] == tids
+    c.cmd("quit")
+    assert d.wait() == 0
+    d.kill()
+
+
+@test("cpus")
+def test_memslots_stats_and_live_audit(tmp):
+    d = Daemon(tmp, "--memory", "3584M")
+    c = d.client()
+    slots = c.cmd("x-query-memslots")["return"]
+    assert slots == [
+        {"slot": 0, "gpa": 0, "size": 3 << 30, "readonly": False,
+         "log-dirty": False},
+        {"slot": 1, "gpa": 4 << 30, "size": 512 << 20, "readonly": False,
+         "log-dirty": False}], slots
+    for _ in range(5):
+        assert c.cmd("x-mmu-audit") == {"return": {}}
+    st = c.cmd("x-query-mmu-stats")["return"]
+    assert st["vm"]["shadow_pages"] > 0 and st["vm"]["pf_fixed"] > 0, st
+    assert [v["cpu-index"] for v in st["vcpus"]] == [0, 1], st
+    assert st["vcpus"][0]["pf_taken"] > 0, st
+    # The audit left the guest running.
+    assert c.cmd("query-status")["return"]["status"] == "running"
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+# ---- mmuctl --------------------------------------------------------------
+
+def mmuctl(*args, sock=None):
+    cmd = [MMUCTL] + (["--socket", sock] if sock else []) + list(args)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+    return p.returncode, p.stdout, p.stderr
+
+
+@test("mmuctl")
+def test_mmuctl_against_the_daemon(tmp):
+    d = Daemon(tmp, "--name", "vm-test")
+    s = d.qmp
+    rc, out, _ = mmuctl("status", sock=s)
+    assert rc == 0 and out == "status: running (running)\n", (rc, out)
+    rc, out, _ = mmuctl("--json", "status", sock=s)
+    assert rc == 0 and json.loads(out) == \
+        {"running": True, "status": "running"}, out
+    rc, out, _ = mmuctl("--json", "cpus", sock=s)
+    cpus = json.loads(out)
+    assert rc == 0 and [v["cpu-index"] for v in cpus] == [0, 1], out
+    rc, out, _ = mmuctl("cpus", sock=s)
+    assert rc == 0 and out.split()[0] == "cpu-index", out
+    rc, out, _ = mmuctl("--json", "memslot", "list", sock=s)
+    assert rc == 0 and json.loads(out)[0]["gpa"] == 0, out
+    rc, out, _ = mmuctl("audit", sock=s)
+    assert (rc, out) == (0, ""), (rc, out)
+    rc, out, _ = mmuctl("--json", "stats", sock=s)
+    assert rc == 0 and "vm" in json.loads(out), out
+    rc, out, _ = mmuctl("--json", "qmp", '{"execute": "query-name"}',
+                        sock=s)
+    assert rc == 0 and json.loads(out) == {"return": {"name": "vm-test"}}
+    rc, out, _ = mmuctl("stop", sock=s)
+    assert (rc, out) == (0, ""), (rc, out)
+    rc, out, _ = mmuctl("status", sock=s)
+    assert out == "status: paused (not running)\n", out
+    rc, out, _ = mmuctl("cont", sock=s)
+    assert rc == 0
+    rc, out, _ = mmuctl("reset", sock=s)
+    assert rc == 0
+    # Failures: 1 with the class and desc; 2 for usage and no connection.
+    rc, out, err = mmuctl("qmp", '{"execute": "nope"}', sock=s)
+    assert rc == 1 and "CommandNotFound" in err, (rc, err)
+    rc, out, err = mmuctl("--json", "qmp", '{"execute": "stop", '
+                          '"arguments": {"x": 1}}', sock=s)
+    assert rc == 1 and json.loads(out)["error"]["desc"] == \
+        "Parameter 'x' is unexpected", out
+    rc, _, _ = mmuctl("frobnicate", sock=s)
+    assert rc == 2
+    rc, _, _ = mmuctl("memslot", "remove", "slot=x", sock=s)
+    assert rc == 2
+    rc, _, err = mmuctl("status", sock=os.path.join(tmp, "none.sock"))
+    assert rc == 2, err
+    for sub in (["status"], ["cpus"], ["memslot", "list"], ["stats"],
+                ["audit"], ["console"], ["qmp"]):
+        rc, out, _ = mmuctl(*sub, "--help")
+        assert rc == 0 and out.startswith("usage: mmuctl"), (sub, out)
+    rc, out, _ = mmuctl("quit", sock=s)
+    assert rc == 0
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+@test("mmuctl")
+def test_mmuctl_console_and_panicked_cont(tmp):
+    d = Daemon(tmp, append="crash")
+    c = d.client()
+    c.event("GUEST_PANICKED")
+    rc, out, err = mmuctl("cont", sock=d.qmp)
+    assert rc == 1 and "GenericError: Resetting the Virtual Machine is " \
+        "required" in err, (rc, err)
+    rc, out, err = mmuctl("--json", "cont", sock=d.qmp)
+    assert rc == 1 and json.loads(out)["error"]["class"] == \
+        "GenericError", out
+    # mmuctl console prints the replay and ends when the daemon goes.
+    p = subprocess.Popen([MMUCTL, "--socket", d.qmp, "console"],
+                         stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert line == "forever: up, 2 vcpus\n", line
+    c.cmd("quit")
+    rest = p.stdout.read()
+    assert "tick 3" in rest, rest
+    assert p.wait(TIMEOUT) == 0
+    assert d.wait() == 0
+    d.kill()
+
+
+# ---- config --------------------------------------------------------------
+
+def refused(tmp, text, *extra):
+    path = os.path.join(tmp, "vm.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    p = subprocess.run([MMUD, "--config", path] + list(extra),
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 4, (text, p.returncode, p.stderr)
+    return p.stderr.replace(path, "FILE")
+
+
+@test("config")
+def test_config_errors_name_file_and_line(tmp):
+    cases = [
+        ("smp = 2\nbogus = 1\n", "FILE:2: unknown key 'bogus'"),
+        ("# c\n\nmemory = lots\n",
+         "FILE:3: memory: 'lots' is not a size (e.g. 512M, 2G)"),
+        ("smp = 0\n", "FILE:1: smp: '0' is not a vCPU count in 1..64"),
+        ("smp 2\n", "FILE:1: expected 'key = value', got 'smp 2'"),
+        ("smp = 1\nsmp = 2\n", "FILE:2: 'smp' given twice"),
+        ("paused = maybe\n",
+         "FILE:1: paused: 'maybe' is not a boolean (true/false)"),
+        ("panic = reboot\n", "FILE:1: panic: 'reboot' is not pause or exit"),
+        ("name = ../x\n", "FILE:1: name: '../x' is not a VM name"),
+        ("kernel =\n", "FILE:1: kernel: an empty value"),
+    ]
+    for text, want in cases:
+        err = refused(tmp, text)
+        assert want in err and err.startswith("<3>mmud: "), (want, err)
+    # A bad value is refused even where a flag overrides the key.
+    err = refused(tmp, "smp = x\n", "--smp", "1")
+    assert "FILE:1: smp:" in err, err
+    p = subprocess.run([MMUD, "--config", os.path.join(tmp, "missing")],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 4 and "missing: No such file" in p.stderr
+    for args, want in [(["--smp", "x"], "--smp: 'x' is not a vCPU count"),
+                       (["--memory", "1Q"], "--memory: '1Q' is not a size"),
+                       (["--bogus"], "unknown option '--bogus'"),
+                       (["--console", "socket:"], "--console: an empty")]:
+        p = subprocess.run([MMUD] + args, capture_output=True, text=True,
+                           timeout=TIMEOUT)
+        assert p.returncode == 4 and want in p.stderr, (args, p.stderr)
+
+
+@test("config")
+def test_config_file_applies_and_flags_win(tmp):
+    path = os.path.join(tmp, "vm.conf")
+    with open(path, "w") as f:
+        f.write("# a VM\nkernel = %s\nsmp = 3\nmemory = 64M\n"
+                "paused = yes\nappend = \"  spaced \"\nqmp = %s\n"
+                % (FOREVER, os.path.join(tmp, "qmp.sock")))
+    d = Daemon(tmp, "--config", path, "--smp", "1", "--kernel", FOREVER,
+               qmp=False)
+    c = d.client()
+    assert len(c.cmd("query-cpus-fast")["return"]) == 1
+    assert c.cmd("query-status")["return"]["status"] == "prelaunch"
+    assert c.cmd("x-query-memslots")["return"][0]["size"] == 64 << 20
+    c.cmd("quit")
+    assert d.wait() == 0
+    d.kill()
+
+
+# ---- sd_notify -----------------------------------------------------------
+
+@test("notify")
+def test_notify_protocol(tmp):
+    d = Daemon(tmp, env={"WATCHDOG_USEC": "200000"})
+    assert "STATUS=VM running" in d.ready.split("\n"), d.ready
+    for _ in range(3):
+        d.notify.wait("WATCHDOG=1")
+    c = d.client()
+    c.cmd("stop")
+    d.notify.wait("STATUS=VM paused")
+    c.cmd("quit")
+    d.notify.wait("STOPPING=1")
+    assert d.wait() == 0
+    d.kill()
+    # A watchdog meant for another process is not ours to ping.
+    d = Daemon(tmp, env={"WATCHDOG_USEC": "100000", "WATCHDOG_PID": "1"})
+    d.client().cmd("quit")
+    d.notify.wait("STOPPING=1")
+    assert d.wait() == 0
+    assert not [m for m in d.notify.seen if "WATCHDOG=1" in m]
+    d.kill()
+
+
+def main():
+    global MMUD, MMUCTL, FOREVER
+    group, MMUD, MMUCTL, FOREVER = sys.argv[1:5]
+    groups = sorted(TESTS) if group == "all" else [group]
+    failed = 0
+    for g in groups:
+        for fn in TESTS[g]:
+            with tempfile.TemporaryDirectory(prefix="mmud-test-") as tmp:
+                t0 = time.monotonic()
+                try:
+                    fn(tmp)
+                    print("ok   %s (%.1fs)" % (fn.__name__,
+                                               time.monotonic() - t0))
+                except Exception as e:  # noqa: BLE001
+                    import traceback
+                    traceback.print_exc()
+                    print("FAIL %s: %r" % (fn.__name__, e))
+                    failed += 1
+                sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
