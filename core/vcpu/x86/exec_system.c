@@ -3,11 +3,11 @@
  * CLAC/STAC, MOV to and from control and segment registers, far
  * CALL/JMP/RET, IRET, INT n/INT3, SYSCALL/SYSRET, SWAPGS, the descriptor
  * table loads and stores (LGDT/LIDT/SGDT/SIDT/LLDT/SLDT/LTR/STR,
- * SMSW/LMSW), INVLPG, RDTSC/RDTSCP, RDMSR/WRMSR, CLTS, WBINVD/INVD, the
- * fences and UD2; with them the segment loading rules of 64-bit mode
- * (descriptor checks, null selectors, error codes) and
- * x86_mode_changed(). It does not deliver events (except.c), answer
- * CPUID (cpuid.c) or do port I/O (exec_io.c).
+ * SMSW/LMSW), INVLPG, INVPCID, RDTSC/RDTSCP, RDMSR/WRMSR, CLTS,
+ * WBINVD/INVD, the fences and UD2; with them the segment loading rules
+ * of 64-bit mode (descriptor checks, null selectors, error codes), the
+ * PCID rules of CR3 and CR4 and x86_mode_changed(). It does not deliver
+ * events (except.c), answer CPUID (cpuid.c) or do port I/O (exec_io.c).
  *
  * This CPU runs 64-bit code only: a far transfer, IRET or SYSRET that
  * would enter compatibility mode raises #GP(selector) (SYSRET: #UD)
@@ -604,11 +604,21 @@ static void op_sysret(struct x86_cpu *cpu, const struct x86_insn *in)
 	 X86_CR0_NE | X86_CR0_WP | X86_CR0_AM | X86_CR0_NW | X86_CR0_CD | \
 	 X86_CR0_PG)
 /* CR4 bits of the features CPUID reports (cpuid.c). */
-#define CR4_VALID \
-	(X86_CR4_TSD | X86_CR4_PAE | X86_CR4_PGE | X86_CR4_SMEP | X86_CR4_SMAP)
-/* CR3 bits above MAXPHYADDR (46) are reserved, and bit 63 too while
- * PCIDs are not implemented (SDM vol. 3, 4.5). */
+#define CR4_VALID                                                  \
+	(X86_CR4_TSD | X86_CR4_PAE | X86_CR4_PGE | X86_CR4_PCIDE | \
+	 X86_CR4_SMEP | X86_CR4_SMAP)
+/* CR3 bits from MAXPHYADDR (46) up are reserved (SDM vol. 3, 4.5, tables
+ * 4-12 and 4-13); so is bit 63 of a MOV to CR3 without CR4.PCIDE, while
+ * with it bit 63 is the no-flush hint and never reaches CR3 (4.10.4.1).
+ * No linear-address masking is reported, so bits 61 and 62 stay
+ * reserved too. */
+/* CR4 bits whose change the MMU must see (its roles, the PCID rules). */
+#define CR4_PAGING                                                  \
+	(X86_CR4_PGE | X86_CR4_PAE | X86_CR4_PCIDE | X86_CR4_SMEP | \
+	 X86_CR4_SMAP)
 #define CR3_RESERVED (~0ULL << 46)
+#define CR3_NOFLUSH (1ULL << 63)
+#define CR3_PCID 0xfffULL
 
 static void paging_exit(struct x86_cpu *cpu, unsigned int reg, uint64_t old,
 			uint64_t new)
@@ -643,21 +653,46 @@ static void write_cr0(struct x86_cpu *cpu, uint64_t v)
 		paging_exit(cpu, 0, old, v);
 }
 
+/*
+ * MOV to CR3 (SDM vol. 2, MOV to CR; vol. 3, 4.10.4.1). With CR4.PCIDE,
+ * CR3[11:0] is the new current PCID (4.10.1); bit 63 of the source set
+ * means no invalidation at all, clear means the non-global translations
+ * of the new PCID go. Without PCIDE the current PCID is 000H and the
+ * non-global translations go. The paging exit comes either way: the MMU
+ * must load the root of the new CR3, whose PCID bits it ignores.
+ */
 static void write_cr3(struct x86_cpu *cpu, uint64_t v)
 {
 	uint64_t old = cpu->cr3;
+	bool pcide = cpu->cr4 & X86_CR4_PCIDE;
+	bool noflush = pcide && (v & CR3_NOFLUSH);
 
+	if (pcide)
+		v &= ~CR3_NOFLUSH;
 	if (v & CR3_RESERVED)
 		x86_raise(cpu, X86_GP, 0);
 	cpu->cr3 = v;
-	/* Global translations survive only while CR4.PGE is set. */
-	if (cpu->cr4 & X86_CR4_PGE)
+	x86_mode_changed(cpu);
+	if (noflush) {
+		/* Not required to invalidate anything (4.10.4.1). */
+	} else if (pcide) {
+		/* Global entries only exist while CR4.PGE is set. */
+		x86_tlb_flush_pcid(cpu, (uint16_t)(v & CR3_PCID));
+	} else if (cpu->cr4 & X86_CR4_PGE) {
 		x86_tlb_flush_nonglobal(cpu);
-	else
+	} else {
 		x86_tlb_flush(cpu);
+	}
 	paging_exit(cpu, 3, old, v);
 }
 
+/*
+ * MOV to CR4 (SDM vol. 2, MOV to CR; vol. 3, 4.10.1 and 4.10.4.1).
+ * CR4.PCIDE may be set only in IA-32e mode and, when it goes from 0 to 1,
+ * only while CR3[11:0] is 000H (so the current PCID stays 000H);
+ * otherwise #GP(0). Clearing it makes the current PCID 000H again and
+ * drops every translation of every PCID.
+ */
 static void write_cr4(struct x86_cpu *cpu, uint64_t v)
 {
 	uint64_t old = cpu->cr4;
@@ -665,15 +700,21 @@ static void write_cr4(struct x86_cpu *cpu, uint64_t v)
 	if ((v & ~CR4_VALID) ||
 	    ((cpu->efer & X86_EFER_LMA) && !(v & X86_CR4_PAE)))
 		x86_raise(cpu, X86_GP, 0);
+	if ((v & X86_CR4_PCIDE) &&
+	    (!(cpu->efer & X86_EFER_LMA) ||
+	     (!(old & X86_CR4_PCIDE) && (cpu->cr3 & CR3_PCID))))
+		x86_raise(cpu, X86_GP, 0);
 	cpu->cr4 = v;
-	/* SDM vol. 3, 4.10.4.1: toggling PGE (or PAE, PCIDE, SMEP, SMAP)
-	 * flushes every entry, global ones too. */
-	if ((old ^ v) & (X86_CR4_PGE | X86_CR4_PAE | X86_CR4_PCIDE |
-			 X86_CR4_SMEP | X86_CR4_SMAP))
+	x86_mode_changed(cpu);
+	/* SDM vol. 3, 4.10.4.1: changing PGE, or PCIDE from 1 to 0, drops
+	 * every entry of every PCID, global ones too; changing PAE, or SMEP
+	 * from 0 to 1, those of the current PCID. Dropping everything for
+	 * any change of these (and of SMAP, whose rights the entries cache)
+	 * is always allowed. */
+	if ((old ^ v) & CR4_PAGING) {
 		x86_tlb_flush(cpu);
-	if ((old ^ v) &
-	    (X86_CR4_PGE | X86_CR4_PAE | X86_CR4_SMEP | X86_CR4_SMAP))
 		paging_exit(cpu, 4, old, v);
+	}
 }
 
 /* 0F 20: MOV r64, CRn. 0F 22: MOV CRn, r64. CR8 is the TPR. */
@@ -978,6 +1019,70 @@ static void op_invlpg(struct x86_cpu *cpu, const struct x86_insn *in)
 	exit->invlpg.all = false;
 }
 
+/* INVPCID types (SDM vol. 2, INVPCID). */
+enum {
+	INVPCID_ADDRESS, /* one address of one PCID, globals kept */
+	INVPCID_SINGLE, /* every address of one PCID, globals kept */
+	INVPCID_ALL_GLOBAL, /* every PCID, globals too */
+	INVPCID_ALL, /* every PCID, globals kept */
+};
+
+/*
+ * 66 0F 38 82 /r: INVPCID r64, m128 (SDM vol. 2, INVPCID; vol. 3,
+ * 4.10.4.1). The register is the type (all 64 bits in 64-bit mode,
+ * whatever REX.W says); the memory operand is the 16-byte descriptor:
+ * PCID in bits 11:0, bits 63:12 reserved, the linear address in bits
+ * 127:64. The decoder has already refused the register form and LOCK
+ * (#UD). Type > 3, reserved descriptor bits, a non-canonical address for
+ * type 0 and a nonzero PCID for types 0 and 1 without CR4.PCIDE (which
+ * caches nothing for other PCIDs) are #GP(0). The MMU then syncs what
+ * it shadows, for every address unless the type names one.
+ */
+static void op_invpcid(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	uint64_t type, desc, la;
+	uint16_t pcid;
+	gva_t ea;
+	struct x86_exit *exit;
+
+	/* 66 is the mandatory prefix; none, or F2/F3, name no instruction
+	 * (opcode map, SDM vol. 2, table A-4). */
+	if (!in->opsize_prefix || in->rep)
+		x86_raise(cpu, X86_UD, 0);
+	require_cpl0(cpu);
+	type = cpu->gpr[in->reg];
+	if (type > INVPCID_ALL)
+		x86_raise(cpu, X86_GP, 0);
+	ea = x86_ea(cpu, in);
+	desc = x86_read(cpu, ea, 8, in->seg);
+	la = x86_read(cpu, ea + 8, 8, in->seg);
+	if (desc & ~CR3_PCID)
+		x86_raise(cpu, X86_GP, 0);
+	pcid = (uint16_t)desc;
+	if (!(cpu->cr4 & X86_CR4_PCIDE) && type <= INVPCID_SINGLE && pcid)
+		x86_raise(cpu, X86_GP, 0);
+	switch (type) {
+	case INVPCID_ADDRESS:
+		if (!x86_is_canonical(la))
+			x86_raise(cpu, X86_GP, 0);
+		x86_tlb_flush_page_pcid(cpu, la, pcid, false);
+		break;
+	case INVPCID_SINGLE:
+		x86_tlb_flush_pcid(cpu, pcid);
+		break;
+	case INVPCID_ALL_GLOBAL:
+		x86_tlb_flush(cpu);
+		break;
+	default:
+		/* Without CR4.PCIDE only PCID 000H has entries: the same. */
+		x86_tlb_flush_nonglobal(cpu);
+		break;
+	}
+	exit = x86_exit_after(cpu, X86_EXIT_INVLPG);
+	exit->invlpg.gva = type == INVPCID_ADDRESS ? la : 0;
+	exit->invlpg.all = type != INVPCID_ADDRESS;
+}
+
 /* SMSW (allowed at CPL3 without UMIP) and LMSW, which changes only PE,
  * MP, EM and TS and cannot clear PE (SDM vol. 2). */
 static void op_smsw(struct x86_cpu *cpu, const struct x86_insn *in)
@@ -1277,5 +1382,7 @@ const struct x86_opdesc x86_ops_system[] = {
 	  "mfence" },
 	{ X86_MAP_0F | 0xae, 7, X86_IMM_NONE, M | X86_D_REG, op_fence,
 	  "sfence" },
+	{ X86_MAP_0F38 | 0x82, X86_GROUP_ANY, X86_IMM_NONE,
+	  M | X86_D_MEM | X86_D_FORCE64 | BR, op_invpcid, "invpcid" },
 	{ 0, 0, 0, 0, NULL, NULL },
 };

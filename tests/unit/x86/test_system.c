@@ -4,7 +4,8 @@
  * control-register writes and their #GP rules and paging exits, segment
  * loads and their error codes, LTR's busy bit, the descriptor-table
  * loads and stores, the IOPL-sensitive flags, SWAPGS, INVLPG, RDTSC,
- * CLAC/STAC, far JMP/CALL and CPUID. Expected values come from the SDM's
+ * CLAC/STAC, far JMP/CALL, CPUID, and the PCID rules of CR3/CR4 with
+ * INVPCID's effect on the soft TLB. Expected values come from the SDM's
  * descriptions of each instruction.
  */
 #include <stdarg.h>
@@ -726,6 +727,372 @@ static void test_system_into_and_ud2_ud(void **state)
 	xh_free(h);
 }
 
+/* ---- PCID and INVPCID ------------------------------------------------- */
+
+/*
+ * The soft TLB is checked through one data page P: a read fills its entry,
+ * then P's leaf spte is pointed at page Q behind the CPU's back (no flush,
+ * unlike xh_set_page()), so a later read returns Q's value exactly when
+ * the instruction in between dropped the entry. In the harness CR3 never
+ * selects the shadow root, so any CR3 value translates through it.
+ */
+#define PCID_P 0x401000ULL
+#define PCID_Q 0x402000ULL
+#define PCID_DESC SYS_DATA /* the INVPCID descriptor */
+#define V_P 0x1111111111111111ULL
+#define V_Q 0x2222222222222222ULL
+#define CR4_PAE_PCIDE 0x20020ULL
+#define CR3_NOFLUSH (1ULL << 63)
+
+/* MOV CR4, RCX. */
+static const uint8_t mov_cr4_rcx[] = { 0x0f, 0x22, 0xe1 };
+/* MOV CR3, RDX. */
+static const uint8_t mov_cr3_rdx[] = { 0x0f, 0x22, 0xda };
+/* INVPCID RDI, [RSI]. */
+static const uint8_t invpcid_rdi[] = { 0x66, 0x0f, 0x38, 0x82, 0x3e };
+/* MOV RBX, [PCID_P]. */
+static const uint8_t read_p_rbx[] = { 0x48, 0x8b, 0x1c, 0x25,
+				      0x00, 0x10, 0x40, 0x00 };
+
+/* Runs code to its HLT through the exits of CR writes and INVPCID; the
+ * last of those exits is returned in *last (reason NONE if none). */
+static void run_through(struct xh *h, const uint8_t *code, size_t len,
+			struct x86_exit *last)
+{
+	struct x86_exit exit;
+	enum x86_exit_reason r = sys_run(h, code, len, &exit);
+
+	last->reason = X86_EXIT_NONE;
+	while (r == X86_EXIT_PAGING || r == X86_EXIT_INVLPG) {
+		*last = exit;
+		r = xh_run(h, 100000, &exit);
+	}
+	assert_int_equal(r, X86_EXIT_HLT);
+	assert_int_equal(sys_rip(h), XH_CODE + len + 1);
+}
+
+static struct x86_exit set_cr4(struct xh *h, uint64_t v)
+{
+	struct x86_exit last;
+
+	sys_set_reg(h, X86_RCX, v);
+	run_through(h, mov_cr4_rcx, sizeof(mov_cr4_rcx), &last);
+	return last;
+}
+
+static struct x86_exit set_cr3(struct xh *h, uint64_t v)
+{
+	struct x86_exit last;
+
+	sys_set_reg(h, X86_RDX, v);
+	run_through(h, mov_cr3_rdx, sizeof(mov_cr3_rdx), &last);
+	return last;
+}
+
+static void put_desc(struct xh *h, uint64_t lo, uint64_t la)
+{
+	sys_write64(h, PCID_DESC, lo);
+	sys_write64(h, PCID_DESC + 8, la);
+	sys_set_reg(h, X86_RSI, PCID_DESC);
+}
+
+static struct x86_exit invpcid(struct xh *h, uint64_t type, uint64_t pcid,
+			       gva_t la)
+{
+	struct x86_exit last;
+
+	put_desc(h, pcid, la);
+	sys_set_reg(h, X86_RDI, type);
+	run_through(h, invpcid_rdi, sizeof(invpcid_rdi), &last);
+	assert_int_equal(last.reason, X86_EXIT_INVLPG);
+	return last;
+}
+
+/* Runs INVPCID and expects the handler of vector (#GP: error code 0). */
+static void invpcid_fault(struct xh *h, uint64_t type, uint64_t pcid, gva_t la,
+			  unsigned int vector)
+{
+	struct x86_regs r;
+	uint64_t err;
+
+	put_desc(h, pcid, la);
+	sys_set_reg(h, X86_RDI, type);
+	err = run_fault(h, invpcid_rdi, sizeof(invpcid_rdi), vector);
+	if (vector == X86_GP)
+		assert_int_equal(err, 0);
+	/* Back to a usable stack and RIP for the next run. */
+	x86_get_regs(h->cpu, &r);
+	r.gpr[X86_RSP] = XH_STACK_TOP;
+	x86_set_regs(h->cpu, &r);
+}
+
+static uint64_t read_p(struct xh *h)
+{
+	struct x86_exit last;
+
+	run_through(h, read_p_rbx, sizeof(read_p_rbx), &last);
+	return sys_reg(h, X86_RBX);
+}
+
+/* Points P's leaf spte at gpa without flushing anything. */
+static void retarget_p(struct xh *h, gpa_t gpa, uint64_t flags)
+{
+	h->sptes[PCID_P / 4096] = (uint64_t)(uintptr_t)xh_ptr(h, gpa) |
+				  X86_PTE_P | X86_PTE_W | X86_PTE_U | flags;
+}
+
+static struct xh *pcid_setup(void)
+{
+	struct xh *h = setup();
+
+	sys_write64(h, PCID_P, V_P);
+	sys_write64(h, PCID_Q, V_Q);
+	return h;
+}
+
+static uint64_t cr3_of(struct xh *h)
+{
+	struct x86_sregs s;
+
+	x86_get_sregs(h->cpu, &s);
+	return s.cr3;
+}
+
+static uint64_t cr4_of(struct xh *h)
+{
+	struct x86_sregs s;
+
+	x86_get_sregs(h->cpu, &s);
+	return s.cr4;
+}
+
+/* SDM vol. 3, 4.10.1: CR4.PCIDE goes from 0 to 1 only while CR3[11:0]
+ * is 000H; set, it stays settable whatever CR3[11:0] is; clearing it
+ * keeps CR3. */
+static void test_system_cr4_pcide_rules(void **state)
+{
+	struct xh *h = pcid_setup();
+	struct x86_exit e;
+
+	(void)state;
+	set_cr3(h, 0x1001);
+	sys_set_reg(h, X86_RCX, CR4_PAE_PCIDE);
+	assert_int_equal(run_fault(h, mov_cr4_rcx, sizeof(mov_cr4_rcx), X86_GP),
+			 0);
+	assert_int_equal(cr4_of(h), X86_CR4_PAE);
+	sys_set_reg(h, X86_RSP, XH_STACK_TOP);
+
+	set_cr3(h, 0x1000);
+	e = set_cr4(h, CR4_PAE_PCIDE);
+	assert_int_equal(e.reason, X86_EXIT_PAGING);
+	assert_int_equal(e.paging.reg, 4);
+	assert_int_equal(e.paging.new_value, CR4_PAE_PCIDE);
+	set_cr3(h, 0x1005);
+	e = set_cr4(h, CR4_PAE_PCIDE | X86_CR4_PGE);
+	assert_int_equal(e.reason, X86_EXIT_PAGING);
+	assert_int_equal(cr4_of(h), CR4_PAE_PCIDE | X86_CR4_PGE);
+	e = set_cr4(h, X86_CR4_PAE);
+	assert_int_equal(e.reason, X86_EXIT_PAGING);
+	assert_int_equal(e.paging.old_value, CR4_PAE_PCIDE | X86_CR4_PGE);
+	assert_int_equal(cr3_of(h), 0x1005);
+	xh_free(h);
+}
+
+/* SDM vol. 3, 4.10.4.1 and 4.5: with CR4.PCIDE, bit 63 of the source is
+ * never stored (the exit carries the stored value); bits from
+ * MAXPHYADDR up and bit 62 stay reserved. */
+static void test_system_cr3_bit63_not_stored_reserved_gp(void **state)
+{
+	static const uint64_t reserved[] = { 1ULL << 62, 1ULL << 46,
+					     1ULL << 51 };
+	struct xh *h = pcid_setup();
+	struct x86_exit e;
+
+	(void)state;
+	set_cr4(h, CR4_PAE_PCIDE);
+	e = set_cr3(h, CR3_NOFLUSH | 0x5003);
+	assert_int_equal(e.reason, X86_EXIT_PAGING);
+	assert_int_equal(e.paging.reg, 3);
+	assert_int_equal(e.paging.old_value, 0x1000);
+	assert_int_equal(e.paging.new_value, 0x5003);
+	assert_int_equal(cr3_of(h), 0x5003);
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+		sys_set_reg(h, X86_RDX, CR3_NOFLUSH | reserved[i] | 0x1001);
+		assert_int_equal(run_fault(h, mov_cr3_rdx, sizeof(mov_cr3_rdx),
+					   X86_GP),
+				 0);
+		assert_int_equal(cr3_of(h), 0x5003);
+		sys_set_reg(h, X86_RSP, XH_STACK_TOP);
+	}
+	xh_free(h);
+}
+
+/* SDM vol. 3, 4.10.4.1: MOV to CR3 with bit 63 clear drops the new PCID's
+ * entries; with it set, this TLB keeps them (it may); clearing PCIDE
+ * drops everything. */
+static void test_system_cr3_flush_follows_bit63(void **state)
+{
+	struct xh *h = pcid_setup();
+
+	(void)state;
+	set_cr4(h, CR4_PAE_PCIDE);
+	set_cr3(h, 0x1001);
+	assert_int_equal(read_p(h), V_P);
+	retarget_p(h, PCID_Q, 0);
+	/* The control: nothing dropped the entry yet. */
+	assert_int_equal(read_p(h), V_P);
+	set_cr3(h, CR3_NOFLUSH | 0x1001);
+	assert_int_equal(read_p(h), V_P);
+	set_cr3(h, 0x1001);
+	assert_int_equal(read_p(h), V_Q);
+
+	retarget_p(h, PCID_P, 0);
+	assert_int_equal(read_p(h), V_Q);
+	set_cr4(h, X86_CR4_PAE);
+	assert_int_equal(read_p(h), V_P);
+	xh_free(h);
+}
+
+/* SDM vol. 2, INVPCID: every type drops the non-global entries of the
+ * current PCID it names (type 0 at the given address); the exit tells the
+ * MMU the address, or every address. */
+static void test_system_invpcid_types_drop_entries(void **state)
+{
+	(void)state;
+	for (uint64_t type = 0; type < 4; type++) {
+		struct xh *h = pcid_setup();
+		struct x86_exit e;
+
+		set_cr4(h, CR4_PAE_PCIDE);
+		set_cr3(h, 0x1007);
+		assert_int_equal(read_p(h), V_P);
+		retarget_p(h, PCID_Q, 0);
+		e = invpcid(h, type, type < 2 ? 7 : 0, PCID_P);
+		assert_int_equal(read_p(h), V_Q);
+		assert_int_equal(e.invlpg.all, type != 0);
+		if (type == 0)
+			assert_int_equal(e.invlpg.gva, PCID_P);
+		xh_free(h);
+	}
+}
+
+/* SDM vol. 3, 4.10.2.4: a global entry serves every PCID; of INVPCID's
+ * types only 2 must drop it (this TLB keeps it for 0, 1 and 3). */
+static void test_system_invpcid_global_entries(void **state)
+{
+	struct xh *h = pcid_setup();
+
+	(void)state;
+	set_cr4(h, CR4_PAE_PCIDE | X86_CR4_PGE);
+	set_cr3(h, 0x1001);
+	retarget_p(h, PCID_P, X86_PTE_G);
+	assert_int_equal(read_p(h), V_P);
+	retarget_p(h, PCID_Q, X86_PTE_G);
+	invpcid(h, 0, 1, PCID_P);
+	invpcid(h, 1, 1, 0);
+	invpcid(h, 3, 0, 0);
+	set_cr3(h, 0x1002);
+	assert_int_equal(read_p(h), V_P);
+	invpcid(h, 2, 0, 0);
+	assert_int_equal(read_p(h), V_Q);
+	xh_free(h);
+}
+
+/* INVPCID types 0 and 1 name any PCID, not just the current one; a PCID
+ * they do not name keeps its entries here. */
+static void test_system_invpcid_other_pcid(void **state)
+{
+	struct xh *h = pcid_setup();
+
+	(void)state;
+	set_cr4(h, CR4_PAE_PCIDE);
+	set_cr3(h, 0x1001);
+	assert_int_equal(read_p(h), V_P);
+	set_cr3(h, CR3_NOFLUSH | 0x1002);
+	retarget_p(h, PCID_Q, 0);
+	invpcid(h, 0, 2, PCID_P);
+	set_cr3(h, CR3_NOFLUSH | 0x1001);
+	assert_int_equal(read_p(h), V_P);
+	set_cr3(h, CR3_NOFLUSH | 0x1002);
+	invpcid(h, 0, 1, PCID_P);
+	set_cr3(h, CR3_NOFLUSH | 0x1001);
+	assert_int_equal(read_p(h), V_Q);
+
+	retarget_p(h, PCID_P, 0);
+	invpcid(h, 1, 2, 0);
+	assert_int_equal(read_p(h), V_Q);
+	invpcid(h, 1, 1, 0);
+	assert_int_equal(read_p(h), V_P);
+	xh_free(h);
+}
+
+/* SDM vol. 2, INVPCID, 64-bit mode exceptions, and the opcode map's
+ * mandatory 66 prefix. */
+static void test_system_invpcid_faults(void **state)
+{
+	static const uint8_t reg_form[] = { 0x66, 0x0f, 0x38, 0x82, 0xc7 };
+	static const uint8_t no_66[] = { 0x0f, 0x38, 0x82, 0x3e };
+	static const uint8_t f3[] = { 0x66, 0xf3, 0x0f, 0x38, 0x82, 0x3e };
+	static const uint8_t lock[] = { 0xf0, 0x66, 0x0f, 0x38, 0x82, 0x3e };
+	const struct {
+		const uint8_t *code;
+		size_t len;
+	} ud[] = {
+		{ reg_form, sizeof(reg_form) },
+		{ no_66, sizeof(no_66) },
+		{ f3, sizeof(f3) },
+		{ lock, sizeof(lock) },
+	};
+	struct xh *h = pcid_setup();
+	struct x86_exit exit;
+
+	(void)state;
+	/* Without CR4.PCIDE: types 0 and 1 only for PCID 000H; 2 and 3
+	 * ignore the descriptor's PCID. */
+	invpcid_fault(h, 0, 1, PCID_P, X86_GP);
+	invpcid_fault(h, 1, 1, 0, X86_GP);
+	invpcid(h, 2, 5, 0);
+	invpcid(h, 3, 5, 0);
+	invpcid(h, 0, 0, PCID_P);
+
+	set_cr4(h, CR4_PAE_PCIDE);
+	invpcid_fault(h, 4, 0, 0, X86_GP);
+	invpcid_fault(h, 1ULL << 32, 0, 0, X86_GP);
+	invpcid_fault(h, 1, 0x1000, 0, X86_GP);
+	invpcid_fault(h, 3, 1ULL << 63, 0, X86_GP);
+	invpcid_fault(h, 0, 1, 0x0000800000000000ULL, X86_GP);
+	/* The address is not used by the other types. */
+	invpcid(h, 1, 1, 0x0000800000000000ULL);
+	for (size_t i = 0; i < sizeof(ud) / sizeof(ud[0]); i++) {
+		put_desc(h, 0, 0);
+		sys_set_reg(h, X86_RDI, 0);
+		run_fault(h, ud[i].code, ud[i].len, X86_UD);
+		sys_set_reg(h, X86_RSP, XH_STACK_TOP);
+	}
+
+	/* The descriptor: a non-canonical address is #GP(0); a page
+	 * without an spte is a shadow fault at it. */
+	sys_set_reg(h, X86_RDI, 0);
+	sys_set_reg(h, X86_RSI, 0x0000800000000000ULL);
+	assert_int_equal(run_fault(h, invpcid_rdi, sizeof(invpcid_rdi), X86_GP),
+			 0);
+	sys_set_reg(h, X86_RSP, XH_STACK_TOP);
+	put_desc(h, 0, 0);
+	xh_set_page(h, PCID_DESC, 0);
+	assert_int_equal(sys_run(h, invpcid_rdi, sizeof(invpcid_rdi), &exit),
+			 X86_EXIT_SHADOW_FAULT);
+	assert_int_equal(exit.fault.gva, PCID_DESC);
+	assert_int_equal(sys_rip(h), XH_CODE);
+	xh_set_page(h, PCID_DESC, X86_PTE_P | X86_PTE_W | X86_PTE_U);
+
+	sys_enter_cpl3(h);
+	put_desc(h, 0, 0);
+	sys_set_reg(h, X86_RDI, 0);
+	assert_int_equal(run_fault(h, invpcid_rdi, sizeof(invpcid_rdi), X86_GP),
+			 0);
+	xh_free(h);
+}
+
 static void cpuid(struct xh *h, uint32_t leaf, uint32_t subleaf, uint32_t r[4])
 {
 	static const uint8_t code[] = { 0x0f, 0xa2 };
@@ -815,6 +1182,13 @@ int main(void)
 		cmocka_unit_test(test_system_far_jmp_and_call_through_memory),
 		cmocka_unit_test(test_system_into_and_ud2_ud),
 		cmocka_unit_test(test_system_cpuid_reports_what_is_implemented),
+		cmocka_unit_test(test_system_cr4_pcide_rules),
+		cmocka_unit_test(test_system_cr3_bit63_not_stored_reserved_gp),
+		cmocka_unit_test(test_system_cr3_flush_follows_bit63),
+		cmocka_unit_test(test_system_invpcid_types_drop_entries),
+		cmocka_unit_test(test_system_invpcid_global_entries),
+		cmocka_unit_test(test_system_invpcid_other_pcid),
+		cmocka_unit_test(test_system_invpcid_faults),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
