@@ -100,7 +100,7 @@ int guest_main(unsigned int cpu)
 	bad += probe_all("4k", VA_4K, 1);
 	bad += probe_all("2m", VA_2M, 2);
 	/* 1 GiB pages only where CPUID reports them (the line set then
-	 * differs, see expected/ad.pdpe1gb.txt). The page maps guest physical
+	 * differs, see expected/ad.mmud.txt). The page maps guest physical
 	 * [0, 1 GiB), so the RET of frame is at VA_1G + frame. */
 	if (rt_has_1g_pages()) {
 		pt_map(root, VA_1G, 0, SIZE_1G, PTE_W);

@@ -5,9 +5,11 @@
  * every SSE level, FXSR/XSAVE (guests are built with
  * -mgeneral-regs-only; x86-64 architecturally assumes SSE2, and a guest
  * that uses it anyway gets #UD), the local APIC (not implemented yet),
- * MTRRs, SYSENTER, CLFLUSH, and — until issue 6 — PCID, INVPCID and
- * 1 GiB pages. The instruction itself lives in exec_system.c; the CR4
- * and EFER bits it accepts agree with these leaves.
+ * MTRRs, SYSENTER and CLFLUSH. PCID, INVPCID and 1 GiB pages are
+ * reported (issue 6): CR4.PCIDE and INVPCID are exec_system.c's, 1 GiB
+ * guest pages the MMU's walker and the shadow walk's. The instruction
+ * itself lives in exec_system.c; the CR4 and EFER bits it accepts agree
+ * with these leaves.
  */
 #include <string.h>
 
@@ -31,14 +33,17 @@ static const char brand[48] = "mmud software x86-64 CPU";
 #define F1_EDX_PAT (1u << 16)
 /* Leaf 1 ECX (table 3-10). */
 #define F1_ECX_CX16 (1u << 13)
+#define F1_ECX_PCID (1u << 17)
 #define F1_ECX_HYPERVISOR (1u << 31)
 /* Leaf 7 subleaf 0 EBX. */
 #define F7_EBX_SMEP (1u << 7)
+#define F7_EBX_INVPCID (1u << 10)
 #define F7_EBX_SMAP (1u << 20)
 /* Leaf 0x80000001. */
 #define FX_ECX_LAHF_LM (1u << 0)
 #define FX_EDX_SYSCALL (1u << 11)
 #define FX_EDX_NX (1u << 20)
+#define FX_EDX_PDPE1GB (1u << 26)
 #define FX_EDX_RDTSCP (1u << 27)
 #define FX_EDX_LM (1u << 29)
 
@@ -69,13 +74,13 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		out[0] = SIGNATURE;
 		/* Initial APIC ID in bits 31:24. */
 		out[1] = (cpu->index & 0xff) << 24;
-		out[2] = F1_ECX_CX16 | F1_ECX_HYPERVISOR;
+		out[2] = F1_ECX_CX16 | F1_ECX_PCID | F1_ECX_HYPERVISOR;
 		out[3] = F1_EDX_TSC | F1_EDX_MSR | F1_EDX_PAE | F1_EDX_CX8 |
 			 F1_EDX_PGE | F1_EDX_CMOV | F1_EDX_PAT;
 		break;
 	case 7:
 		if (subleaf == 0)
-			out[1] = F7_EBX_SMEP | F7_EBX_SMAP;
+			out[1] = F7_EBX_SMEP | F7_EBX_INVPCID | F7_EBX_SMAP;
 		break;
 	case HV_LEAF:
 		put_string(sig, vendor, 12);
@@ -89,7 +94,8 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		break;
 	case 0x80000001u:
 		out[2] = FX_ECX_LAHF_LM;
-		out[3] = FX_EDX_SYSCALL | FX_EDX_NX | FX_EDX_RDTSCP | FX_EDX_LM;
+		out[3] = FX_EDX_SYSCALL | FX_EDX_NX | FX_EDX_PDPE1GB |
+			 FX_EDX_RDTSCP | FX_EDX_LM;
 		break;
 	case 0x80000002u:
 	case 0x80000003u:
