@@ -68,14 +68,27 @@ static void *read_file(const char *path, size_t *len)
 	return buf;
 }
 
-/* A named VM's runtime folder, when systemd has not made it already. */
-static void make_run_dir(const char *name)
+/*
+ * A named VM's runtime folder, when one of its sockets goes there and
+ * systemd (RuntimeDirectory=) has not made it already. Failing here is
+ * not fatal: binding the socket then says what is wrong.
+ */
+static void make_run_dir(const struct mmud_config *cfg)
 {
 	char path[256];
+	size_t n;
 
+	if (!cfg->name)
+		return;
+	n = (size_t)snprintf(path, sizeof(path), "%s/%s/", MMUD_RUN_DIR,
+			     cfg->name);
+	if (!(cfg->qmp && !strncmp(cfg->qmp, path, n)) &&
+	    !(cfg->console_kind == MMUD_CONSOLE_SOCKET &&
+	      !strncmp(cfg->console_path, path, n)))
+		return;
 	if (mkdir(MMUD_RUN_DIR, 0755) < 0 && errno != EEXIST)
-		return; /* binding the socket will say what is wrong */
-	snprintf(path, sizeof(path), "%s/%s", MMUD_RUN_DIR, name);
+		return;
+	path[n - 1] = '\0';
 	if (mkdir(path, 0700) < 0 && errno != EEXIST)
 		return;
 }
@@ -161,8 +174,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "<3>mmud: cannot create the event loop\n");
 		goto out;
 	}
-	if (cfg.name)
-		make_run_dir(cfg.name);
+	make_run_dir(&cfg);
 	r = mmud_console_new(base, &cfg, &console);
 	if (r < 0) {
 		fprintf(stderr, "<3>mmud: --console %s: %s\n",
