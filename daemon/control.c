@@ -96,12 +96,20 @@ static struct job *job_new(struct mmud *d, struct qmp_request *req)
 	return j;
 }
 
-/* Submits a job, or answers the request with an error if it cannot. */
+/*
+ * Submits a job (flag and msg are its inputs, set before the worker can
+ * see it), or answers the request with an error if it cannot.
+ */
 static bool submit(struct mmud *d, struct qmp_request *req,
-		   void (*work)(void *), void (*done)(void *), struct job **jp)
+		   void (*work)(void *), void (*done)(void *), bool flag,
+		   const char *msg)
 {
 	struct job *j = job_new(d, req);
 
+	if (j) {
+		j->flag = flag;
+		snprintf(j->msg, sizeof(j->msg), "%s", msg ? msg : "");
+	}
 	if (!j || mmud_worker_submit(d->worker, work, done, j) < 0) {
 		free(j);
 		if (req)
@@ -109,8 +117,6 @@ static bool submit(struct mmud *d, struct qmp_request *req,
 					"Out of memory");
 		return false;
 	}
-	if (jp)
-		*jp = j;
 	return true;
 }
 
@@ -143,20 +149,14 @@ static void shutdown_done(void *arg)
 static void shutdown_vm(struct mmud *d, bool guest, const char *reason,
 			int status)
 {
-	struct job *j;
-
 	if (d->shutting_down)
 		return;
 	d->shutting_down = true;
 	d->exit_status = status;
 	set_state(d, RS_SHUTDOWN);
 	mmud_notify("STOPPING=1");
-	if (!submit(d, NULL, shutdown_work, shutdown_done, &j)) {
+	if (!submit(d, NULL, shutdown_work, shutdown_done, guest, reason))
 		event_base_loopexit(d->base, NULL);
-		return;
-	}
-	j->flag = guest;
-	snprintf(j->msg, sizeof(j->msg), "%s", reason);
 }
 
 void mmud_signal_shutdown(struct mmud *d)
@@ -271,7 +271,7 @@ static void cmd_stop(struct qmp_request *req, json_t *args, void *opaque)
 		qmp_reply_ok(req);
 		return;
 	}
-	if (submit(d, req, pause_work, stop_done, NULL))
+	if (submit(d, req, pause_work, stop_done, false, NULL))
 		set_state(d, RS_PAUSED);
 }
 
@@ -305,7 +305,7 @@ static void cmd_cont(struct qmp_request *req, json_t *args, void *opaque)
 		qmp_reply_ok(req);
 		return;
 	}
-	if (submit(d, req, resume_work, cont_done, NULL))
+	if (submit(d, req, resume_work, cont_done, false, NULL))
 		set_state(d, RS_RUNNING);
 }
 
@@ -344,7 +344,6 @@ static void cmd_system_reset(struct qmp_request *req, json_t *args,
 {
 	struct mmud *d = opaque;
 	bool run = d->state == RS_RUNNING;
-	struct job *j;
 
 	(void)args;
 	if (d->shutting_down) {
@@ -352,9 +351,8 @@ static void cmd_system_reset(struct qmp_request *req, json_t *args,
 				"The VM is shutting down");
 		return;
 	}
-	if (!submit(d, req, reset_work, reset_done, &j))
+	if (!submit(d, req, reset_work, reset_done, run, NULL))
 		return;
-	j->flag = run;
 	set_state(d, run ? RS_RUNNING : RS_PRELAUNCH);
 }
 
@@ -482,7 +480,7 @@ static void cmd_query_mmu_stats(struct qmp_request *req, json_t *args,
 				void *opaque)
 {
 	(void)args;
-	submit(opaque, req, stats_work, return_done, NULL);
+	submit(opaque, req, stats_work, return_done, false, NULL);
 }
 
 static void audit_work(void *arg)
@@ -507,7 +505,7 @@ static void audit_done(void *arg)
 static void cmd_mmu_audit(struct qmp_request *req, json_t *args, void *opaque)
 {
 	(void)args;
-	submit(opaque, req, audit_work, audit_done, NULL);
+	submit(opaque, req, audit_work, audit_done, false, NULL);
 }
 
 /* ---- setup ---------------------------------------------------------------- */
