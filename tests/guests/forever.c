@@ -5,9 +5,10 @@
  * between two frames (PTE write, INVLPG, write through the mapping,
  * read back through the identity map), so the shadow MMU keeps working
  * while the control plane acts. vCPU 0 prints "tick N" every few
- * thousand rounds. The command line picks an ending: "exit=V" exits with
- * V after tick 3, "crash" triple-faults after tick 3 (no IDT), "halt"
- * halts every vCPU with interrupts off after tick 3.
+ * thousand rounds ("spam": every round, padded to 64 bytes a line, for
+ * the console's replay limit). The command line picks an ending: "exit=V"
+ * exits with V after tick 3, "crash" triple-faults after tick 3 (no IDT),
+ * "halt" halts every vCPU with interrupts off after tick 3.
  */
 #include "rt.h"
 
@@ -59,7 +60,8 @@ static __attribute__((noreturn)) void triple_fault(void)
 int guest_main(unsigned int cpu)
 {
 	uint64_t root = pt_root_new(), frame[2], va = WINDOW + cpu * SIZE_2M;
-	unsigned int exit_value = 0, tick = 0;
+	unsigned int exit_value = 0, tick = 0, per_tick = ROUNDS_PER_TICK;
+	bool spam = has_word("spam", NULL);
 	uint64_t round = 0;
 
 	frame[0] = rt_phys_alloc(SIZE_4K, SIZE_4K);
@@ -73,6 +75,8 @@ int guest_main(unsigned int cpu)
 		else if (has_word("halt", NULL))
 			ending = 3;
 		rt_printf("forever: up, %u vcpus\n", rt_boot.nr_vcpus);
+		if (spam)
+			per_tick = 1;
 	}
 	for (;;) {
 		uint64_t f = frame[round & 1];
@@ -90,9 +94,15 @@ int guest_main(unsigned int cpu)
 				__asm__ volatile("cli; hlt");
 			continue;
 		}
-		if (round % ROUNDS_PER_TICK)
+		if (round % per_tick)
 			continue;
-		rt_printf("tick %u\n", ++tick);
+		if (spam)
+			rt_printf(
+				"tick %08u ......................................"
+				"..................\n",
+				++tick);
+		else
+			rt_printf("tick %u\n", ++tick);
 		if (tick < 3 || !ending)
 			continue;
 		if (ending == 1)

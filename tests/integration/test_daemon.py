@@ -243,6 +243,12 @@ def test_greeting_and_negotiation(tmp):
     assert g["QMP"]["version"]["package"].startswith("mmud ")
     error(c.cmd("query-status", id=7), "CommandNotFound",
           "Expecting capabilities negotiation with 'qmp_capabilities'")
+    # Wrong types and unknown arguments are refused, changing nothing.
+    error(c.cmd("qmp_capabilities", {"enable": "oob"}), "GenericError",
+          "Invalid parameter type for 'enable', expected: array")
+    error(c.cmd("qmp_capabilities", {"enable": [], "x": 1}),
+          "GenericError", "Parameter 'x' is unexpected")
+    error(c.cmd("query-status"), "CommandNotFound")
     assert c.cmd("qmp_capabilities", id="n") == {"return": {}, "id": "n"}
     error(c.cmd("qmp_capabilities"), "CommandNotFound",
           "Capabilities negotiation is already complete, command ignored")
@@ -530,6 +536,41 @@ def test_console_streams_and_replays(tmp):
         pass
     assert d.wait() == 0, d.log()
     d.sockets_gone()
+    d.kill()
+
+
+@test("console")
+def test_console_replay_is_the_last_64k(tmp):
+    d = Daemon(tmp, append="spam")
+    s1, text = read_console_until(d.con, "tick 00002000 ")
+    c = d.client()
+    c.cmd("stop")
+    # Paused: nothing more is printed. A new client gets exactly the last
+    # 64 KiB; after quit both see EOF, and the replay is the tail of what
+    # the first client read.
+    s2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s2.settimeout(TIMEOUT)
+    s2.connect(d.con)
+    replay = b""
+    while len(replay) < 65536:
+        chunk = s2.recv(65536)
+        assert chunk, len(replay)
+        replay += chunk
+    c.cmd("quit")
+    while True:
+        chunk = s2.recv(65536)
+        if not chunk:
+            break
+        replay += chunk
+    full = text.encode()
+    while True:
+        chunk = s1.recv(65536)
+        if not chunk:
+            break
+        full += chunk
+    assert len(replay) == 65536, len(replay)
+    assert len(full) > 65536 and full.endswith(replay), len(full)
+    assert d.wait() == 0, d.log()
     d.kill()
 
 
