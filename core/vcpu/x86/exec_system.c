@@ -628,6 +628,7 @@ static void paging_exit(struct x86_cpu *cpu, unsigned int reg, uint64_t old,
 	exit->paging.reg = (uint8_t)reg;
 	exit->paging.old_value = old;
 	exit->paging.new_value = new;
+	exit->paging.noflush = false;
 }
 
 /* SDM vol. 2, MOV to CR; vol. 3, 2.5 and 9.8.5. The CPU is always in
@@ -684,6 +685,7 @@ static void write_cr3(struct x86_cpu *cpu, uint64_t v)
 		x86_tlb_flush(cpu);
 	}
 	paging_exit(cpu, 3, old, v);
+	cpu->exit->paging.noflush = noflush;
 }
 
 /*

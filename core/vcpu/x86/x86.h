@@ -131,10 +131,16 @@ struct x86_exit {
 		struct {
 			uint8_t reg; /* 0, 3, 4, or 8 for EFER */
 			uint64_t old_value, new_value;
+			/* MOV to CR3 with CR4.PCIDE and bit 63 set: the
+			 * guest asked that no translation be invalidated
+			 * (bit 63 itself is never in CR3). */
+			bool noflush;
 		} paging;
 		struct {
 			gva_t gva;
-			bool all; /* every address (INVPCID all-context) */
+			/* Every address: INVPCID single-context or
+			 * all-context (types 1, 2, 3). */
+			bool all;
 		} invlpg;
 		struct {
 			uint8_t vectors[3]; /* the chain: first, second, #DF */
