@@ -52,7 +52,12 @@ struct mmud {
 	int exit_status; /* (e) */
 };
 
-/* One job on the worker and its answer. */
+/*
+ * One job on the worker and its answer. Owned by one thread at a time:
+ * the loop fills the inputs (req, flag, msg) before submitting, the
+ * worker writes the results (r, msg, ret), the loop's completion reads
+ * them and frees the job; the worker's lock orders each hand-off.
+ */
 struct job {
 	struct mmud *d;
 	struct qmp_request *req; /* NULL: no client waits */

@@ -19,6 +19,8 @@
 #include "mmu_rcu.h"
 #include "mmud.h"
 
+/* Owned by whoever has it: the submitter, then the queue (lock), then the
+ * worker, then the calls queue (lock), then the loop, which frees it. */
 struct job {
 	void (*work)(void *); /* NULL: a call_soon entry */
 	void (*done)(void *);
