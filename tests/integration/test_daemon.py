@@ -340,6 +340,22 @@ def test_many_clients_while_vcpus_run(tmp):
             assert c.reply()["id"] == [i, rnd]
             r = c.reply()
             assert r["id"] == [i, rnd, 1] and len(r["return"]) == 2, r
+    # Replies keep request order behind commands that finish on the
+    # worker, even when one write carries them all.
+    c = clients[2]
+    batch = [("x-mmu-audit", 1), ("query-status", 2), ("stop", 3),
+             ("query-status", 4), ("x-query-mmu-stats", 5), ("cont", 6),
+             ("query-status", 7)]
+    c.send_raw(b"".join(json.dumps({"execute": e, "id": i}).encode()
+                        for e, i in batch))
+    replies = [c.reply() for _ in batch]
+    assert [r["id"] for r in replies] == [i for _, i in batch], replies
+    assert replies[1]["return"]["status"] == "running", replies
+    assert replies[3]["return"]["status"] == "paused", replies
+    assert replies[6]["return"]["status"] == "running", replies
+    for cl in clients:
+        cl.event("STOP")
+        cl.event("RESUME")
     # An event reaches every negotiated client, once.
     r = clients[0].cmd("stop")
     assert r == {"return": {}}, r
