@@ -1,0 +1,78 @@
+/*
+ * Hot-added guest memory: memslots the control plane adds and removes
+ * while the vCPUs run (DESIGN.md section 4, issue 8), each backed by its
+ * own memfd mapping, with dirty logging and harvest. It validates every
+ * request against the boot RAM, the MMIO hole and the other slots before
+ * anything changes, and unmaps a removed slot's memory only after the MMU
+ * says no vCPU can reach it. The boot RAM itself belongs to the VM.
+ */
+#ifndef MMUD_GUESTMEM_H
+#define MMUD_GUESTMEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+
+struct mmu;
+struct guestmem;
+
+/* A range the hot-added slots may not overlap (boot RAM, MMIO hole). */
+struct guestmem_range {
+	gpa_t gpa;
+	uint64_t size;
+	const char *what; /* named in refusals, e.g. "RAM" */
+};
+
+#define GUESTMEM_MAX_SLOTS 64
+#define GUESTMEM_MAX_SIZE (64ULL << 30)
+#define GUESTMEM_FIRST_ID 16 /* ids below belong to the VM */
+
+struct guestmem_slot_info {
+	uint32_t slot;
+	gpa_t gpa;
+	uint64_t size;
+	bool readonly, log_dirty;
+	hva_t hva; /* for tests: where the host maps it */
+};
+
+/* NULL means -ENOMEM. reserved is copied. */
+struct guestmem *guestmem_create(struct mmu *mmu,
+				 const struct guestmem_range *reserved,
+				 unsigned int nr_reserved);
+/* Removes every hot-added slot. No vCPU may run. */
+void guestmem_destroy(struct guestmem *gm);
+
+/*
+ * Adds a zero-filled slot at gpa of size bytes: both page-aligned, size
+ * non-zero and at most GUESTMEM_MAX_SIZE, below 2^46, overlapping no
+ * reserved range and no other slot. 0 with *slot set, or -errno (EINVAL,
+ * EEXIST, ENOSPC, ENOMEM) with a message naming the field; nothing
+ * changes then.
+ */
+int guestmem_add(struct guestmem *gm, gpa_t gpa, uint64_t size, bool readonly,
+		 bool log_dirty, uint32_t *slot, char *err, size_t errlen);
+/* Deletes the slot in KVM's order, then unmaps its memory. -ENOENT. */
+int guestmem_remove(struct guestmem *gm, uint32_t slot, char *err,
+		    size_t errlen);
+/* Starts or stops dirty logging of a hot-added slot. */
+int guestmem_set_dirty_log(struct guestmem *gm, uint32_t slot, bool on,
+			   char *err, size_t errlen);
+/* Pages of the slot, for sizing a harvest bitmap; -ENOENT. */
+int64_t guestmem_npages(struct guestmem *gm, uint32_t slot);
+/*
+ * Copies the slot's dirty bitmap (one bit per page, bit i of word j is
+ * page 64j + i) into bitmap (nwords words) and counts the dirty pages.
+ * With clear, the reported pages are cleared and write-protected, and
+ * remote TLBs flushed, before it returns (KVM's order); without, it only
+ * reads. -EINVAL when the slot is not logging.
+ */
+int guestmem_harvest(struct guestmem *gm, uint32_t slot, bool clear,
+		     uint64_t *bitmap, size_t nwords, uint64_t *ndirty,
+		     char *err, size_t errlen);
+/* Up to max slots sorted by gpa; returns how many exist. */
+unsigned int guestmem_list(struct guestmem *gm, struct guestmem_slot_info *out,
+			   unsigned int max);
+
+#endif
