@@ -5,6 +5,8 @@
  * name when it starts with '@'), and the watchdog interval systemd
  * passes in $WATCHDOG_USEC / $WATCHDOG_PID. Without $NOTIFY_SOCKET every
  * call does nothing. It owns no state: each call opens its own socket.
+ * Sends never block (the event loop calls this): a receiver whose queue
+ * is full loses the message, and the caller gets -EAGAIN.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -39,8 +41,9 @@ int mmud_notify(const char *state)
 	if (fd < 0)
 		return -errno;
 	do
-		w = sendto(fd, state, strlen(state), MSG_NOSIGNAL,
-			   (struct sockaddr *)&sa, salen);
+		w = sendto(fd, state, strlen(state),
+			   MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa,
+			   salen);
 	while (w < 0 && errno == EINTR);
 	if (w < 0)
 		r = -errno;

@@ -822,6 +822,20 @@ def test_notify_protocol(tmp):
     d.kill()
 
 
+@test("notify")
+def test_unread_notify_socket_never_blocks_the_loop(tmp):
+    # The notify queue fills (net.unix.max_dgram_qlen is 10 by default)
+    # and nobody reads it: mmud drops the STATUS lines, never blocks.
+    d = Daemon(tmp)
+    c = d.client()
+    for i in range(60):
+        assert c.cmd("stop", id=i) == {"return": {}, "id": i}
+        assert c.cmd("cont", id=i) == {"return": {}, "id": i}
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
 def main():
     global MMUD, MMUCTL, FOREVER
     group, MMUD, MMUCTL, FOREVER = sys.argv[1:5]
