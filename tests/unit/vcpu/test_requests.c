@@ -1,0 +1,738 @@
+/*
+ * Requests and kicks of core/vcpu under load: real vCPU threads running a
+ * guest (an ELF image built here, loaded by core/loader into RAM of a
+ * core/mmu memslot) while this process's threads make TLB_FLUSH requests
+ * with and without wait. It checks the promise of vcpu_make_request():
+ * a request with wait returns, and only once every vCPU that could still
+ * be running guest code from before the request has left guest mode; a
+ * vCPU outside guest mode (halted) is not waited for; no request bit is
+ * lost. It builds its own small VM (not core/vm) because the checks need
+ * each struct vcpu for vcpu_mode() and vcpu_stats_get(), which core/vm
+ * does not hand out; the wiring is the same as vm.c's.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "loader.h"
+#include "mmu.h"
+#include "mmu_rcu.h"
+#include "vcpu/vcpu.h"
+
+/*
+ * The stress makes NR_STRESS_REQUESTS requests, or as many as fit in
+ * STRESS_BUDGET_SECONDS. On a host with fewer free cores than vCPU
+ * threads plus one, a request with wait costs a host scheduling latency
+ * (milliseconds): a vCPU thread the host preempted stays in guest mode
+ * until it runs again and sees its kick. On the 2-core machines here that
+ * is a few thousand requests a minute, so the budget, not the count, ends
+ * the run. ThreadSanitizer makes everything several times slower: a
+ * smaller count and budget keep that run well under a minute.
+ */
+#ifdef MMUD_TSAN
+#define NR_STRESS_REQUESTS 10000UL
+#define STRESS_BUDGET_SECONDS 20
+#define NR_HALTED_REQUESTS 2000UL
+#else
+#define NR_STRESS_REQUESTS 100000UL
+#define STRESS_BUDGET_SECONDS 60
+#define NR_HALTED_REQUESTS 20000UL
+#endif
+/* Fewer than this in the budget means something is wrong, not slow. */
+#define MIN_STRESS_REQUESTS 100UL
+#define NR_VCPUS 4
+#define NR_STRESS_VCPUS 3
+/* Bounds on waiting for an event; reaching one is a failure. They are
+ * generous because the machine is shared: they catch hangs, not slowness. */
+#define STALL_SECONDS 30
+#define EVENT_SECONDS 60
+/* A single request with wait to halted vCPUs must return within this. */
+#define HALTED_WAIT_MAX_NS 1000000000ULL
+
+#define RAM_SIZE (4ULL << 20)
+#define CODE_GPA 0x100000ULL
+#define DATA_GPA 0x102000ULL
+#define FLAG_GPA DATA_GPA
+#define DEBUG_EXIT_PORT 0xf4
+
+/*
+ * The guest. At CODE_GPA + ENTRY_SPIN every vCPU reads the flag until it
+ * is nonzero (a three-instruction basic block: the tight loop a kick must
+ * interrupt), then writes 0 to the debug-exit port and halts. At
+ * CODE_GPA + ENTRY_HALT it halts at once; RFLAGS.IF is 0 at boot, so
+ * nothing can wake it.
+ */
+static const uint8_t guest_code[] = {
+	0x48, 0x8b, 0x04, 0x25,
+	0x00, 0x20, 0x10, 0x00, /* 0: mov 0x102000,%rax */
+	0x48, 0x85, 0xc0, /* 8: test %rax,%rax */
+	0x74, 0xf3, /* b: je 0 */
+	0x31, 0xc0, /* d: xor %eax,%eax */
+	0xe6, 0xf4, /* f: out %al,$0xf4 */
+	0xf4, /* 11: hlt */
+	0xeb, 0xfd, /* 12: jmp 11 */
+	0xf4, /* 14: hlt */
+	0xeb, 0xfd, /* 15: jmp 14 */
+};
+#define ENTRY_SPIN 0x0
+#define ENTRY_HALT 0x14
+
+/*
+ * The kernel image: an ELF64 header, two program headers (code, read and
+ * execute, at CODE_GPA; a zeroed read-write page at DATA_GPA) and the code
+ * at file offset 0x1000.
+ */
+#define ELF_CODE_OFF 0x1000
+#define ELF_SIZE (ELF_CODE_OFF + sizeof(guest_code))
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static void put_phdr(uint8_t *ph, uint32_t flags, uint64_t off, uint64_t gpa,
+		     uint64_t filesz, uint64_t memsz)
+{
+	put32(ph + 0, 1); /* PT_LOAD */
+	put32(ph + 4, flags);
+	put64(ph + 8, off);
+	put64(ph + 16, gpa); /* p_vaddr */
+	put64(ph + 24, gpa); /* p_paddr */
+	put64(ph + 32, filesz);
+	put64(ph + 40, memsz);
+	put64(ph + 48, 0x1000); /* p_align */
+}
+
+static void build_elf(uint8_t *img, uint64_t entry)
+{
+	static const uint8_t ident[16] = { 0x7f, 'E', 'L', 'F', 2, 1, 1 };
+
+	memset(img, 0, ELF_SIZE);
+	memcpy(img, ident, sizeof(ident));
+	put16(img + 16, 2); /* ET_EXEC */
+	put16(img + 18, 62); /* EM_X86_64 */
+	put32(img + 20, 1);
+	put64(img + 24, entry);
+	put64(img + 32, 64); /* e_phoff */
+	put16(img + 52, 64); /* e_ehsize */
+	put16(img + 54, 56); /* e_phentsize */
+	put16(img + 56, 2); /* e_phnum */
+	put_phdr(img + 64, 5, ELF_CODE_OFF, CODE_GPA, sizeof(guest_code),
+		 sizeof(guest_code));
+	put_phdr(img + 64 + 56, 6, ELF_CODE_OFF, DATA_GPA, 0, 0x1000);
+	memcpy(img + ELF_CODE_OFF, guest_code, sizeof(guest_code));
+}
+
+/* ---- a small VM: RAM, MMU, vCPUs, and the events they report --------- */
+
+/*
+ * Legend: (c) constant while the vCPUs run; (l) under lock, signalled
+ * on cond when it changes.
+ */
+struct harness {
+	unsigned int n; /* (c) */
+	void *res; /* (c) the reservation the RAM is aligned in */
+	size_t res_len; /* (c) */
+	void *ram; /* (c) */
+	struct vcpu_set *set; /* (c) */
+	struct mmu *mmu; /* (c) */
+	struct vcpu *vcpus[NR_VCPUS]; /* (c) */
+	_Atomic uint64_t *flag; /* (c) the guest's flag, through its memslot */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	unsigned int nr_exited; /* (l) OUTs to the debug-exit port */
+	unsigned int nr_halted; /* (l) vCPUs stopped by HLT */
+	unsigned int nr_crashed; /* (l) any other stop */
+	char crash[200]; /* (l) the first other stop */
+};
+
+static void h_pio(void *opaque, unsigned int vcpu, uint16_t port,
+		  unsigned int size, bool in, uint32_t *value)
+{
+	struct harness *h = opaque;
+
+	(void)vcpu;
+	if (in) {
+		*value = size == 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
+		return;
+	}
+	if (port != DEBUG_EXIT_PORT)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->nr_exited++;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static uint64_t h_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
+{
+	(void)opaque;
+	(void)gpa;
+	return size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
+}
+
+static void h_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
+			 uint64_t value)
+{
+	(void)opaque;
+	(void)gpa;
+	(void)size;
+	(void)value;
+}
+
+static void h_stopped(void *opaque, unsigned int vcpu,
+		      enum vcpu_stop_reason why, const char *detail)
+{
+	struct harness *h = opaque;
+
+	pthread_mutex_lock(&h->lock);
+	if (why == VCPU_STOP_HALTED) {
+		h->nr_halted++;
+	} else if (h->nr_crashed++ == 0) {
+		snprintf(h->crash, sizeof(h->crash), "vCPU %u: %s", vcpu,
+			 detail);
+	}
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static const struct vcpu_ops h_ops = {
+	.pio = h_pio,
+	.mmio_read = h_mmio_read,
+	.mmio_write = h_mmio_write,
+	.stopped = h_stopped,
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec deadline_in(unsigned int seconds)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += seconds;
+	return ts;
+}
+
+/* Creates the VM with n vCPUs entering at entry; does not start them. */
+static void harness_create(struct harness *h, unsigned int n, uint64_t entry)
+{
+	static uint8_t img[ELF_SIZE];
+	struct loader_ram lram;
+	struct loader_config lcfg;
+	struct loader_result lres;
+	pthread_condattr_t ca;
+	const struct memslot *slot;
+	char err[200];
+
+	memset(h, 0, sizeof(*h));
+	h->n = n;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	/* 2 MiB aligned, so the MMU may use large sptes as it does in vm.c. */
+	h->res_len = RAM_SIZE + (2ULL << 20);
+	h->res = mmap(NULL, h->res_len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	assert_true(h->res != MAP_FAILED);
+	h->ram = (void *)(((uintptr_t)h->res + (2ULL << 20) - 1) &
+			  ~((uintptr_t)(2ULL << 20) - 1));
+
+	build_elf(img, CODE_GPA + entry);
+	lram = (struct loader_ram){ .gpa = 0, .size = RAM_SIZE, .hva = h->ram };
+	lcfg = (struct loader_config){ .ram = &lram,
+				       .nr_ram = 1,
+				       .nr_vcpus = n };
+	if (loader_load(&lcfg, img, sizeof(img), &lres, err, sizeof(err)))
+		fail_msg("loader refused the test kernel: %s", err);
+
+	h->set = vcpu_set_create(n);
+	assert_non_null(h->set);
+	h->mmu = mmu_create(&vcpu_mmu_ops, h->set);
+	assert_non_null(h->mmu);
+	if (memslot_add(h->mmu, 0, 0, RAM_SIZE >> PAGE_SHIFT,
+			(hva_t)(uintptr_t)h->ram, 0, err, sizeof(err)))
+		fail_msg("memslot_add: %s", err);
+	for (unsigned int i = 0; i < n; i++) {
+		h->vcpus[i] =
+			vcpu_create(h->set, i, h->mmu, lres.entry, &h_ops, h);
+		assert_non_null(h->vcpus[i]);
+	}
+
+	/* The flag's host address, the way a device model finds guest
+	 * memory: through the memslot, inside a read-side section. */
+	mmu_rcu_read_lock();
+	slot = memslot_lookup(h->mmu, FLAG_GPA >> PAGE_SHIFT, NULL);
+	assert_non_null(slot);
+	h->flag = (_Atomic uint64_t *)(uintptr_t)(memslot_gfn_to_hva(
+							  slot,
+							  FLAG_GPA >>
+								  PAGE_SHIFT) +
+						  (FLAG_GPA & (PAGE_SIZE - 1)));
+	mmu_rcu_read_unlock();
+}
+
+static void harness_start(struct harness *h)
+{
+	for (unsigned int i = 0; i < h->n; i++)
+		assert_int_equal(vcpu_start(h->vcpus[i]), 0);
+}
+
+/* Waits until *counter (under h->lock) reaches want; false on timeout. */
+static bool harness_wait_count(struct harness *h, const unsigned int *counter,
+			       unsigned int want)
+{
+	struct timespec dl = deadline_in(EVENT_SECONDS);
+	bool ok = true;
+
+	pthread_mutex_lock(&h->lock);
+	while (*counter < want && !h->nr_crashed && ok)
+		ok = pthread_cond_timedwait(&h->cond, &h->lock, &dl) == 0;
+	ok = *counter >= want;
+	pthread_mutex_unlock(&h->lock);
+	return ok;
+}
+
+static void harness_destroy(struct harness *h)
+{
+	for (unsigned int i = 0; i < h->n; i++)
+		vcpu_destroy(h->vcpus[i]);
+	assert_int_equal(memslot_delete(h->mmu, 0, NULL, 0), 0);
+	mmu_destroy(h->mmu);
+	vcpu_set_destroy(h->set);
+	munmap(h->res, h->res_len);
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->lock);
+}
+
+/* Lets the spinning guest finish and checks that every vCPU did. */
+static void harness_finish_spin(struct harness *h)
+{
+	atomic_store_explicit(h->flag, 1, memory_order_release);
+	if (!harness_wait_count(h, &h->nr_exited, h->n))
+		fail_msg("%u of %u vCPUs reached the debug-exit port within "
+			 "%d s after the flag was set (%s)",
+			 h->nr_exited, h->n, EVENT_SECONDS,
+			 h->nr_crashed ? h->crash : "no crash");
+	assert_int_equal(h->nr_crashed, 0);
+}
+
+static uint64_t requests_of(const struct vcpu *v)
+{
+	struct vcpu_stats st;
+
+	vcpu_stats_get(v, &st);
+	return st.requests;
+}
+
+/*
+ * Waits until vCPU v has handled a request since its requests counter
+ * read before; true when it did within bound_ns. Nothing signals this, so
+ * it polls, yielding the CPU to the vCPU threads.
+ */
+static bool wait_handled(const struct vcpu *v, uint64_t before,
+			 uint64_t bound_ns, struct vcpu_stats *st)
+{
+	uint64_t end = now_ns() + bound_ns;
+
+	for (;;) {
+		vcpu_stats_get(v, st);
+		if (st->requests > before)
+			return true;
+		if (now_ns() > end)
+			return false;
+		sched_yield();
+	}
+}
+
+/*
+ * Waits until every vCPU of h has retired guest instructions (its first
+ * instruction reads the flag: code and data are then mapped), kicking
+ * them so that their counters are published.
+ */
+static void harness_wait_running(struct harness *h)
+{
+	uint64_t end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+
+	for (unsigned int i = 0; i < h->n; i++) {
+		struct vcpu_stats st;
+
+		for (;;) {
+			vcpu_stats_get(h->vcpus[i], &st);
+			if (st.insns > 0)
+				break;
+			if (now_ns() > end)
+				fail_msg("vCPU %u retired no instruction in "
+					 "%d s",
+					 i, EVENT_SECONDS);
+			vcpu_make_request(h->vcpus[i], VCPU_REQ_TLB_FLUSH,
+					  true);
+			sched_yield();
+		}
+	}
+}
+
+/* ---- the stress: requests with wait to spinning vCPUs ------------------ */
+
+/*
+ * Legend: (c) set before the thread starts; (a) atomic, read by the
+ * watchdog (the main thread) while the requester runs; (j) written by
+ * the requester, read after join.
+ */
+struct stress {
+	struct harness *h; /* (c) */
+	unsigned long nr; /* (c) */
+	_Atomic unsigned long progress; /* (a) requests completed */
+	_Atomic bool abandon; /* (a) the watchdog gave up: stop early */
+	_Atomic bool finished; /* (a) signalled on h->cond under h->lock */
+	unsigned long outside, handled, deferred; /* (j) how each was seen */
+	unsigned long violations; /* (j) */
+	char violation[300]; /* (j) the first */
+	uint64_t max_wait_ns; /* (j) */
+};
+
+static void violation(struct stress *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void violation(struct stress *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->violations++)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(s->violation, sizeof(s->violation), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * What "observed" means, checked for every vCPU after each request with
+ * wait returns (the guest only spins: once it runs, its only exits are
+ * our kicks, and nobody else makes requests):
+ *  - the vCPU is outside guest mode: it handles its requests before it
+ *    runs guest code again; or
+ *  - it has handled a request since this one was made (its requests
+ *    counter, read before the request, advanced), so it left guest mode
+ *    and re-entered with the bit seen; or
+ *  - it is in guest mode having handled nothing, which is correct only
+ *    in the window between its IN_GUEST_MODE store and the request
+ *    recheck after the fence, where it retires no instruction before it
+ *    leaves and handles the bit. So: wait (bounded) until it handles a
+ *    request, and check that it retired no instruction meanwhile (its
+ *    instruction count is published at every exit from guest code). If
+ *    it did, the wait returned while it still ran guest code from before
+ *    the request: a violation.
+ */
+static void check_observed(struct stress *s, unsigned int i,
+			   const struct vcpu_stats *before)
+{
+	const struct vcpu *v = s->h->vcpus[i];
+	enum mmu_vcpu_mode m = vcpu_mode(v);
+	struct vcpu_stats now, later;
+
+	vcpu_stats_get(v, &now);
+	if (m == OUTSIDE_GUEST_MODE) {
+		s->outside++;
+		return;
+	}
+	if (now.requests > before->requests) {
+		s->handled++;
+		return;
+	}
+	s->deferred++;
+	if (!wait_handled(v, before->requests,
+			  (uint64_t)EVENT_SECONDS * 1000000000ULL, &later)) {
+		violation(s,
+			  "request %lu: vCPU %u in mode %d did not handle it "
+			  "within %d s",
+			  atomic_load(&s->progress), i, (int)m, EVENT_SECONDS);
+		return;
+	}
+	if (later.insns != now.insns)
+		violation(s,
+			  "request %lu: wait returned while vCPU %u (mode %d) "
+			  "still ran guest code from before the request: "
+			  "%" PRIu64 " -> %" PRIu64 " instructions before it "
+			  "handled it",
+			  atomic_load(&s->progress), i, (int)m, now.insns,
+			  later.insns);
+}
+
+static void *requester(void *arg)
+{
+	struct stress *s = arg;
+	struct harness *h = s->h;
+	struct vcpu_stats before[NR_VCPUS];
+
+	mmu_rcu_register_thread();
+	uint64_t end =
+		now_ns() + (uint64_t)STRESS_BUDGET_SECONDS * 1000000000ULL;
+
+	for (unsigned long k = 0; k < s->nr; k++) {
+		uint64_t t0, dt;
+
+		if (atomic_load(&s->abandon) || now_ns() > end)
+			break;
+		for (unsigned int i = 0; i < h->n; i++)
+			vcpu_stats_get(h->vcpus[i], &before[i]);
+		t0 = now_ns();
+		vcpu_set_make_request(h->set, VCPU_REQ_TLB_FLUSH, true);
+		dt = now_ns() - t0;
+		if (dt > s->max_wait_ns)
+			s->max_wait_ns = dt;
+		for (unsigned int i = 0; i < h->n; i++)
+			check_observed(s, i, &before[i]);
+		atomic_store(&s->progress, k + 1);
+	}
+	mmu_rcu_unregister_thread();
+	pthread_mutex_lock(&h->lock);
+	atomic_store(&s->finished, true);
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+/*
+ * The watchdog: waits for the requester, and when it makes no progress
+ * for STALL_SECONDS, records where it is stuck and sets the flag, which
+ * makes every vCPU leave guest mode (OUT, then HLT) and so releases any
+ * wait. Returns false, with msg filled, on a stall.
+ */
+static bool watch(struct stress *s, char *msg, size_t len)
+{
+	struct harness *h = s->h;
+	unsigned long last = 0;
+	uint64_t last_change = now_ns();
+	bool stalled = false;
+
+	pthread_mutex_lock(&h->lock);
+	while (!atomic_load(&s->finished)) {
+		struct timespec dl = deadline_in(1);
+		unsigned long p;
+		int off;
+
+		pthread_cond_timedwait(&h->cond, &h->lock, &dl);
+		p = atomic_load(&s->progress);
+		if (p != last) {
+			last = p;
+			last_change = now_ns();
+			continue;
+		}
+		if (stalled || now_ns() - last_change <
+				       (uint64_t)STALL_SECONDS * 1000000000ULL)
+			continue;
+		stalled = true;
+		off = snprintf(msg, len,
+			       "request %lu with wait made no progress for "
+			       "%d s; vCPU modes:",
+			       p, STALL_SECONDS);
+		for (unsigned int i = 0;
+		     i < h->n && off > 0 && (size_t)off < len; i++) {
+			struct vcpu_stats st;
+
+			vcpu_stats_get(h->vcpus[i], &st);
+			off += snprintf(msg + off, len - (size_t)off,
+					" %u:%d (exits %" PRIu64
+					", requests %" PRIu64 ")",
+					i, (int)vcpu_mode(h->vcpus[i]),
+					st.exits, st.requests);
+		}
+		atomic_store(&s->abandon, true);
+		atomic_store_explicit(h->flag, 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return !stalled;
+}
+
+static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
+{
+	struct harness h;
+	struct stress s = { .nr = NR_STRESS_REQUESTS };
+	char stall[512] = "";
+	pthread_t t;
+	uint64_t t0;
+	bool ok;
+
+	(void)state;
+	harness_create(&h, NR_STRESS_VCPUS, ENTRY_SPIN);
+	s.h = &h;
+	harness_start(&h);
+	harness_wait_running(&h);
+
+	t0 = now_ns();
+	assert_int_equal(pthread_create(&t, NULL, requester, &s), 0);
+	ok = watch(&s, stall, sizeof(stall));
+	pthread_join(t, NULL);
+	print_message("%lu requests with wait to %u spinning vCPUs in %.2f s "
+		      "(longest %.3f ms); seen outside guest mode %lu, "
+		      "handled %lu, in the entry window %lu\n",
+		      atomic_load(&s.progress), h.n,
+		      (double)(now_ns() - t0) / 1e9,
+		      (double)s.max_wait_ns / 1e6, s.outside, s.handled,
+		      s.deferred);
+	if (!ok) {
+		/* The flag is set: the vCPUs stop; let them, then report. */
+		harness_wait_count(&h, &h.nr_exited, h.n);
+		harness_destroy(&h);
+		fail_msg("%s", stall);
+	}
+	if (s.violations) {
+		harness_finish_spin(&h);
+		harness_destroy(&h);
+		fail_msg("%lu violations; the first: %s", s.violations,
+			 s.violation);
+	}
+	assert_int_equal(s.outside + s.handled + s.deferred,
+			 atomic_load(&s.progress) * h.n);
+	if (atomic_load(&s.progress) < MIN_STRESS_REQUESTS)
+		fail_msg("only %lu requests in %d s", atomic_load(&s.progress),
+			 STRESS_BUDGET_SECONDS);
+
+	/* Every vCPU handled requests, and the guest still finishes. */
+	for (unsigned int i = 0; i < h.n; i++)
+		assert_true(requests_of(h.vcpus[i]) > 0);
+	harness_finish_spin(&h);
+	harness_destroy(&h);
+}
+
+/* ---- requests to halted vCPUs ----------------------------------------- */
+
+static void test_requests_flush_wait_halted_vcpus_not_waited_for(void **state)
+{
+	struct harness h;
+	uint64_t before[NR_VCPUS], max_ns = 0, t0;
+
+	(void)state;
+	harness_create(&h, NR_VCPUS, ENTRY_HALT);
+	harness_start(&h);
+	if (!harness_wait_count(&h, &h.nr_halted, h.n))
+		fail_msg("%u of %u vCPUs halted within %d s", h.nr_halted, h.n,
+			 EVENT_SECONDS);
+	for (unsigned int i = 0; i < h.n; i++) {
+		before[i] = requests_of(h.vcpus[i]);
+		assert_int_equal(vcpu_mode(h.vcpus[i]), OUTSIDE_GUEST_MODE);
+	}
+
+	t0 = now_ns();
+	for (unsigned long k = 0; k < NR_HALTED_REQUESTS; k++) {
+		uint64_t s = now_ns(), dt;
+
+		vcpu_set_make_request(h.set, VCPU_REQ_TLB_FLUSH, true);
+		dt = now_ns() - s;
+		if (dt > max_ns)
+			max_ns = dt;
+		for (unsigned int i = 0; i < h.n; i++)
+			assert_int_equal(vcpu_mode(h.vcpus[i]),
+					 OUTSIDE_GUEST_MODE);
+	}
+	print_message("%lu requests with wait to %u halted vCPUs in %.3f s "
+		      "(longest %.3f ms)\n",
+		      NR_HALTED_REQUESTS, h.n, (double)(now_ns() - t0) / 1e9,
+		      (double)max_ns / 1e6);
+	if (max_ns > HALTED_WAIT_MAX_NS)
+		fail_msg("a request with wait to halted vCPUs took %.3f s",
+			 (double)max_ns / 1e9);
+
+	/* A halted vCPU still wakes for its requests and handles them. */
+	for (unsigned int i = 0; i < h.n; i++) {
+		struct vcpu_stats st;
+
+		if (!wait_handled(h.vcpus[i], before[i],
+				  (uint64_t)EVENT_SECONDS * 1000000000ULL, &st))
+			fail_msg("halted vCPU %u handled no request in %d s", i,
+				 EVENT_SECONDS);
+		assert_int_equal(st.halts, 1);
+	}
+	assert_int_equal(h.nr_crashed, 0);
+	harness_destroy(&h);
+}
+
+/* ---- a request without wait kicks a spinning vCPU out ----------------- */
+
+static void test_requests_nowait_kick_spinning_vcpu_leaves(void **state)
+{
+	struct harness h;
+	struct vcpu_stats start, st0, st;
+
+	(void)state;
+	harness_create(&h, 1, ENTRY_SPIN);
+	harness_start(&h);
+	harness_wait_running(&h);
+	vcpu_stats_get(h.vcpus[0], &start);
+	for (int k = 0; k < 100; k++) {
+		vcpu_stats_get(h.vcpus[0], &st0);
+		vcpu_make_request(h.vcpus[0], VCPU_REQ_TLB_FLUSH, false);
+		/* The guest never exits by itself: only the kick can make
+		 * it leave guest mode and handle the request. */
+		if (!wait_handled(h.vcpus[0], st0.requests,
+				  (uint64_t)EVENT_SECONDS * 1000000000ULL, &st))
+			fail_msg("request %d without wait: the spinning vCPU "
+				 "did not handle it in %d s",
+				 k, EVENT_SECONDS);
+	}
+	/* Some requests found it between runs (it then handles the bit
+	 * without an exit); the others were kicks out of guest code. */
+	assert_true(st.exits > start.exits);
+	harness_finish_spin(&h);
+	harness_destroy(&h);
+}
+
+/* With the argument "stress", runs the stress alone (a meson test of its
+ * own); without, the other tests. */
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(
+			test_requests_nowait_kick_spinning_vcpu_leaves),
+		cmocka_unit_test(
+			test_requests_flush_wait_halted_vcpus_not_waited_for),
+	};
+	const struct CMUnitTest stress[] = {
+		cmocka_unit_test(
+			test_requests_flush_wait_spinning_vcpus_all_observed),
+	};
+	int r;
+
+	mmu_rcu_register_thread();
+	if (argc > 1 && !strcmp(argv[1], "stress"))
+		r = cmocka_run_group_tests_name("vcpu_requests_stress", stress,
+						NULL, NULL);
+	else
+		r = cmocka_run_group_tests_name("vcpu_requests", tests, NULL,
+						NULL);
+	mmu_rcu_unregister_thread();
+	return r;
+}
