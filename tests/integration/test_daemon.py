@@ -234,6 +234,10 @@ def assert_alive(d):
 @test("protocol")
 def test_greeting_and_negotiation(tmp):
     d = Daemon(tmp)
+    for path in (d.qmp, d.con):
+        st = os.stat(path)
+        assert stat.S_ISSOCK(st.st_mode), path
+        assert stat.S_IMODE(st.st_mode) == 0o600, (path, oct(st.st_mode))
     c = d.client(negotiate=False)
     g = c.greeting
     assert list(g) == ["QMP"], g
