@@ -39,6 +39,7 @@ struct ram_range {
 struct vm {
 	struct vm_config cfg; /* (c) kernel and cmdline point at our copies */
 	void *kernel; /* (c) the ELF image, for reset */
+	void *low_copy; /* (c) [0, 1 MiB) as the loader left it, for reset */
 	char *cmdline; /* (c) */
 	struct ram_range ram[2]; /* (c) */
 	unsigned int nr_ram; /* (c) */
@@ -317,6 +318,12 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	}
 	if (load(vm, &entry, err, errlen) < 0)
 		goto fail;
+	vm->low_copy = malloc(LOADER_KERNEL_MIN_GPA);
+	if (!vm->low_copy) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	memcpy(vm->low_copy, vm->ram[0].hva, LOADER_KERNEL_MIN_GPA);
 
 	vm->set = vcpu_set_create(cfg->nr_vcpus);
 	vm->mmu = vm->set ? mmu_create(&vcpu_mmu_ops, vm->set) : NULL;
@@ -420,8 +427,11 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	 * Every vCPU is parked: nothing runs guest code while the loader
 	 * rewrites the kernel and low memory behind the MMU's back, and the
 	 * zap that follows drops every shadow page built from what was
-	 * there (the guest's page tables included).
+	 * there (the guest's page tables included). Low memory comes back
+	 * whole from its copy; the loader then writes the kernel's segments
+	 * (and low memory's tables again, the same bytes).
 	 */
+	memcpy(vm->ram[0].hva, vm->low_copy, LOADER_KERNEL_MIN_GPA);
 	r = load(vm, &entry, err, errlen);
 	if (r < 0)
 		return r;
@@ -529,6 +539,7 @@ void vm_destroy(struct vm *vm)
 		ram_free(&vm->ram[i]);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm->kernel);
+	free(vm->low_copy);
 	free(vm->cmdline);
 	free(vm);
 }

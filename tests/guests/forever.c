@@ -8,7 +8,10 @@
  * thousand rounds ("spam": every round, padded to 64 bytes a line, for
  * the console's replay limit). The command line picks an ending: "exit=V"
  * exits with V after tick 3, "crash" triple-faults after tick 3 (no IDT),
- * "halt" halts every vCPU with interrupts off after tick 3.
+ * "halt" halts every vCPU with interrupts off after tick 3. The first line
+ * says "fresh" when low memory and the guest's data are as the loader
+ * left them (a word at 0x9000 and a variable both 0), then dirties both:
+ * after system_reset the next boot must say "fresh" again.
  */
 #include "rt.h"
 
@@ -44,6 +47,8 @@ static bool has_word(const char *word, unsigned int *value)
 }
 
 static volatile unsigned int ending; /* 0 none, 1 exit, 2 crash, 3 halt */
+static volatile uint64_t boots;
+#define LOW_MARK ((volatile uint64_t *)0x9000)
 
 static __attribute__((noreturn)) void triple_fault(void)
 {
@@ -74,7 +79,15 @@ int guest_main(unsigned int cpu)
 			ending = 2;
 		else if (has_word("halt", NULL))
 			ending = 3;
-		rt_printf("forever: up, %u vcpus\n", rt_boot.nr_vcpus);
+		if (*LOW_MARK == 0 && boots == 0)
+			rt_printf("forever: up, %u vcpus, fresh\n",
+				  rt_boot.nr_vcpus);
+		else
+			rt_printf("forever: up, %u vcpus, NOT fresh (low %#lx, "
+				  "boots %lu)\n",
+				  rt_boot.nr_vcpus, *LOW_MARK, boots);
+		*LOW_MARK = 0x600d;
+		boots++;
 		if (spam)
 			per_tick = 1;
 	}

@@ -470,7 +470,7 @@ def test_paused_start_waits_for_cont(tmp):
     d.notify.wait("STATUS=VM running")
     con.settimeout(TIMEOUT)
     _, text = read_console_until(d.con, "forever: up", sock=con)
-    assert text.startswith("forever: up, 2 vcpus\n"), text
+    assert text.startswith("forever: up, 2 vcpus, fresh\n"), text
     c.cmd("quit")
     assert d.wait() == 0, d.log()
     d.kill()
@@ -507,10 +507,20 @@ def test_crash_pauses_in_guest_panicked_until_reset(tmp):
         assert c.cmd("system_reset") == {"return": {}}
         c.event("RESET")
         assert c.cmd("query-status")["return"]["status"] == "prelaunch"
+        con = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        con.settimeout(TIMEOUT)
+        con.connect(d.con)
         assert c.cmd("cont") == {"return": {}}
         c.event("RESUME")
-        # The guest boots again and crashes again.
+        # The guest boots again from reloaded memory and crashes again.
         ev, _ = c.event("GUEST_PANICKED")
+        text = ""
+        while text.count("forever: up") < 2 or "tick 3" not in \
+                text[text.rfind("forever: up"):]:
+            chunk = con.recv(65536)
+            assert chunk, text
+            text += chunk.decode()
+        assert text.count("forever: up, 2 vcpus, fresh\n") == 2, text
         c.cmd("quit")
         assert d.wait() == 0, d.log()
         assert "guest crashed" in d.log(), d.log()
@@ -540,10 +550,10 @@ def test_crash_with_panic_exit(tmp):
 def test_console_streams_and_replays(tmp):
     d = Daemon(tmp)
     s1, text = read_console_until(d.con, "tick 2")
-    assert text.startswith("forever: up, 2 vcpus\ntick 1\ntick 2"), text
+    assert text.startswith("forever: up, 2 vcpus, fresh\ntick 1\ntick 2"), text
     # A later client gets the replay first, then the live stream.
     s2, text2 = read_console_until(d.con, "tick 3")
-    assert text2.startswith("forever: up, 2 vcpus\ntick 1\n"), text2
+    assert text2.startswith("forever: up, 2 vcpus, fresh\ntick 1\n"), text2
     _, more = read_console_until(d.con, "tick 4", sock=s1)
     # Clients that go away do not disturb the others or the daemon.
     s2.close()
@@ -600,7 +610,7 @@ def test_console_to_a_file(tmp):
     d = Daemon(tmp, "--console", out, append="exit=0", console=False)
     assert d.wait() == 1, d.log()
     text = open(out).read()
-    assert text.startswith("forever: up, 2 vcpus\ntick 1\n"), text
+    assert text.startswith("forever: up, 2 vcpus, fresh\ntick 1\n"), text
     assert text.rstrip().endswith("tick 3"), text
     d.kill()
 
@@ -730,7 +740,7 @@ def test_mmuctl_console_and_panicked_cont(tmp):
     p = subprocess.Popen([MMUCTL, "--socket", d.qmp, "console"],
                          stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
-    assert line == "forever: up, 2 vcpus\n", line
+    assert line == "forever: up, 2 vcpus, fresh\n", line
     c.cmd("quit")
     rest = p.stdout.read()
     assert "tick 3" in rest, rest
