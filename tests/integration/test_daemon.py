@@ -438,6 +438,44 @@ def test_stop_cont_reset_quit_sequences(tmp):
 
 
 @test("runstate")
+def test_control_plane_storm_while_vcpus_run(tmp):
+    # Several clients pipeline stop, cont, reset, audits and queries in
+    # a fixed pseudo-random mix while the vCPUs run; every reply comes,
+    # in order, every audit is clean, and the guest runs on afterwards.
+    d = Daemon(tmp, smp=3)
+    clients = [d.client() for _ in range(4)]
+    mix = ["stop", "cont", "system_reset", "x-mmu-audit", "query-cpus-fast",
+           "x-query-mmu-stats", "query-status", "x-mmu-audit", "cont"]
+    seed = 12345
+    sent = []
+    for c in clients:
+        cmds = []
+        for i in range(40):
+            seed = (seed * 1103515245 + 12345) & 0x7fffffff
+            cmds.append(mix[seed % len(mix)])
+        c.send_raw(b"".join(json.dumps({"execute": e, "id": i}).encode()
+                            for i, e in enumerate(cmds)))
+        sent.append(cmds)
+    for c, cmds in zip(clients, sent):
+        for i, e in enumerate(cmds):
+            r = c.reply()
+            assert r["id"] == i, (i, e, r)
+            if e == "cont" and "error" in r:
+                continue
+            assert "return" in r, (e, r)
+    c = clients[0]
+    assert c.cmd("cont") == {"return": {}}
+    assert c.cmd("x-mmu-audit") == {"return": {}}
+    assert c.cmd("query-status")["return"]["status"] == "running"
+    # New output after the replay: the guest runs.
+    s, _ = read_console_until(d.con, "forever: up")
+    read_console_until(d.con, "tick", sock=s)
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+@test("runstate")
 def test_sigterm_and_sigint_shut_down_cleanly(tmp):
     for sig in (signal.SIGTERM, signal.SIGINT):
         d = Daemon(tmp)
