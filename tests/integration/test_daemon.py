@@ -507,7 +507,7 @@ def test_paused_start_waits_for_cont(tmp):
     c.event("RESUME")
     d.notify.wait("STATUS=VM running")
     con.settimeout(TIMEOUT)
-    _, text = read_console_until(d.con, "forever: up", sock=con)
+    _, text = read_console_until(d.con, "fresh\n", sock=con)
     assert text.startswith("forever: up, 2 vcpus, fresh\n"), text
     c.cmd("quit")
     assert d.wait() == 0, d.log()
