@@ -146,7 +146,9 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 			      WHERE "host-writable disagrees with memslot "
 				    "%u flags 0x%x",
 			      WARGS, s->id, s->flags);
-	if ((spte & SPTE_W) && s->meta->write_track[gfn - s->base_gfn] != 0)
+	/* Unless every page shadowing it is unsync (unsync.c). */
+	if ((spte & SPTE_W) && s->meta->write_track[gfn - s->base_gfn] != 0 &&
+	    !mmu_gfn_all_unsync_locked(a->mmu, gfn))
 		return report(a, WHERE "writable but the gfn is write-tracked",
 			      WARGS);
 	if ((spte & SPTE_W) && s->dirty_bitmap &&
@@ -168,11 +170,14 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 					    "times, not once",
 				      WARGS, s->id, c.n);
 	}
-	if (!sp->role.direct) {
+	/* An unsync page may lag its guest table until the next sync. */
+	if (!sp->role.direct && !sp->unsync) {
 		r = read_gpte(a, sp, i, &gpte);
 		if (r)
 			return r;
-		if ((gpte & GPTE_ADDR_MASK) >> PAGE_SHIFT != gfn)
+		/* A large leaf maps its frame (PAT is bit 12 there). */
+		if ((((gpte & GPTE_ADDR_MASK) >> PAGE_SHIFT) &
+		     ~((1ULL << (9 * (sp->role.level - 1))) - 1)) != gfn)
 			return report(a,
 				      WHERE "the gpte 0x%llx maps another gfn",
 				      WARGS, (unsigned long long)gpte);
@@ -261,11 +266,11 @@ static int check_page(struct audit *a, struct mmu_page *sp)
 	unsigned i, n = 0;
 	int r;
 
+	/* Left by a fast zap-all for mmu_zap_obsolete_pages(): it need
+	 * not agree with the guest any more, only be unreachable from
+	 * current roots (audit_ext.c). */
 	if (mmu_page_is_obsolete(a->mmu, sp))
-		return report(a,
-			      "shadow page gfn 0x%llx: obsolete on the "
-			      "active list",
-			      (unsigned long long)sp->gfn);
+		return 0;
 	/* Its write tracking lives in the slot (digest 5.1, invariant 8). */
 	if (!sp->role.direct && !memslot_lookup(a->mmu, sp->gfn, NULL))
 		return report(a,
@@ -277,7 +282,7 @@ static int check_page(struct audit *a, struct mmu_page *sp)
 			atomic_load_explicit(&sp->spt[i], memory_order_relaxed);
 
 		if (!is_spte_present(spte)) {
-			if (spte)
+			if (spte && !is_mmio_spte(spte))
 				return report(
 					a,
 					"shadow page gfn 0x%llx index %u: "
@@ -484,6 +489,8 @@ int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
 	slots = mmu_rcu_dereference(mmu->slots);
 	for (i = 0; i < slots->nr && !r; i++)
 		r = check_slot(&a, slots->slots[i]);
+	if (!r)
+		r = mmu_audit_ext_locked(mmu, msg, msglen);
 out:
 	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();

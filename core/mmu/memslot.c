@@ -120,12 +120,14 @@ static struct memslot_meta *meta_alloc(uint64_t npages)
 			goto nomem;
 	}
 	m->write_track = calloc(npages, sizeof(*m->write_track));
-	if (!m->write_track)
+	if (!m->write_track || lpage_meta_alloc(m, npages))
 		goto nomem;
 	return m;
 nomem:
 	for (l = 0; l < MMU_NR_LEAF_LEVELS; l++)
 		free(m->rmap[l]);
+	free(m->write_track);
+	lpage_meta_free(m);
 	free(m);
 	return NULL;
 }
@@ -139,6 +141,7 @@ static void meta_free(struct memslot_meta *m)
 	for (l = 0; l < MMU_NR_LEAF_LEVELS; l++)
 		free(m->rmap[l]);
 	free(m->write_track);
+	lpage_meta_free(m);
 	free(m);
 }
 
@@ -230,6 +233,8 @@ static struct memslots *publish(struct mmu *mmu, struct memslots *next)
 	mmu_rcu_synchronize();
 	/* Release: pairs with the acquire in memslot_generation(). */
 	atomic_store_explicit(&next->generation, gen + 1, memory_order_release);
+	/* MMIO sptes keep only the low bits: zap them all on wrap. */
+	mmu_memslots_updated(mmu, gen + 1);
 	return old;
 }
 
@@ -545,8 +550,11 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 	 * (grace period above): write-protect what they made writable so
 	 * the next write faults and is logged (digest 3.7, FLAGS_ONLY).
 	 */
-	if (flags & MEMSLOT_LOG_DIRTY)
+	if (flags & MEMSLOT_LOG_DIRTY) {
+		/* Only 4 KiB sptes log each page (digest 5.2). */
+		mmu_zap_large_slot(mmu, s);
 		mmu_write_protect_slot(mmu, s);
+	}
 out:
 	pthread_mutex_unlock(&mmu->slots_lock);
 	if (ret == -ENOMEM)

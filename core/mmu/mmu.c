@@ -228,12 +228,18 @@ static bool zap_pte(struct mmu *mmu, struct mmu_page *sp,
 	uint64_t spte = spte_get(sptep);
 	bool found;
 
-	if (!is_spte_present(spte))
+	if (!is_spte_present(spte)) {
+		/* An MMIO spte derived from the gpte goes too; the CPU never
+		 * walked through it (P = 0), so no flush. */
+		if (is_mmio_spte(spte))
+			spte_set(sptep, 0);
 		return false;
+	}
 	if (is_last_spte(spte, sp->role.level)) {
 		drop_spte(mmu, sptep);
 		return true;
 	}
+	mmu_unlink_unsync_locked(sp, (unsigned)(sptep - sp->spt));
 	found = pte_list_remove(&spte_to_child_page(spte)->parent_ptes, sptep);
 	MMUD_ASSERT(found);
 	(void)found;
@@ -246,6 +252,7 @@ static bool zap_pte(struct mmu *mmu, struct mmu_page *sp,
 static bool account_shadowed(struct mmu *mmu, struct mmu_page *sp)
 {
 	const struct memslot *slot;
+	bool flush = false;
 
 	/*
 	 * The full barrier of digest 4.5, as a seq_cst read-modify-write
@@ -260,10 +267,11 @@ static bool account_shadowed(struct mmu *mmu, struct mmu_page *sp)
 	slot = slot_of(mmu, sp->gfn);
 	if (!slot)
 		return false;
-	slot->meta->write_track[sp->gfn - slot->base_gfn]++;
+	/* Counts it and zaps a large spte over it (large.c). */
+	mmu_track_gfn_locked(mmu, slot, sp->gfn, 1, &flush);
 	/* The gfn is a guest page table now: no spte may write it. The
 	 * caller flushes before it drops mmu_lock (digest 2.1). */
-	return mmu_write_protect_gfn_locked(mmu, slot, sp->gfn, true);
+	return mmu_write_protect_gfn_locked(mmu, slot, sp->gfn, true) || flush;
 }
 
 static void unaccount_shadowed(struct mmu *mmu, struct mmu_page *sp)
@@ -275,7 +283,7 @@ static void unaccount_shadowed(struct mmu *mmu, struct mmu_page *sp)
 	if (!slot)
 		return;
 	MMUD_ASSERT(slot->meta->write_track[sp->gfn - slot->base_gfn] > 0);
-	slot->meta->write_track[sp->gfn - slot->base_gfn]--;
+	mmu_track_gfn_locked(mmu, slot, sp->gfn, -1, NULL);
 }
 
 /*
@@ -386,6 +394,9 @@ static struct mmu_page *get_page(struct mmu_vcpu *v, gfn_t gfn,
 	sp->gfn = gfn;
 	sp->role = role;
 	sp->mmu_valid_gen = mmu->mmu_valid_gen;
+	/* A gfn shadowed above level 1 is never unsync (digest 1.4). */
+	if (!role.direct && role.level > 1)
+		mmu_resync_gfn_before_upper_locked(mmu, gfn, flush);
 	list_add(&sp->link, &mmu->active_pages);
 	list_add(&sp->hash_link, &mmu->hash[hash_gfn(gfn)]);
 	mmu->nr_pages++;
@@ -411,15 +422,23 @@ static struct mmu_page *get_child(struct mmu_vcpu *v, struct mmu_page *parent,
 
 	if (is_spte_present(spte)) {
 		child = spte_to_child_page(spte);
-		if (child->gfn == gfn && child->role.word == role.word)
+		/* A large leaf is no table: never read it as one. */
+		if (!is_last_spte(spte, parent->role.level) &&
+		    child->gfn == gfn && child->role.word == role.word)
 			return child;
 		zap_pte(mmu, parent, sptep);
 		*flush = true;
 	}
 	child = get_page(v, gfn, role, flush);
+	/* A page found unlinked may be out of date: the guest sees it
+	 * linked now, so sync it before any walk can use it (digest 1.4,
+	 * FNAME(fetch)). */
+	if (child->unsync || child->unsync_children)
+		mmu_sync_children_locked(mmu, child);
 	pte_list_add(v, &child->parent_ptes, sptep);
 	spte_set(sptep, NONLEAF_SPTE_BITS | (uint64_t)(uintptr_t)child);
 	parent->nr_present++;
+	mmu_link_unsync_locked(parent, (unsigned)(sptep - parent->spt), child);
 	return child;
 }
 
@@ -630,6 +649,9 @@ int mmu_vcpu_load(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu)
 	if (slot && !(slot->flags & MEMSLOT_INVALID)) {
 		struct mmu_page *sp = get_page(v, gfn, role, &flush);
 
+		/* Root load is a sync point (digest 3.4, kvm_mmu_load). */
+		if (sp->unsync_children)
+			mmu_sync_children_locked(mmu, sp);
 		sp->root_count++;
 		v->root = sp;
 		v->root_gfn = gfn;
@@ -688,7 +710,8 @@ static enum mmu_fault_result set_spte(struct mmu_vcpu *v, struct mmu_page *sp,
 	if (host_writable)
 		new |= SPTE_HOST_WRITABLE;
 	if ((acc & MMU_ACC_WRITE) && host_writable) {
-		if (gfn_write_tracked(slot, gfn)) {
+		if (gfn_write_tracked(slot, gfn) &&
+		    !(write && mmu_try_unsync_locked(mmu, slot, gfn))) {
 			/* A shadowed guest table: writes are emulated. */
 			if (write)
 				res = MMU_FAULT_EMULATE;
@@ -741,7 +764,7 @@ static enum mmu_fault_result fetch(struct mmu_vcpu *v, gva_t gva,
 	bool write = access & MMU_ACCESS_WRITE;
 	gfn_t gfn = w->gpa >> PAGE_SHIFT;
 	unsigned leaf_acc = w->pte_access;
-	int level;
+	int level, goal = 1;
 
 	mmu_assert_locked(mmu);
 	/* Pairs with the release bump in invalidate_slot(): a memslot
@@ -767,16 +790,29 @@ static enum mmu_fault_result fetch(struct mmu_vcpu *v, gva_t gva,
 	/* A clean gpte maps read-only until the first write sets D. */
 	if (!write && !(w->gpte[w->level] & SPTE_D))
 		leaf_acc &= ~MMU_ACC_WRITE;
+	/* After the tables above are shadowed (that changes what may be
+	 * mapped large): the largest spte the slot allows (large.c). */
+	if (slot && w->level > 1)
+		goal = mmu_large_level_locked(slot, gfn, w->level);
 	/*
-	 * A guest large page: direct pages split it into 4 KiB sptes. The
+	 * A guest large page mapped smaller: direct pages split it. The
 	 * child of a level-L spte covers level_pages(L) gfns.
 	 */
-	for (level = w->level; level > 1; level--) {
+	for (level = w->level; level > goal; level--) {
 		_Atomic uint64_t *sptep = &sp->spt[spte_index(gva, level)];
 
 		sp = get_child(v, sp, sptep, gfn & ~(level_pages(level) - 1),
 			       child_role(sp->role, true, leaf_acc), flush);
 	}
+	if (!slot) {
+		mmu_mmio_set_spte_locked(mmu, sp, &sp->spt[spte_index(gva, 1)],
+					 gfn, leaf_acc, flush);
+		return MMU_FAULT_MMIO;
+	}
+	if (goal > 1)
+		return mmu_set_large_spte_locked(
+			v, sp, &sp->spt[spte_index(gva, goal)], gfn, slot,
+			leaf_acc, flush);
 	return set_spte(v, sp, &sp->spt[spte_index(gva, 1)], gfn, slot,
 			leaf_acc, write, flush);
 }
@@ -802,6 +838,11 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 	/* Snapshot before looking at memslots (digest 1.1, 4.5); acquire
 	 * pairs with the release bump in invalidate_slot(). */
 	seq = atomic_load_explicit(&mmu->invalidate_seq, memory_order_acquire);
+	/* A current MMIO spte answers without the guest walk. */
+	if (mmu_mmio_fast(v, cpu, gva, access, info)) {
+		ret = MMU_FAULT_MMIO;
+		goto out;
+	}
 	switch (mmu_walk_guest(v, cpu, gva, access, &w)) {
 	case MMU_WALK_RETRY:
 		ret = MMU_FAULT_RETRY;
@@ -820,12 +861,14 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 		ret = MMU_FAULT_RETRY;
 		goto out;
 	}
-	if (!slot ||
-	    ((access & MMU_ACCESS_WRITE) && (slot->flags & MEMSLOT_READONLY))) {
+	if (slot && (access & MMU_ACCESS_WRITE) &&
+	    (slot->flags & MEMSLOT_READONLY)) {
 		ret = MMU_FAULT_MMIO;
 		goto out;
 	}
-	if ((access & MMU_ACCESS_WRITE) && !(w.pte_access & MMU_ACC_WRITE)) {
+	/* No slot: fetch() installs an MMIO spte and answers MMIO. */
+	if (slot && (access & MMU_ACCESS_WRITE) &&
+	    !(w.pte_access & MMU_ACC_WRITE)) {
 		/* Supervisor write under CR0.WP=0 to a read-only page: the
 		 * guest may, no spte may (sptes are checked as with WP=1). */
 		ret = MMU_FAULT_EMULATE;
@@ -906,7 +949,9 @@ int mmu_shadow_translate(const _Atomic uint64_t *root, gva_t gva,
 			    (implicit || !(cpu->rflags & X86_RFLAGS_AC)))
 				return -EFAULT;
 		}
-		*hva = spte_to_hva(spte) | (gva & (PAGE_SIZE - 1));
+		/* A large leaf maps level_pages(level) pages. */
+		*hva = spte_to_hva(spte) +
+		       (gva & ((PAGE_SIZE << (9 * (level - 1))) - 1));
 		return 0;
 	}
 	return -EFAULT;
@@ -1188,4 +1233,54 @@ void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st)
 	st->flushes = c[MMU_STAT_FLUSHES];
 	st->write_protects = c[MMU_STAT_WRITE_PROTECTS];
 	st->emulated_writes = c[MMU_STAT_EMULATED_WRITES];
+	st->unsyncs = c[MMU_STAT_UNSYNCS];
+	st->syncs = c[MMU_STAT_SYNCS];
+	st->fast_zaps = c[MMU_STAT_FAST_ZAPS];
+	st->obsolete_freed = c[MMU_STAT_OBSOLETE_FREED];
+	st->mmio_sptes = c[MMU_STAT_MMIO_SPTES];
+	st->mmio_hits = c[MMU_STAT_MMIO_HITS];
+	st->large_sptes = c[MMU_STAT_LARGE_SPTES];
+}
+
+/* ---- for the part-2 files (mmu_int.h) ---------------------------------- */
+
+void mmu_drop_spte_locked(struct mmu *mmu, _Atomic uint64_t *sptep)
+{
+	mmu_assert_locked(mmu);
+	drop_spte(mmu, sptep);
+}
+
+bool mmu_zap_pte_locked(struct mmu *mmu, struct mmu_page *sp,
+			_Atomic uint64_t *sptep)
+{
+	mmu_assert_locked(mmu);
+	return zap_pte(mmu, sp, sptep);
+}
+
+void mmu_prepare_zap_locked(struct mmu *mmu, struct mmu_page *sp,
+			    struct list_node *invalid_list)
+{
+	prepare_zap(mmu, sp, invalid_list);
+}
+
+void mmu_commit_zap_locked(struct mmu *mmu, struct list_node *invalid_list)
+{
+	commit_zap(mmu, invalid_list);
+}
+
+void mmu_spte_set(_Atomic uint64_t *sptep, uint64_t val)
+{
+	spte_set(sptep, val);
+}
+
+unsigned mmu_hash_gfn(gfn_t gfn)
+{
+	return hash_gfn(gfn);
+}
+
+void mmu_pte_list_add(struct mmu_vcpu *v, struct pte_list_head *head,
+		      _Atomic uint64_t *sptep)
+{
+	mmu_assert_locked(v->mmu);
+	pte_list_add(v, head, sptep);
 }

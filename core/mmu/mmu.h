@@ -368,6 +368,12 @@ struct mmu_stats {
 	uint64_t retries;
 	uint64_t zapped_pages, zapped_sptes;
 	uint64_t flushes, write_protects, emulated_writes;
+	/* Part 2: leaf tables made unsync, unsync pages synced, fast
+	 * zap-alls, obsolete pages freed after one, MMIO sptes installed
+	 * and faults answered from one, large (2 MiB / 1 GiB) sptes
+	 * installed. */
+	uint64_t unsyncs, syncs, fast_zaps, obsolete_freed;
+	uint64_t mmio_sptes, mmio_hits, large_sptes;
 };
 
 void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st);
@@ -380,5 +386,75 @@ void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st);
  * (not through mmu_emulate_write) are reported as inconsistencies too.
  */
 int mmu_audit(struct mmu *mmu, char *msg, size_t msglen);
+
+/* ---- part 2: unsync and sync, fast zap-all, MMIO sptes, large sptes --- */
+
+/*
+ * Unsync (digest 1.4, 3.6 (a)): with it on, a guest write to a gfn that
+ * is shadowed only as a level-1 table makes those pages unsync and maps
+ * the gfn writable instead of asking for emulation; upper levels stay
+ * write-tracked. The vCPU layer turns it on once it calls the sync entry
+ * points below at the guest's flush points (off by default: without
+ * them a guest would keep seeing stale translations).
+ */
+void mmu_set_unsync(struct mmu *mmu, bool on);
+
+/*
+ * Bring every unsync page reachable from the root for cpu (loading that
+ * root as mmu_vcpu_load() does) back in sync, with one remote flush for
+ * the write protection and one for what the sync dropped. Call at MOV
+ * CR3 (unless the PCID no-flush bit is set), at CR4.PGE changes and for
+ * whole-TLB guest flushes (INVPCID all-context). mmu_vcpu_load() syncs
+ * on its own when it loads a root other than the current one. 0 or
+ * -ENOMEM. The vCPU thread, outside guest mode.
+ */
+int mmu_vcpu_sync(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu);
+
+/*
+ * INVLPG of gva (digest 3.5): re-derive the one spte for gva in each
+ * unsync page on the root's path to it; pages stay unsync. The vCPU
+ * thread, outside guest mode, after its own TLB dropped gva.
+ */
+void mmu_invlpg(struct mmu_vcpu *v, gva_t gva);
+
+/*
+ * Fast zap-all (digest 3.9, seed 004): under mmu_lock bump the 64-bit
+ * mmu_valid_gen, so every page becomes obsolete and can never look valid
+ * again, and ask every vCPU (with wait) to drop obsolete roots; O(1) for
+ * the caller. The obsolete pages stay linked among themselves, reachable
+ * from no current root, until mmu_zap_obsolete_pages() frees them.
+ */
+void mmu_zap_all_fast(struct mmu *mmu);
+/*
+ * Free obsolete pages in batches, dropping mmu_lock between batches;
+ * returns how many were freed. Safe to call from any thread at any time,
+ * concurrently with faults and further fast zaps.
+ */
+uint64_t mmu_zap_obsolete_pages(struct mmu *mmu);
+
+/*
+ * MMIO sptes (digest 1.5, 2.1): a gfn with no memslot gets a non-present
+ * spte (P = 0, so the CPU takes a shadow fault) that caches the gfn, the
+ * guest's access and the low bits of the memslot generation; the fault
+ * path answers MMU_FAULT_MMIO from it without walking the guest tables
+ * while the generation still matches and no memslot update is in
+ * progress.
+ */
+#define SPTE_MMIO (1ULL << 62)
+#define SPTE_MMIO_ACC_SHIFT 1 /* MMU_ACC_* in bits 1..3 */
+#define SPTE_MMIO_GFN_MASK 0x00003ffffffff000ULL /* bits 12..45 */
+#define SPTE_MMIO_GEN_SHIFT 46
+#define SPTE_MMIO_GEN_BITS 16 /* bits 46..61 */
+#define MMIO_GEN_MASK ((1ULL << SPTE_MMIO_GEN_BITS) - 1)
+
+static_assert((SPTE_MMIO & (SPTE_P | SPTE_MMU_PRESENT)) == 0,
+	      "an MMIO spte is not present to the CPU nor to the MMU");
+static_assert(SPTE_MMIO_GEN_SHIFT + SPTE_MMIO_GEN_BITS == 62,
+	      "the MMIO generation ends below the MMIO tag");
+
+static inline bool is_mmio_spte(uint64_t spte)
+{
+	return (spte & (SPTE_MMIO | SPTE_P)) == SPTE_MMIO;
+}
 
 #endif

@@ -93,6 +93,11 @@ struct memslot_meta {
 	/* Shadow pages with gptes for each gfn: the gfn must never become
 	 * writable while its count is non-zero (digest 2.7). (m) */
 	uint16_t *write_track;
+	/* lpage_disallow[level - 2][frame]: write-tracked gfns inside each
+	 * 2 MiB / 1 GiB frame, indexed as the rmap heads of that level; a
+	 * large spte maps a frame only while its count is zero (digest
+	 * 2.7, large.c). (m) */
+	uint32_t *lpage_disallow[MMU_NR_LEAF_LEVELS - 1];
 };
 
 /*
@@ -151,6 +156,13 @@ struct mmu_page {
 	unsigned nr_present; /* (m) present sptes */
 	/* Indirect pages: the gfn each leaf spte maps. (m) */
 	gfn_t gfns[MMU_PT_ENTRIES];
+	/* Unsync (digest 1.4, unsync.c): this level-1 page may be out of
+	 * date with its guest table; unsync_children counts the bits set
+	 * in unsync_child_bitmap, one per spte whose child is unsync or
+	 * has unsync children. (m) */
+	bool unsync;
+	unsigned unsync_children;
+	uint64_t unsync_child_bitmap[MMU_PT_ENTRIES / 64];
 };
 
 #define MMU_HASH_BITS 12
@@ -160,7 +172,7 @@ struct mmu_page {
 
 struct mmu_stats_atomic {
 	/* (a) relaxed: statistics, ordered with nothing. */
-	_Atomic uint64_t c[16];
+	_Atomic uint64_t c[32];
 };
 
 struct mmu {
@@ -195,6 +207,9 @@ struct mmu {
 	const struct mmu_vcpu_ops *ops; /* (c) */
 	void *opaque; /* (c) */
 	struct mmu_stats_atomic stats;
+	/* (a) relaxed: mmu_set_unsync(); read under mmu_lock by the fault
+	 * path, which is all that decides to unsync. */
+	_Atomic bool unsync_enabled;
 };
 
 struct mmu_vcpu {
@@ -229,10 +244,17 @@ enum {
 	MMU_STAT_WRITE_PROTECTS,
 	MMU_STAT_EMULATED_WRITES,
 	MMU_STAT_SPTES,
+	MMU_STAT_UNSYNCS,
+	MMU_STAT_SYNCS,
+	MMU_STAT_FAST_ZAPS,
+	MMU_STAT_OBSOLETE_FREED,
+	MMU_STAT_MMIO_SPTES,
+	MMU_STAT_MMIO_HITS,
+	MMU_STAT_LARGE_SPTES,
 	MMU_STAT_NR,
 };
 
-static_assert(MMU_STAT_NR <= 16, "struct mmu_stats_atomic holds them all");
+static_assert(MMU_STAT_NR <= 32, "struct mmu_stats_atomic holds them all");
 
 static inline void mmu_stat_add(struct mmu *mmu, unsigned i, int64_t n)
 {
@@ -293,6 +315,55 @@ _Atomic uint64_t *pte_list_first(const struct pte_list_head *head);
 bool pte_list_for_each(const struct pte_list_head *head,
 		       bool (*fn)(_Atomic uint64_t *sptep, void *arg),
 		       void *arg);
+
+/* mmu.c, for the part-2 files (unsync.c, zap_fast.c, mmio_spte.c,
+ * large.c, audit_ext.c); each asserts mmu_lock. */
+void mmu_drop_spte_locked(struct mmu *mmu, _Atomic uint64_t *sptep);
+bool mmu_zap_pte_locked(struct mmu *mmu, struct mmu_page *sp,
+			_Atomic uint64_t *sptep);
+void mmu_prepare_zap_locked(struct mmu *mmu, struct mmu_page *sp,
+			    struct list_node *invalid_list);
+void mmu_commit_zap_locked(struct mmu *mmu, struct list_node *invalid_list);
+void mmu_spte_set(_Atomic uint64_t *sptep, uint64_t val);
+unsigned mmu_hash_gfn(gfn_t gfn);
+void mmu_pte_list_add(struct mmu_vcpu *v, struct pte_list_head *head,
+		      _Atomic uint64_t *sptep);
+
+/* unsync.c */
+bool mmu_try_unsync_locked(struct mmu *mmu, const struct memslot *slot,
+			   gfn_t gfn);
+void mmu_mark_parents_unsync_locked(struct mmu *mmu, struct mmu_page *sp);
+void mmu_link_unsync_locked(struct mmu_page *parent, unsigned index,
+			    struct mmu_page *child);
+void mmu_unlink_unsync_locked(struct mmu_page *parent, unsigned index);
+void mmu_resync_gfn_before_upper_locked(struct mmu *mmu, gfn_t gfn,
+					bool *flush);
+void mmu_sync_children_locked(struct mmu *mmu, struct mmu_page *top);
+bool mmu_gfn_all_unsync_locked(struct mmu *mmu, gfn_t gfn);
+
+/* mmio_spte.c */
+bool mmu_mmio_fast(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
+		   gva_t gva, unsigned access, struct mmu_fault_info *info);
+void mmu_mmio_set_spte_locked(struct mmu *mmu, struct mmu_page *sp,
+			      _Atomic uint64_t *sptep, gfn_t gfn, unsigned acc,
+			      bool *flush);
+void mmu_memslots_updated(struct mmu *mmu, uint64_t gen);
+uint64_t mmu_mmio_spte_gen(uint64_t spte);
+
+/* large.c */
+void mmu_track_gfn_locked(struct mmu *mmu, const struct memslot *slot,
+			  gfn_t gfn, int delta, bool *flush);
+int mmu_large_level_locked(const struct memslot *slot, gfn_t gfn,
+			   int guest_level);
+enum mmu_fault_result mmu_set_large_spte_locked(
+	struct mmu_vcpu *v, struct mmu_page *sp, _Atomic uint64_t *sptep,
+	gfn_t gfn, const struct memslot *slot, unsigned acc, bool *flush);
+void mmu_zap_large_slot(struct mmu *mmu, const struct memslot *slot);
+int lpage_meta_alloc(struct memslot_meta *m, uint64_t npages);
+void lpage_meta_free(struct memslot_meta *m);
+
+/* audit_ext.c: the part-2 invariants, called by mmu_audit(). */
+int mmu_audit_ext_locked(struct mmu *mmu, char *msg, size_t msglen);
 
 static inline struct mmu_page *sptep_to_page(const _Atomic uint64_t *sptep)
 {

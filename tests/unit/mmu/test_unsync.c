@@ -1,0 +1,255 @@
+/*
+ * Unsync and sync of level-1 shadow pages (digest 1.4, seed 003): a
+ * guest store to a leaf page table goes through a writable spte instead
+ * of emulation; the shadow may keep the old translation until the guest
+ * flushes (INVLPG, MOV CR3), and then sees the new one; a sync covers
+ * only what the new root reaches, so an unsync page behind another root
+ * stays unsync; upper-level tables stay write-tracked. Every test ends
+ * with a clean audit, which checks the unsync bitmaps.
+ */
+#include "part2_env.h"
+
+static struct mmu_page *root_page(struct mmu_vcpu *v)
+{
+	return (struct mmu_page *)(uintptr_t)mmu_vcpu_root(v);
+}
+
+/* 0x400000 -> BASE1 and a window at 0x402000 onto the PT mapping both. */
+static gfn_t map_window(struct penv *e, gfn_t pml4)
+{
+	gfn_t pt;
+
+	penv_map(e, pml4, 0x400000, BASE1, G_W | G_D);
+	pt = e->next_table - 1;
+	penv_map(e, pml4, 0x402000, pt, G_W | G_D);
+	return pt;
+}
+
+static void
+test_unsync_leaf_table_write_maps_writable_not_emulated(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_stats st;
+	hva_t hva;
+	gfn_t pt;
+
+	(void)state;
+	mmu_set_unsync(e->mmu, true);
+	pt = map_window(e, PML4);
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_xlate(e, 0x402008, MMU_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(hva, penv_hva(e, pt) + 8);
+	st = penv_stats(e);
+	assert_int_equal(st.unsyncs, 1);
+	assert_int_equal(st.faults_emulate, 0);
+	assert_true(root_page(e->v)->unsync_children == 1);
+	penv_free(e);
+}
+
+static void
+test_unsync_guest_pte_store_seen_after_invlpg_not_before(void **state)
+{
+	struct penv *e = penv_new();
+	hva_t hva, pte;
+
+	(void)state;
+	mmu_set_unsync(e->mmu, true);
+	map_window(e, PML4);
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	/* The guest retargets PTE 0 through its writable window. */
+	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
+	atomic_store((_Atomic uint64_t *)(uintptr_t)pte,
+		     ((BASE1 + 5) << PAGE_SHIFT) | G_P | G_W | G_D);
+	/* No flush yet: the old translation may still be used (SDM vol. 3,
+	 * 4.10.4.3), and the audit accepts the unsync page lagging. */
+	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, penv_hva(e, BASE1));
+	penv_audit(e);
+	/* INVLPG of another address syncs nothing on this path. */
+	mmu_invlpg(e->v, 0x401000);
+	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, penv_hva(e, BASE1));
+	mmu_invlpg(e->v, 0x400000);
+	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva),
+			 -EFAULT);
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, penv_hva(e, BASE1 + 5));
+	/* INVLPG leaves the page unsync: the window stays writable. */
+	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
+	penv_free(e);
+}
+
+static void test_unsync_guest_pte_store_seen_after_cr3_reload(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_stats st;
+	uint64_t flushes;
+	hva_t hva, pte;
+
+	(void)state;
+	mmu_set_unsync(e->mmu, true);
+	map_window(e, PML4);
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
+	atomic_store((_Atomic uint64_t *)(uintptr_t)pte,
+		     ((BASE1 + 7) << PAGE_SHIFT) | G_P | G_D);
+	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
+	flushes = e->rec.flushes;
+	/* MOV CR3 with the same value: a sync point. */
+	assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
+	st = penv_stats(e);
+	assert_int_equal(st.syncs, 1);
+	/* One flush for the write protection, one for the dropped spte. */
+	assert_int_equal(e->rec.flushes - flushes, 2);
+	assert_int_equal(root_page(e->v)->unsync_children, 0);
+	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva),
+			 -EFAULT);
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, penv_hva(e, BASE1 + 7));
+	/* Read-only now, as the new gpte says. */
+	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva),
+			 -EFAULT);
+	/* In sync again: the window is write-protected until the next
+	 * store unsyncs it again. */
+	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &hva),
+			 -EFAULT);
+	penv_audit(e);
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	st = penv_stats(e);
+	assert_int_equal(st.unsyncs, 2);
+	penv_free(e);
+}
+
+static void test_unsync_sync_of_one_root_leaves_other_root_unsync(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_vcpu *v2 = mmu_vcpu_create(e->mmu, 1);
+	struct mmu_cpu_state cpu2;
+	struct mmu_fault_info info;
+	struct mmu_stats st;
+	hva_t hva;
+	gfn_t pml4b;
+
+	(void)state;
+	mmu_set_unsync(e->mmu, true);
+	map_window(e, PML4);
+	pml4b = e->next_table++;
+	cpu2 = boot_cpu(pml4b);
+	/* A second address space with its own PT and window. */
+	penv_map(e, pml4b, 0x400000, BASE1 + 1, G_W | G_D);
+	penv_map(e, pml4b, 0x402000, e->next_table - 1, G_W | G_D);
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault_v(e, v2, &cpu2, 0x400000, MMU_ACCESS_WRITE,
+				      &info),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault_v(e, v2, &cpu2, 0x402000, MMU_ACCESS_WRITE,
+				      &info),
+			 MMU_FAULT_FIXED);
+	st = penv_stats(e);
+	assert_int_equal(st.unsyncs, 2);
+	assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
+	st = penv_stats(e);
+	assert_int_equal(st.syncs, 1);
+	/* Only what the first root reaches was synced. */
+	assert_int_equal(root_page(e->v)->unsync_children, 0);
+	assert_int_equal(root_page(v2)->unsync_children, 1);
+	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &hva),
+			 -EFAULT);
+	assert_int_equal(
+		penv_xlate_v(v2, &cpu2, 0x402000, MMU_ACCESS_WRITE, &hva), 0);
+	penv_audit(e);
+	/* Loading the second root elsewhere is a sync point for it. */
+	mmu_vcpu_unload(e->v);
+	assert_int_equal(mmu_vcpu_load(e->v, &cpu2), 0);
+	st = penv_stats(e);
+	assert_int_equal(st.syncs, 2);
+	assert_int_equal(root_page(v2)->unsync_children, 0);
+	mmu_vcpu_destroy(v2);
+	penv_free(e);
+}
+
+static void test_unsync_upper_level_table_write_still_emulated(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_stats st;
+	gfn_t pd;
+
+	(void)state;
+	mmu_set_unsync(e->mmu, true);
+	penv_map(e, PML4, 0x400000, BASE1, G_W | G_D);
+	pd = e->next_table - 2;
+	/* A window onto the page directory (a level-2 table). */
+	penv_map(e, PML4, 0x403000, pd, G_W | G_D);
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault(e, 0x403000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_EMULATE);
+	st = penv_stats(e);
+	assert_int_equal(st.unsyncs, 0);
+	penv_free(e);
+}
+
+static void test_unsync_page_becoming_upper_table_is_resynced(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_stats st;
+	gfn_t pt, pdpt;
+
+	(void)state;
+	mmu_set_unsync(e->mmu, true);
+	pt = map_window(e, PML4);
+	pdpt = pt - 2;
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	/* The guest now also uses the PT's gfn as a page directory for
+	 * 0x40000000 (its entry 0 then names BASE1 as a page table). */
+	gpte_set(&e->m0, 0, pdpt, 1, (pt << PAGE_SHIFT) | G_P | G_W | G_U);
+	gpte_set(&e->m1, BASE1, BASE1, 0, (0x10ULL << PAGE_SHIFT) | G_P);
+	assert_int_equal(penv_fault(e, 0x40000000, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	st = penv_stats(e);
+	assert_int_equal(st.syncs, 1);
+	/* Write-tracked at level 2 now: no more unsync. */
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_EMULATE);
+	penv_free(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(
+			test_unsync_leaf_table_write_maps_writable_not_emulated),
+		cmocka_unit_test(
+			test_unsync_guest_pte_store_seen_after_invlpg_not_before),
+		cmocka_unit_test(
+			test_unsync_guest_pte_store_seen_after_cr3_reload),
+		cmocka_unit_test(
+			test_unsync_sync_of_one_root_leaves_other_root_unsync),
+		cmocka_unit_test(
+			test_unsync_upper_level_table_write_still_emulated),
+		cmocka_unit_test(
+			test_unsync_page_becoming_upper_table_is_resynced),
+	};
+
+	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
+}
