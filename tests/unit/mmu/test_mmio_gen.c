@@ -1,0 +1,180 @@
+/*
+ * MMIO sptes (digest 1.5, 2.1): a gfn with no memslot leaves an spte the
+ * CPU sees as not present, which answers the next fault without the
+ * guest walk; it is stale once the memslot generation moved, never made
+ * while an update is in progress, and all of them go when the stamp
+ * wraps — tested by starting the generation just below the stamp's
+ * maximum, as KVM's tests once did.
+ */
+#include "part2_env.h"
+
+#define MMIO_GFN 0x5000
+#define MMIO_GVA 0x400000
+
+static void set_generation(struct penv *e, uint64_t gen)
+{
+	/* No update is in flight: the test owns the memslot set. */
+	atomic_store(&mmu_slots_locked(e->mmu)->generation, gen);
+}
+
+static void walk_counted(struct penv *e, uint64_t *a_bits)
+{
+	/* The walker sets A on the leaf gpte; clearing it shows whether
+	 * the next fault walked. */
+	gfn_t pt = e->next_table - 1;
+
+	*a_bits = gpte_get(&e->m0, 0, pt, 0) & G_A;
+	gpte_set(&e->m0, 0, pt, 0, gpte_get(&e->m0, 0, pt, 0) & ~G_A);
+}
+
+static void test_mmio_spte_repeat_access_skips_guest_walk(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_fault_info info;
+	struct mmu_stats st;
+	uint64_t a;
+	hva_t hva;
+
+	(void)state;
+	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x10,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(info.gpa, (MMIO_GFN << PAGE_SHIFT) + 0x10);
+	walk_counted(e, &a);
+	assert_true(a);
+	/* Not present to the CPU: the access faults again. */
+	assert_int_equal(penv_xlate(e, MMIO_GVA, MMU_ACCESS_READ, &hva),
+			 -EFAULT);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x24,
+				      MMU_ACCESS_WRITE, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(info.gpa, (MMIO_GFN << PAGE_SHIFT) + 0x24);
+	walk_counted(e, &a);
+	assert_false(a); /* answered from the spte */
+	st = penv_stats(e);
+	assert_int_equal(st.mmio_sptes, 1);
+	assert_int_equal(st.mmio_hits, 1);
+	assert_int_equal(st.faults_mmio, 2);
+	/* A user access to the supervisor mapping walks and gets #PF. */
+	e->cpu.cpl = 3;
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_GUEST_PF);
+	e->cpu.cpl = 0;
+	penv_free(e);
+}
+
+static void test_mmio_spte_stale_after_memslot_add_maps_ram(void **state)
+{
+	struct penv *e = penv_new();
+	struct tmem m2 = tmem_alloc(1);
+	struct mmu_fault_info info;
+	char err[128];
+	hva_t hva;
+
+	(void)state;
+	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(memslot_add(e->mmu, 2, MMIO_GFN, 1, tmem_hva(&m2), 0,
+				     err, sizeof(err)),
+			 0);
+	/* The audit checks the old spte no longer matches. */
+	penv_audit(e);
+	assert_int_equal(penv_fault(e, MMIO_GVA, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_xlate(e, MMIO_GVA, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, tmem_hva(&m2));
+	assert_int_equal(penv_stats(e).mmio_hits, 0);
+	assert_int_equal(memslot_delete(e->mmu, 2, err, sizeof(err)), 0);
+	/* RAM back to MMIO: the present spte is dropped first. */
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	penv_free(e);
+	tmem_free(&m2);
+}
+
+static void test_mmio_spte_never_made_during_memslot_update(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_fault_info info;
+	uint64_t gen;
+
+	(void)state;
+	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	gen = memslot_generation(e->mmu);
+	set_generation(e, gen | MEMSLOT_GEN_UPDATE_IN_PROGRESS);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_stats(e).mmio_sptes, 0);
+	set_generation(e, gen);
+	penv_free(e);
+}
+
+static void test_mmio_generation_wrap_zaps_every_mmio_spte(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_fault_info info;
+	struct mmu_stats st;
+	char err[128];
+
+	(void)state;
+	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	/* Two updates below the wrap of the stamp. */
+	set_generation(e, (7ULL << 40) | (MMIO_GEN_MASK - 1));
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_stats(e).mmio_hits, 1);
+	/* One update: stale, nothing zapped yet. */
+	assert_int_equal(memslot_set_flags(e->mmu, 1, MEMSLOT_LOG_DIRTY, err,
+					   sizeof(err)),
+			 0);
+	st = penv_stats(e);
+	assert_int_equal(st.fast_zaps, 0);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_stats(e).mmio_hits, 1);
+	assert_int_equal(penv_stats(e).mmio_sptes, 2);
+	/* The next one wraps the stamp to zero: everything goes. */
+	assert_int_equal(memslot_set_flags(e->mmu, 1, 0, err, sizeof(err)), 0);
+	assert_int_equal(memslot_generation(e->mmu) & MMIO_GEN_MASK, 0);
+	st = penv_stats(e);
+	assert_int_equal(st.fast_zaps, 1);
+	assert_true(st.obsolete_freed > 0);
+	/* Only the vCPU's pinned (zapped) root is left. */
+	assert_int_equal(st.pages, 1);
+	penv_audit(e);
+	/* The vCPU reloads and the gfn is MMIO through a fresh spte. */
+	mmu_vcpu_free_obsolete_roots(e->v);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	st = penv_stats(e);
+	assert_int_equal(st.mmio_sptes, 3);
+	assert_int_equal(st.mmio_hits, 1);
+	penv_free(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mmio_spte_repeat_access_skips_guest_walk),
+		cmocka_unit_test(
+			test_mmio_spte_stale_after_memslot_add_maps_ram),
+		cmocka_unit_test(
+			test_mmio_spte_never_made_during_memslot_update),
+		cmocka_unit_test(
+			test_mmio_generation_wrap_zaps_every_mmio_spte),
+	};
+
+	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
+}
