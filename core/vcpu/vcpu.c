@@ -156,21 +156,36 @@ void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
 	 * guest mode and kick it (digest 1.2). */
 	atomic_fetch_or_explicit(&v->requests, 1ULL << req,
 				 memory_order_seq_cst);
+	/*
+	 * The exit count, between the request and the kick: not before the
+	 * request (an exit and re-entry in between would look like "left
+	 * since"), not after the kick (see below). Acquire, after the
+	 * seq_cst RMW, pairs with the vCPU's release increment on leaving.
+	 */
+	seen = atomic_load_explicit(&v->exits, memory_order_acquire);
+	/* On failure, mode holds what the vCPU was doing instead. */
 	if (atomic_compare_exchange_strong_explicit(
 		    &v->mode, &mode, EXITING_GUEST_MODE, memory_order_seq_cst,
 		    memory_order_seq_cst))
 		atomic_store_explicit(&v->kick, 1, memory_order_relaxed);
 	wake(v);
-	if (!wait)
+	/*
+	 * Outside guest mode after our request: its next entry sees the bit
+	 * (the Dekker pair above), so there is nothing to wait for, as KVM
+	 * sends no IPI there. Waiting anyway could last for ever: the vCPU
+	 * may take the bit outside guest mode and go back in with its exit
+	 * count unchanged and nothing left to kick it out.
+	 */
+	if (!wait || mode == OUTSIDE_GUEST_MODE)
 		return;
 	/*
-	 * Wait until the vCPU is outside guest mode or has left it since
-	 * this point (digest 6.1: a transition counter, not the mode alone,
-	 * since it may leave and re-enter between two looks; if it
-	 * re-entered it saw our bit and leaves again). Acquire pairs with
-	 * the vCPU's release stores on leaving.
+	 * It was in guest mode (or being kicked out of it): wait until it is
+	 * outside or has left since the request (digest 6.1: a transition
+	 * counter, not the mode alone, since it may leave and re-enter
+	 * between two looks; any entry after our fetch_or sees the bit and
+	 * leaves again). Acquire pairs with the vCPU's release stores on
+	 * leaving.
 	 */
-	seen = atomic_load_explicit(&v->exits, memory_order_acquire);
 	while (atomic_load_explicit(&v->mode, memory_order_acquire) !=
 		       OUTSIDE_GUEST_MODE &&
 	       atomic_load_explicit(&v->exits, memory_order_acquire) == seen)
