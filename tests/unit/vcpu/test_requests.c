@@ -33,7 +33,7 @@
 #include "vcpu/vcpu.h"
 
 /*
- * The stress makes NR_STRESS_REQUESTS requests, or as many as fit in
+ * Each stress makes NR_STRESS_REQUESTS requests, or as many as fit in
  * STRESS_BUDGET_SECONDS. On a host with fewer free cores than vCPU
  * threads plus one, a request with wait costs a host scheduling latency
  * (milliseconds): a vCPU thread the host preempted stays in guest mode
@@ -44,11 +44,11 @@
  */
 #ifdef MMUD_TSAN
 #define NR_STRESS_REQUESTS 10000UL
-#define STRESS_BUDGET_SECONDS 20
+#define STRESS_BUDGET_SECONDS 10
 #define NR_HALTED_REQUESTS 2000UL
 #else
 #define NR_STRESS_REQUESTS 100000UL
-#define STRESS_BUDGET_SECONDS 60
+#define STRESS_BUDGET_SECONDS 40
 #define NR_HALTED_REQUESTS 20000UL
 #endif
 /* Fewer than this in the budget means something is wrong, not slow. */
@@ -72,12 +72,14 @@
  * The guest. At CODE_GPA + ENTRY_SPIN every vCPU reads the flag until it
  * is nonzero (a three-instruction basic block: the tight loop a kick must
  * interrupt), then writes 0 to the debug-exit port and halts. At
- * CODE_GPA + ENTRY_HALT it halts at once; RFLAGS.IF is 0 at boot, so
- * nothing can wake it.
+ * CODE_GPA + ENTRY_SPIN_IO it does the same but also writes to port 0x80
+ * (no device) every 1000 reads, so it leaves guest mode on its own too,
+ * as vCPUs doing I/O do. At CODE_GPA + ENTRY_HALT it halts at once;
+ * RFLAGS.IF is 0 at boot, so nothing can wake it.
  */
 static const uint8_t guest_code[] = {
-	0x48, 0x8b, 0x04, 0x25,
-	0x00, 0x20, 0x10, 0x00, /* 0: mov 0x102000,%rax */
+	0x48, 0x8b, 0x04, 0x25, 0x00,
+	0x20, 0x10, 0x00, /* 0: mov 0x102000,%rax */
 	0x48, 0x85, 0xc0, /* 8: test %rax,%rax */
 	0x74, 0xf3, /* b: je 0 */
 	0x31, 0xc0, /* d: xor %eax,%eax */
@@ -86,9 +88,22 @@ static const uint8_t guest_code[] = {
 	0xeb, 0xfd, /* 12: jmp 11 */
 	0xf4, /* 14: hlt */
 	0xeb, 0xfd, /* 15: jmp 14 */
+	0xb9, 0xe8, 0x03, 0x00, 0x00, /* 17: mov $1000,%ecx */
+	0x48, 0x8b, 0x04, 0x25, 0x00,
+	0x20, 0x10, 0x00, /* 1c: mov 0x102000,%rax */
+	0x48, 0x85, 0xc0, /* 24: test %rax,%rax */
+	0x75, 0x08, /* 27: jne 31 */
+	0xff, 0xc9, /* 29: dec %ecx */
+	0x75, 0xef, /* 2b: jne 1c */
+	0xe6, 0x80, /* 2d: out %al,$0x80 */
+	0xeb, 0xe6, /* 2f: jmp 17 */
+	0x31, 0xc0, /* 31: xor %eax,%eax */
+	0xe6, 0xf4, /* 33: out %al,$0xf4 */
+	0xeb, 0xda, /* 35: jmp 11 */
 };
 #define ENTRY_SPIN 0x0
 #define ENTRY_HALT 0x14
+#define ENTRY_SPIN_IO 0x17
 
 /*
  * The kernel image: an ELF64 header, two program headers (code, read and
@@ -381,7 +396,8 @@ static bool wait_handled(const struct vcpu *v, uint64_t before,
 /*
  * Waits until every vCPU of h has retired guest instructions (its first
  * instruction reads the flag: code and data are then mapped), kicking
- * them so that their counters are published.
+ * them so that their counters are published. Without wait: a wait here
+ * would not be bounded by the stress's watchdog.
  */
 static void harness_wait_running(struct harness *h)
 {
@@ -399,7 +415,7 @@ static void harness_wait_running(struct harness *h)
 					 "%d s",
 					 i, EVENT_SECONDS);
 			vcpu_make_request(h->vcpus[i], VCPU_REQ_TLB_FLUSH,
-					  true);
+					  false);
 			sched_yield();
 		}
 	}
@@ -440,8 +456,8 @@ static void violation(struct stress *s, const char *fmt, ...)
 
 /*
  * What "observed" means, checked for every vCPU after each request with
- * wait returns (the guest only spins: once it runs, its only exits are
- * our kicks, and nobody else makes requests):
+ * wait returns (once the guest runs, nobody else makes requests, and its
+ * only exits are our kicks and, for ENTRY_SPIN_IO, its own OUTs):
  *  - the vCPU is outside guest mode: it handles its requests before it
  *    runs guest code again; or
  *  - it has handled a request since this one was made (its requests
@@ -472,6 +488,9 @@ static void check_observed(struct stress *s, unsigned int i,
 		s->handled++;
 		return;
 	}
+	/* Between the check and the handling, this vCPU cannot have run
+	 * guest code unless it was running it already: its own exits
+	 * (ENTRY_SPIN_IO) happen only inside a run. */
 	s->deferred++;
 	if (!wait_handled(v, before->requests,
 			  (uint64_t)EVENT_SECONDS * 1000000000ULL, &later)) {
@@ -577,7 +596,7 @@ static bool watch(struct stress *s, char *msg, size_t len)
 	return !stalled;
 }
 
-static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
+static void stress(uint64_t entry)
 {
 	struct harness h;
 	struct stress s = { .nr = NR_STRESS_REQUESTS };
@@ -586,8 +605,7 @@ static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
 	uint64_t t0;
 	bool ok;
 
-	(void)state;
-	harness_create(&h, NR_STRESS_VCPUS, ENTRY_SPIN);
+	harness_create(&h, NR_STRESS_VCPUS, entry);
 	s.h = &h;
 	harness_start(&h);
 	harness_wait_running(&h);
@@ -596,7 +614,7 @@ static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
 	assert_int_equal(pthread_create(&t, NULL, requester, &s), 0);
 	ok = watch(&s, stall, sizeof(stall));
 	pthread_join(t, NULL);
-	print_message("%lu requests with wait to %u spinning vCPUs in %.2f s "
+	print_message("%lu requests with wait to %u vCPUs in %.2f s "
 		      "(longest %.3f ms); seen outside guest mode %lu, "
 		      "handled %lu, in the entry window %lu\n",
 		      atomic_load(&s.progress), h.n,
@@ -626,6 +644,20 @@ static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
 		assert_true(requests_of(h.vcpus[i]) > 0);
 	harness_finish_spin(&h);
 	harness_destroy(&h);
+}
+
+static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
+{
+	(void)state;
+	stress(ENTRY_SPIN);
+}
+
+/* vCPUs that also exit on their own: a wait must not take one of their
+ * exits for the one its request caused. */
+static void test_requests_flush_wait_exiting_vcpus_all_observed(void **state)
+{
+	(void)state;
+	stress(ENTRY_SPIN_IO);
 }
 
 /* ---- requests to halted vCPUs ----------------------------------------- */
@@ -723,6 +755,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest stress[] = {
 		cmocka_unit_test(
 			test_requests_flush_wait_spinning_vcpus_all_observed),
+		cmocka_unit_test(
+			test_requests_flush_wait_exiting_vcpus_all_observed),
 	};
 	int r;
 
