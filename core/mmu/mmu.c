@@ -709,6 +709,8 @@ static enum mmu_fault_result set_spte(struct mmu_vcpu *v, struct mmu_page *sp,
 		new |= SPTE_NX;
 	if (host_writable)
 		new |= SPTE_HOST_WRITABLE;
+	if (write && gfn_write_tracked(slot, gfn))
+		mmu_stat_add(mmu, MMU_STAT_TRACKED_WRITE_FAULTS, 1);
 	if ((acc & MMU_ACC_WRITE) && host_writable) {
 		if (gfn_write_tracked(slot, gfn) &&
 		    !(write && mmu_try_unsync_locked(mmu, slot, gfn))) {
@@ -1240,6 +1242,7 @@ void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st)
 	st->mmio_sptes = c[MMU_STAT_MMIO_SPTES];
 	st->mmio_hits = c[MMU_STAT_MMIO_HITS];
 	st->large_sptes = c[MMU_STAT_LARGE_SPTES];
+	st->tracked_write_faults = c[MMU_STAT_TRACKED_WRITE_FAULTS];
 }
 
 /* ---- for the part-2 files (mmu_int.h) ---------------------------------- */

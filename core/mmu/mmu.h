@@ -28,8 +28,9 @@
  * host virtual address (< 2^47) instead of a physical one, so the software
  * CPU walks shadow tables exactly as hardware walks page tables. Non-leaf
  * sptes are always P|W|U|A with NX clear: permissions live in the leaves.
- * Part 1 installs 4 KiB leaves only (guest large pages are shadowed by
- * direct pages); PS is defined for part 2.
+ * Leaves are 4 KiB, or large (PS at level 2 or 3, the host address of the
+ * whole aligned 2 MiB / 1 GiB frame; large.c) where the slot allows; a
+ * guest large page that may not be mapped large is split by direct pages.
  */
 #define SPTE_P (1ULL << 0)
 #define SPTE_W (1ULL << 1)
@@ -373,6 +374,9 @@ struct mmu_stats {
 	 * and faults answered from one, large (2 MiB / 1 GiB) sptes
 	 * installed. */
 	uint64_t unsyncs, syncs, fast_zaps, obsolete_freed;
+	/* Write faults on a write-tracked (shadowed) gfn, whether they
+	 * ended in unsync or in emulation. */
+	uint64_t tracked_write_faults;
 	uint64_t mmio_sptes, mmio_hits, large_sptes;
 };
 

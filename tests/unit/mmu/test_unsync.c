@@ -44,6 +44,7 @@ test_unsync_leaf_table_write_maps_writable_not_emulated(void **state)
 	assert_int_equal(hva, penv_hva(e, pt) + 8);
 	st = penv_stats(e);
 	assert_int_equal(st.unsyncs, 1);
+	assert_int_equal(st.tracked_write_faults, 1);
 	assert_int_equal(st.faults_emulate, 0);
 	assert_true(root_page(e->v)->unsync_children == 1);
 	penv_free(e);
