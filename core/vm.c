@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "dev/dev.h"
+#include "guestmem.h"
 #include "loader.h"
 #include "mmu.h"
 #include "mmu_rcu.h"
@@ -44,6 +45,7 @@ struct vm {
 	struct ram_range ram[2]; /* (c) */
 	unsigned int nr_ram; /* (c) */
 	struct mmu *mmu; /* (c) */
+	struct guestmem *guestmem; /* (c) hot-added memslots */
 	struct vcpu_set *set; /* (c) */
 	struct vcpu *vcpus[VM_MAX_VCPUS]; /* (c) */
 	struct dev_serial *serial; /* (c) */
@@ -332,6 +334,9 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	/* The vCPU layer syncs at the guest's flush points (CR3, INVLPG),
+	 * so leaf page tables may go unsync (digest 1.4). */
+	mmu_set_unsync(vm->mmu, true);
 	for (unsigned int i = 0; i < vm->nr_ram; i++) {
 		r = memslot_add(vm->mmu, i, gpa_to_gfn(vm->ram[i].gpa),
 				vm->ram[i].size >> PAGE_SHIFT,
@@ -339,6 +344,27 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 				errlen);
 		if (r < 0)
 			goto fail;
+	}
+	{
+		/* Hot-added slots may overlap neither RAM nor the MMIO hole
+		 * (DESIGN.md section 2). */
+		struct guestmem_range reserved[3];
+		unsigned int n = 0;
+
+		for (unsigned int i = 0; i < vm->nr_ram; i++)
+			reserved[n++] = (struct guestmem_range){
+				vm->ram[i].gpa, vm->ram[i].size, "guest RAM"
+			};
+		reserved[n++] =
+			(struct guestmem_range){ LOADER_LOW_RAM_MAX,
+						 LOADER_HIGH_RAM_BASE -
+							 LOADER_LOW_RAM_MAX,
+						 "the MMIO hole" };
+		vm->guestmem = guestmem_create(vm->mmu, reserved, n);
+		if (!vm->guestmem) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 	}
 	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
 		vm->vcpus[i] = vcpu_create(vm->set, i, vm->mmu, entry,
@@ -509,7 +535,29 @@ unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
 		n++;
 	}
 	mmu_rcu_read_unlock();
+	/* Then the hot-added ones, above the boot RAM's ids. */
+	{
+		struct guestmem_slot_info hot[GUESTMEM_MAX_SLOTS];
+		unsigned int nh =
+			guestmem_list(vm->guestmem, hot, GUESTMEM_MAX_SLOTS);
+
+		for (unsigned int i = 0; i < nh && i < GUESTMEM_MAX_SLOTS;
+		     i++, n++) {
+			if (n >= max)
+				continue;
+			out[n].slot = hot[i].slot;
+			out[n].gpa = hot[i].gpa;
+			out[n].size = hot[i].size;
+			out[n].readonly = hot[i].readonly;
+			out[n].log_dirty = hot[i].log_dirty;
+		}
+	}
 	return n;
+}
+
+struct guestmem *vm_guestmem(struct vm *vm)
+{
+	return vm->guestmem;
 }
 
 struct mmu *vm_mmu(struct vm *vm)
@@ -528,6 +576,7 @@ void vm_destroy(struct vm *vm)
 		return;
 	for (unsigned int i = 0; i < VM_MAX_VCPUS; i++)
 		vcpu_destroy(vm->vcpus[i]);
+	guestmem_destroy(vm->guestmem);
 	if (vm->mmu) {
 		for (unsigned int i = 0; i < vm->nr_ram; i++)
 			memslot_delete(vm->mmu, i, NULL, 0);

@@ -21,7 +21,7 @@
 
 #define VM_MAX_VCPUS 64
 #define VM_DEFAULT_RAM (256ULL << 20)
-#define VM_MAX_MEMSLOTS 64
+#define VM_MAX_MEMSLOTS 80 /* boot RAM and GUESTMEM_MAX_SLOTS hot ones */
 
 struct vm_config {
 	uint64_t ram_size; /* bytes, a multiple of 4 KiB, >= 2 MiB */
@@ -79,6 +79,7 @@ struct vm_memslot_info {
 
 struct vm;
 struct mmu;
+struct guestmem;
 struct vcpu_set;
 
 /*
@@ -132,8 +133,10 @@ void vm_vcpu_info(struct vm *vm, unsigned int index, struct vm_vcpu_info *out);
 unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
 			 unsigned int max);
 
-/* The MMU and the vCPUs, for the control plane and tests. */
+/* The MMU, the hot-added memory and the vCPUs, for the control plane
+ * and tests. */
 struct mmu *vm_mmu(struct vm *vm);
+struct guestmem *vm_guestmem(struct vm *vm);
 struct vcpu_set *vm_vcpu_set(struct vm *vm);
 /* Stops and joins every vCPU thread, then frees everything. */
 void vm_destroy(struct vm *vm);

@@ -54,7 +54,7 @@ struct vcpu {
 	/*
 	 * (a) Written by this vCPU only, except IN_GUEST_MODE ->
 	 * EXITING_GUEST_MODE by a requester's seq_cst cmpxchg. The vCPU's
-	 * store of IN_GUEST_MODE is followed by a seq_cst fence that pairs
+	 * store of IN_GUEST_MODE is followed by a seq_cst RMW of requests that pairs
 	 * with that cmpxchg and with the requester's seq_cst fetch_or of
 	 * the request bit (digest 1.2, pairing a); leaving guest mode is a
 	 * release store that pairs with the waiter's acquire load.
@@ -457,6 +457,17 @@ static void handle_shadow_fault(struct vcpu *v, const struct x86_exit *e)
 	}
 }
 
+/* Syncs the unsync pages reachable from the root for the CPU's state. */
+static void sync_mmu(struct vcpu *v)
+{
+	struct mmu_cpu_state st;
+
+	cpu_state(v, &st);
+	if (mmu_vcpu_sync(v->mmu_vcpu, &st) < 0)
+		stop_for_good(v, VCPU_STOP_INTERNAL_ERROR,
+			      "out of memory syncing shadow pages");
+}
+
 static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 {
 	struct x86_regs r;
@@ -497,8 +508,19 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 		stop_for_good(v, VCPU_STOP_TRIPLE_FAULT, msg);
 		break;
 	case X86_EXIT_PAGING:
+		/* The guest's TLB flush points are where unsync pages are
+		 * synced (digest 1.4): every CR0/CR4/EFER change the CPU
+		 * exits for flushes its TLB, and so does a MOV to CR3 but
+		 * the PCID no-flush form. A new root, if any, is loaded at
+		 * the next entry. */
+		if (!(e->paging.reg == 3 && e->paging.noflush))
+			sync_mmu(v);
+		break;
 	case X86_EXIT_INVLPG:
-		/* The next entry loads the root for the new state. */
+		if (e->invlpg.all)
+			sync_mmu(v);
+		else
+			mmu_invlpg(v->mmu_vcpu, e->invlpg.gva);
 		break;
 	case X86_EXIT_NONE:
 	case X86_EXIT_KICK:
@@ -556,13 +578,15 @@ static void *vcpu_thread(void *arg)
 		atomic_store_explicit(&v->kick, 0, memory_order_relaxed);
 		atomic_store_explicit(&v->mode, IN_GUEST_MODE,
 				      memory_order_release);
-		/* The one full fence of guest entry (digest 4.2 step 4):
-		 * orders the mode store before the request check below and
-		 * before every spte read in guest mode. Pairs with the
-		 * requester's seq_cst fetch_or/cmpxchg and, through them,
-		 * with the MMU's zap-then-flush. */
-		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_load_explicit(&v->requests, memory_order_relaxed)) {
+		/* The one full barrier of guest entry (digest 4.2 step 4),
+		 * as a seq_cst read-modify-write of the request word (which
+		 * ThreadSanitizer models, unlike a fence): orders the mode
+		 * store before the request check and before every spte read
+		 * in guest mode. Pairs with the requester's seq_cst
+		 * fetch_or/cmpxchg and, through them, with the MMU's
+		 * zap-then-flush. */
+		if (atomic_fetch_or_explicit(&v->requests, 0,
+					     memory_order_seq_cst)) {
 			atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
 					      memory_order_release);
 			atomic_fetch_add_explicit(&v->exits, 1,
