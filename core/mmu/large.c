@@ -95,11 +95,12 @@ void mmu_track_gfn_locked(struct mmu *mmu, const struct memslot *slot,
 
 /* kvm_mmu_hugepage_adjust: the largest level <= guest_level at which
  * the frame around gfn may be one spte; 1 if none. */
-int mmu_large_level_locked(const struct memslot *slot, gfn_t gfn,
-			   int guest_level)
+int mmu_large_level_locked(struct mmu *mmu, const struct memslot *slot,
+			   gfn_t gfn, int guest_level)
 {
 	int level;
 
+	mmu_assert_locked(mmu);
 	if (slot->flags & (MEMSLOT_LOG_DIRTY | MEMSLOT_INVALID))
 		return 1;
 	for (level = guest_level; level > 1; level--) {

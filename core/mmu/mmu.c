@@ -239,7 +239,7 @@ static bool zap_pte(struct mmu *mmu, struct mmu_page *sp,
 		drop_spte(mmu, sptep);
 		return true;
 	}
-	mmu_unlink_unsync_locked(sp, (unsigned)(sptep - sp->spt));
+	mmu_unlink_unsync_locked(mmu, sp, (unsigned)(sptep - sp->spt));
 	found = pte_list_remove(&spte_to_child_page(spte)->parent_ptes, sptep);
 	MMUD_ASSERT(found);
 	(void)found;
@@ -438,7 +438,8 @@ static struct mmu_page *get_child(struct mmu_vcpu *v, struct mmu_page *parent,
 	pte_list_add(v, &child->parent_ptes, sptep);
 	spte_set(sptep, NONLEAF_SPTE_BITS | (uint64_t)(uintptr_t)child);
 	parent->nr_present++;
-	mmu_link_unsync_locked(parent, (unsigned)(sptep - parent->spt), child);
+	mmu_link_unsync_locked(mmu, parent, (unsigned)(sptep - parent->spt),
+			       child);
 	return child;
 }
 
@@ -795,7 +796,7 @@ static enum mmu_fault_result fetch(struct mmu_vcpu *v, gva_t gva,
 	/* After the tables above are shadowed (that changes what may be
 	 * mapped large): the largest spte the slot allows (large.c). */
 	if (slot && w->level > 1)
-		goal = mmu_large_level_locked(slot, gfn, w->level);
+		goal = mmu_large_level_locked(mmu, slot, gfn, w->level);
 	/*
 	 * A guest large page mapped smaller: direct pages split it. The
 	 * child of a level-L spte covers level_pages(L) gfns.

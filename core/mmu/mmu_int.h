@@ -334,9 +334,10 @@ void mmu_pte_list_add(struct mmu_vcpu *v, struct pte_list_head *head,
 bool mmu_try_unsync_locked(struct mmu *mmu, const struct memslot *slot,
 			   gfn_t gfn);
 void mmu_mark_parents_unsync_locked(struct mmu *mmu, struct mmu_page *sp);
-void mmu_link_unsync_locked(struct mmu_page *parent, unsigned index,
-			    struct mmu_page *child);
-void mmu_unlink_unsync_locked(struct mmu_page *parent, unsigned index);
+void mmu_link_unsync_locked(struct mmu *mmu, struct mmu_page *parent,
+			    unsigned index, struct mmu_page *child);
+void mmu_unlink_unsync_locked(struct mmu *mmu, struct mmu_page *parent,
+			      unsigned index);
 void mmu_resync_gfn_before_upper_locked(struct mmu *mmu, gfn_t gfn,
 					bool *flush);
 void mmu_sync_children_locked(struct mmu *mmu, struct mmu_page *top);
@@ -354,8 +355,8 @@ uint64_t mmu_mmio_spte_gen(uint64_t spte);
 /* large.c */
 void mmu_track_gfn_locked(struct mmu *mmu, const struct memslot *slot,
 			  gfn_t gfn, int delta, bool *flush);
-int mmu_large_level_locked(const struct memslot *slot, gfn_t gfn,
-			   int guest_level);
+int mmu_large_level_locked(struct mmu *mmu, const struct memslot *slot,
+			   gfn_t gfn, int guest_level);
 enum mmu_fault_result mmu_set_large_spte_locked(
 	struct mmu_vcpu *v, struct mmu_page *sp, _Atomic uint64_t *sptep,
 	gfn_t gfn, const struct memslot *slot, unsigned acc, bool *flush);

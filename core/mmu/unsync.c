@@ -56,12 +56,14 @@ static bool parent_set(_Atomic uint64_t *sptep, void *arg)
 	return true;
 }
 
+static void clear_bit_up(struct mmu_page *parent, unsigned index);
+
 static bool parent_clear(_Atomic uint64_t *sptep, void *arg)
 {
 	struct mmu_page *p = sptep_to_page(sptep);
 
 	(void)arg;
-	mmu_unlink_unsync_locked(p, (unsigned)(sptep - p->spt));
+	clear_bit_up(p, (unsigned)(sptep - p->spt));
 	return true;
 }
 
@@ -76,10 +78,11 @@ void mmu_mark_parents_unsync_locked(struct mmu *mmu, struct mmu_page *sp)
 	mark_parents(sp);
 }
 
-/* A new link at index of parent to child (get_child, under mmu_lock). */
-void mmu_link_unsync_locked(struct mmu_page *parent, unsigned index,
-			    struct mmu_page *child)
+/* A new link at index of parent to child (get_child). */
+void mmu_link_unsync_locked(struct mmu *mmu, struct mmu_page *parent,
+			    unsigned index, struct mmu_page *child)
 {
+	mmu_assert_locked(mmu);
 	if (child->unsync || child->unsync_children)
 		mark_unsync(parent, index);
 }
@@ -88,9 +91,9 @@ void mmu_link_unsync_locked(struct mmu_page *parent, unsigned index,
  * The link at index of parent is going away or its child became synced:
  * clear the bit, and when parent has no unsync child left, clear its own
  * bit in each of its parents, so a set bit always leads to an unsync
- * page (the audit checks both directions).
+ * page (the audit checks both directions). Bounded by the levels above.
  */
-void mmu_unlink_unsync_locked(struct mmu_page *parent, unsigned index)
+static void clear_bit_up(struct mmu_page *parent, unsigned index)
 {
 	if (!test_bit(parent->unsync_child_bitmap, index))
 		return;
@@ -98,6 +101,13 @@ void mmu_unlink_unsync_locked(struct mmu_page *parent, unsigned index)
 	MMUD_ASSERT(parent->unsync_children > 0);
 	if (--parent->unsync_children == 0 && !parent->unsync)
 		pte_list_for_each(&parent->parent_ptes, parent_clear, NULL);
+}
+
+void mmu_unlink_unsync_locked(struct mmu *mmu, struct mmu_page *parent,
+			      unsigned index)
+{
+	mmu_assert_locked(mmu);
+	clear_bit_up(parent, index);
 }
 
 /* Every shadow page with gptes for gfn, current or obsolete, unless
