@@ -48,7 +48,7 @@
 #define NR_HALTED_REQUESTS 2000UL
 #else
 #define NR_STRESS_REQUESTS 100000UL
-#define STRESS_BUDGET_SECONDS 40
+#define STRESS_BUDGET_SECONDS 30
 #define NR_HALTED_REQUESTS 20000UL
 #endif
 /* Fewer than this in the budget means something is wrong, not slow
