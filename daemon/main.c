@@ -131,6 +131,7 @@ int main(int argc, char **argv)
 	struct qmp_server *qmp = NULL;
 	struct event_base *base = NULL;
 	struct mmud *d = NULL;
+	struct memops *memops = NULL;
 	struct vm *vm = NULL;
 	void *kernel_buf = NULL;
 	const char *what = "sample guest";
@@ -211,7 +212,7 @@ int main(int argc, char **argv)
 		}
 	}
 	d = mmud_new(base, vm, qmp, worker, &cfg);
-	if (!d) {
+	if (!d || (qmp && !(memops = mmud_memops_new(qmp, worker, vm)))) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		goto out;
 	}
@@ -270,6 +271,7 @@ out:
 		event_free(sigint);
 	if (wd)
 		event_free(wd);
+	mmud_memops_free(memops);
 	mmud_free(d);
 	if (base)
 		event_base_free(base);

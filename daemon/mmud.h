@@ -137,4 +137,14 @@ void mmud_signal_shutdown(struct mmud *d);
 int mmud_exit_status(const struct mmud *d);
 void mmud_free(struct mmud *d);
 
+/*
+ * memops.c: the QMP commands that change guest memory while the vCPUs run
+ * (x-memslot-add/-remove, x-mmu-zap-all, x-dirty-log-*), registered on
+ * qmp; their work runs on worker. NULL means -ENOMEM.
+ */
+struct memops;
+struct memops *mmud_memops_new(struct qmp_server *qmp,
+			       struct mmud_worker *worker, struct vm *vm);
+void mmud_memops_free(struct memops *m);
+
 #endif

@@ -3,10 +3,10 @@
  * reports on the console which pages each round wrote, so the control
  * plane can check that every page written between two harvests appears
  * in the second and that no other page does. The slot is at DATA_GPA
- * (DATA_PAGES pages); the guest starts when it appears. Round r+1 starts
- * only when the doorbell slot of its parity appears (DOORBELL_GPA[2]):
- * the test harvests, then rings by adding that slot (and removing the
- * other). The guest's page tables live in boot RAM, so their A/D updates
+ * (DATA_PAGES pages); the guest starts when it appears. After round r
+ * the guest waits for the doorbell slot of parity r + 1 (bell_gpa): the
+ * test harvests, then rings by adding that slot (and removing the
+ * other); after the last round the same doorbell lets it finish. The guest's page tables live in boot RAM, so their A/D updates
  * never touch the data slot.
  */
 #include "rt.h"
@@ -49,16 +49,11 @@ int guest_main(unsigned int cpu)
 		rt_pause();
 
 	for (unsigned int r = 1; r <= ROUNDS; r++) {
+		volatile uint64_t *bell =
+			(volatile uint64_t *)(BELL_VA +
+					      ((r + 1) % 2) * SIZE_4K);
 		int n = 0;
 
-		if (r > 1) {
-			volatile uint64_t *bell =
-				(volatile uint64_t *)(BELL_VA +
-						      (r % 2) * SIZE_4K);
-
-			while (*bell == ONES)
-				rt_pause();
-		}
 		n += rt_snprintf(line + n, sizeof(line) - n,
 				 "dirty: round %u:", r);
 		for (unsigned int p = 0; p < DATA_PAGES; p++) {
@@ -68,6 +63,10 @@ int guest_main(unsigned int cpu)
 			n += rt_snprintf(line + n, sizeof(line) - n, " %u", p);
 		}
 		rt_printf("%s\n", line);
+		/* The next round (or the end) waits for the test's harvest:
+		 * the doorbell of the next parity. */
+		while (*bell == ONES)
+			rt_pause();
 	}
 	rt_printf("dirty: done\n");
 	return 0;

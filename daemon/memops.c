@@ -1,0 +1,390 @@
+/*
+ * QMP commands that change guest memory while the vCPUs run (issue 8):
+ * x-memslot-add/-remove, x-mmu-zap-all, x-dirty-log-start/-stop/-harvest
+ * and the X_MEMSLOT_CHANGED event. Argument values are checked here (rpc
+ * has already checked names and types); the work runs on the daemon's
+ * worker thread, which may wait for vCPUs (grace periods, flushes with
+ * wait), and the reply goes out from the loop thread when it is done, so
+ * no command blocks the loop. core/guestmem does the memory itself.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guestmem.h"
+#include "mmu.h"
+#include "mmud.h"
+#include "rpc.h"
+#include "vm.h"
+
+/* No reply may exceed this (libvirt stops at 10 MiB; DESIGN.md 4). */
+#define REPLY_MAX (8u << 20)
+
+enum op { OP_ADD, OP_REMOVE, OP_ZAP, OP_LOG_START, OP_LOG_STOP, OP_HARVEST };
+
+struct memops {
+	struct qmp_server *qmp; /* (c) */
+	struct mmud_worker *worker; /* (c) */
+	struct vm *vm; /* (c) */
+	struct guestmem *gm; /* (c) */
+};
+
+/* One command's work: inputs set before submission, outputs by the
+ * worker, read by the loop thread after the worker's hand-back. */
+struct memop_job {
+	struct memops *m;
+	struct qmp_request *req;
+	enum op op;
+	uint64_t gpa, size;
+	uint32_t slot;
+	bool readonly, log_dirty, flag;
+	int r;
+	char err[256];
+	uint64_t *bitmap;
+	size_t nwords;
+	uint64_t count, count2;
+};
+
+static const char b64[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* RFC 4648 base64 of n bytes, NUL-terminated; NULL means -ENOMEM. */
+static char *base64(const uint8_t *p, size_t n)
+{
+	char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		*o++ = b64[(v >> 18) & 63];
+		*o++ = b64[(v >> 12) & 63];
+		*o++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < n ? b64[v & 63] : '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+static void work(void *arg)
+{
+	struct memop_job *j = arg;
+	struct guestmem *gm = j->m->gm;
+	struct mmu_stats before, after;
+	int64_t npages;
+
+	switch (j->op) {
+	case OP_ADD:
+		j->r = guestmem_add(gm, j->gpa, j->size, j->readonly,
+				    j->log_dirty, &j->slot, j->err,
+				    sizeof(j->err));
+		break;
+	case OP_REMOVE:
+		j->r = guestmem_remove(gm, j->slot, j->err, sizeof(j->err));
+		break;
+	case OP_LOG_START:
+	case OP_LOG_STOP:
+		j->r = guestmem_set_dirty_log(gm, j->slot,
+					      j->op == OP_LOG_START, j->err,
+					      sizeof(j->err));
+		break;
+	case OP_ZAP:
+		mmu_stats_get(vm_mmu(j->m->vm), &before);
+		if (j->flag) {
+			mmu_zap_all(vm_mmu(j->m->vm));
+		} else {
+			/* O(1) for the vCPUs; the obsolete pages are then
+			 * freed here, in batches (seed 004). */
+			mmu_zap_all_fast(vm_mmu(j->m->vm));
+			mmu_zap_obsolete_pages(vm_mmu(j->m->vm));
+		}
+		mmu_stats_get(vm_mmu(j->m->vm), &after);
+		j->count = j->flag ?
+				   after.zapped_pages - before.zapped_pages :
+				   after.obsolete_freed - before.obsolete_freed;
+		j->count2 = before.pages;
+		j->r = 0;
+		break;
+	case OP_HARVEST:
+		npages = guestmem_npages(gm, j->slot);
+		if (npages < 0) {
+			j->r = (int)npages;
+			snprintf(j->err, sizeof(j->err),
+				 "slot: %u is not a hot-added memslot",
+				 j->slot);
+			break;
+		}
+		/* base64 of the bitmap plus the reply's frame. */
+		if ((uint64_t)(npages + 7) / 8 / 3 * 4 + 256 > REPLY_MAX) {
+			j->r = -E2BIG;
+			snprintf(j->err, sizeof(j->err),
+				 "slot: the dirty bitmap of slot %u (%lld "
+				 "pages) would exceed the %u MiB reply limit",
+				 j->slot, (long long)npages, REPLY_MAX >> 20);
+			break;
+		}
+		j->nwords = ((uint64_t)npages + 63) / 64;
+		j->bitmap = calloc(j->nwords ? j->nwords : 1, 8);
+		if (!j->bitmap) {
+			j->r = -ENOMEM;
+			snprintf(j->err, sizeof(j->err), "out of memory");
+			break;
+		}
+		j->count2 = (uint64_t)npages;
+		j->r = guestmem_harvest(gm, j->slot, j->flag, j->bitmap,
+					j->nwords, &j->count, j->err,
+					sizeof(j->err));
+		break;
+	}
+}
+
+static void event(struct memops *m, uint32_t slot, const char *what)
+{
+	qmp_server_emit_event(m->qmp, "X_MEMSLOT_CHANGED",
+			      json_pack("{s:i, s:s}", "slot", (int)slot,
+					"action", what));
+}
+
+static json_t *harvest_reply(struct memop_job *j)
+{
+	/* Little-endian words: bit i of byte k is page 8k + i. */
+	size_t nbytes = (j->count2 + 7) / 8;
+	uint8_t *bytes = malloc(nbytes ? nbytes : 1);
+	char *text;
+	json_t *ret;
+
+	if (!bytes)
+		return NULL;
+	for (size_t k = 0; k < nbytes; k++)
+		bytes[k] = (uint8_t)(j->bitmap[k / 8] >> (8 * (k % 8)));
+	text = base64(bytes, nbytes);
+	free(bytes);
+	if (!text)
+		return NULL;
+	ret = json_pack("{s:i, s:I, s:s}", "slot", (int)j->slot, "dirty-pages",
+			(json_int_t)j->count, "bitmap", text);
+	free(text);
+	return ret;
+}
+
+static void done(void *arg)
+{
+	struct memop_job *j = arg;
+	json_t *ret = NULL;
+
+	if (j->r < 0) {
+		qmp_reply_error(j->req, QMP_ERROR_GENERIC, "%s", j->err);
+		goto out;
+	}
+	switch (j->op) {
+	case OP_ADD:
+		qmp_reply_return(j->req,
+				 json_pack("{s:i}", "slot", (int)j->slot));
+		event(j->m, j->slot, "added");
+		break;
+	case OP_REMOVE:
+		qmp_reply_ok(j->req);
+		event(j->m, j->slot, "removed");
+		break;
+	case OP_LOG_START:
+		qmp_reply_ok(j->req);
+		event(j->m, j->slot, "dirty-log-started");
+		break;
+	case OP_LOG_STOP:
+		qmp_reply_ok(j->req);
+		event(j->m, j->slot, "dirty-log-stopped");
+		break;
+	case OP_ZAP:
+		qmp_reply_return(j->req, json_pack("{s:s, s:I, s:I}", "mode",
+						   j->flag ? "slow" : "fast",
+						   "shadow-pages",
+						   (json_int_t)j->count2,
+						   "zapped-pages",
+						   (json_int_t)j->count));
+		break;
+	case OP_HARVEST:
+		ret = harvest_reply(j);
+		if (ret)
+			qmp_reply_return(j->req, ret);
+		else
+			qmp_reply_error(j->req, QMP_ERROR_GENERIC,
+					"out of memory");
+		break;
+	}
+out:
+	free(j->bitmap);
+	free(j);
+}
+
+/* Reads an optional boolean argument (types are checked by rpc). */
+static bool opt_bool(json_t *args, const char *name, bool dflt)
+{
+	json_t *v = json_object_get(args, name);
+
+	return v ? json_is_true(v) : dflt;
+}
+
+/* A non-negative integer argument; replies with the field's error. */
+static bool get_u64(struct qmp_request *req, json_t *args, const char *name,
+		    uint64_t max, uint64_t *out)
+{
+	json_int_t v = json_integer_value(json_object_get(args, name));
+
+	if (v < 0 || (uint64_t)v > max) {
+		char what[96];
+
+		snprintf(what, sizeof(what), "a number from 0 to %llu",
+			 (unsigned long long)max);
+		qmp_reply_invalid_value(req, name, what);
+		return false;
+	}
+	*out = (uint64_t)v;
+	return true;
+}
+
+static void submit(struct memops *m, struct qmp_request *req,
+		   struct memop_job *proto)
+{
+	struct memop_job *j = malloc(sizeof(*j));
+
+	if (!j) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "out of memory");
+		return;
+	}
+	*j = *proto;
+	j->m = m;
+	j->req = req;
+	if (mmud_worker_submit(m->worker, work, done, j) < 0) {
+		free(j);
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "out of memory");
+	}
+}
+
+static void cmd_add(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct memop_job j = { .op = OP_ADD };
+
+	if (!get_u64(req, args, "gpa", ~0ULL >> 1, &j.gpa) ||
+	    !get_u64(req, args, "size", ~0ULL >> 1, &j.size))
+		return;
+	j.readonly = opt_bool(args, "readonly", false);
+	j.log_dirty = opt_bool(args, "log-dirty", false);
+	submit(opaque, req, &j);
+}
+
+static bool get_slot(struct qmp_request *req, json_t *args, uint32_t *slot)
+{
+	uint64_t v;
+
+	if (!get_u64(req, args, "slot", MEMSLOT_MAX_ID, &v))
+		return false;
+	*slot = (uint32_t)v;
+	return true;
+}
+
+static void cmd_remove(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct memop_job j = { .op = OP_REMOVE };
+
+	if (get_slot(req, args, &j.slot))
+		submit(opaque, req, &j);
+}
+
+static void cmd_log_start(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct memop_job j = { .op = OP_LOG_START };
+
+	if (get_slot(req, args, &j.slot))
+		submit(opaque, req, &j);
+}
+
+static void cmd_log_stop(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct memop_job j = { .op = OP_LOG_STOP };
+
+	if (get_slot(req, args, &j.slot))
+		submit(opaque, req, &j);
+}
+
+static void cmd_harvest(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct memop_job j = { .op = OP_HARVEST };
+
+	if (!get_slot(req, args, &j.slot))
+		return;
+	j.flag = opt_bool(args, "clear", true);
+	submit(opaque, req, &j);
+}
+
+static void cmd_zap_all(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct memop_job j = { .op = OP_ZAP };
+
+	j.flag = opt_bool(args, "slow", false);
+	submit(opaque, req, &j);
+}
+
+static const struct qmp_arg add_args[] = {
+	{ "gpa", QMP_ARG_INT, false },
+	{ "size", QMP_ARG_INT, false },
+	{ "readonly", QMP_ARG_BOOL, true },
+	{ "log-dirty", QMP_ARG_BOOL, true },
+	QMP_ARGS_END,
+};
+static const struct qmp_arg slot_args[] = {
+	{ "slot", QMP_ARG_INT, false },
+	QMP_ARGS_END,
+};
+static const struct qmp_arg harvest_args[] = {
+	{ "slot", QMP_ARG_INT, false },
+	{ "clear", QMP_ARG_BOOL, true },
+	QMP_ARGS_END,
+};
+static const struct qmp_arg zap_args[] = {
+	{ "slow", QMP_ARG_BOOL, true },
+	QMP_ARGS_END,
+};
+
+struct memops *mmud_memops_new(struct qmp_server *qmp,
+			       struct mmud_worker *worker, struct vm *vm)
+{
+	static const struct {
+		const char *name;
+		const struct qmp_arg *args;
+		qmp_handler_fn *fn;
+	} cmds[] = {
+		{ "x-memslot-add", add_args, cmd_add },
+		{ "x-memslot-remove", slot_args, cmd_remove },
+		{ "x-dirty-log-start", slot_args, cmd_log_start },
+		{ "x-dirty-log-stop", slot_args, cmd_log_stop },
+		{ "x-dirty-log-harvest", harvest_args, cmd_harvest },
+		{ "x-mmu-zap-all", zap_args, cmd_zap_all },
+	};
+	struct memops *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->qmp = qmp;
+	m->worker = worker;
+	m->vm = vm;
+	m->gm = vm_guestmem(vm);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (qmp_server_register(qmp, cmds[i].name, cmds[i].args,
+					cmds[i].fn, m) < 0) {
+			free(m);
+			return NULL;
+		}
+	return m;
+}
+
+void mmud_memops_free(struct memops *m)
+{
+	free(m);
+}

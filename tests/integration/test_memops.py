@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Memory operations on a running VM (issue 8), with the real daemon.
+
+hotplug: the hotplug guest polls a window above 4 GiB while QMP adds and
+  removes slots there hundreds of times, runs fast and slow zap-all, and
+  starts, harvests and stops dirty logging; x-mmu-audit is clean after
+  every operation; removed slots' memory is unmapped in the daemon (its
+  /proc/PID/maps); the guest reports how many slots it filled and never
+  fails.
+dirty: the dirty guest writes pages in rounds and prints which; every
+  harvest must report exactly the pages written since the last one, and
+  a second harvest with the vCPUs paused reports none.
+badargs: every bad argument gets a GenericError naming the field and
+  changes nothing (x-query-memslots before and after).
+
+Usage: test_memops.py GROUP MMUD MMUCTL FOREVER_ELF HOTPLUG_ELF DIRTY_ELF
+"""
+import base64
+import os
+import re
+import sys
+import tempfile
+import time
+
+import test_daemon as td
+
+GiB = 1 << 30
+HOTPLUG_GPA, CONTROL_GPA = 8 * GiB, 12 * GiB
+BELLS = [12 * GiB, 12 * GiB + (2 << 20)]
+ROUNDS = 8
+HOTPLUG = DIRTY = None
+SLOW = bool(os.environ.get("MMUD_SLOW"))
+TESTS = {}
+
+
+def test(group):
+    def reg(fn):
+        TESTS.setdefault(group, []).append(fn)
+        return fn
+    return reg
+
+
+def ok(r):
+    assert "return" in r, r
+    return r["return"]
+
+
+def audit(c):
+    assert c.cmd("x-mmu-audit") == {"return": {}}, "audit failed"
+
+
+def hotmem_mappings(pid):
+    """The daemon's memfd mappings of hot-added memory."""
+    with open("/proc/%d/maps" % pid) as f:
+        return [l for l in f if "mmud-hotmem" in l]
+
+
+def pages_of(bitmap_b64, npages):
+    raw = base64.b64decode(bitmap_b64)
+    return {p for p in range(npages) if raw[p // 8] >> (p % 8) & 1}
+
+
+@test("hotplug")
+def test_hotplug_window_under_slot_churn(tmp):
+    d = td.Daemon(tmp, smp=1, kernel=HOTPLUG)
+    c = d.client()
+    con, _ = td.read_console_until(d.con, "hotplug: polling")
+    rounds = 60 if SLOW else 300
+    filled = 0
+    for i in range(rounds):
+        size = [4096, 64 << 10, 1 << 20][i % 3]
+        gpa = HOTPLUG_GPA + (i * 4096 % (1 << 20) if size == 4096 else 0)
+        log = i % 4 == 0
+        slot = ok(c.cmd("x-memslot-add", {"gpa": gpa, "size": size,
+                                         "log-dirty": log}))["slot"]
+        audit(c)
+        if log:
+            # Wait (bounded) until the guest has written the new slot:
+            # its dirty log says so. Then read, harvest and stop.
+            deadline = time.monotonic() + td.TIMEOUT
+            while True:
+                h = ok(c.cmd("x-dirty-log-harvest",
+                             {"slot": slot, "clear": False}))
+                if h["dirty-pages"]:
+                    break
+                assert time.monotonic() < deadline, "guest never wrote"
+            filled += 1
+            h2 = ok(c.cmd("x-dirty-log-harvest", {"slot": slot}))
+            assert h2["dirty-pages"] >= h["dirty-pages"], (h, h2)
+            ok(c.cmd("x-dirty-log-stop", {"slot": slot}))
+            audit(c)
+        elif i % 4 == 2:
+            ok(c.cmd("x-dirty-log-start", {"slot": slot}))
+            ok(c.cmd("x-dirty-log-harvest", {"slot": slot}))
+            audit(c)
+        if i % 5 == 0:
+            z = ok(c.cmd("x-mmu-zap-all", {"slow": i % 10 == 0}))
+            assert z["mode"] == ("slow" if i % 10 == 0 else "fast"), z
+            audit(c)
+        ok(c.cmd("x-memslot-remove", {"slot": slot}))
+        audit(c)
+        assert not hotmem_mappings(d.proc.pid), "removed slot still mapped"
+    slots = ok(c.cmd("x-query-memslots"))
+    assert all(s["gpa"] < 4 * GiB for s in slots), slots
+    # The control slot tells the guest to report and exit.
+    ok(c.cmd("x-memslot-add", {"gpa": CONTROL_GPA, "size": 4096}))
+    _, out = td.read_console_until(d.con, "hotplug: P", con)
+    m = re.search(r"hotplug: (\d+) slot fills, (\d+) page checks, "
+                  r"(\d+) bad", out)
+    assert m and int(m.group(1)) >= filled > 0 and m.group(3) == "0", out
+    assert "hotplug: PASS" in out, out
+    assert d.wait() == 1, d.log()
+    d.kill()
+
+
+class Console:
+    """The console socket as a stream of lines to wait for."""
+
+    def __init__(self, path):
+        self.sock, self.buf = td.read_console_until(path, "")
+        self.path = path
+
+    def wait(self, pattern):
+        """Reads until pattern matches; consumes through the match."""
+        while True:
+            m = re.search(pattern, self.buf)
+            if m:
+                self.buf = self.buf[m.end():]
+                return m
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("console closed waiting for %r" % pattern)
+            self.buf += chunk.decode(errors="replace")
+
+
+@test("dirty")
+def test_dirty_log_reports_exactly_what_the_guest_wrote(tmp):
+    d = td.Daemon(tmp, smp=2, kernel=DIRTY)
+    c = d.client()
+    con = Console(d.con)
+    con.wait(r"dirty: waiting")
+    data = ok(c.cmd("x-memslot-add", {"gpa": HOTPLUG_GPA, "size": 64 << 12,
+                                      "log-dirty": True}))["slot"]
+    bells = [None, None]
+    for r in range(1, ROUNDS + 1):
+        line = con.wait(r"dirty: round %d:([^\n]*)\n" % r)
+        wrote = {int(p) for p in line.group(1).split()}
+        h = ok(c.cmd("x-dirty-log-harvest", {"slot": data}))
+        got = pages_of(h["bitmap"], 64)
+        assert got == wrote, ("round", r, "missed", wrote - got,
+                              "invented", got - wrote)
+        assert h["dirty-pages"] == len(wrote), h
+        # Paused, nothing can write: a second harvest finds nothing.
+        ok(c.cmd("stop"))
+        assert ok(c.cmd("x-dirty-log-harvest",
+                        {"slot": data}))["dirty-pages"] == 0
+        ok(c.cmd("cont"))
+        audit(c)
+        # Ring the doorbell of the next round's parity.
+        nxt = (r + 1) % 2
+        if bells[1 - nxt] is not None:
+            ok(c.cmd("x-memslot-remove", {"slot": bells[1 - nxt]}))
+            bells[1 - nxt] = None
+        bells[nxt] = ok(c.cmd("x-memslot-add", {"gpa": BELLS[nxt],
+                                                "size": 4096}))["slot"]
+    con.wait(r"dirty: done")
+    assert d.wait() == 1, d.log()
+    d.kill()
+
+
+@test("badargs")
+def test_bad_arguments_refused_and_nothing_changes(tmp):
+    d = td.Daemon(tmp, smp=1)
+    c = d.client()
+    good = ok(c.cmd("x-memslot-add", {"gpa": HOTPLUG_GPA, "size": 1 << 20}))
+    before = ok(c.cmd("x-query-memslots"))
+    cases = [
+        ("x-memslot-add", {"gpa": 0, "size": 4096}, "RAM"),
+        ("x-memslot-add", {"gpa": 3 * GiB, "size": 4096}, "MMIO hole"),
+        ("x-memslot-add", {"gpa": HOTPLUG_GPA + 4096, "size": 4096},
+         "overlaps slot"),
+        ("x-memslot-add", {"gpa": 9 * GiB + 1, "size": 4096}, "gpa"),
+        ("x-memslot-add", {"gpa": 9 * GiB, "size": 100}, "size"),
+        ("x-memslot-add", {"gpa": 9 * GiB, "size": 0}, "size"),
+        ("x-memslot-add", {"gpa": 9 * GiB, "size": 1 << 40}, "size"),
+        ("x-memslot-add", {"gpa": 1 << 46, "size": 4096}, "gpa"),
+        ("x-memslot-add", {"gpa": -4096, "size": 4096}, "gpa"),
+        ("x-memslot-add", {"gpa": "9G", "size": 4096}, "gpa"),
+        ("x-memslot-add", {"gpa": 9 * GiB, "size": 4096, "bogus": 1},
+         "bogus"),
+        ("x-memslot-add", {"size": 4096}, "gpa"),
+        ("x-memslot-remove", {"slot": 999}, "slot"),
+        ("x-memslot-remove", {"slot": 0}, "slot"),
+        ("x-memslot-remove", {"slot": -1}, "slot"),
+        ("x-memslot-remove", {"slot": "1"}, "slot"),
+        ("x-dirty-log-start", {"slot": 999}, "slot"),
+        ("x-dirty-log-stop", {"slot": 7}, "slot"),
+        ("x-dirty-log-harvest", {"slot": good["slot"]}, "logging"),
+        ("x-dirty-log-harvest", {"slot": good["slot"], "clear": 1},
+         "clear"),
+        ("x-mmu-zap-all", {"slow": "yes"}, "slow"),
+        ("x-mmu-zap-all", {"fast": True}, "fast"),
+    ]
+    for cmd, args, field in cases:
+        r = c.cmd(cmd, args)
+        assert "error" in r and r["error"]["class"] == "GenericError", \
+            (cmd, args, r)
+        assert field in r["error"]["desc"], (cmd, args, r)
+        assert ok(c.cmd("x-query-memslots")) == before, (cmd, args)
+    audit(c)
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+def main():
+    global HOTPLUG, DIRTY
+    group = sys.argv[1]
+    td.MMUD, td.MMUCTL, td.FOREVER, HOTPLUG, DIRTY = sys.argv[2:7]
+    failed = 0
+    for fn in TESTS[group]:
+        with tempfile.TemporaryDirectory(prefix="mmud-mem-") as tmp:
+            t0 = time.monotonic()
+            try:
+                fn(tmp)
+                print("ok   %s (%.1fs)" % (fn.__name__,
+                                           time.monotonic() - t0))
+            except Exception as e:  # report and go on
+                failed += 1
+                print("FAIL %s: %r" % (fn.__name__, e))
+                import traceback
+                traceback.print_exc()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
