@@ -253,17 +253,42 @@ out:
 	return r;
 }
 
+/*
+ * The slot id's memory, hot-added or the VM's own (boot RAM): a pointer
+ * to the hot slot's entry, or *fixed filled in for boot RAM. NULL when
+ * neither has the id.
+ */
+static struct hot_slot *resolve_locked(struct guestmem *gm, uint32_t id,
+				       struct hot_slot *fixed)
+{
+	struct hot_slot *s = find_locked(gm, id);
+
+	if (s)
+		return s;
+	for (unsigned int i = 0; i < gm->nr_reserved; i++)
+		if (gm->reserved[i].slot >= 0 &&
+		    (uint32_t)gm->reserved[i].slot == id) {
+			*fixed = (struct hot_slot){
+				.id = id,
+				.gpa = gm->reserved[i].gpa,
+				.size = gm->reserved[i].size
+			};
+			return fixed;
+		}
+	return NULL;
+}
+
 int guestmem_set_dirty_log(struct guestmem *gm, uint32_t slot, bool on,
 			   char *err, size_t errlen)
 {
-	struct hot_slot *s;
+	struct hot_slot *s, fixed;
 	int r;
 
 	pthread_mutex_lock(&gm->lock);
-	s = find_locked(gm, slot);
+	s = resolve_locked(gm, slot, &fixed);
 	if (!s) {
-		r = fail(err, errlen, ENOENT,
-			 "slot: %u is not a hot-added memslot", slot);
+		r = fail(err, errlen, ENOENT, "slot: %u is not a memslot",
+			 slot);
 		goto out;
 	}
 	r = memslot_set_flags(gm->mmu, slot,
@@ -277,13 +302,35 @@ out:
 	return r;
 }
 
+void guestmem_mark_dirty(struct guestmem *gm, gpa_t gpa, uint64_t len)
+{
+	gfn_t gfn = gpa_to_gfn(gpa),
+	      end = gpa_to_gfn(gpa + len + PAGE_SIZE - 1);
+
+	mmu_rcu_read_lock();
+	for (; gfn < end; gfn++) {
+		const struct memslot *ms = memslot_lookup(gm->mmu, gfn, NULL);
+		uint64_t i;
+
+		if (!ms || !ms->dirty_bitmap)
+			continue;
+		i = gfn - ms->base_gfn;
+		/* Relaxed, like the MMU's own marks: the harvest's
+		 * exchange and the flush after it order them. */
+		atomic_fetch_or_explicit(&ms->dirty_bitmap[i / 64],
+					 1ULL << (i % 64),
+					 memory_order_relaxed);
+	}
+	mmu_rcu_read_unlock();
+}
+
 int64_t guestmem_npages(struct guestmem *gm, uint32_t slot)
 {
-	struct hot_slot *s;
+	struct hot_slot *s, fixed;
 	int64_t n;
 
 	pthread_mutex_lock(&gm->lock);
-	s = find_locked(gm, slot);
+	s = resolve_locked(gm, slot, &fixed);
 	n = s ? (int64_t)(s->size >> PAGE_SHIFT) : -ENOENT;
 	pthread_mutex_unlock(&gm->lock);
 	return n;
@@ -317,15 +364,15 @@ int guestmem_harvest(struct guestmem *gm, uint32_t slot, bool clear,
 		     uint64_t *bitmap, size_t nwords, uint64_t *ndirty,
 		     char *err, size_t errlen)
 {
-	struct hot_slot *s;
+	struct hot_slot *s, fixed;
 	uint64_t words, n = 0;
 	int r;
 
 	pthread_mutex_lock(&gm->lock);
-	s = find_locked(gm, slot);
+	s = resolve_locked(gm, slot, &fixed);
 	if (!s) {
-		r = fail(err, errlen, ENOENT,
-			 "slot: %u is not a hot-added memslot", slot);
+		r = fail(err, errlen, ENOENT, "slot: %u is not a memslot",
+			 slot);
 		goto out;
 	}
 	words = ((s->size >> PAGE_SHIFT) + 63) / 64;

@@ -18,11 +18,16 @@
 struct mmu;
 struct guestmem;
 
-/* A range the hot-added slots may not overlap (boot RAM, MMIO hole). */
+/*
+ * A range the hot-added slots may not overlap (boot RAM, MMIO hole).
+ * slot >= 0 names the VM's own memslot there (boot RAM): dirty logging
+ * and harvest work on it too; -1 for a range with no memory.
+ */
 struct guestmem_range {
 	gpa_t gpa;
 	uint64_t size;
 	const char *what; /* named in refusals, e.g. "RAM" */
+	int slot;
 };
 
 #define GUESTMEM_MAX_SLOTS 64
@@ -56,7 +61,7 @@ int guestmem_add(struct guestmem *gm, gpa_t gpa, uint64_t size, bool readonly,
 /* Deletes the slot in KVM's order, then unmaps its memory. -ENOENT. */
 int guestmem_remove(struct guestmem *gm, uint32_t slot, char *err,
 		    size_t errlen);
-/* Starts or stops dirty logging of a hot-added slot. */
+/* Starts or stops dirty logging of a hot-added slot or of boot RAM. */
 int guestmem_set_dirty_log(struct guestmem *gm, uint32_t slot, bool on,
 			   char *err, size_t errlen);
 /* Pages of the slot, for sizing a harvest bitmap; -ENOENT. */
@@ -71,6 +76,12 @@ int64_t guestmem_npages(struct guestmem *gm, uint32_t slot);
 int guestmem_harvest(struct guestmem *gm, uint32_t slot, bool clear,
 		     uint64_t *bitmap, size_t nwords, uint64_t *ndirty,
 		     char *err, size_t errlen);
+/*
+ * Marks [gpa, gpa + len) dirty in whatever logging memslot covers it:
+ * for writes mmud itself makes to guest RAM behind the MMU (the loader
+ * at system_reset).
+ */
+void guestmem_mark_dirty(struct guestmem *gm, gpa_t gpa, uint64_t len);
 /* Up to max slots sorted by gpa; returns how many exist. */
 unsigned int guestmem_list(struct guestmem *gm, struct guestmem_slot_info *out,
 			   unsigned int max);

@@ -353,13 +353,17 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 
 		for (unsigned int i = 0; i < vm->nr_ram; i++)
 			reserved[n++] = (struct guestmem_range){
-				vm->ram[i].gpa, vm->ram[i].size, "guest RAM"
+				.gpa = vm->ram[i].gpa,
+				.size = vm->ram[i].size,
+				.what = "guest RAM",
+				.slot = (int)i,
 			};
-		reserved[n++] =
-			(struct guestmem_range){ LOADER_LOW_RAM_MAX,
-						 LOADER_HIGH_RAM_BASE -
-							 LOADER_LOW_RAM_MAX,
-						 "the MMIO hole" };
+		reserved[n++] = (struct guestmem_range){
+			.gpa = LOADER_LOW_RAM_MAX,
+			.size = LOADER_HIGH_RAM_BASE - LOADER_LOW_RAM_MAX,
+			.what = "the MMIO hole",
+			.slot = -1,
+		};
 		vm->guestmem = guestmem_create(vm->mmu, reserved, n);
 		if (!vm->guestmem) {
 			snprintf(err, errlen, "out of memory");
@@ -461,6 +465,10 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	r = load(vm, &entry, err, errlen);
 	if (r < 0)
 		return r;
+	/* The loader wrote behind the MMU: those pages are dirty for a
+	 * dirty log (issue 8). Which ones its segments covered is the
+	 * loader's business, so the whole low RAM range is reported. */
+	guestmem_mark_dirty(vm->guestmem, vm->ram[0].gpa, vm->ram[0].size);
 	mmu_zap_all(vm->mmu);
 	dev_serial_reset(vm->serial);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)

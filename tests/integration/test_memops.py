@@ -168,6 +168,31 @@ def test_dirty_log_reports_exactly_what_the_guest_wrote(tmp):
     d.kill()
 
 
+@test("bootram")
+def test_boot_ram_logs_and_reset_writes_are_dirty(tmp):
+    d = td.Daemon(tmp, smp=1)
+    c = d.client()
+    ram = ok(c.cmd("x-query-memslots"))[0]
+    assert ram["slot"] == 0 and ram["gpa"] == 0, ram
+    npages = ram["size"] // 4096
+    ok(c.cmd("x-dirty-log-start", {"slot": 0}))
+    assert ok(c.cmd("x-query-memslots"))[0]["log-dirty"] is True
+    ok(c.cmd("stop"))
+    ok(c.cmd("x-dirty-log-harvest", {"slot": 0}))
+    assert ok(c.cmd("x-dirty-log-harvest", {"slot": 0}))["dirty-pages"] == 0
+    # system_reset rewrites the kernel and low memory behind the MMU:
+    # those writes are the daemon's, and dirty-logged.
+    ok(c.cmd("system_reset"))
+    h = ok(c.cmd("x-dirty-log-harvest", {"slot": 0}))
+    assert h["dirty-pages"] == npages, h["dirty-pages"]
+    assert pages_of(h["bitmap"], npages) == set(range(npages))
+    ok(c.cmd("x-dirty-log-stop", {"slot": 0}))
+    audit(c)
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
 @test("badargs")
 def test_bad_arguments_refused_and_nothing_changes(tmp):
     d = td.Daemon(tmp, smp=1)

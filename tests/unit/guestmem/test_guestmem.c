@@ -30,8 +30,8 @@ struct fixture {
 static int setup(void **state)
 {
 	static const struct guestmem_range reserved[] = {
-		{ 0, 256 * MiB, "RAM" },
-		{ 3 * GiB, GiB, "the MMIO hole" },
+		{ 0, 256 * MiB, "RAM", -1 },
+		{ 3 * GiB, GiB, "the MMIO hole", -1 },
 	};
 	struct fixture *f = calloc(1, sizeof(*f));
 
