@@ -19,6 +19,9 @@ Figures (docs/BENCHMARKS.md says how each is measured):
   zap_all_slow_caller_ns    deleting an unused memslot, which zaps all
                             shadow pages the fast way; the same KVM figure
                             beside both)
+  zap_all_fast_paused_caller_ns  the fast one with the vCPU stopped
+                            (QMP stop before, cont after): a diagnostic,
+                            no KVM figure
   dirty_harvest_1g_ns       x-dirty-log-harvest {clear: true} of a 1 GiB
                             slot whose every page the guest wrote (KVM:
                             KVM_GET_DIRTY_LOG)
@@ -145,11 +148,17 @@ def mmud_remove(tmp, runs):
 def mmud_zap(tmp, runs):
     m = Mmud(tmp, 2)
     m.cont()
-    out = {"fast": [], "slow": [], "fast_pages": [], "slow_pages": []}
-    for i in range(2 * runs):
-        kind = "fast" if i % 2 == 0 else "slow"
+    kinds = ("fast", "slow", "fast_paused")
+    out = {k: [] for k in kinds}
+    out.update({k + "_pages": [] for k in kinds})
+    for i in range(3 * runs):
+        kind = kinds[i % 3]
         m.wait_progress(m.progress() + 2, timeout=300)
+        if kind == "fast_paused":
+            ok(m.c.cmd("stop"))
         ns, r = m.timed("x-mmu-zap-all", {"slow": kind == "slow"})
+        if kind == "fast_paused":
+            ok(m.c.cmd("cont"))
         out[kind].append(ns)
         out[kind + "_pages"].append(r["shadow-pages"])
     m.close()
@@ -260,12 +269,14 @@ def main():
             with tempfile.TemporaryDirectory(prefix="mmud-bench-") as tmp:
                 m = mmud_zap(tmp, runs)
             k = kvm(args.build, "zap", runs)
-            for kind in ("fast", "slow"):
+            for kind in ("fast", "slow", "fast_paused"):
+                # The paused one is a diagnostic: no KVM counterpart.
+                kk = k if kind != "fast_paused" else None
                 emit(f"zap_all_{kind}_caller_ns", "ns", "lower",
-                     med(m[kind]), k and med(k["zap_ns"]), m[kind],
-                     k and k["zap_ns"],
+                     med(m[kind]), kk and med(kk["zap_ns"]), m[kind],
+                     kk and kk["zap_ns"],
                      mmud_shadow_pages=med(m[kind + "_pages"]),
-                     kvm_shadow_zapped=k and med(k["zapped"]))
+                     kvm_shadow_zapped=kk and med(kk["zapped"]))
         if "dirty" in only:
             with tempfile.TemporaryDirectory(prefix="mmud-bench-") as tmp:
                 m = mmud_dirty(tmp, runs)
