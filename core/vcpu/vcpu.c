@@ -93,7 +93,7 @@ struct vcpu {
 	/* (a) relaxed counters, written by the vCPU, read by anyone. */
 	struct {
 		_Atomic uint64_t insns, exits, shadow_faults, pio_exits,
-			mmio_accesses, halts, guest_pf_injected,
+			pause_exits, mmio_accesses, halts, guest_pf_injected,
 			emulated_writes, requests;
 	} st;
 };
@@ -522,6 +522,13 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 		else
 			mmu_invlpg(v->mmu_vcpu, e->invlpg.gva);
 		break;
+	case X86_EXIT_PAUSE:
+		/* Pause-loop exit: the guest spins, most likely waiting for
+		 * another vCPU; let the host run someone else. Outside guest
+		 * mode, so no requester waits for us meanwhile. */
+		stat_inc(&v->st.pause_exits);
+		sched_yield();
+		break;
 	case X86_EXIT_NONE:
 	case X86_EXIT_KICK:
 	case X86_EXIT_BUDGET:
@@ -597,13 +604,15 @@ static void *vcpu_thread(void *arg)
 
 		x86_run(v->cpu, 0, &exit);
 
+		/* The instruction count first, so whoever sees us leave
+		 * (below) sees every instruction of this run counted. */
+		atomic_store_explicit(&v->st.insns, x86_insns_retired(v->cpu),
+				      memory_order_relaxed);
 		/* Release: pairs with a waiting requester's acquire loads;
 		 * everything this vCPU did in guest mode is before it. */
 		atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
 				      memory_order_release);
 		atomic_fetch_add_explicit(&v->exits, 1, memory_order_release);
-		atomic_store_explicit(&v->st.insns, x86_insns_retired(v->cpu),
-				      memory_order_relaxed);
 		mmu_rcu_read_lock();
 		if (v->nr_tracked || v->tracked_overflow)
 			flush_tracked_writes(v);
@@ -763,6 +772,8 @@ void vcpu_stats_get(const struct vcpu *v, struct vcpu_stats *st)
 						 memory_order_relaxed);
 	st->pio_exits =
 		atomic_load_explicit(&m->st.pio_exits, memory_order_relaxed);
+	st->pause_exits =
+		atomic_load_explicit(&m->st.pause_exits, memory_order_relaxed);
 	st->mmio_accesses = atomic_load_explicit(&m->st.mmio_accesses,
 						 memory_order_relaxed);
 	st->halts = atomic_load_explicit(&m->st.halts, memory_order_relaxed);

@@ -117,7 +117,8 @@ int vcpu_thread_id(const struct vcpu *v);
 
 struct vcpu_stats {
 	uint64_t insns;
-	uint64_t exits, shadow_faults, pio_exits, mmio_accesses, halts;
+	uint64_t exits, shadow_faults, pio_exits, pause_exits, mmio_accesses,
+		halts;
 	uint64_t guest_pf_injected, emulated_writes, requests;
 };
 /* A snapshot; may lag the running vCPU by its current run. */

@@ -147,16 +147,24 @@ static void op_xchg_Ev_Gv(struct x86_cpu *cpu, const struct x86_insn *in)
 
 /* 90+r: XCHG rAX with a register. 90 itself (no REX.B) is NOP, not
  * XCHG EAX,EAX, which would clear RAX[63:32]; F3 90 is PAUSE, a NOP
- * that tells the host's sibling thread we spin. */
+ * that tells the host's sibling thread we spin, and every
+ * X86_PLE_WINDOW-th one exits so the vCPU layer can yield the host CPU
+ * (pause-loop exiting: a spinning vCPU should not starve the one it
+ * waits for, nor a requester waiting for it to leave guest mode). */
 static void op_xchg_Zv_rAX(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	uint64_t a, r;
 
 	if (in->reg == X86_RAX) {
+		if (in->rep == 0xf3) {
 #if defined(__x86_64__) || defined(__i386__)
-		if (in->rep == 0xf3)
 			__builtin_ia32_pause();
 #endif
+			if (++cpu->pauses >= X86_PLE_WINDOW) {
+				cpu->pauses = 0;
+				x86_exit_after(cpu, X86_EXIT_PAUSE);
+			}
+		}
 		return;
 	}
 	a = x86_reg_get(cpu, X86_RAX, in->opsize, true);

@@ -110,7 +110,13 @@ enum x86_exit_reason {
 	X86_EXIT_INVLPG,
 	/* A fault while delivering #DF: the VM must stop. */
 	X86_EXIT_TRIPLE_FAULT,
+	/* The guest spins: X86_PLE_WINDOW PAUSEs since the last such exit
+	 * (KVM's pause-loop exiting). The vCPU layer may yield the host
+	 * CPU; nothing else is pending. */
+	X86_EXIT_PAUSE,
 };
+
+#define X86_PLE_WINDOW 64
 
 struct x86_exit {
 	enum x86_exit_reason reason;

@@ -276,6 +276,7 @@ struct x86_cpu {
 	uint64_t rflags; /* arithmetic bits stale while lf.op != NONE */
 	struct x86_lazy lf;
 	unsigned int cpl;
+	unsigned int pauses; /* PAUSEs since the last X86_EXIT_PAUSE */
 	/* The current PCID in TLB-tag position: CR3[11:0] << 48 with
 	 * CR4.PCIDE, else 0 (x86_mode_changed() keeps it). */
 	uint64_t pcid_tag;

@@ -135,6 +135,9 @@ enum x86_exit_reason xh_run(struct xh *h, uint64_t max_insns,
 		if (max_insns && done >= max_insns)
 			return X86_EXIT_BUDGET;
 		r = x86_run(h->cpu, max_insns ? max_insns - done : 0, exit);
+		/* A pause-loop exit only offers to yield: run on. */
+		if (r == X86_EXIT_PAUSE)
+			continue;
 		if (r != X86_EXIT_IO)
 			return r;
 		if (exit->io.in) {

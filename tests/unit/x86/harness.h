@@ -47,8 +47,9 @@ void xh_load(struct xh *h, gpa_t gpa, const void *bytes, size_t len);
 void xh_set_page(struct xh *h, gva_t gva, uint64_t flags);
 
 /*
- * Runs until an exit other than X86_EXIT_IO (IO exits are recorded in
- * outs / answered with in_value and resumed) or until max_insns
+ * Runs until an exit other than X86_EXIT_IO or X86_EXIT_PAUSE (IO exits
+ * are recorded in outs / answered with in_value and resumed, pause-loop
+ * exits resumed) or until max_insns
  * instructions retired. Returns the reason of the last exit.
  */
 enum x86_exit_reason xh_run(struct xh *h, uint64_t max_insns,
