@@ -75,7 +75,7 @@ static uint64_t gdt[6 + 2 * RT_MAX_CPUS] __attribute__((aligned(16))) = {
 static struct idt_gate idt[32] __attribute__((aligned(16)));
 static volatile int tables_ready;
 
-extern const uint64_t rt_stub_table[32];
+extern const uint64_t rt_vector_table[32];
 extern char rt_resume[], rt_user_tramp[], rt_user_return[];
 extern char __user_start[], __user_text_end[], __user_data_start[],
 	__user_end[];
@@ -113,7 +113,7 @@ const struct rt_entry_state *rt_entry_state(unsigned int cpu)
 static void build_tables(void)
 {
 	for (int v = 0; v < 32; v++) {
-		uint64_t off = rt_stub_table[v];
+		uint64_t off = rt_vector_table[v];
 
 		idt[v].off0 = (uint16_t)off;
 		idt[v].sel = RT_KCODE;

@@ -1,5 +1,5 @@
 /*
- * Entry, trap stubs and the CPL0/CPL3 switches of the guest runtime.
+ * Entry, trap entry points and the CPL0/CPL3 switches of the guest runtime.
  * Everything here is the part of the runtime C cannot express: the stack
  * switch at e_entry, the exception frames, and the resume point a caught
  * fault returns to.
@@ -123,10 +123,10 @@ rt_user_return:
 	ud2
 
 	.text
-/* Exception stubs: a uniform frame of GPRs, vector and error code. */
-.macro STUB vec, has_error
+/* Exception entry points: a uniform frame of GPRs, vector and error code. */
+.macro VECTOR vec, has_error
 	.p2align 4
-stub\vec:
+vector\vec:
 	.if \has_error == 0
 	pushq	$0
 	.endif
@@ -134,38 +134,38 @@ stub\vec:
 	jmp	trap_common
 .endm
 
-STUB 0, 0
-STUB 1, 0
-STUB 2, 0
-STUB 3, 0
-STUB 4, 0
-STUB 5, 0
-STUB 6, 0
-STUB 7, 0
-STUB 8, 1
-STUB 9, 0
-STUB 10, 1
-STUB 11, 1
-STUB 12, 1
-STUB 13, 1
-STUB 14, 1
-STUB 15, 0
-STUB 16, 0
-STUB 17, 1
-STUB 18, 0
-STUB 19, 0
-STUB 20, 0
-STUB 21, 1
-STUB 22, 0
-STUB 23, 0
-STUB 24, 0
-STUB 25, 0
-STUB 26, 0
-STUB 27, 0
-STUB 28, 0
-STUB 29, 1
-STUB 30, 1
-STUB 31, 0
+VECTOR 0, 0
+VECTOR 1, 0
+VECTOR 2, 0
+VECTOR 3, 0
+VECTOR 4, 0
+VECTOR 5, 0
+VECTOR 6, 0
+VECTOR 7, 0
+VECTOR 8, 1
+VECTOR 9, 0
+VECTOR 10, 1
+VECTOR 11, 1
+VECTOR 12, 1
+VECTOR 13, 1
+VECTOR 14, 1
+VECTOR 15, 0
+VECTOR 16, 0
+VECTOR 17, 1
+VECTOR 18, 0
+VECTOR 19, 0
+VECTOR 20, 0
+VECTOR 21, 1
+VECTOR 22, 0
+VECTOR 23, 0
+VECTOR 24, 0
+VECTOR 25, 0
+VECTOR 26, 0
+VECTOR 27, 0
+VECTOR 28, 0
+VECTOR 29, 1
+VECTOR 30, 1
+VECTOR 31, 0
 
 trap_common:
 	push	%rax
@@ -207,10 +207,10 @@ trap_common:
 	iretq
 
 	.section .rodata
-	.globl rt_stub_table
+	.globl rt_vector_table
 	.p2align 3
-rt_stub_table:
+rt_vector_table:
 	.irp n,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-	.quad stub\n
+	.quad vector\n
 	.endr
 	.section .note.GNU-stack, "", @progbits
