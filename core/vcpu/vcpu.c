@@ -285,6 +285,8 @@ static uint64_t env_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
 	return val;
 }
 
+static void env_tracked_write(void *opaque, gpa_t gpa, unsigned int size);
+
 static void env_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
 			   uint64_t value)
 {
@@ -297,11 +299,22 @@ static void env_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
 	if (!slot || (slot->flags & MEMSLOT_INVALID)) {
 		v->ops->mmio_write(v->opaque, gpa, size, value);
 	} else if (!(slot->flags & MEMSLOT_READONLY)) {
-		/* RAM appeared under an MMIO mapping: let the next run map
-		 * it properly; this write goes through the MMU. */
-		mmu_rcu_read_unlock();
-		mmu_emulate_write(v->mmu_vcpu, gpa, value, size);
-		return;
+		/*
+		 * RAM appeared under an MMIO mapping (a hot-added slot): store
+		 * in place, byte by byte within the page as the CPU split it,
+		 * inside this read-side section (the slot cannot be unmapped
+		 * under us), and tell the MMU after the instruction, outside
+		 * guest mode, as for a tracked page: it may zap and flush
+		 * with wait, which it cannot do while we are in guest mode.
+		 */
+		uint8_t *p = (uint8_t *)(uintptr_t)memslot_gfn_to_hva(
+				     slot, gpa >> PAGE_SHIFT) +
+			     (gpa & (PAGE_SIZE - 1));
+
+		for (unsigned int i = 0; i < size; i++)
+			__atomic_store_n(p + i, (uint8_t)(value >> (8 * i)),
+					 __ATOMIC_RELEASE);
+		env_tracked_write(v, gpa, size);
 	}
 	mmu_rcu_read_unlock();
 }
