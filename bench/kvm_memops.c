@@ -441,15 +441,16 @@ int main(int argc, char **argv)
 	struct loader_config cfg;
 	struct loader_result res;
 	const char *mode;
-	char err[256], cmdline[64];
+	char err[256], cmdline[256];
 	unsigned int runs;
 	pthread_t t;
 	size_t len, run_size;
 	void *elf;
 	int modeno;
 
-	if (argc != 4) {
-		fputs("usage: kvm-memops remove|zap|dirty RUNS MEMOPS.elf\n",
+	if (argc != 4 && argc != 5) {
+		fputs("usage: kvm-memops remove|zap|dirty RUNS MEMOPS.elf "
+		      "[KEY=N...]\n",
 		      stderr);
 		return EXIT_REFUSED;
 	}
@@ -461,7 +462,9 @@ int main(int argc, char **argv)
 					   0;
 	if (!modeno || runs == 0 || runs > 100000)
 		die(EXIT_REFUSED, "bad mode or run count");
-	snprintf(cmdline, sizeof(cmdline), "mode=%d", modeno);
+	/* argv[4]: more of the guest's command line, e.g. "shared=1". */
+	snprintf(cmdline, sizeof(cmdline), "mode=%d %s", modeno,
+		 argc == 5 ? argv[4] : "");
 
 	/* 1 GiB of RAM, all below 3 GiB: enough for 100k page tables. */
 	vm.ram[0] = (struct loader_ram){ .gpa = 0,

@@ -12,11 +12,14 @@
  *   4 KiB pages of boot RAM, round and round, adding n to the progress
  *   counter after each pass: touches per second.
  * - 2, shadow: maps n ("n=", default 100000) 2 MiB-apart virtual pages,
- *   each through its own page table, all to one data page, and reads
- *   them round and round, adding 1 to the progress counter per pass:
- *   each pass after a zap rebuilds about n + n / 512 shadow pages. The
- *   tables are written at CPL3 through a user alias, since CPL0 code
- *   runs in KVM's instruction emulator here (DESIGN.md section 8).
+ *   each through its own page table, and reads them round and round,
+ *   adding 1 to the progress counter per pass: each pass after a zap
+ *   rebuilds about n + n / 512 shadow pages. Each virtual page maps its
+ *   own page table's page (read-only), so every gfn has one rmap entry;
+ *   with "shared=1" all map one data page instead, whose rmap then holds
+ *   n entries. The tables are written at CPL3 through a user alias,
+ *   since CPL0 code runs in KVM's instruction emulator here (DESIGN.md
+ *   section 8).
  * - 3, dirty: maps the 1 GiB memslot at DIRTY_GPA with 2 MiB guest
  *   pages; whenever the host raises the go word, writes one quadword in
  *   every 4 KiB page of it, then sets progress to go.
@@ -40,7 +43,8 @@ struct ctrl {
 struct work {
 	uint64_t n;
 	struct ctrl *ctrl;
-	uint64_t alias, tables_pa, npd, data_pa; /* shadow mode */
+	uint64_t alias, tables_pa, npd;
+	uint64_t data_pa; /* shadow mode: 0, or the shared data page */
 };
 
 static struct work work RT_USER_DATA;
@@ -69,7 +73,10 @@ RT_USER static void shadow_forever(uint64_t arg)
 	for (uint64_t k = 0; k < n; k++) {
 		t[k] = (w->tables_pa + (npd + k) * SIZE_4K) | PTE_P | PTE_W |
 		       PTE_U;
-		t[(npd + k) * 512] = w->data_pa | PTE_P | PTE_U | PTE_NX;
+		t[(npd + k) * 512] =
+			(w->data_pa ? w->data_pa :
+				      w->tables_pa + (npd + k) * SIZE_4K) |
+			PTE_P | PTE_U | PTE_NX;
 	}
 	for (;;) {
 		for (uint64_t k = 0; k < n; k++)
@@ -102,7 +109,8 @@ static void setup_shadow(uint64_t root, uint64_t n)
 		rt_fail("memops: n=%lu needs more than one PDPT\n", n);
 	size = ((npd + n) * SIZE_4K + SIZE_2M - 1) & ~(SIZE_2M - 1);
 	work.tables_pa = rt_phys_alloc(size, SIZE_2M);
-	work.data_pa = rt_phys_alloc(SIZE_4K, SIZE_4K);
+	work.data_pa =
+		bench_arg("shared", 0) ? rt_phys_alloc(SIZE_4K, SIZE_4K) : 0;
 	work.npd = npd;
 	work.alias = ALIAS_VA;
 	for (uint64_t off = 0; off < size; off += SIZE_2M)

@@ -22,6 +22,8 @@ Figures (docs/BENCHMARKS.md says how each is measured):
   zap_all_fast_paused_caller_ns  the fast one with the vCPU stopped
                             (QMP stop before, cont after): a diagnostic,
                             no KVM figure
+  zap_all_*_shared_caller_ns  with --shared-page: the same, every page
+                            table mapping one shared data page
   dirty_harvest_1g_ns       x-dirty-log-harvest {clear: true} of a 1 GiB
                             slot whose every page the guest wrote (KVM:
                             KVM_GET_DIRTY_LOG)
@@ -67,10 +69,10 @@ class Mmud:
     """One paused mmud on the memops guest with its control slot added;
     cont() starts the vCPU."""
 
-    def __init__(self, tmp, mode, slots=()):
+    def __init__(self, tmp, mode, slots=(), extra=""):
         self.d = td.Daemon(tmp, "--paused", "--memory", "1G", smp=1,
                            kernel=os.path.join(ELFS, "memops.elf"),
-                           append=f"mode={mode}")
+                           append=f"mode={mode} {extra}".strip())
         self.c = self.d.client()
         ok(self.c.cmd("x-memslot-add", {"gpa": CTRL_GPA, "size": 4096}))
         for args in slots:
@@ -145,8 +147,8 @@ def mmud_remove(tmp, runs):
             "touch_base2": base2, "rtt_ns": rtt}
 
 
-def mmud_zap(tmp, runs):
-    m = Mmud(tmp, 2)
+def mmud_zap(tmp, runs, extra):
+    m = Mmud(tmp, 2, extra=extra)
     m.cont()
     kinds = ("fast", "slow", "fast_paused")
     out = {k: [] for k in kinds}
@@ -183,10 +185,11 @@ def mmud_dirty(tmp, runs):
     return {"harvest_ns": lat, "dirty_pages": pages}
 
 
-def kvm(build, mode, runs):
+def kvm(build, mode, runs, extra=""):
     tool = os.path.join(build, "bench", "kvm-memops")
     p = subprocess.run([tool, mode, str(runs),
-                        os.path.join(ELFS, "memops.elf")],
+                        os.path.join(ELFS, "memops.elf")] +
+                       ([extra] if extra else []),
                        capture_output=True, text=True, timeout=900)
     if p.returncode == KVM_SKIP:
         return None
@@ -231,10 +234,15 @@ def main():
                     help="zap-all and harvest samples per side (default "
                     "5); memslot removes are 40 times as many")
     ap.add_argument("--only", default="", help="remove, zap, dirty")
+    ap.add_argument("--shared-page", action="store_true",
+                    help="zap: every page table maps one shared data "
+                    "page (one 100k-entry rmap list; figures get _shared)")
     ap.add_argument("--quick", action="store_true",
                     help="one sample of each, 20 removes: a smoke test")
     args = ap.parse_args()
     runs = 1 if args.quick else args.runs
+    extra = "shared=1" if args.shared_page else ""
+    sfx = "_shared" if args.shared_page else ""
     only = set(filter(None, args.only.split(","))) or set(GROUPS)
     if not only <= set(GROUPS):
         ap.error(f"--only: unknown {sorted(only - set(GROUPS))}")
@@ -267,12 +275,12 @@ def main():
                  kvm_touch_churn_per_s=k and float(k["touch_churn"]))
         if "zap" in only:
             with tempfile.TemporaryDirectory(prefix="mmud-bench-") as tmp:
-                m = mmud_zap(tmp, runs)
-            k = kvm(args.build, "zap", runs)
+                m = mmud_zap(tmp, runs, extra)
+            k = kvm(args.build, "zap", runs, extra)
             for kind in ("fast", "slow", "fast_paused"):
                 # The paused one is a diagnostic: no KVM counterpart.
                 kk = k if kind != "fast_paused" else None
-                emit(f"zap_all_{kind}_caller_ns", "ns", "lower",
+                emit(f"zap_all_{kind}{sfx}_caller_ns", "ns", "lower",
                      med(m[kind]), kk and med(kk["zap_ns"]), m[kind],
                      kk and kk["zap_ns"],
                      mmud_shadow_pages=med(m[kind + "_pages"]),
