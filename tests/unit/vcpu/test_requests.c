@@ -71,10 +71,8 @@
 
 /*
  * The guest. At CODE_GPA + ENTRY_SPIN every vCPU reads the flag until it
- * is nonzero (a four-instruction basic block with a PAUSE, as spin loops
- * have: the tight loop a kick must interrupt, leaving guest mode on its
- * own only through pause-loop exits), then writes 0 to the debug-exit
- * port and halts. At
+ * is nonzero (a three-instruction basic block: the tight loop a kick must
+ * interrupt), then writes 0 to the debug-exit port and halts. At
  * CODE_GPA + ENTRY_SPIN_IO it does the same but also writes to port 0x80
  * (no device) every 1000 reads, so it leaves guest mode on its own too,
  * as vCPUs doing I/O do. At CODE_GPA + ENTRY_HALT it halts at once;
@@ -83,31 +81,30 @@
 static const uint8_t guest_code[] = {
 	0x48, 0x8b, 0x04, 0x25, 0x00,
 	0x20, 0x10, 0x00, /* 0: mov 0x102000,%rax */
-	0xf3, 0x90, /* 8: pause */
-	0x48, 0x85, 0xc0, /* a: test %rax,%rax */
-	0x74, 0xf1, /* d: je 0 */
-	0x31, 0xc0, /* f: xor %eax,%eax */
-	0xe6, 0xf4, /* 11: out %al,$0xf4 */
-	0xf4, /* 13: hlt */
-	0xeb, 0xfd, /* 14: jmp 13 */
-	0xf4, /* 16: hlt */
-	0xeb, 0xfd, /* 17: jmp 16 */
-	0xb9, 0xe8, 0x03, 0x00, 0x00, /* 19: mov $1000,%ecx */
+	0x48, 0x85, 0xc0, /* 8: test %rax,%rax */
+	0x74, 0xf3, /* b: je 0 */
+	0x31, 0xc0, /* d: xor %eax,%eax */
+	0xe6, 0xf4, /* f: out %al,$0xf4 */
+	0xf4, /* 11: hlt */
+	0xeb, 0xfd, /* 12: jmp 11 */
+	0xf4, /* 14: hlt */
+	0xeb, 0xfd, /* 15: jmp 14 */
+	0xb9, 0xe8, 0x03, 0x00, 0x00, /* 17: mov $1000,%ecx */
 	0x48, 0x8b, 0x04, 0x25, 0x00,
-	0x20, 0x10, 0x00, /* 1e: mov 0x102000,%rax */
-	0x48, 0x85, 0xc0, /* 26: test %rax,%rax */
-	0x75, 0x08, /* 29: jne 33 */
-	0xff, 0xc9, /* 2b: dec %ecx */
-	0x75, 0xef, /* 2d: jne 1e */
-	0xe6, 0x80, /* 2f: out %al,$0x80 */
-	0xeb, 0xe6, /* 31: jmp 19 */
-	0x31, 0xc0, /* 33: xor %eax,%eax */
-	0xe6, 0xf4, /* 35: out %al,$0xf4 */
-	0xeb, 0xda, /* 37: jmp 13 */
+	0x20, 0x10, 0x00, /* 1c: mov 0x102000,%rax */
+	0x48, 0x85, 0xc0, /* 24: test %rax,%rax */
+	0x75, 0x08, /* 27: jne 31 */
+	0xff, 0xc9, /* 29: dec %ecx */
+	0x75, 0xef, /* 2b: jne 1c */
+	0xe6, 0x80, /* 2d: out %al,$0x80 */
+	0xeb, 0xe6, /* 2f: jmp 17 */
+	0x31, 0xc0, /* 31: xor %eax,%eax */
+	0xe6, 0xf4, /* 33: out %al,$0xf4 */
+	0xeb, 0xda, /* 35: jmp 11 */
 };
 #define ENTRY_SPIN 0x0
-#define ENTRY_HALT 0x16
-#define ENTRY_SPIN_IO 0x19
+#define ENTRY_HALT 0x14
+#define ENTRY_SPIN_IO 0x17
 
 /*
  * The kernel image: an ELF64 header, two program headers (code, read and
