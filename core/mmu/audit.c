@@ -51,32 +51,6 @@ static bool is_live(const struct audit *a, const struct mmu_page *sp)
 	return bsearch(&sp, a->live, a->nlive, sizeof(*a->live), ptr_cmp);
 }
 
-static unsigned gpte_access(uint64_t gpte, bool nxe)
-{
-	unsigned acc = 0;
-
-	if (gpte & SPTE_W)
-		acc |= MMU_ACC_WRITE;
-	if (gpte & SPTE_U)
-		acc |= MMU_ACC_USER;
-	if (!(nxe && (gpte & SPTE_NX)))
-		acc |= MMU_ACC_EXEC;
-	return acc;
-}
-
-static unsigned spte_access(uint64_t spte)
-{
-	unsigned acc = 0;
-
-	if (spte & SPTE_W)
-		acc |= MMU_ACC_WRITE;
-	if (spte & SPTE_U)
-		acc |= MMU_ACC_USER;
-	if (!(spte & SPTE_NX))
-		acc |= MMU_ACC_EXEC;
-	return acc;
-}
-
 /* The guest's entry i of the table in gfn, read as the walker would. */
 static int read_gpte(struct audit *a, const struct mmu_page *sp, unsigned i,
 		     uint64_t *gpte)
@@ -120,7 +94,7 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 	gfn_t gfn = mmu_page_gfn_at(sp, i);
 	const struct memslot *s = memslot_lookup(a->mmu, gfn, NULL);
 	struct pte_list_head *rmap;
-	unsigned acc = spte_access(spte), allowed = sp->role.access;
+	unsigned acc = mmu_spte_access(spte), allowed = sp->role.access;
 	uint64_t gpte;
 	int r;
 
@@ -181,7 +155,7 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 			return report(a,
 				      WHERE "the gpte 0x%llx maps another gfn",
 				      WARGS, (unsigned long long)gpte);
-		allowed &= gpte_access(gpte, sp->role.efer_nx);
+		allowed &= mmu_gpte_access(gpte, sp->role.efer_nx);
 		if (!(gpte & SPTE_D))
 			allowed &= ~MMU_ACC_WRITE;
 	}
@@ -225,7 +199,7 @@ static int check_link(struct audit *a, struct mmu_page *sp, unsigned i,
 		r = read_gpte(a, sp, i, &gpte);
 		if (r)
 			return r;
-		want.access &= gpte_access(gpte, sp->role.efer_nx);
+		want.access &= mmu_gpte_access(gpte, sp->role.efer_nx);
 		if (gpte & SPTE_PS) {
 			/* A guest large page, split by direct pages whose
 			 * access may have lost W while the gpte was clean. */

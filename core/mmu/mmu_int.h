@@ -382,4 +382,28 @@ static inline bool is_last_spte(uint64_t spte, int level)
 	return level == 1 || (spte & SPTE_PS);
 }
 
+/*
+ * The access rights (MMU_ACC_*) one guest paging entry grants: W, U, and
+ * execute unless NX is set while EFER.NXE is on (SDM vol. 3, 4.6). Guest
+ * entries and sptes share the x86 bit layout (mmu.h's static_asserts).
+ */
+static inline unsigned mmu_gpte_access(uint64_t gpte, bool nxe)
+{
+	unsigned acc = 0;
+
+	if (gpte & SPTE_W)
+		acc |= MMU_ACC_WRITE;
+	if (gpte & SPTE_U)
+		acc |= MMU_ACC_USER;
+	if (!(nxe && (gpte & SPTE_NX)))
+		acc |= MMU_ACC_EXEC;
+	return acc;
+}
+
+/* The rights an spte grants (NX always meaningful in sptes). */
+static inline unsigned mmu_spte_access(uint64_t spte)
+{
+	return mmu_gpte_access(spte, true);
+}
+
 #endif

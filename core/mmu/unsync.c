@@ -177,32 +177,6 @@ static void clear_unsync(struct mmu_page *sp)
 	pte_list_for_each(&sp->parent_ptes, parent_clear, NULL);
 }
 
-static unsigned gpte_access(uint64_t gpte, bool nxe)
-{
-	unsigned acc = 0;
-
-	if (gpte & SPTE_W)
-		acc |= MMU_ACC_WRITE;
-	if (gpte & SPTE_U)
-		acc |= MMU_ACC_USER;
-	if (!(nxe && (gpte & SPTE_NX)))
-		acc |= MMU_ACC_EXEC;
-	return acc;
-}
-
-static unsigned spte_access(uint64_t spte)
-{
-	unsigned acc = 0;
-
-	if (spte & SPTE_W)
-		acc |= MMU_ACC_WRITE;
-	if (spte & SPTE_U)
-		acc |= MMU_ACC_USER;
-	if (!(spte & SPTE_NX))
-		acc |= MMU_ACC_EXEC;
-	return acc;
-}
-
 /*
  * FNAME(sync_spte): re-derive entry i of the level-1 page sp from its
  * gpte. An spte that maps another gfn, or grants more than the gpte
@@ -238,10 +212,10 @@ static bool sync_spte(struct mmu *mmu, struct mmu_page *sp, unsigned i,
 		goto drop;
 	if ((gpte & GPTE_ADDR_MASK) >> PAGE_SHIFT != sp->gfns[i])
 		goto drop;
-	allowed = sp->role.access & gpte_access(gpte, sp->role.efer_nx);
+	allowed = sp->role.access & mmu_gpte_access(gpte, sp->role.efer_nx);
 	if (!(gpte & SPTE_D))
 		allowed &= ~MMU_ACC_WRITE;
-	if (spte_access(spte) & ~allowed)
+	if (mmu_spte_access(spte) & ~allowed)
 		goto drop;
 	return false;
 drop:

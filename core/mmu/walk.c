@@ -39,19 +39,6 @@ static uint64_t rsvd_bits(int level, uint64_t gpte, bool nxe)
 	return r;
 }
 
-static unsigned gpte_access(uint64_t gpte, bool nxe)
-{
-	unsigned acc = 0;
-
-	if (gpte & GPTE_W)
-		acc |= MMU_ACC_WRITE;
-	if (gpte & GPTE_U)
-		acc |= MMU_ACC_USER;
-	if (!(nxe && (gpte & GPTE_NX)))
-		acc |= MMU_ACC_EXEC;
-	return acc;
-}
-
 /*
  * True if the accumulated access rights acc forbid the access. User
  * accesses need a user page (and W / X); supervisor fetches need X and,
@@ -181,7 +168,7 @@ enum mmu_walk_result mmu_walk_guest(struct mmu_vcpu *v,
 				w->error_code |= PFERR_PRESENT | PFERR_RSVD;
 				return MMU_WALK_FAULT;
 			}
-			acc &= gpte_access(gpte, nxe);
+			acc &= mmu_gpte_access(gpte, nxe);
 			w->access[level] = acc;
 			if (level == 1 || (gpte & GPTE_PS))
 				break;
