@@ -196,14 +196,24 @@ class Daemon:
 
 
 def read_console_until(path, needle, sock=None):
-    """Connects (unless given a socket) and reads until needle appears."""
+    """Connects (unless given a socket) and reads until needle appears.
+
+    needle is a string, or a compiled regex over the decoded text (to wait
+    for one of several complete lines, say a verdict "PASS\n" or "FAIL\n").
+    """
     s = sock
     if s is None:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(TIMEOUT)
         s.connect(path)
     data = b""
-    while needle.encode() not in data:
+
+    def found():
+        if isinstance(needle, str):
+            return needle.encode() in data
+        return needle.search(data.decode(errors="replace")) is not None
+
+    while not found():
         chunk = s.recv(65536)
         if not chunk:
             raise EOFError("console closed before %r; got %r" %
