@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -68,9 +69,23 @@ struct vcpu {
 	 * EXITING; polled by the CPU at each basic block; cleared by the
 	 * vCPU while OUTSIDE_GUEST_MODE, before it stores IN_GUEST_MODE. */
 	_Atomic unsigned int kick;
-	/* (a) Bumped (release) each time the vCPU leaves guest mode; a
-	 * waiter that saw it unchanged knows the vCPU has not left since. */
+	/* (a) Bumped (seq_cst RMW) each time the vCPU leaves guest mode,
+	 * after its OUTSIDE_GUEST_MODE store; a waiter that saw it unchanged
+	 * knows the vCPU has not left since. Its acquire loads pair with the
+	 * RMW's release half. */
 	_Atomic uint64_t exits;
+	/*
+	 * (a) Requesters asleep (or about to sleep) until this vCPU leaves
+	 * guest mode. A waiter increments it (seq_cst RMW) and then reads
+	 * exits; the vCPU bumps exits (seq_cst RMW) and then reads this
+	 * (seq_cst): of the two, at least one sees the other's write, so
+	 * either the waiter does not sleep or the vCPU wakes it.
+	 */
+	_Atomic unsigned int exit_waiters;
+	/* (a) The futex word waiters sleep on: bumped (release) by the vCPU
+	 * before FUTEX_WAKE, so a waiter whose snapshot is stale does not
+	 * sleep (FUTEX_WAIT compares it in the kernel). */
+	_Atomic uint32_t exit_futex;
 	/* (a) Paused by vcpu_set_pause(); read by the vCPU after
 	 * VCPU_REQ_PAUSE (the request's fetch_or orders it). */
 	_Atomic bool paused;
@@ -95,6 +110,9 @@ struct vcpu {
 		_Atomic uint64_t insns, exits, shadow_faults, pio_exits,
 			pause_exits, mmio_accesses, halts, guest_pf_injected,
 			emulated_writes, requests;
+		/* Stored before requests' release increment, read after
+		 * its acquire load (vcpu_stats_get). */
+		_Atomic uint64_t request_insns;
 	} st;
 };
 
@@ -144,6 +162,68 @@ static void wake(struct vcpu *v)
 	pthread_mutex_unlock(&v->wake_lock);
 }
 
+/*
+ * True while v is in guest mode (or being kicked out of it) and has not
+ * left since its exit count was seen (digest 6.1: a transition counter,
+ * not the mode alone, since it may leave and re-enter between two looks;
+ * any entry after the request sees the bit and leaves again). Acquire
+ * pairs with the vCPU's release store of OUTSIDE_GUEST_MODE and its RMW
+ * of exits.
+ */
+static bool still_inside(struct vcpu *v, uint64_t seen)
+{
+	return atomic_load_explicit(&v->mode, memory_order_acquire) !=
+		       OUTSIDE_GUEST_MODE &&
+	       atomic_load_explicit(&v->exits, memory_order_acquire) == seen;
+}
+
+/* A kicked vCPU that is running leaves within a basic block; spin that
+ * long before sleeping. */
+#define EXIT_SPINS 512
+
+/*
+ * Waits until v is outside guest mode or has left it since seen. Spins
+ * briefly, then sleeps on the vCPU's futex: a vCPU thread the host has
+ * preempted stays in guest mode until it runs again (KVM's would have
+ * left it on the host interrupt), and a requester that spun or yielded
+ * would hold the host CPU the vCPU needs to see its kick.
+ */
+static void wait_for_exit(struct vcpu *v, uint64_t seen)
+{
+	for (unsigned int i = 0; i < EXIT_SPINS; i++) {
+		if (!still_inside(v, seen))
+			return;
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+	}
+	for (;;) {
+		/* The snapshot before we announce ourselves: a wake-up after
+		 * it changes the word, and FUTEX_WAIT then returns at once. */
+		uint32_t word = atomic_load_explicit(&v->exit_futex,
+						     memory_order_acquire);
+		bool inside;
+
+		/* seq_cst RMW, then a seq_cst load of exits: pairs with the
+		 * vCPU's seq_cst RMW of exits and load of exit_waiters
+		 * (leave_guest_mode). The mode store precedes that RMW, so
+		 * the count alone tells whether it left since. */
+		atomic_fetch_add_explicit(&v->exit_waiters, 1,
+					  memory_order_seq_cst);
+		inside = atomic_load_explicit(&v->exits,
+					      memory_order_seq_cst) == seen &&
+			 atomic_load_explicit(&v->mode, memory_order_acquire) !=
+				 OUTSIDE_GUEST_MODE;
+		if (inside)
+			syscall(SYS_futex, &v->exit_futex, FUTEX_WAIT_PRIVATE,
+				word, NULL, NULL, 0);
+		atomic_fetch_sub_explicit(&v->exit_waiters, 1,
+					  memory_order_relaxed);
+		if (!inside)
+			return;
+	}
+}
+
 void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
 {
 	int mode = IN_GUEST_MODE;
@@ -160,7 +240,7 @@ void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
 	 * The exit count, between the request and the kick: not before the
 	 * request (an exit and re-entry in between would look like "left
 	 * since"), not after the kick (see below). Acquire, after the
-	 * seq_cst RMW, pairs with the vCPU's release increment on leaving.
+	 * seq_cst RMW, pairs with the vCPU's RMW of it on leaving.
 	 */
 	seen = atomic_load_explicit(&v->exits, memory_order_acquire);
 	/* On failure, mode holds what the vCPU was doing instead. */
@@ -178,18 +258,7 @@ void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
 	 */
 	if (!wait || mode == OUTSIDE_GUEST_MODE)
 		return;
-	/*
-	 * It was in guest mode (or being kicked out of it): wait until it is
-	 * outside or has left since the request (digest 6.1: a transition
-	 * counter, not the mode alone, since it may leave and re-enter
-	 * between two looks; any entry after our fetch_or sees the bit and
-	 * leaves again). Acquire pairs with the vCPU's release stores on
-	 * leaving.
-	 */
-	while (atomic_load_explicit(&v->mode, memory_order_acquire) !=
-		       OUTSIDE_GUEST_MODE &&
-	       atomic_load_explicit(&v->exits, memory_order_acquire) == seen)
-		sched_yield();
+	wait_for_exit(v, seen);
 }
 
 void vcpu_set_make_request(struct vcpu_set *set, enum vcpu_request req,
@@ -395,7 +464,9 @@ static bool handle_requests(struct vcpu *v)
 
 	if (!req)
 		return true;
-	stat_inc(&v->st.requests);
+	atomic_store_explicit(&v->st.request_insns, x86_insns_retired(v->cpu),
+			      memory_order_relaxed);
+	atomic_fetch_add_explicit(&v->st.requests, 1, memory_order_release);
 	if (req & (1ULL << VCPU_REQ_STOP))
 		return false;
 	if (req & (1ULL << VCPU_REQ_FREE_OBSOLETE_ROOTS)) {
@@ -549,6 +620,26 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 	}
 }
 
+/*
+ * Leaves guest mode: everything this vCPU did in guest mode is before the
+ * release store (pairs with a waiting requester's acquire loads); the
+ * exit count's seq_cst RMW then the seq_cst load of exit_waiters pair
+ * with a sleeping requester's RMW of exit_waiters then load of exits
+ * (wait_for_exit): either it sees the new count or we see it and wake it.
+ */
+static void leave_guest_mode(struct vcpu *v)
+{
+	atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
+			      memory_order_release);
+	atomic_fetch_add_explicit(&v->exits, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&v->exit_waiters, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&v->exit_futex, 1,
+					  memory_order_release);
+		syscall(SYS_futex, &v->exit_futex, FUTEX_WAKE_PRIVATE,
+			INT32_MAX, NULL, NULL, 0);
+	}
+}
+
 /* Makes sure the CPU walks the root the MMU has for its state now. */
 static bool load_root(struct vcpu *v)
 {
@@ -607,10 +698,7 @@ static void *vcpu_thread(void *arg)
 		 * zap-then-flush. */
 		if (atomic_fetch_or_explicit(&v->requests, 0,
 					     memory_order_seq_cst)) {
-			atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
-					      memory_order_release);
-			atomic_fetch_add_explicit(&v->exits, 1,
-						  memory_order_release);
+			leave_guest_mode(v);
 			continue;
 		}
 		mmu_rcu_read_unlock();
@@ -621,11 +709,7 @@ static void *vcpu_thread(void *arg)
 		 * (below) sees every instruction of this run counted. */
 		atomic_store_explicit(&v->st.insns, x86_insns_retired(v->cpu),
 				      memory_order_relaxed);
-		/* Release: pairs with a waiting requester's acquire loads;
-		 * everything this vCPU did in guest mode is before it. */
-		atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
-				      memory_order_release);
-		atomic_fetch_add_explicit(&v->exits, 1, memory_order_release);
+		leave_guest_mode(v);
 		mmu_rcu_read_lock();
 		if (v->nr_tracked || v->tracked_overflow)
 			flush_tracked_writes(v);
@@ -779,7 +863,16 @@ void vcpu_stats_get(const struct vcpu *v, struct vcpu_stats *st)
 {
 	struct vcpu *m = (struct vcpu *)v;
 
-	st->insns = atomic_load_explicit(&m->st.insns, memory_order_relaxed);
+	/* In this order, each acquire keeping the next load after it: the
+	 * instruction count, then the request count (pairs with
+	 * handle_requests()'s release increment, so request_insns is at
+	 * least that handling's). A request count that has not moved since
+	 * an earlier snapshot then vouches for that snapshot's insns. */
+	st->insns = atomic_load_explicit(&m->st.insns, memory_order_acquire);
+	st->requests =
+		atomic_load_explicit(&m->st.requests, memory_order_acquire);
+	st->request_insns = atomic_load_explicit(&m->st.request_insns,
+						 memory_order_relaxed);
 	st->exits = atomic_load_explicit(&m->st.exits, memory_order_relaxed);
 	st->shadow_faults = atomic_load_explicit(&m->st.shadow_faults,
 						 memory_order_relaxed);
@@ -794,6 +887,4 @@ void vcpu_stats_get(const struct vcpu *v, struct vcpu_stats *st)
 						     memory_order_relaxed);
 	st->emulated_writes = atomic_load_explicit(&m->st.emulated_writes,
 						   memory_order_relaxed);
-	st->requests =
-		atomic_load_explicit(&m->st.requests, memory_order_relaxed);
 }

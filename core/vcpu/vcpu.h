@@ -120,6 +120,10 @@ struct vcpu_stats {
 	uint64_t exits, shadow_faults, pio_exits, pause_exits, mmio_accesses,
 		halts;
 	uint64_t guest_pf_injected, emulated_writes, requests;
+	/* Instructions retired when the vCPU last took its requests: with
+	 * requests, read first, it tells whether guest code ran between a
+	 * request and its handling. */
+	uint64_t request_insns;
 };
 /* A snapshot; may lag the running vCPU by its current run. */
 void vcpu_stats_get(const struct vcpu *v, struct vcpu_stats *st);

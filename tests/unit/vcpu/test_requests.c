@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -33,29 +35,31 @@
 #include "vcpu/vcpu.h"
 
 /*
- * Each stress makes NR_STRESS_REQUESTS requests, or as many as fit in
- * STRESS_BUDGET_SECONDS. On a host with fewer free cores than vCPU
- * threads plus one, a request with wait costs a host scheduling latency
- * (milliseconds): a vCPU thread the host preempted stays in guest mode
- * until it runs again and sees its kick. On the 2-core machines here that
- * is a few thousand requests a minute, so the budget, not the count, ends
- * the run. ThreadSanitizer makes everything several times slower: a
- * smaller count and budget keep that run well under a minute.
+ * Two kinds of stress. A fitted one runs as many vCPU threads as the host
+ * has CPUs (at least 2; the requester sleeps while it waits) and must
+ * complete all NR_STRESS_REQUESTS requests; its time bound only catches
+ * a broken protocol. An oversubscribed one runs NR_VCPUS threads on
+ * fewer CPUs: there a request with wait costs a host scheduling latency
+ * (milliseconds), since a vCPU thread the host preempted stays in guest
+ * mode until it runs again and sees its kick, so it makes as many
+ * requests as fit in OVERSUB_BUDGET_SECONDS and checks each. meson runs
+ * the stress alone (is_parallel false): other tests' threads would make
+ * the fitted one oversubscribed too. ThreadSanitizer makes everything
+ * several times slower: smaller counts.
  */
 #ifdef MMUD_TSAN
 #define NR_STRESS_REQUESTS 10000UL
-#define STRESS_BUDGET_SECONDS 15
 #define NR_HALTED_REQUESTS 2000UL
 #else
 #define NR_STRESS_REQUESTS 100000UL
-#define STRESS_BUDGET_SECONDS 30
 #define NR_HALTED_REQUESTS 20000UL
 #endif
-/* Fewer than this in the budget means something is wrong, not slow
- * (under TSan on a loaded 2-core machine: about 40 in 10 s). */
-#define MIN_STRESS_REQUESTS 10UL
+#define FITTED_BOUND_SECONDS 120
+#define OVERSUB_BUDGET_SECONDS 10
+/* Fewer than this in the oversubscribed budget means something is wrong,
+ * not slow (under TSan on a loaded 2-core machine: about 40 in 10 s). */
+#define MIN_OVERSUB_REQUESTS 10UL
 #define NR_VCPUS 4
-#define NR_STRESS_VCPUS 3
 /* Bounds on waiting for an event; reaching one is a failure. They are
  * generous because the machine is shared: they catch hangs, not slowness. */
 #define STALL_SECONDS 30
@@ -75,7 +79,9 @@
  * interrupt), then writes 0 to the debug-exit port and halts. At
  * CODE_GPA + ENTRY_SPIN_IO it does the same but also writes to port 0x80
  * (no device) every 1000 reads, so it leaves guest mode on its own too,
- * as vCPUs doing I/O do. At CODE_GPA + ENTRY_HALT it halts at once;
+ * as vCPUs doing I/O do. At CODE_GPA + ENTRY_SPIN_PAUSE it spins with a
+ * PAUSE in the loop, as spin locks do, so it also leaves guest mode
+ * through pause-loop exits. At CODE_GPA + ENTRY_HALT it halts at once;
  * RFLAGS.IF is 0 at boot, so nothing can wake it.
  */
 static const uint8_t guest_code[] = {
@@ -101,10 +107,19 @@ static const uint8_t guest_code[] = {
 	0x31, 0xc0, /* 31: xor %eax,%eax */
 	0xe6, 0xf4, /* 33: out %al,$0xf4 */
 	0xeb, 0xda, /* 35: jmp 11 */
+	0x48, 0x8b, 0x04, 0x25, 0x00,
+	0x20, 0x10, 0x00, /* 37: mov 0x102000,%rax */
+	0xf3, 0x90, /* 3f: pause */
+	0x48, 0x85, 0xc0, /* 41: test %rax,%rax */
+	0x74, 0xf1, /* 44: je 37 */
+	0x31, 0xc0, /* 46: xor %eax,%eax */
+	0xe6, 0xf4, /* 48: out %al,$0xf4 */
+	0xeb, 0xc5, /* 4a: jmp 11 */
 };
 #define ENTRY_SPIN 0x0
 #define ENTRY_HALT 0x14
 #define ENTRY_SPIN_IO 0x17
+#define ENTRY_SPIN_PAUSE 0x37
 
 /*
  * The kernel image: an ELF64 header, two program headers (code, read and
@@ -432,6 +447,10 @@ static void harness_wait_running(struct harness *h)
 struct stress {
 	struct harness *h; /* (c) */
 	unsigned long nr; /* (c) */
+	unsigned int budget_s; /* (c) */
+	/* (c) Before each request, wait until every vCPU is in guest mode,
+	 * so that each request must kick it out. */
+	bool kick_running;
 	_Atomic unsigned long progress; /* (a) requests completed */
 	_Atomic bool abandon; /* (a) the watchdog gave up: stop early */
 	_Atomic bool finished; /* (a) signalled on h->cond under h->lock */
@@ -468,10 +487,12 @@ static void violation(struct stress *s, const char *fmt, ...)
  *    in the window between its IN_GUEST_MODE store and the request
  *    recheck after the fence, where it retires no instruction before it
  *    leaves and handles the bit. So: wait (bounded) until it handles a
- *    request, and check that it retired no instruction meanwhile (its
- *    instruction count is published at every exit from guest code). If
- *    it did, the wait returned while it still ran guest code from before
- *    the request: a violation.
+ *    request, and check that the instruction count it recorded when it
+ *    did (request_insns) is the one published at its last exit before
+ *    this check. If not, the wait returned while it still ran guest code
+ *    from before the request: a violation. (Its instruction count now
+ *    proves nothing: once it has handled the request it runs on, and
+ *    may exit and publish more before this thread looks.)
  */
 static void check_observed(struct stress *s, unsigned int i,
 			   const struct vcpu_stats *before)
@@ -501,14 +522,14 @@ static void check_observed(struct stress *s, unsigned int i,
 			  atomic_load(&s->progress), i, (int)m, EVENT_SECONDS);
 		return;
 	}
-	if (later.insns != now.insns)
+	if (later.request_insns != now.insns)
 		violation(s,
 			  "request %lu: wait returned while vCPU %u (mode %d) "
 			  "still ran guest code from before the request: "
 			  "%" PRIu64 " -> %" PRIu64 " instructions before it "
 			  "handled it",
 			  atomic_load(&s->progress), i, (int)m, now.insns,
-			  later.insns);
+			  later.request_insns);
 }
 
 static void *requester(void *arg)
@@ -518,14 +539,25 @@ static void *requester(void *arg)
 	struct vcpu_stats before[NR_VCPUS];
 
 	mmu_rcu_register_thread();
-	uint64_t end =
-		now_ns() + (uint64_t)STRESS_BUDGET_SECONDS * 1000000000ULL;
+	/* Short sleeps while waiting for guest mode (kick_running). */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+	uint64_t end = now_ns() + (uint64_t)s->budget_s * 1000000000ULL;
 
 	for (unsigned long k = 0; k < s->nr; k++) {
 		uint64_t t0, dt;
 
 		if (atomic_load(&s->abandon) || now_ns() > end)
 			break;
+		for (unsigned int i = 0; s->kick_running && i < h->n; i++) {
+			/* Sleeping, not yielding: a yield hands this CPU to
+			 * a vCPU that keeps it for a whole time slice. The
+			 * watchdog bounds the loop (it sets abandon). */
+			while (vcpu_mode(h->vcpus[i]) != IN_GUEST_MODE &&
+			       !atomic_load(&s->abandon))
+				nanosleep(&(struct timespec){ .tv_nsec =
+								      10000 },
+					  NULL);
+		}
 		for (unsigned int i = 0; i < h->n; i++)
 			vcpu_stats_get(h->vcpus[i], &before[i]);
 		t0 = now_ns();
@@ -597,16 +629,38 @@ static bool watch(struct stress *s, char *msg, size_t len)
 	return !stalled;
 }
 
-static void stress(uint64_t entry)
+/* As many vCPUs as the host has CPUs, at least 2 and at most NR_VCPUS. */
+static unsigned int fitted_vcpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 2 ? 2 : n > NR_VCPUS ? NR_VCPUS : (unsigned int)n;
+}
+
+enum stress_kind {
+	FITTED, /* fitted_vcpus(), all NR_STRESS_REQUESTS */
+	FITTED_KICK, /* the same, each request made while all are in guest mode */
+	OVERSUB, /* NR_VCPUS, as many as fit in the budget */
+};
+
+static void stress(uint64_t entry, enum stress_kind kind)
 {
 	struct harness h;
-	struct stress s = { .nr = NR_STRESS_REQUESTS };
+	struct stress s = {
+		.nr = NR_STRESS_REQUESTS,
+		.budget_s = kind == OVERSUB ? OVERSUB_BUDGET_SECONDS :
+					      FITTED_BOUND_SECONDS,
+		.kick_running = kind == FITTED_KICK,
+	};
+	unsigned int n = kind == OVERSUB ? NR_VCPUS : fitted_vcpus();
 	char stall[512] = "";
 	pthread_t t;
 	uint64_t t0;
 	bool ok;
 
-	harness_create(&h, NR_STRESS_VCPUS, entry);
+	if (kind == OVERSUB && n <= fitted_vcpus())
+		skip(); /* a host with NR_VCPUS CPUs or more */
+	harness_create(&h, n, entry);
 	s.h = &h;
 	harness_start(&h);
 	harness_wait_running(&h);
@@ -636,9 +690,15 @@ static void stress(uint64_t entry)
 	}
 	assert_int_equal(s.outside + s.handled + s.deferred,
 			 atomic_load(&s.progress) * h.n);
-	if (atomic_load(&s.progress) < MIN_STRESS_REQUESTS)
-		fail_msg("only %lu requests in %d s", atomic_load(&s.progress),
-			 STRESS_BUDGET_SECONDS);
+	if (kind == OVERSUB && atomic_load(&s.progress) < MIN_OVERSUB_REQUESTS)
+		fail_msg("only %lu requests in %u s", atomic_load(&s.progress),
+			 s.budget_s);
+	if (kind != OVERSUB && atomic_load(&s.progress) < s.nr)
+		fail_msg("only %lu of %lu requests in %u s: each waits for a "
+			 "scheduling latency?",
+			 atomic_load(&s.progress), s.nr, s.budget_s);
+	if (kind == FITTED_KICK && !s.handled && !s.deferred)
+		fail_msg("no request found a vCPU in guest mode");
 
 	/* Every vCPU handled requests, and the guest still finishes. */
 	for (unsigned int i = 0; i < h.n; i++)
@@ -650,7 +710,15 @@ static void stress(uint64_t entry)
 static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
 {
 	(void)state;
-	stress(ENTRY_SPIN);
+	stress(ENTRY_SPIN, FITTED);
+}
+
+/* Every request finds every vCPU running guest code: each one is a kick
+ * out of the tight loop and a wait for it. */
+static void test_requests_flush_wait_kicks_each_running_vcpu_out(void **state)
+{
+	(void)state;
+	stress(ENTRY_SPIN, FITTED_KICK);
 }
 
 /* vCPUs that also exit on their own: a wait must not take one of their
@@ -658,7 +726,23 @@ static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
 static void test_requests_flush_wait_exiting_vcpus_all_observed(void **state)
 {
 	(void)state;
-	stress(ENTRY_SPIN_IO);
+	stress(ENTRY_SPIN_IO, FITTED);
+}
+
+/* Spin-lock loops (PAUSE): pause-loop exits, as under KVM's PLE. */
+static void test_requests_flush_wait_pausing_vcpus_all_observed(void **state)
+{
+	(void)state;
+	stress(ENTRY_SPIN_PAUSE, FITTED);
+}
+
+/* More spinning vCPU threads than host CPUs: waits last until the host
+ * runs a preempted vCPU; every request is still observed. */
+static void
+test_requests_flush_wait_oversubscribed_vcpus_all_observed(void **state)
+{
+	(void)state;
+	stress(ENTRY_SPIN, OVERSUB);
 }
 
 /* ---- requests to halted vCPUs ----------------------------------------- */
@@ -773,6 +857,12 @@ int main(int argc, char **argv)
 			test_requests_flush_wait_spinning_vcpus_all_observed),
 		cmocka_unit_test(
 			test_requests_flush_wait_exiting_vcpus_all_observed),
+		cmocka_unit_test(
+			test_requests_flush_wait_kicks_each_running_vcpu_out),
+		cmocka_unit_test(
+			test_requests_flush_wait_pausing_vcpus_all_observed),
+		cmocka_unit_test(
+			test_requests_flush_wait_oversubscribed_vcpus_all_observed),
 	};
 	int r;
 
