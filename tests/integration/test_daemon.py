@@ -21,6 +21,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import qmpclient  # noqa: E402
+
 TIMEOUT = 60 if os.environ.get("MMUD_SLOW") else 20
 MMUD = MMUCTL = FOREVER = None
 
@@ -54,34 +58,13 @@ class Notify:
         os.unlink(self.path)
 
 
-class Client:
+class Client(qmpclient.Client):
+    """A negotiated client that keeps the events arriving between replies
+    (their shape checked) for event() to return in order."""
+
     def __init__(self, path, negotiate=True):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(TIMEOUT)
-        self.sock.connect(path)
-        self.buf = b""
         self.events = []
-        self.greeting = self.recv()
-        if negotiate:
-            assert self.cmd("qmp_capabilities") == {"return": {}}
-
-    def send_raw(self, data):
-        self.sock.sendall(data)
-
-    def send(self, obj):
-        self.send_raw(json.dumps(obj).encode())
-
-    def recv(self):
-        """One server message; checks CRLF and ASCII on the way."""
-        while b"\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        assert line.endswith(b"\r"), line
-        assert all(b < 0x80 for b in line), line
-        return json.loads(line[:-1])
+        super().__init__(path, negotiate, TIMEOUT)
 
     def reply(self):
         """The next message that is not an event (events are kept)."""
@@ -92,14 +75,6 @@ class Client:
                 self.events.append(m)
                 continue
             return m
-
-    def cmd(self, execute, args=None, **extra):
-        msg = {"execute": execute}
-        if args is not None:
-            msg["arguments"] = args
-        msg.update(extra)
-        self.send(msg)
-        return self.reply()
 
     def event(self, name):
         """Waits for event name; events before it are returned too."""
@@ -114,17 +89,6 @@ class Client:
             if m["event"] == name:
                 return m, before
             before.append(m)
-
-    def expect_closed(self):
-        msgs = []
-        try:
-            while True:
-                msgs.append(self.recv())
-        except (EOFError, ConnectionResetError):
-            return msgs
-
-    def close(self):
-        self.sock.close()
 
 
 def check_event_shape(m):

@@ -18,57 +18,16 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "lib"))
+import qmpclient  # noqa: E402
+
 TIMEOUT = 10
 
 
-class Client:
+class Client(qmpclient.Client):
     def __init__(self, path, negotiate=False):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(TIMEOUT)
-        self.sock.connect(path)
-        self.buf = b""
-        self.greeting = self.recv()
-        if negotiate:
-            assert self.cmd("qmp_capabilities") == {"return": {}}
-
-    def send_raw(self, data):
-        self.sock.sendall(data)
-
-    def send(self, obj):
-        self.send_raw(json.dumps(obj).encode())
-
-    def recv(self):
-        """One server message; checks CRLF and ASCII on the way."""
-        while b"\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        assert line.endswith(b"\r"), line
-        assert all(b < 0x80 for b in line), line
-        assert b"\r" not in line[:-1], line
-        return json.loads(line[:-1])
-
-    def cmd(self, execute, args=None, **extra):
-        msg = {"execute": execute}
-        if args is not None:
-            msg["arguments"] = args
-        msg.update(extra)
-        self.send(msg)
-        return self.recv()
-
-    def expect_closed(self):
-        """Reads until EOF; returns the messages received before it."""
-        msgs = []
-        try:
-            while True:
-                msgs.append(self.recv())
-        except (EOFError, ConnectionResetError):
-            return msgs
-
-    def close(self):
-        self.sock.close()
+        super().__init__(path, negotiate, TIMEOUT)
 
 
 def error(resp, cls, desc):
