@@ -14,6 +14,8 @@
  *   zap_all_{slow,fast}_100k_{caller,total}_ns
  *                           zap-all of ~100k shadow pages: how long the
  *                           caller waits, and until every page is freed
+ *   zap_all_{slow,fast}_100k_shared_{caller,total}_ns
+ *                           the same when every page table maps one gfn
  *   memslot_delete_{p50,p99}_ns
  *                           memslot delete while 2 threads keep faulting
  *
@@ -25,6 +27,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,7 +298,9 @@ static void bench_faults(void)
  * alias one block: entry e of block page p maps data gfn DATA_BASE +
  * p * 512 + e. Faulting gva n << 21 | s << 12, s = n / 1024 (n's slot),
  * shadows table n and maps a gfn no other table maps (rmap chains of
- * one, as in a real guest).
+ * one, as in a real guest). With shared, the tables alias a second block
+ * whose every entry maps DATA_BASE: one gfn with a 100k-entry rmap (the
+ * zero page of a guest with many processes).
  */
 #define NPT 100000u
 #define PT_BASE 0x100000ULL
@@ -308,10 +313,10 @@ struct many {
 	struct mmu_cpu_state cpu;
 };
 
-static uint64_t *many_tables, *many_pts;
+static uint64_t *many_tables, *many_pts, *many_pts_shared;
 static void *many_data;
 
-static void many_new(struct many *m)
+static void many_new(struct many *m, bool shared)
 {
 	unsigned i;
 
@@ -332,11 +337,15 @@ static void many_new(struct many *m)
 			set(many_pts, i / 512, i % 512,
 			    ((DATA_BASE + i) << 12) | G_P | G_W | G_A | G_D);
 		many_data = reserve(PT_SLOT * 512 * PAGE_SIZE, PAGE_SIZE);
+		many_pts_shared = reserve(PT_SLOT * PAGE_SIZE, PAGE_SIZE);
+		for (i = 0; i < PT_SLOT * 512; i++)
+			set(many_pts_shared, i / 512, i % 512,
+			    (DATA_BASE << 12) | G_P | G_W | G_A | G_D);
 	}
 	add_slot(m->mmu, 0, 0, 4096, many_tables);
 	for (i = 0; i < (NPT + PT_SLOT - 1) / PT_SLOT; i++)
 		add_slot(m->mmu, 1 + i, PT_BASE + (uint64_t)i * PT_SLOT,
-			 PT_SLOT, many_pts);
+			 PT_SLOT, shared ? many_pts_shared : many_pts);
 	add_slot(m->mmu, 200, DATA_BASE, PT_SLOT * 512, many_data);
 	m->cpu = cpu_at(1);
 	for (i = 0; i < NPT; i++)
@@ -351,7 +360,7 @@ static void many_free(struct many *m)
 	mmu_destroy(m->mmu);
 }
 
-static void bench_zap_all(void)
+static void bench_zap_all(bool shared)
 {
 	uint64_t sc[3], st[3], fc[3], ft[3];
 	struct mmu_stats s;
@@ -361,7 +370,7 @@ static void bench_zap_all(void)
 	for (run = 0; run <= 3; run++) {
 		uint64_t t0, t1, t2;
 
-		many_new(&m);
+		many_new(&m, shared);
 		mmu_stats_get(m.mmu, &s);
 		if (s.pages < NPT)
 			die("fewer shadow pages than planned");
@@ -372,7 +381,7 @@ static void bench_zap_all(void)
 			sc[run - 1] = st[run - 1] = t1 - t0;
 		many_free(&m);
 
-		many_new(&m);
+		many_new(&m, shared);
 		t0 = now_ns();
 		mmu_zap_all_fast(m.mmu);
 		t1 = now_ns();
@@ -384,10 +393,18 @@ static void bench_zap_all(void)
 		}
 		many_free(&m);
 	}
-	print_figure("zap_all_slow_100k_caller_ns", sc, 3);
-	print_figure("zap_all_slow_100k_total_ns", st, 3);
-	print_figure("zap_all_fast_100k_caller_ns", fc, 3);
-	print_figure("zap_all_fast_100k_total_ns", ft, 3);
+	print_figure(shared ? "zap_all_slow_100k_shared_caller_ns" :
+			      "zap_all_slow_100k_caller_ns",
+		     sc, 3);
+	print_figure(shared ? "zap_all_slow_100k_shared_total_ns" :
+			      "zap_all_slow_100k_total_ns",
+		     st, 3);
+	print_figure(shared ? "zap_all_fast_100k_shared_caller_ns" :
+			      "zap_all_fast_100k_caller_ns",
+		     fc, 3);
+	print_figure(shared ? "zap_all_fast_100k_shared_total_ns" :
+			      "zap_all_fast_100k_total_ns",
+		     ft, 3);
 }
 
 /* ---- memslot delete while two threads fault ----------------------- */
@@ -481,8 +498,10 @@ int main(int argc, char **argv)
 	mmu_rcu_register_thread();
 	if (!*only || strstr(only, "fault"))
 		bench_faults();
-	if (!*only || strstr(only, "zap"))
-		bench_zap_all();
+	if (!*only || strstr(only, "zap")) {
+		bench_zap_all(false);
+		bench_zap_all(true);
+	}
 	if (!*only || strstr(only, "delete"))
 		bench_memslot_delete();
 	mmu_rcu_unregister_thread();

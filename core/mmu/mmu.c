@@ -2,7 +2,8 @@
  * The shadow MMU proper: shadow pages hashed by (gfn, role), their parent
  * ptes and root pins, rmaps, write tracking of shadowed guest tables, the
  * fault path, emulated writes to shadowed tables, write protection and
- * zapping with the prepare/commit split (digest 1.2, 2, 3). Everything
+ * zapping with the prepare/commit split (digest 1.2, 2, 3); the lists
+ * behind rmaps and parent ptes are pte_list.c's. Everything
  * here runs under mmu_lock except mmu_shadow_translate(), the lockless
  * walk vCPUs do in guest mode, and the entry points that take the lock.
  * Memslot arrays are memslot.c's; the audit is audit.c's.
@@ -19,134 +20,6 @@
 
 static_assert(offsetof(struct mmu_page, spt) == 0,
 	      "a non-leaf spte's address is its child mmu_page");
-
-/* ---- pte lists ---------------------------------------------------------- */
-
-static struct pte_list_desc *desc_of(uintptr_t val)
-{
-	return (struct pte_list_desc *)(val & ~(uintptr_t)1);
-}
-
-static struct pte_list_desc *desc_take(struct mmu_vcpu *v)
-{
-	MMUD_ASSERT(v->nr_desc_cache > 0);
-	return v->desc_cache[--v->nr_desc_cache];
-}
-
-static void pte_list_add(struct mmu_vcpu *v, struct pte_list_head *head,
-			 _Atomic uint64_t *sptep)
-{
-	struct pte_list_desc *d;
-
-	if (!head->val) {
-		head->val = (uintptr_t)sptep;
-		return;
-	}
-	if (!(head->val & 1)) {
-		d = desc_take(v);
-		memset(d, 0, sizeof(*d));
-		d->sptes[0] = (_Atomic uint64_t *)head->val;
-		d->sptes[1] = sptep;
-		d->spte_count = 2;
-		head->val = (uintptr_t)d | 1;
-		return;
-	}
-	d = desc_of(head->val);
-	if (d->spte_count == PTE_LIST_EXT) {
-		struct pte_list_desc *n = desc_take(v);
-
-		memset(n, 0, sizeof(*n));
-		n->more = d;
-		n->tail_count = d->tail_count + PTE_LIST_EXT;
-		head->val = (uintptr_t)n | 1;
-		d = n;
-	}
-	d->sptes[d->spte_count++] = sptep;
-}
-
-/* Returns false if sptep was not on the list. */
-static bool pte_list_remove(struct pte_list_head *head,
-			    const _Atomic uint64_t *sptep)
-{
-	struct pte_list_desc *h, *d;
-	unsigned i;
-
-	if (!head->val)
-		return false;
-	if (!(head->val & 1)) {
-		if ((const _Atomic uint64_t *)head->val != sptep)
-			return false;
-		head->val = 0;
-		return true;
-	}
-	h = desc_of(head->val);
-	for (d = h; d; d = d->more) {
-		for (i = 0; i < d->spte_count; i++) {
-			if (d->sptes[i] != sptep)
-				continue;
-			/* Fill the hole from the head so tails stay full. */
-			d->sptes[i] = h->sptes[--h->spte_count];
-			h->sptes[h->spte_count] = NULL;
-			if (h->spte_count == 0) {
-				head->val = h->more ? (uintptr_t)h->more | 1 :
-						      0;
-				free(h);
-			}
-			return true;
-		}
-	}
-	return false;
-}
-
-unsigned pte_list_count(const struct pte_list_head *head)
-{
-	struct pte_list_desc *d;
-
-	if (!head->val)
-		return 0;
-	if (!(head->val & 1))
-		return 1;
-	d = desc_of(head->val);
-	return d->spte_count + d->tail_count;
-}
-
-bool pte_list_for_each(const struct pte_list_head *head,
-		       bool (*fn)(_Atomic uint64_t *sptep, void *arg),
-		       void *arg)
-{
-	struct pte_list_desc *d;
-	unsigned i;
-
-	if (!head->val)
-		return true;
-	if (!(head->val & 1))
-		return fn((_Atomic uint64_t *)head->val, arg);
-	for (d = desc_of(head->val); d; d = d->more)
-		for (i = 0; i < d->spte_count; i++)
-			if (!fn(d->sptes[i], arg))
-				return false;
-	return true;
-}
-
-static bool match_sptep(_Atomic uint64_t *sptep, void *arg)
-{
-	return sptep != arg;
-}
-
-bool pte_list_contains(const struct pte_list_head *head,
-		       const _Atomic uint64_t *sptep)
-{
-	return !pte_list_for_each(head, match_sptep, (void *)sptep);
-}
-
-_Atomic uint64_t *pte_list_first(const struct pte_list_head *head)
-{
-	if (!head->val)
-		return NULL;
-	if (!(head->val & 1))
-		return (_Atomic uint64_t *)head->val;
-	return desc_of(head->val)->sptes[0];
-}
 
 /* ---- shadow page helpers ------------------------------------------------ */
 
@@ -435,7 +308,7 @@ static struct mmu_page *get_child(struct mmu_vcpu *v, struct mmu_page *parent,
 	 * FNAME(fetch)). */
 	if (child->unsync || child->unsync_children)
 		mmu_sync_children_locked(mmu, child);
-	pte_list_add(v, &child->parent_ptes, sptep);
+	pte_list_add(&v->descs, &child->parent_ptes, sptep);
 	spte_set(sptep, NONLEAF_SPTE_BITS | (uint64_t)(uintptr_t)child);
 	parent->nr_present++;
 	mmu_link_unsync_locked(mmu, parent, (unsigned)(sptep - parent->spt),
@@ -532,8 +405,8 @@ void mmu_vcpu_destroy(struct mmu_vcpu *v)
 	mmu_lock_release(v->mmu);
 	while (v->nr_page_cache)
 		free(v->page_cache[--v->nr_page_cache]);
-	while (v->nr_desc_cache)
-		free(v->desc_cache[--v->nr_desc_cache]);
+	while (v->descs.nr)
+		free(v->descs.d[--v->descs.nr]);
 	free(v);
 }
 
@@ -547,12 +420,12 @@ static int topup_caches(struct mmu_vcpu *v)
 			return -ENOMEM;
 		v->page_cache[v->nr_page_cache++] = p;
 	}
-	while (v->nr_desc_cache < MMU_CACHE_DESCS) {
+	while (v->descs.nr < MMU_CACHE_DESCS) {
 		void *p = malloc(sizeof(struct pte_list_desc));
 
 		if (!p)
 			return -ENOMEM;
-		v->desc_cache[v->nr_desc_cache++] = p;
+		v->descs.d[v->descs.nr++] = p;
 	}
 	return 0;
 }
@@ -738,7 +611,7 @@ static enum mmu_fault_result set_spte(struct mmu_vcpu *v, struct mmu_page *sp,
 		sp->gfns[i] = gfn;
 	spte_set(sptep, new);
 	if (!is_spte_present(old)) {
-		pte_list_add(v, mmu_rmap_head(slot, gfn, 1), sptep);
+		pte_list_add(&v->descs, mmu_rmap_head(slot, gfn, 1), sptep);
 		sp->nr_present++;
 		mmu_stat_add(mmu, MMU_STAT_SPTES, 1);
 	}
@@ -1286,5 +1159,5 @@ void mmu_pte_list_add(struct mmu_vcpu *v, struct pte_list_head *head,
 		      _Atomic uint64_t *sptep)
 {
 	mmu_assert_locked(v->mmu);
-	pte_list_add(v, head, sptep);
+	pte_list_add(&v->descs, head, sptep);
 }

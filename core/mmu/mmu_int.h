@@ -57,15 +57,21 @@ static inline void list_del(struct list_node *n)
 #define PTE_LIST_EXT 14
 
 /*
- * A chain of spte pointers. The head descriptor may be partial, every
- * tail descriptor is full (tail_count caches the entries behind the head).
- * All fields (m).
+ * A chain of spte pointers, newest descriptor first. The head and the
+ * oldest descriptor may be partial, every one between is full. The chain
+ * is linked both ways and the head knows the oldest descriptor, so a
+ * removal searches from both ends and refills a hole from the end it is
+ * nearer: zapping pages oldest-first (fast zap-all) or newest-first (slow
+ * zap-all) then finds each spte at once even in a long chain (one gfn
+ * mapped by 100k page tables). All fields (m).
  */
 struct pte_list_desc {
 	/* Legend: (c) (v) (m) (s) (r) (a) as at the top of this file. */
-	struct pte_list_desc *more;
+	struct pte_list_desc *more; /* the next older descriptor */
+	struct pte_list_desc *newer; /* NULL in the head */
+	struct pte_list_desc *oldest; /* head only: the last of the chain */
 	uint32_t spte_count;
-	uint32_t tail_count;
+	uint32_t total; /* head only: the entries of the whole chain */
 	_Atomic uint64_t *sptes[PTE_LIST_EXT];
 };
 
@@ -76,6 +82,30 @@ struct pte_list_desc {
 struct pte_list_head {
 	uintptr_t val;
 };
+
+/* Descriptors allocated before mmu_lock is taken, for pte_list_add()
+ * (digest 6.2); one fault consumes at most MMU_CACHE_DESCS. (v) */
+#define MMU_CACHE_DESCS 8
+struct pte_desc_cache {
+	struct pte_list_desc *d[MMU_CACHE_DESCS];
+	unsigned nr;
+};
+
+/* pte_list.c: all under mmu_lock. */
+/* Adds sptep; takes a descriptor from c when it needs one (c must have
+ * one then: callers top it up before taking mmu_lock). */
+void pte_list_add(struct pte_desc_cache *c, struct pte_list_head *head,
+		  _Atomic uint64_t *sptep);
+/* Removes sptep; false if it was not on the list. */
+bool pte_list_remove(struct pte_list_head *head, const _Atomic uint64_t *sptep);
+unsigned pte_list_count(const struct pte_list_head *head);
+bool pte_list_contains(const struct pte_list_head *head,
+		       const _Atomic uint64_t *sptep);
+_Atomic uint64_t *pte_list_first(const struct pte_list_head *head);
+/* Calls fn on each entry; stops early (returns false) when fn does. */
+bool pte_list_for_each(const struct pte_list_head *head,
+		       bool (*fn)(_Atomic uint64_t *sptep, void *arg),
+		       void *arg);
 
 /* ---- memslots --------------------------------------------------------- */
 
@@ -168,7 +198,6 @@ struct mmu_page {
 #define MMU_HASH_BITS 12
 #define MMU_HASH_SIZE (1u << MMU_HASH_BITS)
 #define MMU_CACHE_PAGES 4
-#define MMU_CACHE_DESCS 8
 
 struct mmu_stats_atomic {
 	/* (a) relaxed: statistics, ordered with nothing. */
@@ -227,8 +256,7 @@ struct mmu_vcpu {
 	/* Objects allocated before mmu_lock is taken (digest 6.2). (v) */
 	struct mmu_page *page_cache[MMU_CACHE_PAGES];
 	unsigned nr_page_cache;
-	struct pte_list_desc *desc_cache[MMU_CACHE_DESCS];
-	unsigned nr_desc_cache;
+	struct pte_desc_cache descs;
 };
 
 /* Statistic indices (see struct mmu_stats in mmu.h). */
@@ -308,14 +336,6 @@ struct pte_list_head *mmu_rmap_head(const struct memslot *slot, gfn_t gfn,
 				    int level);
 gfn_t mmu_page_gfn_at(const struct mmu_page *sp, unsigned i);
 bool mmu_page_is_obsolete(const struct mmu *mmu, const struct mmu_page *sp);
-unsigned pte_list_count(const struct pte_list_head *head);
-bool pte_list_contains(const struct pte_list_head *head,
-		       const _Atomic uint64_t *sptep);
-_Atomic uint64_t *pte_list_first(const struct pte_list_head *head);
-/* Calls fn on each entry; stops early (returns false) when fn does. */
-bool pte_list_for_each(const struct pte_list_head *head,
-		       bool (*fn)(_Atomic uint64_t *sptep, void *arg),
-		       void *arg);
 
 /* mmu.c, for the part-2 files (unsync.c, zap_fast.c, mmio_spte.c,
  * large.c, audit_ext.c); each asserts mmu_lock. */
