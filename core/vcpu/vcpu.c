@@ -25,6 +25,19 @@
 #define MAX_TRACKED_WRITES 32
 
 /*
+ * Guest instructions a vCPU runs before it passes a reschedule point
+ * (about 100 us at full speed). KVM's run loop reschedules between
+ * entries when the host wants the CPU (need_resched), and a vCPU thread
+ * the host preempts is outside guest mode there. Ours stays in guest mode
+ * when preempted, so a requester waiting for it waits until the host runs
+ * it again; yielding at the end of each slice, outside guest mode, bounds
+ * that by the slices of the threads sharing its CPU instead of the host's
+ * time slice (milliseconds). A yield with nobody else runnable returns at
+ * once.
+ */
+#define VCPU_SLICE_INSNS 16384
+
+/*
  * Legend: (c) constant after creation; (v) owned by the vCPU thread, or
  * by a thread that holds wake_lock while the vCPU is parked (vcpu_reset:
  * a parked vCPU cannot leave block() without wake_lock); (a) atomic,
@@ -51,6 +64,9 @@ struct vcpu {
 		unsigned int len;
 	} tracked[MAX_TRACKED_WRITES]; /* (v) */
 	bool tracked_overflow; /* (v) */
+	/* (v) The retired-instruction count at which the current slice
+	 * ends (VCPU_SLICE_INSNS), across however many runs it takes. */
+	uint64_t slice_end;
 
 	/*
 	 * (a) Written by this vCPU only, except IN_GUEST_MODE ->
@@ -552,6 +568,27 @@ static void sync_mmu(struct vcpu *v)
 			      "out of memory syncing shadow pages");
 }
 
+/*
+ * A reschedule point: outside guest mode, so no requester waits for us
+ * meanwhile, and outside the read-side section, as KVM drops SRCU where
+ * it reschedules (a reader the host deschedules would hold up memslot
+ * updates).
+ */
+static void reschedule(void)
+{
+	mmu_rcu_read_unlock();
+	sched_yield();
+	mmu_rcu_read_lock();
+}
+
+/* Instructions left in the current slice, at least 1. */
+static uint64_t slice_left(const struct vcpu *v)
+{
+	uint64_t r = x86_insns_retired(v->cpu);
+
+	return v->slice_end > r ? v->slice_end - r : 1;
+}
+
 static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 {
 	struct x86_regs r;
@@ -608,15 +645,22 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 		break;
 	case X86_EXIT_PAUSE:
 		/* Pause-loop exit: the guest spins, most likely waiting for
-		 * another vCPU; let the host run someone else. Outside guest
-		 * mode, so no requester waits for us meanwhile. */
+		 * another vCPU; let the host run someone else (the slice
+		 * ends here). */
 		stat_inc(&v->st.pause_exits);
-		sched_yield();
+		v->slice_end = 0;
 		break;
+	case X86_EXIT_BUDGET:
+		/* The end of a slice: handled below. */
 	case X86_EXIT_NONE:
 	case X86_EXIT_KICK:
-	case X86_EXIT_BUDGET:
 		break;
+	}
+	/* Any exit may end a slice: a guest that exits often (port I/O,
+	 * faults) starts a new run each time but must yield as well. */
+	if (x86_insns_retired(v->cpu) >= v->slice_end) {
+		reschedule();
+		v->slice_end = x86_insns_retired(v->cpu) + VCPU_SLICE_INSNS;
 	}
 }
 
@@ -703,7 +747,7 @@ static void *vcpu_thread(void *arg)
 		}
 		mmu_rcu_read_unlock();
 
-		x86_run(v->cpu, 0, &exit);
+		x86_run(v->cpu, slice_left(v), &exit);
 
 		/* The instruction count first, so whoever sees us leave
 		 * (below) sees every instruction of this run counted. */
@@ -800,6 +844,7 @@ void vcpu_reset(struct vcpu *v)
 		pthread_cond_wait(&v->parked_cond, &v->wake_lock);
 	x86_reset_boot(v->cpu, v->entry, 0x7000);
 	x86_tlb_flush(v->cpu);
+	v->slice_end = 0;
 	v->halted = false;
 	v->nr_tracked = 0;
 	v->tracked_overflow = false;
