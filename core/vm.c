@@ -126,6 +126,11 @@ static void vm_end(struct vm *vm, enum vm_end how, uint32_t value,
 		vm->cfg.ended_fn(vm->cfg.ended_ctx);
 }
 
+size_t vm_console_input(struct vm *vm, const void *buf, size_t len)
+{
+	return dev_serial_receive(vm->serial, buf, len);
+}
+
 static void vm_pio(void *opaque, unsigned int vcpu, uint16_t port,
 		   unsigned int size, bool in, uint32_t *value)
 {

@@ -139,6 +139,10 @@ struct mmu *vm_mmu(struct vm *vm);
 struct guestmem *vm_guestmem(struct vm *vm);
 struct vcpu_set *vm_vcpu_set(struct vm *vm);
 /* Stops and joins every vCPU thread, then frees everything. */
+/* Console input for the guest: queued for COM1's receive side; returns
+ * how many bytes fitted (offer the rest again later). Any thread. */
+size_t vm_console_input(struct vm *vm, const void *buf, size_t len);
+
 void vm_destroy(struct vm *vm);
 
 #endif

@@ -7,7 +7,11 @@
  * wake the loop; the loop copies to clients as fast as each one reads,
  * so a slow or stuck client loses the oldest output (it falls more than
  * the ring behind) but never stalls the guest or grows our memory.
- * Client input is read and dropped (the UART has no receive side yet).
+ * What clients type goes to the guest (COM1's receive side, through the
+ * input function main.c sets); when the UART's queue is full, that
+ * client's input waits in its socket (reading is paused and retried on a
+ * timer), so a paste of any size arrives whole and in order. A console on
+ * stdout or a file takes no input.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,11 +37,14 @@
 #define MAX_CLIENTS 16
 /* What one client may have queued in our output buffer. */
 #define CLIENT_BACKLOG (64u << 10)
+/* How soon input the guest had no room for is offered again. */
+#define INPUT_RETRY_USEC 5000
 
 struct con_client {
 	struct mmud_console *con; /* (c) */
 	struct bufferevent *bev; /* (e) */
 	uint64_t pos; /* (e) ring offset of the next byte to send */
+	bool stalled; /* (e) input left over, reading paused */
 	LIST_ENTRY(con_client) link; /* (e) */
 };
 
@@ -54,6 +61,9 @@ struct mmud_console {
 	struct event *ev; /* (c) */
 	LIST_HEAD(, con_client) clients; /* (e) */
 	unsigned int nr_clients; /* (e) */
+	mmud_console_input_fn input; /* (e) NULL: input is dropped */
+	void *input_ctx; /* (e) */
+	struct event *retry; /* (c) offers stalled input again */
 
 	pthread_mutex_t lock;
 	char ring[RING]; /* (l) byte i of the stream at ring[i % RING] */
@@ -159,12 +169,60 @@ static void pump_all(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * Hands the client's input to the guest; true when it all went. Else
+ * reading from this client pauses (its bytes wait in the socket) and the
+ * retry timer offers the rest again.
+ */
+static bool feed(struct con_client *cl)
+{
+	struct mmud_console *c = cl->con;
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct timeval tv = { .tv_usec = INPUT_RETRY_USEC };
+
+	while (evbuffer_get_length(in)) {
+		struct evbuffer_iovec v;
+		size_t n;
+
+		if (!c->input) {
+			evbuffer_drain(in, evbuffer_get_length(in));
+			break;
+		}
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = c->input(c->input_ctx, v.iov_base, v.iov_len);
+		evbuffer_drain(in, n);
+		if (n < v.iov_len) {
+			cl->stalled = true;
+			bufferevent_disable(cl->bev, EV_READ);
+			if (!evtimer_pending(c->retry, NULL))
+				evtimer_add(c->retry, &tv);
+			return false;
+		}
+	}
+	if (cl->stalled) {
+		cl->stalled = false;
+		bufferevent_enable(cl->bev, EV_READ);
+	}
+	return true;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mmud_console *c = arg;
+	struct con_client *cl;
+
+	(void)fd;
+	(void)what;
+	LIST_FOREACH(cl, &c->clients, link)
+	if (cl->stalled && !feed(cl))
+		break; /* the guest's queue is full again */
+}
+
 static void client_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct evbuffer *in = bufferevent_get_input(bev);
-
-	(void)arg;
-	evbuffer_drain(in, evbuffer_get_length(in));
+	(void)bev;
+	feed(arg);
 }
 
 static void client_write_cb(struct bufferevent *bev, void *arg)
@@ -293,6 +351,9 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 	c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, pump_all, c);
 	if (!c->ev || event_add(c->ev, NULL) < 0)
 		goto fail;
+	c->retry = evtimer_new(base, retry_cb, c);
+	if (!c->retry)
+		goto fail;
 	fd = listen_unix(cfg->console_path);
 	if (fd < 0) {
 		r = fd;
@@ -314,6 +375,13 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 fail:
 	mmud_console_free(c);
 	return r;
+}
+
+void mmud_console_set_input(struct mmud_console *c, mmud_console_input_fn fn,
+			    void *ctx)
+{
+	c->input = fn;
+	c->input_ctx = ctx;
 }
 
 void mmud_console_free(struct mmud_console *c)
@@ -340,6 +408,8 @@ void mmud_console_free(struct mmud_console *c)
 	}
 	if (c->ev)
 		event_free(c->ev);
+	if (c->retry)
+		event_free(c->retry);
 	if (c->efd >= 0)
 		close(c->efd);
 	if (c->own_fd)

@@ -110,6 +110,12 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 }
 
 /* vCPUs start only after main has set the daemon's pointer. */
+/* Console clients type into COM1. */
+static size_t console_input(void *vm, const void *buf, size_t len)
+{
+	return vm_console_input(vm, buf, len);
+}
+
 static void on_vm_ended(void *ctx)
 {
 	mmud_vm_ended(*(struct mmud **)ctx);
@@ -203,6 +209,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "<3>mmud: %s: %s\n", what, err);
 		goto out;
 	}
+	mmud_console_set_input(console, console_input, vm);
 	if (cfg.qmp) {
 		r = qmp_server_new(base, cfg.qmp, &version, &qmp);
 		if (r < 0) {

@@ -82,6 +82,12 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 /* The guest printed buf: any thread (vCPU threads), never blocks on a
  * socket client. Matches vm_config.console_fn. */
 void mmud_console_write(void *console, const char *buf, size_t len);
+/* Takes what the guest can of console input; returns how much. */
+typedef size_t (*mmud_console_input_fn)(void *ctx, const void *buf, size_t len);
+/* Loop thread, before the loop runs: where socket clients' input goes
+ * (without it, input is dropped). */
+void mmud_console_set_input(struct mmud_console *c, mmud_console_input_fn fn,
+			    void *ctx);
 /* Loop thread: closes clients and removes the socket file. */
 void mmud_console_free(struct mmud_console *c);
 

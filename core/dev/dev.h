@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- COM1: an 8250/16550 UART, transmit side ------------------------- */
+/* ---- COM1: an 8250/16550 UART ---------------------------------------- */
 
 #define DEV_COM1_BASE 0x3f8
 #define DEV_COM1_PORTS 8
@@ -29,6 +29,12 @@ void dev_serial_reset(struct dev_serial *s);
  * accesses act on consecutive registers). Thread-safe. */
 void dev_serial_pio(struct dev_serial *s, unsigned int offset,
 		    unsigned int size, bool in, uint32_t *value);
+
+/* Bytes the receive queue holds at most. */
+#define DEV_SERIAL_RX_SIZE 4096
+/* Queues input for the guest to read from RBR; returns how many bytes
+ * fitted (the rest is the caller's to offer again). Thread-safe. */
+size_t dev_serial_receive(struct dev_serial *s, const void *buf, size_t len);
 
 /* ---- the debug-exit port (QEMU's isa-debug-exit) --------------------- */
 

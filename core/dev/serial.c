@@ -3,8 +3,11 @@
  * transmit path and enough of the register file (divisor latch, LCR, MCR,
  * scratch, FIFO control) that a driver's probe and set-up read back what
  * they wrote. Transmission is immediate, so LSR always reports the holding
- * register and transmitter empty. Input is not implemented yet: RBR reads
- * 0 and LSR.DR stays clear.
+ * register and transmitter empty. Input arrives from the host side
+ * (dev_serial_receive) into a receive queue of DEV_SERIAL_RX_SIZE bytes:
+ * LSR.DR is set while it holds a byte and each read of RBR takes one
+ * (0 when empty); FCR bit 1 and reset empty it. No interrupt is raised
+ * (guest ABI v1 has no interrupt controller): drivers poll LSR.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,19 +24,25 @@
 #define REG_SCR 7
 
 #define LCR_DLAB 0x80
+#define LSR_DR 0x01
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 #define IIR_NO_INT 0x01
 #define IIR_FIFO 0xc0
+#define FCR_CLEAR_RX 0x02
 
 /* Legend: every field but out/ctx (c) is under lock: vCPUs of one VM may
- * write the UART at once. */
+ * use the UART at once, and the host side adds input from its own
+ * thread. */
 struct dev_serial {
 	pthread_mutex_t lock;
 	dev_serial_out_fn out; /* (c) */
 	void *ctx; /* (c) */
 	uint8_t ier, lcr, mcr, scr, fcr;
 	uint16_t divisor;
+	/* The receive queue: rx_len bytes from rx[rx_head], wrapping. */
+	uint8_t rx[DEV_SERIAL_RX_SIZE];
+	unsigned int rx_head, rx_len;
 };
 
 struct dev_serial *dev_serial_create(dev_serial_out_fn out, void *ctx)
@@ -55,7 +64,36 @@ void dev_serial_reset(struct dev_serial *s)
 	s->ier = s->mcr = s->scr = s->fcr = 0;
 	s->lcr = 0x03; /* 8N1 */
 	s->divisor = 1; /* 115200 baud */
+	s->rx_head = s->rx_len = 0;
 	pthread_mutex_unlock(&s->lock);
+}
+
+size_t dev_serial_receive(struct dev_serial *s, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = DEV_SERIAL_RX_SIZE - s->rx_len;
+	if (n > len)
+		n = len;
+	for (size_t i = 0; i < n; i++)
+		s->rx[(s->rx_head + s->rx_len + i) % DEV_SERIAL_RX_SIZE] = p[i];
+	s->rx_len += (unsigned int)n;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+static uint8_t rx_take(struct dev_serial *s)
+{
+	uint8_t c;
+
+	if (!s->rx_len)
+		return 0;
+	c = s->rx[s->rx_head];
+	s->rx_head = (s->rx_head + 1) % DEV_SERIAL_RX_SIZE;
+	s->rx_len--;
+	return c;
 }
 
 void dev_serial_destroy(struct dev_serial *s)
@@ -72,7 +110,7 @@ static uint8_t reg_read(struct dev_serial *s, unsigned int reg)
 
 	switch (reg) {
 	case REG_THR:
-		return dlab ? (uint8_t)s->divisor : 0;
+		return dlab ? (uint8_t)s->divisor : rx_take(s);
 	case REG_IER:
 		return dlab ? (uint8_t)(s->divisor >> 8) : s->ier;
 	case REG_IIR:
@@ -82,7 +120,7 @@ static uint8_t reg_read(struct dev_serial *s, unsigned int reg)
 	case REG_MCR:
 		return s->mcr;
 	case REG_LSR:
-		return LSR_THRE | LSR_TEMT;
+		return LSR_THRE | LSR_TEMT | (s->rx_len ? LSR_DR : 0);
 	case REG_MSR:
 		/* Loopback reflects MCR; otherwise DSR|CTS|DCD asserted. */
 		if (s->mcr & 0x10)
@@ -115,7 +153,9 @@ static void reg_write(struct dev_serial *s, unsigned int reg, uint8_t v)
 			s->ier = v & 0x0f;
 		break;
 	case REG_IIR:
-		s->fcr = v;
+		s->fcr = v & ~FCR_CLEAR_RX; /* self-clearing */
+		if (v & FCR_CLEAR_RX)
+			s->rx_head = s->rx_len = 0;
 		break;
 	case REG_LCR:
 		s->lcr = v;
