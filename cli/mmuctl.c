@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "rpc.h"
@@ -135,7 +137,7 @@ static void usage(FILE *f)
 	for (i = 0; i < NR_SUBCMDS; i++)
 		fprintf(f, "  %-16s %s\n", subcmds[i].name, subcmds[i].summary);
 	fprintf(f, "  %-16s %s\n  %-16s %s\n", "console",
-		"copy the serial console to stdout until EOF or Ctrl-C", "qmp",
+		"attach to the serial console (stdin types into it)", "qmp",
 		"send one raw QMP command, print the whole reply");
 	fprintf(f,
 		"\nOptions:\n"
@@ -186,8 +188,10 @@ static void console_usage(FILE *f)
 	fprintf(f,
 		"usage: mmuctl [--console-socket PATH | --name NAME] "
 		"console\n\n"
-		"Copies the VM's serial console to stdout until the daemon\n"
-		"closes it or Ctrl-C. The socket is --console-socket, or\n"
+		"Copies the VM's serial console to stdout, and stdin to the\n"
+		"guest's COM1 input, until the daemon closes it or Ctrl-C;\n"
+		"on a terminal, keys go to the guest as typed and Ctrl-]\n"
+		"leaves. The socket is --console-socket, or\n"
 		"%s/NAME/console.sock, or console.sock beside --socket.\n",
 		RUN_DIR);
 }
@@ -633,10 +637,39 @@ static void on_sigint(int sig)
 	interrupted = 1;
 }
 
+/* Writes all of buf to fd; false when fd is gone. */
+static bool write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t w = write(fd, buf, len);
+
+		if (w < 0 && errno == EINTR && !interrupted)
+			continue;
+		if (w <= 0)
+			return false;
+		buf += w;
+		len -= (size_t)w;
+	}
+	return true;
+}
+
+/* Ctrl-]: leaves a console whose input is a terminal (as telnet and
+ * virsh console do). */
+#define CONSOLE_ESCAPE 0x1d
+
+/*
+ * Copies the console socket to stdout and stdin to the socket (the guest's
+ * COM1 input) until the daemon closes it, Ctrl-C/SIGTERM, or, on a
+ * terminal (put in raw mode, so keys go to the guest as typed), Ctrl-].
+ * At the end of a non-terminal stdin, output goes on being copied.
+ */
 static int run_console(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct sigaction act = { .sa_handler = on_sigint };
+	struct termios saved, raw;
+	bool tty = isatty(STDIN_FILENO), stdin_open = true;
+	int status = 0;
 	char buf[65536];
 	int fd;
 
@@ -652,31 +685,70 @@ static int run_console(const char *path)
 			close(fd);
 		return EXIT_USAGE;
 	}
-	/* No SA_RESTART: Ctrl-C interrupts read() and ends the copy. */
+	/* No SA_RESTART: Ctrl-C interrupts poll() and ends the copy. */
 	sigaction(SIGINT, &act, NULL);
 	sigaction(SIGTERM, &act, NULL);
+	if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
+		raw = saved;
+		cfmakeraw(&raw);
+		raw.c_oflag = saved.c_oflag; /* keep \n -> \r\n on output */
+		if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
+			fprintf(stderr, "%s: connected; Ctrl-] leaves\n",
+				prog);
+		else
+			tty = false;
+	} else {
+		tty = false;
+	}
 	while (!interrupted) {
-		ssize_t n = read(fd, buf, sizeof(buf)), off = 0;
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+				       { .fd = STDIN_FILENO,
+					 .events = POLLIN } };
+		ssize_t n;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		while (off < n) {
-			ssize_t w = write(STDOUT_FILENO, buf + off,
-					  (size_t)(n - off));
-
-			if (w < 0 && errno == EINTR && !interrupted)
+		if (poll(p, stdin_open ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
 				continue;
-			if (w <= 0) {
-				close(fd);
-				return EXIT_FAILED;
+			status = EXIT_FAILED;
+			break;
+		}
+		if (p[0].revents) {
+			n = read(fd, buf, sizeof(buf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break; /* the daemon closed the console */
+			if (!write_all(STDOUT_FILENO, buf, (size_t)n)) {
+				status = EXIT_FAILED;
+				break;
 			}
-			off += w;
+		}
+		if (stdin_open && p[1].revents) {
+			char *esc;
+
+			n = read(STDIN_FILENO, buf, sizeof(buf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				stdin_open = false;
+				continue;
+			}
+			esc = tty ? memchr(buf, CONSOLE_ESCAPE, (size_t)n) :
+				    NULL;
+			if (esc)
+				n = esc - buf;
+			if (!write_all(fd, buf, (size_t)n)) {
+				status = EXIT_FAILED;
+				break;
+			}
+			if (esc)
+				break;
 		}
 	}
+	if (tty)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	close(fd);
-	return 0;
+	return status;
 }
 
 /* ---- main ------------------------------------------------------------- */

@@ -799,6 +799,25 @@ def test_mmuctl_console_and_panicked_cont(tmp):
     d.kill()
 
 
+@test("mmuctl")
+def test_mmuctl_console_types_stdin_into_the_guest(tmp):
+    assert ECHO, "test_daemon.py needs ECHO_ELF for the mmuctl group"
+    d = Daemon(tmp, smp=1, kernel=ECHO)
+    p = subprocess.Popen([MMUCTL, "--socket", d.qmp, "console"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    line = p.stdout.readline()
+    assert line == b"echo: ready\n", line
+    p.stdin.write(b"typed into mmuctl\nquit\n")
+    p.stdin.close()
+    # The end of stdin is not the end: output goes on until the daemon
+    # closes the console (the guest quits, mmud exits).
+    rest = p.stdout.read()
+    assert b"echo: typed into mmuctl\necho: bye\n" in rest, rest
+    assert p.wait(TIMEOUT) == 0
+    assert d.wait() == 1, d.log()
+    d.kill()
+
+
 # ---- config --------------------------------------------------------------
 
 def refused(tmp, text, *extra):
