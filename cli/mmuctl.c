@@ -693,8 +693,7 @@ static int run_console(const char *path)
 		cfmakeraw(&raw);
 		raw.c_oflag = saved.c_oflag; /* keep \n -> \r\n on output */
 		if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
-			fprintf(stderr, "%s: connected; Ctrl-] leaves\n",
-				prog);
+			fprintf(stderr, "%s: connected; Ctrl-] leaves\n", prog);
 		else
 			tty = false;
 	} else {
