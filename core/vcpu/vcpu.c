@@ -1,9 +1,10 @@
 /*
  * vCPU threads: the run loop of DESIGN.md section 3 (requests, root load,
- * mode store and fence, guest execution, exit handling), requests and
- * kicks with KVM's mode protocol, halting and pausing, and the
- * struct mmu_vcpu_ops the MMU calls. The instruction set is core/vcpu/x86;
- * translation policy is core/mmu; devices belong to the VM (vcpu_ops).
+ * entering guest mode, guest execution, exit handling), halting, pausing
+ * and reschedule points, creation and statistics. The mode protocol
+ * (requests, kicks, waits) is request.c's; the instruction set is
+ * core/vcpu/x86; translation policy is core/mmu; devices belong to the
+ * VM (vcpu_ops).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -12,17 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mmu_rcu.h"
-#include "vcpu.h"
-#include "x86/x86.h"
-
-/* Guest writes to tracked pages one instruction may make (several for
- * event delivery); more than this and the MMU zaps everything. */
-#define MAX_TRACKED_WRITES 32
+#include "vcpu_int.h"
 
 /*
  * Guest instructions a vCPU runs before it passes a reschedule point
@@ -36,114 +31,6 @@
  * once.
  */
 #define VCPU_SLICE_INSNS 16384
-
-/*
- * Legend: (c) constant after creation; (v) owned by the vCPU thread, or
- * by a thread that holds wake_lock while the vCPU is parked (vcpu_reset:
- * a parked vCPU cannot leave block() without wake_lock); (a) atomic,
- * with the order and pairing at each use; (w) under wake_lock.
- */
-struct vcpu {
-	struct vcpu_set *set; /* (c) */
-	unsigned int index; /* (c) */
-	struct mmu *mmu; /* (c) */
-	const struct vcpu_ops *ops; /* (c) */
-	void *opaque; /* (c) */
-	gva_t entry; /* (c) the boot entry point, for vcpu_reset() */
-	pthread_t thread; /* (c) once started */
-	bool started; /* (c) once started, read by vcpu_destroy */
-
-	struct x86_cpu *cpu; /* (v) */
-	struct mmu_vcpu *mmu_vcpu; /* (v) */
-	const _Atomic uint64_t *root; /* (v) the root the CPU walks */
-	unsigned int slot_hint; /* (v) */
-	bool halted; /* (v) stopped for good, waiting for STOP */
-	unsigned int nr_tracked; /* (v) */
-	struct {
-		gpa_t gpa;
-		unsigned int len;
-	} tracked[MAX_TRACKED_WRITES]; /* (v) */
-	bool tracked_overflow; /* (v) */
-	/* (v) The retired-instruction count at which the current slice
-	 * ends (VCPU_SLICE_INSNS), across however many runs it takes. */
-	uint64_t slice_end;
-
-	/*
-	 * (a) Written by this vCPU only, except IN_GUEST_MODE ->
-	 * EXITING_GUEST_MODE by a requester's seq_cst cmpxchg. The vCPU's
-	 * store of IN_GUEST_MODE is followed by a seq_cst RMW of requests that pairs
-	 * with that cmpxchg and with the requester's seq_cst fetch_or of
-	 * the request bit (digest 1.2, pairing a); leaving guest mode is a
-	 * release store that pairs with the waiter's acquire load.
-	 */
-	_Atomic int mode;
-	/* (a) Set by anyone with a seq_cst fetch_or; taken by the vCPU with
-	 * an acquire exchange (pairs with that fetch_or: what the requester
-	 * wrote before is visible to the handler). */
-	_Atomic uint64_t requests;
-	/* (a) Set (relaxed) by the requester whose cmpxchg moved the vCPU to
-	 * EXITING; polled by the CPU at each basic block; cleared by the
-	 * vCPU while OUTSIDE_GUEST_MODE, before it stores IN_GUEST_MODE. */
-	_Atomic unsigned int kick;
-	/* (a) Bumped (seq_cst RMW) each time the vCPU leaves guest mode,
-	 * after its OUTSIDE_GUEST_MODE store; a waiter that saw it unchanged
-	 * knows the vCPU has not left since. Its acquire loads pair with the
-	 * RMW's release half. */
-	_Atomic uint64_t exits;
-	/*
-	 * (a) Requesters asleep (or about to sleep) until this vCPU leaves
-	 * guest mode. A waiter increments it (seq_cst RMW) and then reads
-	 * exits; the vCPU bumps exits (seq_cst RMW) and then reads this
-	 * (seq_cst): of the two, at least one sees the other's write, so
-	 * either the waiter does not sleep or the vCPU wakes it.
-	 */
-	_Atomic unsigned int exit_waiters;
-	/* (a) The futex word waiters sleep on: bumped (release) by the vCPU
-	 * before FUTEX_WAKE, so a waiter whose snapshot is stale does not
-	 * sleep (FUTEX_WAIT compares it in the kernel). */
-	_Atomic uint32_t exit_futex;
-	/* (a) Paused by vcpu_set_pause(); read by the vCPU after
-	 * VCPU_REQ_PAUSE (the request's fetch_or orders it). */
-	_Atomic bool paused;
-
-	/* (a) VCPU_STATE_HALTED/CRASHED once stopped for good, else
-	 * RUNNING; relaxed: a report for the control plane, orders nothing. */
-	_Atomic int stop_state;
-	/* (a) gettid() of the thread, stored before vcpu_start() returns. */
-	_Atomic int tid;
-
-	pthread_mutex_t wake_lock;
-	pthread_cond_t wake_cond;
-	bool sleeping; /* (w) */
-	/* (w) Blocked in block() until the next request; with parked_cond,
-	 * broadcast on every change, and on tid/exited. */
-	bool parked;
-	bool exited; /* (w) the thread has left its loop for good */
-	pthread_cond_t parked_cond;
-
-	/* (a) relaxed counters, written by the vCPU, read by anyone. */
-	struct {
-		_Atomic uint64_t insns, exits, shadow_faults, pio_exits,
-			pause_exits, mmio_accesses, halts, guest_pf_injected,
-			emulated_writes, requests;
-		/* Stored before requests' release increment, read after
-		 * its acquire load (vcpu_stats_get). */
-		_Atomic uint64_t request_insns;
-	} st;
-};
-
-/* Legend: (c) constant after creation. vcpus[i] is set by vcpu_create()
- * before the vCPU or anything that could make requests of it runs, and
- * cleared by vcpu_destroy() after it stopped. */
-struct vcpu_set {
-	unsigned int n; /* (c) */
-	struct vcpu *_Atomic *vcpus; /* (c) slots, see above */
-};
-
-static void stat_inc(_Atomic uint64_t *c)
-{
-	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
-}
 
 struct vcpu_set *vcpu_set_create(unsigned int nr_vcpus)
 {
@@ -168,175 +55,6 @@ void vcpu_set_destroy(struct vcpu_set *set)
 	free(set);
 }
 
-/* ---- requests and kicks ----------------------------------------------- */
-
-static void wake(struct vcpu *v)
-{
-	pthread_mutex_lock(&v->wake_lock);
-	if (v->sleeping)
-		pthread_cond_signal(&v->wake_cond);
-	pthread_mutex_unlock(&v->wake_lock);
-}
-
-/*
- * True while v is in guest mode (or being kicked out of it) and has not
- * left since its exit count was seen (digest 6.1: a transition counter,
- * not the mode alone, since it may leave and re-enter between two looks;
- * any entry after the request sees the bit and leaves again). Acquire
- * pairs with the vCPU's release store of OUTSIDE_GUEST_MODE and its RMW
- * of exits.
- */
-static bool still_inside(struct vcpu *v, uint64_t seen)
-{
-	return atomic_load_explicit(&v->mode, memory_order_acquire) !=
-		       OUTSIDE_GUEST_MODE &&
-	       atomic_load_explicit(&v->exits, memory_order_acquire) == seen;
-}
-
-/* A kicked vCPU that is running leaves within a basic block; spin that
- * long before sleeping. */
-#define EXIT_SPINS 512
-
-/*
- * Waits until v is outside guest mode or has left it since seen. Spins
- * briefly, then sleeps on the vCPU's futex: a vCPU thread the host has
- * preempted stays in guest mode until it runs again (KVM's would have
- * left it on the host interrupt), and a requester that spun or yielded
- * would hold the host CPU the vCPU needs to see its kick.
- */
-static void wait_for_exit(struct vcpu *v, uint64_t seen)
-{
-	for (unsigned int i = 0; i < EXIT_SPINS; i++) {
-		if (!still_inside(v, seen))
-			return;
-#if defined(__x86_64__) || defined(__i386__)
-		__builtin_ia32_pause();
-#endif
-	}
-	for (;;) {
-		/* The snapshot before we announce ourselves: a wake-up after
-		 * it changes the word, and FUTEX_WAIT then returns at once. */
-		uint32_t word = atomic_load_explicit(&v->exit_futex,
-						     memory_order_acquire);
-		bool inside;
-
-		/* seq_cst RMW, then a seq_cst load of exits: pairs with the
-		 * vCPU's seq_cst RMW of exits and load of exit_waiters
-		 * (leave_guest_mode). The mode store precedes that RMW, so
-		 * the count alone tells whether it left since. */
-		atomic_fetch_add_explicit(&v->exit_waiters, 1,
-					  memory_order_seq_cst);
-		inside = atomic_load_explicit(&v->exits,
-					      memory_order_seq_cst) == seen &&
-			 atomic_load_explicit(&v->mode, memory_order_acquire) !=
-				 OUTSIDE_GUEST_MODE;
-		if (inside)
-			syscall(SYS_futex, &v->exit_futex, FUTEX_WAIT_PRIVATE,
-				word, NULL, NULL, 0);
-		atomic_fetch_sub_explicit(&v->exit_waiters, 1,
-					  memory_order_relaxed);
-		if (!inside)
-			return;
-	}
-}
-
-void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
-{
-	int mode = IN_GUEST_MODE;
-	uint64_t seen;
-
-	/* seq_cst: orders everything the caller wrote before (zapped
-	 * sptes, a new memslot array) before the mode read below, and pairs
-	 * with the vCPU's fence after it stores IN_GUEST_MODE: either the
-	 * vCPU sees this bit before it runs guest code, or we see it in
-	 * guest mode and kick it (digest 1.2). */
-	atomic_fetch_or_explicit(&v->requests, 1ULL << req,
-				 memory_order_seq_cst);
-	/*
-	 * The exit count, between the request and the kick: not before the
-	 * request (an exit and re-entry in between would look like "left
-	 * since"), not after the kick (see below). Acquire, after the
-	 * seq_cst RMW, pairs with the vCPU's RMW of it on leaving.
-	 */
-	seen = atomic_load_explicit(&v->exits, memory_order_acquire);
-	/* On failure, mode holds what the vCPU was doing instead. */
-	if (atomic_compare_exchange_strong_explicit(
-		    &v->mode, &mode, EXITING_GUEST_MODE, memory_order_seq_cst,
-		    memory_order_seq_cst))
-		atomic_store_explicit(&v->kick, 1, memory_order_relaxed);
-	wake(v);
-	/*
-	 * Outside guest mode after our request: its next entry sees the bit
-	 * (the Dekker pair above), so there is nothing to wait for, as KVM
-	 * sends no IPI there. Waiting anyway could last for ever: the vCPU
-	 * may take the bit outside guest mode and go back in with its exit
-	 * count unchanged and nothing left to kick it out.
-	 */
-	if (!wait || mode == OUTSIDE_GUEST_MODE)
-		return;
-	wait_for_exit(v, seen);
-}
-
-void vcpu_set_make_request(struct vcpu_set *set, enum vcpu_request req,
-			   bool wait)
-{
-	for (unsigned int i = 0; i < set->n; i++) {
-		struct vcpu *v = atomic_load_explicit(&set->vcpus[i],
-						      memory_order_acquire);
-
-		if (v)
-			vcpu_make_request(v, req, wait);
-	}
-}
-
-enum mmu_vcpu_mode vcpu_mode(const struct vcpu *v)
-{
-	return (enum mmu_vcpu_mode)atomic_load_explicit(
-		&((struct vcpu *)v)->mode, memory_order_acquire);
-}
-
-void vcpu_set_pause(struct vcpu *v, bool paused)
-{
-	atomic_store_explicit(&v->paused, paused, memory_order_relaxed);
-	/* The request's seq_cst fetch_or publishes the flag. */
-	vcpu_make_request(v, VCPU_REQ_PAUSE, false);
-}
-
-static void ops_make_request(void *opaque, unsigned int vcpu,
-			     enum mmu_request req, bool wait)
-{
-	struct vcpu_set *set = opaque;
-	struct vcpu *v;
-
-	if (vcpu >= set->n)
-		return;
-	v = atomic_load_explicit(&set->vcpus[vcpu], memory_order_acquire);
-	if (v)
-		vcpu_make_request(v, (enum vcpu_request)req, wait);
-}
-
-static void ops_make_all_request(void *opaque, enum mmu_request req, bool wait)
-{
-	vcpu_set_make_request(opaque, (enum vcpu_request)req, wait);
-}
-
-static enum mmu_vcpu_mode ops_mode(void *opaque, unsigned int vcpu)
-{
-	struct vcpu_set *set = opaque;
-	struct vcpu *v;
-
-	if (vcpu >= set->n)
-		return OUTSIDE_GUEST_MODE;
-	v = atomic_load_explicit(&set->vcpus[vcpu], memory_order_acquire);
-	return v ? vcpu_mode(v) : OUTSIDE_GUEST_MODE;
-}
-
-const struct mmu_vcpu_ops vcpu_mmu_ops = {
-	.make_request = ops_make_request,
-	.make_all_request = ops_make_all_request,
-	.mode = ops_mode,
-};
-
 /* ---- callbacks from the CPU (guest mode, this vCPU's thread) ---------- */
 
 /*
@@ -350,7 +68,7 @@ static uint64_t env_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
 	const struct memslot *slot;
 	uint64_t val = 0;
 
-	stat_inc(&v->st.mmio_accesses);
+	vcpu_stat_inc(&v->st.mmio_accesses);
 	mmu_rcu_read_lock();
 	slot = memslot_lookup(v->mmu, gpa >> PAGE_SHIFT, &v->slot_hint);
 	if (slot && !(slot->flags & MEMSLOT_INVALID)) {
@@ -378,7 +96,7 @@ static void env_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
 	struct vcpu *v = opaque;
 	const struct memslot *slot;
 
-	stat_inc(&v->st.mmio_accesses);
+	vcpu_stat_inc(&v->st.mmio_accesses);
 	mmu_rcu_read_lock();
 	slot = memslot_lookup(v->mmu, gpa >> PAGE_SHIFT, &v->slot_hint);
 	if (!slot || (slot->flags & MEMSLOT_INVALID)) {
@@ -499,7 +217,7 @@ static void flush_tracked_writes(struct vcpu *v)
 	for (unsigned int i = 0; i < v->nr_tracked; i++) {
 		mmu_track_write(v->mmu_vcpu, v->tracked[i].gpa,
 				v->tracked[i].len);
-		stat_inc(&v->st.emulated_writes);
+		vcpu_stat_inc(&v->st.emulated_writes);
 	}
 	if (v->tracked_overflow)
 		mmu_zap_all(v->mmu);
@@ -516,7 +234,7 @@ static void handle_shadow_fault(struct vcpu *v, const struct x86_exit *e)
 	char msg[96];
 	int r;
 
-	stat_inc(&v->st.shadow_faults);
+	vcpu_stat_inc(&v->st.shadow_faults);
 	if (acc & X86_ACC_WRITE)
 		macc |= MMU_ACCESS_WRITE;
 	if (acc & X86_ACC_FETCH)
@@ -532,7 +250,7 @@ static void handle_shadow_fault(struct vcpu *v, const struct x86_exit *e)
 	case MMU_FAULT_RETRY:
 		break;
 	case MMU_FAULT_GUEST_PF:
-		stat_inc(&v->st.guest_pf_injected);
+		vcpu_stat_inc(&v->st.guest_pf_injected);
 		x86_inject_exception(v->cpu, X86_PF, info.error_code,
 				     e->fault.gva);
 		break;
@@ -595,13 +313,13 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 	uint32_t value;
 	char msg[160];
 
-	stat_inc(&v->st.exits);
+	vcpu_stat_inc(&v->st.exits);
 	switch (e->reason) {
 	case X86_EXIT_SHADOW_FAULT:
 		handle_shadow_fault(v, e);
 		break;
 	case X86_EXIT_IO:
-		stat_inc(&v->st.pio_exits);
+		vcpu_stat_inc(&v->st.pio_exits);
 		value = e->io.value;
 		v->ops->pio(v->opaque, v->index, e->io.port, e->io.size,
 			    e->io.in, &value);
@@ -611,7 +329,7 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 	case X86_EXIT_HLT:
 		/* No interrupt source exists yet (no APIC): nothing can
 		 * wake a halted vCPU, whatever RFLAGS.IF says. */
-		stat_inc(&v->st.halts);
+		vcpu_stat_inc(&v->st.halts);
 		x86_get_regs(v->cpu, &r);
 		snprintf(msg, sizeof(msg),
 			 "halted at rip %#llx with "
@@ -647,7 +365,7 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 		/* Pause-loop exit: the guest spins, most likely waiting for
 		 * another vCPU; let the host run someone else (the slice
 		 * ends here). */
-		stat_inc(&v->st.pause_exits);
+		vcpu_stat_inc(&v->st.pause_exits);
 		v->slice_end = 0;
 		break;
 	case X86_EXIT_BUDGET:
@@ -661,26 +379,6 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 	if (x86_insns_retired(v->cpu) >= v->slice_end) {
 		reschedule();
 		v->slice_end = x86_insns_retired(v->cpu) + VCPU_SLICE_INSNS;
-	}
-}
-
-/*
- * Leaves guest mode: everything this vCPU did in guest mode is before the
- * release store (pairs with a waiting requester's acquire loads); the
- * exit count's seq_cst RMW then the seq_cst load of exit_waiters pair
- * with a sleeping requester's RMW of exit_waiters then load of exits
- * (wait_for_exit): either it sees the new count or we see it and wake it.
- */
-static void leave_guest_mode(struct vcpu *v)
-{
-	atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
-			      memory_order_release);
-	atomic_fetch_add_explicit(&v->exits, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&v->exit_waiters, memory_order_seq_cst)) {
-		atomic_fetch_add_explicit(&v->exit_futex, 1,
-					  memory_order_release);
-		syscall(SYS_futex, &v->exit_futex, FUTEX_WAKE_PRIVATE,
-			INT32_MAX, NULL, NULL, 0);
 	}
 }
 
@@ -728,23 +426,8 @@ static void *vcpu_thread(void *arg)
 		if (!load_root(v))
 			continue;
 
-		/* Only OUTSIDE_GUEST_MODE clears the kick: a requester sets
-		 * it only after moving us from IN_GUEST_MODE. */
-		atomic_store_explicit(&v->kick, 0, memory_order_relaxed);
-		atomic_store_explicit(&v->mode, IN_GUEST_MODE,
-				      memory_order_release);
-		/* The one full barrier of guest entry (digest 4.2 step 4),
-		 * as a seq_cst read-modify-write of the request word (which
-		 * ThreadSanitizer models, unlike a fence): orders the mode
-		 * store before the request check and before every spte read
-		 * in guest mode. Pairs with the requester's seq_cst
-		 * fetch_or/cmpxchg and, through them, with the MMU's
-		 * zap-then-flush. */
-		if (atomic_fetch_or_explicit(&v->requests, 0,
-					     memory_order_seq_cst)) {
-			leave_guest_mode(v);
-			continue;
-		}
+		if (!vcpu_enter_guest_mode(v))
+			continue; /* a request came: handle it first */
 		mmu_rcu_read_unlock();
 
 		x86_run(v->cpu, slice_left(v), &exit);
@@ -753,7 +436,7 @@ static void *vcpu_thread(void *arg)
 		 * (below) sees every instruction of this run counted. */
 		atomic_store_explicit(&v->st.insns, x86_insns_retired(v->cpu),
 				      memory_order_relaxed);
-		leave_guest_mode(v);
+		vcpu_leave_guest_mode(v);
 		mmu_rcu_read_lock();
 		if (v->nr_tracked || v->tracked_overflow)
 			flush_tracked_writes(v);

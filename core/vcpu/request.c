@@ -1,0 +1,224 @@
+/*
+ * The vCPU mode protocol of DESIGN.md section 3, as KVM's (digest 1.2):
+ * a vCPU enters guest mode with a store and a full barrier before it
+ * checks its requests; a requester sets a request bit with a full
+ * barrier and then moves a vCPU it finds in guest mode to
+ * EXITING_GUEST_MODE, kicking it (the CPU polls the kick at every basic
+ * block); with wait it returns only once every vCPU that could still run
+ * guest code from before the request has left guest mode, sleeping on the
+ * vCPU's futex while it waits. Also the struct mmu_vcpu_ops the MMU
+ * calls to make requests.
+ */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "vcpu_int.h"
+
+static void wake(struct vcpu *v)
+{
+	pthread_mutex_lock(&v->wake_lock);
+	if (v->sleeping)
+		pthread_cond_signal(&v->wake_cond);
+	pthread_mutex_unlock(&v->wake_lock);
+}
+
+/*
+ * True while v is in guest mode (or being kicked out of it) and has not
+ * left since its exit count was seen (digest 6.1: a transition counter,
+ * not the mode alone, since it may leave and re-enter between two looks;
+ * any entry after the request sees the bit and leaves again). Acquire
+ * pairs with the vCPU's release store of OUTSIDE_GUEST_MODE and its RMW
+ * of exits.
+ */
+static bool still_inside(struct vcpu *v, uint64_t seen)
+{
+	return atomic_load_explicit(&v->mode, memory_order_acquire) !=
+		       OUTSIDE_GUEST_MODE &&
+	       atomic_load_explicit(&v->exits, memory_order_acquire) == seen;
+}
+
+/* A kicked vCPU that is running leaves within a basic block; spin that
+ * long before sleeping. */
+#define EXIT_SPINS 512
+
+/*
+ * Waits until v is outside guest mode or has left it since seen. Spins
+ * briefly, then sleeps on the vCPU's futex: a vCPU thread the host has
+ * preempted stays in guest mode until it runs again (KVM's would have
+ * left it on the host interrupt), and a requester that spun or yielded
+ * would hold the host CPU the vCPU needs to see its kick.
+ */
+static void wait_for_exit(struct vcpu *v, uint64_t seen)
+{
+	for (unsigned int i = 0; i < EXIT_SPINS; i++) {
+		if (!still_inside(v, seen))
+			return;
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+	}
+	for (;;) {
+		/* The snapshot before we announce ourselves: a wake-up after
+		 * it changes the word, and FUTEX_WAIT then returns at once. */
+		uint32_t word = atomic_load_explicit(&v->exit_futex,
+						     memory_order_acquire);
+		bool inside;
+
+		/* seq_cst RMW, then a seq_cst load of exits: pairs with the
+		 * vCPU's seq_cst RMW of exits and load of exit_waiters
+		 * (leave_guest_mode). The mode store precedes that RMW, so
+		 * the count alone tells whether it left since. */
+		atomic_fetch_add_explicit(&v->exit_waiters, 1,
+					  memory_order_seq_cst);
+		inside = atomic_load_explicit(&v->exits,
+					      memory_order_seq_cst) == seen &&
+			 atomic_load_explicit(&v->mode, memory_order_acquire) !=
+				 OUTSIDE_GUEST_MODE;
+		if (inside)
+			syscall(SYS_futex, &v->exit_futex, FUTEX_WAIT_PRIVATE,
+				word, NULL, NULL, 0);
+		atomic_fetch_sub_explicit(&v->exit_waiters, 1,
+					  memory_order_relaxed);
+		if (!inside)
+			return;
+	}
+}
+
+void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
+{
+	int mode = IN_GUEST_MODE;
+	uint64_t seen;
+
+	/* seq_cst: orders everything the caller wrote before (zapped
+	 * sptes, a new memslot array) before the mode read below, and pairs
+	 * with the vCPU's fence after it stores IN_GUEST_MODE: either the
+	 * vCPU sees this bit before it runs guest code, or we see it in
+	 * guest mode and kick it (digest 1.2). */
+	atomic_fetch_or_explicit(&v->requests, 1ULL << req,
+				 memory_order_seq_cst);
+	/*
+	 * The exit count, between the request and the kick: not before the
+	 * request (an exit and re-entry in between would look like "left
+	 * since"), not after the kick (see below). Acquire, after the
+	 * seq_cst RMW, pairs with the vCPU's RMW of it on leaving.
+	 */
+	seen = atomic_load_explicit(&v->exits, memory_order_acquire);
+	/* On failure, mode holds what the vCPU was doing instead. */
+	if (atomic_compare_exchange_strong_explicit(
+		    &v->mode, &mode, EXITING_GUEST_MODE, memory_order_seq_cst,
+		    memory_order_seq_cst))
+		atomic_store_explicit(&v->kick, 1, memory_order_relaxed);
+	wake(v);
+	/*
+	 * Outside guest mode after our request: its next entry sees the bit
+	 * (the Dekker pair above), so there is nothing to wait for, as KVM
+	 * sends no IPI there. Waiting anyway could last for ever: the vCPU
+	 * may take the bit outside guest mode and go back in with its exit
+	 * count unchanged and nothing left to kick it out.
+	 */
+	if (!wait || mode == OUTSIDE_GUEST_MODE)
+		return;
+	wait_for_exit(v, seen);
+}
+
+void vcpu_set_make_request(struct vcpu_set *set, enum vcpu_request req,
+			   bool wait)
+{
+	for (unsigned int i = 0; i < set->n; i++) {
+		struct vcpu *v = atomic_load_explicit(&set->vcpus[i],
+						      memory_order_acquire);
+
+		if (v)
+			vcpu_make_request(v, req, wait);
+	}
+}
+
+enum mmu_vcpu_mode vcpu_mode(const struct vcpu *v)
+{
+	return (enum mmu_vcpu_mode)atomic_load_explicit(
+		&((struct vcpu *)v)->mode, memory_order_acquire);
+}
+
+void vcpu_set_pause(struct vcpu *v, bool paused)
+{
+	atomic_store_explicit(&v->paused, paused, memory_order_relaxed);
+	/* The request's seq_cst fetch_or publishes the flag. */
+	vcpu_make_request(v, VCPU_REQ_PAUSE, false);
+}
+
+static void ops_make_request(void *opaque, unsigned int vcpu,
+			     enum mmu_request req, bool wait)
+{
+	struct vcpu_set *set = opaque;
+	struct vcpu *v;
+
+	if (vcpu >= set->n)
+		return;
+	v = atomic_load_explicit(&set->vcpus[vcpu], memory_order_acquire);
+	if (v)
+		vcpu_make_request(v, (enum vcpu_request)req, wait);
+}
+
+static void ops_make_all_request(void *opaque, enum mmu_request req, bool wait)
+{
+	vcpu_set_make_request(opaque, (enum vcpu_request)req, wait);
+}
+
+static enum mmu_vcpu_mode ops_mode(void *opaque, unsigned int vcpu)
+{
+	struct vcpu_set *set = opaque;
+	struct vcpu *v;
+
+	if (vcpu >= set->n)
+		return OUTSIDE_GUEST_MODE;
+	v = atomic_load_explicit(&set->vcpus[vcpu], memory_order_acquire);
+	return v ? vcpu_mode(v) : OUTSIDE_GUEST_MODE;
+}
+
+const struct mmu_vcpu_ops vcpu_mmu_ops = {
+	.make_request = ops_make_request,
+	.make_all_request = ops_make_all_request,
+	.mode = ops_mode,
+};
+
+/*
+ * Leaves guest mode: everything this vCPU did in guest mode is before the
+ * release store (pairs with a waiting requester's acquire loads); the
+ * exit count's seq_cst RMW then the seq_cst load of exit_waiters pair
+ * with a sleeping requester's RMW of exit_waiters then load of exits
+ * (wait_for_exit): either it sees the new count or we see it and wake it.
+ */
+void vcpu_leave_guest_mode(struct vcpu *v)
+{
+	atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
+			      memory_order_release);
+	atomic_fetch_add_explicit(&v->exits, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&v->exit_waiters, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&v->exit_futex, 1,
+					  memory_order_release);
+		syscall(SYS_futex, &v->exit_futex, FUTEX_WAKE_PRIVATE,
+			INT32_MAX, NULL, NULL, 0);
+	}
+}
+
+bool vcpu_enter_guest_mode(struct vcpu *v)
+{
+	/* Only OUTSIDE_GUEST_MODE clears the kick: a requester sets it only
+	 * after moving us from IN_GUEST_MODE. */
+	atomic_store_explicit(&v->kick, 0, memory_order_relaxed);
+	atomic_store_explicit(&v->mode, IN_GUEST_MODE, memory_order_release);
+	/*
+	 * The one full barrier of guest entry (digest 4.2 step 4), as a
+	 * seq_cst read-modify-write of the request word (which
+	 * ThreadSanitizer models, unlike a fence): orders the mode store
+	 * before the request check and before every spte read in guest mode.
+	 * Pairs with the requester's seq_cst fetch_or/cmpxchg and, through
+	 * them, with the MMU's zap-then-flush.
+	 */
+	if (atomic_fetch_or_explicit(&v->requests, 0, memory_order_seq_cst)) {
+		vcpu_leave_guest_mode(v);
+		return false;
+	}
+	return true;
+}
