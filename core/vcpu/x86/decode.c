@@ -42,6 +42,7 @@ static void build_optable(void)
 	add_ops(x86_ops_flow);
 	add_ops(x86_ops_string);
 	add_ops(x86_ops_system);
+	add_ops(x86_ops_segment);
 	add_ops(x86_ops_io);
 }
 

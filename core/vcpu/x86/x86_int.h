@@ -82,6 +82,7 @@ extern const struct x86_opdesc x86_ops_mov[]; /* exec_mov.c */
 extern const struct x86_opdesc x86_ops_flow[]; /* exec_flow.c */
 extern const struct x86_opdesc x86_ops_string[]; /* exec_string.c */
 extern const struct x86_opdesc x86_ops_system[]; /* exec_system.c */
+extern const struct x86_opdesc x86_ops_segment[]; /* exec_segment.c */
 extern const struct x86_opdesc x86_ops_io[]; /* exec_io.c */
 
 #define X86_NO_REG 0xff
@@ -530,6 +531,33 @@ static inline void x86_set_G(struct x86_cpu *cpu, const struct x86_insn *in,
 			     uint64_t v)
 {
 	x86_reg_set(cpu, in->reg, in->opsize, in->rex, v);
+}
+
+/* Ew as the system instructions use it (SMSW, STR, MOV from Sreg...):
+ * 16 bits from memory or a register; a store of a selector or machine
+ * status word writes 16 bits to memory, the operand size to a register. */
+static inline uint16_t x86_get_Ew16(struct x86_cpu *cpu,
+				    const struct x86_insn *in)
+{
+	if (in->mem)
+		return (uint16_t)x86_read(cpu, x86_ea(cpu, in), 2, in->seg);
+	return (uint16_t)cpu->gpr[in->rm];
+}
+
+static inline void x86_set_Ew_sel(struct x86_cpu *cpu,
+				  const struct x86_insn *in, uint64_t v)
+{
+	if (in->mem)
+		x86_write(cpu, x86_ea(cpu, in), 2, in->seg, v & 0xffff);
+	else
+		x86_reg_set(cpu, in->rm, in->opsize, in->rex, v);
+}
+
+/* #GP(0) unless at CPL0. */
+static inline void x86_require_cpl0(struct x86_cpu *cpu)
+{
+	if (cpu->cpl != 0)
+		x86_raise(cpu, X86_GP, 0);
 }
 
 uint64_t x86_get_E(struct x86_cpu *cpu, const struct x86_insn *in);
