@@ -508,6 +508,35 @@ static uint64_t set_busy(struct x86_cpu *cpu, uint64_t old, void *ctx)
 }
 
 /*
+ * The 16-byte system descriptor of type `type` (2: LDT, 9: available
+ * 64-bit TSS) that a non-null GDT selector names, checked as LLDT and LTR
+ * check it (SDM vol. 2, LLDT and LTR): #GP(sel) for an LDT selector, a
+ * wrong type or a non-canonical base, #NP(sel) when not present. Returns
+ * the low quadword; *base gets the 64-bit base and *where the
+ * descriptor's linear address.
+ */
+static uint64_t load_system_descriptor(struct x86_cpu *cpu, uint16_t sel,
+				       unsigned int type, uint64_t *base,
+				       gva_t *where)
+{
+	uint32_t err = sel_error(sel);
+	uint64_t raw, hi;
+
+	if (sel & 4)
+		x86_raise(cpu, X86_GP, err);
+	raw = read_descriptor(cpu, sel, 16, where, &hi);
+	if (D_S(raw) || D_TYPE(raw) != type || ((hi >> 40) & 0x1f))
+		x86_raise(cpu, X86_GP, err);
+	if (!D_P(raw))
+		x86_raise(cpu, X86_NP, err);
+	*base = ((raw >> 16) & 0xffffff) | ((raw >> 32) & 0xff000000ULL) |
+		(hi << 32);
+	if (!x86_is_canonical(*base))
+		x86_raise(cpu, X86_GP, err);
+	return raw;
+}
+
+/*
  * LTR (SDM vol. 2, LTR; vol. 3, 7.2.3 and 7.2.4): a 16-byte available
  * 64-bit TSS descriptor in the GDT. The busy bit is set with one locked
  * read-modify-write, so two vCPUs loading the same TSS cannot both
@@ -516,27 +545,16 @@ static uint64_t set_busy(struct x86_cpu *cpu, uint64_t old, void *ctx)
 static void op_ltr(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	uint16_t sel = x86_get_Ew16(cpu, in);
-	uint32_t err = sel_error(sel);
-	uint64_t raw, hi, base;
+	uint64_t raw, base;
 	gva_t where;
 
 	x86_require_cpl0(cpu);
 	if (sel_is_null(sel))
 		x86_raise(cpu, X86_GP, 0);
-	if (sel & 4)
-		x86_raise(cpu, X86_GP, err);
-	raw = read_descriptor(cpu, sel, 16, &where, &hi);
-	if (D_S(raw) || D_TYPE(raw) != 9 || ((hi >> 40) & 0x1f))
-		x86_raise(cpu, X86_GP, err);
-	if (!D_P(raw))
-		x86_raise(cpu, X86_NP, err);
-	base = ((raw >> 16) & 0xffffff) | ((raw >> 32) & 0xff000000ULL) |
-	       (hi << 32);
-	if (!x86_is_canonical(base))
-		x86_raise(cpu, X86_GP, err);
+	raw = load_system_descriptor(cpu, sel, 9, &base, &where);
 	if ((x86_rmw(cpu, where + 5, 1, X86_DS, true, set_busy, NULL) & 0x1f) !=
 	    0x09)
-		x86_raise(cpu, X86_GP, err);
+		x86_raise(cpu, X86_GP, sel_error(sel));
 	seg_from_descriptor(&cpu->tr, sel, raw | (2ULL << 40));
 	cpu->tr.base = base;
 }
@@ -544,8 +562,7 @@ static void op_ltr(struct x86_cpu *cpu, const struct x86_insn *in)
 static void op_lldt(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	uint16_t sel = x86_get_Ew16(cpu, in);
-	uint32_t err = sel_error(sel);
-	uint64_t raw, hi, base;
+	uint64_t raw, base;
 	gva_t where;
 
 	x86_require_cpl0(cpu);
@@ -553,17 +570,7 @@ static void op_lldt(struct x86_cpu *cpu, const struct x86_insn *in)
 		seg_null(&cpu->ldtr, sel, 0);
 		return;
 	}
-	if (sel & 4)
-		x86_raise(cpu, X86_GP, err);
-	raw = read_descriptor(cpu, sel, 16, &where, &hi);
-	if (D_S(raw) || D_TYPE(raw) != 2 || ((hi >> 40) & 0x1f))
-		x86_raise(cpu, X86_GP, err);
-	if (!D_P(raw))
-		x86_raise(cpu, X86_NP, err);
-	base = ((raw >> 16) & 0xffffff) | ((raw >> 32) & 0xff000000ULL) |
-	       (hi << 32);
-	if (!x86_is_canonical(base))
-		x86_raise(cpu, X86_GP, err);
+	raw = load_system_descriptor(cpu, sel, 2, &base, &where);
 	seg_from_descriptor(&cpu->ldtr, sel, raw);
 	cpu->ldtr.base = base;
 }

@@ -506,6 +506,60 @@ static void test_system_ltr_sets_busy_bit(void **state)
 	xh_free(h);
 }
 
+/* mov $sel,%eax; ltr %ax  and  mov $sel,%eax; lldt %ax */
+#define LOAD_SEL(op, sel)                                                  \
+	{                                                                  \
+		0xb8, (sel)&0xff, (sel) >> 8, 0x00, 0x00, 0x0f, 0x00, (op) \
+	}
+#define LTR_AX 0xd8
+#define LLDT_AX 0xd0
+
+static void test_system_ltr_lldt_descriptor_checks(void **state)
+{
+	static const uint8_t ltr_null[] = LOAD_SEL(LTR_AX, 0x0);
+	static const uint8_t ltr_ti[] = LOAD_SEL(LTR_AX, SEL_TSS | 4);
+	static const uint8_t ltr[] = LOAD_SEL(LTR_AX, SEL_TSS);
+	static const uint8_t lldt_null[] = LOAD_SEL(LLDT_AX, 0x0);
+	static const uint8_t lldt[] = LOAD_SEL(LLDT_AX, SEL_TSS);
+	struct xh *h = setup();
+	struct x86_sregs s;
+
+	(void)state;
+	/* LTR: null #GP(0); a selector into the LDT #GP(sel); the wrong
+	 * type (an LDT descriptor) #GP(sel); not present #NP(sel). */
+	assert_int_equal(run_fault(h, ltr_null, sizeof(ltr_null), X86_GP), 0);
+	assert_int_equal(run_fault(h, ltr_ti, sizeof(ltr_ti), X86_GP),
+			 SEL_TSS | 4);
+	sys_gdt(h)[6] = sys_tss_descriptor_low(SYS_TSS, 0x2);
+	assert_int_equal(run_fault(h, ltr, sizeof(ltr), X86_GP), SEL_TSS);
+	sys_gdt(h)[6] = sys_tss_descriptor_low(SYS_TSS, 0x9) & ~(1ULL << 47);
+	assert_int_equal(run_fault(h, ltr, sizeof(ltr), X86_NP), SEL_TSS);
+	/* A non-canonical base (bits 63:32 in the high quadword). */
+	sys_gdt(h)[6] = sys_tss_descriptor_low(SYS_TSS, 0x9);
+	sys_gdt(h)[7] = 0x80000000ULL;
+	assert_int_equal(run_fault(h, ltr, sizeof(ltr), X86_GP), SEL_TSS);
+	sys_gdt(h)[7] = SYS_TSS >> 32;
+
+	/* LLDT: an available TSS is the wrong type; an LDT descriptor
+	 * loads with its base; a null selector leaves LDTR unusable. */
+	assert_int_equal(run_fault(h, lldt, sizeof(lldt), X86_GP), SEL_TSS);
+	sys_gdt(h)[6] = sys_tss_descriptor_low(0x123000, 0x2);
+	run_ok(h, lldt, sizeof(lldt));
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.ldtr.sel, SEL_TSS);
+	assert_int_equal(s.ldtr.base, 0x123000);
+	run_ok(h, lldt_null, sizeof(lldt_null));
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.ldtr.sel, 0);
+	xh_free(h);
+
+	/* Both are CPL0 only. */
+	h = setup();
+	sys_enter_cpl3(h);
+	assert_int_equal(run_fault(h, lldt_null, sizeof(lldt_null), X86_GP), 0);
+	xh_free(h);
+}
+
 static void test_system_sgdt_sidt_lidt_round_trip(void **state)
 {
 	static const uint8_t store[] = { 0xb8, 0x00, 0x00, 0x30, 0x00, 0x0f,
@@ -1172,6 +1226,7 @@ int main(void)
 		cmocka_unit_test(test_system_cr_reads_and_cr2_cr8),
 		cmocka_unit_test(test_system_mov_cr_at_cpl3_gp_and_cr1_ud),
 		cmocka_unit_test(test_system_ltr_sets_busy_bit),
+		cmocka_unit_test(test_system_ltr_lldt_descriptor_checks),
 		cmocka_unit_test(test_system_sgdt_sidt_lidt_round_trip),
 		cmocka_unit_test(test_system_mov_sreg_loads_and_checks),
 		cmocka_unit_test(test_system_cli_at_cpl3_gp_popf_keeps_if_iopl),
