@@ -37,8 +37,11 @@
 #define MAX_CLIENTS 16
 /* What one client may have queued in our output buffer. */
 #define CLIENT_BACKLOG (64u << 10)
-/* How soon input the guest had no room for is offered again. */
+/* How soon input the guest had no room for is offered again: at first,
+ * and at most (doubling while the guest takes nothing, as one that does
+ * not read its UART would). */
 #define INPUT_RETRY_USEC 5000
+#define INPUT_RETRY_MAX_USEC 200000
 
 struct con_client {
 	struct mmud_console *con; /* (c) */
@@ -64,6 +67,7 @@ struct mmud_console {
 	mmud_console_input_fn input; /* (e) NULL: input is dropped */
 	void *input_ctx; /* (e) */
 	struct event *retry; /* (c) offers stalled input again */
+	unsigned int retry_usec; /* (e) its next delay */
 
 	pthread_mutex_t lock;
 	char ring[RING]; /* (l) byte i of the stream at ring[i % RING] */
@@ -178,7 +182,6 @@ static bool feed(struct con_client *cl)
 {
 	struct mmud_console *c = cl->con;
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
-	struct timeval tv = { .tv_usec = INPUT_RETRY_USEC };
 
 	while (evbuffer_get_length(in)) {
 		struct evbuffer_iovec v;
@@ -193,6 +196,13 @@ static bool feed(struct con_client *cl)
 		n = c->input(c->input_ctx, v.iov_base, v.iov_len);
 		evbuffer_drain(in, n);
 		if (n < v.iov_len) {
+			struct timeval tv = { .tv_usec = 0 };
+
+			if (n)
+				c->retry_usec = INPUT_RETRY_USEC;
+			else if (c->retry_usec * 2 <= INPUT_RETRY_MAX_USEC)
+				c->retry_usec *= 2;
+			tv.tv_usec = c->retry_usec;
 			cl->stalled = true;
 			bufferevent_disable(cl->bev, EV_READ);
 			if (!evtimer_pending(c->retry, NULL))
@@ -352,6 +362,7 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 	if (!c->ev || event_add(c->ev, NULL) < 0)
 		goto fail;
 	c->retry = evtimer_new(base, retry_cb, c);
+	c->retry_usec = INPUT_RETRY_USEC;
 	if (!c->retry)
 		goto fail;
 	fd = listen_unix(cfg->console_path);
