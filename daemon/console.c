@@ -10,8 +10,12 @@
  * What clients type goes to the guest (COM1's receive side, through the
  * input function main.c sets); when the UART's queue is full, that
  * client's input waits in its socket (reading is paused and retried on a
- * timer), so a paste of any size arrives whole and in order. A console on
- * stdout or a file takes no input.
+ * timer), so a paste of any size arrives whole and in order.
+ *
+ * Whatever the kind, the ring also keeps the last MMUD_CONSOLE_REPLAY
+ * bytes for QMP (ringbuf-read: one read cursor, consumed as it is read)
+ * and QMP input (ringbuf-write) waits in a bounded queue of its own,
+ * paced like a client's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -67,11 +71,13 @@ struct mmud_console {
 	mmud_console_input_fn input; /* (e) NULL: input is dropped */
 	void *input_ctx; /* (e) */
 	struct event *retry; /* (c) offers stalled input again */
+	struct evbuffer *qmp_in; /* (e) ringbuf-write input not yet taken */
 	unsigned int retry_usec; /* (e) its next delay */
 
 	pthread_mutex_t lock;
 	char ring[RING]; /* (l) byte i of the stream at ring[i % RING] */
 	uint64_t total; /* (l) bytes ever written */
+	uint64_t qmp_pos; /* (l) ringbuf-read's cursor */
 	/* (a) A wake-up is pending: writers set it (exchange) before they
 	 * write the eventfd, the loop clears it before it reads the ring,
 	 * so a burst of one-byte writes costs one eventfd write, and no
@@ -98,15 +104,15 @@ void mmud_console_write(void *console, const char *buf, size_t len)
 	struct mmud_console *c = console;
 	uint64_t one = 1;
 
-	if (c->fd >= 0) {
+	if (c->fd >= 0)
 		write_all(c->fd, buf, len);
-		return;
-	}
 	pthread_mutex_lock(&c->lock);
 	for (size_t i = 0; i < len; i++)
 		c->ring[(c->total + i) % RING] = buf[i];
 	c->total += len;
 	pthread_mutex_unlock(&c->lock);
+	if (c->efd < 0)
+		return; /* no socket clients to wake */
 	/* seq_cst: pairs with the loop's exchange in pump_all(). */
 	if (!atomic_exchange(&c->kicked, true)) {
 		if (write(c->efd, &one, sizeof(one)) < 0) {
@@ -178,11 +184,8 @@ static void pump_all(evutil_socket_t fd, short what, void *arg)
  * reading from this client pauses (its bytes wait in the socket) and the
  * retry timer offers the rest again.
  */
-static bool feed(struct con_client *cl)
+static bool feed_buffer(struct mmud_console *c, struct evbuffer *in)
 {
-	struct mmud_console *c = cl->con;
-	struct evbuffer *in = bufferevent_get_input(cl->bev);
-
 	while (evbuffer_get_length(in)) {
 		struct evbuffer_iovec v;
 		size_t n;
@@ -203,12 +206,20 @@ static bool feed(struct con_client *cl)
 			else if (c->retry_usec * 2 <= INPUT_RETRY_MAX_USEC)
 				c->retry_usec *= 2;
 			tv.tv_usec = c->retry_usec;
-			cl->stalled = true;
-			bufferevent_disable(cl->bev, EV_READ);
 			if (!evtimer_pending(c->retry, NULL))
 				evtimer_add(c->retry, &tv);
 			return false;
 		}
+	}
+	return true;
+}
+
+static bool feed(struct con_client *cl)
+{
+	if (!feed_buffer(cl->con, bufferevent_get_input(cl->bev))) {
+		cl->stalled = true;
+		bufferevent_disable(cl->bev, EV_READ);
+		return false;
 	}
 	if (cl->stalled) {
 		cl->stalled = false;
@@ -224,6 +235,8 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (!feed_buffer(c, c->qmp_in))
+		return; /* the guest's queue is full again */
 	LIST_FOREACH(cl, &c->clients, link)
 	if (cl->stalled && !feed(cl))
 		break; /* the guest's queue is full again */
@@ -335,6 +348,11 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 	c->efd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	LIST_INIT(&c->clients);
+	c->retry = evtimer_new(base, retry_cb, c);
+	c->retry_usec = INPUT_RETRY_USEC;
+	c->qmp_in = evbuffer_new();
+	if (!c->retry || !c->qmp_in)
+		goto fail;
 	switch (cfg->console_kind) {
 	case MMUD_CONSOLE_STDOUT:
 		c->fd = STDOUT_FILENO;
@@ -361,10 +379,6 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 	c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, pump_all, c);
 	if (!c->ev || event_add(c->ev, NULL) < 0)
 		goto fail;
-	c->retry = evtimer_new(base, retry_cb, c);
-	c->retry_usec = INPUT_RETRY_USEC;
-	if (!c->retry)
-		goto fail;
 	fd = listen_unix(cfg->console_path);
 	if (fd < 0) {
 		r = fd;
@@ -386,6 +400,34 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 fail:
 	mmud_console_free(c);
 	return r;
+}
+
+int mmud_console_queue_input(struct mmud_console *c, const void *buf,
+			     size_t len)
+{
+	if (evbuffer_get_length(c->qmp_in) + len > MMUD_CONSOLE_INPUT_MAX)
+		return -ENOSPC;
+	if (evbuffer_add(c->qmp_in, buf, len) < 0)
+		return -ENOMEM;
+	feed_buffer(c, c->qmp_in);
+	return 0;
+}
+
+size_t mmud_console_read(struct mmud_console *c, char *buf, size_t max)
+{
+	size_t n;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->total - c->qmp_pos > RING)
+		c->qmp_pos = c->total - RING; /* overwritten: lost */
+	n = (size_t)(c->total - c->qmp_pos);
+	if (n > max)
+		n = max;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = c->ring[(c->qmp_pos + i) % RING];
+	c->qmp_pos += n;
+	pthread_mutex_unlock(&c->lock);
+	return n;
 }
 
 void mmud_console_set_input(struct mmud_console *c, mmud_console_input_fn fn,
@@ -421,6 +463,8 @@ void mmud_console_free(struct mmud_console *c)
 		event_free(c->ev);
 	if (c->retry)
 		event_free(c->retry);
+	if (c->qmp_in)
+		evbuffer_free(c->qmp_in);
 	if (c->efd >= 0)
 		close(c->efd);
 	if (c->own_fd)

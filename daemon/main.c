@@ -219,7 +219,8 @@ int main(int argc, char **argv)
 		}
 	}
 	d = mmud_new(base, vm, qmp, worker, &cfg);
-	if (!d || (qmp && !(memops = mmud_memops_new(qmp, worker, vm)))) {
+	if (!d || (qmp && (!(memops = mmud_memops_new(qmp, worker, vm)) ||
+			   mmud_ringbuf_register(qmp, console) < 0))) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		goto out;
 	}

@@ -47,32 +47,6 @@ struct memop_job {
 	uint64_t count, count2;
 };
 
-static const char b64[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* RFC 4648 base64 of n bytes, NUL-terminated; NULL means -ENOMEM. */
-static char *base64(const uint8_t *p, size_t n)
-{
-	char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		*o++ = b64[(v >> 18) & 63];
-		*o++ = b64[(v >> 12) & 63];
-		*o++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-		*o++ = i + 2 < n ? b64[v & 63] : '=';
-	}
-	*o = '\0';
-	return out;
-}
-
 static void work(void *arg)
 {
 	struct memop_job *j = arg;
@@ -164,7 +138,7 @@ static json_t *harvest_reply(struct memop_job *j)
 		return NULL;
 	for (size_t k = 0; k < nbytes; k++)
 		bytes[k] = (uint8_t)(j->bitmap[k / 8] >> (8 * (k % 8)));
-	text = base64(bytes, nbytes);
+	text = mmud_base64_encode(bytes, nbytes);
 	free(bytes);
 	if (!text)
 		return NULL;

@@ -88,8 +88,26 @@ typedef size_t (*mmud_console_input_fn)(void *ctx, const void *buf, size_t len);
  * (without it, input is dropped). */
 void mmud_console_set_input(struct mmud_console *c, mmud_console_input_fn fn,
 			    void *ctx);
+/* What ringbuf-write may have waiting for the guest at once. */
+#define MMUD_CONSOLE_INPUT_MAX (1u << 20)
+/* Loop thread: queues input for the guest (ringbuf-write), delivered as
+ * it reads. 0, -ENOSPC beyond MMUD_CONSOLE_INPUT_MAX waiting, -ENOMEM. */
+int mmud_console_queue_input(struct mmud_console *c, const void *buf,
+			     size_t len);
+/* Any thread: takes up to max bytes of output from ringbuf-read's cursor
+ * (what was overwritten before it was read is lost); returns how many. */
+size_t mmud_console_read(struct mmud_console *c, char *buf, size_t max);
 /* Loop thread: closes clients and removes the socket file. */
 void mmud_console_free(struct mmud_console *c);
+
+/* ---- base64 (base64.c) ------------------------------------------------ */
+
+/* RFC 4648 base64 of n bytes, NUL-terminated; NULL means -ENOMEM. */
+char *mmud_base64_encode(const uint8_t *p, size_t n);
+/* Strict decoding (length a multiple of 4, padding only at the end):
+ * 0 with *out malloc'd, -EINVAL for anything else, or -ENOMEM. */
+int mmud_base64_decode(const char *s, size_t len, uint8_t **out,
+		       size_t *outlen);
 
 /* ---- the worker and cross-thread calls (worker.c) --------------------- */
 
@@ -142,6 +160,10 @@ void mmud_signal_shutdown(struct mmud *d);
 /* After the loop: the exit status. */
 int mmud_exit_status(const struct mmud *d);
 void mmud_free(struct mmud *d);
+
+/* ringbuf.c: QEMU's ringbuf-read and ringbuf-write on the console, as
+ * device "serial0". 0 or -errno. */
+int mmud_ringbuf_register(struct qmp_server *qmp, struct mmud_console *c);
 
 /*
  * memops.c: the QMP commands that change guest memory while the vCPUs run

@@ -11,6 +11,7 @@ Usage: test_daemon.py GROUP MMUD MMUCTL FOREVER_ELF [ECHO_ELF]
 GROUP: protocol, runstate, guest-end, console, cpus, mmuctl, config,
 notify, or all.
 """
+import base64
 import json
 import os
 import re
@@ -650,6 +651,79 @@ def test_console_input_reaches_the_guest_whole_and_in_order(tmp):
     assert want in text, (want, text[-200:])
     s.sendall(b"quit\n")
     read_console_until(d.con, "echo: bye\n", sock=s)
+    assert d.wait() == 1, d.log()
+    d.kill()
+
+
+def ringbuf_read_until(c, needle):
+    """ringbuf-read (utf8) until needle has come; returns all read."""
+    got = ""
+    deadline = time.monotonic() + TIMEOUT
+    while needle not in got:
+        args = {"device": "serial0", "size": 4096}
+        r = c.cmd("ringbuf-read", args)
+        assert "return" in r, r
+        got += r["return"]
+        assert time.monotonic() < deadline, ("no %r" % needle, got)
+    return got
+
+
+@test("console")
+def test_qmp_ringbuf_reads_and_types_into_the_console(tmp):
+    assert ECHO, "test_daemon.py needs ECHO_ELF for the console group"
+    d = Daemon(tmp, smp=1, kernel=ECHO, console=False)
+    c = d.client()
+    ringbuf_read_until(c, "echo: ready\n")
+    # Each read takes what it returns: nothing is left now.
+    assert c.cmd("ringbuf-read", {"device": "serial0", "size": 100}) == \
+        {"return": ""}
+    # utf8 both ways, non-ASCII included.
+    assert c.cmd("ringbuf-write", {"device": "serial0",
+                                   "data": "h\u00e9llo\n"}) == {"return": {}}
+    assert ringbuf_read_until(c, "\n") == "echo: h\u00e9llo\n"
+    # base64 in: bytes that are not UTF-8 come back as U+FFFD in utf8,
+    # and exactly in base64.
+    b = base64.b64encode(b"\xff\xfe\n").decode()
+    ok = c.cmd("ringbuf-write", {"device": "serial0", "data": b,
+                                 "format": "base64"})
+    assert ok == {"return": {}}, ok
+    assert ringbuf_read_until(c, "\n") == "echo: \ufffd\ufffd\n"
+    c.cmd("ringbuf-write", {"device": "serial0", "data": "Zg==\n",
+                            "format": "utf8"})
+    deadline = time.monotonic() + TIMEOUT
+    raw = b""
+    while not raw.endswith(b"\n"):
+        r = c.cmd("ringbuf-read", {"device": "serial0", "size": 3,
+                                   "format": "base64"})
+        raw += base64.b64decode(r["return"])
+        assert time.monotonic() < deadline, raw
+    assert raw == b"echo: Zg==\n", raw
+    # Final quanta with one, two and no padding characters.
+    for data in ["Zgo=", "Zm8K", "Zm9vCg=="]:
+        r = c.cmd("ringbuf-write", {"device": "serial0", "data": data,
+                                    "format": "base64"})
+        assert r == {"return": {}}, (data, r)
+    got = ringbuf_read_until(c, "echo: foo\n")
+    assert got == "echo: f\necho: fo\necho: foo\n", got
+    # Bad arguments: an error naming what is wrong, nothing sent.
+    bad = [
+        ({"device": "serial1", "data": "x"}, "Device 'serial1' not found"),
+        ({"device": "serial0", "data": "x", "format": "hex"},
+         "Parameter 'format' does not accept value 'hex'"),
+    ] + [({"device": "serial0", "data": v, "format": "base64"},
+          "Parameter 'data' is not valid base64")
+         for v in ["abc", "ab=c", "====", "Zg=", "Z===", "Zg==Zg==", "Z!=="]]
+    for args, desc in bad:
+        r = c.cmd("ringbuf-write", args)
+        assert r == {"error": {"class": "GenericError", "desc": desc}}, \
+            (args, r)
+    for size in (0, -1):
+        r = c.cmd("ringbuf-read", {"device": "serial0", "size": size})
+        assert r["error"]["desc"] == \
+            "Parameter 'size' must be greater than zero", r
+    r = c.cmd("ringbuf-read", {"device": "serial0", "size": "1"})
+    assert r["error"]["class"] == "GenericError", r
+    c.cmd("ringbuf-write", {"device": "serial0", "data": "quit\n"})
     assert d.wait() == 1, d.log()
     d.kill()
 

@@ -1,0 +1,212 @@
+/*
+ * QEMU's ringbuf-read and ringbuf-write for the guest's serial console, so
+ * that QMP clients can read what COM1 printed and type into it without
+ * the console socket (DESIGN.md section 2: output goes "to QMP clients
+ * that ask"). The device is "serial0", QEMU's name for the first -serial
+ * chardev. Reads consume from one cursor over the console's replay ring;
+ * writes are queued and reach the guest as it reads its UART.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "mmud.h"
+#include "rpc.h"
+
+#define DEVICE "serial0"
+
+static const struct qmp_arg read_args[] = {
+	{ "device", QMP_ARG_STRING, false },
+	{ "size", QMP_ARG_INT, false },
+	{ "format", QMP_ARG_STRING, true },
+	QMP_ARGS_END,
+};
+
+static const struct qmp_arg write_args[] = {
+	{ "device", QMP_ARG_STRING, false },
+	{ "data", QMP_ARG_STRING, false },
+	{ "format", QMP_ARG_STRING, true },
+	QMP_ARGS_END,
+};
+
+/* Checks device and format; false after answering req with the error. */
+static bool check_common(struct qmp_request *req, json_t *args, bool *b64)
+{
+	const char *dev = json_string_value(json_object_get(args, "device"));
+	json_t *fmt = json_object_get(args, "format");
+
+	if (strcmp(dev, DEVICE)) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "Device '%s' not found",
+				dev);
+		return false;
+	}
+	*b64 = false;
+	if (fmt) {
+		const char *f = json_string_value(fmt);
+
+		if (!strcmp(f, "base64")) {
+			*b64 = true;
+		} else if (strcmp(f, "utf8")) {
+			qmp_reply_error(req, QMP_ERROR_GENERIC,
+					"Parameter 'format' does not accept "
+					"value '%s'",
+					f);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if ((p[0] & 0xe0) == 0xc0) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if ((p[0] & 0xf0) == 0xe0) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if ((p[0] & 0xf8) == 0xf0) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	/* No overlong forms, surrogates or values past U+10FFFF. */
+	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+	    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* The bytes as a JSON string, each invalid UTF-8 byte as U+FFFD. */
+static json_t *utf8_string(const char *buf, size_t n)
+{
+	char *out = malloc(n * 3 + 1), *o = out;
+	const unsigned char *p = (const unsigned char *)buf;
+	json_t *s;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		size_t len = utf8_seq(p + i, n - i);
+
+		if (len) {
+			memcpy(o, p + i, len);
+			o += len;
+			i += len;
+		} else {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+	}
+	s = json_stringn(out, (size_t)(o - out));
+	free(out);
+	return s;
+}
+
+static void cmd_read(struct qmp_request *req, json_t *args, void *opaque)
+{
+	json_int_t size = json_integer_value(json_object_get(args, "size"));
+	char *buf, *text;
+	json_t *ret;
+	bool b64;
+	size_t n;
+
+	if (!check_common(req, args, &b64))
+		return;
+	if (size <= 0) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"Parameter 'size' must be greater than zero");
+		return;
+	}
+	if (size > MMUD_CONSOLE_REPLAY)
+		size = MMUD_CONSOLE_REPLAY; /* no more is ever kept */
+	buf = malloc((size_t)size);
+	if (!buf) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "Out of memory");
+		return;
+	}
+	n = mmud_console_read(opaque, buf, (size_t)size);
+	if (b64) {
+		text = mmud_base64_encode((const uint8_t *)buf, n);
+		ret = text ? json_string(text) : NULL;
+		free(text);
+	} else {
+		ret = utf8_string(buf, n);
+	}
+	free(buf);
+	if (!ret) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "Out of memory");
+		return;
+	}
+	qmp_reply_return(req, ret);
+}
+
+static void cmd_write(struct qmp_request *req, json_t *args, void *opaque)
+{
+	json_t *data = json_object_get(args, "data");
+	const char *s = json_string_value(data);
+	size_t len = json_string_length(data);
+	uint8_t *bytes = NULL;
+	bool b64;
+	int r;
+
+	if (!check_common(req, args, &b64))
+		return;
+	if (b64) {
+		r = mmud_base64_decode(s, len, &bytes, &len);
+		if (r == -EINVAL) {
+			qmp_reply_error(req, QMP_ERROR_GENERIC,
+					"Parameter 'data' is not valid base64");
+			return;
+		}
+		if (r < 0) {
+			qmp_reply_error(req, QMP_ERROR_GENERIC,
+					"Out of memory");
+			return;
+		}
+		s = (const char *)bytes;
+	}
+	r = mmud_console_queue_input(opaque, s, len);
+	free(bytes);
+	if (r == -ENOSPC) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"Device '%s' has %u bytes of input waiting "
+				"already: the guest is not reading",
+				DEVICE, MMUD_CONSOLE_INPUT_MAX);
+		return;
+	}
+	if (r < 0) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "Out of memory");
+		return;
+	}
+	qmp_reply_ok(req);
+}
+
+int mmud_ringbuf_register(struct qmp_server *qmp, struct mmud_console *c)
+{
+	int r = qmp_server_register(qmp, "ringbuf-read", read_args, cmd_read,
+				    c);
+
+	if (r < 0)
+		return r;
+	return qmp_server_register(qmp, "ringbuf-write", write_args, cmd_write,
+				   c);
+}
