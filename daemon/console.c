@@ -63,6 +63,7 @@ struct mmud_console {
 	int fd; /* (c) stdout or the file; -1 for a socket */
 	bool own_fd; /* (c) */
 	char *path; /* (c) the socket, or NULL */
+	char *backend; /* (c) QEMU's chardev filename, without the state */
 	struct evconnlistener *listener; /* (c) */
 	int efd; /* (c) eventfd: the ring grew */
 	struct event *ev; /* (c) */
@@ -356,6 +357,9 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 	switch (cfg->console_kind) {
 	case MMUD_CONSOLE_STDOUT:
 		c->fd = STDOUT_FILENO;
+		c->backend = strdup("stdio");
+		if (!c->backend)
+			goto fail;
 		*out = c;
 		return 0;
 	case MMUD_CONSOLE_FILE:
@@ -366,6 +370,10 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 			goto fail;
 		}
 		c->own_fd = true;
+		if (asprintf(&c->backend, "file:%s", cfg->console_path) < 0) {
+			c->backend = NULL;
+			goto fail;
+		}
 		*out = c;
 		return 0;
 	case MMUD_CONSOLE_SOCKET:
@@ -393,8 +401,11 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 		goto fail;
 	}
 	c->path = strdup(cfg->console_path);
-	if (!c->path)
+	if (!c->path ||
+	    asprintf(&c->backend, "unix:%s,server=on", cfg->console_path) < 0) {
+		c->backend = NULL;
 		goto fail;
+	}
 	*out = c;
 	return 0;
 fail:
@@ -428,6 +439,19 @@ size_t mmud_console_read(struct mmud_console *c, char *buf, size_t max)
 	c->qmp_pos += n;
 	pthread_mutex_unlock(&c->lock);
 	return n;
+}
+
+char *mmud_console_chardev_filename(const struct mmud_console *c)
+{
+	char *s;
+
+	/* A server socket nobody is connected to, as QEMU says it. */
+	if (c->listener && !c->nr_clients) {
+		if (asprintf(&s, "disconnected:%s", c->backend) < 0)
+			return NULL;
+		return s;
+	}
+	return strdup(c->backend);
 }
 
 void mmud_console_set_input(struct mmud_console *c, mmud_console_input_fn fn,
@@ -471,5 +495,6 @@ void mmud_console_free(struct mmud_console *c)
 		close(c->fd);
 	pthread_mutex_destroy(&c->lock);
 	free(c->path);
+	free(c->backend);
 	free(c);
 }

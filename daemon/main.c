@@ -220,7 +220,7 @@ int main(int argc, char **argv)
 	}
 	d = mmud_new(base, vm, qmp, worker, &cfg);
 	if (!d || (qmp && (!(memops = mmud_memops_new(qmp, worker, vm)) ||
-			   mmud_ringbuf_register(qmp, console) < 0))) {
+			   mmud_chardev_register(qmp, console, cfg.qmp) < 0))) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		goto out;
 	}

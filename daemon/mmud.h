@@ -97,6 +97,9 @@ int mmud_console_queue_input(struct mmud_console *c, const void *buf,
 /* Any thread: takes up to max bytes of output from ringbuf-read's cursor
  * (what was overwritten before it was read is lost); returns how many. */
 size_t mmud_console_read(struct mmud_console *c, char *buf, size_t max);
+/* Loop thread: the console as query-chardev's "filename" ("stdio",
+ * "file:PATH", "[disconnected:]unix:PATH,server=on"); NULL: -ENOMEM. */
+char *mmud_console_chardev_filename(const struct mmud_console *c);
 /* Loop thread: closes clients and removes the socket file. */
 void mmud_console_free(struct mmud_console *c);
 
@@ -161,9 +164,11 @@ void mmud_signal_shutdown(struct mmud *d);
 int mmud_exit_status(const struct mmud *d);
 void mmud_free(struct mmud *d);
 
-/* ringbuf.c: QEMU's ringbuf-read and ringbuf-write on the console, as
- * device "serial0". 0 or -errno. */
-int mmud_ringbuf_register(struct qmp_server *qmp, struct mmud_console *c);
+/* chardev.c: QEMU's query-chardev (the console as "serial0", the QMP
+ * socket qmp_path as "compat_monitor0"), ringbuf-read and ringbuf-write
+ * on the console. 0 or -errno. */
+int mmud_chardev_register(struct qmp_server *qmp, struct mmud_console *c,
+			  const char *qmp_path);
 
 /*
  * memops.c: the QMP commands that change guest memory while the vCPUs run

@@ -739,6 +739,41 @@ def test_console_to_a_file(tmp):
     d.kill()
 
 
+def chardevs(c):
+    r = c.cmd("query-chardev")
+    assert "return" in r, r
+    return {d["label"]: d for d in r["return"]}
+
+
+@test("console")
+def test_query_chardev_names_the_console_as_qemu_would(tmp):
+    d = Daemon(tmp)
+    c = d.client()
+    want_mon = {"label": "compat_monitor0", "frontend-open": True,
+                "filename": "unix:%s,server=on" % d.qmp}
+    cds = chardevs(c)
+    assert set(cds) == {"serial0", "compat_monitor0"}, cds
+    assert cds["compat_monitor0"] == want_mon, cds
+    assert cds["serial0"]["filename"] == \
+        "disconnected:unix:%s,server=on" % d.con, cds
+    s, _ = read_console_until(d.con, "forever: up")
+    assert chardevs(c)["serial0"]["filename"] == \
+        "unix:%s,server=on" % d.con
+    s.close()
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+    for extra, want in [((), "stdio"),
+                        (("--console", os.path.join(tmp, "con.txt")),
+                         "file:" + os.path.join(tmp, "con.txt"))]:
+        d = Daemon(tmp, *extra, console=False)
+        c = d.client()
+        assert chardevs(c)["serial0"]["filename"] == want, (extra, want)
+        c.cmd("quit")
+        assert d.wait() == 0, d.log()
+        d.kill()
+
+
 # ---- vCPUs, memslots, MMU ------------------------------------------------
 
 @test("cpus")

@@ -774,6 +774,7 @@ static void test_requests_nowait_kick_spinning_vcpu_leaves(void **state)
 	struct vcpu_stats start, st0, st;
 
 	(void)state;
+	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* short sleeps */
 	harness_create(&h, 1, ENTRY_SPIN);
 	harness_start(&h);
 	harness_wait_running(&h);
@@ -784,14 +785,25 @@ static void test_requests_nowait_kick_spinning_vcpu_leaves(void **state)
 
 		/* Ask while it is in guest mode (it may be between runs
 		 * after the last request, the longer so the slower the
-		 * build): then only a kick can make it handle this one. */
+		 * build): then only a kick can make it handle this one.
+		 * Sleeping, not yielding, between looks: when this thread
+		 * and the vCPU share a host CPU, a yield runs only while the
+		 * vCPU yields at the end of a slice, outside guest mode,
+		 * every time; a timer wake-up can find it inside. */
 		while (vcpu_mode(h.vcpus[0]) != IN_GUEST_MODE) {
-			if (now_ns() > end)
+			if (now_ns() > end) {
+				vcpu_stats_get(h.vcpus[0], &st);
 				fail_msg(
 					"request %d: the vCPU did not re-enter "
-					"guest mode in %d s",
-					k, EVENT_SECONDS);
-			sched_yield();
+					"guest mode in %d s (mode %d, %" PRIu64
+					" exits, %" PRIu64 " requests, %" PRIu64
+					" instructions; %s)",
+					k, EVENT_SECONDS,
+					(int)vcpu_mode(h.vcpus[0]), st.exits,
+					st.requests, st.insns,
+					h.nr_crashed ? h.crash : "no crash");
+			}
+			nanosleep(&(struct timespec){ .tv_nsec = 10000 }, NULL);
 		}
 		vcpu_stats_get(h.vcpus[0], &st0);
 		vcpu_make_request(h.vcpus[0], VCPU_REQ_TLB_FLUSH, false);

@@ -1,10 +1,13 @@
 /*
- * QEMU's ringbuf-read and ringbuf-write for the guest's serial console, so
- * that QMP clients can read what COM1 printed and type into it without
- * the console socket (DESIGN.md section 2: output goes "to QMP clients
- * that ask"). The device is "serial0", QEMU's name for the first -serial
- * chardev. Reads consume from one cursor over the console's replay ring;
- * writes are queued and reach the guest as it reads its UART.
+ * QEMU's chardev commands for mmud's two character devices: query-chardev
+ * lists the guest's serial console as "serial0" (QEMU's name for the first
+ * -serial) and the QMP socket as "compat_monitor0" (QEMU's for -qmp), so
+ * that tooling finds the console socket the way it finds QEMU's; and
+ * ringbuf-read / ringbuf-write let QMP clients read what COM1 printed and
+ * type into it without the console socket (DESIGN.md section 2: output
+ * goes "to QMP clients that ask"). Reads consume from one cursor over the
+ * console's replay ring; writes are queued and reach the guest as it
+ * reads its UART.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -200,11 +203,54 @@ static void cmd_write(struct qmp_request *req, json_t *args, void *opaque)
 	qmp_reply_ok(req);
 }
 
-int mmud_ringbuf_register(struct qmp_server *qmp, struct mmud_console *c)
-{
-	int r = qmp_server_register(qmp, "ringbuf-read", read_args, cmd_read,
-				    c);
+struct chardevs {
+	struct mmud_console *console;
+	const char *qmp_path;
+};
 
+static json_t *chardev_info(const char *label, const char *filename)
+{
+	return json_pack("{s:s, s:s, s:b}", "label", label, "filename",
+			 filename, "frontend-open", 1);
+}
+
+static void cmd_query(struct qmp_request *req, json_t *args, void *opaque)
+{
+	const struct chardevs *cd = opaque;
+	char *con = mmud_console_chardev_filename(cd->console), *mon = NULL;
+	json_t *list = json_array();
+
+	(void)args;
+	if (asprintf(&mon, "unix:%s,server=on", cd->qmp_path) < 0)
+		mon = NULL; /* glibc leaves it undefined */
+	if (!con || !mon || !list ||
+	    json_array_append_new(list, chardev_info(DEVICE, con)) < 0 ||
+	    json_array_append_new(list, chardev_info("compat_monitor0", mon)) <
+		    0) {
+		free(con);
+		free(mon);
+		json_decref(list);
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "Out of memory");
+		return;
+	}
+	free(con);
+	free(mon);
+	qmp_reply_return(req, list);
+}
+
+int mmud_chardev_register(struct qmp_server *qmp, struct mmud_console *c,
+			  const char *qmp_path)
+{
+	/* Lives as long as the server: the daemon's whole run. */
+	static struct chardevs cd;
+	int r;
+
+	cd.console = c;
+	cd.qmp_path = qmp_path;
+	r = qmp_server_register(qmp, "query-chardev", NULL, cmd_query, &cd);
+	if (r < 0)
+		return r;
+	r = qmp_server_register(qmp, "ringbuf-read", read_args, cmd_read, c);
 	if (r < 0)
 		return r;
 	return qmp_server_register(qmp, "ringbuf-write", write_args, cmd_write,
