@@ -496,10 +496,20 @@ def test_paused_start_waits_for_cont(tmp):
 
 # ---- how the guest ends --------------------------------------------------
 
+def client_then_cont(d):
+    """For a daemon started --paused: a negotiated client, then cont, so
+    that no event the guest causes early can come before the client
+    listens (events go only to negotiated clients)."""
+    c = d.client()
+    assert c.cmd("cont") == {"return": {}}
+    c.event("RESUME")
+    return c
+
+
 @test("guest-end")
 def test_guest_exit_ends_mmud_with_its_status(tmp):
-    d = Daemon(tmp, append="exit=5")
-    c = d.client()
+    d = Daemon(tmp, "--paused", append="exit=5")
+    c = client_then_cont(d)
     ev, _ = c.event("SHUTDOWN")
     assert ev["data"] == {"guest": True, "reason": "guest-shutdown"}, ev
     assert c.expect_closed() == []
@@ -511,8 +521,8 @@ def test_guest_exit_ends_mmud_with_its_status(tmp):
 @test("guest-end")
 def test_crash_pauses_in_guest_panicked_until_reset(tmp):
     for how in ("crash", "halt"):
-        d = Daemon(tmp, append=how)
-        c = d.client()
+        d = Daemon(tmp, "--paused", append=how)
+        c = client_then_cont(d)
         ev, _ = c.event("GUEST_PANICKED")
         assert ev["data"] == {"action": "pause"}, ev
         c.event("STOP")
@@ -547,8 +557,8 @@ def test_crash_pauses_in_guest_panicked_until_reset(tmp):
 
 @test("guest-end")
 def test_crash_with_panic_exit(tmp):
-    d = Daemon(tmp, "--panic", "exit", append="crash")
-    c = d.client()
+    d = Daemon(tmp, "--panic", "exit", "--paused", append="crash")
+    c = client_then_cont(d)
     ev, _ = c.event("GUEST_PANICKED")
     assert ev["data"] == {"action": "poweroff"}, ev
     ev, _ = c.event("SHUTDOWN")
@@ -886,8 +896,8 @@ def test_mmuctl_against_the_daemon(tmp):
 
 @test("mmuctl")
 def test_mmuctl_console_and_panicked_cont(tmp):
-    d = Daemon(tmp, append="crash")
-    c = d.client()
+    d = Daemon(tmp, "--paused", append="crash")
+    c = client_then_cont(d)
     c.event("GUEST_PANICKED")
     rc, out, err = mmuctl("cont", sock=d.qmp)
     assert rc == 1 and "GenericError: Resetting the Virtual Machine is " \
