@@ -203,9 +203,11 @@ static void cmd_write(struct qmp_request *req, json_t *args, void *opaque)
 	qmp_reply_ok(req);
 }
 
+/* Legend: (c) set by mmud_chardev_register() before the loop runs, read
+ * only by handlers on the loop thread. */
 struct chardevs {
-	struct mmud_console *console;
-	const char *qmp_path;
+	struct mmud_console *console; /* (c) */
+	const char *qmp_path; /* (c) */
 };
 
 static json_t *chardev_info(const char *label, const char *filename)
