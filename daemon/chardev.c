@@ -97,6 +97,31 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 	return len;
 }
 
+/*
+ * How many bytes at the end of buf[0..n) begin a UTF-8 sequence that is
+ * cut short (a lead byte and only continuation bytes after it, fewer than
+ * it announces), and in *need the length it announces; 0 if none.
+ */
+static size_t utf8_cut_tail(const unsigned char *p, size_t n, size_t *need)
+{
+	for (size_t back = 1; back <= 3 && back <= n; back++) {
+		unsigned char b = p[n - back];
+
+		if ((b & 0xc0) == 0x80)
+			continue; /* a continuation byte: look further back */
+		if (b >= 0xc2 && b <= 0xdf)
+			*need = 2;
+		else if (b >= 0xe0 && b <= 0xef)
+			*need = 3;
+		else if (b >= 0xf0 && b <= 0xf4)
+			*need = 4;
+		else
+			return 0;
+		return back < *need ? back : 0;
+	}
+	return 0;
+}
+
 /* The bytes as a JSON string, each invalid UTF-8 byte as U+FFFD. */
 static json_t *utf8_string(const char *buf, size_t n)
 {
@@ -147,6 +172,21 @@ static void cmd_read(struct qmp_request *req, json_t *args, void *opaque)
 		return;
 	}
 	n = mmud_console_read(opaque, buf, (size_t)size);
+	if (!b64) {
+		/*
+		 * A character the guest has only partly printed (or that
+		 * size cuts) stays for the next read, whole, rather than
+		 * coming out as U+FFFDs now; unless size could never hold it.
+		 */
+		size_t need = 0;
+		size_t cut =
+			utf8_cut_tail((const unsigned char *)buf, n, &need);
+
+		if (cut && (cut < n || need <= (size_t)size)) {
+			mmud_console_unread(opaque, cut);
+			n -= cut;
+		}
+	}
 	if (b64) {
 		text = mmud_base64_encode((const uint8_t *)buf, n);
 		ret = text ? json_string(text) : NULL;

@@ -441,6 +441,13 @@ size_t mmud_console_read(struct mmud_console *c, char *buf, size_t max)
 	return n;
 }
 
+void mmud_console_unread(struct mmud_console *c, size_t n)
+{
+	pthread_mutex_lock(&c->lock);
+	c->qmp_pos -= n;
+	pthread_mutex_unlock(&c->lock);
+}
+
 char *mmud_console_chardev_filename(const struct mmud_console *c)
 {
 	char *s;

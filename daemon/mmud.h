@@ -97,6 +97,9 @@ int mmud_console_queue_input(struct mmud_console *c, const void *buf,
 /* Any thread: takes up to max bytes of output from ringbuf-read's cursor
  * (what was overwritten before it was read is lost); returns how many. */
 size_t mmud_console_read(struct mmud_console *c, char *buf, size_t max);
+/* Any thread: gives the last n bytes mmud_console_read returned back to
+ * its cursor, to be read again (lost as any if overwritten meanwhile). */
+void mmud_console_unread(struct mmud_console *c, size_t n);
 /* Loop thread: the console as query-chardev's "filename" ("stdio",
  * "file:PATH", "[disconnected:]unix:PATH,server=on"); NULL: -ENOMEM. */
 char *mmud_console_chardev_filename(const struct mmud_console *c);

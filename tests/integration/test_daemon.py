@@ -691,6 +691,27 @@ def test_qmp_ringbuf_reads_and_types_into_the_console(tmp):
     assert c.cmd("ringbuf-write", {"device": "serial0",
                                    "data": "h\u00e9llo\n"}) == {"return": {}}
     assert ringbuf_read_until(c, "\n") == "echo: h\u00e9llo\n"
+    # A read whose size ends inside a character leaves it whole for the
+    # next: "echo: h" is 7 bytes, "\u00e9" the 8th and 9th.
+    c.cmd("ringbuf-write", {"device": "serial0", "data": "h\u00e9\n"})
+    got = ""
+    deadline = time.monotonic() + TIMEOUT
+    while len(got) < len("echo: h"):
+        r = c.cmd("ringbuf-read", {"device": "serial0",
+                                   "size": 8 - len(got.encode())})
+        got += r["return"]
+        assert time.monotonic() < deadline, got
+    assert got == "echo: h", got
+    assert ringbuf_read_until(c, "\n") == "\u00e9\n"
+    # A size that can never hold it gets U+FFFD for what it cuts.
+    c.cmd("ringbuf-write", {"device": "serial0", "data": "\u00e9\n"})
+    got = ""
+    while "\ufffd" not in got:
+        r = c.cmd("ringbuf-read", {"device": "serial0", "size": 1})
+        got += r["return"]
+        assert time.monotonic() < deadline, got
+    assert got == "echo: \ufffd", got
+    assert ringbuf_read_until(c, "\n") == "\ufffd\n"
     # base64 in: bytes that are not UTF-8 come back as U+FFFD in utf8,
     # and exactly in base64.
     b = base64.b64encode(b"\xff\xfe\n").decode()
