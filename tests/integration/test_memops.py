@@ -256,6 +256,8 @@ def main():
                 print("FAIL %s: %r" % (fn.__name__, e))
                 import traceback
                 traceback.print_exc()
+            finally:
+                td.kill_live()
     return 1 if failed else 0
 
 
