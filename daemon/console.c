@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -46,6 +48,9 @@
  * not read its UART would). */
 #define INPUT_RETRY_USEC 5000
 #define INPUT_RETRY_MAX_USEC 200000
+/* At the end, how long clients that read have to take the rest of the
+ * output (all of them together); one that does not read is cut off. */
+#define CLOSE_DRAIN_MSEC 3000
 
 struct con_client {
 	struct mmud_console *con; /* (c) */
@@ -468,6 +473,78 @@ void mmud_console_set_input(struct mmud_console *c, mmud_console_input_fn fn,
 	c->input_ctx = ctx;
 }
 
+static int64_t now_msec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether cl has had everything the guest printed (after a pump). */
+static bool client_done(struct con_client *cl)
+{
+	bool done;
+
+	if (evbuffer_get_length(bufferevent_get_output(cl->bev)))
+		return false;
+	pthread_mutex_lock(&cl->con->lock);
+	done = cl->pos == cl->con->total;
+	pthread_mutex_unlock(&cl->con->lock);
+	return done;
+}
+
+/*
+ * The end (the loop has stopped, the guest prints no more): every client
+ * gets what it has not had, as fast as it reads, and is closed when it
+ * has it all, so that the last lines a guest printed before it exited
+ * reach a client that was behind; what is left at the deadline is lost.
+ */
+static void drain_clients(struct mmud_console *c)
+{
+	int64_t deadline = now_msec() + CLOSE_DRAIN_MSEC;
+	struct con_client *cl, *next, *cls[MAX_CLIENTS];
+	struct pollfd fds[MAX_CLIENTS];
+
+	for (;;) {
+		nfds_t n = 0;
+		int64_t left;
+
+		for (cl = LIST_FIRST(&c->clients); cl; cl = next) {
+			next = LIST_NEXT(cl, link);
+			pump(cl); /* may free it on allocation failure */
+		}
+		for (cl = LIST_FIRST(&c->clients); cl; cl = next) {
+			next = LIST_NEXT(cl, link);
+			if (client_done(cl) || n == MAX_CLIENTS) {
+				client_free(cl);
+				continue;
+			}
+			cls[n] = cl;
+			fds[n].fd = bufferevent_getfd(cl->bev);
+			fds[n].events = POLLOUT;
+			n++;
+		}
+		left = deadline - now_msec();
+		if (!n || left <= 0)
+			return; /* what remains is freed by the caller */
+		if (poll(fds, n, (int)left) < 0 && errno != EINTR)
+			return;
+		for (nfds_t i = 0; i < n; i++) {
+			struct evbuffer *out;
+
+			if (!fds[i].revents)
+				continue;
+			out = bufferevent_get_output(cls[i]->bev);
+			evbuffer_unfreeze(out, 1);
+			if ((fds[i].revents & (POLLERR | POLLNVAL)) ||
+			    (evbuffer_write(out, fds[i].fd) < 0 &&
+			     errno != EAGAIN && errno != EINTR))
+				client_free(cls[i]); /* gone: nothing to send */
+		}
+	}
+}
+
 void mmud_console_free(struct mmud_console *c)
 {
 	struct con_client *cl;
@@ -479,17 +556,9 @@ void mmud_console_free(struct mmud_console *c)
 		if (c->path)
 			unlink(c->path);
 	}
-	/* The last output goes out if the client reads it at once. */
-	while ((cl = LIST_FIRST(&c->clients)) != NULL) {
-		struct evbuffer *out = bufferevent_get_output(cl->bev);
-
-		pump(cl);
-		if (LIST_FIRST(&c->clients) != cl)
-			continue;
-		evbuffer_unfreeze(out, 1);
-		evbuffer_write(out, bufferevent_getfd(cl->bev));
+	drain_clients(c);
+	while ((cl = LIST_FIRST(&c->clients)) != NULL)
 		client_free(cl);
-	}
 	if (c->ev)
 		event_free(c->ev);
 	if (c->retry)

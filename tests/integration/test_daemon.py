@@ -642,6 +642,10 @@ def test_console_streams_and_replays(tmp):
 def test_console_replay_is_the_last_64k(tmp):
     d = Daemon(tmp, append="spam")
     s1, text = read_console_until(d.con, "tick 00002000 ")
+    # s1 stops reading; another client waits for 6000 more lines (about
+    # 360 KB, more than s1's socket and our 64 KiB buffer for it hold).
+    s3, _ = read_console_until(d.con, "tick 00008000 ")
+    s3.close()
     c = d.client()
     c.cmd("stop")
     # Paused: nothing more is printed. A new client gets exactly the last
@@ -655,26 +659,31 @@ def test_console_replay_is_the_last_64k(tmp):
         chunk = s2.recv(65536)
         assert chunk, len(replay)
         replay += chunk
-    # The first client reads up to the same point before quit: output
-    # the daemon still holds for a client when it ends is not sent.
-    full = text.encode()
-    while not full.endswith(replay):
-        chunk = s1.recv(65536)
-        assert chunk, ("EOF before the replay's end", full[-100:])
-        full += chunk
+    # The first client has not read since tick 2000: its socket and the
+    # daemon's buffer for it are full. At quit the daemon gives each
+    # client the rest before it closes it (both are read at once here:
+    # the daemon waits a few seconds at most for a client that reads).
+    got = {}
+
+    def read_to_eof(name, sock, have):
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            have += chunk
+        got[name] = have
+
+    readers = [threading.Thread(target=read_to_eof, args=a)
+               for a in (("s1", s1, text.encode()), ("s2", s2, replay))]
     c.cmd("quit")
-    while True:
-        chunk = s2.recv(65536)
-        if not chunk:
-            break
-        replay += chunk
-    while True:
-        chunk = s1.recv(65536)
-        if not chunk:
-            break
-        full += chunk
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    replay, full = got["s2"], got["s1"]
     assert len(replay) == 65536, len(replay)
-    assert len(full) > 65536 and full.endswith(replay), len(full)
+    assert len(full) > 65536 and full.endswith(replay), \
+        (len(full), full[-80:], replay[-80:])
     assert d.wait() == 0, d.log()
     d.kill()
 
