@@ -62,93 +62,6 @@ static bool check_common(struct qmp_request *req, json_t *args, bool *b64)
 	return true;
 }
 
-/* The length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	size_t len;
-	uint32_t cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if ((p[0] & 0xe0) == 0xc0) {
-		len = 2;
-		cp = p[0] & 0x1f;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		len = 3;
-		cp = p[0] & 0x0f;
-	} else if ((p[0] & 0xf8) == 0xf0) {
-		len = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	/* No overlong forms, surrogates or values past U+10FFFF. */
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-	    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-/*
- * How many bytes at the end of buf[0..n) begin a UTF-8 sequence that is
- * cut short (a lead byte and only continuation bytes after it, fewer than
- * it announces), and in *need the length it announces; 0 if none.
- */
-static size_t utf8_cut_tail(const unsigned char *p, size_t n, size_t *need)
-{
-	for (size_t back = 1; back <= 3 && back <= n; back++) {
-		unsigned char b = p[n - back];
-
-		if ((b & 0xc0) == 0x80)
-			continue; /* a continuation byte: look further back */
-		if (b >= 0xc2 && b <= 0xdf)
-			*need = 2;
-		else if (b >= 0xe0 && b <= 0xef)
-			*need = 3;
-		else if (b >= 0xf0 && b <= 0xf4)
-			*need = 4;
-		else
-			return 0;
-		return back < *need ? back : 0;
-	}
-	return 0;
-}
-
-/* The bytes as a JSON string, each invalid UTF-8 byte as U+FFFD. */
-static json_t *utf8_string(const char *buf, size_t n)
-{
-	char *out = malloc(n * 3 + 1), *o = out;
-	const unsigned char *p = (const unsigned char *)buf;
-	json_t *s;
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n;) {
-		size_t len = utf8_seq(p + i, n - i);
-
-		if (len) {
-			memcpy(o, p + i, len);
-			o += len;
-			i += len;
-		} else {
-			memcpy(o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		}
-	}
-	s = json_stringn(out, (size_t)(o - out));
-	free(out);
-	return s;
-}
-
 static void cmd_read(struct qmp_request *req, json_t *args, void *opaque)
 {
 	json_int_t size = json_integer_value(json_object_get(args, "size"));
@@ -172,28 +85,26 @@ static void cmd_read(struct qmp_request *req, json_t *args, void *opaque)
 		return;
 	}
 	n = mmud_console_read(opaque, buf, (size_t)size);
-	if (!b64) {
+	if (b64) {
+		text = mmud_base64_encode((const uint8_t *)buf, n);
+		ret = text ? json_string(text) : NULL;
+	} else {
 		/*
 		 * A character the guest has only partly printed (or that
 		 * size cuts) stays for the next read, whole, rather than
 		 * coming out as U+FFFDs now; unless size could never hold it.
 		 */
-		size_t need = 0;
-		size_t cut =
-			utf8_cut_tail((const unsigned char *)buf, n, &need);
+		size_t need = 0, len;
+		size_t cut = mmud_utf8_cut_tail(buf, n, &need);
 
 		if (cut && (cut < n || need <= (size_t)size)) {
 			mmud_console_unread(opaque, cut);
 			n -= cut;
 		}
+		text = mmud_utf8_sanitize(buf, n, &len);
+		ret = text ? json_stringn(text, len) : NULL;
 	}
-	if (b64) {
-		text = mmud_base64_encode((const uint8_t *)buf, n);
-		ret = text ? json_string(text) : NULL;
-		free(text);
-	} else {
-		ret = utf8_string(buf, n);
-	}
+	free(text);
 	free(buf);
 	if (!ret) {
 		qmp_reply_error(req, QMP_ERROR_GENERIC, "Out of memory");

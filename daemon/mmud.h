@@ -115,6 +115,17 @@ char *mmud_base64_encode(const uint8_t *p, size_t n);
 int mmud_base64_decode(const char *s, size_t len, uint8_t **out,
 		       size_t *outlen);
 
+/* ---- UTF-8 (utf8.c) --------------------------------------------------- */
+
+/* The n bytes as valid UTF-8, each byte that does not begin a valid
+ * sequence (overlong, surrogate, past U+10FFFF, cut short) as U+FFFD;
+ * malloc'd, NUL-terminated, its length in *outlen; NULL: -ENOMEM. */
+char *mmud_utf8_sanitize(const char *buf, size_t n, size_t *outlen);
+/* How many bytes at the end of buf[0..n) begin a sequence that is cut
+ * short (a lead byte followed only by continuation bytes, fewer than it
+ * announces), with the length it announces in *need; 0 if none. */
+size_t mmud_utf8_cut_tail(const char *buf, size_t n, size_t *need);
+
 /* ---- the worker and cross-thread calls (worker.c) --------------------- */
 
 struct mmud_worker;
