@@ -226,8 +226,10 @@ static int handle_fault(struct tvcpu *c, gva_t gva, unsigned access)
 			    (hva & PAGE_MASK) != c->vm->pt_hvas[c->pt_next])
 				fail_vcpu(c);
 			c->pt_next ^= 1;
+			/* Release: the MMU counted the emulated store first
+			 * (this thread); pairs with the test's load. */
 			atomic_fetch_add_explicit(&c->vm->pt_writes, 1,
-						  memory_order_relaxed);
+						  memory_order_release);
 		} else if (e != -EAGAIN) {
 			fail_vcpu(c);
 		}

@@ -82,7 +82,10 @@ struct tvm {
 	 * may map pt_target only to the new page. */
 	gva_t pt_target;
 	hva_t pt_hvas[2];
-	_Atomic uint64_t pt_writes; /* (a) relaxed: emulated stores done */
+	/* (a) emulated stores done: release increments after the MMU's
+	 * count, so a reader's acquire load that sees n also sees the MMU's
+	 * emulated_writes >= n. */
+	_Atomic uint64_t pt_writes;
 	_Atomic bool stop; /* (a) relaxed: checked in the guest loop */
 	struct tvcpu vcpus[TV_MAX_VCPUS];
 };
