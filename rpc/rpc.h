@@ -80,9 +80,9 @@ struct qmp_arg {
 	bool optional;
 };
 
-#define QMP_ARGS_END \
-	{            \
-		NULL \
+#define QMP_ARGS_END         \
+	{                    \
+		.name = NULL \
 	}
 
 /* The version in the greeting and in query-version. */
