@@ -274,13 +274,34 @@ static char *trim(char *s)
  * command line set (given[k]) are checked but not applied. Each key may
  * appear once.
  */
+/*
+ * Reads one line (without its newline) into buf, which holds LINE_MAX_LEN
+ * bytes and a NUL: its length, -1 at the end of the file, or -2 for a
+ * line longer than that (read no further: a file of one endless line,
+ * /dev/zero say, must not take our memory).
+ */
+static long read_line(FILE *f, char *buf)
+{
+	size_t n = 0;
+	int c;
+
+	while ((c = getc(f)) != EOF && c != '\n') {
+		if (n == LINE_MAX_LEN)
+			return -2;
+		buf[n++] = (char)c;
+	}
+	if (c == EOF && n == 0)
+		return -1;
+	buf[n] = '\0';
+	return (long)n;
+}
+
 static int load_file(struct mmud_config *cfg, const char *path,
 		     const bool given[K_NR], bool seen[K_NR], char *err,
 		     size_t errlen)
 {
-	char *line = NULL, why[200];
-	size_t cap = 0;
-	ssize_t len;
+	char *line = malloc(LINE_MAX_LEN + 1), why[200];
+	long len;
 	unsigned int lineno = 0;
 	struct mmud_config scratch;
 	FILE *f = fopen(path, "re");
@@ -288,15 +309,21 @@ static int load_file(struct mmud_config *cfg, const char *path,
 
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		free(line);
 		return -EINVAL;
 	}
-	while ((len = getline(&line, &cap, f)) >= 0) {
+	if (!line) {
+		snprintf(err, errlen, "out of memory");
+		fclose(f);
+		return -ENOMEM;
+	}
+	while ((len = read_line(f, line)) != -1) {
 		char *eq, *key, *val;
 		size_t n = (size_t)len;
 		int k;
 
 		lineno++;
-		if (n > LINE_MAX_LEN) {
+		if (len == -2) {
 			snprintf(err, errlen,
 				 "%s:%u: line longer than %d bytes", path,
 				 lineno, LINE_MAX_LEN);

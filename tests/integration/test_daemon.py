@@ -1040,6 +1040,8 @@ def test_config_errors_name_file_and_line(tmp):
         ("panic = reboot\n", "FILE:1: panic: 'reboot' is not pause or exit"),
         ("name = ../x\n", "FILE:1: name: '../x' is not a VM name"),
         ("kernel =\n", "FILE:1: kernel: an empty value"),
+        ("smp = 1\n# " + "x" * (1 << 20), "FILE:2: line longer than 4096"),
+        ("smp = 1\0\n", "FILE:1: NUL byte"),
     ]
     for text, want in cases:
         err = refused(tmp, text)
@@ -1050,6 +1052,14 @@ def test_config_errors_name_file_and_line(tmp):
     p = subprocess.run([MMUD, "--config", os.path.join(tmp, "missing")],
                        capture_output=True, text=True, timeout=TIMEOUT)
     assert p.returncode == 4 and "missing: No such file" in p.stderr
+    # One endless line: refused at its 4097th byte, not read to the end.
+    p = subprocess.run([MMUD, "--config", "/dev/zero"],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 4 and \
+        "/dev/zero:1: line longer than 4096 bytes" in p.stderr, p.stderr
+    p = subprocess.run([MMUD, "--config", tmp], capture_output=True,
+                       text=True, timeout=TIMEOUT)
+    assert p.returncode == 4 and "Is a directory" in p.stderr, p.stderr
     for args, want in [(["--smp", "x"], "--smp: 'x' is not a vCPU count"),
                        (["--memory", "1Q"], "--memory: '1Q' is not a size"),
                        (["--bogus"], "unknown option '--bogus'"),
