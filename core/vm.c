@@ -279,8 +279,8 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 			 cfg->nr_vcpus, VM_MAX_VCPUS);
 		return NULL;
 	}
-	if (cfg->ram_size < (2ULL << 20) || (cfg->ram_size & (PAGE_SIZE - 1)) ||
-	    cfg->ram_size > (1ULL << 40)) {
+	if (cfg->ram_size < VM_MIN_RAM || (cfg->ram_size & (PAGE_SIZE - 1)) ||
+	    cfg->ram_size > VM_MAX_RAM) {
 		snprintf(err, errlen,
 			 "memory size %llu is not a multiple of 4 KiB between "
 			 "2 MiB and 1 TiB",

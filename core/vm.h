@@ -21,6 +21,9 @@
 
 #define VM_MAX_VCPUS 64
 #define VM_DEFAULT_RAM (256ULL << 20)
+/* Boot RAM: a multiple of 4 KiB in [VM_MIN_RAM, VM_MAX_RAM]. */
+#define VM_MIN_RAM (2ULL << 20)
+#define VM_MAX_RAM (1ULL << 40)
 #define VM_MAX_MEMSLOTS 80 /* boot RAM and GUESTMEM_MAX_SLOTS hot ones */
 
 struct vm_config {

@@ -189,6 +189,15 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 				 "'%s' is not a size (e.g. 512M, 2G)", v);
 			return -EINVAL;
 		}
+		/* vm_create() would refuse it too, without the flag's or
+		 * the line's name. */
+		if (cfg->memory < VM_MIN_RAM || cfg->memory > VM_MAX_RAM ||
+		    cfg->memory % 4096) {
+			snprintf(why, whylen,
+				 "'%s' is not a multiple of 4K from 2M to 1T",
+				 v);
+			return -EINVAL;
+		}
 		return 0;
 	case K_SMP:
 		if (parse_uint(v, &cfg->smp) < 0 || cfg->smp < 1 ||

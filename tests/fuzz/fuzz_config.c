@@ -61,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r < 0 && !err[0])
 		abort(); /* refused without a reason */
 	if (r == 0 && !cfg.help && !cfg.version &&
-	    (cfg.smp < 1 || cfg.smp > VM_MAX_VCPUS || !cfg.memory))
+	    (cfg.smp < 1 || cfg.smp > VM_MAX_VCPUS || cfg.memory < VM_MIN_RAM ||
+	     cfg.memory > VM_MAX_RAM || cfg.memory % 4096))
 		abort(); /* accepted a setting mmud cannot run */
 	mmud_config_free(&cfg);
 	free(cmd);

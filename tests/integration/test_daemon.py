@@ -1032,6 +1032,8 @@ def test_config_errors_name_file_and_line(tmp):
         ("smp = 2\nbogus = 1\n", "FILE:2: unknown key 'bogus'"),
         ("# c\n\nmemory = lots\n",
          "FILE:3: memory: 'lots' is not a size (e.g. 512M, 2G)"),
+        ("memory = 0G\n",
+         "FILE:1: memory: '0G' is not a multiple of 4K from 2M to 1T"),
         ("smp = 0\n", "FILE:1: smp: '0' is not a vCPU count in 1..64"),
         ("smp 2\n", "FILE:1: expected 'key = value', got 'smp 2'"),
         ("smp = 1\nsmp = 2\n", "FILE:2: 'smp' given twice"),
@@ -1062,6 +1064,10 @@ def test_config_errors_name_file_and_line(tmp):
     assert p.returncode == 4 and "Is a directory" in p.stderr, p.stderr
     for args, want in [(["--smp", "x"], "--smp: 'x' is not a vCPU count"),
                        (["--memory", "1Q"], "--memory: '1Q' is not a size"),
+                       (["--memory", "2049K"], "--memory: '2049K' is not "
+                        "a multiple of 4K from 2M to 1T"),
+                       (["--memory", "2048G"], "--memory: '2048G' is not "
+                        "a multiple of 4K from 2M to 1T"),
                        (["--bogus"], "unknown option '--bogus'"),
                        (["--console", "socket:"], "--console: an empty")]:
         p = subprocess.run([MMUD] + args, capture_output=True, text=True,
