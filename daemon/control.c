@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "guestmem.h"
 #include "mmu.h"
 #include "mmud.h"
 #include "rpc.h"
@@ -237,6 +238,44 @@ static void cmd_query_name(struct qmp_request *req, json_t *args, void *opaque)
 		qmp_reply_return(req, json_pack("{s:s}", "name", d->cfg->name));
 	else
 		qmp_reply_ok(req);
+}
+
+/* What the machine is, as QEMU answers: management tools ask these before
+ * anything else. */
+static void cmd_query_target(struct qmp_request *req, json_t *args,
+			     void *opaque)
+{
+	(void)args;
+	(void)opaque;
+	qmp_reply_return(req, json_pack("{s:s}", "arch", "x86_64"));
+}
+
+/* Software vCPUs: no KVM acceleration, enabled or built in. */
+static void cmd_query_kvm(struct qmp_request *req, json_t *args, void *opaque)
+{
+	(void)args;
+	(void)opaque;
+	qmp_reply_return(req,
+			 json_pack("{s:b, s:b}", "enabled", 0, "present", 0));
+}
+
+/* Boot RAM, and what x-memslot-add plugged in since (QEMU counts its
+ * hot-plugged DIMMs there). */
+static void cmd_query_memory_size_summary(struct qmp_request *req, json_t *args,
+					  void *opaque)
+{
+	struct mmud *d = opaque;
+	struct guestmem_slot_info hot[GUESTMEM_MAX_SLOTS];
+	unsigned int n =
+		guestmem_list(vm_guestmem(d->vm), hot, GUESTMEM_MAX_SLOTS);
+	uint64_t plugged = 0;
+
+	(void)args;
+	for (unsigned int i = 0; i < n && i < GUESTMEM_MAX_SLOTS; i++)
+		plugged += hot[i].size;
+	qmp_reply_return(req, json_pack("{s:I, s:I}", "base-memory",
+					(json_int_t)d->cfg->memory,
+					"plugged-memory", (json_int_t)plugged));
 }
 
 static void cmd_query_status(struct qmp_request *req, json_t *args,
@@ -520,6 +559,9 @@ static const struct {
 	qmp_handler_fn *fn;
 } commands[] = {
 	{ "query-name", cmd_query_name },
+	{ "query-target", cmd_query_target },
+	{ "query-kvm", cmd_query_kvm },
+	{ "query-memory-size-summary", cmd_query_memory_size_summary },
 	{ "query-status", cmd_query_status },
 	{ "stop", cmd_stop },
 	{ "cont", cmd_cont },

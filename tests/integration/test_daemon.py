@@ -282,9 +282,19 @@ def test_greeting_and_negotiation(tmp):
     for n in ["qmp_capabilities", "query-version", "query-commands",
               "query-name", "query-status", "stop", "cont", "quit",
               "system_reset", "query-cpus-fast", "x-query-memslots",
-              "x-query-mmu-stats", "x-mmu-audit"]:
+              "x-query-mmu-stats", "x-mmu-audit", "query-target",
+              "query-kvm", "query-memory-size-summary"]:
         assert n in names, (n, names)
     assert c.cmd("query-name") == {"return": {}}
+    # What the machine is, as QEMU says it: software vCPUs, no KVM, the
+    # default 256 MiB of boot RAM and nothing plugged in.
+    assert c.cmd("query-target") == {"return": {"arch": "x86_64"}}
+    assert c.cmd("query-kvm") == {"return": {"enabled": False,
+                                             "present": False}}
+    assert c.cmd("query-memory-size-summary") == {
+        "return": {"base-memory": 256 << 20, "plugged-memory": 0}}
+    error(c.cmd("query-kvm", {"x": 1}), "GenericError",
+          "Parameter 'x' is unexpected")
     c.close()
     d.kill()
 

@@ -198,6 +198,8 @@ def test_boot_ram_logs_and_reset_writes_are_dirty(tmp):
 def test_bad_arguments_refused_and_nothing_changes(tmp):
     d = td.Daemon(tmp, smp=1)
     c = d.client()
+    mem = ok(c.cmd("query-memory-size-summary"))
+    assert mem == {"base-memory": 256 << 20, "plugged-memory": 0}, mem
     good = ok(c.cmd("x-memslot-add", {"gpa": HOTPLUG_GPA, "size": 1 << 20}))
     before = ok(c.cmd("x-query-memslots"))
     cases = [
@@ -233,6 +235,12 @@ def test_bad_arguments_refused_and_nothing_changes(tmp):
             (cmd, args, r)
         assert field in r["error"]["desc"], (cmd, args, r)
         assert ok(c.cmd("x-query-memslots")) == before, (cmd, args)
+    # Hot-added memory counts as plugged, as QEMU's DIMMs do.
+    mem = ok(c.cmd("query-memory-size-summary"))
+    assert mem == {"base-memory": 256 << 20, "plugged-memory": 1 << 20}, mem
+    ok(c.cmd("x-memslot-remove", {"slot": good["slot"]}))
+    mem = ok(c.cmd("query-memory-size-summary"))
+    assert mem["plugged-memory"] == 0, mem
     audit(c)
     c.cmd("quit")
     assert d.wait() == 0, d.log()
