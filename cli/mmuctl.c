@@ -96,6 +96,8 @@ static const struct subcmd subcmds[] = {
 	  "start dirty logging on a slot" },
 	{ "dirty stop", "x-dirty-log-stop", slot_args, OUT_NONE,
 	  "stop dirty logging on a slot" },
+	{ "memory", "query-memory-size-summary", NULL, OUT_AUTO,
+	  "boot RAM and hot-plugged memory, in bytes" },
 	{ "memslot add", "x-memslot-add", memslot_add_args, OUT_AUTO,
 	  "add a memslot of new memory" },
 	{ "memslot list", "x-query-memslots", NULL, OUT_AUTO,

@@ -943,6 +943,9 @@ def test_mmuctl_against_the_daemon(tmp):
     assert rc == 0 and out.split()[0] == "cpu-index", out
     rc, out, _ = mmuctl("--json", "memslot", "list", sock=s)
     assert rc == 0 and json.loads(out)[0]["gpa"] == 0, out
+    rc, out, _ = mmuctl("memory", sock=s)
+    assert (rc, out) == (0, "base-memory: 268435456\nplugged-memory: 0\n"), \
+        (rc, out)
     rc, out, _ = mmuctl("audit", sock=s)
     assert (rc, out) == (0, ""), (rc, out)
     rc, out, _ = mmuctl("--json", "stats", sock=s)
