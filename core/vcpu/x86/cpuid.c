@@ -7,7 +7,9 @@
  * that uses it anyway gets #UD), the local APIC (not implemented yet),
  * MTRRs, SYSENTER and CLFLUSH. PCID, INVPCID and 1 GiB pages are
  * reported (issue 6): CR4.PCIDE and INVPCID are exec_system.c's, 1 GiB
- * guest pages the MMU's walker and the shadow walk's. The instruction
+ * guest pages the MMU's walker and the shadow walk's. So are the integer
+ * extensions gcc uses for newer -march targets (exec_bmi.c): POPCNT,
+ * MOVBE, LZCNT, BMI1, BMI2 and ADX. The instruction
  * itself lives in exec_system.c; the CR4 and EFER bits it accepts agree
  * with these leaves.
  */
@@ -34,13 +36,19 @@ static const char brand[48] = "mmud software x86-64 CPU";
 /* Leaf 1 ECX (table 3-10). */
 #define F1_ECX_CX16 (1u << 13)
 #define F1_ECX_PCID (1u << 17)
+#define F1_ECX_MOVBE (1u << 22)
+#define F1_ECX_POPCNT (1u << 23)
 #define F1_ECX_HYPERVISOR (1u << 31)
 /* Leaf 7 subleaf 0 EBX. */
+#define F7_EBX_BMI1 (1u << 3)
 #define F7_EBX_SMEP (1u << 7)
+#define F7_EBX_BMI2 (1u << 8)
 #define F7_EBX_INVPCID (1u << 10)
+#define F7_EBX_ADX (1u << 19)
 #define F7_EBX_SMAP (1u << 20)
 /* Leaf 0x80000001. */
 #define FX_ECX_LAHF_LM (1u << 0)
+#define FX_ECX_ABM (1u << 5) /* LZCNT */
 #define FX_EDX_SYSCALL (1u << 11)
 #define FX_EDX_NX (1u << 20)
 #define FX_EDX_PDPE1GB (1u << 26)
@@ -74,13 +82,15 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		out[0] = SIGNATURE;
 		/* Initial APIC ID in bits 31:24. */
 		out[1] = (cpu->index & 0xff) << 24;
-		out[2] = F1_ECX_CX16 | F1_ECX_PCID | F1_ECX_HYPERVISOR;
+		out[2] = F1_ECX_CX16 | F1_ECX_PCID | F1_ECX_MOVBE |
+			 F1_ECX_POPCNT | F1_ECX_HYPERVISOR;
 		out[3] = F1_EDX_TSC | F1_EDX_MSR | F1_EDX_PAE | F1_EDX_CX8 |
 			 F1_EDX_PGE | F1_EDX_CMOV | F1_EDX_PAT;
 		break;
 	case 7:
 		if (subleaf == 0)
-			out[1] = F7_EBX_SMEP | F7_EBX_INVPCID | F7_EBX_SMAP;
+			out[1] = F7_EBX_BMI1 | F7_EBX_SMEP | F7_EBX_BMI2 |
+				 F7_EBX_INVPCID | F7_EBX_ADX | F7_EBX_SMAP;
 		break;
 	case HV_LEAF:
 		put_string(sig, vendor, 12);
@@ -93,7 +103,7 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		out[0] = MAX_EXT_LEAF;
 		break;
 	case 0x80000001u:
-		out[2] = FX_ECX_LAHF_LM;
+		out[2] = FX_ECX_LAHF_LM | FX_ECX_ABM;
 		out[3] = FX_EDX_SYSCALL | FX_EDX_NX | FX_EDX_PDPE1GB |
 			 FX_EDX_RDTSCP | FX_EDX_LM;
 		break;

@@ -1,6 +1,7 @@
 /*
- * The instruction decoder: legacy prefixes, REX, the one-byte, 0F, 0F38
- * and 0F3A opcode maps, ModRM/SIB with every displacement size and
+ * The instruction decoder: legacy prefixes, REX, VEX (two- and three-byte,
+ * for the general-register instructions of BMI1/BMI2), the one-byte, 0F,
+ * 0F38 and 0F3A opcode maps, ModRM/SIB with every displacement size and
  * RIP-relative addressing, immediates, and the 15-byte limit (SDM vol. 2,
  * chapter 2). It knows no instruction's semantics: the exec_*.c files
  * describe their opcodes in struct x86_opdesc arrays, merged here into
@@ -44,6 +45,7 @@ static void build_optable(void)
 	add_ops(x86_ops_system);
 	add_ops(x86_ops_segment);
 	add_ops(x86_ops_io);
+	add_ops(x86_ops_bmi);
 }
 
 void x86_decode_init(void)
@@ -232,9 +234,41 @@ static void decode(struct fetcher *fp, struct x86_insn *in)
 		}
 		break;
 	}
-	in->rex = rex != 0;
-	in->rex_w = rex & 8;
-	if (b == 0x0f) {
+	if (b == 0xc4 || b == 0xc5) {
+		/*
+		 * VEX (SDM vol. 2, 2.3): C4/C5 are never LES/LDS in 64-bit
+		 * mode. Its R, X, B and W take REX's place; a 66, F2, F3,
+		 * LOCK or REX prefix before it is #UD, and so is VEX.L = 1
+		 * (no 256-bit instruction exists here).
+		 */
+		uint8_t p1 = next_byte(&f), p2;
+		unsigned int map;
+
+		if (rex || in->opsize_prefix || in->rep || in->lock)
+			fail(&f, X86_UD);
+		if (b == 0xc5) {
+			map = 1;
+			p2 = p1;
+			rex = 0x40 | (p1 & 0x80 ? 0 : 4);
+		} else {
+			p2 = next_byte(&f);
+			map = p1 & 0x1f;
+			rex = 0x40 | (p1 & 0x80 ? 0 : 4) | (p1 & 0x40 ? 0 : 2) |
+			      (p1 & 0x20 ? 0 : 1) | (p2 & 0x80 ? 8 : 0);
+		}
+		if (p2 & 4)
+			fail(&f, X86_UD);
+		in->vex = true;
+		in->vex_reg = (uint8_t)(~p2 >> 3 & 0xf);
+		in->vex_pfx = (const uint8_t[]){ 0, 0x66, 0xf3, 0xf2 }[p2 & 3];
+		b = next_byte(&f);
+		if (map == 2)
+			opcode = X86_MAP_VEX_0F38 | b;
+		else if (map == 3)
+			opcode = X86_MAP_VEX_0F3A | b;
+		else
+			fail(&f, X86_UD); /* no VEX 0F instruction here */
+	} else if (b == 0x0f) {
 		b = next_byte(&f);
 		if (b == 0x38)
 			opcode = X86_MAP_0F38 | next_byte(&f);
@@ -245,6 +279,8 @@ static void decode(struct fetcher *fp, struct x86_insn *in)
 	} else {
 		opcode = b;
 	}
+	in->rex = rex != 0;
+	in->rex_w = rex & 8;
 	in->opcode = (uint16_t)opcode;
 
 	if (op_modrm[opcode]) {

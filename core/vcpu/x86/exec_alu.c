@@ -1,13 +1,14 @@
 /*
  * The integer ALU: ADD/OR/ADC/SBB/AND/SUB/XOR/CMP and TEST in every form,
  * NOT/NEG/INC/DEC, MUL/IMUL/DIV/IDIV, the shift and rotate groups,
- * SHLD/SHRD, the bit tests, BSF/BSR, SETcc/CMOVcc, the flag instructions
+ * SHLD/SHRD, the bit tests, SETcc/CMOVcc, the flag instructions
  * (CLC STC CMC CLD STD LAHF SAHF), CBW..CQO and BSWAP. Handlers record
  * flags lazily (flags.c) wherever an instruction writes them all from its
  * operands; ones that keep some old flags materialize RFLAGS first.
  * Memory destinations go through x86_rmw_E()/x86_rmw(), which makes the
  * LOCK forms one seq_cst host read-modify-write. Moves, XCHG, CMPXCHG and
- * XADD belong to exec_mov.c; Jcc to exec_flow.c.
+ * XADD belong to exec_mov.c; Jcc to exec_flow.c; BSF/BSR, with the other
+ * bit scans and counts, to exec_bmi.c.
  *
  * Where the SDM leaves a result undefined we do what the host, an AMD
  * EPYC (Zen), was measured to do, so that differential tests need mask
@@ -28,7 +29,7 @@
  * - BT* keep every flag but CF; BSF/BSR clear CF OF SF AF, set ZF for a
  *   zero source and PF from the index (set for a zero source), and leave
  *   the destination untouched when the source is zero (no zero-extension
- *   of a 32-bit destination either);
+ *   of a 32-bit destination either) (exec_bmi.c implements them);
  * - 16-bit BSWAP zeroes the low 16 bits.
  */
 #include "x86_int.h"
@@ -956,38 +957,6 @@ static void op_btc_Ev_Ib(struct x86_cpu *cpu, const struct x86_insn *in)
 	bt_E(cpu, in, BTC, in->imm, false);
 }
 
-/* ---- BSF BSR --------------------------------------------------------- */
-
-/* F3 0F BC/BD (TZCNT/LZCNT) arrive here too: without BMI1/LZCNT in
- * CPUID they are BSF/BSR with an ignored REP prefix. */
-INLINE void bsx(struct x86_cpu *cpu, const struct x86_insn *in, bool reverse)
-{
-	uint64_t v = x86_get_E(cpu, in), f = cpu->rflags & ~X86_RFLAGS_ARITH;
-	unsigned int idx;
-
-	if (!v) {
-		f |= ZF | PF;
-	} else {
-		idx = reverse ? 63 - (unsigned int)__builtin_clzll(v) :
-				(unsigned int)__builtin_ctzll(v);
-		x86_set_G(cpu, in, idx);
-		f |= __builtin_parity(idx) ? 0 : PF;
-	}
-	/* Every arithmetic flag is written: no need to materialize. */
-	cpu->rflags = f;
-	cpu->lf.op = X86_LF_NONE;
-}
-
-static void op_bsf_Gv_Ev(struct x86_cpu *cpu, const struct x86_insn *in)
-{
-	bsx(cpu, in, false);
-}
-
-static void op_bsr_Gv_Ev(struct x86_cpu *cpu, const struct x86_insn *in)
-{
-	bsx(cpu, in, true);
-}
-
 /* ---- SETcc CMOVcc ---------------------------------------------------- */
 
 static void op_setcc_Eb(struct x86_cpu *cpu, const struct x86_insn *in)
@@ -1209,9 +1178,6 @@ const struct x86_opdesc x86_ops_alu[] = {
 	{ F(0xba), 5, X86_IMM_B, M | L, op_bts_Ev_Ib, "bts" },
 	{ F(0xba), 6, X86_IMM_B, M | L, op_btr_Ev_Ib, "btr" },
 	{ F(0xba), 7, X86_IMM_B, M | L, op_btc_Ev_Ib, "btc" },
-
-	{ F(0xbc), ANY, X86_IMM_NONE, M, op_bsf_Gv_Ev, "bsf" },
-	{ F(0xbd), ANY, X86_IMM_NONE, M, op_bsr_Gv_Ev, "bsr" },
 
 	CC_ENTRIES(F(0x90), op_setcc_Eb, M | B, "setcc"),
 	CC_ENTRIES(F(0x40), op_cmovcc_Gv_Ev, M, "cmovcc"),

@@ -36,7 +36,11 @@ typedef void (*x86_handler_t)(struct x86_cpu *cpu, const struct x86_insn *in);
 #define X86_MAP_0F 0x100
 #define X86_MAP_0F38 0x200
 #define X86_MAP_0F3A 0x300
-#define X86_NR_OPCODES 0x400
+/* VEX-encoded opcodes (C4/C5 prefixes) of the 0F38 and 0F3A maps: only
+ * the BMI1/BMI2 general-register instructions (exec_bmi.c). */
+#define X86_MAP_VEX_0F38 0x400
+#define X86_MAP_VEX_0F3A 0x500
+#define X86_NR_OPCODES 0x600
 
 /* struct x86_opdesc.flags */
 #define X86_D_MODRM (1u << 0) /* a ModRM byte follows */
@@ -84,6 +88,7 @@ extern const struct x86_opdesc x86_ops_string[]; /* exec_string.c */
 extern const struct x86_opdesc x86_ops_system[]; /* exec_system.c */
 extern const struct x86_opdesc x86_ops_segment[]; /* exec_segment.c */
 extern const struct x86_opdesc x86_ops_io[]; /* exec_io.c */
+extern const struct x86_opdesc x86_ops_bmi[]; /* exec_bmi.c */
 
 #define X86_NO_REG 0xff
 #define X86_RIP_BASE 0x10 /* struct x86_insn.base for RIP-relative */
@@ -107,6 +112,12 @@ struct x86_insn {
 	bool rex; /* any REX prefix: SPL/BPL/SIL/DIL instead of AH..BH */
 	bool rex_w;
 	bool opsize_prefix; /* 0x66 was present */
+	/* VEX: the implied prefix (VEX.pp: 0, 0x66, 0xf3 or 0xf2, as rep
+	 * and opsize_prefix would hold it without VEX) and the extra
+	 * register operand (VEX.vvvv, un-inverted); W is in rex_w. */
+	bool vex;
+	uint8_t vex_pfx;
+	uint8_t vex_reg;
 	int32_t disp;
 	uint64_t imm;
 	uint64_t imm2;

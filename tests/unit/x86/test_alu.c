@@ -165,13 +165,11 @@ static enum hx_result run_guest_fault(const uint8_t *code, size_t len,
 }
 
 /*
- * Runs hcode on the host and gcode in our CPU (the same bytes except
- * where a test says otherwise) from *in; undef masks flags, undef_reg
- * (or -1) a register whose value is undefined.
+ * Runs code on the host and in our CPU from *in; undef masks flags,
+ * undef_reg (or -1) a register whose value is undefined.
  */
-static void run_case2(const char *name, const uint8_t *hcode, size_t hlen,
-		      const uint8_t *gcode, size_t glen, const struct state *in,
-		      uint64_t undef, int undef_reg)
+static void run_case(const char *name, const uint8_t *code, size_t len,
+		     const struct state *in, uint64_t undef, int undef_reg)
 {
 	struct hx_regs hr;
 	struct x86_regs gr;
@@ -186,7 +184,7 @@ static void run_case2(const char *name, const uint8_t *hcode, size_t hlen,
 		memcpy(hostbuf, in->buf, BUF);
 		hr.gpr[RBX] = (uint64_t)(uintptr_t)hostbuf + MID;
 	}
-	hres = hx_run(hcode, hlen, &hr);
+	hres = hx_run(code, len, &hr);
 
 	x86_get_regs(h->cpu, &gr);
 	memcpy(gr.gpr, in->gpr, sizeof(gr.gpr));
@@ -199,10 +197,10 @@ static void run_case2(const char *name, const uint8_t *hcode, size_t hlen,
 	x86_set_regs(h->cpu, &gr);
 
 	if (hres != HX_OK) {
-		gres = run_guest_fault(gcode, glen, &vector);
+		gres = run_guest_fault(code, len, &vector);
 		if (gres != hres) {
 			if (failures < MAX_FAILS) {
-				report(name, gcode, glen, in);
+				report(name, code, len, in);
 				fprintf(stderr,
 					"  host fault %d, guest %d (vector %u)\n",
 					hres, gres, vector);
@@ -211,9 +209,9 @@ static void run_case2(const char *name, const uint8_t *hcode, size_t hlen,
 		}
 		return;
 	}
-	if (xh_run_code(h, gcode, glen) != 0) {
+	if (xh_run_code(h, code, len) != 0) {
 		if (failures < MAX_FAILS) {
-			report(name, gcode, glen, in);
+			report(name, code, len, in);
 			fprintf(stderr, "  guest did not reach its HLT\n");
 		}
 		failures++;
@@ -227,7 +225,7 @@ static void run_case2(const char *name, const uint8_t *hcode, size_t hlen,
 		    (in->mem && i == RBX) || hr.gpr[i] == gr.gpr[i])
 			continue;
 		if (!bad && failures < MAX_FAILS)
-			report(name, gcode, glen, in);
+			report(name, code, len, in);
 		if (failures < MAX_FAILS)
 			fprintf(stderr, "  r%u: host %llx guest %llx\n", i,
 				(unsigned long long)hr.gpr[i],
@@ -236,7 +234,7 @@ static void run_case2(const char *name, const uint8_t *hcode, size_t hlen,
 	}
 	if ((hr.rflags ^ gr.rflags) & (ARITH | DF) & ~undef) {
 		if (!bad && failures < MAX_FAILS)
-			report(name, gcode, glen, in);
+			report(name, code, len, in);
 		if (failures < MAX_FAILS)
 			fprintf(stderr,
 				"  flags: host %03llx guest %03llx (undef %03llx)\n",
@@ -247,18 +245,12 @@ static void run_case2(const char *name, const uint8_t *hcode, size_t hlen,
 	}
 	if (in->mem && memcmp(hostbuf, xh_ptr(h, GBUF), BUF)) {
 		if (!bad && failures < MAX_FAILS)
-			report(name, gcode, glen, in);
+			report(name, code, len, in);
 		if (failures < MAX_FAILS)
 			fprintf(stderr, "  memory operand differs\n");
 		bad = true;
 	}
 	failures += bad;
-}
-
-static void run_case(const char *name, const uint8_t *code, size_t len,
-		     const struct state *in, uint64_t undef, int undef_reg)
-{
-	run_case2(name, code, len, code, len, in, undef, undef_reg);
 }
 
 /* Random registers and arithmetic flags (DF clear but where asked). */
@@ -285,7 +277,7 @@ enum kind {
 
 enum imm { I_NONE, I_B, I_Z };
 enum count { C_NONE, C_ONE, C_CL, C_IB };
-enum undef { U_NONE, U_LOGIC, U_SHIFT, U_ROT, U_MUL, U_SHD, U_BSX };
+enum undef { U_NONE, U_LOGIC, U_SHIFT, U_ROT, U_MUL, U_SHD, U_BSX, U_XZCNT };
 
 #define SZ_B 1u
 #define SZ_V 14u /* 2, 4 and 8 bytes */
@@ -295,7 +287,6 @@ enum undef { U_NONE, U_LOGIC, U_SHIFT, U_ROT, U_MUL, U_SHD, U_BSX };
 #define F_LOCK 1u /* LOCK is legal with a memory operand */
 #define F_BTREG 2u /* G is a bit index into memory */
 #define F_DIV 4u /* dividend and divisor chosen to fault less often */
-#define F_HOST_NOPFX 8u /* the host runs it without pfx (TZCNT...) */
 #define F_NOMEM 16u /* ModRM must name a register */
 
 struct form {
@@ -320,7 +311,7 @@ static size_t put_imm(uint8_t *p, size_t n, uint64_t imm, unsigned int len)
  */
 static size_t encode(uint8_t *p, const struct form *f, unsigned int size,
 		     unsigned int reg, int rm, int8_t disp, uint64_t imm,
-		     bool lock, bool rex, bool with_pfx)
+		     bool lock, bool rex)
 {
 	size_t n = 0;
 	uint8_t r = 0x40;
@@ -329,7 +320,7 @@ static size_t encode(uint8_t *p, const struct form *f, unsigned int size,
 		p[n++] = 0xf0;
 	if (size == 2)
 		p[n++] = 0x66;
-	if (f->pfx && with_pfx)
+	if (f->pfx)
 		p[n++] = f->pfx;
 	if (size == 8)
 		r |= 8;
@@ -408,6 +399,8 @@ static uint64_t undef_flags(const struct form *f, unsigned int size,
 		return c > 1 ? OF : 0;
 	case U_MUL:
 		return SF | ZF | AF | PF;
+	case U_XZCNT:
+		return OF | SF | AF | PF;
 	case U_SHD:
 		if (!c)
 			return 0;
@@ -431,8 +424,8 @@ static void form_case(const struct form *f, unsigned int size, enum variant var,
 	unsigned int reg = pick_reg(byte, rex, mem), rm = 0, count = 0;
 	int8_t disp = (int8_t)((int)(rnd() % 33) - 16);
 	uint64_t imm = 0, e, g, undef;
-	uint8_t code[32], hcode[32];
-	size_t len, hlen;
+	uint8_t code[32];
+	size_t len;
 	struct state s;
 	int undef_reg = -1;
 	char name[64];
@@ -511,14 +504,12 @@ static void form_case(const struct form *f, unsigned int size, enum variant var,
 			undef_reg = (int)reg;
 	}
 	len = encode(code, f, size, reg, mem ? -1 : (int)rm, disp, imm,
-		     var == V_LOCK, rex, true);
-	hlen = encode(hcode, f, size, reg, mem ? -1 : (int)rm, disp, imm,
-		      var == V_LOCK, rex, !(f->flags & F_HOST_NOPFX));
+		     var == V_LOCK, rex);
 	snprintf(name, sizeof(name), "%s size %u%s", f->name, size,
 		 var == V_LOCK ? " lock" :
 		 var == V_MEM  ? " mem" :
 				 "");
-	run_case2(name, hcode, hlen, code, len, &s, undef, undef_reg);
+	run_case(name, code, len, &s, undef, undef_reg);
 }
 
 static void check_forms(const struct form *forms, size_t n)
@@ -821,20 +812,21 @@ test_alu_bt_family_register_and_memory_offsets_match_host(void **state)
 	check_forms(forms, NFORMS(forms));
 }
 
-static void test_alu_bsf_bsr_and_rep_forms_match_host(void **state)
+static void test_alu_bit_scans_and_counts_match_host(void **state)
 {
-	/* The host has BMI1/LZCNT, so F3 0F BC/BD are TZCNT/LZCNT there:
-	 * it runs them without F3, which is what CPUID lets a guest
-	 * expect of us. */
+	/* With BMI1 and LZCNT in CPUID (the host has both), F3 0F BC/BD
+	 * are TZCNT/LZCNT, and F3 0F B8 is POPCNT. */
 	const struct form forms[] = {
 		FORM("bsf", 0, { 0x0f, 0xbc }, 2, K_MODRM, 0, I_NONE, C_NONE,
 		     U_BSX, SZ_V, 0),
 		FORM("bsr", 0, { 0x0f, 0xbd }, 2, K_MODRM, 0, I_NONE, C_NONE,
 		     U_BSX, SZ_V, 0),
-		FORM("rep bsf", 0xf3, { 0x0f, 0xbc }, 2, K_MODRM, 0, I_NONE,
-		     C_NONE, U_BSX, SZ_V, F_HOST_NOPFX),
-		FORM("rep bsr", 0xf3, { 0x0f, 0xbd }, 2, K_MODRM, 0, I_NONE,
-		     C_NONE, U_BSX, SZ_V, F_HOST_NOPFX),
+		FORM("tzcnt", 0xf3, { 0x0f, 0xbc }, 2, K_MODRM, 0, I_NONE,
+		     C_NONE, U_XZCNT, SZ_V, 0),
+		FORM("lzcnt", 0xf3, { 0x0f, 0xbd }, 2, K_MODRM, 0, I_NONE,
+		     C_NONE, U_XZCNT, SZ_V, 0),
+		FORM("popcnt", 0xf3, { 0x0f, 0xb8 }, 2, K_MODRM, 0, I_NONE,
+		     C_NONE, U_NONE, SZ_V, 0),
 	};
 
 	(void)state;
@@ -994,7 +986,7 @@ static void test_alu_flag_readers_after_each_producer_match_host(void **state)
 					count = 1;
 				}
 				len = encode(code, f, size, reg, (int)rm, 0, 0,
-					     false, true, true);
+					     false, true);
 				memcpy(code + len, readers[r].code,
 				       readers[r].len);
 				len += readers[r].len;
@@ -1122,7 +1114,7 @@ int main(void)
 		cmocka_unit_test(test_alu_shld_shrd_every_count_match_host),
 		cmocka_unit_test(
 			test_alu_bt_family_register_and_memory_offsets_match_host),
-		cmocka_unit_test(test_alu_bsf_bsr_and_rep_forms_match_host),
+		cmocka_unit_test(test_alu_bit_scans_and_counts_match_host),
 		cmocka_unit_test(test_alu_setcc_cmovcc_any_flags_match_host),
 		cmocka_unit_test(test_alu_flag_insns_cbw_cwd_bswap_match_host),
 		cmocka_unit_test(

@@ -568,17 +568,6 @@ static void test_mov_lock_on_register_form_ud(void **state)
 	xh_free(h);
 }
 
-static void test_mov_movbe_ud(void **state)
-{
-	static const uint8_t code[] = { 0x0f, 0x38, 0xf0, 0x03 };
-	struct xh *h = xh_new();
-
-	(void)state;
-	xh_set_reg(h, X86_RBX, DATA);
-	xh_expect_fault(h, code, sizeof(code), X86_UD);
-	xh_free(h);
-}
-
 static void test_mov_noncanonical_gp_or_ss(void **state)
 {
 	static const uint8_t viarbx[] = { 0x48, 0x8b, 0x03 };
@@ -648,7 +637,6 @@ int main(void)
 		cmocka_unit_test(test_mov_cmpxchg16b_misaligned_gp),
 		cmocka_unit_test(test_mov_lea_register_form_ud),
 		cmocka_unit_test(test_mov_lock_on_register_form_ud),
-		cmocka_unit_test(test_mov_movbe_ud),
 		cmocka_unit_test(test_mov_noncanonical_gp_or_ss),
 		cmocka_unit_test(test_mov_unmapped_page_shadow_fault_no_change),
 	};

@@ -1186,8 +1186,16 @@ static void test_system_cpuid_reports_what_is_implemented(void **state)
 	assert_true(r[1] & (1u << 7)); /* SMEP */
 	assert_true(r[1] & (1u << 20)); /* SMAP */
 	assert_true(r[1] & (1u << 10)); /* INVPCID */
+	/* The integer extensions exec_bmi.c implements; no AVX anything. */
+	assert_int_equal(r[1] & ((1u << 3) | (1u << 8) | (1u << 19)),
+			 (1u << 3) | (1u << 8) |
+				 (1u << 19)); /* BMI1 BMI2 ADX */
+	assert_int_equal(r[1] & (1u << 5), 0); /* AVX2 */
 	cpuid(h, 1, 0, r);
 	assert_true(r[2] & (1u << 17)); /* PCID */
+	assert_true(r[2] & (1u << 22)); /* MOVBE */
+	assert_true(r[2] & (1u << 23)); /* POPCNT */
+	assert_int_equal(r[2] & ((1u << 27) | (1u << 28)), 0); /* OSXSAVE AVX */
 
 	cpuid(h, 0x80000000u, 0, r);
 	assert_int_equal(r[0], 0x80000008u);
@@ -1196,6 +1204,7 @@ static void test_system_cpuid_reports_what_is_implemented(void **state)
 	assert_true(r[3] & (1u << 20)); /* NX */
 	assert_true(r[3] & (1u << 11)); /* SYSCALL */
 	assert_true(r[3] & (1u << 26)); /* 1 GiB pages */
+	assert_true(r[2] & (1u << 5)); /* LZCNT */
 	cpuid(h, 0x80000008u, 0, r);
 	assert_int_equal(r[0], 0x302e);
 	xh_free(h);
