@@ -9,7 +9,7 @@
  * reported (issue 6): CR4.PCIDE and INVPCID are exec_system.c's, 1 GiB
  * guest pages the MMU's walker and the shadow walk's. So are the integer
  * extensions gcc uses for newer -march targets (exec_bmi.c): POPCNT,
- * MOVBE, LZCNT, BMI1, BMI2 and ADX. The instruction
+ * MOVBE, LZCNT, BMI1, BMI2 and ADX, and PREFETCHW (exec_flow.c). The instruction
  * itself lives in exec_system.c; the CR4 and EFER bits it accepts agree
  * with these leaves.
  */
@@ -49,6 +49,7 @@ static const char brand[48] = "mmud software x86-64 CPU";
 /* Leaf 0x80000001. */
 #define FX_ECX_LAHF_LM (1u << 0)
 #define FX_ECX_ABM (1u << 5) /* LZCNT */
+#define FX_ECX_PREFETCHW (1u << 8) /* "3DNowPrefetch": 0F 0D */
 #define FX_EDX_SYSCALL (1u << 11)
 #define FX_EDX_NX (1u << 20)
 #define FX_EDX_PDPE1GB (1u << 26)
@@ -103,7 +104,7 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		out[0] = MAX_EXT_LEAF;
 		break;
 	case 0x80000001u:
-		out[2] = FX_ECX_LAHF_LM | FX_ECX_ABM;
+		out[2] = FX_ECX_LAHF_LM | FX_ECX_ABM | FX_ECX_PREFETCHW;
 		out[3] = FX_EDX_SYSCALL | FX_EDX_NX | FX_EDX_PDPE1GB |
 			 FX_EDX_RDTSCP | FX_EDX_LM;
 		break;

@@ -141,8 +141,11 @@ static void op_leave(struct x86_cpu *cpu, const struct x86_insn *in)
 }
 
 /* 0F 1F (NOP Ev) and the hint space 0F 18-1E: PREFETCHh, reserved hint
- * NOPs and ENDBR64 (F3 0F 1E FA, CET is not reported). The ModRM memory
- * operand is never accessed. */
+ * NOPs and ENDBR64 (F3 0F 1E FA, CET is not reported); 0F 0D, PREFETCH
+ * and PREFETCHW (CPUID 3DNowPrefetch; gcc emits PREFETCHW for
+ * __builtin_prefetch(p, 1) from -march=broadwell on), memory forms only
+ * (every ModRM.reg: AMD's aliases). The ModRM memory operand is never
+ * accessed, so a prefetch never faults. */
 static void op_nop_Ev(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	(void)cpu;
@@ -182,6 +185,8 @@ const struct x86_opdesc x86_ops_flow[] = {
 	{ 0xe3, ANY, X86_IMM_SB, BR, op_loop_Jb, "jrcxz Jb" },
 	{ 0xc8, ANY, X86_IMM_WB, X86_D_DEF64, op_enter_Iw_Ib, "enter Iw,Ib" },
 	{ 0xc9, ANY, X86_IMM_NONE, X86_D_DEF64, op_leave, "leave" },
+	{ X86_MAP_0F | 0x0d, ANY, X86_IMM_NONE, M | X86_D_MEM, op_nop_Ev,
+	  "prefetch/prefetchw" },
 	{ X86_MAP_0F | 0x18, ANY, X86_IMM_NONE, M, op_nop_Ev, "prefetch/nop" },
 	{ X86_MAP_0F | 0x19, ANY, X86_IMM_NONE, M, op_nop_Ev, "nop Ev" },
 	{ X86_MAP_0F | 0x1a, ANY, X86_IMM_NONE, M, op_nop_Ev, "nop Ev" },

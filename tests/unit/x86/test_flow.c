@@ -296,6 +296,8 @@ static void test_flow_nop_forms_touch_nothing(void **state)
 		0x00, 0x00, 0x00, 0x00, 0x00, /* nopw cs:[rax+rax+0] */
 		0x0f, 0x18, 0x08, /* prefetcht0 [rax] */
 		0x0f, 0x18, 0x03, /* prefetchnta [rbx] */
+		0x0f, 0x0d, 0x0b, /* prefetchw [rbx] */
+		0x0f, 0x0d, 0x00, /* prefetch [rax] */
 		0xf3, 0x0f, 0x1e, 0xfa, /* endbr64 */
 		0x0f, 0x1e, 0xc8, /* hint nop */
 		0x90, /* nop */
@@ -312,6 +314,8 @@ static void test_flow_nop_forms_touch_nothing(void **state)
 	xh_run_ok(h, code, sizeof(code));
 	x86_get_regs(h->cpu, &after);
 	assert_memory_equal(before.gpr, after.gpr, sizeof(before.gpr));
+	/* 0F 0D names memory: a register form is #UD. */
+	xh_expect_fault(h, (const uint8_t[]){ 0x0f, 0x0d, 0xc8 }, 3, X86_UD);
 	xh_free(h);
 }
 

@@ -1205,6 +1205,7 @@ static void test_system_cpuid_reports_what_is_implemented(void **state)
 	assert_true(r[3] & (1u << 11)); /* SYSCALL */
 	assert_true(r[3] & (1u << 26)); /* 1 GiB pages */
 	assert_true(r[2] & (1u << 5)); /* LZCNT */
+	assert_true(r[2] & (1u << 8)); /* PREFETCHW */
 	cpuid(h, 0x80000008u, 0, r);
 	assert_int_equal(r[0], 0x302e);
 	xh_free(h);
