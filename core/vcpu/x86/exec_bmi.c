@@ -27,11 +27,6 @@
 #define M X86_D_MODRM
 #define ANY X86_GROUP_ANY
 
-static uint64_t width_mask(unsigned int size)
-{
-	return size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
-}
-
 static bool sign_of(uint64_t v, unsigned int size)
 {
 	return (v >> (8 * size - 1)) & 1;
@@ -171,18 +166,17 @@ static void op_adcx_adox(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	bool adox = in->rep == 0xf3;
 	struct x86_insn op = *in;
-	uint64_t flags, carry_flag = adox ? OF : CF, a, b, sum, mask;
+	uint64_t flags, carry_flag = adox ? OF : CF, a, b, sum;
 	bool carry;
 
 	need_prefix(cpu, adox ? !in->opsize_prefix :
 				(in->opsize_prefix && !in->rep));
 	op.opsize = in->rex_w ? 8 : 4;
-	mask = width_mask(op.opsize);
 	flags = x86_rflags(cpu);
 	a = x86_get_G(cpu, &op);
 	b = x86_get_E(cpu, &op);
 	carry = flags & carry_flag;
-	sum = (a + b + carry) & mask;
+	sum = x86_trunc(a + b + carry, op.opsize);
 	carry = sum < a || (carry && sum == a);
 	x86_set_G(cpu, &op, sum);
 	set_arith(cpu,
@@ -196,7 +190,7 @@ static void op_andn(struct x86_cpu *cpu, const struct x86_insn *in)
 	uint64_t r;
 
 	need_prefix(cpu, !in->vex_pfx);
-	r = ~get_V(cpu, in) & x86_get_E(cpu, in) & width_mask(in->opsize);
+	r = x86_trunc(~get_V(cpu, in) & x86_get_E(cpu, in), in->opsize);
 	x86_set_G(cpu, in, r);
 	set_arith(cpu, zs(r, in->opsize));
 }
@@ -227,7 +221,7 @@ static void op_blsr(struct x86_cpu *cpu, const struct x86_insn *in)
 
 	need_prefix(cpu, !in->vex_pfx);
 	s = x86_get_E(cpu, in);
-	r = s & (s - 1) & width_mask(in->opsize);
+	r = x86_trunc(s & (s - 1), in->opsize);
 	set_V(cpu, in, r);
 	set_arith(cpu, zs(r, in->opsize) | (s ? 0 : CF));
 }
@@ -238,7 +232,7 @@ static void op_blsmsk(struct x86_cpu *cpu, const struct x86_insn *in)
 
 	need_prefix(cpu, !in->vex_pfx);
 	s = x86_get_E(cpu, in);
-	r = (s ^ (s - 1)) & width_mask(in->opsize);
+	r = x86_trunc(s ^ (s - 1), in->opsize);
 	set_V(cpu, in, r);
 	/* ZF is cleared, not computed (SDM: BLSMSK). */
 	set_arith(cpu, (sign_of(r, in->opsize) ? SF : 0) | (s ? 0 : CF));
@@ -250,7 +244,7 @@ static void op_blsi(struct x86_cpu *cpu, const struct x86_insn *in)
 
 	need_prefix(cpu, !in->vex_pfx);
 	s = x86_get_E(cpu, in);
-	r = s & -s & width_mask(in->opsize);
+	r = x86_trunc(s & -s, in->opsize);
 	set_V(cpu, in, r);
 	set_arith(cpu, zs(r, in->opsize) | (s ? CF : 0));
 }
@@ -368,7 +362,7 @@ static void op_vex_f7(struct x86_cpu *cpu, const struct x86_insn *in)
 		r = v >> count;
 		break;
 	}
-	x86_set_G(cpu, in, r & width_mask(size));
+	x86_set_G(cpu, in, x86_trunc(r, size));
 }
 
 /* F2 VEX 0F3A F0: rotate right by an immediate; no flags; vvvv unused
@@ -381,7 +375,7 @@ static void op_rorx(struct x86_cpu *cpu, const struct x86_insn *in)
 	need_prefix(cpu, in->vex_pfx == 0xf2 && !in->vex_reg);
 	v = x86_get_E(cpu, in);
 	if (n)
-		v = (v >> n | v << (bits - n)) & width_mask(in->opsize);
+		v = x86_trunc(v >> n | v << (bits - n), in->opsize);
 	x86_set_G(cpu, in, v);
 }
 

@@ -24,7 +24,7 @@
 #define ZF X86_RFLAGS_ZF
 #define SF X86_RFLAGS_SF
 #define OF X86_RFLAGS_OF
-#define ARITH (CF | PF | AF | ZF | SF | OF)
+#define ARITH X86_RFLAGS_ARITH
 
 #define CASES 3000
 
