@@ -279,12 +279,6 @@ static char *trim(char *s)
 }
 
 /*
- * key = value lines; '#' starts a comment line; blank lines are fine; a
- * value may be double-quoted (to keep spaces at its ends). Keys the
- * command line set (given[k]) are checked but not applied. Each key may
- * appear once.
- */
-/*
  * Reads one line (without its newline) into buf, which holds LINE_MAX_LEN
  * bytes and a NUL: its length, -1 at the end of the file, or -2 for a
  * line longer than that (read no further: a file of one endless line,
@@ -306,11 +300,17 @@ static long read_line(FILE *f, char *buf)
 	return (long)n;
 }
 
+/*
+ * key = value lines; '#' starts a comment line; blank lines are fine; a
+ * value may be double-quoted (to keep spaces at its ends). Keys the
+ * command line set (given[k]) are checked but not applied. Each key may
+ * appear once.
+ */
 static int load_file(struct mmud_config *cfg, const char *path,
 		     const bool given[K_NR], bool seen[K_NR], char *err,
 		     size_t errlen)
 {
-	char *line = malloc(LINE_MAX_LEN + 1), why[200];
+	char line[LINE_MAX_LEN + 1], why[200];
 	long len;
 	unsigned int lineno = 0;
 	struct mmud_config scratch;
@@ -319,13 +319,7 @@ static int load_file(struct mmud_config *cfg, const char *path,
 
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		free(line);
 		return -EINVAL;
-	}
-	if (!line) {
-		snprintf(err, errlen, "out of memory");
-		fclose(f);
-		return -ENOMEM;
 	}
 	while ((len = read_line(f, line)) != -1) {
 		char *eq, *key, *val;
@@ -395,7 +389,6 @@ static int load_file(struct mmud_config *cfg, const char *path,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		r = -EINVAL;
 	}
-	free(line);
 	fclose(f);
 	return r;
 }
