@@ -258,7 +258,6 @@ static void decode(struct fetcher *fp, struct x86_insn *in)
 		}
 		if (p2 & 4)
 			fail(&f, X86_UD);
-		in->vex = true;
 		in->vex_reg = (uint8_t)(~p2 >> 3 & 0xf);
 		in->vex_pfx = (const uint8_t[]){ 0, 0x66, 0xf3, 0xf2 }[p2 & 3];
 		b = next_byte(&f);

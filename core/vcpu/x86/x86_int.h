@@ -112,10 +112,10 @@ struct x86_insn {
 	bool rex; /* any REX prefix: SPL/BPL/SIL/DIL instead of AH..BH */
 	bool rex_w;
 	bool opsize_prefix; /* 0x66 was present */
-	/* VEX: the implied prefix (VEX.pp: 0, 0x66, 0xf3 or 0xf2, as rep
-	 * and opsize_prefix would hold it without VEX) and the extra
-	 * register operand (VEX.vvvv, un-inverted); W is in rex_w. */
-	bool vex;
+	/* VEX (the opcode is in a VEX map): the implied prefix (VEX.pp: 0,
+	 * 0x66, 0xf3 or 0xf2, as rep and opsize_prefix would hold it
+	 * without VEX) and the extra register operand (VEX.vvvv,
+	 * un-inverted); W is in rex_w. */
 	uint8_t vex_pfx;
 	uint8_t vex_reg;
 	int32_t disp;
