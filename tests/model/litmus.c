@@ -13,16 +13,20 @@
  * order, C11 7.17.3p12) and keeps those the C11 memory model accepts, in
  * the repaired form compilers for ARM and POWER actually implement:
  *
- *   sw  = [W >= release]; rs; rf; [R >= acquire]   (5.1.2.4p11, p12)
- *   rs  = (rf; [RMW])*                             (release sequence of
- *                                                   RMWs only, 5.1.2.4p10)
- *   hb  = (sb | sw)+                               (5.1.2.4p16-18)
+ *   sw  = [W >= release]; rs; rf; [R >= acquire]   (C11 5.1.2.4)
+ *   rs  = (rf; [RMW])*                             (release sequence)
+ *   hb  = (sb | sw)+                               (5.1.2.4)
  *   coherence: hb; eco? irreflexive, eco = (rf | mo | rb)+
- *                                                  (5.1.2.4p19-23)
+ *                                                  (5.1.2.4, 7.17.3)
  *   seq_cst: psc = [SC]; scb; [SC] acyclic, with
  *     scb = sb | sb!=loc; hb; sb!=loc | hb|loc | mo | rb
  *                                                  (7.17.3p6, weakened
  *                                                   as C++20 restated it)
+ *
+ * The release sequence holds only the RMWs reading from the release
+ * write, as C++20 narrowed it; C11's 5.1.2.4 also counts the releasing
+ * thread's later plain stores. Both departures from the C11 text make
+ * the model weaker, so it can only find more bad outcomes.
  *
  * Nothing forbids load buffering (sb | rf may be cyclic), as ARM allows
  * it; values still cannot come out of thin air, since every value a store
