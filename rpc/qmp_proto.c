@@ -45,6 +45,7 @@ enum qmp_frame qmp_framer_scan(struct qmp_framer *f, const char *buf,
 	*drop = 0;
 	for (i = f->pos; i < len; i++) {
 		unsigned char c = p[i];
+		bool complete = false;
 
 		if (!f->started) {
 			if (is_ws(c) || is_reset(c))
@@ -62,32 +63,29 @@ enum qmp_frame qmp_framer_scan(struct qmp_framer *f, const char *buf,
 			} else if (c == '}' || c == ']') {
 				/* A stray closer is a text of its own: the
 				 * JSON parser reports it. */
-				goto text;
+				complete = true;
 			} else {
 				f->bare = true;
 			}
-			goto check_size;
-		}
-		if (is_reset(c)) {
+		} else if (is_reset(c)) {
 			/* Drop the partial text and the reset byte. */
 			f->started = false;
 			f->pos = 0;
 			*drop = i + 1;
 			return QMP_FRAME_DISCARD;
-		}
-		if (f->in_string) {
-			if (f->escape)
+		} else if (f->in_string) {
+			if (f->escape) {
 				f->escape = false;
-			else if (c == '\\')
+			} else if (c == '\\') {
 				f->escape = true;
-			else if (c == '"') {
+			} else if (c == '"') {
 				f->in_string = false;
-				if (f->depth == 0)
-					goto text;
+				complete = f->depth == 0;
 			}
 		} else if (f->bare) {
 			if (ends_bare(c)) {
-				/* The terminator is not part of the text. */
+				/* The terminator is not part of the text (whose
+				 * bytes were all counted below already). */
 				*start = f->start;
 				*end = i;
 				*drop = i;
@@ -99,16 +97,17 @@ enum qmp_frame qmp_framer_scan(struct qmp_framer *f, const char *buf,
 			if (++f->depth > QMP_MAX_DEPTH)
 				return QMP_FRAME_TOO_DEEP;
 		} else if (c == '}' || c == ']') {
-			if (--f->depth == 0)
-				goto text;
+			complete = --f->depth == 0;
 		} else if (c == '"') {
 			f->in_string = true;
 		}
-check_size:
+		/* Byte i is part of the text, the one that completes it too:
+		 * a text of QMP_MAX_MESSAGE bytes passes, one byte more is
+		 * refused however it ends (rpc.h). */
 		if (i + 1 - f->start > QMP_MAX_MESSAGE)
 			return QMP_FRAME_TOO_BIG;
-		continue;
-text:
+		if (!complete)
+			continue;
 		*start = f->start;
 		*end = i + 1;
 		*drop = i + 1;

@@ -156,6 +156,71 @@ static void test_framer_oversized_text_refused(void **state)
 	free(buf);
 }
 
+/*
+ * A text of n bytes that ends in each way a text can end: an object's
+ * closing brace, a string's closing quote, a bare scalar (whose
+ * terminator, a space here, is not part of it). Returns the bytes to
+ * scan: n, plus the terminator of the bare one.
+ */
+static size_t make_text(char *buf, size_t n, int kind)
+{
+	switch (kind) {
+	case 0: /* {"a":"aaa...a"} */
+		memcpy(buf, "{\"a\":\"", 6);
+		memset(buf + 6, 'a', n - 8);
+		memcpy(buf + n - 2, "\"}", 2);
+		return n;
+	case 1: /* "aaa...a" */
+		buf[0] = '"';
+		memset(buf + 1, 'a', n - 2);
+		buf[n - 1] = '"';
+		return n;
+	default: /* 111...1 */
+		memset(buf, '1', n);
+		buf[n] = ' ';
+		return n + 1;
+	}
+}
+
+/* rpc.h: a message larger than QMP_MAX_MESSAGE gets an error, so a whole
+ * text of exactly the limit is accepted and one of a byte more is not,
+ * whichever byte completes it. */
+static void test_framer_limit_exact_accepted_one_more_refused(void **state)
+{
+	char *buf = malloc(QMP_MAX_MESSAGE + 2);
+
+	(void)state;
+	assert_non_null(buf);
+	for (int kind = 0; kind < 3; kind++) {
+		size_t start = 0, end = 0, drop = 0;
+		struct qmp_framer f;
+		size_t len = make_text(buf, QMP_MAX_MESSAGE, kind);
+
+		qmp_framer_init(&f);
+		assert_int_equal(qmp_framer_scan(&f, buf, len, &start, &end,
+						 &drop),
+				 QMP_FRAME_TEXT);
+		assert_int_equal(start, 0);
+		assert_int_equal(end, QMP_MAX_MESSAGE);
+
+		len = make_text(buf, QMP_MAX_MESSAGE + 1, kind);
+		qmp_framer_init(&f);
+		assert_int_equal(qmp_framer_scan(&f, buf, len, &start, &end,
+						 &drop),
+				 QMP_FRAME_TOO_BIG);
+		/* The same when the bytes arrive one read short of the end:
+		 * the pending text is already too big or it is not. */
+		qmp_framer_init(&f);
+		assert_int_equal(qmp_framer_scan(&f, buf, QMP_MAX_MESSAGE,
+						 &start, &end, &drop),
+				 QMP_FRAME_MORE);
+		assert_int_equal(qmp_framer_scan(&f, buf, len, &start, &end,
+						 &drop),
+				 QMP_FRAME_TOO_BIG);
+	}
+	free(buf);
+}
+
 static const struct qmp_arg spec[] = {
 	{ "name", QMP_ARG_STRING, false }, { "n", QMP_ARG_INT, false },
 	{ "flag", QMP_ARG_BOOL, true },	   { "x", QMP_ARG_NUMBER, true },
@@ -237,6 +302,8 @@ int main(void)
 		cmocka_unit_test(test_framer_stray_closer_is_a_text),
 		cmocka_unit_test(test_framer_deep_nesting_refused),
 		cmocka_unit_test(test_framer_oversized_text_refused),
+		cmocka_unit_test(
+			test_framer_limit_exact_accepted_one_more_refused),
 		cmocka_unit_test(test_args_check_qemu_texts),
 		cmocka_unit_test(test_args_check_no_spec_refuses_any_argument),
 		cmocka_unit_test(test_dump_line_ascii_crlf),
