@@ -363,6 +363,93 @@ static void test_except_gate_not_64bit_code_gp(void **state)
 	xh_free(h);
 }
 
+/* SDM vol. 3, 6.15, table 6-5: a contributory fault while a #PF is
+ * delivered is a double fault. */
+static void test_except_gp_during_pf_delivery_double_fault(void **state)
+{
+	static const uint8_t nop = 0x90;
+	struct xh *h = setup();
+	struct x86_exit exit;
+	struct x86_regs r;
+
+	(void)state;
+	/* #PF's gate names a selector beyond the GDT: #GP(0x50 + EXT). */
+	sys_set_gate(h, X86_PF, sys_handler(X86_PF), 0x50, 0, GATE_INTR);
+	xh_load(h, XH_CODE, &nop, 1);
+	x86_get_regs(h->cpu, &r);
+	r.rip = XH_CODE;
+	x86_set_regs(h->cpu, &r);
+	x86_inject_exception(h->cpu, X86_PF, PFERR_WRITE, 0x1000ULL);
+	assert_int_equal(xh_run(h, 1000, &exit), X86_EXIT_HLT);
+	assert_true(sys_in_handler(h, X86_DF));
+	expect_frame(h, XH_STACK_TOP - 48, true, 0, XH_CODE, SEL_KCODE, 0x10002,
+		     XH_STACK_TOP, SEL_KDATA);
+	xh_free(h);
+}
+
+/* Table 6-5 the other way round: a #PF while a contributory fault is
+ * delivered is handled serially: the #PF is delivered, not #DF. */
+static void test_except_pf_during_gp_delivery_serial(void **state)
+{
+	/* WRMSR to an unknown MSR: #GP(0). */
+	static const uint8_t code[] = {
+		0xb9, 0x78, 0x56, 0x34, 0x12, 0x0f, 0x30
+	};
+	struct xh *h = setup();
+	struct x86_exit exit;
+	struct x86_sregs s;
+	uint64_t stack_page = (XH_STACK_TOP - 48) & ~0xfffULL;
+
+	(void)state;
+	/* #PF and #DF run on IST1, which stays mapped. */
+	sys_set_gate(h, X86_PF, sys_handler(X86_PF), SEL_KCODE, 1, GATE_INTR);
+	sys_set_gate(h, X86_DF, sys_handler(X86_DF), SEL_KCODE, 1, GATE_INTR);
+	xh_set_page(h, stack_page, 0);
+	assert_int_equal(sys_run(h, code, sizeof(code), &exit),
+			 X86_EXIT_SHADOW_FAULT);
+	/* The MMU's walk of the guest tables fails for the push of the
+	 * #GP frame: it injects #PF during #GP's delivery. */
+	x86_inject_exception(h->cpu, X86_PF, PFERR_WRITE, exit.fault.gva);
+	assert_int_equal(xh_run(h, 1000, &exit), X86_EXIT_HLT);
+	assert_true(sys_in_handler(h, X86_PF));
+	assert_int_equal(sys_read64(h, SYS_IST1 - 48), PFERR_WRITE);
+	assert_int_equal(sys_read64(h, SYS_IST1 - 40), XH_CODE + 5);
+	x86_get_sregs(h->cpu, &s);
+	assert_int_equal(s.cr2 & ~0xfffULL, stack_page);
+	xh_free(h);
+}
+
+/* SDM vol. 3, 6.13: a selector error code is the selector's index and TI
+ * bit with EXT (and IDT) in bits 0 and 1, never the selector's RPL. */
+static void test_except_gate_selector_error_code_drops_rpl(void **state)
+{
+	static const struct {
+		uint16_t sel;
+		uint64_t error;
+	} cases[] = {
+		/* A data segment: not a code segment. */
+		{ SEL_KDATA | 3, SEL_KDATA | 1 },
+		{ SEL_KDATA | 2, SEL_KDATA | 1 },
+		/* Beyond the GDT's limit. */
+		{ 0x50 | 2, 0x50 | 1 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct xh *h = setup();
+		struct x86_exit exit;
+
+		sys_set_gate(h, X86_UD, sys_handler(X86_UD), cases[i].sel, 0,
+			     GATE_INTR);
+		assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit),
+				 X86_EXIT_HLT);
+		assert_true(sys_in_handler(h, X86_GP));
+		assert_int_equal(sys_read64(h, XH_STACK_TOP - 48),
+				 cases[i].error);
+		xh_free(h);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -387,6 +474,11 @@ int main(void)
 		cmocka_unit_test(test_except_int_gate_dpl3_at_cpl3_delivers),
 		cmocka_unit_test(test_except_int3_returns_after_cc),
 		cmocka_unit_test(test_except_gate_not_64bit_code_gp),
+		cmocka_unit_test(
+			test_except_gp_during_pf_delivery_double_fault),
+		cmocka_unit_test(test_except_pf_during_gp_delivery_serial),
+		cmocka_unit_test(
+			test_except_gate_selector_error_code_drops_rpl),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1007,6 +1007,52 @@ static void test_system_cr3_flush_follows_bit63(void **state)
 	xh_free(h);
 }
 
+/* SDM vol. 2, INVLPG: the entry of the named page goes (the harness's
+ * tables are not the MMU's, which would also flush when it changes an
+ * spte: here only INVLPG can drop it). */
+static void test_system_invlpg_drops_the_entry(void **state)
+{
+	/* INVLPG [PCID_P]. */
+	static const uint8_t invlpg_p[] = { 0x0f, 0x01, 0x3c, 0x25,
+					    0x00, 0x10, 0x40, 0x00 };
+	struct xh *h = pcid_setup();
+	struct x86_exit last;
+
+	(void)state;
+	assert_int_equal(read_p(h), V_P);
+	retarget_p(h, PCID_Q, 0);
+	assert_int_equal(read_p(h), V_P);
+	run_through(h, invlpg_p, sizeof(invlpg_p), &last);
+	assert_int_equal(last.reason, X86_EXIT_INVLPG);
+	assert_int_equal(last.invlpg.gva, PCID_P);
+	assert_int_equal(read_p(h), V_Q);
+	xh_free(h);
+}
+
+/* SDM vol. 3, 4.10.4.1: MOV to CR3 (bit 63 clear) drops the entries of
+ * the PCID it loads, not those of the PCID it leaves. */
+static void test_system_cr3_flushes_the_new_pcid(void **state)
+{
+	struct xh *h = pcid_setup();
+	struct x86_exit e;
+
+	(void)state;
+	set_cr4(h, CR4_PAE_PCIDE);
+	set_cr3(h, 0x1001);
+	assert_int_equal(read_p(h), V_P);
+	set_cr3(h, CR3_NOFLUSH | 0x1002);
+	retarget_p(h, PCID_Q, 0);
+	/* The control: PCID 1's entry is still there. */
+	set_cr3(h, CR3_NOFLUSH | 0x1001);
+	assert_int_equal(read_p(h), V_P);
+	set_cr3(h, CR3_NOFLUSH | 0x1002);
+	e = set_cr3(h, 0x1001);
+	assert_int_equal(e.paging.old_value, 0x1002);
+	assert_false(e.paging.noflush);
+	assert_int_equal(read_p(h), V_Q);
+	xh_free(h);
+}
+
 /* SDM vol. 2, INVPCID: every type drops the non-global entries of the
  * current PCID it names (type 0 at the given address); the exit tells the
  * MMU the address, or every address. */
@@ -1250,6 +1296,8 @@ int main(void)
 		cmocka_unit_test(test_system_cr4_pcide_rules),
 		cmocka_unit_test(test_system_cr3_bit63_not_stored_reserved_gp),
 		cmocka_unit_test(test_system_cr3_flush_follows_bit63),
+		cmocka_unit_test(test_system_invlpg_drops_the_entry),
+		cmocka_unit_test(test_system_cr3_flushes_the_new_pcid),
 		cmocka_unit_test(test_system_invpcid_types_drop_entries),
 		cmocka_unit_test(test_system_invpcid_global_entries),
 		cmocka_unit_test(test_system_invpcid_other_pcid),
