@@ -114,6 +114,25 @@ static void test_guestmem_bad_requests_refused_unchanged(void **state)
 	assert_int_equal(memslot_count(f->mmu), 1);
 }
 
+/* The last page below the guest's 46-bit physical address limit is
+ * usable: a slot may end exactly at 2^46. */
+static void test_guestmem_slot_ending_at_the_limit_added(void **state)
+{
+	struct fixture *f = *state;
+	struct guestmem_slot_info info;
+	uint32_t slot;
+	char err[256] = "";
+
+	assert_int_equal(guestmem_add(f->gm, (1ULL << 46) - 2 * MiB, 2 * MiB,
+				      false, false, &slot, err, sizeof(err)),
+			 0);
+	assert_int_equal(guestmem_list(f->gm, &info, 1), 1);
+	assert_int_equal(info.gpa + info.size, 1ULL << 46);
+	assert_int_equal(memslot_count(f->mmu), 1);
+	expect_refused(f, 1ULL << 46, 4096, EINVAL, "gpa");
+	assert_int_equal(guestmem_remove(f->gm, slot, err, sizeof(err)), 0);
+}
+
 static void test_guestmem_too_many_slots_nospc(void **state)
 {
 	struct fixture *f = *state;
@@ -210,6 +229,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(
 			test_guestmem_bad_requests_refused_unchanged, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_guestmem_slot_ending_at_the_limit_added, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_guestmem_too_many_slots_nospc, setup, teardown),
