@@ -11,7 +11,8 @@ dirty: the dirty guest writes pages in rounds and prints which; every
   harvest must report exactly the pages written since the last one, and
   a second harvest with the vCPUs paused reports none.
 badargs: every bad argument gets a GenericError naming the field and
-  changes nothing (x-query-memslots before and after).
+  changes nothing (x-query-memslots before and after); a memslot
+  command's reply comes before the X_MEMSLOT_CHANGED event it causes.
 random: every command the daemon lists, with seeded random arguments of
   every type in and out of range: refusals change nothing, successes do
   what they say, the guest runs on and the audit is clean.
@@ -193,6 +194,40 @@ def test_boot_ram_logs_and_reset_writes_are_dirty(tmp):
     assert pages_of(h["bitmap"], npages) == set(range(npages))
     ok(c.cmd("x-dirty-log-stop", {"slot": 0}))
     audit(c)
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+@test("badargs")
+def test_memslot_change_event_follows_the_reply(tmp):
+    """docs/QMP.md: the client that sends x-memslot-add, -remove or
+    x-dirty-log-start/-stop reads the reply first, then X_MEMSLOT_CHANGED
+    (read off the wire in order, not through Client.reply(), which would
+    set an early event aside); another client gets the events alone."""
+    d = td.Daemon(tmp, smp=1)
+    c = d.client()
+    watcher = d.client()
+    slot = None
+    steps = [("x-memslot-add", {"gpa": HOTPLUG_GPA, "size": 1 << 20},
+              "added"),
+             ("x-dirty-log-start", None, "dirty-log-started"),
+             ("x-dirty-log-stop", None, "dirty-log-stopped"),
+             ("x-memslot-remove", None, "removed")]
+    for i, (cmd, args, action) in enumerate(steps):
+        c.send({"execute": cmd, "arguments": args or {"slot": slot},
+                "id": i})
+        first, second = c.recv(), c.recv()
+        assert first.get("id") == i and "return" in first, (cmd, first)
+        if slot is None:
+            slot = first["return"]["slot"]
+        assert second.get("event") == "X_MEMSLOT_CHANGED", (cmd, second)
+        td.check_event_shape(second)
+        assert second["data"] == {"slot": slot, "action": action}, second
+    for _, _, action in steps:
+        ev, before = watcher.event("X_MEMSLOT_CHANGED")
+        assert ev["data"] == {"slot": slot, "action": action} and \
+            not before, (ev, before)
     c.cmd("quit")
     assert d.wait() == 0, d.log()
     d.kill()
