@@ -88,10 +88,26 @@ void memslot_mark_dirty(const struct memslot *slot, gfn_t gfn)
 
 	if (!slot->dirty_bitmap)
 		return;
-	/* Relaxed: the harvester's exchange under mmu_lock, and the
-	 * write-protect + flush that follows it, order the report. */
+	EXPLORE_POINT(EXPLORE_DIRTY, &slot->dirty_bitmap[i / 64], i);
+	/*
+	 * Release: on the emulated and tracked-write paths the guest's store
+	 * to the page comes before this mark, and a harvester that sees the
+	 * bit must see the data when it copies the page; pairs with the
+	 * acquire exchange in memslot_dirty_log_get() (docs/locking.md,
+	 * "dirty bitmap"). An x86 host orders them anyway; a weaker one
+	 * would not.
+	 */
 	atomic_fetch_or_explicit(&slot->dirty_bitmap[i / 64], 1ULL << (i % 64),
-				 memory_order_relaxed);
+				 memory_order_release);
+}
+
+void mmu_mark_dirty(struct mmu *mmu, gpa_t gpa)
+{
+	const struct memslot *slot =
+		memslot_lookup(mmu, gpa >> PAGE_SHIFT, NULL);
+
+	if (slot && !(slot->flags & MEMSLOT_READONLY))
+		memslot_mark_dirty(slot, gpa >> PAGE_SHIFT);
 }
 
 struct memslots *memslots_alloc(unsigned nr)
@@ -231,10 +247,18 @@ static struct memslots *publish(struct mmu *mmu, struct memslots *next)
 			      memory_order_relaxed);
 	mmu_rcu_assign(mmu->slots, next);
 	mmu_rcu_synchronize();
+	/*
+	 * MMIO sptes keep only the low bits of the generation: when they
+	 * wrap, every MMIO spte goes, and it must go before the new
+	 * generation is stored. Until then the update-in-progress bit makes
+	 * the fast MMIO path decline; once gen + 1 is visible, an spte
+	 * stamped one wrap earlier would match it and answer MMIO for a gfn
+	 * that may be RAM now (docs/MMU.md, "MMIO generation").
+	 */
+	mmu_memslots_updated(mmu, gen + 1);
+	EXPLORE_POINT(EXPLORE_GEN, &next->generation, gen + 1);
 	/* Release: pairs with the acquire in memslot_generation(). */
 	atomic_store_explicit(&next->generation, gen + 1, memory_order_release);
-	/* MMIO sptes keep only the low bits: zap them all on wrap. */
-	mmu_memslots_updated(mmu, gen + 1);
 	return old;
 }
 
@@ -296,7 +320,7 @@ int memslot_add(struct mmu *mmu, uint32_t id, gfn_t base_gfn, uint64_t npages,
 			    id, (unsigned long long)hva,
 			    (unsigned long long)npages);
 
-	pthread_mutex_lock(&mmu->slots_lock);
+	mmu_mutex_lock(&mmu->slots_lock);
 	slots = mmu_slots_locked(mmu);
 	if (find_id(slots, id) >= 0) {
 		ret = fail(err, errlen, -EEXIST, "memslot %u already exists",
@@ -334,7 +358,7 @@ int memslot_add(struct mmu *mmu, uint32_t id, gfn_t base_gfn, uint64_t npages,
 	free(publish(mmu, next));
 	ret = 0;
 out:
-	pthread_mutex_unlock(&mmu->slots_lock);
+	mmu_mutex_unlock(&mmu->slots_lock);
 	return ret;
 }
 
@@ -375,7 +399,7 @@ int memslot_delete(struct mmu *mmu, uint32_t id, char *err, size_t errlen)
 	const struct memslot *inv;
 	int i, ret = 0;
 
-	pthread_mutex_lock(&mmu->slots_lock);
+	mmu_mutex_lock(&mmu->slots_lock);
 	i = find_id(mmu_slots_locked(mmu), id);
 	if (i < 0) {
 		ret = fail(err, errlen, -ENOENT, "memslot %u does not exist",
@@ -411,7 +435,7 @@ int memslot_delete(struct mmu *mmu, uint32_t id, char *err, size_t errlen)
 	free((void *)inv->dirty_bitmap);
 	free((void *)inv);
 out:
-	pthread_mutex_unlock(&mmu->slots_lock);
+	mmu_mutex_unlock(&mmu->slots_lock);
 	return ret;
 }
 
@@ -423,7 +447,7 @@ int memslot_move(struct mmu *mmu, uint32_t id, gfn_t new_base_gfn, char *err,
 	struct memslot *moved;
 	int i, ret;
 
-	pthread_mutex_lock(&mmu->slots_lock);
+	mmu_mutex_lock(&mmu->slots_lock);
 	slots = mmu_slots_locked(mmu);
 	i = find_id(slots, id);
 	if (i < 0) {
@@ -485,7 +509,7 @@ int memslot_move(struct mmu *mmu, uint32_t id, gfn_t new_base_gfn, char *err,
 	free((void *)inv);
 	ret = 0;
 out:
-	pthread_mutex_unlock(&mmu->slots_lock);
+	mmu_mutex_unlock(&mmu->slots_lock);
 	if (ret == -ENOMEM)
 		fail(err, errlen, ret, "memslot %u: out of memory", id);
 	return ret;
@@ -504,7 +528,7 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 		return fail(err, errlen, -EINVAL,
 			    "memslot %u: unknown flags 0x%x", id,
 			    flags & ~MEMSLOT_USER_FLAGS);
-	pthread_mutex_lock(&mmu->slots_lock);
+	mmu_mutex_lock(&mmu->slots_lock);
 	slots = mmu_slots_locked(mmu);
 	i = find_id(slots, id);
 	if (i < 0) {
@@ -556,7 +580,7 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 		mmu_write_protect_slot(mmu, s);
 	}
 out:
-	pthread_mutex_unlock(&mmu->slots_lock);
+	mmu_mutex_unlock(&mmu->slots_lock);
 	if (ret == -ENOMEM)
 		fail(err, errlen, ret, "memslot %u: out of memory", id);
 	return ret;
@@ -570,7 +594,7 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 	size_t w;
 	int i, ret = 0;
 
-	pthread_mutex_lock(&mmu->slots_lock);
+	mmu_mutex_lock(&mmu->slots_lock);
 	i = find_id(mmu_slots_locked(mmu), id);
 	if (i < 0) {
 		ret = fail(err, errlen, -ENOENT, "memslot %u does not exist",
@@ -592,8 +616,13 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 	/* Clear bit -> write-protect -> flush -> report (digest 6.3). */
 	mmu_lock_acquire(mmu);
 	for (w = 0; w < (s->npages + 63) / 64; w++) {
-		uint64_t bits = atomic_exchange_explicit(&s->dirty_bitmap[w], 0,
-							 memory_order_relaxed);
+		uint64_t bits;
+
+		EXPLORE_POINT(EXPLORE_DIRTY, &s->dirty_bitmap[w], 0);
+		/* Acquire: pairs with the release fetch_or in
+		 * memslot_mark_dirty(). */
+		bits = atomic_exchange_explicit(&s->dirty_bitmap[w], 0,
+						memory_order_acquire);
 
 		out[w] = bits;
 		while (bits) {
@@ -608,7 +637,7 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 	if (flush)
 		mmu_flush_remote_tlbs(mmu);
 out:
-	pthread_mutex_unlock(&mmu->slots_lock);
+	mmu_mutex_unlock(&mmu->slots_lock);
 	return ret;
 }
 

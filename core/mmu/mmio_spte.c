@@ -103,10 +103,8 @@ bool mmu_mmio_fast(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 		return false;
 	/* An optimisation only: when mmu_lock is busy, walk the guest
 	 * tables first as any fault does (they need no lock). */
-	if (pthread_mutex_trylock(&mmu->mmu_lock))
+	if (!mmu_lock_try_acquire(mmu))
 		return false;
-	atomic_store_explicit(&mmu->mmu_lock_owner, (uintptr_t)pthread_self(),
-			      memory_order_relaxed);
 	sp = v->root;
 	if (!sp || mmu_page_is_obsolete(mmu, sp) ||
 	    v->root_gfn != ((cpu->cr3 & ((1ULL << MMU_GUEST_MAXPHYADDR) - 1)) >>
@@ -136,9 +134,10 @@ out:
 
 /*
  * kvm_mmu_invalidate_mmio_sptes: called by publish() with slots_lock
- * held after the generation moved to gen. When the stamp bits wrap to
- * zero an old stamp could match again: make every page obsolete (no
- * current root reaches an old MMIO spte any more) and free them.
+ * held before it stores gen, while the update-in-progress bit still
+ * makes the fast path decline. When the stamp bits wrap to zero an old
+ * stamp could match again: make every page obsolete (no current root
+ * reaches an old MMIO spte any more) and free them.
  */
 void mmu_memslots_updated(struct mmu *mmu, uint64_t gen)
 {

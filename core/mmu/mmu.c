@@ -59,6 +59,7 @@ struct pte_list_head *mmu_rmap_head(const struct memslot *slot, gfn_t gfn,
  * then sees the initialised child table (mmu_shadow_translate). */
 static void spte_set(_Atomic uint64_t *sptep, uint64_t v)
 {
+	EXPLORE_POINT(EXPLORE_SPTE_STORE, sptep, v);
 	atomic_store_explicit(sptep, v, memory_order_release);
 }
 
@@ -275,6 +276,21 @@ static struct mmu_page *get_page(struct mmu_vcpu *v, gfn_t gfn,
 	mmu->nr_pages++;
 	if (!role.direct && account_shadowed(mmu, sp))
 		*flush = true;
+	/*
+	 * Flush now, not at the end of the fault: the caller re-reads the
+	 * gpte it walked (gpte_changed) as soon as we return, and that
+	 * re-read proves the walk current only if no vCPU can still store
+	 * to the table through a translation from before the write
+	 * protection (or through a large spte or an unsync page's leaf
+	 * zapped above). With the flush done (with wait) first, a store
+	 * either came before it, and the re-read sees it, or it faults and
+	 * is emulated, which zaps what we derive (docs/MMU.md, "write
+	 * protection before the re-read").
+	 */
+	if (*flush) {
+		mmu_flush_remote_tlbs(mmu);
+		*flush = false;
+	}
 	return sp;
 }
 
@@ -316,6 +332,13 @@ static struct mmu_page *get_child(struct mmu_vcpu *v, struct mmu_page *parent,
 	return child;
 }
 
+/*
+ * Write-protect one spte. A flush is needed when W was set, and also when
+ * MMU-writable is cleared from an spte that had it: W may have been
+ * cleared a moment ago by a dirty-log harvest whose own flush has not
+ * happened yet (it flushes after dropping mmu_lock), so vCPUs may still
+ * hold the writable translation (docs/MMU.md, "MMU-writable").
+ */
 static bool wp_one(_Atomic uint64_t *sptep, void *arg)
 {
 	uint64_t *acc = arg, spte = spte_get(sptep);
@@ -323,7 +346,7 @@ static bool wp_one(_Atomic uint64_t *sptep, void *arg)
 
 	if (spte & clear) {
 		spte_set(sptep, spte & ~clear);
-		if (spte & SPTE_W)
+		if (spte & (SPTE_W | (clear & SPTE_MMU_WRITABLE)))
 			acc[1] = 1;
 	}
 	return true;
@@ -555,6 +578,7 @@ static bool gpte_changed(struct mmu_vcpu *v, gva_t gva,
 	p = (_Atomic uint64_t *)(uintptr_t)(memslot_gfn_to_hva(
 						    s, w->table_gfn[level]) +
 					    spte_index(gva, level) * 8);
+	EXPLORE_POINT(EXPLORE_GPTE_READ, p, level);
 	return atomic_load_explicit(p, memory_order_acquire) != w->gpte[level];
 }
 
@@ -731,6 +755,7 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 		break;
 	}
 	info->gpa = w.gpa;
+	EXPLORE_POINT(EXPLORE_FAULT_WALKED, v, w.gpa);
 	slot = memslot_lookup(mmu, w.gpa >> PAGE_SHIFT, &v->slot_hint);
 	if (slot && (slot->flags & MEMSLOT_INVALID)) {
 		/* Being deleted or moved: never treat it as MMIO. */
@@ -1039,13 +1064,12 @@ void mmu_zap_gfn_range(struct mmu *mmu, gfn_t start, gfn_t end)
 void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot)
 {
 	struct list_node invalid, *n, *next;
-	bool flush;
 
 	list_init(&invalid);
 	mmu_rcu_read_lock();
 	mmu_lock_acquire(mmu);
-	flush = zap_rmaps_locked(mmu, slot, slot->base_gfn,
-				 slot->base_gfn + slot->npages);
+	zap_rmaps_locked(mmu, slot, slot->base_gfn,
+			 slot->base_gfn + slot->npages);
 	/*
 	 * Pages shadowing gfns of the slot keep their write-track counts in
 	 * its metadata, which is about to be freed: they go too (KVM's
@@ -1059,7 +1083,15 @@ void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot)
 		    sp->gfn - slot->base_gfn < slot->npages)
 			prepare_zap(mmu, sp, &invalid);
 	}
-	if (flush && list_empty(&invalid))
+	/*
+	 * Always, with wait, whatever was dropped: a vCPU may hold a host
+	 * address into the slot that no spte backs (a page it maps for
+	 * emulated writes after MMU_FAULT_EMULATE, in its soft TLB), and
+	 * the caller unmaps the memory when we return (mmu.h). The request
+	 * makes every vCPU drop its cached translations before it next
+	 * enters guest mode; commit_zap() flushes when it has pages.
+	 */
+	if (list_empty(&invalid))
 		mmu_flush_remote_tlbs(mmu);
 	commit_zap(mmu, &invalid);
 	mmu_lock_release(mmu);

@@ -353,6 +353,18 @@ int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val,
  */
 int mmu_track_write(struct mmu_vcpu *v, gpa_t gpa, unsigned len);
 
+/*
+ * Log a guest store to gpa in the dirty bitmap of the slot that maps it
+ * now, a slot being deleted or moved included (its copies share the
+ * bitmap). For stores the software CPU makes in guest mode through a
+ * page mapped for emulated writes: mark at the store, as KVM marks an
+ * emulated write while it holds SRCU, because by the time the vCPU
+ * reports the write (mmu_track_write, after leaving guest mode) a move
+ * may have completed and the gpa may no longer be in the slot. Caller:
+ * inside mmu_rcu_read_lock().
+ */
+void mmu_mark_dirty(struct mmu *mmu, gpa_t gpa);
+
 /* ---- control: write-protect, zap, statistics, audit ------------------- */
 
 /* Write-protect every spte of gfn and flush; true if one was writable. */

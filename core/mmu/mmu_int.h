@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 
+#include "explore.h"
 #include "mmu.h"
 
 /* ---- lists ----------------------------------------------------------- */
@@ -297,17 +298,56 @@ static inline struct memslots *mmu_slots_locked(struct mmu *mmu)
 	return atomic_load_explicit(&mmu->slots, memory_order_relaxed);
 }
 
+/* The MMU's two locks go through these, so that an explored build
+ * (core/explore.h) schedules around them. */
+static inline void mmu_mutex_lock(pthread_mutex_t *m)
+{
+#ifdef MMUD_EXPLORE
+	explore_mutex_lock(m);
+#else
+	pthread_mutex_lock(m);
+#endif
+}
+
+static inline bool mmu_mutex_trylock(pthread_mutex_t *m)
+{
+#ifdef MMUD_EXPLORE
+	return explore_mutex_trylock(m);
+#else
+	return pthread_mutex_trylock(m) == 0;
+#endif
+}
+
+static inline void mmu_mutex_unlock(pthread_mutex_t *m)
+{
+#ifdef MMUD_EXPLORE
+	explore_mutex_unlock(m);
+#else
+	pthread_mutex_unlock(m);
+#endif
+}
+
 static inline void mmu_lock_acquire(struct mmu *mmu)
 {
-	pthread_mutex_lock(&mmu->mmu_lock);
+	mmu_mutex_lock(&mmu->mmu_lock);
 	atomic_store_explicit(&mmu->mmu_lock_owner, (uintptr_t)pthread_self(),
 			      memory_order_relaxed);
+}
+
+/* Only when mmu_lock is free; true if taken. */
+static inline bool mmu_lock_try_acquire(struct mmu *mmu)
+{
+	if (!mmu_mutex_trylock(&mmu->mmu_lock))
+		return false;
+	atomic_store_explicit(&mmu->mmu_lock_owner, (uintptr_t)pthread_self(),
+			      memory_order_relaxed);
+	return true;
 }
 
 static inline void mmu_lock_release(struct mmu *mmu)
 {
 	atomic_store_explicit(&mmu->mmu_lock_owner, 0, memory_order_relaxed);
-	pthread_mutex_unlock(&mmu->mmu_lock);
+	mmu_mutex_unlock(&mmu->mmu_lock);
 }
 
 /* Functions named *_locked, and the helpers they call, check this. */

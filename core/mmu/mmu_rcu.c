@@ -5,6 +5,7 @@
  */
 #include <urcu.h>
 
+#include "explore.h"
 #include "mmu_rcu.h"
 
 #ifdef MMUD_TSAN
@@ -29,7 +30,11 @@ void mmu_rcu_unregister_thread(void)
 
 void mmu_rcu_read_lock(void)
 {
+#ifdef MMUD_EXPLORE
+	explore_rcu_read_lock();
+#else
 	rcu_read_lock();
+#endif
 }
 
 void mmu_rcu_read_unlock(void)
@@ -37,12 +42,20 @@ void mmu_rcu_read_unlock(void)
 #ifdef MMUD_TSAN
 	__tsan_release(&rcu_tsan_sync);
 #endif
+#ifdef MMUD_EXPLORE
+	explore_rcu_read_unlock();
+#else
 	rcu_read_unlock();
+#endif
 }
 
 void mmu_rcu_synchronize(void)
 {
+#ifdef MMUD_EXPLORE
+	explore_rcu_synchronize();
+#else
 	synchronize_rcu();
+#endif
 #ifdef MMUD_TSAN
 	__tsan_acquire(&rcu_tsan_sync);
 #endif

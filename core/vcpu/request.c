@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "explore.h"
 #include "vcpu_int.h"
 
 static void wake(struct vcpu *v)
@@ -49,8 +50,29 @@ static bool still_inside(struct vcpu *v, uint64_t seen)
  * left it on the host interrupt), and a requester that spun or yielded
  * would hold the host CPU the vCPU needs to see its kick.
  */
+#ifdef MMUD_EXPLORE
+struct exit_wait {
+	struct vcpu *v;
+	uint64_t seen;
+};
+
+static bool has_left(void *arg)
+{
+	struct exit_wait *w = arg;
+
+	return !still_inside(w->v, w->seen);
+}
+#endif
+
 static void wait_for_exit(struct vcpu *v, uint64_t seen)
 {
+#ifdef MMUD_EXPLORE
+	/* The explorer's scheduler runs the vCPU until it has left. */
+	struct exit_wait w = { v, seen };
+
+	explore_wait_until(has_left, &w);
+	return;
+#endif
 	for (unsigned int i = 0; i < EXIT_SPINS; i++) {
 		if (!still_inside(v, seen))
 			return;
@@ -95,6 +117,7 @@ void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
 	 * with the vCPU's fence after it stores IN_GUEST_MODE: either the
 	 * vCPU sees this bit before it runs guest code, or we see it in
 	 * guest mode and kick it (digest 1.2). */
+	EXPLORE_POINT(EXPLORE_REQUEST, &v->requests, req);
 	atomic_fetch_or_explicit(&v->requests, 1ULL << req,
 				 memory_order_seq_cst);
 	/*
@@ -104,6 +127,7 @@ void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
 	 * seq_cst RMW, pairs with the vCPU's RMW of it on leaving.
 	 */
 	seen = atomic_load_explicit(&v->exits, memory_order_acquire);
+	EXPLORE_POINT(EXPLORE_KICK, &v->mode, 0);
 	/* On failure, mode holds what the vCPU was doing instead. */
 	if (atomic_compare_exchange_strong_explicit(
 		    &v->mode, &mode, EXITING_GUEST_MODE, memory_order_seq_cst,
@@ -191,6 +215,7 @@ const struct mmu_vcpu_ops vcpu_mmu_ops = {
  */
 void vcpu_leave_guest_mode(struct vcpu *v)
 {
+	EXPLORE_POINT(EXPLORE_MODE, &v->mode, OUTSIDE_GUEST_MODE);
 	atomic_store_explicit(&v->mode, OUTSIDE_GUEST_MODE,
 			      memory_order_release);
 	atomic_fetch_add_explicit(&v->exits, 1, memory_order_seq_cst);
@@ -208,6 +233,7 @@ bool vcpu_enter_guest_mode(struct vcpu *v)
 	 * after moving us from IN_GUEST_MODE. */
 	atomic_store_explicit(&v->kick, 0, memory_order_relaxed);
 	atomic_store_explicit(&v->mode, IN_GUEST_MODE, memory_order_release);
+	EXPLORE_POINT(EXPLORE_MODE, &v->mode, IN_GUEST_MODE);
 	/*
 	 * The one full barrier of guest entry (digest 4.2 step 4), as a
 	 * seq_cst read-modify-write of the request word (which

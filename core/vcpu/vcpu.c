@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "explore.h"
 #include "mmu_rcu.h"
 #include "vcpu_int.h"
 
@@ -125,6 +126,12 @@ static void env_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
 static void env_tracked_write(void *opaque, gpa_t gpa, unsigned int size)
 {
 	struct vcpu *v = opaque;
+
+	/* Logged now, while the slot that took the store is still the one
+	 * that maps gpa (mmu_mark_dirty()). */
+	mmu_rcu_read_lock();
+	mmu_mark_dirty(v->mmu, gpa);
+	mmu_rcu_read_unlock();
 
 	/* The MMU must zap what it derived from this guest page table;
 	 * it may flush remote TLBs with wait, which it cannot do while
@@ -402,10 +409,46 @@ static bool load_root(struct vcpu *v)
 	return true;
 }
 
+bool vcpu_run_once(struct vcpu *v, uint64_t max_insns)
+{
+	struct x86_exit exit;
+	uint64_t budget;
+
+	if (!handle_requests(v))
+		return false;
+	if (v->halted ||
+	    atomic_load_explicit(&v->paused, memory_order_relaxed)) {
+		block(v);
+		return true;
+	}
+	if (!load_root(v))
+		return true;
+
+	if (!vcpu_enter_guest_mode(v))
+		return true; /* a request came: handle it first */
+	mmu_rcu_read_unlock();
+
+	budget = slice_left(v);
+	if (max_insns && max_insns < budget)
+		budget = max_insns;
+	EXPLORE_POINT(EXPLORE_GUEST_INSN, v, budget);
+	x86_run(v->cpu, budget, &exit);
+
+	/* The instruction count first, so whoever sees us leave
+	 * (below) sees every instruction of this run counted. */
+	atomic_store_explicit(&v->st.insns, x86_insns_retired(v->cpu),
+			      memory_order_relaxed);
+	vcpu_leave_guest_mode(v);
+	mmu_rcu_read_lock();
+	if (v->nr_tracked || v->tracked_overflow)
+		flush_tracked_writes(v);
+	handle_exit(v, &exit);
+	return true;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
-	struct x86_exit exit;
 
 	pthread_mutex_lock(&v->wake_lock);
 	atomic_store_explicit(&v->tid, (int)syscall(SYS_gettid),
@@ -415,33 +458,8 @@ static void *vcpu_thread(void *arg)
 	mmu_rcu_register_thread();
 	mmu_rcu_read_lock();
 	x86_set_kick(v->cpu, &v->kick);
-	for (;;) {
-		if (!handle_requests(v))
-			break;
-		if (v->halted ||
-		    atomic_load_explicit(&v->paused, memory_order_relaxed)) {
-			block(v);
-			continue;
-		}
-		if (!load_root(v))
-			continue;
-
-		if (!vcpu_enter_guest_mode(v))
-			continue; /* a request came: handle it first */
-		mmu_rcu_read_unlock();
-
-		x86_run(v->cpu, slice_left(v), &exit);
-
-		/* The instruction count first, so whoever sees us leave
-		 * (below) sees every instruction of this run counted. */
-		atomic_store_explicit(&v->st.insns, x86_insns_retired(v->cpu),
-				      memory_order_relaxed);
-		vcpu_leave_guest_mode(v);
-		mmu_rcu_read_lock();
-		if (v->nr_tracked || v->tracked_overflow)
-			flush_tracked_writes(v);
-		handle_exit(v, &exit);
-	}
+	while (vcpu_run_once(v, 0))
+		;
 	mmu_rcu_read_unlock();
 	mmu_rcu_unregister_thread();
 	pthread_mutex_lock(&v->wake_lock);

@@ -127,6 +127,16 @@ static inline void vcpu_stat_inc(_Atomic uint64_t *c)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
+/*
+ * vcpu.c: one pass of the run loop:
+ * requests, root load, guest mode for at most max_insns instructions (0:
+ * the rest of the slice), exit handling. The vCPU thread calls it in a
+ * loop, inside a read-side section, after x86_set_kick(); the explorer
+ * (tests/explorer) calls it one instruction at a time. False when the
+ * thread must end (VCPU_REQ_STOP).
+ */
+bool vcpu_run_once(struct vcpu *v, uint64_t max_insns);
+
 /* request.c: the mode protocol (DESIGN.md section 3, digest 1.2). */
 
 /*
