@@ -354,6 +354,39 @@ static void test_walk_readonly_tables_keep_ad_clear(void **state)
 	env_free(&e);
 }
 
+/*
+ * A write walk sets A in every entry it uses and D only in the one that
+ * maps the page (SDM vol. 3, 4.8: D exists only in entries that map a
+ * page; bit 6 of an entry that references a table is ignored, and the
+ * processor leaves it as it is). Checked for a 4 KiB and a 2 MiB leaf.
+ */
+static void test_walk_write_sets_d_on_leaf_only(void **state)
+{
+	struct env e = env_new(0);
+	struct mmu_cpu_state cpu = boot_cpu(PML4);
+	struct mmu_walk w;
+
+	(void)state;
+	set_path(&e, G_W, G_W);
+	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_WRITE, &w),
+			 MMU_WALK_OK);
+	assert_int_equal(w.level, 1);
+	assert_int_equal(gpte_get(&e.m, 0, PML4, 0) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e.m, 0, PDPT, 0) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e.m, 0, PD, 2) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e.m, 0, PT, 1) & (G_A | G_D), G_A | G_D);
+
+	set_path(&e, G_W, G_W);
+	gpte_set(&e.m, 0, PD, 2, (7ULL << 21) | G_P | G_W | G_PS);
+	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_WRITE, &w),
+			 MMU_WALK_OK);
+	assert_int_equal(w.level, 2);
+	assert_int_equal(gpte_get(&e.m, 0, PML4, 0) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e.m, 0, PDPT, 0) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e.m, 0, PD, 2) & (G_A | G_D), G_A | G_D);
+	env_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -365,6 +398,7 @@ int main(void)
 		cmocka_unit_test(test_walk_table_without_memslot_faults_rsvd),
 		cmocka_unit_test(test_walk_ad_update_is_dirty_logged),
 		cmocka_unit_test(test_walk_readonly_tables_keep_ad_clear),
+		cmocka_unit_test(test_walk_write_sets_d_on_leaf_only),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
