@@ -186,6 +186,43 @@ static void test_audit_corrupt_root_count_named(void **state)
 	aenv_free(e);
 }
 
+/*
+ * A clean gpte (D=0) is mapped read-only, so the first write faults and
+ * the walk sets D (SDM vol. 3, 4.8). An spte that is writable while its
+ * gpte is clean, however well formed otherwise, is an inconsistency.
+ */
+static void test_audit_writable_spte_of_clean_gpte_named(void **state)
+{
+	struct aenv *e = aenv_new();
+	gva_t gva = GVA + 0x200000;
+	gfn_t next = 0x30;
+	struct mmu_fault_info info;
+	_Atomic uint64_t *sptep;
+	struct mmu_page *sp;
+	uint64_t good;
+	int l;
+
+	(void)state;
+	map_4k(&e->m, 0, PML4, &next, gva, DATA + 1, G_W);
+	assert_int_equal(mmu_page_fault(e->v, &e->cpu, gva, MMU_ACCESS_READ,
+					&info),
+			 MMU_FAULT_FIXED);
+	sp = e->v->root;
+	for (l = MMU_ROOT_LEVEL; l > 1; l--)
+		sp = spte_to_child_page(
+			atomic_load(&sp->spt[spte_index(gva, l)]));
+	sptep = &sp->spt[spte_index(gva, 1)];
+	good = atomic_load(sptep);
+	assert_true(good & SPTE_HOST_WRITABLE);
+	assert_false(good & (SPTE_W | SPTE_MMU_WRITABLE));
+	expect_audit(e, NULL);
+	atomic_store(sptep, good | SPTE_W | SPTE_MMU_WRITABLE);
+	expect_audit(e, "grants access 0x3 beyond the guest's 0x1");
+	atomic_store(sptep, good);
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -195,6 +232,8 @@ int main(void)
 		cmocka_unit_test(test_audit_corrupt_parent_pte_named),
 		cmocka_unit_test(test_audit_corrupt_write_track_named),
 		cmocka_unit_test(test_audit_corrupt_root_count_named),
+		cmocka_unit_test(
+			test_audit_writable_spte_of_clean_gpte_named),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
