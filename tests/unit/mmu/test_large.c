@@ -201,6 +201,210 @@ static void test_large_spte_maps_1g_guest_page(void **state)
 	big_free(&b);
 }
 
+/*
+ * A slot of 256 pages under a 2 MiB guest page: the frame runs past the
+ * slot's end, so no large spte (it would map host memory after the
+ * guest's RAM); the half inside is mapped 4 KiB at a time, and an access
+ * past the end is an access to no memslot (MMIO).
+ */
+static void test_large_spte_not_past_slot_end(void **state)
+{
+	struct penv *e = penv_new();
+	struct big b = big_alloc(2 << 20, 2 << 20);
+	struct mmu_fault_info info;
+	char err[128];
+	gfn_t pd;
+	hva_t hva;
+
+	(void)state;
+	assert_int_equal(memslot_add(e->mmu, 2, LBASE, 256, b.hva, 0, err,
+				     sizeof(err)),
+			 0);
+	penv_map(e, PML4, LGVA, BASE1, G_W | G_D);
+	pd = e->next_table - 2;
+	gpte_set(&e->m0, 0, pd, 0,
+		 ((gfn_t)LBASE << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
+	assert_int_equal(penv_fault(e, LGVA + 0x1000, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_stats(e).large_sptes, 0);
+	assert_int_equal(penv_xlate(e, LGVA + 0x1008, MMU_ACCESS_READ, &hva),
+			 0);
+	assert_int_equal(hva, b.hva + 0x1008);
+	/* The first page past the slot: never host memory. */
+	assert_int_equal(penv_xlate(e, LGVA + 256 * PAGE_SIZE, MMU_ACCESS_READ,
+				    &hva),
+			 -EFAULT);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu,
+				      LGVA + 256 * PAGE_SIZE + 0x10,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(info.gpa, ((gfn_t)(LBASE + 256) << PAGE_SHIFT) + 0x10);
+	assert_int_equal(penv_xlate(e, LGVA + 511 * PAGE_SIZE, MMU_ACCESS_READ,
+				    &hva),
+			 -EFAULT);
+	assert_int_equal(penv_stats(e).large_sptes, 0);
+	penv_free(e);
+	big_free(&b);
+}
+
+/*
+ * The same at the other end: a slot that starts half-way into the guest's
+ * 2 MiB frame gets no large spte either; the gfns below the slot are
+ * MMIO, not the host memory in front of the slot's mapping.
+ */
+static void test_large_spte_not_below_slot_start(void **state)
+{
+	struct penv *e = penv_new();
+	struct big b = big_alloc(2 << 20, 2 << 20);
+	struct mmu_fault_info info;
+	char err[128];
+	gfn_t pd;
+	hva_t hva;
+
+	(void)state;
+	/* [LBASE + 256, LBASE + 512) at the second half of the aligned
+	 * mapping, so the frame's would-be host address is aligned. */
+	assert_int_equal(memslot_add(e->mmu, 2, LBASE + 256, 256,
+				     b.hva + (1 << 20), 0, err, sizeof(err)),
+			 0);
+	penv_map(e, PML4, LGVA, BASE1, G_W | G_D);
+	pd = e->next_table - 2;
+	gpte_set(&e->m0, 0, pd, 0,
+		 ((gfn_t)LBASE << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
+	assert_int_equal(penv_fault(e, LGVA + (1 << 20), MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_stats(e).large_sptes, 0);
+	assert_int_equal(penv_xlate(e, LGVA + (1 << 20) + 8, MMU_ACCESS_WRITE,
+				    &hva),
+			 0);
+	assert_int_equal(hva, b.hva + (1 << 20) + 8);
+	assert_int_equal(penv_xlate(e, LGVA, MMU_ACCESS_READ, &hva), -EFAULT);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, LGVA + 0x10,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(info.gpa, ((gfn_t)LBASE << PAGE_SHIFT) + 0x10);
+	penv_free(e);
+	big_free(&b);
+}
+
+/*
+ * A slot whose base is not frame aligned: rmap heads and lpage_disallow
+ * counts above level 1 are indexed by frame number (gfn >> 9), not by
+ * the offset into the slot, or a frame's large spte and its write-
+ * tracked gfns land in different buckets. Slot 2 = [0x300, 0x600); the
+ * frame [0x400, 0x600) is mapped by a 2 MiB guest page at LGVA, and the
+ * guest then uses gfn 0x505, inside that frame, as a page table.
+ */
+#define UBASE 0x300
+#define UPT 0x505
+
+static void test_large_spte_unaligned_slot_tracks_frame_by_number(void **state)
+{
+	struct penv *e = penv_new();
+	struct big b = big_alloc(4 << 20, 2 << 20);
+	hva_t slot_hva = b.hva + (1 << 20), hva;
+	char err[128];
+	gfn_t pd;
+
+	(void)state;
+	assert_int_equal(memslot_add(e->mmu, 2, UBASE, 0x300, slot_hva, 0, err,
+				     sizeof(err)),
+			 0);
+	penv_map(e, PML4, LGVA, BASE1, G_W | G_D);
+	pd = e->next_table - 2;
+	gpte_set(&e->m0, 0, pd, 0,
+		 ((gfn_t)0x400 << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
+	assert_int_equal(penv_fault(e, LGVA, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_stats(e).large_sptes, 1);
+	assert_int_equal(penv_xlate(e, LGVA + (UPT - 0x400) * PAGE_SIZE,
+				    MMU_ACCESS_WRITE, &hva),
+			 0);
+	assert_int_equal(hva, slot_hva + (UPT - UBASE) * PAGE_SIZE);
+	penv_audit(e);
+	/* LGVA + 2 MiB goes through a page table at UPT. */
+	atomic_store((_Atomic uint64_t *)(uintptr_t)(slot_hva +
+						     (UPT - UBASE) * PAGE_SIZE),
+		     (BASE1 << PAGE_SHIFT) | G_P | G_W | G_D);
+	gpte_set(&e->m0, 0, pd, 1, ((gfn_t)UPT << PAGE_SHIFT) | G_P | G_W);
+	assert_int_equal(penv_fault(e, LGVA + (2 << 20), MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	/* The large spte over the table went with the tracking... */
+	assert_int_equal(penv_xlate(e, LGVA, MMU_ACCESS_READ, &hva), -EFAULT);
+	/* ...and none comes back while the table is shadowed: a store to
+	 * it is emulated, its neighbours are mapped 4 KiB. */
+	assert_int_equal(penv_fault(e, LGVA + (UPT - 0x400) * PAGE_SIZE,
+				    MMU_ACCESS_WRITE),
+			 MMU_FAULT_EMULATE);
+	assert_int_equal(penv_xlate(e, LGVA + (UPT - 0x400) * PAGE_SIZE,
+				    MMU_ACCESS_WRITE, &hva),
+			 -EFAULT);
+	assert_int_equal(penv_fault(e, LGVA + 0x1000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_xlate(e, LGVA + 0x1008, MMU_ACCESS_WRITE, &hva),
+			 0);
+	assert_int_equal(hva, slot_hva + (0x401 - UBASE) * PAGE_SIZE + 8);
+	assert_int_equal(penv_stats(e).large_sptes, 1);
+	penv_free(e);
+	big_free(&b);
+}
+
+/* mmu_write_protect_gfn() covers every spte of the gfn, large ones too. */
+static void test_large_spte_write_protect_gfn_inside_frame(void **state)
+{
+	struct penv *e = penv_new();
+	struct big b = big_alloc(2 << 20, 2 << 20);
+	unsigned flushes;
+	hva_t hva;
+
+	(void)state;
+	setup_2m(e, b.hva);
+	assert_int_equal(penv_fault(e, LGVA, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_stats(e).large_sptes, 1);
+	flushes = e->rec.flushes;
+	assert_true(mmu_write_protect_gfn(e->mmu, LBASE + 3));
+	assert_int_equal(e->rec.flushes - flushes, 1);
+	assert_int_equal(penv_xlate(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_WRITE,
+				    &hva),
+			 -EFAULT);
+	assert_int_equal(penv_xlate(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_READ,
+				    &hva),
+			 0);
+	assert_int_equal(hva, b.hva + 3 * PAGE_SIZE);
+	/* Nothing writable left: no second flush. */
+	assert_false(mmu_write_protect_gfn(e->mmu, LBASE + 3));
+	assert_int_equal(e->rec.flushes - flushes, 1);
+	penv_free(e);
+	big_free(&b);
+}
+
+/*
+ * Dirty logging starts on a slot mapped only by a writable large spte:
+ * the zap of that spte must reach every vCPU (remote flush) before
+ * memslot_set_flags returns, or a vCPU keeps writing through its cached
+ * 2 MiB translation and those pages are never logged.
+ */
+static void test_large_spte_dirty_log_start_flushes_remote_tlbs(void **state)
+{
+	struct penv *e = penv_new();
+	struct big b = big_alloc(2 << 20, 2 << 20);
+	unsigned flushes;
+	char err[128];
+
+	(void)state;
+	setup_2m(e, b.hva);
+	assert_int_equal(penv_fault(e, LGVA, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	flushes = e->rec.flushes;
+	assert_int_equal(memslot_set_flags(e->mmu, 2, MEMSLOT_LOG_DIRTY, err,
+					   sizeof(err)),
+			 0);
+	assert_true(e->rec.flushes - flushes >= 1);
+	penv_free(e);
+	big_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -212,6 +416,13 @@ int main(void)
 			test_large_spte_zapped_when_dirty_logging_starts),
 		cmocka_unit_test(test_large_spte_misaligned_host_maps_4k),
 		cmocka_unit_test(test_large_spte_maps_1g_guest_page),
+		cmocka_unit_test(test_large_spte_not_past_slot_end),
+		cmocka_unit_test(test_large_spte_not_below_slot_start),
+		cmocka_unit_test(
+			test_large_spte_unaligned_slot_tracks_frame_by_number),
+		cmocka_unit_test(test_large_spte_write_protect_gfn_inside_frame),
+		cmocka_unit_test(
+			test_large_spte_dirty_log_start_flushes_remote_tlbs),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
