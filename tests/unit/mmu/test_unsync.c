@@ -235,6 +235,154 @@ static void test_unsync_page_becoming_upper_table_is_resynced(void **state)
 	penv_free(e);
 }
 
+/*
+ * The guest clears D in a PTE of an unsync table (a store through its
+ * writable window, which the MMU does not see) and flushes. The sync
+ * must take W away from the spte: a clean page is mapped read-only so
+ * that the next write faults and the walk sets D again (SDM vol. 3,
+ * 4.8); a writable spte would let the guest write without D ever being
+ * set, and it would lose its dirty tracking. A stays set, so only the D
+ * rule can catch it. Both flush points: INVLPG and MOV CR3.
+ */
+static void test_unsync_sync_write_protects_clean_gpte(void **state)
+{
+	int mode;
+
+	(void)state;
+	for (mode = 0; mode < 2; mode++) {
+		struct penv *e = penv_new();
+		unsigned flushes;
+		hva_t hva, pte;
+
+		mmu_set_unsync(e->mmu, true);
+		map_window(e, PML4);
+		assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+				 MMU_FAULT_FIXED);
+		assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+				 MMU_FAULT_FIXED);
+		assert_int_equal(penv_stats(e).unsyncs, 1);
+		assert_int_equal(
+			penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
+		assert_int_equal(
+			penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
+		atomic_store((_Atomic uint64_t *)(uintptr_t)pte,
+			     (BASE1 << PAGE_SHIFT) | G_P | G_W | G_A);
+		flushes = e->rec.flushes;
+		if (mode == 0) {
+			mmu_invlpg(e->v, 0x400000);
+			/* The dropped writable spte is flushed everywhere. */
+			assert_int_equal(e->rec.flushes - flushes, 1);
+		} else {
+			assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
+			assert_true(e->rec.flushes - flushes >= 1);
+		}
+		assert_int_equal(
+			penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva),
+			-EFAULT);
+		/* The write faults, the walk sets D, and then it is
+		 * writable again. */
+		assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+				 MMU_FAULT_FIXED);
+		assert_true(atomic_load((_Atomic uint64_t *)(uintptr_t)pte) &
+			    G_D);
+		assert_int_equal(
+			penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
+		assert_int_equal(hva, penv_hva(e, BASE1));
+		penv_free(e);
+	}
+}
+
+/*
+ * A PTE of an unsync table that the guest made invalid behind the MMU
+ * (not present, a reserved address bit, or XD while EFER.NXE=0, which
+ * is reserved too: SDM vol. 3, 4.5.4 and table 4-20) must lose its spte
+ * at the guest's INVLPG: the next access walks and takes the guest's
+ * #PF instead of using the old translation.
+ */
+static void test_unsync_invlpg_drops_spte_of_invalid_gpte(void **state)
+{
+	static const struct {
+		uint64_t pte;
+		uint32_t ec;
+	} cases[] = {
+		{ (BASE1 << PAGE_SHIFT) | G_W | G_D | G_A, 0 },
+		{ (BASE1 << PAGE_SHIFT) | (1ULL << 50) | G_P | G_W | G_D | G_A,
+		  PFERR_PRESENT | PFERR_RSVD },
+		{ (BASE1 << PAGE_SHIFT) | G_NX | G_P | G_W | G_D | G_A,
+		  PFERR_PRESENT | PFERR_RSVD },
+	};
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct penv *e = penv_new();
+		struct mmu_fault_info info;
+		hva_t hva, pte;
+
+		e->cpu.efer &= ~X86_EFER_NXE;
+		mmu_set_unsync(e->mmu, true);
+		map_window(e, PML4);
+		assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+				 MMU_FAULT_FIXED);
+		assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+				 MMU_FAULT_FIXED);
+		assert_int_equal(
+			penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
+		atomic_store((_Atomic uint64_t *)(uintptr_t)pte, cases[i].pte);
+		mmu_invlpg(e->v, 0x400000);
+		if (penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva) != -EFAULT)
+			fail_msg("case %u: gpte 0x%llx still mapped after "
+				 "INVLPG",
+				 i, (unsigned long long)cases[i].pte);
+		assert_int_equal(penv_fault_v(e, e->v, &e->cpu, 0x400000,
+					      MMU_ACCESS_READ, &info),
+				 MMU_FAULT_GUEST_PF);
+		assert_int_equal(info.error_code, cases[i].ec);
+		penv_free(e);
+	}
+}
+
+/*
+ * After a fast zap-all, the obsolete pages still shadow the guest's
+ * tables (and keep them write-tracked) until mmu_zap_obsolete_pages()
+ * frees them. A write fault on such a gfn must not unsync: the obsolete
+ * page could never be synced (no root reaches it), so the write is
+ * emulated instead.
+ */
+static void test_unsync_not_while_obsolete_page_shadows_gfn(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_stats st;
+	hva_t hva;
+	gfn_t pt;
+
+	(void)state;
+	mmu_set_unsync(e->mmu, true);
+	pt = map_window(e, PML4);
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	mmu_zap_all_fast(e->mmu);
+	/* The vCPU handles its request: it drops the obsolete root. */
+	mmu_vcpu_free_obsolete_roots(e->v);
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_EMULATE);
+	st = penv_stats(e);
+	assert_int_equal(st.unsyncs, 0);
+	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &hva),
+			 -EFAULT);
+	penv_audit(e);
+	/* Once they are freed, the same write unsyncs. */
+	assert_true(mmu_zap_obsolete_pages(e->mmu) > 0);
+	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_stats(e).unsyncs, 1);
+	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(hva, penv_hva(e, pt));
+	penv_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -250,6 +398,11 @@ int main(void)
 			test_unsync_upper_level_table_write_still_emulated),
 		cmocka_unit_test(
 			test_unsync_page_becoming_upper_table_is_resynced),
+		cmocka_unit_test(test_unsync_sync_write_protects_clean_gpte),
+		cmocka_unit_test(
+			test_unsync_invlpg_drops_spte_of_invalid_gpte),
+		cmocka_unit_test(
+			test_unsync_not_while_obsolete_page_shadows_gfn),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
