@@ -164,6 +164,120 @@ static void test_mmio_generation_wrap_zaps_every_mmio_spte(void **state)
 	penv_free(e);
 }
 
+/*
+ * While a memslot update is between publish and the end of its grace
+ * period, an MMIO spte cached before it may be stale even though its
+ * stamp still equals the generation's low bits (the bump comes only at
+ * the end): the fault must walk instead of answering from the spte.
+ */
+static void test_mmio_spte_not_used_during_memslot_update(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_fault_info info;
+	uint64_t gen, a;
+
+	(void)state;
+	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_stats(e).mmio_sptes, 1);
+	walk_counted(e, &a);
+	gen = memslot_generation(e->mmu);
+	set_generation(e, gen | MEMSLOT_GEN_UPDATE_IN_PROGRESS);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 8,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(info.gpa, (MMIO_GFN << PAGE_SHIFT) + 8);
+	assert_int_equal(penv_stats(e).mmio_hits, 0);
+	walk_counted(e, &a);
+	assert_true(a); /* walked */
+	/* Once the update is over, the spte answers again. */
+	set_generation(e, gen);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	penv_free(e);
+}
+
+/*
+ * The MMIO spte caches the access the guest walk granted; a fault the
+ * walk would refuse is never answered from it: a write through a
+ * read-only mapping, and a supervisor read of a user page under SMAP
+ * (SDM vol. 3, 4.6.1) are the guest's #PF.
+ */
+static void test_mmio_spte_never_answers_what_walk_refuses(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_fault_info info;
+
+	(void)state;
+	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_D);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_WRITE, &info),
+			 MMU_FAULT_GUEST_PF);
+	assert_int_equal(info.error_code, PFERR_PRESENT | PFERR_WRITE);
+	assert_int_equal(penv_stats(e).mmio_hits, 0);
+
+	/* A user page, cached by a user access. */
+	penv_map(e, PML4, MMIO_GVA + 0x200000, MMIO_GFN + 1, G_W | G_D | G_U);
+	e->cpu.cpl = 3;
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x200000,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x200000,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_stats(e).mmio_hits, 1);
+	e->cpu.cpl = 0;
+	e->cpu.cr4 |= X86_CR4_SMAP;
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x200000,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_GUEST_PF);
+	assert_int_equal(info.error_code, PFERR_PRESENT);
+	assert_int_equal(penv_stats(e).mmio_hits, 1);
+	penv_free(e);
+}
+
+/*
+ * The guest retargets a PTE from an MMIO gfn to RAM by a store the MMU
+ * emulates (the table is shadowed): the MMIO spte derived from the old
+ * gpte goes with the store, or the next access would still be answered
+ * "MMIO" from it while the generation has not moved.
+ */
+static void test_mmio_spte_zapped_by_emulated_gpte_write(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_fault_info info;
+	gfn_t pt;
+	hva_t hva;
+
+	(void)state;
+	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	pt = e->next_table - 1;
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_stats(e).mmio_sptes, 1);
+	assert_int_equal(mmu_emulate_write(e->v, (pt << PAGE_SHIFT) +
+							 spte_index(MMIO_GVA, 1) *
+								 8,
+					   (BASE1 << PAGE_SHIFT) | G_P | G_W |
+						   G_D,
+					   8),
+			 0);
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_xlate(e, MMIO_GVA, MMU_ACCESS_READ, &hva), 0);
+	assert_int_equal(hva, penv_hva(e, BASE1));
+	assert_int_equal(penv_stats(e).mmio_hits, 0);
+	penv_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -174,6 +288,11 @@ int main(void)
 			test_mmio_spte_never_made_during_memslot_update),
 		cmocka_unit_test(
 			test_mmio_generation_wrap_zaps_every_mmio_spte),
+		cmocka_unit_test(
+			test_mmio_spte_not_used_during_memslot_update),
+		cmocka_unit_test(
+			test_mmio_spte_never_answers_what_walk_refuses),
+		cmocka_unit_test(test_mmio_spte_zapped_by_emulated_gpte_write),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
