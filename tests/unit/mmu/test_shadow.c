@@ -753,6 +753,83 @@ static void test_fault_wp0_supervisor_write_to_readonly_emulates(void **state)
 	senv_free(e);
 }
 
+/*
+ * Dirty logging starts while a gfn other than the slot's last one is
+ * mapped writable: its write protection must reach every vCPU (a remote
+ * TLB flush) before memslot_set_flags returns, or a vCPU keeps writing
+ * through its cached translation and the page is never logged. The same
+ * for a harvest whose writable gfn is not the last one it reports (the
+ * other, BASE1 + 5, is dirty from an emulated store and has no spte).
+ */
+static void test_dirty_log_flushes_when_any_gfn_was_writable(void **state)
+{
+	struct senv *e = senv_new(0);
+	unsigned flushes;
+	uint64_t bits;
+	char err[128];
+	hva_t hva;
+
+	(void)state;
+	map(e, 0x400000, BASE1 + 2, G_W | G_D);
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	flushes = e->rec.flushes;
+	assert_int_equal(memslot_set_flags(e->mmu, 1, MEMSLOT_LOG_DIRTY, err,
+					   sizeof(err)),
+			 0);
+	assert_int_equal(e->rec.flushes - flushes, 1);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), -EFAULT);
+
+	assert_int_equal(fault(e, 0x400000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(mmu_emulate_write(e->v, (BASE1 + 5) << PAGE_SHIFT,
+					   0x1234, 8),
+			 0);
+	flushes = e->rec.flushes;
+	assert_int_equal(memslot_dirty_log_get(e->mmu, 1, &bits, 1, err,
+					       sizeof(err)),
+			 0);
+	assert_int_equal(bits, (1ULL << 2) | (1ULL << 5));
+	assert_int_equal(e->rec.flushes - flushes, 1);
+	assert_int_equal(xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), -EFAULT);
+	senv_free(e);
+}
+
+/*
+ * A harvest write-protects the gfn each reported bit stands for, in
+ * every word of the bitmap: in a 128-page slot, bit 6 of word 1 is the
+ * slot's page 70.
+ */
+static void test_dirty_log_harvest_reprotects_gfn_in_later_word(void **state)
+{
+	struct senv *e = senv_new(0);
+	struct tmem m2 = tmem_alloc(128);
+	uint64_t bits[2];
+	unsigned flushes;
+	char err[128];
+	hva_t hva;
+
+	(void)state;
+	assert_int_equal(memslot_add(e->mmu, 2, 0x200, 128, tmem_hva(&m2),
+				     MEMSLOT_LOG_DIRTY, err, sizeof(err)),
+			 0);
+	map(e, 0x600000, 0x200 + 70, G_W | G_D);
+	assert_int_equal(fault(e, 0x600000, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(xlate(e, 0x600008, MMU_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(hva, tmem_hva(&m2) + 70 * PAGE_SIZE + 8);
+	flushes = e->rec.flushes;
+	assert_int_equal(memslot_dirty_log_get(e->mmu, 2, bits, 2, err,
+					       sizeof(err)),
+			 0);
+	assert_int_equal(bits[0], 0);
+	assert_int_equal(bits[1], 1ULL << 6);
+	assert_int_equal(e->rec.flushes - flushes, 1);
+	assert_int_equal(xlate(e, 0x600000, MMU_ACCESS_WRITE, &hva), -EFAULT);
+	assert_int_equal(xlate(e, 0x600000, MMU_ACCESS_READ, &hva), 0);
+	audit_ok(e);
+	assert_int_equal(memslot_delete(e->mmu, 2, err, sizeof(err)), 0);
+	senv_free(e);
+	tmem_free(&m2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -784,6 +861,10 @@ int main(void)
 		cmocka_unit_test(test_dirty_log_harvest_reprotects_and_relogs),
 		cmocka_unit_test(
 			test_fault_wp0_supervisor_write_to_readonly_emulates),
+		cmocka_unit_test(
+			test_dirty_log_flushes_when_any_gfn_was_writable),
+		cmocka_unit_test(
+			test_dirty_log_harvest_reprotects_gfn_in_later_word),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
