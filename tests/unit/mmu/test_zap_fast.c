@@ -72,6 +72,37 @@ test_zap_fast_caller_returns_pages_obsolete_until_freed(void **state)
 	penv_free(e);
 }
 
+/*
+ * The obsolete pages are unlinked from each other, then freed: a vCPU
+ * that was in guest mode on a walk through them must have left it
+ * first, so one remote flush with wait comes between (and only one, for
+ * every batch).
+ */
+static void test_zap_fast_obsolete_pages_freed_after_one_flush(void **state)
+{
+	struct penv *e = penv_new();
+	unsigned flushes, waits;
+	uint64_t pages;
+
+	(void)state;
+	penv_map(e, PML4, 0x400000, BASE1, G_W | G_D);
+	penv_map(e, PML4, 0x40000000, BASE1 + 1, G_W | G_D);
+	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(penv_fault(e, 0x40000000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	pages = penv_stats(e).pages;
+	mmu_zap_all_fast(e->mmu);
+	mmu_vcpu_free_obsolete_roots(e->v);
+	flushes = e->rec.flushes;
+	waits = e->rec.waits;
+	assert_int_equal(mmu_zap_obsolete_pages(e->mmu), pages);
+	assert_int_equal(e->rec.flushes - flushes, 1);
+	assert_int_equal(e->rec.waits - waits, 1);
+	assert_int_equal(penv_stats(e).pages, 0);
+	penv_free(e);
+}
+
 /* The threaded environment of test_concurrency.c, in small. */
 struct zenv {
 	struct tmem m0, m1;
@@ -172,6 +203,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(
 			test_zap_fast_caller_returns_pages_obsolete_until_freed),
+		cmocka_unit_test(
+			test_zap_fast_obsolete_pages_freed_after_one_flush),
 		cmocka_unit_test(
 			test_zap_fast_back_to_back_under_vcpus_frees_all),
 	};
