@@ -232,8 +232,7 @@ int main(void)
 		cmocka_unit_test(test_audit_corrupt_parent_pte_named),
 		cmocka_unit_test(test_audit_corrupt_write_track_named),
 		cmocka_unit_test(test_audit_corrupt_root_count_named),
-		cmocka_unit_test(
-			test_audit_writable_spte_of_clean_gpte_named),
+		cmocka_unit_test(test_audit_writable_spte_of_clean_gpte_named),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);

@@ -274,9 +274,8 @@ static void test_large_spte_not_below_slot_start(void **state)
 	assert_int_equal(penv_fault(e, LGVA + (1 << 20), MMU_ACCESS_WRITE),
 			 MMU_FAULT_FIXED);
 	assert_int_equal(penv_stats(e).large_sptes, 0);
-	assert_int_equal(penv_xlate(e, LGVA + (1 << 20) + 8, MMU_ACCESS_WRITE,
-				    &hva),
-			 0);
+	assert_int_equal(
+		penv_xlate(e, LGVA + (1 << 20) + 8, MMU_ACCESS_WRITE, &hva), 0);
 	assert_int_equal(hva, b.hva + (1 << 20) + 8);
 	assert_int_equal(penv_xlate(e, LGVA, MMU_ACCESS_READ, &hva), -EFAULT);
 	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, LGVA + 0x10,
@@ -368,9 +367,8 @@ static void test_large_spte_write_protect_gfn_inside_frame(void **state)
 	assert_int_equal(penv_xlate(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_WRITE,
 				    &hva),
 			 -EFAULT);
-	assert_int_equal(penv_xlate(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_READ,
-				    &hva),
-			 0);
+	assert_int_equal(
+		penv_xlate(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_READ, &hva), 0);
 	assert_int_equal(hva, b.hva + 3 * PAGE_SIZE);
 	/* Nothing writable left: no second flush. */
 	assert_false(mmu_write_protect_gfn(e->mmu, LBASE + 3));
@@ -420,7 +418,8 @@ int main(void)
 		cmocka_unit_test(test_large_spte_not_below_slot_start),
 		cmocka_unit_test(
 			test_large_spte_unaligned_slot_tracks_frame_by_number),
-		cmocka_unit_test(test_large_spte_write_protect_gfn_inside_frame),
+		cmocka_unit_test(
+			test_large_spte_write_protect_gfn_inside_frame),
 		cmocka_unit_test(
 			test_large_spte_dirty_log_start_flushes_remote_tlbs),
 	};

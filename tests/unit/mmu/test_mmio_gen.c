@@ -262,13 +262,11 @@ static void test_mmio_spte_zapped_by_emulated_gpte_write(void **state)
 				      MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
 	assert_int_equal(penv_stats(e).mmio_sptes, 1);
-	assert_int_equal(mmu_emulate_write(e->v, (pt << PAGE_SHIFT) +
-							 spte_index(MMIO_GVA, 1) *
-								 8,
-					   (BASE1 << PAGE_SHIFT) | G_P | G_W |
-						   G_D,
-					   8),
-			 0);
+	assert_int_equal(
+		mmu_emulate_write(
+			e->v, (pt << PAGE_SHIFT) + spte_index(MMIO_GVA, 1) * 8,
+			(BASE1 << PAGE_SHIFT) | G_P | G_W | G_D, 8),
+		0);
 	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
 				      MMU_ACCESS_READ, &info),
 			 MMU_FAULT_FIXED);
@@ -288,8 +286,7 @@ int main(void)
 			test_mmio_spte_never_made_during_memslot_update),
 		cmocka_unit_test(
 			test_mmio_generation_wrap_zaps_every_mmio_spte),
-		cmocka_unit_test(
-			test_mmio_spte_not_used_during_memslot_update),
+		cmocka_unit_test(test_mmio_spte_not_used_during_memslot_update),
 		cmocka_unit_test(
 			test_mmio_spte_never_answers_what_walk_refuses),
 		cmocka_unit_test(test_mmio_spte_zapped_by_emulated_gpte_write),

@@ -816,9 +816,8 @@ static void test_dirty_log_harvest_reprotects_gfn_in_later_word(void **state)
 	assert_int_equal(xlate(e, 0x600008, MMU_ACCESS_WRITE, &hva), 0);
 	assert_int_equal(hva, tmem_hva(&m2) + 70 * PAGE_SIZE + 8);
 	flushes = e->rec.flushes;
-	assert_int_equal(memslot_dirty_log_get(e->mmu, 2, bits, 2, err,
-					       sizeof(err)),
-			 0);
+	assert_int_equal(
+		memslot_dirty_log_get(e->mmu, 2, bits, 2, err, sizeof(err)), 0);
 	assert_int_equal(bits[0], 0);
 	assert_int_equal(bits[1], 1ULL << 6);
 	assert_int_equal(e->rec.flushes - flushes, 1);

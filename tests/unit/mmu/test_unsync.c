@@ -276,9 +276,9 @@ static void test_unsync_sync_write_protects_clean_gpte(void **state)
 			assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
 			assert_true(e->rec.flushes - flushes >= 1);
 		}
-		assert_int_equal(
-			penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva),
-			-EFAULT);
+		assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_WRITE,
+					    &hva),
+				 -EFAULT);
 		/* The write faults, the walk sets D, and then it is
 		 * writable again. */
 		assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
@@ -399,8 +399,7 @@ int main(void)
 		cmocka_unit_test(
 			test_unsync_page_becoming_upper_table_is_resynced),
 		cmocka_unit_test(test_unsync_sync_write_protects_clean_gpte),
-		cmocka_unit_test(
-			test_unsync_invlpg_drops_spte_of_invalid_gpte),
+		cmocka_unit_test(test_unsync_invlpg_drops_spte_of_invalid_gpte),
 		cmocka_unit_test(
 			test_unsync_not_while_obsolete_page_shadows_gfn),
 	};
