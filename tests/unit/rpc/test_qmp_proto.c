@@ -105,6 +105,23 @@ static void test_framer_control_char_discards_partial(void **state)
 	free(st);
 }
 
+/* A 0xff byte (never valid in UTF-8) resets the parser as a control
+ * character does, QEMU's way back to a known state. */
+static void test_framer_0xff_discards_partial(void **state)
+{
+	static const char in[] = "{\"execute\": \xff{\"a\":1}\xff";
+	struct qmp_framer f;
+	struct feed *st = calloc(1, sizeof(*st));
+
+	(void)state;
+	qmp_framer_init(&f);
+	feed(&f, st, in, sizeof(in) - 1, 4);
+	assert_int_equal(st->discards, 1);
+	assert_int_equal(st->nr_texts, 1);
+	assert_string_equal(st->texts[0], "{\"a\":1}");
+	free(st);
+}
+
 static void test_framer_stray_closer_is_a_text(void **state)
 {
 	struct qmp_framer f;
@@ -299,6 +316,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_framer_split_any_step_same_texts),
 		cmocka_unit_test(test_framer_control_char_discards_partial),
+		cmocka_unit_test(test_framer_0xff_discards_partial),
 		cmocka_unit_test(test_framer_stray_closer_is_a_text),
 		cmocka_unit_test(test_framer_deep_nesting_refused),
 		cmocka_unit_test(test_framer_oversized_text_refused),

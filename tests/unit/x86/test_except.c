@@ -342,7 +342,10 @@ static void test_except_int3_returns_after_cc(void **state)
 	(void)state;
 	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
 	assert_true(sys_in_handler(h, X86_BP));
-	assert_int_equal(sys_read64(h, XH_STACK_TOP - 40), XH_CODE + 1);
+	/* A trap, not a fault: RF stays clear in the image (SDM vol. 3,
+	 * 17.3.1.1). */
+	expect_frame(h, XH_STACK_TOP - 40, false, 0, XH_CODE + 1, SEL_KCODE,
+		     0x2, XH_STACK_TOP, SEL_KDATA);
 	xh_free(h);
 }
 
@@ -450,6 +453,75 @@ static void test_except_gate_selector_error_code_drops_rpl(void **state)
 	}
 }
 
+/* SDM vol. 3, 6.13: EXT is set only for faults while an event external
+ * to the program is delivered; INT n is the program's own. */
+static void test_except_int_n_gate_fault_error_without_ext(void **state)
+{
+	static const uint8_t code[] = { 0xcd, 0x80 }; /* int $0x80 */
+	struct xh *h = setup();
+	struct x86_exit exit;
+
+	(void)state;
+	sys_set_gate(h, 0x80, sys_handler(0x80), 0x50, 0,
+		     GATE_INTR | GATE_DPL3);
+	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
+	assert_true(sys_in_handler(h, X86_GP));
+	assert_int_equal(sys_read64(h, XH_STACK_TOP - 48), 0x50);
+	xh_free(h);
+}
+
+/* SDM vol. 3, 6.15 (interrupt 17): #AC at CPL3 with CR0.AM and
+ * RFLAGS.AC pushes an error code of 0. */
+static void test_except_ac_pushes_error_code_zero(void **state)
+{
+	/* mov 0x300001, %rax: a misaligned 8-byte load. */
+	static const uint8_t code[] = { 0x48, 0x8b, 0x04, 0x25,
+					0x01, 0x00, 0x30, 0x00 };
+	struct xh *h = setup();
+	struct x86_exit exit;
+	struct x86_sregs s;
+
+	(void)state;
+	x86_get_sregs(h->cpu, &s);
+	s.cr0 |= X86_CR0_AM;
+	x86_set_sregs(h->cpu, &s);
+	sys_enter_cpl3(h);
+	sys_set_rflags(h, 0x2 | X86_RFLAGS_AC);
+	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
+	assert_true(sys_in_handler(h, X86_AC));
+	assert_int_equal(sys_reg(h, X86_RSP), SYS_RSP0 - 48);
+	expect_frame(h, SYS_RSP0 - 48, true, 0, XH_CODE, SEL_UCODE,
+		     0x2 | X86_RFLAGS_AC | X86_RFLAGS_RF, SYS_USER_STACK,
+		     SEL_UDATA);
+	xh_free(h);
+}
+
+/* SDM vol. 3, 4.6.1: under CR4.SMAP, RFLAGS.AC lets explicit supervisor
+ * data accesses reach user pages (every harness page is one) but never
+ * implicit ones: delivery's read of the IDT leaves for the MMU. */
+static void test_except_smap_implicit_access_ignores_ac(void **state)
+{
+	/* mov 0x300000, %rax. */
+	static const uint8_t load[] = { 0x48, 0x8b, 0x04, 0x25,
+					0x00, 0x00, 0x30, 0x00 };
+	struct xh *h = setup();
+	struct x86_exit exit;
+	struct x86_sregs s;
+
+	(void)state;
+	x86_get_sregs(h->cpu, &s);
+	s.cr4 |= X86_CR4_SMAP;
+	x86_set_sregs(h->cpu, &s);
+	sys_set_rflags(h, 0x2 | X86_RFLAGS_AC);
+	assert_int_equal(sys_run(h, load, sizeof(load), &exit), X86_EXIT_HLT);
+	assert_int_equal(sys_rip(h), XH_CODE + sizeof(load) + 1);
+	assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit),
+			 X86_EXIT_SHADOW_FAULT);
+	assert_int_equal(exit.fault.gva & ~0xfffULL, SYS_IDT);
+	assert_true(exit.fault.access & X86_ACC_IMPLICIT);
+	xh_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -477,6 +549,10 @@ int main(void)
 		cmocka_unit_test(
 			test_except_gp_during_pf_delivery_double_fault),
 		cmocka_unit_test(test_except_pf_during_gp_delivery_serial),
+		cmocka_unit_test(
+			test_except_int_n_gate_fault_error_without_ext),
+		cmocka_unit_test(test_except_ac_pushes_error_code_zero),
+		cmocka_unit_test(test_except_smap_implicit_access_ignores_ac),
 		cmocka_unit_test(
 			test_except_gate_selector_error_code_drops_rpl),
 	};

@@ -969,6 +969,7 @@ static void test_system_cr3_bit63_not_stored_reserved_gp(void **state)
 	assert_int_equal(e.paging.reg, 3);
 	assert_int_equal(e.paging.old_value, 0x1000);
 	assert_int_equal(e.paging.new_value, 0x5003);
+	assert_true(e.paging.noflush);
 	assert_int_equal(cr3_of(h), 0x5003);
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
 		sys_set_reg(h, X86_RDX, CR3_NOFLUSH | reserved[i] | 0x1001);
@@ -1049,6 +1050,58 @@ static void test_system_cr3_flushes_the_new_pcid(void **state)
 	e = set_cr3(h, 0x1001);
 	assert_int_equal(e.paging.old_value, 0x1002);
 	assert_false(e.paging.noflush);
+	assert_int_equal(read_p(h), V_Q);
+	xh_free(h);
+}
+
+/* SDM vol. 3, 4.10.2.4: an spte's G bit makes a global translation only
+ * while CR4.PGE is set; without it the entry belongs to its PCID. */
+static void test_system_global_bit_without_pge_not_global(void **state)
+{
+	struct xh *h = pcid_setup();
+
+	(void)state;
+	set_cr4(h, CR4_PAE_PCIDE);
+	set_cr3(h, 0x1001);
+	retarget_p(h, PCID_P, X86_PTE_G);
+	assert_int_equal(read_p(h), V_P);
+	retarget_p(h, PCID_Q, X86_PTE_G);
+	set_cr3(h, CR3_NOFLUSH | 0x1002);
+	assert_int_equal(read_p(h), V_Q);
+	xh_free(h);
+}
+
+/* SDM vol. 3, 4.10.4.1: without PCIDE, MOV to CR3 drops the non-global
+ * entries; with CR4.PGE a global one stays (this TLB keeps it). */
+static void test_system_cr3_keeps_global_entries_with_pge(void **state)
+{
+	struct xh *h = pcid_setup();
+
+	(void)state;
+	set_cr4(h, X86_CR4_PAE | X86_CR4_PGE);
+	retarget_p(h, PCID_P, X86_PTE_G);
+	assert_int_equal(read_p(h), V_P);
+	retarget_p(h, PCID_Q, X86_PTE_G);
+	set_cr3(h, 0x1000);
+	assert_int_equal(read_p(h), V_P);
+	/* Clearing PGE drops it (4.10.4.1). */
+	set_cr4(h, X86_CR4_PAE);
+	assert_int_equal(read_p(h), V_Q);
+	xh_free(h);
+}
+
+/* SDM vol. 3, 4.10.1: the PCID is all twelve bits CR3[11:0]: PCID 101H
+ * does not use PCID 001H's entries. */
+static void test_system_pcid_is_twelve_bits(void **state)
+{
+	struct xh *h = pcid_setup();
+
+	(void)state;
+	set_cr4(h, CR4_PAE_PCIDE);
+	set_cr3(h, 0x1001);
+	assert_int_equal(read_p(h), V_P);
+	retarget_p(h, PCID_Q, 0);
+	set_cr3(h, CR3_NOFLUSH | 0x1101);
 	assert_int_equal(read_p(h), V_Q);
 	xh_free(h);
 }
@@ -1298,6 +1351,9 @@ int main(void)
 		cmocka_unit_test(test_system_cr3_flush_follows_bit63),
 		cmocka_unit_test(test_system_invlpg_drops_the_entry),
 		cmocka_unit_test(test_system_cr3_flushes_the_new_pcid),
+		cmocka_unit_test(test_system_global_bit_without_pge_not_global),
+		cmocka_unit_test(test_system_cr3_keeps_global_entries_with_pge),
+		cmocka_unit_test(test_system_pcid_is_twelve_bits),
 		cmocka_unit_test(test_system_invpcid_types_drop_entries),
 		cmocka_unit_test(test_system_invpcid_global_entries),
 		cmocka_unit_test(test_system_invpcid_other_pcid),
