@@ -276,6 +276,39 @@ static void test_mmio_spte_zapped_by_emulated_gpte_write(void **state)
 	penv_free(e);
 }
 
+/*
+ * Only the wrap of the whole stamp zaps: a generation whose low 15 bits
+ * roll over (0x7fff -> 0x8000) still differs from every stamp made
+ * since the last wrap, and a needless zap-all drops every shadow page
+ * and kicks every vCPU.
+ */
+static void test_mmio_generation_no_zap_before_stamp_wraps(void **state)
+{
+	struct penv *e = penv_new();
+	struct mmu_fault_info info;
+	char err[128];
+
+	(void)state;
+	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	set_generation(e, (3ULL << 40) | (MMIO_GEN_MASK >> 1));
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(memslot_set_flags(e->mmu, 1, MEMSLOT_LOG_DIRTY, err,
+					   sizeof(err)),
+			 0);
+	assert_int_equal(memslot_generation(e->mmu) & MMIO_GEN_MASK,
+			 (MMIO_GEN_MASK >> 1) + 1);
+	assert_int_equal(penv_stats(e).fast_zaps, 0);
+	/* Stale all the same: the fault walks and makes a new one. */
+	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
+				      MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(penv_stats(e).mmio_hits, 0);
+	assert_int_equal(penv_stats(e).mmio_sptes, 2);
+	penv_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +323,8 @@ int main(void)
 		cmocka_unit_test(
 			test_mmio_spte_never_answers_what_walk_refuses),
 		cmocka_unit_test(test_mmio_spte_zapped_by_emulated_gpte_write),
+		cmocka_unit_test(
+			test_mmio_generation_no_zap_before_stamp_wraps),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
