@@ -382,9 +382,12 @@ static const struct memslot *invalidate_slot(struct mmu *mmu, unsigned i)
 		free(inv);
 		return NULL;
 	}
-	/* Faults snapshot invalidate_seq before they look at memslots; this
-	 * bump (release, pairs with their acquire) makes any fault that
-	 * straddles the publish retry instead of installing (digest 1.1). */
+	/* Faults snapshot invalidate_seq before they look at memslots (the
+	 * release pairs with their acquire). Bumped before the publish, it
+	 * cannot by itself stop a fault that reads the old array after the
+	 * bump; the grace period below does: it waits for every fault that
+	 * read the old array, and the zap then removes what it installed
+	 * (docs/locking.md #6). */
 	atomic_fetch_add_explicit(&mmu->invalidate_seq, 1,
 				  memory_order_release);
 	free(publish(mmu, next));

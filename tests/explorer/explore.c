@@ -67,6 +67,9 @@ struct explorer {
 
 /* Steps a runnable actor may wait while others run. */
 #define STARVE_STEPS 200
+/* The steps a scenario typically runs (PCT spreads its priority drops
+ * over them). */
+#define PCT_STEPS 250
 
 static struct explorer *cur;
 static __thread int self_index = -1;
@@ -141,6 +144,11 @@ int explorer_paused_at(int i)
 		return -1;
 	a = &cur->actors[i];
 	return a->done || a->what ? -1 : (int)a->point;
+}
+
+int explorer_last_actor(void)
+{
+	return cur ? cur->last : -1;
 }
 
 size_t explorer_step(void)
@@ -403,6 +411,16 @@ static int pick(struct explorer *ex, uint8_t runnable)
 	case EXPLORER_RANDOM: {
 		int n = __builtin_popcount(runnable);
 		int k = (int)(rng_next(&ex->rng) % (uint64_t)n);
+		/* Seeds vary how long an actor keeps running: never, or
+		 * for about 2, 8 or 32 steps; a race that needs a few
+		 * switches at far-apart points is likelier with long runs
+		 * between them. */
+		unsigned stick = (unsigned)(ex->cfg.seed % 4) * 2 - 1;
+
+		if (ex->cfg.seed % 4 && ex->last >= 0 &&
+		    (runnable >> ex->last & 1) &&
+		    rng_next(&ex->rng) % (1u << stick) != 0)
+			return ex->last;
 
 		for (i = 0; i < ex->n; i++)
 			if ((runnable >> i & 1) && k-- == 0)
@@ -510,9 +528,9 @@ static void pct_setup(struct explorer *ex)
 	ex->nchanges = d - 1 < (unsigned)ARRAY_SIZE(ex->change_at) ?
 			       d - 1 :
 			       (unsigned)ARRAY_SIZE(ex->change_at);
-	/* Change points over the length runs of our scenarios have. */
+	/* Change points over the length of a typical run (PCT's k). */
 	for (unsigned c = 0; c < ex->nchanges; c++)
-		ex->change_at[c] = 1 + rng_next(&ex->rng) % 600;
+		ex->change_at[c] = 1 + rng_next(&ex->rng) % PCT_STEPS;
 }
 
 void explorer_run(struct explorer *ex)

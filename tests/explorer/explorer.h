@@ -81,6 +81,8 @@ int explorer_self(void);
 /* The schedule point (enum explore_point) actor i is paused at, or -1
  * (at a lock, a wait, not started or finished). */
 int explorer_paused_at(int i);
+/* The actor that ran the last step, -1 before the first. */
+int explorer_last_actor(void);
 /* Steps taken so far in the current run. */
 size_t explorer_step(void);
 

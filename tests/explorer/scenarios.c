@@ -164,7 +164,8 @@ static const struct scenario log_start_writes = {
 };
 
 /* A harvest whose last reported page was not writable (an emulated
- * store to a table) must still flush for the pages before it. */
+ * store to the table T, gfn 5) must still flush for the pages before it
+ * (gfn 0, written through the TLB). */
 static const struct scenario harvest_mixed = {
 	.name = "harvest-mixed",
 	.what = "a harvest of a writable page and of a shadowed table, "
@@ -176,17 +177,17 @@ static const struct scenario harvest_mixed = {
 	.t_flags = { W_PTE_PW },
 	.ops = {
 		{ { OP_LOAD, T_GVA(0), 0 },
-		  { OP_STORE, 0x20000, 0x1111 },
+		  { OP_STORE, 0x0, 0x1111 },
 		  { OP_STORE, T_ENTRY(5), DATA(5) | W_PTE_PW },
-		  { OP_STORE, 0x20008, 0x2222 },
-		  { OP_STORE, 0x20010, 0x3333 },
-		  { OP_STORE, 0x20018, 0x4444 } },
+		  { OP_STORE, 0x8, 0x2222 },
+		  { OP_STORE, 0x10, 0x3333 },
+		  { OP_STORE, 0x18, 0x4444 } },
 	},
 	.nops = { 6 },
 	.ctl = { { CTL_HARVEST, 0, 0, 0, 0, 0 },
 		 { CTL_HARVEST, 0, 0, 0, 0, 0 } },
 	.nctl = 2,
-	.watch = { 0x20000, T_GVA(0) },
+	.watch = { 0x0, T_GVA(0) },
 	.nwatch = 2,
 };
 

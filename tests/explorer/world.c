@@ -626,10 +626,13 @@ static bool oracle(void *arg, bool final, char *msg, size_t len)
 	const struct scenario *sc = w->sc;
 	bool stored = false;
 
+	/* Guest memory changes only by vCPU stores (and the walker's A/D
+	 * bits): whatever changed, the actor of this step stored it. */
+	if (explorer_last_actor() >= 0 &&
+	    (unsigned)explorer_last_actor() < sc->nvcpus)
+		record_stores(w, (unsigned)explorer_last_actor());
 	for (unsigned c = 0; c < sc->nvcpus; c++) {
 		stored = advance_ops(w, c);
-		if (stored)
-			record_stores(w, c);
 		/* Back at guest code (or done): its stores are complete. */
 		if (explorer_paused_at((int)c) == EXPLORE_GUEST_INSN ||
 		    w->v[c]->halted) {
