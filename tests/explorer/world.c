@@ -468,12 +468,11 @@ static bool vcpu_can_use(unsigned c, const struct vcpu *v)
 }
 
 /* Which ops of vCPU c completed since the last look: invalidations reset
- * what the vCPU may still hold. Returns true if a store completed. */
-static bool advance_ops(struct world *w, unsigned c)
+ * what the vCPU may still hold. */
+static void advance_ops(struct world *w, unsigned c)
 {
 	const struct scenario *sc = w->sc;
 	struct x86_regs r;
-	bool stored = false;
 	unsigned k;
 
 	x86_get_regs(w->v[c]->cpu, &r);
@@ -498,14 +497,11 @@ static bool advance_ops(struct world *w, unsigned c)
 				allowed_reset(w, c, k);
 			break;
 		case OP_STORE:
-			stored = true;
-			break;
 		case OP_LOAD:
 			break;
 		}
 		w->done_ops[c]++;
 	}
-	return stored;
 }
 
 /* Records where vCPU c's guest stores landed since the last look (A and
@@ -624,7 +620,6 @@ static bool oracle(void *arg, bool final, char *msg, size_t len)
 {
 	struct world *w = arg;
 	const struct scenario *sc = w->sc;
-	bool stored = false;
 
 	/* Guest memory changes only by vCPU stores (and the walker's A/D
 	 * bits): whatever changed, the actor of this step stored it. */
@@ -632,7 +627,7 @@ static bool oracle(void *arg, bool final, char *msg, size_t len)
 	    (unsigned)explorer_last_actor() < sc->nvcpus)
 		record_stores(w, (unsigned)explorer_last_actor());
 	for (unsigned c = 0; c < sc->nvcpus; c++) {
-		stored = advance_ops(w, c);
+		advance_ops(w, c);
 		/* Back at guest code (or done): its stores are complete. */
 		if (explorer_paused_at((int)c) == EXPLORE_GUEST_INSN ||
 		    w->v[c]->halted) {
@@ -652,7 +647,6 @@ static bool oracle(void *arg, bool final, char *msg, size_t len)
 	for (unsigned c = 0; c < sc->nvcpus; c++)
 		for (unsigned k = 0; k < sc->nwatch; k++)
 			allowed_add(w, c, k, ref_walk(w, sc->watch[k]));
-	(void)stored;
 	for (unsigned c = 0; c < sc->nvcpus && !final; c++) {
 		struct vcpu *v = w->v[c];
 		struct x86_cpu *cpu = v->cpu;
