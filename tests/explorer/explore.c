@@ -57,6 +57,8 @@ struct explorer {
 	struct held_lock locks[8];
 	explorer_oracle_fn oracle;
 	void *oracle_arg;
+	explorer_describe_fn describer;
+	void *describer_arg;
 	bool stop_checks; /* after a violation: finish without checking */
 	uint64_t rng;
 	/* PCT */
@@ -174,23 +176,23 @@ static const char *point_name(enum explore_point p)
 {
 	switch (p) {
 	case EXPLORE_SPTE_STORE:
-		return "spte store";
+		return "stores spte";
 	case EXPLORE_GPTE_READ:
-		return "gpte re-read";
+		return "re-reads gpte";
 	case EXPLORE_FAULT_WALKED:
-		return "fault: guest walk done";
+		return "has walked the guest tables:";
 	case EXPLORE_REQUEST:
-		return "request";
+		return "sets request";
 	case EXPLORE_KICK:
-		return "kick";
+		return "reads the mode to kick:";
 	case EXPLORE_MODE:
 		return "mode";
 	case EXPLORE_GUEST_INSN:
-		return "guest instruction";
+		return "runs guest code:";
 	case EXPLORE_DIRTY:
 		return "dirty bitmap";
 	case EXPLORE_GEN:
-		return "memslot generation";
+		return "stores memslot generation";
 	}
 	return "?";
 }
@@ -457,19 +459,45 @@ lowest:
 static void describe(struct explorer *ex, int i)
 {
 	struct actor *a = &ex->actors[i];
-	char buf[200];
+	char buf[300], detail[200] = "";
 
 	if (!ex->cfg.trace)
 		return;
-	if (a->what)
-		snprintf(buf, sizeof(buf), "%4zu %-8s resumes after %s %p",
-			 ex->run->steps, a->name, a->what, a->obj);
-	else
-		snprintf(buf, sizeof(buf),
-			 "%4zu %-8s resumes after %s %p %#llx", ex->run->steps,
-			 a->name, point_name(a->point), a->obj,
+	if (a->what && !strcmp(a->what, "start"))
+		;
+	else if (a->what && !strcmp(a->what, "wait"))
+		snprintf(detail, sizeof(detail), "%s",
+			 a->wait_fn == grace_over ?
+				 "a grace period" :
+				 "vCPUs to leave guest mode");
+	else if (ex->describer)
+		ex->describer(ex->describer_arg, a->what ? -1 : (int)a->point,
+			      a->obj, a->val, detail, sizeof(detail));
+	if (!detail[0])
+		snprintf(detail, sizeof(detail), "%p %#llx", a->obj,
 			 (unsigned long long)a->val);
+	if (a->what && !strcmp(a->what, "start"))
+		snprintf(buf, sizeof(buf), "%4zu %-8s starts", ex->run->steps,
+			 a->name);
+	else if (a->what)
+		snprintf(buf, sizeof(buf), "%4zu %-8s %s %s", ex->run->steps,
+			 a->name,
+			 !strcmp(a->what, "unlock") ? "(after releasing)" :
+			 !strcmp(a->what, "wait")   ? "has waited for" :
+			 !strcmp(a->what, "lock")   ? "takes" :
+						      "tries to take",
+			 detail);
+	else
+		snprintf(buf, sizeof(buf), "%4zu %-8s %s %s", ex->run->steps,
+			 a->name, point_name(a->point), detail);
 	trace_append(ex->run, buf);
+}
+
+void explorer_set_describer(struct explorer *ex, explorer_describe_fn fn,
+			    void *arg)
+{
+	ex->describer = fn;
+	ex->describer_arg = arg;
 }
 
 struct explorer *explorer_new(const struct explorer_config *cfg,
@@ -501,6 +529,7 @@ void explorer_add_actor(struct explorer *ex, const char *name,
 	a->name = name;
 	a->fn = fn;
 	a->arg = arg;
+	a->what = "start";
 	pthread_cond_init(&a->cv, NULL);
 	ex->n++;
 }

@@ -59,6 +59,12 @@ typedef void (*explorer_actor_fn)(void *arg);
 typedef bool (*explorer_oracle_fn)(void *arg, bool final, char *msg,
 				   size_t msglen);
 
+/* Names what a schedule point's object is, for the trace: point is an
+ * enum explore_point, or -1 for a lock, unlock or wait (obj: the mutex or
+ * the wait's argument). Writes nothing to leave the raw pointer. */
+typedef void (*explorer_describe_fn)(void *arg, int point, const void *obj,
+				     uint64_t val, char *buf, size_t len);
+
 struct explorer;
 
 struct explorer *explorer_new(const struct explorer_config *cfg,
@@ -67,6 +73,8 @@ struct explorer *explorer_new(const struct explorer_config *cfg,
 void explorer_add_actor(struct explorer *ex, const char *name,
 			explorer_actor_fn fn, void *arg);
 void explorer_set_oracle(struct explorer *ex, explorer_oracle_fn fn, void *arg);
+void explorer_set_describer(struct explorer *ex, explorer_describe_fn fn,
+			    void *arg);
 /* Runs the actors to the end (or to the first violation, a deadlock or
  * EXPLORER_MAX_STEPS) and joins them. */
 void explorer_run(struct explorer *ex);

@@ -731,6 +731,135 @@ static bool oracle(void *arg, bool final, char *msg, size_t len)
 	return true;
 }
 
+/* ---- the trace ------------------------------------------------------------- */
+
+static int vcpu_of_word(const struct world *w, const void *obj)
+{
+	for (unsigned c = 0; c < w->sc->nvcpus; c++)
+		if (obj == &w->v[c]->requests || obj == &w->v[c]->mode ||
+		    obj == w->v[c])
+			return (int)c;
+	return -1;
+}
+
+/* gpa of a host address in guest RAM, or NO_GPA. */
+static gpa_t gpa_of(struct world *w, hva_t hva)
+{
+	struct slot_copy now[4];
+	unsigned nnow;
+	gpa_t gpa;
+
+	snapshot_slots(w, now, &nnow);
+	return in_map(now, nnow, hva, &gpa) ? gpa : NO_GPA;
+}
+
+static void describe_spte(struct world *w, const void *obj, uint64_t val,
+			  char *buf, size_t len)
+{
+	const struct mmu_page *sp = sptep_to_page(obj);
+	unsigned i = (unsigned)((const _Atomic uint64_t *)obj - sp->spt);
+	int n = snprintf(buf, len,
+			 "[%u] of the level-%u page of gfn %#llx%s := ", i,
+			 sp->role.level, (unsigned long long)sp->gfn,
+			 sp->role.direct ? " (direct)" : "");
+
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (!val)
+		snprintf(buf + n, len - (size_t)n, "0 (zapped)");
+	else if (is_mmio_spte(val))
+		snprintf(buf + n, len - (size_t)n, "MMIO gfn %#llx stamp %llu",
+			 (unsigned long long)((val & SPTE_MMIO_GFN_MASK) >>
+					      PAGE_SHIFT),
+			 (unsigned long long)mmu_mmio_spte_gen(val));
+	else if (is_last_spte(val, sp->role.level))
+		snprintf(buf + n, len - (size_t)n, "gpa %#llx %s%s",
+			 (unsigned long long)gpa_of(w, spte_to_hva(val)),
+			 (val & SPTE_W) ? "W" : "RO",
+			 (val & SPTE_MMU_WRITABLE) ? " mmu-writable" : "");
+	else
+		snprintf(buf + n, len - (size_t)n,
+			 "link to the page of gfn %#llx",
+			 (unsigned long long)spte_to_child_page(val)->gfn);
+}
+
+static void describe_insn(struct world *w, unsigned c, char *buf, size_t len)
+{
+	static const char *const kinds[] = { "load", "store", "invlpg",
+					     "mov cr3" };
+	const struct scenario *sc = w->sc;
+	struct x86_regs r;
+
+	x86_get_regs(w->v[c]->cpu, &r);
+	for (unsigned k = 0; k < sc->nops[c]; k++)
+		if (r.rip >= w->op_rip[c][k] && r.rip < w->op_rip[c][k + 1]) {
+			snprintf(buf, len, "op %u (%s %#llx, %#llx)%s", k,
+				 kinds[sc->ops[c][k].kind],
+				 (unsigned long long)sc->ops[c][k].gva,
+				 (unsigned long long)sc->ops[c][k].val,
+				 r.rip == w->op_rip[c][k] &&
+						 sc->ops[c][k].kind != OP_LOAD ?
+					 " loading rax" :
+					 "");
+			return;
+		}
+	snprintf(buf, len, "hlt");
+}
+
+static void describe(void *arg, int point, const void *obj, uint64_t val,
+		     char *buf, size_t len)
+{
+	struct world *w = arg;
+	int c = vcpu_of_word(w, obj);
+
+	switch (point) {
+	case -1:
+		if (obj == &w->mmu->mmu_lock)
+			snprintf(buf, len, "mmu_lock");
+		else if (obj == &w->mmu->slots_lock)
+			snprintf(buf, len, "slots_lock");
+		break;
+	case EXPLORE_SPTE_STORE:
+		describe_spte(w, obj, val, buf, len);
+		break;
+	case EXPLORE_GPTE_READ:
+		snprintf(buf, len, "at gpa %#llx (level %llu)",
+			 (unsigned long long)gpa_of(w, (hva_t)(uintptr_t)obj),
+			 (unsigned long long)val);
+		break;
+	case EXPLORE_FAULT_WALKED:
+		snprintf(buf, len, "gpa %#llx", (unsigned long long)val);
+		break;
+	case EXPLORE_REQUEST:
+		snprintf(buf, len, "%s of vCPU%d",
+			 val == VCPU_REQ_TLB_FLUSH ? "TLB_FLUSH" :
+			 val == VCPU_REQ_FREE_OBSOLETE_ROOTS ?
+						     "FREE_OBSOLETE_ROOTS" :
+						     "a request",
+			 c);
+		break;
+	case EXPLORE_KICK:
+		snprintf(buf, len, "vCPU%d", c);
+		break;
+	case EXPLORE_MODE:
+		snprintf(buf, len, "of vCPU%d := %s", c,
+			 val == IN_GUEST_MODE ? "IN_GUEST_MODE" :
+						"OUTSIDE_GUEST_MODE");
+		break;
+	case EXPLORE_GUEST_INSN:
+		if (c >= 0)
+			describe_insn(w, (unsigned)c, buf, len);
+		break;
+	case EXPLORE_DIRTY:
+		snprintf(buf, len, "word %p (a mark, or a harvest's exchange)",
+			 obj);
+		break;
+	case EXPLORE_GEN:
+		snprintf(buf, len, "%#llx", (unsigned long long)val);
+		break;
+	}
+}
+
 /* ---- setup and teardown -------------------------------------------------- */
 
 static void put_pte(struct world *w, gpa_t table, unsigned idx, uint64_t v)
@@ -857,6 +986,7 @@ void world_run(const struct scenario *sc, const struct explorer_config *cfg,
 	if (sc->nctl)
 		explorer_add_actor(ex, "control", ctl_actor, w);
 	explorer_set_oracle(ex, oracle, w);
+	explorer_set_describer(ex, describe, w);
 	explorer_run(ex);
 	if (run->failed && strstr(run->failure, "lock: no")) {
 		/* Actors are parked for good inside the MMU: leak it all. */
