@@ -455,6 +455,30 @@ static void test_mov_cmpxchg_failure_still_writes_memory(void **state)
 	xh_free(h);
 }
 
+/* A store that splits two pages must not change the first when the
+ * second faults: both are translated before any byte is written, and the
+ * instruction restarts whole after the MMU has run. */
+static void test_mov_split_store_second_page_faults_writes_nothing(void **state)
+{
+	static const uint8_t code[] = { 0x48, 0x89, 0x03 }; /* [rbx], rax */
+	struct xh *h = xh_new();
+	struct x86_exit exit;
+	uint8_t *m = xh_ptr(h, DATA + 4096 - 4);
+
+	(void)state;
+	memset(m, 0x5a, 8);
+	xh_set_reg(h, X86_RBX, DATA + 4096 - 4);
+	xh_set_reg(h, X86_RAX, 0x1122334455667788ULL);
+	xh_set_page(h, DATA + 4096, 0);
+	assert_int_equal(xh_run_at(h, code, sizeof(code), &exit),
+			 X86_EXIT_SHADOW_FAULT);
+	assert_int_equal(exit.fault.gva & ~0xfffULL, DATA + 4096);
+	for (unsigned int i = 0; i < 4; i++)
+		assert_int_equal(m[i], 0x5a);
+	assert_int_equal(xh_rip(h), XH_CODE);
+	xh_free(h);
+}
+
 static void test_mov_xchg_and_xadd_memory_exchange(void **state)
 {
 	static const uint8_t code[] = {
@@ -631,6 +655,8 @@ int main(void)
 		cmocka_unit_test(
 			test_mov_lock_cmpxchg_memory_success_and_failure),
 		cmocka_unit_test(test_mov_cmpxchg_failure_still_writes_memory),
+		cmocka_unit_test(
+			test_mov_split_store_second_page_faults_writes_nothing),
 		cmocka_unit_test(test_mov_xchg_and_xadd_memory_exchange),
 		cmocka_unit_test(
 			test_mov_cmpxchg8b_16b_compare_and_zero_extend),

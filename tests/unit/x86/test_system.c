@@ -1106,6 +1106,35 @@ static void test_system_pcid_is_twelve_bits(void **state)
 	xh_free(h);
 }
 
+/* The soft TLB caches rights of sptes the MMU made for one CR0.WP and
+ * one CR4.SMAP (mem.c): a change of either drops every entry, with a
+ * paging exit for the MMU. */
+static void test_system_wp_and_smap_changes_drop_entries(void **state)
+{
+	static const uint8_t mov_cr0_rcx[] = { 0x0f, 0x22, 0xc1 };
+	struct xh *h = pcid_setup();
+	struct x86_sregs s;
+	struct x86_exit last;
+
+	(void)state;
+	assert_int_equal(read_p(h), V_P);
+	retarget_p(h, PCID_Q, 0);
+	x86_get_sregs(h->cpu, &s);
+	sys_set_reg(h, X86_RCX, s.cr0 ^ X86_CR0_WP);
+	run_through(h, mov_cr0_rcx, sizeof(mov_cr0_rcx), &last);
+	assert_int_equal(last.reason, X86_EXIT_PAGING);
+	assert_int_equal(read_p(h), V_Q);
+
+	retarget_p(h, PCID_P, 0);
+	last = set_cr4(h, X86_CR4_PAE | X86_CR4_SMAP);
+	assert_int_equal(last.reason, X86_EXIT_PAGING);
+	assert_int_equal(last.paging.reg, 4);
+	/* Under SMAP a CPL0 read of a user page needs RFLAGS.AC. */
+	sys_set_rflags(h, 0x2 | X86_RFLAGS_AC);
+	assert_int_equal(read_p(h), V_P);
+	xh_free(h);
+}
+
 /* SDM vol. 2, INVPCID: every type drops the non-global entries of the
  * current PCID it names (type 0 at the given address); the exit tells the
  * MMU the address, or every address. */
@@ -1354,6 +1383,7 @@ int main(void)
 		cmocka_unit_test(test_system_global_bit_without_pge_not_global),
 		cmocka_unit_test(test_system_cr3_keeps_global_entries_with_pge),
 		cmocka_unit_test(test_system_pcid_is_twelve_bits),
+		cmocka_unit_test(test_system_wp_and_smap_changes_drop_entries),
 		cmocka_unit_test(test_system_invpcid_types_drop_entries),
 		cmocka_unit_test(test_system_invpcid_global_entries),
 		cmocka_unit_test(test_system_invpcid_other_pcid),
