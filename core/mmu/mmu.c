@@ -815,47 +815,31 @@ int mmu_shadow_translate(const _Atomic uint64_t *root, gva_t gva,
 			 unsigned access, const struct mmu_cpu_state *cpu,
 			 hva_t *hva)
 {
-	const _Atomic uint64_t *table = root;
 	bool write = access & MMU_ACCESS_WRITE;
 	bool fetch_ = access & MMU_ACCESS_FETCH;
 	bool implicit = access & MMU_ACCESS_IMPLICIT;
 	bool user = cpu->cpl == 3 && !implicit;
-	int level;
+	struct spte_leaf leaf;
 
-	for (level = MMU_ROOT_LEVEL; table; level--) {
-		/* Acquire: pairs with the release store in spte_set(), so a
-		 * linked child table is seen initialised. A table unlinked
-		 * concurrently is not freed before this vCPU leaves guest
-		 * mode (commit_zap's flush with wait). */
-		uint64_t spte = atomic_load_explicit(
-			&table[spte_index(gva, level)], memory_order_acquire);
-
-		if (!(spte & SPTE_P))
+	/* The soft TLB's own walk (spte.h); the checks are hardware's with
+	 * CR0.WP=1 (SDM vol. 3, 4.6). */
+	if (!spte_walk(root, gva, &leaf))
+		return -EFAULT;
+	if (write && !(leaf.rights & MMU_ACC_WRITE))
+		return -EFAULT;
+	if (user && !(leaf.rights & MMU_ACC_USER))
+		return -EFAULT;
+	if (fetch_ && !(leaf.rights & MMU_ACC_EXEC))
+		return -EFAULT;
+	if (!user && (leaf.rights & MMU_ACC_USER)) {
+		if (fetch_ && (cpu->cr4 & X86_CR4_SMEP))
 			return -EFAULT;
-		if (!is_last_spte(spte, level)) {
-			table = (const _Atomic uint64_t *)(uintptr_t)
-				spte_to_hva(spte);
-			continue;
-		}
-		if (write && !(spte & SPTE_W))
+		if (!fetch_ && (cpu->cr4 & X86_CR4_SMAP) &&
+		    (implicit || !(cpu->rflags & X86_RFLAGS_AC)))
 			return -EFAULT;
-		if (user && !(spte & SPTE_U))
-			return -EFAULT;
-		if (fetch_ && (spte & SPTE_NX))
-			return -EFAULT;
-		if (!user && (spte & SPTE_U)) {
-			if (fetch_ && (cpu->cr4 & X86_CR4_SMEP))
-				return -EFAULT;
-			if (!fetch_ && (cpu->cr4 & X86_CR4_SMAP) &&
-			    (implicit || !(cpu->rflags & X86_RFLAGS_AC)))
-				return -EFAULT;
-		}
-		/* A large leaf maps level_pages(level) pages. */
-		*hva = spte_to_hva(spte) +
-		       (gva & ((PAGE_SIZE << (9 * (level - 1))) - 1));
-		return 0;
 	}
-	return -EFAULT;
+	*hva = leaf.page + (gva & (PAGE_SIZE - 1));
+	return 0;
 }
 
 /* ---- emulated writes, write protection, zapping ------------------------ */

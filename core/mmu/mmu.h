@@ -20,72 +20,10 @@
 #include <stdint.h>
 
 #include "base.h"
-
-/* ---- sptes ------------------------------------------------------------ */
-
-/*
- * An spte is an x86-64 paging-structure entry whose address field holds a
- * host virtual address (< 2^47) instead of a physical one, so the software
- * CPU walks shadow tables exactly as hardware walks page tables. Non-leaf
- * sptes are always P|W|U|A with NX clear: permissions live in the leaves.
- * Leaves are 4 KiB, or large (PS at level 2 or 3, the host address of the
- * whole aligned 2 MiB / 1 GiB frame; large.c) where the slot allows; a
- * guest large page that may not be mapped large is split by direct pages.
- */
-#define SPTE_P (1ULL << 0)
-#define SPTE_W (1ULL << 1)
-#define SPTE_U (1ULL << 2)
-#define SPTE_A (1ULL << 5)
-#define SPTE_D (1ULL << 6)
-#define SPTE_PS (1ULL << 7)
-/* Software: the host mapping allows writes (not a READONLY slot). */
-#define SPTE_HOST_WRITABLE (1ULL << 9)
-/* Software: the MMU allows W (the gfn is not a shadowed page table). */
-#define SPTE_MMU_WRITABLE (1ULL << 10)
-/* Software: a real mapping (set on every installed spte). */
-#define SPTE_MMU_PRESENT (1ULL << 11)
-#define SPTE_NX (1ULL << 63)
-#define SPTE_ADDR_MASK 0x00007ffffffff000ULL /* bits 12..46 */
-
-static_assert(SPTE_P == 0x1 && SPTE_W == 0x2 && SPTE_U == 0x4,
-	      "x86 PTE P/W/U bits");
-static_assert(SPTE_A == 0x20 && SPTE_D == 0x40 && SPTE_PS == 0x80,
-	      "x86 PTE A/D/PS bits");
-static_assert(SPTE_NX == 0x8000000000000000ULL, "x86 PTE XD bit");
-static_assert(((SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE | SPTE_MMU_PRESENT) &
-	       0xe00) == (SPTE_HOST_WRITABLE | SPTE_MMU_WRITABLE |
-			  SPTE_MMU_PRESENT),
-	      "software bits live in bits 9-11, ignored by x86 walkers");
-static_assert((SPTE_ADDR_MASK & 0xfff) == 0 && (SPTE_ADDR_MASK >> 47) == 0,
-	      "frame field holds a page-aligned host address below 2^47");
-
-#define MMU_PT_ENTRIES 512
-#define MMU_ROOT_LEVEL 4
-
-static inline bool is_spte_present(uint64_t spte)
-{
-	return spte & SPTE_MMU_PRESENT;
-}
-
-static inline hva_t spte_to_hva(uint64_t spte)
-{
-	return spte & SPTE_ADDR_MASK;
-}
-
-static inline unsigned spte_index(gva_t gva, int level)
-{
-	return (gva >> (PAGE_SHIFT + 9 * (level - 1))) & 511;
-}
+#include "spte.h"
+#include "x86_arch.h"
 
 /* ---- guest CPU state and accesses ------------------------------------- */
-
-#define X86_CR0_WP (1ULL << 16)
-#define X86_CR0_PG (1ULL << 31)
-#define X86_CR4_PAE (1ULL << 5)
-#define X86_CR4_SMEP (1ULL << 20)
-#define X86_CR4_SMAP (1ULL << 21)
-#define X86_EFER_NXE (1ULL << 11)
-#define X86_RFLAGS_AC (1ULL << 18)
 
 /* The part of the vCPU state address translation depends on. */
 struct mmu_cpu_state {
@@ -99,13 +37,6 @@ struct mmu_cpu_state {
 #define MMU_ACCESS_FETCH (1u << 1)
 /* Implicit supervisor access (descriptor tables...), even at CPL 3. */
 #define MMU_ACCESS_IMPLICIT (1u << 2)
-
-/* #PF error code bits (SDM vol. 3, 4.7). */
-#define PFERR_PRESENT (1u << 0)
-#define PFERR_WRITE (1u << 1)
-#define PFERR_USER (1u << 2)
-#define PFERR_RSVD (1u << 3)
-#define PFERR_FETCH (1u << 4)
 
 /* Guest MAXPHYADDR (CPUID 0x80000008, DESIGN.md section 2). */
 #define MMU_GUEST_MAXPHYADDR 46
@@ -233,12 +164,6 @@ static inline hva_t memslot_gfn_to_hva(const struct memslot *slot, gfn_t gfn)
 }
 
 /* ---- guest page-table walker ------------------------------------------ */
-
-/* Effective access bits of a translation (KVM's ACC_*). */
-#define MMU_ACC_EXEC 1u
-#define MMU_ACC_WRITE 2u
-#define MMU_ACC_USER 4u
-#define MMU_ACC_ALL 7u
 
 struct mmu_walk {
 	/* Level of the leaf gpte: 1 (4 KiB), 2 (2 MiB), 3 (1 GiB). */
@@ -447,30 +372,5 @@ void mmu_zap_all_fast(struct mmu *mmu);
  * concurrently with faults and further fast zaps.
  */
 uint64_t mmu_zap_obsolete_pages(struct mmu *mmu);
-
-/*
- * MMIO sptes (digest 1.5, 2.1): a gfn with no memslot gets a non-present
- * spte (P = 0, so the CPU takes a shadow fault) that caches the gfn, the
- * guest's access and the low bits of the memslot generation; the fault
- * path answers MMU_FAULT_MMIO from it without walking the guest tables
- * while the generation still matches and no memslot update is in
- * progress.
- */
-#define SPTE_MMIO (1ULL << 62)
-#define SPTE_MMIO_ACC_SHIFT 1 /* MMU_ACC_* in bits 1..3 */
-#define SPTE_MMIO_GFN_MASK 0x00003ffffffff000ULL /* bits 12..45 */
-#define SPTE_MMIO_GEN_SHIFT 46
-#define SPTE_MMIO_GEN_BITS 16 /* bits 46..61 */
-#define MMIO_GEN_MASK ((1ULL << SPTE_MMIO_GEN_BITS) - 1)
-
-static_assert((SPTE_MMIO & (SPTE_P | SPTE_MMU_PRESENT)) == 0,
-	      "an MMIO spte is not present to the CPU nor to the MMU");
-static_assert(SPTE_MMIO_GEN_SHIFT + SPTE_MMIO_GEN_BITS == 62,
-	      "the MMIO generation ends below the MMIO tag");
-
-static inline bool is_mmio_spte(uint64_t spte)
-{
-	return (spte & (SPTE_MMIO | SPTE_P)) == SPTE_MMIO;
-}
 
 #endif

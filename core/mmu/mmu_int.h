@@ -437,11 +437,6 @@ static inline struct mmu_page *spte_to_child_page(uint64_t spte)
 	return (struct mmu_page *)(uintptr_t)spte_to_hva(spte);
 }
 
-static inline bool is_last_spte(uint64_t spte, int level)
-{
-	return level == 1 || (spte & SPTE_PS);
-}
-
 /*
  * The access rights (MMU_ACC_*) one guest paging entry grants: W, U, and
  * execute unless NX is set while EFER.NXE is on (SDM vol. 3, 4.6). Guest

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "mmu/spte.h"
 #include "x86_int.h"
 
 /* A locked access that splits a page (or is misaligned) takes this one
@@ -138,56 +139,33 @@ static inline bool rights_ok(const struct x86_cpu *cpu, unsigned int rights,
 	return true;
 }
 
-/* The shadow walk of a TLB miss: fills the entry or exits. */
+/* The shadow walk of a TLB miss (spte.h, the MMU's format and walk):
+ * fills the entry or exits. */
 static struct x86_tlb_entry *walk(struct x86_cpu *cpu, gva_t la,
 				  unsigned int acc)
 {
 	struct x86_tlb_entry *e = &cpu->tlb[(la >> 12) & (X86_TLB_SIZE - 1)];
-	const _Atomic uint64_t *table =
-		(const _Atomic uint64_t *)cpu->shadow_root;
-	unsigned int rights = RIGHTS_ALL;
-	uint64_t spte = 0;
-	hva_t page;
-	int level;
+	struct spte_leaf leaf;
+	unsigned int rights = 0;
 
-	if (!table)
+	if (!cpu->shadow_root ||
+	    !spte_walk((const _Atomic uint64_t *)cpu->shadow_root, la, &leaf))
 		x86_shadow_fault(cpu, la, acc);
-	for (level = 4;; level--) {
-		unsigned int idx = (la >> (12 + 9 * (level - 1))) & 511;
-
-		/* Acquire pairs with the MMU's release store of the spte:
-		 * a table we step into is fully initialised. */
-		spte = atomic_load_explicit(&table[idx], memory_order_acquire);
-		if (!(spte & X86_PTE_P))
-			x86_shadow_fault(cpu, la, acc);
-		if (!(spte & X86_PTE_W))
-			rights &= ~X86_ACC_WRITE;
-		if (!(spte & X86_PTE_U))
-			rights &= ~X86_ACC_USER;
-		if (spte & X86_PTE_NX)
-			rights &= ~X86_ACC_FETCH;
-		if (level == 1 || ((spte & X86_PTE_PS) && level <= 3))
-			break;
-		table = (const _Atomic uint64_t *)(spte &
-						   0x00007ffffffff000ULL);
-	}
+	if (leaf.rights & MMU_ACC_WRITE)
+		rights |= X86_ACC_WRITE;
+	if (leaf.rights & MMU_ACC_USER)
+		rights |= X86_ACC_USER;
+	if (leaf.rights & MMU_ACC_EXEC)
+		rights |= X86_ACC_FETCH;
 	if (!rights_ok(cpu, rights, acc))
 		x86_shadow_fault(cpu, la, acc);
-	if (level == 1) {
-		page = spte & 0x00007ffffffff000ULL;
-	} else {
-		uint64_t size = 1ULL << (12 + 9 * (level - 1));
-
-		page = (spte & 0x00007ffffffff000ULL & ~(size - 1)) +
-		       (la & (size - 1) & PAGE_MASK);
-	}
 	/* Global only when CR4.PGE is on (SDM vol. 3, 4.10.2.4). */
-	if ((spte & X86_PTE_G) && (cpu->cr4 & X86_CR4_PGE))
+	if ((leaf.spte & X86_PTE_G) && (cpu->cr4 & X86_CR4_PGE))
 		e->tag = (tag_of(cpu, la) & X86_TLB_VPN_MASK) | X86_TLB_GLOBAL;
 	else
 		e->tag = tag_of(cpu, la);
-	e->hva = page;
-	e->whva = page;
+	e->hva = leaf.page;
+	e->whva = leaf.page;
 	e->gpa = 0;
 	e->rights = rights;
 	return e;
