@@ -2,7 +2,8 @@
  * The MMU audit: with mmu_lock held and inside a read-side section, check
  * every spte of every live shadow page against the guest page tables and
  * the memslots, every rmap entry, every parent pte and every write-track
- * count (digest 5.1, invariants 1-4), and name the first inconsistency.
+ * count (docs/MMU.md, "What the audit checks", 1-4), and name the first
+ * inconsistency.
  * It reads guest memory but changes nothing. Tests and debug builds call
  * it; it is O(shadow pages * 512 + memslot pages).
  */
@@ -245,7 +246,8 @@ static int check_page(struct audit *a, struct mmu_page *sp)
 	 * current roots (audit_ext.c). */
 	if (mmu_page_is_obsolete(a->mmu, sp))
 		return 0;
-	/* Its write tracking lives in the slot (digest 5.1, invariant 8). */
+	/* Its write tracking lives in the slot (docs/MMU.md, "What the audit
+	 * checks", 4). */
 	if (!sp->role.direct && !memslot_lookup(a->mmu, sp->gfn, NULL))
 		return report(a,
 			      "shadow page gfn 0x%llx level %d: no memslot "
@@ -379,7 +381,8 @@ static bool on_list(const struct list_node *h, const struct mmu_page *sp)
 }
 
 /*
- * Roots (digest 5.1, invariant 7): every vCPU's root is a live page or a
+ * Roots (docs/MMU.md, "What the audit checks", 6): every vCPU's root is
+ * a live page or a
  * zapped root still pinned; each page's root_count is the number of
  * vCPUs using it; a zapped root has nothing left in it.
  */

@@ -1,11 +1,11 @@
 /*
- * The audit of the part-2 mechanisms, run by mmu_audit() after its own
- * checks with mmu_lock held inside a read-side section (digest 5.1):
- * no obsolete page is linked from a current one, so none is reachable
- * from a current root (invariant 7, 12: back-to-back fast zaps); unsync
- * pages and the unsync_child bitmaps (invariant 5); MMIO sptes
- * (invariant 11); large sptes and the lpage_disallow counts (invariant
- * 9). It reads guest memory but changes nothing.
+ * The audit of unsync, fast zap-all, MMIO sptes and large sptes, run by
+ * mmu_audit() after its own checks with mmu_lock held inside a read-side
+ * section (docs/MMU.md, "What the audit checks"): no obsolete page is
+ * linked from a current one, so none is reachable from a current root
+ * (check 6, also after back-to-back fast zaps); unsync pages and the
+ * unsync_child bitmaps (check 5); MMIO sptes (check 7); large sptes and
+ * the lpage_disallow counts (check 8). It reads guest memory but changes nothing.
  */
 #include <errno.h>
 #include <stdarg.h>

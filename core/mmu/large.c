@@ -1,5 +1,5 @@
 /*
- * Large sptes (digest 2.7, 3.1 step 9): where the guest maps 2 MiB or
+ * Large sptes (docs/MMU.md, "Large sptes"): where the guest maps 2 MiB or
  * 1 GiB, one memslot covers the whole frame, the frame's host address is
  * aligned to its size (core/vm.c aligns guest RAM), no gfn inside is
  * write-tracked and the slot is not dirty-logged, the fault installs one
@@ -173,7 +173,8 @@ mmu_set_large_spte_locked(struct mmu_vcpu *v, struct mmu_page *sp,
 }
 
 /* Dirty logging starts: every large spte of the slot goes, then the
- * caller write-protects the rest (digest 3.7 FLAGS_ONLY). */
+ * caller write-protects the rest (docs/MMU.md, "Turning dirty logging
+ * on"). */
 void mmu_zap_large_slot(struct mmu *mmu, const struct memslot *slot)
 {
 	bool flush = false;

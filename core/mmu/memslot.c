@@ -3,7 +3,8 @@
  * array sorted by base gfn, replaced copy-on-write under slots_lock and
  * published with RCU; readers (the fault path, the walker, the emulator)
  * look slots up inside a read-side section in O(log n), with a per-vCPU
- * hint. Updates follow KVM's kvm_set_memslot order (digest 1.1, 3.7):
+ * hint. Updates follow KVM's kvm_set_memslot order (docs/MMU.md,
+ * "Memslots under RCU"):
  * delete and move first publish an INVALID copy and wait a grace period,
  * then zap what maps the slot and flush remote TLBs with wait, then
  * publish the final set, wait again, and only then free. This file owns
@@ -93,8 +94,8 @@ void memslot_mark_dirty(const struct memslot *slot, gfn_t gfn)
 	 * Release: on the emulated and tracked-write paths the guest's store
 	 * to the page comes before this mark, and a harvester that sees the
 	 * bit must see the data when it copies the page; pairs with the
-	 * acquire exchange in memslot_dirty_log_get() (docs/locking.md,
-	 * "dirty bitmap"). An x86 host orders them anyway; a weaker one
+	 * acquire exchange in memslot_dirty_log_get() (docs/locking.md
+	 * #8a). An x86 host orders them anyway; a weaker one
 	 * would not.
 	 */
 	atomic_fetch_or_explicit(&slot->dirty_bitmap[i / 64], 1ULL << (i % 64),
@@ -231,7 +232,8 @@ static struct memslots *array_insert(const struct memslots *old,
 /*
  * Publish next and wait for a grace period: the generation carries the
  * update-in-progress bit from before the array is visible until after
- * every reader of the previous array is gone, then moves on (digest 1.5).
+ * every reader of the previous array is gone, then moves on (docs/MMU.md,
+ * "MMIO generation").
  * Returns the previous array, which no reader can hold any more.
  */
 static struct memslots *publish(struct mmu *mmu, struct memslots *next)
@@ -352,8 +354,11 @@ int memslot_add(struct mmu *mmu, uint32_t id, gfn_t base_gfn, uint64_t npages,
 		goto out;
 	}
 	/*
-	 * Nothing to zap: no spte maps a gfn without a slot (no-slot faults
-	 * install nothing), so the new slot only needs to become visible.
+	 * Nothing to zap: a gfn without a slot is mapped only by MMIO sptes,
+	 * and the generation publish() moves on makes every one of them
+	 * stale, so the next fault walks again and finds the new slot
+	 * (docs/MMU.md, "MMIO generation"). A vCPU's soft TLB entry for
+	 * such a page looks the slot up again on each access (vcpu.c).
 	 */
 	free(publish(mmu, next));
 	ret = 0;
@@ -575,10 +580,12 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 	/*
 	 * Every fault that saw the slot without its bitmap has finished
 	 * (grace period above): write-protect what they made writable so
-	 * the next write faults and is logged (digest 3.7, FLAGS_ONLY).
+	 * the next write faults and is logged (docs/MMU.md, "Turning dirty
+	 * logging on").
 	 */
 	if (flags & MEMSLOT_LOG_DIRTY) {
-		/* Only 4 KiB sptes log each page (digest 5.2). */
+		/* A large spte would log one bit for a whole frame: only
+		 * 4 KiB sptes log each page. */
 		mmu_zap_large_slot(mmu, s);
 		mmu_write_protect_slot(mmu, s);
 	}
@@ -616,7 +623,8 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 			   (unsigned long long)(s->npages + 63) / 64);
 		goto out;
 	}
-	/* Clear bit -> write-protect -> flush -> report (digest 6.3). */
+	/* Clear bit -> write-protect -> flush -> report (docs/MMU.md, "Dirty
+	 * logging"). */
 	mmu_lock_acquire(mmu);
 	for (w = 0; w < (s->npages + 63) / 64; w++) {
 		uint64_t bits;

@@ -1,5 +1,6 @@
 /*
- * MMIO sptes (digest 1.5, 2.1, 3.1 step 0): a guest access to a gfn that
+ * MMIO sptes (docs/MMU.md, "MMIO sptes" and "MMIO generation"): a
+ * guest access to a gfn that
  * no memslot covers leaves behind a non-present spte (P = 0 and
  * MMU-present clear, so the software CPU takes a shadow fault and the
  * MMU's own walkers skip it) holding SPTE_MMIO, the gfn, the access the

@@ -2,7 +2,7 @@
  * The shadow MMU proper: shadow pages hashed by (gfn, role), their parent
  * ptes and root pins, rmaps, write tracking of shadowed guest tables, the
  * fault path, emulated writes to shadowed tables, write protection and
- * zapping with the prepare/commit split (digest 1.2, 2, 3); the lists
+ * zapping with the prepare/commit split (docs/MMU.md); the lists
  * behind rmaps and parent ptes are pte_list.c's. Everything
  * here runs under mmu_lock except mmu_shadow_translate(), the lockless
  * walk vCPUs do in guest mode, and the entry points that take the lock.
@@ -129,7 +129,7 @@ static bool account_shadowed(struct mmu *mmu, struct mmu_page *sp)
 	bool flush = false;
 
 	/*
-	 * The full barrier of digest 4.5, as a seq_cst read-modify-write
+	 * The full barrier of docs/locking.md #5, as a seq_cst RMW
 	 * (TSan does not model fences): pairs with the seq_cst RMW on the
 	 * same counter in mmu_emulate_write(). Either that RMW comes later
 	 * and sees this page (and zaps what was derived from the gpte), or
@@ -144,7 +144,8 @@ static bool account_shadowed(struct mmu *mmu, struct mmu_page *sp)
 	/* Counts it and zaps a large spte over it (large.c). */
 	mmu_track_gfn_locked(mmu, slot, sp->gfn, 1, &flush);
 	/* The gfn is a guest page table now: no spte may write it. The
-	 * caller flushes before it drops mmu_lock (digest 2.1). */
+	 * caller flushes before it drops mmu_lock (docs/MMU.md, "The spte
+	 * format"). */
 	return mmu_write_protect_gfn_locked(mmu, slot, sp->gfn, true) || flush;
 }
 
@@ -163,7 +164,8 @@ static void unaccount_shadowed(struct mmu *mmu, struct mmu_page *sp)
 /*
  * Unlink sp from everything (children, parents, hash, write tracking) and
  * queue it for freeing; a root still pinned is only marked invalid and
- * freed by its last mmu_vcpu_unload (digest 3.9). Nothing is freed here:
+ * freed by its last mmu_vcpu_unload (docs/MMU.md, "Prepare and commit").
+ * Nothing is freed here:
  * commit_zap frees after the remote flush.
  */
 static void prepare_zap(struct mmu *mmu, struct mmu_page *sp,
@@ -205,7 +207,7 @@ void mmu_flush_remote_tlbs(struct mmu *mmu)
 	 * ordering our spte stores (unlink, write protect) before the mode
 	 * read, pairing with the vCPU's seq_cst RMW on its request word
 	 * after it stores IN_GUEST_MODE and before its first spte load
-	 * (digest 1.2 pairing (b); struct mmu_vcpu_ops). With wait it
+	 * (docs/locking.md #2; struct mmu_vcpu_ops). With wait it
 	 * returns when every vCPU that was in guest mode has left it, so
 	 * none holds a stale translation.
 	 */
@@ -220,7 +222,8 @@ static void free_page(struct mmu *mmu, struct mmu_page *sp)
 	free(sp);
 }
 
-/* Free what prepare_zap queued, after the flush with wait (seed 001). */
+/* Free what prepare_zap queued, after the flush with wait (docs/MMU.md,
+ * "Prepare and commit"). */
 static void commit_zap(struct mmu *mmu, struct list_node *invalid_list)
 {
 	mmu_assert_locked(mmu);
@@ -268,7 +271,8 @@ static struct mmu_page *get_page(struct mmu_vcpu *v, gfn_t gfn,
 	sp->gfn = gfn;
 	sp->role = role;
 	sp->mmu_valid_gen = mmu->mmu_valid_gen;
-	/* A gfn shadowed above level 1 is never unsync (digest 1.4). */
+	/* A gfn shadowed above level 1 is never unsync (docs/MMU.md, "Unsync
+	 * and sync"). */
 	if (!role.direct && role.level > 1)
 		mmu_resync_gfn_before_upper_locked(mmu, gfn, flush);
 	list_add(&sp->link, &mmu->active_pages);
@@ -296,8 +300,10 @@ static struct mmu_page *get_page(struct mmu_vcpu *v, gfn_t gfn,
 
 /*
  * The child page behind *sptep for (gfn, role): reuse the linked one only
- * if both match (the 2026 use-after-frees: the guest's tables can change
- * without a trap when the host writes guest memory); otherwise zap the
+ * if both match (the guest's tables can change without a trap when the
+ * host writes guest memory, and a wrong child leaves rmap entries that
+ * outlive their page: docs/MMU.md, "Reusing what is already linked");
+ * otherwise zap the
  * old link first, then link the right page. *flush is set when a present
  * spte was dropped.
  */
@@ -320,8 +326,8 @@ static struct mmu_page *get_child(struct mmu_vcpu *v, struct mmu_page *parent,
 	}
 	child = get_page(v, gfn, role, flush);
 	/* A page found unlinked may be out of date: the guest sees it
-	 * linked now, so sync it before any walk can use it (digest 1.4,
-	 * FNAME(fetch)). */
+	 * linked now, so sync it before any walk can use it (docs/MMU.md,
+	 * "Unsync and sync"). */
 	if (child->unsync || child->unsync_children)
 		mmu_sync_children_locked(mmu, child);
 	pte_list_add(&v->descs, &child->parent_ptes, sptep);
@@ -535,9 +541,11 @@ int mmu_vcpu_load(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu)
 		return ret;
 	list_init(&invalid);
 	/*
-	 * Seed 000 race (b): the slot check and the root's creation are in
-	 * one read-side section, so a delete's grace period waits for us and
-	 * its zap then finds (and invalidates) this root.
+	 * The slot check and the root's creation are in one read-side
+	 * section, so a delete's grace period waits for us and its zap then
+	 * finds (and invalidates) this root; checked first and created after
+	 * the zap, the root would shadow a gfn of a slot that is gone
+	 * (docs/MMU.md, "Memslots under RCU").
 	 */
 	mmu_rcu_read_lock();
 	slot = memslot_lookup(mmu, gfn, &v->slot_hint);
@@ -546,7 +554,7 @@ int mmu_vcpu_load(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu)
 	if (slot && !(slot->flags & MEMSLOT_INVALID)) {
 		struct mmu_page *sp = get_page(v, gfn, role, &flush);
 
-		/* Root load is a sync point (digest 3.4, kvm_mmu_load). */
+		/* Root load is a sync point (docs/MMU.md, "Unsync and sync"). */
 		if (sp->unsync_children)
 			mmu_sync_children_locked(mmu, sp);
 		sp->root_count++;
@@ -735,7 +743,7 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 	info->gpa = 0;
 	info->error_code = 0;
 	mmu_rcu_read_lock();
-	/* Snapshot before looking at memslots (digest 1.1, 4.5); acquire
+	/* Snapshot before looking at memslots (docs/locking.md #6); acquire
 	 * pairs with the release bump in invalidate_slot(). */
 	seq = atomic_load_explicit(&mmu->invalidate_seq, memory_order_acquire);
 	/* A current MMIO spte answers without the guest walk. */
@@ -784,7 +792,7 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 		ret = fetch(v, gva, access, &w, slot, seq, &flush);
 	}
 	/* Write protection or a dropped spte must reach every vCPU before
-	 * mmu_lock is released (digest 2.1). */
+	 * mmu_lock is released (docs/MMU.md, "The spte format"). */
 	if (flush && list_empty(&invalid))
 		mmu_flush_remote_tlbs(mmu);
 	commit_zap(mmu, &invalid);
@@ -846,8 +854,8 @@ int mmu_shadow_translate(const _Atomic uint64_t *root, gva_t gva,
 
 /*
  * What follows a guest write of a tracked gfn once it is stored: mark it
- * dirty, then zap what the MMU derived from the written gpte (digest 3.6
- * (b)). Caller: inside mmu_rcu_read_lock(), slot valid for gfn.
+ * dirty, then zap what the MMU derived from the written gpte (docs/MMU.md,
+ * "Emulated writes and the shadow-page count"). Caller: inside mmu_rcu_read_lock(), slot valid for gfn.
  */
 static void after_guest_write(struct mmu *mmu, const struct memslot *slot,
 			      gpa_t gpa, unsigned len)
@@ -859,7 +867,8 @@ static void after_guest_write(struct mmu *mmu, const struct memslot *slot,
 	memslot_mark_dirty(slot, gfn);
 	mmu_stat_add(mmu, MMU_STAT_EMULATED_WRITES, 1);
 	/* Full barrier between the store above and the count: a seq_cst
-	 * RMW pairing with the one in account_shadowed() (digest 4.5). */
+	 * RMW pairing with the one in account_shadowed() (docs/locking.md
+	 * #5). */
 	if (!atomic_fetch_add_explicit(&mmu->indirect_shadow_pages, 0,
 				       memory_order_seq_cst))
 		return;
@@ -910,8 +919,8 @@ int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val, unsigned len)
 	}
 	p = (void *)(uintptr_t)(memslot_gfn_to_hva(slot, gfn) +
 				(gpa & (PAGE_SIZE - 1)));
-	/* Release stores of the access width (DESIGN.md: guest memory is
-	 * shared memory). */
+	/* Release stores of the access width (docs/ARCHITECTURE.md, "Guest
+	 * memory is shared memory"). */
 	switch (len) {
 	case 1:
 		atomic_store_explicit((_Atomic uint8_t *)p, (uint8_t)val,
@@ -1135,7 +1144,7 @@ void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st)
 	st->tracked_write_faults = c[MMU_STAT_TRACKED_WRITE_FAULTS];
 }
 
-/* ---- for the part-2 files (mmu_int.h) ---------------------------------- */
+/* ---- for unsync.c, zap_fast.c, mmio_spte.c, large.c (mmu_int.h) -------- */
 
 void mmu_drop_spte_locked(struct mmu *mmu, _Atomic uint64_t *sptep)
 {

@@ -1,6 +1,6 @@
 /*
  * core/mmu: the shadow MMU of one VM, built the way KVM's x86 shadow MMU
- * is (shared/reference/kvm-mmu-digest.md). It owns the memslot set, the
+ * is (docs/MMU.md). It owns the memslot set, the
  * shadow page tables and their metadata (hash, rmaps, parent ptes, write
  * tracking), the guest page-table walker and the audit. It has no threads
  * and does no I/O: vCPU threads call the fault path, the control plane
@@ -38,7 +38,7 @@ struct mmu_cpu_state {
 /* Implicit supervisor access (descriptor tables...), even at CPL 3. */
 #define MMU_ACCESS_IMPLICIT (1u << 2)
 
-/* Guest MAXPHYADDR (CPUID 0x80000008, DESIGN.md section 2). */
+/* Guest MAXPHYADDR (CPUID 0x80000008, docs/GUEST-ABI.md, "CPUID"). */
 #define MMU_GUEST_MAXPHYADDR 46
 #define MMU_GFN_LIMIT (1ULL << (MMU_GUEST_MAXPHYADDR - PAGE_SHIFT))
 
@@ -64,7 +64,8 @@ enum mmu_request {
  * make_request sets the request bit with a seq_cst read-modify-write,
  * then reads the target's mode and kicks it out of IN_GUEST_MODE; with
  * wait it returns only when every target that was not OUTSIDE_GUEST_MODE
- * has left that mode (digest 1.2, 3.10). The vCPU, after storing
+ * has left that mode (docs/MMU.md, "Requests, modes and the flush with
+ * wait"). The vCPU, after storing
  * IN_GUEST_MODE, must do a seq_cst RMW on its request word (e.g. fetch_or
  * 0) before it checks requests and before its first spte load: the two
  * RMWs on one word are the Dekker pair for both the request and the spte
@@ -95,7 +96,8 @@ void mmu_vcpu_destroy(struct mmu_vcpu *v);
 
 #define MEMSLOT_READONLY (1u << 0)
 #define MEMSLOT_LOG_DIRTY (1u << 1)
-/* Internal: published while a delete/move is in progress (digest 1.1). */
+/* Internal: published while a delete/move is in progress (docs/MMU.md,
+ * "Memslots under RCU"). */
 #define MEMSLOT_INVALID (1u << 31)
 #define MEMSLOT_USER_FLAGS (MEMSLOT_READONLY | MEMSLOT_LOG_DIRTY)
 #define MEMSLOT_MAX_ID 511
@@ -142,7 +144,8 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 /*
  * Harvest: copy the slot's dirty bitmap into out (npages bits, words of
  * 64) and clear it, write-protecting the reported pages and flushing
- * remote TLBs before returning (digest 3.8). -EINVAL if not logging.
+ * remote TLBs before returning (docs/MMU.md, "Dirty logging"). -EINVAL
+ * if not logging.
  */
 int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 			  size_t nwords, char *err, size_t errlen);
@@ -235,7 +238,8 @@ enum mmu_fault_result {
 	/* Deliver #PF: info->error_code, CR2 = the faulting gva. */
 	MMU_FAULT_GUEST_PF,
 	/* info->gpa has no memslot (or is a write to a READONLY slot):
-	 * reads return all ones, writes are dropped (DESIGN.md 2). */
+	 * reads return all ones, writes are dropped (docs/GUEST-ABI.md,
+	 * "Unbacked addresses"). */
 	MMU_FAULT_MMIO,
 	/* A write the guest may do but no spte may allow (a shadowed page
 	 * table, or a supervisor write under CR0.WP=0 to a read-only page):
@@ -249,7 +253,8 @@ struct mmu_fault_info {
 };
 
 /*
- * The shadow page fault (digest 3.1): guest walk, shadow pages along the
+ * The shadow page fault (docs/MMU.md, "The fault path"): guest walk,
+ * shadow pages along the
  * path, write-protect the tables it shadows, install the spte, rmap it,
  * mark the page dirty. Called by the vCPU thread outside guest mode.
  * Returns an enum mmu_fault_result, or -ENOMEM.
@@ -260,7 +265,8 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 /*
  * An emulated guest write of len (1, 2, 4, 8) bytes at gpa, within one
  * page: stored atomically, dirty-logged, and any spte derived from the
- * written gpte zapped (digest 3.6 (b)). 0; -EINVAL for a bad length;
+ * written gpte zapped (docs/MMU.md, "Emulated writes and the shadow-page
+ * count"). 0; -EINVAL for a bad length;
  * -EAGAIN if the slot is being deleted (retry the instruction). Writes
  * without a slot or to a READONLY slot are dropped.
  */
@@ -306,7 +312,7 @@ struct mmu_stats {
 	uint64_t retries;
 	uint64_t zapped_pages, zapped_sptes;
 	uint64_t flushes, write_protects, emulated_writes;
-	/* Part 2: leaf tables made unsync, unsync pages synced, fast
+	/* Leaf tables made unsync, unsync pages synced, fast
 	 * zap-alls, obsolete pages freed after one, MMIO sptes installed
 	 * and faults answered from one, large (2 MiB / 1 GiB) sptes
 	 * installed. */
@@ -322,16 +328,18 @@ void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st);
 /*
  * Check every spte of every shadow page against the guest page tables and
  * the memslots, every rmap and parent-pte entry and every write-track
- * count (digest 5.1, invariants 1-4). 0, or -EINVAL with the first
+ * count (docs/MMU.md, "What the audit checks"). 0, or -EINVAL with the
+ * first
  * inconsistency named in msg. Guest tables changed behind the MMU's back
  * (not through mmu_emulate_write) are reported as inconsistencies too.
  */
 int mmu_audit(struct mmu *mmu, char *msg, size_t msglen);
 
-/* ---- part 2: unsync and sync, fast zap-all, MMIO sptes, large sptes --- */
+/* ---- unsync and sync, fast zap-all, MMIO sptes, large sptes ---------- */
 
 /*
- * Unsync (digest 1.4, 3.6 (a)): with it on, a guest write to a gfn that
+ * Unsync (docs/MMU.md, "Unsync and sync"): with it on, a guest write to a
+ * gfn that
  * is shadowed only as a level-1 table makes those pages unsync and maps
  * the gfn writable instead of asking for emulation; upper levels stay
  * write-tracked. The vCPU layer turns it on once it calls the sync entry
@@ -352,14 +360,16 @@ void mmu_set_unsync(struct mmu *mmu, bool on);
 int mmu_vcpu_sync(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu);
 
 /*
- * INVLPG of gva (digest 3.5): re-derive the one spte for gva in each
+ * INVLPG of gva (docs/MMU.md, "Unsync and sync"): re-derive the one spte
+ * for gva in each
  * unsync page on the root's path to it; pages stay unsync. The vCPU
  * thread, outside guest mode, after its own TLB dropped gva.
  */
 void mmu_invlpg(struct mmu_vcpu *v, gva_t gva);
 
 /*
- * Fast zap-all (digest 3.9, seed 004): under mmu_lock bump the 64-bit
+ * Fast zap-all (docs/MMU.md, "Fast zap-all and obsolete pages"): under
+ * mmu_lock bump the 64-bit
  * mmu_valid_gen, so every page becomes obsolete and can never look valid
  * again, and ask every vCPU (with wait) to drop obsolete roots; O(1) for
  * the caller. The obsolete pages stay linked among themselves, reachable

@@ -1,8 +1,10 @@
 /*
  * core/mmu private definitions: the VM's MMU object, the memslot array,
  * shadow pages, pte lists (rmaps and parent ptes). Shared by the files of
- * core/mmu and by its unit tests (which corrupt these structures on
- * purpose to test the audit); nothing else includes it.
+ * core/mmu, by its unit tests (which corrupt these structures on purpose
+ * to test the audit), by the explorer (tests/explorer/world.c) and by
+ * bench/bench_mmu.c, which look behind the API; nothing else
+ * includes it.
  *
  * Lock legend used below (docs/locking.md):
  *   (c) constant after creation      (v) the owning vCPU thread
@@ -53,7 +55,7 @@ static inline void list_del(struct list_node *n)
 #define container_of(ptr, type, member) \
 	((type *)((char *)(ptr)-offsetof(type, member)))
 
-/* ---- pte lists: rmaps and parent ptes (digest 2.6) ------------------- */
+/* ---- pte lists: rmaps and parent ptes (docs/MMU.md) ------------------ */
 
 #define PTE_LIST_EXT 14
 
@@ -85,7 +87,8 @@ struct pte_list_head {
 };
 
 /* Descriptors allocated before mmu_lock is taken, for pte_list_add()
- * (digest 6.2); one fault consumes at most MMU_CACHE_DESCS. (v) */
+ * (docs/MMU.md, "The fault path"); one fault consumes at most
+ * MMU_CACHE_DESCS. (v) */
 #define MMU_CACHE_DESCS 8
 struct pte_desc_cache {
 	struct pte_list_desc *d[MMU_CACHE_DESCS];
@@ -122,12 +125,13 @@ struct memslot_meta {
 	/* rmap[level - 1][gfn - base]: leaf sptes mapping the gfn. (m) */
 	struct pte_list_head *rmap[MMU_NR_LEAF_LEVELS];
 	/* Shadow pages with gptes for each gfn: the gfn must never become
-	 * writable while its count is non-zero (digest 2.7). (m) */
+	 * writable while its count is non-zero (docs/MMU.md, "Write
+	 * tracking"). (m) */
 	uint16_t *write_track;
 	/* lpage_disallow[level - 2][frame]: write-tracked gfns inside each
 	 * 2 MiB / 1 GiB frame, indexed as the rmap heads of that level; a
-	 * large spte maps a frame only while its count is zero (digest
-	 * 2.7, large.c). (m) */
+	 * large spte maps a frame only while its count is zero (docs/MMU.md,
+	 * "Large sptes"). (m) */
 	uint32_t *lpage_disallow[MMU_NR_LEAF_LEVELS - 1];
 };
 
@@ -140,7 +144,7 @@ struct memslots {
 	/* (a) written by the slots_lock holder with release, read with
 	 * acquire: the update-in-progress bit is set before the array is
 	 * published and cleared (with the generation bumped) after the
-	 * grace period (digest 1.5). */
+	 * grace period (docs/MMU.md, "MMIO generation"). */
 	_Atomic uint64_t generation;
 	unsigned nr; /* (c) */
 	const struct memslot *slots[]; /* (c) sorted by base_gfn */
@@ -148,7 +152,8 @@ struct memslots {
 
 /* ---- shadow pages ----------------------------------------------------- */
 
-/* The hash key with the gfn (digest 2.3); compared as a word. */
+/* The hash key with the gfn (docs/MMU.md, "Shadow pages, roles and the
+ * hash"); compared as a word. */
 union mmu_page_role {
 	uint32_t word;
 	struct {
@@ -174,8 +179,8 @@ struct mmu_page {
 	/* The table vCPUs walk. (m) for writers, release stores; (a) vCPUs
 	 * in guest mode load entries with acquire, without locks. A writer
 	 * that unlinks or changes an entry orders it before the vCPUs'
-	 * modes with the seq_cst request RMW of the flush (digest 1.2
-	 * pairing (b), docs/locking.md #2). */
+	 * modes with the seq_cst request RMW of the flush (docs/locking.md
+	 * #2). */
 	_Atomic uint64_t spt[MMU_PT_ENTRIES];
 	gfn_t gfn; /* (m) (c while hashed) */
 	union mmu_page_role role; /* (m) invalid only changes */
@@ -187,7 +192,7 @@ struct mmu_page {
 	unsigned nr_present; /* (m) present sptes */
 	/* Indirect pages: the gfn each leaf spte maps. (m) */
 	gfn_t gfns[MMU_PT_ENTRIES];
-	/* Unsync (digest 1.4, unsync.c): this level-1 page may be out of
+	/* Unsync (docs/MMU.md, "Unsync and sync"): this level-1 page may be out of
 	 * date with its guest table; unsync_children counts the bits set
 	 * in unsync_child_bitmap, one per spte whose child is unsync or
 	 * has unsync children. (m) */
@@ -227,12 +232,12 @@ struct mmu {
 	uint64_t nr_pages; /* (m) */
 	/* (a) bumped (release) by every invalidation of sptes derived from
 	 * memslots; the fault path snapshots it (acquire) before it reads
-	 * memslots and re-checks it under mmu_lock (digest 4.5). */
+	 * memslots and re-checks it under mmu_lock (docs/locking.md #6). */
 	_Atomic uint64_t invalidate_seq;
 	/* (a) shadow pages with gptes. seq_cst increment in
 	 * account_shadowed, pairs with the seq_cst fetch_add(0) after the
 	 * guest-memory store in mmu_emulate_write / mmu_track_write
-	 * (digest 4.5, docs/locking.md #5). */
+	 * (docs/locking.md #5). */
 	_Atomic long indirect_shadow_pages;
 	const struct mmu_vcpu_ops *ops; /* (c) */
 	void *opaque; /* (c) */
@@ -254,7 +259,8 @@ struct mmu_vcpu {
 	struct list_node link; /* (m) on mmu->vcpus */
 	union mmu_page_role root_role; /* (v) */
 	gfn_t root_gfn; /* (v) */
-	/* Objects allocated before mmu_lock is taken (digest 6.2). (v) */
+	/* Objects allocated before mmu_lock is taken (docs/MMU.md, "The fault
+	 * path"). (v) */
 	struct mmu_page *page_cache[MMU_CACHE_PAGES];
 	unsigned nr_page_cache;
 	struct pte_desc_cache descs;
@@ -377,7 +383,7 @@ struct pte_list_head *mmu_rmap_head(const struct memslot *slot, gfn_t gfn,
 gfn_t mmu_page_gfn_at(const struct mmu_page *sp, unsigned i);
 bool mmu_page_is_obsolete(const struct mmu *mmu, const struct mmu_page *sp);
 
-/* mmu.c, for the part-2 files (unsync.c, zap_fast.c, mmio_spte.c,
+/* mmu.c, for the other files of the MMU (unsync.c, zap_fast.c, mmio_spte.c,
  * large.c, audit_ext.c); each asserts mmu_lock. */
 void mmu_drop_spte_locked(struct mmu *mmu, _Atomic uint64_t *sptep);
 bool mmu_zap_pte_locked(struct mmu *mmu, struct mmu_page *sp,
@@ -424,7 +430,8 @@ void mmu_zap_large_slot(struct mmu *mmu, const struct memslot *slot);
 int lpage_meta_alloc(struct memslot_meta *m, uint64_t npages);
 void lpage_meta_free(struct memslot_meta *m);
 
-/* audit_ext.c: the part-2 invariants, called by mmu_audit(). */
+/* audit_ext.c: the checks of unsync, fast zap-all, MMIO and large sptes,
+ * called by mmu_audit(). */
 int mmu_audit_ext_locked(struct mmu *mmu, char *msg, size_t msglen);
 
 static inline struct mmu_page *sptep_to_page(const _Atomic uint64_t *sptep)

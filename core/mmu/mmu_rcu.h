@@ -1,6 +1,7 @@
 /*
- * The one place mmud talks to liburcu. DESIGN.md section 8: the inlined
- * _LGPL_SOURCE API is invisible to ThreadSanitizer, so everything calls the
+ * The one place mmud talks to liburcu. liburcu 0.13's inlined
+ * _LGPL_SOURCE API is invisible to ThreadSanitizer (it reports races
+ * inside liburcu and on every RCU-published object), so everything calls the
  * library's out-of-line functions through these wrappers; publication and
  * dereference are C11 release stores and acquire loads, and in TSan builds
  * a read-side unlock releases and a grace period acquires one shared sync

@@ -1,7 +1,7 @@
 /*
  * pte lists: the sets of spte pointers behind rmaps (the leaf sptes that
  * map a gfn) and parent ptes (the non-leaf sptes that point to a shadow
- * page), digest 2.6. One pointer is stored inline in the head word; more
+ * page), docs/MMU.md, "Rmaps and parent ptes". One pointer is stored inline in the head word; more
  * go into a chain of descriptors (struct pte_list_desc in mmu_int.h).
  * Everything here runs under mmu_lock.
  */

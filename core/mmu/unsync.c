@@ -1,5 +1,6 @@
 /*
- * Unsync and sync of level-1 shadow pages (digest 1.4, seed 003): a guest
+ * Unsync and sync of level-1 shadow pages (docs/MMU.md, "Unsync and
+ * sync"): a guest
  * write to a gfn shadowed only by current level-1 pages marks those pages
  * unsync and lets the spte become writable, instead of emulating every
  * PTE store; each ancestor records the path in its unsync_child_bitmap.
@@ -201,7 +202,7 @@ static bool sync_spte(struct mmu *mmu, struct mmu_page *sp, unsigned i,
 	if (!table_slot || (table_slot->flags & MEMSLOT_INVALID))
 		goto drop;
 	/* Acquire: guest memory written by other vCPUs with release
-	 * stores (DESIGN.md "Guest memory is shared memory"). */
+	 * stores (docs/ARCHITECTURE.md, "Guest memory is shared memory"). */
 	gpte = atomic_load_explicit(
 		(_Atomic uint64_t *)(uintptr_t)(memslot_gfn_to_hva(table_slot,
 								   sp->gfn) +
@@ -286,7 +287,7 @@ static bool collect_unsync(struct mmu_page *sp, struct collect *c)
  * (clearing MMU-writable), flush with wait if anything was writable, so
  * no vCPU can still store through a stale translation while we read the
  * gptes; then sync each page and flush once more if an spte was dropped
- * (digest 1.4).
+ * (docs/MMU.md, "Unsync and sync").
  */
 void mmu_sync_children_locked(struct mmu *mmu, struct mmu_page *top)
 {
@@ -321,7 +322,8 @@ void mmu_sync_children_locked(struct mmu *mmu, struct mmu_page *top)
 
 /*
  * A gfn is about to be shadowed above level 1, so it is write-tracked
- * from now on and may not stay unsync (digest 1.4 invariant): its unsync
+ * from now on and may not stay unsync (docs/MMU.md, "Unsync and sync"):
+ * its unsync
  * pages lose every leaf spte (KVM zaps them) and become synced with an
  * empty table that refaults. The caller flushes before mmu_lock goes.
  */

@@ -91,7 +91,8 @@ static int read_gpte(struct mmu_vcpu *v, gfn_t table, unsigned idx,
 	_Atomic uint64_t *p;
 
 	if (!s) {
-		*gpte = ~0ULL; /* DESIGN.md section 2: unbacked reads ones */
+		/* docs/GUEST-ABI.md, "Unbacked addresses": all ones. */
+		*gpte = ~0ULL;
 		return 0;
 	}
 	if (s->flags & MEMSLOT_INVALID)
@@ -99,7 +100,7 @@ static int read_gpte(struct mmu_vcpu *v, gfn_t table, unsigned idx,
 	p = (_Atomic uint64_t *)(uintptr_t)(memslot_gfn_to_hva(s, table) +
 					    idx * 8);
 	/* Acquire: the gpte is guest memory other vCPUs write with release
-	 * stores (DESIGN.md "Guest memory is shared memory"). */
+	 * stores (docs/ARCHITECTURE.md, "Guest memory is shared memory"). */
 	*gpte = atomic_load_explicit(p, memory_order_acquire);
 	return 1;
 }

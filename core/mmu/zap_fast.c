@@ -1,5 +1,6 @@
 /*
- * Fast zap-all (digest 3.9, seed 004). The caller's part is O(1): bump
+ * Fast zap-all (docs/MMU.md, "Fast zap-all and obsolete pages"). The
+ * caller's part is O(1): bump
  * the VM's 64-bit mmu_valid_gen under mmu_lock, which makes every shadow
  * page obsolete at once (hash lookups skip them, faults on an obsolete
  * root retry), and ask every vCPU, with wait and while still holding the
@@ -80,8 +81,8 @@ uint64_t mmu_zap_obsolete_pages(struct mmu *mmu)
 		}
 		if (done) {
 			/*
-			 * One flush with wait for everything unlinked (seed
-			 * 001); then no vCPU can reach the pages and only this
+			 * One flush with wait for everything unlinked
+			 * (docs/MMU.md, "Prepare and commit"); then no vCPU can reach the pages and only this
 			 * thread knows them, so they are freed after the lock
 			 * is dropped.
 			 */
