@@ -1,6 +1,6 @@
 /*
  * Hot-added guest memory: memslots the control plane adds and removes
- * while the vCPUs run (DESIGN.md section 4, issue 8), each backed by its
+ * while the vCPUs run (QMP's x-memslot-add, docs/QMP.md), each backed by its
  * own memfd mapping, with dirty logging and harvest. It validates every
  * request against the boot RAM, the MMIO hole and the other slots before
  * anything changes, and unmaps a removed slot's memory only after the MMU

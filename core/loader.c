@@ -1,5 +1,5 @@
 /*
- * The boot protocol of guest ABI v1 (DESIGN.md section 2): this file owns
+ * The boot protocol of guest ABI v1 (docs/GUEST-ABI.md): this file owns
  * the validation of an untrusted ELF64 kernel image, the copy of its
  * PT_LOAD segments into guest RAM, and the contents of low memory (the
  * identity page tables, the GDT and the boot info). It works in two

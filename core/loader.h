@@ -1,5 +1,5 @@
 /*
- * The boot protocol of guest ABI v1 (DESIGN.md section 2): validating and
+ * The boot protocol of guest ABI v1 (docs/GUEST-ABI.md): validating and
  * loading an ELF64 kernel into guest RAM, writing low memory (identity page
  * tables, GDT, boot info) and the architectural state every vCPU starts
  * in. It knows guest memory only as host mappings of RAM ranges, so the
@@ -29,7 +29,7 @@
 #define LOADER_BOOTINFO_MAGIC 0x544f4f4244554d4dULL /* "MMUDBOOT" */
 #define LOADER_BOOTINFO_VERSION 1
 
-/* Initial architectural state (DESIGN.md section 2). */
+/* Initial architectural state (docs/GUEST-ABI.md, "Entry state"). */
 #define LOADER_CR0 0x80010033ULL /* PE|MP|ET|NE|WP|PG */
 #define LOADER_CR4 0x20ULL /* PAE */
 #define LOADER_EFER 0xd00ULL /* LME|LMA|NXE */

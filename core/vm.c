@@ -1,5 +1,5 @@
 /*
- * The VM object (DESIGN.md section 3): guest RAM as memfd mappings, one
+ * The VM object (docs/ARCHITECTURE.md, "Modules"): guest RAM as memfd mappings, one
  * memslot per RAM range, the MMU, the vCPUs and the devices, and the
  * port-I/O and MMIO dispatch the vCPUs call. It decides when the VM has
  * ended (debug exit, a crash, every vCPU halted for good) and pauses the
@@ -152,7 +152,8 @@ static uint64_t vm_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
 {
 	(void)opaque;
 	(void)gpa;
-	/* No device in the MMIO hole yet: all ones (DESIGN.md section 2). */
+	/* No device in the MMIO hole yet: all ones (docs/GUEST-ABI.md,
+	 * "Unbacked addresses"). */
 	return size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
 }
 
@@ -181,7 +182,7 @@ static void vm_vcpu_stopped(void *opaque, unsigned int vcpu,
 		return;
 	}
 	/* A halted vCPU with nothing to wake it is stopped for good; when
-	 * all are, the VM is (DESIGN.md section 2). */
+	 * all are, the VM is (docs/GUEST-ABI.md, "Crashes and halts"). */
 	pthread_mutex_lock(&vm->lock);
 	all_halted = ++vm->nr_halted == vm->cfg.nr_vcpus;
 	pthread_mutex_unlock(&vm->lock);
@@ -340,7 +341,8 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	/* The vCPU layer syncs at the guest's flush points (CR3, INVLPG),
-	 * so leaf page tables may go unsync (digest 1.4). */
+	 * so leaf page tables may go unsync (docs/MMU.md, "Unsync and
+	 * sync"). */
 	mmu_set_unsync(vm->mmu, true);
 	for (unsigned int i = 0; i < vm->nr_ram; i++) {
 		r = memslot_add(vm->mmu, i, gpa_to_gfn(vm->ram[i].gpa),
@@ -352,7 +354,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	}
 	{
 		/* Hot-added slots may overlap neither RAM nor the MMIO hole
-		 * (DESIGN.md section 2). */
+		 * (docs/GUEST-ABI.md, "Memory map"). */
 		struct guestmem_range reserved[3];
 		unsigned int n = 0;
 
@@ -471,7 +473,7 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	/* The loader wrote behind the MMU: those pages are dirty for a
-	 * dirty log (issue 8). Which ones its segments covered is the
+	 * dirty log. Which ones its segments covered is the
 	 * loader's business, so the whole low RAM range is reported. */
 	guestmem_mark_dirty(vm->guestmem, vm->ram[0].gpa, vm->ram[0].size);
 	mmu_zap_all(vm->mmu);

@@ -115,7 +115,8 @@ void vm_unhold(struct vm *vm);
 void vm_result(struct vm *vm, struct vm_result *res);
 
 /*
- * system_reset (DESIGN.md section 4), with the caller's hold taken: loads
+ * system_reset (docs/ARCHITECTURE.md, "Reset and shutdown"), with the
+ * caller's hold taken: loads
  * the kernel and low memory again from the copy taken at start, resets
  * the devices, zaps every shadow page and puts every vCPU in the boot
  * state; hot-added memslots stay. The VM is no longer ended afterwards.
@@ -141,11 +142,11 @@ unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
 struct mmu *vm_mmu(struct vm *vm);
 struct guestmem *vm_guestmem(struct vm *vm);
 struct vcpu_set *vm_vcpu_set(struct vm *vm);
-/* Stops and joins every vCPU thread, then frees everything. */
 /* Console input for the guest: queued for COM1's receive side; returns
  * how many bytes fitted (offer the rest again later). Any thread. */
 size_t vm_console_input(struct vm *vm, const void *buf, size_t len);
 
+/* Stops and joins every vCPU thread, then frees everything. */
 void vm_destroy(struct vm *vm);
 
 #endif

@@ -41,7 +41,7 @@ size_t dev_serial_receive(struct dev_serial *s, const void *buf, size_t len);
 #define DEV_DEBUG_EXIT_PORT 0xf4
 
 /* The status mmud exits with when the guest writes v to the port
- * (DESIGN.md section 2): ((v << 1) | 1) & 0xff. */
+ * (docs/GUEST-ABI.md, "Debug exit"): ((v << 1) | 1) & 0xff. */
 static inline int dev_debug_exit_status(uint32_t v)
 {
 	return (int)(((v << 1) | 1) & 0xff);

@@ -1,5 +1,5 @@
 /*
- * COM1, the 8250/16550 UART of guest ABI v1 (DESIGN.md section 2): the
+ * COM1, the 8250/16550 UART of guest ABI v1 (docs/GUEST-ABI.md, "COM1"): the
  * transmit path and enough of the register file (divisor latch, LCR, MCR,
  * scratch, FIFO control) that a driver's probe and set-up read back what
  * they wrote. Transmission is immediate, so LSR always reports the holding

@@ -1,5 +1,6 @@
 /*
- * The vCPU mode protocol of DESIGN.md section 3, as KVM's (digest 1.2):
+ * The vCPU mode protocol, as KVM's (docs/MMU.md, "Requests, modes and the
+ * flush with wait"; docs/locking.md #1-#3a):
  * a vCPU enters guest mode with a store and a full barrier before it
  * checks its requests; a requester sets a request bit with a full
  * barrier and then moves a vCPU it finds in guest mode to
@@ -26,7 +27,8 @@ static void wake(struct vcpu *v)
 
 /*
  * True while v is in guest mode (or being kicked out of it) and has not
- * left since its exit count was seen (digest 6.1: a transition counter,
+ * left since its exit count was seen (docs/locking.md #3: a transition
+ * counter,
  * not the mode alone, since it may leave and re-enter between two looks;
  * any entry after the request sees the bit and leaves again). Acquire
  * pairs with the vCPU's release store of OUTSIDE_GUEST_MODE and its RMW
@@ -116,7 +118,7 @@ void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait)
 	 * sptes, a new memslot array) before the mode read below, and pairs
 	 * with the vCPU's fence after it stores IN_GUEST_MODE: either the
 	 * vCPU sees this bit before it runs guest code, or we see it in
-	 * guest mode and kick it (digest 1.2). */
+	 * guest mode and kick it (docs/locking.md #1). */
 	EXPLORE_POINT(EXPLORE_REQUEST, &v->requests, req);
 	atomic_fetch_or_explicit(&v->requests, 1ULL << req,
 				 memory_order_seq_cst);
@@ -235,7 +237,7 @@ bool vcpu_enter_guest_mode(struct vcpu *v)
 	atomic_store_explicit(&v->mode, IN_GUEST_MODE, memory_order_release);
 	EXPLORE_POINT(EXPLORE_MODE, &v->mode, IN_GUEST_MODE);
 	/*
-	 * The one full barrier of guest entry (digest 4.2 step 4), as a
+	 * The one full barrier of guest entry (docs/locking.md #1, #2), as a
 	 * seq_cst read-modify-write of the request word (which
 	 * ThreadSanitizer models, unlike a fence): orders the mode store
 	 * before the request check and before every spte read in guest mode.

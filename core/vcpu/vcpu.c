@@ -1,5 +1,6 @@
 /*
- * vCPU threads: the run loop of DESIGN.md section 3 (requests, root load,
+ * vCPU threads: the run loop (docs/ARCHITECTURE.md, "The vCPU run loop":
+ * requests, root load,
  * entering guest mode, guest execution, exit handling), halting, pausing
  * and reschedule points, creation and statistics. The mode protocol
  * (requests, kicks, waits) is request.c's; the instruction set is
@@ -355,7 +356,8 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 		break;
 	case X86_EXIT_PAGING:
 		/* The guest's TLB flush points are where unsync pages are
-		 * synced (digest 1.4): every CR0/CR4/EFER change the CPU
+		 * synced (docs/MMU.md, "Unsync and sync"): every CR0/CR4/EFER
+		 * change the CPU
 		 * exits for flushes its TLB, and so does a MOV to CR3 but
 		 * the PCID no-flush form. A new root, if any, is loaded at
 		 * the next entry. */

@@ -4,7 +4,8 @@
  * handles exits (shadow page faults through core/mmu, port and MMIO I/O
  * through the VM's callbacks, HLT, triple fault) and requests. Other
  * threads reach a vCPU only through its request bits and kick, with the
- * mode protocol of KVM (shared/reference/kvm-mmu-digest.md 1.2, 4):
+ * mode protocol of KVM (docs/MMU.md, "Requests, modes and the flush with
+ * wait"):
  * this module also implements the struct mmu_vcpu_ops core/mmu calls.
  */
 #ifndef MMUD_VCPU_H
@@ -76,7 +77,8 @@ int vcpu_start(struct vcpu *v);
 /*
  * Sets the request bit, then kicks the vCPU out of guest mode (and wakes
  * it if it sleeps). With wait, returns only once the vCPU is outside
- * guest mode or has left it since (digest 3.10): the caller's earlier
+ * guest mode or has left it since (docs/locking.md #3): the caller's
+ * earlier
  * writes are then seen by everything the vCPU does next.
  */
 void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait);
@@ -94,7 +96,8 @@ void vcpu_set_pause(struct vcpu *v, bool paused);
  */
 void vcpu_wait_parked(struct vcpu *v);
 /*
- * Puts a paused vCPU back in the boot state of DESIGN.md section 2 at
+ * Puts a paused vCPU back in the boot state (docs/GUEST-ABI.md, "Entry
+ * state") at
  * its entry point (registers, control registers, soft TLB), forgets that
  * it stopped for good, and drops what it was doing. Waits until it is
  * parked first. The caller zaps the shadow MMU itself (the vCPU drops

@@ -55,7 +55,7 @@ struct vcpu {
 	 * EXITING_GUEST_MODE by a requester's seq_cst cmpxchg. The vCPU's
 	 * store of IN_GUEST_MODE is followed by a seq_cst RMW of requests that pairs
 	 * with that cmpxchg and with the requester's seq_cst fetch_or of
-	 * the request bit (digest 1.2, pairing a); leaving guest mode is a
+	 * the request bit (docs/locking.md #1); leaving guest mode is a
 	 * release store that pairs with the waiter's acquire load.
 	 */
 	_Atomic int mode;
@@ -137,7 +137,7 @@ static inline void vcpu_stat_inc(_Atomic uint64_t *c)
  */
 bool vcpu_run_once(struct vcpu *v, uint64_t max_insns);
 
-/* request.c: the mode protocol (DESIGN.md section 3, digest 1.2). */
+/* request.c: the mode protocol (docs/locking.md #1-#3a). */
 
 /*
  * Enters guest mode: clears the kick, stores IN_GUEST_MODE and checks for

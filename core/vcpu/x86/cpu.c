@@ -1,6 +1,6 @@
 /*
- * The software CPU's object and run loop: creation, the boot state of
- * DESIGN.md section 2, register access for the vCPU layer, and x86_run(),
+ * The software CPU's object and run loop: creation, the boot state
+ * (docs/GUEST-ABI.md, "Entry state"), register access for the vCPU layer, and x86_run(),
  * which delivers a pending event, then decodes and executes instructions
  * until an exit. Instruction semantics live in the exec_*.c files, events
  * in except.c, memory in mem.c.
@@ -185,8 +185,8 @@ static inline bool kicked(const struct x86_cpu *cpu)
 	       atomic_load_explicit(cpu->kick, memory_order_relaxed);
 }
 
-/* Relaxed atomic loads: other vCPUs may be writing this code (DESIGN.md
- * section 3, "Guest memory is shared memory"). */
+/* Relaxed atomic loads: other vCPUs may be writing this code
+ * (docs/ARCHITECTURE.md, "Guest memory is shared memory"). */
 static inline uint64_t code_qword(hva_t a)
 {
 	return atomic_load_explicit((const _Atomic uint64_t *)a,

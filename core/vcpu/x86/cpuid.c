@@ -1,12 +1,12 @@
 /*
- * What CPUID reports: exactly the features this CPU implements (DESIGN.md
- * section 2), so a guest that trusts CPUID never meets an instruction or
+ * What CPUID reports: exactly the features this CPU implements
+ * (docs/GUEST-ABI.md, "CPUID"), so a guest that trusts CPUID never meets an instruction or
  * a control bit that is missing. Notably absent: the x87 FPU, MMX and
  * every SSE level, FXSR/XSAVE (guests are built with
  * -mgeneral-regs-only; x86-64 architecturally assumes SSE2, and a guest
  * that uses it anyway gets #UD), the local APIC (not implemented yet),
  * MTRRs, SYSENTER and CLFLUSH. PCID, INVPCID and 1 GiB pages are
- * reported (issue 6): CR4.PCIDE and INVPCID are exec_system.c's, 1 GiB
+ * reported: CR4.PCIDE and INVPCID are exec_system.c's, 1 GiB
  * guest pages the MMU's walker and the shadow walk's. So are the integer
  * extensions gcc uses for newer -march targets (exec_bmi.c): POPCNT,
  * MOVBE, LZCNT, BMI1, BMI2 and ADX, and PREFETCHW (exec_flow.c). The instruction
@@ -114,7 +114,7 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		put_string(out, brand + 16 * (leaf - 0x80000002u), 16);
 		break;
 	case 0x80000008u:
-		/* 46 physical, 48 linear address bits (DESIGN.md section 2). */
+		/* 46 physical, 48 linear address bits (docs/GUEST-ABI.md). */
 		out[0] = 0x302e;
 		break;
 	default:

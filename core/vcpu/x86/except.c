@@ -97,7 +97,8 @@ static void queue_event(struct x86_cpu *cpu, unsigned int vector,
 		/* SDM vol. 3, 6.15 (interrupt 8): a fault while the processor
 		 * calls the #DF handler shuts it down. Only contributory
 		 * faults and #PF can arise from delivery itself; anything
-		 * else here is treated the same way (DESIGN.md section 2). */
+		 * else here is treated the same way (docs/GUEST-ABI.md,
+		 * "CPU"). */
 		if (cpu->chain_len < 3) {
 			cpu->chain[1] = (uint8_t)vector;
 			cpu->chain[2] = X86_DF;

@@ -12,7 +12,8 @@
  *
  * Where the SDM leaves a result undefined we do what the host, an AMD
  * EPYC (Zen), was measured to do, so that differential tests need mask
- * only DESIGN.md section 8's list:
+ * only what vendors disagree on (the list is in
+ * tests/unit/x86/test_alu.c):
  * - AND/OR/XOR/TEST clear AF;
  * - shifts with a nonzero count (SHL SHR SAR SHLD SHRD) set AF; OF is
  *   MSB(res) ^ CF after SHL and MSB(res) ^ the next bit after SHR, SAR

@@ -6,7 +6,7 @@
  * stack's PUSH/POP of registers, immediates and memory. It does not own
  * PUSHF/POPF, MOV to or from segment and control registers (exec_system.c)
  * or the flags (flags.c): CMPXCHG and XADD only record their lazy flags.
- * MOVBE is not implemented, so 0F 38 F0/F1 stay #UD.
+ * MOVBE (0F 38 F0/F1) is exec_bmi.c's.
  */
 #include "x86_int.h"
 

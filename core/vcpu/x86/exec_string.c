@@ -20,8 +20,8 @@
  * the rights cannot change during the instruction). The copy is made of
  * relaxed host atomics: 8-byte ones where source and destination are
  * co-aligned, else the widest width both allow, down to single bytes, so
- * every aligned guest element is still read and written whole (DESIGN.md
- * section 3). Relaxed suffices: the SDM lets the stores of a fast string
+ * every aligned guest element is still read and written whole
+ * (docs/ARCHITECTURE.md, "Guest memory is shared memory"). Relaxed suffices: the SDM lets the stores of a fast string
  * operation become visible out of order (vol. 3, "Fast-String Operation
  * and Out-of-Order Stores"), and every later guest store is a release
  * store, so they are all visible before any store that follows the

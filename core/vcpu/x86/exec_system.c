@@ -111,8 +111,8 @@ static void op_ud2(struct x86_cpu *cpu, const struct x86_insn *in)
 
 /*
  * LFENCE, MFENCE, SFENCE (0F AE /5 /6 /7, register forms). Guest loads
- * are host acquire loads and guest stores release stores (DESIGN.md
- * section 3), so only MFENCE adds ordering: the store-load order of a
+ * are host acquire loads and guest stores release stores
+ * (docs/ARCHITECTURE.md, "Guest memory is shared memory"), so only MFENCE adds ordering: the store-load order of a
  * guest's Dekker-style protocol, pairing with the MFENCE (or LOCK'd
  * access) on the other vCPU. LFENCE and SFENCE keep fences of their
  * own kind for clarity; they pair with the guest's matching fence.

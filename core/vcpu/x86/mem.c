@@ -4,8 +4,8 @@
  * the MMU frees a shadow page only after every vCPU has left guest mode,
  * core/mmu), the permission check of every access against the cached
  * rights and the current CPL, RFLAGS.AC, CR0/CR4 and EFER, and the
- * accesses themselves: host atomics of the access width (DESIGN.md
- * section 3). It does not walk guest page tables: a missing or
+ * accesses themselves: host atomics of the access width
+ * (docs/ARCHITECTURE.md, "Guest memory is shared memory"). It does not walk guest page tables: a missing or
  * insufficient spte is a shadow-fault exit and the MMU decides.
  */
 #include <pthread.h>
@@ -16,7 +16,8 @@
 
 /* A locked access that splits a page (or is misaligned) takes this one
  * lock: such accesses are rare and need not be fast, only atomic with
- * respect to each other (DESIGN.md section 3). */
+ * respect to each other (docs/ARCHITECTURE.md, "Guest memory is shared
+ * memory"). */
 static pthread_mutex_t split_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define RIGHTS_ALL (X86_ACC_WRITE | X86_ACC_USER | X86_ACC_FETCH)

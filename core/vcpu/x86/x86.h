@@ -169,13 +169,14 @@ struct x86_env {
 	void (*tracked_write)(void *opaque, gpa_t gpa, unsigned int size);
 };
 
-/* NULL means -ENOMEM. The CPU starts in the boot state of DESIGN.md
- * section 2 with RIP 0; see x86_reset_boot(). */
+/* NULL means -ENOMEM. The CPU starts in the boot state
+ * (docs/GUEST-ABI.md, "Entry state") with RIP 0; see x86_reset_boot(). */
 struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
 			    const struct x86_env *env, void *opaque);
 void x86_cpu_free(struct x86_cpu *cpu);
 
-/* The architectural state of DESIGN.md section 2 at e_entry. */
+/* The architectural state of docs/GUEST-ABI.md, "Entry state", at
+ * e_entry. */
 void x86_reset_boot(struct x86_cpu *cpu, gva_t entry, gpa_t bootinfo);
 
 void x86_get_regs(const struct x86_cpu *cpu, struct x86_regs *regs);

@@ -2,7 +2,10 @@
  * Internals of the software CPU shared by its files: the CPU state, the
  * decoded-instruction format, the opcode table entries every exec_*.c
  * registers, and the operand, memory, flag and exception helpers the
- * executors use. Nothing outside core/vcpu/x86 includes this header.
+ * executors use. Outside core/vcpu/x86 only the CPU's unit tests
+ * (tests/unit/x86), the decoder's fuzz target (tests/fuzz) and the
+ * explorer (tests/explorer/world.c) include it, to reach the decoder,
+ * executors and CPU state directly.
  *
  * Execution model. The run loop (cpu.c) decodes the instruction at rip,
  * sets next_rip = rip + length and calls its handler. A handler reads its
@@ -415,7 +418,7 @@ bool x86_get_cf(struct x86_cpu *cpu);
  * Linear-address accesses of the current instruction. seg is the segment
  * the address came from (X86_SS turns a non-canonical address into #SS
  * instead of #GP). Every access is a host atomic access of its width
- * when aligned (DESIGN.md section 3, "Guest memory is shared memory").
+ * when aligned (docs/ARCHITECTURE.md, "Guest memory is shared memory").
  * The access's user/supervisor kind comes from CPL; the _sys variants
  * are implicit supervisor accesses (descriptor tables, TSS, IDT).
  */
