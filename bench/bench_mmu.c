@@ -1,8 +1,8 @@
 /*
  * bench_mmu: the shadow MMU's own costs, measured in-process with the
- * core/mmu library and no guest CPU (issue 4). One JSON line per figure,
+ * core/mmu library and no guest CPU. One JSON line per figure,
  * in bench/run.py's shape ("kvm" is null: KVM's MMU cannot be driven
- * from here; DESIGN.md section 8 has its figures for this machine):
+ * from here; docs/BENCHMARKS.md has its end-to-end figures):
  *
  *   fault_4k_ns             first-touch fault of one 4 KiB guest page
  *   fault_2m_large_ns       first-touch fault of a 2 MiB guest page that

@@ -18,8 +18,9 @@
  *   own page table's page (read-only), so every gfn has one rmap entry;
  *   with "shared=1" all map one data page instead, whose rmap then holds
  *   n entries. The tables are written at CPL3 through a user alias,
- *   since CPL0 code runs in KVM's instruction emulator here (DESIGN.md
- *   section 8).
+ *   since CPL0 code runs in KVM's instruction emulator here (this
+ *   machine's /dev/kvm has no hardware virtualization; CPL3 code runs
+ *   natively).
  * - 3, dirty: maps the 1 GiB memslot at DIRTY_GPA with 2 MiB guest
  *   pages; whenever the host raises the go word, writes one quadword in
  *   every 4 KiB page of it, then sets progress to go.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Memory operations on a running VM (issue 8): times mmud's QMP commands
+"""Memory operations on a running VM: times mmud's QMP commands
 on the real daemon while the memops guest (bench/memops.c) runs, and the
 closest KVM operations through the KVM API (bench/kvm_memops.c) on the
 same guest in the same run, and prints one JSON line per figure in

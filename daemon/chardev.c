@@ -4,8 +4,7 @@
  * -serial) and the QMP socket as "compat_monitor0" (QEMU's for -qmp), so
  * that tooling finds the console socket the way it finds QEMU's; and
  * ringbuf-read / ringbuf-write let QMP clients read what COM1 printed and
- * type into it without the console socket (DESIGN.md section 2: output
- * goes "to QMP clients that ask"). Reads consume from one cursor over the
+ * type into it without the console socket (docs/GUEST-ABI.md, "COM1"). Reads consume from one cursor over the
  * console's replay ring; writes are queued and reach the guest as it
  * reads its UART.
  */

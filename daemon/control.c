@@ -1,6 +1,7 @@
 /*
  * The control plane of one VM: its run state (QEMU's RunState, owned by
- * the loop thread), the QMP commands of issue 7 and the events they and
+ * the loop thread), the run-control QMP commands (docs/QMP.md) and the
+ * events they and
  * the guest cause, what a guest exit or crash means (QEMU's panic
  * actions), and the clean shutdown. Commands that wait for vCPUs or take
  * mmu_lock (stop, cont, system_reset, x-mmu-audit, x-query-mmu-stats,

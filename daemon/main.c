@@ -4,8 +4,8 @@
  * the worker, runs the libevent loop (QMP, console clients, signals, the
  * systemd watchdog) until the guest exits, quit or SIGTERM/SIGINT, then
  * takes it all down in order (vCPUs stopped, SHUTDOWN sent, sockets
- * removed) and turns how it ended into the exit status of DESIGN.md
- * section 2. It is the one place that decides to exit the process.
+ * removed) and turns how it ended into the exit status of
+ * docs/GUEST-ABI.md, "Exit statuses". It is the one place that decides to exit the process.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /*
- * QMP commands that change guest memory while the vCPUs run (issue 8):
+ * QMP commands that change guest memory while the vCPUs run:
  * x-memslot-add/-remove, x-mmu-zap-all, x-dirty-log-start/-stop/-harvest
  * and the X_MEMSLOT_CHANGED event. Argument values are checked here (rpc
  * has already checked names and types); the work runs on the daemon's
@@ -19,7 +19,8 @@
 #include "rpc.h"
 #include "vm.h"
 
-/* No reply may exceed this (libvirt stops at 10 MiB; DESIGN.md 4). */
+/* No reply may exceed this: libvirt refuses QMP replies above 10 MiB, and
+ * every size a client controls has a limit. */
 #define REPLY_MAX (8u << 20)
 
 enum op { OP_ADD, OP_REMOVE, OP_ZAP, OP_LOG_START, OP_LOG_STOP, OP_HARVEST };
@@ -75,7 +76,8 @@ static void work(void *arg)
 			mmu_zap_all(vm_mmu(j->m->vm));
 		} else {
 			/* O(1) for the vCPUs; the obsolete pages are then
-			 * freed here, in batches (seed 004). */
+			 * freed here, in batches (docs/MMU.md, "Fast zap-all and
+			 * obsolete pages"). */
 			mmu_zap_all_fast(vm_mmu(j->m->vm));
 			mmu_zap_obsolete_pages(vm_mmu(j->m->vm));
 		}

@@ -13,7 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Exit statuses of DESIGN.md section 2; a debug exit gives (v<<1|1). */
+/* Exit statuses (docs/GUEST-ABI.md, "Exit statuses"); a debug exit gives
+ * (v<<1|1). */
 #define MMUD_EXIT_OK 0
 #define MMUD_EXIT_CRASH 2
 #define MMUD_EXIT_REFUSED 4

@@ -1,6 +1,6 @@
 /*
- * The sd_notify protocol, by hand (libsystemd is optional, DESIGN.md
- * section 1): one datagram of newline-separated VAR=value assignments to
+ * The sd_notify protocol, by hand (mmud does not need libsystemd,
+ * docs/ARCHITECTURE.md, "Build options and external libraries"): one datagram of newline-separated VAR=value assignments to
  * the AF_UNIX socket named by $NOTIFY_SOCKET (a path, or an abstract
  * name when it starts with '@'), and the watchdog interval systemd
  * passes in $WATCHDOG_USEC / $WATCHDOG_PID. Without $NOTIFY_SOCKET every
