@@ -1,5 +1,6 @@
 /*
- * echo: a guest that reads COM1 (DESIGN.md section 2) by polling LSR.DR
+ * echo: a guest that reads COM1 (docs/GUEST-ABI.md, "COM1") by polling
+ * LSR.DR
  * and echoes each line it receives as "echo: <line>", for the daemon's
  * console tests (tests/integration). It first checks the receive side
  * at rest (LSR.DR clear, RBR reads 0), then prints "echo: ready". The

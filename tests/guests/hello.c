@@ -1,6 +1,7 @@
 /*
  * hello: prints the boot info it was given (vCPUs, RAM ranges, command
- * line) and checks the boot state of DESIGN.md section 2 on every vCPU:
+ * line) and checks the boot state of docs/GUEST-ABI.md, "Entry state",
+ * on every vCPU:
  * registers, control registers, segments and descriptor tables at
  * e_entry. vCPU 0 waits for all vCPUs and prints one line per vCPU.
  */

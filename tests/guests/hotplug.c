@@ -1,7 +1,7 @@
 /*
  * hotplug: polls a hot-plug window of guest-physical memory above 4 GiB
- * while the control plane adds and removes memslots there (DESIGN.md
- * section 2: an address no memslot covers reads as all ones and ignores
+ * while the control plane adds and removes memslots there
+ * (docs/GUEST-ABI.md, "Unbacked addresses": an address no memslot covers reads as all ones and ignores
  * writes). For each 4 KiB page of the window: all ones means no slot;
  * zero means a new slot, which the guest fills with its pattern and
  * verifies; any value that is neither its pattern, zero nor all ones is

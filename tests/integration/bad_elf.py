@@ -3,7 +3,8 @@
 
 Builds a valid minimal ELF64 kernel (it writes 0 to the debug-exit port:
 mmud exits 1), checks that it boots, then one defective variant per kind
-of defect the boot protocol names (DESIGN.md section 2) and checks that
+of defect the boot protocol names (docs/GUEST-ABI.md, "The kernel file")
+and checks that
 mmud exits with status 4 and a message naming the defect.
 Usage: bad_elf.py MMUD
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Memory operations on a running VM (issue 8), with the real daemon.
+"""Memory operations on a running VM, with the real daemon.
 
 hotplug: the hotplug guest polls a window above 4 GiB while QMP adds and
   removes slots there hundreds of times, runs fast and slow zap-all, and

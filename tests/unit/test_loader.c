@@ -1,7 +1,7 @@
 /*
  * Unit tests of core/loader.c: ELF images built in memory, loaded into RAM
  * ranges backed by the test's own buffers. A good image must land with its
- * segments, zeroed bss and low memory byte for byte as DESIGN.md section 2
+ * segments, zeroed bss and low memory byte for byte as docs/GUEST-ABI.md
  * says; every bad image must be refused with -EINVAL, a message naming the
  * problem, and guest RAM unchanged (compared with a copy taken before).
  * It does not run any guest code; the KVM reference runner does that.

@@ -18,7 +18,7 @@
 /* The user-accessible alias of the .usertext/.userdata sections. */
 #define RT_USER_ALIAS 0x400000000000ULL
 
-/* Boot info as the loader wrote it (DESIGN.md section 2). */
+/* Boot info as the loader wrote it (docs/GUEST-ABI.md, "Boot info"). */
 struct rt_ram_range {
 	uint64_t gpa;
 	uint64_t size;

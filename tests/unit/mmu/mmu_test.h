@@ -1,7 +1,7 @@
 /*
  * Helpers shared by the core/mmu unit tests: guest RAM in test memory, a
  * builder for 4-level guest page tables written into it, and the CPU
- * state the guest ABI boots with (DESIGN.md section 2).
+ * state the guest ABI boots with (docs/GUEST-ABI.md, "Entry state").
  */
 #ifndef MMUD_TESTS_MMU_TEST_H
 #define MMUD_TESTS_MMU_TEST_H

@@ -1,5 +1,5 @@
 /*
- * Large sptes (digest 2.7, 3.1 step 9): a 2 MiB or 1 GiB guest page that
+ * Large sptes (docs/MMU.md, "Large sptes"): a 2 MiB or 1 GiB guest page that
  * one memslot covers, with an aligned host mapping and no write-tracked
  * gfn inside, is mapped by one PS spte; it is zapped when a gfn inside
  * becomes a shadowed page table (then mapped with 4 KiB sptes, the table
@@ -7,7 +7,7 @@
  * host mapping never gets one. The audit checks each large spte and the
  * lpage_disallow counts.
  */
-#include "part2_env.h"
+#include "mmu_env.h"
 
 #define LBASE 0x200 /* gfn of the 2 MiB frame at 2 MiB */
 #define LGVA 0x40000000ULL

@@ -7,7 +7,7 @@
  * spte freed or replaced too early is a use-after-free for ASan / TSan;
  * the audit (large sptes, lpage_disallow counts) runs between rounds.
  */
-#include "part2_env.h"
+#include "mmu_env.h"
 #include "vcpu_double.h"
 
 #if defined(MMUD_TSAN)

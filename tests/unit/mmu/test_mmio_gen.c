@@ -1,12 +1,12 @@
 /*
- * MMIO sptes (digest 1.5, 2.1): a gfn with no memslot leaves an spte the
+ * MMIO sptes (docs/MMU.md, "MMIO sptes"): a gfn with no memslot leaves an spte the
  * CPU sees as not present, which answers the next fault without the
  * guest walk; it is stale once the memslot generation moved, never made
  * while an update is in progress, and all of them go when the stamp
  * wraps — tested by starting the generation just below the stamp's
  * maximum, as KVM's tests once did.
  */
-#include "part2_env.h"
+#include "mmu_env.h"
 
 #define MMIO_GFN 0x5000
 #define MMIO_GVA 0x400000

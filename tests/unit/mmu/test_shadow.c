@@ -2,7 +2,7 @@
  * Shadow pages and the fault path, single-threaded: first touch, A/D and
  * clean pages, guest #PF, no-slot MMIO, READONLY slots, write-tracked
  * tables and emulated writes, guest tables changed behind the MMU's back
- * (the 2026 reuse bugs), guest large pages, rmap chains, write protection,
+ * (docs/MMU.md, "Reusing what is already linked"), guest large pages, rmap chains, write protection,
  * zapping, obsolete roots, dirty logging and statistics. Every test ends
  * with a clean audit.
  */
@@ -621,7 +621,7 @@ static void *racer_fault(void *arg)
 }
 
 /*
- * The seed-000 window, made deterministic: a fault has snapshotted the
+ * The delete-versus-fault window, made deterministic: a fault has snapshotted the
  * invalidation sequence and walked the guest tables (its walk set the
  * PTE's A bit) but waits for mmu_lock, which we hold; an invalidation
  * happens meanwhile. The fault must retry, not install.

@@ -1,5 +1,6 @@
 /*
- * Unsync and sync of level-1 shadow pages (digest 1.4, seed 003): a
+ * Unsync and sync of level-1 shadow pages (docs/MMU.md, "Unsync and
+ * sync"): a
  * guest store to a leaf page table goes through a writable spte instead
  * of emulation; the shadow may keep the old translation until the guest
  * flushes (INVLPG, MOV CR3), and then sees the new one; a sync covers
@@ -7,7 +8,7 @@
  * stays unsync; upper-level tables stay write-tracked. Every test ends
  * with a clean audit, which checks the unsync bitmaps.
  */
-#include "part2_env.h"
+#include "mmu_env.h"
 
 static struct mmu_page *root_page(struct mmu_vcpu *v)
 {

@@ -8,7 +8,7 @@
  * the audit, which holds the synced pages to their gptes, runs between
  * rounds, and a vCPU that ever needs emulation for the leaf table fails.
  */
-#include "part2_env.h"
+#include "mmu_env.h"
 #include "vcpu_double.h"
 
 #if defined(MMUD_TSAN)

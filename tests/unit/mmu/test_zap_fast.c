@@ -1,5 +1,6 @@
 /*
- * Fast zap-all (digest 3.9, seed 004): the caller only bumps the 64-bit
+ * Fast zap-all (docs/MMU.md, "Fast zap-all and obsolete pages"): the
+ * caller only bumps the 64-bit
  * generation and asks every vCPU to drop its obsolete root; faults on an
  * obsolete root retry; obsolete pages are freed later, in batches, by
  * mmu_zap_obsolete_pages(). Under the threaded vCPU double, fast zaps
@@ -8,7 +9,7 @@
  * none is reachable from a current root), and in the end every page is
  * freed.
  */
-#include "part2_env.h"
+#include "mmu_env.h"
 #include "vcpu_double.h"
 
 #if defined(MMUD_TSAN)

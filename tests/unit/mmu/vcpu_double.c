@@ -25,7 +25,7 @@ static void kick(struct tvcpu *c, enum mmu_request req, uint64_t *exits0,
 	int m, expect = IN_GUEST_MODE;
 
 	/*
-	 * Dekker, both pairings of digest 1.2, as RMWs on one word: pairs
+	 * Dekker, docs/locking.md #1 and #2, as RMWs on one word: pairs
 	 * with the vCPU's seq_cst fetch_or on its request word after its
 	 * IN_GUEST_MODE store (vcpu_thread()). If the vCPU's RMW comes
 	 * later it reads our bit, and our earlier spte stores happen before
@@ -168,7 +168,7 @@ static enum exit_reason run_guest(struct tvcpu *c, const _Atomic uint64_t *root,
 			c->tlb[t].hva = hva & PAGE_MASK;
 			c->tlb[t].writable = write;
 		}
-		/* Guest memory is shared memory (DESIGN.md 3): a locked
+		/* docs/ARCHITECTURE.md, "Guest memory is shared memory": a locked
 		 * increment or an acquire load of the host address. */
 		if (write)
 			atomic_fetch_add((_Atomic uint64_t *)(uintptr_t)hva, 1);
@@ -218,7 +218,8 @@ static int handle_fault(struct tvcpu *c, gva_t gva, unsigned access)
 
 			/* The spte derived from the old gpte is gone: no
 			 * translation to the old page may survive the
-			 * store (digest 3.6). */
+			 * store (docs/MMU.md, "Emulated writes and the
+			 * shadow-page count"). */
 			if (root &&
 			    !mmu_shadow_translate(root, c->vm->pt_target,
 						  MMU_ACCESS_READ, &c->vm->cpu,
@@ -283,7 +284,7 @@ static void *vcpu_thread(void *arg)
 		 * The full barrier after the mode store, as a seq_cst RMW on
 		 * the request word: pairs with kick()'s fetch_or. Orders the
 		 * mode store before the request check and before every spte
-		 * load in run_guest() (digest 1.2, both pairings).
+		 * load in run_guest() (docs/locking.md #1 and #2).
 		 */
 		if (atomic_fetch_or_explicit(&c->requests, 0,
 					     memory_order_seq_cst))

@@ -1,7 +1,7 @@
 /*
  * A threaded test double of core/vcpu for the MMU's concurrency tests. It
- * implements struct mmu_vcpu_ops with KVM's request/mode protocol (digest
- * 1.2, 4.1-4.3), and its threads really behave as vCPUs in guest mode:
+ * implements struct mmu_vcpu_ops with KVM's request/mode protocol
+ * (docs/MMU.md, "Requests, modes and the flush with wait"), and its threads really behave as vCPUs in guest mode:
  * they drop the RCU read side, translate through the shadow tables
  * without locks (with a small soft TLB), dereference the host addresses
  * they get, and leave guest mode only when a request or kick tells them

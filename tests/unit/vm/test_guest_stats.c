@@ -104,7 +104,7 @@ static void check_tracking(const char *name, const struct mmu_stats *st)
 	/* The guest writes its own page tables: the MMU write-protected
 	 * them; each write then faulted on write tracking and either made
 	 * a leaf table unsync or was emulated; unsync tables were synced
-	 * at the guest's flush points (seed 003). */
+	 * at the guest's flush points (docs/MMU.md, "Unsync and sync"). */
 	assert_true(st->write_protects > 0);
 	assert_true(st->faults_emulate + st->unsyncs > 0);
 	assert_true(st->unsyncs > 0);

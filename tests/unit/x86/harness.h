@@ -32,7 +32,7 @@ struct xh {
 	} outs[64];
 };
 
-/* A CPU in the boot state of DESIGN.md section 2 (64-bit, CPL0, paging),
+/* A CPU in the boot state of docs/GUEST-ABI.md (64-bit, CPL0, paging),
  * RSP = XH_STACK_TOP. Aborts the test on allocation failure. */
 struct xh *xh_new(void);
 void xh_free(struct xh *h);

@@ -6,8 +6,12 @@
  * harness) from the same registers and flags, over corner values and
  * random ones drawn from a fixed seed; all general registers (RSP
  * aside: it is the host's stack), the arithmetic flags, DF and the
- * memory operand must come out the same. Only what DESIGN.md section 8
- * lists as undefined and vendor-specific is masked. Sequences of a
+ * memory operand must come out the same. Only what the SDM leaves
+ * undefined and vendors do differently is masked (undef_flags): AF after
+ * logic ops and shifts, OF for shift and rotate counts above 1, the
+ * flags after MUL other than CF/OF, the destination of BSF/BSR with a
+ * zero source, OF/SF/AF/PF after LZCNT/TZCNT, and the flags of SHLD/SHRD
+ * by more than the operand size. Sequences of a
  * flag-writing instruction and a flag reader check the lazy-flag paths
  * (SETcc after each kind of producer, ADC after ADD, INC keeping CF...).
  * Faults must match too: the host's SIGFPE/SIGILL is our #DE/#UD, which

@@ -1,11 +1,11 @@
 /*
- * The single-threaded environment of the part-2 MMU tests (unsync, fast
- * zap-all, MMIO sptes, large sptes): guest RAM in two memslots, a vCPU
+ * The single-threaded environment of the MMU tests of unsync, fast
+ * zap-all, MMIO sptes and large sptes: guest RAM in two memslots, a vCPU
  * whose requests are only recorded (mmu_test.h), and helpers to fault,
  * translate and audit. Internals (mmu_int.h) are read to check state.
  */
-#ifndef MMUD_TESTS_PART2_ENV_H
-#define MMUD_TESTS_PART2_ENV_H
+#ifndef MMUD_TESTS_MMU_ENV_H
+#define MMUD_TESTS_MMU_ENV_H
 
 #include <errno.h>
 
