@@ -23,10 +23,10 @@
 #include <unistd.h>
 
 #include "rpc.h"
+#include "vm_paths.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
-#define RUN_DIR "/run/mmud"
 #define MAX_NAME 64
 
 enum kv_type {
@@ -135,7 +135,7 @@ static void usage(FILE *f)
 		"without --socket or --name, $QMP_SOCKET is used.\n"
 		"\n"
 		"Commands:\n",
-		RUN_DIR);
+		QMP_VM_RUN_DIR);
 	for (i = 0; i < NR_SUBCMDS; i++)
 		fprintf(f, "  %-16s %s\n", subcmds[i].name, subcmds[i].summary);
 	fprintf(f, "  %-16s %s\n  %-16s %s\n", "console",
@@ -195,7 +195,7 @@ static void console_usage(FILE *f)
 		"on a terminal, keys go to the guest as typed and Ctrl-]\n"
 		"leaves. The socket is --console-socket, or\n"
 		"%s/NAME/console.sock, or console.sock beside --socket.\n",
-		RUN_DIR);
+		QMP_VM_RUN_DIR);
 }
 
 static void qmp_usage(FILE *f)
@@ -754,14 +754,6 @@ static int run_console(const char *path)
 
 /* ---- main ------------------------------------------------------------- */
 
-static bool valid_name(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n > 0 && n < MAX_NAME && !strchr(name, '/') &&
-	       strcmp(name, ".") && strcmp(name, "..");
-}
-
 /* Finds the subcommand of argv (one or two words); *used says how many. */
 static const struct subcmd *find_subcmd(int argc, char **argv, int *used)
 {
@@ -919,7 +911,7 @@ int main(int argc, char **argv)
 			prog);
 		return EXIT_USAGE;
 	}
-	if (name && !valid_name(name)) {
+	if (name && !qmp_vm_name_ok(name)) {
 		fprintf(stderr, "%s: bad VM name '%s'\n", prog, name);
 		return EXIT_USAGE;
 	}
@@ -930,8 +922,8 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		if (!console && name) {
-			snprintf(path, sizeof(path), "%s/%s/console.sock",
-				 RUN_DIR, name);
+			qmp_vm_socket_path(path, sizeof(path), name,
+					   "console.sock");
 			console = path;
 		} else if (!console && socket_path) {
 			const char *slash = strrchr(socket_path, '/');
@@ -952,7 +944,7 @@ int main(int argc, char **argv)
 	}
 
 	if (name) {
-		snprintf(path, sizeof(path), "%s/%s/qmp.sock", RUN_DIR, name);
+		qmp_vm_socket_path(path, sizeof(path), name, "qmp.sock");
 		socket_path = path;
 	}
 	if (!socket_path)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "mmud.h"
+#include "vm_paths.h"
 #include "vm.h"
 
 #define LINE_MAX_LEN 4096
@@ -67,7 +68,7 @@ void mmud_usage(FILE *f)
 		"Exit status: ((v << 1) | 1) & 0xff when the guest writes v to\n"
 		"port 0xf4; 0 after quit or SIGTERM; 2 when the guest crashed\n"
 		"and --panic is exit; 4 when mmud refused to start.\n",
-		MMUD_RUN_DIR, MMUD_RUN_DIR);
+		QMP_VM_RUN_DIR, QMP_VM_RUN_DIR);
 }
 
 /* SIZE with an optional K/M/G suffix (powers of 1024). */
@@ -143,24 +144,6 @@ static int parse_bool(const char *s, bool *out)
 	return -EINVAL;
 }
 
-/* A VM name is one path component of safe characters. */
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n >= MMUD_NAME_MAX || s[0] == '.' || s[0] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-		      c == '.'))
-			return false;
-	}
-	return true;
-}
-
 static int set_string(char **dst, const char *v)
 {
 	char *s = strdup(v);
@@ -233,11 +216,11 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 			break;
 		return set_string(&cfg->qmp, v);
 	case K_NAME:
-		if (!valid_name(v)) {
+		if (!qmp_vm_name_ok(v)) {
 			snprintf(why, whylen,
 				 "'%s' is not a VM name (1-%d letters, digits, "
 				 "'-', '_', '.'; not starting with '.' or '-')",
-				 v, MMUD_NAME_MAX - 1);
+				 v, QMP_VM_NAME_MAX - 1);
 			return -EINVAL;
 		}
 		return set_string(&cfg->name, v);
@@ -401,14 +384,13 @@ static int defaults(struct mmud_config *cfg, const bool given[K_NR],
 	if (!cfg->name)
 		return 0;
 	if (!cfg->qmp) {
-		snprintf(path, sizeof(path), "%s/%s/qmp.sock", MMUD_RUN_DIR,
-			 cfg->name);
+		qmp_vm_socket_path(path, sizeof(path), cfg->name, "qmp.sock");
 		if (set_string(&cfg->qmp, path) < 0)
 			goto nomem;
 	}
 	if (!given[K_CONSOLE] && !console_in_file) {
-		snprintf(path, sizeof(path), "%s/%s/console.sock", MMUD_RUN_DIR,
-			 cfg->name);
+		qmp_vm_socket_path(path, sizeof(path), cfg->name,
+				   "console.sock");
 		cfg->console_kind = MMUD_CONSOLE_SOCKET;
 		if (set_string(&cfg->console_path, path) < 0)
 			goto nomem;

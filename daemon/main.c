@@ -20,6 +20,7 @@
 
 #include "mmu_rcu.h"
 #include "mmud.h"
+#include "vm_paths.h"
 #include "rpc.h"
 #include "vm.h"
 
@@ -80,13 +81,13 @@ static void make_run_dir(const struct mmud_config *cfg)
 
 	if (!cfg->name)
 		return;
-	n = (size_t)snprintf(path, sizeof(path), "%s/%s/", MMUD_RUN_DIR,
-			     cfg->name);
+	qmp_vm_socket_path(path, sizeof(path), cfg->name, "");
+	n = strlen(path);
 	if (!(cfg->qmp && !strncmp(cfg->qmp, path, n)) &&
 	    !(cfg->console_kind == MMUD_CONSOLE_SOCKET &&
 	      !strncmp(cfg->console_path, path, n)))
 		return;
-	if (mkdir(MMUD_RUN_DIR, 0755) < 0 && errno != EEXIST)
+	if (mkdir(QMP_VM_RUN_DIR, 0755) < 0 && errno != EEXIST)
 		return;
 	path[n - 1] = '\0';
 	if (mkdir(path, 0700) < 0 && errno != EEXIST)

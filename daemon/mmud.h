@@ -19,9 +19,6 @@
 #define MMUD_EXIT_CRASH 2
 #define MMUD_EXIT_REFUSED 4
 
-#define MMUD_RUN_DIR "/run/mmud"
-#define MMUD_NAME_MAX 64
-
 struct event_base;
 
 /* ---- settings (config.c) ---------------------------------------------- */
