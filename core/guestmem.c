@@ -29,14 +29,14 @@ struct hot_slot {
 	size_t reservation_len;
 };
 
-/* Legend: (c) constant after creation; (l) under lock. */
+/* Legend: (c) constant after creation; (guestmem->lock) under it. */
 struct guestmem {
 	struct mmu *mmu; /* (c) */
 	struct guestmem_range *reserved; /* (c) */
 	unsigned int nr_reserved; /* (c) */
 	pthread_mutex_t lock;
-	struct hot_slot slots[GUESTMEM_MAX_SLOTS]; /* (l) */
-	unsigned int nr_slots; /* (l) */
+	struct hot_slot slots[GUESTMEM_MAX_SLOTS]; /* (guestmem->lock) */
+	unsigned int nr_slots; /* (guestmem->lock) */
 };
 
 static int fail(char *err, size_t errlen, int e, const char *fmt, ...)

@@ -34,7 +34,7 @@ struct ram_range {
 };
 
 /*
- * Legend: (c) constant once vm_create() returns; (l) under vm->lock.
+ * Legend: (c) constant once vm_create() returns; (vm->lock) under it.
  * vm->lock nests outside every vCPU's wake_lock (pausing makes requests).
  */
 struct vm {
@@ -52,12 +52,12 @@ struct vm {
 	int console_fd; /* (c) */
 
 	pthread_mutex_t lock;
-	bool ended; /* (l) */
-	unsigned int nr_halted; /* (l) */
-	struct vm_result result; /* (l) */
-	bool user_paused; /* (l) vm_pause() */
-	unsigned int holds; /* (l) vm_hold() */
-	bool paused; /* (l) what the vCPUs were last told */
+	bool ended; /* (vm->lock) */
+	unsigned int nr_halted; /* (vm->lock) */
+	struct vm_result result; /* (vm->lock) */
+	bool user_paused; /* (vm->lock) vm_pause() */
+	unsigned int holds; /* (vm->lock) vm_hold() */
+	bool paused; /* (vm->lock) what the vCPUs were last told */
 };
 
 /* Tells every vCPU whether to run, from the operator's pause, the holds

@@ -61,8 +61,8 @@ struct con_client {
 };
 
 /*
- * Legend: (c) constant after creation; (e) loop thread; (l) under lock,
- * taken by vCPU threads and the loop; (a) atomic.
+ * Legend: (c) constant after creation; (e) loop thread; (console->lock) under
+ * the console's lock, taken by vCPU threads and the loop; (a) atomic.
  */
 struct mmud_console {
 	int fd; /* (c) stdout or the file; -1 for a socket */
@@ -81,9 +81,9 @@ struct mmud_console {
 	unsigned int retry_usec; /* (e) its next delay */
 
 	pthread_mutex_t lock;
-	char ring[RING]; /* (l) byte i of the stream at ring[i % RING] */
-	uint64_t total; /* (l) bytes ever written */
-	uint64_t qmp_pos; /* (l) ringbuf-read's cursor */
+	char ring[RING]; /* (console->lock) byte i of the stream at ring[i % RING] */
+	uint64_t total; /* (console->lock) bytes ever written */
+	uint64_t qmp_pos; /* (console->lock) ringbuf-read's cursor */
 	/* (a) A wake-up is pending: writers set it (exchange) before they
 	 * write the eventfd, the loop clears it before it reads the ring,
 	 * so a burst of one-byte writes costs one eventfd write, and no

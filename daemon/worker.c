@@ -33,7 +33,8 @@ struct fifo {
 };
 
 /*
- * Legend: (c) constant after creation; (l) under lock; (e) loop thread.
+ * Legend: (c) constant after creation; (worker->lock) under it; (e) loop
+ * thread.
  */
 struct mmud_worker {
 	struct event_base *base; /* (c) */
@@ -43,9 +44,9 @@ struct mmud_worker {
 	struct event *ev; /* (c) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* jobs arrived, or stop */
-	struct fifo jobs; /* (l) */
-	struct fifo calls; /* (l) for the loop */
-	bool stop; /* (l) */
+	struct fifo jobs; /* (worker->lock) */
+	struct fifo calls; /* (worker->lock) for the loop */
+	bool stop; /* (worker->lock) */
 };
 
 static void fifo_init(struct fifo *f)

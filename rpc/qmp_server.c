@@ -9,7 +9,8 @@
  *
  * Everything here runs on the loop thread (the thread that dispatches
  * the event_base) except qmp_server_call_soon(). Fields are tagged (c)
- * constant after creation, (e) loop thread only, (l) call_lock.
+ * constant after creation, (e) loop thread only, (qmp_server->call_lock) under
+ * it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -94,8 +95,9 @@ struct qmp_server {
 	int call_fd; /* (c) eventfd that wakes the loop */
 	struct event *call_ev; /* (c) */
 	pthread_mutex_t call_lock;
-	struct deferred *call_head; /* (l) FIFO of call_soon work */
-	struct deferred **call_tail; /* (l) */
+	struct deferred
+		*call_head; /* (qmp_server->call_lock) FIFO of call_soon work */
+	struct deferred **call_tail; /* (qmp_server->call_lock) */
 };
 
 static void run_queue(struct client *c);
