@@ -95,8 +95,8 @@ struct qmp_server {
 	int call_fd; /* (c) eventfd that wakes the loop */
 	struct event *call_ev; /* (c) */
 	pthread_mutex_t call_lock;
-	struct deferred
-		*call_head; /* (qmp_server->call_lock) FIFO of call_soon work */
+	/* (qmp_server->call_lock) FIFO of call_soon work */
+	struct deferred *call_head;
 	struct deferred **call_tail; /* (qmp_server->call_lock) */
 };
 
