@@ -26,11 +26,7 @@ import sys
 # Files whose owners are changing them concurrently; their citations are
 # reported as known, not as failures, until they are fixed. Keep this
 # list short and remove entries as soon as the file is clean.
-PENDING = {
-    "tests/tools/kvm_run.c": "reference runner, being reworked with "
-    "docs/REFERENCE-RUNNERS.md",
-    "tests/guests/meson.build": "guest list, edited by the guest authors",
-}
+PENDING = {}
 
 SKIP_PREFIXES = (
     "tests/fuzz/corpus/",

@@ -1,6 +1,6 @@
 /*
  * kvm-run, the KVM reference runner: boots a guest ELF under /dev/kvm with
- * exactly the boot protocol of guest ABI v1 (DESIGN.md section 2), using
+ * exactly the boot protocol of guest ABI v1 (docs/GUEST-ABI.md), using
  * core/loader for the image and low memory and setting every vCPU's
  * registers from loader.h. It owns the process: argument parsing, guest
  * RAM (anonymous mappings registered as KVM memslots), one thread per
@@ -208,7 +208,8 @@ static void *read_file(const char *path, size_t *len)
 	return buf;
 }
 
-/* DESIGN.md section 2: [0, min(size, 3 GiB)), the rest from 4 GiB. */
+/* docs/GUEST-ABI.md, "Memory map": [0, min(size, 3 GiB)), the rest from
+ * 4 GiB. */
 static void ram_setup(uint64_t size)
 {
 	uint64_t low = size < LOADER_LOW_RAM_MAX ? size : LOADER_LOW_RAM_MAX;
@@ -383,7 +384,8 @@ static struct kvm_segment segment(uint16_t sel, uint8_t type, bool s, bool l,
 	};
 }
 
-/* The initial state of DESIGN.md section 2, identical on every vCPU. */
+/* The entry state (docs/GUEST-ABI.md, "Entry state"), identical on every
+ * vCPU. */
 static void vcpu_init_state(struct vcpu *v, gva_t entry)
 {
 	struct kvm_sregs sregs;
@@ -829,7 +831,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	/* Every vCPU starts at e_entry at once (DESIGN.md section 2). */
+	/* Every vCPU starts at e_entry at once (docs/GUEST-ABI.md, "Entry
+	 * state"). */
 	if (pthread_barrier_init(&vm.start, NULL, vm.nr_vcpus + 1))
 		die(EXIT_CRASH, "pthread_barrier_init failed");
 	for (unsigned int i = 0; i < vm.nr_vcpus; i++)
