@@ -13,6 +13,26 @@
 #define T_ENTRY(i) (W_T + (i)*8)
 #define T_GVA(i) (W_T_GVA + (i)*PAGE_SIZE)
 
+/*
+ * vCPU0 reads through T (shadowing it), invalidates and reads again;
+ * vCPU1 first writes T[1] (so it holds a writable translation of T), then
+ * rewrites T[0], invalidates and reads. A stale shadow pte for T_GVA(0)
+ * after both invalidated is an MMU bug.
+ */
+#define TABLE_RACE_OPS \
+	.t_gpa = { DATA(1), DATA(2) }, .t_flags = { W_PTE_PW, W_PTE_PW }, \
+	.ops = {                                                         \
+		{ { OP_LOAD, T_GVA(0), 0 },                              \
+		  { OP_INVLPG, T_GVA(0), 0 },                            \
+		  { OP_LOAD, T_GVA(0), 0 } },                            \
+		{ { OP_STORE, T_ENTRY(1), DATA(4) | W_PTE_PW },          \
+		  { OP_STORE, T_ENTRY(0), DATA(3) | W_PTE_PW },          \
+		  { OP_INVLPG, T_GVA(0), 0 },                            \
+		  { OP_LOAD, T_GVA(0), 0 } },                            \
+	},                                                               \
+	.nops = { 3, 4 },                                                \
+	.watch = { T_GVA(0), T_GVA(1), W_T }, .nwatch = 3
+
 /* Write protection of a new shadow page must reach a vCPU that holds a
  * writable translation of the table before the fault re-reads the gpte
  * it walked (docs/MMU.md, "write protection before the re-read"). */
@@ -22,20 +42,7 @@ static const struct scenario wp_before_reread = {
 		"other vCPU is shadowing",
 	.nvcpus = 2,
 	.unsync = true,
-	.t_gpa = { DATA(1), DATA(2) },
-	.t_flags = { W_PTE_PW, W_PTE_PW },
-	.ops = {
-		{ { OP_LOAD, T_GVA(0), 0 },
-		  { OP_INVLPG, T_GVA(0), 0 },
-		  { OP_LOAD, T_GVA(0), 0 } },
-		{ { OP_STORE, T_ENTRY(1), DATA(4) | W_PTE_PW },
-		  { OP_STORE, T_ENTRY(0), DATA(3) | W_PTE_PW },
-		  { OP_INVLPG, T_GVA(0), 0 },
-		  { OP_LOAD, T_GVA(0), 0 } },
-	},
-	.nops = { 3, 4 },
-	.watch = { T_GVA(0), T_GVA(1), W_T },
-	.nwatch = 3,
+	TABLE_RACE_OPS,
 };
 
 /* Clearing MMU-writable must flush even when a harvest cleared W a
@@ -47,22 +54,9 @@ static const struct scenario harvest_then_shadow = {
 	.nvcpus = 2,
 	.unsync = false,
 	.log_slot0 = true,
-	.t_gpa = { DATA(1), DATA(2) },
-	.t_flags = { W_PTE_PW, W_PTE_PW },
-	.ops = {
-		{ { OP_LOAD, T_GVA(0), 0 },
-		  { OP_INVLPG, T_GVA(0), 0 },
-		  { OP_LOAD, T_GVA(0), 0 } },
-		{ { OP_STORE, T_ENTRY(1), DATA(4) | W_PTE_PW },
-		  { OP_STORE, T_ENTRY(0), DATA(3) | W_PTE_PW },
-		  { OP_INVLPG, T_GVA(0), 0 },
-		  { OP_LOAD, T_GVA(0), 0 } },
-	},
-	.nops = { 3, 4 },
+	TABLE_RACE_OPS,
 	.ctl = { { CTL_HARVEST, 0, 0, 0, 0, 0 } },
 	.nctl = 1,
-	.watch = { T_GVA(0), T_GVA(1), W_T },
-	.nwatch = 3,
 };
 
 /* An MMIO spte made one generation wrap earlier must be gone before the

@@ -12,6 +12,20 @@
 #include "search.h"
 
 static void report(const struct scenario *sc, const struct explorer_config *cfg,
+		   const struct explorer_run *run, const char *how);
+
+/* One run of sc under cfg, counted in st; true if it broke the oracle. */
+static bool run_once(const struct scenario *sc,
+		     const struct explorer_config *cfg,
+		     struct explorer_run *run, struct search_stats *st)
+{
+	world_run(sc, cfg, run);
+	st->schedules++;
+	st->steps += run->steps;
+	return run->failed;
+}
+
+static void report(const struct scenario *sc, const struct explorer_config *cfg,
 		   const struct explorer_run *run, const char *how)
 {
 	struct explorer_config traced = *cfg;
@@ -47,10 +61,7 @@ bool search_seeds(const struct scenario *sc, enum explorer_policy policy,
 					       .seed = s,
 					       .pct_depth = depth };
 
-		world_run(sc, &cfg, run);
-		st->schedules++;
-		st->steps += run->steps;
-		if (run->failed) {
+		if (run_once(sc, &cfg, run, st)) {
 			char how[160];
 
 			snprintf(how, sizeof(how),
@@ -99,10 +110,7 @@ bool search_exhaustive(const struct scenario *sc, unsigned bound,
 			free(p.choice);
 			break;
 		}
-		world_run(sc, &cfg, run);
-		st->schedules++;
-		st->steps += run->steps;
-		if (run->failed) {
+		if (run_once(sc, &cfg, run, st)) {
 			char how[160];
 
 			snprintf(how, sizeof(how),
