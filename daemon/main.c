@@ -122,7 +122,94 @@ static void on_vm_ended(void *ctx)
 	mmud_vm_ended(*(struct mmud **)ctx);
 }
 
-int main(int argc, char **argv)
+/* Everything main() sets up, torn down in reverse by teardown(). */
+struct daemon {
+	struct mmud_config cfg;
+	struct vm_config vcfg;
+	void *kernel_buf;
+	const char *what; /* the kernel's name in messages */
+	struct event_base *base;
+	struct mmud_console *console;
+	struct mmud_worker *worker;
+	struct vm *vm;
+	struct qmp_server *qmp;
+	struct mmud *d;
+	struct memops *memops;
+	struct event *sigterm, *sigint, *wd;
+};
+
+/* --kernel's file, or the sample guest built into mmud. */
+static int load_kernel(struct daemon *m)
+{
+	m->what = "sample guest";
+	if (!m->cfg.kernel) {
+		m->vcfg.kernel = mmud_sample_elf;
+		m->vcfg.kernel_len =
+			(size_t)(mmud_sample_elf_end - mmud_sample_elf);
+		return 0;
+	}
+	m->what = m->cfg.kernel;
+	m->kernel_buf = read_file(m->cfg.kernel, &m->vcfg.kernel_len);
+	if (!m->kernel_buf) {
+		fprintf(stderr, "<3>mmud: --kernel %s: %s\n", m->cfg.kernel,
+			strerror(errno));
+		return -1;
+	}
+	m->vcfg.kernel = m->kernel_buf;
+	return 0;
+}
+
+/* The event loop, the console sink and the worker thread. */
+static int setup_loop(struct daemon *m)
+{
+	int r;
+
+	m->base = event_base_new();
+	if (!m->base) {
+		fprintf(stderr, "<3>mmud: cannot create the event loop\n");
+		return -1;
+	}
+	make_run_dir(&m->cfg);
+	r = mmud_console_new(m->base, &m->cfg, &m->console);
+	if (r < 0) {
+		fprintf(stderr, "<3>mmud: --console %s: %s\n",
+			m->cfg.console_path ? m->cfg.console_path : "stdout",
+			strerror(-r));
+		return -1;
+	}
+	r = mmud_worker_new(m->base, &m->worker);
+	if (r < 0) {
+		fprintf(stderr, "<3>mmud: cannot start the worker: %s\n",
+			strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+/* The VM: memory, the kernel loaded, vCPUs created (not running). */
+static int create_vm(struct daemon *m)
+{
+	char err[512];
+
+	m->vcfg.ram_size = m->cfg.memory;
+	m->vcfg.nr_vcpus = m->cfg.smp;
+	m->vcfg.cmdline = m->cfg.append;
+	m->vcfg.console_fn = mmud_console_write;
+	m->vcfg.console_ctx = m->console;
+	m->vcfg.console_fd = -1;
+	m->vcfg.ended_fn = on_vm_ended;
+	m->vcfg.ended_ctx = &m->d;
+	m->vm = vm_create(&m->vcfg, err, sizeof(err));
+	if (!m->vm) {
+		fprintf(stderr, "<3>mmud: %s: %s\n", m->what, err);
+		return -1;
+	}
+	mmud_console_set_input(m->console, console_input, m->vm);
+	return 0;
+}
+
+/* The control plane: the QMP server (with --qmp) and its commands. */
+static int serve_qmp(struct daemon *m)
 {
 	static const struct qmp_version version = {
 		.major = 0,
@@ -130,107 +217,38 @@ int main(int argc, char **argv)
 		.micro = 0,
 		.package = "mmud " MMUD_VERSION,
 	};
-	struct mmud_config cfg;
-	struct vm_config vcfg = { 0 };
-	struct event *sigterm = NULL, *sigint = NULL, *wd = NULL;
-	struct mmud_console *console = NULL;
-	struct mmud_worker *worker = NULL;
-	struct qmp_server *qmp = NULL;
-	struct event_base *base = NULL;
-	struct mmud *d = NULL;
-	struct memops *memops = NULL;
-	struct vm *vm = NULL;
-	void *kernel_buf = NULL;
-	const char *what = "sample guest";
-	char err[512], msg[256];
-	uint64_t wd_usec;
-	int r, status = MMUD_EXIT_REFUSED;
+	int r;
 
-	signal(SIGPIPE, SIG_IGN);
-	if (mmud_config_load(&cfg, argc, argv, err, sizeof(err)) < 0) {
-		fprintf(stderr, "<3>mmud: %s (see mmud --help)\n", err);
-		mmud_config_free(&cfg);
-		return MMUD_EXIT_REFUSED;
-	}
-	if (cfg.help || cfg.version) {
-		if (cfg.help)
-			mmud_usage(stdout);
-		else
-			printf("mmud %s\n", MMUD_VERSION);
-		mmud_config_free(&cfg);
-		return MMUD_EXIT_OK;
-	}
-	if (cfg.kernel) {
-		what = cfg.kernel;
-		kernel_buf = read_file(cfg.kernel, &vcfg.kernel_len);
-		if (!kernel_buf) {
-			fprintf(stderr, "<3>mmud: --kernel %s: %s\n",
-				cfg.kernel, strerror(errno));
-			mmud_config_free(&cfg);
-			return MMUD_EXIT_REFUSED;
-		}
-		vcfg.kernel = kernel_buf;
-	} else {
-		vcfg.kernel = mmud_sample_elf;
-		vcfg.kernel_len =
-			(size_t)(mmud_sample_elf_end - mmud_sample_elf);
-	}
-
-	mmu_rcu_register_thread();
-	base = event_base_new();
-	if (!base) {
-		fprintf(stderr, "<3>mmud: cannot create the event loop\n");
-		goto out;
-	}
-	make_run_dir(&cfg);
-	r = mmud_console_new(base, &cfg, &console);
-	if (r < 0) {
-		fprintf(stderr, "<3>mmud: --console %s: %s\n",
-			cfg.console_path ? cfg.console_path : "stdout",
-			strerror(-r));
-		goto out;
-	}
-	r = mmud_worker_new(base, &worker);
-	if (r < 0) {
-		fprintf(stderr, "<3>mmud: cannot start the worker: %s\n",
-			strerror(-r));
-		goto out;
-	}
-
-	vcfg.ram_size = cfg.memory;
-	vcfg.nr_vcpus = cfg.smp;
-	vcfg.cmdline = cfg.append;
-	vcfg.console_fn = mmud_console_write;
-	vcfg.console_ctx = console;
-	vcfg.console_fd = -1;
-	vcfg.ended_fn = on_vm_ended;
-	vcfg.ended_ctx = &d;
-	vm = vm_create(&vcfg, err, sizeof(err));
-	if (!vm) {
-		fprintf(stderr, "<3>mmud: %s: %s\n", what, err);
-		goto out;
-	}
-	mmud_console_set_input(console, console_input, vm);
-	if (cfg.qmp) {
-		r = qmp_server_new(base, cfg.qmp, &version, &qmp);
+	if (m->cfg.qmp) {
+		r = qmp_server_new(m->base, m->cfg.qmp, &version, &m->qmp);
 		if (r < 0) {
-			fprintf(stderr, "<3>mmud: --qmp %s: %s\n", cfg.qmp,
+			fprintf(stderr, "<3>mmud: --qmp %s: %s\n", m->cfg.qmp,
 				strerror(-r));
-			goto out;
+			return -1;
 		}
 	}
-	d = mmud_new(base, vm, qmp, worker, &cfg);
-	if (!d || (qmp && (!(memops = mmud_memops_new(qmp, worker, vm)) ||
-			   mmud_chardev_register(qmp, console, cfg.qmp) < 0))) {
+	m->d = mmud_new(m->base, m->vm, m->qmp, m->worker, &m->cfg);
+	if (!m->d ||
+	    (m->qmp &&
+	     (!(m->memops = mmud_memops_new(m->qmp, m->worker, m->vm)) ||
+	      mmud_chardev_register(m->qmp, m->console, m->cfg.qmp) < 0))) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
-		goto out;
+		return -1;
 	}
-	sigterm = evsignal_new(base, SIGTERM, on_signal, d);
-	sigint = evsignal_new(base, SIGINT, on_signal, d);
-	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 ||
-	    evsignal_add(sigint, NULL) < 0) {
+	return 0;
+}
+
+/* SIGTERM and SIGINT end mmud cleanly; systemd's watchdog, if asked. */
+static int watch_signals(struct daemon *m)
+{
+	uint64_t wd_usec;
+
+	m->sigterm = evsignal_new(m->base, SIGTERM, on_signal, m->d);
+	m->sigint = evsignal_new(m->base, SIGINT, on_signal, m->d);
+	if (!m->sigterm || !m->sigint || evsignal_add(m->sigterm, NULL) < 0 ||
+	    evsignal_add(m->sigint, NULL) < 0) {
 		fprintf(stderr, "<3>mmud: cannot watch signals\n");
-		goto out;
+		return -1;
 	}
 	wd_usec = mmud_watchdog_usec();
 	if (wd_usec) {
@@ -238,54 +256,97 @@ int main(int argc, char **argv)
 				      .tv_usec = (suseconds_t)(wd_usec / 2 %
 							       1000000) };
 
-		wd = event_new(base, -1, EV_PERSIST, on_watchdog, NULL);
-		if (!wd || event_add(wd, &tv) < 0) {
+		m->wd = event_new(m->base, -1, EV_PERSIST, on_watchdog, NULL);
+		if (!m->wd || event_add(m->wd, &tv) < 0) {
 			fprintf(stderr, "<3>mmud: cannot arm the watchdog\n");
-			goto out;
+			return -1;
 		}
 	}
+	return 0;
+}
 
-	if (cfg.paused)
-		vm_pause(vm); /* no vCPU runs yet: returns at once */
-	if (vm_start(vm) < 0)
+/* Starts the vCPUs, serves until the end; the exit status. */
+static int run(struct daemon *m)
+{
+	const struct mmud_config *cfg = &m->cfg;
+	char err[512], msg[256];
+	int status;
+
+	if (cfg->paused)
+		vm_pause(m->vm); /* no vCPU runs yet: returns at once */
+	if (vm_start(m->vm) < 0)
 		fprintf(stderr, "<2>mmud: not every vCPU started\n");
-	status = MMUD_EXIT_OK;
-	mmud_start(d);
+	mmud_start(m->d);
 	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=VM %s",
-		 cfg.paused ? "prelaunch" : "running");
+		 cfg->paused ? "prelaunch" : "running");
 	mmud_notify(msg);
 	fprintf(stderr, "<6>mmud: %s%s%s on %u vCPU(s)%s%s%s\n",
-		cfg.name ? "VM " : "", cfg.name ? cfg.name : "booted",
-		cfg.name ? " booted" : "", cfg.smp, qmp ? ", QMP on " : "",
-		qmp ? cfg.qmp : "", cfg.paused ? ", paused" : "");
+		cfg->name ? "VM " : "", cfg->name ? cfg->name : "booted",
+		cfg->name ? " booted" : "", cfg->smp, m->qmp ? ", QMP on " : "",
+		m->qmp ? cfg->qmp : "", cfg->paused ? ", paused" : "");
 
-	event_base_dispatch(base);
+	event_base_dispatch(m->base);
 
 	/* Every job done and answered: nothing touches the VM after this. */
-	mmud_worker_free(worker);
-	worker = NULL;
-	status = mmud_exit_status(d);
-	if (vm_audit(vm, err, sizeof(err)) < 0) {
+	mmud_worker_free(m->worker);
+	m->worker = NULL;
+	status = mmud_exit_status(m->d);
+	if (vm_audit(m->vm, err, sizeof(err)) < 0) {
 		fprintf(stderr, "<2>mmud: MMU audit at shutdown: %s\n", err);
 		status = MMUD_EXIT_CRASH;
 	}
-out:
-	mmud_worker_free(worker);
-	vm_destroy(vm);
-	qmp_server_free(qmp);
-	mmud_console_free(console);
-	if (sigterm)
-		event_free(sigterm);
-	if (sigint)
-		event_free(sigint);
-	if (wd)
-		event_free(wd);
-	mmud_memops_free(memops);
-	mmud_free(d);
-	if (base)
-		event_base_free(base);
+	return status;
+}
+
+static void teardown(struct daemon *m)
+{
+	mmud_worker_free(m->worker);
+	vm_destroy(m->vm);
+	qmp_server_free(m->qmp);
+	mmud_console_free(m->console);
+	if (m->sigterm)
+		event_free(m->sigterm);
+	if (m->sigint)
+		event_free(m->sigint);
+	if (m->wd)
+		event_free(m->wd);
+	mmud_memops_free(m->memops);
+	mmud_free(m->d);
+	if (m->base)
+		event_base_free(m->base);
+	free(m->kernel_buf);
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon m = { 0 };
+	char err[512];
+	int status = MMUD_EXIT_REFUSED;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (mmud_config_load(&m.cfg, argc, argv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "<3>mmud: %s (see mmud --help)\n", err);
+		mmud_config_free(&m.cfg);
+		return MMUD_EXIT_REFUSED;
+	}
+	if (m.cfg.help || m.cfg.version) {
+		if (m.cfg.help)
+			mmud_usage(stdout);
+		else
+			printf("mmud %s\n", MMUD_VERSION);
+		mmud_config_free(&m.cfg);
+		return MMUD_EXIT_OK;
+	}
+	if (load_kernel(&m) < 0) {
+		mmud_config_free(&m.cfg);
+		return MMUD_EXIT_REFUSED;
+	}
+	mmu_rcu_register_thread();
+	if (setup_loop(&m) == 0 && create_vm(&m) == 0 && serve_qmp(&m) == 0 &&
+	    watch_signals(&m) == 0)
+		status = run(&m);
+	teardown(&m);
 	mmu_rcu_unregister_thread();
-	free(kernel_buf);
-	mmud_config_free(&cfg);
+	mmud_config_free(&m.cfg);
 	return status;
 }
