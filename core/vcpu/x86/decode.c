@@ -177,119 +177,142 @@ static void decode_imm(struct fetcher *f, struct x86_insn *in)
 	}
 }
 
-static void decode(struct fetcher *fp, struct x86_insn *in)
+/*
+ * Stage 1, the legacy prefixes and REX (SDM vol. 2, 2.1.1, 2.2.1):
+ * returns the first byte that is neither; *rex is the REX byte right
+ * before it (0: none), *addr32 whether 67 was seen.
+ */
+static uint8_t decode_prefixes(struct fetcher *f, struct x86_insn *in,
+			       unsigned int *rex, bool *addr32)
 {
-	struct fetcher f = *fp;
-	unsigned int rex = 0, opcode, group = 0;
-	const struct x86_opdesc *d;
-	bool addr32 = false;
-	uint8_t b;
-
-	memset(in, 0, sizeof(*in));
-	in->seg = X86_DS;
-	in->base = X86_NO_REG;
-	in->index = X86_NO_REG;
-
 	for (;;) {
-		b = next_byte(&f);
+		uint8_t b = next_byte(f);
+
 		switch (b) {
 		case 0x66:
 			in->opsize_prefix = true;
-			rex = 0;
+			*rex = 0;
 			continue;
 		case 0x67:
-			addr32 = true;
-			rex = 0;
+			*addr32 = true;
+			*rex = 0;
 			continue;
 		case 0xf0:
 			in->lock = true;
-			rex = 0;
+			*rex = 0;
 			continue;
 		case 0xf2:
 		case 0xf3:
 			in->rep = b;
-			rex = 0;
+			*rex = 0;
 			continue;
 		case 0x26:
 		case 0x2e:
 		case 0x36:
 		case 0x3e:
 			/* ES/CS/SS/DS overrides are ignored in 64-bit mode. */
-			rex = 0;
+			*rex = 0;
 			continue;
 		case 0x64:
 			in->seg = X86_FS;
-			rex = 0;
+			*rex = 0;
 			continue;
 		case 0x65:
 			in->seg = X86_GS;
-			rex = 0;
+			*rex = 0;
 			continue;
 		}
 		if (b >= 0x40 && b <= 0x4f) {
 			/* A REX prefix counts only right before the opcode;
 			 * a prefix after it cancels it (SDM vol. 2, 2.2.1). */
-			rex = b;
+			*rex = b;
 			continue;
 		}
-		break;
+		return b;
 	}
-	if (b == 0xc4 || b == 0xc5) {
-		/*
-		 * VEX (SDM vol. 2, 2.3): C4/C5 are never LES/LDS in 64-bit
-		 * mode. Its R, X, B and W take REX's place; a 66, F2, F3,
-		 * LOCK or REX prefix before it is #UD, and so is VEX.L = 1
-		 * (no 256-bit instruction exists here).
-		 */
-		uint8_t p1 = next_byte(&f), p2;
-		unsigned int map;
+}
 
-		if (rex || in->opsize_prefix || in->rep || in->lock)
-			fail(&f, X86_UD);
-		if (b == 0xc5) {
-			map = 1;
-			p2 = p1;
-			rex = 0x40 | (p1 & 0x80 ? 0 : 4);
-		} else {
-			p2 = next_byte(&f);
-			map = p1 & 0x1f;
-			rex = 0x40 | (p1 & 0x80 ? 0 : 4) | (p1 & 0x40 ? 0 : 2) |
-			      (p1 & 0x20 ? 0 : 1) | (p2 & 0x80 ? 8 : 0);
-		}
-		if (p2 & 4)
-			fail(&f, X86_UD);
-		in->vex_reg = (uint8_t)(~p2 >> 3 & 0xf);
-		in->vex_pfx = (const uint8_t[]){ 0, 0x66, 0xf3, 0xf2 }[p2 & 3];
-		b = next_byte(&f);
-		if (map == 2)
-			opcode = X86_MAP_VEX_0F38 | b;
-		else if (map == 3)
-			opcode = X86_MAP_VEX_0F3A | b;
-		else
-			fail(&f, X86_UD); /* no VEX 0F instruction here */
-	} else if (b == 0x0f) {
-		b = next_byte(&f);
-		if (b == 0x38)
-			opcode = X86_MAP_0F38 | next_byte(&f);
-		else if (b == 0x3a)
-			opcode = X86_MAP_0F3A | next_byte(&f);
-		else
-			opcode = X86_MAP_0F | b;
+/*
+ * Stage 2a, a VEX prefix (SDM vol. 2, 2.3), b = C4 or C5: C4/C5 are
+ * never LES/LDS in 64-bit mode. Its R, X, B and W take REX's place
+ * (*rex); a 66, F2, F3, LOCK or REX prefix before it is #UD, and so is
+ * VEX.L = 1 (no 256-bit instruction exists here). Returns the opcode
+ * (with its map) and leaves its byte in *last.
+ */
+static unsigned int decode_vex(struct fetcher *f, struct x86_insn *in,
+			       uint8_t b, unsigned int *rex, uint8_t *last)
+{
+	uint8_t p1 = next_byte(f), p2;
+	unsigned int map;
+
+	if (*rex || in->opsize_prefix || in->rep || in->lock)
+		fail(f, X86_UD);
+	if (b == 0xc5) {
+		map = 1;
+		p2 = p1;
+		*rex = 0x40 | (p1 & 0x80 ? 0 : 4);
 	} else {
-		opcode = b;
+		p2 = next_byte(f);
+		map = p1 & 0x1f;
+		*rex = 0x40 | (p1 & 0x80 ? 0 : 4) | (p1 & 0x40 ? 0 : 2) |
+		       (p1 & 0x20 ? 0 : 1) | (p2 & 0x80 ? 8 : 0);
 	}
+	if (p2 & 4)
+		fail(f, X86_UD);
+	in->vex_reg = (uint8_t)(~p2 >> 3 & 0xf);
+	in->vex_pfx = (const uint8_t[]){ 0, 0x66, 0xf3, 0xf2 }[p2 & 3];
+	*last = next_byte(f);
+	if (map == 2)
+		return X86_MAP_VEX_0F38 | *last;
+	if (map == 3)
+		return X86_MAP_VEX_0F3A | *last;
+	fail(f, X86_UD); /* no VEX 0F instruction here */
+}
+
+/* Stage 2b, a legacy opcode of one to three bytes (SDM vol. 2, 2.1.2),
+ * starting at b; its last byte goes to *last. */
+static unsigned int decode_legacy_opcode(struct fetcher *f, uint8_t b,
+					 uint8_t *last)
+{
+	*last = b;
+	if (b != 0x0f)
+		return b;
+	*last = next_byte(f);
+	if (*last == 0x38) {
+		*last = next_byte(f);
+		return X86_MAP_0F38 | *last;
+	}
+	if (*last == 0x3a) {
+		*last = next_byte(f);
+		return X86_MAP_0F3A | *last;
+	}
+	return X86_MAP_0F | *last;
+}
+
+/*
+ * Stage 3, what the opcode's descriptor asks for: ModRM and the group
+ * member it selects, operand and address sizes, the register in the
+ * opcode's low bits (last), SIB and displacement, the LOCK check, the
+ * immediate.
+ */
+static void decode_operands(struct fetcher *f, struct x86_insn *in,
+			    unsigned int opcode, unsigned int rex, bool addr32,
+			    uint8_t last)
+{
+	const struct x86_opdesc *d;
+	unsigned int group = 0;
+
 	in->rex = rex != 0;
 	in->rex_w = rex & 8;
 	in->opcode = (uint16_t)opcode;
-
 	if (op_modrm[opcode]) {
-		in->modrm = next_byte(&f);
+		in->modrm = next_byte(f);
 		group = (in->modrm >> 3) & 7;
 		in->reg = (uint8_t)(group | ((rex & 4) << 1));
 	}
 	d = optable[opcode][group];
 	if (!d)
-		fail(&f, X86_UD);
+		fail(f, X86_UD);
 	in->desc = d;
 	in->fn = d->fn;
 
@@ -303,20 +326,42 @@ static void decode(struct fetcher *fp, struct x86_insn *in)
 		in->opsize = in->opsize_prefix ? 2 : 4;
 	in->addrsize = addr32 ? 4 : 8;
 	if (d->flags & X86_D_OPREG)
-		in->reg = (uint8_t)((b & 7) | ((rex & 1) << 3));
+		in->reg = (uint8_t)((last & 7) | ((rex & 1) << 3));
 
 	if (d->flags & X86_D_MODRM) {
-		decode_modrm(&f, in, rex);
+		decode_modrm(f, in, rex);
 		if ((d->flags & X86_D_MEM) && !in->mem)
-			fail(&f, X86_UD);
+			fail(f, X86_UD);
 		if ((d->flags & X86_D_REG) && in->mem)
-			fail(&f, X86_UD);
+			fail(f, X86_UD);
 	}
 	/* SDM vol. 2, 2.1.1: LOCK on anything but a lockable instruction
 	 * with a memory destination is #UD. */
 	if (in->lock && (!(d->flags & X86_D_LOCK) || !in->mem))
-		fail(&f, X86_UD);
-	decode_imm(&f, in);
+		fail(f, X86_UD);
+	decode_imm(f, in);
+}
+
+/* The staged decoder: prefixes, then VEX or a legacy opcode, then the
+ * operands the opcode's descriptor asks for. */
+static void decode(struct fetcher *fp, struct x86_insn *in)
+{
+	struct fetcher f = *fp;
+	unsigned int rex = 0, opcode;
+	bool addr32 = false;
+	uint8_t b, last;
+
+	memset(in, 0, sizeof(*in));
+	in->seg = X86_DS;
+	in->base = X86_NO_REG;
+	in->index = X86_NO_REG;
+
+	b = decode_prefixes(&f, in, &rex, &addr32);
+	if (b == 0xc4 || b == 0xc5)
+		opcode = decode_vex(&f, in, b, &rex, &last);
+	else
+		opcode = decode_legacy_opcode(&f, b, &last);
+	decode_operands(&f, in, opcode, rex, addr32, last);
 	in->len = (uint8_t)f.pos;
 	*fp = f;
 }
