@@ -151,18 +151,26 @@ enum x86_exit_reason xh_run(struct xh *h, uint64_t max_insns,
 	}
 }
 
-int xh_run_code(struct xh *h, const void *code, size_t len)
+void xh_place_code(struct xh *h, const void *code, size_t len)
 {
 	static const uint8_t hlt = 0xf4;
-	struct x86_exit exit;
 	struct x86_regs r;
-	enum x86_exit_reason reason;
 
-	xh_load(h, XH_CODE, code, len);
+	if (len)
+		xh_load(h, XH_CODE, code, len);
 	xh_load(h, XH_CODE + len, &hlt, 1);
 	x86_get_regs(h->cpu, &r);
 	r.rip = XH_CODE;
 	x86_set_regs(h->cpu, &r);
+}
+
+int xh_run_code(struct xh *h, const void *code, size_t len)
+{
+	struct x86_exit exit;
+	struct x86_regs r;
+	enum x86_exit_reason reason;
+
+	xh_place_code(h, code, len);
 	reason = xh_run(h, 1000000, &exit);
 	x86_get_regs(h->cpu, &r);
 	if (reason == X86_EXIT_HLT && r.rip == XH_CODE + len + 1)
@@ -212,14 +220,7 @@ uint64_t xh_rip(struct xh *h)
 enum x86_exit_reason xh_run_at(struct xh *h, const void *code, size_t len,
 			       struct x86_exit *exit)
 {
-	static const uint8_t hlt = 0xf4;
-	struct x86_regs r;
-
-	xh_load(h, XH_CODE, code, len);
-	xh_load(h, XH_CODE + len, &hlt, 1);
-	x86_get_regs(h->cpu, &r);
-	r.rip = XH_CODE;
-	x86_set_regs(h->cpu, &r);
+	xh_place_code(h, code, len);
 	return xh_run(h, 100000, exit);
 }
 

@@ -46,6 +46,10 @@ void xh_load(struct xh *h, gpa_t gpa, const void *bytes, size_t len);
  * X86_PTE_P/W/U/NX (0 unmaps it). Flushes the CPU's TLB entry. */
 void xh_set_page(struct xh *h, gva_t gva, uint64_t flags);
 
+/* Places code at XH_CODE followed by HLT and points RIP there (len 0:
+ * only the HLT). */
+void xh_place_code(struct xh *h, const void *code, size_t len);
+
 /*
  * Runs until an exit other than X86_EXIT_IO or X86_EXIT_PAUSE (IO exits
  * are recorded in outs / answered with in_value and resumed, pause-loop

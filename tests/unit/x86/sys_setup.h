@@ -177,16 +177,7 @@ static inline void sys_enter_cpl3(struct xh *h)
 static inline enum x86_exit_reason sys_run(struct xh *h, const void *code,
 					   size_t len, struct x86_exit *exit)
 {
-	static const uint8_t hlt = 0xf4;
-	struct x86_regs regs;
-
-	if (len)
-		xh_load(h, XH_CODE, code, len);
-	xh_load(h, XH_CODE + len, &hlt, 1);
-	x86_get_regs(h->cpu, &regs);
-	regs.rip = XH_CODE;
-	x86_set_regs(h->cpu, &regs);
-	return xh_run(h, 100000, exit);
+	return xh_run_at(h, code, len, exit);
 }
 
 /* True when the last run stopped at the HLT of vector's handler. */

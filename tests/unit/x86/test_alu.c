@@ -146,16 +146,10 @@ static void report(const char *name, const uint8_t *code, size_t len,
 static enum hx_result run_guest_fault(const uint8_t *code, size_t len,
 				      unsigned int *vector)
 {
-	static const uint8_t hlt = 0xf4;
 	struct x86_exit exit;
-	struct x86_regs r;
 	enum x86_exit_reason reason;
 
-	xh_load(h, XH_CODE, code, len);
-	xh_load(h, XH_CODE + len, &hlt, 1);
-	x86_get_regs(h->cpu, &r);
-	r.rip = XH_CODE;
-	x86_set_regs(h->cpu, &r);
+	xh_place_code(h, code, len);
 	reason = xh_run(h, 1000, &exit);
 	/* A triple fault leaves the CPU shut down: start a fresh one. */
 	xh_free(h);
@@ -671,15 +665,40 @@ static void test_alu_div_idiv_any_operands_match_host_and_raise_de(void **state)
 	check_forms(forms, NFORMS(forms));
 }
 
+/* A DIV or IDIV with fixed RAX, RCX and RDX (the rest random): the host
+ * must give expect, and our CPU the same result or fault. */
+struct div_case {
+	uint8_t code[4];
+	size_t len;
+	uint64_t rax, rcx, rdx;
+};
+
+static void check_div_cases(const char *name, const struct div_case *c,
+			    size_t n, enum hx_result expect)
+{
+	struct state s;
+
+	failures = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct hx_regs hr;
+
+		random_state(&s, false);
+		s.gpr[X86_RAX] = c[i].rax;
+		s.gpr[X86_RCX] = c[i].rcx;
+		s.gpr[X86_RDX] = c[i].rdx;
+		memcpy(hr.gpr, s.gpr, sizeof(hr.gpr));
+		hr.rflags = 0;
+		assert_int_equal(hx_run(c[i].code, c[i].len, &hr), expect);
+		run_case(name, c[i].code, c[i].len, &s, 0, -1);
+	}
+	assert_int_equal(failures, 0);
+}
+
 static void test_alu_div_by_zero_or_overflow_raises_de(void **state)
 {
 	/* div rcx with rcx = 0; div ecx with edx >= ecx; idiv of the most
 	 * negative dividend by -1, at every size. */
-	static const struct {
-		uint8_t code[4];
-		size_t len;
-		uint64_t rax, rcx, rdx;
-	} c[] = {
+	static const struct div_case c[] = {
 		{ { 0x48, 0xf7, 0xf1 }, 3, 5, 0, 0 },
 		{ { 0xf7, 0xf1 }, 2, 0, 7, 7 },
 		{ { 0xf6, 0xf1 }, 2, 0x1000, 0x10, 0 },
@@ -692,33 +711,15 @@ static void test_alu_div_by_zero_or_overflow_raises_de(void **state)
 		{ { 0x66, 0xf7, 0xf9 }, 3, 0x8000, 0x1, 0 },
 		{ { 0x48, 0xf7, 0xf9 }, 3, 1ULL << 63, 1, 0 },
 	};
-	struct state s;
 
 	(void)state;
-	failures = 0;
-	for (size_t i = 0; i < NFORMS(c); i++) {
-		struct hx_regs hr;
-
-		random_state(&s, false);
-		s.gpr[X86_RAX] = c[i].rax;
-		s.gpr[X86_RCX] = c[i].rcx;
-		s.gpr[X86_RDX] = c[i].rdx;
-		memcpy(hr.gpr, s.gpr, sizeof(hr.gpr));
-		hr.rflags = 0;
-		assert_int_equal(hx_run(c[i].code, c[i].len, &hr), HX_FAULT_DE);
-		run_case("div fault", c[i].code, c[i].len, &s, 0, -1);
-	}
-	assert_int_equal(failures, 0);
+	check_div_cases("div fault", c, NFORMS(c), HX_FAULT_DE);
 }
 
 static void test_alu_idiv_most_negative_quotient_does_not_fault(void **state)
 {
 	/* The quotient may be the most negative value of its size. */
-	static const struct {
-		uint8_t code[4];
-		size_t len;
-		uint64_t rax, rcx, rdx;
-	} c[] = {
+	static const struct div_case c[] = {
 		{ { 0xf6, 0xf9 }, 2, 0xff80, 0x01, 0 }, /* -128 / 1 */
 		{ { 0xf6, 0xf9 }, 2, 0x0080, 0xff, 0 }, /* 128 / -1 */
 		{ { 0xf6, 0xf9 }, 2, 0xff00, 0x02, 0 }, /* -256 / 2 */
@@ -727,23 +728,9 @@ static void test_alu_idiv_most_negative_quotient_does_not_fault(void **state)
 		{ { 0x48, 0xf7, 0xf9 }, 3, 1ULL << 63, 1, ~0ULL },
 		{ { 0x48, 0xf7, 0xf9 }, 3, 1ULL << 63, ~0ULL, 0 },
 	};
-	struct state s;
 
 	(void)state;
-	failures = 0;
-	for (size_t i = 0; i < NFORMS(c); i++) {
-		struct hx_regs hr;
-
-		random_state(&s, false);
-		s.gpr[X86_RAX] = c[i].rax;
-		s.gpr[X86_RCX] = c[i].rcx;
-		s.gpr[X86_RDX] = c[i].rdx;
-		memcpy(hr.gpr, s.gpr, sizeof(hr.gpr));
-		hr.rflags = 0;
-		assert_int_equal(hx_run(c[i].code, c[i].len, &hr), HX_OK);
-		run_case("idiv limit", c[i].code, c[i].len, &s, 0, -1);
-	}
-	assert_int_equal(failures, 0);
+	check_div_cases("idiv limit", c, NFORMS(c), HX_OK);
 }
 
 static void test_alu_shifts_rotates_every_count_match_host(void **state)
@@ -1061,7 +1048,6 @@ test_alu_shift_by_zero_of_readonly_memory_faults_as_write(void **state)
 	(void)state;
 	assert_true(ro != MAP_FAILED);
 	for (size_t i = 0; i < NFORMS(c); i++) {
-		static const uint8_t hlt = 0xf4;
 		struct hx_regs hr;
 		struct x86_regs gr;
 		struct x86_exit exit;
@@ -1072,13 +1058,11 @@ test_alu_shift_by_zero_of_readonly_memory_faults_as_write(void **state)
 				 HX_FAULT_OTHER);
 
 		xh_set_page(h, GBUF, X86_PTE_P | X86_PTE_U);
-		xh_load(h, XH_CODE, c[i].code, c[i].len);
-		xh_load(h, XH_CODE + c[i].len, &hlt, 1);
+		xh_place_code(h, c[i].code, c[i].len);
 		x86_get_regs(h->cpu, &gr);
 		memset(gr.gpr, 0, sizeof(gr.gpr));
 		gr.gpr[X86_RSP] = XH_STACK_TOP;
 		gr.gpr[RBX] = GBUF + MID;
-		gr.rip = XH_CODE;
 		x86_set_regs(h->cpu, &gr);
 		assert_int_equal(xh_run(h, 10, &exit), X86_EXIT_SHADOW_FAULT);
 		assert_true(exit.fault.access & X86_ACC_WRITE);

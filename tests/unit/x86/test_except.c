@@ -225,13 +225,9 @@ static void test_except_inject_pf_sets_cr2_and_error(void **state)
 	struct xh *h = setup();
 	struct x86_exit exit;
 	struct x86_sregs s;
-	struct x86_regs r;
 
 	(void)state;
-	xh_load(h, XH_CODE, &nop, 1);
-	x86_get_regs(h->cpu, &r);
-	r.rip = XH_CODE;
-	x86_set_regs(h->cpu, &r);
+	xh_place_code(h, &nop, 1);
 	x86_inject_exception(h->cpu, X86_PF, PFERR_WRITE | PFERR_PRESENT,
 			     0xdead0000ULL);
 	assert_int_equal(xh_run(h, 1000, &exit), X86_EXIT_HLT);
@@ -274,16 +270,12 @@ static void test_except_pf_during_pf_delivery_double_fault(void **state)
 	struct xh *h = setup();
 	struct x86_exit exit;
 	struct x86_sregs s;
-	struct x86_regs r;
 	uint64_t stack_page = (XH_STACK_TOP - 48) & ~0xfffULL;
 
 	(void)state;
 	/* #DF runs on IST1, which stays mapped. */
 	sys_set_gate(h, X86_DF, sys_handler(X86_DF), SEL_KCODE, 1, GATE_INTR);
-	xh_load(h, XH_CODE, &nop, 1);
-	x86_get_regs(h->cpu, &r);
-	r.rip = XH_CODE;
-	x86_set_regs(h->cpu, &r);
+	xh_place_code(h, &nop, 1);
 	xh_set_page(h, stack_page, 0);
 	x86_inject_exception(h->cpu, X86_PF, PFERR_USER, 0x1000ULL);
 	assert_int_equal(xh_run(h, 1000, &exit), X86_EXIT_SHADOW_FAULT);
@@ -373,15 +365,11 @@ static void test_except_gp_during_pf_delivery_double_fault(void **state)
 	static const uint8_t nop = 0x90;
 	struct xh *h = setup();
 	struct x86_exit exit;
-	struct x86_regs r;
 
 	(void)state;
 	/* #PF's gate names a selector beyond the GDT: #GP(0x50 + EXT). */
 	sys_set_gate(h, X86_PF, sys_handler(X86_PF), 0x50, 0, GATE_INTR);
-	xh_load(h, XH_CODE, &nop, 1);
-	x86_get_regs(h->cpu, &r);
-	r.rip = XH_CODE;
-	x86_set_regs(h->cpu, &r);
+	xh_place_code(h, &nop, 1);
 	x86_inject_exception(h->cpu, X86_PF, PFERR_WRITE, 0x1000ULL);
 	assert_int_equal(xh_run(h, 1000, &exit), X86_EXIT_HLT);
 	assert_true(sys_in_handler(h, X86_DF));

@@ -59,13 +59,9 @@ static void test_io_out_exit_retired_before_exit(void **state)
 	static const uint8_t code[] = { 0xe6, 0x80 };
 	struct xh *h = setup();
 	struct x86_exit exit;
-	struct x86_regs r;
 
 	(void)state;
-	xh_load(h, XH_CODE, code, sizeof(code));
-	x86_get_regs(h->cpu, &r);
-	r.rip = XH_CODE;
-	x86_set_regs(h->cpu, &r);
+	xh_place_code(h, code, sizeof(code));
 	assert_int_equal(x86_run(h->cpu, 10, &exit), X86_EXIT_IO);
 	assert_false(exit.io.in);
 	assert_int_equal(sys_rip(h), XH_CODE + 2);
@@ -95,14 +91,10 @@ static void test_io_in_exit_then_complete_writes_al(void **state)
 	static const uint8_t code[] = { 0xe4, 0x60 };
 	struct xh *h = setup();
 	struct x86_exit exit;
-	struct x86_regs r;
 
 	(void)state;
-	xh_load(h, XH_CODE, code, sizeof(code));
-	x86_get_regs(h->cpu, &r);
-	r.rip = XH_CODE;
-	r.gpr[X86_RAX] = 0x1234;
-	x86_set_regs(h->cpu, &r);
+	xh_place_code(h, code, sizeof(code));
+	sys_set_reg(h, X86_RAX, 0x1234);
 	assert_int_equal(x86_run(h->cpu, 10, &exit), X86_EXIT_IO);
 	assert_true(exit.io.in);
 	assert_int_equal(exit.io.port, 0x60);
@@ -136,19 +128,13 @@ static void test_io_rep_insb_stores_each_element(void **state)
 	static const uint8_t code[] = { 0xbf, 0x00, 0x00, 0x30, 0x00, 0xb9,
 					0x04, 0x00, 0x00, 0x00, 0x66, 0xba,
 					0xf8, 0x03, 0xf3, 0x6c };
-	static const uint8_t hlt = 0xf4;
 	struct xh *h = setup();
 	struct x86_exit exit;
-	struct x86_regs r;
 	unsigned int exits = 0;
 	uint8_t *p = xh_ptr(h, SYS_DATA);
 
 	(void)state;
-	xh_load(h, XH_CODE, code, sizeof(code));
-	xh_load(h, XH_CODE + sizeof(code), &hlt, 1);
-	x86_get_regs(h->cpu, &r);
-	r.rip = XH_CODE;
-	x86_set_regs(h->cpu, &r);
+	xh_place_code(h, code, sizeof(code));
 	while (x86_run(h->cpu, 1000, &exit) == X86_EXIT_IO) {
 		assert_true(exit.io.in);
 		assert_int_equal(exit.io.port, 0x3f8);

@@ -355,14 +355,7 @@ static void test_string_long_rep_returns_to_run_loop(void **state)
 	 * RIP on itself and gave the loop back. */
 	xh_set_reg(h, X86_RDI, GDST);
 	xh_set_reg(h, X86_RCX, 100000);
-	xh_load(h, XH_CODE, stosb, sizeof(stosb));
-	{
-		struct x86_regs r;
-
-		x86_get_regs(h->cpu, &r);
-		r.rip = XH_CODE;
-		x86_set_regs(h->cpu, &r);
-	}
+	xh_place_code(h, stosb, sizeof(stosb));
 	assert_int_equal(xh_run(h, 1, &exit), X86_EXIT_BUDGET);
 	rcx = xh_reg(h, X86_RCX);
 	assert_true(rcx > 0 && rcx < 100000);
@@ -374,14 +367,7 @@ static void test_string_long_rep_returns_to_run_loop(void **state)
 	xh_set_reg(h, X86_RSI, GSRC);
 	xh_set_reg(h, X86_RDI, GDST);
 	xh_set_reg(h, X86_RCX, 100000);
-	xh_load(h, XH_CODE, cmpsb, sizeof(cmpsb));
-	{
-		struct x86_regs r;
-
-		x86_get_regs(h->cpu, &r);
-		r.rip = XH_CODE;
-		x86_set_regs(h->cpu, &r);
-	}
+	xh_place_code(h, cmpsb, sizeof(cmpsb));
 	assert_int_equal(xh_run(h, 1, &exit), X86_EXIT_BUDGET);
 	rcx = xh_reg(h, X86_RCX);
 	assert_true(rcx > 0 && rcx < 100000);
