@@ -2,14 +2,20 @@
  * System tables for the software CPU's system-level tests (test_except,
  * test_system, test_io): a GDT with kernel and user segments and a
  * 64-bit TSS, an IDT whose every gate leads to a HLT of its own, and the
- * TSS stacks, all in harness memory below XH_CODE. Header-only so each
- * test executable stays one file plus the harness.
+ * TSS stacks, all in harness memory below XH_CODE, and the runs the
+ * tests make on them. Header-only so each test executable stays one file
+ * plus the harness.
  */
 #ifndef X86_SYS_SETUP_H
 #define X86_SYS_SETUP_H
 
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 #include "harness.h"
 
@@ -184,6 +190,36 @@ static inline enum x86_exit_reason sys_run(struct xh *h, const void *code,
 static inline bool sys_in_handler(struct xh *h, unsigned int vector)
 {
 	return sys_rip(h) == sys_handler(vector) + 1;
+}
+
+/* A harness CPU with the tables of sys_setup(). */
+static inline struct xh *sys_new(void)
+{
+	struct xh *h = xh_new();
+
+	sys_setup(h);
+	return h;
+}
+
+/* Runs code and expects it to reach its final HLT. */
+static inline void sys_run_ok(struct xh *h, const uint8_t *code, size_t len)
+{
+	struct x86_exit exit;
+
+	assert_int_equal(sys_run(h, code, len, &exit), X86_EXIT_HLT);
+	assert_int_equal(sys_rip(h), XH_CODE + len + 1);
+}
+
+/* Runs code and expects its fault vector's handler; returns the word on
+ * top of the handler's stack (the error code, for a vector with one). */
+static inline uint64_t sys_run_fault(struct xh *h, const uint8_t *code,
+				     size_t len, unsigned int vector)
+{
+	struct x86_exit exit;
+
+	assert_int_equal(sys_run(h, code, len, &exit), X86_EXIT_HLT);
+	assert_true(sys_in_handler(h, vector));
+	return sys_read64(h, sys_reg(h, X86_RSP));
 }
 
 #endif

@@ -19,14 +19,6 @@
 
 static const uint8_t ud2[] = { 0x0f, 0x0b };
 
-static struct xh *setup(void)
-{
-	struct xh *h = xh_new();
-
-	sys_setup(h);
-	return h;
-}
-
 /* The frame at rsp: [error,] RIP, CS, RFLAGS, RSP, SS. */
 static void expect_frame(struct xh *h, uint64_t rsp, bool has_error,
 			 uint64_t error, uint64_t rip, uint64_t cs,
@@ -45,14 +37,12 @@ static void expect_frame(struct xh *h, uint64_t rsp, bool has_error,
 
 static void test_except_ud_same_cpl_frame_on_current_stack(void **state)
 {
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 	struct x86_sregs s;
 
 	(void)state;
 	sys_set_rflags(h, 0x202);
-	assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_UD));
+	sys_run_fault(h, ud2, sizeof(ud2), X86_UD);
 	assert_int_equal(sys_reg(h, X86_RSP), XH_STACK_TOP - 40);
 	/* A fault pushes RF set; the interrupt gate clears IF. */
 	expect_frame(h, XH_STACK_TOP - 40, false, 0, XH_CODE, SEL_KCODE,
@@ -68,12 +58,10 @@ static void test_except_gp_selector_error_code_pushed(void **state)
 {
 	/* mov $0x48, %eax; mov %eax, %ds: 0x48 is beyond the GDT limit. */
 	static const uint8_t code[] = { 0xb8, 0x48, 0, 0, 0, 0x8e, 0xd8 };
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
-	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_GP));
+	sys_run_fault(h, code, sizeof(code), X86_GP);
 	expect_frame(h, XH_STACK_TOP - 48, true, 0x48, XH_CODE + 5, SEL_KCODE,
 		     0x10002, XH_STACK_TOP, SEL_KDATA);
 	xh_free(h);
@@ -81,13 +69,11 @@ static void test_except_gp_selector_error_code_pushed(void **state)
 
 static void test_except_stack_misaligned_aligned_to_16(void **state)
 {
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_set_reg(h, X86_RSP, XH_STACK_TOP - 8);
-	assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_UD));
+	sys_run_fault(h, ud2, sizeof(ud2), X86_UD);
 	assert_int_equal(sys_reg(h, X86_RSP), XH_STACK_TOP - 16 - 40);
 	expect_frame(h, XH_STACK_TOP - 56, false, 0, XH_CODE, SEL_KCODE,
 		     0x10002, XH_STACK_TOP - 8, SEL_KDATA);
@@ -96,15 +82,13 @@ static void test_except_stack_misaligned_aligned_to_16(void **state)
 
 static void test_except_cpl3_fault_switches_to_rsp0(void **state)
 {
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 	struct x86_sregs s;
 
 	(void)state;
 	sys_enter_cpl3(h);
 	assert_int_equal(x86_cpl(h->cpu), 3);
-	assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_UD));
+	sys_run_fault(h, ud2, sizeof(ud2), X86_UD);
 	assert_int_equal(x86_cpl(h->cpu), 0);
 	assert_int_equal(sys_reg(h, X86_RSP), SYS_RSP0 - 40);
 	expect_frame(h, SYS_RSP0 - 40, false, 0, XH_CODE, SEL_UCODE, 0x10002,
@@ -119,13 +103,11 @@ static void test_except_cpl3_fault_switches_to_rsp0(void **state)
 
 static void test_except_ist_gate_uses_ist_stack(void **state)
 {
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_set_gate(h, X86_UD, sys_handler(X86_UD), SEL_KCODE, 1, GATE_INTR);
-	assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_UD));
+	sys_run_fault(h, ud2, sizeof(ud2), X86_UD);
 	assert_int_equal(sys_reg(h, X86_RSP), SYS_IST1 - 40);
 	expect_frame(h, SYS_IST1 - 40, false, 0, XH_CODE, SEL_KCODE, 0x10002,
 		     XH_STACK_TOP, SEL_KDATA);
@@ -134,14 +116,12 @@ static void test_except_ist_gate_uses_ist_stack(void **state)
 
 static void test_except_trap_gate_keeps_if(void **state)
 {
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_set_gate(h, X86_UD, sys_handler(X86_UD), SEL_KCODE, 0, GATE_TRAP);
 	sys_set_rflags(h, 0x202);
-	assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_UD));
+	sys_run_fault(h, ud2, sizeof(ud2), X86_UD);
 	assert_true(sys_rflags(h) & X86_RFLAGS_IF);
 	xh_free(h);
 }
@@ -153,13 +133,11 @@ static void test_except_gp_during_gp_delivery_double_fault(void **state)
 	static const uint8_t code[] = {
 		0xb9, 0x78, 0x56, 0x34, 0x12, 0x0f, 0x30
 	};
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_set_gate(h, X86_GP, sys_handler(X86_GP), 0x50, 0, GATE_INTR);
-	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_DF));
+	sys_run_fault(h, code, sizeof(code), X86_DF);
 	/* #DF pushes error code 0. */
 	assert_int_equal(sys_read64(h, XH_STACK_TOP - 48), 0);
 	xh_free(h);
@@ -169,13 +147,11 @@ static void test_except_benign_then_gp_handled_serially(void **state)
 {
 	/* #UD's gate is not present: #NP(6 * 8 + 2 + EXT) is delivered,
 	 * not #DF (#UD is benign). */
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_set_gate(h, X86_UD, sys_handler(X86_UD), SEL_KCODE, 0, 0x0e);
-	assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_NP));
+	sys_run_fault(h, ud2, sizeof(ud2), X86_NP);
 	assert_int_equal(sys_read64(h, XH_STACK_TOP - 48), 6 * 8 + 2 + 1);
 	assert_int_equal(sys_read64(h, XH_STACK_TOP - 40), XH_CODE);
 	xh_free(h);
@@ -186,7 +162,7 @@ static void test_except_fault_during_df_triple_fault_chain(void **state)
 	static const uint8_t code[] = {
 		0xb9, 0x78, 0x56, 0x34, 0x12, 0x0f, 0x30
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 
 	(void)state;
@@ -222,7 +198,7 @@ static void test_except_no_idt_ud_triple_fault_names_ud(void **state)
 static void test_except_inject_pf_sets_cr2_and_error(void **state)
 {
 	static const uint8_t nop = 0x90;
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 	struct x86_sregs s;
 
@@ -241,7 +217,7 @@ static void test_except_inject_pf_sets_cr2_and_error(void **state)
 
 static void test_except_shadow_fault_in_delivery_restarts(void **state)
 {
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 
 	(void)state;
@@ -267,7 +243,7 @@ static void test_except_shadow_fault_in_delivery_restarts(void **state)
 static void test_except_pf_during_pf_delivery_double_fault(void **state)
 {
 	static const uint8_t nop = 0x90;
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 	struct x86_sregs s;
 	uint64_t stack_page = (XH_STACK_TOP - 48) & ~0xfffULL;
@@ -294,13 +270,11 @@ static void test_except_pf_during_pf_delivery_double_fault(void **state)
 static void test_except_int_gate_dpl0_at_cpl3_gp(void **state)
 {
 	static const uint8_t code[] = { 0xcd, 0x80 }; /* int $0x80 */
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_enter_cpl3(h);
-	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_GP));
+	sys_run_fault(h, code, sizeof(code), X86_GP);
 	/* #GP(vector * 8 + 2), EXT clear: INT n is the program's own. */
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 48), 0x80 * 8 + 2);
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 40), XH_CODE);
@@ -310,15 +284,13 @@ static void test_except_int_gate_dpl0_at_cpl3_gp(void **state)
 static void test_except_int_gate_dpl3_at_cpl3_delivers(void **state)
 {
 	static const uint8_t code[] = { 0xcd, 0x80, 0xcc };
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_set_gate(h, 0x80, sys_handler(0x80), SEL_KCODE, 0,
 		     GATE_INTR | GATE_DPL3);
 	sys_enter_cpl3(h);
-	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, 0x80));
+	sys_run_fault(h, code, sizeof(code), 0x80);
 	/* No error code; the return address is the next instruction. */
 	expect_frame(h, SYS_RSP0 - 40, false, 0, XH_CODE + 2, SEL_UCODE, 0x2,
 		     SYS_USER_STACK, SEL_UDATA);
@@ -328,12 +300,10 @@ static void test_except_int_gate_dpl3_at_cpl3_delivers(void **state)
 static void test_except_int3_returns_after_cc(void **state)
 {
 	static const uint8_t code[] = { 0xcc };
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
-	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_BP));
+	sys_run_fault(h, code, sizeof(code), X86_BP);
 	/* A trap, not a fault: RF stays clear in the image (SDM vol. 3,
 	 * 17.3.1.1). */
 	expect_frame(h, XH_STACK_TOP - 40, false, 0, XH_CODE + 1, SEL_KCODE,
@@ -343,16 +313,14 @@ static void test_except_int3_returns_after_cc(void **state)
 
 static void test_except_gate_not_64bit_code_gp(void **state)
 {
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	/* #UD's gate targets the 32-bit user code segment: #GP(sel+EXT),
 	 * then (benign first) delivered serially. */
 	sys_set_gate(h, X86_UD, sys_handler(X86_UD), SEL_UCODE32 & ~3, 0,
 		     GATE_INTR);
-	assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_GP));
+	sys_run_fault(h, ud2, sizeof(ud2), X86_GP);
 	assert_int_equal(sys_read64(h, XH_STACK_TOP - 48),
 			 (SEL_UCODE32 & ~3) | 1);
 	xh_free(h);
@@ -363,7 +331,7 @@ static void test_except_gate_not_64bit_code_gp(void **state)
 static void test_except_gp_during_pf_delivery_double_fault(void **state)
 {
 	static const uint8_t nop = 0x90;
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 
 	(void)state;
@@ -386,7 +354,7 @@ static void test_except_pf_during_gp_delivery_serial(void **state)
 	static const uint8_t code[] = {
 		0xb9, 0x78, 0x56, 0x34, 0x12, 0x0f, 0x30
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 	struct x86_sregs s;
 	uint64_t stack_page = (XH_STACK_TOP - 48) & ~0xfffULL;
@@ -427,14 +395,11 @@ static void test_except_gate_selector_error_code_drops_rpl(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct xh *h = setup();
-		struct x86_exit exit;
+		struct xh *h = sys_new();
 
 		sys_set_gate(h, X86_UD, sys_handler(X86_UD), cases[i].sel, 0,
 			     GATE_INTR);
-		assert_int_equal(sys_run(h, ud2, sizeof(ud2), &exit),
-				 X86_EXIT_HLT);
-		assert_true(sys_in_handler(h, X86_GP));
+		sys_run_fault(h, ud2, sizeof(ud2), X86_GP);
 		assert_int_equal(sys_read64(h, XH_STACK_TOP - 48),
 				 cases[i].error);
 		xh_free(h);
@@ -446,14 +411,12 @@ static void test_except_gate_selector_error_code_drops_rpl(void **state)
 static void test_except_int_n_gate_fault_error_without_ext(void **state)
 {
 	static const uint8_t code[] = { 0xcd, 0x80 }; /* int $0x80 */
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_set_gate(h, 0x80, sys_handler(0x80), 0x50, 0,
 		     GATE_INTR | GATE_DPL3);
-	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_GP));
+	sys_run_fault(h, code, sizeof(code), X86_GP);
 	assert_int_equal(sys_read64(h, XH_STACK_TOP - 48), 0x50);
 	xh_free(h);
 }
@@ -465,8 +428,7 @@ static void test_except_ac_pushes_error_code_zero(void **state)
 	/* mov 0x300001, %rax: a misaligned 8-byte load. */
 	static const uint8_t code[] = { 0x48, 0x8b, 0x04, 0x25,
 					0x01, 0x00, 0x30, 0x00 };
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 	struct x86_sregs s;
 
 	(void)state;
@@ -475,8 +437,7 @@ static void test_except_ac_pushes_error_code_zero(void **state)
 	x86_set_sregs(h->cpu, &s);
 	sys_enter_cpl3(h);
 	sys_set_rflags(h, 0x2 | X86_RFLAGS_AC);
-	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_AC));
+	sys_run_fault(h, code, sizeof(code), X86_AC);
 	assert_int_equal(sys_reg(h, X86_RSP), SYS_RSP0 - 48);
 	expect_frame(h, SYS_RSP0 - 48, true, 0, XH_CODE, SEL_UCODE,
 		     0x2 | X86_RFLAGS_AC | X86_RFLAGS_RF, SYS_USER_STACK,
@@ -492,7 +453,7 @@ static void test_except_smap_implicit_access_ignores_ac(void **state)
 	/* mov 0x300000, %rax. */
 	static const uint8_t load[] = { 0x48, 0x8b, 0x04, 0x25,
 					0x00, 0x00, 0x30, 0x00 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 	struct x86_sregs s;
 

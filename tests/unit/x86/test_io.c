@@ -16,32 +16,16 @@
 
 #include "sys_setup.h"
 
-static struct xh *setup(void)
-{
-	struct xh *h = xh_new();
-
-	sys_setup(h);
-	return h;
-}
-
-static void run_ok(struct xh *h, const uint8_t *code, size_t len)
-{
-	struct x86_exit exit;
-
-	assert_int_equal(sys_run(h, code, len, &exit), X86_EXIT_HLT);
-	assert_int_equal(sys_rip(h), XH_CODE + len + 1);
-}
-
 static void test_io_out_exits_with_port_size_value(void **state)
 {
 	/* out %al,$0x80; out %eax,%dx; out %ax,%dx (DX = 0x3f8) */
 	static const uint8_t code[] = { 0xb0, 0x41, 0xe6, 0x80, 0x66, 0xba,
 					0xf8, 0x03, 0xb8, 0x78, 0x56, 0x34,
 					0x12, 0xef, 0x66, 0xef };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	assert_int_equal(h->nr_outs, 3);
 	assert_int_equal(h->outs[0].port, 0x80);
 	assert_int_equal(h->outs[0].size, 1);
@@ -57,7 +41,7 @@ static void test_io_out_exits_with_port_size_value(void **state)
 static void test_io_out_exit_retired_before_exit(void **state)
 {
 	static const uint8_t code[] = { 0xe6, 0x80 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 
 	(void)state;
@@ -74,12 +58,12 @@ static void test_io_in_widths_zero_extend_only_eax(void **state)
 					0xba, 0xf8, 0x03, 0xed, 0x48, 0x89,
 					0xc1, 0x48, 0xc7, 0xc0, 0xff, 0xff,
 					0xff, 0xff, 0x66, 0xed };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
 	h->in_value = 0xaabbccdd;
 	sys_set_reg(h, X86_RAX, 0x1111111111111100ULL);
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	assert_int_equal(sys_reg(h, X86_RBX), 0x11111111111111ddULL);
 	assert_int_equal(sys_reg(h, X86_RCX), 0xaabbccddULL);
 	assert_int_equal(sys_reg(h, X86_RAX), 0xffffffffffffccddULL);
@@ -89,7 +73,7 @@ static void test_io_in_widths_zero_extend_only_eax(void **state)
 static void test_io_in_exit_then_complete_writes_al(void **state)
 {
 	static const uint8_t code[] = { 0xe4, 0x60 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 
 	(void)state;
@@ -109,11 +93,11 @@ static void test_io_rep_outsb_one_exit_per_element(void **state)
 	static const uint8_t code[] = { 0xbe, 0x00, 0x00, 0x30, 0x00, 0xb9,
 					0x03, 0x00, 0x00, 0x00, 0x66, 0xba,
 					0xf8, 0x03, 0xf3, 0x6e };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
 	xh_load(h, SYS_DATA, "abc", 3);
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	assert_int_equal(h->nr_outs, 3);
 	assert_int_equal(h->outs[0].value, 'a');
 	assert_int_equal(h->outs[1].value, 'b');
@@ -128,7 +112,7 @@ static void test_io_rep_insb_stores_each_element(void **state)
 	static const uint8_t code[] = { 0xbf, 0x00, 0x00, 0x30, 0x00, 0xb9,
 					0x04, 0x00, 0x00, 0x00, 0x66, 0xba,
 					0xf8, 0x03, 0xf3, 0x6c };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 	unsigned int exits = 0;
 	uint8_t *p = xh_ptr(h, SYS_DATA);
@@ -155,12 +139,12 @@ static void test_io_insw_with_df_steps_down(void **state)
 	static const uint8_t code[] = { 0xfd, 0xbf, 0x10, 0x00, 0x30,
 					0x00, 0x66, 0xba, 0xf8, 0x03,
 					0x66, 0x6d, 0xfc };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	uint16_t v;
 
 	(void)state;
 	h->in_value = 0xbeef;
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	memcpy(&v, xh_ptr(h, SYS_DATA + 0x10), 2);
 	assert_int_equal(v, 0xbeef);
 	assert_int_equal(sys_reg(h, X86_RDI), SYS_DATA + 0x0e);
@@ -170,13 +154,11 @@ static void test_io_insw_with_df_steps_down(void **state)
 static void test_io_cpl3_without_bitmap_gp(void **state)
 {
 	static const uint8_t code[] = { 0xe6, 0x80 };
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_enter_cpl3(h);
-	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_GP));
+	sys_run_fault(h, code, sizeof(code), X86_GP);
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 48), 0);
 	assert_int_equal(h->nr_outs, 0);
 	xh_free(h);
@@ -185,15 +167,13 @@ static void test_io_cpl3_without_bitmap_gp(void **state)
 static void test_io_cpl3_iopl3_allowed(void **state)
 {
 	static const uint8_t code[] = { 0xe6, 0x80 };
-	struct xh *h = setup();
-	struct x86_exit exit;
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_enter_cpl3(h);
 	sys_set_rflags(h, 0x3002);
 	/* The OUT goes through; the final HLT faults at CPL3. */
-	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_GP));
+	sys_run_fault(h, code, sizeof(code), X86_GP);
 	assert_int_equal(h->nr_outs, 1);
 	xh_free(h);
 }
@@ -203,7 +183,7 @@ static void test_io_cpl3_bitmap_grants_single_port(void **state)
 	static const uint8_t ok[] = { 0xe6, 0x80 };
 	static const uint8_t other[] = { 0xe6, 0x81 };
 	static const uint8_t wide[] = { 0x66, 0xe7, 0x80 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 	struct x86_sregs s;
 	uint8_t *bitmap = xh_ptr(h, SYS_TSS + 0x68);
@@ -218,8 +198,7 @@ static void test_io_cpl3_bitmap_grants_single_port(void **state)
 	x86_set_sregs(h->cpu, &s);
 	sys_enter_cpl3(h);
 
-	assert_int_equal(sys_run(h, ok, sizeof(ok), &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, X86_GP)); /* the HLT */
+	sys_run_fault(h, ok, sizeof(ok), X86_GP); /* the HLT */
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 40), XH_CODE + 2);
 	assert_int_equal(h->nr_outs, 1);
 

@@ -21,38 +21,9 @@
 
 #define LSTAR_TARGET 0x30000ULL
 
-static struct xh *setup(void)
-{
-	struct xh *h = xh_new();
-
-	sys_setup(h);
-	return h;
-}
-
-/* Runs code at CPL0 and expects it to reach its final HLT. */
-static void run_ok(struct xh *h, const uint8_t *code, size_t len)
-{
-	struct x86_exit exit;
-
-	assert_int_equal(sys_run(h, code, len, &exit), X86_EXIT_HLT);
-	assert_int_equal(sys_rip(h), XH_CODE + len + 1);
-}
-
-/* Runs code and expects its fault vector's handler (the error code, if
- * any, is returned from the handler's stack). */
-static uint64_t run_fault(struct xh *h, const uint8_t *code, size_t len,
-			  unsigned int vector)
-{
-	struct x86_exit exit;
-
-	assert_int_equal(sys_run(h, code, len, &exit), X86_EXIT_HLT);
-	assert_true(sys_in_handler(h, vector));
-	return sys_read64(h, sys_reg(h, X86_RSP));
-}
-
 static void test_system_hlt_exits_after_retiring(void **state)
 {
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 
 	(void)state;
@@ -65,11 +36,11 @@ static void test_system_hlt_exits_after_retiring(void **state)
 
 static void test_system_hlt_at_cpl3_gp(void **state)
 {
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_enter_cpl3(h);
-	assert_int_equal(run_fault(h, NULL, 0, X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, NULL, 0, X86_GP), 0);
 	xh_free(h);
 }
 
@@ -80,11 +51,11 @@ static void test_system_iretq_to_cpl3_and_back_via_fault(void **state)
 		0x02, 0x00, 0x00, 0x6a, 0x2b, 0x48, 0x8d, 0x05, 0x03,
 		0x00, 0x00, 0x00, 0x50, 0x48, 0xcf, 0x0f, 0x0b,
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_sregs s;
 
 	(void)state;
-	run_fault(h, code, sizeof(code), X86_UD);
+	sys_run_fault(h, code, sizeof(code), X86_UD);
 	assert_int_equal(x86_cpl(h->cpu), 0);
 	assert_int_equal(sys_reg(h, X86_RSP), SYS_RSP0 - 40);
 	/* The user frame: RIP of the UD2, CS 0x2b, IF from the IRET
@@ -109,11 +80,11 @@ static void test_system_iretq_to_rpl_below_cpl_gp(void **state)
 		0x02, 0x00, 0x00, 0x6a, 0x08, 0x48, 0x8d, 0x05, 0x03,
 		0x00, 0x00, 0x00, 0x50, 0x48, 0xcf, 0x0f, 0x0b,
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_enter_cpl3(h);
-	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0x08);
+	assert_int_equal(sys_run_fault(h, code, sizeof(code), X86_GP), 0x08);
 	/* Nothing was committed: the faulting RIP is the IRETQ. */
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 40), XH_CODE + 22);
 	xh_free(h);
@@ -130,10 +101,10 @@ static void test_system_iretd_pops_five_dwords(void **state)
 		0xc7, 0x44, 0x24, 0x0c, 0x00, 0x00, 0x1f, 0x00, 0xc7,
 		0x44, 0x24, 0x10, 0x10, 0x00, 0x00, 0x00, 0xcf,
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	assert_int_equal(sys_reg(h, X86_RSP), 0x1f0000);
 	assert_int_equal(sys_rflags(h) & X86_RFLAGS_IOPL, X86_RFLAGS_IOPL);
 	xh_free(h);
@@ -144,10 +115,10 @@ static void test_system_iretq_with_nt_gp(void **state)
 	/* pushfq; orq $NT, (%rsp); popfq; iretq */
 	static const uint8_t code[] = { 0x9c, 0x48, 0x81, 0x0c, 0x24, 0x00,
 					0x40, 0x00, 0x00, 0x9d, 0x48, 0xcf };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, code, sizeof(code), X86_GP), 0);
 	assert_int_equal(sys_read64(h, XH_STACK_TOP - 40), XH_CODE + 10);
 	xh_free(h);
 }
@@ -161,13 +132,13 @@ static void test_system_lretq_same_level_and_to_cpl3(void **state)
 					 0x00, 0x6a, 0x2b, 0x48, 0x8d, 0x05,
 					 0x03, 0x00, 0x00, 0x00, 0x50, 0x48,
 					 0xcb, 0x0f, 0x0b };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_ok(h, same, sizeof(same));
+	sys_run_ok(h, same, sizeof(same));
 	assert_int_equal(sys_reg(h, X86_RBX), 7);
 	assert_int_equal(sys_reg(h, X86_RSP), XH_STACK_TOP);
-	run_fault(h, outer, sizeof(outer), X86_UD);
+	sys_run_fault(h, outer, sizeof(outer), X86_UD);
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 32), SEL_UCODE);
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 16), 0x170000);
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 8), SEL_UDATA);
@@ -186,7 +157,7 @@ static void test_system_syscall_sysret_round_trip(void **state)
 		0xbb, 0x02, 0x02, 0x00, 0x00, 0x48, 0x0f, 0x07, 0x0f, 0x05,
 	};
 	static const uint8_t hlt = 0xf4;
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 	struct x86_sregs s;
 
@@ -216,10 +187,10 @@ static void test_system_sysret_to_cpl3_selectors(void **state)
 		0x8d, 0x0d, 0x09, 0x00, 0x00, 0x00, 0x41, 0xbb, 0x02,
 		0x02, 0x00, 0x00, 0x48, 0x0f, 0x07, 0x90,
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_fault(h, code, sizeof(code), X86_GP);
+	sys_run_fault(h, code, sizeof(code), X86_GP);
 	/* The #GP frame: CS = STAR[63:48] + 16 | 3, SS = + 8 | 3. */
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 48 + 16), 0x2b);
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 48 + 40), 0x23);
@@ -229,10 +200,10 @@ static void test_system_sysret_to_cpl3_selectors(void **state)
 static void test_system_syscall_without_sce_ud(void **state)
 {
 	static const uint8_t code[] = { 0x0f, 0x05 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_fault(h, code, sizeof(code), X86_UD);
+	sys_run_fault(h, code, sizeof(code), X86_UD);
 	xh_free(h);
 }
 
@@ -243,10 +214,10 @@ static void test_system_sysret_noncanonical_rcx_gp(void **state)
 					0x0f, 0x30, 0x48, 0xb9, 0x00,
 					0x00, 0x00, 0x00, 0x00, 0x00,
 					0x00, 0x80, 0x48, 0x0f, 0x07 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, code, sizeof(code), X86_GP), 0);
 	assert_int_equal(x86_cpl(h->cpu), 0);
 	xh_free(h);
 }
@@ -256,10 +227,10 @@ static void test_system_rdmsr_unknown_gp(void **state)
 	static const uint8_t code[] = {
 		0xb9, 0x78, 0x56, 0x34, 0x12, 0x0f, 0x32
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, code, sizeof(code), X86_GP), 0);
 	xh_free(h);
 }
 
@@ -273,15 +244,15 @@ static void test_system_wrmsr_fs_base_canonical_rules(void **state)
 					0xff, 0x7f, 0x00, 0x00, 0xb8, 0x00,
 					0x50, 0x34, 0x12, 0x0f, 0x30, 0x31,
 					0xc0, 0x31, 0xd2, 0x0f, 0x32 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_sregs s;
 
 	(void)state;
-	assert_int_equal(run_fault(h, bad, sizeof(bad), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, bad, sizeof(bad), X86_GP), 0);
 	xh_free(h);
 
-	h = setup();
-	run_ok(h, good, sizeof(good));
+	h = sys_new();
+	sys_run_ok(h, good, sizeof(good));
 	assert_int_equal(sys_reg(h, X86_RAX), 0x12345000);
 	assert_int_equal(sys_reg(h, X86_RDX), 0x7fff);
 	x86_get_sregs(h->cpu, &s);
@@ -299,13 +270,13 @@ static void test_system_wrmsr_pat_reserved_type_gp(void **state)
 					0xb8, 0x01, 0x04, 0x05, 0x07,
 					0xba, 0x06, 0x06, 0x06, 0x06,
 					0x0f, 0x30, 0x0f, 0x32 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	assert_int_equal(run_fault(h, bad, sizeof(bad), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, bad, sizeof(bad), X86_GP), 0);
 	xh_free(h);
-	h = setup();
-	run_ok(h, good, sizeof(good));
+	h = sys_new();
+	sys_run_ok(h, good, sizeof(good));
 	assert_int_equal(sys_reg(h, X86_RAX), 0x07050401);
 	assert_int_equal(sys_reg(h, X86_RDX), 0x06060606);
 	xh_free(h);
@@ -325,23 +296,23 @@ static void test_system_wrmsr_efer_rules(void **state)
 		0x05, 0x00, 0x00, 0x31, 0xd2, 0x0f, 0x30
 	};
 	static const uint8_t rd[] = { 0xb9, 0x80, 0x00, 0x00, 0xc0, 0x0f, 0x32 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 	struct x86_sregs s;
 
 	(void)state;
-	run_ok(h, rd, sizeof(rd));
+	sys_run_ok(h, rd, sizeof(rd));
 	assert_int_equal(sys_reg(h, X86_RAX), 0xd00);
-	assert_int_equal(run_fault(h, rsvd, sizeof(rsvd), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, rsvd, sizeof(rsvd), X86_GP), 0);
 	xh_free(h);
 
 	/* LME cannot change while paging is on. */
-	h = setup();
-	assert_int_equal(run_fault(h, lme, sizeof(lme), X86_GP), 0);
+	h = sys_new();
+	assert_int_equal(sys_run_fault(h, lme, sizeof(lme), X86_GP), 0);
 	xh_free(h);
 
 	/* Clearing NXE changes the shadow tables' meaning: paging exit. */
-	h = setup();
+	h = sys_new();
 	assert_int_equal(sys_run(h, nxe, sizeof(nxe), &exit), X86_EXIT_PAGING);
 	assert_int_equal(exit.paging.reg, 8);
 	assert_int_equal(exit.paging.old_value, 0xd00);
@@ -357,11 +328,11 @@ static void test_system_rdmsr_at_cpl3_gp(void **state)
 	static const uint8_t code[] = {
 		0xb9, 0x80, 0x00, 0x00, 0xc0, 0x0f, 0x32
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_enter_cpl3(h);
-	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, code, sizeof(code), X86_GP), 0);
 	assert_int_equal(sys_read64(h, SYS_RSP0 - 40), XH_CODE + 5);
 	xh_free(h);
 }
@@ -372,11 +343,11 @@ static void test_system_tsc_write_moves_rdtsc(void **state)
 					0x10, 0x00, 0x00, 0x00, 0x31, 0xc0,
 					0x0f, 0x30, 0x0f, 0x31, 0x48, 0xc1,
 					0xe2, 0x20, 0x48, 0x09, 0xc2 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	uint64_t tsc;
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	tsc = sys_reg(h, X86_RDX);
 	assert_true(tsc >= 0x1000000000ULL);
 	assert_true(tsc < 0x1000000000ULL + (1ULL << 40));
@@ -410,10 +381,11 @@ static void test_system_cr_writes_invalid_gp(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct xh *h = setup();
+		struct xh *h = sys_new();
 
-		assert_int_equal(
-			run_fault(h, cases[i].code, cases[i].len, X86_GP), 0);
+		assert_int_equal(sys_run_fault(h, cases[i].code, cases[i].len,
+					       X86_GP),
+				 0);
 		assert_int_equal(sys_read64(h, XH_STACK_TOP - 40),
 				 XH_CODE + cases[i].mov);
 		xh_free(h);
@@ -428,7 +400,7 @@ static void test_system_cr_writes_exit_paging(void **state)
 					0x00, 0x0f, 0x22, 0xe0 };
 	static const uint8_t wp[] = { 0xb8, 0x33, 0x00, 0x00,
 				      0x80, 0x0f, 0x22, 0xc0 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 
 	(void)state;
@@ -457,10 +429,10 @@ static void test_system_cr_reads_and_cr2_cr8(void **state)
 		0x0f, 0x22, 0xd0, 0x0f, 0x20, 0xd2, 0x0f, 0x20, 0xc6,
 		0x0f, 0x20, 0xe7, 0x0f, 0x20, 0xdd,
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	assert_int_equal(sys_reg(h, X86_RBX), 5);
 	assert_int_equal(sys_reg(h, X86_RDX), 0xabc);
 	assert_int_equal(sys_reg(h, X86_RSI), 0x80010033);
@@ -473,14 +445,14 @@ static void test_system_mov_cr_at_cpl3_gp_and_cr1_ud(void **state)
 {
 	static const uint8_t rd[] = { 0x0f, 0x20, 0xc0 };
 	static const uint8_t cr1[] = { 0x0f, 0x20, 0xc8 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_fault(h, cr1, sizeof(cr1), X86_UD);
+	sys_run_fault(h, cr1, sizeof(cr1), X86_UD);
 	xh_free(h);
-	h = setup();
+	h = sys_new();
 	sys_enter_cpl3(h);
-	assert_int_equal(run_fault(h, rd, sizeof(rd), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, rd, sizeof(rd), X86_GP), 0);
 	xh_free(h);
 }
 
@@ -488,12 +460,12 @@ static void test_system_ltr_sets_busy_bit(void **state)
 {
 	static const uint8_t code[] = { 0xb8, 0x30, 0x00, 0x00, 0x00, 0x0f,
 					0x00, 0xd8, 0x0f, 0x00, 0xcb };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_sregs s;
 
 	(void)state;
 	sys_gdt(h)[6] = sys_tss_descriptor_low(SYS_TSS, 0x9);
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	assert_int_equal((sys_gdt(h)[6] >> 40) & 0xf, 0xb);
 	assert_int_equal(sys_reg(h, X86_RBX), SEL_TSS);
 	x86_get_sregs(h->cpu, &s);
@@ -502,7 +474,7 @@ static void test_system_ltr_sets_busy_bit(void **state)
 	assert_int_equal(s.tr.limit, 0x67);
 	assert_int_equal(X86_SEG_TYPE(s.tr.attr), 0xb);
 	/* Loading the now-busy TSS again: #GP(selector). */
-	assert_int_equal(run_fault(h, code, sizeof(code), X86_GP), SEL_TSS);
+	assert_int_equal(sys_run_fault(h, code, sizeof(code), X86_GP), SEL_TSS);
 	xh_free(h);
 }
 
@@ -521,42 +493,44 @@ static void test_system_ltr_lldt_descriptor_checks(void **state)
 	static const uint8_t ltr[] = LOAD_SEL(LTR_AX, SEL_TSS);
 	static const uint8_t lldt_null[] = LOAD_SEL(LLDT_AX, 0x0);
 	static const uint8_t lldt[] = LOAD_SEL(LLDT_AX, SEL_TSS);
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_sregs s;
 
 	(void)state;
 	/* LTR: null #GP(0); a selector into the LDT #GP(sel); the wrong
 	 * type (an LDT descriptor) #GP(sel); not present #NP(sel). */
-	assert_int_equal(run_fault(h, ltr_null, sizeof(ltr_null), X86_GP), 0);
-	assert_int_equal(run_fault(h, ltr_ti, sizeof(ltr_ti), X86_GP),
+	assert_int_equal(sys_run_fault(h, ltr_null, sizeof(ltr_null), X86_GP),
+			 0);
+	assert_int_equal(sys_run_fault(h, ltr_ti, sizeof(ltr_ti), X86_GP),
 			 SEL_TSS | 4);
 	sys_gdt(h)[6] = sys_tss_descriptor_low(SYS_TSS, 0x2);
-	assert_int_equal(run_fault(h, ltr, sizeof(ltr), X86_GP), SEL_TSS);
+	assert_int_equal(sys_run_fault(h, ltr, sizeof(ltr), X86_GP), SEL_TSS);
 	sys_gdt(h)[6] = sys_tss_descriptor_low(SYS_TSS, 0x9) & ~(1ULL << 47);
-	assert_int_equal(run_fault(h, ltr, sizeof(ltr), X86_NP), SEL_TSS);
+	assert_int_equal(sys_run_fault(h, ltr, sizeof(ltr), X86_NP), SEL_TSS);
 	/* A non-canonical base (bits 63:32 in the high quadword). */
 	sys_gdt(h)[6] = sys_tss_descriptor_low(SYS_TSS, 0x9);
 	sys_gdt(h)[7] = 0x80000000ULL;
-	assert_int_equal(run_fault(h, ltr, sizeof(ltr), X86_GP), SEL_TSS);
+	assert_int_equal(sys_run_fault(h, ltr, sizeof(ltr), X86_GP), SEL_TSS);
 	sys_gdt(h)[7] = SYS_TSS >> 32;
 
 	/* LLDT: an available TSS is the wrong type; an LDT descriptor
 	 * loads with its base; a null selector leaves LDTR unusable. */
-	assert_int_equal(run_fault(h, lldt, sizeof(lldt), X86_GP), SEL_TSS);
+	assert_int_equal(sys_run_fault(h, lldt, sizeof(lldt), X86_GP), SEL_TSS);
 	sys_gdt(h)[6] = sys_tss_descriptor_low(0x123000, 0x2);
-	run_ok(h, lldt, sizeof(lldt));
+	sys_run_ok(h, lldt, sizeof(lldt));
 	x86_get_sregs(h->cpu, &s);
 	assert_int_equal(s.ldtr.sel, SEL_TSS);
 	assert_int_equal(s.ldtr.base, 0x123000);
-	run_ok(h, lldt_null, sizeof(lldt_null));
+	sys_run_ok(h, lldt_null, sizeof(lldt_null));
 	x86_get_sregs(h->cpu, &s);
 	assert_int_equal(s.ldtr.sel, 0);
 	xh_free(h);
 
 	/* Both are CPL0 only. */
-	h = setup();
+	h = sys_new();
 	sys_enter_cpl3(h);
-	assert_int_equal(run_fault(h, lldt_null, sizeof(lldt_null), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, lldt_null, sizeof(lldt_null), X86_GP),
+			 0);
 	xh_free(h);
 }
 
@@ -566,14 +540,14 @@ static void test_system_sgdt_sidt_lidt_round_trip(void **state)
 					 0x01, 0x00, 0x0f, 0x01, 0x48, 0x10 };
 	static const uint8_t load[] = { 0xb8, 0x00, 0x00, 0x30,
 					0x00, 0x0f, 0x01, 0x18 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_sregs s;
 	uint8_t *p = xh_ptr(h, SYS_DATA);
 	uint16_t limit;
 	uint64_t base;
 
 	(void)state;
-	run_ok(h, store, sizeof(store));
+	sys_run_ok(h, store, sizeof(store));
 	memcpy(&limit, p, 2);
 	memcpy(&base, p + 2, 8);
 	assert_int_equal(limit, SYS_GDT_ENTRIES * 8 - 1);
@@ -587,7 +561,7 @@ static void test_system_sgdt_sidt_lidt_round_trip(void **state)
 	base = 0x45000;
 	memcpy(p, &limit, 2);
 	memcpy(p + 2, &base, 8);
-	run_ok(h, load, sizeof(load));
+	sys_run_ok(h, load, sizeof(load));
 	x86_get_sregs(h->cpu, &s);
 	assert_int_equal(s.idt.limit, 0x1ff);
 	assert_int_equal(s.idt.base, 0x45000);
@@ -596,7 +570,7 @@ static void test_system_sgdt_sidt_lidt_round_trip(void **state)
 	base = 0x0000800000000000ULL;
 	memcpy(p + 2, &base, 8);
 	sys_setup(h);
-	assert_int_equal(run_fault(h, load, sizeof(load), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, load, sizeof(load), X86_GP), 0);
 	xh_free(h);
 }
 
@@ -612,12 +586,12 @@ static void test_system_mov_sreg_loads_and_checks(void **state)
 	static const uint8_t ds40[] = {
 		0xb8, 0x40, 0x00, 0x00, 0x00, 0x8e, 0xd8
 	};
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_sregs s;
 
 	(void)state;
 	sys_set_reg(h, X86_RBX, ~0ULL);
-	run_ok(h, ds, sizeof(ds));
+	sys_run_ok(h, ds, sizeof(ds));
 	/* MOV r32, Sreg zero-extends. */
 	assert_int_equal(sys_reg(h, X86_RBX), SEL_UDATA);
 	x86_get_sregs(h->cpu, &s);
@@ -625,28 +599,28 @@ static void test_system_mov_sreg_loads_and_checks(void **state)
 	assert_int_equal(X86_SEG_DPL(s.seg[X86_DS].attr), 3);
 
 	/* SS needs RPL = DPL = CPL: #GP(selector without RPL). */
-	assert_int_equal(run_fault(h, ss3, sizeof(ss3), X86_GP), 0x20);
+	assert_int_equal(sys_run_fault(h, ss3, sizeof(ss3), X86_GP), 0x20);
 	xh_free(h);
 
 	/* A null SS with RPL 0 is fine at CPL0 in 64-bit mode. */
-	h = setup();
-	run_ok(h, ssnull, sizeof(ssnull));
+	h = sys_new();
+	sys_run_ok(h, ssnull, sizeof(ssnull));
 	x86_get_sregs(h->cpu, &s);
 	assert_true(s.seg[X86_SS].attr & X86_SEG_UNUSABLE);
 	xh_free(h);
 
-	h = setup();
-	run_fault(h, cs, sizeof(cs), X86_UD);
+	h = sys_new();
+	sys_run_fault(h, cs, sizeof(cs), X86_UD);
 	xh_free(h);
 
 	/* Loading a data descriptor sets its accessed bit. */
-	h = setup();
+	h = sys_new();
 	sys_gdt(h)[8] = 0x00cf92000000ffffULL;
-	run_ok(h, ds40, sizeof(ds40));
+	sys_run_ok(h, ds40, sizeof(ds40));
 	assert_int_equal(sys_gdt(h)[8], 0x00cf93000000ffffULL);
 	/* Not present: #NP(selector). */
 	sys_gdt(h)[8] = 0x00cf12000000ffffULL;
-	assert_int_equal(run_fault(h, ds40, sizeof(ds40), X86_NP), 0x40);
+	assert_int_equal(sys_run_fault(h, ds40, sizeof(ds40), X86_NP), 0x40);
 	xh_free(h);
 }
 
@@ -655,18 +629,18 @@ static void test_system_cli_at_cpl3_gp_popf_keeps_if_iopl(void **state)
 	static const uint8_t cli[] = { 0xfa };
 	static const uint8_t popf[] = { 0x68, 0x02, 0x30, 0x00,
 					0x00, 0x9d, 0x9c, 0x58 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
 	sys_enter_cpl3(h);
-	assert_int_equal(run_fault(h, cli, sizeof(cli), X86_GP), 0);
+	assert_int_equal(sys_run_fault(h, cli, sizeof(cli), X86_GP), 0);
 	xh_free(h);
 
 	/* POPF at CPL3 > IOPL: IOPL and IF are silently kept. */
-	h = setup();
+	h = sys_new();
 	sys_enter_cpl3(h);
 	sys_set_rflags(h, 0x202);
-	run_fault(h, popf, sizeof(popf), X86_GP); /* the final HLT */
+	sys_run_fault(h, popf, sizeof(popf), X86_GP); /* the final HLT */
 	assert_int_equal(sys_reg(h, X86_RAX), 0x202);
 	xh_free(h);
 }
@@ -677,10 +651,10 @@ static void test_system_swapgs_exchanges_gs_base(void **state)
 					0x00, 0x40, 0x23, 0x01, 0x31, 0xd2,
 					0x0f, 0x30, 0x0f, 0x01, 0xf8, 0xb9,
 					0x01, 0x01, 0x00, 0xc0, 0x0f, 0x32 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	assert_int_equal(sys_reg(h, X86_RAX), 0x1234000);
 	xh_free(h);
 }
@@ -689,7 +663,7 @@ static void test_system_invlpg_exits_with_address(void **state)
 {
 	static const uint8_t code[] = { 0xb8, 0x00, 0x50, 0x34,
 					0x00, 0x0f, 0x01, 0x38 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 
 	(void)state;
@@ -705,11 +679,11 @@ static void test_system_rdtsc_monotonic(void **state)
 {
 	static const uint8_t code[] = { 0x0f, 0x31, 0x89, 0xc3,
 					0x89, 0xd6, 0x0f, 0x31 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	uint64_t a, b;
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	a = (sys_reg(h, X86_RSI) << 32) | sys_reg(h, X86_RBX);
 	b = (sys_reg(h, X86_RDX) << 32) | sys_reg(h, X86_RAX);
 	assert_true(b >= a);
@@ -720,16 +694,16 @@ static void test_system_stac_clac_toggle_ac(void **state)
 {
 	static const uint8_t code[] = { 0x0f, 0x01, 0xcb, 0x9c, 0x5b,
 					0x0f, 0x01, 0xca, 0x9c, 0x59 };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	assert_true(sys_reg(h, X86_RBX) & X86_RFLAGS_AC);
 	assert_false(sys_reg(h, X86_RCX) & X86_RFLAGS_AC);
 	xh_free(h);
-	h = setup();
+	h = sys_new();
 	sys_enter_cpl3(h);
-	run_fault(h, code, sizeof(code), X86_UD);
+	sys_run_fault(h, code, sizeof(code), X86_UD);
 	xh_free(h);
 }
 
@@ -740,7 +714,7 @@ static void test_system_far_jmp_and_call_through_memory(void **state)
 	static const uint8_t call[] = { 0xb8, 0x00, 0x00, 0x30,
 					0x00, 0x48, 0xff, 0x18 };
 	static const uint8_t hlt = 0xf4;
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	struct x86_exit exit;
 	uint64_t target = 0x40000;
 	uint16_t sel = SEL_KCODE;
@@ -762,7 +736,7 @@ static void test_system_far_jmp_and_call_through_memory(void **state)
 	sel = SEL_UCODE32;
 	xh_load(h, SYS_DATA + 8, &sel, 2);
 	sys_set_reg(h, X86_RSP, XH_STACK_TOP);
-	assert_int_equal(run_fault(h, jmp, sizeof(jmp), X86_GP),
+	assert_int_equal(sys_run_fault(h, jmp, sizeof(jmp), X86_GP),
 			 SEL_UCODE32 & ~3);
 	xh_free(h);
 }
@@ -771,13 +745,13 @@ static void test_system_into_and_ud2_ud(void **state)
 {
 	static const uint8_t into[] = { 0xce };
 	static const uint8_t ud2[] = { 0x0f, 0x0b };
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	(void)state;
-	run_fault(h, into, sizeof(into), X86_UD);
+	sys_run_fault(h, into, sizeof(into), X86_UD);
 	xh_free(h);
-	h = setup();
-	run_fault(h, ud2, sizeof(ud2), X86_UD);
+	h = sys_new();
+	sys_run_fault(h, ud2, sizeof(ud2), X86_UD);
 	xh_free(h);
 }
 
@@ -871,7 +845,7 @@ static void invpcid_fault(struct xh *h, uint64_t type, uint64_t pcid, gva_t la,
 
 	put_desc(h, pcid, la);
 	sys_set_reg(h, X86_RDI, type);
-	err = run_fault(h, invpcid_rdi, sizeof(invpcid_rdi), vector);
+	err = sys_run_fault(h, invpcid_rdi, sizeof(invpcid_rdi), vector);
 	if (vector == X86_GP)
 		assert_int_equal(err, 0);
 	/* Back to a usable stack and RIP for the next run. */
@@ -897,7 +871,7 @@ static void retarget_p(struct xh *h, gpa_t gpa, uint64_t flags)
 
 static struct xh *pcid_setup(void)
 {
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 
 	sys_write64(h, PCID_P, V_P);
 	sys_write64(h, PCID_Q, V_Q);
@@ -931,8 +905,8 @@ static void test_system_cr4_pcide_rules(void **state)
 	(void)state;
 	set_cr3(h, 0x1001);
 	sys_set_reg(h, X86_RCX, CR4_PAE_PCIDE);
-	assert_int_equal(run_fault(h, mov_cr4_rcx, sizeof(mov_cr4_rcx), X86_GP),
-			 0);
+	assert_int_equal(
+		sys_run_fault(h, mov_cr4_rcx, sizeof(mov_cr4_rcx), X86_GP), 0);
 	assert_int_equal(cr4_of(h), X86_CR4_PAE);
 	sys_set_reg(h, X86_RSP, XH_STACK_TOP);
 
@@ -973,8 +947,8 @@ static void test_system_cr3_bit63_not_stored_reserved_gp(void **state)
 	assert_int_equal(cr3_of(h), 0x5003);
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
 		sys_set_reg(h, X86_RDX, CR3_NOFLUSH | reserved[i] | 0x1001);
-		assert_int_equal(run_fault(h, mov_cr3_rdx, sizeof(mov_cr3_rdx),
-					   X86_GP),
+		assert_int_equal(sys_run_fault(h, mov_cr3_rdx,
+					       sizeof(mov_cr3_rdx), X86_GP),
 				 0);
 		assert_int_equal(cr3_of(h), 0x5003);
 		sys_set_reg(h, X86_RSP, XH_STACK_TOP);
@@ -1248,7 +1222,7 @@ static void test_system_invpcid_faults(void **state)
 	for (size_t i = 0; i < sizeof(ud) / sizeof(ud[0]); i++) {
 		put_desc(h, 0, 0);
 		sys_set_reg(h, X86_RDI, 0);
-		run_fault(h, ud[i].code, ud[i].len, X86_UD);
+		sys_run_fault(h, ud[i].code, ud[i].len, X86_UD);
 		sys_set_reg(h, X86_RSP, XH_STACK_TOP);
 	}
 
@@ -1256,8 +1230,8 @@ static void test_system_invpcid_faults(void **state)
 	 * without an spte is a shadow fault at it. */
 	sys_set_reg(h, X86_RDI, 0);
 	sys_set_reg(h, X86_RSI, 0x0000800000000000ULL);
-	assert_int_equal(run_fault(h, invpcid_rdi, sizeof(invpcid_rdi), X86_GP),
-			 0);
+	assert_int_equal(
+		sys_run_fault(h, invpcid_rdi, sizeof(invpcid_rdi), X86_GP), 0);
 	sys_set_reg(h, X86_RSP, XH_STACK_TOP);
 	put_desc(h, 0, 0);
 	xh_set_page(h, PCID_DESC, 0);
@@ -1270,8 +1244,8 @@ static void test_system_invpcid_faults(void **state)
 	sys_enter_cpl3(h);
 	put_desc(h, 0, 0);
 	sys_set_reg(h, X86_RDI, 0);
-	assert_int_equal(run_fault(h, invpcid_rdi, sizeof(invpcid_rdi), X86_GP),
-			 0);
+	assert_int_equal(
+		sys_run_fault(h, invpcid_rdi, sizeof(invpcid_rdi), X86_GP), 0);
 	xh_free(h);
 }
 
@@ -1281,7 +1255,7 @@ static void cpuid(struct xh *h, uint32_t leaf, uint32_t subleaf, uint32_t r[4])
 
 	sys_set_reg(h, X86_RAX, leaf);
 	sys_set_reg(h, X86_RCX, subleaf);
-	run_ok(h, code, sizeof(code));
+	sys_run_ok(h, code, sizeof(code));
 	r[0] = (uint32_t)sys_reg(h, X86_RAX);
 	r[1] = (uint32_t)sys_reg(h, X86_RBX);
 	r[2] = (uint32_t)sys_reg(h, X86_RCX);
@@ -1290,7 +1264,7 @@ static void cpuid(struct xh *h, uint32_t leaf, uint32_t subleaf, uint32_t r[4])
 
 static void test_system_cpuid_reports_what_is_implemented(void **state)
 {
-	struct xh *h = setup();
+	struct xh *h = sys_new();
 	uint32_t r[4];
 	char vendor[13];
 
