@@ -450,21 +450,38 @@ static uint64_t shadow_leaf(const _Atomic uint64_t *root, gva_t gva,
 	return 0;
 }
 
+/* Is some actor other than vCPU c inside an MMU operation, one that may
+ * still be waiting for c to take a flush request? */
+static bool flush_may_be_pending(const struct world *w, unsigned c)
+{
+	if (w->op_in_progress)
+		return true;
+	for (unsigned o = 0; o < w->sc->nvcpus; o++)
+		if (o != c && !w->v[o]->halted &&
+		    explorer_paused_at((int)o) != EXPLORE_GUEST_INSN)
+			return true;
+	return false;
+}
+
 /*
  * May vCPU c use its translations now? Only when it is about to run a
  * guest instruction in guest mode: between an INVLPG and the MMU's half
- * of it (after the exit) it holds what it is about to drop. A pending
- * flush covers what it holds too: the requester is still waiting for it
- * to leave guest mode or to take the request.
+ * of it (after the exit) it holds what it is about to drop. A flush
+ * request it has not taken yet covers what it holds while the operation
+ * that made it is still going on (its requester waits for the vCPU to
+ * leave guest mode); once every operation has returned, a vCPU still in
+ * guest mode with the bit set is one a flush with wait failed to wait for.
  */
-static bool vcpu_can_use(unsigned c, const struct vcpu *v)
+static bool vcpu_can_use(const struct world *w, unsigned c,
+			 const struct vcpu *v)
 {
 	uint64_t req = atomic_load(&((struct vcpu *)v)->requests);
+	bool flush_pending = req & ((1ULL << VCPU_REQ_TLB_FLUSH) |
+				    (1ULL << VCPU_REQ_FREE_OBSOLETE_ROOTS));
 
 	return explorer_paused_at((int)c) == EXPLORE_GUEST_INSN &&
 	       atomic_load(&((struct vcpu *)v)->mode) == IN_GUEST_MODE &&
-	       !(req & ((1ULL << VCPU_REQ_TLB_FLUSH) |
-			(1ULL << VCPU_REQ_FREE_OBSOLETE_ROOTS)));
+	       !(flush_pending && flush_may_be_pending(w, c));
 }
 
 /* Which ops of vCPU c completed since the last look: invalidations reset
@@ -659,7 +676,7 @@ static bool oracle(void *arg, bool final, char *msg, size_t len)
 		    !mmu_page_is_obsolete(w->mmu, sptep_to_page(root)) &&
 		    !check_mmio_sptes(w, root, msg, len))
 			return false;
-		if (!vcpu_can_use(c, v))
+		if (!vcpu_can_use(w, c, v))
 			continue;
 		/* In guest mode the CPU walks the root it was given. */
 		root = (const _Atomic uint64_t *)(uintptr_t)cpu->shadow_root;
