@@ -89,6 +89,7 @@ struct pending {
 bool search_exhaustive(const struct scenario *sc, unsigned bound,
 		       uint64_t max_runs, struct search_stats *st)
 {
+	uint64_t before = st->schedules; /* the budget is this search's */
 	struct explorer_run *run = calloc(1, sizeof(*run));
 	struct pending *stack = NULL;
 	size_t nstack = 0, cap = 0;
@@ -105,7 +106,7 @@ bool search_exhaustive(const struct scenario *sc, unsigned bound,
 					       .prefix = p.choice,
 					       .prefix_len = p.len };
 
-		if (st->schedules >= max_runs) {
+		if (st->schedules - before >= max_runs) {
 			st->truncated = true;
 			free(p.choice);
 			break;
