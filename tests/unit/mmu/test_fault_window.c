@@ -12,32 +12,17 @@
  * walker, which holds no lock then (only an RCU read-side section, which
  * nests), so the handler may call into the MMU.
  */
-#include <errno.h>
 #include <signal.h>
 
-#include "mmu_test.h"
-#include "mmu_int.h"
+#include "mmu_env.h"
 
-#define PML4 1
-#define NPAGES0 64
-#define BASE1 0x100
-#define NPAGES1 16
 #define GVA 0x400000ULL
-
-struct wenv {
-	struct tmem m0, m1;
-	struct mmu *mmu;
-	struct mmu_vcpu *v;
-	struct rec_ops rec;
-	struct mmu_cpu_state cpu;
-	gfn_t pt;
-};
 
 /* The trap: the guest page that is read-only, and what to do once. */
 static struct {
 	char *page;
-	void (*action)(struct wenv *e);
-	struct wenv *e;
+	void (*action)(struct mmu_env *e);
+	struct mmu_env *e;
 	volatile sig_atomic_t hits;
 	struct sigaction old;
 } trap;
@@ -58,7 +43,8 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
 	trap.action(trap.e);
 }
 
-static void trap_arm(struct wenv *e, gfn_t gfn, void (*action)(struct wenv *))
+static void trap_arm(struct mmu_env *e, gfn_t gfn,
+		     void (*action)(struct mmu_env *))
 {
 	struct sigaction sa;
 
@@ -80,83 +66,52 @@ static void trap_disarm(void)
 	assert_int_equal(sigaction(SIGSEGV, &trap.old, NULL), 0);
 }
 
-static struct wenv *wenv_new(void)
+/*
+ * GVA -> BASE1 with a clean A bit in the PTE, so the walk must store to
+ * its table; vCPU 0's root loaded. Returns the PT's gfn.
+ */
+static gfn_t map_data_page(struct mmu_env *e)
 {
-	struct wenv *e = calloc(1, sizeof(*e));
-	gfn_t next = PML4 + 1;
-	char err[128];
-
-	e->m0 = tmem_alloc(NPAGES0);
-	e->m1 = tmem_alloc(NPAGES1);
-	e->mmu = mmu_create(rec_vcpu_ops(), &e->rec);
-	e->v = mmu_vcpu_create(e->mmu, 0);
-	assert_int_equal(memslot_add(e->mmu, 0, 0, NPAGES0, tmem_hva(&e->m0), 0,
-				     err, sizeof(err)),
-			 0);
-	assert_int_equal(memslot_add(e->mmu, 1, BASE1, NPAGES1,
-				     tmem_hva(&e->m1), 0, err, sizeof(err)),
-			 0);
-	/* A clean A bit in the PTE: the walk must store to its table. */
-	map_4k(&e->m0, 0, PML4, &next, GVA, BASE1, G_W | G_D);
-	e->pt = next - 1;
-	e->cpu = boot_cpu(PML4);
+	env_map(e, PML4, GVA, BASE1, G_W | G_D);
 	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
-	return e;
-}
-
-static void wenv_free(struct wenv *e)
-{
-	char msg[256];
-
-	if (mmu_audit(e->mmu, msg, sizeof(msg)))
-		fail_msg("audit: %s", msg);
-	mmu_vcpu_destroy(e->v);
-	mmu_destroy(e->mmu);
-	tmem_free(&e->m0);
-	tmem_free(&e->m1);
-	free(e);
+	return e->next_table - 1;
 }
 
 /* The host invalidates the data page (KVM's MMU-notifier range zap). */
-static void zap_data_page(struct wenv *e)
+static void zap_data_page(struct mmu_env *e)
 {
 	mmu_zap_gfn_range(e->mmu, BASE1, BASE1 + 1);
 }
 
 static void test_fault_range_zap_between_walk_and_lookup_retries(void **state)
 {
-	struct wenv *e = wenv_new();
+	struct mmu_env *e = env_new();
+	gfn_t pt = map_data_page(e);
 	struct mmu_fault_info info;
 	struct mmu_stats st;
-	hva_t hva;
 
 	(void)state;
-	trap_arm(e, e->pt, zap_data_page);
+	trap_arm(e, pt, zap_data_page);
 	assert_int_equal(mmu_page_fault(e->v, &e->cpu, GVA, MMU_ACCESS_READ,
 					&info),
 			 MMU_FAULT_RETRY);
 	assert_int_equal(trap.hits, 1);
 	trap_disarm();
 	/* The walk did finish: A is set. */
-	assert_true(gpte_get(&e->m0, 0, e->pt, 0) & G_A);
+	assert_true(gpte_get(&e->m0, 0, pt, 0) & G_A);
 	mmu_stats_get(e->mmu, &st);
 	assert_int_equal(st.sptes, 0);
 	assert_int_equal(st.retries, 1);
-	assert_int_equal(mmu_shadow_translate(mmu_vcpu_root(e->v), GVA,
-					      MMU_ACCESS_READ, &e->cpu, &hva),
-			 -EFAULT);
+	assert_shadow_misses(e, GVA, MMU_ACCESS_READ);
 	/* The retry installs the translation. */
 	assert_int_equal(mmu_page_fault(e->v, &e->cpu, GVA, MMU_ACCESS_READ,
 					&info),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(mmu_shadow_translate(mmu_vcpu_root(e->v), GVA,
-					      MMU_ACCESS_READ, &e->cpu, &hva),
-			 0);
-	assert_int_equal(hva, tmem_hva(&e->m1));
-	wenv_free(e);
+	assert_shadow_maps(e, GVA, MMU_ACCESS_READ, tmem_hva(&e->m1));
+	env_free(e);
 }
 
-static void nothing(struct wenv *e)
+static void nothing(struct mmu_env *e)
 {
 	(void)e;
 }
@@ -164,24 +119,20 @@ static void nothing(struct wenv *e)
 /* The control: the same trap with nothing in the window. */
 static void test_fault_trap_alone_changes_nothing(void **state)
 {
-	struct wenv *e = wenv_new();
+	struct mmu_env *e = env_new();
+	gfn_t pt = map_data_page(e);
 	struct mmu_fault_info info;
-	hva_t hva;
 
 	(void)state;
-	trap_arm(e, e->pt, nothing);
+	trap_arm(e, pt, nothing);
 	assert_int_equal(mmu_page_fault(e->v, &e->cpu, GVA, MMU_ACCESS_WRITE,
 					&info),
 			 MMU_FAULT_FIXED);
 	assert_int_equal(trap.hits, 1);
 	trap_disarm();
-	assert_int_equal(gpte_get(&e->m0, 0, e->pt, 0) & (G_A | G_D),
-			 G_A | G_D);
-	assert_int_equal(mmu_shadow_translate(mmu_vcpu_root(e->v), GVA,
-					      MMU_ACCESS_WRITE, &e->cpu, &hva),
-			 0);
-	assert_int_equal(hva, tmem_hva(&e->m1));
-	wenv_free(e);
+	assert_int_equal(gpte_get(&e->m0, 0, pt, 0) & (G_A | G_D), G_A | G_D);
+	assert_shadow_maps(e, GVA, MMU_ACCESS_WRITE, tmem_hva(&e->m1));
+	env_free(e);
 }
 
 int main(void)

@@ -12,192 +12,169 @@
 #define LBASE 0x200 /* gfn of the 2 MiB frame at 2 MiB */
 #define LGVA 0x40000000ULL
 
-struct big {
-	void *map;
-	size_t len;
-	hva_t hva; /* aligned */
-};
-
-static struct big big_alloc(size_t size, size_t align)
-{
-	struct big b = { .len = size + align };
-
-	b.map = mmap(NULL, b.len, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	assert_true(b.map != MAP_FAILED);
-	b.hva = ((hva_t)(uintptr_t)b.map + align - 1) & ~(hva_t)(align - 1);
-	return b;
-}
-
-static void big_free(struct big *b)
-{
-	munmap(b->map, b->len);
-}
-
-/* Slot 2 = [LBASE, +512) at hva; LGVA mapped by a 2 MiB PDE onto it. */
-static gfn_t setup_2m(struct penv *e, hva_t hva)
+/*
+ * Slot 2 = [base, +npages) at hva, and LGVA mapped by a 2 MiB guest page
+ * (a PS PDE) at gfn frame; returns the PD's gfn.
+ */
+static gfn_t map_2m_page(struct mmu_env *e, gfn_t base, uint64_t npages,
+			 hva_t hva, gfn_t frame)
 {
 	char err[128];
 	gfn_t pd;
 
-	assert_int_equal(memslot_add(e->mmu, 2, LBASE, 512, hva, 0, err,
+	assert_int_equal(memslot_add(e->mmu, 2, base, npages, hva, 0, err,
 				     sizeof(err)),
 			 0);
-	penv_map(e, PML4, LGVA, BASE1, G_W | G_D);
+	env_map(e, PML4, LGVA, BASE1, G_W | G_D);
 	pd = e->next_table - 2;
 	gpte_set(&e->m0, 0, pd, 0,
-		 ((gfn_t)LBASE << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
+		 (frame << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
+	return pd;
+}
+
+/* The frame at LBASE is the whole slot 2, at hva. */
+static gfn_t setup_2m(struct mmu_env *e, hva_t hva)
+{
+	return map_2m_page(e, LBASE, 512, hva, LBASE);
+}
+
+/* setup_2m, and a write maps the frame with one writable large spte. */
+static gfn_t map_large_spte(struct mmu_env *e, hva_t hva)
+{
+	gfn_t pd = setup_2m(e, hva);
+
+	assert_int_equal(env_fault(e, LGVA, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(env_stats(e).large_sptes, 1);
 	return pd;
 }
 
 static void test_large_spte_maps_2m_guest_page_with_one_spte(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(2 << 20, 2 << 20);
 	struct mmu_stats st;
-	hva_t hva;
 
 	(void)state;
 	setup_2m(e, b.hva);
-	assert_int_equal(penv_fault(e, LGVA + 0x12345, MMU_ACCESS_READ),
+	assert_int_equal(env_fault(e, LGVA + 0x12345, MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.large_sptes, 1);
 	assert_int_equal(st.sptes, 1);
-	assert_int_equal(penv_xlate(e, LGVA + 0x1fffff, MMU_ACCESS_WRITE, &hva),
-			 0);
-	assert_int_equal(hva, b.hva + 0x1fffff);
-	assert_int_equal(penv_xlate(e, LGVA + 0x12345, MMU_ACCESS_READ, &hva),
-			 0);
-	assert_int_equal(hva, b.hva + 0x12345);
-	penv_audit(e);
-	penv_free(e);
+	assert_shadow_maps(e, LGVA + 0x1fffff, MMU_ACCESS_WRITE,
+			   b.hva + 0x1fffff);
+	assert_shadow_maps(e, LGVA + 0x12345, MMU_ACCESS_READ, b.hva + 0x12345);
+	env_audit(e);
+	env_free(e);
 	big_free(&b);
 }
 
 static void test_large_spte_split_when_gfn_inside_write_tracked(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(2 << 20, 2 << 20);
 	struct mmu_stats st;
-	hva_t hva;
 	gfn_t pd;
 
 	(void)state;
-	pd = setup_2m(e, b.hva);
-	assert_int_equal(penv_fault(e, LGVA, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_stats(e).large_sptes, 1);
+	pd = map_large_spte(e, b.hva);
 	/* The guest puts a page table at LBASE + 7, inside the frame, and
 	 * uses it for LGVA + 2 MiB. */
 	atomic_store((_Atomic uint64_t *)(uintptr_t)(b.hva + 7 * PAGE_SIZE),
 		     (BASE1 << PAGE_SHIFT) | G_P | G_W | G_D);
 	gpte_set(&e->m0, 0, pd, 1,
 		 ((gfn_t)(LBASE + 7) << PAGE_SHIFT) | G_P | G_W);
-	assert_int_equal(penv_fault(e, LGVA + (2 << 20), MMU_ACCESS_READ),
+	assert_int_equal(env_fault(e, LGVA + (2 << 20), MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
 	/* The large spte over the now-tracked gfn is gone. */
-	assert_int_equal(penv_xlate(e, LGVA, MMU_ACCESS_READ, &hva), -EFAULT);
-	st = penv_stats(e);
+	assert_shadow_misses(e, LGVA, MMU_ACCESS_READ);
+	st = env_stats(e);
 	assert_true(st.write_protects >= 1);
-	penv_audit(e);
+	env_audit(e);
 	/* The frame is mapped 4 KiB at a time now: the table is write-
 	 * protected, its neighbours are not. */
-	assert_int_equal(penv_fault(e, LGVA + 7 * PAGE_SIZE, MMU_ACCESS_WRITE),
+	assert_int_equal(env_fault(e, LGVA + 7 * PAGE_SIZE, MMU_ACCESS_WRITE),
 			 MMU_FAULT_EMULATE);
-	assert_int_equal(penv_fault(e, LGVA + 6 * PAGE_SIZE, MMU_ACCESS_WRITE),
+	assert_int_equal(env_fault(e, LGVA + 6 * PAGE_SIZE, MMU_ACCESS_WRITE),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, LGVA + 6 * PAGE_SIZE + 8,
-				    MMU_ACCESS_WRITE, &hva),
-			 0);
-	assert_int_equal(hva, b.hva + 6 * PAGE_SIZE + 8);
-	st = penv_stats(e);
+	assert_shadow_maps(e, LGVA + 6 * PAGE_SIZE + 8, MMU_ACCESS_WRITE,
+			   b.hva + 6 * PAGE_SIZE + 8);
+	st = env_stats(e);
 	assert_int_equal(st.large_sptes, 1);
-	penv_audit(e);
+	env_audit(e);
 	/* Once the table is no longer shadowed, large again. */
 	mmu_zap_all(e->mmu);
 	mmu_vcpu_free_obsolete_roots(e->v);
-	assert_int_equal(penv_fault(e, LGVA, MMU_ACCESS_READ), MMU_FAULT_FIXED);
-	assert_int_equal(penv_stats(e).large_sptes, 2);
-	penv_free(e);
+	assert_int_equal(env_fault(e, LGVA, MMU_ACCESS_READ), MMU_FAULT_FIXED);
+	assert_int_equal(env_stats(e).large_sptes, 2);
+	env_free(e);
 	big_free(&b);
 }
 
 static void test_large_spte_zapped_when_dirty_logging_starts(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(2 << 20, 2 << 20);
 	uint64_t bits[8];
 	char err[128];
-	hva_t hva;
 
 	(void)state;
-	setup_2m(e, b.hva);
-	assert_int_equal(penv_fault(e, LGVA, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
+	map_large_spte(e, b.hva);
 	assert_int_equal(memslot_set_flags(e->mmu, 2, MEMSLOT_LOG_DIRTY, err,
 					   sizeof(err)),
 			 0);
-	assert_int_equal(penv_xlate(e, LGVA, MMU_ACCESS_READ, &hva), -EFAULT);
-	assert_int_equal(penv_fault(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_WRITE),
+	assert_shadow_misses(e, LGVA, MMU_ACCESS_READ);
+	assert_int_equal(env_fault(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_WRITE),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, LGVA + 4 * PAGE_SIZE, MMU_ACCESS_READ,
-				    &hva),
-			 -EFAULT);
+	assert_shadow_misses(e, LGVA + 4 * PAGE_SIZE, MMU_ACCESS_READ);
 	assert_int_equal(
 		memslot_dirty_log_get(e->mmu, 2, bits, 8, err, sizeof(err)), 0);
 	assert_int_equal(bits[0], 1ULL << 3);
-	assert_int_equal(penv_stats(e).large_sptes, 1);
-	penv_free(e);
+	assert_int_equal(env_stats(e).large_sptes, 1);
+	env_free(e);
 	big_free(&b);
 }
 
 static void test_large_spte_misaligned_host_maps_4k(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(4 << 20, 2 << 20);
-	hva_t hva;
 
 	(void)state;
 	setup_2m(e, b.hva + PAGE_SIZE);
-	assert_int_equal(penv_fault(e, LGVA + 0x5000, MMU_ACCESS_READ),
+	assert_int_equal(env_fault(e, LGVA + 0x5000, MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_stats(e).large_sptes, 0);
-	assert_int_equal(penv_xlate(e, LGVA + 0x5010, MMU_ACCESS_READ, &hva),
-			 0);
-	assert_int_equal(hva, b.hva + PAGE_SIZE + 0x5010);
-	assert_int_equal(penv_xlate(e, LGVA + 0x6000, MMU_ACCESS_READ, &hva),
-			 -EFAULT);
-	penv_free(e);
+	assert_int_equal(env_stats(e).large_sptes, 0);
+	assert_shadow_maps(e, LGVA + 0x5010, MMU_ACCESS_READ,
+			   b.hva + PAGE_SIZE + 0x5010);
+	assert_shadow_misses(e, LGVA + 0x6000, MMU_ACCESS_READ);
+	env_free(e);
 	big_free(&b);
 }
 
 static void test_large_spte_maps_1g_guest_page(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(1ULL << 30, 1ULL << 30);
 	gfn_t base = 0x40000, pdpt;
 	char err[128];
-	hva_t hva;
 
 	(void)state;
 	assert_int_equal(memslot_add(e->mmu, 3, base, 1ULL << 18, b.hva, 0, err,
 				     sizeof(err)),
 			 0);
-	penv_map(e, PML4, LGVA, BASE1, G_W | G_D);
+	env_map(e, PML4, LGVA, BASE1, G_W | G_D);
 	pdpt = e->next_table - 3;
 	gpte_set(&e->m0, 0, pdpt, 2,
 		 (base << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
-	assert_int_equal(penv_fault(e, 0x80000000ULL + 0x12345678,
-				    MMU_ACCESS_WRITE),
+	assert_int_equal(env_fault(e, 0x80000000ULL + 0x12345678,
+				   MMU_ACCESS_WRITE),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_stats(e).large_sptes, 1);
-	assert_int_equal(penv_xlate(e, 0x80000000ULL + 0x3ffff008,
-				    MMU_ACCESS_WRITE, &hva),
-			 0);
-	assert_int_equal(hva, b.hva + 0x3ffff008);
-	penv_audit(e);
-	penv_free(e);
+	assert_int_equal(env_stats(e).large_sptes, 1);
+	assert_shadow_maps(e, 0x80000000ULL + 0x3ffff008, MMU_ACCESS_WRITE,
+			   b.hva + 0x3ffff008);
+	env_audit(e);
+	env_free(e);
 	big_free(&b);
 }
 
@@ -209,41 +186,25 @@ static void test_large_spte_maps_1g_guest_page(void **state)
  */
 static void test_large_spte_not_past_slot_end(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(2 << 20, 2 << 20);
 	struct mmu_fault_info info;
-	char err[128];
-	gfn_t pd;
-	hva_t hva;
 
 	(void)state;
-	assert_int_equal(memslot_add(e->mmu, 2, LBASE, 256, b.hva, 0, err,
-				     sizeof(err)),
-			 0);
-	penv_map(e, PML4, LGVA, BASE1, G_W | G_D);
-	pd = e->next_table - 2;
-	gpte_set(&e->m0, 0, pd, 0,
-		 ((gfn_t)LBASE << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
-	assert_int_equal(penv_fault(e, LGVA + 0x1000, MMU_ACCESS_READ),
+	map_2m_page(e, LBASE, 256, b.hva, LBASE);
+	assert_int_equal(env_fault(e, LGVA + 0x1000, MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_stats(e).large_sptes, 0);
-	assert_int_equal(penv_xlate(e, LGVA + 0x1008, MMU_ACCESS_READ, &hva),
-			 0);
-	assert_int_equal(hva, b.hva + 0x1008);
+	assert_int_equal(env_stats(e).large_sptes, 0);
+	assert_shadow_maps(e, LGVA + 0x1008, MMU_ACCESS_READ, b.hva + 0x1008);
 	/* The first page past the slot: never host memory. */
-	assert_int_equal(penv_xlate(e, LGVA + 256 * PAGE_SIZE, MMU_ACCESS_READ,
-				    &hva),
-			 -EFAULT);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu,
-				      LGVA + 256 * PAGE_SIZE + 0x10,
-				      MMU_ACCESS_READ, &info),
+	assert_shadow_misses(e, LGVA + 256 * PAGE_SIZE, MMU_ACCESS_READ);
+	assert_int_equal(env_fault_info(e, LGVA + 256 * PAGE_SIZE + 0x10,
+					MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
 	assert_int_equal(info.gpa, ((gfn_t)(LBASE + 256) << PAGE_SHIFT) + 0x10);
-	assert_int_equal(penv_xlate(e, LGVA + 511 * PAGE_SIZE, MMU_ACCESS_READ,
-				    &hva),
-			 -EFAULT);
-	assert_int_equal(penv_stats(e).large_sptes, 0);
-	penv_free(e);
+	assert_shadow_misses(e, LGVA + 511 * PAGE_SIZE, MMU_ACCESS_READ);
+	assert_int_equal(env_stats(e).large_sptes, 0);
+	env_free(e);
 	big_free(&b);
 }
 
@@ -254,35 +215,24 @@ static void test_large_spte_not_past_slot_end(void **state)
  */
 static void test_large_spte_not_below_slot_start(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(2 << 20, 2 << 20);
 	struct mmu_fault_info info;
-	char err[128];
-	gfn_t pd;
-	hva_t hva;
 
 	(void)state;
 	/* [LBASE + 256, LBASE + 512) at the second half of the aligned
 	 * mapping, so the frame's would-be host address is aligned. */
-	assert_int_equal(memslot_add(e->mmu, 2, LBASE + 256, 256,
-				     b.hva + (1 << 20), 0, err, sizeof(err)),
-			 0);
-	penv_map(e, PML4, LGVA, BASE1, G_W | G_D);
-	pd = e->next_table - 2;
-	gpte_set(&e->m0, 0, pd, 0,
-		 ((gfn_t)LBASE << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
-	assert_int_equal(penv_fault(e, LGVA + (1 << 20), MMU_ACCESS_WRITE),
+	map_2m_page(e, LBASE + 256, 256, b.hva + (1 << 20), LBASE);
+	assert_int_equal(env_fault(e, LGVA + (1 << 20), MMU_ACCESS_WRITE),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_stats(e).large_sptes, 0);
-	assert_int_equal(
-		penv_xlate(e, LGVA + (1 << 20) + 8, MMU_ACCESS_WRITE, &hva), 0);
-	assert_int_equal(hva, b.hva + (1 << 20) + 8);
-	assert_int_equal(penv_xlate(e, LGVA, MMU_ACCESS_READ, &hva), -EFAULT);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, LGVA + 0x10,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_stats(e).large_sptes, 0);
+	assert_shadow_maps(e, LGVA + (1 << 20) + 8, MMU_ACCESS_WRITE,
+			   b.hva + (1 << 20) + 8);
+	assert_shadow_misses(e, LGVA, MMU_ACCESS_READ);
+	assert_int_equal(env_fault_info(e, LGVA + 0x10, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
 	assert_int_equal(info.gpa, ((gfn_t)LBASE << PAGE_SHIFT) + 0x10);
-	penv_free(e);
+	env_free(e);
 	big_free(&b);
 }
 
@@ -299,81 +249,63 @@ static void test_large_spte_not_below_slot_start(void **state)
 
 static void test_large_spte_unaligned_slot_tracks_frame_by_number(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(4 << 20, 2 << 20);
-	hva_t slot_hva = b.hva + (1 << 20), hva;
-	char err[128];
+	hva_t slot_hva = b.hva + (1 << 20);
 	gfn_t pd;
 
 	(void)state;
-	assert_int_equal(memslot_add(e->mmu, 2, UBASE, 0x300, slot_hva, 0, err,
-				     sizeof(err)),
-			 0);
-	penv_map(e, PML4, LGVA, BASE1, G_W | G_D);
-	pd = e->next_table - 2;
-	gpte_set(&e->m0, 0, pd, 0,
-		 ((gfn_t)0x400 << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
-	assert_int_equal(penv_fault(e, LGVA, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_stats(e).large_sptes, 1);
-	assert_int_equal(penv_xlate(e, LGVA + (UPT - 0x400) * PAGE_SIZE,
-				    MMU_ACCESS_WRITE, &hva),
-			 0);
-	assert_int_equal(hva, slot_hva + (UPT - UBASE) * PAGE_SIZE);
-	penv_audit(e);
+	pd = map_2m_page(e, UBASE, 0x300, slot_hva, 0x400);
+	assert_int_equal(env_fault(e, LGVA, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	assert_int_equal(env_stats(e).large_sptes, 1);
+	assert_shadow_maps(e, LGVA + (UPT - 0x400) * PAGE_SIZE,
+			   MMU_ACCESS_WRITE,
+			   slot_hva + (UPT - UBASE) * PAGE_SIZE);
+	env_audit(e);
 	/* LGVA + 2 MiB goes through a page table at UPT. */
 	atomic_store((_Atomic uint64_t *)(uintptr_t)(slot_hva +
 						     (UPT - UBASE) * PAGE_SIZE),
 		     (BASE1 << PAGE_SHIFT) | G_P | G_W | G_D);
 	gpte_set(&e->m0, 0, pd, 1, ((gfn_t)UPT << PAGE_SHIFT) | G_P | G_W);
-	assert_int_equal(penv_fault(e, LGVA + (2 << 20), MMU_ACCESS_READ),
+	assert_int_equal(env_fault(e, LGVA + (2 << 20), MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
 	/* The large spte over the table went with the tracking... */
-	assert_int_equal(penv_xlate(e, LGVA, MMU_ACCESS_READ, &hva), -EFAULT);
+	assert_shadow_misses(e, LGVA, MMU_ACCESS_READ);
 	/* ...and none comes back while the table is shadowed: a store to
 	 * it is emulated, its neighbours are mapped 4 KiB. */
-	assert_int_equal(penv_fault(e, LGVA + (UPT - 0x400) * PAGE_SIZE,
-				    MMU_ACCESS_WRITE),
+	assert_int_equal(env_fault(e, LGVA + (UPT - 0x400) * PAGE_SIZE,
+				   MMU_ACCESS_WRITE),
 			 MMU_FAULT_EMULATE);
-	assert_int_equal(penv_xlate(e, LGVA + (UPT - 0x400) * PAGE_SIZE,
-				    MMU_ACCESS_WRITE, &hva),
-			 -EFAULT);
-	assert_int_equal(penv_fault(e, LGVA + 0x1000, MMU_ACCESS_WRITE),
+	assert_shadow_misses(e, LGVA + (UPT - 0x400) * PAGE_SIZE,
+			     MMU_ACCESS_WRITE);
+	assert_int_equal(env_fault(e, LGVA + 0x1000, MMU_ACCESS_WRITE),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, LGVA + 0x1008, MMU_ACCESS_WRITE, &hva),
-			 0);
-	assert_int_equal(hva, slot_hva + (0x401 - UBASE) * PAGE_SIZE + 8);
-	assert_int_equal(penv_stats(e).large_sptes, 1);
-	penv_free(e);
+	assert_shadow_maps(e, LGVA + 0x1008, MMU_ACCESS_WRITE,
+			   slot_hva + (0x401 - UBASE) * PAGE_SIZE + 8);
+	assert_int_equal(env_stats(e).large_sptes, 1);
+	env_free(e);
 	big_free(&b);
 }
 
 /* mmu_write_protect_gfn() covers every spte of the gfn, large ones too. */
 static void test_large_spte_write_protect_gfn_inside_frame(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(2 << 20, 2 << 20);
 	unsigned flushes;
-	hva_t hva;
 
 	(void)state;
-	setup_2m(e, b.hva);
-	assert_int_equal(penv_fault(e, LGVA, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_stats(e).large_sptes, 1);
+	map_large_spte(e, b.hva);
 	flushes = e->rec.flushes;
 	assert_true(mmu_write_protect_gfn(e->mmu, LBASE + 3));
 	assert_int_equal(e->rec.flushes - flushes, 1);
-	assert_int_equal(penv_xlate(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_WRITE,
-				    &hva),
-			 -EFAULT);
-	assert_int_equal(
-		penv_xlate(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_READ, &hva), 0);
-	assert_int_equal(hva, b.hva + 3 * PAGE_SIZE);
+	assert_shadow_misses(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_WRITE);
+	assert_shadow_maps(e, LGVA + 3 * PAGE_SIZE, MMU_ACCESS_READ,
+			   b.hva + 3 * PAGE_SIZE);
 	/* Nothing writable left: no second flush. */
 	assert_false(mmu_write_protect_gfn(e->mmu, LBASE + 3));
 	assert_int_equal(e->rec.flushes - flushes, 1);
-	penv_free(e);
+	env_free(e);
 	big_free(&b);
 }
 
@@ -385,21 +317,19 @@ static void test_large_spte_write_protect_gfn_inside_frame(void **state)
  */
 static void test_large_spte_dirty_log_start_flushes_remote_tlbs(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct big b = big_alloc(2 << 20, 2 << 20);
 	unsigned flushes;
 	char err[128];
 
 	(void)state;
-	setup_2m(e, b.hva);
-	assert_int_equal(penv_fault(e, LGVA, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
+	map_large_spte(e, b.hva);
 	flushes = e->rec.flushes;
 	assert_int_equal(memslot_set_flags(e->mmu, 2, MEMSLOT_LOG_DIRTY, err,
 					   sizeof(err)),
 			 0);
 	assert_true(e->rec.flushes - flushes >= 1);
-	penv_free(e);
+	env_free(e);
 	big_free(&b);
 }
 

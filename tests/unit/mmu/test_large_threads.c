@@ -21,92 +21,78 @@
 #define LBASE 0x200
 #define LGVA 0x40000000ULL
 
+/* The rounds: dirty log on, off; the table inside the frame shadowed,
+ * then not (and a fast zap). */
+static void flip_round(struct tenv *t, unsigned round, void *arg)
+{
+	gfn_t pd = *(gfn_t *)arg;
+	struct mmu *mmu = t->vm.mmu;
+	char err[128];
+	struct mmu_vcpu *v;
+	struct mmu_fault_info info;
+
+	switch (round % 4) {
+	case 0:
+		assert_int_equal(memslot_set_flags(mmu, 2, MEMSLOT_LOG_DIRTY,
+						   err, sizeof(err)),
+				 0);
+		break;
+	case 1:
+		assert_int_equal(memslot_set_flags(mmu, 2, 0, err, sizeof(err)),
+				 0);
+		break;
+	case 2:
+		/* Shadow the table inside the frame (as a third vCPU would
+		 * by touching LGVA + 2 MiB). */
+		gpte_set(&t->env.m0, 0, pd, 1,
+			 ((gfn_t)(LBASE + 7) << PAGE_SHIFT) | G_P | G_W);
+		v = mmu_vcpu_create(mmu, 3);
+		assert_int_equal(env_fault_v(v, &t->vm.cpu, LGVA + (2 << 20),
+					     MMU_ACCESS_READ, &info),
+				 MMU_FAULT_FIXED);
+		mmu_vcpu_destroy(v);
+		break;
+	case 3:
+		/* The PDE goes (a host write: the zap follows). */
+		gpte_set(&t->env.m0, 0, pd, 1, 0);
+		mmu_zap_all_fast(mmu);
+		mmu_zap_obsolete_pages(mmu);
+		break;
+	}
+}
+
 static void
 test_large_threads_log_dirty_and_tracking_flip_audit_clean(void **state)
 {
-	struct tmem m0 = tmem_alloc(NPAGES0);
-	char *raw = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	hva_t big = ((hva_t)(uintptr_t)raw + (2 << 20) - 1) &
-		    ~(hva_t)((2 << 20) - 1);
+	struct tenv *t = tenv_new();
+	struct big b = big_alloc(2 << 20, 2 << 20);
 	struct mmu_stats st;
-	struct tvm vm;
-	gfn_t next = PML4 + 1, pd;
-	char err[128], msg[256];
-	unsigned round, i;
+	char err[128];
+	unsigned i;
+	gfn_t pd;
 
 	(void)state;
-	assert_true(raw != MAP_FAILED);
-	memset(&vm, 0, sizeof(vm));
-	vm.mmu = mmu_create(tv_ops(), &vm);
-	assert_int_equal(memslot_add(vm.mmu, 0, 0, NPAGES0, tmem_hva(&m0), 0,
-				     err, sizeof(err)),
-			 0);
-	assert_int_equal(memslot_add(vm.mmu, 2, LBASE, 512, big, 0, err,
+	assert_int_equal(memslot_add(t->vm.mmu, 2, LBASE, 512, b.hva, 0, err,
 				     sizeof(err)),
 			 0);
-	map_4k(&m0, 0, PML4, &next, LGVA, 0x30, G_W | G_D);
-	pd = next - 2;
-	gpte_set(&m0, 0, pd, 0,
+	env_map(&t->env, PML4, LGVA, 0x30, G_W | G_D);
+	pd = t->env.next_table - 2;
+	gpte_set(&t->env.m0, 0, pd, 0,
 		 ((gfn_t)LBASE << PAGE_SHIFT) | G_P | G_W | G_D | G_PS);
 	/* Page 7 of the frame holds a page table for LGVA + 2 MiB whose
-	 * entry 0 maps a page of slot 0; its PDE is set and cleared below,
-	 * so the gfn is shadowed (tracked) now and then. */
-	atomic_store((_Atomic uint64_t *)(uintptr_t)(big + 7 * PAGE_SIZE),
+	 * entry 0 maps a page of slot 0; its PDE is set and cleared by the
+	 * rounds, so the gfn is shadowed (tracked) now and then. */
+	atomic_store((_Atomic uint64_t *)(uintptr_t)(b.hva + 7 * PAGE_SIZE),
 		     (0x31ULL << PAGE_SHIFT) | G_P | G_W | G_D);
-	for (i = 0; i < 16; i++) {
-		/* Pages 8.. of the frame, never the table page. */
-		vm.gvas[vm.npages] = LGVA + (8 + i * 31) * PAGE_SIZE;
-		vm.writes[vm.npages++] = true;
-	}
-	vm.cpu = boot_cpu(PML4);
-	tvm_start(&vm, 2);
-	tvm_wait_entries(&vm, 1);
-	for (round = 0; round < ROUNDS; round++) {
-		struct mmu_vcpu *v;
-		struct mmu_fault_info info;
-
-		switch (round % 4) {
-		case 0:
-			assert_int_equal(memslot_set_flags(vm.mmu, 2,
-							   MEMSLOT_LOG_DIRTY,
-							   err, sizeof(err)),
-					 0);
-			break;
-		case 1:
-			assert_int_equal(memslot_set_flags(vm.mmu, 2, 0, err,
-							   sizeof(err)),
-					 0);
-			break;
-		case 2:
-			/* Shadow the table inside the frame (as a third
-			 * vCPU would by touching LGVA + 2 MiB). */
-			gpte_set(&m0, 0, pd, 1,
-				 ((gfn_t)(LBASE + 7) << PAGE_SHIFT) | G_P |
-					 G_W);
-			v = mmu_vcpu_create(vm.mmu, 3);
-			assert_int_equal(mmu_vcpu_load(v, &vm.cpu), 0);
-			assert_int_equal(mmu_page_fault(v, &vm.cpu,
-							LGVA + (2 << 20),
-							MMU_ACCESS_READ, &info),
-					 MMU_FAULT_FIXED);
-			mmu_vcpu_destroy(v);
-			break;
-		case 3:
-			/* The PDE goes (a host write: the zap follows). */
-			gpte_set(&m0, 0, pd, 1, 0);
-			mmu_zap_all_fast(vm.mmu);
-			mmu_zap_obsolete_pages(vm.mmu);
-			break;
-		}
-		if (round % 8 == 7) {
-			if (mmu_audit(vm.mmu, msg, sizeof(msg)))
-				fail_msg("round %u: audit: %s", round, msg);
-			tvm_wait_entries(&vm, 1);
-		}
-	}
-	assert_int_equal(tvm_stop(&vm), 0);
-	mmu_stats_get(vm.mmu, &st);
+	/* Pages 8.. of the frame, never the table page. */
+	for (i = 0; i < 16; i++)
+		tenv_touch(t, LGVA + (8 + i * 31) * PAGE_SIZE, true);
+	st = tenv_run(t, 2,
+		      &(struct tenv_loop){ .rounds = ROUNDS,
+					   .check_every = 8,
+					   .check_at = 7,
+					   .round = flip_round,
+					   .arg = &pd });
 	print_message("%u rounds: %llu large sptes, %llu faults, %llu "
 		      "write-protects, %llu fast zaps\n",
 		      ROUNDS, (unsigned long long)st.large_sptes,
@@ -114,11 +100,8 @@ test_large_threads_log_dirty_and_tracking_flip_audit_clean(void **state)
 		      (unsigned long long)st.write_protects,
 		      (unsigned long long)st.fast_zaps);
 	assert_true(st.large_sptes > 1);
-	if (mmu_audit(vm.mmu, msg, sizeof(msg)))
-		fail_msg("end: audit: %s", msg);
-	mmu_destroy(vm.mmu);
-	tmem_free(&m0);
-	munmap(raw, 4 << 20);
+	tenv_free(t);
+	big_free(&b);
 }
 
 int main(void)

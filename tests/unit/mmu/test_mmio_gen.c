@@ -11,13 +11,13 @@
 #define MMIO_GFN 0x5000
 #define MMIO_GVA 0x400000
 
-static void set_generation(struct penv *e, uint64_t gen)
+static void set_generation(struct mmu_env *e, uint64_t gen)
 {
 	/* No update is in flight: the test owns the memslot set. */
 	atomic_store(&mmu_slots_locked(e->mmu)->generation, gen);
 }
 
-static void walk_counted(struct penv *e, uint64_t *a_bits)
+static void walk_counted(struct mmu_env *e, uint64_t *a_bits)
 {
 	/* The walker sets A on the leaf gpte; clearing it shows whether
 	 * the next fault walked. */
@@ -29,139 +29,127 @@ static void walk_counted(struct penv *e, uint64_t *a_bits)
 
 static void test_mmio_spte_repeat_access_skips_guest_walk(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_fault_info info;
 	struct mmu_stats st;
 	uint64_t a;
-	hva_t hva;
 
 	(void)state;
-	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x10,
-				      MMU_ACCESS_READ, &info),
+	env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	assert_int_equal(env_fault_info(e, MMIO_GVA + 0x10, MMU_ACCESS_READ,
+					&info),
 			 MMU_FAULT_MMIO);
 	assert_int_equal(info.gpa, (MMIO_GFN << PAGE_SHIFT) + 0x10);
 	walk_counted(e, &a);
 	assert_true(a);
 	/* Not present to the CPU: the access faults again. */
-	assert_int_equal(penv_xlate(e, MMIO_GVA, MMU_ACCESS_READ, &hva),
-			 -EFAULT);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x24,
-				      MMU_ACCESS_WRITE, &info),
+	assert_shadow_misses(e, MMIO_GVA, MMU_ACCESS_READ);
+	assert_int_equal(env_fault_info(e, MMIO_GVA + 0x24, MMU_ACCESS_WRITE,
+					&info),
 			 MMU_FAULT_MMIO);
 	assert_int_equal(info.gpa, (MMIO_GFN << PAGE_SHIFT) + 0x24);
 	walk_counted(e, &a);
 	assert_false(a); /* answered from the spte */
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.mmio_sptes, 1);
 	assert_int_equal(st.mmio_hits, 1);
 	assert_int_equal(st.faults_mmio, 2);
 	/* A user access to the supervisor mapping walks and gets #PF. */
 	e->cpu.cpl = 3;
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_GUEST_PF);
 	e->cpu.cpl = 0;
-	penv_free(e);
+	env_free(e);
 }
 
 static void test_mmio_spte_stale_after_memslot_add_maps_ram(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct tmem m2 = tmem_alloc(1);
 	struct mmu_fault_info info;
 	char err[128];
-	hva_t hva;
 
 	(void)state;
-	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
 	assert_int_equal(memslot_add(e->mmu, 2, MMIO_GFN, 1, tmem_hva(&m2), 0,
 				     err, sizeof(err)),
 			 0);
 	/* The audit checks the old spte no longer matches. */
-	penv_audit(e);
-	assert_int_equal(penv_fault(e, MMIO_GVA, MMU_ACCESS_READ),
+	env_audit(e);
+	assert_int_equal(env_fault(e, MMIO_GVA, MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, MMIO_GVA, MMU_ACCESS_READ, &hva), 0);
-	assert_int_equal(hva, tmem_hva(&m2));
-	assert_int_equal(penv_stats(e).mmio_hits, 0);
+	assert_shadow_maps(e, MMIO_GVA, MMU_ACCESS_READ, tmem_hva(&m2));
+	assert_int_equal(env_stats(e).mmio_hits, 0);
 	assert_int_equal(memslot_delete(e->mmu, 2, err, sizeof(err)), 0);
 	/* RAM back to MMIO: the present spte is dropped first. */
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	penv_free(e);
+	env_free(e);
 	tmem_free(&m2);
 }
 
 static void test_mmio_spte_never_made_during_memslot_update(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_fault_info info;
 	uint64_t gen;
 
 	(void)state;
-	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
 	gen = memslot_generation(e->mmu);
 	set_generation(e, gen | MEMSLOT_GEN_UPDATE_IN_PROGRESS);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_stats(e).mmio_sptes, 0);
+	assert_int_equal(env_stats(e).mmio_sptes, 0);
 	set_generation(e, gen);
-	penv_free(e);
+	env_free(e);
 }
 
 static void test_mmio_generation_wrap_zaps_every_mmio_spte(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_fault_info info;
 	struct mmu_stats st;
 	char err[128];
 
 	(void)state;
-	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
 	/* Two updates below the wrap of the stamp. */
 	set_generation(e, (7ULL << 40) | (MMIO_GEN_MASK - 1));
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_stats(e).mmio_hits, 1);
+	assert_int_equal(env_stats(e).mmio_hits, 1);
 	/* One update: stale, nothing zapped yet. */
 	assert_int_equal(memslot_set_flags(e->mmu, 1, MEMSLOT_LOG_DIRTY, err,
 					   sizeof(err)),
 			 0);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.fast_zaps, 0);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_stats(e).mmio_hits, 1);
-	assert_int_equal(penv_stats(e).mmio_sptes, 2);
+	assert_int_equal(env_stats(e).mmio_hits, 1);
+	assert_int_equal(env_stats(e).mmio_sptes, 2);
 	/* The next one wraps the stamp to zero: everything goes. */
 	assert_int_equal(memslot_set_flags(e->mmu, 1, 0, err, sizeof(err)), 0);
 	assert_int_equal(memslot_generation(e->mmu) & MMIO_GEN_MASK, 0);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.fast_zaps, 1);
 	assert_true(st.obsolete_freed > 0);
 	/* Only the vCPU's pinned (zapped) root is left. */
 	assert_int_equal(st.pages, 1);
-	penv_audit(e);
+	env_audit(e);
 	/* The vCPU reloads and the gfn is MMIO through a fresh spte. */
 	mmu_vcpu_free_obsolete_roots(e->v);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.mmio_sptes, 3);
 	assert_int_equal(st.mmio_hits, 1);
-	penv_free(e);
+	env_free(e);
 }
 
 /*
@@ -172,32 +160,30 @@ static void test_mmio_generation_wrap_zaps_every_mmio_spte(void **state)
  */
 static void test_mmio_spte_not_used_during_memslot_update(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_fault_info info;
 	uint64_t gen, a;
 
 	(void)state;
-	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_stats(e).mmio_sptes, 1);
+	assert_int_equal(env_stats(e).mmio_sptes, 1);
 	walk_counted(e, &a);
 	gen = memslot_generation(e->mmu);
 	set_generation(e, gen | MEMSLOT_GEN_UPDATE_IN_PROGRESS);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 8,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA + 8, MMU_ACCESS_READ,
+					&info),
 			 MMU_FAULT_MMIO);
 	assert_int_equal(info.gpa, (MMIO_GFN << PAGE_SHIFT) + 8);
-	assert_int_equal(penv_stats(e).mmio_hits, 0);
+	assert_int_equal(env_stats(e).mmio_hits, 0);
 	walk_counted(e, &a);
 	assert_true(a); /* walked */
 	/* Once the update is over, the spte answers again. */
 	set_generation(e, gen);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	penv_free(e);
+	env_free(e);
 }
 
 /*
@@ -208,38 +194,36 @@ static void test_mmio_spte_not_used_during_memslot_update(void **state)
  */
 static void test_mmio_spte_never_answers_what_walk_refuses(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_fault_info info;
 
 	(void)state;
-	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_D);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_D);
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_WRITE, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_WRITE, &info),
 			 MMU_FAULT_GUEST_PF);
 	assert_int_equal(info.error_code, PFERR_PRESENT | PFERR_WRITE);
-	assert_int_equal(penv_stats(e).mmio_hits, 0);
+	assert_int_equal(env_stats(e).mmio_hits, 0);
 
 	/* A user page, cached by a user access. */
-	penv_map(e, PML4, MMIO_GVA + 0x200000, MMIO_GFN + 1, G_W | G_D | G_U);
+	env_map(e, PML4, MMIO_GVA + 0x200000, MMIO_GFN + 1, G_W | G_D | G_U);
 	e->cpu.cpl = 3;
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x200000,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA + 0x200000, MMU_ACCESS_READ,
+					&info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x200000,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA + 0x200000, MMU_ACCESS_READ,
+					&info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_stats(e).mmio_hits, 1);
+	assert_int_equal(env_stats(e).mmio_hits, 1);
 	e->cpu.cpl = 0;
 	e->cpu.cr4 |= X86_CR4_SMAP;
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA + 0x200000,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA + 0x200000, MMU_ACCESS_READ,
+					&info),
 			 MMU_FAULT_GUEST_PF);
 	assert_int_equal(info.error_code, PFERR_PRESENT);
-	assert_int_equal(penv_stats(e).mmio_hits, 1);
-	penv_free(e);
+	assert_int_equal(env_stats(e).mmio_hits, 1);
+	env_free(e);
 }
 
 /*
@@ -250,30 +234,26 @@ static void test_mmio_spte_never_answers_what_walk_refuses(void **state)
  */
 static void test_mmio_spte_zapped_by_emulated_gpte_write(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_fault_info info;
 	gfn_t pt;
-	hva_t hva;
 
 	(void)state;
-	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
 	pt = e->next_table - 1;
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_stats(e).mmio_sptes, 1);
+	assert_int_equal(env_stats(e).mmio_sptes, 1);
 	assert_int_equal(
 		mmu_emulate_write(
 			e->v, (pt << PAGE_SHIFT) + spte_index(MMIO_GVA, 1) * 8,
 			(BASE1 << PAGE_SHIFT) | G_P | G_W | G_D, 8),
 		0);
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, MMIO_GVA, MMU_ACCESS_READ, &hva), 0);
-	assert_int_equal(hva, penv_hva(e, BASE1));
-	assert_int_equal(penv_stats(e).mmio_hits, 0);
-	penv_free(e);
+	assert_shadow_maps(e, MMIO_GVA, MMU_ACCESS_READ, env_hva(e, BASE1));
+	assert_int_equal(env_stats(e).mmio_hits, 0);
+	env_free(e);
 }
 
 /*
@@ -284,29 +264,27 @@ static void test_mmio_spte_zapped_by_emulated_gpte_write(void **state)
  */
 static void test_mmio_generation_no_zap_before_stamp_wraps(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_fault_info info;
 	char err[128];
 
 	(void)state;
-	penv_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
 	set_generation(e, (3ULL << 40) | (MMIO_GEN_MASK >> 1));
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
 	assert_int_equal(memslot_set_flags(e->mmu, 1, MEMSLOT_LOG_DIRTY, err,
 					   sizeof(err)),
 			 0);
 	assert_int_equal(memslot_generation(e->mmu) & MMIO_GEN_MASK,
 			 (MMIO_GEN_MASK >> 1) + 1);
-	assert_int_equal(penv_stats(e).fast_zaps, 0);
+	assert_int_equal(env_stats(e).fast_zaps, 0);
 	/* Stale all the same: the fault walks and makes a new one. */
-	assert_int_equal(penv_fault_v(e, e->v, &e->cpu, MMIO_GVA,
-				      MMU_ACCESS_READ, &info),
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
 			 MMU_FAULT_MMIO);
-	assert_int_equal(penv_stats(e).mmio_hits, 0);
-	assert_int_equal(penv_stats(e).mmio_sptes, 2);
-	penv_free(e);
+	assert_int_equal(env_stats(e).mmio_hits, 0);
+	assert_int_equal(env_stats(e).mmio_sptes, 2);
+	env_free(e);
 }
 
 int main(void)

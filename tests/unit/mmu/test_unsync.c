@@ -15,130 +15,135 @@ static struct mmu_page *root_page(struct mmu_vcpu *v)
 	return (struct mmu_page *)(uintptr_t)mmu_vcpu_root(v);
 }
 
-/* 0x400000 -> BASE1 and a window at 0x402000 onto the PT mapping both. */
-static gfn_t map_window(struct penv *e, gfn_t pml4)
+/* 0x400000 -> data and a window at 0x402000 onto the PT mapping both. */
+static gfn_t map_window(struct mmu_env *e, gfn_t pml4, gfn_t data)
 {
 	gfn_t pt;
 
-	penv_map(e, pml4, 0x400000, BASE1, G_W | G_D);
+	env_map(e, pml4, 0x400000, data, G_W | G_D);
 	pt = e->next_table - 1;
-	penv_map(e, pml4, 0x402000, pt, G_W | G_D);
+	env_map(e, pml4, 0x402000, pt, G_W | G_D);
 	return pt;
+}
+
+/*
+ * Unsync on and map_window under PML4; the guest writes 0x400000 (its PT
+ * gets shadowed) and then accesses the PT through the window, which a
+ * write makes unsync. Returns the PT's gfn.
+ */
+static gfn_t fault_in_window(struct mmu_env *e, unsigned window_access)
+{
+	gfn_t pt;
+
+	mmu_set_unsync(e->mmu, true);
+	pt = map_window(e, PML4, BASE1);
+	assert_int_equal(env_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(env_fault(e, 0x402000, window_access),
+			 MMU_FAULT_FIXED);
+	return pt;
+}
+
+/*
+ * The guest stores gpte into PTE 0 of the unsync PT through its writable
+ * window at 0x402000: a plain store, which the MMU does not see. Returns
+ * the PTE's host address.
+ */
+static _Atomic uint64_t *store_pte_through_window(struct mmu_env *e,
+						  uint64_t gpte)
+{
+	hva_t pte;
+
+	assert_int_equal(env_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
+	atomic_store((_Atomic uint64_t *)(uintptr_t)pte, gpte);
+	return (_Atomic uint64_t *)(uintptr_t)pte;
 }
 
 static void
 test_unsync_leaf_table_write_maps_writable_not_emulated(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_stats st;
-	hva_t hva;
 	gfn_t pt;
 
 	(void)state;
-	mmu_set_unsync(e->mmu, true);
-	pt = map_window(e, PML4);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, 0x402008, MMU_ACCESS_WRITE, &hva), 0);
-	assert_int_equal(hva, penv_hva(e, pt) + 8);
-	st = penv_stats(e);
+	pt = fault_in_window(e, MMU_ACCESS_WRITE);
+	assert_shadow_maps(e, 0x402008, MMU_ACCESS_WRITE, env_hva(e, pt) + 8);
+	st = env_stats(e);
 	assert_int_equal(st.unsyncs, 1);
 	assert_int_equal(st.tracked_write_faults, 1);
 	assert_int_equal(st.faults_emulate, 0);
 	assert_true(root_page(e->v)->unsync_children == 1);
-	penv_free(e);
+	env_free(e);
 }
 
 static void
 test_unsync_guest_pte_store_seen_after_invlpg_not_before(void **state)
 {
-	struct penv *e = penv_new();
-	hva_t hva, pte;
+	struct mmu_env *e = env_new();
+	hva_t pte;
 
 	(void)state;
-	mmu_set_unsync(e->mmu, true);
-	map_window(e, PML4);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
+	fault_in_window(e, MMU_ACCESS_WRITE);
 	/* The guest retargets PTE 0 through its writable window. */
-	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
-	atomic_store((_Atomic uint64_t *)(uintptr_t)pte,
-		     ((BASE1 + 5) << PAGE_SHIFT) | G_P | G_W | G_D);
+	store_pte_through_window(e,
+				 ((BASE1 + 5) << PAGE_SHIFT) | G_P | G_W | G_D);
 	/* No flush yet: the old translation may still be used (SDM vol. 3,
 	 * 4.10.4.3), and the audit accepts the unsync page lagging. */
-	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
-	assert_int_equal(hva, penv_hva(e, BASE1));
-	penv_audit(e);
+	assert_shadow_maps(e, 0x400000, MMU_ACCESS_READ, env_hva(e, BASE1));
+	env_audit(e);
 	/* INVLPG of another address syncs nothing on this path. */
 	mmu_invlpg(e->v, 0x401000);
-	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
-	assert_int_equal(hva, penv_hva(e, BASE1));
+	assert_shadow_maps(e, 0x400000, MMU_ACCESS_READ, env_hva(e, BASE1));
 	mmu_invlpg(e->v, 0x400000);
-	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva),
-			 -EFAULT);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_READ),
+	assert_shadow_misses(e, 0x400000, MMU_ACCESS_READ);
+	assert_int_equal(env_fault(e, 0x400000, MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
-	assert_int_equal(hva, penv_hva(e, BASE1 + 5));
+	assert_shadow_maps(e, 0x400000, MMU_ACCESS_READ, env_hva(e, BASE1 + 5));
 	/* INVLPG leaves the page unsync: the window stays writable. */
-	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
-	penv_free(e);
+	assert_int_equal(env_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
+	env_free(e);
 }
 
 static void test_unsync_guest_pte_store_seen_after_cr3_reload(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_stats st;
 	uint64_t flushes;
-	hva_t hva, pte;
+	hva_t hva;
 
 	(void)state;
-	mmu_set_unsync(e->mmu, true);
-	map_window(e, PML4);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
-	atomic_store((_Atomic uint64_t *)(uintptr_t)pte,
-		     ((BASE1 + 7) << PAGE_SHIFT) | G_P | G_D);
-	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
+	fault_in_window(e, MMU_ACCESS_WRITE);
+	store_pte_through_window(e, ((BASE1 + 7) << PAGE_SHIFT) | G_P | G_D);
+	assert_int_equal(env_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
 	flushes = e->rec.flushes;
 	/* MOV CR3 with the same value: a sync point. */
 	assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.syncs, 1);
 	/* One flush for the write protection, one for the dropped spte. */
 	assert_int_equal(e->rec.flushes - flushes, 2);
 	assert_int_equal(root_page(e->v)->unsync_children, 0);
-	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva),
-			 -EFAULT);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_READ),
+	assert_shadow_misses(e, 0x400000, MMU_ACCESS_READ);
+	assert_int_equal(env_fault(e, 0x400000, MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
-	assert_int_equal(hva, penv_hva(e, BASE1 + 7));
+	assert_shadow_maps(e, 0x400000, MMU_ACCESS_READ, env_hva(e, BASE1 + 7));
 	/* Read-only now, as the new gpte says. */
-	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva),
-			 -EFAULT);
+	assert_shadow_misses(e, 0x400000, MMU_ACCESS_WRITE);
 	/* In sync again: the window is write-protected until the next
 	 * store unsyncs it again. */
-	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &hva),
-			 -EFAULT);
-	penv_audit(e);
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+	assert_shadow_misses(e, 0x402000, MMU_ACCESS_WRITE);
+	env_audit(e);
+	assert_int_equal(env_fault(e, 0x402000, MMU_ACCESS_WRITE),
 			 MMU_FAULT_FIXED);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.unsyncs, 2);
-	penv_free(e);
+	env_free(e);
 }
 
 static void test_unsync_sync_of_one_root_leaves_other_root_unsync(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_vcpu *v2 = mmu_vcpu_create(e->mmu, 1);
 	struct mmu_cpu_state cpu2;
 	struct mmu_fault_info info;
@@ -147,93 +152,81 @@ static void test_unsync_sync_of_one_root_leaves_other_root_unsync(void **state)
 	gfn_t pml4b;
 
 	(void)state;
-	mmu_set_unsync(e->mmu, true);
-	map_window(e, PML4);
+	fault_in_window(e, MMU_ACCESS_WRITE);
+	/* A second address space with its own PT and window. */
 	pml4b = e->next_table++;
 	cpu2 = boot_cpu(pml4b);
-	/* A second address space with its own PT and window. */
-	penv_map(e, pml4b, 0x400000, BASE1 + 1, G_W | G_D);
-	penv_map(e, pml4b, 0x402000, e->next_table - 1, G_W | G_D);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+	map_window(e, pml4b, BASE1 + 1);
+	assert_int_equal(env_fault_v(v2, &cpu2, 0x400000, MMU_ACCESS_WRITE,
+				     &info),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+	assert_int_equal(env_fault_v(v2, &cpu2, 0x402000, MMU_ACCESS_WRITE,
+				     &info),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault_v(e, v2, &cpu2, 0x400000, MMU_ACCESS_WRITE,
-				      &info),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault_v(e, v2, &cpu2, 0x402000, MMU_ACCESS_WRITE,
-				      &info),
-			 MMU_FAULT_FIXED);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.unsyncs, 2);
 	assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.syncs, 1);
 	/* Only what the first root reaches was synced. */
 	assert_int_equal(root_page(e->v)->unsync_children, 0);
 	assert_int_equal(root_page(v2)->unsync_children, 1);
-	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &hva),
-			 -EFAULT);
+	assert_shadow_misses(e, 0x402000, MMU_ACCESS_WRITE);
 	assert_int_equal(
-		penv_xlate_v(v2, &cpu2, 0x402000, MMU_ACCESS_WRITE, &hva), 0);
-	penv_audit(e);
+		env_xlate_v(v2, &cpu2, 0x402000, MMU_ACCESS_WRITE, &hva), 0);
+	env_audit(e);
 	/* Loading the second root elsewhere is a sync point for it. */
 	mmu_vcpu_unload(e->v);
 	assert_int_equal(mmu_vcpu_load(e->v, &cpu2), 0);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.syncs, 2);
 	assert_int_equal(root_page(v2)->unsync_children, 0);
 	mmu_vcpu_destroy(v2);
-	penv_free(e);
+	env_free(e);
 }
 
 static void test_unsync_upper_level_table_write_still_emulated(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_stats st;
 	gfn_t pd;
 
 	(void)state;
 	mmu_set_unsync(e->mmu, true);
-	penv_map(e, PML4, 0x400000, BASE1, G_W | G_D);
+	env_map(e, PML4, 0x400000, BASE1, G_W | G_D);
 	pd = e->next_table - 2;
 	/* A window onto the page directory (a level-2 table). */
-	penv_map(e, PML4, 0x403000, pd, G_W | G_D);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_READ),
+	env_map(e, PML4, 0x403000, pd, G_W | G_D);
+	assert_int_equal(env_fault(e, 0x400000, MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault(e, 0x403000, MMU_ACCESS_WRITE),
+	assert_int_equal(env_fault(e, 0x403000, MMU_ACCESS_WRITE),
 			 MMU_FAULT_EMULATE);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.unsyncs, 0);
-	penv_free(e);
+	env_free(e);
 }
 
 static void test_unsync_page_becoming_upper_table_is_resynced(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_stats st;
 	gfn_t pt, pdpt;
 
 	(void)state;
-	mmu_set_unsync(e->mmu, true);
-	pt = map_window(e, PML4);
+	pt = fault_in_window(e, MMU_ACCESS_WRITE);
 	pdpt = pt - 2;
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
 	/* The guest now also uses the PT's gfn as a page directory for
 	 * 0x40000000 (its entry 0 then names BASE1 as a page table). */
 	gpte_set(&e->m0, 0, pdpt, 1, (pt << PAGE_SHIFT) | G_P | G_W | G_U);
 	gpte_set(&e->m1, BASE1, BASE1, 0, (0x10ULL << PAGE_SHIFT) | G_P);
-	assert_int_equal(penv_fault(e, 0x40000000, MMU_ACCESS_READ),
+	assert_int_equal(env_fault(e, 0x40000000, MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.syncs, 1);
 	/* Write-tracked at level 2 now: no more unsync. */
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+	assert_int_equal(env_fault(e, 0x402000, MMU_ACCESS_WRITE),
 			 MMU_FAULT_EMULATE);
-	penv_free(e);
+	env_free(e);
 }
 
 /*
@@ -251,23 +244,17 @@ static void test_unsync_sync_write_protects_clean_gpte(void **state)
 
 	(void)state;
 	for (mode = 0; mode < 2; mode++) {
-		struct penv *e = penv_new();
+		struct mmu_env *e = env_new();
+		_Atomic uint64_t *pte;
 		unsigned flushes;
-		hva_t hva, pte;
+		hva_t hva;
 
-		mmu_set_unsync(e->mmu, true);
-		map_window(e, PML4);
-		assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
-				 MMU_FAULT_FIXED);
-		assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
-				 MMU_FAULT_FIXED);
-		assert_int_equal(penv_stats(e).unsyncs, 1);
-		assert_int_equal(
-			penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
-		assert_int_equal(
-			penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
-		atomic_store((_Atomic uint64_t *)(uintptr_t)pte,
-			     (BASE1 << PAGE_SHIFT) | G_P | G_W | G_A);
+		fault_in_window(e, MMU_ACCESS_WRITE);
+		assert_int_equal(env_stats(e).unsyncs, 1);
+		assert_int_equal(env_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva),
+				 0);
+		pte = store_pte_through_window(e, (BASE1 << PAGE_SHIFT) | G_P |
+							  G_W | G_A);
 		flushes = e->rec.flushes;
 		if (mode == 0) {
 			mmu_invlpg(e->v, 0x400000);
@@ -277,19 +264,15 @@ static void test_unsync_sync_write_protects_clean_gpte(void **state)
 			assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
 			assert_true(e->rec.flushes - flushes >= 1);
 		}
-		assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_WRITE,
-					    &hva),
-				 -EFAULT);
+		assert_shadow_misses(e, 0x400000, MMU_ACCESS_WRITE);
 		/* The write faults, the walk sets D, and then it is
 		 * writable again. */
-		assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
+		assert_int_equal(env_fault(e, 0x400000, MMU_ACCESS_WRITE),
 				 MMU_FAULT_FIXED);
-		assert_true(atomic_load((_Atomic uint64_t *)(uintptr_t)pte) &
-			    G_D);
-		assert_int_equal(
-			penv_xlate(e, 0x400000, MMU_ACCESS_WRITE, &hva), 0);
-		assert_int_equal(hva, penv_hva(e, BASE1));
-		penv_free(e);
+		assert_true(atomic_load(pte) & G_D);
+		assert_shadow_maps(e, 0x400000, MMU_ACCESS_WRITE,
+				   env_hva(e, BASE1));
+		env_free(e);
 	}
 }
 
@@ -316,30 +299,23 @@ static void test_unsync_invlpg_drops_spte_of_invalid_gpte(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct penv *e = penv_new();
+		struct mmu_env *e = env_new();
 		struct mmu_fault_info info;
-		hva_t hva, pte;
+		hva_t hva;
 
 		e->cpu.efer &= ~X86_EFER_NXE;
-		mmu_set_unsync(e->mmu, true);
-		map_window(e, PML4);
-		assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
-				 MMU_FAULT_FIXED);
-		assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
-				 MMU_FAULT_FIXED);
-		assert_int_equal(
-			penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &pte), 0);
-		atomic_store((_Atomic uint64_t *)(uintptr_t)pte, cases[i].pte);
+		fault_in_window(e, MMU_ACCESS_WRITE);
+		store_pte_through_window(e, cases[i].pte);
 		mmu_invlpg(e->v, 0x400000);
-		if (penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva) != -EFAULT)
+		if (env_xlate(e, 0x400000, MMU_ACCESS_READ, &hva) != -EFAULT)
 			fail_msg("case %u: gpte 0x%llx still mapped after "
 				 "INVLPG",
 				 i, (unsigned long long)cases[i].pte);
-		assert_int_equal(penv_fault_v(e, e->v, &e->cpu, 0x400000,
-					      MMU_ACCESS_READ, &info),
+		assert_int_equal(env_fault_info(e, 0x400000, MMU_ACCESS_READ,
+						&info),
 				 MMU_FAULT_GUEST_PF);
 		assert_int_equal(info.error_code, cases[i].ec);
-		penv_free(e);
+		env_free(e);
 	}
 }
 
@@ -352,36 +328,28 @@ static void test_unsync_invlpg_drops_spte_of_invalid_gpte(void **state)
  */
 static void test_unsync_not_while_obsolete_page_shadows_gfn(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_stats st;
-	hva_t hva;
 	gfn_t pt;
 
 	(void)state;
-	mmu_set_unsync(e->mmu, true);
-	pt = map_window(e, PML4);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_READ),
-			 MMU_FAULT_FIXED);
+	pt = fault_in_window(e, MMU_ACCESS_READ);
 	mmu_zap_all_fast(e->mmu);
 	/* The vCPU handles its request: it drops the obsolete root. */
 	mmu_vcpu_free_obsolete_roots(e->v);
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+	assert_int_equal(env_fault(e, 0x402000, MMU_ACCESS_WRITE),
 			 MMU_FAULT_EMULATE);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.unsyncs, 0);
-	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &hva),
-			 -EFAULT);
-	penv_audit(e);
+	assert_shadow_misses(e, 0x402000, MMU_ACCESS_WRITE);
+	env_audit(e);
 	/* Once they are freed, the same write unsyncs. */
 	assert_true(mmu_zap_obsolete_pages(e->mmu) > 0);
-	assert_int_equal(penv_fault(e, 0x402000, MMU_ACCESS_WRITE),
+	assert_int_equal(env_fault(e, 0x402000, MMU_ACCESS_WRITE),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_stats(e).unsyncs, 1);
-	assert_int_equal(penv_xlate(e, 0x402000, MMU_ACCESS_WRITE, &hva), 0);
-	assert_int_equal(hva, penv_hva(e, pt));
-	penv_free(e);
+	assert_int_equal(env_stats(e).unsyncs, 1);
+	assert_shadow_maps(e, 0x402000, MMU_ACCESS_WRITE, env_hva(e, pt));
+	env_free(e);
 }
 
 int main(void)

@@ -22,55 +22,42 @@
 #define PTGVA 0x800000ULL /* mapped through table PTX */
 #define WINDOW 0xa00000ULL /* a window onto PTX */
 
+/* A round: this thread, a third vCPU on the vCPUs' CR3, syncs at MOV CR3
+ * and at an INVLPG of a gva the stores retarget. */
+static void sync_round(struct tenv *t, unsigned round, void *arg)
+{
+	struct mmu_vcpu *v = arg;
+
+	(void)round;
+	assert_int_equal(mmu_vcpu_sync(v, &t->vm.cpu), 0);
+	mmu_invlpg(v, PTGVA + 32 * PAGE_SIZE);
+}
+
 static void test_unsync_threads_sync_while_vcpus_store_audit_clean(void **state)
 {
-	struct tmem m0 = tmem_alloc(NPAGES0), m1 = tmem_alloc(NPAGES1);
+	struct tenv *t = tenv_new();
 	struct mmu_vcpu *v;
 	struct mmu_stats st;
-	struct tvm vm;
-	gfn_t next = PML4 + 1, ptx;
-	char err[128], msg[256];
-	unsigned round, i;
+	unsigned i;
+	gfn_t ptx;
 
 	(void)state;
-	memset(&vm, 0, sizeof(vm));
-	vm.mmu = mmu_create(tv_ops(), &vm);
-	mmu_set_unsync(vm.mmu, true);
-	assert_int_equal(memslot_add(vm.mmu, 0, 0, NPAGES0, tmem_hva(&m0), 0,
-				     err, sizeof(err)),
-			 0);
-	assert_int_equal(memslot_add(vm.mmu, 1, BASE1, NPAGES1, tmem_hva(&m1),
-				     0, err, sizeof(err)),
-			 0);
-	for (i = 0; i < 8; i++) {
-		map_4k(&m0, 0, PML4, &next, 0x400000 + i * PAGE_SIZE, BASE1 + i,
-		       G_W | G_D);
-		vm.gvas[vm.npages] = 0x400000 + i * PAGE_SIZE;
-		vm.writes[vm.npages++] = true;
-	}
-	map_4k(&m0, 0, PML4, &next, PTGVA, BASE1 + 8, G_W | G_D);
-	ptx = next - 1;
-	vm.gvas[vm.npages] = PTGVA;
-	vm.writes[vm.npages++] = false;
+	mmu_set_unsync(t->vm.mmu, true);
+	for (i = 0; i < 8; i++)
+		tenv_map_touched(t, 0x400000 + i * PAGE_SIZE, BASE1 + i,
+				 G_W | G_D, true);
+	tenv_map_touched(t, PTGVA, BASE1 + 8, G_W | G_D, false);
+	ptx = t->env.next_table - 1;
 	/* Stores land in PTX entries 32 and up (gvas nobody uses). */
-	map_4k(&m0, 0, PML4, &next, WINDOW, ptx, G_W | G_D);
-	vm.gvas[vm.npages] = WINDOW + 32 * 8;
-	vm.writes[vm.npages++] = true;
-	vm.cpu = boot_cpu(PML4);
-	v = mmu_vcpu_create(vm.mmu, 3);
-	tvm_start(&vm, 2);
-	tvm_wait_entries(&vm, 1);
-	for (round = 0; round < ROUNDS; round++) {
-		assert_int_equal(mmu_vcpu_sync(v, &vm.cpu), 0);
-		mmu_invlpg(v, PTGVA + 32 * PAGE_SIZE);
-		if (round % 16 == 0) {
-			if (mmu_audit(vm.mmu, msg, sizeof(msg)))
-				fail_msg("round %u: audit: %s", round, msg);
-			tvm_wait_entries(&vm, 1);
-		}
-	}
-	assert_int_equal(tvm_stop(&vm), 0);
-	mmu_stats_get(vm.mmu, &st);
+	env_map(&t->env, PML4, WINDOW, ptx, G_W | G_D);
+	tenv_touch(t, WINDOW + 32 * 8, true);
+	v = mmu_vcpu_create(t->vm.mmu, 3);
+	st = tenv_run(t, 2,
+		      &(struct tenv_loop){ .rounds = ROUNDS,
+					   .check_every = 16,
+					   .check_at = 0,
+					   .round = sync_round,
+					   .arg = v });
 	print_message("%u rounds: %llu unsyncs, %llu syncs, %llu flushes, "
 		      "%llu emulated\n",
 		      ROUNDS, (unsigned long long)st.unsyncs,
@@ -79,12 +66,8 @@ static void test_unsync_threads_sync_while_vcpus_store_audit_clean(void **state)
 		      (unsigned long long)st.faults_emulate);
 	assert_true(st.unsyncs > 0 && st.syncs > 0);
 	assert_int_equal(st.faults_emulate, 0);
-	if (mmu_audit(vm.mmu, msg, sizeof(msg)))
-		fail_msg("end: audit: %s", msg);
 	mmu_vcpu_destroy(v);
-	mmu_destroy(vm.mmu);
-	tmem_free(&m0);
-	tmem_free(&m1);
+	tenv_free(t);
 }
 
 int main(void)

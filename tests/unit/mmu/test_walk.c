@@ -5,55 +5,35 @@
  * x SMEP x SMAP x AC; plus reserved bits, non-present entries, large
  * pages, A/D updates and unbacked tables.
  */
-#include "mmu_test.h"
+#include "mmu_env.h"
 
-#define PML4 1
+/* The guest's tables for GVA, in slot 0 at fixed gfns. */
 #define PDPT 2
 #define PD 3
 #define PT 4
 #define DATA 5
-#define NPAGES 64
 #define GVA 0x401000ULL /* PML4 0, PDPT 0, PD 2, PT 1 */
 
-struct env {
-	struct tmem m;
-	struct mmu *mmu;
-	struct mmu_vcpu *v;
-};
-
-static struct env env_new(uint32_t flags)
+static void set_path(struct mmu_env *e, uint64_t pde_bits, uint64_t pte_bits)
 {
-	struct env e;
-	char err[128];
-
-	e.m = tmem_alloc(NPAGES);
-	e.mmu = mmu_create(NULL, NULL);
-	assert_non_null(e.mmu);
-	e.v = mmu_vcpu_create(e.mmu, 0);
-	assert_non_null(e.v);
-	assert_int_equal(memslot_add(e.mmu, 0, 0, NPAGES, tmem_hva(&e.m), flags,
-				     err, sizeof(err)),
-			 0);
-	return e;
+	gpte_set(&e->m0, 0, PML4, 0, (PDPT << 12) | G_P | G_W | G_U);
+	gpte_set(&e->m0, 0, PDPT, 0, (PD << 12) | G_P | G_W | G_U);
+	gpte_set(&e->m0, 0, PD, 2, (PT << 12) | G_P | pde_bits);
+	gpte_set(&e->m0, 0, PT, 1, (DATA << 12) | G_P | pte_bits);
 }
 
-static void env_free(struct env *e)
+/* The entry of GVA's path at level (4: the PML4E, ..., 1: the PTE). */
+static _Atomic uint64_t *path_entry(struct mmu_env *e, int level)
 {
-	mmu_vcpu_destroy(e->v);
-	mmu_destroy(e->mmu);
-	tmem_free(&e->m);
+	static const gfn_t tables[] = { 0, PT, PD, PDPT, PML4 };
+	static const unsigned idx[] = { 0, 1, 2, 0, 0 };
+
+	return tmem_entry(&e->m0, 0, tables[level], idx[level]);
 }
 
-static void set_path(struct env *e, uint64_t pde_bits, uint64_t pte_bits)
-{
-	gpte_set(&e->m, 0, PML4, 0, (PDPT << 12) | G_P | G_W | G_U);
-	gpte_set(&e->m, 0, PDPT, 0, (PD << 12) | G_P | G_W | G_U);
-	gpte_set(&e->m, 0, PD, 2, (PT << 12) | G_P | pde_bits);
-	gpte_set(&e->m, 0, PT, 1, (DATA << 12) | G_P | pte_bits);
-}
-
-static enum mmu_walk_result walk(struct env *e, const struct mmu_cpu_state *cpu,
-				 gva_t gva, unsigned access, struct mmu_walk *w)
+static enum mmu_walk_result walk(struct mmu_env *e,
+				 const struct mmu_cpu_state *cpu, gva_t gva,
+				 unsigned access, struct mmu_walk *w)
 {
 	enum mmu_walk_result r;
 
@@ -61,6 +41,16 @@ static enum mmu_walk_result walk(struct env *e, const struct mmu_cpu_state *cpu,
 	r = mmu_walk_guest(e->v, cpu, gva, access, w);
 	mmu_rcu_read_unlock();
 	return r;
+}
+
+/* Asserts that the walk faults; its error code. */
+static uint32_t walk_fault(struct mmu_env *e, const struct mmu_cpu_state *cpu,
+			   gva_t gva, unsigned access)
+{
+	struct mmu_walk w;
+
+	assert_int_equal(walk(e, cpu, gva, access, &w), MMU_WALK_FAULT);
+	return w.error_code;
 }
 
 enum kind { READ, WRITE, FETCH };
@@ -110,7 +100,7 @@ static bool sdm_allows(bool user_addr, bool writable, bool xd, enum kind k,
 
 static void test_walk_permission_matrix_matches_sdm_model(void **state)
 {
-	struct env e = env_new(0);
+	struct mmu_env *e = env_new();
 	unsigned combo, checked = 0;
 
 	(void)state;
@@ -147,8 +137,8 @@ static void test_walk_permission_matrix_matches_sdm_model(void **state)
 		cpu.cr4 |= (smep ? X86_CR4_SMEP : 0) |
 			   (smap ? X86_CR4_SMAP : 0);
 		cpu.rflags |= ac ? X86_RFLAGS_AC : 0;
-		set_path(&e, pde, pte);
-		r = walk(&e, &cpu, GVA + 0x123, access, &w);
+		set_path(e, pde, pte);
+		r = walk(e, &cpu, GVA + 0x123, access, &w);
 		if (ok) {
 			if (r != MMU_WALK_OK)
 				fail_msg(
@@ -158,9 +148,9 @@ static void test_walk_permission_matrix_matches_sdm_model(void **state)
 					(unsigned long long)pte, k, f,
 					w.error_code);
 			assert_int_equal(w.gpa, (DATA << 12) | 0x123);
-			assert_true(gpte_get(&e.m, 0, PD, 2) & G_A);
-			assert_true(gpte_get(&e.m, 0, PT, 1) & G_A);
-			assert_int_equal(!!(gpte_get(&e.m, 0, PT, 1) & G_D),
+			assert_true(gpte_get(&e->m0, 0, PD, 2) & G_A);
+			assert_true(gpte_get(&e->m0, 0, PT, 1) & G_A);
+			assert_int_equal(!!(gpte_get(&e->m0, 0, PT, 1) & G_D),
 					 k == WRITE);
 		} else {
 			if (r != MMU_WALK_FAULT)
@@ -173,185 +163,161 @@ static void test_walk_permission_matrix_matches_sdm_model(void **state)
 				fail_msg("combo %u: error code 0x%x, SDM 0x%x",
 					 combo, w.error_code, ec);
 			/* A faulting walk sets no A/D bit. */
-			assert_false(gpte_get(&e.m, 0, PT, 1) & (G_A | G_D));
-			assert_false(gpte_get(&e.m, 0, PD, 2) & G_A);
+			assert_false(gpte_get(&e->m0, 0, PT, 1) & (G_A | G_D));
+			assert_false(gpte_get(&e->m0, 0, PD, 2) & G_A);
 		}
 		checked++;
 	}
 	assert_int_equal(checked, 64 * 3 * 128);
-	env_free(&e);
+	env_free(e);
 }
 
 static void test_walk_not_present_each_level_faults_with_p_clear(void **state)
 {
-	struct env e = env_new(0);
+	struct mmu_env *e = env_new();
 	int level;
 
 	(void)state;
 	for (level = 4; level >= 1; level--) {
 		struct mmu_cpu_state cpu = boot_cpu(PML4);
-		gfn_t tables[] = { 0, PT, PD, PDPT, PML4 };
-		unsigned idx[] = { 0, 1, 2, 0, 0 };
-		struct mmu_walk w;
 
 		cpu.cpl = 3;
-		set_path(&e, G_W | G_U, G_W | G_U);
-		gpte_set(&e.m, 0, tables[level], idx[level],
-			 gpte_get(&e.m, 0, tables[level], idx[level]) & ~G_P);
-		assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_WRITE, &w),
-				 MMU_WALK_FAULT);
-		assert_int_equal(w.error_code, PFERR_WRITE | PFERR_USER);
-		assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_FETCH, &w),
-				 MMU_WALK_FAULT);
-		assert_int_equal(w.error_code, PFERR_USER | PFERR_FETCH);
+		set_path(e, G_W | G_U, G_W | G_U);
+		atomic_fetch_and(path_entry(e, level), ~G_P);
+		assert_int_equal(walk_fault(e, &cpu, GVA, MMU_ACCESS_WRITE),
+				 PFERR_WRITE | PFERR_USER);
+		assert_int_equal(walk_fault(e, &cpu, GVA, MMU_ACCESS_FETCH),
+				 PFERR_USER | PFERR_FETCH);
 	}
-	env_free(&e);
+	env_free(e);
 }
 
 static void test_walk_reserved_bits_fault_with_rsvd(void **state)
 {
-	struct env e = env_new(0);
+	struct mmu_env *e = env_new();
 	struct mmu_cpu_state cpu = boot_cpu(PML4);
 	struct mmu_walk w;
-	gfn_t tables[] = { 0, PT, PD, PDPT, PML4 };
-	unsigned idx[] = { 0, 1, 2, 0, 0 };
 	int level, bit;
 
 	(void)state;
 	/* Bits 46..51 (MAXPHYADDR 46) are reserved at every level. */
 	for (level = 4; level >= 1; level--) {
 		for (bit = 46; bit <= 51; bit++) {
-			set_path(&e, G_W, G_W);
-			gpte_set(&e.m, 0, tables[level], idx[level],
-				 gpte_get(&e.m, 0, tables[level], idx[level]) |
-					 (1ULL << bit));
-			assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_READ,
-					      &w),
-					 MMU_WALK_FAULT);
-			assert_int_equal(w.error_code,
+			set_path(e, G_W, G_W);
+			atomic_fetch_or(path_entry(e, level), 1ULL << bit);
+			assert_int_equal(walk_fault(e, &cpu, GVA,
+						    MMU_ACCESS_READ),
 					 PFERR_PRESENT | PFERR_RSVD);
 		}
 	}
 	/* Bit 45 is an address bit, not reserved. */
-	set_path(&e, G_W, G_W);
-	gpte_set(&e.m, 0, PT, 1, (DATA << 12) | (1ULL << 45) | G_P);
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_READ, &w), MMU_WALK_OK);
+	set_path(e, G_W, G_W);
+	gpte_set(&e->m0, 0, PT, 1, (DATA << 12) | (1ULL << 45) | G_P);
+	assert_int_equal(walk(e, &cpu, GVA, MMU_ACCESS_READ, &w), MMU_WALK_OK);
 	assert_int_equal(w.gpa, (1ULL << 45) | (DATA << 12));
 	/* PS in a PML4E is reserved. */
-	set_path(&e, G_W, G_W);
-	gpte_set(&e.m, 0, PML4, 0, (PDPT << 12) | G_P | G_W | G_PS);
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_WRITE, &w),
-			 MMU_WALK_FAULT);
-	assert_int_equal(w.error_code,
+	set_path(e, G_W, G_W);
+	gpte_set(&e->m0, 0, PML4, 0, (PDPT << 12) | G_P | G_W | G_PS);
+	assert_int_equal(walk_fault(e, &cpu, GVA, MMU_ACCESS_WRITE),
 			 PFERR_PRESENT | PFERR_RSVD | PFERR_WRITE);
 	/* 1 GiB page: bits 13..29 reserved; 2 MiB page: bits 13..20. */
 	for (bit = 13; bit <= 29; bit++) {
-		set_path(&e, G_W, G_W);
-		gpte_set(&e.m, 0, PDPT, 0, G_P | G_W | G_PS | (1ULL << bit));
-		assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_READ, &w),
-				 MMU_WALK_FAULT);
-		assert_int_equal(w.error_code, PFERR_PRESENT | PFERR_RSVD);
+		set_path(e, G_W, G_W);
+		gpte_set(&e->m0, 0, PDPT, 0, G_P | G_W | G_PS | (1ULL << bit));
+		assert_int_equal(walk_fault(e, &cpu, GVA, MMU_ACCESS_READ),
+				 PFERR_PRESENT | PFERR_RSVD);
 	}
 	for (bit = 13; bit <= 20; bit++) {
-		set_path(&e, G_W, G_W);
-		gpte_set(&e.m, 0, PD, 2, G_P | G_W | G_PS | (1ULL << bit));
-		assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_READ, &w),
-				 MMU_WALK_FAULT);
-		assert_int_equal(w.error_code, PFERR_PRESENT | PFERR_RSVD);
+		set_path(e, G_W, G_W);
+		gpte_set(&e->m0, 0, PD, 2, G_P | G_W | G_PS | (1ULL << bit));
+		assert_int_equal(walk_fault(e, &cpu, GVA, MMU_ACCESS_READ),
+				 PFERR_PRESENT | PFERR_RSVD);
 	}
 	/* Bit 12 of a large-page entry is PAT, not reserved. */
-	set_path(&e, G_W, G_W);
-	gpte_set(&e.m, 0, PD, 2, (1ULL << 21) | G_P | G_PS | (1ULL << 12));
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_READ, &w), MMU_WALK_OK);
-	env_free(&e);
+	set_path(e, G_W, G_W);
+	gpte_set(&e->m0, 0, PD, 2, (1ULL << 21) | G_P | G_PS | (1ULL << 12));
+	assert_int_equal(walk(e, &cpu, GVA, MMU_ACCESS_READ, &w), MMU_WALK_OK);
+	env_free(e);
 }
 
 static void test_walk_large_pages_translate_and_set_ad(void **state)
 {
-	struct env e = env_new(0);
+	struct mmu_env *e = env_new();
 	struct mmu_cpu_state cpu = boot_cpu(PML4);
 	struct mmu_walk w;
 	gva_t gva = GVA + 0x345;
 
 	(void)state;
-	set_path(&e, G_W, G_W);
-	gpte_set(&e.m, 0, PD, 2, (7ULL << 21) | G_P | G_W | G_PS);
-	assert_int_equal(walk(&e, &cpu, gva, MMU_ACCESS_WRITE, &w),
-			 MMU_WALK_OK);
+	set_path(e, G_W, G_W);
+	gpte_set(&e->m0, 0, PD, 2, (7ULL << 21) | G_P | G_W | G_PS);
+	assert_int_equal(walk(e, &cpu, gva, MMU_ACCESS_WRITE, &w), MMU_WALK_OK);
 	assert_int_equal(w.level, 2);
 	assert_int_equal(w.gpa, (7ULL << 21) | (gva & ((1 << 21) - 1)));
-	assert_int_equal(gpte_get(&e.m, 0, PD, 2) & (G_A | G_D), G_A | G_D);
+	assert_int_equal(gpte_get(&e->m0, 0, PD, 2) & (G_A | G_D), G_A | G_D);
 
-	gpte_set(&e.m, 0, PDPT, 0, (3ULL << 30) | G_P | G_PS);
-	assert_int_equal(walk(&e, &cpu, gva, MMU_ACCESS_READ, &w), MMU_WALK_OK);
+	gpte_set(&e->m0, 0, PDPT, 0, (3ULL << 30) | G_P | G_PS);
+	assert_int_equal(walk(e, &cpu, gva, MMU_ACCESS_READ, &w), MMU_WALK_OK);
 	assert_int_equal(w.level, 3);
 	assert_int_equal(w.gpa, (3ULL << 30) | gva);
-	assert_int_equal(gpte_get(&e.m, 0, PDPT, 0) & (G_A | G_D), G_A);
-	assert_int_equal(walk(&e, &cpu, gva, MMU_ACCESS_WRITE, &w),
-			 MMU_WALK_FAULT);
-	assert_int_equal(w.error_code, PFERR_PRESENT | PFERR_WRITE);
-	env_free(&e);
+	assert_int_equal(gpte_get(&e->m0, 0, PDPT, 0) & (G_A | G_D), G_A);
+	assert_int_equal(walk_fault(e, &cpu, gva, MMU_ACCESS_WRITE),
+			 PFERR_PRESENT | PFERR_WRITE);
+	env_free(e);
 }
 
 static void test_walk_table_without_memslot_faults_rsvd(void **state)
 {
-	struct env e = env_new(0);
+	struct mmu_env *e = env_new();
 	struct mmu_cpu_state cpu = boot_cpu(PML4);
-	struct mmu_walk w;
 
 	(void)state;
-	set_path(&e, G_W, G_W);
+	set_path(e, G_W, G_W);
 	/* The PT lives at a gfn no memslot covers: it reads as all ones. */
-	gpte_set(&e.m, 0, PD, 2, (0x1000ULL << 12) | G_P | G_W);
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_READ, &w),
-			 MMU_WALK_FAULT);
-	assert_int_equal(w.error_code, PFERR_PRESENT | PFERR_RSVD);
+	gpte_set(&e->m0, 0, PD, 2, (0x1000ULL << 12) | G_P | G_W);
+	assert_int_equal(walk_fault(e, &cpu, GVA, MMU_ACCESS_READ),
+			 PFERR_PRESENT | PFERR_RSVD);
 	/* CR3 outside memory. */
 	cpu.cr3 = 0x2000ULL << 12;
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_READ, &w),
-			 MMU_WALK_FAULT);
-	assert_int_equal(w.error_code, PFERR_PRESENT | PFERR_RSVD);
-	env_free(&e);
+	assert_int_equal(walk_fault(e, &cpu, GVA, MMU_ACCESS_READ),
+			 PFERR_PRESENT | PFERR_RSVD);
+	env_free(e);
 }
 
 static void test_walk_ad_update_is_dirty_logged(void **state)
 {
-	struct env e = env_new(MEMSLOT_LOG_DIRTY);
+	struct mmu_env *e = env_new_flags(MEMSLOT_LOG_DIRTY, 0);
 	struct mmu_cpu_state cpu = boot_cpu(PML4);
 	struct mmu_walk w;
 	uint64_t bits[1];
 	char err[128];
 
 	(void)state;
-	set_path(&e, G_W, G_W);
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_WRITE, &w),
-			 MMU_WALK_OK);
+	set_path(e, G_W, G_W);
+	assert_int_equal(walk(e, &cpu, GVA, MMU_ACCESS_WRITE, &w), MMU_WALK_OK);
 	assert_int_equal(
-		memslot_dirty_log_get(e.mmu, 0, bits, 1, err, sizeof(err)), 0);
+		memslot_dirty_log_get(e->mmu, 0, bits, 1, err, sizeof(err)), 0);
 	/* Every table whose A/D bit changed, and nothing else. */
 	assert_int_equal(bits[0], (1ULL << PML4) | (1ULL << PDPT) |
 					  (1ULL << PD) | (1ULL << PT));
 	/* Already set: a second walk writes nothing. */
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_WRITE, &w),
-			 MMU_WALK_OK);
+	assert_int_equal(walk(e, &cpu, GVA, MMU_ACCESS_WRITE, &w), MMU_WALK_OK);
 	assert_int_equal(
-		memslot_dirty_log_get(e.mmu, 0, bits, 1, err, sizeof(err)), 0);
+		memslot_dirty_log_get(e->mmu, 0, bits, 1, err, sizeof(err)), 0);
 	assert_int_equal(bits[0], 0);
-	env_free(&e);
+	env_free(e);
 }
 
 static void test_walk_readonly_tables_keep_ad_clear(void **state)
 {
-	struct env e = env_new(MEMSLOT_READONLY);
+	struct mmu_env *e = env_new_flags(MEMSLOT_READONLY, 0);
 	struct mmu_cpu_state cpu = boot_cpu(PML4);
 	struct mmu_walk w;
 
 	(void)state;
-	set_path(&e, G_W, G_W);
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_WRITE, &w),
-			 MMU_WALK_OK);
-	assert_false(gpte_get(&e.m, 0, PT, 1) & (G_A | G_D));
-	env_free(&e);
+	set_path(e, G_W, G_W);
+	assert_int_equal(walk(e, &cpu, GVA, MMU_ACCESS_WRITE, &w), MMU_WALK_OK);
+	assert_false(gpte_get(&e->m0, 0, PT, 1) & (G_A | G_D));
+	env_free(e);
 }
 
 /*
@@ -362,29 +328,27 @@ static void test_walk_readonly_tables_keep_ad_clear(void **state)
  */
 static void test_walk_write_sets_d_on_leaf_only(void **state)
 {
-	struct env e = env_new(0);
+	struct mmu_env *e = env_new();
 	struct mmu_cpu_state cpu = boot_cpu(PML4);
 	struct mmu_walk w;
 
 	(void)state;
-	set_path(&e, G_W, G_W);
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_WRITE, &w),
-			 MMU_WALK_OK);
+	set_path(e, G_W, G_W);
+	assert_int_equal(walk(e, &cpu, GVA, MMU_ACCESS_WRITE, &w), MMU_WALK_OK);
 	assert_int_equal(w.level, 1);
-	assert_int_equal(gpte_get(&e.m, 0, PML4, 0) & (G_A | G_D), G_A);
-	assert_int_equal(gpte_get(&e.m, 0, PDPT, 0) & (G_A | G_D), G_A);
-	assert_int_equal(gpte_get(&e.m, 0, PD, 2) & (G_A | G_D), G_A);
-	assert_int_equal(gpte_get(&e.m, 0, PT, 1) & (G_A | G_D), G_A | G_D);
+	assert_int_equal(gpte_get(&e->m0, 0, PML4, 0) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e->m0, 0, PDPT, 0) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e->m0, 0, PD, 2) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e->m0, 0, PT, 1) & (G_A | G_D), G_A | G_D);
 
-	set_path(&e, G_W, G_W);
-	gpte_set(&e.m, 0, PD, 2, (7ULL << 21) | G_P | G_W | G_PS);
-	assert_int_equal(walk(&e, &cpu, GVA, MMU_ACCESS_WRITE, &w),
-			 MMU_WALK_OK);
+	set_path(e, G_W, G_W);
+	gpte_set(&e->m0, 0, PD, 2, (7ULL << 21) | G_P | G_W | G_PS);
+	assert_int_equal(walk(e, &cpu, GVA, MMU_ACCESS_WRITE, &w), MMU_WALK_OK);
 	assert_int_equal(w.level, 2);
-	assert_int_equal(gpte_get(&e.m, 0, PML4, 0) & (G_A | G_D), G_A);
-	assert_int_equal(gpte_get(&e.m, 0, PDPT, 0) & (G_A | G_D), G_A);
-	assert_int_equal(gpte_get(&e.m, 0, PD, 2) & (G_A | G_D), G_A | G_D);
-	env_free(&e);
+	assert_int_equal(gpte_get(&e->m0, 0, PML4, 0) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e->m0, 0, PDPT, 0) & (G_A | G_D), G_A);
+	assert_int_equal(gpte_get(&e->m0, 0, PD, 2) & (G_A | G_D), G_A | G_D);
+	env_free(e);
 }
 
 int main(void)

@@ -20,33 +20,40 @@
 #define ROUNDS 10000
 #endif
 
+/*
+ * The guest writes BASE1 at 0x400000 and BASE1 + 1 at gva, shadowing the
+ * tables on both paths; returns how many shadow pages that made.
+ */
+static uint64_t write_two_pages(struct mmu_env *e, gva_t gva)
+{
+	env_map(e, PML4, 0x400000, BASE1, G_W | G_D);
+	env_map(e, PML4, gva, BASE1 + 1, G_W | G_D);
+	assert_int_equal(env_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(env_fault(e, gva, MMU_ACCESS_WRITE), MMU_FAULT_FIXED);
+	return env_stats(e).pages;
+}
+
 static void
 test_zap_fast_caller_returns_pages_obsolete_until_freed(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	struct mmu_stats st;
 	uint64_t pages, freed;
-	hva_t hva;
 
 	(void)state;
-	penv_map(e, PML4, 0x400000, BASE1, G_W | G_D);
-	penv_map(e, PML4, 0x800000, BASE1 + 1, G_W | G_D);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault(e, 0x800000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	pages = penv_stats(e).pages;
+	pages = write_two_pages(e, 0x800000);
 	mmu_zap_all_fast(e->mmu);
 	/* O(1): nothing freed yet; every vCPU was asked, with wait. */
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.pages, pages);
 	assert_int_equal(st.fast_zaps, 1);
 	assert_int_equal(e->rec.free_roots, 1);
 	assert_true(e->rec.waits >= 1);
-	penv_audit(e);
+	env_audit(e);
 	/* A back-to-back second zap is harmless. */
 	mmu_zap_all_fast(e->mmu);
-	penv_audit(e);
+	env_audit(e);
 	/* The vCPU still holds its obsolete root until it handles the
 	 * request: a fault on it drops it and retries. */
 	{
@@ -56,21 +63,19 @@ test_zap_fast_caller_returns_pages_obsolete_until_freed(void **state)
 						MMU_ACCESS_READ, &info),
 				 MMU_FAULT_RETRY);
 	}
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_READ),
+	assert_int_equal(env_fault(e, 0x400000, MMU_ACCESS_READ),
 			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_xlate(e, 0x400000, MMU_ACCESS_READ, &hva), 0);
-	assert_int_equal(hva, penv_hva(e, BASE1));
+	assert_shadow_maps(e, 0x400000, MMU_ACCESS_READ, env_hva(e, BASE1));
 	/* The new root reaches nothing of the old generations. */
-	assert_int_equal(penv_xlate(e, 0x800000, MMU_ACCESS_READ, &hva),
-			 -EFAULT);
-	penv_audit(e);
+	assert_shadow_misses(e, 0x800000, MMU_ACCESS_READ);
+	env_audit(e);
 	freed = mmu_zap_obsolete_pages(e->mmu);
 	assert_int_equal(freed, pages);
-	st = penv_stats(e);
+	st = env_stats(e);
 	assert_int_equal(st.obsolete_freed, pages);
 	assert_int_equal(st.pages, 4);
 	assert_int_equal(mmu_zap_obsolete_pages(e->mmu), 0);
-	penv_free(e);
+	env_free(e);
 }
 
 /*
@@ -81,18 +86,12 @@ test_zap_fast_caller_returns_pages_obsolete_until_freed(void **state)
  */
 static void test_zap_fast_obsolete_pages_freed_after_one_flush(void **state)
 {
-	struct penv *e = penv_new();
+	struct mmu_env *e = env_new();
 	unsigned flushes, waits;
 	uint64_t pages;
 
 	(void)state;
-	penv_map(e, PML4, 0x400000, BASE1, G_W | G_D);
-	penv_map(e, PML4, 0x40000000, BASE1 + 1, G_W | G_D);
-	assert_int_equal(penv_fault(e, 0x400000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(penv_fault(e, 0x40000000, MMU_ACCESS_WRITE),
-			 MMU_FAULT_FIXED);
-	pages = penv_stats(e).pages;
+	pages = write_two_pages(e, 0x40000000);
 	mmu_zap_all_fast(e->mmu);
 	mmu_vcpu_free_obsolete_roots(e->v);
 	flushes = e->rec.flushes;
@@ -100,87 +99,60 @@ static void test_zap_fast_obsolete_pages_freed_after_one_flush(void **state)
 	assert_int_equal(mmu_zap_obsolete_pages(e->mmu), pages);
 	assert_int_equal(e->rec.flushes - flushes, 1);
 	assert_int_equal(e->rec.waits - waits, 1);
-	assert_int_equal(penv_stats(e).pages, 0);
-	penv_free(e);
+	assert_int_equal(env_stats(e).pages, 0);
+	env_free(e);
 }
 
-/* The threaded environment of test_concurrency.c, in small. */
-struct zenv {
-	struct tmem m0, m1;
-	struct tvm vm;
-};
-
-static void zenv_init(struct zenv *z)
+/* Slot 1's pages spread over several page tables and directories, half
+ * of them clean, and one gfn with no memslot (MMIO). */
+static void map_spread(struct tenv *t)
 {
-	gfn_t next = PML4 + 1;
-	char err[128];
 	unsigned i;
 
-	memset(z, 0, sizeof(*z));
-	z->m0 = tmem_alloc(NPAGES0);
-	z->m1 = tmem_alloc(NPAGES1);
-	z->vm.mmu = mmu_create(tv_ops(), &z->vm);
-	assert_non_null(z->vm.mmu);
-	assert_int_equal(memslot_add(z->vm.mmu, 0, 0, NPAGES0, tmem_hva(&z->m0),
-				     0, err, sizeof(err)),
-			 0);
-	assert_int_equal(memslot_add(z->vm.mmu, 1, BASE1, NPAGES1,
-				     tmem_hva(&z->m1), 0, err, sizeof(err)),
-			 0);
-	for (i = 0; i < NPAGES1; i++) {
-		/* Spread over several page tables and directories. */
-		gva_t gva = 0x400000 + i * 0x201000ULL;
-
-		map_4k(&z->m0, 0, PML4, &next, gva, BASE1 + i,
-		       G_W | (i & 1 ? G_D : 0));
-		z->vm.gvas[z->vm.npages] = gva;
-		z->vm.writes[z->vm.npages++] = true;
-	}
-	/* And one gfn with no memslot: MMIO. */
-	map_4k(&z->m0, 0, PML4, &next, 0x7000000, 0x5000, G_W | G_D);
-	z->vm.gvas[z->vm.npages] = 0x7000000;
-	z->vm.writes[z->vm.npages++] = false;
-	z->vm.cpu = boot_cpu(PML4);
+	for (i = 0; i < NPAGES1; i++)
+		tenv_map_touched(t, 0x400000 + i * 0x201000ULL, BASE1 + i,
+				 G_W | (i & 1 ? G_D : 0), true);
+	tenv_map_touched(t, 0x7000000, 0x5000, G_W | G_D, false);
 }
 
-static void zaudit(struct zenv *z, unsigned round)
+/* A round: one or two fast zaps, the audit with the obsolete pages still
+ * there, and now and then a batch of them freed. */
+static void zap_round(struct tenv *t, unsigned round, void *arg)
 {
-	char msg[256];
+	uint64_t *freed = arg;
 
-	if (mmu_audit(z->vm.mmu, msg, sizeof(msg)))
-		fail_msg("round %u: audit: %s", round, msg);
+	mmu_zap_all_fast(t->vm.mmu);
+	if (round % 3 == 0)
+		mmu_zap_all_fast(t->vm.mmu);
+	tenv_audit(t, round);
+	if (round % 4 == 3)
+		*freed += mmu_zap_obsolete_pages(t->vm.mmu);
+	/* After the last round, what is left, with the vCPUs running. */
+	if (round == ROUNDS - 1)
+		*freed += mmu_zap_obsolete_pages(t->vm.mmu);
 }
 
 static void test_zap_fast_back_to_back_under_vcpus_frees_all(void **state)
 {
-	struct zenv z;
+	struct tenv *t = tenv_new();
 	struct mmu_stats st;
 	uint64_t freed = 0, accesses = 0;
-	unsigned round, i;
+	unsigned i;
 
 	(void)state;
-	zenv_init(&z);
-	tvm_start(&z.vm, 2);
-	tvm_wait_entries(&z.vm, 1);
-	for (round = 0; round < ROUNDS; round++) {
-		mmu_zap_all_fast(z.vm.mmu);
-		if (round % 3 == 0)
-			mmu_zap_all_fast(z.vm.mmu);
-		zaudit(&z, round);
-		if (round % 4 == 3)
-			freed += mmu_zap_obsolete_pages(z.vm.mmu);
-		if (round % 8 == 0)
-			tvm_wait_entries(&z.vm, 1);
-	}
-	freed += mmu_zap_obsolete_pages(z.vm.mmu);
-	assert_int_equal(tvm_stop(&z.vm), 0);
+	map_spread(t);
+	tenv_run(t, 2,
+		 &(struct tenv_loop){ .rounds = ROUNDS,
+				      .check_every = 8,
+				      .check_at = 0,
+				      .round = zap_round,
+				      .arg = &freed });
 	for (i = 0; i < 2; i++)
-		accesses += atomic_load(&z.vm.vcpus[i].accesses);
-	zaudit(&z, ~0u);
+		accesses += atomic_load(&t->vm.vcpus[i].accesses);
 	/* Eventually: with the vCPUs gone, one more zap frees the rest. */
-	mmu_zap_all_fast(z.vm.mmu);
-	freed += mmu_zap_obsolete_pages(z.vm.mmu);
-	mmu_stats_get(z.vm.mmu, &st);
+	mmu_zap_all_fast(t->vm.mmu);
+	freed += mmu_zap_obsolete_pages(t->vm.mmu);
+	mmu_stats_get(t->vm.mmu, &st);
 	print_message("%u rounds: %llu accesses, %llu faults, %llu retries, "
 		      "%llu fast zaps, %llu obsolete pages freed, %llu MMIO "
 		      "hits\n",
@@ -193,10 +165,7 @@ static void test_zap_fast_back_to_back_under_vcpus_frees_all(void **state)
 	assert_int_equal(st.pages, 0);
 	assert_int_equal(st.obsolete_freed, freed);
 	assert_true(freed > 0 && accesses > 0);
-	zaudit(&z, ~0u);
-	mmu_destroy(z.vm.mmu);
-	tmem_free(&z.m0);
-	tmem_free(&z.m1);
+	tenv_free(t);
 }
 
 int main(void)
