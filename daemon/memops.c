@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "guestmem.h"
+#include "memops_args.h"
 #include "mmu.h"
 #include "mmud.h"
 #include "rpc.h"
@@ -307,27 +308,6 @@ static void cmd_zap_all(struct qmp_request *req, json_t *args, void *opaque)
 	submit(opaque, req, &j);
 }
 
-static const struct qmp_arg add_args[] = {
-	{ "gpa", QMP_ARG_INT, false },
-	{ "size", QMP_ARG_INT, false },
-	{ "readonly", QMP_ARG_BOOL, true },
-	{ "log-dirty", QMP_ARG_BOOL, true },
-	QMP_ARGS_END,
-};
-static const struct qmp_arg slot_args[] = {
-	{ "slot", QMP_ARG_INT, false },
-	QMP_ARGS_END,
-};
-static const struct qmp_arg harvest_args[] = {
-	{ "slot", QMP_ARG_INT, false },
-	{ "clear", QMP_ARG_BOOL, true },
-	QMP_ARGS_END,
-};
-static const struct qmp_arg zap_args[] = {
-	{ "slow", QMP_ARG_BOOL, true },
-	QMP_ARGS_END,
-};
-
 struct memops *mmud_memops_new(struct qmp_server *qmp,
 			       struct mmud_worker *worker, struct vm *vm)
 {
@@ -336,12 +316,12 @@ struct memops *mmud_memops_new(struct qmp_server *qmp,
 		const struct qmp_arg *args;
 		qmp_handler_fn *fn;
 	} cmds[] = {
-		{ "x-memslot-add", add_args, cmd_add },
-		{ "x-memslot-remove", slot_args, cmd_remove },
-		{ "x-dirty-log-start", slot_args, cmd_log_start },
-		{ "x-dirty-log-stop", slot_args, cmd_log_stop },
-		{ "x-dirty-log-harvest", harvest_args, cmd_harvest },
-		{ "x-mmu-zap-all", zap_args, cmd_zap_all },
+		{ "x-memslot-add", mmud_memslot_add_args, cmd_add },
+		{ "x-memslot-remove", mmud_slot_args, cmd_remove },
+		{ "x-dirty-log-start", mmud_slot_args, cmd_log_start },
+		{ "x-dirty-log-stop", mmud_slot_args, cmd_log_stop },
+		{ "x-dirty-log-harvest", mmud_harvest_args, cmd_harvest },
+		{ "x-mmu-zap-all", mmud_zap_all_args, cmd_zap_all },
 	};
 	struct memops *m = calloc(1, sizeof(*m));
 

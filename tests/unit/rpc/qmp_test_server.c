@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "memops_args.h"
 #include "rpc.h"
 
 static struct event_base *base;
@@ -253,25 +254,6 @@ static void cmd_echo_slot(struct qmp_request *req, json_t *args, void *opaque)
 	qmp_reply_return(req, json_pack("{s:i, s:O}", "slot", 1, "args", args));
 }
 
-static const struct qmp_arg memslot_add_args[] = {
-	{ "gpa", QMP_ARG_INT, false },
-	{ "size", QMP_ARG_INT, false },
-	{ "readonly", QMP_ARG_BOOL, true },
-	{ "log-dirty", QMP_ARG_BOOL, true },
-	QMP_ARGS_END,
-};
-
-static const struct qmp_arg slot_args[] = {
-	{ "slot", QMP_ARG_INT, false },
-	QMP_ARGS_END,
-};
-
-static const struct qmp_arg harvest_args[] = {
-	{ "slot", QMP_ARG_INT, false },
-	{ "clear", QMP_ARG_BOOL, true },
-	QMP_ARGS_END,
-};
-
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
@@ -301,9 +283,9 @@ static const struct reg regs[] = {
 	{ "query-cpus-fast", NULL, cmd_cpus },
 	{ "x-query-memslots", NULL, cmd_memslots },
 	{ "x-query-mmu-stats", NULL, cmd_stats },
-	{ "x-memslot-add", memslot_add_args, cmd_echo_slot },
-	{ "x-memslot-remove", slot_args, cmd_echo_slot },
-	{ "x-dirty-log-harvest", harvest_args, cmd_echo_slot },
+	{ "x-memslot-add", mmud_memslot_add_args, cmd_echo_slot },
+	{ "x-memslot-remove", mmud_slot_args, cmd_echo_slot },
+	{ "x-dirty-log-harvest", mmud_harvest_args, cmd_echo_slot },
 };
 
 int main(int argc, char **argv)
