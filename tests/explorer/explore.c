@@ -133,11 +133,6 @@ void explorer_fail(const char *fmt, ...)
 	trace_append(cur->run, cur->run->failure);
 }
 
-int explorer_self(void)
-{
-	return self_index;
-}
-
 int explorer_paused_at(int i)
 {
 	const struct actor *a;

@@ -81,11 +81,9 @@ void explorer_run(struct explorer *ex);
 void explorer_free(struct explorer *ex);
 
 /* For actors and oracles: append a line to the trace (if kept), and
- * report a violation (the run stops at the next schedule point). */
+ * report a violation (the actors then run to their end, unchecked). */
 void explorer_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void explorer_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* The running actor's index, -1 on a thread that is no actor. */
-int explorer_self(void);
 /* The schedule point (enum explore_point) actor i is paused at, or -1
  * (at a lock, a wait, not started or finished). */
 int explorer_paused_at(int i);

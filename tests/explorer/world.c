@@ -143,8 +143,6 @@ static void assemble(const struct world_op *ops, unsigned n, uint8_t *p,
 
 /* ---- vCPU callbacks -------------------------------------------------------- */
 
-static struct world *the_world;
-
 static void ops_pio(void *opaque, unsigned int vcpu, uint16_t port,
 		    unsigned int size, bool in, uint32_t *value)
 {
@@ -995,7 +993,6 @@ void world_run(const struct scenario *sc, const struct explorer_config *cfg,
 	if (!w)
 		abort();
 	w->sc = sc;
-	the_world = w;
 	build(w, sc);
 	ex = explorer_new(cfg, run);
 	for (unsigned c = 0; c < sc->nvcpus; c++)
@@ -1033,5 +1030,4 @@ void world_run(const struct scenario *sc, const struct explorer_config *cfg,
 	explorer_free(ex);
 	teardown(w);
 	free(w);
-	the_world = NULL;
 }
