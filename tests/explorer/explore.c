@@ -16,14 +16,23 @@
 #include "base.h"
 #include "explorer.h"
 
+/*
+ * Legend: (c) constant once the run starts; (x) ex->mu, the baton's lock:
+ * the scheduler sets go and running, the actor clears them; (b) written
+ * only by the thread holding the baton (the running actor, or the
+ * scheduler between steps, when no actor runs), so every access is
+ * ordered by the ex->mu hand-offs around it.
+ */
 struct actor {
+	/* (c) */
 	const char *name;
 	explorer_actor_fn fn;
 	void *arg;
 	pthread_t thread;
 	pthread_cond_t cv;
-	bool go; /* the scheduler's baton */
-	bool done;
+	bool go; /* (x) the scheduler's baton */
+	bool done; /* (x) */
+	/* The rest (b). */
 	/* Not runnable while the lock is held by another actor. */
 	pthread_mutex_t *want_lock;
 	/* Not runnable until wait_fn(wait_arg). */
@@ -44,6 +53,7 @@ struct held_lock {
 	int owner;
 };
 
+/* Legend as for struct actor; running is (x), the rest (b). */
 struct explorer {
 	struct explorer_config cfg;
 	struct explorer_run *run;
