@@ -43,8 +43,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-import test_daemon as td  # noqa: E402  (Daemon, Client)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "lib"))
+import daemonlib as td  # noqa: E402  (Daemon, Client)
 
 GiB = 1 << 30
 CTRL_GPA, DIRTY_GPA = 64 * GiB, 16 * GiB

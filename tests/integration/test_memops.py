@@ -27,7 +27,9 @@ import sys
 import tempfile
 import time
 
-import test_daemon as td
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import daemonlib as td  # noqa: E402
 
 GiB = 1 << 30
 HOTPLUG_GPA, CONTROL_GPA = 8 * GiB, 12 * GiB

@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""The console of the real mmud: socket streaming and replay, input,
+QEMU's ringbuf commands and query-chardev, a console file.
+
+Usage: test_console.py GROUP MMUD MMUCTL FOREVER_ELF [ECHO_ELF]
+GROUP: console (meson: daemon-GROUP). Shared parts: tests/lib/daemonlib.py.
+"""
+import base64
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import daemonlib as dl  # noqa: E402
+from daemonlib import (  # noqa: E402
+    TIMEOUT, Daemon, test, read_console_until)
+
+
+# ---- console -------------------------------------------------------------
+
+@test("console")
+def test_console_streams_and_replays(tmp):
+    d = Daemon(tmp)
+    s1, text = read_console_until(d.con, "tick 2\n")
+    assert text.startswith("forever: up, 2 vcpus, fresh\ntick 1\ntick 2"), text
+    # A later client gets the replay first, then the live stream: it sees
+    # ticks printed after it connected.
+    s2, text2 = read_console_until(d.con, "tick 3\n")
+    assert text2.startswith("forever: up, 2 vcpus, fresh\ntick 1\n"), text2
+    _, more = read_console_until(d.con, re.compile(r"tick \d+\n"), sock=s2)
+    # Clients that go away do not disturb the others or the daemon.
+    s2.close()
+    _, more = read_console_until(d.con, re.compile(r"tick \d+\n"), sock=s1)
+    c = d.client()
+    c.cmd("quit")
+    # The daemon closes console clients when it ends.
+    s1.settimeout(TIMEOUT)
+    while s1.recv(65536):
+        pass
+    assert d.wait() == 0, d.log()
+    d.sockets_gone()
+    d.kill()
+
+
+@test("console")
+def test_console_replay_is_the_last_64k(tmp):
+    d = Daemon(tmp, append="spam")
+    s1, text = read_console_until(d.con, "tick 00002000 ")
+    # s1 stops reading; another client waits for 6000 more lines (about
+    # 360 KB, more than s1's socket and our 64 KiB buffer for it hold).
+    s3, _ = read_console_until(d.con, "tick 00008000 ")
+    s3.close()
+    c = d.client()
+    c.cmd("stop")
+    # Paused: nothing more is printed. A new client gets exactly the last
+    # 64 KiB; after quit both see EOF, and the replay is the tail of what
+    # the first client read.
+    s2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s2.settimeout(TIMEOUT)
+    s2.connect(d.con)
+    replay = b""
+    while len(replay) < 65536:
+        chunk = s2.recv(65536)
+        assert chunk, len(replay)
+        replay += chunk
+    # The first client has not read since tick 2000: its socket and the
+    # daemon's buffer for it are full. At quit the daemon gives each
+    # client the rest before it closes it (both are read at once here:
+    # the daemon waits a few seconds at most for a client that reads).
+    got = {}
+
+    def read_to_eof(name, sock, have):
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            have += chunk
+        got[name] = have
+
+    readers = [threading.Thread(target=read_to_eof, args=a)
+               for a in (("s1", s1, text.encode()), ("s2", s2, replay))]
+    c.cmd("quit")
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    replay, full = got["s2"], got["s1"]
+    assert len(replay) == 65536, len(replay)
+    assert len(full) > 65536 and full.endswith(replay), \
+        (len(full), full[-80:], replay[-80:])
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+def guest_hash(data):
+    """The echo guest's hash: h = h * 31 + byte, 64 bits."""
+    h = 0
+    for b in data:
+        h = (h * 31 + b) & (2**64 - 1)
+    return h
+
+
+@test("console")
+def test_console_input_reaches_the_guest_whole_and_in_order(tmp):
+    assert dl.ECHO, "test_console.py needs ECHO_ELF for the console group"
+    d = Daemon(tmp, smp=1, kernel=dl.ECHO)
+    s, _ = read_console_until(d.con, "echo: ready\n")
+    s.sendall(b"hello, guest\n")
+    read_console_until(d.con, "echo: hello, guest\n", sock=s)
+    # A paste far larger than COM1's receive queue (4 KiB): the daemon
+    # stops reading this client while the guest is behind, so nothing is
+    # lost or reordered. (The echoes overflow this client's backlog and
+    # are partly dropped: output never waits for a client.)
+    data = b"".join(b"line %05d %s\n" % (i, b"x" * 50) for i in range(2000))
+    s.sendall(data + b"sum\n")
+    want = "echo: %d bytes, hash %x\n" % (
+        len(b"hello, guest\n") + len(data),
+        guest_hash(b"hello, guest\n" + data))
+    _, text = read_console_until(d.con, re.compile(r"bytes, hash \w+\n"),
+                                 sock=s)
+    assert want in text, (want, text[-200:])
+    s.sendall(b"quit\n")
+    read_console_until(d.con, "echo: bye\n", sock=s)
+    assert d.wait() == 1, d.log()
+    d.kill()
+
+
+def ringbuf_read_until(c, needle):
+    """ringbuf-read (utf8) until needle has come; returns all read."""
+    got = ""
+    deadline = time.monotonic() + TIMEOUT
+    while needle not in got:
+        args = {"device": "serial0", "size": 4096}
+        r = c.cmd("ringbuf-read", args)
+        assert "return" in r, r
+        got += r["return"]
+        assert time.monotonic() < deadline, ("no %r" % needle, got)
+    return got
+
+
+@test("console")
+def test_qmp_ringbuf_reads_and_types_into_the_console(tmp):
+    assert dl.ECHO, "test_console.py needs ECHO_ELF for the console group"
+    d = Daemon(tmp, smp=1, kernel=dl.ECHO, console=False)
+    c = d.client()
+    ringbuf_read_until(c, "echo: ready\n")
+    # Each read takes what it returns: nothing is left now.
+    assert c.cmd("ringbuf-read", {"device": "serial0", "size": 100}) == \
+        {"return": ""}
+    # utf8 both ways, non-ASCII included.
+    assert c.cmd("ringbuf-write", {"device": "serial0",
+                                   "data": "h\u00e9llo\n"}) == {"return": {}}
+    assert ringbuf_read_until(c, "\n") == "echo: h\u00e9llo\n"
+    # A read whose size ends inside a character leaves it whole for the
+    # next: "echo: h" is 7 bytes, "\u00e9" the 8th and 9th.
+    c.cmd("ringbuf-write", {"device": "serial0", "data": "h\u00e9\n"})
+    got = ""
+    deadline = time.monotonic() + TIMEOUT
+    while len(got) < len("echo: h"):
+        r = c.cmd("ringbuf-read", {"device": "serial0",
+                                   "size": 8 - len(got.encode())})
+        got += r["return"]
+        assert time.monotonic() < deadline, got
+    assert got == "echo: h", got
+    assert ringbuf_read_until(c, "\n") == "\u00e9\n"
+    # A size that can never hold it gets U+FFFD for what it cuts.
+    c.cmd("ringbuf-write", {"device": "serial0", "data": "\u00e9\n"})
+    got = ""
+    while "\ufffd" not in got:
+        r = c.cmd("ringbuf-read", {"device": "serial0", "size": 1})
+        got += r["return"]
+        assert time.monotonic() < deadline, got
+    assert got == "echo: \ufffd", got
+    assert ringbuf_read_until(c, "\n") == "\ufffd\n"
+    # base64 in: bytes that are not UTF-8 come back as U+FFFD in utf8,
+    # and exactly in base64.
+    b = base64.b64encode(b"\xff\xfe\n").decode()
+    ok = c.cmd("ringbuf-write", {"device": "serial0", "data": b,
+                                 "format": "base64"})
+    assert ok == {"return": {}}, ok
+    assert ringbuf_read_until(c, "\n") == "echo: \ufffd\ufffd\n"
+    c.cmd("ringbuf-write", {"device": "serial0", "data": "Zg==\n",
+                            "format": "utf8"})
+    deadline = time.monotonic() + TIMEOUT
+    raw = b""
+    while not raw.endswith(b"\n"):
+        r = c.cmd("ringbuf-read", {"device": "serial0", "size": 3,
+                                   "format": "base64"})
+        raw += base64.b64decode(r["return"])
+        assert time.monotonic() < deadline, raw
+    assert raw == b"echo: Zg==\n", raw
+    # Final quanta with one, two and no padding characters.
+    for data in ["Zgo=", "Zm8K", "Zm9vCg=="]:
+        r = c.cmd("ringbuf-write", {"device": "serial0", "data": data,
+                                    "format": "base64"})
+        assert r == {"return": {}}, (data, r)
+    got = ringbuf_read_until(c, "echo: foo\n")
+    assert got == "echo: f\necho: fo\necho: foo\n", got
+    # Bad arguments: an error naming what is wrong, nothing sent.
+    bad = [
+        ({"device": "serial1", "data": "x"}, "Device 'serial1' not found"),
+        ({"device": "serial0", "data": "x", "format": "hex"},
+         "Parameter 'format' does not accept value 'hex'"),
+    ] + [({"device": "serial0", "data": v, "format": "base64"},
+          "Parameter 'data' is not valid base64")
+         for v in ["abc", "ab=c", "====", "Zg=", "Z===", "Zg==Zg==", "Z!=="]]
+    for args, desc in bad:
+        r = c.cmd("ringbuf-write", args)
+        assert r == {"error": {"class": "GenericError", "desc": desc}}, \
+            (args, r)
+    for size in (0, -1):
+        r = c.cmd("ringbuf-read", {"device": "serial0", "size": size})
+        assert r["error"]["desc"] == \
+            "Parameter 'size' must be greater than zero", r
+    r = c.cmd("ringbuf-read", {"device": "serial0", "size": "1"})
+    assert r["error"]["class"] == "GenericError", r
+    c.cmd("ringbuf-write", {"device": "serial0", "data": "quit\n"})
+    assert d.wait() == 1, d.log()
+    d.kill()
+
+
+@test("console")
+def test_console_to_a_file(tmp):
+    out = os.path.join(tmp, "console.txt")
+    d = Daemon(tmp, "--console", out, append="exit=0", console=False)
+    assert d.wait() == 1, d.log()
+    text = open(out).read()
+    assert text.startswith("forever: up, 2 vcpus, fresh\ntick 1\n"), text
+    assert text.rstrip().endswith("tick 3"), text
+    d.kill()
+
+
+def chardevs(c):
+    r = c.cmd("query-chardev")
+    assert "return" in r, r
+    return {d["label"]: d for d in r["return"]}
+
+
+@test("console")
+def test_query_chardev_names_the_console_as_qemu_would(tmp):
+    d = Daemon(tmp)
+    c = d.client()
+    want_mon = {"label": "compat_monitor0", "frontend-open": True,
+                "filename": "unix:%s,server=on" % d.qmp}
+    cds = chardevs(c)
+    assert set(cds) == {"serial0", "compat_monitor0"}, cds
+    assert cds["compat_monitor0"] == want_mon, cds
+    assert cds["serial0"]["filename"] == \
+        "disconnected:unix:%s,server=on" % d.con, cds
+    s, _ = read_console_until(d.con, "forever: up")
+    assert chardevs(c)["serial0"]["filename"] == \
+        "unix:%s,server=on" % d.con
+    s.close()
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+    for extra, want in [((), "stdio"),
+                        (("--console", os.path.join(tmp, "con.txt")),
+                         "file:" + os.path.join(tmp, "con.txt"))]:
+        d = Daemon(tmp, *extra, console=False)
+        c = d.client()
+        assert chardevs(c)["serial0"]["filename"] == want, (extra, want)
+        c.cmd("quit")
+        assert d.wait() == 0, d.log()
+        d.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(dl.main())

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""vCPU threads, memslots and the live MMU audit of the real mmud.
+
+Usage: test_cpus.py GROUP MMUD MMUCTL FOREVER_ELF [ECHO_ELF]
+GROUP: cpus (meson: daemon-GROUP). Shared parts: tests/lib/daemonlib.py.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import daemonlib as dl  # noqa: E402
+from daemonlib import (  # noqa: E402
+    Daemon, test)
+
+
+# ---- vCPUs, memslots, MMU ------------------------------------------------
+
+@test("cpus")
+def test_query_cpus_fast_threads_are_real(tmp):
+    d = Daemon(tmp, smp=3)
+    c = d.client()
+    cpus = c.cmd("query-cpus-fast")["return"]
+    assert [v["cpu-index"] for v in cpus] == [0, 1, 2], cpus
+    tasks = set(int(t) for t in os.listdir("/proc/%d/task" % d.proc.pid))
+    tids = [v["thread-id"] for v in cpus]
+    assert len(set(tids)) == 3 and set(tids) <= tasks, (tids, tasks)
+    assert d.proc.pid not in tids
+    for v in cpus:
+        assert v["target"] == "x86_64" and v["state"] == "running", v
+        assert v["qom-path"] == "/machine/cpu[%d]" % v["cpu-index"], v
+        assert set(v["exits"]) == {"total", "io", "mmio", "hlt",
+                                   "page-fault"}, v
+    later = c.cmd("query-cpus-fast")["return"]
+    assert later[0]["exits"]["page-fault"] >= cpus[0]["exits"]["page-fault"]
+    assert [v["thread-id"] for v in later] == tids
+    c.cmd("quit")
+    assert d.wait() == 0
+    d.kill()
+
+
+@test("cpus")
+def test_memslots_stats_and_live_audit(tmp):
+    d = Daemon(tmp, "--memory", "3584M")
+    c = d.client()
+    slots = c.cmd("x-query-memslots")["return"]
+    assert slots == [
+        {"slot": 0, "gpa": 0, "size": 3 << 30, "readonly": False,
+         "log-dirty": False},
+        {"slot": 1, "gpa": 4 << 30, "size": 512 << 20, "readonly": False,
+         "log-dirty": False}], slots
+    for _ in range(5):
+        assert c.cmd("x-mmu-audit") == {"return": {}}
+    st = c.cmd("x-query-mmu-stats")["return"]
+    assert st["vm"]["shadow_pages"] > 0 and st["vm"]["pf_fixed"] > 0, st
+    assert [v["cpu-index"] for v in st["vcpus"]] == [0, 1], st
+    assert st["vcpus"][0]["pf_taken"] > 0, st
+    # The audit left the guest running.
+    assert c.cmd("query-status")["return"]["status"] == "running"
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(dl.main())

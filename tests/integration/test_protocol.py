@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""The QMP protocol of the real mmud: greeting, negotiation, ids, bad
+and oversized input, many clients while vCPUs run.
+
+Usage: test_protocol.py GROUP MMUD MMUCTL FOREVER_ELF [ECHO_ELF]
+GROUP: protocol (meson: daemon-GROUP). Shared parts: tests/lib/daemonlib.py.
+"""
+import json
+import os
+import stat
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import daemonlib as dl  # noqa: E402
+from daemonlib import (  # noqa: E402
+    Daemon, error, test, assert_alive)
+
+
+# ---- protocol ------------------------------------------------------------
+
+@test("protocol")
+def test_greeting_and_negotiation(tmp):
+    d = Daemon(tmp)
+    for path in (d.qmp, d.con):
+        st = os.stat(path)
+        assert stat.S_ISSOCK(st.st_mode), path
+        assert stat.S_IMODE(st.st_mode) == 0o600, (path, oct(st.st_mode))
+    c = d.client(negotiate=False)
+    g = c.greeting
+    assert list(g) == ["QMP"], g
+    assert g["QMP"]["capabilities"] == []
+    assert g["QMP"]["version"]["qemu"] == \
+        {"micro": 0, "minor": 1, "major": 0}
+    assert g["QMP"]["version"]["package"].startswith("mmud ")
+    error(c.cmd("query-status", id=7), "CommandNotFound",
+          "Expecting capabilities negotiation with 'qmp_capabilities'")
+    # Wrong types and unknown arguments are refused, changing nothing.
+    error(c.cmd("qmp_capabilities", {"enable": "oob"}), "GenericError",
+          "Invalid parameter type for 'enable', expected: array")
+    error(c.cmd("qmp_capabilities", {"enable": [], "x": 1}),
+          "GenericError", "Parameter 'x' is unexpected")
+    error(c.cmd("query-status"), "CommandNotFound")
+    assert c.cmd("qmp_capabilities", id="n") == {"return": {}, "id": "n"}
+    error(c.cmd("qmp_capabilities"), "CommandNotFound",
+          "Capabilities negotiation is already complete, command ignored")
+    r = c.cmd("query-version")
+    assert r["return"] == g["QMP"]["version"], r
+    names = {x["name"] for x in c.cmd("query-commands")["return"]}
+    for n in ["qmp_capabilities", "query-version", "query-commands",
+              "query-name", "query-status", "stop", "cont", "quit",
+              "system_reset", "query-cpus-fast", "x-query-memslots",
+              "x-query-mmu-stats", "x-mmu-audit", "query-target",
+              "query-kvm", "query-memory-size-summary"]:
+        assert n in names, (n, names)
+    assert c.cmd("query-name") == {"return": {}}
+    # What the machine is, as QEMU says it: software vCPUs, no KVM, the
+    # default 256 MiB of boot RAM and nothing plugged in.
+    assert c.cmd("query-target") == {"return": {"arch": "x86_64"}}
+    assert c.cmd("query-kvm") == {"return": {"enabled": False,
+                                             "present": False}}
+    assert c.cmd("query-memory-size-summary") == {
+        "return": {"base-memory": 256 << 20, "plugged-memory": 0}}
+    error(c.cmd("query-kvm", {"x": 1}), "GenericError",
+          "Parameter 'x' is unexpected")
+    c.close()
+    d.kill()
+
+
+@test("protocol")
+def test_id_echo_and_bad_input(tmp):
+    d = Daemon(tmp)
+    c = d.client()
+    for ident in ["libvirt-7", 42, 1.5, {"a": [1, None]}, [1, "x"], None,
+                  True, ""]:
+        r = c.cmd("query-status", id=ident)
+        assert r["id"] == ident and r["return"]["status"] == "running", r
+        r = c.cmd("nope", id=ident)
+        assert r["id"] == ident, r
+        error(r, "CommandNotFound", "The command nope has not been found")
+    # Malformed JSON: an error without id, and the connection stays.
+    c.send_raw(b'{ "execute": }')
+    r = c.reply()
+    assert r["error"]["desc"].startswith("JSON parse error, ") and \
+        "id" not in r, r
+    error(c.cmd("query-status", {"verbose": True}, id=3), "GenericError",
+          "Parameter 'verbose' is unexpected")
+    c.send_raw(b'{"execute": 5}')
+    error(c.reply(), "GenericError",
+          "QMP input member 'execute' must be a string")
+    c.send_raw(b'{"execute": "stop", "arguments": [1]}')
+    error(c.reply(), "GenericError",
+          "QMP input member 'arguments' must be an object")
+    c.send_raw(b'[1, 2]')
+    error(c.reply(), "GenericError", "QMP input must be a JSON object")
+    # Refused input changed nothing: still running, no event came.
+    r = c.cmd("query-status")
+    assert r["return"] == {"running": True, "status": "running"}, r
+    assert not c.events, c.events
+    c.close()
+    assert_alive(d)
+    d.kill()
+
+
+@test("protocol")
+def test_oversized_and_deep_input_close_only_that_client(tmp):
+    d = Daemon(tmp)
+    other = d.client()
+    c = d.client()
+    big = b'{"execute": "query-status", "id": "' + b"x" * (1 << 20) + \
+        b'"}'
+    try:
+        c.send_raw(big)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    msgs = c.expect_closed()
+    for m in msgs:
+        error(m, "GenericError", "JSON message size limit exceeded")
+    c = d.client()
+    try:
+        c.send_raw(b"[" * 5000)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    msgs = c.expect_closed()
+    assert msgs, "no error before close"
+    error(msgs[0], "GenericError", "JSON nesting depth limit exceeded")
+    assert other.cmd("query-status", id=1)["id"] == 1
+    other.close()
+    assert_alive(d)
+    d.kill()
+
+
+@test("protocol")
+def test_many_clients_while_vcpus_run(tmp):
+    d = Daemon(tmp)
+    clients = [d.client() for _ in range(24)]
+    for rnd in range(5):
+        for i, c in enumerate(clients):
+            c.send({"execute": "query-status", "id": [i, rnd]})
+            c.send({"execute": "query-cpus-fast", "id": [i, rnd, 1]})
+        for i, c in enumerate(clients):
+            assert c.reply()["id"] == [i, rnd]
+            r = c.reply()
+            assert r["id"] == [i, rnd, 1] and len(r["return"]) == 2, r
+    # Replies keep request order behind commands that finish on the
+    # worker, even when one write carries them all.
+    c = clients[2]
+    batch = [("x-mmu-audit", 1), ("query-status", 2), ("stop", 3),
+             ("query-status", 4), ("x-query-mmu-stats", 5), ("cont", 6),
+             ("query-status", 7)]
+    c.send_raw(b"".join(json.dumps({"execute": e, "id": i}).encode()
+                        for e, i in batch))
+    replies = [c.reply() for _ in batch]
+    assert [r["id"] for r in replies] == [i for _, i in batch], replies
+    assert replies[1]["return"]["status"] == "running", replies
+    assert replies[3]["return"]["status"] == "paused", replies
+    assert replies[6]["return"]["status"] == "running", replies
+    for cl in clients:
+        cl.event("STOP")
+        cl.event("RESUME")
+    # An event reaches every negotiated client, once.
+    r = clients[0].cmd("stop")
+    assert r == {"return": {}}, r
+    for c in clients:
+        c.event("STOP")
+    assert clients[1].cmd("cont") == {"return": {}}
+    for c in clients:
+        c.event("RESUME")
+    for c in clients:
+        c.close()
+    assert_alive(d)
+    d.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(dl.main())
