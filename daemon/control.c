@@ -112,16 +112,20 @@ static bool submit(struct mmud *d, struct qmp_request *req,
 		   const char *msg)
 {
 	struct job *j = job_new(d, req);
+	int r;
 
 	if (j) {
 		j->flag = flag;
 		snprintf(j->msg, sizeof(j->msg), "%s", msg ? msg : "");
 	}
-	if (!j || mmud_worker_submit(d->worker, work, done, j) < 0) {
+	r = j ? mmud_worker_submit(d->worker, work, done, j) : -ENOMEM;
+	if (r < 0) {
 		free(j);
 		if (req)
-			qmp_reply_error(req, QMP_ERROR_GENERIC,
-					"Out of memory");
+			qmp_reply_error(req, QMP_ERROR_GENERIC, "%s",
+					r == -ESHUTDOWN ?
+						"The VM is shutting down" :
+						"Out of memory");
 		return false;
 	}
 	return true;
@@ -142,34 +146,41 @@ static void shutdown_done(void *arg)
 	struct job *j = arg;
 	struct mmud *d = j->d;
 
+	/* QEMU's order: the event, then the reply to quit. */
 	emit(d, "SHUTDOWN",
 	     json_pack("{s:b, s:s}", "guest", j->flag, "reason", j->msg));
+	if (j->req)
+		qmp_reply_ok(j->req);
 	event_base_loopexit(d->base, NULL);
 	free(j);
 }
 
 /*
- * QEMU's order: the vCPUs stop, SHUTDOWN goes out, the process ends
- * (main.c closes the sockets after the loop). A second request (quit
- * after SIGTERM) changes nothing.
+ * QEMU's order: the vCPUs stop, SHUTDOWN goes out, then the reply to quit
+ * (@req, NULL for any other cause), the process ends (main.c closes the
+ * sockets after the loop). A second request (quit after SIGTERM) changes
+ * nothing and is answered at once.
  */
-static void shutdown_vm(struct mmud *d, bool guest, const char *reason,
-			int status)
+static void shutdown_vm(struct mmud *d, struct qmp_request *req, bool guest,
+			const char *reason, int status)
 {
-	if (d->shutting_down)
+	if (d->shutting_down) {
+		if (req)
+			qmp_reply_ok(req);
 		return;
+	}
 	d->shutting_down = true;
 	d->exit_status = status;
 	set_state(d, RS_SHUTDOWN);
 	mmud_notify("STOPPING=1");
-	if (!submit(d, NULL, shutdown_work, shutdown_done, guest, reason))
+	if (!submit(d, req, shutdown_work, shutdown_done, guest, reason))
 		event_base_loopexit(d->base, NULL);
 }
 
 void mmud_signal_shutdown(struct mmud *d)
 {
 	fprintf(stderr, "<6>mmud: signal received, shutting down\n");
-	shutdown_vm(d, false, "host-signal", MMUD_EXIT_OK);
+	shutdown_vm(d, NULL, false, "host-signal", MMUD_EXIT_OK);
 }
 
 /* ---- the guest's end ---------------------------------------------------- */
@@ -190,7 +201,7 @@ static void vm_ended_cb(void *arg)
 	case VM_END_DEBUG_EXIT:
 		fprintf(stderr, "<6>mmud: guest exited with value %u\n",
 			res.exit_value);
-		shutdown_vm(d, true, "guest-shutdown",
+		shutdown_vm(d, NULL, true, "guest-shutdown",
 			    (int)(((res.exit_value << 1) | 1) & 0xff));
 		return;
 	case VM_END_CRASH:
@@ -198,7 +209,8 @@ static void vm_ended_cb(void *arg)
 		if (!d->panic_pause) {
 			emit(d, "GUEST_PANICKED",
 			     json_pack("{s:s}", "action", "poweroff"));
-			shutdown_vm(d, true, "guest-panic", MMUD_EXIT_CRASH);
+			shutdown_vm(d, NULL, true, "guest-panic",
+				    MMUD_EXIT_CRASH);
 			return;
 		}
 		/* QEMU's panic=pause: the event, then the stop. */
@@ -209,7 +221,8 @@ static void vm_ended_cb(void *arg)
 	case VM_END_INTERNAL_ERROR:
 		fprintf(stderr, "<2>mmud: internal error: %s\n", res.detail);
 		if (!d->panic_pause) {
-			shutdown_vm(d, false, "host-error", MMUD_EXIT_CRASH);
+			shutdown_vm(d, NULL, false, "host-error",
+				    MMUD_EXIT_CRASH);
 			return;
 		}
 		set_state(d, RS_INTERNAL_ERROR);
@@ -301,8 +314,9 @@ static void stop_done(void *arg)
 {
 	struct job *j = arg;
 
-	qmp_reply_ok(j->req);
+	/* QEMU's order: the event, then the reply (docs/QMP.md, "Events"). */
 	emit(j->d, "STOP", NULL);
+	qmp_reply_ok(j->req);
 	free(j);
 }
 
@@ -331,8 +345,9 @@ static void cont_done(void *arg)
 {
 	struct job *j = arg;
 
-	qmp_reply_ok(j->req);
+	/* QEMU's order: the event, then the reply. */
 	emit(j->d, "RESUME", NULL);
+	qmp_reply_ok(j->req);
 	free(j);
 }
 
@@ -376,10 +391,11 @@ static void reset_done(void *arg)
 		qmp_reply_error(j->req, QMP_ERROR_GENERIC, "Reset failed: %s",
 				j->msg);
 	} else {
-		qmp_reply_ok(j->req);
+		/* QEMU's order: the event, then the reply. */
 		emit(j->d, "RESET",
 		     json_pack("{s:b, s:s}", "guest", 0, "reason",
 			       "host-qmp-system-reset"));
+		qmp_reply_ok(j->req);
 	}
 	free(j);
 }
@@ -406,8 +422,7 @@ static void cmd_quit(struct qmp_request *req, json_t *args, void *opaque)
 	struct mmud *d = opaque;
 
 	(void)args;
-	qmp_reply_ok(req);
-	shutdown_vm(d, false, "host-qmp-quit", MMUD_EXIT_OK);
+	shutdown_vm(d, req, false, "host-qmp-quit", MMUD_EXIT_OK);
 }
 
 /* ---- introspection ------------------------------------------------------- */

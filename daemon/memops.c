@@ -230,6 +230,7 @@ static void submit(struct memops *m, struct qmp_request *req,
 		   struct memop_job *proto)
 {
 	struct memop_job *j = malloc(sizeof(*j));
+	int r;
 
 	if (!j) {
 		qmp_reply_error(req, QMP_ERROR_GENERIC, "out of memory");
@@ -238,9 +239,12 @@ static void submit(struct memops *m, struct qmp_request *req,
 	*j = *proto;
 	j->m = m;
 	j->req = req;
-	if (mmud_worker_submit(m->worker, work, done, j) < 0) {
+	r = mmud_worker_submit(m->worker, work, done, j);
+	if (r < 0) {
 		free(j);
-		qmp_reply_error(req, QMP_ERROR_GENERIC, "out of memory");
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "%s",
+				r == -ESHUTDOWN ? "The VM is shutting down" :
+						  "out of memory");
 	}
 }
 

@@ -134,7 +134,9 @@ int mmud_worker_new(struct event_base *base, struct mmud_worker **out);
 /*
  * Runs work(arg) on the worker, then done(arg) on the loop thread. Jobs
  * run one at a time in order, so a pause and the resume submitted after
- * it never cross. Loop thread only. 0 or -ENOMEM.
+ * it never cross. Loop thread only. 0, -ENOMEM, or -ESHUTDOWN once
+ * mmud_worker_free() has begun (the job would never run: the caller
+ * answers at once).
  */
 int mmud_worker_submit(struct mmud_worker *w, void (*work)(void *),
 		       void (*done)(void *), void *arg);

@@ -46,7 +46,7 @@ struct mmud_worker {
 	pthread_cond_t cond; /* jobs arrived, or stop */
 	struct fifo jobs; /* (worker->lock) */
 	struct fifo calls; /* (worker->lock) for the loop */
-	bool stop; /* (worker->lock) */
+	bool stop; /* (worker->lock) no job is taken from now on */
 };
 
 static void fifo_init(struct fifo *f)
@@ -170,8 +170,21 @@ fail:
 int mmud_worker_submit(struct mmud_worker *w, void (*work)(void *),
 		       void (*done)(void *), void *arg)
 {
-	struct job *j = malloc(sizeof(*j));
+	struct job *j;
 
+	/*
+	 * Once mmud_worker_free() has begun, a job would never run and its
+	 * done() never come: the caller must answer at once instead. The
+	 * completions that free() runs may submit (a reply lets the
+	 * client's next command be dispatched), so this is reached.
+	 */
+	pthread_mutex_lock(&w->lock);
+	if (w->stop) {
+		pthread_mutex_unlock(&w->lock);
+		return -ESHUTDOWN;
+	}
+	pthread_mutex_unlock(&w->lock);
+	j = malloc(sizeof(*j));
 	if (!j)
 		return -ENOMEM;
 	j->work = work;
@@ -211,8 +224,20 @@ void mmud_worker_free(struct mmud_worker *w)
 		pthread_mutex_unlock(&w->lock);
 		pthread_join(w->thread, NULL);
 	}
-	/* Every job has finished: its completion is queued; run them all. */
-	run_calls(w);
+	/*
+	 * Every job has finished: its completion is queued; run them all,
+	 * and the calls those queue in turn, until none is left.
+	 */
+	for (;;) {
+		bool more;
+
+		run_calls(w);
+		pthread_mutex_lock(&w->lock);
+		more = w->calls.head != NULL;
+		pthread_mutex_unlock(&w->lock);
+		if (!more)
+			break;
+	}
 	if (w->ev)
 		event_free(w->ev);
 	if (w->efd >= 0)

@@ -172,5 +172,30 @@ def test_many_clients_while_vcpus_run(tmp):
     d.kill()
 
 
+@test("protocol")
+def test_commands_queued_behind_quit_are_all_answered(tmp):
+    # quit, then commands that run on the worker, in one write: the ones
+    # dispatched while the worker is being freed used to be queued on a
+    # stopped worker, never answered, and leaked (LSan). Each must get a
+    # reply (done, or refused because the VM is shutting down), in order,
+    # before the connection closes; mmud exits 0.
+    d = Daemon(tmp)
+    c = d.client()
+    n = 8
+    c.send_raw(json.dumps({"execute": "quit", "id": "q"}).encode() +
+               b"".join(json.dumps({"execute": e, "id": i}).encode()
+                        for i, e in enumerate(["x-mmu-audit",
+                                               "x-mmu-zap-all"] * (n // 2))))
+    msgs = c.expect_closed()
+    replies = [m for m in msgs if "event" not in m]
+    assert [r.get("id") for r in replies] == ["q"] + list(range(n)), msgs
+    for r in replies[1:]:
+        assert "return" in r or r["error"]["desc"] == \
+            "The VM is shutting down", r
+    assert d.wait() == 0, d.log()
+    d.sockets_gone()
+    d.kill()
+
+
 if __name__ == "__main__":
     sys.exit(dl.main())

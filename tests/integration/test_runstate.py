@@ -28,6 +28,8 @@ def test_stop_cont_reset_quit_sequences(tmp):
     watcher = d.client()
     quiet = d.client(negotiate=False)
     assert c.cmd("stop", id=1) == {"return": {}, "id": 1}
+    # QEMU's order: the event came before the reply (reply() kept it).
+    assert [m["event"] for m in c.events] == ["STOP"], c.events
     ev, before = c.event("STOP")
     assert "data" not in ev and not before, (ev, before)
     watcher.event("STOP")
@@ -45,12 +47,14 @@ def test_stop_cont_reset_quit_sequences(tmp):
     n2 = [v["instructions"] for v in c.cmd("query-cpus-fast")["return"]]
     assert n1 == n2, (n1, n2)
     assert c.cmd("cont") == {"return": {}}
+    assert [m["event"] for m in c.events] == ["RESUME"], c.events
     c.event("RESUME")
     assert c.cmd("cont") == {"return": {}}
     assert c.cmd("query-status")["return"] == \
         {"running": True, "status": "running"}
     # Reset while running: RESET, still running.
     assert c.cmd("system_reset") == {"return": {}}
+    assert [m["event"] for m in c.events] == ["RESET"], c.events
     ev, before = c.event("RESET")
     assert ev["data"] == {"guest": False,
                           "reason": "host-qmp-system-reset"}, ev
@@ -66,12 +70,13 @@ def test_stop_cont_reset_quit_sequences(tmp):
     assert c.cmd("cont") == {"return": {}}
     c.event("RESUME")
     assert c.cmd("x-mmu-audit") == {"return": {}}
-    # quit: the reply, SHUTDOWN, EOF, status 0, sockets gone.
+    # quit: SHUTDOWN, the reply (QEMU's order), EOF, status 0, sockets
+    # gone.
     c.send({"execute": "quit", "id": "q"})
     msgs = c.expect_closed()
-    assert msgs[0] == {"return": {}, "id": "q"}, msgs
-    assert [m["event"] for m in msgs[1:]] == ["SHUTDOWN"], msgs
-    assert msgs[1]["data"] == {"guest": False, "reason": "host-qmp-quit"}
+    assert [m.get("event") for m in msgs] == ["SHUTDOWN", None], msgs
+    assert msgs[0]["data"] == {"guest": False, "reason": "host-qmp-quit"}
+    assert msgs[1] == {"return": {}, "id": "q"}, msgs
     w = watcher.expect_closed()
     assert [m["event"] for m in w] == ["RESUME", "RESET", "STOP",
                                        "RESET", "RESUME", "SHUTDOWN"], w
