@@ -63,7 +63,12 @@ static bool check_common(struct qmp_request *req, json_t *args, bool *b64)
 
 static void cmd_read(struct qmp_request *req, json_t *args, void *opaque)
 {
-	json_int_t size = json_integer_value(json_object_get(args, "size"));
+	json_t *jsize = json_object_get(args, "size");
+	/* From 2^63 up (qmp_json_u64()): more than is ever kept. */
+	json_int_t size = qmp_json_is_integer(jsize) &&
+					  !json_is_integer(jsize) ?
+				  MMUD_CONSOLE_REPLAY :
+				  json_integer_value(jsize);
 	char *buf, *text;
 	json_t *ret;
 	bool b64;

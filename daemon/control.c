@@ -298,9 +298,10 @@ static void cmd_query_status(struct qmp_request *req, json_t *args,
 	struct mmud *d = opaque;
 
 	(void)args;
-	qmp_reply_return(req, json_pack("{s:b, s:s}", "running",
-					d->state == RS_RUNNING, "status",
-					runstate_names[d->state]));
+	/* QEMU 7.2's StatusInfo; singlestep is TCG's and always false here. */
+	qmp_reply_return(req, json_pack("{s:b, s:b, s:s}", "running",
+					d->state == RS_RUNNING, "singlestep",
+					0, "status", runstate_names[d->state]));
 }
 
 static void pause_work(void *arg)

@@ -208,13 +208,16 @@ static bool opt_bool(json_t *args, const char *name, bool dflt)
 	return v ? json_is_true(v) : dflt;
 }
 
-/* A non-negative integer argument; replies with the field's error. */
+/*
+ * A non-negative integer argument, up to 2^64 - 1 as QEMU reads them;
+ * replies with the field's error when it is negative or above @max.
+ */
 static bool get_u64(struct qmp_request *req, json_t *args, const char *name,
 		    uint64_t max, uint64_t *out)
 {
-	json_int_t v = json_integer_value(json_object_get(args, name));
+	uint64_t v;
 
-	if (v < 0 || (uint64_t)v > max) {
+	if (!qmp_json_u64(json_object_get(args, name), &v) || v > max) {
 		char what[96];
 
 		snprintf(what, sizeof(what), "a number from 0 to %llu",
@@ -222,7 +225,7 @@ static bool get_u64(struct qmp_request *req, json_t *args, const char *name,
 		qmp_reply_invalid_value(req, name, what);
 		return false;
 	}
-	*out = (uint64_t)v;
+	*out = v;
 	return true;
 }
 

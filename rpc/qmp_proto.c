@@ -1,15 +1,23 @@
 /*
  * The pure parts of QMP, with no sockets: the framer that cuts a byte
- * stream into JSON texts, the argument validator with QEMU's error texts,
- * and the serializer that makes every outgoing message one ASCII line
- * ending in CRLF. The server (qmp_server.c) and the client
- * (qmp_client.c) build on these; the unit tests call them directly.
+ * stream into JSON texts, the parser that reads integers as QEMU does
+ * (64-bit unsigned ones included), the argument validator with QEMU's
+ * error texts, and the serializer that makes every outgoing message one
+ * ASCII line ending in CRLF, numbers written as QEMU writes them. The
+ * server (qmp_server.c) and the client (qmp_client.c) build on these;
+ * the unit tests call them directly.
  */
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "rpc_int.h"
 
@@ -128,6 +136,235 @@ enum qmp_frame qmp_framer_scan(struct qmp_framer *f, const char *buf,
 	return QMP_FRAME_MORE;
 }
 
+/* ---- integers as QEMU reads them ----------------------------------------
+ *
+ * QEMU's JSON parser reads an integer token as a signed 64-bit number if
+ * it fits, else as an unsigned 64-bit one if it fits, else as a double.
+ * jansson's integers are long long only and it refuses a larger token
+ * outright, so before jansson sees a text we rewrite the tokens it would
+ * refuse: one past unsigned 64 bits becomes a real (QEMU's double), and
+ * one in (2^63 - 1, 2^64) becomes a marker string, NUL, a per-process
+ * nonce, ':' and the digits. A client cannot forge one: a NUL in a
+ * client's string is refused (it is without JSON_ALLOW_NUL), and the
+ * nonce keeps a NUL-led string from elsewhere (guest console bytes) from
+ * being taken for one. The validator counts a marker as an integer, and
+ * the serializer writes it back as the bare digits, so an id of 2^63
+ * round-trips exactly.
+ */
+
+#define NONCE_LEN 16
+
+static char nonce[NONCE_LEN + 1];
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+
+static void make_nonce(void)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[NONCE_LEN];
+
+	if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
+		/* No entropy yet: still unguessable enough from a guest. */
+		uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
+			     (uintptr_t)&rnd;
+
+		for (size_t i = 0; i < sizeof(rnd); i++) {
+			x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+			rnd[i] = (unsigned char)(x >> 56);
+		}
+	}
+	for (size_t i = 0; i < NONCE_LEN; i++)
+		nonce[i] = hex[rnd[i] & 15];
+	nonce[NONCE_LEN] = '\0';
+}
+
+static const char *get_nonce(void)
+{
+	pthread_once(&nonce_once, make_nonce);
+	return nonce;
+}
+
+bool qmp_json_u64(const json_t *v, uint64_t *out)
+{
+	const char *s;
+	size_t n;
+
+	if (json_is_integer(v)) {
+		if (json_integer_value(v) < 0)
+			return false;
+		*out = (uint64_t)json_integer_value(v);
+		return true;
+	}
+	if (!json_is_string(v))
+		return false;
+	s = json_string_value(v);
+	n = json_string_length(v);
+	if (n < 2 + NONCE_LEN + 1 || s[0] != '\0' ||
+	    memcmp(s + 1, get_nonce(), NONCE_LEN) || s[1 + NONCE_LEN] != ':')
+		return false;
+	*out = strtoull(s + 2 + NONCE_LEN, NULL, 10);
+	return true;
+}
+
+bool qmp_json_is_u64_only(const json_t *v)
+{
+	uint64_t u;
+
+	return json_is_string(v) && qmp_json_u64(v, &u);
+}
+
+bool qmp_json_is_integer(const json_t *v)
+{
+	return json_is_integer(v) || qmp_json_is_u64_only(v);
+}
+
+static bool is_num_char(char c)
+{
+	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' ||
+	       c == 'e' || c == 'E';
+}
+
+/* How [p, p + n) must be rewritten: 0 not at all, 1 as a u64 marker,
+ * 2 as a real. */
+static int classify_int(const char *p, size_t n)
+{
+	const char *d = p;
+	char buf[32];
+	size_t k;
+
+	if (*d == '-')
+		d++;
+	k = n - (size_t)(d - p);
+	if (k == 0 || (d[0] == '0' && k > 1))
+		return 0; /* not an integer jansson would take: it says why */
+	for (size_t i = 0; i < k; i++)
+		if (d[i] < '0' || d[i] > '9')
+			return 0;
+	if (k < 19)
+		return 0;
+	if (k > 20)
+		return 2;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	errno = 0;
+	(void)strtoll(buf, NULL, 10);
+	if (errno != ERANGE)
+		return 0;
+	if (*p == '-')
+		return 2;
+	errno = 0;
+	(void)strtoull(buf, NULL, 10);
+	return errno == ERANGE ? 2 : 1;
+}
+
+/* Appends [p, p + n) to the growing copy (*out, *len, *cap). */
+static bool append(char **out, size_t *len, size_t *cap, const char *p,
+		   size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t c = (*cap ? *cap * 2 : 256) + n;
+		char *q = realloc(*out, c);
+
+		if (!q)
+			return false;
+		*out = q;
+		*cap = c;
+	}
+	memcpy(*out + *len, p, n);
+	*len += n;
+	return true;
+}
+
+json_t *qmp_parse(const char *text, size_t len, size_t flags, json_error_t *err)
+{
+	char *copy = NULL;
+	size_t clen = 0, cap = 0, done = 0, i = 0;
+	bool in_string = false;
+	json_t *msg;
+
+	while (i < len) {
+		char c = text[i];
+
+		if (in_string) {
+			if (c == '\\' && i + 1 < len) {
+				if (text[i + 1] == 'u' && i + 6 <= len &&
+				    !memcmp(text + i + 2, "0000", 4)) {
+					/* jansson's own refusal, before our
+					 * markers make it allow NUL. */
+					free(copy);
+					memset(err, 0, sizeof(*err));
+					snprintf(err->text, sizeof(err->text),
+						 "\\u0000 is not allowed");
+					return NULL;
+				}
+				i += 2;
+				continue;
+			}
+			if (c == '"')
+				in_string = false;
+			i++;
+			continue;
+		}
+		if (c == '"') {
+			in_string = true;
+			i++;
+			continue;
+		}
+		if (c == '-' || (c >= '0' && c <= '9')) {
+			size_t j = i;
+			int kind;
+
+			while (j < len && is_num_char(text[j]))
+				j++;
+			kind = classify_int(text + i, j - i);
+			if (kind) {
+				char pre[8 + NONCE_LEN + 2];
+				bool ok = append(&copy, &clen, &cap,
+						 text + done, i - done);
+
+				if (kind == 1) {
+					snprintf(pre, sizeof(pre),
+						 "\"\\u0000%s:", get_nonce());
+					ok = ok &&
+					     append(&copy, &clen, &cap, pre,
+						    strlen(pre)) &&
+					     append(&copy, &clen, &cap,
+						    text + i, j - i) &&
+					     append(&copy, &clen, &cap, "\"",
+						    1);
+				} else {
+					ok = ok &&
+					     append(&copy, &clen, &cap,
+						    text + i, j - i) &&
+					     append(&copy, &clen, &cap, ".0",
+						    2);
+				}
+				if (!ok) {
+					free(copy);
+					memset(err, 0, sizeof(*err));
+					snprintf(err->text, sizeof(err->text),
+						 "out of memory");
+					return NULL;
+				}
+				done = j;
+			}
+			i = j;
+			continue;
+		}
+		i++;
+	}
+	if (!copy)
+		return json_loadb(text, len, flags, err);
+	if (!append(&copy, &clen, &cap, text + done, len - done)) {
+		free(copy);
+		memset(err, 0, sizeof(*err));
+		snprintf(err->text, sizeof(err->text), "out of memory");
+		return NULL;
+	}
+	msg = json_loadb(copy, clen, flags | JSON_ALLOW_NUL, err);
+	free(copy);
+	return msg;
+}
+
 static const char *type_name(enum qmp_arg_type t)
 {
 	switch (t) {
@@ -153,13 +390,13 @@ static bool type_fits(enum qmp_arg_type t, const json_t *v)
 {
 	switch (t) {
 	case QMP_ARG_STRING:
-		return json_is_string(v);
+		return json_is_string(v) && !qmp_json_is_u64_only(v);
 	case QMP_ARG_INT:
-		return json_is_integer(v);
+		return qmp_json_is_integer(v);
 	case QMP_ARG_BOOL:
 		return json_is_boolean(v);
 	case QMP_ARG_NUMBER:
-		return json_is_number(v);
+		return json_is_number(v) || qmp_json_is_u64_only(v);
 	case QMP_ARG_OBJECT:
 		return json_is_object(v);
 	case QMP_ARG_ARRAY:
@@ -223,20 +460,131 @@ char *qmp_args_check(const struct qmp_arg *spec, json_t *args)
 	return NULL;
 }
 
+/*
+ * A real that QEMU writes as an integer: its "%.17g" has neither a point
+ * nor an exponent (jansson would add ".0"). Such a real is below 1e17 in
+ * magnitude, so a long long holds it exactly. -0 stays a real.
+ */
+static bool is_integral_real(const json_t *v)
+{
+	double x;
+
+	if (!json_is_real(v))
+		return false;
+	x = json_real_value(v);
+	return isfinite(x) && fabs(x) < 1e17 && x == trunc(x) &&
+	       !(x == 0 && signbit(x));
+}
+
+static bool has_integral_real(const json_t *v)
+{
+	const char *key;
+	json_t *e;
+	size_t i;
+
+	if (is_integral_real(v))
+		return true;
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, key,
+				    e) if (has_integral_real(e)) return true;
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i,
+				   e) if (has_integral_real(e)) return true;
+	}
+	return false;
+}
+
+/* Replaces, in a copy of ours, every integral real by its integer. */
+static void fix_reals(json_t *v)
+{
+	const char *key;
+	json_t *e;
+	size_t i;
+
+	if (json_is_object(v)) {
+		json_object_foreach(v, key, e)
+		{
+			if (is_integral_real(e))
+				json_object_set_new(
+					v, key,
+					json_integer((
+						json_int_t)json_real_value(e)));
+			else
+				fix_reals(e);
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, e)
+		{
+			if (is_integral_real(e))
+				json_array_set_new(
+					v, i,
+					json_integer((
+						json_int_t)json_real_value(e)));
+			else
+				fix_reals(e);
+		}
+	}
+}
+
+/* Writes every u64 marker ("\u0000NONCE:DIGITS", quotes included) of the
+ * dumped text @s back as its bare digits, in place. */
+static void unmark_u64(char *s)
+{
+	char pat[8 + NONCE_LEN + 2];
+	size_t plen;
+	char *r = s, *w = s, *hit;
+
+	plen = (size_t)snprintf(pat, sizeof(pat), "\"\\u0000%s:", get_nonce());
+	while ((hit = strstr(r, pat)) != NULL) {
+		size_t k = (size_t)(hit - r);
+		char *d = hit + plen;
+
+		memmove(w, r, k);
+		w += k;
+		while (*d >= '0' && *d <= '9')
+			*w++ = *d++;
+		if (*d == '"')
+			d++;
+		r = d;
+	}
+	memmove(w, r, strlen(r) + 1);
+}
+
 char *qmp_dump_line(const json_t *msg, size_t *len)
 {
+	json_t *copy = NULL;
+	char *s;
+	size_t n;
+	char *line;
+
+	/* QEMU writes a double with "%.17g": 1.5e3 is 1500, not 1500.0. */
+	if (has_integral_real(msg)) {
+		copy = json_deep_copy(msg);
+		if (!copy)
+			return NULL;
+		if (is_integral_real(copy)) {
+			json_t *i =
+				json_integer((json_int_t)json_real_value(copy));
+
+			json_decref(copy);
+			copy = i;
+		} else {
+			fix_reals(copy);
+		}
+		msg = copy;
+	}
 	/*
 	 * No JSON_COMPACT: jansson then writes one line with ", " and ": "
 	 * separators, the way QEMU's replies look. JSON_ENSURE_ASCII makes
 	 * the output ASCII as the spec says.
 	 */
-	char *s = json_dumps(msg, JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER |
-					  JSON_ENCODE_ANY);
-	size_t n;
-	char *line;
-
+	s = json_dumps(msg, JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER |
+				    JSON_ENCODE_ANY);
+	json_decref(copy);
 	if (!s)
 		return NULL;
+	if (strstr(s, "\\u0000"))
+		unmark_u64(s);
 	n = strlen(s);
 	line = realloc(s, n + 3);
 	if (!line) {

@@ -365,7 +365,7 @@ static const char *check_envelope(struct qmp_request *r, char *buf, size_t n)
 		if (!strcmp(key, "id"))
 			continue;
 		if (!strcmp(key, "execute")) {
-			if (!json_is_string(v))
+			if (!json_is_string(v) || qmp_json_is_u64_only(v))
 				return "QMP input member 'execute' must be a "
 				       "string";
 			r->cmd = json_string_value(v);
@@ -484,10 +484,11 @@ static void parse_text(struct client *c, const char *text, size_t len)
 
 	/*
 	 * Duplicate keys are an error, as in QEMU's parser; NUL in strings
-	 * stays refused (jansson's default).
+	 * stays refused; integers up to 2^64 - 1 are read as QEMU reads them
+	 * (qmp_parse()).
 	 */
-	msg = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-			 &jerr);
+	msg = qmp_parse(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+			&jerr);
 	if (!msg) {
 		snprintf(desc, sizeof(desc), "JSON parse error, %s", jerr.text);
 		enqueue_error(c, NULL, desc);

@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -56,8 +57,9 @@ enum qmp_error_class {
 const char *qmp_error_class_name(enum qmp_error_class cls);
 
 /*
- * Argument types a command can declare. INT is a JSON integer (jansson's
- * long long); NUMBER accepts integers and reals; ANY accepts every value.
+ * Argument types a command can declare. INT is a JSON integer from -2^63
+ * to 2^64 - 1 (read it with qmp_json_u64()); NUMBER accepts integers and
+ * reals; ANY accepts every value.
  */
 enum qmp_arg_type {
 	QMP_ARG_STRING,
@@ -157,6 +159,18 @@ void qmp_reply_error(struct qmp_request *req, enum qmp_error_class cls,
 /* QEMU's text for a bad value: "Parameter '@field' expects @what". */
 void qmp_reply_invalid_value(struct qmp_request *req, const char *field,
 			     const char *what);
+
+/*
+ * Integers as QEMU reads them: a JSON integer is a signed 64-bit value,
+ * or, from 2^63 to 2^64 - 1, an unsigned one that jansson cannot hold
+ * (rpc keeps it in a form of its own). QMP_ARG_INT accepts both. Read an
+ * argument with qmp_json_u64(): true with the value for an integer from
+ * 0 to 2^64 - 1, false for a negative one or a non-integer (the caller
+ * range-checks and names the argument). json_integer_value() reads 0
+ * from the unsigned form: use these instead.
+ */
+bool qmp_json_is_integer(const json_t *v);
+bool qmp_json_u64(const json_t *v, uint64_t *out);
 
 /* The server @req came to. */
 struct qmp_server *qmp_request_server(const struct qmp_request *req);

@@ -78,8 +78,22 @@ enum qmp_frame qmp_framer_scan(struct qmp_framer *f, const char *buf,
 char *qmp_args_check(const struct qmp_arg *spec, json_t *args);
 
 /*
+ * Parses one JSON text as QEMU reads it (json_loadb() with @flags, plus
+ * integers: up to 2^63 - 1 an integer, up to 2^64 - 1 an unsigned marker
+ * that qmp_json_u64() reads and qmp_dump_line() writes back as digits,
+ * beyond either a real). A NUL in a string is refused.
+ */
+json_t *qmp_parse(const char *text, size_t len, size_t flags,
+		  json_error_t *err);
+
+/* True for a value only an unsigned 64-bit integer can hold. */
+bool qmp_json_is_u64_only(const json_t *v);
+
+/*
  * Serializes @msg as one line of ASCII JSON followed by CRLF (malloc'd,
- * length in *len), or NULL on allocation failure.
+ * length in *len), or NULL on allocation failure. Numbers are written
+ * as QEMU writes them: a real with an integral value below 1e17 without
+ * ".0", an unsigned marker as its digits.
  */
 char *qmp_dump_line(const json_t *msg, size_t *len);
 

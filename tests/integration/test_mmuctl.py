@@ -32,7 +32,7 @@ def test_mmuctl_against_the_daemon(tmp):
     assert rc == 0 and out == "status: running (running)\n", (rc, out)
     rc, out, _ = mmuctl("--json", "status", sock=s)
     assert rc == 0 and json.loads(out) == \
-        {"running": True, "status": "running"}, out
+        {"running": True, "singlestep": False, "status": "running"}, out
     rc, out, _ = mmuctl("--json", "cpus", sock=s)
     cpus = json.loads(out)
     assert rc == 0 and [v["cpu-index"] for v in cpus] == [0, 1], out

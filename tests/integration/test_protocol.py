@@ -95,7 +95,7 @@ def test_id_echo_and_bad_input(tmp):
     error(c.reply(), "GenericError", "QMP input must be a JSON object")
     # Refused input changed nothing: still running, no event came.
     r = c.cmd("query-status")
-    assert r["return"] == {"running": True, "status": "running"}, r
+    assert r["return"] == {"running": True, "singlestep": False, "status": "running"}, r
     assert not c.events, c.events
     c.close()
     assert_alive(d)
@@ -169,6 +169,57 @@ def test_many_clients_while_vcpus_run(tmp):
     for c in clients:
         c.close()
     assert_alive(d)
+    d.kill()
+
+
+@test("protocol")
+def test_integers_and_ids_read_and_echoed_as_qemu_does(tmp):
+    # QEMU reads an integer as int64, else uint64, else a double, and
+    # echoes an id exactly; its Python library drops a connection whose
+    # server answers with an id-less error. Raw lines are checked, since
+    # Python's json would hide 1500 vs 1500.0.
+    d = Daemon(tmp)
+    c = d.client()
+    for text, echo in [(b"9223372036854775808", b"9223372036854775808"),
+                       (b"18446744073709551615", b"18446744073709551615"),
+                       (b"[9223372036854775807, 18446744073709551615]",
+                        b"[9223372036854775807, 18446744073709551615]"),
+                       (b"18446744073709551616", b"1.8446744073709552e19"),
+                       (b"-9223372036854775809", b"-9.2233720368547758e18"),
+                       (b"1.5e3", b"1500"), (b"[1.5e3, 2.5]", b"[1500, 2.5]"),
+                       (b"-9223372036854775808", b"-9223372036854775808")]:
+        c.send_raw(b'{"execute": "query-status", "id": ' + text + b"}")
+        while True:
+            line = c.sock.recv(65536) if b"\n" not in c.buf else b""
+            c.buf += line
+            if b"\n" in c.buf:
+                break
+        line, c.buf = c.buf.split(b"\n", 1)
+        assert b'"return"' in line and line.endswith(b'"id": ' + echo +
+                                                     b"}\r"), (text, line)
+    # Range-checked per argument, with the id: gpa 2^63 is one past the
+    # largest address, 2^64 - 1 too, and a u64 is not a string.
+    for gpa in [2 ** 63, 2 ** 64 - 1]:
+        r = c.cmd("x-memslot-add", {"gpa": gpa, "size": 4096}, id=gpa)
+        assert r["id"] == gpa, r
+        error(r, "GenericError", "Parameter 'gpa' expects a number from "
+              "0 to 9223372036854775807")
+    error(c.cmd("x-memslot-add", {"gpa": 2 ** 64, "size": 4096}, id=1),
+          "GenericError", "Invalid parameter type for 'gpa', expected: "
+          "integer")
+    error(c.cmd("ringbuf-write", {"device": 2 ** 63, "data": ""}, id=2),
+          "GenericError", "Invalid parameter type for 'device', expected: "
+          "string")
+    r = c.cmd(2 ** 63, id=3)
+    error(r, "GenericError", "QMP input member 'execute' must be a string")
+    assert r["id"] == 3, r
+    # A NUL in a string stays refused.
+    c.send_raw(b'{"execute": "query-status", "id": "a\\u0000"}')
+    r = c.reply()
+    assert r["error"]["desc"].startswith("JSON parse error, ") and \
+        "id" not in r, r
+    assert c.cmd("query-status", id=4)["id"] == 4
+    c.close()
     d.kill()
 
 

@@ -34,7 +34,7 @@ def test_stop_cont_reset_quit_sequences(tmp):
     assert "data" not in ev and not before, (ev, before)
     watcher.event("STOP")
     assert c.cmd("query-status")["return"] == \
-        {"running": False, "status": "paused"}
+        {"running": False, "singlestep": False, "status": "paused"}
     # stop again: succeeds, no event (the next message is the reply).
     assert c.cmd("stop") == {"return": {}}
     assert c.cmd("query-status")["return"]["status"] == "paused"
@@ -51,7 +51,7 @@ def test_stop_cont_reset_quit_sequences(tmp):
     c.event("RESUME")
     assert c.cmd("cont") == {"return": {}}
     assert c.cmd("query-status")["return"] == \
-        {"running": True, "status": "running"}
+        {"running": True, "singlestep": False, "status": "running"}
     # Reset while running: RESET, still running.
     assert c.cmd("system_reset") == {"return": {}}
     assert [m["event"] for m in c.events] == ["RESET"], c.events
@@ -66,7 +66,7 @@ def test_stop_cont_reset_quit_sequences(tmp):
     c.cmd("system_reset")
     c.event("RESET")
     assert c.cmd("query-status")["return"] == \
-        {"running": False, "status": "prelaunch"}
+        {"running": False, "singlestep": False, "status": "prelaunch"}
     assert c.cmd("cont") == {"return": {}}
     c.event("RESUME")
     assert c.cmd("x-mmu-audit") == {"return": {}}
@@ -145,7 +145,7 @@ def test_paused_start_waits_for_cont(tmp):
     assert "STATUS=VM prelaunch" in d.ready.split("\n"), d.ready
     c = d.client()
     assert c.cmd("query-status")["return"] == \
-        {"running": False, "status": "prelaunch"}
+        {"running": False, "singlestep": False, "status": "prelaunch"}
     cpus = c.cmd("query-cpus-fast")["return"]
     assert [v["instructions"] for v in cpus] == [0, 0], cpus
     con = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -187,7 +187,7 @@ def test_crash_pauses_in_guest_panicked_until_reset(tmp):
         assert ev["data"] == {"action": "pause"}, ev
         c.event("STOP")
         assert c.cmd("query-status")["return"] == \
-            {"running": False, "status": "guest-panicked"}
+            {"running": False, "singlestep": False, "status": "guest-panicked"}
         error(c.cmd("cont"), "GenericError",
               "Resetting the Virtual Machine is required")
         states = {v["state"] for v in c.cmd("query-cpus-fast")["return"]}

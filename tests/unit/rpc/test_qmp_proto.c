@@ -311,6 +311,86 @@ static void test_dump_line_ascii_crlf(void **state)
 	json_decref(msg);
 }
 
+/* Parses @in with qmp_parse() and dumps it back: QEMU's text, @want. */
+static void roundtrip(const char *in, const char *want)
+{
+	json_error_t err;
+	json_t *msg = qmp_parse(in, strlen(in), JSON_DECODE_ANY, &err);
+	size_t len;
+	char *line;
+
+	assert_non_null(msg);
+	line = qmp_dump_line(msg, &len);
+	assert_non_null(line);
+	line[len - 2] = '\0';
+	assert_string_equal(line, want);
+	free(line);
+	json_decref(msg);
+}
+
+static void test_parse_u64_and_reals_roundtrip_as_qemu(void **state)
+{
+	(void)state;
+	roundtrip("9223372036854775807", "9223372036854775807");
+	roundtrip("9223372036854775808", "9223372036854775808");
+	roundtrip(
+		"{\"id\": 18446744073709551615, \"s\": \"18446744073709551615\"}",
+		"{\"id\": 18446744073709551615, \"s\": \"18446744073709551615\"}");
+	roundtrip("[-9223372036854775808, 10000000000000000000]",
+		  "[-9223372036854775808, 10000000000000000000]");
+	/* Past u64 (or below int64) QEMU reads a double. */
+	roundtrip("18446744073709551616", "1.8446744073709552e19");
+	roundtrip("-9223372036854775809", "-9.2233720368547758e18");
+	/* QEMU writes an integral double without ".0". */
+	roundtrip("[1.5e3, 2.5, -0.0, 1e300]",
+		  "[1500, 2.5, -0.0, 1.0000000000000001e300]");
+}
+
+static void test_parse_refuses_nul_and_keeps_errors(void **state)
+{
+	json_error_t err;
+
+	(void)state;
+	assert_null(qmp_parse("\"a\\u0000\"", 9, JSON_DECODE_ANY, &err));
+	assert_non_null(strstr(err.text, "u0000"));
+	/* A leading zero is jansson's to refuse, however long. */
+	assert_null(
+		qmp_parse("012345678901234567890", 21, JSON_DECODE_ANY, &err));
+	assert_null(qmp_parse("[99999999999999999999 x]", 24, JSON_DECODE_ANY,
+			      &err));
+}
+
+static void test_args_check_u64_is_an_integer_only(void **state)
+{
+	const char *in = "{\"name\": 18446744073709551615, \"n\": 1}";
+	json_error_t err;
+	json_t *args = qmp_parse(in, strlen(in), 0, &err);
+	char *msg;
+	uint64_t v;
+
+	(void)state;
+	assert_non_null(args);
+	msg = qmp_args_check(spec, args);
+	assert_string_equal(
+		msg, "Invalid parameter type for 'name', expected: string");
+	free(msg);
+	json_object_set_new(args, "name", json_string("a"));
+	json_object_set(args, "x", json_object_get(args, "n"));
+	in = "18446744073709551615";
+	json_object_set_new(args, "n",
+			    qmp_parse(in, strlen(in), JSON_DECODE_ANY, &err));
+	assert_null(qmp_args_check(spec, args));
+	assert_true(qmp_json_u64(json_object_get(args, "n"), &v));
+	assert_true(v == UINT64_MAX);
+	assert_true(qmp_json_is_integer(json_object_get(args, "n")));
+	/* A NUL-led string is no integer without the process's nonce. */
+	json_object_set_new(args, "n", json_stringn("\0x:5", 4));
+	assert_false(qmp_json_u64(json_object_get(args, "n"), &v));
+	json_object_set_new(args, "n", json_integer(-1));
+	assert_false(qmp_json_u64(json_object_get(args, "n"), &v));
+	json_decref(args);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +405,9 @@ int main(void)
 		cmocka_unit_test(test_args_check_qemu_texts),
 		cmocka_unit_test(test_args_check_no_spec_refuses_any_argument),
 		cmocka_unit_test(test_dump_line_ascii_crlf),
+		cmocka_unit_test(test_parse_u64_and_reals_roundtrip_as_qemu),
+		cmocka_unit_test(test_parse_refuses_nul_and_keeps_errors),
+		cmocka_unit_test(test_args_check_u64_is_an_integer_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
