@@ -13,6 +13,7 @@ struct rt_bootinfo rt_boot;
 void rt_start(uint64_t bootinfo, uint64_t cpu, uint64_t entry_rsp,
 	      uint64_t entry_rflags);
 void rt_cpu_setup(unsigned int cpu);
+void rt_cpus_alloc(unsigned int nr_cpus);
 struct rt_entry_state *rt_entry_slot(unsigned int cpu);
 
 extern char _end[];
@@ -80,6 +81,12 @@ static void parse_bootinfo(uint64_t p)
 	}
 	if (phys_limit > (4ULL << 30))
 		phys_limit = 4ULL << 30;
+	/* A vCPU the runtime has no area for halts in start.S: say so
+	 * rather than wait for it. */
+	if (rt_boot.nr_vcpus > RT_MAX_CPUS)
+		rt_fail("%u vcpus: the guest runtime supports at most %d\n",
+			rt_boot.nr_vcpus, RT_MAX_CPUS);
+	rt_cpus_alloc(rt_boot.nr_vcpus);
 }
 
 void rt_start(uint64_t bootinfo, uint64_t cpu, uint64_t entry_rsp,

@@ -36,10 +36,18 @@ _Static_assert(sizeof(struct rt_cpu) == RT_CPU_SIZE, "rt_cpu layout");
 _Static_assert(__builtin_offsetof(struct rt_cpu, d) == RT_CPU_DATA,
 	       "rt_cpu data offset");
 
-struct rt_cpu rt_cpus[RT_MAX_CPUS];
+/*
+ * The areas of vCPUs 0 to RT_STATIC_CPUS - 1 are in the image; those of
+ * the others are one block vCPU 0 allocates and zeroes at boot
+ * (rt_cpus_alloc) before it publishes rt_cpus_hi, which start.S waits
+ * for. A 64-vCPU guest needs about 2 MiB more RAM, a small one nothing.
+ */
+struct rt_cpu rt_cpus[RT_STATIC_CPUS];
+struct rt_cpu *rt_cpus_hi;
 
-/* Per-vCPU user stacks, reachable at CPL3 through the user alias. */
-static uint8_t user_stacks[RT_MAX_CPUS][RT_USTACK_SIZE] RT_USER_DATA
+/* Per-vCPU user stacks, reachable at CPL3 through the user alias: only
+ * for the static areas' vCPUs (rt_user_run refuses the others). */
+static uint8_t user_stacks[RT_STATIC_CPUS][RT_USTACK_SIZE] RT_USER_DATA
 	__attribute__((aligned(4096)));
 
 struct trap_frame {
@@ -85,13 +93,37 @@ void rt_arm(uint64_t rsp);
 void rt_disarm(void);
 void rt_trap(struct trap_frame *f);
 void rt_cpu_setup(unsigned int cpu);
+void rt_cpus_alloc(unsigned int nr_cpus);
 
+static struct rt_cpu *cpu_area(unsigned int cpu)
+{
+	if (cpu < RT_STATIC_CPUS)
+		return &rt_cpus[cpu];
+	return &rt_cpus_hi[cpu - RT_STATIC_CPUS];
+}
+
+/* The area whose stacks RSP is on. */
 static struct rt_cpu *this_cpu(void)
 {
-	uint64_t rsp;
+	uint64_t rsp, base = (uint64_t)rt_cpus;
 
 	__asm__ volatile("mov %%rsp, %0" : "=r"(rsp));
-	return &rt_cpus[(rsp - (uint64_t)rt_cpus) / sizeof(struct rt_cpu)];
+	if (rsp - base >= sizeof(rt_cpus))
+		base = (uint64_t)rt_cpus_hi;
+	return (struct rt_cpu *)base + (rsp - base) / sizeof(struct rt_cpu);
+}
+
+void rt_cpus_alloc(unsigned int nr_cpus)
+{
+	uint64_t size;
+	struct rt_cpu *hi;
+
+	if (nr_cpus <= RT_STATIC_CPUS)
+		return;
+	size = (uint64_t)(nr_cpus - RT_STATIC_CPUS) * sizeof(struct rt_cpu);
+	hi = (struct rt_cpu *)rt_phys_alloc(size, SIZE_4K);
+	memset(hi, 0, size);
+	__atomic_store_n(&rt_cpus_hi, hi, __ATOMIC_RELEASE);
 }
 
 unsigned int rt_cpu_index(void)
@@ -102,12 +134,12 @@ unsigned int rt_cpu_index(void)
 struct rt_entry_state *rt_entry_slot(unsigned int cpu);
 struct rt_entry_state *rt_entry_slot(unsigned int cpu)
 {
-	return &rt_cpus[cpu].d.entry;
+	return &cpu_area(cpu)->d.entry;
 }
 
 const struct rt_entry_state *rt_entry_state(unsigned int cpu)
 {
-	return &rt_cpus[cpu].d.entry;
+	return &cpu_area(cpu)->d.entry;
 }
 
 static void build_tables(void)
@@ -129,7 +161,7 @@ static void build_tables(void)
 
 void rt_cpu_setup(unsigned int cpu)
 {
-	struct rt_cpu *c = &rt_cpus[cpu];
+	struct rt_cpu *c = cpu_area(cpu);
 	struct desc_ptr gdtr = { sizeof(gdt) - 1, (uint64_t)gdt };
 	struct desc_ptr idtr = { sizeof(idt) - 1, (uint64_t)idt };
 	uint64_t base = (uint64_t)&c->d.tss;
@@ -245,9 +277,13 @@ void rt_user_map(uint64_t root)
 int rt_user_run(void (*fn)(uint64_t), uint64_t arg)
 {
 	unsigned int cpu = rt_cpu_index();
-	uint64_t rsp = rt_user_va(user_stacks[cpu]) + RT_USTACK_SIZE;
-	uint64_t rflags = 0x2 | (rt_read_rflags() & X86_RFLAGS_AC);
+	uint64_t rsp, rflags = 0x2 | (rt_read_rflags() & X86_RFLAGS_AC);
 
+	if (cpu >= RT_STATIC_CPUS)
+		rt_fail("rt_user_run: vcpu %u has no user stack (the runtime "
+			"has them for vcpus 0-%d)\n",
+			cpu, RT_STATIC_CPUS - 1);
+	rsp = rt_user_va(user_stacks[cpu]) + RT_USTACK_SIZE;
 	return rt_enter_user(rt_user_va(rt_user_tramp), rsp,
 			     rt_user_va((void *)fn), arg, rflags);
 }

@@ -6,7 +6,13 @@
 #ifndef RT_LAYOUT_H
 #define RT_LAYOUT_H
 
-#define RT_MAX_CPUS 16
+/*
+ * Every vCPU count mmud accepts (core/vm.h VM_MAX_VCPUS). The areas of
+ * the first RT_STATIC_CPUS vCPUs are in the image; vCPU 0 allocates the
+ * others at boot, so a small guest stays small (cpu.c).
+ */
+#define RT_MAX_CPUS 64
+#define RT_STATIC_CPUS 16
 #define RT_STACK_SIZE 16384
 #define RT_USTACK_SIZE 8192
 

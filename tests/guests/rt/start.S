@@ -19,16 +19,19 @@ _start:
 	cmp	$RT_MAX_CPUS, %rsi
 	jae	2f
 	mov	%rsp, %rdx			/* entry RSP, for the boot check */
+	cmp	$RT_STATIC_CPUS, %rsi
+	jae	3f
 	mov	%rsi, %rax
 	imul	$RT_CPU_SIZE, %rax
 	lea	rt_cpus(%rip), %rsp
 	add	%rax, %rsp
-	add	$(RT_CPU_KSTACK + RT_STACK_SIZE), %rsp
+1:	add	$(RT_CPU_KSTACK + RT_STACK_SIZE), %rsp
 	pushfq
 	pop	%rcx
 	cli
 	/* RFLAGS at entry: OF, SF, ZF, AF, PF, CF from AL/AH, the rest
-	 * (which CMP, IMUL and ADD leave alone; IF before the CLI) from PUSHFQ. */
+	 * (which CMP, TEST, IMUL and ADD leave alone; IF before the CLI)
+	 * from PUSHFQ. */
 	and	$~0x8d5, %rcx
 	mov	%r8, %rax
 	movzbl	%ah, %eax
@@ -38,8 +41,21 @@ _start:
 	shl	$11, %eax
 	or	%rax, %rcx
 	call	rt_start
+	/* A vCPU past RT_MAX_CPUS halts; vCPU 0 fails the boot for it. */
 2:	hlt
 	jmp	2b
+
+	/* A vCPU past the static areas waits, without a stack, until
+	 * vCPU 0 has allocated and zeroed the others (rt_cpus_hi). */
+3:	mov	rt_cpus_hi(%rip), %rsp
+	test	%rsp, %rsp
+	jnz	4f
+	pause
+	jmp	3b
+4:	lea	-RT_STATIC_CPUS(%rsi), %rax
+	imul	$RT_CPU_SIZE, %rax
+	add	%rax, %rsp
+	jmp	1b
 
 	.text
 /*
