@@ -20,9 +20,15 @@
 #include "rpc.h"
 #include "vm.h"
 
-/* No reply may exceed this: libvirt refuses QMP replies above 10 MiB, and
- * every size a client controls has a limit. */
-#define REPLY_MAX (8u << 20)
+/*
+ * The largest bitmap one harvest reply carries: its base64 and the
+ * reply's frame stay under QMP_SMALL_REPLY (rpc.h), the read limit of
+ * QEMU's asyncio client. 48960 bytes of bitmap make 65280 of base64;
+ * 256 bytes are left for the members around it and a short id. A
+ * multiple of 64, so ranges follow each other on whole words.
+ */
+#define HARVEST_MAX_PAGES ((QMP_SMALL_REPLY - 256) / 4 * 3 * 8)
+_Static_assert(HARVEST_MAX_PAGES % 64 == 0, "whole words per harvest");
 
 enum op { OP_ADD, OP_REMOVE, OP_ZAP, OP_LOG_START, OP_LOG_STOP, OP_HARVEST };
 
@@ -42,12 +48,117 @@ struct memop_job {
 	uint64_t gpa, size;
 	uint32_t slot;
 	bool readonly, log_dirty, flag;
+	bool ranged; /* harvest: first-page or num-pages given */
+	uint64_t first, num; /* harvest: the pages reported */
 	int r;
 	char err[256];
 	uint64_t *bitmap;
 	size_t nwords;
 	uint64_t count, count2;
 };
+
+/* The guest-physical address of @slot (boot RAM or hot-added); 0 if
+ * it has gone. */
+static gpa_t slot_gpa(struct vm *vm, uint32_t slot)
+{
+	struct vm_memslot_info info[VM_MAX_MEMSLOTS];
+	unsigned int n = vm_memslots(vm, info, VM_MAX_MEMSLOTS);
+
+	for (unsigned int i = 0; i < n && i < VM_MAX_MEMSLOTS; i++)
+		if (info[i].slot == slot)
+			return info[i].gpa;
+	return 0;
+}
+
+/*
+ * Marks dirty again the pages outside [first, first + num) that a
+ * whole-slot harvest with clear took: core/guestmem clears whole slots
+ * only, and a page outside the range the client asked for must be
+ * reported by a later harvest. The harvest has write-protected those
+ * pages too, which costs the guest a fault on its next write there and
+ * loses nothing.
+ */
+static void remark_outside(struct memop_job *j, uint64_t npages)
+{
+	gpa_t base = slot_gpa(j->m->vm, j->slot);
+	uint64_t p = 0;
+
+	while (p < npages) {
+		uint64_t q;
+
+		if (p >= j->first && p < j->first + j->num) {
+			p = j->first + j->num;
+			continue;
+		}
+		if (!(j->bitmap[p / 64] >> (p % 64) & 1)) {
+			p++;
+			continue;
+		}
+		for (q = p + 1;
+		     q < npages && (j->bitmap[q / 64] >> (q % 64) & 1) &&
+		     !(q >= j->first && q < j->first + j->num);
+		     q++)
+			;
+		guestmem_mark_dirty(j->m->gm, base + (p << 12), (q - p) << 12);
+		p = q;
+	}
+}
+
+/*
+ * x-dirty-log-harvest: the whole slot, or [first, first + num) of it.
+ * Every refusal comes before anything is harvested, so nothing is lost.
+ */
+static void harvest(struct memop_job *j, uint64_t npages)
+{
+	if (!j->ranged) {
+		j->first = 0;
+		j->num = npages;
+		if (npages > HARVEST_MAX_PAGES) {
+			j->r = -E2BIG;
+			snprintf(j->err, sizeof(j->err),
+				 "slot: the dirty bitmap of slot %u (%llu "
+				 "pages) makes a reply of about %llu bytes, "
+				 "over the %u-byte limit; pass first-page and "
+				 "num-pages (at most %u pages per call)",
+				 j->slot, (unsigned long long)npages,
+				 (unsigned long long)((npages + 7) / 8 + 2) /
+						 3 * 4 +
+					 64,
+				 QMP_SMALL_REPLY, HARVEST_MAX_PAGES);
+			return;
+		}
+	} else {
+		if (j->first >= npages) {
+			j->r = -EINVAL;
+			snprintf(j->err, sizeof(j->err),
+				 "first-page: %llu is not below the %llu "
+				 "pages of slot %u",
+				 (unsigned long long)j->first,
+				 (unsigned long long)npages, j->slot);
+			return;
+		}
+		/* The last range of a slot may be shorter than asked. */
+		if (j->num > npages - j->first)
+			j->num = npages - j->first;
+	}
+	j->nwords = (npages + 63) / 64;
+	j->bitmap = calloc(j->nwords ? j->nwords : 1, 8);
+	if (!j->bitmap) {
+		j->r = -ENOMEM;
+		snprintf(j->err, sizeof(j->err), "out of memory");
+		return;
+	}
+	j->count2 = npages;
+	j->r = guestmem_harvest(j->m->gm, j->slot, j->flag, j->bitmap,
+				j->nwords, &j->count, j->err, sizeof(j->err));
+	if (j->r < 0 || !j->ranged)
+		return;
+	if (j->flag)
+		remark_outside(j, npages);
+	j->count = 0;
+	for (uint64_t p = j->first; p < j->first + j->num; p++)
+		j->count += j->bitmap[p / 64] >> (p % 64) & 1;
+}
 
 static void work(void *arg)
 {
@@ -98,26 +209,7 @@ static void work(void *arg)
 				 j->slot);
 			break;
 		}
-		/* base64 of the bitmap plus the reply's frame. */
-		if ((uint64_t)(npages + 7) / 8 / 3 * 4 + 256 > REPLY_MAX) {
-			j->r = -E2BIG;
-			snprintf(j->err, sizeof(j->err),
-				 "slot: the dirty bitmap of slot %u (%lld "
-				 "pages) would exceed the %u MiB reply limit",
-				 j->slot, (long long)npages, REPLY_MAX >> 20);
-			break;
-		}
-		j->nwords = ((uint64_t)npages + 63) / 64;
-		j->bitmap = calloc(j->nwords ? j->nwords : 1, 8);
-		if (!j->bitmap) {
-			j->r = -ENOMEM;
-			snprintf(j->err, sizeof(j->err), "out of memory");
-			break;
-		}
-		j->count2 = (uint64_t)npages;
-		j->r = guestmem_harvest(gm, j->slot, j->flag, j->bitmap,
-					j->nwords, &j->count, j->err,
-					sizeof(j->err));
+		harvest(j, (uint64_t)npages);
 		break;
 	}
 }
@@ -131,8 +223,10 @@ static void event(struct memops *m, uint32_t slot, const char *what)
 
 static json_t *harvest_reply(struct memop_job *j)
 {
-	/* Little-endian words: bit i of byte k is page 8k + i. */
-	size_t nbytes = (j->count2 + 7) / 8;
+	/* Little-endian words: bit i of byte k is page first + 8k + i
+	 * (first is a multiple of 64: whole words). */
+	const uint64_t *words = j->bitmap + j->first / 64;
+	size_t nbytes = (j->num + 7) / 8;
 	uint8_t *bytes = malloc(nbytes ? nbytes : 1);
 	char *text;
 	json_t *ret;
@@ -140,13 +234,24 @@ static json_t *harvest_reply(struct memop_job *j)
 	if (!bytes)
 		return NULL;
 	for (size_t k = 0; k < nbytes; k++)
-		bytes[k] = (uint8_t)(j->bitmap[k / 8] >> (8 * (k % 8)));
+		bytes[k] = (uint8_t)(words[k / 8] >> (8 * (k % 8)));
+	/* Pages past the range are not reported here. */
+	if (j->num % 8)
+		bytes[nbytes - 1] &= (uint8_t)((1u << (j->num % 8)) - 1);
 	text = mmud_base64_encode(bytes, nbytes);
 	free(bytes);
 	if (!text)
 		return NULL;
-	ret = json_pack("{s:i, s:I, s:s}", "slot", (int)j->slot, "dirty-pages",
-			(json_int_t)j->count, "bitmap", text);
+	if (j->ranged)
+		ret = json_pack("{s:i, s:I, s:I, s:I, s:s}", "slot",
+				(int)j->slot, "first-page",
+				(json_int_t)j->first, "num-pages",
+				(json_int_t)j->num, "dirty-pages",
+				(json_int_t)j->count, "bitmap", text);
+	else
+		ret = json_pack("{s:i, s:I, s:s}", "slot", (int)j->slot,
+				"dirty-pages", (json_int_t)j->count, "bitmap",
+				text);
 	free(text);
 	return ret;
 }
@@ -304,6 +409,30 @@ static void cmd_harvest(struct qmp_request *req, json_t *args, void *opaque)
 	if (!get_slot(req, args, &j.slot))
 		return;
 	j.flag = opt_bool(args, "clear", true);
+	j.num = HARVEST_MAX_PAGES;
+	if (json_object_get(args, "first-page")) {
+		j.ranged = true;
+		if (!get_u64(req, args, "first-page", ~0ULL >> 1, &j.first))
+			return;
+		if (j.first % 64) {
+			qmp_reply_invalid_value(req, "first-page",
+						"a multiple of 64");
+			return;
+		}
+	}
+	if (json_object_get(args, "num-pages")) {
+		j.ranged = true;
+		if (!get_u64(req, args, "num-pages", HARVEST_MAX_PAGES, &j.num))
+			return;
+		if (j.num == 0) {
+			char what[64];
+
+			snprintf(what, sizeof(what), "a number from 1 to %u",
+				 HARVEST_MAX_PAGES);
+			qmp_reply_invalid_value(req, "num-pages", what);
+			return;
+		}
+	}
 	submit(opaque, req, &j);
 }
 

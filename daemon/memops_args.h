@@ -33,6 +33,8 @@ static const struct qmp_arg mmud_slot_args[] = {
 static const struct qmp_arg mmud_harvest_args[] = {
 	{ "slot", QMP_ARG_INT, false },
 	{ "clear", QMP_ARG_BOOL, true },
+	{ "first-page", QMP_ARG_INT, true },
+	{ "num-pages", QMP_ARG_INT, true },
 	QMP_ARGS_END,
 };
 

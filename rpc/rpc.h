@@ -44,6 +44,13 @@ struct qmp_conn;
 #define QMP_MAX_QUEUED 64
 #define QMP_MAX_CLIENTS 64
 
+/*
+ * The size every reply stays under unless the client asked for a large
+ * one (a long id, a big ringbuf-read): QEMU's Python client (asyncio)
+ * reads at most 64 KiB per message and drops the connection past it.
+ */
+#define QMP_SMALL_REPLY (64u << 10)
+
 /* QEMU's QapiErrorClass; nothing else may appear on the wire. */
 enum qmp_error_class {
 	QMP_ERROR_GENERIC,

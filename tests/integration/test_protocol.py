@@ -13,6 +13,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import daemonlib as dl  # noqa: E402
+import qmpclient  # noqa: E402
 from daemonlib import (  # noqa: E402
     Daemon, error, test, assert_alive)
 
@@ -220,6 +221,61 @@ def test_integers_and_ids_read_and_echoed_as_qemu_does(tmp):
         "id" not in r, r
     assert c.cmd("query-status", id=4)["id"] == 4
     c.close()
+    d.kill()
+
+
+@test("protocol")
+def test_replies_fit_qemus_64k_read_limit(tmp):
+    # QEMU's asyncio client drops a connection whose message exceeds
+    # 64 KiB. Boot RAM of 2 GiB is slot 0 with 524288 pages: a whole-slot
+    # harvest would be ~87 KiB. It is refused, naming the size and the
+    # way out, without harvesting; ranges of at most 391680 pages fit.
+    d = Daemon(tmp, "--paused", "--memory", "2G", smp=64)
+    c = d.client()
+    c.limit = qmpclient.QEMU_READ_LIMIT
+    assert len(c.cmd("query-cpus-fast")["return"]) == 64
+    assert len(c.cmd("x-query-mmu-stats")["return"]["vcpus"]) == 64
+    c.cmd("query-commands")
+    c.cmd("x-query-memslots")
+    assert c.cmd("x-dirty-log-start", {"slot": 0}) == {"return": {}}
+    # The loader's writes at reset are logged: known dirty pages.
+    assert c.cmd("system_reset") == {"return": {}}
+    n = 391680
+    peek = c.cmd("x-dirty-log-harvest", {"slot": 0, "clear": False,
+                                         "first-page": 0})["return"]
+    assert peek["num-pages"] == n and peek["dirty-pages"] > 0, peek
+    r = c.cmd("x-dirty-log-harvest", {"slot": 0}, id="whole")
+    assert r["id"] == "whole", r
+    desc = r["error"]["desc"]
+    assert "524288 pages" in desc and "first-page" in desc and \
+        "num-pages" in desc and "65536" in desc, desc
+    # The second range, cleared: the first one's pages stay dirty.
+    tail = c.cmd("x-dirty-log-harvest", {"slot": 0, "first-page": n,
+                                         "num-pages": n})["return"]
+    assert tail["first-page"] == n and tail["num-pages"] == 524288 - n, tail
+    head = c.cmd("x-dirty-log-harvest", {"slot": 0, "first-page": 0,
+                                         "num-pages": n})["return"]
+    assert head["bitmap"] == peek["bitmap"] and \
+        head["dirty-pages"] == peek["dirty-pages"], (head, peek)
+    again = c.cmd("x-dirty-log-harvest", {"slot": 0, "num-pages": 64})
+    assert again["return"]["dirty-pages"] == 0, again
+    for args, field in [({"first-page": 100}, "first-page"),
+                        ({"num-pages": 0}, "num-pages"),
+                        ({"num-pages": n + 1}, "num-pages")]:
+        args["slot"] = 0
+        r = c.cmd("x-dirty-log-harvest", args)
+        assert r["error"]["desc"].startswith("Parameter '%s' expects " %
+                                             field), r
+    error(c.cmd("x-dirty-log-harvest", {"slot": 0, "first-page": 524288}),
+          "GenericError",
+          "first-page: 524288 is not below the 524288 pages of slot 0")
+    # A 1 GiB hot-added slot harvests whole.
+    r = c.cmd("x-memslot-add", {"gpa": 1 << 33, "size": 1 << 30,
+                                "log-dirty": True})
+    s = r["return"]["slot"]
+    r = c.cmd("x-dirty-log-harvest", {"slot": s})
+    assert r["return"]["dirty-pages"] == 0, r
+    assert_alive(d)
     d.kill()
 
 

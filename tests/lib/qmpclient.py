@@ -10,9 +10,23 @@ between replies).
 import json
 import socket
 
+# QEMU's Python library (qemu.qmp) reads with asyncio's StreamReader and
+# its default limit: a message of more than 64 KiB ends the connection.
+QEMU_READ_LIMIT = 64 * 1024
+
+
+class MessageTooLarge(ConnectionError):
+    """A server message exceeded the client's read limit; as QEMU's
+    library does, the client has dropped the connection."""
+
 
 class Client:
-    def __init__(self, path, negotiate=False, timeout=10):
+    # None: no limit; QEMU_READ_LIMIT behaves as QEMU's asyncio client
+    # (set it on an instance to read what follows with that limit).
+    limit = None
+
+    def __init__(self, path, negotiate=False, timeout=10, limit=None):
+        self.limit = limit
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
@@ -28,17 +42,27 @@ class Client:
         self.send_raw(json.dumps(obj).encode())
 
     def recv(self):
-        """One server message; checks CRLF and ASCII on the way."""
+        """One server message; checks CRLF and ASCII on the way. With a
+        limit, a message longer than it (CRLF included) closes the
+        connection and raises MessageTooLarge."""
         while b"\n" not in self.buf:
+            self._check_limit(len(self.buf))
             data = self.sock.recv(65536)
             if not data:
                 raise EOFError
             self.buf += data
         line, self.buf = self.buf.split(b"\n", 1)
+        self._check_limit(len(line) + 1)
         assert line.endswith(b"\r"), line
         assert all(b < 0x80 for b in line), line
         assert b"\r" not in line[:-1], line
         return json.loads(line[:-1])
+
+    def _check_limit(self, n):
+        if self.limit is not None and n > self.limit:
+            self.sock.close()
+            raise MessageTooLarge("a message of more than %d bytes from "
+                                  "the server (%d so far)" % (self.limit, n))
 
     def reply(self):
         """The answer to a command: here simply the next message."""
