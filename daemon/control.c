@@ -300,8 +300,8 @@ static void cmd_query_status(struct qmp_request *req, json_t *args,
 	(void)args;
 	/* QEMU 7.2's StatusInfo; singlestep is TCG's and always false here. */
 	qmp_reply_return(req, json_pack("{s:b, s:b, s:s}", "running",
-					d->state == RS_RUNNING, "singlestep",
-					0, "status", runstate_names[d->state]));
+					d->state == RS_RUNNING, "singlestep", 0,
+					"status", runstate_names[d->state]));
 }
 
 static void pause_work(void *arg)
