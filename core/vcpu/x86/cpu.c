@@ -88,6 +88,7 @@ void x86_reset_boot(struct x86_cpu *cpu, gva_t entry, gpa_t bootinfo)
 			 (cpu->index ? 0 : 1u << 8);
 	cpu->misc_enable = 1; /* fast strings */
 	cpu->tsc_offset = -(int64_t)__rdtsc();
+	x86_fpu_reset(cpu);
 
 	memset(&cpu->ev, 0, sizeof(cpu->ev));
 	cpu->ev_cr2 = 0;

@@ -46,6 +46,8 @@ static void build_optable(void)
 	add_ops(x86_ops_segment);
 	add_ops(x86_ops_io);
 	add_ops(x86_ops_bmi);
+	add_ops(x86_ops_fpu);
+	add_ops(x86_ops_sse);
 }
 
 void x86_decode_init(void)

@@ -388,6 +388,42 @@ void x86_probe_write(struct x86_cpu *cpu, gva_t la, unsigned int size,
 		lookup(cpu, la + size - 1, acc);
 }
 
+void x86_read_block(struct x86_cpu *cpu, gva_t la, void *buf, unsigned int n,
+		    unsigned int seg)
+{
+	unsigned int acc = user_acc(cpu);
+	uint8_t *p = buf;
+
+	/* n <= 4096: the first and last byte name every page touched. */
+	check_data(cpu, la, 1, seg, acc);
+	check_data(cpu, la + n - 1, 1, seg, acc);
+	lookup(cpu, la, acc);
+	lookup(cpu, la + n - 1, acc);
+	for (unsigned int i = 0; i < n; i += 8) {
+		uint64_t v = read_acc(cpu, la + i, 8, acc);
+
+		memcpy(p + i, &v, 8);
+	}
+}
+
+void x86_write_block(struct x86_cpu *cpu, gva_t la, const void *buf,
+		     unsigned int n, unsigned int seg)
+{
+	unsigned int acc = user_acc(cpu);
+	const uint8_t *p = buf;
+
+	check_data(cpu, la, 1, seg, acc);
+	check_data(cpu, la + n - 1, 1, seg, acc);
+	lookup(cpu, la, acc | X86_ACC_WRITE);
+	lookup(cpu, la + n - 1, acc | X86_ACC_WRITE);
+	for (unsigned int i = 0; i < n; i += 8) {
+		uint64_t v;
+
+		memcpy(&v, p + i, 8);
+		write_acc(cpu, la + i, 8, acc, v);
+	}
+}
+
 static bool rmw_atomic(void *p, unsigned int size, uint64_t *old,
 		       uint64_t desired)
 {

@@ -185,6 +185,14 @@ void x86_get_sregs(const struct x86_cpu *cpu, struct x86_sregs *sregs);
 /* Also flushes the soft TLB. */
 void x86_set_sregs(struct x86_cpu *cpu, const struct x86_sregs *sregs);
 unsigned int x86_cpl(const struct x86_cpu *cpu);
+/*
+ * The x87, SSE and MXCSR state as the 512-byte image FXSAVE64 writes
+ * (SDM vol. 1, 10.5.1; bytes 416-511 zero). x86_set_fpu() loads one and
+ * returns false, changing nothing, when its MXCSR sets a bit the CPU
+ * does not implement (FXSAVE's MXCSR_MASK, bytes 28-31).
+ */
+void x86_get_fpu(const struct x86_cpu *cpu, uint8_t img[512]);
+bool x86_set_fpu(struct x86_cpu *cpu, const uint8_t img[512]);
 
 /*
  * The host address of the shadow PML4 the CPU walks (0: none, every

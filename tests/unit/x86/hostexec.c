@@ -12,6 +12,7 @@
 #include "hostexec.h"
 
 #include <setjmp.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -45,7 +46,13 @@ static size_t emit_gpr(uint8_t *p, size_t at, unsigned int r, bool store)
 	return emit(p, at, b, sizeof(b));
 }
 
-static size_t build(const void *code, size_t len)
+/* FXRSTOR64 / FXSAVE64 [rdi + offsetof(struct hx_fx_regs, fx)] */
+#define FX_OFF 144
+_Static_assert(offsetof(struct hx_fx_regs, fx) == FX_OFF, "FX_OFF");
+static const uint8_t fxrstor_rdi[] = { 0x48, 0x0f, 0xae, 0x8f, FX_OFF, 0, 0, 0 };
+static const uint8_t fxsave_rdi[] = { 0x48, 0x0f, 0xae, 0x87, FX_OFF, 0, 0, 0 };
+
+static size_t build(const void *code, size_t len, bool fx)
 {
 	static const uint8_t save[] = {
 		0x53, 0x55, 0x41, 0x54, 0x41, 0x55,
@@ -66,23 +73,29 @@ static size_t build(const void *code, size_t len)
 	};
 	size_t at = emit(page, 0, save, sizeof(save));
 
+	if (fx)
+		at = emit(page, at, fxrstor_rdi, sizeof(fxrstor_rdi));
 	for (unsigned int r = 0; r < 16; r++)
 		if (r != 4 && r != 7)
 			at = emit_gpr(page, at, r, false);
 	at = emit(page, at, load_rdi, sizeof(load_rdi));
 	at = emit(page, at, code, len);
 	at = emit(page, at, mid, sizeof(mid));
+	if (fx)
+		at = emit(page, at, fxsave_rdi, sizeof(fxsave_rdi));
 	for (unsigned int r = 0; r < 16; r++)
 		if (r != 4 && r != 7)
 			at = emit_gpr(page, at, r, true);
 	return emit(page, at, tail, sizeof(tail));
 }
 
-enum hx_result hx_run(const void *code, size_t len, struct hx_regs *regs)
+static enum hx_result run(const void *code, size_t len, struct hx_fx_regs *regs,
+			  bool fx)
 {
 	static const int sigs[] = { SIGFPE, SIGSEGV, SIGBUS, SIGILL };
+	static uint8_t host_fx[512] __attribute__((aligned(16)));
 	struct sigaction sa, old[4];
-	struct hx_regs r = *regs;
+	struct hx_fx_regs r = *regs;
 	enum hx_result res = HX_OK;
 	volatile int sig;
 
@@ -95,9 +108,9 @@ enum hx_result hx_run(const void *code, size_t len, struct hx_regs *regs)
 			abort();
 		page = p;
 	}
-	build(code, len);
-	r.rflags &= 0xcd5; /* CF PF AF ZF SF DF OF */
-	r.rflags |= 2;
+	build(code, len, fx);
+	r.r.rflags &= 0xcd5; /* CF PF AF ZF SF DF OF */
+	r.r.rflags |= 2;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_fault;
@@ -105,11 +118,14 @@ enum hx_result hx_run(const void *code, size_t len, struct hx_regs *regs)
 	sa.sa_flags = SA_NODEFER;
 	for (unsigned int i = 0; i < 4; i++)
 		sigaction(sigs[i], &sa, &old[i]);
+	/* MXCSR and the x87 control word are callee-saved in the ABI. */
+	__asm__ volatile("fxsave64 %0" : "=m"(host_fx));
 	sig = sigsetjmp(fault_jmp, 1);
 	if (!sig)
-		((void (*)(struct hx_regs *))(void *)page)(&r);
+		((void (*)(struct hx_fx_regs *))(void *)page)(&r);
 	else
 		__asm__ volatile("cld" ::: "cc");
+	__asm__ volatile("fxrstor64 %0" : : "m"(host_fx));
 	for (unsigned int i = 0; i < 4; i++)
 		sigaction(sigs[i], &old[i], NULL);
 	if (sig)
@@ -119,4 +135,18 @@ enum hx_result hx_run(const void *code, size_t len, struct hx_regs *regs)
 	else
 		*regs = r;
 	return res;
+}
+
+enum hx_result hx_run(const void *code, size_t len, struct hx_regs *regs)
+{
+	struct hx_fx_regs r = { .r = *regs };
+	enum hx_result res = run(code, len, &r, false);
+
+	*regs = r.r;
+	return res;
+}
+
+enum hx_result hx_run_fx(const void *code, size_t len, struct hx_fx_regs *regs)
+{
+	return run(code, len, regs, true);
 }

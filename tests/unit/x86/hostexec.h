@@ -27,4 +27,16 @@ enum hx_result {
 #define HX_MAX_CODE 256
 enum hx_result hx_run(const void *code, size_t len, struct hx_regs *regs);
 
+/*
+ * The same with the x87/SSE state: fx is loaded with FXRSTOR64 before
+ * the bytes run and written back with FXSAVE64 after them (bytes 0-415;
+ * SDM vol. 1, 10.5.1). The host's own state is saved and restored
+ * around the run.
+ */
+struct hx_fx_regs {
+	struct hx_regs r;
+	uint8_t fx[512] __attribute__((aligned(16)));
+};
+enum hx_result hx_run_fx(const void *code, size_t len, struct hx_fx_regs *regs);
+
 #endif

@@ -29,6 +29,7 @@
 
 #include "harness.h"
 #include "hostexec.h"
+#include "rng.h"
 
 #define ARITH X86_RFLAGS_ARITH
 #define CF X86_RFLAGS_CF
@@ -55,12 +56,7 @@ static unsigned int failures, ncases;
 
 static uint64_t rnd(void)
 {
-	/* splitmix64 */
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return splitmix64(&rng);
 }
 
 static uint64_t mask_of(unsigned int size)

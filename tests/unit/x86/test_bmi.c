@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "rng.h"
 #include "x86_int.h"
 
 #define CF X86_RFLAGS_CF
@@ -32,10 +33,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return splitmix64(&rng);
 }
 
 /* Interesting values first: 0, all ones, single bits, small counts. */

@@ -15,6 +15,7 @@
 
 #include "harness.h"
 #include "hostexec.h"
+#include "rng.h"
 
 #define DATA 0x300000ULL /* a scratch data page */
 #define FLAGS_ARITH 0x8d5ULL /* CF PF AF ZF SF OF */
@@ -23,10 +24,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
 {
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
+	return splitmix64(&rng_state);
 }
 
 static void test_flow_jcc_every_condition_matches_host(void **state)

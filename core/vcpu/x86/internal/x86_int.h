@@ -92,6 +92,8 @@ extern const struct x86_opdesc x86_ops_system[]; /* exec_system.c */
 extern const struct x86_opdesc x86_ops_segment[]; /* exec_segment.c */
 extern const struct x86_opdesc x86_ops_io[]; /* exec_io.c */
 extern const struct x86_opdesc x86_ops_bmi[]; /* exec_bmi.c */
+extern const struct x86_opdesc x86_ops_fpu[]; /* fpu.c */
+extern const struct x86_opdesc x86_ops_sse[]; /* exec_sse.c */
 
 #define X86_NO_REG 0xff
 #define X86_RIP_BASE 0x10 /* struct x86_insn.base for RIP-relative */
@@ -260,6 +262,68 @@ struct x86_block {
 static inline void x86_note_code_write(struct x86_cpu *cpu, hva_t hva,
 				       size_t n);
 
+/* ---- x87 and SSE state (fpu.c) ---------------------------------------- */
+
+/* An XMM register, viewed at every lane width; little-endian lanes. */
+union x86_xmm {
+	uint8_t b[16];
+	uint16_t w[8];
+	uint32_t d[4];
+	uint64_t q[2];
+};
+
+/* An x87 register: the 80-bit double extended format (SDM vol. 1,
+ * 4.2.2), its 64-bit significand and its sign and 15-bit exponent. */
+struct x86_st {
+	uint64_t mant;
+	uint16_t sexp;
+};
+
+/*
+ * The state FXSAVE saves (SDM vol. 1, 10.5.1). st[] is indexed by
+ * physical register R0-R7: ST(i) is st[(TOP + i) & 7], TOP being FSW
+ * bits 11-13. ftw is the abridged tag: bit i set when R[i] is not empty.
+ */
+struct x86_fpu {
+	union x86_xmm xmm[16];
+	uint32_t mxcsr;
+	uint16_t fcw, fsw, fop;
+	uint8_t ftw;
+	uint16_t fcs, fds; /* selectors of the last x87 instruction, operand */
+	uint64_t fip, fdp;
+	struct x86_st st[8];
+};
+
+#define X86_MXCSR_RESET 0x1f80u
+/* The MXCSR bits this CPU implements (flags, DAZ, masks, RC, FZ): FXSAVE
+ * reports it as MXCSR_MASK; a set bit outside it is #GP. */
+#define X86_MXCSR_MASK 0xffffu
+#define X86_FCW_RESET 0x037fu /* FNINIT's control word */
+
+/*
+ * The invalid-opcode and device-not-available checks every SSE
+ * instruction makes before anything else (SDM vol. 3, chapter 13, the
+ * table "Action Taken for Combinations of OSFXSR, OSXMMEXCPT, SSE, SSE2,
+ * SSE3, EM, MP, and TS"): CR0.EM set or CR4.OSFXSR clear is #UD, then
+ * CR0.TS set is #NM.
+ */
+static inline void x86_sse_check(struct x86_cpu *cpu);
+
+/* The state after reset: FNINIT's x87 state, MXCSR 1F80H, XMM zero. */
+void x86_fpu_reset(struct x86_cpu *cpu);
+/* FXSAVE's image of the state, bytes 0-415 (the rest is not written):
+ * with rex_w the 64-bit layout, else FIP/FDP 32 bits with selectors. */
+void x86_fpu_fxsave_image(const struct x86_cpu *cpu, uint8_t img[512],
+			  bool rex_w);
+
+/* Linear-address accesses of n bytes (16 or 512): every page checked
+ * before any byte moves, then 8-byte pieces (each an atomic access when
+ * aligned, as x86_read()'s). */
+void x86_read_block(struct x86_cpu *cpu, gva_t la, void *buf, unsigned int n,
+		    unsigned int seg);
+void x86_write_block(struct x86_cpu *cpu, gva_t la, const void *buf,
+		     unsigned int n, unsigned int seg);
+
 /* ---- the CPU ---------------------------------------------------------- */
 
 enum x86_event_kind {
@@ -316,6 +380,7 @@ struct x86_cpu {
 	uint64_t cr0, cr2, cr3, cr4, cr8, efer;
 	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
 	uint64_t pat, tsc_aux, apic_base, misc_enable;
+	struct x86_fpu fpu;
 	int64_t tsc_offset; /* guest TSC = host TSC + tsc_offset */
 	bool int_shadow; /* STI / MOV SS: events blocked for one insn */
 
@@ -597,5 +662,14 @@ static inline struct x86_exit *x86_exit_after(struct x86_cpu *cpu,
  * from cpu->rip after the MMU has run. */
 _Noreturn void x86_shadow_fault(struct x86_cpu *cpu, gva_t la,
 				unsigned int access);
+
+static inline void x86_sse_check(struct x86_cpu *cpu)
+{
+	if (__builtin_expect(
+		    (cpu->cr0 & X86_CR0_EM) || !(cpu->cr4 & X86_CR4_OSFXSR), 0))
+		x86_raise(cpu, X86_UD, 0);
+	if (__builtin_expect(cpu->cr0 & X86_CR0_TS, 0))
+		x86_raise(cpu, X86_NM, 0);
+}
 
 #endif
