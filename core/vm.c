@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dev/dev.h"
@@ -489,14 +490,56 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-int vm_audit(struct vm *vm, char *msg, size_t msglen)
+/* Shadow pages compared with the guest's tables per hold: about 0.5 ms
+ * (docs/BENCHMARKS.md, "The audit and slot walks on big sparse slots"). */
+#define VM_AUDIT_BATCH 256
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int vm_audit_begin(struct vm *vm, uint64_t deadline_ns, char *msg,
+		   size_t msglen)
+{
+	/* The structural part needs no hold (docs/MMU.md, "The live
+	 * audit"): the vCPUs run on. */
+	return mmu_audit_begin(vm->mmu, deadline_ns, msg, msglen);
+}
+
+int vm_audit_step(struct vm *vm, char *msg, size_t msglen)
 {
 	int r;
 
 	vm_hold(vm);
-	r = mmu_audit(vm->mmu, msg, msglen);
+	r = mmu_audit_step(vm->mmu, VM_AUDIT_BATCH, msg, msglen);
 	vm_unhold(vm);
 	return r;
+}
+
+int vm_audit_until(struct vm *vm, uint64_t deadline_ns, char *msg,
+		   size_t msglen)
+{
+	int r = vm_audit_begin(vm, deadline_ns, msg, msglen);
+
+	while (r > 0) {
+		if (deadline_ns && now_ns() >= deadline_ns) {
+			snprintf(msg, msglen,
+				 "audit stopped at its deadline, comparing "
+				 "shadow pages with the guest's tables");
+			return -ETIMEDOUT;
+		}
+		r = vm_audit_step(vm, msg, msglen);
+	}
+	return r;
+}
+
+int vm_audit(struct vm *vm, char *msg, size_t msglen)
+{
+	return vm_audit_until(vm, 0, msg, msglen);
 }
 
 unsigned int vm_nr_vcpus(const struct vm *vm)

@@ -125,11 +125,28 @@ void vm_result(struct vm *vm, struct vm_result *res);
 int vm_reset(struct vm *vm, char *err, size_t errlen);
 
 /*
- * Runs the MMU audit on the live VM: takes a hold (every vCPU parked,
- * their pending page-table writes handed to the MMU), audits, drops it.
+ * Runs the MMU audit on the live VM (docs/MMU.md, "The live audit"): the
+ * structural part while the vCPUs run, then the comparison with the
+ * guest's tables in batches, each under a hold (every vCPU parked, their
+ * pending page-table writes handed to the MMU) that lasts one batch.
  * 0, or -EINVAL with the first inconsistency in msg.
  */
 int vm_audit(struct vm *vm, char *msg, size_t msglen);
+/*
+ * The same, given up with -ETIMEDOUT (and msg saying where) once
+ * CLOCK_MONOTONIC passes deadline_ns (0: never): the audit at shutdown.
+ */
+int vm_audit_until(struct vm *vm, uint64_t deadline_ns, char *msg,
+		   size_t msglen);
+/*
+ * Its two parts, for a caller that lets other work run between batches:
+ * vm_audit_begin() returns how many shadow pages are left to compare
+ * (>= 0) or -errno; each vm_audit_step() compares one batch under a
+ * hold: 1 while some are left, 0 when done, -EINVAL.
+ */
+int vm_audit_begin(struct vm *vm, uint64_t deadline_ns, char *msg,
+		   size_t msglen);
+int vm_audit_step(struct vm *vm, char *msg, size_t msglen);
 
 unsigned int vm_nr_vcpus(const struct vm *vm);
 void vm_vcpu_info(struct vm *vm, unsigned int index, struct vm_vcpu_info *out);

@@ -4,12 +4,17 @@
  * the memslots, every rmap entry, every parent pte and every write-track
  * count (docs/MMU.md, "What the audit checks", 1-4), and name the first
  * inconsistency.
- * It reads guest memory but changes nothing. Tests and debug builds call
- * it; it is O(shadow pages * 512 + memslot pages).
+ * It reads guest memory but changes nothing. It costs O(shadow pages *
+ * 512 + touched chunks * 512): the slots' chunks no spte or shadow page
+ * ever used are skipped (docs/MMU.md, "Touched chunks"). The live audit
+ * splits it (docs/MMU.md, "The live audit"): every check of the MMU's own
+ * structures in one pass while the vCPUs run, then the comparisons with
+ * the guest's tables a bounded batch of pages at a time.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 
 #include "mmu_int.h"
 #include "mmu_rcu.h"
@@ -20,8 +25,11 @@ struct audit {
 	struct mmu *mmu;
 	char *msg;
 	size_t msglen;
-	struct mmu_page **live; /* sorted */
+	struct mmu_page **live; /* sorted; NULL: links were checked before */
 	size_t nlive;
+	bool guest; /* compare with the guest's tables too */
+	uint64_t deadline; /* CLOCK_MONOTONIC ns; 0: none */
+	unsigned ticks;
 };
 
 static int report(struct audit *a, const char *fmt, ...)
@@ -49,7 +57,28 @@ static int ptr_cmp(const void *x, const void *y)
 
 static bool is_live(const struct audit *a, const struct mmu_page *sp)
 {
+	if (!a->live)
+		return true;
 	return bsearch(&sp, a->live, a->nlive, sizeof(*a->live), ptr_cmp);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Every 64 calls, whether the deadline has passed. */
+static int over_deadline(struct audit *a, const char *where)
+{
+	if (!a->deadline || ++a->ticks % 64)
+		return 0;
+	if (now_ns() < a->deadline)
+		return 0;
+	report(a, "audit stopped at its deadline, in %s", where);
+	return -ETIMEDOUT;
 }
 
 /* The guest's entry i of the table in gfn, read as the walker would. */
@@ -134,6 +163,11 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 			      WHERE "writable in a dirty-logged slot but "
 				    "not marked dirty",
 			      WARGS);
+	if (!mmu_chunk_is_touched(s, gfn))
+		return report(a,
+			      WHERE "its chunk of memslot %u is not marked "
+				    "touched",
+			      WARGS, s->id);
 	rmap = mmu_rmap_head(s, gfn, sp->role.level);
 	{
 		struct count_ctx c = { &sp->spt[i], 0 };
@@ -146,7 +180,7 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 				      WARGS, s->id, c.n);
 	}
 	/* An unsync page may lag its guest table until the next sync. */
-	if (!sp->role.direct && !sp->unsync) {
+	if (a->guest && !sp->role.direct && !sp->unsync) {
 		r = read_gpte(a, sp, i, &gpte);
 		if (r)
 			return r;
@@ -196,6 +230,8 @@ static int check_link(struct audit *a, struct mmu_page *sp, unsigned i,
 	want.level = sp->role.level - 1;
 	if (sp->role.direct) {
 		want_gfn = mmu_page_gfn_at(sp, i);
+	} else if (!a->guest) {
+		return 0; /* what the link should be is the guest's to say */
 	} else {
 		r = read_gpte(a, sp, i, &gpte);
 		if (r)
@@ -248,11 +284,23 @@ static int check_page(struct audit *a, struct mmu_page *sp)
 		return 0;
 	/* Its write tracking lives in the slot (docs/MMU.md, "What the audit
 	 * checks", 4). */
-	if (!sp->role.direct && !memslot_lookup(a->mmu, sp->gfn, NULL))
-		return report(a,
-			      "shadow page gfn 0x%llx level %d: no memslot "
-			      "covers the table it shadows",
-			      (unsigned long long)sp->gfn, sp->role.level);
+	if (!sp->role.direct) {
+		const struct memslot *s = memslot_lookup(a->mmu, sp->gfn, NULL);
+
+		if (!s)
+			return report(a,
+				      "shadow page gfn 0x%llx level %d: no "
+				      "memslot covers the table it shadows",
+				      (unsigned long long)sp->gfn,
+				      sp->role.level);
+		if (!mmu_chunk_is_touched(s, sp->gfn))
+			return report(a,
+				      "shadow page gfn 0x%llx level %d: its "
+				      "chunk of memslot %u is not marked "
+				      "touched",
+				      (unsigned long long)sp->gfn,
+				      sp->role.level, s->id);
+	}
 	for (i = 0; i < MMU_PT_ENTRIES; i++) {
 		uint64_t spte =
 			atomic_load_explicit(&sp->spt[i], memory_order_relaxed);
@@ -308,55 +356,94 @@ static bool check_rmap_entry(_Atomic uint64_t *sptep, void *arg)
 	return c->ok;
 }
 
+static int gfn_cmp(const void *x, const void *y)
+{
+	gfn_t a = *(const gfn_t *)x, b = *(const gfn_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/* The rmap heads of gfn, each level's checked once: at its first gfn in
+ * the slot (heads above level 1 are shared by a frame). */
+static int check_rmaps_at(struct audit *a, const struct memslot *s, gfn_t gfn)
+{
+	int level;
+
+	for (level = 1; level <= MMU_NR_LEAF_LEVELS; level++) {
+		struct rmap_ctx c = { gfn, level, true };
+
+		if (level > 1 && gfn != s->base_gfn &&
+		    gfn & ((1ULL << (9 * (level - 1))) - 1))
+			continue;
+		pte_list_for_each(mmu_rmap_head(s, gfn, level),
+				  check_rmap_entry, &c);
+		if (!c.ok)
+			return report(a,
+				      "rmap of memslot %u gfn 0x%llx level "
+				      "%d: an entry is not a present leaf "
+				      "spte mapping that gfn",
+				      s->id, (unsigned long long)gfn, level);
+	}
+	return 0;
+}
+
+/*
+ * The slot's rmaps and write-track counts, over its touched chunks only
+ * (docs/MMU.md, "Touched chunks"): the gfns the shadow pages shadow,
+ * sorted, are counted against write_track chunk by chunk, and one that
+ * lies in an untouched chunk is reported. Memory: one gfn per shadow
+ * page, not one count per gfn of the slot.
+ */
 static int check_slot(struct audit *a, const struct memslot *s)
 {
+	gfn_t end = s->base_gfn + s->npages, gfn;
 	struct list_node *n;
-	uint32_t *track = calloc(s->npages, sizeof(*track));
-	uint64_t i;
+	gfn_t *g = malloc((a->mmu->nr_pages + 1) * sizeof(*g));
+	size_t ng = 0, k = 0;
 	int r = 0;
 
-	if (!track)
+	if (!g)
 		return report(a, "audit: out of memory");
 	for (n = a->mmu->active_pages.next; n != &a->mmu->active_pages;
 	     n = n->next) {
 		struct mmu_page *sp = container_of(n, struct mmu_page, link);
 
 		if (!sp->role.direct && sp->gfn >= s->base_gfn &&
-		    sp->gfn - s->base_gfn < s->npages)
-			track[sp->gfn - s->base_gfn]++;
+		    sp->gfn < end && ng < a->mmu->nr_pages)
+			g[ng++] = sp->gfn;
 	}
-	for (i = 0; i < s->npages && !r; i++) {
-		gfn_t gfn = s->base_gfn + i;
-		int level;
+	qsort(g, ng, sizeof(*g), gfn_cmp);
+	for (gfn = mmu_next_touched(s, s->base_gfn, end); gfn < end && !r;
+	     gfn = (gfn + 1) & ((1ULL << MMU_CHUNK_SHIFT) - 1) ?
+			   gfn + 1 :
+			   mmu_next_touched(s, gfn + 1, end)) {
+		unsigned shadows = 0;
 
-		if (track[i] != s->meta->write_track[i]) {
+		if (k < ng && g[k] < gfn)
+			break; /* a shadowed gfn in an untouched chunk */
+		while (k < ng && g[k] == gfn) {
+			shadows++;
+			k++;
+		}
+		if (shadows != s->meta->write_track[gfn - s->base_gfn]) {
 			r = report(a,
 				   "gfn 0x%llx: write-track count %u, but %u "
 				   "shadow pages shadow it",
 				   (unsigned long long)gfn,
-				   s->meta->write_track[i], track[i]);
+				   s->meta->write_track[gfn - s->base_gfn],
+				   shadows);
 			break;
 		}
-		for (level = 1; level <= MMU_NR_LEAF_LEVELS && !r; level++) {
-			struct rmap_ctx c = { gfn, level, true };
-
-			/* Heads above level 1 are shared by a frame: check
-			 * each once, at its first gfn in the slot. */
-			if (level > 1 && i &&
-			    gfn & ((1ULL << (9 * (level - 1))) - 1))
-				continue;
-			pte_list_for_each(mmu_rmap_head(s, gfn, level),
-					  check_rmap_entry, &c);
-			if (!c.ok)
-				r = report(
-					a,
-					"rmap of memslot %u gfn 0x%llx level "
-					"%d: an entry is not a present leaf "
-					"spte mapping that gfn",
-					s->id, (unsigned long long)gfn, level);
-		}
+		r = check_rmaps_at(a, s, gfn);
+		if (!r && !((gfn + 1) & ((1ULL << MMU_CHUNK_SHIFT) - 1)))
+			r = over_deadline(a, "the memslots");
 	}
-	free(track);
+	if (!r && k < ng)
+		r = report(a,
+			   "shadow page gfn 0x%llx: the gfn's chunk of memslot "
+			   "%u is not marked touched",
+			   (unsigned long long)g[k], s->id);
+	free(g);
 	return r;
 }
 
@@ -435,42 +522,130 @@ static int check_roots(struct audit *a)
 	return 0;
 }
 
-int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
+/* One page: its own checks and audit_ext.c's. */
+static int audit_page(struct audit *a, struct mmu_page *sp)
 {
-	struct audit a = { .mmu = mmu, .msg = msg, .msglen = msglen };
+	int r = check_page(a, sp);
+
+	return r ? r :
+		   mmu_audit_ext_page_locked(a->mmu, sp, a->guest, a->msg,
+					     a->msglen);
+}
+
+/* Every page, the roots and the slots, in one mmu_lock section. */
+static int audit_all_locked(struct audit *a)
+{
+	struct mmu *mmu = a->mmu;
 	struct memslots *slots;
 	struct list_node *n;
 	size_t k = 0;
 	unsigned i;
 	int r = 0;
 
+	a->live = malloc((mmu->nr_pages + 1) * sizeof(*a->live));
+	if (!a->live)
+		return report(a, "audit: out of memory");
+	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = n->next)
+		if (k < mmu->nr_pages)
+			a->live[k++] = container_of(n, struct mmu_page, link);
+	a->nlive = k;
+	qsort(a->live, a->nlive, sizeof(*a->live), ptr_cmp);
+	for (n = mmu->active_pages.next; n != &mmu->active_pages && !r;
+	     n = n->next) {
+		r = audit_page(a, container_of(n, struct mmu_page, link));
+		if (!r)
+			r = over_deadline(a, "the shadow pages");
+	}
+	if (!r)
+		r = check_roots(a);
+	slots = mmu_rcu_dereference(mmu->slots);
+	for (i = 0; i < slots->nr && !r; i++)
+		r = check_slot(a, slots->slots[i]);
+	if (!r)
+		r = mmu_audit_ext_slots_locked(mmu, a->msg, a->msglen);
+	free(a->live);
+	a->live = NULL;
+	return r;
+}
+
+int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
+{
+	struct audit a = {
+		.mmu = mmu, .msg = msg, .msglen = msglen, .guest = true
+	};
+	int r;
+
 	if (msglen)
 		msg[0] = 0;
 	mmu_rcu_read_lock();
 	mmu_lock_acquire(mmu);
-	a.live = malloc((mmu->nr_pages + 1) * sizeof(*a.live));
-	if (!a.live) {
-		r = report(&a, "audit: out of memory");
-		goto out;
-	}
-	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = n->next)
-		if (k < mmu->nr_pages)
-			a.live[k++] = container_of(n, struct mmu_page, link);
-	a.nlive = k;
-	qsort(a.live, a.nlive, sizeof(*a.live), ptr_cmp);
-	for (n = mmu->active_pages.next; n != &mmu->active_pages && !r;
-	     n = n->next)
-		r = check_page(&a, container_of(n, struct mmu_page, link));
-	if (!r)
-		r = check_roots(&a);
-	slots = mmu_rcu_dereference(mmu->slots);
-	for (i = 0; i < slots->nr && !r; i++)
-		r = check_slot(&a, slots->slots[i]);
-	if (!r)
-		r = mmu_audit_ext_locked(mmu, msg, msglen);
-out:
+	r = audit_all_locked(&a);
 	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
-	free(a.live);
+	return r;
+}
+
+int mmu_audit_begin(struct mmu *mmu, uint64_t deadline_ns, char *msg,
+		    size_t msglen)
+{
+	struct audit a = { .mmu = mmu,
+			   .msg = msg,
+			   .msglen = msglen,
+			   .deadline = deadline_ns };
+	struct list_node *n;
+	int r;
+
+	if (msglen)
+		msg[0] = 0;
+	mmu_rcu_read_lock();
+	mmu_lock_acquire(mmu);
+	r = audit_all_locked(&a);
+	if (!r) {
+		/* Every page alive now waits for mmu_audit_step(); pages
+		 * made later start at 0 and are not this pass's. */
+		mmu->audit_seq++;
+		for (n = mmu->active_pages.next; n != &mmu->active_pages;
+		     n = n->next) {
+			container_of(n, struct mmu_page, link)->audit_seq =
+				mmu->audit_seq;
+			r++;
+		}
+	}
+	mmu_lock_release(mmu);
+	mmu_rcu_read_unlock();
+	return r;
+}
+
+int mmu_audit_step(struct mmu *mmu, unsigned max_pages, char *msg,
+		   size_t msglen)
+{
+	struct audit a = {
+		.mmu = mmu, .msg = msg, .msglen = msglen, .guest = true
+	};
+	struct list_node *n;
+	unsigned done = 0;
+	int r = 0;
+
+	if (msglen)
+		msg[0] = 0;
+	mmu_rcu_read_lock();
+	mmu_lock_acquire(mmu);
+	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = n->next) {
+		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+
+		if (!mmu->audit_seq || sp->audit_seq != mmu->audit_seq)
+			continue;
+		if (done == max_pages) {
+			r = 1;
+			break;
+		}
+		sp->audit_seq = 0;
+		done++;
+		r = audit_page(&a, sp);
+		if (r)
+			break;
+	}
+	mmu_lock_release(mmu);
+	mmu_rcu_read_unlock();
 	return r;
 }

@@ -6,6 +6,8 @@
  * (check 6, also after back-to-back fast zaps); unsync pages and the
  * unsync_child bitmaps (check 5); MMIO sptes (check 7); large sptes and
  * the lpage_disallow counts (check 8). It reads guest memory but changes nothing.
+ * audit.c calls the page checks for each page it checks, and the slot
+ * checks once; without guest, nothing reads the guest's tables.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -55,7 +57,7 @@ static bool has_upper_page(struct mmu *mmu, gfn_t gfn)
 }
 
 static int check_mmio(struct mmu *mmu, const struct mmu_page *sp, unsigned i,
-		      uint64_t spte, char *msg, size_t msglen)
+		      uint64_t spte, bool guest, char *msg, size_t msglen)
 {
 	gfn_t gfn = (spte & SPTE_MMIO_GFN_MASK) >> PAGE_SHIFT;
 	uint64_t gen = memslot_generation(mmu);
@@ -70,7 +72,7 @@ static int check_mmio(struct mmu *mmu, const struct mmu_page *sp, unsigned i,
 		return R("MMIO spte for gfn 0x%llx still current, but memslot "
 			 "%u covers the gfn",
 			 (unsigned long long)gfn, s->id);
-	if (!sp->role.direct && !sp->unsync) {
+	if (guest && !sp->role.direct && !sp->unsync) {
 		const struct memslot *t = memslot_lookup(mmu, sp->gfn, NULL);
 		uint64_t gpte;
 
@@ -123,8 +125,8 @@ static int check_large(struct mmu *mmu, const struct mmu_page *sp, unsigned i,
 	return 0;
 }
 
-static int check_page(struct mmu *mmu, struct mmu_page *sp, char *msg,
-		      size_t msglen)
+int mmu_audit_ext_page_locked(struct mmu *mmu, struct mmu_page *sp, bool guest,
+			      char *msg, size_t msglen)
 {
 	bool obsolete = mmu_page_is_obsolete(mmu, sp);
 	unsigned i;
@@ -150,9 +152,9 @@ static int check_page(struct mmu *mmu, struct mmu_page *sp, char *msg,
 		struct mmu_page *child;
 
 		if (is_mmio_spte(spte)) {
-			r = obsolete ?
-				    0 :
-				    check_mmio(mmu, sp, i, spte, msg, msglen);
+			r = obsolete ? 0 :
+				       check_mmio(mmu, sp, i, spte, guest, msg,
+						  msglen);
 			if (r)
 				return r;
 			continue;
@@ -194,52 +196,55 @@ static int check_page(struct mmu *mmu, struct mmu_page *sp, char *msg,
 	return 0;
 }
 
-/* lpage_disallow: the write-tracked gfns of each frame in the slot. */
+/*
+ * lpage_disallow: the write-tracked gfns of each frame in the slot. A
+ * frame without a touched chunk has no tracked gfn (docs/MMU.md, "Touched
+ * chunks"), so its count is read but its gfns are not.
+ */
 static int check_disallow(const struct memslot *s, char *msg, size_t msglen)
 {
+	gfn_t end = s->base_gfn + s->npages;
 	int level;
 
 	for (level = 2; level <= MMU_NR_LEAF_LEVELS; level++) {
 		unsigned shift = 9 * (unsigned)(level - 1);
-		uint64_t i = 0;
+		gfn_t gfn = s->base_gfn;
 
-		while (i < s->npages) {
-			gfn_t gfn = s->base_gfn + i;
-			gfn_t end = ((gfn >> shift) + 1) << shift;
+		while (gfn < end) {
+			gfn_t fend = ((gfn >> shift) + 1) << shift;
 			uint64_t sum = 0;
 			uint32_t c =
 				s->meta->lpage_disallow[level - 2]
 						       [(gfn >> shift) -
 							(s->base_gfn >> shift)];
+			gfn_t g;
 
-			for (; gfn < end && i < s->npages; gfn++, i++)
-				sum += s->meta->write_track[i];
+			if (fend > end)
+				fend = end;
+			for (g = mmu_next_touched(s, gfn, fend); g < fend;
+			     g = (g + 1) & ((1ULL << MMU_CHUNK_SHIFT) - 1) ?
+					 g + 1 :
+					 mmu_next_touched(s, g + 1, fend))
+				sum += s->meta->write_track[g - s->base_gfn];
 			if (sum != c)
 				return R("memslot %u level %d frame of gfn "
 					 "0x%llx: lpage_disallow %u, %llu "
 					 "write-tracked",
-					 s->id, level,
-					 (unsigned long long)(gfn - 1), c,
-					 (unsigned long long)sum);
+					 s->id, level, (unsigned long long)gfn,
+					 c, (unsigned long long)sum);
+			gfn = fend;
 		}
 	}
 	return 0;
 }
 
-int mmu_audit_ext_locked(struct mmu *mmu, char *msg, size_t msglen)
+int mmu_audit_ext_slots_locked(struct mmu *mmu, char *msg, size_t msglen)
 {
 	struct memslots *slots;
-	struct list_node *n;
 	unsigned i;
 	int r;
 
 	mmu_assert_locked(mmu);
-	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = n->next) {
-		r = check_page(mmu, container_of(n, struct mmu_page, link), msg,
-			       msglen);
-		if (r)
-			return r;
-	}
 	slots = atomic_load_explicit(&mmu->slots, memory_order_acquire);
 	for (i = 0; i < slots->nr; i++) {
 		r = check_disallow(slots->slots[i], msg, msglen);

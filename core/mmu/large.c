@@ -64,6 +64,8 @@ void mmu_track_gfn_locked(struct mmu *mmu, const struct memslot *slot,
 	int level;
 
 	mmu_assert_locked(mmu);
+	if (delta > 0)
+		mmu_touch_locked(mmu, slot, gfn, 1);
 	slot->meta->write_track[gfn - slot->base_gfn] =
 		(uint16_t)(slot->meta->write_track[gfn - slot->base_gfn] +
 			   delta);
@@ -164,6 +166,9 @@ mmu_set_large_spte_locked(struct mmu_vcpu *v, struct mmu_page *sp,
 		sp->gfns[i] = frame;
 	mmu_spte_set(sptep, new);
 	if (!is_spte_present(old)) {
+		/* Every chunk of the frame: a zap of part of it finds the
+		 * head from any gfn inside (docs/MMU.md, "Touched chunks"). */
+		mmu_touch_locked(mmu, slot, frame, frame_pages(level));
 		mmu_pte_list_add(v, mmu_rmap_head(slot, frame, level), sptep);
 		sp->nr_present++;
 		mmu_stat_add(mmu, MMU_STAT_SPTES, 1);
@@ -186,8 +191,13 @@ void mmu_zap_large_slot(struct mmu *mmu, const struct memslot *slot)
 		uint64_t n = frame_pages(level);
 		gfn_t gfn;
 
-		for (gfn = slot->base_gfn; gfn < slot->base_gfn + slot->npages;
-		     gfn = (gfn & ~(n - 1)) + n) {
+		gfn_t end = slot->base_gfn + slot->npages;
+
+		/* Frames with no touched chunk have no large spte
+		 * (docs/MMU.md, "Touched chunks"). */
+		for (gfn = mmu_next_touched(slot, slot->base_gfn, end);
+		     gfn < end;
+		     gfn = mmu_next_touched(slot, (gfn & ~(n - 1)) + n, end)) {
 			struct pte_list_head *h =
 				mmu_rmap_head(slot, gfn, level);
 			_Atomic uint64_t *sptep;

@@ -137,13 +137,16 @@ static struct memslot_meta *meta_alloc(uint64_t npages)
 			goto nomem;
 	}
 	m->write_track = calloc(npages, sizeof(*m->write_track));
-	if (!m->write_track || lpage_meta_alloc(m, npages))
+	m->touched = calloc((memslot_nr_chunks(npages) + 63) / 64,
+			    sizeof(*m->touched));
+	if (!m->write_track || !m->touched || lpage_meta_alloc(m, npages))
 		goto nomem;
 	return m;
 nomem:
 	for (l = 0; l < MMU_NR_LEAF_LEVELS; l++)
 		free(m->rmap[l]);
 	free(m->write_track);
+	free(m->touched);
 	lpage_meta_free(m);
 	free(m);
 	return NULL;
@@ -158,6 +161,7 @@ static void meta_free(struct memslot_meta *m)
 	for (l = 0; l < MMU_NR_LEAF_LEVELS; l++)
 		free(m->rmap[l]);
 	free(m->write_track);
+	free(m->touched);
 	lpage_meta_free(m);
 	free(m);
 }

@@ -55,6 +55,56 @@ struct pte_list_head *mmu_rmap_head(const struct memslot *slot, gfn_t gfn,
 				[(gfn >> shift) - (slot->base_gfn >> shift)];
 }
 
+/* ---- touched chunks (docs/MMU.md, "Touched chunks") ------------------- */
+
+void mmu_touch_locked(struct mmu *mmu, const struct memslot *slot, gfn_t gfn,
+		      uint64_t n)
+{
+	gfn_t end = gfn + n;
+	uint64_t c, last;
+
+	mmu_assert_locked(mmu);
+	if (gfn < slot->base_gfn)
+		gfn = slot->base_gfn;
+	if (end > slot->base_gfn + slot->npages)
+		end = slot->base_gfn + slot->npages;
+	if (gfn >= end)
+		return;
+	last = memslot_chunk(slot, end - 1);
+	for (c = memslot_chunk(slot, gfn); c <= last; c++)
+		slot->meta->touched[c / 64] |= 1ULL << (c % 64);
+}
+
+bool mmu_chunk_is_touched(const struct memslot *slot, gfn_t gfn)
+{
+	uint64_t c = memslot_chunk(slot, gfn);
+
+	return slot->meta->touched[c / 64] & (1ULL << (c % 64));
+}
+
+gfn_t mmu_next_touched(const struct memslot *slot, gfn_t gfn, gfn_t end)
+{
+	uint64_t c, last, w, bits;
+	gfn_t start;
+
+	if (gfn >= end)
+		return end;
+	c = memslot_chunk(slot, gfn);
+	last = memslot_chunk(slot, end - 1);
+	w = c / 64;
+	bits = slot->meta->touched[w] & (~0ULL << (c % 64));
+	while (!bits) {
+		if (++w > last / 64)
+			return end;
+		bits = slot->meta->touched[w];
+	}
+	c = w * 64 + (uint64_t)__builtin_ctzll(bits);
+	if (c > last)
+		return end;
+	start = (c + (slot->base_gfn >> MMU_CHUNK_SHIFT)) << MMU_CHUNK_SHIFT;
+	return start > gfn ? start : gfn;
+}
+
 /* Stores to sptes are release: a vCPU's acquire load of a non-leaf spte
  * then sees the initialised child table (mmu_shadow_translate). */
 static void spte_set(_Atomic uint64_t *sptep, uint64_t v)
@@ -643,6 +693,7 @@ static enum mmu_fault_result set_spte(struct mmu_vcpu *v, struct mmu_page *sp,
 		sp->gfns[i] = gfn;
 	spte_set(sptep, new);
 	if (!is_spte_present(old)) {
+		mmu_touch_locked(mmu, slot, gfn, 1);
 		pte_list_add(&v->descs, mmu_rmap_head(slot, gfn, 1), sptep);
 		sp->nr_present++;
 		mmu_stat_add(mmu, MMU_STAT_SPTES, 1);
@@ -990,13 +1041,17 @@ bool mmu_write_protect_gfn(struct mmu *mmu, gfn_t gfn)
 void mmu_write_protect_slot(struct mmu *mmu, const struct memslot *slot)
 {
 	bool flush = false;
-	uint64_t i;
+	gfn_t gfn, end = slot->base_gfn + slot->npages;
 
 	mmu_rcu_read_lock();
 	mmu_lock_acquire(mmu);
-	for (i = 0; i < slot->npages; i++)
-		flush |= mmu_write_protect_gfn_locked(
-			mmu, slot, slot->base_gfn + i, false);
+	/* Only chunks that ever had an spte (docs/MMU.md, "Touched
+	 * chunks"). */
+	for (gfn = mmu_next_touched(slot, slot->base_gfn, end); gfn < end;
+	     gfn = (gfn + 1) & ((1ULL << MMU_CHUNK_SHIFT) - 1) ?
+			   gfn + 1 :
+			   mmu_next_touched(slot, gfn + 1, end))
+		flush |= mmu_write_protect_gfn_locked(mmu, slot, gfn, false);
 	if (flush)
 		mmu_flush_remote_tlbs(mmu);
 	mmu_lock_release(mmu);
@@ -1012,7 +1067,12 @@ static bool zap_rmaps_locked(struct mmu *mmu, const struct memslot *slot,
 	int level;
 
 	mmu_assert_locked(mmu);
-	for (gfn = start; gfn < end; gfn++) {
+	/* A chunk never touched has empty rmaps (docs/MMU.md, "Touched
+	 * chunks"): a large spte marks every chunk of its frame. */
+	for (gfn = mmu_next_touched(slot, start, end); gfn < end;
+	     gfn = (gfn + 1) & ((1ULL << MMU_CHUNK_SHIFT) - 1) ?
+			   gfn + 1 :
+			   mmu_next_touched(slot, gfn + 1, end)) {
 		for (level = 1; level <= MMU_NR_LEAF_LEVELS; level++) {
 			struct pte_list_head *h =
 				mmu_rmap_head(slot, gfn, level);

@@ -133,7 +133,29 @@ struct memslot_meta {
 	 * large spte maps a frame only while its count is zero (docs/MMU.md,
 	 * "Large sptes"). (m) */
 	uint32_t *lpage_disallow[MMU_NR_LEAF_LEVELS - 1];
+	/* One bit per chunk, the 512 gfns of a 2 MiB frame (indexed as the
+	 * level-2 rmap heads): set before any rmap head of the chunk gets
+	 * an entry or any of its gfns a write-track count, and never
+	 * cleared while the slot lives. Whatever walks the slot's rmaps
+	 * or counts (zap, write protection, the audit) skips the chunks
+	 * without it, so it costs what the guest touched, not the slot's
+	 * size (docs/MMU.md, "Touched chunks"). (m) */
+	uint64_t *touched;
 };
+
+/* A slot's chunks: 512 gfns aligned as the slot's 2 MiB frames. */
+#define MMU_CHUNK_SHIFT 9
+
+static inline uint64_t memslot_chunk(const struct memslot *slot, gfn_t gfn)
+{
+	return (gfn >> MMU_CHUNK_SHIFT) - (slot->base_gfn >> MMU_CHUNK_SHIFT);
+}
+
+static inline uint64_t memslot_nr_chunks(uint64_t npages)
+{
+	/* As many as the level-2 rmap heads (memslot.c). */
+	return ((npages - 1) >> MMU_CHUNK_SHIFT) + 2;
+}
 
 /*
  * The memslot set: immutable sorted array (by base_gfn), replaced
@@ -199,6 +221,9 @@ struct mmu_page {
 	bool unsync;
 	unsigned unsync_children;
 	uint64_t unsync_child_bitmap[MMU_PT_ENTRIES / 64];
+	/* Equal to mmu->audit_seq: the running live audit has still to
+	 * check this page against the guest's tables (audit.c). (m) */
+	uint64_t audit_seq;
 };
 
 #define MMU_HASH_BITS 12
@@ -245,6 +270,9 @@ struct mmu {
 	/* (a) relaxed: mmu_set_unsync(); read under mmu_lock by the fault
 	 * path, which is all that decides to unsync. */
 	_Atomic bool unsync_enabled;
+	/* The live audit's pass; its pages carry it until they are checked
+	 * against the guest's tables (docs/MMU.md, "The live audit"). (m) */
+	uint64_t audit_seq;
 };
 
 struct mmu_vcpu {
@@ -430,9 +458,20 @@ void mmu_zap_large_slot(struct mmu *mmu, const struct memslot *slot);
 int lpage_meta_alloc(struct memslot_meta *m, uint64_t npages);
 void lpage_meta_free(struct memslot_meta *m);
 
+/* mmu.c: touched chunks (docs/MMU.md, "Touched chunks"). */
+/* Marks the chunks of [gfn, gfn + n) within slot, under mmu_lock. */
+void mmu_touch_locked(struct mmu *mmu, const struct memslot *slot, gfn_t gfn,
+		      uint64_t n);
+bool mmu_chunk_is_touched(const struct memslot *slot, gfn_t gfn);
+/* The first gfn in [gfn, end) whose chunk is touched, or end. */
+gfn_t mmu_next_touched(const struct memslot *slot, gfn_t gfn, gfn_t end);
+
 /* audit_ext.c: the checks of unsync, fast zap-all, MMIO and large sptes,
- * called by mmu_audit(). */
-int mmu_audit_ext_locked(struct mmu *mmu, char *msg, size_t msglen);
+ * called by the audit (audit.c) for each page it checks and then once for
+ * the slots. guest: also compare with the guest's tables. */
+int mmu_audit_ext_page_locked(struct mmu *mmu, struct mmu_page *sp, bool guest,
+			      char *msg, size_t msglen);
+int mmu_audit_ext_slots_locked(struct mmu *mmu, char *msg, size_t msglen);
 
 static inline struct mmu_page *sptep_to_page(const _Atomic uint64_t *sptep)
 {

@@ -3,6 +3,10 @@
  * leaf spte, an rmap entry, a parent pte and a write-track count (through
  * the private structures), check the message, restore, check it is clean.
  */
+#include <errno.h>
+#include <sys/resource.h>
+#include <time.h>
+
 #include "mmu_test.h"
 #include "mmu_int.h"
 
@@ -223,6 +227,156 @@ static void test_audit_writable_spte_of_clean_gpte_named(void **state)
 	aenv_free(e);
 }
 
+/*
+ * A shadowed table or a mapped gfn whose chunk is not marked touched
+ * would be skipped by every slot-wide walk (docs/MMU.md, "Touched
+ * chunks"): the audit names it.
+ */
+static void test_audit_untouched_chunk_named(void **state)
+{
+	struct aenv *e = aenv_new();
+	const struct memslot *s = slot0(e);
+	uint64_t good = s->meta->touched[0];
+
+	(void)state;
+	assert_true(good & 1); /* gfns 0..511: the tables and DATA */
+	s->meta->touched[0] = 0;
+	expect_audit(e, "chunk of memslot 0 is not marked touched");
+	s->meta->touched[0] = good;
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
+#define BIG_SLOTS 8
+#define BIG_PAGES (1ULL << 24) /* 64 GiB each */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static long maxrss_kb(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+/*
+ * 8 slots of 64 GiB (reserved, never touched), one page of each mapped:
+ * the audit, dirty logging on and off and a slot's delete cost what was
+ * touched. Walking every gfn, as they did, took 5.5 s or more for the
+ * audit and raised the peak RSS by 1.3 GB (docs/BENCHMARKS.md, "The
+ * audit and slot walks on big sparse slots"); the bounds here leave a
+ * hundredfold margin for a loaded machine.
+ */
+static void test_audit_big_sparse_slots_cost_what_was_touched(void **state)
+{
+	struct aenv *e = aenv_new();
+	void *big[BIG_SLOTS];
+	gfn_t next = 0x30;
+	uint64_t t;
+	long rss;
+	char err[160];
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < BIG_SLOTS; i++) {
+		struct mmu_fault_info info;
+		gva_t gva = 0x40000000ULL + i * 0x200000ULL;
+		gfn_t base = (gfn_t)(i + 1) * BIG_PAGES;
+
+		big[i] = mmap(NULL, BIG_PAGES * PAGE_SIZE,
+			      PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			      0);
+		assert_true(big[i] != MAP_FAILED);
+		assert_int_equal(memslot_add(e->mmu, i + 1, base, BIG_PAGES,
+					     (hva_t)(uintptr_t)big[i], 0, err,
+					     sizeof(err)),
+				 0);
+		map_4k(&e->m, 0, PML4, &next, gva, base + i * 4096, G_W | G_D);
+		assert_int_equal(mmu_page_fault(e->v, &e->cpu, gva,
+						MMU_ACCESS_WRITE, &info),
+				 MMU_FAULT_FIXED);
+	}
+	rss = maxrss_kb();
+	t = now_ns();
+	expect_audit(e, NULL);
+	t = now_ns() - t;
+	rss = maxrss_kb() - rss;
+	if (t > 1000000000ULL || rss > 64 * 1024)
+		fail_msg("audit of 8 x 64 GiB sparse slots: %llu ms, peak RSS "
+			 "+%ld KiB (bounds: 1000 ms, 65536 KiB)",
+			 (unsigned long long)(t / 1000000), rss);
+	t = now_ns();
+	assert_int_equal(memslot_set_flags(e->mmu, 1, MEMSLOT_LOG_DIRTY, err,
+					   sizeof(err)),
+			 0);
+	assert_int_equal(memslot_set_flags(e->mmu, 1, 0, err, sizeof(err)), 0);
+	assert_int_equal(memslot_delete(e->mmu, 2, err, sizeof(err)), 0);
+	t = now_ns() - t;
+	if (t > 500000000ULL)
+		fail_msg("dirty log on/off and delete of a 64 GiB slot: %llu "
+			 "ms (bound: 500 ms)",
+			 (unsigned long long)(t / 1000000));
+	expect_audit(e, NULL);
+	aenv_free(e);
+	for (i = 0; i < BIG_SLOTS; i++)
+		munmap(big[i], BIG_PAGES * PAGE_SIZE);
+}
+
+/*
+ * The live audit (docs/MMU.md, "The live audit"): begin checks the
+ * structures but not the guest's tables, each step compares at most its
+ * budget of pages with them, and what begin left is all that the steps
+ * check.
+ */
+static void test_audit_live_steps_bounded_and_complete(void **state)
+{
+	struct aenv *e = aenv_new();
+	_Atomic uint64_t *sptep = sptep_at(e, 1);
+	uint64_t good = atomic_load(sptep);
+	struct mmu_page *leaf = sptep_to_page(sptep);
+	uint64_t gpte = gpte_get(&e->m, 0, leaf->gfn, spte_index(GVA, 1));
+	char msg[256];
+	int n, steps;
+
+	(void)state;
+	/* 4 pages: root, PDPT, PD, PT; one per step. */
+	n = mmu_audit_begin(e->mmu, 0, msg, sizeof(msg));
+	assert_int_equal(n, 4);
+	for (steps = 0; mmu_audit_step(e->mmu, 1, msg, sizeof(msg)) == 1;)
+		steps++;
+	assert_int_equal(steps, 3); /* the fourth step ends the pass */
+	assert_int_equal(mmu_audit_step(e->mmu, 1, msg, sizeof(msg)), 0);
+
+	/* The guest's table disagrees: not begin's business, a step's. */
+	gpte_set(&e->m, 0, leaf->gfn, spte_index(GVA, 1), gpte + PAGE_SIZE);
+	assert_int_equal(mmu_audit_begin(e->mmu, 0, msg, sizeof(msg)), 4);
+	do
+		n = mmu_audit_step(e->mmu, 1, msg, sizeof(msg));
+	while (n == 1);
+	assert_int_equal(n, -EINVAL);
+	if (!strstr(msg, "the gpte") || !strstr(msg, "maps another gfn"))
+		fail_msg("step said \"%s\"", msg);
+	gpte_set(&e->m, 0, leaf->gfn, spte_index(GVA, 1), gpte);
+
+	/* A structure broken: begin names it. */
+	atomic_store(sptep, good + PAGE_SIZE);
+	assert_int_equal(mmu_audit_begin(e->mmu, 0, msg, sizeof(msg)), -EINVAL);
+	if (!strstr(msg, "frame"))
+		fail_msg("begin said \"%s\"", msg);
+	atomic_store(sptep, good);
+
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -233,6 +387,10 @@ int main(void)
 		cmocka_unit_test(test_audit_corrupt_write_track_named),
 		cmocka_unit_test(test_audit_corrupt_root_count_named),
 		cmocka_unit_test(test_audit_writable_spte_of_clean_gpte_named),
+		cmocka_unit_test(test_audit_untouched_chunk_named),
+		cmocka_unit_test(
+			test_audit_big_sparse_slots_cost_what_was_touched),
+		cmocka_unit_test(test_audit_live_steps_bounded_and_complete),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
