@@ -46,9 +46,11 @@ static bool write_all(int fd, const char *buf, size_t len)
 
 /*
  * Copies the console socket to stdout and stdin to the socket (the guest's
- * COM1 input) until the daemon closes it, Ctrl-C/SIGTERM, or, on a
- * terminal (put in raw mode, so keys go to the guest as typed), Ctrl-].
- * At the end of a non-terminal stdin, output goes on being copied.
+ * COM1 input) until the daemon closes it, SIGINT/SIGTERM, or, on a
+ * terminal, Ctrl-]. A terminal is put in raw mode, so keys go to the
+ * guest as typed: Enter is CR, Ctrl-C is the byte 0x03 (no SIGINT), as
+ * under virsh console. At the end of a non-terminal stdin, output goes
+ * on being copied.
  */
 int mmuctl_console(const char *prog, const char *path)
 {
@@ -67,7 +69,16 @@ int mmuctl_console(const char *prog, const char *path)
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		if (errno == ECONNREFUSED || errno == ENOENT)
+			fprintf(stderr,
+				"%s: no console at %s (%s): mmud is not "
+				"running, or its console is elsewhere\n",
+				prog, path,
+				errno == ENOENT ? "no such socket" :
+						  "nothing listens on it");
+		else
+			fprintf(stderr, "%s: %s: %s\n", prog, path,
+				strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return EXIT_USAGE;
@@ -80,7 +91,10 @@ int mmuctl_console(const char *prog, const char *path)
 		cfmakeraw(&raw);
 		raw.c_oflag = saved.c_oflag; /* keep \n -> \r\n on output */
 		if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
-			fprintf(stderr, "%s: connected; Ctrl-] leaves\n", prog);
+			fprintf(stderr,
+				"%s: connected to %s; Ctrl-] leaves (Ctrl-C "
+				"goes to the guest)\n",
+				prog, path);
 		else
 			tty = false;
 	} else {

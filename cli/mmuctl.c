@@ -4,9 +4,10 @@
  * sends it over rpc's client half, and prints the return value as a
  * table or key: value lines, or as JSON with --json. It also attaches to
  * a VM's console socket and passes raw QMP through. It knows commands
- * only by name and argument types; what they do is the daemon's. Exit
- * status: 0 success, 1 the command failed (class and desc on stderr),
- * 2 usage error or no connection.
+ * only by name and argument types; what they do is the daemon's. Options
+ * may come anywhere on the line, as git's do. Exit status: 0 success, 1
+ * the command failed (class and desc on stderr), 2 usage error or no
+ * connection.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,11 +37,14 @@ struct kv_arg {
 	enum kv_type type;
 	bool required;
 	const char *help;
+	bool local; /* mmuctl's own: changes the output, never sent */
 };
 
 enum output {
 	OUT_NONE, /* success prints nothing */
 	OUT_STATUS, /* query-status */
+	OUT_VERSION, /* query-version: "0.1.0 (mmud 0.1.0)" */
+	OUT_HARVEST, /* x-dirty-log-harvest: the count; bitmap=true adds it */
 	OUT_AUTO, /* tables for lists of objects, key: value otherwise */
 };
 
@@ -53,28 +57,32 @@ struct subcmd {
 };
 
 static const struct kv_arg memslot_add_args[] = {
-	{ "gpa", KV_SIZE, true, "guest physical base, page-aligned" },
-	{ "size", KV_SIZE, true, "bytes, page-aligned" },
-	{ "readonly", KV_BOOL, false, "guest writes exit as MMIO" },
-	{ "log-dirty", KV_BOOL, false, "start with dirty logging on" },
-	{ NULL, KV_STR, false, NULL },
+	{ "gpa", KV_SIZE, true, "guest physical base, page-aligned", false },
+	{ "size", KV_SIZE, true, "bytes, page-aligned", false },
+	{ "readonly", KV_BOOL, false, "guest writes exit as MMIO", false },
+	{ "log-dirty", KV_BOOL, false, "start with dirty logging on", false },
+	{ NULL, KV_STR, false, NULL, false },
 };
 
 static const struct kv_arg slot_args[] = {
-	{ "slot", KV_INT, true, "memslot id (see memslot list)" },
-	{ NULL, KV_STR, false, NULL },
+	{ "slot", KV_INT, true, "memslot id (see memslot list)", false },
+	{ NULL, KV_STR, false, NULL, false },
 };
 
 static const struct kv_arg harvest_args[] = {
-	{ "slot", KV_INT, true, "memslot id" },
-	{ "clear", KV_BOOL, false,
-	  "re-protect what is reported (default true)" },
-	{ NULL, KV_STR, false, NULL },
+	{ "slot", KV_INT, true, "memslot id", false },
+	{ "clear", KV_BOOL, false, "re-protect what is reported (default true)",
+	  false },
+	{ "bitmap", KV_BOOL, false,
+	  "also print the bitmap (base64, bit i = page i; default false)",
+	  true },
+	{ NULL, KV_STR, false, NULL, false },
 };
 
 static const struct kv_arg zap_args[] = {
-	{ "slow", KV_BOOL, false, "zap page by page instead of fast zap" },
-	{ NULL, KV_STR, false, NULL },
+	{ "slow", KV_BOOL, false, "zap page by page instead of fast zap",
+	  false },
+	{ NULL, KV_STR, false, NULL, false },
 };
 
 static const struct subcmd subcmds[] = {
@@ -85,8 +93,8 @@ static const struct subcmd subcmds[] = {
 	{ "cont", "cont", NULL, OUT_NONE, "resume the vCPUs" },
 	{ "cpus", "query-cpus-fast", NULL, OUT_AUTO,
 	  "list the vCPUs with their host threads" },
-	{ "dirty harvest", "x-dirty-log-harvest", harvest_args, OUT_AUTO,
-	  "read (and by default clear) a slot's dirty bitmap" },
+	{ "dirty harvest", "x-dirty-log-harvest", harvest_args, OUT_HARVEST,
+	  "count (and by default clear) a slot's dirty pages" },
 	{ "dirty start", "x-dirty-log-start", slot_args, OUT_NONE,
 	  "start dirty logging on a slot" },
 	{ "dirty stop", "x-dirty-log-stop", slot_args, OUT_NONE,
@@ -106,7 +114,8 @@ static const struct subcmd subcmds[] = {
 	  "MMU counters of the VM and each vCPU" },
 	{ "status", "query-status", NULL, OUT_STATUS, "the VM's run state" },
 	{ "stop", "stop", NULL, OUT_NONE, "pause the vCPUs" },
-	{ "version", "query-version", NULL, OUT_AUTO, "mmud's version" },
+	{ "version", "query-version", NULL, OUT_VERSION,
+	  "the version of the mmud at the socket" },
 	{ "zap-all", "x-mmu-zap-all", zap_args, OUT_AUTO,
 	  "drop every shadow page" },
 };
@@ -122,12 +131,14 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mmuctl [--socket PATH | --name NAME] [--json]\n"
 		"              [--timeout SECONDS] COMMAND [key=value ...]\n"
-		"       mmuctl [--console-socket PATH | --name NAME] console\n"
+		"       mmuctl [--console-socket PATH | --name NAME | --socket "
+		"PATH] console\n"
 		"       mmuctl [...] qmp '{\"execute\": ...}'\n"
 		"       mmuctl help [COMMAND]   or   mmuctl COMMAND --help\n"
 		"\n"
 		"Talks QMP to one mmud. --name NAME means %s/NAME/qmp.sock;\n"
-		"without --socket or --name, $QMP_SOCKET is used.\n"
+		"without --socket or --name, $QMP_SOCKET is used. Options may\n"
+		"come before or after COMMAND.\n"
 		"\n"
 		"Commands:\n",
 		QMP_VM_RUN_DIR);
@@ -144,6 +155,7 @@ static void usage(FILE *f)
 		"  -t, --timeout SECONDS    wait at most this long (60)\n"
 		"  --console-socket PATH    the console socket for console\n"
 		"  -h, --help               this text\n"
+		"  -V, --version            mmuctl's version\n"
 		"\nExit status: 0 ok, 1 the command failed, 2 usage error or\n"
 		"no connection.\n");
 }
@@ -183,13 +195,16 @@ static void sub_usage(FILE *f, const struct subcmd *s)
 static void console_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: mmuctl [--console-socket PATH | --name NAME] "
-		"console\n\n"
+		"usage: mmuctl [--console-socket PATH | --name NAME | "
+		"--socket PATH] console\n\n"
 		"Copies the VM's serial console to stdout, and stdin to the\n"
-		"guest's COM1 input, until the daemon closes it or Ctrl-C;\n"
-		"on a terminal, keys go to the guest as typed and Ctrl-]\n"
-		"leaves. The socket is --console-socket, or\n"
-		"%s/NAME/console.sock, or console.sock beside --socket.\n",
+		"guest's COM1 input, until the daemon closes it. On a terminal\n"
+		"keys go to the guest as typed (Enter sends CR, Ctrl-C is\n"
+		"0x03 for the guest) and Ctrl-] leaves; otherwise SIGINT or\n"
+		"SIGTERM ends it. The socket is --console-socket PATH, or\n"
+		"%s/NAME/console.sock with --name, or the one the\n"
+		"mmud at --socket (or $QMP_SOCKET) reports for serial0 in\n"
+		"query-chardev.\n",
 		QMP_VM_RUN_DIR);
 }
 
@@ -508,8 +523,19 @@ static void print_json(const json_t *v)
 	free(s);
 }
 
+/* Drops a harvest's bitmap member unless bitmap=true asked for it. */
+static void trim_return(const struct subcmd *s, json_t *ret,
+			const json_t *local)
+{
+	if (s->out == OUT_HARVEST &&
+	    !json_is_true(json_object_get(local, "bitmap")))
+		json_object_del(ret, "bitmap");
+}
+
 static void print_return(const struct subcmd *s, const json_t *ret)
 {
+	const json_t *q;
+
 	switch (s->out) {
 	case OUT_NONE:
 		return;
@@ -521,6 +547,20 @@ static void print_return(const struct subcmd *s, const json_t *ret)
 			       "running" :
 			       "not running");
 		return;
+	case OUT_VERSION:
+		/* As QEMU's "info version": MAJOR.MINOR.MICRO (package). */
+		q = json_object_get(ret, "qemu");
+		printf("%" JSON_INTEGER_FORMAT ".%" JSON_INTEGER_FORMAT
+		       ".%" JSON_INTEGER_FORMAT,
+		       json_integer_value(json_object_get(q, "major")),
+		       json_integer_value(json_object_get(q, "minor")),
+		       json_integer_value(json_object_get(q, "micro")));
+		if (json_string_length(json_object_get(ret, "package")))
+			printf(" (%s)", json_string_value(json_object_get(
+						ret, "package")));
+		putchar('\n');
+		return;
+	case OUT_HARVEST:
 	case OUT_AUTO:
 		break;
 	}
@@ -555,37 +595,135 @@ static int open_qmp(const char *path, int timeout_ms, struct qmp_conn **c)
 		if (ret < 0)
 			qmp_conn_close(*c);
 	}
-	if (ret < 0)
+	/* A socket file nobody listens on is what a mmud that was killed
+	 * leaves behind: name the cause, not only connect()'s errno. */
+	if (ret == -ECONNREFUSED)
+		fprintf(stderr,
+			"%s: mmud is not running at %s (nothing listens on "
+			"the socket; a mmud that was killed leaves it)\n",
+			prog, path);
+	else if (ret == -ENOENT)
+		fprintf(stderr,
+			"%s: mmud is not running at %s (no such socket)\n",
+			prog, path);
+	else if (ret < 0)
 		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(-ret));
 	return ret;
+}
+
+/* Moves mmuctl's own arguments (struct kv_arg.local) out of args. */
+static json_t *split_local(const struct subcmd *s, json_t *args)
+{
+	json_t *local = json_object();
+	const struct kv_arg *a;
+
+	for (a = s->args; a && a->name; a++) {
+		json_t *v = json_object_get(args, a->name);
+
+		if (a->local && v) {
+			json_object_set(local, a->name, v);
+			json_object_del(args, a->name);
+		}
+	}
+	return local;
 }
 
 static int run_subcmd(const struct subcmd *s, const char *path, bool json,
 		      int timeout_ms, json_t *args)
 {
+	json_t *reply, *ret_val, *local = split_local(s, args);
 	struct qmp_conn *c;
-	json_t *reply;
 	int ret, status;
 
 	if (open_qmp(path, timeout_ms, &c) < 0) {
 		json_decref(args);
+		json_decref(local);
 		return EXIT_USAGE;
 	}
 	ret = qmp_conn_execute(c, s->qmp, args, timeout_ms, &reply);
 	qmp_conn_close(c);
 	if (ret < 0) {
 		fprintf(stderr, "%s: %s: %s\n", prog, s->qmp, strerror(-ret));
+		json_decref(local);
 		return EXIT_USAGE;
 	}
+	/* The id is the one mmuctl chose: not the user's business. */
+	json_object_del(reply, "id");
+	ret_val = json_object_get(reply, "return");
+	if (ret_val)
+		trim_return(s, ret_val, local);
 	status = report(reply);
 	if (json && status)
 		print_json(reply);
 	else if (json)
-		print_json(json_object_get(reply, "return"));
+		print_json(ret_val);
 	else if (!status)
-		print_return(s, json_object_get(reply, "return"));
+		print_return(s, ret_val);
 	json_decref(reply);
+	json_decref(local);
 	return status;
+}
+
+/*
+ * The console socket of the mmud at qmp_path, as its query-chardev
+ * reports serial0 (docs/QMP.md, "query-chardev (daemon)"):
+ * "unix:PATH,server=on", "disconnected:" first while no client is
+ * attached. 0 with the path in out; EXIT_USAGE after saying why not.
+ */
+static int console_from_qmp(const char *qmp_path, int timeout_ms, char *out,
+			    size_t len)
+{
+	static const char unix_pfx[] = "unix:", server_sfx[] = ",server=on";
+	const char *fn = NULL;
+	struct qmp_conn *c;
+	json_t *reply, *dev;
+	size_t i, n;
+	int ret;
+
+	if (open_qmp(qmp_path, timeout_ms, &c) < 0)
+		return EXIT_USAGE;
+	ret = qmp_conn_execute(c, "query-chardev", NULL, timeout_ms, &reply);
+	qmp_conn_close(c);
+	if (ret < 0) {
+		fprintf(stderr, "%s: query-chardev: %s\n", prog,
+			strerror(-ret));
+		return EXIT_USAGE;
+	}
+	if (report(reply)) {
+		json_decref(reply);
+		return EXIT_USAGE;
+	}
+	json_array_foreach(json_object_get(reply, "return"), i, dev)
+	{
+		if (!strcmp(json_string_value(json_object_get(dev, "label")) ?:
+									       "",
+			    "serial0"))
+			fn = json_string_value(
+				json_object_get(dev, "filename"));
+	}
+	if (fn && !strncmp(fn, "disconnected:", 13))
+		fn += 13;
+	n = fn ? strlen(fn) : 0;
+	if (!fn || strncmp(fn, unix_pfx, 5) || n < 5 + sizeof(server_sfx) ||
+	    strcmp(fn + n - (sizeof(server_sfx) - 1), server_sfx)) {
+		fprintf(stderr,
+			"%s: console: the mmud at %s has its console on '%s', "
+			"not on a socket (start it with --console "
+			"socket:PATH)\n",
+			prog, qmp_path, fn ? fn : "(no serial0)");
+		json_decref(reply);
+		return EXIT_USAGE;
+	}
+	n -= 5 + sizeof(server_sfx) - 1;
+	if (n >= len) {
+		fprintf(stderr, "%s: console: path too long: %s\n", prog, fn);
+		json_decref(reply);
+		return EXIT_USAGE;
+	}
+	memcpy(out, fn + 5, n);
+	out[n] = '\0';
+	json_decref(reply);
+	return 0;
 }
 
 static int run_raw(const char *path, int timeout_ms, const char *text)
@@ -675,16 +813,6 @@ static void group_usage(FILE *f, const char *group)
 				subcmds[i].summary);
 }
 
-static bool wants_help(int argc, char **argv)
-{
-	int i;
-
-	for (i = 0; i < argc; i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return true;
-	return false;
-}
-
 /* `help [WORDS]` and `WORDS --help`: 0, or 2 for an unknown command. */
 static int help_for(int argc, char **argv)
 {
@@ -725,18 +853,24 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "console-socket", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *socket_path = NULL, *name = NULL, *console = NULL;
 	char path[PATH_MAX];
 	const struct subcmd *s;
-	bool json = false;
+	bool json = false, help = false;
 	int timeout_ms = 60000, opt, used;
 	json_t *args;
 
 	signal(SIGPIPE, SIG_IGN);
-	/* '+': options end at COMMAND, so its own --help reaches us below. */
-	while ((opt = getopt_long(argc, argv, "+s:n:jt:h", opts, NULL)) != -1) {
+	/*
+	 * Options may follow COMMAND (`mmuctl status --json`): getopt moves
+	 * the words that are not options, in their order, behind them. No
+	 * word of a command starts with '-' (key=value, JSON); "--" ends the
+	 * options for one that would.
+	 */
+	while ((opt = getopt_long(argc, argv, "s:n:jt:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			socket_path = optarg;
@@ -763,7 +897,10 @@ int main(int argc, char **argv)
 			console = optarg;
 			break;
 		case 'h':
-			usage(stdout);
+			help = true;
+			break;
+		case 'V':
+			printf("mmuctl %s\n", MMUD_VERSION);
 			return 0;
 		default:
 			usage(stderr);
@@ -772,14 +909,14 @@ int main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	if (help)
+		return help_for(argc, argv);
 	if (argc == 0) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[0], "help"))
 		return help_for(argc - 1, argv + 1);
-	if (wants_help(argc, argv))
-		return help_for(argc, argv);
 	if (socket_path && name) {
 		fprintf(stderr, "%s: --socket and --name exclude each other\n",
 			prog);
@@ -799,20 +936,21 @@ int main(int argc, char **argv)
 			qmp_vm_socket_path(path, sizeof(path), name,
 					   "console.sock");
 			console = path;
-		} else if (!console && socket_path) {
-			const char *slash = strrchr(socket_path, '/');
-			int dirlen = slash ? (int)(slash - socket_path) + 1 : 0;
-
-			snprintf(path, sizeof(path), "%.*sconsole.sock", dirlen,
-				 socket_path);
+		} else if (!console) {
+			/* Ask the daemon rather than guess a file name. */
+			if (!socket_path)
+				socket_path = getenv("QMP_SOCKET");
+			if (!socket_path || !*socket_path) {
+				fprintf(stderr,
+					"%s: console: give --console-socket "
+					"PATH, --name NAME or --socket PATH\n",
+					prog);
+				return EXIT_USAGE;
+			}
+			if (console_from_qmp(socket_path, timeout_ms, path,
+					     sizeof(path)))
+				return EXIT_USAGE;
 			console = path;
-		}
-		if (!console) {
-			fprintf(stderr,
-				"%s: console: give --console-socket "
-				"or --name\n",
-				prog);
-			return EXIT_USAGE;
 		}
 		return mmuctl_console(prog, console);
 	}

@@ -217,6 +217,54 @@ bool qmp_json_is_integer(const json_t *v)
 	return json_is_integer(v) || qmp_json_is_u64_only(v);
 }
 
+/*
+ * What a parse may allocate. jansson's values are far larger than their
+ * text (an empty array is three bytes of text and over 100 bytes
+ * parsed), so a text within QMP_MAX_MESSAGE could still take tens of MiB.
+ * jansson allocates through one hook for the whole process; ours counts
+ * what the parse running on this thread takes and fails it past
+ * QMP_MAX_PARSED. Everywhere else (other threads, or this one outside a
+ * parse) it is plain malloc.
+ */
+static __thread size_t *parse_budget;
+static __thread bool parse_over;
+static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;
+
+static void *counting_malloc(size_t n)
+{
+	if (parse_budget) {
+		if (n > *parse_budget) {
+			parse_over = true;
+			return NULL;
+		}
+		*parse_budget -= n;
+	}
+	return malloc(n);
+}
+
+static void set_alloc(void)
+{
+	json_set_alloc_funcs(counting_malloc, free);
+}
+
+static json_t *load_budgeted(const char *text, size_t len, size_t flags,
+			     json_error_t *err)
+{
+	size_t budget = QMP_MAX_PARSED;
+	json_t *msg;
+
+	pthread_once(&alloc_once, set_alloc);
+	parse_budget = &budget;
+	parse_over = false;
+	msg = json_loadb(text, len, flags, err);
+	parse_budget = NULL;
+	if (!msg && parse_over)
+		snprintf(err->text, sizeof(err->text),
+			 "the message takes more than %u MiB once parsed",
+			 QMP_MAX_PARSED >> 20);
+	return msg;
+}
+
 static bool is_num_char(char c)
 {
 	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' ||
@@ -353,14 +401,14 @@ json_t *qmp_parse(const char *text, size_t len, size_t flags, json_error_t *err)
 		i++;
 	}
 	if (!copy)
-		return json_loadb(text, len, flags, err);
+		return load_budgeted(text, len, flags, err);
 	if (!append(&copy, &clen, &cap, text + done, len - done)) {
 		free(copy);
 		memset(err, 0, sizeof(*err));
 		snprintf(err->text, sizeof(err->text), "out of memory");
 		return NULL;
 	}
-	msg = json_loadb(copy, clen, flags | JSON_ALLOW_NUL, err);
+	msg = load_budgeted(copy, clen, flags | JSON_ALLOW_NUL, err);
 	free(copy);
 	return msg;
 }
@@ -550,12 +598,10 @@ static void unmark_u64(char *s)
 	memmove(w, r, strlen(r) + 1);
 }
 
-char *qmp_dump_line(const json_t *msg, size_t *len)
+char *qmp_dump_text(const json_t *msg, size_t *len)
 {
 	json_t *copy = NULL;
 	char *s;
-	size_t n;
-	char *line;
 
 	/* QEMU writes a double with "%.17g": 1.5e3 is 1500, not 1500.0. */
 	if (has_integral_real(msg)) {
@@ -585,15 +631,43 @@ char *qmp_dump_line(const json_t *msg, size_t *len)
 		return NULL;
 	if (strstr(s, "\\u0000"))
 		unmark_u64(s);
-	n = strlen(s);
-	line = realloc(s, n + 3);
+	*len = strlen(s);
+	return s;
+}
+
+char *qmp_dump_line_id(const json_t *msg, const char *id_text, size_t *len)
+{
+	size_t n, k = id_text ? strlen(id_text) : 0;
+	char *s = qmp_dump_text(msg, &n);
+	char *line;
+
+	if (!s)
+		return NULL;
+	RPC_ASSERT(!id_text || (json_is_object(msg) && s[n - 1] == '}'));
+	line = realloc(s, n + (id_text ? k + 8 : 0) + 3);
 	if (!line) {
 		free(s);
 		return NULL;
+	}
+	if (id_text) {
+		/* The id goes last, as json_object_set() would put it. */
+		const char *sep = n > 2 ? ", \"id\": " : "\"id\": ";
+		size_t m = strlen(sep);
+
+		n--; /* over the closing brace */
+		memcpy(line + n, sep, m);
+		memcpy(line + n + m, id_text, k);
+		n += m + k;
+		line[n++] = '}';
 	}
 	line[n] = '\r';
 	line[n + 1] = '\n';
 	line[n + 2] = '\0';
 	*len = n + 2;
 	return line;
+}
+
+char *qmp_dump_line(const json_t *msg, size_t *len)
+{
+	return qmp_dump_line_id(msg, NULL, len);
 }

@@ -48,13 +48,23 @@ struct command {
 
 struct client;
 
+/*
+ * A request waits as its text (text, len) and is parsed when its turn
+ * comes (dispatch()); the parsed message lives only until its handler is
+ * called, and what outlives it is the id, serialized (id_text), and the
+ * arguments. charge is what the request counts against its client's and
+ * the server's queue limits (rpc.h) until it is freed.
+ */
 struct qmp_request {
 	struct qmp_server *srv; /* (c) */
 	struct client *client; /* (e) NULL once the client has gone */
-	json_t *msg; /* (c) the parsed input, or NULL */
-	json_t *id; /* (c) borrowed from msg, or NULL */
-	json_t *args; /* (c) the arguments object (owned) */
-	const char *cmd; /* (c) borrowed from msg, or NULL */
+	char *text; /* (e) the raw text until parsed, or NULL */
+	size_t len; /* (e) */
+	size_t charge; /* (e) bytes counted in the queue limits */
+	json_t *msg; /* (e) the parsed input, or NULL */
+	char *id_text; /* (e) the id as it is echoed, or NULL */
+	json_t *args; /* (e) the arguments object (owned) */
+	const char *cmd; /* (e) the command's name once found, or NULL */
 	json_t *early; /* (c) a response known before dispatch */
 	bool dispatched; /* (e) the handler has been called */
 	TAILQ_ENTRY(qmp_request) link; /* (e) the client's queue */
@@ -69,6 +79,7 @@ struct client {
 	struct qmp_framer framer; /* (e) */
 	struct request_queue queue; /* (e) the head may be in flight */
 	unsigned int nr_queued; /* (e) */
+	size_t queued_bytes; /* (e) the charges of the queue's requests */
 	bool negotiated; /* (e) qmp_capabilities succeeded */
 	bool closing; /* (e) input refused; close after replies */
 	bool eof; /* (e) the client shut down its side */
@@ -92,6 +103,8 @@ struct qmp_server {
 	TAILQ_HEAD(, command) commands; /* (e) */
 	TAILQ_HEAD(, client) clients; /* (e) */
 	unsigned int nr_clients; /* (e) */
+	size_t queued_bytes; /* (e) every live request's charge */
+	struct event *resume_ev; /* (c) room again under the total limit */
 	int call_fd; /* (c) eventfd that wakes the loop */
 	struct event *call_ev; /* (c) */
 	pthread_mutex_t call_lock;
@@ -132,6 +145,8 @@ static json_t *error_object(enum qmp_error_class cls, const char *desc)
  * A dead client is freed from the loop, never from inside a callback
  * that may still use it (a reply written from within run_queue(), say).
  */
+static void request_free(struct qmp_request *r);
+
 static void client_kill(struct client *c)
 {
 	struct qmp_request *r;
@@ -145,17 +160,14 @@ static void client_kill(struct client *c)
 	}
 	while ((r = TAILQ_FIRST(&c->queue)) != NULL) {
 		TAILQ_REMOVE(&c->queue, r, link);
-		if (r->dispatched) {
-			/* Its handler still holds it: orphan it. */
-			r->client = NULL;
-		} else {
-			json_decref(r->msg);
-			json_decref(r->args);
-			json_decref(r->early);
-			free(r);
-		}
+		/* Its handler may still hold it: then it is orphaned, and
+		 * its charge stays on the server until it is answered. */
+		r->client = NULL;
+		if (!r->dispatched)
+			request_free(r);
 	}
 	c->nr_queued = 0;
+	c->queued_bytes = 0;
 	event_active(c->free_ev, EV_TIMEOUT, 0);
 }
 
@@ -180,7 +192,9 @@ static void maybe_finish_closing(struct client *c)
 		client_kill(c);
 }
 
-static void client_write(struct client *c, const json_t *msg)
+/* Writes @msg, with "id": @id_text (serialized) last when not NULL. */
+static void client_write_id(struct client *c, const json_t *msg,
+			    const char *id_text)
 {
 	struct evbuffer *out;
 	size_t len;
@@ -188,7 +202,7 @@ static void client_write(struct client *c, const json_t *msg)
 
 	if (c->dead)
 		return;
-	line = qmp_dump_line(msg, &len);
+	line = qmp_dump_line_id(msg, id_text, &len);
 	out = bufferevent_get_output(c->bev);
 	if (!line || evbuffer_add(out, line, len) < 0) {
 		free(line);
@@ -201,7 +215,12 @@ static void client_write(struct client *c, const json_t *msg)
 		client_kill(c);
 }
 
-static struct qmp_request *request_new(struct client *c, json_t *msg)
+static void client_write(struct client *c, const json_t *msg)
+{
+	client_write_id(c, msg, NULL);
+}
+
+static struct qmp_request *request_new(struct client *c)
 {
 	struct qmp_request *r = calloc(1, sizeof(*r));
 
@@ -209,12 +228,31 @@ static struct qmp_request *request_new(struct client *c, json_t *msg)
 		return NULL;
 	r->srv = c->srv;
 	r->client = c;
-	r->msg = msg;
 	return r;
+}
+
+/* Counts @n more bytes of @r against its client and the server. */
+static void charge(struct qmp_request *r, size_t n)
+{
+	r->charge += n;
+	r->srv->queued_bytes += n;
+	if (r->client)
+		r->client->queued_bytes += n;
 }
 
 static void request_free(struct qmp_request *r)
 {
+	struct qmp_server *srv = r->srv;
+	bool was_full = srv->queued_bytes >= QMP_MAX_TOTAL_QUEUED;
+
+	srv->queued_bytes -= r->charge;
+	if (r->client)
+		r->client->queued_bytes -= r->charge;
+	/* Clients stopped by the total limit read again (resume_cb). */
+	if (was_full && srv->queued_bytes < QMP_MAX_TOTAL_QUEUED)
+		event_active(srv->resume_ev, EV_TIMEOUT, 0);
+	free(r->text);
+	free(r->id_text);
 	json_decref(r->msg);
 	json_decref(r->args);
 	json_decref(r->early);
@@ -230,7 +268,7 @@ static void enqueue(struct client *c, struct qmp_request *r)
 /* Queues a response that needs no handler (parse and envelope errors). */
 static void enqueue_error(struct client *c, json_t *id, const char *desc)
 {
-	struct qmp_request *r = request_new(c, NULL);
+	struct qmp_request *r = request_new(c);
 
 	if (!r) {
 		client_kill(c);
@@ -261,9 +299,7 @@ static void finish(struct qmp_request *r, json_t *resp)
 	}
 	RPC_ASSERT(r->dispatched && r == TAILQ_FIRST(&c->queue));
 	if (resp) {
-		if (r->id)
-			json_object_set(resp, "id", r->id);
-		client_write(c, resp);
+		client_write_id(c, resp, r->id_text);
 		json_decref(resp);
 	} else {
 		client_kill(c);
@@ -359,7 +395,15 @@ static const char *check_envelope(struct qmp_request *r, char *buf, size_t n)
 
 	if (!json_is_object(r->msg))
 		return "QMP input must be a JSON object";
-	r->id = json_object_get(r->msg, "id");
+	v = json_object_get(r->msg, "id");
+	if (v) {
+		size_t k;
+
+		r->id_text = qmp_dump_text(v, &k);
+		if (!r->id_text)
+			return "Out of memory";
+		charge(r, k);
+	}
 	json_object_foreach(r->msg, key, v)
 	{
 		if (!strcmp(key, "id"))
@@ -388,11 +432,27 @@ static const char *check_envelope(struct qmp_request *r, char *buf, size_t n)
 static void dispatch(struct client *c, struct qmp_request *r)
 {
 	struct command *cmd;
+	json_error_t jerr;
 	const char *err;
 	char buf[128];
 	char *msg;
 
 	r->dispatched = true;
+	/*
+	 * Parsed only now, one request at a time: duplicate keys are an
+	 * error, as in QEMU's parser; NUL in strings stays refused;
+	 * integers up to 2^64 - 1 are read as QEMU reads them; the parse
+	 * may allocate at most QMP_MAX_PARSED (qmp_parse()).
+	 */
+	r->msg = qmp_parse(r->text, r->len,
+			   JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	free(r->text);
+	r->text = NULL;
+	if (!r->msg) {
+		qmp_reply_error(r, QMP_ERROR_GENERIC, "JSON parse error, %s",
+				jerr.text);
+		return;
+	}
 	err = check_envelope(r, buf, sizeof(buf));
 	if (err) {
 		r->cmd = NULL;
@@ -432,6 +492,10 @@ static void dispatch(struct client *c, struct qmp_request *r)
 		free(msg);
 		return;
 	}
+	/* The handler may answer much later: keep only what it needs. */
+	r->cmd = cmd->name;
+	json_decref(r->msg);
+	r->msg = NULL;
 	cmd->fn(r, r->args, cmd->opaque);
 }
 
@@ -440,6 +504,14 @@ static void dispatch(struct client *c, struct qmp_request *r)
  * asynchronous handler) or the queue is empty; then resumes reading if
  * it had stopped for a full queue.
  */
+/* Whether @c may queue another request (rpc.h, the queue limits). */
+static bool can_queue(const struct client *c)
+{
+	return c->nr_queued < QMP_MAX_QUEUED &&
+	       c->queued_bytes < QMP_MAX_QUEUED_BYTES &&
+	       c->srv->queued_bytes < QMP_MAX_TOTAL_QUEUED;
+}
+
 static void run_queue(struct client *c)
 {
 	struct qmp_request *r;
@@ -463,7 +535,7 @@ static void run_queue(struct client *c)
 	c->running = false;
 	if (c->dead)
 		return;
-	if (c->throttled && c->nr_queued < QMP_MAX_QUEUED) {
+	if (c->throttled && can_queue(c)) {
 		c->throttled = false;
 		if (!c->closing && !c->eof)
 			bufferevent_enable(c->bev, EV_READ);
@@ -475,31 +547,21 @@ static void run_queue(struct client *c)
 
 /* ---- input ------------------------------------------------------------ */
 
-static void parse_text(struct client *c, const char *text, size_t len)
+/* Queues one text, unparsed: dispatch() parses it when its turn comes. */
+static void enqueue_text(struct client *c, const char *text, size_t len)
 {
-	json_error_t jerr;
-	json_t *msg;
-	char desc[256];
-	struct qmp_request *r;
+	struct qmp_request *r = request_new(c);
 
-	/*
-	 * Duplicate keys are an error, as in QEMU's parser; NUL in strings
-	 * stays refused; integers up to 2^64 - 1 are read as QEMU reads them
-	 * (qmp_parse()).
-	 */
-	msg = qmp_parse(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-			&jerr);
-	if (!msg) {
-		snprintf(desc, sizeof(desc), "JSON parse error, %s", jerr.text);
-		enqueue_error(c, NULL, desc);
-		return;
-	}
-	r = request_new(c, msg);
-	if (!r) {
-		json_decref(msg);
+	if (r)
+		r->text = malloc(len ? len : 1);
+	if (!r || !r->text) {
+		free(r);
 		client_kill(c);
 		return;
 	}
+	memcpy(r->text, text, len);
+	r->len = len;
+	charge(r, len);
 	enqueue(c, r);
 }
 
@@ -525,8 +587,9 @@ static void process_input(struct client *c)
 		size_t start = 0, end = 0, drop, len;
 		const char *p;
 
-		if (c->nr_queued >= QMP_MAX_QUEUED) {
-			/* Back-pressure until run_queue() drains. */
+		if (!can_queue(c)) {
+			/* Back-pressure until run_queue() drains, or
+			 * resume_cb() when others' requests free room. */
 			c->throttled = true;
 			bufferevent_disable(c->bev, EV_READ);
 			break;
@@ -545,7 +608,7 @@ static void process_input(struct client *c)
 		f = qmp_framer_scan(&c->framer, p, len, &start, &end, &drop);
 		switch (f) {
 		case QMP_FRAME_TEXT:
-			parse_text(c, p + start, end - start);
+			enqueue_text(c, p + start, end - start);
 			break;
 		case QMP_FRAME_DISCARD:
 			enqueue_error(c, NULL,
@@ -568,6 +631,26 @@ static void process_input(struct client *c)
 	}
 	if (!c->dead)
 		run_queue(c);
+}
+
+/* Room again under QMP_MAX_TOTAL_QUEUED: clients stopped by it read. */
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmp_server *srv = arg;
+	struct client *c;
+
+	(void)fd;
+	(void)what;
+	/* Freed clients leave the list only from their own free_ev. */
+	TAILQ_FOREACH(c, &srv->clients, link)
+	{
+		if (c->dead || !c->throttled || !can_queue(c))
+			continue;
+		c->throttled = false;
+		if (!c->closing && !c->eof)
+			bufferevent_enable(c->bev, EV_READ);
+		process_input(c);
+	}
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -918,6 +1001,9 @@ int qmp_server_new(struct event_base *base, const char *path,
 				 call_cb, srv);
 	if (!srv->call_ev || event_add(srv->call_ev, NULL) < 0)
 		goto fail;
+	srv->resume_ev = event_new(base, -1, 0, resume_cb, srv);
+	if (!srv->resume_ev)
+		goto fail;
 	fd = listen_unix(path);
 	if (fd < 0) {
 		ret = fd;
@@ -1007,6 +1093,8 @@ void qmp_server_free(struct qmp_server *srv)
 	}
 	if (srv->call_fd >= 0)
 		close(srv->call_fd);
+	if (srv->resume_ev)
+		event_free(srv->resume_ev);
 	pthread_mutex_destroy(&srv->call_lock);
 	while ((cmd = TAILQ_FIRST(&srv->commands)) != NULL) {
 		TAILQ_REMOVE(&srv->commands, cmd, link);

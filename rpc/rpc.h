@@ -34,14 +34,23 @@ struct qmp_conn;
  * Limits on what one client controls. A message larger than
  * QMP_MAX_MESSAGE or nested deeper than QMP_MAX_DEPTH gets an error reply
  * and the connection is closed; so does a client whose unread output
- * exceeds QMP_MAX_OUTPUT. At most QMP_MAX_QUEUED requests wait behind a
- * pending one; past that the server stops reading from that client until
- * the queue drains (the socket buffer pushes back on the client).
+ * exceeds QMP_MAX_OUTPUT. A message whose parsed form would take more
+ * than QMP_MAX_PARSED bytes gets a parse error (the connection stays).
+ *
+ * Requests wait as their text and are parsed only when their turn
+ * comes, so a queue costs its bytes. At most QMP_MAX_QUEUED requests, or
+ * QMP_MAX_QUEUED_BYTES of text, wait behind a pending one, and all
+ * clients together hold at most QMP_MAX_TOTAL_QUEUED; past either the
+ * server stops reading from that client until there is room again (the
+ * socket buffer pushes back on the client).
  */
 #define QMP_MAX_MESSAGE (1u << 20)
 #define QMP_MAX_DEPTH 1024
 #define QMP_MAX_OUTPUT (16u << 20)
+#define QMP_MAX_PARSED (8u << 20)
 #define QMP_MAX_QUEUED 64
+#define QMP_MAX_QUEUED_BYTES (1u << 20)
+#define QMP_MAX_TOTAL_QUEUED (16u << 20)
 #define QMP_MAX_CLIENTS 64
 
 /*

@@ -96,5 +96,10 @@ bool qmp_json_is_u64_only(const json_t *v);
  * ".0", an unsigned marker as its digits.
  */
 char *qmp_dump_line(const json_t *msg, size_t *len);
+/* The same with "id": @id_text (serialized) as @msg's last member, when
+ * not NULL; @msg is then an object. */
+char *qmp_dump_line_id(const json_t *msg, const char *id_text, size_t *len);
+/* @msg serialized as qmp_dump_line() does, without the CRLF. */
+char *qmp_dump_text(const json_t *msg, size_t *len);
 
 #endif

@@ -1,13 +1,15 @@
 /*
  * echo: a guest that reads COM1 (docs/GUEST-ABI.md, "COM1") by polling
- * LSR.DR
- * and echoes each line it receives as "echo: <line>", for the daemon's
- * console tests (tests/integration). It first checks the receive side
- * at rest (LSR.DR clear, RBR reads 0), then prints "echo: ready". The
- * line "sum" makes it print how many bytes it has received before that
- * line and their hash (h = h * 31 + byte, from 0, newlines included,
- * command lines excluded); "quit" ends it with status 0 (mmud exits 1).
- * A line longer than its buffer is echoed in pieces.
+ * LSR.DR and echoes each line it receives as "echo: <line>", for the
+ * daemon's console tests (tests/integration). A line ends at CR, LF or
+ * CR LF, as a serial line's does: a terminal in raw mode (mmuctl console,
+ * virsh console) sends CR for Enter, a pipe sends LF. It first checks the
+ * receive side at rest (LSR.DR clear, RBR reads 0), then prints "echo:
+ * ready". The line "sum" makes it print how many bytes it has received
+ * before that line and their hash (h = h * 31 + byte, from 0, each line
+ * counted with one LF whatever ended it, command lines excluded); "quit"
+ * ends it with status 0 (mmud exits 1). A line longer than its buffer is
+ * echoed in pieces.
  */
 #include "rt.h"
 
@@ -39,6 +41,7 @@ static void account(const char *s, size_t n)
 
 int guest_main(unsigned int cpu)
 {
+	bool after_cr = false;
 	size_t n = 0;
 
 	if (cpu != 0)
@@ -50,8 +53,12 @@ int guest_main(unsigned int cpu)
 	rt_printf("echo: ready\n");
 	for (;;) {
 		char c = (char)getc_poll();
+		bool lf_of_crlf = c == '\n' && after_cr && n == 0;
 
-		if (c != '\n') {
+		after_cr = c == '\r';
+		if (lf_of_crlf)
+			continue; /* the CR before it ended the line */
+		if (c != '\n' && c != '\r') {
 			line[n++] = c;
 			if (n < sizeof(line) - 1)
 				continue;

@@ -6,8 +6,12 @@ GROUP: mmuctl (meson: daemon-GROUP). Shared parts: tests/lib/daemonlib.py.
 """
 import json
 import os
+import re
+import select
+import socket
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
@@ -77,6 +81,160 @@ def test_mmuctl_against_the_daemon(tmp):
         assert rc == 0 and out.startswith("usage: mmuctl"), (sub, out)
     rc, out, _ = mmuctl("quit", sock=s)
     assert rc == 0
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+@test("mmuctl")
+def test_mmuctl_options_anywhere_version_and_no_internal_id(tmp):
+    d = Daemon(tmp, "--paused")
+    s = d.qmp
+    # Global options after COMMAND, as git takes them.
+    rc, out, err = mmuctl("status", "--json", "--socket", s)
+    assert rc == 0 and json.loads(out)["status"] == "prelaunch", \
+        (rc, out, err)
+    rc, out, err = mmuctl("memslot", "list", "-j", "-s", s)
+    assert rc == 0 and json.loads(out)[0]["gpa"] == 0, (rc, out, err)
+    rc, out, err = mmuctl("status", "--help", sock=s)
+    assert rc == 0 and out.startswith("usage: mmuctl [OPTIONS] status"), out
+    # Its own version, and mmud's as QEMU's "info version" prints it.
+    for flag in ("--version", "-V"):
+        rc, out, err = mmuctl(flag)
+        assert rc == 0 and re.fullmatch(r"mmuctl \d+\.\d+\.\d+\n", out), \
+            (flag, rc, out, err)
+    version = out.split()[1]
+    rc, out, err = mmuctl("version", sock=s)
+    assert (rc, out) == (0, "%s (mmud %s)\n" % (version, version)), \
+        (rc, out, err)
+    # An error with --json is QMP's error object alone: the id is the one
+    # mmuctl picked, nothing the user sent.
+    rc, out, err = mmuctl("memslot", "remove", "slot=99", "--json", sock=s)
+    assert rc == 1 and list(json.loads(out)) == ["error"], (rc, out)
+    rc, out, err = mmuctl("--json", "qmp", '{"execute": "nope", "id": 7}',
+                          sock=s)
+    assert rc == 1 and json.loads(out)["id"] == 7, out  # the user's own
+    c = d.client()
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+@test("mmuctl")
+def test_mmuctl_dirty_harvest_prints_a_count_unless_asked(tmp):
+    d = Daemon(tmp, "--paused")
+    s = d.qmp
+    rc, out, err = mmuctl("memslot", "add", "gpa=8G", "size=512M",
+                          "log-dirty=true", sock=s)
+    assert rc == 0, (rc, out, err)
+    slot = re.search(r"^slot: (\d+)$", out, re.M).group(1)
+    # 512 MiB is 131072 pages: a 16 KiB bitmap, 22 KB of base64.
+    rc, out, err = mmuctl("dirty", "harvest", "slot=" + slot, sock=s)
+    assert rc == 0 and re.fullmatch(r"slot: %s\ndirty-pages: \d+\n" % slot,
+                                    out), (rc, out[:200], err)
+    rc, out, err = mmuctl("--json", "dirty", "harvest", "slot=" + slot,
+                          sock=s)
+    assert rc == 0 and set(json.loads(out)) == {"slot", "dirty-pages"}, \
+        out[:200]
+    rc, out, err = mmuctl("dirty", "harvest", "slot=" + slot, "bitmap=true",
+                          sock=s)
+    bitmap = re.search(r"^bitmap: (\S+)$", out, re.M)
+    assert rc == 0 and bitmap and len(bitmap.group(1)) > 20000, out[:200]
+    rc, out, err = mmuctl("dirty", "harvest", "slot=" + slot, "bitmap=maybe",
+                          sock=s)
+    assert rc == 2 and "'bitmap' must be true|false" in err, (rc, err)
+    c = d.client()
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+@test("mmuctl")
+def test_mmuctl_names_a_daemon_that_is_not_running(tmp):
+    stale = os.path.join(tmp, "stale.sock")
+    # What a killed mmud leaves: the socket file, nobody listening.
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(stale)
+    ls.close()
+    for sub in (["status"], ["console"]):
+        rc, out, err = mmuctl(*sub, sock=stale)
+        assert rc == 2 and err.startswith(
+            "mmuctl: mmud is not running at %s (nothing listens" % stale), \
+            (sub, rc, err)
+    missing = os.path.join(tmp, "none.sock")
+    rc, out, err = mmuctl("status", sock=missing)
+    assert rc == 2 and err == "mmuctl: mmud is not running at %s (no such " \
+        "socket)\n" % missing, (rc, err)
+
+
+@test("mmuctl")
+def test_mmuctl_console_asks_the_daemon_where_it_is(tmp):
+    # A console socket not called console.sock and not beside the QMP
+    # socket: mmuctl finds it through query-chardev.
+    os.mkdir(os.path.join(tmp, "elsewhere"))
+    con = os.path.join(tmp, "elsewhere", "com1")
+    d = Daemon(tmp, "--console", "socket:" + con, console=False)
+    p = popen([dl.MMUCTL, "console", "--socket", d.qmp],
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert line == "forever: up, 2 vcpus, fresh\n", (line, p.stderr.read()
+                                                     if not line else "")
+    p.kill()
+    p.wait()
+    c = d.client()
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+    # A VM whose console is not a socket: say so, do not guess a file.
+    d = Daemon(tmp, console=False)
+    rc, out, err = mmuctl("console", sock=d.qmp)
+    assert rc == 2 and "has its console on 'stdio', not on a socket" in err, \
+        (rc, err)
+    c = d.client()
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+def pty_read_until(fd, needle, got=b""):
+    deadline = time.monotonic() + TIMEOUT
+    while needle not in got:
+        left = deadline - time.monotonic()
+        assert left > 0, "console: no %r within %d s; got %r" % (
+            needle, TIMEOUT, got[-300:])
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the other side is gone
+                chunk = b""
+            assert chunk, "console ended before %r; got %r" % (needle, got)
+            got += chunk
+    return got
+
+
+@test("mmuctl")
+def test_mmuctl_console_on_a_terminal_enter_is_cr_ctrl_c_stays(tmp):
+    assert dl.ECHO, "test_mmuctl.py needs ECHO_ELF for the mmuctl group"
+    d = Daemon(tmp, smp=1, kernel=dl.ECHO)
+    master, slave = os.openpty()
+    p = popen([dl.MMUCTL, "--socket", d.qmp, "console"], stdin=slave,
+              stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    got = pty_read_until(master, b"echo: ready")
+    # Raw mode: Enter is CR (0x0d), as on any terminal; the guest must
+    # take it as the end of the line.
+    os.write(master, b"typed at a terminal\r")
+    got = pty_read_until(master, b"echo: typed at a terminal", got)
+    # Ctrl-C is a byte for the guest, not the end of mmuctl.
+    os.write(master, b"\x03\r")
+    got = pty_read_until(master, b"echo: \x03", got)
+    assert p.poll() is None, "Ctrl-C ended mmuctl console"
+    os.write(master, b"\x1d")  # Ctrl-]
+    assert p.wait(TIMEOUT) == 0
+    assert b"Ctrl-] leaves" in p.stderr.read()
+    os.close(master)
+    c = d.client()
+    c.cmd("quit")
     assert d.wait() == 0, d.log()
     d.kill()
 

@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import sys
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
@@ -275,6 +276,65 @@ def test_replies_fit_qemus_64k_read_limit(tmp):
     s = r["return"]["slot"]
     r = c.cmd("x-dirty-log-harvest", {"slot": s})
     assert r["return"]["dirty-pages"] == 0, r
+    assert_alive(d)
+    d.kill()
+
+
+def vm_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+
+
+@test("protocol")
+def test_queued_input_costs_its_bytes_not_45_times_them(tmp):
+    # A client's requests wait behind a pending one (its stop waits on the
+    # worker, kept busy by another client's harvests of a 64 GiB slot).
+    # Texts of ~1 MiB of nested empty arrays used to be parsed as they
+    # arrived, ~45 MiB each in jansson: two clients queuing eight each
+    # took ~700 MiB. Now a queue holds about 1 MiB of raw text, a text is
+    # parsed only at its turn, and a parse may take at most 8 MiB.
+    d = Daemon(tmp)
+    busy = d.client()
+    r = busy.cmd("x-memslot-add", {"gpa": 1 << 40, "size": 64 << 30,
+                                   "log-dirty": True})
+    slot = r["return"]["slot"]
+    clients = [d.client() for _ in range(2)]
+    base_rss = vm_kib(d.proc.pid, "VmRSS")
+    base_hwm = vm_kib(d.proc.pid, "VmHWM")
+    busy.send_raw(b"".join(json.dumps(
+        {"execute": "x-dirty-log-harvest", "id": i,
+         "arguments": {"slot": slot, "num-pages": 64}}).encode()
+        for i in range(40)))
+    text = b"[" + b"[]," * 349000 + b"[]]"
+    assert len(text) <= 1 << 20
+    n = 8
+    senders = []
+    for c in clients:
+        c.send({"execute": "stop", "id": "s"})
+        t = threading.Thread(target=c.send_raw, args=(text * n,),
+                             daemon=True)
+        t.start()
+        senders.append(t)
+    for i in range(40):
+        assert busy.reply()["id"] == i
+    for c in clients:
+        assert c.reply() == {"return": {}, "id": "s"}
+        for i in range(n):
+            r = c.reply()
+            assert r["error"]["desc"] == "JSON parse error, the message " \
+                "takes more than 8 MiB once parsed" and "id" not in r, r
+    for t in senders:
+        t.join()
+    rss = vm_kib(d.proc.pid, "VmRSS")
+    hwm = vm_kib(d.proc.pid, "VmHWM")
+    print("RSS %d -> %d KiB, peak %d -> %d KiB" % (base_rss, rss, base_hwm,
+                                                   hwm))
+    assert hwm - base_hwm < 64 << 10, (base_hwm, hwm)
+    # Still usable: a parsed message, and the VM resumes.
+    assert clients[0].cmd("cont", id=1) == {"return": {}, "id": 1}
     assert_alive(d)
     d.kill()
 

@@ -391,6 +391,62 @@ static void test_args_check_u64_is_an_integer_only(void **state)
 	json_decref(args);
 }
 
+static void test_parse_budget_refuses_amplifying_text(void **state)
+{
+	/* ~1 MiB of empty arrays: far more than 8 MiB once parsed. */
+	size_t n = 349000, len = 2 + 3 * n, i;
+	char *text = malloc(len + 1);
+	json_error_t err;
+	json_t *v;
+
+	(void)state;
+	assert_non_null(text);
+	text[0] = '[';
+	for (i = 0; i < n; i++)
+		memcpy(text + 1 + 3 * i, "[],", 3);
+	memcpy(text + 1 + 3 * n - 1, "]]", 2);
+	text[len] = '\0';
+	assert_null(qmp_parse(text, len, JSON_DECODE_ANY, &err));
+	assert_string_equal(err.text,
+			    "the message takes more than 8 MiB once parsed");
+	/* A long string of the same size is fine, and outside a parse
+	 * jansson allocates freely. */
+	memset(text, 'x', len);
+	text[0] = '"';
+	text[len - 1] = '"';
+	v = qmp_parse(text, len, JSON_DECODE_ANY, &err);
+	assert_non_null(v);
+	json_decref(v);
+	v = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(v, json_array());
+	assert_int_equal(json_array_size(v), n);
+	json_decref(v);
+	free(text);
+}
+
+static void test_dump_line_id_last_member(void **state)
+{
+	json_t *ok = json_pack("{s:{}}", "return");
+	json_t *empty = json_object();
+	size_t len;
+	char *line;
+
+	(void)state;
+	line = qmp_dump_line_id(ok, "[1, \"x\"]", &len);
+	assert_string_equal(line, "{\"return\": {}, \"id\": [1, \"x\"]}\r\n");
+	assert_int_equal(len, strlen(line));
+	free(line);
+	line = qmp_dump_line_id(empty, "7", &len);
+	assert_string_equal(line, "{\"id\": 7}\r\n");
+	free(line);
+	line = qmp_dump_line_id(ok, NULL, &len);
+	assert_string_equal(line, "{\"return\": {}}\r\n");
+	free(line);
+	json_decref(ok);
+	json_decref(empty);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -408,6 +464,8 @@ int main(void)
 		cmocka_unit_test(test_parse_u64_and_reals_roundtrip_as_qemu),
 		cmocka_unit_test(test_parse_refuses_nul_and_keeps_errors),
 		cmocka_unit_test(test_args_check_u64_is_an_integer_only),
+		cmocka_unit_test(test_parse_budget_refuses_amplifying_text),
+		cmocka_unit_test(test_dump_line_id_last_member),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
