@@ -76,6 +76,7 @@ struct client {
 	struct qmp_server *srv; /* (c) */
 	struct bufferevent *bev; /* (e) NULL once dead */
 	struct event *free_ev; /* (c) frees the client from the loop */
+	struct event *negotiate_ev; /* (c) closes it if not negotiated */
 	struct qmp_framer framer; /* (e) */
 	struct request_queue queue; /* (e) the head may be in flight */
 	unsigned int nr_queued; /* (e) */
@@ -104,6 +105,8 @@ struct qmp_server {
 	TAILQ_HEAD(, client) clients; /* (e) */
 	unsigned int nr_clients; /* (e) */
 	size_t queued_bytes; /* (e) every live request's charge */
+	unsigned int negotiate_ms; /* (e) qmp_server_set_negotiate_timeout */
+	time_t refusal_logged; /* (e) when a refusal was last logged */
 	struct event *resume_ev; /* (c) room again under the total limit */
 	int call_fd; /* (c) eventfd that wakes the loop */
 	struct event *call_ev; /* (c) */
@@ -154,6 +157,7 @@ static void client_kill(struct client *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	evtimer_del(c->negotiate_ev);
 	if (c->bev) {
 		bufferevent_free(c->bev);
 		c->bev = NULL;
@@ -180,6 +184,7 @@ static void client_free_cb(evutil_socket_t fd, short what, void *arg)
 	TAILQ_REMOVE(&c->srv->clients, c, link);
 	c->srv->nr_clients--;
 	event_free(c->free_ev);
+	event_free(c->negotiate_ev);
 	free(c);
 }
 
@@ -698,16 +703,78 @@ static void send_greeting(struct client *c)
 	json_decref(g);
 }
 
+/*
+ * A client has QMP_NEGOTIATE_TIMEOUT_MS to finish capabilities
+ * negotiation: one that connects and says nothing holds a client slot,
+ * and 64 of them would lock every operator out.
+ */
+static void negotiate_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->negotiated || c->dead)
+		return;
+	fprintf(stderr,
+		"<5>qmp: closing a client that did not send "
+		"qmp_capabilities within %u ms\n",
+		c->srv->negotiate_ms);
+	client_kill(c);
+}
+
+/*
+ * At the client limit a new connection still gets in if an idle client
+ * that has not negotiated can make room: the oldest such one is closed
+ * (the list is in connection order). Returns false if none can.
+ */
+static bool make_room(struct qmp_server *srv)
+{
+	unsigned int live = 0;
+	struct client *c, *victim = NULL;
+	time_t now = time(NULL);
+
+	TAILQ_FOREACH(c, &srv->clients, link)
+	{
+		if (c->dead)
+			continue;
+		live++;
+		if (!victim && !c->negotiated && TAILQ_EMPTY(&c->queue))
+			victim = c;
+	}
+	if (live < QMP_MAX_CLIENTS)
+		return true;
+	if (victim) {
+		fprintf(stderr,
+			"<5>qmp: %u clients connected: closing the oldest "
+			"one that has not negotiated to let a new one in\n",
+			live);
+		client_kill(victim);
+		return true;
+	}
+	/* At most one line a second: a client may retry in a loop. */
+	if (now != srv->refusal_logged) {
+		srv->refusal_logged = now;
+		fprintf(stderr,
+			"<4>qmp: %u clients connected, all negotiated: "
+			"refusing a new connection\n",
+			live);
+	}
+	return false;
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		      struct sockaddr *sa, int socklen, void *arg)
 {
 	struct qmp_server *srv = arg;
+	struct timeval tv = { .tv_sec = srv->negotiate_ms / 1000,
+			      .tv_usec = srv->negotiate_ms % 1000 * 1000 };
 	struct client *c;
 
 	(void)l;
 	(void)sa;
 	(void)socklen;
-	if (srv->nr_clients >= QMP_MAX_CLIENTS) {
+	if (!make_room(srv)) {
 		close(fd);
 		return;
 	}
@@ -720,14 +787,18 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	TAILQ_INIT(&c->queue);
 	qmp_framer_init(&c->framer);
 	c->free_ev = event_new(srv->base, -1, 0, client_free_cb, c);
+	c->negotiate_ev = evtimer_new(srv->base, negotiate_timeout_cb, c);
 	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->free_ev || !c->bev) {
+	if (!c->free_ev || !c->negotiate_ev || !c->bev ||
+	    evtimer_add(c->negotiate_ev, &tv) < 0) {
 		if (c->bev)
 			bufferevent_free(c->bev);
 		else
 			close(fd);
 		if (c->free_ev)
 			event_free(c->free_ev);
+		if (c->negotiate_ev)
+			event_free(c->negotiate_ev);
 		free(c);
 		return;
 	}
@@ -809,6 +880,7 @@ static void cmd_qmp_capabilities(struct qmp_request *req, json_t *args,
 		return;
 	}
 	req->client->negotiated = true;
+	evtimer_del(req->client->negotiate_ev);
 	qmp_reply_ok(req);
 }
 
@@ -904,6 +976,11 @@ int qmp_server_call_soon(struct qmp_server *srv, void (*fn)(void *arg),
 	return 0;
 }
 
+void qmp_server_set_negotiate_timeout(struct qmp_server *srv, unsigned int ms)
+{
+	srv->negotiate_ms = ms;
+}
+
 unsigned int qmp_server_nr_clients(const struct qmp_server *srv)
 {
 	return srv->nr_clients;
@@ -974,6 +1051,7 @@ int qmp_server_new(struct event_base *base, const char *path,
 		return -ENOMEM;
 	srv->base = base;
 	srv->call_fd = -1;
+	srv->negotiate_ms = QMP_NEGOTIATE_TIMEOUT_MS;
 	TAILQ_INIT(&srv->commands);
 	TAILQ_INIT(&srv->clients);
 	pthread_mutex_init(&srv->call_lock, NULL);

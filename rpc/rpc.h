@@ -54,6 +54,15 @@ struct qmp_conn;
 #define QMP_MAX_CLIENTS 64
 
 /*
+ * A client that has not finished capabilities negotiation this long
+ * after connecting is closed. At QMP_MAX_CLIENTS a new connection closes
+ * the oldest idle client that has not negotiated, if there is one, and is
+ * refused otherwise. Each is logged to stderr (a refusal at most once a
+ * second).
+ */
+#define QMP_NEGOTIATE_TIMEOUT_MS 10000
+
+/*
  * The size every reply stays under unless the client asked for a large
  * one (a long id, a big ringbuf-read): QEMU's Python client (asyncio)
  * reads at most 64 KiB per message and drops the connection past it.
@@ -152,6 +161,9 @@ void qmp_server_emit_event(struct qmp_server *srv, const char *name,
  */
 int qmp_server_call_soon(struct qmp_server *srv, void (*fn)(void *arg),
 			 void *arg);
+
+/* Changes QMP_NEGOTIATE_TIMEOUT_MS for clients that connect later. */
+void qmp_server_set_negotiate_timeout(struct qmp_server *srv, unsigned int ms);
 
 /* How many clients are connected (tests and the daemon's status). */
 unsigned int qmp_server_nr_clients(const struct qmp_server *srv);

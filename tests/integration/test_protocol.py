@@ -340,6 +340,35 @@ def test_queued_input_costs_its_bytes_not_45_times_them(tmp):
 
 
 @test("protocol")
+def test_slow_clients_do_not_lock_the_operator_out(tmp):
+    # 64 clients that connect and never negotiate used to hold every
+    # slot for good: the 65th got EOF. Now a new client closes the oldest
+    # idle un-negotiated one, and un-negotiated clients are closed after
+    # 10 s; both are logged.
+    d = Daemon(tmp)
+    base_rss = vm_kib(d.proc.pid, "VmRSS")
+    slow = [d.client(negotiate=False) for _ in range(64)]
+    c = d.client()
+    assert c.cmd("query-status", id=1)["id"] == 1
+    assert slow[0].expect_closed() == []
+    log = d.log()
+    assert "closing the oldest one that has not negotiated" in log, log
+    # The rest are closed by the negotiation timeout (the socket's own
+    # timeout, dl.TIMEOUT, is longer).
+    for s in slow[1:]:
+        assert s.expect_closed() == []
+    log = d.log()
+    assert "did not send qmp_capabilities within 10000 ms" in log, log
+    rss = vm_kib(d.proc.pid, "VmRSS")
+    print("RSS %d -> %d KiB" % (base_rss, rss))
+    # A negotiated client is not timed out.
+    assert c.cmd("query-status", id=2)["id"] == 2
+    c.close()
+    assert_alive(d)
+    d.kill()
+
+
+@test("protocol")
 def test_commands_queued_behind_quit_are_all_answered(tmp):
     # quit, then commands that run on the worker, in one write: the ones
     # dispatched while the worker is being freed used to be queued on a

@@ -347,10 +347,19 @@ def test_client_limit(path):
     while first.cmd("nr-clients")["return"] != 1:
         assert time.monotonic() < deadline, "closed clients linger"
     clients = [Client(path) for _ in range(63)]
-    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    extra.settimeout(TIMEOUT)
-    extra.connect(path)
-    assert extra.recv(100) == b"", "65th client was served"
+    # At the limit, the oldest idle client that has not negotiated makes
+    # room for a new one, which is served.
+    extra = Client(path, negotiate=True)
+    assert clients[0].expect_closed() == [], "oldest un-negotiated stayed"
+    assert extra.cmd("nr-clients")["return"] >= 64
+    for c in clients[1:]:
+        assert c.cmd("qmp_capabilities") == {"return": {}}
+    # Every client negotiated: the 65th connection is refused.
+    refused = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    refused.settimeout(TIMEOUT)
+    refused.connect(path)
+    assert refused.recv(100) == b"", "65th client was served"
+    refused.close()
     extra.close()
     for c in clients:
         c.close()
