@@ -5,8 +5,8 @@
  * every SSE level, FXSR/XSAVE (guests are built with
  * -mgeneral-regs-only; x86-64 architecturally assumes SSE2, and a guest
  * that uses it anyway gets #UD: CR4.OSFXSR cannot be set, so the SSE
- * instructions already in exec_sse.c and fpu.c stay unreachable until
- * the x87 and SSE floating point join them), the local APIC (not implemented yet),
+ * instructions already in exec_sse.c, exec_ssefp.c and fpu.c stay
+ * unreachable until the x87 joins them), the local APIC (not implemented yet),
  * MTRRs, SYSENTER and CLFLUSH. PCID, INVPCID and 1 GiB pages are
  * reported: CR4.PCIDE and INVPCID are exec_system.c's, 1 GiB
  * guest pages the MMU's walker and the shadow walk's. So are the integer

@@ -48,6 +48,7 @@ static void build_optable(void)
 	add_ops(x86_ops_bmi);
 	add_ops(x86_ops_fpu);
 	add_ops(x86_ops_sse);
+	add_ops(x86_ops_ssefp);
 }
 
 void x86_decode_init(void)

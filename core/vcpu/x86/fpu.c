@@ -4,11 +4,12 @@
  * (0F AE /2 /3), and the FXSAVE image as the vCPU layer and the tests
  * read and write it (x86_get_fpu(), x86_set_fpu()).
  *
- * The arithmetic on this state lives in its own files (exec_sse.c for the
- * SSE/SSE2 instructions). CPUID does not report FXSR or SSE yet and
+ * The instructions that compute on this state live in their own files:
+ * exec_sse.c (SSE/SSE2 moves and integer SIMD), exec_ssefp.c (SSE/SSE2
+ * floating point). CPUID does not report FXSR or SSE yet and
  * CR4.OSFXSR cannot be set by the guest (exec_system.c's CR4_VALID), so
  * every SSE instruction is #UD for a guest, as on a CPU without SSE, until
- * the whole of SSE/SSE2 and the x87 are in (docs/GUEST-ABI.md, "CPUID").
+ * the x87 is in too (docs/GUEST-ABI.md, "CPUID").
  */
 #include <string.h>
 

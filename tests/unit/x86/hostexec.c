@@ -18,15 +18,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 
 #define PAGE 4096
 
 static uint8_t *page;
 static sigjmp_buf fault_jmp;
 
-static void on_fault(int sig)
+static uint32_t fault_mxcsr;
+
+static void on_fault(int sig, siginfo_t *si, void *ucv)
 {
+	const ucontext_t *uc = ucv;
+
+	(void)si;
+	/* The MXCSR the faulting instruction left (its flags): the kernel
+	 * saved it with the rest of the FPU state in the signal frame. */
+	fault_mxcsr = uc->uc_mcontext.fpregs ? uc->uc_mcontext.fpregs->mxcsr :
+					       0;
 	siglongjmp(fault_jmp, sig);
+}
+
+uint32_t hx_fault_mxcsr(void)
+{
+	return fault_mxcsr;
 }
 
 static size_t emit(uint8_t *p, size_t at, const void *bytes, size_t n)
@@ -113,9 +128,9 @@ static enum hx_result run(const void *code, size_t len, struct hx_fx_regs *regs,
 	r.r.rflags |= 2;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_fault;
+	sa.sa_sigaction = on_fault;
 	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_NODEFER;
+	sa.sa_flags = SA_NODEFER | SA_SIGINFO;
 	for (unsigned int i = 0; i < 4; i++)
 		sigaction(sigs[i], &sa, &old[i]);
 	/* MXCSR and the x87 control word are callee-saved in the ABI. */

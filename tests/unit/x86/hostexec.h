@@ -38,5 +38,8 @@ struct hx_fx_regs {
 	uint8_t fx[512] __attribute__((aligned(16)));
 };
 enum hx_result hx_run_fx(const void *code, size_t len, struct hx_fx_regs *regs);
+/* After a run that faulted: MXCSR as the faulting instruction left it
+ * (a SIMD floating-point exception sets its flags before the #XM). */
+uint32_t hx_fault_mxcsr(void);
 
 #endif

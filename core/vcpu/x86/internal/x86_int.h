@@ -94,6 +94,7 @@ extern const struct x86_opdesc x86_ops_io[]; /* exec_io.c */
 extern const struct x86_opdesc x86_ops_bmi[]; /* exec_bmi.c */
 extern const struct x86_opdesc x86_ops_fpu[]; /* fpu.c */
 extern const struct x86_opdesc x86_ops_sse[]; /* exec_sse.c */
+extern const struct x86_opdesc x86_ops_ssefp[]; /* exec_ssefp.c */
 
 #define X86_NO_REG 0xff
 #define X86_RIP_BASE 0x10 /* struct x86_insn.base for RIP-relative */
