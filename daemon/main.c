@@ -101,15 +101,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	mmud_signal_shutdown(arg);
 }
 
-static void on_watchdog(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-	/* Sent from the loop: it proves the loop itself is alive. */
-	mmud_notify("WATCHDOG=1");
-}
-
 /* vCPUs start only after main has set the daemon's pointer. */
 /* Console clients type into COM1. */
 static size_t console_input(void *vm, const void *buf, size_t len)
@@ -135,7 +126,8 @@ struct daemon {
 	struct qmp_server *qmp;
 	struct mmud *d;
 	struct memops *memops;
-	struct event *sigterm, *sigint, *wd;
+	struct event *sigterm, *sigint;
+	struct mmud_watchdog *wd;
 };
 
 /* --kernel's file, or the sample guest built into mmud. */
@@ -251,16 +243,10 @@ static int watch_signals(struct daemon *m)
 		return -1;
 	}
 	wd_usec = mmud_watchdog_usec();
-	if (wd_usec) {
-		struct timeval tv = { .tv_sec = (time_t)(wd_usec / 2000000),
-				      .tv_usec = (suseconds_t)(wd_usec / 2 %
-							       1000000) };
-
-		m->wd = event_new(m->base, -1, EV_PERSIST, on_watchdog, NULL);
-		if (!m->wd || event_add(m->wd, &tv) < 0) {
-			fprintf(stderr, "<3>mmud: cannot arm the watchdog\n");
-			return -1;
-		}
+	if (wd_usec &&
+	    mmud_watchdog_new(m->base, m->worker, m->vm, wd_usec, &m->wd) < 0) {
+		fprintf(stderr, "<3>mmud: cannot arm the watchdog\n");
+		return -1;
 	}
 	return 0;
 }
@@ -308,8 +294,7 @@ static void teardown(struct daemon *m)
 		event_free(m->sigterm);
 	if (m->sigint)
 		event_free(m->sigint);
-	if (m->wd)
-		event_free(m->wd);
+	mmud_watchdog_free(m->wd); /* after the worker: it probes with it */
 	mmud_memops_free(m->memops);
 	mmud_free(m->d);
 	if (m->base)

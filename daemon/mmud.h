@@ -155,6 +155,17 @@ int mmud_notify(const char *state);
  * or 0. */
 uint64_t mmud_watchdog_usec(void);
 
+/*
+ * watchdog.c: WATCHDOG=1 every half of usec, each sent only after a
+ * probe has gone through worker and every vCPU of vm and back. Free it
+ * after worker. 0 or -ENOMEM.
+ */
+struct mmud_watchdog;
+struct vm;
+int mmud_watchdog_new(struct event_base *base, struct mmud_worker *worker,
+		      struct vm *vm, uint64_t usec, struct mmud_watchdog **out);
+void mmud_watchdog_free(struct mmud_watchdog *wd);
+
 /* ---- the control plane (control.c) ------------------------------------ */
 
 struct mmud;

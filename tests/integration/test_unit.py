@@ -8,9 +8,13 @@ run the way systemd would (instance name substituted, $NOTIFY_SOCKET and
 $WATCHDOG_USEC set, the config file swapped for one in a temporary
 folder that keeps the sockets there): READY=1 with a STATUS= line,
 WATCHDOG=1, then SIGTERM (systemctl stop) gives STOPPING=1 and status 0.
+The watchdog must prove the worker thread and the vCPUs alive, not only
+the event loop: with one vCPU thread, then the worker, stopped under
+ptrace, no WATCHDOG=1 may come, and the pings come back once it runs.
 Skips (77) without systemd-analyze.
 Usage: test_unit.py UNIT FOREVER_ELF
 """
+import ctypes
 import os
 import shlex
 import shutil
@@ -19,6 +23,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import qmpclient  # noqa: E402
 
 TIMEOUT = 30
 REQUIRED = [
@@ -35,6 +44,75 @@ def wait_for(sock, line):
         msg = sock.recv(4096).decode()
         if line in msg.split("\n"):
             return msg
+
+
+def pings_within(sock, seconds):
+    """How many WATCHDOG=1 arrive within seconds."""
+    n = 0
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return n
+        sock.settimeout(left)
+        try:
+            msg = sock.recv(4096).decode()
+        except socket.timeout:
+            return n
+        finally:
+            sock.settimeout(TIMEOUT)
+        n += "WATCHDOG=1" in msg.split("\n")
+
+
+# One thread of another process stopped without stopping the others:
+# PTRACE_SEIZE then PTRACE_INTERRUPT (a SIGSTOP would stop them all).
+PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_DETACH = 0x4206, 0x4207, 17
+WALL = 0x40000000
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                        ctypes.c_void_p]
+libc.ptrace.restype = ctypes.c_long
+
+
+def freeze(tid):
+    """Stops thread tid; False (with the reason printed) if ptrace is not
+    allowed here."""
+    if libc.ptrace(PTRACE_SEIZE, tid, None, None) != 0:
+        print("ptrace(PTRACE_SEIZE, %d): %s: watchdog part skipped"
+              % (tid, os.strerror(ctypes.get_errno())))
+        return False
+    assert libc.ptrace(PTRACE_INTERRUPT, tid, None, None) == 0
+    os.waitpid(tid, WALL)
+    return True
+
+
+def thaw(tid):
+    assert libc.ptrace(PTRACE_DETACH, tid, None, None) == 0, \
+        os.strerror(ctypes.get_errno())
+
+
+def check_watchdog_needs(ns, proc, qmp_path, stderr_path):
+    """No WATCHDOG=1 while a vCPU thread or the worker is stopped; the
+    pings resume when it runs again."""
+    c = qmpclient.Client(qmp_path, negotiate=True, timeout=TIMEOUT)
+    vcpus = [v["thread-id"] for v in c.cmd("query-cpus-fast")["return"]]
+    c.sock.close()
+    tasks = [int(t) for t in os.listdir("/proc/%d/task" % proc.pid)]
+    others = [t for t in tasks if t != proc.pid and t not in vcpus]
+    assert len(others) == 1, ("expected one worker thread", tasks, vcpus)
+    for what, tid in (("vCPU 1", vcpus[1]), ("the worker", others[0])):
+        if not freeze(tid):
+            return
+        try:
+            pings_within(ns, 0.5)  # a probe that finished before
+            n = pings_within(ns, 1.5)
+            assert n == 0, "%d WATCHDOG=1 with %s stopped" % (n, what)
+        finally:
+            thaw(tid)
+        wait_for(ns, "WATCHDOG=1")
+    with open(stderr_path) as f:
+        log = f.read()
+    assert "watchdog: vCPU 1 did not take a request" in log, log
 
 
 def main():
@@ -75,14 +153,18 @@ def main():
         ns.settimeout(TIMEOUT)
         env = dict(os.environ, NOTIFY_SOCKET=os.path.join(tmp, "notify"),
                    WATCHDOG_USEC="400000")
+        errpath = os.path.join(tmp, "stderr")
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL,
+                                stderr=open(errpath, "w"))
         try:
             ready = wait_for(ns, "READY=1")
             assert any(ln.startswith("STATUS=") for ln in
                        ready.split("\n")), ready
             assert os.path.exists(os.path.join(tmp, "qmp.sock"))
             wait_for(ns, "WATCHDOG=1")
+            check_watchdog_needs(ns, proc, os.path.join(tmp, "qmp.sock"),
+                                 errpath)
             proc.send_signal(signal.SIGTERM)
             wait_for(ns, "STOPPING=1")
             assert proc.wait(TIMEOUT) == 0
