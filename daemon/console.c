@@ -38,6 +38,7 @@
 #include <event2/listener.h>
 
 #include "mmud.h"
+#include "rpc.h"
 
 #define RING MMUD_CONSOLE_REPLAY
 #define MAX_CLIENTS 16
@@ -68,6 +69,7 @@ struct mmud_console {
 	int fd; /* (c) stdout or the file; -1 for a socket */
 	bool own_fd; /* (c) */
 	char *path; /* (c) the socket, or NULL */
+	struct qmp_unix_socket *sock; /* (c) the socket file, for unlink */
 	char *backend; /* (c) QEMU's chardev filename, without the state */
 	struct evconnlistener *listener; /* (c) */
 	int efd; /* (c) eventfd: the ring grew */
@@ -307,41 +309,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	pump(cl);
 }
 
-/* Like the QMP socket: a stale socket file goes, anything else stays. */
-static int listen_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd, r;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-		close(fd);
-		if (r == 0)
-			return -EADDRINUSE;
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (fchmod(fd, 0600) < 0 ||
-	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
 int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 		     struct mmud_console **out)
 {
@@ -392,7 +359,9 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 	c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, pump_all, c);
 	if (!c->ev || event_add(c->ev, NULL) < 0)
 		goto fail;
-	fd = listen_unix(cfg->console_path);
+	/* Like the QMP socket: a stale socket file goes, anything else
+	 * stays; removed at exit only if still ours (rpc/unix_socket.c). */
+	fd = qmp_unix_listen(cfg->console_path, 8, &c->sock);
 	if (fd < 0) {
 		r = fd;
 		goto fail;
@@ -402,7 +371,6 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (!c->listener) {
 		close(fd);
-		unlink(cfg->console_path);
 		goto fail;
 	}
 	c->path = strdup(cfg->console_path);
@@ -551,11 +519,9 @@ void mmud_console_free(struct mmud_console *c)
 
 	if (!c)
 		return;
-	if (c->listener) {
+	if (c->listener)
 		evconnlistener_free(c->listener);
-		if (c->path)
-			unlink(c->path);
-	}
+	qmp_unix_unlink(c->sock);
 	drain_clients(c);
 	while ((cl = LIST_FIRST(&c->clients)) != NULL)
 		client_free(cl);

@@ -99,7 +99,7 @@ struct deferred {
 struct qmp_server {
 	struct event_base *base; /* (c) */
 	struct evconnlistener *listener; /* (c) */
-	char *path; /* (c) */
+	struct qmp_unix_socket *sock; /* (c) the socket file, for unlink */
 	json_t *version; /* (c) VersionInfo */
 	TAILQ_HEAD(, command) commands; /* (e) */
 	TAILQ_HEAD(, client) clients; /* (e) */
@@ -986,60 +986,6 @@ unsigned int qmp_server_nr_clients(const struct qmp_server *srv)
 	return srv->nr_clients;
 }
 
-/*
- * Makes @path free for us: a socket file nobody listens on is stale and
- * goes; a live socket or any other kind of file is left alone.
- */
-static int clear_stale(const char *path, const struct sockaddr_un *sa)
-{
-	struct stat st;
-	int fd, ret;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	close(fd);
-	if (ret == 0)
-		return -EADDRINUSE;
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
-static int listen_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, ret;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	ret = clear_stale(path, &sa);
-	if (ret < 0)
-		return ret;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	/*
-	 * Linux creates the socket file with the socket inode's mode, so
-	 * fchmod before bind leaves no window with a wider mode; the chmod
-	 * after is for kernels that take the umask alone.
-	 */
-	if (fchmod(fd, 0600) < 0 ||
-	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
-		ret = -errno;
-		close(fd);
-		return ret;
-	}
-	return fd;
-}
-
 int qmp_server_new(struct event_base *base, const char *path,
 		   const struct qmp_version *version, struct qmp_server **out)
 {
@@ -1056,12 +1002,11 @@ int qmp_server_new(struct event_base *base, const char *path,
 	TAILQ_INIT(&srv->clients);
 	pthread_mutex_init(&srv->call_lock, NULL);
 	srv->call_tail = &srv->call_head;
-	srv->path = strdup(path);
 	srv->version = json_pack("{s:{s:i, s:i, s:i}, s:s}", "qemu", "micro",
 				 version->micro, "minor", version->minor,
 				 "major", version->major, "package",
 				 version->package ? version->package : "");
-	if (!srv->path || !srv->version)
+	if (!srv->version)
 		goto fail;
 	if (qmp_server_register(srv, "qmp_capabilities", caps_args,
 				cmd_qmp_capabilities, NULL) < 0 ||
@@ -1082,7 +1027,7 @@ int qmp_server_new(struct event_base *base, const char *path,
 	srv->resume_ev = event_new(base, -1, 0, resume_cb, srv);
 	if (!srv->resume_ev)
 		goto fail;
-	fd = listen_unix(path);
+	fd = qmp_unix_listen(path, 16, &srv->sock);
 	if (fd < 0) {
 		ret = fd;
 		goto fail;
@@ -1092,15 +1037,11 @@ int qmp_server_new(struct event_base *base, const char *path,
 		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (!srv->listener) {
 		close(fd);
-		unlink(path);
 		goto fail;
 	}
 	*out = srv;
 	return 0;
 fail:
-	srv->listener = NULL;
-	free(srv->path);
-	srv->path = NULL;
 	qmp_server_free(srv);
 	return ret;
 }
@@ -1154,10 +1095,10 @@ void qmp_server_free(struct qmp_server *srv)
 
 	if (!srv)
 		return;
-	if (srv->listener) {
+	if (srv->listener)
 		evconnlistener_free(srv->listener);
-		unlink(srv->path);
-	}
+	/* Only if the path still names the socket we bound. */
+	qmp_unix_unlink(srv->sock);
 	flush_clients(srv);
 	while ((c = TAILQ_FIRST(&srv->clients)) != NULL) {
 		client_kill(c);
@@ -1180,6 +1121,5 @@ void qmp_server_free(struct qmp_server *srv)
 		free(cmd);
 	}
 	json_decref(srv->version);
-	free(srv->path);
 	free(srv);
 }

@@ -169,12 +169,34 @@ void qmp_server_set_negotiate_timeout(struct qmp_server *srv, unsigned int ms);
 unsigned int qmp_server_nr_clients(const struct qmp_server *srv);
 
 /*
- * Closes the listener (removing the socket file) and every client, after
+ * Closes the listener (removing the socket file if it is still the one
+ * bound: qmp_unix_unlink()) and every client, after
  * trying for at most 100 ms to write what is queued for them (so the
  * reply to quit and the SHUTDOWN event get out). Requests still pending
  * are orphaned: answering one later only frees it.
  */
 void qmp_server_free(struct qmp_server *srv);
+
+/*
+ * A listening Unix socket bound at a path (rpc/unix_socket.c), for the
+ * QMP server and any other socket of the daemon's. The parent directory
+ * is opened once and the socket bound through it, with mode 0600 from
+ * the start. A stale socket file (nobody listening) is replaced; a live
+ * one is -EADDRINUSE, any other kind of file -EEXIST. Returns the
+ * listening fd (non-blocking, close-on-exec) or -errno; *out records
+ * where it is for qmp_unix_unlink().
+ */
+struct qmp_unix_socket;
+int qmp_unix_listen(const char *path, int backlog,
+		    struct qmp_unix_socket **out);
+/* True while the directory still holds the very socket file we bound. */
+bool qmp_unix_is_ours(const struct qmp_unix_socket *s);
+/*
+ * Removes the socket file only if it is still ours (the directory it
+ * was bound in holds the same device and inode), whatever happened to
+ * the path since; then frees @s. NULL does nothing.
+ */
+void qmp_unix_unlink(struct qmp_unix_socket *s);
 
 /* Answers @req with {"return": {}}. */
 void qmp_reply_ok(struct qmp_request *req);

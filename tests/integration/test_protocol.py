@@ -369,6 +369,58 @@ def test_slow_clients_do_not_lock_the_operator_out(tmp):
 
 
 @test("protocol")
+def test_exit_unlinks_only_the_sockets_it_bound(tmp):
+    # The sockets' directory is renamed after mmud bound them and a
+    # symlink to another directory, holding files of the same names, put
+    # in its place (a user who owns a directory on the path can do this
+    # to root's mmud). At exit mmud used to unlink by path, deleting the
+    # other directory's files. Now it removes its sockets from the
+    # directory it bound them in, and only them.
+    mine = os.path.join(tmp, "run")
+    os.mkdir(mine)
+    qmp = os.path.join(mine, "qmp.sock")
+    con = os.path.join(mine, "console.sock")
+    d = Daemon(tmp, "--qmp", qmp, "--console", "socket:" + con,
+               qmp=False, console=False)
+    for path in (qmp, con):
+        st = os.lstat(path)
+        assert stat.S_ISSOCK(st.st_mode), path
+        assert stat.S_IMODE(st.st_mode) == 0o600, (path, oct(st.st_mode))
+    d.qmp = qmp
+    c = d.client()
+    os.rename(mine, mine + ".old")
+    other = os.path.join(tmp, "other")
+    os.mkdir(other)
+    for name in ("qmp.sock", "console.sock"):
+        with open(os.path.join(other, name), "w") as f:
+            f.write("not mmud's\n")
+    os.symlink(other, mine)
+    c.send({"execute": "quit"})
+    c.expect_closed()
+    assert d.wait() == 0, d.log()
+    for name in ("qmp.sock", "console.sock"):
+        with open(os.path.join(other, name)) as f:
+            assert f.read() == "not mmud's\n", name
+        assert not os.path.exists(os.path.join(mine + ".old", name)), name
+    d.kill()
+    # A socket file replaced in place by another file is left alone too.
+    os.unlink(mine)
+    os.rename(mine + ".old", mine)
+    d2 = Daemon(tmp, "--qmp", qmp, qmp=False)
+    d2.qmp = qmp
+    c = d2.client()
+    os.unlink(qmp)
+    with open(qmp, "w") as f:
+        f.write("replaced\n")
+    c.send({"execute": "quit"})
+    c.expect_closed()
+    assert d2.wait() == 0, d2.log()
+    with open(qmp) as f:
+        assert f.read() == "replaced\n"
+    d2.kill()
+
+
+@test("protocol")
 def test_commands_queued_behind_quit_are_all_answered(tmp):
     # quit, then commands that run on the worker, in one write: the ones
     # dispatched while the worker is being freed used to be queued on a
