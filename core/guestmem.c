@@ -37,6 +37,10 @@ struct guestmem {
 	pthread_mutex_t lock;
 	struct hot_slot slots[GUESTMEM_MAX_SLOTS]; /* (guestmem->lock) */
 	unsigned int nr_slots; /* (guestmem->lock) */
+	bool dump; /* (guestmem->lock) slots go into core dumps */
+	/* (guestmem->lock) what the slots may add up to, and the maxmem and
+	 * boot RAM it comes from, for the refusal; limit 0: none. */
+	uint64_t limit, maxmem, base;
 };
 
 static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
@@ -160,9 +164,25 @@ static int check_locked(struct guestmem *gm, gpa_t gpa, uint64_t size,
 	return 0;
 }
 
+void guestmem_set_limit(struct guestmem *gm, uint64_t maxmem, uint64_t base)
+{
+	pthread_mutex_lock(&gm->lock);
+	gm->maxmem = maxmem;
+	gm->base = base;
+	gm->limit = maxmem - base;
+	pthread_mutex_unlock(&gm->lock);
+}
+
+void guestmem_set_dump(struct guestmem *gm, bool dump)
+{
+	pthread_mutex_lock(&gm->lock);
+	gm->dump = dump;
+	pthread_mutex_unlock(&gm->lock);
+}
+
 /* A zero-filled memfd mapping, aligned to 2 MiB when at least that big
- * (so the MMU may use large sptes). */
-static int map_slot(struct hot_slot *s)
+ * (so the MMU may use large sptes); out of core dumps unless dump. */
+static int map_slot(struct hot_slot *s, bool dump)
 {
 	uint64_t align = s->size >= (2ULL << 20) ? 2ULL << 20 : PAGE_SIZE;
 	uint8_t *res, *at;
@@ -186,6 +206,8 @@ static int map_slot(struct hot_slot *s)
 		munmap(res, s->reservation_len);
 		goto fail;
 	}
+	if (!dump)
+		madvise(res, s->reservation_len, MADV_DONTDUMP);
 	return 0;
 fail:
 	close(s->fd);
@@ -207,9 +229,27 @@ int guestmem_add(struct guestmem *gm, gpa_t gpa, uint64_t size, bool readonly,
 	r = check_locked(gm, gpa, size, err, errlen);
 	if (r < 0)
 		goto out;
+	if (gm->maxmem) {
+		uint64_t plugged = 0;
+
+		for (unsigned int i = 0; i < gm->nr_slots; i++)
+			plugged += gm->slots[i].size;
+		if (size > gm->limit - plugged) {
+			r = fail(err, errlen, ENOSPC,
+				 "size: %#llx more bytes would make %#llx of "
+				 "boot RAM and %#llx hot-added exceed maxmem "
+				 "%#llx (%#llx left)",
+				 (unsigned long long)size,
+				 (unsigned long long)gm->base,
+				 (unsigned long long)(plugged + size),
+				 (unsigned long long)gm->maxmem,
+				 (unsigned long long)(gm->limit - plugged));
+			goto out;
+		}
+	}
 	for (s.id = GUESTMEM_FIRST_ID; find_locked(gm, s.id); s.id++)
 		;
-	r = map_slot(&s);
+	r = map_slot(&s, gm->dump);
 	if (r < 0) {
 		r = fail(err, errlen, -r, "size: cannot map %#llx bytes",
 			 (unsigned long long)size);

@@ -46,6 +46,16 @@ struct guestmem_slot_info {
 struct guestmem *guestmem_create(struct mmu *mmu,
 				 const struct guestmem_range *reserved,
 				 unsigned int nr_reserved);
+/*
+ * The ceiling of hot-added memory: guestmem_add() refuses a slot that
+ * would take the boot RAM (base bytes) plus every hot-added slot beyond
+ * maxmem (QEMU's -m maxmem), naming the numbers; without a call there is
+ * none. Slots are left out of core dumps (MADV_DONTDUMP) unless
+ * guestmem_set_dump(gm, true) (QEMU's dump-guest-core). Both before the
+ * first guestmem_add().
+ */
+void guestmem_set_limit(struct guestmem *gm, uint64_t maxmem, uint64_t base);
+void guestmem_set_dump(struct guestmem *gm, bool dump);
 /* Removes every hot-added slot. No vCPU may run. */
 void guestmem_destroy(struct guestmem *gm);
 

@@ -289,6 +289,17 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 			 (unsigned long long)cfg->ram_size);
 		return NULL;
 	}
+	if (cfg->maxmem &&
+	    (cfg->maxmem < cfg->ram_size || cfg->maxmem > VM_MAX_MAXMEM ||
+	     (cfg->maxmem & (PAGE_SIZE - 1)))) {
+		snprintf(err, errlen,
+			 "maxmem %llu is not a multiple of 4 KiB between the "
+			 "memory size %llu and %llu",
+			 (unsigned long long)cfg->maxmem,
+			 (unsigned long long)cfg->ram_size,
+			 (unsigned long long)VM_MAX_MAXMEM);
+		return NULL;
+	}
 	vm = calloc(1, sizeof(*vm));
 	if (!vm) {
 		snprintf(err, errlen, "out of memory");
@@ -325,6 +336,11 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 			 strerror(-r));
 		goto fail;
 	}
+	/* Out of core dumps unless asked (QEMU's dump-guest-core=off): a
+	 * crash must not write gigabytes of guest RAM, nor leak it. */
+	for (unsigned int i = 0; i < vm->nr_ram && !cfg->dump_guest_core; i++)
+		madvise(vm->ram[i].reserved, vm->ram[i].reserved_len,
+			MADV_DONTDUMP);
 	if (load(vm, &entry, err, errlen) < 0)
 		goto fail;
 	vm->low_copy = malloc(LOADER_KERNEL_MIN_GPA);
@@ -377,6 +393,8 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
+		guestmem_set_dump(vm->guestmem, cfg->dump_guest_core);
+		guestmem_set_limit(vm->guestmem, vm_maxmem(vm), cfg->ram_size);
 	}
 	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
 		vm->vcpus[i] = vcpu_create(vm->set, i, vm->mmu, entry,
@@ -520,13 +538,14 @@ int vm_audit_step(struct vm *vm, char *msg, size_t msglen)
 	return r;
 }
 
-int vm_audit_until(struct vm *vm, uint64_t deadline_ns, char *msg,
-		   size_t msglen)
+/* Gives up once CLOCK_MONOTONIC passes deadline (0: never). */
+static int audit_until(struct vm *vm, uint64_t deadline, char *msg,
+		       size_t msglen)
 {
-	int r = vm_audit_begin(vm, deadline_ns, msg, msglen);
+	int r = vm_audit_begin(vm, deadline, msg, msglen);
 
 	while (r > 0) {
-		if (deadline_ns && now_ns() >= deadline_ns) {
+		if (deadline && now_ns() >= deadline) {
 			snprintf(msg, msglen,
 				 "audit stopped at its deadline, comparing "
 				 "shadow pages with the guest's tables");
@@ -537,9 +556,27 @@ int vm_audit_until(struct vm *vm, uint64_t deadline_ns, char *msg,
 	return r;
 }
 
+int vm_audit_bounded(struct vm *vm, unsigned int budget_ms, char *msg,
+		     size_t msglen)
+{
+	return audit_until(vm, now_ns() + budget_ms * 1000000ULL, msg, msglen);
+}
+
 int vm_audit(struct vm *vm, char *msg, size_t msglen)
 {
-	return vm_audit_until(vm, 0, msg, msglen);
+	return audit_until(vm, 0, msg, msglen);
+}
+
+uint64_t vm_maxmem(const struct vm *vm)
+{
+	if (vm->cfg.maxmem)
+		return vm->cfg.maxmem;
+	return vm->cfg.ram_size > VM_MAX_RAM ? vm->cfg.ram_size : VM_MAX_RAM;
+}
+
+uint64_t vm_ram_size(const struct vm *vm)
+{
+	return vm->cfg.ram_size;
 }
 
 unsigned int vm_nr_vcpus(const struct vm *vm)

@@ -24,11 +24,21 @@
 /* Boot RAM: a multiple of 4 KiB in [VM_MIN_RAM, VM_MAX_RAM]. */
 #define VM_MIN_RAM (2ULL << 20)
 #define VM_MAX_RAM (1ULL << 40)
+/* The ceiling of boot RAM plus hot-added memory (QEMU's maxmem): at most
+ * the guest's physical address space; by default the larger of
+ * VM_MAX_RAM and the boot RAM. */
+#define VM_MAX_MAXMEM (1ULL << 46)
 #define VM_MAX_MEMSLOTS 80 /* boot RAM and GUESTMEM_MAX_SLOTS hot ones */
 
 struct vm_config {
 	uint64_t ram_size; /* bytes, a multiple of 4 KiB, >= 2 MiB */
 	unsigned int nr_vcpus; /* 1..VM_MAX_VCPUS */
+	/* Boot RAM plus hot-added memory at most, in [ram_size,
+	 * VM_MAX_MAXMEM]; 0: the default above. */
+	uint64_t maxmem;
+	/* Guest RAM (boot and hot-added) in the process's core dumps; off,
+	 * it is madvise(MADV_DONTDUMP) (QEMU's dump-guest-core). */
+	bool dump_guest_core;
 	const void *kernel; /* the ELF image; the VM keeps its own copy */
 	size_t kernel_len;
 	const char *cmdline; /* NULL: empty; copied */
@@ -133,11 +143,11 @@ int vm_reset(struct vm *vm, char *err, size_t errlen);
  */
 int vm_audit(struct vm *vm, char *msg, size_t msglen);
 /*
- * The same, given up with -ETIMEDOUT (and msg saying where) once
- * CLOCK_MONOTONIC passes deadline_ns (0: never): the audit at shutdown.
+ * The same, given up with -ETIMEDOUT (and msg saying where) after
+ * budget_ms: the audit at shutdown.
  */
-int vm_audit_until(struct vm *vm, uint64_t deadline_ns, char *msg,
-		   size_t msglen);
+int vm_audit_bounded(struct vm *vm, unsigned int budget_ms, char *msg,
+		     size_t msglen);
 /*
  * Its two parts, for a caller that lets other work run between batches:
  * vm_audit_begin() returns how many shadow pages are left to compare
@@ -148,6 +158,9 @@ int vm_audit_begin(struct vm *vm, uint64_t deadline_ns, char *msg,
 		   size_t msglen);
 int vm_audit_step(struct vm *vm, char *msg, size_t msglen);
 
+/* The ceiling of boot RAM plus hot-added memory, and the boot RAM. */
+uint64_t vm_maxmem(const struct vm *vm);
+uint64_t vm_ram_size(const struct vm *vm);
 unsigned int vm_nr_vcpus(const struct vm *vm);
 void vm_vcpu_info(struct vm *vm, unsigned int index, struct vm_vcpu_info *out);
 /* Fills at most max slots sorted by gpa; returns how many exist. */

@@ -29,13 +29,23 @@ enum key {
 	K_NAME,
 	K_PAUSED,
 	K_PANIC,
+	K_MAXMEM,
+	K_DUMP_GUEST_CORE,
 	K_NR,
 };
 
 static const char *const key_names[K_NR] = {
-	[K_KERNEL] = "kernel", [K_MEMORY] = "memory",	[K_SMP] = "smp",
-	[K_APPEND] = "append", [K_CONSOLE] = "console", [K_QMP] = "qmp",
-	[K_NAME] = "name",     [K_PAUSED] = "paused",	[K_PANIC] = "panic",
+	[K_KERNEL] = "kernel",
+	[K_MEMORY] = "memory",
+	[K_SMP] = "smp",
+	[K_APPEND] = "append",
+	[K_CONSOLE] = "console",
+	[K_QMP] = "qmp",
+	[K_NAME] = "name",
+	[K_PAUSED] = "paused",
+	[K_PANIC] = "panic",
+	[K_MAXMEM] = "maxmem",
+	[K_DUMP_GUEST_CORE] = "dump-guest-core",
 };
 
 void mmud_usage(FILE *f)
@@ -61,6 +71,10 @@ void mmud_usage(FILE *f)
 		"  --paused        vCPUs wait for QMP cont (QEMU's -S)\n"
 		"  --panic ACTION  on a guest crash: pause (the default with a\n"
 		"                  QMP socket) or exit (status 2)\n"
+		"  --maxmem SIZE   ceiling of boot RAM plus hot-added memslots\n"
+		"                  (QEMU's -m maxmem; default 1T or SIZE of RAM)\n"
+		"  --dump-guest-core  guest RAM in core dumps (QEMU's\n"
+		"                  dump-guest-core=on; off by default)\n"
 		"  --config FILE   key = value lines with the same settings\n"
 		"                  (kernel, memory, smp, append, console, qmp,\n"
 		"                  name, paused, panic); flags win\n"
@@ -226,6 +240,22 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 		return set_string(&cfg->name, v);
 	case K_PAUSED:
 		if (parse_bool(v, &cfg->paused) < 0) {
+			snprintf(why, whylen,
+				 "'%s' is not a boolean (true/false)", v);
+			return -EINVAL;
+		}
+		return 0;
+	case K_MAXMEM:
+		if (parse_size(v, &cfg->maxmem) < 0 || cfg->maxmem % 4096 ||
+		    cfg->maxmem < VM_MIN_RAM || cfg->maxmem > VM_MAX_MAXMEM) {
+			snprintf(why, whylen,
+				 "'%s' is not a multiple of 4K from 2M to 64T",
+				 v);
+			return -EINVAL;
+		}
+		return 0;
+	case K_DUMP_GUEST_CORE:
+		if (parse_bool(v, &cfg->dump_guest_core) < 0) {
 			snprintf(why, whylen,
 				 "'%s' is not a boolean (true/false)", v);
 			return -EINVAL;
@@ -414,6 +444,8 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		{ "name", required_argument, NULL, K_NAME },
 		{ "paused", no_argument, NULL, K_PAUSED },
 		{ "panic", required_argument, NULL, K_PANIC },
+		{ "maxmem", required_argument, NULL, K_MAXMEM },
+		{ "dump-guest-core", no_argument, NULL, K_DUMP_GUEST_CORE },
 		{ "config", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -454,7 +486,9 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		if (c < 0 || c >= K_NR)
 			continue;
 		given[c] = true;
-		r = apply(cfg, (enum key)c, c == K_PAUSED ? "true" : optarg,
+		r = apply(cfg, (enum key)c,
+			  c == K_PAUSED || c == K_DUMP_GUEST_CORE ? "true" :
+								    optarg,
 			  why, sizeof(why));
 		if (r == -ENOMEM)
 			goto nomem;

@@ -544,18 +544,37 @@ static void cmd_query_mmu_stats(struct qmp_request *req, json_t *args,
 	submit(opaque, req, stats_work, return_done, false, NULL);
 }
 
+/*
+ * One part of the live audit per job (docs/MMU.md, "The live audit"): the
+ * structural part (j->flag clear), then one batch per job, each queued
+ * behind what other commands submitted meanwhile, so they run between
+ * batches instead of after the whole audit.
+ */
 static void audit_work(void *arg)
 {
 	struct job *j = arg;
 
-	j->r = vm_audit(j->d->vm, j->msg, sizeof(j->msg));
+	if (!j->flag)
+		j->r = vm_audit_begin(j->d->vm, 0, j->msg, sizeof(j->msg));
+	else
+		j->r = vm_audit_step(j->d->vm, j->msg, sizeof(j->msg));
+	j->flag = true;
 }
 
 static void audit_done(void *arg)
 {
 	struct job *j = arg;
 
-	if (j->r < 0)
+	/* Not once shutting down: the worker may be gone by then. */
+	if (j->r > 0 && !j->d->shutting_down &&
+	    mmud_worker_submit(j->d->worker, audit_work, audit_done, j) == 0)
+		return;
+	if (j->r > 0)
+		qmp_reply_error(j->req, QMP_ERROR_GENERIC, "%s",
+				j->d->shutting_down ?
+					"The VM is shutting down" :
+					"Out of memory");
+	else if (j->r < 0)
 		qmp_reply_error(j->req, QMP_ERROR_GENERIC,
 				"MMU audit failed: %s", j->msg);
 	else

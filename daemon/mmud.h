@@ -40,6 +40,11 @@ enum mmud_panic_action {
 struct mmud_config {
 	char *kernel; /* NULL: the embedded sample guest */
 	uint64_t memory;
+	/* Boot RAM plus hot-added memslots at most (QEMU's -m maxmem); 0:
+	 * the larger of VM_MAX_RAM and memory. */
+	uint64_t maxmem;
+	/* Guest RAM in core dumps (QEMU's dump-guest-core=on). */
+	bool dump_guest_core;
 	unsigned int smp;
 	char *append;
 	enum mmud_console_kind console_kind;

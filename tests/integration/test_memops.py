@@ -288,6 +288,110 @@ def test_bad_arguments_refused_and_nothing_changes(tmp):
     d.kill()
 
 
+@test("badargs")
+def test_maxmem_ceiling_refuses_and_summary_stays_honest(tmp):
+    """--maxmem (QEMU's -m maxmem): boot RAM plus hot-added slots may not
+    exceed it; the refusal names the numbers and changes nothing, and
+    query-memory-size-summary adds up to what was plugged."""
+    d = td.Daemon(tmp, "--memory", "3G", "--maxmem", "4G", smp=1)
+    c = d.client()
+    half = ok(c.cmd("x-memslot-add", {"gpa": 8 * GiB, "size": GiB // 2}))
+    before = ok(c.cmd("x-query-memslots"))
+    r = c.cmd("x-memslot-add", {"gpa": 16 * GiB, "size": GiB})
+    assert "error" in r, r
+    desc = r["error"]["desc"]
+    for want in ("size", "0x40000000", "maxmem 0x100000000", "0xc0000000",
+                 "0x20000000 left"):
+        assert want in desc, (want, desc)
+    assert ok(c.cmd("x-query-memslots")) == before
+    assert ok(c.cmd("query-memory-size-summary")) == {
+        "base-memory": 3 * GiB, "plugged-memory": GiB // 2}
+    # What is left still fits, to the byte.
+    ok(c.cmd("x-memslot-add", {"gpa": 16 * GiB, "size": GiB // 2}))
+    r = c.cmd("x-memslot-add", {"gpa": 24 * GiB, "size": 4096})
+    assert "maxmem" in r["error"]["desc"], r
+    ok(c.cmd("x-memslot-remove", {"slot": half["slot"]}))
+    ok(c.cmd("x-memslot-add", {"gpa": 8 * GiB, "size": GiB // 2}))
+    mem = ok(c.cmd("query-memory-size-summary"))
+    assert mem == {"base-memory": 3 * GiB, "plugged-memory": GiB}, mem
+    audit(c)
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+    # Without --maxmem the ceiling is 1 TiB: a 3 GiB VM takes 15 slots of
+    # 64 GiB (963 GiB), not the 61 (3.8 TiB "plugged") it once did.
+    d = td.Daemon(tmp, "--memory", "3G", smp=1)
+    c = d.client()
+    n = 0
+    while True:
+        r = c.cmd("x-memslot-add", {"gpa": (n + 1) * (64 * GiB),
+                                    "size": 64 * GiB})
+        if "error" in r:
+            break
+        n += 1
+    assert n == 15, (n, r)
+    assert "maxmem 0x10000000000" in r["error"]["desc"], r
+    mem = ok(c.cmd("query-memory-size-summary"))
+    assert mem == {"base-memory": 3 * GiB, "plugged-memory": 15 * 64 * GiB}
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+    # A ceiling below the boot RAM, or not a size, stops mmud (status 4).
+    for bad, why in (("2G", "maxmem"), ("4097", "--maxmem"),
+                     ("65T", "--maxmem")):
+        p = td.popen([td.MMUD, "--memory", "3G", "--maxmem", bad],
+                     stdout=td.subprocess.DEVNULL,
+                     stderr=td.subprocess.PIPE, text=True)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 4 and why in err, (bad, p.returncode, err)
+    # The config file's key.
+    cfg = os.path.join(tmp, "vm.conf")
+    with open(cfg, "w") as f:
+        f.write("memory = 3G\nmaxmem = 3G\n")
+    d = td.Daemon(tmp, "--config", cfg, smp=1)
+    c = d.client()
+    r = c.cmd("x-memslot-add", {"gpa": 8 * GiB, "size": 4096})
+    assert "maxmem 0xc0000000 (0 left)" in r["error"]["desc"], r
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+def ram_vmflags(pid):
+    """VmFlags of the daemon's guest-RAM mappings (boot and hot-added),
+    from /proc/PID/smaps: [(name, set of flags)]."""
+    out, name = [], None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                name = (line.split(None, 5)[5].strip()
+                        if "memfd:mmud-" in line else None)
+            elif line.startswith("VmFlags:") and name:
+                out.append((name, set(line.split()[1:])))
+    return out
+
+
+@test("bootram")
+def test_guest_ram_left_out_of_core_dumps_unless_asked(tmp):
+    """QEMU's dump-guest-core: off by default, so every guest-RAM mapping
+    is MADV_DONTDUMP ('dd' in smaps' VmFlags); --dump-guest-core keeps it
+    in core dumps."""
+    for extra, want_dd in (((), True), (("--dump-guest-core",), False)):
+        d = td.Daemon(tmp, "--memory", "3584M", *extra, smp=1)
+        c = d.client()
+        ok(c.cmd("x-memslot-add", {"gpa": 8 * GiB, "size": 2 << 20}))
+        flags = ram_vmflags(d.proc.pid)
+        names = [n for n, _ in flags]
+        # Boot RAM below and above the MMIO hole, and the hot slot.
+        assert sum("mmud-ram" in n for n in names) == 2, flags
+        assert sum("mmud-hotmem" in n for n in names) == 1, flags
+        for n, f in flags:
+            assert ("dd" in f) == want_dd, (extra, n, sorted(f))
+        c.cmd("quit")
+        assert d.wait() == 0, d.log()
+        d.kill()
+
+
 # Values of every JSON type, in and out of each argument's range.
 ANY = [None, True, False, 0, 1, -1, 4096, 2**31, 2**53, 2**63 - 1, -2**63,
        1.5, "", "x", "serial0", [], [1], {}, {"a": 1}]
