@@ -261,6 +261,15 @@ static void done(void *arg)
 	struct memop_job *j = arg;
 	json_t *ret = NULL;
 
+	if (j->r == -EMFILE || j->r == -ENFILE) {
+		/* core/guestmem says which step failed ("size: cannot map");
+		 * the reason is the host's, not the argument's. */
+		qmp_reply_error(j->req, QMP_ERROR_GENERIC,
+				"cannot create the slot's memory: %s (the "
+				"daemon is out of file descriptors)",
+				strerror(-j->r));
+		goto out;
+	}
 	if (j->r < 0) {
 		qmp_reply_error(j->req, QMP_ERROR_GENERIC, "%s", j->err);
 		goto out;

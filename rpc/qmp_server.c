@@ -106,6 +106,9 @@ struct qmp_server {
 	unsigned int nr_clients; /* (e) */
 	size_t queued_bytes; /* (e) every live request's charge */
 	unsigned int negotiate_ms; /* (e) qmp_server_set_negotiate_timeout */
+	struct event *accept_retry_ev; /* (c) re-enables the listener */
+	unsigned int accept_backoff_ms; /* (e) 0: accepting normally */
+	unsigned long accept_failures; /* (e) in the current episode */
 	time_t refusal_logged; /* (e) when a refusal was last logged */
 	struct event *resume_ev; /* (c) room again under the total limit */
 	int call_fd; /* (c) eventfd that wakes the loop */
@@ -763,6 +766,45 @@ static bool make_room(struct qmp_server *srv)
 	return false;
 }
 
+/*
+ * accept() failed. Out of descriptors or memory the pending connection
+ * stays in the backlog and the listener would fire again at once, in a
+ * loop (libevent would log each failure: tens of thousands of lines a
+ * second into the journal). So the listener pauses, 100 ms at first and
+ * doubling to 3.2 s while it keeps failing; one line is logged when an
+ * episode starts and one when accepting works again.
+ */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct qmp_server *srv = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv;
+
+	srv->accept_failures++;
+	if (srv->accept_backoff_ms == 0) {
+		srv->accept_backoff_ms = 100;
+		fprintf(stderr,
+			"<4>qmp: cannot accept a client: %s; pausing new "
+			"connections, retrying from 100 ms up to every 3.2 s\n",
+			strerror(err));
+	} else if (srv->accept_backoff_ms < 3200) {
+		srv->accept_backoff_ms *= 2;
+	}
+	evconnlistener_disable(l);
+	tv.tv_sec = srv->accept_backoff_ms / 1000;
+	tv.tv_usec = srv->accept_backoff_ms % 1000 * 1000;
+	evtimer_add(srv->accept_retry_ev, &tv);
+}
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmp_server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(srv->listener);
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		      struct sockaddr *sa, int socklen, void *arg)
 {
@@ -774,6 +816,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	(void)sa;
 	(void)socklen;
+	if (srv->accept_backoff_ms) {
+		fprintf(stderr,
+			"<5>qmp: accepting clients again after %lu failed "
+			"accept() calls\n",
+			srv->accept_failures);
+		srv->accept_backoff_ms = 0;
+		srv->accept_failures = 0;
+	}
 	if (!make_room(srv)) {
 		close(fd);
 		return;
@@ -1039,6 +1089,10 @@ int qmp_server_new(struct event_base *base, const char *path,
 		close(fd);
 		goto fail;
 	}
+	srv->accept_retry_ev = evtimer_new(base, accept_retry_cb, srv);
+	if (!srv->accept_retry_ev)
+		goto fail;
+	evconnlistener_set_error_cb(srv->listener, accept_error_cb);
 	*out = srv;
 	return 0;
 fail:
@@ -1114,6 +1168,8 @@ void qmp_server_free(struct qmp_server *srv)
 		close(srv->call_fd);
 	if (srv->resume_ev)
 		event_free(srv->resume_ev);
+	if (srv->accept_retry_ev)
+		event_free(srv->accept_retry_ev);
 	pthread_mutex_destroy(&srv->call_lock);
 	while ((cmd = TAILQ_FIRST(&srv->commands)) != NULL) {
 		TAILQ_REMOVE(&srv->commands, cmd, link);

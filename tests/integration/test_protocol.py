@@ -7,9 +7,12 @@ GROUP: protocol (meson: daemon-GROUP). Shared parts: tests/lib/daemonlib.py.
 """
 import json
 import os
+import resource
+import socket
 import stat
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
@@ -418,6 +421,59 @@ def test_exit_unlinks_only_the_sockets_it_bound(tmp):
     with open(qmp) as f:
         assert f.read() == "replaced\n"
     d2.kill()
+
+
+@test("protocol")
+def test_out_of_descriptors_backs_off_and_says_why(tmp):
+    # Under a low descriptor limit, accept() failing with EMFILE left the
+    # connection in the backlog and libevent logged every retry (91,527
+    # lines in 5 s); x-memslot-add blamed its size. Now the listener
+    # pauses with one log line, the command names the reason, and
+    # accepting resumes once descriptors are free.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    d = Daemon(tmp, console=False)
+    c = d.client()
+    used = len(os.listdir("/proc/%d/fd" % d.proc.pid))
+    d.kill()
+    limit = used + 4
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        d = Daemon(tmp, console=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    c = d.client()
+    extra = []
+    # Fill the table: these connect (the backlog) and some get no
+    # greeting, since accept() fails.
+    while len(os.listdir("/proc/%d/fd" % d.proc.pid)) < limit:
+        extra.append(d.client(negotiate=False))
+    waiting = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+               for _ in range(3)]
+    for w in waiting:
+        w.connect(d.qmp)
+    r = c.cmd("x-memslot-add", {"gpa": 1 << 33, "size": 2 << 20}, id=1)
+    assert r["id"] == 1, r
+    assert r["error"]["desc"] == "cannot create the slot's memory: Too " \
+        "many open files (the daemon is out of file descriptors)", r
+    # Two seconds of a full table: the loop keeps serving, and the log
+    # has one line for it, not thousands.
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        assert c.cmd("query-status")["return"]["status"] == "running"
+    log = d.log()
+    assert log.count("cannot accept a client: Too many open files") == 1, \
+        log[-2000:]
+    assert log.count("\n") < 20, log[-2000:]
+    for e in extra:
+        e.close()
+    # The ones that waited are served once descriptors are free.
+    for w in waiting:
+        w.settimeout(dl.TIMEOUT)
+        assert w.recv(4096).startswith(b'{"QMP"'), "no greeting"
+        w.close()
+    assert "accepting clients again" in d.log(), d.log()[-2000:]
+    assert_alive(d)
+    d.kill()
 
 
 @test("protocol")
