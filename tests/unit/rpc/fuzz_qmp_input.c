@@ -1,9 +1,10 @@
 /*
  * Fuzz target for what a QMP client controls before any handler runs:
  * the framer (fed the input in pieces whose sizes come from the input
- * itself), the JSON parse of each text, the argument check against a
- * schema with every argument type, and the serializer the replies go
- * through. With libFuzzer (-fsanitize=fuzzer, MMUD_LIBFUZZER defined)
+ * itself), the JSON parse of each text (qmp_parse(): integers as QEMU
+ * reads them, the parse budget), the argument check against a schema
+ * with every argument type, and the serializer the replies go through,
+ * whose output must parse back to itself. With libFuzzer (-fsanitize=fuzzer, MMUD_LIBFUZZER defined)
  * it is an ordinary target; otherwise main() replays the files named on
  * the command line (the corpus and crash reproducers kept in
  * tests/unit/rpc/corpus), which meson runs as a test.
@@ -26,10 +27,35 @@ static const struct qmp_arg spec[] = {
 	{ "x", QMP_ARG_ANY, true },	QMP_ARGS_END,
 };
 
+/*
+ * What the server writes back re-reads to the same text: integers up
+ * to 2^64 - 1 and integral reals included (qmp_parse(), qmp_dump_text()).
+ */
+static void check_roundtrip(const char *s, size_t n)
+{
+	json_error_t err;
+	json_t *again = qmp_parse(s, n, JSON_DECODE_ANY, &err);
+	size_t m;
+	char *t;
+
+	if (!again) {
+		/* Only the parse budget may refuse what we wrote. */
+		if (!strstr(err.text, "once parsed"))
+			abort();
+		return;
+	}
+	t = qmp_dump_text(again, &m);
+	if (t && (m != n || memcmp(s, t, n)))
+		abort();
+	free(t);
+	json_decref(again);
+}
+
 static void use_text(const char *text, size_t len)
 {
-	json_t *msg = json_loadb(
-		text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+	json_error_t err;
+	json_t *msg = qmp_parse(text, len,
+				JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
 	json_t *args;
 	size_t n;
 	char *s;
@@ -54,6 +80,7 @@ static void use_text(const char *text, size_t len)
 				abort();
 		if (n < 2 || s[n - 2] != '\r' || s[n - 1] != '\n')
 			abort();
+		check_roundtrip(s, n - 2);
 	}
 	free(s);
 	json_decref(msg);
