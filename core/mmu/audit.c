@@ -70,10 +70,10 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* Every 64 calls, whether the deadline has passed. */
+/* At the first call and every 64th, whether the deadline has passed. */
 static int over_deadline(struct audit *a, const char *where)
 {
-	if (!a->deadline || ++a->ticks % 64)
+	if (!a->deadline || a->ticks++ % 64)
 		return 0;
 	if (now_ns() < a->deadline)
 		return 0;

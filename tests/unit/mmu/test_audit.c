@@ -373,6 +373,12 @@ static void test_audit_live_steps_bounded_and_complete(void **state)
 		fail_msg("begin said \"%s\"", msg);
 	atomic_store(sptep, good);
 
+	/* Past its deadline, begin gives up and says so. */
+	assert_int_equal(mmu_audit_begin(e->mmu, 1, msg, sizeof(msg)),
+			 -ETIMEDOUT);
+	if (!strstr(msg, "audit stopped at its deadline"))
+		fail_msg("begin said \"%s\"", msg);
+
 	expect_audit(e, NULL);
 	aenv_free(e);
 }
