@@ -321,7 +321,7 @@ int main(int argc, char **argv)
 {
 	struct daemon m = { 0 };
 	char err[512];
-	int status = MMUD_EXIT_REFUSED;
+	int status = MMUD_EXIT_REFUSED, r;
 
 	signal(SIGPIPE, SIG_IGN);
 	if (mmud_config_load(&m.cfg, argc, argv, err, sizeof(err)) < 0) {
@@ -337,6 +337,11 @@ int main(int argc, char **argv)
 		mmud_config_free(&m.cfg);
 		return MMUD_EXIT_OK;
 	}
+	/* Before the first thread, so that every thread has it. */
+	r = mmud_deny_exec();
+	if (r < 0)
+		fprintf(stderr, "<4>mmud: cannot deny execve to itself: %s\n",
+			strerror(-r));
 	if (load_kernel(&m) < 0) {
 		mmud_config_free(&m.cfg);
 		return MMUD_EXIT_REFUSED;

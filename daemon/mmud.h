@@ -171,6 +171,10 @@ int mmud_watchdog_new(struct event_base *base, struct mmud_worker *worker,
 		      struct vm *vm, uint64_t usec, struct mmud_watchdog **out);
 void mmud_watchdog_free(struct mmud_watchdog *wd);
 
+/* sandbox.c: from now on execve and execveat fail with EPERM in this
+ * thread and every thread it starts. 0 or -errno. */
+int mmud_deny_exec(void);
+
 /* ---- the control plane (control.c) ------------------------------------ */
 
 struct mmud;

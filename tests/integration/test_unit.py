@@ -11,11 +11,18 @@ WATCHDOG=1, then SIGTERM (systemctl stop) gives STOPPING=1 and status 0.
 The watchdog must prove the worker thread and the vCPUs alive, not only
 the event loop: with one vCPU thread, then the worker, stopped under
 ptrace, no WATCHDOG=1 may come, and the pings come back once it runs.
+The hardening: `systemd-analyze security` must rate the unit below 1.0
+(it was 1.6 with SystemCallFilter=@system-service and no ProtectProc,
+ProcSubset, PrivateIPC, PrivateMounts, PrivateUsers, IPAddressDeny);
+mmud runs with its own seccomp filter (execve denied); and where strace
+is installed, every system call a run of mmud makes (boot, QMP commands
+of every kind, the console, SIGTERM) is in the unit's SystemCallFilter.
 Skips (77) without systemd-analyze.
 Usage: test_unit.py UNIT FOREVER_ELF
 """
 import ctypes
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -34,9 +41,13 @@ REQUIRED = [
     "Type=notify", "RuntimeDirectory=mmud/%i", "DynamicUser=yes",
     "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
     "PrivateTmp=yes", "PrivateDevices=yes", "CapabilityBoundingSet=",
-    "RestrictAddressFamilies=AF_UNIX", "SystemCallFilter=@system-service",
-    "MemoryDenyWriteExecute=yes", "WatchdogSec=30s",
+    "RestrictAddressFamilies=AF_UNIX", "MemoryDenyWriteExecute=yes",
+    "WatchdogSec=30s", "LimitNOFILE=512", "LimitCORE=0",
+    "ProtectProc=invisible", "ProcSubset=pid", "PrivateIPC=yes",
+    "PrivateMounts=yes", "PrivateUsers=yes", "IPAddressDeny=any",
 ]
+# What the unit's exposure must stay below (systemd-analyze security).
+MAX_EXPOSURE = 1.0
 
 
 def wait_for(sock, line):
@@ -115,6 +126,113 @@ def check_watchdog_needs(ns, proc, qmp_path, stderr_path):
     assert "watchdog: vCPU 1 did not take a request" in log, log
 
 
+def exposure(inst):
+    """systemd-analyze security's overall exposure of the unit file, or
+    None when this systemd cannot rate a file offline."""
+    p = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                        "--no-pager", inst], capture_output=True, text=True,
+                       timeout=120)
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", p.stdout)
+    if not m:
+        print("systemd-analyze security --offline: %s: exposure part "
+              "skipped" % (p.stderr.strip() or p.stdout[-200:]))
+        return None
+    return float(m.group(1))
+
+
+def allowed_syscalls(lines):
+    """Every system call the unit's SystemCallFilter= lines allow (they
+    are allow lists), groups expanded by systemd-analyze."""
+    words = []
+    for ln in lines:
+        if ln.startswith("SystemCallFilter="):
+            value = ln[len("SystemCallFilter="):]
+            assert not value.startswith("~"), ("allow lists only", ln)
+            words += value.split()
+    allowed = set()
+    for w in words:
+        if not w.startswith("@"):
+            allowed.add(w)
+            continue
+        out = subprocess.run(["systemd-analyze", "syscall-filter", w],
+                             capture_output=True, text=True,
+                             check=True).stdout
+        for ln in out.splitlines():
+            ln = ln.strip()
+            assert not ln.startswith("@") or ln == w, \
+                ("a nested group: expand it here", w, ln)
+            if ln and not ln.startswith(("#", "@")):
+                allowed.add(ln)
+    return allowed
+
+
+def syscalls_of_a_run(argv, env, tmp, forever):
+    """The system calls mmud makes under strace (None without strace):
+    boot, every kind of QMP command, a console client, SIGTERM."""
+    if not shutil.which("strace"):
+        print("strace missing: system call part skipped")
+        return None
+    trace = os.path.join(tmp, "trace")
+    proc = subprocess.Popen(["strace", "-f", "-qq", "-o", trace] + argv,
+                            env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    mmud_pid = None
+    try:
+        qmp = os.path.join(tmp, "qmp.sock")
+        deadline = time.monotonic() + TIMEOUT
+        while not os.path.exists(qmp):
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                "mmud under strace did not come up"
+            time.sleep(0.05)
+        # Signals go to mmud, not to strace (which would detach and
+        # leave it running).
+        with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+            mmud_pid = int(f.read().split()[0])
+        c = qmpclient.Client(qmp, negotiate=True, timeout=TIMEOUT)
+        for cmd, args in [
+                ("query-status", None), ("stop", None), ("cont", None),
+                ("x-memslot-add", {"gpa": 8 << 30, "size": 2 << 20,
+                                   "log-dirty": True}),
+                ("x-dirty-log-harvest", {"slot": 16}),
+                ("x-mmu-zap-all", None), ("x-mmu-audit", None),
+                ("x-memslot-remove", {"slot": 16}),
+                ("query-cpus-fast", None), ("x-query-mmu-stats", None),
+                ("query-chardev", None), ("system_reset", None),
+                ("ringbuf-read", {"device": "serial0", "size": 64})]:
+            c.send({"execute": cmd, "arguments": args or {}})
+            r = c.recv()
+            while "event" in r:
+                r = c.recv()
+            assert "return" in r, (cmd, r)
+        con = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        con.connect(os.path.join(tmp, "console.sock"))
+        con.sendall(b"typed\n")
+        con.recv(4096)
+        con.close()
+        c.sock.close()
+        os.kill(mmud_pid, signal.SIGTERM)
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            if mmud_pid:
+                os.kill(mmud_pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait()
+    names = set()
+    first_exec = True
+    with open(trace) as f:
+        for ln in f:
+            m = re.match(r"\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]", ln)
+            if not m:
+                continue
+            if m.group(1) == "execve" and first_exec:
+                first_exec = False  # systemd's exec of mmud itself
+                continue
+            names.add(m.group(1))
+    return names
+
+
 def main():
     unit, forever = sys.argv[1:3]
     if not shutil.which("systemd-analyze"):
@@ -135,6 +253,11 @@ def main():
                 if "mmud@" in ln]
         assert p.returncode == 0 and not ours, (p.returncode, p.stdout,
                                                 p.stderr)
+        score = exposure(inst)
+        assert score is None or score < MAX_EXPOSURE, \
+            "systemd-analyze security rates the unit %.1f" % score
+        if score is not None:
+            print("exposure %.1f" % score)
 
         execstart = [ln for ln in lines if ln.startswith("ExecStart=")]
         assert len(execstart) == 1, execstart
@@ -163,6 +286,11 @@ def main():
                        ready.split("\n")), ready
             assert os.path.exists(os.path.join(tmp, "qmp.sock"))
             wait_for(ns, "WATCHDOG=1")
+            with open("/proc/%d/status" % proc.pid) as f:
+                status = f.read()
+            # mmud's own filter (daemon/sandbox.c): execve denied.
+            assert re.search(r"^Seccomp:\s+2$", status, re.M) and \
+                re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
             check_watchdog_needs(ns, proc, os.path.join(tmp, "qmp.sock"),
                                  errpath)
             proc.send_signal(signal.SIGTERM)
@@ -172,6 +300,11 @@ def main():
         finally:
             if proc.poll() is None:
                 proc.kill()
+        used = syscalls_of_a_run(argv, dict(env, WATCHDOG_USEC="200000"),
+                                 tmp, forever)
+        if used is not None:
+            missing = sorted(used - allowed_syscalls(lines))
+            assert not missing, "SystemCallFilter= lacks %s" % missing
     print("ok")
     return 0
 
