@@ -31,6 +31,7 @@ enum key {
 	K_PANIC,
 	K_MAXMEM,
 	K_DUMP_GUEST_CORE,
+	K_MEMORY_MAX,
 	K_NR,
 };
 
@@ -46,6 +47,7 @@ static const char *const key_names[K_NR] = {
 	[K_PANIC] = "panic",
 	[K_MAXMEM] = "maxmem",
 	[K_DUMP_GUEST_CORE] = "dump-guest-core",
+	[K_MEMORY_MAX] = "memory-max",
 };
 
 void mmud_usage(FILE *f)
@@ -261,6 +263,18 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 			return -EINVAL;
 		}
 		return 0;
+	case K_MEMORY_MAX: {
+		/* Read by systemd/mmud-generator for the unit's MemoryMax=;
+		 * checked here so that a bad one stops mmud, named. */
+		uint64_t max;
+
+		if (parse_size(v, &max) < 0 || max < VM_MIN_RAM) {
+			snprintf(why, whylen,
+				 "'%s' is not a size of 2M or more", v);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	case K_PANIC:
 		if (!strcmp(v, "pause")) {
 			cfg->panic = MMUD_PANIC_PAUSE;

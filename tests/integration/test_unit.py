@@ -17,8 +17,10 @@ ProcSubset, PrivateIPC, PrivateMounts, PrivateUsers, IPAddressDeny);
 mmud runs with its own seccomp filter (execve denied); and where strace
 is installed, every system call a run of mmud makes (boot, QMP commands
 of every kind, the console, SIGTERM) is in the unit's SystemCallFilter.
+mmud-generator writes each VM's MemoryHigh=/MemoryMax= from its size or
+its memory-max key, and mmud accepts that key and refuses a bad one.
 Skips (77) without systemd-analyze.
-Usage: test_unit.py UNIT FOREVER_ELF
+Usage: test_unit.py UNIT FOREVER_ELF GENERATOR
 """
 import ctypes
 import os
@@ -233,8 +235,54 @@ def syscalls_of_a_run(argv, env, tmp, forever):
     return names
 
 
+def check_generator(generator, mmud, tmp):
+    """The drop-ins mmud-generator writes for a folder of configs."""
+    conf = os.path.join(tmp, "conf")
+    out = os.path.join(tmp, "generated")
+    os.mkdir(conf)
+    configs = {
+        # 1G + 64M + 2 * 2M + 1G / 32; MemoryMax a quarter more.
+        "sized": ("memory = 1G\nsmp = 2\n", 1178599424, 1473249280),
+        # maxmem (what hot-add may reach) wins over memory.
+        "hotplug": ('memory = 1G\nmaxmem = "4G"  # room to grow\n',
+                    4498391040, 5622988800),
+        "capped": ("memory = 8G\nmemory-max = 3G\n",
+                   3221225472 * 9 // 10, 3221225472),
+        # 256M of RAM by default: 256M + 64M + 2M + 8M.
+        "default": ("smp = 1\n", 346030080, 432537600),
+        "bad": ("memory = lots\n", None, None),
+    }
+    for name, (text, _, _) in configs.items():
+        with open(os.path.join(conf, name + ".conf"), "w") as f:
+            f.write(text)
+    p = subprocess.run([generator, out, out + ".early", out + ".late"],
+                       env=dict(os.environ, MMUD_CONFIG_DIR=conf),
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 0, (p.returncode, p.stderr)
+    for name, (_, high, mx) in configs.items():
+        path = os.path.join(out, "mmud@%s.service.d" % name,
+                            "50-memory.conf")
+        if high is None:
+            assert not os.path.exists(path), name
+            assert "%s.conf: memory: not a size" % name in p.stderr, \
+                p.stderr
+            continue
+        with open(path) as f:
+            got = f.read()
+        assert "[Service]\nMemoryHigh=%d\nMemoryMax=%d\n" % (high, mx) \
+            in got, (name, got)
+    # mmud takes the key the generator reads, and refuses a bad one.
+    bad = os.path.join(tmp, "bad-max.conf")
+    with open(bad, "w") as f:
+        f.write("memory-max = lots\n")
+    p = subprocess.run([mmud, "--config", bad], capture_output=True,
+                       text=True, timeout=TIMEOUT)
+    assert p.returncode == 4 and "bad-max.conf:1: memory-max: 'lots' is " \
+        "not a size" in p.stderr, (p.returncode, p.stderr)
+
+
 def main():
-    unit, forever = sys.argv[1:3]
+    unit, forever, generator = sys.argv[1:4]
     if not shutil.which("systemd-analyze"):
         print("systemd-analyze missing")
         return 77
@@ -269,7 +317,7 @@ def main():
         argv[argv.index("/etc/mmud/unit-test.conf")] = conf
         with open(conf, "w") as f:
             f.write("kernel = %s\nsmp = 2\nqmp = %s/qmp.sock\n"
-                    "console = socket:%s/console.sock\n"
+                    "console = socket:%s/console.sock\nmemory-max = 1G\n"
                     % (forever, tmp, tmp))
         ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         ns.bind(os.path.join(tmp, "notify"))
@@ -300,6 +348,7 @@ def main():
         finally:
             if proc.poll() is None:
                 proc.kill()
+        check_generator(generator, argv[0], tmp)
         used = syscalls_of_a_run(argv, dict(env, WATCHDOG_USEC="200000"),
                                  tmp, forever)
         if used is not None:
