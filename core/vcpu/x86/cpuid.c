@@ -1,19 +1,20 @@
 /*
  * What CPUID reports: exactly the features this CPU implements
- * (docs/GUEST-ABI.md, "CPUID"), so a guest that trusts CPUID never meets an instruction or
- * a control bit that is missing. Notably absent: the x87 FPU, MMX and
- * every SSE level, FXSR/XSAVE (guests are built with
- * -mgeneral-regs-only; x86-64 architecturally assumes SSE2, and a guest
- * that uses it anyway gets #UD: CR4.OSFXSR cannot be set, so the SSE
- * instructions already in exec_sse.c, exec_ssefp.c and fpu.c stay
- * unreachable until the x87 joins them), the local APIC (not implemented yet),
- * MTRRs, SYSENTER and CLFLUSH. PCID, INVPCID and 1 GiB pages are
- * reported: CR4.PCIDE and INVPCID are exec_system.c's, 1 GiB
- * guest pages the MMU's walker and the shadow walk's. So are the integer
- * extensions gcc uses for newer -march targets (exec_bmi.c): POPCNT,
- * MOVBE, LZCNT, BMI1, BMI2 and ADX, and PREFETCHW (exec_flow.c). The instruction
- * itself lives in exec_system.c; the CR4 and EFER bits it accepts agree
- * with these leaves.
+ * (docs/GUEST-ABI.md, "CPUID"), so a guest that trusts CPUID never meets
+ * an instruction or a control bit that is missing. The x87 FPU (exec_x87.c),
+ * FXSAVE/FXRSTOR (fpu.c), SSE and SSE2 (exec_sse.c, exec_ssefp.c) are
+ * reported; MMX is not, and its register forms (no prefix on the
+ * 0F 60-7F and D0-FF opcodes, CVTPI2PS and the like) are #UD. No SSE3
+ * or later, no XSAVE (so XCR0 does not exist: the FXSAVE image is all
+ * the state there is), no AVX beyond the VEX-encoded BMI1/BMI2; no local
+ * APIC (not implemented yet), MTRRs, SYSENTER or CLFLUSH. PCID, INVPCID
+ * and 1 GiB pages are reported: CR4.PCIDE and INVPCID are
+ * exec_system.c's, 1 GiB guest pages the MMU's walker and the shadow
+ * walk's. So are the integer extensions gcc uses for newer -march
+ * targets (exec_bmi.c): POPCNT, MOVBE, LZCNT, BMI1, BMI2 and ADX, and
+ * PREFETCHW (exec_flow.c). The instruction itself lives in
+ * exec_system.c; the CR4 and EFER bits it accepts agree with these
+ * leaves.
  */
 #include <string.h>
 
@@ -28,6 +29,7 @@ static const char brand[48] = "mmud software x86-64 CPU";
 #define HV_LEAF 0x40000000u
 
 /* Leaf 1 EDX (SDM vol. 2, CPUID, table 3-11). */
+#define F1_EDX_FPU (1u << 0)
 #define F1_EDX_TSC (1u << 4)
 #define F1_EDX_MSR (1u << 5)
 #define F1_EDX_PAE (1u << 6)
@@ -35,6 +37,9 @@ static const char brand[48] = "mmud software x86-64 CPU";
 #define F1_EDX_PGE (1u << 13)
 #define F1_EDX_CMOV (1u << 15)
 #define F1_EDX_PAT (1u << 16)
+#define F1_EDX_FXSR (1u << 24)
+#define F1_EDX_SSE (1u << 25)
+#define F1_EDX_SSE2 (1u << 26)
 /* Leaf 1 ECX (table 3-10). */
 #define F1_ECX_CX16 (1u << 13)
 #define F1_ECX_PCID (1u << 17)
@@ -87,8 +92,9 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		out[1] = (cpu->index & 0xff) << 24;
 		out[2] = F1_ECX_CX16 | F1_ECX_PCID | F1_ECX_MOVBE |
 			 F1_ECX_POPCNT | F1_ECX_HYPERVISOR;
-		out[3] = F1_EDX_TSC | F1_EDX_MSR | F1_EDX_PAE | F1_EDX_CX8 |
-			 F1_EDX_PGE | F1_EDX_CMOV | F1_EDX_PAT;
+		out[3] = F1_EDX_FPU | F1_EDX_TSC | F1_EDX_MSR | F1_EDX_PAE |
+			 F1_EDX_CX8 | F1_EDX_PGE | F1_EDX_CMOV | F1_EDX_PAT |
+			 F1_EDX_FXSR | F1_EDX_SSE | F1_EDX_SSE2;
 		break;
 	case 7:
 		if (subleaf == 0)

@@ -49,6 +49,7 @@ static void build_optable(void)
 	add_ops(x86_ops_fpu);
 	add_ops(x86_ops_sse);
 	add_ops(x86_ops_ssefp);
+	add_ops(x86_ops_x87);
 }
 
 void x86_decode_init(void)

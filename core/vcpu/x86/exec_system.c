@@ -141,9 +141,9 @@ static void op_fence(struct x86_cpu *cpu, const struct x86_insn *in)
 	 X86_CR0_NE | X86_CR0_WP | X86_CR0_AM | X86_CR0_NW | X86_CR0_CD | \
 	 X86_CR0_PG)
 /* CR4 bits of the features CPUID reports (cpuid.c). */
-#define CR4_VALID                                                  \
-	(X86_CR4_TSD | X86_CR4_PAE | X86_CR4_PGE | X86_CR4_PCIDE | \
-	 X86_CR4_SMEP | X86_CR4_SMAP)
+#define CR4_VALID                                                   \
+	(X86_CR4_TSD | X86_CR4_PAE | X86_CR4_PGE | X86_CR4_OSFXSR | \
+	 X86_CR4_OSXMMEXCPT | X86_CR4_PCIDE | X86_CR4_SMEP | X86_CR4_SMAP)
 /* CR3 bits from MAXPHYADDR (46) up are reserved (SDM vol. 3, 4.5, tables
  * 4-12 and 4-13); so is bit 63 of a MOV to CR3 without CR4.PCIDE, while
  * with it bit 63 is the no-flush hint and never reaches CR3 (4.10.4.1).

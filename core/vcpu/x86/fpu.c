@@ -6,10 +6,8 @@
  *
  * The instructions that compute on this state live in their own files:
  * exec_sse.c (SSE/SSE2 moves and integer SIMD), exec_ssefp.c (SSE/SSE2
- * floating point). CPUID does not report FXSR or SSE yet and
- * CR4.OSFXSR cannot be set by the guest (exec_system.c's CR4_VALID), so
- * every SSE instruction is #UD for a guest, as on a CPU without SSE, until
- * the x87 is in too (docs/GUEST-ABI.md, "CPUID").
+ * floating point), exec_x87.c (the x87). CPUID reports FPU, FXSR, SSE
+ * and SSE2 (cpuid.c) and CR4.OSFXSR/OSXMMEXCPT may be set.
  */
 #include <string.h>
 
@@ -155,6 +153,13 @@ static bool fxrstor_image(struct x86_cpu *cpu, const uint8_t *img, bool rex_w)
 	}
 	memcpy(f->xmm, img + FX_XMM, sizeof(f->xmm));
 	return true;
+}
+
+void x86_fpu_fxrstor_image(struct x86_cpu *cpu, const uint8_t img[512])
+{
+	bool ok = fxrstor_image(cpu, img, true);
+
+	MMUD_ASSERT(ok);
 }
 
 void x86_get_fpu(const struct x86_cpu *cpu, uint8_t img[512])

@@ -176,14 +176,14 @@ static void test_system_tsc_write_moves_rdtsc(void **state)
 
 static void test_system_cr_writes_invalid_gp(void **state)
 {
-	/* Clearing CR0.PG in long mode; clearing CR4.PAE; CR4.OSFXSR
-	 * (SSE is not reported); CR3 bit 63 without PCIDE; CR8 > 15.
+	/* Clearing CR0.PG in long mode; clearing CR4.PAE; CR4.OSXSAVE
+	 * (XSAVE is not reported); CR3 bit 63 without PCIDE; CR8 > 15.
 	 * Each loads its value with a 5- or 10-byte MOV first. */
 	static const uint8_t cr0_pg[] = { 0xb8, 0x33, 0x00, 0x01,
 					  0x00, 0x0f, 0x22, 0xc0 };
 	static const uint8_t cr4_pae[] = { 0xb8, 0x00, 0x00, 0x00,
 					   0x00, 0x0f, 0x22, 0xe0 };
-	static const uint8_t cr4_fx[] = { 0xb8, 0x20, 0x02, 0x00,
+	static const uint8_t cr4_fx[] = { 0xb8, 0x20, 0x00, 0x04,
 					  0x00, 0x0f, 0x22, 0xe0 };
 	static const uint8_t cr3_63[] = { 0x48, 0xb8, 0x00, 0x10, 0x00,
 					  0x00, 0x00, 0x00, 0x00, 0x80,
@@ -933,8 +933,12 @@ static void test_system_cpuid_reports_what_is_implemented(void **state)
 
 	cpuid(h, 1, 0, r);
 	assert_int_equal(r[1] >> 24, 0); /* APIC ID = vCPU index */
-	assert_int_equal(r[3] & 1, 0); /* no x87 FPU */
-	assert_int_equal(r[3] & (3u << 25), 0); /* no SSE, SSE2 */
+	assert_true(r[3] & 1); /* x87 FPU */
+	assert_int_equal(r[3] & (7u << 24), 7u << 24); /* FXSR, SSE, SSE2 */
+	assert_int_equal(r[3] & (1u << 23), 0); /* no MMX */
+	assert_int_equal(r[3] & (1u << 19), 0); /* no CLFLUSH */
+	assert_int_equal(r[2] & 1, 0); /* no SSE3 */
+	assert_int_equal(r[2] & (1u << 26), 0); /* no XSAVE */
 	assert_true(r[3] & (1u << 13)); /* PGE */
 	assert_true(r[3] & (1u << 6)); /* PAE */
 

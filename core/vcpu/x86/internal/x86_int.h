@@ -95,6 +95,7 @@ extern const struct x86_opdesc x86_ops_bmi[]; /* exec_bmi.c */
 extern const struct x86_opdesc x86_ops_fpu[]; /* fpu.c */
 extern const struct x86_opdesc x86_ops_sse[]; /* exec_sse.c */
 extern const struct x86_opdesc x86_ops_ssefp[]; /* exec_ssefp.c */
+extern const struct x86_opdesc x86_ops_x87[]; /* exec_x87.c */
 
 #define X86_NO_REG 0xff
 #define X86_RIP_BASE 0x10 /* struct x86_insn.base for RIP-relative */
@@ -316,6 +317,10 @@ void x86_fpu_reset(struct x86_cpu *cpu);
  * with rex_w the 64-bit layout, else FIP/FDP 32 bits with selectors. */
 void x86_fpu_fxsave_image(const struct x86_cpu *cpu, uint8_t img[512],
 			  bool rex_w);
+
+/* Loads a 64-bit-layout image the host's FXSAVE64 wrote (its MXCSR is
+ * valid by construction). */
+void x86_fpu_fxrstor_image(struct x86_cpu *cpu, const uint8_t img[512]);
 
 /* Linear-address accesses of n bytes (16 or 512): every page checked
  * before any byte moves, then 8-byte pieces (each an atomic access when
