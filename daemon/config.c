@@ -61,16 +61,18 @@ void mmud_usage(FILE *f)
 		"Boots FILE (an ELF64 kernel for guest ABI v1; without it the\n"
 		"embedded sample guest) on N software vCPUs (1-64, default 1)\n"
 		"with SIZE of RAM (a multiple of 4K from 2M to 1T, default 256M;\n"
-		"K, M and G suffixes) and runs until the guest exits, QMP quit,\n"
-		"or SIGTERM/SIGINT.\n"
+		"K, M, G and T suffixes) and runs until the guest exits, QMP\n"
+		"quit, or SIGTERM/SIGINT.\n"
 		"\n"
-		"  --qmp PATH      QMP on a Unix socket (mode 0600)\n"
+		"  --qmp PATH      QMP on a Unix socket (mode 0600); QEMU's\n"
+		"                  unix:PATH[,server=on][,wait=off] works too\n"
 		"  --name NAME     names the VM; its QMP and console sockets\n"
 		"                  default to %s/NAME/qmp.sock and\n"
 		"                  %s/NAME/console.sock\n"
 		"  --console       stdout (default), a FILE, or socket:PATH (every\n"
 		"                  client gets the stream, the last 64 KiB first)\n"
-		"  --paused        vCPUs wait for QMP cont (QEMU's -S)\n"
+		"  --paused        vCPUs wait for QMP cont (QEMU's -S); needs a\n"
+		"                  QMP socket (--qmp or --name)\n"
 		"  --panic ACTION  on a guest crash: pause (the default with a\n"
 		"                  QMP socket) or exit (status 2)\n"
 		"  --maxmem SIZE   ceiling of boot RAM plus hot-added memslots\n"
@@ -79,7 +81,8 @@ void mmud_usage(FILE *f)
 		"                  dump-guest-core=on; off by default)\n"
 		"  --config FILE   key = value lines with the same settings\n"
 		"                  (kernel, memory, smp, append, console, qmp,\n"
-		"                  name, paused, panic); flags win\n"
+		"                  name, paused, panic); '#' after a blank\n"
+		"                  starts a comment; flags win\n"
 		"\n"
 		"Exit status: ((v << 1) | 1) & 0xff when the guest writes v to\n"
 		"port 0xf4; 0 after quit or SIGTERM; 2 when the guest crashed\n"
@@ -87,7 +90,7 @@ void mmud_usage(FILE *f)
 		QMP_VM_RUN_DIR, QMP_VM_RUN_DIR);
 }
 
-/* SIZE with an optional K/M/G suffix (powers of 1024). */
+/* SIZE with an optional K/M/G/T suffix (powers of 1024). */
 static int parse_size(const char *s, uint64_t *out)
 {
 	char *end;
@@ -116,6 +119,11 @@ static int parse_size(const char *s, uint64_t *out)
 	case 'g':
 	case 'G':
 		shift = 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
 		end++;
 		break;
 	default:
@@ -168,6 +176,73 @@ static int set_string(char **dst, const char *v)
 		return -ENOMEM;
 	free(*dst);
 	*dst = s;
+	return 0;
+}
+
+/*
+ * --qmp: a path, or QEMU's spelling of the same Unix socket server,
+ * unix:PATH with the options people paste from a QEMU command line
+ * (server=on: mmud always listens; wait=off: mmud never waits for a
+ * client before it starts the guest). Any other option, or another
+ * backend (tcp:, telnet:), is refused by name rather than taken as part
+ * of a file name.
+ */
+static int parse_qmp(struct mmud_config *cfg, const char *v, char *why,
+		     size_t whylen)
+{
+	static const char *const backends[] = { "tcp:", "telnet:", "udp:",
+						"vsock:", "websocket:" };
+	const char *path = v, *opt;
+	size_t len;
+	char *s;
+
+	for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
+		if (!strncmp(v, backends[i], strlen(backends[i]))) {
+			snprintf(why, whylen,
+				 "'%.*s' sockets are not supported: QMP is "
+				 "served on a Unix socket (PATH or unix:PATH)",
+				 (int)strlen(backends[i]) - 1, backends[i]);
+			return -EINVAL;
+		}
+	}
+	if (!strncmp(v, "unix:", 5))
+		path = v + 5;
+	opt = strchr(path, ',');
+	len = opt ? (size_t)(opt - path) : strlen(path);
+	if (path != v) {
+		bool server = false, wait = false;
+
+		while (opt) {
+			const char *o = opt + 1, *next = strchr(o, ',');
+			size_t n = next ? (size_t)(next - o) : strlen(o);
+
+			if (n == 9 && !strncmp(o, "server=on", 9) && !server) {
+				server = true;
+			} else if (n == 8 && !strncmp(o, "wait=off", 8) &&
+				   !wait) {
+				wait = true;
+			} else {
+				snprintf(why, whylen,
+					 "unix: option '%.*s' is not supported "
+					 "(only server=on and wait=off, once "
+					 "each)",
+					 (int)(n > 60 ? 60 : n), o);
+				return -EINVAL;
+			}
+			opt = next;
+		}
+	} else {
+		len = strlen(v); /* a plain path may hold a comma */
+	}
+	if (!len) {
+		snprintf(why, whylen, "an empty path");
+		return -EINVAL;
+	}
+	s = strndup(path, len);
+	if (!s)
+		return -ENOMEM;
+	free(cfg->qmp);
+	cfg->qmp = s;
 	return 0;
 }
 
@@ -228,9 +303,7 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 		cfg->console_kind = MMUD_CONSOLE_FILE;
 		return set_string(&cfg->console_path, v);
 	case K_QMP:
-		if (!*v)
-			break;
-		return set_string(&cfg->qmp, v);
+		return parse_qmp(cfg, v, why, whylen);
 	case K_NAME:
 		if (!qmp_vm_name_ok(v)) {
 			snprintf(why, whylen,
@@ -328,13 +401,51 @@ static long read_line(FILE *f, char *buf)
 }
 
 /*
- * key = value lines; '#' starts a comment line; blank lines are fine; a
- * value may be double-quoted (to keep spaces at its ends). Keys the
- * command line set (given[k]) are checked but not applied. Each key may
- * appear once.
+ * The value after a line's '=': without the blanks at its ends and
+ * without a comment ('#' at its start or after a blank), or the text
+ * between double quotes (which keep blanks and '#'), which only blanks
+ * or a comment may follow. NULL, with the reason in why, for a quote
+ * that is not closed or text after the closing one.
+ */
+static char *value(char *v, char *why, size_t whylen)
+{
+	char *end;
+
+	v = trim(v);
+	if (*v == '"') {
+		end = strchr(v + 1, '"');
+		if (!end) {
+			snprintf(why, whylen, "unterminated quote");
+			return NULL;
+		}
+		*end = '\0';
+		end = trim(end + 1);
+		if (*end && *end != '#') {
+			snprintf(why, whylen, "'%.40s' after the closing quote",
+				 end);
+			return NULL;
+		}
+		return v + 1;
+	}
+	for (end = v; *end; end++) {
+		if (*end == '#' &&
+		    (end == v || end[-1] == ' ' || end[-1] == '\t')) {
+			*end = '\0';
+			break;
+		}
+	}
+	return trim(v);
+}
+
+/*
+ * key = value lines; '#' starts a comment, at the start of a line or
+ * after a blank; blank lines are fine; a value may be double-quoted (to
+ * keep blanks at its ends, or a '#'). Keys the command line set
+ * (given[k]) are checked but not applied. Each key may appear once:
+ * seen[k] is the line it was on.
  */
 static int load_file(struct mmud_config *cfg, const char *path,
-		     const bool given[K_NR], bool seen[K_NR], char *err,
+		     const bool given[K_NR], unsigned int seen[K_NR], char *err,
 		     size_t errlen)
 {
 	char line[LINE_MAX_LEN + 1], why[200];
@@ -378,13 +489,8 @@ static int load_file(struct mmud_config *cfg, const char *path,
 			break;
 		}
 		*eq = '\0';
-		val = trim(eq + 1);
 		key = trim(key);
-		n = strlen(val);
-		if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
-			val[n - 1] = '\0';
-			val++;
-		}
+		val = value(eq + 1, why, sizeof(why));
 		for (k = 0; k < K_NR; k++)
 			if (!strcmp(key, key_names[k]))
 				break;
@@ -394,13 +500,19 @@ static int load_file(struct mmud_config *cfg, const char *path,
 			r = -EINVAL;
 			break;
 		}
+		if (!val) {
+			snprintf(err, errlen, "%s:%u: %s: %s", path, lineno,
+				 key, why);
+			r = -EINVAL;
+			break;
+		}
 		if (seen[k]) {
 			snprintf(err, errlen, "%s:%u: '%s' given twice", path,
 				 lineno, key);
 			r = -EINVAL;
 			break;
 		}
-		seen[k] = true;
+		seen[k] = lineno;
 		/* Check every value, apply the ones the flags left alone. */
 		memset(&scratch, 0, sizeof(scratch));
 		r = apply(given[k] ? &scratch : cfg, (enum key)k, val, why,
@@ -445,6 +557,30 @@ nomem:
 	return -ENOMEM;
 }
 
+/* An unknown option, with the long one meant when it was spelt with
+ * one dash, as QEMU spells its options ("-qmp"). */
+static void unknown_option(const char *word, const struct option *opts,
+			   char *err, size_t errlen)
+{
+	const char *bare = word + 1;
+	size_t n = strcspn(bare, "=");
+
+	if (word[0] == '-' && word[1] != '-') {
+		for (const struct option *o = opts; o->name; o++) {
+			if (strlen(o->name) == n &&
+			    !strncmp(o->name, bare, n)) {
+				snprintf(err, errlen,
+					 "unknown option '%.60s' (mmud's "
+					 "options start with two dashes: "
+					 "--%s)",
+					 word, o->name);
+				return;
+			}
+		}
+	}
+	snprintf(err, errlen, "unknown option '%.60s'", word);
+}
+
 int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		     size_t errlen)
 {
@@ -465,7 +601,8 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool given[K_NR] = { false }, in_file[K_NR] = { false };
+	bool given[K_NR] = { false };
+	unsigned int in_file[K_NR] = { 0 };
 	char why[200];
 	int c, r;
 
@@ -474,7 +611,18 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 	cfg->smp = 1;
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+	/*
+	 * '+': no reordering, so the word an error is about is the one
+	 * getopt started from (a short-option cluster such as QEMU's
+	 * "-qmp" does not move optind, so argv[optind - 1] would name the
+	 * word before it, or the program).
+	 */
+	for (;;) {
+		int at = optind;
+
+		c = getopt_long(argc, argv, "+:", opts, NULL);
+		if (c == -1)
+			break;
 		switch (c) {
 		case 'f':
 			if (set_string(&cfg->config, optarg) < 0)
@@ -487,12 +635,10 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 			cfg->version = true;
 			return 0;
 		case ':':
-			snprintf(err, errlen, "%s needs a value",
-				 argv[optind - 1]);
+			snprintf(err, errlen, "%s needs a value", argv[at]);
 			return -EINVAL;
 		case '?':
-			snprintf(err, errlen, "unknown option '%s'",
-				 argv[optind - 1]);
+			unknown_option(argv[at], opts, err, errlen);
 			return -EINVAL;
 		default:
 			break;
@@ -520,7 +666,37 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		if (r < 0)
 			return r;
 	}
-	return defaults(cfg, given, in_file[K_CONSOLE], err, errlen);
+	r = defaults(cfg, given, in_file[K_CONSOLE], err, errlen);
+	if (r < 0)
+		return r;
+	/* Nothing but QMP's cont can start a paused VM. */
+	if (cfg->paused && !cfg->qmp) {
+		char where[300];
+
+		if (given[K_PAUSED])
+			snprintf(where, sizeof(where), "--paused");
+		else
+			snprintf(where, sizeof(where), "%s:%u: paused",
+				 cfg->config, in_file[K_PAUSED]);
+		snprintf(err, errlen,
+			 "%s: a paused VM without a QMP socket could never be "
+			 "resumed: give --qmp PATH or --name NAME",
+			 where);
+		return -EINVAL;
+	}
+	/* Where the kernel was named, for load errors found later. */
+	if (cfg->kernel) {
+		if (given[K_KERNEL])
+			r = asprintf(&cfg->kernel_origin, "--kernel");
+		else
+			r = asprintf(&cfg->kernel_origin, "%s:%u: kernel",
+				     cfg->config, in_file[K_KERNEL]);
+		if (r < 0) {
+			cfg->kernel_origin = NULL;
+			goto nomem;
+		}
+	}
+	return 0;
 nomem:
 	snprintf(err, errlen, "out of memory");
 	return -ENOMEM;
@@ -534,5 +710,6 @@ void mmud_config_free(struct mmud_config *cfg)
 	free(cfg->qmp);
 	free(cfg->name);
 	free(cfg->config);
+	free(cfg->kernel_origin);
 	memset(cfg, 0, sizeof(*cfg));
 }

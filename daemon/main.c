@@ -28,22 +28,32 @@
 
 extern const char mmud_sample_elf[], mmud_sample_elf_end[];
 
+/*
+ * The kernel file, whole. NULL with errno set; a folder or a device is
+ * EISDIR or ENOEXEC (load_kernel() says which), a file over
+ * KERNEL_MAX EFBIG.
+ */
 static void *read_file(const char *path, size_t *len)
 {
 	struct stat st;
 	uint8_t *buf;
 	size_t done = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 
 	if (fd < 0)
 		return NULL;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size > KERNEL_MAX) {
-		if (!errno || S_ISREG(st.st_mode))
-			errno = EFBIG;
-		else
-			errno = EINVAL;
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+
 		close(fd);
+		errno = e;
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > KERNEL_MAX) {
+		close(fd);
+		errno = S_ISDIR(st.st_mode) ? EISDIR :
+			S_ISREG(st.st_mode) ? EFBIG :
+					      ENOEXEC;
 		return NULL;
 	}
 	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
@@ -143,8 +153,14 @@ static int load_kernel(struct daemon *m)
 	m->what = m->cfg.kernel;
 	m->kernel_buf = read_file(m->cfg.kernel, &m->vcfg.kernel_len);
 	if (!m->kernel_buf) {
-		fprintf(stderr, "<3>mmud: --kernel %s: %s\n", m->cfg.kernel,
-			strerror(errno));
+		const char *why = strerror(errno);
+
+		if (errno == EFBIG)
+			why = "larger than the 1 GiB a kernel may be";
+		else if (errno == ENOEXEC)
+			why = "not a regular file";
+		fprintf(stderr, "<3>mmud: %s: %s: %s\n", m->cfg.kernel_origin,
+			m->cfg.kernel, why);
 		return -1;
 	}
 	m->vcfg.kernel = m->kernel_buf;

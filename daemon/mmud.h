@@ -39,6 +39,9 @@ enum mmud_panic_action {
 /* Every setting; strings are owned (free with mmud_config_free). */
 struct mmud_config {
 	char *kernel; /* NULL: the embedded sample guest */
+	/* Where kernel was named, for messages: "--kernel" or
+	 * "FILE:LINE: kernel"; NULL without kernel. */
+	char *kernel_origin;
 	uint64_t memory;
 	/* Boot RAM plus hot-added memslots at most (QEMU's -m maxmem); 0:
 	 * the larger of VM_MAX_RAM and memory. */
@@ -49,7 +52,7 @@ struct mmud_config {
 	char *append;
 	enum mmud_console_kind console_kind;
 	char *console_path; /* FILE or SOCKET */
-	char *qmp; /* NULL: no QMP socket */
+	char *qmp; /* NULL: no QMP socket; a path (unix: taken off) */
 	char *name; /* NULL: unnamed */
 	bool paused;
 	enum mmud_panic_action panic;

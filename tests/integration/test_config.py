@@ -77,6 +77,146 @@ def test_config_errors_name_file_and_line(tmp):
         assert p.returncode == 4 and want in p.stderr, (args, p.stderr)
 
 
+def mmud_run(*args):
+    return subprocess.run([dl.MMUD] + list(args), capture_output=True,
+                          text=True, timeout=TIMEOUT)
+
+
+@test("config")
+def test_qemu_spellings_of_qmp_and_options(tmp):
+    # QEMU's one-dash options are named, with the long option meant.
+    p = mmud_run("-qmp", "x.sock")
+    assert p.returncode == 4 and "unknown option '-qmp' (mmud's options " \
+        "start with two dashes: --qmp)" in p.stderr, p.stderr
+    p = mmud_run("--smp", "1", "-x")
+    assert p.returncode == 4 and "unknown option '-x'" in p.stderr, p.stderr
+    # unix:PATH and unix:PATH,server=on,wait=off are the socket PATH.
+    for spec in ["unix:%s", "unix:%s,server=on,wait=off",
+                 "unix:%s,wait=off,server=on"]:
+        path = os.path.join(tmp, "q.sock")
+        d = Daemon(tmp, "--qmp", spec % path, qmp=False)
+        c = dl.Client(path)
+        assert c.cmd("query-status")["return"]["status"] == "running"
+        c.cmd("quit")
+        assert d.wait() == 0, d.log()
+        d.kill()
+        assert not os.path.exists(path), spec
+        assert not [f for f in os.listdir(tmp) if f.startswith("unix:")], \
+            (spec, os.listdir(tmp))
+    # Anything else is refused by name, and nothing is created.
+    tmp = os.path.join(tmp, "refused")
+    os.mkdir(tmp)
+    for spec, want in [
+            ("unix:%s/q.sock,server=off", "--qmp: unix: option "
+             "'server=off' is not supported (only server=on and wait=off"),
+            ("unix:%s/q.sock,wait=on", "option 'wait=on' is not supported"),
+            ("unix:%s/q.sock,server=on,server=on",
+             "option 'server=on' is not supported"),
+            ("unix:%s/q.sock,nowait", "option 'nowait' is not supported"),
+            ("unix:", "--qmp: an empty path"),
+            ("tcp:localhost:4444", "--qmp: 'tcp' sockets are not "
+             "supported: QMP is served on a Unix socket")]:
+        arg = spec % tmp if "%s" in spec else spec
+        p = mmud_run("--kernel", dl.FOREVER, "--qmp", arg)
+        assert p.returncode == 4 and want in p.stderr, (spec, p.stderr)
+        assert os.listdir(tmp) == [], os.listdir(tmp)
+
+
+@test("config")
+def test_paused_without_qmp_is_refused(tmp):
+    # Nothing could ever resume it: refused at start, status 4.
+    p = mmud_run("--kernel", dl.FOREVER, "--paused")
+    assert p.returncode == 4 and "--paused: a paused VM without a QMP " \
+        "socket could never be resumed: give --qmp PATH or --name NAME" \
+        in p.stderr, p.stderr
+    err = refused(tmp, "smp = 1\npaused = yes\n")
+    assert "FILE:2: paused: a paused VM without a QMP socket" in err, err
+    # With a socket it is fine (the runstate tests cover the rest).
+    d = Daemon(tmp, "--paused")
+    assert d.client().cmd("query-status")["return"]["status"] == "prelaunch"
+    d.kill()
+
+
+@test("config")
+def test_sizes_kernels_comments_and_quotes(tmp):
+    # 1T, the documented maximum, with the T suffix: accepted (mmud goes
+    # on to the kernel, which is missing here, so that no test allocates
+    # the page tracking of 1T; booting 1T is slow, not different).
+    conf = os.path.join(tmp, "vm.conf")
+    missing = os.path.join(tmp, "none.elf")
+    with open(conf, "w") as f:
+        f.write("memory = 1T   # the most there is\n")
+    for args in (["--memory", "1T"], ["--memory", "1t"],
+                 ["--config", conf]):
+        p = mmud_run(*args, "--kernel", missing)
+        assert p.returncode == 4 and "<3>mmud: --kernel: %s: No such " \
+            "file" % missing in p.stderr, (args, p.stderr)
+    p = mmud_run("--memory", "2T")
+    assert p.returncode == 4 and "'2T' is not a multiple of 4K from 2M " \
+        "to 1T" in p.stderr, p.stderr
+    # A kernel that is a folder, or not there, named as such; from a
+    # config file with FILE:LINE.
+    p = mmud_run("--kernel", tmp)
+    assert p.returncode == 4 and \
+        "<3>mmud: --kernel: %s: Is a directory" % tmp in p.stderr, p.stderr
+    p = mmud_run("--kernel", "/dev/null")
+    assert p.returncode == 4 and \
+        "--kernel: /dev/null: not a regular file" in p.stderr, p.stderr
+    err = refused(tmp, "smp = 1\n\nkernel = %s\n" % missing)
+    assert "<3>mmud: FILE:3: kernel: %s: No such file or directory" % \
+        missing in err, err
+    err = refused(tmp, "kernel = \"%s\" # where\n" % tmp)
+    assert "FILE:1: kernel: %s: Is a directory" % tmp in err, err
+    # Comments after values; quotes keep '#' and blanks; a quote that is
+    # not closed, or text after it, is an error naming the line.
+    for text, want in [
+            ("append = \"open\n", "FILE:1: append: unterminated quote"),
+            ("smp = 1\nappend = \"a\" b\n",
+             "FILE:2: append: 'b' after the closing quote"),
+            ("smp = 2 # two\nsmp = 3\n", "FILE:2: 'smp' given twice"),
+            ("paused = yes# no blank before\n",
+             "'yes# no blank before' is not a boolean")]:
+        err = refused(tmp, text)
+        assert want in err, (text, err)
+    with open(conf, "w") as f:
+        f.write("smp = 2   # two vCPUs\npaused = yes #\n"
+                "append = \" x # y \"  # the guest's\nkernel = %s\n"
+                "qmp = unix:%s,server=on,wait=off # as in QEMU\n"
+                % (dl.FOREVER, os.path.join(tmp, "qmp.sock")))
+    d = Daemon(tmp, "--config", conf, qmp=False)
+    c = d.client()
+    assert len(c.cmd("query-cpus-fast")["return"]) == 2
+    assert c.cmd("query-status")["return"]["status"] == "prelaunch"
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+@test("config")
+def test_run_sample_exits_0_when_the_guest_passes(tmp):
+    # README's first command: scripts/install-deps && scripts/run-sample
+    # must read a pass as success, while mmud keeps the debug-exit status.
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "..", "..", "scripts", "run-sample")
+    p = mmud_run("--smp", "2", "--append", "console=ttyS0 sample")
+    assert p.returncode == 1 and "hello: PASS" in p.stdout, (p.returncode,
+                                                             p.stdout)
+    p = subprocess.run([script], capture_output=True, text=True,
+                       timeout=TIMEOUT, env=dict(os.environ, MMUD=dl.MMUD))
+    assert p.returncode == 0 and "hello: PASS" in p.stdout, \
+        (p.returncode, p.stdout, p.stderr)
+    # Anything but the pass is a failure, with mmud's status named.
+    for status, want in [(3, "mmud exit status 3"), (2, "mmud exit status 2"),
+                         (0, "before the guest's verdict")]:
+        fake = os.path.join(tmp, "mmud-%d" % status)
+        with open(fake, "w") as f:
+            f.write("#!/bin/sh\nexit %d\n" % status)
+        os.chmod(fake, 0o755)
+        p = subprocess.run([script], capture_output=True, text=True,
+                           timeout=TIMEOUT, env=dict(os.environ, MMUD=fake))
+        assert p.returncode == 1 and want in p.stderr, (status, p.stderr)
+
+
 @test("config")
 def test_config_file_applies_and_flags_win(tmp):
     path = os.path.join(tmp, "vm.conf")
