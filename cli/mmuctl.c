@@ -73,6 +73,10 @@ static const struct kv_arg harvest_args[] = {
 	{ "slot", KV_INT, true, "memslot id", false },
 	{ "clear", KV_BOOL, false, "re-protect what is reported (default true)",
 	  false },
+	{ "first-page", KV_INT, false,
+	  "only from this page on (a multiple of 64)", false },
+	{ "num-pages", KV_INT, false,
+	  "only this many pages (default: the whole slot, in parts)", false },
 	{ "bitmap", KV_BOOL, false,
 	  "also print the bitmap (base64, bit i = page i; default false)",
 	  true },
@@ -628,6 +632,90 @@ static json_t *split_local(const struct subcmd *s, json_t *args)
 	return local;
 }
 
+/*
+ * The most pages one x-dirty-log-harvest reports (docs/QMP.md,
+ * "x-dirty-log-harvest (daemon #8)"): a reply under 64 KiB. A multiple
+ * of 64 (first-page must be) and of 24, so that every part's base64 has
+ * no padding and the parts join into the whole slot's.
+ */
+#define HARVEST_PART_PAGES 391680
+
+/* The size in bytes of memslot id slot, or 0 if there is none. */
+static uint64_t slot_size(struct qmp_conn *c, json_int_t slot, int timeout_ms)
+{
+	json_t *reply, *m;
+	uint64_t size = 0;
+	size_t i;
+
+	if (qmp_conn_execute(c, "x-query-memslots", NULL, timeout_ms, &reply) <
+	    0)
+		return 0;
+	json_array_foreach(json_object_get(reply, "return"), i, m)
+	{
+		if (json_integer_value(json_object_get(m, "slot")) == slot)
+			size = (uint64_t)json_integer_value(
+				json_object_get(m, "size"));
+	}
+	json_decref(reply);
+	return size;
+}
+
+/*
+ * dirty harvest of a whole slot too large for one reply: in parts of
+ * HARVEST_PART_PAGES, over one connection, put together as one reply of
+ * the whole slot's shape. The parts are harvested one after the other,
+ * not at one instant (as KVM's own harvest, page by page). The first
+ * error reply ends it and is the reply. Takes args.
+ */
+static int harvest_in_parts(struct qmp_conn *c, json_t *args, int timeout_ms,
+			    json_t **reply)
+{
+	json_int_t slot = json_integer_value(json_object_get(args, "slot"));
+	uint64_t pages = slot_size(c, slot, timeout_ms) / 4096, first;
+	json_int_t dirty = 0;
+	char *bitmap = NULL;
+	size_t len = 0;
+	int ret;
+
+	if (json_object_get(args, "first-page") ||
+	    json_object_get(args, "num-pages") || pages <= HARVEST_PART_PAGES)
+		return qmp_conn_execute(c, "x-dirty-log-harvest", args,
+					timeout_ms, reply);
+	for (first = 0; first < pages; first += HARVEST_PART_PAGES) {
+		json_t *part = json_deep_copy(args), *r;
+		const char *b;
+		char *grown;
+
+		json_object_set_new(part, "first-page",
+				    json_integer((json_int_t)first));
+		json_object_set_new(part, "num-pages",
+				    json_integer(HARVEST_PART_PAGES));
+		ret = qmp_conn_execute(c, "x-dirty-log-harvest", part,
+				       timeout_ms, reply);
+		if (ret < 0 || !(r = json_object_get(*reply, "return")))
+			goto out; /* an error reply, or none */
+		dirty += json_integer_value(json_object_get(r, "dirty-pages"));
+		b = json_string_value(json_object_get(r, "bitmap")) ?: "";
+		grown = realloc(bitmap, len + strlen(b) + 1);
+		if (!grown) {
+			json_decref(*reply);
+			ret = -ENOMEM;
+			goto out;
+		}
+		bitmap = grown;
+		memcpy(bitmap + len, b, strlen(b) + 1);
+		len += strlen(b);
+		json_decref(*reply);
+	}
+	*reply = json_pack("{s:{s:I, s:I, s:s}}", "return", "slot", slot,
+			   "dirty-pages", dirty, "bitmap", bitmap);
+	ret = *reply ? 0 : -ENOMEM;
+out:
+	free(bitmap);
+	json_decref(args);
+	return ret;
+}
+
 static int run_subcmd(const struct subcmd *s, const char *path, bool json,
 		      int timeout_ms, json_t *args)
 {
@@ -640,7 +728,10 @@ static int run_subcmd(const struct subcmd *s, const char *path, bool json,
 		json_decref(local);
 		return EXIT_USAGE;
 	}
-	ret = qmp_conn_execute(c, s->qmp, args, timeout_ms, &reply);
+	if (s->out == OUT_HARVEST)
+		ret = harvest_in_parts(c, args, timeout_ms, &reply);
+	else
+		ret = qmp_conn_execute(c, s->qmp, args, timeout_ms, &reply);
 	qmp_conn_close(c);
 	if (ret < 0) {
 		fprintf(stderr, "%s: %s: %s\n", prog, s->qmp, strerror(-ret));

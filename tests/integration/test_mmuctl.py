@@ -4,6 +4,7 @@
 Usage: test_mmuctl.py GROUP MMUD MMUCTL FOREVER_ELF [ECHO_ELF]
 GROUP: mmuctl (meson: daemon-GROUP). Shared parts: tests/lib/daemonlib.py.
 """
+import base64
 import json
 import os
 import re
@@ -142,6 +143,41 @@ def test_mmuctl_dirty_harvest_prints_a_count_unless_asked(tmp):
     rc, out, err = mmuctl("dirty", "harvest", "slot=" + slot, "bitmap=maybe",
                           sock=s)
     assert rc == 2 and "'bitmap' must be true|false" in err, (rc, err)
+    c = d.client()
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+@test("mmuctl")
+def test_mmuctl_dirty_harvest_of_a_big_slot_in_parts(tmp):
+    # 2 GiB is 524288 pages: more than one reply may carry (QMP.md,
+    # x-dirty-log-harvest), which the daemon refuses whole.
+    d = Daemon(tmp, "--paused")
+    s = d.qmp
+    rc, out, err = mmuctl("memslot", "add", "gpa=8G", "size=2G",
+                          "log-dirty=true", sock=s)
+    assert rc == 0, (rc, out, err)
+    slot = int(re.search(r"^slot: (\d+)$", out, re.M).group(1))
+    rc, out, err = mmuctl("qmp", json.dumps(
+        {"execute": "x-dirty-log-harvest", "arguments": {"slot": slot}}),
+        sock=s)
+    assert rc == 1 and "pass first-page and num-pages" in err, (rc, err)
+    rc, out, err = mmuctl("--json", "dirty", "harvest", "slot=%d" % slot,
+                          "bitmap=true", sock=s)
+    assert rc == 0, (rc, out[:200], err)
+    r = json.loads(out)
+    bitmap = base64.b64decode(r["bitmap"])
+    assert len(bitmap) == (2 << 30) // 4096 // 8, len(bitmap)
+    assert r["slot"] == slot and r["dirty-pages"] == \
+        sum(bin(b).count("1") for b in bitmap), r["dirty-pages"]
+    rc, out, err = mmuctl("dirty", "harvest", "slot=%d" % slot, sock=s)
+    assert rc == 0 and re.fullmatch(
+        r"slot: %d\ndirty-pages: \d+\n" % slot, out), (rc, out, err)
+    # A range asked for goes as it is, in one call.
+    rc, out, err = mmuctl("--json", "dirty", "harvest", "slot=%d" % slot,
+                          "first-page=64", "num-pages=128", sock=s)
+    assert rc == 0 and json.loads(out)["num-pages"] == 128, (rc, out, err)
     c = d.client()
     c.cmd("quit")
     assert d.wait() == 0, d.log()
