@@ -18,6 +18,11 @@
  *                           the same when every page table maps one gfn
  *   memslot_delete_{p50,p99}_ns
  *                           memslot delete while 2 threads keep faulting
+ *   audit_100k_ns, audit_100k_live_{begin,step_max}_ns
+ *                           the audit of ~100k shadow pages, whole, and
+ *                           the live audit's structural part and longest
+ *                           batch of 256 pages (docs/MMU.md, "The live
+ *                           audit")
  *
  * Each figure: a warm-up run, then a fixed number of measured runs; the
  * median is reported with min and max. Guest data memory is reserved,
@@ -407,6 +412,54 @@ static void bench_zap_all(bool shared)
 		     ft, 3);
 }
 
+/*
+ * The audit of ~100k shadow pages: whole (mmu_audit), and as the live
+ * audit runs it (docs/MMU.md, "The live audit"): the structural part,
+ * during which faults wait for mmu_lock, and the longest batch of 256
+ * pages compared with the guest's tables, the time vCPUs are held for.
+ */
+static void bench_audit_many(void)
+{
+	uint64_t full[3], begin[3], step[3];
+	char msg[256];
+	struct many m;
+	unsigned run;
+
+	many_new(&m, false);
+	for (run = 0; run <= 3; run++) {
+		uint64_t t0 = now_ns(), worst = 0;
+		int r;
+
+		if (mmu_audit(m.mmu, msg, sizeof(msg)))
+			die(msg);
+		t0 = now_ns() - t0;
+		if (run)
+			full[run - 1] = t0;
+		t0 = now_ns();
+		if (mmu_audit_begin(m.mmu, 0, msg, sizeof(msg)) < 0)
+			die(msg);
+		t0 = now_ns() - t0;
+		do {
+			uint64_t t1 = now_ns();
+
+			r = mmu_audit_step(m.mmu, 256, msg, sizeof(msg));
+			t1 = now_ns() - t1;
+			if (t1 > worst)
+				worst = t1;
+		} while (r > 0);
+		if (r < 0)
+			die(msg);
+		if (run) {
+			begin[run - 1] = t0;
+			step[run - 1] = worst;
+		}
+	}
+	many_free(&m);
+	print_figure("audit_100k_ns", full, 3);
+	print_figure("audit_100k_live_begin_ns", begin, 3);
+	print_figure("audit_100k_live_step_max_ns", step, 3);
+}
+
 /* ---- memslot delete while two threads fault ----------------------- */
 
 #define DEL_PAGES 64
@@ -504,6 +557,8 @@ int main(int argc, char **argv)
 	}
 	if (!*only || strstr(only, "delete"))
 		bench_memslot_delete();
+	if (!*only || strstr(only, "audit"))
+		bench_audit_many();
 	mmu_rcu_unregister_thread();
 	return 0;
 }

@@ -600,10 +600,13 @@ int mmu_audit_begin(struct mmu *mmu, uint64_t deadline_ns, char *msg,
 	mmu_rcu_read_lock();
 	mmu_lock_acquire(mmu);
 	r = audit_all_locked(&a);
+	mmu->audit_cursor = NULL;
 	if (!r) {
 		/* Every page alive now waits for mmu_audit_step(); pages
-		 * made later start at 0 and are not this pass's. */
+		 * made later start at 0, go in before the cursor and are not
+		 * this pass's. */
 		mmu->audit_seq++;
+		mmu->audit_cursor = mmu->active_pages.next;
 		for (n = mmu->active_pages.next; n != &mmu->active_pages;
 		     n = n->next) {
 			container_of(n, struct mmu_page, link)->audit_seq =
@@ -630,10 +633,11 @@ int mmu_audit_step(struct mmu *mmu, unsigned max_pages, char *msg,
 		msg[0] = 0;
 	mmu_rcu_read_lock();
 	mmu_lock_acquire(mmu);
-	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = n->next) {
+	/* From the cursor on: O(max_pages), not O(live pages). */
+	for (n = mmu->audit_cursor; n && n != &mmu->active_pages; n = n->next) {
 		struct mmu_page *sp = container_of(n, struct mmu_page, link);
 
-		if (!mmu->audit_seq || sp->audit_seq != mmu->audit_seq)
+		if (sp->audit_seq != mmu->audit_seq)
 			continue;
 		if (done == max_pages) {
 			r = 1;
@@ -645,6 +649,8 @@ int mmu_audit_step(struct mmu *mmu, unsigned max_pages, char *msg,
 		if (r)
 			break;
 	}
+	/* Where the next step goes on; NULL once the pass is over. */
+	mmu->audit_cursor = r == 1 ? n : NULL;
 	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
 	return r;

@@ -235,6 +235,9 @@ static void prepare_zap(struct mmu *mmu, struct mmu_page *sp,
 		unaccount_shadowed(mmu, sp);
 	list_del(&sp->hash_link);
 	sp->role.invalid = 1;
+	/* The live audit's place in the list moves past us (audit.c). */
+	if (mmu->audit_cursor == &sp->link)
+		mmu->audit_cursor = sp->link.next;
 	list_del(&sp->link);
 	if (sp->root_count) {
 		list_add(&sp->link, &mmu->invalid_roots);

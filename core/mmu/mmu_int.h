@@ -271,8 +271,13 @@ struct mmu {
 	 * path, which is all that decides to unsync. */
 	_Atomic bool unsync_enabled;
 	/* The live audit's pass; its pages carry it until they are checked
-	 * against the guest's tables (docs/MMU.md, "The live audit"). (m) */
+	 * against the guest's tables (docs/MMU.md, "The live audit"). The
+	 * cursor is the next active page to check, or NULL: every page
+	 * after it was alive at mmu_audit_begin() (new pages go in at the
+	 * head), and a page leaving the list moves it on (prepare_zap).
+	 * (m) */
 	uint64_t audit_seq;
+	struct list_node *audit_cursor;
 };
 
 struct mmu_vcpu {

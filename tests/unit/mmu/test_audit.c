@@ -355,6 +355,25 @@ static void test_audit_live_steps_bounded_and_complete(void **state)
 	assert_int_equal(steps, 3); /* the fourth step ends the pass */
 	assert_int_equal(mmu_audit_step(e->mmu, 1, msg, sizeof(msg)), 0);
 
+	/* Pages zapped between steps drop out, the cursor among them, and
+	 * pages made after begin are not the pass's. */
+	assert_int_equal(mmu_audit_begin(e->mmu, 0, msg, sizeof(msg)), 4);
+	assert_int_equal(mmu_audit_step(e->mmu, 1, msg, sizeof(msg)), 1);
+	mmu_zap_all(e->mmu);
+	mmu_vcpu_free_obsolete_roots(e->v);
+	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
+	assert_int_equal(mmu_audit_step(e->mmu, 1, msg, sizeof(msg)), 0);
+	{
+		struct mmu_fault_info info;
+
+		assert_int_equal(mmu_page_fault(e->v, &e->cpu, GVA,
+						MMU_ACCESS_WRITE, &info),
+				 MMU_FAULT_FIXED);
+	}
+	sptep = sptep_at(e, 1);
+	good = atomic_load(sptep);
+	leaf = sptep_to_page(sptep);
+
 	/* The guest's table disagrees: not begin's business, a step's. */
 	gpte_set(&e->m, 0, leaf->gfn, spte_index(GVA, 1), gpte + PAGE_SIZE);
 	assert_int_equal(mmu_audit_begin(e->mmu, 0, msg, sizeof(msg)), 4);
