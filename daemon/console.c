@@ -1,12 +1,14 @@
 /*
- * The guest's serial console as mmud presents it: every byte COM1
- * transmits goes to stdout or a file (written on the vCPU thread, as
- * before), or into a 64 KiB replay ring served on a Unix socket, where
- * each client gets the ring's contents when it connects and then
- * everything the guest prints. vCPU threads only append to the ring and
- * wake the loop; the loop copies to clients as fast as each one reads,
- * so a slow or stuck client loses the oldest output (it falls more than
- * the ring behind) but never stalls the guest or grows our memory.
+ * The guest's serial console as mmud presents it. Every byte COM1
+ * transmits goes into a 64 KiB ring; vCPU threads only append to it and
+ * wake the loop, which copies from it to the console's sink: stdout or a
+ * file (written without blocking, see "The output sink" below), or a
+ * Unix socket where each client gets the ring's contents when it
+ * connects and then everything the guest prints. The loop copies to each
+ * reader as fast as it reads, so a slow or stuck reader (a client, a
+ * pipe nobody empties, a terminal on hold) loses the oldest output (it
+ * falls more than the ring behind; the loss is counted and logged) but
+ * never stalls a vCPU, the loop or the worker, nor grows our memory.
  * What clients type goes to the guest (COM1's receive side, through the
  * input function main.c sets); when the UART's queue is full, that
  * client's input waits in its socket (reading is paused and retried on a
@@ -16,6 +18,24 @@
  * bytes for QMP (ringbuf-read: one read cursor, consumed as it is read)
  * and QMP input (ringbuf-write) waits in a bounded queue of its own,
  * paced like a client's.
+ *
+ * The output sink. A file is opened without following a symbolic link,
+ * mode 0600 when new, and only a regular file with one link is taken
+ * (anything else could be a FIFO that blocks us or another file under a
+ * new name). stdout is whatever we were given: a pipe or a terminal is
+ * reopened through /proc/self/fd/1 as a non-blocking file description
+ * of our own (setting O_NONBLOCK on the one we share with the shell
+ * would change it for the shell too; that is the fallback, undone at
+ * the end), a socket is written with MSG_DONTWAIT, a regular file as
+ * is. When a write would block, the loop waits for the fd to be
+ * writable and meanwhile the ring moves on.
+ *
+ * Log lines. When stderr is the same terminal as stdout and stdout is
+ * the console, what mmud logs would land inside the guest's lines; then
+ * stderr (fd 2) becomes a pipe the loop reads, and each whole log line
+ * goes to the terminal between two of the guest's lines: at once if the
+ * guest's last line is complete, else when it completes, or after
+ * LOG_HOLD_MSEC on a line of its own.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +72,10 @@
 /* At the end, how long clients that read have to take the rest of the
  * output (all of them together); one that does not read is cut off. */
 #define CLOSE_DRAIN_MSEC 3000
+/* How long a log line waits for the guest to end its line (terminal). */
+#define LOG_HOLD_MSEC 200
+/* Log text waiting for the terminal; past it, log lines are dropped. */
+#define LOG_BACKLOG (64u << 10)
 
 struct con_client {
 	struct mmud_console *con; /* (c) */
@@ -66,8 +90,21 @@ struct con_client {
  * the console's lock, taken by vCPU threads and the loop; (a) atomic.
  */
 struct mmud_console {
-	int fd; /* (c) stdout or the file; -1 for a socket */
-	bool own_fd; /* (c) */
+	int fd; /* (c) the output sink (stdout, the file); -1: none */
+	bool own_fd; /* (c) we opened fd */
+	bool fd_send; /* (c) fd is a socket: send(MSG_DONTWAIT) */
+	int fd_flags; /* (c) fd's flags to restore, or -1 */
+	struct event *fd_ev; /* (c) fd writable again; NULL: never waits */
+	uint64_t fd_pos; /* (e) stream offset of the next byte for fd */
+	uint64_t dropped; /* (e) bytes the sink lost, too slow or gone */
+	bool fd_dead; /* (e) the sink failed: output to it stops */
+	bool fd_bol; /* (e) the last byte written to fd was '\n' */
+	int log_rfd; /* (c) the pipe fd 2 now writes to, or -1 */
+	int saved_stderr; /* (c) the terminal fd 2 was, or -1 */
+	struct event *log_ev; /* (c) log_rfd readable */
+	struct event *log_hold; /* (c) a log line waited long enough */
+	struct evbuffer *logs; /* (e) log text not yet on the terminal */
+	bool log_break; /* (e) the hold expired: break the guest's line */
 	char *path; /* (c) the socket, or NULL */
 	struct qmp_unix_socket *sock; /* (c) the socket file, for unlink */
 	char *backend; /* (c) QEMU's chardev filename, without the state */
@@ -93,34 +130,16 @@ struct mmud_console {
 	_Atomic bool kicked;
 };
 
-static void write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return; /* a console that went away loses output */
-		buf += n;
-		len -= (size_t)n;
-	}
-}
-
 void mmud_console_write(void *console, const char *buf, size_t len)
 {
 	struct mmud_console *c = console;
 	uint64_t one = 1;
 
-	if (c->fd >= 0)
-		write_all(c->fd, buf, len);
 	pthread_mutex_lock(&c->lock);
 	for (size_t i = 0; i < len; i++)
 		c->ring[(c->total + i) % RING] = buf[i];
 	c->total += len;
 	pthread_mutex_unlock(&c->lock);
-	if (c->efd < 0)
-		return; /* no socket clients to wake */
 	/* seq_cst: pairs with the loop's exchange in pump_all(). */
 	if (!atomic_exchange(&c->kicked, true)) {
 		if (write(c->efd, &one, sizeof(one)) < 0) {
@@ -171,6 +190,140 @@ static void pump(struct con_client *cl)
 	}
 }
 
+/* One write to the sink that never blocks: bytes written, 0 if it
+ * would block, -1 when the sink is gone (a closed pipe, an I/O error). */
+static ssize_t sink_write(struct mmud_console *c, const char *buf, size_t n)
+{
+	for (;;) {
+		ssize_t r = c->fd_send ? send(c->fd, buf, n,
+					      MSG_DONTWAIT | MSG_NOSIGNAL) :
+					 write(c->fd, buf, n);
+
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		return -1;
+	}
+}
+
+/* Writes what it can of buf; false when the sink would block or died.
+ * *done: how much went. */
+static bool sink_put(struct mmud_console *c, const char *buf, size_t n,
+		     size_t *done)
+{
+	*done = 0;
+	while (*done < n) {
+		ssize_t r = sink_write(c, buf + *done, n - *done);
+
+		if (r < 0) {
+			c->fd_dead = true;
+			return false;
+		}
+		if (r == 0) {
+			if (c->fd_ev)
+				event_add(c->fd_ev, NULL);
+			return false;
+		}
+		*done += (size_t)r;
+	}
+	return true;
+}
+
+/* Whole log lines waiting, to the terminal; false if it would block. */
+static bool put_logs(struct mmud_console *c)
+{
+	size_t n, done;
+	struct evbuffer_ptr nl;
+	char buf[1024];
+
+	for (;;) {
+		nl = evbuffer_search(c->logs, "\n", 1, NULL);
+		if (nl.pos < 0)
+			return true;
+		if (!c->fd_bol) {
+			if (!sink_put(c, "\n", 1, &done))
+				return false;
+			c->fd_bol = true;
+		}
+		n = (size_t)nl.pos + 1;
+		if (n > sizeof(buf))
+			n = sizeof(buf);
+		evbuffer_copyout(c->logs, buf, n);
+		sink_put(c, buf, n, &done);
+		evbuffer_drain(c->logs, done);
+		if (done < n)
+			return false; /* the rest of the line follows later */
+	}
+}
+
+/*
+ * Copies the guest's output from the ring to the sink until it is all
+ * written or the sink would block (then fd_ev calls again when it can
+ * take more). A sink more than the ring behind loses the oldest bytes,
+ * counted in dropped. Log lines waiting go between two guest lines.
+ */
+static void flush_out(struct mmud_console *c)
+{
+	char buf[4096];
+
+	if (c->fd < 0 || c->fd_dead)
+		return;
+	for (;;) {
+		bool logs = c->logs && evbuffer_get_length(c->logs);
+		size_t n, done;
+
+		if (logs && (c->fd_bol || c->log_break)) {
+			c->log_break = false;
+			if (!put_logs(c))
+				return;
+			logs = false;
+		}
+		pthread_mutex_lock(&c->lock);
+		if (c->total - c->fd_pos > RING) {
+			c->dropped += c->total - RING - c->fd_pos;
+			c->fd_pos = c->total - RING;
+		}
+		n = (size_t)(c->total - c->fd_pos);
+		if (n > sizeof(buf))
+			n = sizeof(buf);
+		for (size_t i = 0; i < n; i++)
+			buf[i] = c->ring[(c->fd_pos + i) % RING];
+		pthread_mutex_unlock(&c->lock);
+		if (logs) {
+			/* Only up to the end of the guest's line. */
+			char *nl = memchr(buf, '\n', n);
+
+			if (nl)
+				n = (size_t)(nl - buf) + 1;
+			else if (!evtimer_pending(c->log_hold, NULL))
+				evtimer_add(c->log_hold,
+					    &(struct timeval){
+						    .tv_usec = LOG_HOLD_MSEC *
+							       1000 });
+		}
+		if (n == 0)
+			return;
+		sink_put(c, buf, n, &done);
+		c->fd_pos += done;
+		if (done)
+			c->fd_bol = buf[done - 1] == '\n';
+		if (done < n)
+			return;
+		if (logs && !c->fd_bol && n < sizeof(buf))
+			return; /* the line goes on later, or the hold ends */
+	}
+}
+
+static void fd_writable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	flush_out(arg);
+}
+
 static void pump_all(evutil_socket_t fd, short what, void *arg)
 {
 	struct mmud_console *c = arg;
@@ -185,6 +338,37 @@ static void pump_all(evutil_socket_t fd, short what, void *arg)
 		next = LIST_NEXT(cl, link);
 		pump(cl);
 	}
+	flush_out(c);
+}
+
+/* Log text written to fd 2: kept (up to LOG_BACKLOG) for flush_out. */
+static void read_logs(struct mmud_console *c)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while ((n = read(c->log_rfd, buf, sizeof(buf))) > 0) {
+		if (evbuffer_get_length(c->logs) + (size_t)n <= LOG_BACKLOG)
+			evbuffer_add(c->logs, buf, (size_t)n);
+	}
+}
+
+static void log_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	read_logs(arg);
+	flush_out(arg);
+}
+
+static void log_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mmud_console *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->log_break = true;
+	flush_out(c);
 }
 
 /*
@@ -309,6 +493,128 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	pump(cl);
 }
 
+/*
+ * --console FILE: never through a symbolic link, never anything but a
+ * regular file with one name (a FIFO would block, a device or another
+ * file's hard link would be overwritten), created 0600; truncated only
+ * once it passed. O_NONBLOCK: opening a FIFO must not wait for a reader.
+ */
+static int open_file(const char *path, int *out)
+{
+	struct stat st;
+	int fd = open(path,
+		      O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+			      O_NONBLOCK,
+		      0600);
+
+	if (fd < 0)
+		return errno == ELOOP ? -ELOOP :
+		       errno == ENXIO ? -ENODEV :
+					-errno;
+	if (fstat(fd, &st) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		close(fd);
+		return S_ISREG(st.st_mode) ? -EMLINK : -ENODEV;
+	}
+	if (ftruncate(fd, 0) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	*out = fd;
+	return 0;
+}
+
+/* The reasons open_file() adds to the errno ones. */
+const char *mmud_console_strerror(int err)
+{
+	switch (err) {
+	case -ELOOP:
+		return "a symbolic link (give the file itself)";
+	case -ENODEV:
+		return "not a regular file (a FIFO, device or folder)";
+	case -EMLINK:
+		return "a file with other hard links";
+	default:
+		return strerror(-err);
+	}
+}
+
+/* Whether fds a and b are the same terminal. */
+static bool same_tty(int a, int b)
+{
+	struct stat sa, sb;
+
+	return isatty(a) && isatty(b) && fstat(a, &sa) == 0 &&
+	       fstat(b, &sb) == 0 && sa.st_rdev == sb.st_rdev;
+}
+
+/* stdout as a sink that never blocks (see "The output sink" above). */
+static void open_stdout(struct mmud_console *c)
+{
+	struct stat st;
+	int fl, fd;
+
+	if (fstat(STDOUT_FILENO, &st) < 0)
+		return; /* closed: the output goes nowhere */
+	c->fd = STDOUT_FILENO;
+	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))
+		return;
+	if (S_ISSOCK(st.st_mode)) {
+		c->fd_send = true; /* journald's stream, say */
+		return;
+	}
+	fl = fcntl(STDOUT_FILENO, F_GETFL);
+	fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC |
+					     O_NOCTTY |
+					     (fl >= 0 ? fl & O_APPEND : 0));
+	if (fd >= 0) {
+		c->fd = fd;
+		c->own_fd = true;
+	} else if (fl >= 0 &&
+		   fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK) == 0) {
+		c->fd_flags = fl;
+	}
+}
+
+/*
+ * stderr the same terminal as the console: fd 2 becomes a pipe whose
+ * lines flush_out() places between the guest's (header comment, "Log
+ * lines"). Failing leaves stderr as it was.
+ */
+static void capture_logs(struct mmud_console *c, struct event_base *base)
+{
+	int p[2];
+
+	if (!same_tty(c->fd, STDERR_FILENO))
+		return;
+	c->logs = evbuffer_new();
+	c->log_ev = NULL;
+	if (!c->logs || pipe2(p, O_CLOEXEC) < 0)
+		return;
+	c->saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	c->log_ev = event_new(base, p[0], EV_READ | EV_PERSIST, log_read_cb, c);
+	c->log_hold = evtimer_new(base, log_hold_cb, c);
+	if (c->saved_stderr < 0 || !c->log_ev || !c->log_hold ||
+	    fcntl(p[0], F_SETFL, O_NONBLOCK) < 0 ||
+	    event_add(c->log_ev, NULL) < 0 || dup2(p[1], STDERR_FILENO) < 0) {
+		close(p[0]);
+		close(p[1]);
+		if (c->saved_stderr >= 0)
+			close(c->saved_stderr);
+		c->saved_stderr = -1;
+		return;
+	}
+	close(p[1]);
+	c->log_rfd = p[0];
+}
+
 int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 		     struct mmud_console **out)
 {
@@ -318,7 +624,11 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 	if (!c)
 		return -ENOMEM;
 	c->fd = -1;
+	c->fd_flags = -1;
+	c->fd_bol = true;
 	c->efd = -1;
+	c->log_rfd = -1;
+	c->saved_stderr = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	LIST_INIT(&c->clients);
 	c->retry = evtimer_new(base, retry_cb, c);
@@ -326,31 +636,6 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 	c->qmp_in = evbuffer_new();
 	if (!c->retry || !c->qmp_in)
 		goto fail;
-	switch (cfg->console_kind) {
-	case MMUD_CONSOLE_STDOUT:
-		c->fd = STDOUT_FILENO;
-		c->backend = strdup("stdio");
-		if (!c->backend)
-			goto fail;
-		*out = c;
-		return 0;
-	case MMUD_CONSOLE_FILE:
-		c->fd = open(cfg->console_path,
-			     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (c->fd < 0) {
-			r = -errno;
-			goto fail;
-		}
-		c->own_fd = true;
-		if (asprintf(&c->backend, "file:%s", cfg->console_path) < 0) {
-			c->backend = NULL;
-			goto fail;
-		}
-		*out = c;
-		return 0;
-	case MMUD_CONSOLE_SOCKET:
-		break;
-	}
 	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c->efd < 0) {
 		r = -errno;
@@ -359,6 +644,46 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 	c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, pump_all, c);
 	if (!c->ev || event_add(c->ev, NULL) < 0)
 		goto fail;
+	switch (cfg->console_kind) {
+	case MMUD_CONSOLE_STDOUT:
+		open_stdout(c);
+		c->backend = strdup("stdio");
+		if (!c->backend)
+			goto fail;
+		break;
+	case MMUD_CONSOLE_FILE:
+		r = open_file(cfg->console_path, &c->fd);
+		if (r < 0)
+			goto fail;
+		r = -ENOMEM;
+		c->own_fd = true;
+		if (asprintf(&c->backend, "file:%s", cfg->console_path) < 0) {
+			c->backend = NULL;
+			goto fail;
+		}
+		break;
+	case MMUD_CONSOLE_SOCKET:
+		break;
+	}
+	if (c->fd >= 0) {
+		struct stat st;
+
+		/* epoll refuses regular files: they never block anyway. */
+		if (fstat(c->fd, &st) == 0 && !S_ISREG(st.st_mode) &&
+		    !S_ISBLK(st.st_mode)) {
+			c->fd_ev = event_new(base, c->fd, EV_WRITE,
+					     fd_writable_cb, c);
+			if (!c->fd_ev)
+				goto fail;
+		}
+		capture_logs(c, base);
+		*out = c;
+		return 0;
+	}
+	if (cfg->console_kind != MMUD_CONSOLE_SOCKET) {
+		*out = c;
+		return 0;
+	}
 	/* Like the QMP socket: a stale socket file goes, anything else
 	 * stays; removed at exit only if still ours (rpc/unix_socket.c). */
 	fd = qmp_unix_listen(cfg->console_path, 8, &c->sock);
@@ -513,6 +838,69 @@ static void drain_clients(struct mmud_console *c)
 	}
 }
 
+/*
+ * The end for the output sink: fd 2 back to the terminal, then what the
+ * guest printed and mmud logged that is not out yet, as fast as the sink
+ * takes it until the deadline (a pipe nobody reads must not hold up
+ * quit or SIGTERM); the count of what was lost goes to stderr.
+ */
+static void drain_out(struct mmud_console *c)
+{
+	int64_t deadline = now_msec() + CLOSE_DRAIN_MSEC;
+
+	if (c->saved_stderr >= 0) {
+		dup2(c->saved_stderr, STDERR_FILENO);
+		close(c->saved_stderr);
+		c->saved_stderr = -1;
+		read_logs(c); /* every writer of the pipe's end is gone */
+	}
+	if (c->fd_ev)
+		event_del(c->fd_ev);
+	for (;;) {
+		struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+		int64_t left;
+		bool more;
+
+		struct evbuffer *logs = c->logs;
+
+		/* The guest's last output, then the last log lines. */
+		c->logs = NULL;
+		flush_out(c);
+		c->logs = logs;
+		if (c->fd < 0 || c->fd_dead)
+			break;
+		pthread_mutex_lock(&c->lock);
+		more = c->fd_pos != c->total;
+		pthread_mutex_unlock(&c->lock);
+		if (!more && logs) {
+			c->log_break = true;
+			flush_out(c);
+			if (c->fd_dead)
+				break;
+		}
+		if (!more && !(logs && evbuffer_get_length(logs)))
+			break;
+		left = deadline - now_msec();
+		if (left <= 0 ||
+		    (poll(&pfd, 1, (int)left) < 0 && errno != EINTR))
+			break;
+	}
+	if (c->fd >= 0) {
+		pthread_mutex_lock(&c->lock);
+		c->dropped += c->total - c->fd_pos;
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (c->fd_ev)
+		event_free(c->fd_ev);
+	c->fd_ev = NULL;
+	if (c->dropped)
+		fprintf(stderr,
+			"<4>mmud: console: %llu bytes of guest output were "
+			"dropped: %s did not take them in time\n",
+			(unsigned long long)c->dropped,
+			c->backend ? c->backend : "the sink");
+}
+
 void mmud_console_free(struct mmud_console *c)
 {
 	struct con_client *cl;
@@ -522,6 +910,7 @@ void mmud_console_free(struct mmud_console *c)
 	if (c->listener)
 		evconnlistener_free(c->listener);
 	qmp_unix_unlink(c->sock);
+	drain_out(c);
 	drain_clients(c);
 	while ((cl = LIST_FIRST(&c->clients)) != NULL)
 		client_free(cl);
@@ -529,10 +918,20 @@ void mmud_console_free(struct mmud_console *c)
 		event_free(c->ev);
 	if (c->retry)
 		event_free(c->retry);
+	if (c->log_ev)
+		event_free(c->log_ev);
+	if (c->log_hold)
+		event_free(c->log_hold);
+	if (c->logs)
+		evbuffer_free(c->logs);
+	if (c->log_rfd >= 0)
+		close(c->log_rfd);
 	if (c->qmp_in)
 		evbuffer_free(c->qmp_in);
 	if (c->efd >= 0)
 		close(c->efd);
+	if (c->fd_flags >= 0)
+		fcntl(c->fd, F_SETFL, c->fd_flags);
 	if (c->own_fd)
 		close(c->fd);
 	pthread_mutex_destroy(&c->lock);

@@ -182,7 +182,7 @@ static int setup_loop(struct daemon *m)
 	if (r < 0) {
 		fprintf(stderr, "<3>mmud: --console %s: %s\n",
 			m->cfg.console_path ? m->cfg.console_path : "stdout",
-			strerror(-r));
+			mmud_console_strerror(r));
 		return -1;
 	}
 	r = mmud_worker_new(m->base, &m->worker);

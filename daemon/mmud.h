@@ -78,15 +78,23 @@ void mmud_usage(FILE *f);
 struct mmud_console;
 
 /*
- * Opens the console: stdout, a file (truncated), or a listening Unix
+ * Opens the console: stdout, a file (a regular file or a new one, never
+ * through a symbolic link; created 0600, truncated), or a listening Unix
  * socket (mode 0600) served on base that streams everything the guest
  * prints to every client and replays the last MMUD_CONSOLE_REPLAY bytes
- * on connect. 0 or -errno.
+ * on connect. Output is written from the loop and never blocks: a sink
+ * that does not keep up loses the oldest bytes (counted, logged at the
+ * end). With stdout the console and stderr the same terminal, fd 2 is
+ * captured until mmud_console_free() so log lines fall between the
+ * guest's lines. 0 or -errno (mmud_console_strerror() says it).
  */
 int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 		     struct mmud_console **out);
-/* The guest printed buf: any thread (vCPU threads), never blocks on a
- * socket client. Matches vm_config.console_fn. */
+/* What mmud_console_new()'s error means, for the --console message. */
+const char *mmud_console_strerror(int err);
+/* The guest printed buf: any thread (vCPU threads); only appends to the
+ * ring and wakes the loop, never blocks on a sink. Matches
+ * vm_config.console_fn. */
 void mmud_console_write(void *console, const char *buf, size_t len);
 /* Takes what the guest can of console input; returns how much. */
 typedef size_t (*mmud_console_input_fn)(void *ctx, const void *buf, size_t len);
@@ -109,7 +117,9 @@ void mmud_console_unread(struct mmud_console *c, size_t n);
 /* Loop thread: the console as query-chardev's "filename" ("stdio",
  * "file:PATH", "[disconnected:]unix:PATH,server=on"); NULL: -ENOMEM. */
 char *mmud_console_chardev_filename(const struct mmud_console *c);
-/* Loop thread: closes clients and removes the socket file. */
+/* Loop thread, after the loop: restores fd 2, gives the sink and the
+ * clients what they have not had yet (a few seconds at most), closes
+ * clients and removes the socket file. */
 void mmud_console_free(struct mmud_console *c);
 
 /* ---- base64 (base64.c) ------------------------------------------------ */

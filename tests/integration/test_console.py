@@ -7,8 +7,12 @@ GROUP: console (meson: daemon-GROUP). Shared parts: tests/lib/daemonlib.py.
 """
 import base64
 import os
+import pty
 import re
+import select
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -232,6 +236,161 @@ def test_console_to_a_file(tmp):
     assert text.startswith("forever: up, 2 vcpus, fresh\ntick 1\n"), text
     assert text.rstrip().endswith("tick 3"), text
     d.kill()
+
+
+def start_with_stdout(tmp, stdout, *extra, stderr=None):
+    """mmud (forever, spam, 2 vCPUs, QMP) with the console on stdout, fd
+    stdout; READY awaited. stderr: an fd, or the daemon's log file."""
+    notify = dl.Notify(os.path.join(tmp, "notify.sock"))
+    qmp = os.path.join(tmp, "qmp.sock")
+    log = open(os.path.join(tmp, "stderr.txt"), "w+")
+    proc = dl.popen([dl.MMUD, "--kernel", dl.FOREVER, "--smp", "2",
+                     "--qmp", qmp, "--append", "spam"] + list(extra),
+                    stdin=subprocess.DEVNULL, stdout=stdout,
+                    stderr=log if stderr is None else stderr,
+                    env=dict(os.environ, NOTIFY_SOCKET=notify.path))
+    notify.wait("READY=1")
+    return proc, notify, qmp, log
+
+
+def exits(proc, want, log):
+    try:
+        status = proc.wait(TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("mmud hangs at the end with a console "
+                             "nobody reads")
+    log.seek(0)
+    text = log.read()
+    assert status == want, (status, text)
+    return text
+
+
+@test("console")
+def test_stdout_nobody_reads_blocks_neither_vcpus_nor_qmp(tmp):
+    # stdout is a pipe that is never read: it fills at once (64 KiB) and
+    # the guest prints on. Output is dropped, never waited for: stop
+    # replies and really stops both vCPUs, commands queued behind it
+    # answer, cont runs them again, and quit and SIGTERM end mmud.
+    r, w = os.pipe()
+    try:
+        proc, notify, qmp, log = start_with_stdout(tmp, w)
+        c = dl.Client(qmp)
+        deadline = time.monotonic() + TIMEOUT
+        while True:  # until the guest has printed well past the pipe
+            cpus = c.cmd("query-cpus-fast")["return"]
+            if min(v["instructions"] for v in cpus) > 5000000:
+                break
+            assert time.monotonic() < deadline, cpus
+        c.send({"execute": "stop", "id": "s"})
+        c.send({"execute": "query-status", "id": "q"})
+        assert c.reply() == {"return": {}, "id": "s"}
+        assert c.reply()["return"]["status"] == "paused"
+        n1 = [v["instructions"] for v in c.cmd("query-cpus-fast")["return"]]
+        n2 = [v["instructions"] for v in c.cmd("query-cpus-fast")["return"]]
+        assert n1 == n2, ("paused vCPUs ran on", n1, n2)
+        assert c.cmd("cont") == {"return": {}}
+        n3 = [v["instructions"] for v in c.cmd("query-cpus-fast")["return"]]
+        while True:
+            n4 = [v["instructions"] for v in
+                  c.cmd("query-cpus-fast")["return"]]
+            if all(b > a for a, b in zip(n3, n4)):
+                break
+            assert time.monotonic() < deadline, ("not every vCPU runs",
+                                                 n3, n4)
+        c.send({"execute": "quit"})
+        text = exits(proc, 0, log)
+        assert re.search(r"<4>mmud: console: \d+ bytes of guest output "
+                         r"were dropped", text), text
+        notify.close()
+        log.close()
+        # SIGTERM likewise.
+        proc, notify, qmp, log = start_with_stdout(tmp, w)
+        dl.Client(qmp)  # serving
+        proc.send_signal(signal.SIGTERM)
+        exits(proc, 0, log)
+        notify.close()
+        log.close()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@test("console")
+def test_console_file_refuses_links_fifos_and_devices(tmp):
+    victim = os.path.join(tmp, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    link = os.path.join(tmp, "console.log")
+    os.symlink(victim, link)
+    hard = os.path.join(tmp, "hard.log")
+    os.link(victim, hard)
+    fifo = os.path.join(tmp, "fifo")
+    os.mkfifo(fifo)
+    for path, why in [(link, "a symbolic link"),
+                      (hard, "a file with other hard links"),
+                      (fifo, "not a regular file"),
+                      ("/dev/null", "not a regular file"),
+                      (tmp, "Is a directory")]:
+        # A FIFO nobody reads is refused at once, not waited on.
+        p = subprocess.run([dl.MMUD, "--kernel", dl.FOREVER, "--console",
+                            path], capture_output=True, text=True,
+                           timeout=TIMEOUT)
+        want = "<3>mmud: --console %s: %s" % (path, why)
+        assert p.returncode == 4 and want in p.stderr, (path, p.stderr)
+    assert open(victim).read() == "precious\n"
+    # A new file is created 0600; an existing one is truncated.
+    new = os.path.join(tmp, "new.log")
+    d = Daemon(tmp, "--console", new, append="exit=0", console=False)
+    assert d.wait() == 1, d.log()
+    d.kill()
+    assert os.stat(new).st_mode & 0o777 == 0o600, oct(os.stat(new).st_mode)
+    assert open(new).read().startswith("forever: up")
+    with open(new, "w") as f:
+        f.write("x" * 100000)
+    d = Daemon(tmp, "--console", new, append="exit=0", console=False)
+    assert d.wait() == 1, d.log()
+    d.kill()
+    assert open(new).read().startswith("forever: up"), "not truncated"
+
+
+@test("console")
+def test_logs_fall_between_console_lines_on_one_terminal(tmp):
+    # stdout and stderr the same terminal, the guest printing lines as
+    # fast as it can: every log line mmud writes (booted; the signal;
+    # the exit) starts a line of its own, never inside the guest's.
+    for _ in range(3):
+        master, slave = pty.openpty()
+        proc, notify, qmp, log = start_with_stdout(tmp, slave, stderr=slave)
+        os.close(slave)
+        out = b""
+        deadline = time.monotonic() + TIMEOUT
+        signalled = False
+        while True:
+            assert time.monotonic() < deadline, out[-300:]
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every writer has gone
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not signalled and len(out) > 100000:
+                proc.send_signal(signal.SIGTERM)
+                signalled = True
+        os.close(master)
+        assert proc.wait(TIMEOUT) == 0
+        notify.close()
+        log.close()
+        text = out.decode(errors="replace")
+        logs = [m.start() for m in re.finditer(r"<\d>mmud: ", text)]
+        assert len(logs) >= 2, text[-500:]
+        for at in logs:
+            assert at == 0 or text[at - 1] == "\n", \
+                ("a log line inside the guest's", text[at - 80:at + 60])
+        assert "<6>mmud: signal received, shutting down\r\n" in text, \
+            text[-500:]
 
 
 def chardevs(c):
