@@ -2,7 +2,8 @@
  * Segmentation in the software CPU's 64-bit mode: descriptor reads and
  * checks (SDM vol. 3 ch. 3 and 5), segment register loads (MOV to and
  * from Sreg), far CALL/JMP/RET, INT n/INT3/INTO, IRET, SYSCALL/SYSRET,
- * and LTR/LLDT/STR/SLDT (0F 00) with the TSS busy bit. Null selectors,
+ * LTR/LLDT/STR/SLDT (0F 00) with the TSS busy bit, and the descriptor
+ * probes VERR/VERW (0F 00 /4 /5), LAR and LSL (0F 02, 0F 03). Null selectors,
  * error codes and the privilege rules are here; event delivery is
  * except.c's.
  *
@@ -586,6 +587,105 @@ static void op_str(struct x86_cpu *cpu, const struct x86_insn *in)
 	x86_set_Ew_sel(cpu, in, cpu->tr.sel);
 }
 
+/* ---- descriptor probes: VERR VERW LAR LSL ------------------------------ */
+
+/*
+ * The first quadword of sel's descriptor for a probe, which reports
+ * failure in ZF instead of faulting: false for a null selector, an LDT
+ * selector with no LDT, or one beyond the table's limit (SDM vol. 2,
+ * LAR: "the selector ... is checked"). A page fault on the table itself
+ * is still raised.
+ */
+static bool probe_descriptor(struct x86_cpu *cpu, uint16_t sel, uint64_t *raw)
+{
+	uint64_t base = cpu->gdt.base;
+	uint32_t limit = cpu->gdt.limit;
+	uint32_t off = sel & ~7u;
+
+	if (sel_is_null(sel))
+		return false;
+	if (sel & 4) {
+		if (cpu->ldtr.attr & X86_SEG_UNUSABLE)
+			return false;
+		base = cpu->ldtr.base;
+		limit = cpu->ldtr.limit;
+	}
+	if (off + 7 > limit)
+		return false;
+	*raw = x86_read_sys(cpu, base + off, 8);
+	return true;
+}
+
+/* The privilege check of the probes: conforming code passes; anything
+ * else needs DPL >= max(CPL, RPL). */
+static bool probe_privilege_ok(const struct x86_cpu *cpu, uint64_t raw,
+			       uint16_t sel)
+{
+	unsigned int rpl = sel & 3;
+
+	if (D_CONFORMING(raw))
+		return true;
+	return D_DPL(raw) >= (cpu->cpl > rpl ? cpu->cpl : rpl);
+}
+
+static void set_zf(struct x86_cpu *cpu, bool zf)
+{
+	uint64_t rf = x86_rflags(cpu) & ~(uint64_t)X86_RFLAGS_ZF;
+
+	x86_set_rflags(cpu, rf | (zf ? X86_RFLAGS_ZF : 0));
+}
+
+/* VERR, VERW (SDM vol. 2): ZF = 1 when the segment is a code or data
+ * segment the current privilege may read (VERR: data, or readable
+ * code) or write (VERW: writable data). */
+static void op_verr_verw(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	uint16_t sel = x86_get_Ew16(cpu, in);
+	bool write = ((in->modrm >> 3) & 7) == 5;
+	uint64_t raw;
+	bool ok;
+
+	ok = probe_descriptor(cpu, sel, &raw) && D_S(raw) &&
+	     probe_privilege_ok(cpu, raw, sel);
+	if (ok)
+		ok = write ? D_WRITABLE_DATA(raw) :
+			     (!D_IS_CODE(raw) || (D_TYPE(raw) & 2));
+	set_zf(cpu, ok);
+}
+
+/* System descriptor types LAR accepts in IA-32e mode (LDT, 64-bit TSS
+ * available and busy, 64-bit call gate); LSL the same but call gates. */
+static bool lar_system_type(unsigned int type, bool lsl)
+{
+	return type == 2 || type == 9 || type == 11 || (!lsl && type == 12);
+}
+
+/* LAR, LSL (SDM vol. 2): on success ZF = 1 and the destination gets the
+ * access rights (the descriptor's second doubleword masked by 00F0FF00H)
+ * or the byte-granular segment limit; else ZF = 0 and it is unchanged. */
+static void op_lar_lsl(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	bool lsl = (in->opcode & 0xff) == 0x03;
+	uint16_t sel = x86_get_Ew16(cpu, in);
+	uint64_t raw, v;
+	bool ok;
+
+	ok = probe_descriptor(cpu, sel, &raw) &&
+	     (D_S(raw) || lar_system_type(D_TYPE(raw), lsl)) &&
+	     probe_privilege_ok(cpu, raw, sel);
+	if (ok) {
+		if (lsl) {
+			v = (raw & 0xffff) | ((raw >> 32) & 0xf0000);
+			if (raw & (1ULL << 55)) /* G */
+				v = (v << 12) | 0xfff;
+		} else {
+			v = (raw >> 32) & 0x00f0ff00;
+		}
+		x86_set_G(cpu, in, in->opsize == 8 ? v & 0xffffffffULL : v);
+	}
+	set_zf(cpu, ok);
+}
+
 static void op_grp6(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	switch ((in->modrm >> 3) & 7) {
@@ -598,8 +698,11 @@ static void op_grp6(struct x86_cpu *cpu, const struct x86_insn *in)
 	case 2:
 		op_lldt(cpu, in);
 		break;
-	default:
+	case 3:
 		op_ltr(cpu, in);
+		break;
+	default:
+		op_verr_verw(cpu, in);
 		break;
 	}
 }
@@ -622,6 +725,12 @@ const struct x86_opdesc x86_ops_segment[] = {
 	{ X86_MAP_0F | 0x00, 1, X86_IMM_NONE, M, op_grp6, "str" },
 	{ X86_MAP_0F | 0x00, 2, X86_IMM_NONE, M, op_grp6, "lldt" },
 	{ X86_MAP_0F | 0x00, 3, X86_IMM_NONE, M, op_grp6, "ltr" },
+	{ X86_MAP_0F | 0x00, 4, X86_IMM_NONE, M, op_grp6, "verr" },
+	{ X86_MAP_0F | 0x00, 5, X86_IMM_NONE, M, op_grp6, "verw" },
+	{ X86_MAP_0F | 0x02, X86_GROUP_ANY, X86_IMM_NONE, M, op_lar_lsl,
+	  "lar" },
+	{ X86_MAP_0F | 0x03, X86_GROUP_ANY, X86_IMM_NONE, M, op_lar_lsl,
+	  "lsl" },
 	{ X86_MAP_0F | 0x05, X86_GROUP_ANY, X86_IMM_NONE, BR, op_syscall,
 	  "syscall" },
 	{ X86_MAP_0F | 0x07, X86_GROUP_ANY, X86_IMM_NONE, BR, op_sysret,

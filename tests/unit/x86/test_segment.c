@@ -3,7 +3,8 @@
  * to CPL3 (and back through a fault), SYSCALL/SYSRET and their selectors
  * and faults, segment register loads and their error codes and accessed
  * bit, LTR's busy bit and the descriptor checks of LTR and LLDT, far
- * JMP/CALL through memory, and INTO. Expected values come from the SDM's
+ * JMP/CALL through memory, INTO, and the descriptor probes VERR, VERW,
+ * LAR and LSL. Expected values come from the SDM's
  * descriptions of each instruction and of protection (SDM vol. 3, ch. 5).
  */
 #include <stdarg.h>
@@ -369,6 +370,106 @@ static void test_segment_into_in_64bit_mode_ud(void **state)
 	xh_free(h);
 }
 
+/* Runs one probe (LAR/LSL ecx, eax or VERR/VERW ax) with RAX = sel,
+ * at CPL0 or (cpl3) at CPL3, whence a UD2 after it returns to CPL0:
+ * returns ZF; *rcx gets RCX after (0xdead... before). */
+static bool probe_at(struct xh *h, bool cpl3, const uint8_t code[3],
+		     uint16_t sel, uint64_t *rcx)
+{
+	uint8_t bytes[5];
+
+	memcpy(bytes, code, 3);
+	bytes[3] = 0x0f;
+	bytes[4] = 0x0b;
+	sys_set_reg(h, X86_RAX, sel);
+	sys_set_reg(h, X86_RCX, 0xdeadbeefcafef00dULL);
+	if (cpl3) {
+		sys_enter_cpl3(h);
+		sys_run_fault(h, bytes, 5, X86_UD);
+	} else {
+		sys_run_ok(h, bytes, 3);
+	}
+	*rcx = sys_reg(h, X86_RCX);
+	return sys_rflags(h) & X86_RFLAGS_ZF;
+}
+
+static bool probe(struct xh *h, const uint8_t code[3], uint16_t sel,
+		  uint64_t *rcx)
+{
+	return probe_at(h, false, code, sel, rcx);
+}
+
+static bool probe3(struct xh *h, const uint8_t code[3], uint16_t sel,
+		   uint64_t *rcx)
+{
+	return probe_at(h, true, code, sel, rcx);
+}
+
+/*
+ * SDM vol. 2, LAR, LSL, VERR, VERW: ZF = 1 and (LAR, LSL) the access
+ * rights masked by 00F0FF00H or the byte-granular limit, when the
+ * descriptor is of an accepted type and the privilege allows (conforming
+ * code always does); else ZF = 0 and the destination is unchanged. A
+ * null selector or one past the GDT limit fails without a fault.
+ */
+static void test_segment_descriptor_probes(void **state)
+{
+	static const uint8_t lar[3] = { 0x0f, 0x02, 0xc8 };
+	static const uint8_t lsl[3] = { 0x0f, 0x03, 0xc8 };
+	static const uint8_t verr[3] = { 0x0f, 0x00, 0xe0 };
+	static const uint8_t verw[3] = { 0x0f, 0x00, 0xe8 };
+	const uint64_t unchanged = 0xdeadbeefcafef00dULL;
+	struct xh *h = sys_new();
+	uint64_t *gdt = sys_gdt(h);
+	uint64_t rcx;
+
+	(void)state;
+	gdt[8] = 0x00cff1000000ffffULL; /* 0x40: read-only data, DPL3 */
+	gdt[9] = 0x00cf9c000000ffffULL; /* 0x48: conforming, execute-only */
+
+	assert_true(probe(h, lar, SEL_KCODE, &rcx));
+	assert_int_equal(rcx, 0x00a09b00);
+	assert_true(probe(h, lsl, SEL_KDATA, &rcx));
+	assert_int_equal(rcx, 0xffffffffULL);
+	assert_true(probe(h, lsl, SEL_TSS, &rcx)); /* busy 64-bit TSS */
+	assert_int_equal(rcx, 0x67);
+	assert_false(probe(h, lar, 0, &rcx)); /* null */
+	assert_int_equal(rcx, unchanged);
+	assert_false(probe(h, lar, 0x50, &rcx)); /* past the GDT limit */
+	assert_int_equal(rcx, unchanged);
+	assert_false(probe(h, lar, 0x38, &rcx)); /* TSS high half: type 0 */
+	{
+		/* A descriptor only partly inside the limit fails too. */
+		struct x86_sregs sr;
+
+		x86_get_sregs(h->cpu, &sr);
+		sr.gdt.limit = 0x4b;
+		x86_set_sregs(h->cpu, &sr);
+		assert_false(probe(h, lar, 0x48, &rcx));
+		sr.gdt.limit = SYS_GDT_ENTRIES * 8 - 1;
+		x86_set_sregs(h->cpu, &sr);
+		assert_true(probe(h, lar, 0x48, &rcx));
+	}
+
+	assert_true(probe(h, verr, SEL_KCODE, &rcx)); /* readable code */
+	assert_false(probe(h, verw, SEL_KCODE, &rcx)); /* code: never */
+	assert_true(probe(h, verw, SEL_KDATA, &rcx));
+	assert_false(probe(h, verw, 0x40, &rcx)); /* read-only data */
+	assert_true(probe(h, verr, 0x40, &rcx));
+	assert_false(probe(h, verr, 0x48, &rcx)); /* execute-only */
+	assert_false(probe(h, verw, SEL_KDATA | 3, &rcx)); /* RPL 3 > DPL */
+	assert_false(probe(h, verr, SEL_TSS, &rcx)); /* system */
+
+	assert_false(probe3(h, verr, SEL_KDATA, &rcx)); /* DPL 0 < CPL 3 */
+	assert_true(probe3(h, verw, SEL_UDATA, &rcx));
+	assert_true(probe3(h, lar, 0x48, &rcx)); /* conforming: no check */
+	assert_int_equal(rcx, 0x00c09c00);
+	assert_false(probe3(h, lar, SEL_KCODE, &rcx));
+	assert_int_equal(rcx, unchanged);
+	assert_false(probe3(h, lsl, SEL_TSS, &rcx)); /* DPL 0 */
+	xh_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -386,6 +487,7 @@ int main(void)
 		cmocka_unit_test(test_segment_mov_sreg_loads_and_checks),
 		cmocka_unit_test(test_segment_far_jmp_and_call_through_memory),
 		cmocka_unit_test(test_segment_into_in_64bit_mode_ud),
+		cmocka_unit_test(test_segment_descriptor_probes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
