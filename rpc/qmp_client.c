@@ -196,15 +196,27 @@ int qmp_conn_send_raw(struct qmp_conn *conn, const void *buf, size_t len)
 
 int qmp_conn_send(struct qmp_conn *conn, const json_t *msg)
 {
-	char *s = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *s = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER), *t;
+	size_t n;
 	int ret;
 
 	if (!s)
 		return -ENOMEM;
-	ret = qmp_conn_send_raw(conn, s, strlen(s));
-	if (ret == 0)
-		ret = qmp_conn_send_raw(conn, "\n", 1);
-	free(s);
+	/*
+	 * The newline goes in the same send: the server acts on a whole
+	 * object without waiting for it, and after quit it may close the
+	 * connection before a second send, which would then fail (EPIPE).
+	 */
+	n = strlen(s);
+	t = realloc(s, n + 2);
+	if (!t) {
+		free(s);
+		return -ENOMEM;
+	}
+	t[n] = '\n';
+	t[n + 1] = '\0';
+	ret = qmp_conn_send_raw(conn, t, n + 1);
+	free(t);
 	return ret;
 }
 
