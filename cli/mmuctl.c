@@ -1017,6 +1017,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: bad VM name '%s'\n", prog, name);
 		return EXIT_USAGE;
 	}
+	if (name &&
+	    qmp_vm_dir_check(name, true, path, sizeof(path)) == -EPERM) {
+		fprintf(stderr, "%s: not connecting: %s\n", prog, path);
+		return EXIT_USAGE;
+	}
 
 	if (!strcmp(argv[0], "console")) {
 		if (argc != 1) {

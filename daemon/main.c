@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -80,28 +82,64 @@ static void *read_file(const char *path, size_t *len)
 }
 
 /*
- * A named VM's runtime folder, when one of its sockets goes there and
- * systemd (RuntimeDirectory=) has not made it already. Failing here is
- * not fatal: binding the socket then says what is wrong.
+ * A named VM's runtime folder, when one of its sockets goes there:
+ * made unless systemd (RuntimeDirectory=) made it, then trusted only if
+ * it passes qmp_vm_dir_check() (it is ours and nobody else can write
+ * to it), and refused while another mmud serves QMP in it. *made: the
+ * folder is ours to remove at the end. 0 or -1 after the message.
  */
-static void make_run_dir(const struct mmud_config *cfg)
+static int prepare_run_dir(const struct mmud_config *cfg, bool *made)
 {
-	char path[256];
+	char path[256], err[512];
 	size_t n;
 
+	*made = false;
 	if (!cfg->name)
-		return;
+		return 0;
 	qmp_vm_socket_path(path, sizeof(path), cfg->name, "");
 	n = strlen(path);
 	if (!(cfg->qmp && !strncmp(cfg->qmp, path, n)) &&
 	    !(cfg->console_kind == MMUD_CONSOLE_SOCKET &&
 	      !strncmp(cfg->console_path, path, n)))
-		return;
-	if (mkdir(QMP_VM_RUN_DIR, 0755) < 0 && errno != EEXIST)
-		return;
+		return 0;
 	path[n - 1] = '\0';
-	if (mkdir(path, 0700) < 0 && errno != EEXIST)
-		return;
+	if ((mkdir(QMP_VM_RUN_DIR, 0755) < 0 && errno != EEXIST) ||
+	    (mkdir(path, 0700) < 0 && errno != EEXIST)) {
+		fprintf(stderr,
+			"<3>mmud: --name %s: cannot create %s: %s (run mmud "
+			"as root or as mmud@%s.service, or give --qmp PATH "
+			"and --console socket:PATH elsewhere)\n",
+			cfg->name, path, strerror(errno), cfg->name);
+		return -1;
+	}
+	if (qmp_vm_dir_check(cfg->name, false, err, sizeof(err)) < 0) {
+		fprintf(stderr, "<3>mmud: --name %s: refused: %s\n", cfg->name,
+			err);
+		return -1;
+	}
+	*made = true;
+	if (cfg->qmp && !strncmp(cfg->qmp, path, n - 1)) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		/* Who listens there (the pid it had when it bound). */
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->qmp);
+		if (fd >= 0 &&
+		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+			fprintf(stderr,
+				"<3>mmud: VM %s is already running (pid %d)\n",
+				cfg->name, (int)cred.pid);
+			close(fd);
+			*made = false;
+			return -1;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	return 0;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -138,6 +176,7 @@ struct daemon {
 	struct memops *memops;
 	struct event *sigterm, *sigint;
 	struct mmud_watchdog *wd;
+	bool run_dir; /* remove the VM's runtime folder at the end */
 };
 
 /* --kernel's file, or the sample guest built into mmud. */
@@ -177,7 +216,8 @@ static int setup_loop(struct daemon *m)
 		fprintf(stderr, "<3>mmud: cannot create the event loop\n");
 		return -1;
 	}
-	make_run_dir(&m->cfg);
+	if (prepare_run_dir(&m->cfg, &m->run_dir) < 0)
+		return -1;
 	r = mmud_console_new(m->base, &m->cfg, &m->console);
 	if (r < 0) {
 		fprintf(stderr, "<3>mmud: --console %s: %s\n",
@@ -321,6 +361,15 @@ static void teardown(struct daemon *m)
 	vm_destroy(m->vm);
 	qmp_server_free(m->qmp);
 	mmud_console_free(m->console);
+	if (m->run_dir) {
+		char path[256];
+
+		/* Empty once the sockets are gone; systemd's copy may be
+		 * beyond our rights (its parent is root's): it removes it. */
+		qmp_vm_socket_path(path, sizeof(path), m->cfg.name, "");
+		path[strlen(path) - 1] = '\0';
+		rmdir(path);
+	}
 	if (m->sigterm)
 		event_free(m->sigterm);
 	if (m->sigint)
