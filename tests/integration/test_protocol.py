@@ -443,10 +443,11 @@ def test_out_of_descriptors_backs_off_and_says_why(tmp):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     c = d.client()
     extra = []
-    # Fill the table: these connect (the backlog) and some get no
-    # greeting, since accept() fails.
+    # Fill the table with negotiated clients (the negotiation timeout
+    # must not free descriptors behind the test's back), then leave three
+    # connections in the backlog: accept() fails for them.
     while len(os.listdir("/proc/%d/fd" % d.proc.pid)) < limit:
-        extra.append(d.client(negotiate=False))
+        extra.append(d.client())
     waiting = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                for _ in range(3)]
     for w in waiting:
