@@ -33,7 +33,7 @@ struct mmud_watchdog {
 	uint64_t bound_ns; /* (c) how long a probe waits for the vCPUs */
 	bool out; /* (e) a probe is submitted and not yet done */
 	bool warned; /* (e) the missed ping is logged once */
-	int silent; /* (w) a vCPU that did not answer, or -1 */
+	uint64_t silent; /* (w) bit i: vCPU i did not answer */
 };
 
 static uint64_t now_ns(void)
@@ -55,34 +55,33 @@ static void probe(void *arg)
 {
 	struct mmud_watchdog *wd = arg;
 	unsigned int i, n = vm_nr_vcpus(wd->vm);
-	uint64_t *before = calloc(n, sizeof(*before));
+	uint64_t before[VM_MAX_VCPUS], waiting = 0;
 	uint64_t deadline = now_ns() + wd->bound_ns;
 	struct vm_vcpu_info info;
 
-	wd->silent = -1;
-	if (!before)
-		return; /* no memory to probe with: not a vCPU's fault */
 	for (i = 0; i < n; i++) {
 		vm_vcpu_info(wd->vm, i, &info);
 		before[i] = info.requests;
+		/* A thread not started (or ended) takes none. */
+		if (info.thread_id)
+			waiting |= 1ULL << i;
 	}
 	vcpu_set_make_request(vm_vcpu_set(wd->vm), VCPU_REQ_PAUSE, false);
-	for (i = 0; i < n; i++) {
-		for (;;) {
+	/* Every vCPU that has not answered by the deadline is named: one
+	 * stuck vCPU can hold others (a flush that waits for it). */
+	while (waiting && now_ns() <= deadline) {
+		for (i = 0; i < n; i++) {
+			if (!(waiting >> i & 1))
+				continue;
 			vm_vcpu_info(wd->vm, i, &info);
-			/* A thread not started (or ended) takes none. */
-			if (!info.thread_id || info.requests != before[i])
-				break;
-			if (now_ns() > deadline) {
-				wd->silent = (int)i;
-				free(before);
-				return;
-			}
+			if (info.requests != before[i])
+				waiting &= ~(1ULL << i);
+		}
+		if (waiting)
 			nanosleep(&(struct timespec){ .tv_nsec = 1000000 },
 				  NULL);
-		}
 	}
-	free(before);
+	wd->silent = waiting;
 }
 
 static void probe_done(void *arg)
@@ -90,12 +89,20 @@ static void probe_done(void *arg)
 	struct mmud_watchdog *wd = arg;
 
 	wd->out = false;
-	if (wd->silent >= 0) {
+	if (wd->silent) {
+		char list[VM_MAX_VCPUS * 4] = "";
+		size_t len = 0;
+
+		for (unsigned int i = 0; i < VM_MAX_VCPUS; i++)
+			if (wd->silent >> i & 1)
+				len += (size_t)snprintf(list + len,
+							sizeof(list) - len,
+							"%s%u", len ? " " : "",
+							i);
 		fprintf(stderr,
-			"<3>mmud: watchdog: vCPU %d did not take a request "
+			"<3>mmud: watchdog: vCPU(s) %s did not take a request "
 			"within %llu ms: no WATCHDOG=1\n",
-			wd->silent,
-			(unsigned long long)(wd->bound_ns / 1000000));
+			list, (unsigned long long)(wd->bound_ns / 1000000));
 		return;
 	}
 	wd->warned = false;
