@@ -508,9 +508,9 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-/* Shadow pages compared with the guest's tables per hold: 0.5 - 5 ms on a
- * small guest, 12 - 30 ms with 100k shadow pages (docs/BENCHMARKS.md,
- * "The audit and slot walks on big sparse slots"). */
+/* Shadow pages checked per hold: 0.5 - 8 ms on a small guest, 12 - 41 ms
+ * with 100k shadow pages (docs/BENCHMARKS.md, "The audit and slot walks
+ * on big sparse slots"). */
 #define VM_AUDIT_BATCH 256
 
 static uint64_t now_ns(void)

@@ -7,9 +7,9 @@
  * It reads guest memory but changes nothing. It costs O(shadow pages *
  * 512 + touched chunks * 512): the slots' chunks no spte or shadow page
  * ever used are skipped (docs/MMU.md, "Touched chunks"). The live audit
- * splits it (docs/MMU.md, "The live audit"): every check of the MMU's own
- * structures in one pass while the vCPUs run, then the comparisons with
- * the guest's tables a bounded batch of pages at a time.
+ * splits it (docs/MMU.md, "The live audit"): what needs every page at
+ * once in one pass while the vCPUs run, then each page whole, a bounded
+ * batch of pages at a time.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -27,7 +27,8 @@ struct audit {
 	size_t msglen;
 	struct mmu_page **live; /* sorted; NULL: links were checked before */
 	size_t nlive;
-	bool guest; /* compare with the guest's tables too */
+	gfn_t *shadowed; /* sorted: the gfn of every indirect live page */
+	size_t nshadowed;
 	uint64_t deadline; /* CLOCK_MONOTONIC ns; 0: none */
 	unsigned ticks;
 };
@@ -180,7 +181,7 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 				      WARGS, s->id, c.n);
 	}
 	/* An unsync page may lag its guest table until the next sync. */
-	if (a->guest && !sp->role.direct && !sp->unsync) {
+	if (!sp->role.direct && !sp->unsync) {
 		r = read_gpte(a, sp, i, &gpte);
 		if (r)
 			return r;
@@ -230,8 +231,6 @@ static int check_link(struct audit *a, struct mmu_page *sp, unsigned i,
 	want.level = sp->role.level - 1;
 	if (sp->role.direct) {
 		want_gfn = mmu_page_gfn_at(sp, i);
-	} else if (!a->guest) {
-		return 0; /* what the link should be is the guest's to say */
 	} else {
 		r = read_gpte(a, sp, i, &gpte);
 		if (r)
@@ -397,22 +396,22 @@ static int check_rmaps_at(struct audit *a, const struct memslot *s, gfn_t gfn)
 static int check_slot(struct audit *a, const struct memslot *s)
 {
 	gfn_t end = s->base_gfn + s->npages, gfn;
-	struct list_node *n;
-	gfn_t *g = malloc((a->mmu->nr_pages + 1) * sizeof(*g));
-	size_t ng = 0, k = 0;
+	const gfn_t *g;
+	size_t lo = 0, hi = a->nshadowed, ng, k = 0;
 	int r = 0;
 
-	if (!g)
-		return report(a, "audit: out of memory");
-	for (n = a->mmu->active_pages.next; n != &a->mmu->active_pages;
-	     n = n->next) {
-		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+	/* The slot's part of the sorted gfns. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
 
-		if (!sp->role.direct && sp->gfn >= s->base_gfn &&
-		    sp->gfn < end && ng < a->mmu->nr_pages)
-			g[ng++] = sp->gfn;
+		if (a->shadowed[mid] < s->base_gfn)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	qsort(g, ng, sizeof(*g), gfn_cmp);
+	g = a->shadowed + lo;
+	for (ng = 0; lo + ng < a->nshadowed && g[ng] < end; ng++)
+		;
 	for (gfn = mmu_next_touched(s, s->base_gfn, end); gfn < end && !r;
 	     gfn = (gfn + 1) & ((1ULL << MMU_CHUNK_SHIFT) - 1) ?
 			   gfn + 1 :
@@ -443,7 +442,6 @@ static int check_slot(struct audit *a, const struct memslot *s)
 			   "shadow page gfn 0x%llx: the gfn's chunk of memslot "
 			   "%u is not marked touched",
 			   (unsigned long long)g[k], s->id);
-	free(g);
 	return r;
 }
 
@@ -527,13 +525,42 @@ static int audit_page(struct audit *a, struct mmu_page *sp)
 {
 	int r = check_page(a, sp);
 
-	return r ? r :
-		   mmu_audit_ext_page_locked(a->mmu, sp, a->guest, a->msg,
-					     a->msglen);
+	return r ? r : mmu_audit_ext_page_locked(a->mmu, sp, a->msg, a->msglen);
 }
 
-/* Every page, the roots and the slots, in one mmu_lock section. */
-static int audit_all_locked(struct audit *a)
+/*
+ * The live audit's begin, for one page: every link points at a live page.
+ * That is all a step cannot check without the whole set of live pages; a
+ * level-1 page has no links.
+ */
+static int check_links_live(struct audit *a, struct mmu_page *sp)
+{
+	unsigned i;
+
+	if (sp->role.level == 1)
+		return 0;
+	for (i = 0; i < MMU_PT_ENTRIES; i++) {
+		uint64_t spte =
+			atomic_load_explicit(&sp->spt[i], memory_order_relaxed);
+
+		if (is_spte_present(spte) &&
+		    !is_last_spte(spte, sp->role.level) &&
+		    !is_live(a, spte_to_child_page(spte)))
+			return report(
+				a,
+				"link gfn 0x%llx level %d index %u: "
+				"points at 0x%llx, not a live shadow page",
+				(unsigned long long)sp->gfn, sp->role.level, i,
+				(unsigned long long)spte_to_hva(spte));
+	}
+	return 0;
+}
+
+/*
+ * Every page, the roots and the slots, in one mmu_lock section. begin:
+ * of each page only its links (the live audit's steps check the rest).
+ */
+static int audit_all_locked(struct audit *a, bool begin)
 {
 	struct mmu *mmu = a->mmu;
 	struct memslots *slots;
@@ -550,9 +577,26 @@ static int audit_all_locked(struct audit *a)
 			a->live[k++] = container_of(n, struct mmu_page, link);
 	a->nlive = k;
 	qsort(a->live, a->nlive, sizeof(*a->live), ptr_cmp);
+	/* The gfns the slots' write tracking counts, once for all slots. */
+	a->shadowed = malloc((mmu->nr_pages + 1) * sizeof(*a->shadowed));
+	if (!a->shadowed) {
+		free(a->live);
+		a->live = NULL;
+		return report(a, "audit: out of memory");
+	}
+	a->nshadowed = 0;
+	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = n->next) {
+		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+
+		if (!sp->role.direct && a->nshadowed < mmu->nr_pages)
+			a->shadowed[a->nshadowed++] = sp->gfn;
+	}
+	qsort(a->shadowed, a->nshadowed, sizeof(*a->shadowed), gfn_cmp);
 	for (n = mmu->active_pages.next; n != &mmu->active_pages && !r;
 	     n = n->next) {
-		r = audit_page(a, container_of(n, struct mmu_page, link));
+		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+
+		r = begin ? check_links_live(a, sp) : audit_page(a, sp);
 		if (!r)
 			r = over_deadline(a, "the shadow pages");
 	}
@@ -564,22 +608,22 @@ static int audit_all_locked(struct audit *a)
 	if (!r)
 		r = mmu_audit_ext_slots_locked(mmu, a->msg, a->msglen);
 	free(a->live);
+	free(a->shadowed);
 	a->live = NULL;
+	a->shadowed = NULL;
 	return r;
 }
 
 int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
 {
-	struct audit a = {
-		.mmu = mmu, .msg = msg, .msglen = msglen, .guest = true
-	};
+	struct audit a = { .mmu = mmu, .msg = msg, .msglen = msglen };
 	int r;
 
 	if (msglen)
 		msg[0] = 0;
 	mmu_rcu_read_lock();
 	mmu_lock_acquire(mmu);
-	r = audit_all_locked(&a);
+	r = audit_all_locked(&a, false);
 	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
 	return r;
@@ -599,7 +643,7 @@ int mmu_audit_begin(struct mmu *mmu, uint64_t deadline_ns, char *msg,
 		msg[0] = 0;
 	mmu_rcu_read_lock();
 	mmu_lock_acquire(mmu);
-	r = audit_all_locked(&a);
+	r = audit_all_locked(&a, true);
 	mmu->audit_cursor = NULL;
 	if (!r) {
 		/* Every page alive now waits for mmu_audit_step(); pages
@@ -622,9 +666,7 @@ int mmu_audit_begin(struct mmu *mmu, uint64_t deadline_ns, char *msg,
 int mmu_audit_step(struct mmu *mmu, unsigned max_pages, char *msg,
 		   size_t msglen)
 {
-	struct audit a = {
-		.mmu = mmu, .msg = msg, .msglen = msglen, .guest = true
-	};
+	struct audit a = { .mmu = mmu, .msg = msg, .msglen = msglen };
 	struct list_node *n;
 	unsigned done = 0;
 	int r = 0;

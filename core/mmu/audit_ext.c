@@ -7,7 +7,7 @@
  * unsync_child bitmaps (check 5); MMIO sptes (check 7); large sptes and
  * the lpage_disallow counts (check 8). It reads guest memory but changes nothing.
  * audit.c calls the page checks for each page it checks, and the slot
- * checks once; without guest, nothing reads the guest's tables.
+ * checks once.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -57,7 +57,7 @@ static bool has_upper_page(struct mmu *mmu, gfn_t gfn)
 }
 
 static int check_mmio(struct mmu *mmu, const struct mmu_page *sp, unsigned i,
-		      uint64_t spte, bool guest, char *msg, size_t msglen)
+		      uint64_t spte, char *msg, size_t msglen)
 {
 	gfn_t gfn = (spte & SPTE_MMIO_GFN_MASK) >> PAGE_SHIFT;
 	uint64_t gen = memslot_generation(mmu);
@@ -72,7 +72,7 @@ static int check_mmio(struct mmu *mmu, const struct mmu_page *sp, unsigned i,
 		return R("MMIO spte for gfn 0x%llx still current, but memslot "
 			 "%u covers the gfn",
 			 (unsigned long long)gfn, s->id);
-	if (guest && !sp->role.direct && !sp->unsync) {
+	if (!sp->role.direct && !sp->unsync) {
 		const struct memslot *t = memslot_lookup(mmu, sp->gfn, NULL);
 		uint64_t gpte;
 
@@ -125,8 +125,8 @@ static int check_large(struct mmu *mmu, const struct mmu_page *sp, unsigned i,
 	return 0;
 }
 
-int mmu_audit_ext_page_locked(struct mmu *mmu, struct mmu_page *sp, bool guest,
-			      char *msg, size_t msglen)
+int mmu_audit_ext_page_locked(struct mmu *mmu, struct mmu_page *sp, char *msg,
+			      size_t msglen)
 {
 	bool obsolete = mmu_page_is_obsolete(mmu, sp);
 	unsigned i;
@@ -152,9 +152,9 @@ int mmu_audit_ext_page_locked(struct mmu *mmu, struct mmu_page *sp, bool guest,
 		struct mmu_page *child;
 
 		if (is_mmio_spte(spte)) {
-			r = obsolete ? 0 :
-				       check_mmio(mmu, sp, i, spte, guest, msg,
-						  msglen);
+			r = obsolete ?
+				    0 :
+				    check_mmio(mmu, sp, i, spte, msg, msglen);
 			if (r)
 				return r;
 			continue;

@@ -337,16 +337,17 @@ int mmu_audit(struct mmu *mmu, char *msg, size_t msglen);
 
 /*
  * The live audit, in two parts (docs/MMU.md, "The live audit"), one at a
- * time per MMU. mmu_audit_begin() makes every check of the MMU's own
- * structures (rmaps, parent ptes, counts, roots, memslots), none of which
- * reads guest memory, in one mmu_lock section: vCPUs may run meanwhile.
- * It gives up with -ETIMEDOUT once CLOCK_MONOTONIC passes deadline_ns (0:
- * never). It returns the number of shadow pages left to compare with the
- * guest's tables, or -EINVAL with the first inconsistency in msg. Each
- * mmu_audit_step() then compares at most max_pages of those (the pages
- * zapped meanwhile drop out, the ones made since are not this pass's):
- * 1 if some are left, 0 when done, -EINVAL. Call the steps with the
- * guest's page-table writes quiescent (every vCPU parked), as mmu_audit().
+ * time per MMU. mmu_audit_begin() makes the checks that need every page
+ * at once (links to live pages, roots, the memslots' rmaps and counts),
+ * none of which reads guest memory, in one mmu_lock section: vCPUs may
+ * run meanwhile. It gives up with -ETIMEDOUT once CLOCK_MONOTONIC passes
+ * deadline_ns (0: never). It returns the number of shadow pages left for
+ * the steps, or -EINVAL with the first inconsistency in msg. Each
+ * mmu_audit_step() then checks at most max_pages of those whole, against
+ * the memslots and the guest's tables (the pages zapped meanwhile drop
+ * out, the ones made since are not this pass's): 1 if some are left, 0
+ * when done, -EINVAL. Call the steps with the guest's page-table writes
+ * quiescent (every vCPU parked), as mmu_audit().
  */
 int mmu_audit_begin(struct mmu *mmu, uint64_t deadline_ns, char *msg,
 		    size_t msglen);

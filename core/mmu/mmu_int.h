@@ -473,9 +473,9 @@ gfn_t mmu_next_touched(const struct memslot *slot, gfn_t gfn, gfn_t end);
 
 /* audit_ext.c: the checks of unsync, fast zap-all, MMIO and large sptes,
  * called by the audit (audit.c) for each page it checks and then once for
- * the slots. guest: also compare with the guest's tables. */
-int mmu_audit_ext_page_locked(struct mmu *mmu, struct mmu_page *sp, bool guest,
-			      char *msg, size_t msglen);
+ * the slots. */
+int mmu_audit_ext_page_locked(struct mmu *mmu, struct mmu_page *sp, char *msg,
+			      size_t msglen);
 int mmu_audit_ext_slots_locked(struct mmu *mmu, char *msg, size_t msglen);
 
 static inline struct mmu_page *sptep_to_page(const _Atomic uint64_t *sptep)

@@ -385,12 +385,31 @@ static void test_audit_live_steps_bounded_and_complete(void **state)
 		fail_msg("step said \"%s\"", msg);
 	gpte_set(&e->m, 0, leaf->gfn, spte_index(GVA, 1), gpte);
 
-	/* A structure broken: begin names it. */
+	/* A leaf's own structure broken: the step that checks its page
+	 * names it. */
 	atomic_store(sptep, good + PAGE_SIZE);
-	assert_int_equal(mmu_audit_begin(e->mmu, 0, msg, sizeof(msg)), -EINVAL);
+	assert_int_equal(mmu_audit_begin(e->mmu, 0, msg, sizeof(msg)), 4);
+	do
+		n = mmu_audit_step(e->mmu, 1, msg, sizeof(msg));
+	while (n == 1);
+	assert_int_equal(n, -EINVAL);
 	if (!strstr(msg, "frame"))
-		fail_msg("begin said \"%s\"", msg);
+		fail_msg("step said \"%s\"", msg);
 	atomic_store(sptep, good);
+
+	/* What needs every page at once (here the rmaps and write-track
+	 * counts of the slot) is begin's: a lost rmap entry. */
+	{
+		struct pte_list_head *h = mmu_rmap_head(slot0(e), DATA, 1);
+		uintptr_t val = h->val;
+
+		mmu_rmap_head(slot0(e), DATA + 1, 1)->val = val;
+		assert_int_equal(mmu_audit_begin(e->mmu, 0, msg, sizeof(msg)),
+				 -EINVAL);
+		if (!strstr(msg, "rmap of memslot 0 gfn 0x21 level 1"))
+			fail_msg("begin said \"%s\"", msg);
+		mmu_rmap_head(slot0(e), DATA + 1, 1)->val = 0;
+	}
 
 	/* Past its deadline, begin gives up and says so. */
 	assert_int_equal(mmu_audit_begin(e->mmu, 1, msg, sizeof(msg)),
