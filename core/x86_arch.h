@@ -108,8 +108,11 @@ enum x86_vector {
 /* MSRs mmud implements (SDM vol. 4). */
 #define MSR_IA32_TSC 0x10
 #define MSR_IA32_APIC_BASE 0x1b
+#define MSR_IA32_MTRRCAP 0xfe
+#define MSR_IA32_MCG_CAP 0x179
 #define MSR_IA32_MISC_ENABLE 0x1a0
 #define MSR_IA32_PAT 0x277
+#define MSR_IA32_MTRR_DEF_TYPE 0x2ff
 #define MSR_EFER 0xc0000080
 #define MSR_STAR 0xc0000081
 #define MSR_LSTAR 0xc0000082

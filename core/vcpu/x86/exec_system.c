@@ -603,6 +603,14 @@ static void op_rdmsr(struct x86_cpu *cpu, const struct x86_insn *in)
 	case MSR_TSC_AUX:
 		v = cpu->tsc_aux;
 		break;
+	/* No MTRRs and no machine-check banks (SDM vol. 3, 12.11.1 and
+	 * 16.3.1): the capability MSRs a kernel reads say so, and MTRRs
+	 * are disabled. CPUID reports neither MTRR nor MCA. */
+	case MSR_IA32_MTRRCAP:
+	case MSR_IA32_MTRR_DEF_TYPE:
+	case MSR_IA32_MCG_CAP:
+		v = 0;
+		break;
 	default:
 		x86_raise(cpu, X86_GP, 0);
 	}
@@ -696,7 +704,14 @@ static void op_wrmsr(struct x86_cpu *cpu, const struct x86_insn *in)
 			x86_raise(cpu, X86_GP, 0);
 		cpu->tsc_aux = v;
 		break;
+	case MSR_IA32_MTRR_DEF_TYPE:
+		/* MTRRs stay disabled: only 0 is accepted. */
+		if (v)
+			x86_raise(cpu, X86_GP, 0);
+		break;
 	default:
+		/* MTRRCAP and MCG_CAP are read-only, like every other
+		 * MSR not named here. */
 		x86_raise(cpu, X86_GP, 0);
 	}
 }

@@ -54,6 +54,52 @@ static void test_system_rdmsr_unknown_gp(void **state)
 	xh_free(h);
 }
 
+/* Runs RDMSR (or WRMSR of EDX:EAX = 0:value) of msr at CPL0: returns the
+ * vector it faulted with, or -1 when it ran; *out gets EDX:EAX. */
+static int msr_access(bool write, uint32_t msr, uint32_t value, uint64_t *out)
+{
+	/* mov ecx, msr; mov eax, value; xor edx, edx; rdmsr/wrmsr */
+	uint8_t code[] = {
+		0xb9, 0, 0, 0,	  0,	0xb8, 0,
+		0,    0, 0, 0x31, 0xd2, 0x0f, (uint8_t)(write ? 0x30 : 0x32)
+	};
+	struct xh *h = sys_new();
+	struct x86_exit exit;
+	int vector = -1;
+
+	memcpy(code + 1, &msr, 4);
+	memcpy(code + 6, &value, 4);
+	assert_int_equal(sys_run(h, code, sizeof(code), &exit), X86_EXIT_HLT);
+	if (sys_in_handler(h, X86_GP))
+		vector = X86_GP;
+	*out = (sys_reg(h, X86_RDX) << 32) | (uint32_t)sys_reg(h, X86_RAX);
+	xh_free(h);
+	return vector;
+}
+
+/* SDM vol. 3, 12.11.1 and 16.3.1: no MTRRs and no machine-check banks
+ * (CPUID reports neither): MTRRCAP, MTRR_DEF_TYPE and MCG_CAP read 0,
+ * MTRR_DEF_TYPE takes only 0, the capability MSRs are read-only, and
+ * SPEC_CTRL and ARCH_CAPABILITIES (not in CPUID either) are #GP. */
+static void test_system_capability_msrs_say_none(void **state)
+{
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(msr_access(false, 0xfe, 0, &v), -1);
+	assert_int_equal(v, 0);
+	assert_int_equal(msr_access(false, 0x2ff, 0, &v), -1);
+	assert_int_equal(v, 0);
+	assert_int_equal(msr_access(false, 0x179, 0, &v), -1);
+	assert_int_equal(v, 0);
+	assert_int_equal(msr_access(true, 0x2ff, 0, &v), -1);
+	assert_int_equal(msr_access(true, 0x2ff, 0x806, &v), X86_GP);
+	assert_int_equal(msr_access(true, 0xfe, 0, &v), X86_GP);
+	assert_int_equal(msr_access(true, 0x179, 0, &v), X86_GP);
+	assert_int_equal(msr_access(false, 0x48, 0, &v), X86_GP);
+	assert_int_equal(msr_access(false, 0x10a, 0, &v), X86_GP);
+}
+
 static void test_system_wrmsr_fs_base_canonical_rules(void **state)
 {
 	static const uint8_t bad[] = {
@@ -977,6 +1023,7 @@ int main(void)
 		cmocka_unit_test(test_system_hlt_exits_after_retiring),
 		cmocka_unit_test(test_system_hlt_at_cpl3_gp),
 		cmocka_unit_test(test_system_rdmsr_unknown_gp),
+		cmocka_unit_test(test_system_capability_msrs_say_none),
 		cmocka_unit_test(test_system_wrmsr_fs_base_canonical_rules),
 		cmocka_unit_test(test_system_wrmsr_pat_reserved_type_gp),
 		cmocka_unit_test(test_system_wrmsr_efer_rules),
