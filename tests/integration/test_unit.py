@@ -131,6 +131,14 @@ def check_watchdog_needs(ns, proc, qmp_path, stderr_path):
                      log), log
 
 
+def is_sanitized(path):
+    """A sanitizer build of mmud: it keeps execve (daemon/sandbox.c) and
+    its runtime makes system calls the release build never does."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return b"__asan_init" in data or b"__tsan_init" in data
+
+
 def exposure(inst):
     """systemd-analyze security's overall exposure of the unit file, or
     None when this systemd cannot rate a file offline."""
@@ -315,6 +323,7 @@ def main():
         argv = shlex.split(execstart[0][len("ExecStart="):]
                            .replace("%i", "unit-test"))
         assert os.access(argv[0], os.X_OK), argv
+        sanitized = is_sanitized(argv[0])
         conf = os.path.join(tmp, "unit-test.conf")
         assert "/etc/mmud/unit-test.conf" in argv, argv
         argv[argv.index("/etc/mmud/unit-test.conf")] = conf
@@ -340,8 +349,9 @@ def main():
             with open("/proc/%d/status" % proc.pid) as f:
                 status = f.read()
             # mmud's own filter (daemon/sandbox.c): execve denied.
-            assert re.search(r"^Seccomp:\s+2$", status, re.M) and \
-                re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+            assert sanitized or (
+                re.search(r"^Seccomp:\s+2$", status, re.M) and
+                re.search(r"^NoNewPrivs:\s+1$", status, re.M)), status
             check_watchdog_needs(ns, proc, os.path.join(tmp, "qmp.sock"),
                                  errpath)
             proc.send_signal(signal.SIGTERM)
@@ -352,6 +362,10 @@ def main():
             if proc.poll() is None:
                 proc.kill()
         check_generator(generator, argv[0], tmp)
+        if sanitized:
+            print("sanitizer build: system call part skipped")
+            print("ok")
+            return 0
         used = syscalls_of_a_run(argv, dict(env, WATCHDOG_USEC="200000"),
                                  tmp, forever)
         if used is not None:
