@@ -22,9 +22,10 @@
 #include "vm.h"
 
 /*
- * Legend: (c) constant after creation; (e) loop thread; (w) written by
- * the probe on the worker, read by its completion on the loop (the
- * worker's FIFO lock orders the two).
+ * Legend: (c) constant after creation; (e) loop thread; (job) written by
+ * the probe on the worker, read by its completion on the loop, ordered
+ * by the hand-over through worker->lock (docs/locking.md, "Daemon
+ * threads").
  */
 struct mmud_watchdog {
 	struct mmud_worker *worker; /* (c) */
@@ -33,7 +34,7 @@ struct mmud_watchdog {
 	uint64_t bound_ns; /* (c) how long a probe waits for the vCPUs */
 	bool out; /* (e) a probe is submitted and not yet done */
 	bool warned; /* (e) the missed ping is logged once */
-	uint64_t silent; /* (w) bit i: vCPU i did not answer */
+	uint64_t silent; /* (job) bit i: vCPU i did not answer */
 };
 
 static uint64_t now_ns(void)
