@@ -949,10 +949,10 @@ int main(int argc, char **argv)
 	};
 	const char *socket_path = NULL, *name = NULL, *console = NULL;
 	char path[PATH_MAX];
-	const struct subcmd *s;
+	const struct subcmd *s = NULL;
 	bool json = false, help = false;
 	int timeout_ms = 60000, opt, used;
-	json_t *args;
+	json_t *args = NULL;
 
 	signal(SIGPIPE, SIG_IGN);
 	/*
@@ -1051,6 +1051,30 @@ int main(int argc, char **argv)
 		return mmuctl_console(prog, console);
 	}
 
+	/* What to send is checked before where: a usage error says so
+	 * even without a socket. */
+	if (!strcmp(argv[0], "qmp")) {
+		if (argc != 2) {
+			qmp_usage(stderr);
+			return EXIT_USAGE;
+		}
+	} else {
+		s = find_subcmd(argc, argv, &used);
+		if (!s) {
+			if (is_group(argv[0]))
+				group_usage(stderr, argv[0]);
+			else
+				fprintf(stderr,
+					"%s: unknown command '%s' (try "
+					"--help)\n",
+					prog, argv[0]);
+			return EXIT_USAGE;
+		}
+		args = build_args(s, argc - used, argv + used);
+		if (!args)
+			return EXIT_USAGE;
+	}
+
 	if (name) {
 		qmp_vm_socket_path(path, sizeof(path), name, "qmp.sock");
 		socket_path = path;
@@ -1062,28 +1086,10 @@ int main(int argc, char **argv)
 			"%s: no socket: give --socket PATH or --name "
 			"NAME (or set QMP_SOCKET)\n",
 			prog);
+		json_decref(args);
 		return EXIT_USAGE;
 	}
-
-	if (!strcmp(argv[0], "qmp")) {
-		if (argc != 2) {
-			qmp_usage(stderr);
-			return EXIT_USAGE;
-		}
+	if (!s)
 		return run_raw(socket_path, timeout_ms, argv[1]);
-	}
-	s = find_subcmd(argc, argv, &used);
-	if (!s) {
-		if (is_group(argv[0]))
-			group_usage(stderr, argv[0]);
-		else
-			fprintf(stderr,
-				"%s: unknown command '%s' (try --help)\n", prog,
-				argv[0]);
-		return EXIT_USAGE;
-	}
-	args = build_args(s, argc - used, argv + used);
-	if (!args)
-		return EXIT_USAGE;
 	return run_subcmd(s, socket_path, json, timeout_ms, args);
 }

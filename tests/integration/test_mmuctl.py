@@ -98,6 +98,16 @@ def test_mmuctl_options_anywhere_version_and_no_internal_id(tmp):
     assert rc == 0 and json.loads(out)[0]["gpa"] == 0, (rc, out, err)
     rc, out, err = mmuctl("status", "--help", sock=s)
     assert rc == 0 and out.startswith("usage: mmuctl [OPTIONS] status"), out
+    # A command mmuctl cannot send is a usage error whatever the socket.
+    env_sock = os.environ.pop("QMP_SOCKET", None)
+    try:
+        rc, out, err = mmuctl("frobnicate")
+        assert rc == 2 and "unknown command 'frobnicate'" in err, (rc, err)
+        rc, out, err = mmuctl("memslot", "remove", "slot=x")
+        assert rc == 2 and "'slot' must be integer" in err, (rc, err)
+    finally:
+        if env_sock is not None:
+            os.environ["QMP_SOCKET"] = env_sock
     # Its own version, and mmud's as QEMU's "info version" prints it.
     for flag in ("--version", "-V"):
         rc, out, err = mmuctl(flag)
