@@ -193,8 +193,8 @@ static int parse_qmp(struct mmud_config *cfg, const char *v, char *why,
 {
 	static const char *const backends[] = { "tcp:", "telnet:", "udp:",
 						"vsock:", "websocket:" };
-	const char *path = v, *opt;
-	size_t len;
+	const char *path = v, *opt, *end;
+	size_t len, vlen = strlen(v);
 	char *s;
 
 	for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
@@ -206,20 +206,24 @@ static int parse_qmp(struct mmud_config *cfg, const char *v, char *why,
 			return -EINVAL;
 		}
 	}
-	if (!strncmp(v, "unix:", 5))
+	/* Lengths rather than NULs, so no read goes past v's end. */
+	if (vlen >= 5 && !memcmp(v, "unix:", 5))
 		path = v + 5;
-	opt = strchr(path, ',');
-	len = opt ? (size_t)(opt - path) : strlen(path);
+	end = v + vlen;
+	opt = memchr(path, ',', (size_t)(end - path));
+	len = opt ? (size_t)(opt - path) : (size_t)(end - path);
 	if (path != v) {
 		bool server = false, wait = false;
 
 		while (opt) {
-			const char *o = opt + 1, *next = strchr(o, ',');
-			size_t n = next ? (size_t)(next - o) : strlen(o);
+			const char *o = opt + 1;
+			const char *next = memchr(o, ',', (size_t)(end - o));
+			size_t n = next ? (size_t)(next - o) :
+					  (size_t)(end - o);
 
-			if (n == 9 && !strncmp(o, "server=on", 9) && !server) {
+			if (n == 9 && !memcmp(o, "server=on", 9) && !server) {
 				server = true;
-			} else if (n == 8 && !strncmp(o, "wait=off", 8) &&
+			} else if (n == 8 && !memcmp(o, "wait=off", 8) &&
 				   !wait) {
 				wait = true;
 			} else {
@@ -233,7 +237,7 @@ static int parse_qmp(struct mmud_config *cfg, const char *v, char *why,
 			opt = next;
 		}
 	} else {
-		len = strlen(v); /* a plain path may hold a comma */
+		len = vlen; /* a plain path may hold a comma */
 	}
 	if (!len) {
 		snprintf(why, whylen, "an empty path");
