@@ -279,6 +279,8 @@ static void flush_out(struct mmud_console *c)
 			c->log_break = false;
 			if (!put_logs(c))
 				return;
+			/* Written at a line's end: no break is due. */
+			evtimer_del(c->log_hold);
 			logs = false;
 		}
 		pthread_mutex_lock(&c->lock);
@@ -367,7 +369,7 @@ static void log_hold_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	c->log_break = true;
+	c->log_break = evbuffer_get_length(c->logs) != 0;
 	flush_out(c);
 }
 
@@ -847,6 +849,7 @@ static void drain_clients(struct mmud_console *c)
 static void drain_out(struct mmud_console *c)
 {
 	int64_t deadline = now_msec() + CLOSE_DRAIN_MSEC;
+	char msg[200];
 
 	if (c->saved_stderr >= 0) {
 		dup2(c->saved_stderr, STDERR_FILENO);
@@ -893,12 +896,22 @@ static void drain_out(struct mmud_console *c)
 	if (c->fd_ev)
 		event_free(c->fd_ev);
 	c->fd_ev = NULL;
-	if (c->dropped)
-		fprintf(stderr,
-			"<4>mmud: console: %llu bytes of guest output were "
-			"dropped: %s did not take them in time\n",
-			(unsigned long long)c->dropped,
-			c->backend ? c->backend : "the sink");
+	if (!c->dropped)
+		return;
+	snprintf(msg, sizeof(msg),
+		 "<4>mmud: console: %llu bytes of guest output were dropped: "
+		 "%s did not take them in time\n",
+		 (unsigned long long)c->dropped,
+		 c->backend ? c->backend : "the sink");
+	if (c->logs) {
+		/* The console's terminal: on a line of its own, if it can
+		 * take it now. */
+		evbuffer_add(c->logs, msg, strlen(msg));
+		c->log_break = true;
+		flush_out(c);
+	} else {
+		fputs(msg, stderr);
+	}
 }
 
 void mmud_console_free(struct mmud_console *c)
