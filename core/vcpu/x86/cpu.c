@@ -92,7 +92,10 @@ void x86_reset_boot(struct x86_cpu *cpu, gva_t entry, gpa_t bootinfo)
 
 	memset(&cpu->ev, 0, sizeof(cpu->ev));
 	cpu->ev_cr2 = 0;
-	cpu->int_shadow = false;
+	cpu->int_shadow = 0;
+	cpu->irq_lines = 0;
+	cpu->nmi_blocked = false;
+	cpu->halted = false;
 	cpu->shutdown = false;
 	cpu->delivering = -1;
 	cpu->chain_len = 0;
@@ -116,6 +119,8 @@ void x86_set_regs(struct x86_cpu *cpu, const struct x86_regs *regs)
 	cpu->rip = regs->rip;
 	cpu->next_rip = regs->rip;
 	x86_set_rflags(cpu, regs->rflags);
+	/* A context set from outside runs from its RIP, halted or not. */
+	cpu->halted = false;
 }
 
 void x86_get_sregs(const struct x86_cpu *cpu, struct x86_sregs *s)
@@ -316,6 +321,12 @@ static inline bool step(struct x86_cpu *cpu, const struct x86_insn *in,
 	in->fn(cpu, in);
 	cpu->rip = cpu->next_rip;
 	cpu->retired++;
+	/* An instruction boundary: an interrupt shadow to age, an event to
+	 * take. Not when the instruction exits (an IN still waits for its
+	 * value, HLT must report itself): the next x86_run() takes it at
+	 * the same boundary, before any instruction. */
+	if (__builtin_expect(cpu->int_shadow | cpu->irq_lines, 0))
+		x86_boundary(cpu, !cpu->stop);
 	if (__builtin_expect(cpu->stop, 0))
 		return false;
 	if (__builtin_expect(cpu->retired >= limit, 0)) {
@@ -354,10 +365,19 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 		unsigned int i;
 
 		cpu->block_len = 0;
+		if (__builtin_expect(cpu->irq_lines, 0))
+			x86_take_event(cpu);
 		if (cpu->ev.pending) {
 			x86_deliver_event(cpu);
 			if (cpu->stop)
 				break;
+		}
+		if (__builtin_expect(cpu->halted, 0)) {
+			/* Still halted: no event could be taken. */
+			exit->reason = X86_EXIT_HLT;
+			exit->hlt.interrupts_enabled =
+				(cpu->rflags & X86_RFLAGS_IF) != 0;
+			break;
 		}
 		b = get_block(cpu);
 		if (__builtin_expect(!b, 0)) {

@@ -129,7 +129,13 @@ set:
 	ev->kind = (uint8_t)kind;
 	ev->has_error = has_error;
 	ev->error = error;
-	ev->return_rip = kind == X86_EV_FAULT ? cpu->rip : cpu->next_rip;
+	/* Faults restart their instruction; interrupts and NMIs are taken
+	 * at a boundary, where rip is the next instruction (next_rip may
+	 * still name the end of an instruction a shadow fault abandoned). */
+	ev->return_rip = kind == X86_EV_FAULT || kind == X86_EV_EXTINT ||
+					 kind == X86_EV_NMI ?
+				 cpu->rip :
+				 cpu->next_rip;
 	if (vector == X86_PF)
 		cpu->ev_cr2 = cr2;
 }
@@ -352,10 +358,107 @@ void x86_deliver_event(struct x86_cpu *cpu)
 	x86_set_rflags(cpu, rflags);
 	cpu->rip = target;
 	cpu->next_rip = target;
-	cpu->int_shadow = false;
+	cpu->int_shadow = 0;
+	/* SDM vol. 2, HLT: an interrupt or NMI resumes execution; the
+	 * handler returns to the instruction after the HLT. */
+	cpu->halted = false;
 	x86_mode_changed(cpu);
 
 	ev->pending = false;
 	cpu->delivering = -1;
 	cpu->chain_len = 0;
+}
+
+/* ---- external interrupts and NMI -------------------------------------- */
+
+void x86_set_intr(struct x86_cpu *cpu, bool asserted)
+{
+	if (asserted)
+		cpu->irq_lines |= X86_IRQ_INTR;
+	else
+		cpu->irq_lines &= ~X86_IRQ_INTR;
+}
+
+void x86_inject_nmi(struct x86_cpu *cpu)
+{
+	/* SDM vol. 3, 6.7.1: one NMI is latched while another is handled;
+	 * more are lost. */
+	cpu->irq_lines |= X86_IRQ_NMI;
+}
+
+bool x86_halted(const struct x86_cpu *cpu)
+{
+	return cpu->halted;
+}
+
+bool x86_nmi_blocked(const struct x86_cpu *cpu)
+{
+	return cpu->nmi_blocked;
+}
+
+/*
+ * Whether an NMI or a maskable interrupt may be taken at this boundary:
+ * not in the shadow of STI or MOV SS (SDM vol. 2, STI: NMIs may be
+ * inhibited there too; vol. 3, 6.8.3: MOV SS inhibits interrupts), NMI
+ * not blocked by one being handled (vol. 3, 6.7.1), a maskable
+ * interrupt only with RFLAGS.IF = 1 (vol. 3, 6.8.1).
+ */
+static bool nmi_ready(const struct x86_cpu *cpu)
+{
+	return (cpu->irq_lines & X86_IRQ_NMI) && !cpu->nmi_blocked &&
+	       cpu->int_shadow != X86_SHADOW_ACTIVE;
+}
+
+static bool intr_ready(const struct x86_cpu *cpu)
+{
+	/* IF is never one of the lazy bits: cpu->rflags holds it. */
+	return (cpu->irq_lines & X86_IRQ_INTR) &&
+	       (cpu->rflags & X86_RFLAGS_IF) &&
+	       cpu->int_shadow != X86_SHADOW_ACTIVE;
+}
+
+bool x86_event_ready(const struct x86_cpu *cpu)
+{
+	return cpu->ev.pending || nmi_ready(cpu) || intr_ready(cpu);
+}
+
+bool x86_take_event(struct x86_cpu *cpu)
+{
+	int vector;
+
+	if (cpu->ev.pending)
+		return false;
+	/* SDM vol. 3, 6.9, table 6-2: NMI (priority 5) before maskable
+	 * hardware interrupts (priority 6). */
+	if (nmi_ready(cpu)) {
+		cpu->irq_lines &= ~X86_IRQ_NMI;
+		/* Blocked from here until the next IRET (6.7.1). */
+		cpu->nmi_blocked = true;
+		queue_event(cpu, X86_NMI, X86_EV_NMI, false, 0, 0);
+		return true;
+	}
+	if (!intr_ready(cpu))
+		return false;
+	/* The acknowledge cycle: the line drops, and the controller
+	 * raises it again from its callback if more are pending. */
+	cpu->irq_lines &= ~X86_IRQ_INTR;
+	vector = cpu->env->intr_ack ? cpu->env->intr_ack(cpu->opaque) : -1;
+	if (vector < 0)
+		return false;
+	queue_event(cpu, (unsigned int)vector, X86_EV_EXTINT, false, 0, 0);
+	return true;
+}
+
+bool x86_boundary(struct x86_cpu *cpu, bool deliver)
+{
+	/* The shadow blocks the boundary right after its instruction and
+	 * no other (SDM vol. 2, STI: "after the next instruction"). */
+	if (cpu->int_shadow == X86_SHADOW_SET)
+		cpu->int_shadow = X86_SHADOW_ACTIVE;
+	else if (cpu->int_shadow == X86_SHADOW_ACTIVE)
+		cpu->int_shadow = 0;
+	if (!deliver || !x86_take_event(cpu))
+		return false;
+	x86_deliver_event(cpu);
+	return true;
 }

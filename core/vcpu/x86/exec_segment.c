@@ -322,6 +322,9 @@ static void op_iret(struct x86_cpu *cpu, const struct x86_insn *in)
 	commit_ss(cpu, ss, new_cpl, ss_raw);
 	cpu->gpr[X86_RSP] = new_rsp;
 	x86_set_rflags(cpu, (old & ~mask) | (fl & mask));
+	/* SDM vol. 3, 6.7.1: IRET ends the blocking of NMIs (here when it
+	 * completes: a faulting IRET leaves them blocked). */
+	cpu->nmi_blocked = false;
 	cpu->next_rip = x86_trunc(rip, os);
 	if (new_cpl > old_cpl)
 		null_inaccessible_segs(cpu, new_cpl);
@@ -497,7 +500,7 @@ static void op_mov_Sw_Ew(struct x86_cpu *cpu, const struct x86_insn *in)
 	sel = x86_get_Ew16(cpu, in);
 	load_data_seg(cpu, sreg, sel);
 	if (sreg == X86_SS)
-		cpu->int_shadow = true;
+		x86_set_int_shadow(cpu);
 }
 
 static uint64_t set_busy(struct x86_cpu *cpu, uint64_t old, void *ctx)

@@ -35,6 +35,9 @@ static void op_hlt(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	(void)in;
 	x86_require_cpl0(cpu);
+	/* SDM vol. 2, HLT: stopped until an enabled interrupt or NMI
+	 * (x86_run() keeps it so, cpu.c). */
+	cpu->halted = true;
 	x86_exit_after(cpu, X86_EXIT_HLT)->hlt.interrupts_enabled =
 		(x86_rflags(cpu) & X86_RFLAGS_IF) != 0;
 }
@@ -58,7 +61,7 @@ static void op_sti(struct x86_cpu *cpu, const struct x86_insn *in)
 	/* SDM vol. 2, STI: setting IF blocks interrupts until the next
 	 * instruction has completed. */
 	if (!(rflags & X86_RFLAGS_IF))
-		cpu->int_shadow = true;
+		x86_set_int_shadow(cpu);
 	x86_set_rflags(cpu, rflags | X86_RFLAGS_IF);
 }
 

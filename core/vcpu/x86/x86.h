@@ -100,8 +100,9 @@ enum x86_exit_reason {
 	X86_EXIT_SHADOW_FAULT,
 	/* Port I/O. OUT has completed; IN waits for x86_io_complete(). */
 	X86_EXIT_IO,
-	/* HLT retired with RFLAGS.IF as given; nothing can wake the vCPU
-	 * but an event the vCPU layer injects. */
+	/* HLT retired with RFLAGS.IF as given, or x86_run() was called on
+	 * a halted CPU with no event ready: only an NMI or interrupt the
+	 * vCPU layer raises resumes it (x86_event_ready()). */
 	X86_EXIT_HLT,
 	/* CR0, CR3, CR4 or EFER changed (already committed): the MMU must
 	 * load a root for the new state. */
@@ -167,6 +168,11 @@ struct x86_env {
 	/* A write to a page installed with x86_map_tracked() has been
 	 * stored (atomically, like any other); the MMU must hear of it. */
 	void (*tracked_write)(void *opaque, gpa_t gpa, unsigned int size);
+	/* The interrupt acknowledge of an asserted INTR line the CPU is
+	 * about to take: the vector (0-255), or -1 when none is pending
+	 * after all. The CPU drops its INTR line first; call
+	 * x86_set_intr(cpu, true) from here if more remain. NULL: none. */
+	int (*intr_ack)(void *opaque);
 };
 
 /* NULL means -ENOMEM. The CPU starts in the boot state
@@ -180,6 +186,7 @@ void x86_cpu_free(struct x86_cpu *cpu);
 void x86_reset_boot(struct x86_cpu *cpu, gva_t entry, gpa_t bootinfo);
 
 void x86_get_regs(const struct x86_cpu *cpu, struct x86_regs *regs);
+/* Also ends the HLT state: the CPU runs from regs->rip. */
 void x86_set_regs(struct x86_cpu *cpu, const struct x86_regs *regs);
 void x86_get_sregs(const struct x86_cpu *cpu, struct x86_sregs *sregs);
 /* Also flushes the soft TLB. */
@@ -235,6 +242,26 @@ void x86_request_exit(struct x86_cpu *cpu);
  */
 void x86_inject_exception(struct x86_cpu *cpu, unsigned int vector,
 			  uint32_t error_code, uint64_t cr2);
+/*
+ * External events, taken only at instruction boundaries (SDM vol. 3,
+ * 6.7-6.9): x86_set_intr() is the level of the INTR line (maskable
+ * interrupts, vector from env->intr_ack() when taken, with RFLAGS.IF =
+ * 1 and outside the STI / MOV SS shadow); x86_inject_nmi() latches an
+ * NMI (vector 2), taken before a maskable interrupt, whatever IF, and
+ * blocked from its delivery until the next IRET. Either one, when
+ * taken, ends the HLT state: x86_run() of a halted CPU returns
+ * X86_EXIT_HLT at once until x86_event_ready() holds.
+ */
+void x86_set_intr(struct x86_cpu *cpu, bool asserted);
+void x86_inject_nmi(struct x86_cpu *cpu);
+/* HLT retired and no event has been taken since. */
+bool x86_halted(const struct x86_cpu *cpu);
+/* An event (exception, NMI or maskable interrupt) would be taken at the
+ * current boundary: a halted CPU would resume. */
+bool x86_event_ready(const struct x86_cpu *cpu);
+/* An NMI was delivered and no IRET has retired since. */
+bool x86_nmi_blocked(const struct x86_cpu *cpu);
+
 /* Completes the IN of the last X86_EXIT_IO with the device's value. */
 void x86_io_complete(struct x86_cpu *cpu, uint32_t value);
 

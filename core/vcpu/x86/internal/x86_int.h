@@ -336,6 +336,10 @@ enum x86_event_kind {
 	X86_EV_FAULT, /* return address = the faulting instruction */
 	X86_EV_TRAP, /* return address = the next instruction */
 	X86_EV_SOFT_INT, /* INT n / INT3 / INTO: DPL checked, next insn */
+	/* An external interrupt or NMI, taken at an instruction boundary:
+	 * return address = the next instruction (cpu->rip there). */
+	X86_EV_EXTINT,
+	X86_EV_NMI,
 };
 
 struct x86_event {
@@ -388,7 +392,18 @@ struct x86_cpu {
 	uint64_t pat, tsc_aux, apic_base, misc_enable;
 	struct x86_fpu fpu;
 	int64_t tsc_offset; /* guest TSC = host TSC + tsc_offset */
-	bool int_shadow; /* STI / MOV SS: events blocked for one insn */
+	/*
+	 * The interrupt shadow of STI and MOV SS (SDM vol. 2, STI and MOV;
+	 * vol. 3, 6.8.3): X86_SHADOW_SET when the instruction that just
+	 * ran set it, X86_SHADOW_ACTIVE at the one boundary it blocks
+	 * (x86_boundary() moves it along), 0 otherwise.
+	 */
+	uint8_t int_shadow;
+	/* External events (except.c): X86_IRQ_* bits. INTR is the level
+	 * of the interrupt line (x86_set_intr()); NMI a latched NMI. */
+	uint8_t irq_lines;
+	bool nmi_blocked; /* an NMI was delivered; no other until IRET */
+	bool halted; /* HLT retired; only an event resumes execution */
 
 	/* Events (except.c). */
 	struct x86_event ev;
@@ -461,6 +476,29 @@ _Noreturn void x86_raise_event(struct x86_cpu *cpu, unsigned int vector,
 /* Delivers cpu->ev through the IDT; called by the run loop. May raise
  * (combining by the double-fault rules) or exit for a shadow fault. */
 void x86_deliver_event(struct x86_cpu *cpu);
+
+#define X86_SHADOW_SET 1
+#define X86_SHADOW_ACTIVE 2
+#define X86_IRQ_INTR (1u << 0)
+#define X86_IRQ_NMI (1u << 1)
+
+/* Sets the STI / MOV SS interrupt shadow (the instruction's last act). */
+static inline void x86_set_int_shadow(struct x86_cpu *cpu)
+{
+	cpu->int_shadow = X86_SHADOW_SET;
+}
+
+/*
+ * At an instruction boundary: ages the interrupt shadow and, when
+ * deliver and an NMI or interrupt may be taken here, acknowledges it and
+ * delivers it (which may raise or exit like x86_deliver_event()).
+ * Returns whether it delivered one. The run loop calls it after an
+ * instruction whenever int_shadow or irq_lines is nonzero.
+ */
+bool x86_boundary(struct x86_cpu *cpu, bool deliver);
+/* Takes an NMI or interrupt pending and unblocked now, if any, into
+ * cpu->ev; returns whether it did. */
+bool x86_take_event(struct x86_cpu *cpu);
 
 /* ---- state changes other files need (exec_system.c) ------------------- */
 
