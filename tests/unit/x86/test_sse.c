@@ -458,6 +458,43 @@ static void test_sse_cr0_cr4_checks(void **state)
 	fxd_expect_fault_with(X86_CR0_EM, 0, fxsave, sizeof(fxsave), X86_NM);
 }
 
+/* SDM vol. 1, 11.5.1 and vol. 3, chapter 13: an unmasked SIMD
+ * floating-point exception is #XM with CR4.OSXMMEXCPT set and #UD with it
+ * clear; the destination is unchanged either way and the flag is set. */
+static void test_sse_unmasked_exception_xm_or_ud(void **state)
+{
+	/* divsd xmm0, xmm1: a finite xmm0 divided by 0 */
+	static const uint8_t divsd[] = { 0xf2, 0x0f, 0x5e, 0xc1 };
+	uint8_t img[512];
+	uint32_t mxcsr = 0x1f80 & ~0x200u; /* divide by zero unmasked */
+
+	(void)state;
+	for (int osxmmexcpt = 0; osxmmexcpt < 2; osxmmexcpt++) {
+		struct x86_sregs s;
+		uint32_t after;
+
+		xh_free(fxd_h);
+		fxd_h = fxd_fresh();
+		x86_get_sregs(fxd_h->cpu, &s);
+		if (!osxmmexcpt)
+			s.cr4 &= ~X86_CR4_OSXMMEXCPT;
+		x86_set_sregs(fxd_h->cpu, &s);
+		x86_get_fpu(fxd_h->cpu, img);
+		memcpy(img + FX_MXCSR, &mxcsr, 4);
+		memset(img + FX_XMM, 0xab, 16); /* xmm0: finite, nonzero */
+		memset(img + FX_XMM + 16, 0, 16); /* xmm1 = 0 */
+		assert_true(x86_set_fpu(fxd_h->cpu, img));
+		xh_expect_fault(fxd_h, divsd, sizeof(divsd),
+				osxmmexcpt ? X86_XM : X86_UD);
+		x86_get_fpu(fxd_h->cpu, img);
+		memcpy(&after, img + FX_MXCSR, 4);
+		assert_int_equal(after & 0x3f, 0x04); /* ZE */
+		assert_int_equal(img[FX_XMM], 0xab);
+	}
+	xh_free(fxd_h);
+	fxd_h = fxd_fresh();
+}
+
 /* CPUID reports FXSR and SSE, so the guest may set CR4.OSFXSR and
  * OSXMMEXCPT itself (MOV to CR4), after which SSE runs. */
 static void test_sse_guest_enables_osfxsr(void **state)
@@ -569,6 +606,7 @@ int main(void)
 		cmocka_unit_test(test_sse_unclaimed_forms_are_ud),
 		cmocka_unit_test(test_sse_cr0_cr4_checks),
 		cmocka_unit_test(test_sse_guest_enables_osfxsr),
+		cmocka_unit_test(test_sse_unmasked_exception_xm_or_ud),
 		cmocka_unit_test(test_fxsave_fxrstor_match_host),
 	};
 
