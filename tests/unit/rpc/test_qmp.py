@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -380,6 +381,57 @@ def test_backlog_beyond_queue_limit_is_served_in_order(path):
     for i in range(300):
         assert c.recv()["id"] == i
     c.close()
+
+
+@test
+def test_total_queue_limit_pauses_and_resumes_every_client(path):
+    # 12 clients each queue ~1.4 MiB of text behind a pending request
+    # (more than a client's 1 MiB; 16.8 MiB in all, more than the 16 MiB
+    # total). Once their sends are done (the server has read them), 4 more
+    # clients send a text each: with nothing of their own queued, only
+    # requests of others finishing can let them in. Every request is
+    # answered, in order.
+    value = "v" * (700 << 10)
+    early = [Client(path, negotiate=True) for _ in range(12)]
+    late = [Client(path, negotiate=True) for _ in range(4)]
+    errors = []
+    sent = threading.Barrier(len(early) + 1)
+
+    def run(i, c, msgs):
+        try:
+            c.send_raw("".join(json.dumps(m) for m in msgs).encode())
+            if i < len(early):
+                sent.wait(TIMEOUT)
+            for k in range(len(msgs)):
+                r = c.recv()
+                assert r["id"] == k, (i, k, str(r)[:200])
+                if msgs[k]["execute"] == "echo":
+                    assert r["return"] == {"value": value}, (i, k)
+        except Exception as e:  # noqa: BLE001
+            errors.append((i, repr(e)[:300]))
+
+    def echo(k):
+        return {"execute": "echo", "arguments": {"value": value}, "id": k}
+
+    threads = []
+    for i, c in enumerate(early):
+        msgs = [{"execute": "async-sleep", "arguments": {"ms": 1000},
+                 "id": 0}, echo(1), echo(2)]
+        threads.append(threading.Thread(target=run, args=(i, c, msgs),
+                                        daemon=True))
+        threads[-1].start()
+    sent.wait(TIMEOUT)
+    for i, c in enumerate(late):
+        threads.append(threading.Thread(
+            target=run, args=(len(early) + i, c, [echo(0)]), daemon=True))
+        threads[-1].start()
+    for t in threads:
+        t.join(TIMEOUT)
+        assert not t.is_alive(), "a client was never served"
+    assert not errors, errors
+    for c in early + late:
+        c.close()
+    assert_alive(path)
 
 
 @test
