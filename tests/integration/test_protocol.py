@@ -335,7 +335,10 @@ def test_queued_input_costs_its_bytes_not_45_times_them(tmp):
     hwm = vm_kib(d.proc.pid, "VmHWM")
     print("RSS %d -> %d KiB, peak %d -> %d KiB" % (base_rss, rss, base_hwm,
                                                    hwm))
-    assert hwm - base_hwm < 64 << 10, (base_hwm, hwm)
+    # Under a sanitizer freed memory sits in a quarantine (ASan's is
+    # 256 MiB), so the peak says nothing there.
+    if not os.environ.get("MMUD_SLOW"):
+        assert hwm - base_hwm < 64 << 10, (base_hwm, hwm)
     # Still usable: a parsed message, and the VM resumes.
     assert clients[0].cmd("cont", id=1) == {"return": {}, "id": 1}
     assert_alive(d)
