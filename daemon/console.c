@@ -219,6 +219,14 @@ static bool sink_put(struct mmud_console *c, const char *buf, size_t n,
 		ssize_t r = sink_write(c, buf + *done, n - *done);
 
 		if (r < 0) {
+			/* Said once, when it happens (a full disk, a file
+			 * size limit, a closed pipe); the bytes lost from
+			 * here on are counted and said at the end. */
+			fprintf(stderr,
+				"<3>mmud: console: writing to %s failed: %s; "
+				"guest output to it stops here\n",
+				c->backend ? c->backend : "the console",
+				strerror(errno));
 			c->fd_dead = true;
 			return false;
 		}
@@ -900,9 +908,10 @@ static void drain_out(struct mmud_console *c)
 		return;
 	snprintf(msg, sizeof(msg),
 		 "<4>mmud: console: %llu bytes of guest output were dropped: "
-		 "%s did not take them in time\n",
+		 "%s %s\n",
 		 (unsigned long long)c->dropped,
-		 c->backend ? c->backend : "the sink");
+		 c->backend ? c->backend : "the sink",
+		 c->fd_dead ? "had failed" : "did not take them in time");
 	if (c->logs) {
 		/* The console's terminal: on a line of its own, if it can
 		 * take it now. */

@@ -389,6 +389,9 @@ int main(int argc, char **argv)
 	int status = MMUD_EXIT_REFUSED, r;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* A console file that may not grow fails its write (EFBIG, logged
+	 * by the console) instead of killing the VM. */
+	signal(SIGXFSZ, SIG_IGN);
 	if (mmud_config_load(&m.cfg, argc, argv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "<3>mmud: %s (see mmud --help)\n", err);
 		mmud_config_free(&m.cfg);

@@ -238,6 +238,60 @@ def test_console_to_a_file(tmp):
     d.kill()
 
 
+@test("console")
+def test_console_file_write_failure_is_logged_once(tmp):
+    # A console file on a full disk (a 16 KiB tmpfs): the failed write is
+    # logged once, with its reason, when it happens; the VM runs on and
+    # answers; at the end the bytes lost are counted. Needs root for the
+    # mount; said and skipped otherwise.
+    disk = os.path.join(tmp, "disk")
+    os.mkdir(disk)
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs",
+                        disk], capture_output=True, text=True)
+    if m.returncode != 0:
+        print("skip test_console_file_write_failure_is_logged_once: "
+              "cannot mount a tmpfs: " + m.stderr.strip())
+        return
+    try:
+        full_disk_run(tmp, os.path.join(disk, "console.txt"))
+    finally:
+        dl.kill_live()
+        subprocess.run(["umount", disk])
+
+
+def full_disk_run(tmp, out):
+    notify = dl.Notify(os.path.join(tmp, "notify.sock"))
+    qmp = os.path.join(tmp, "qmp.sock")
+    log = open(os.path.join(tmp, "stderr.txt"), "w+")
+    proc = dl.popen([dl.MMUD, "--kernel", dl.FOREVER, "--smp", "2",
+                     "--qmp", qmp, "--console", out, "--append", "spam"],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    env=dict(os.environ, NOTIFY_SOCKET=notify.path))
+    notify.wait("READY=1")
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        log.seek(0)
+        text = log.read()
+        if "writing to" in text:
+            break
+        assert proc.poll() is None, ("mmud died", proc.returncode, text)
+        assert time.monotonic() < deadline, ("no failure logged", text)
+        time.sleep(0.05)
+    c = dl.Client(qmp)
+    assert c.cmd("query-status")["return"]["status"] == "running"
+    time.sleep(0.3)  # more output after the failure: not logged again
+    assert c.cmd("quit") == {"return": {}}
+    text = exits(proc, 0, log)
+    failed = [ln for ln in text.splitlines() if "writing to" in ln]
+    assert len(failed) == 1, text
+    assert "file:" + out in failed[0], failed
+    assert "No space left on device" in failed[0], failed
+    assert re.search(r"\d+ bytes of guest output were dropped: file:.* "
+                     r"had failed", text), text
+    notify.close()
+
+
 def start_with_stdout(tmp, stdout, *extra, stderr=None):
     """mmud (forever, spam, 2 vCPUs, QMP) with the console on stdout, fd
     stdout; READY awaited. stderr: an fd, or the daemon's log file."""
