@@ -10,6 +10,7 @@
  * vCPU's futex while it waits. Also the struct mmu_vcpu_ops the MMU
  * calls to make requests.
  */
+#include <errno.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -171,6 +172,41 @@ void vcpu_set_pause(struct vcpu *v, bool paused)
 	atomic_store_explicit(&v->paused, paused, memory_order_relaxed);
 	/* The request's seq_cst fetch_or publishes the flag. */
 	vcpu_make_request(v, VCPU_REQ_PAUSE, false);
+}
+
+/*
+ * docs/locking.md #15: the event's seq_cst RMW before the request's
+ * seq_cst fetch_or (#1). The vCPU takes the request with an acquire
+ * exchange and only then looks at irr and nmi, so it sees the event;
+ * the request itself kicks it out of guest mode or wakes it from HLT.
+ */
+int vcpu_raise_irq(struct vcpu *v, unsigned int vector)
+{
+	uint64_t bit, old;
+
+	if (vector < 32 || vector > 255)
+		return -EINVAL;
+	bit = 1ULL << (vector % 64);
+	old = atomic_fetch_or_explicit(&v->irr[vector / 64], bit,
+				       memory_order_seq_cst);
+	vcpu_make_request(v, VCPU_REQ_EVENT, false);
+	return (old & bit) ? 0 : 1;
+}
+
+void vcpu_raise_nmi(struct vcpu *v)
+{
+	atomic_exchange_explicit(&v->nmi, true, memory_order_seq_cst);
+	vcpu_make_request(v, VCPU_REQ_EVENT, false);
+}
+
+void vcpu_set_add_wake_source(struct vcpu_set *set)
+{
+	atomic_fetch_add_explicit(&set->wake_sources, 1, memory_order_release);
+}
+
+void vcpu_set_remove_wake_source(struct vcpu_set *set)
+{
+	atomic_fetch_sub_explicit(&set->wake_sources, 1, memory_order_release);
 }
 
 static void ops_make_request(void *opaque, unsigned int vcpu,

@@ -147,10 +147,46 @@ static void env_tracked_write(void *opaque, gpa_t gpa, unsigned int size)
 	x86_request_exit(v->cpu);
 }
 
+static bool irr_pending(struct vcpu *v)
+{
+	for (unsigned int i = 0; i < 4; i++)
+		if (atomic_load_explicit(&v->irr[i], memory_order_acquire))
+			return true;
+	return false;
+}
+
+/*
+ * The CPU takes an interrupt: the highest pending vector (an APIC's
+ * order, SDM vol. 3, 10.8.3.1, without its priority classes). Only this
+ * thread clears bits, so the one found is still set; the RMW keeps bits
+ * other threads set meanwhile.
+ */
+static int env_intr_ack(void *opaque)
+{
+	struct vcpu *v = opaque;
+	int vector = -1;
+
+	for (int i = 3; i >= 0 && vector < 0; i--) {
+		uint64_t w =
+			atomic_load_explicit(&v->irr[i], memory_order_acquire);
+
+		if (!w)
+			continue;
+		vector = i * 64 + 63 - __builtin_clzll(w);
+		atomic_fetch_and_explicit(&v->irr[i], ~(1ULL << (vector % 64)),
+					  memory_order_seq_cst);
+	}
+	if (vector >= 0)
+		vcpu_stat_inc(&v->st.irqs);
+	x86_set_intr(v->cpu, irr_pending(v));
+	return vector;
+}
+
 static const struct x86_env vcpu_x86_env = {
 	.mmio_read = env_mmio_read,
 	.mmio_write = env_mmio_write,
 	.tracked_write = env_tracked_write,
+	.intr_ack = env_intr_ack,
 };
 
 /* ---- the run loop ----------------------------------------------------- */
@@ -182,7 +218,8 @@ static void stop_for_good(struct vcpu *v, enum vcpu_stop_reason why,
 }
 
 /* Blocks until a request arrives, dropping the read side meanwhile (as
- * KVM drops SRCU while it blocks). */
+ * KVM drops SRCU while it blocks). A halted vCPU sleeps here too: every
+ * event that can wake it comes with a request (docs/locking.md #15). */
 static void block(struct vcpu *v)
 {
 	mmu_rcu_read_unlock();
@@ -217,7 +254,33 @@ static bool handle_requests(struct vcpu *v)
 	}
 	if (req & (1ULL << VCPU_REQ_TLB_FLUSH))
 		x86_tlb_flush(v->cpu);
+	if (req & (1ULL << VCPU_REQ_EVENT)) {
+		/* After the acquire exchange: the raiser's event is seen
+		 * (docs/locking.md #15). */
+		if (atomic_exchange_explicit(&v->nmi, false,
+					     memory_order_acquire)) {
+			x86_inject_nmi(v->cpu);
+			vcpu_stat_inc(&v->st.nmis);
+		}
+		x86_set_intr(v->cpu, irr_pending(v));
+	}
 	return true;
+}
+
+/*
+ * Whether a vCPU halted with interrupts as given can still be woken by
+ * something inside the guest: an event already pending, or, with
+ * RFLAGS.IF = 1, a registered wake source (vcpu.h). Only INIT could wake
+ * one with IF = 0 and nothing pending, and nothing sends INIT yet.
+ */
+static bool can_wake(struct vcpu *v, bool interrupts_enabled)
+{
+	if (x86_event_ready(v->cpu) ||
+	    atomic_load_explicit(&v->nmi, memory_order_acquire))
+		return true;
+	return interrupts_enabled &&
+	       (irr_pending(v) || atomic_load_explicit(&v->set->wake_sources,
+						       memory_order_acquire));
 }
 
 static void flush_tracked_writes(struct vcpu *v)
@@ -335,9 +398,12 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 			x86_io_complete(v->cpu, value);
 		break;
 	case X86_EXIT_HLT:
-		/* No interrupt source exists yet (no APIC): nothing can
-		 * wake a halted vCPU, whatever RFLAGS.IF says. */
+		/* A vCPU that can still be woken sleeps in vcpu_run_once();
+		 * one that cannot stops for good, as guests that end with
+		 * HLT expect. */
 		vcpu_stat_inc(&v->st.halts);
+		if (can_wake(v, e->hlt.interrupts_enabled))
+			break;
 		x86_get_regs(v->cpu, &r);
 		snprintf(msg, sizeof(msg),
 			 "halted at rip %#llx with "
@@ -421,6 +487,16 @@ bool vcpu_run_once(struct vcpu *v, uint64_t max_insns)
 	if (v->halted ||
 	    atomic_load_explicit(&v->paused, memory_order_relaxed)) {
 		block(v);
+		return true;
+	}
+	if (x86_halted(v->cpu) && !x86_event_ready(v->cpu)) {
+		/* In HLT with nothing to take: sleep until the next request
+		 * (an event's, or any other). The requests were taken above
+		 * and the CPU's lines set from them: one raised since has
+		 * its request bit set, which block() sees. */
+		atomic_store_explicit(&v->in_hlt, true, memory_order_relaxed);
+		block(v);
+		atomic_store_explicit(&v->in_hlt, false, memory_order_relaxed);
 		return true;
 	}
 	if (!load_root(v))
@@ -549,6 +625,10 @@ void vcpu_reset(struct vcpu *v)
 	x86_tlb_flush(v->cpu);
 	v->slice_end = 0;
 	v->halted = false;
+	/* Pending events die with the state they were raised against. */
+	for (unsigned int i = 0; i < 4; i++)
+		atomic_store_explicit(&v->irr[i], 0, memory_order_relaxed);
+	atomic_store_explicit(&v->nmi, false, memory_order_relaxed);
 	v->nr_tracked = 0;
 	v->tracked_overflow = false;
 	atomic_store_explicit(&v->stop_state, VCPU_STATE_RUNNING,
@@ -581,6 +661,12 @@ const char *vcpu_state_name(enum vcpu_state st)
 		return "crashed";
 	}
 	return "running";
+}
+
+bool vcpu_halted(const struct vcpu *v)
+{
+	return atomic_load_explicit(&((struct vcpu *)v)->in_hlt,
+				    memory_order_relaxed);
 }
 
 int vcpu_thread_id(const struct vcpu *v)
@@ -631,6 +717,8 @@ void vcpu_stats_get(const struct vcpu *v, struct vcpu_stats *st)
 	st->mmio_accesses = atomic_load_explicit(&m->st.mmio_accesses,
 						 memory_order_relaxed);
 	st->halts = atomic_load_explicit(&m->st.halts, memory_order_relaxed);
+	st->irqs = atomic_load_explicit(&m->st.irqs, memory_order_relaxed);
+	st->nmis = atomic_load_explicit(&m->st.nmis, memory_order_relaxed);
 	st->guest_pf_injected = atomic_load_explicit(&m->st.guest_pf_injected,
 						     memory_order_relaxed);
 	st->emulated_writes = atomic_load_explicit(&m->st.emulated_writes,

@@ -28,12 +28,18 @@ enum vcpu_request {
 	VCPU_REQ_STOP = 8,
 	/* Re-read the paused flag (vcpu_set_pause()). */
 	VCPU_REQ_PAUSE = 9,
+	/* An interrupt or NMI was raised (vcpu_raise_irq(),
+	 * vcpu_raise_nmi()): look at the pending events again, as KVM's
+	 * KVM_REQ_EVENT. */
+	VCPU_REQ_EVENT = 10,
 };
 
 /* Why a vCPU stopped running guest code for good. */
 enum vcpu_stop_reason {
 	VCPU_STOP_TRIPLE_FAULT,
-	/* HLT with nothing that can wake it (no interrupt sources exist). */
+	/* HLT with nothing that can wake it: RFLAGS.IF = 0, or no wake
+	 * source registered (vcpu_set_add_wake_source()), and no event
+	 * pending. */
 	VCPU_STOP_HALTED,
 	VCPU_STOP_INTERNAL_ERROR,
 };
@@ -85,6 +91,31 @@ void vcpu_make_request(struct vcpu *v, enum vcpu_request req, bool wait);
 void vcpu_set_make_request(struct vcpu_set *set, enum vcpu_request req,
 			   bool wait);
 enum mmu_vcpu_mode vcpu_mode(const struct vcpu *v);
+
+/*
+ * Makes external interrupt vector (32-255) pending on v, from any thread:
+ * it is taken at an instruction boundary once RFLAGS.IF allows, the
+ * highest vector first, and wakes v from HLT. A vector already pending
+ * is not queued twice (as an APIC's IRR). Returns 1 when the vector
+ * became pending, 0 when it already was, -EINVAL for a vector below 32
+ * (the exceptions' range: nothing changes).
+ */
+int vcpu_raise_irq(struct vcpu *v, unsigned int vector);
+/* Latches an NMI on v, from any thread (one is held while another is
+ * handled; SDM vol. 3, 6.7.1). */
+void vcpu_raise_nmi(struct vcpu *v);
+/*
+ * Wake sources: things that may still raise an interrupt (devices,
+ * timers, other vCPUs' IPIs). While the set has none, a vCPU that halts
+ * with nothing pending stops for good (VCPU_STOP_HALTED), as a guest
+ * that ends with HLT expects; with one, a vCPU halted with RFLAGS.IF = 1
+ * sleeps until an event or a request wakes it. An NMI raised by the
+ * operator is not a source.
+ */
+void vcpu_set_add_wake_source(struct vcpu_set *set);
+void vcpu_set_remove_wake_source(struct vcpu_set *set);
+/* Whether v sleeps in HLT (for the control plane; relaxed). */
+bool vcpu_halted(const struct vcpu *v);
 /* Pauses (true) or resumes the vCPU; returns at once. */
 void vcpu_set_pause(struct vcpu *v, bool paused);
 /*
@@ -122,6 +153,8 @@ struct vcpu_stats {
 	uint64_t insns;
 	uint64_t exits, shadow_faults, pio_exits, pause_exits, mmio_accesses,
 		halts;
+	/* Interrupts and NMIs taken by the CPU (acknowledged). */
+	uint64_t irqs, nmis;
 	uint64_t guest_pf_injected, emulated_writes, requests;
 	/* Instructions retired when the vCPU last took its requests: with
 	 * requests, read first, it tells whether guest code ran between a

@@ -87,6 +87,17 @@ struct vcpu {
 	/* (a) Paused by vcpu_set_pause(); read by the vCPU after
 	 * VCPU_REQ_PAUSE (the request's fetch_or orders it). */
 	_Atomic bool paused;
+	/*
+	 * (a) Pending external interrupts, one bit per vector, and a
+	 * latched NMI (docs/locking.md #15): set by any thread with a
+	 * seq_cst RMW before its VCPU_REQ_EVENT request; read by the vCPU
+	 * after its acquire exchange of requests, and cleared by it alone
+	 * (the acknowledge, a seq_cst RMW; reset, parked).
+	 */
+	_Atomic uint64_t irr[4];
+	_Atomic bool nmi;
+	/* (a) Relaxed: sleeping in HLT, for the control plane. */
+	_Atomic bool in_hlt;
 
 	/* (a) VCPU_STATE_HALTED/CRASHED once stopped for good, else
 	 * RUNNING; relaxed: a report for the control plane, orders nothing. */
@@ -106,8 +117,8 @@ struct vcpu {
 	/* (a) relaxed counters, written by the vCPU, read by anyone. */
 	struct {
 		_Atomic uint64_t insns, exits, shadow_faults, pio_exits,
-			pause_exits, mmio_accesses, halts, guest_pf_injected,
-			emulated_writes, requests;
+			pause_exits, mmio_accesses, halts, irqs, nmis,
+			guest_pf_injected, emulated_writes, requests;
 		/* Stored before requests' release increment, read after
 		 * its acquire load (vcpu_stats_get). */
 		_Atomic uint64_t request_insns;
@@ -120,6 +131,9 @@ struct vcpu {
 struct vcpu_set {
 	unsigned int n; /* (c) */
 	struct vcpu *_Atomic *vcpus; /* (c) slots, see above */
+	/* (a) Wake sources registered (vcpu_set_add_wake_source()); read
+	 * by a halting vCPU with an acquire load. */
+	_Atomic unsigned int wake_sources;
 };
 
 static inline void vcpu_stat_inc(_Atomic uint64_t *c)
