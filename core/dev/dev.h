@@ -36,6 +36,23 @@ void dev_serial_pio(struct dev_serial *s, unsigned int offset,
  * fitted (the rest is the caller's to offer again). Thread-safe. */
 size_t dev_serial_receive(struct dev_serial *s, const void *buf, size_t len);
 
+/*
+ * COM1's state for migration (docs/MIGRATION.md, "COM1"): its registers
+ * and the receive queue, oldest byte first. dev_serial_load() refuses
+ * (false, nothing changed, the field named in err) a value the UART
+ * could not hold: IER bits 4-7, MCR bits 5-7, FCR bit 1, a queue over
+ * DEV_SERIAL_RX_SIZE. Thread-safe.
+ */
+struct dev_serial_state {
+	uint8_t ier, lcr, mcr, scr, fcr;
+	uint16_t divisor;
+	uint32_t rx_len;
+	uint8_t rx[DEV_SERIAL_RX_SIZE];
+};
+void dev_serial_save(struct dev_serial *s, struct dev_serial_state *st);
+bool dev_serial_load(struct dev_serial *s, const struct dev_serial_state *st,
+		     char *err, size_t errlen);
+
 /* ---- the debug-exit port (QEMU's isa-debug-exit) --------------------- */
 
 #define DEV_DEBUG_EXIT_PORT 0xf4

@@ -10,6 +10,7 @@
  * (guest ABI v1 has no interrupt controller): drivers poll LSR.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "dev.h"
@@ -82,6 +83,57 @@ size_t dev_serial_receive(struct dev_serial *s, const void *buf, size_t len)
 	s->rx_len += (unsigned int)n;
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+void dev_serial_save(struct dev_serial *s, struct dev_serial_state *st)
+{
+	pthread_mutex_lock(&s->lock);
+	st->ier = s->ier;
+	st->lcr = s->lcr;
+	st->mcr = s->mcr;
+	st->scr = s->scr;
+	st->fcr = s->fcr;
+	st->divisor = s->divisor;
+	st->rx_len = s->rx_len;
+	for (unsigned int i = 0; i < DEV_SERIAL_RX_SIZE; i++)
+		st->rx[i] =
+			i < s->rx_len ?
+				s->rx[(s->rx_head + i) % DEV_SERIAL_RX_SIZE] :
+				0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+bool dev_serial_load(struct dev_serial *s, const struct dev_serial_state *st,
+		     char *err, size_t errlen)
+{
+	const char *bad = NULL;
+
+	/* The bits reg_write() keeps: IER 0-3, MCR 0-4, FCR less bit 1. */
+	if (st->ier & ~0x0f)
+		bad = "ier";
+	else if (st->mcr & ~0x1f)
+		bad = "mcr";
+	else if (st->fcr & FCR_CLEAR_RX)
+		bad = "fcr";
+	else if (st->rx_len > DEV_SERIAL_RX_SIZE)
+		bad = "rx_len";
+	if (bad) {
+		snprintf(err, errlen, "COM1 %s out of range", bad);
+		return false;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->ier = st->ier;
+	s->lcr = st->lcr;
+	s->mcr = st->mcr;
+	s->scr = st->scr;
+	s->fcr = st->fcr;
+	s->divisor = st->divisor;
+	s->rx_head = 0;
+	s->rx_len = st->rx_len;
+	for (unsigned int i = 0; i < st->rx_len; i++)
+		s->rx[i] = st->rx[i];
+	pthread_mutex_unlock(&s->lock);
+	return true;
 }
 
 static uint8_t rx_take(struct dev_serial *s)

@@ -274,4 +274,63 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 
 uint64_t x86_insns_retired(const struct x86_cpu *cpu);
 
+/* ---- saved state (state.c): migration and snapshots ------------------- */
+
+/* The MSRs the CPU keeps outside struct x86_sregs (FS and GS bases are
+ * in sregs' segments, EFER in sregs.efer). */
+struct x86_msrs {
+	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
+	uint64_t pat, tsc_aux, apic_base, misc_enable;
+};
+
+/*
+ * What else a stopped CPU holds: the MSRs above, the guest's TSC (as a
+ * value: loading it recomputes the offset from the host TSC), an event
+ * queued for delivery, the interrupt shadow, a latched NMI, NMI blocking
+ * and the HLT state. Extension point: the interrupt work's pending-
+ * interrupt state (INTR line, controller registers) is not here yet; it
+ * gets its own struct and stream section (docs/MIGRATION.md, "Extending
+ * the stream").
+ */
+struct x86_misc_state {
+	struct x86_msrs msrs;
+	uint64_t guest_tsc;
+	struct {
+		bool pending;
+		uint8_t vector;
+		uint8_t kind; /* 0 fault, 1 trap, 2 soft int, 3 extint, 4 NMI */
+		bool has_error;
+		uint32_t error;
+		uint64_t return_rip;
+		uint64_t cr2; /* CR2 a pending #PF loads at delivery */
+	} ev;
+	int16_t delivering; /* vector being delivered, -1 when none */
+	uint8_t int_shadow; /* 0, 1 (set by the last insn) or 2 (active) */
+	bool nmi_latched, nmi_blocked, halted;
+};
+
+/* -EBUSY when the CPU is not at a clean boundary (an IN waits for
+ * x86_io_complete(), or a triple fault shut it down), else 0. */
+int x86_get_misc(const struct x86_cpu *cpu, struct x86_misc_state *st);
+
+/*
+ * Checks loaded state against what this CPU implements (reserved CR0,
+ * CR3, CR4, CR8, EFER and RFLAGS bits; 64-bit mode; canonical RIP and
+ * bases; PAT types; APIC base; event fields): false with the register
+ * named in err. x86_load_state() checks all four, then loads all four,
+ * or changes nothing; fpu is an x86_get_fpu() image.
+ */
+bool x86_check_regs(const struct x86_regs *regs, char *err, size_t errlen);
+bool x86_check_sregs(const struct x86_sregs *s, char *err, size_t errlen);
+bool x86_check_misc(const struct x86_misc_state *st, char *err, size_t errlen);
+bool x86_load_state(struct x86_cpu *cpu, const struct x86_regs *regs,
+		    const struct x86_sregs *sregs, const uint8_t fpu[512],
+		    const struct x86_misc_state *misc, char *err,
+		    size_t errlen);
+
+/* A 64-bit hash of what CPUID reports to every vCPU (leaves 0, 1 without
+ * the APIC ID, 7.0, 80000000H and 80000001H): equal on two mmud that
+ * present the same CPU. */
+uint64_t x86_cpuid_signature(const struct x86_cpu *cpu);
+
 #endif

@@ -1,0 +1,232 @@
+/*
+ * core/migrate: the migration stream (docs/MIGRATION.md). A writer that
+ * emits it over a file descriptor, a reader that parses it from a file
+ * descriptor or a buffer without trusting any length or count, and the
+ * encoders and decoders of what it carries: the configuration the
+ * destination checks first, RAM pages (zero pages as markers), vCPU
+ * state, COM1 and console bytes. No threads, no event loop and no
+ * policy: the daemon decides what to send when (precopy passes, dirty
+ * log, switchover) and drives these from its migration thread.
+ *
+ * Errors: every function that can fail returns 0 or a negative errno
+ * and leaves a message in the writer's or reader's err (migrate_*_error)
+ * naming the section and the field: "RAM section 12: page index 70000
+ * outside slot 1 (4096 pages)".
+ */
+#ifndef MMUD_MIGRATE_H
+#define MMUD_MIGRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+
+struct x86_cpu;
+struct dev_serial;
+struct dev_serial_state;
+
+#define MIGRATE_MAGIC "MMUDMIG\n" /* 8 bytes */
+#define MIGRATE_VERSION 1u
+
+/* Section types (docs/MIGRATION.md, "Sections"). */
+enum migrate_sec {
+	MIGRATE_SEC_CONFIG = 1,
+	MIGRATE_SEC_RAM = 2,
+	MIGRATE_SEC_VCPU = 3,
+	MIGRATE_SEC_SERIAL = 4,
+	MIGRATE_SEC_CONSOLE = 5,
+	MIGRATE_SEC_END = 0xffff,
+};
+
+/* Bounds the reader enforces (and the writer keeps to). */
+#define MIGRATE_MAX_VCPUS 64 /* VM_MAX_VCPUS */
+#define MIGRATE_MAX_SLOTS 80 /* VM_MAX_MEMSLOTS */
+#define MIGRATE_RAM_BATCH 256 /* pages per RAM section at most */
+#define MIGRATE_MAX_CONSOLE 65536 /* console bytes per section */
+/* The largest payload of any section: a RAM section of normal pages. */
+#define MIGRATE_MAX_PAYLOAD (8 + MIGRATE_RAM_BATCH * (9 + PAGE_SIZE))
+
+/* ---- the configuration ------------------------------------------------ */
+
+#define MIGRATE_SLOT_READONLY (1u << 0)
+
+struct migrate_slot {
+	uint32_t id;
+	uint32_t flags; /* MIGRATE_SLOT_* */
+	gpa_t gpa;
+	uint64_t size; /* bytes, a multiple of PAGE_SIZE */
+};
+
+struct migrate_config {
+	uint32_t nr_vcpus;
+	uint64_t ram_size; /* boot RAM */
+	uint64_t cpuid_sig; /* x86_cpuid_signature() */
+	uint32_t nr_slots;
+	struct migrate_slot slots[MIGRATE_MAX_SLOTS]; /* sorted by gpa */
+};
+
+/*
+ * Whether a source's configuration (got) can load into this one (want):
+ * 0, or -EINVAL with the first mismatch named in err ("vCPU count: the
+ * stream has 2, this VM has 4").
+ */
+int migrate_config_match(const struct migrate_config *want,
+			 const struct migrate_config *got, char *err,
+			 size_t errlen);
+
+/* ---- vCPU state ------------------------------------------------------- */
+
+/* One vCPU's state as x86.h's accessors give it (x86_get_regs, _sregs,
+ * _fpu, _misc). struct x86_misc_state is in x86.h. */
+struct migrate_vcpu {
+	uint32_t index;
+	uint64_t gpr[16], rip, rflags;
+	struct {
+		uint16_t sel;
+		uint64_t base;
+		uint32_t limit, attr;
+	} seg[8]; /* es cs ss ds fs gs ldtr tr */
+	uint64_t gdt_base, idt_base;
+	uint16_t gdt_limit, idt_limit;
+	uint64_t cr0, cr2, cr3, cr4, cr8, efer;
+	uint8_t fxsave[512];
+	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
+	uint64_t pat, tsc_aux, apic_base, misc_enable;
+	uint64_t guest_tsc;
+	uint8_t ev_pending, ev_vector, ev_kind, ev_has_error;
+	uint32_t ev_error;
+	uint64_t ev_return_rip, ev_cr2;
+	int16_t delivering;
+	uint8_t int_shadow, nmi_latched, nmi_blocked, halted;
+};
+
+/* From a stopped CPU: 0, or -EBUSY (x86_get_misc()). */
+int migrate_vcpu_save(struct x86_cpu *cpu, uint32_t index,
+		      struct migrate_vcpu *out);
+/* Into a CPU: 0, or -EINVAL with the register named in err and the CPU
+ * unchanged (x86_load_state()). */
+int migrate_vcpu_load(struct x86_cpu *cpu, const struct migrate_vcpu *in,
+		      char *err, size_t errlen);
+
+/* ---- the writer ------------------------------------------------------- */
+
+struct migrate_writer;
+
+/* NULL: -ENOMEM. The fd stays the caller's (not closed). */
+struct migrate_writer *migrate_writer_new(int fd);
+void migrate_writer_free(struct migrate_writer *w);
+const char *migrate_writer_error(const struct migrate_writer *w);
+/* Bytes handed to the fd so far (header and sections). */
+uint64_t migrate_writer_bytes(const struct migrate_writer *w);
+
+/* RAM counters, QEMU's query-migrate names (docs/MIGRATION.md). */
+struct migrate_ram_stats {
+	uint64_t duplicate; /* zero pages sent as markers */
+	uint64_t normal; /* pages sent whole */
+};
+
+int migrate_write_header(struct migrate_writer *w);
+int migrate_write_config(struct migrate_writer *w,
+			 const struct migrate_config *cfg);
+/*
+ * Pages of one memslot: page indexes idx[0..n) within the slot (any
+ * order, each < size / PAGE_SIZE), read from the slot's host mapping at
+ * hva while the guest may still write them (each page is copied once,
+ * then checked for zeros and sent). Several sections when n >
+ * MIGRATE_RAM_BATCH. stats (may be NULL) adds up what was sent.
+ */
+int migrate_write_ram(struct migrate_writer *w, uint32_t slot, hva_t hva,
+		      uint64_t size, const uint64_t *idx, size_t n,
+		      struct migrate_ram_stats *stats);
+int migrate_write_vcpu(struct migrate_writer *w, const struct migrate_vcpu *v);
+int migrate_write_serial(struct migrate_writer *w,
+			 const struct dev_serial_state *st);
+/* Console output the source had not yet written out (len <=
+ * MIGRATE_MAX_CONSOLE per call; the destination writes it first). */
+int migrate_write_console(struct migrate_writer *w, const void *buf,
+			  size_t len);
+/* The end marker, then everything buffered goes out. */
+int migrate_write_end(struct migrate_writer *w);
+/* Sends what is buffered (also done whenever the buffer fills). */
+int migrate_writer_flush(struct migrate_writer *w);
+
+/* ---- the reader ------------------------------------------------------- */
+
+struct migrate_reader;
+
+/* NULL: -ENOMEM. From a file descriptor (not closed), or from a buffer
+ * the caller keeps alive. */
+struct migrate_reader *migrate_reader_new(int fd);
+struct migrate_reader *migrate_reader_new_mem(const void *buf, size_t len);
+void migrate_reader_free(struct migrate_reader *r);
+const char *migrate_reader_error(const struct migrate_reader *r);
+uint64_t migrate_reader_bytes(const struct migrate_reader *r);
+
+/* Magic, version and flags: 0, or -EPROTO / -EIO with the reason. */
+int migrate_read_header(struct migrate_reader *r);
+
+/*
+ * One section: its type, and its payload (len bytes at *data, owned by
+ * the reader, valid until the next call) after its length was checked
+ * against its type's bound and its checksum verified. After the end
+ * marker the stream must end: trailing bytes are an error. 0 or
+ * -EPROTO (malformed), -EIO (read failed; errno in the message).
+ */
+int migrate_read_section(struct migrate_reader *r, uint16_t *type,
+			 const uint8_t **data, uint32_t *len);
+
+/* The decoders of section payloads: 0, or -EPROTO with the field named
+ * in the reader's error. */
+int migrate_parse_config(struct migrate_reader *r, const uint8_t *p,
+			 uint32_t len, struct migrate_config *cfg);
+int migrate_parse_vcpu(struct migrate_reader *r, const uint8_t *p, uint32_t len,
+		       struct migrate_vcpu *v);
+int migrate_parse_serial(struct migrate_reader *r, const uint8_t *p,
+			 uint32_t len, struct dev_serial_state *st);
+
+/* Where a RAM section's pages go: the destination's memslots. */
+struct migrate_ram_target {
+	uint32_t id;
+	hva_t hva; /* the slot's host mapping */
+	uint64_t size;
+};
+/* Stores a RAM section's pages into the slot of the same id, after
+ * checking every page index of it against the slot's size: a section
+ * that names an unknown slot or an index outside it writes nothing. */
+int migrate_load_ram(struct migrate_reader *r, const uint8_t *p, uint32_t len,
+		     const struct migrate_ram_target *slots, size_t nr_slots,
+		     struct migrate_ram_stats *stats);
+
+/* ---- loading a whole stream ------------------------------------------- */
+
+/* What a destination loads into. */
+struct migrate_dest {
+	const struct migrate_config *config; /* its own, to match */
+	const struct migrate_ram_target *slots;
+	size_t nr_slots;
+	struct x86_cpu **cpus; /* config->nr_vcpus of them */
+	struct dev_serial *serial; /* NULL: a SERIAL section is an error */
+	/* Console bytes of the source (NULL: dropped). */
+	void (*console)(void *ctx, const void *buf, size_t len);
+	void *console_ctx;
+};
+
+/*
+ * Reads a whole stream into dest: header, the configuration first (a
+ * mismatch refused before any page is written), RAM, then vCPU and
+ * device state, the end marker, and nothing after it. Every vCPU must
+ * appear exactly once. 0 or -errno with the reason in the reader's
+ * error. A failure may leave RAM partly written: the destination is a
+ * fresh VM that exits (docs/MIGRATION.md, "Failure").
+ */
+int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
+		 struct migrate_ram_stats *stats);
+
+/* ---- checksums -------------------------------------------------------- */
+
+/* CRC-32C (Castagnoli, reflected 0x82F63B78), as iSCSI and ext4 use it:
+ * crc = migrate_crc32c(0, buf, len) for a whole buffer, or chained. */
+uint32_t migrate_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif

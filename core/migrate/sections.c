@@ -1,0 +1,771 @@
+/*
+ * What the migration stream carries (docs/MIGRATION.md, "Sections"): the
+ * encoders the source calls, the decoders that check every field of a
+ * payload before anything is stored, and migrate_load(), which reads a
+ * whole stream into a destination VM's pieces.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "migrate_int.h"
+#include "x86.h"
+
+/* ---- a cursor over a payload ------------------------------------------ */
+
+struct cur {
+	uint8_t *w; /* writing */
+	const uint8_t *p, *end; /* reading */
+	const char *short_at; /* reading: the field that did not fit */
+};
+
+static void w8(struct cur *c, uint8_t v)
+{
+	*c->w++ = v;
+}
+
+static void w16(struct cur *c, uint16_t v)
+{
+	migrate_put16(c->w, v);
+	c->w += 2;
+}
+
+static void w32(struct cur *c, uint32_t v)
+{
+	migrate_put32(c->w, v);
+	c->w += 4;
+}
+
+static void w64(struct cur *c, uint64_t v)
+{
+	migrate_put64(c->w, v);
+	c->w += 8;
+}
+
+/* Reading past the end sets short_at once and yields zeros, so a decoder
+ * reads every field and reports the first one that was cut. */
+static const uint8_t *take(struct cur *c, size_t n, const char *field)
+{
+	static const uint8_t zeros[512];
+	const uint8_t *p = c->p;
+
+	if (c->short_at || (size_t)(c->end - c->p) < n) {
+		if (!c->short_at)
+			c->short_at = field;
+		return zeros;
+	}
+	c->p += n;
+	return p;
+}
+
+static uint8_t r8(struct cur *c, const char *f)
+{
+	return *take(c, 1, f);
+}
+
+static uint16_t r16(struct cur *c, const char *f)
+{
+	return migrate_get16(take(c, 2, f));
+}
+
+static uint32_t r32(struct cur *c, const char *f)
+{
+	return migrate_get32(take(c, 4, f));
+}
+
+static uint64_t r64(struct cur *c, const char *f)
+{
+	return migrate_get64(take(c, 8, f));
+}
+
+/* After a decoder read its last field: cut short, or bytes left over. */
+static int cur_done(struct migrate_reader *r, const struct cur *c)
+{
+	if (c->short_at)
+		return migrate_rfail(r, -EPROTO, "truncated at %s",
+				     c->short_at);
+	if (c->p != c->end)
+		return migrate_rfail(r, -EPROTO,
+				     "%td bytes after the last field",
+				     c->end - c->p);
+	return 0;
+}
+
+/* ---- the configuration ------------------------------------------------ */
+
+int migrate_write_config(struct migrate_writer *w,
+			 const struct migrate_config *cfg)
+{
+	struct cur c = { .w = w->sec };
+
+	MMUD_ASSERT(cfg->nr_slots <= MIGRATE_MAX_SLOTS);
+	w32(&c, cfg->nr_vcpus);
+	w64(&c, cfg->ram_size);
+	w64(&c, cfg->cpuid_sig);
+	w32(&c, cfg->nr_slots);
+	for (uint32_t i = 0; i < cfg->nr_slots; i++) {
+		w32(&c, cfg->slots[i].id);
+		w32(&c, cfg->slots[i].flags);
+		w64(&c, cfg->slots[i].gpa);
+		w64(&c, cfg->slots[i].size);
+	}
+	return migrate_write_section(w, MIGRATE_SEC_CONFIG, w->sec,
+				     (uint32_t)(c.w - w->sec));
+}
+
+int migrate_parse_config(struct migrate_reader *r, const uint8_t *p,
+			 uint32_t len, struct migrate_config *cfg)
+{
+	struct cur c = { .p = p, .end = p + len };
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->nr_vcpus = r32(&c, "nr_vcpus");
+	cfg->ram_size = r64(&c, "ram_size");
+	cfg->cpuid_sig = r64(&c, "cpuid_sig");
+	cfg->nr_slots = r32(&c, "nr_slots");
+	if (c.short_at)
+		return cur_done(r, &c);
+	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > MIGRATE_MAX_VCPUS)
+		return migrate_rfail(r, -EPROTO, "nr_vcpus %u out of range",
+				     cfg->nr_vcpus);
+	if (!cfg->ram_size || cfg->ram_size % PAGE_SIZE)
+		return migrate_rfail(r, -EPROTO, "ram_size %#llx is invalid",
+				     (unsigned long long)cfg->ram_size);
+	if (cfg->nr_slots < 1 || cfg->nr_slots > MIGRATE_MAX_SLOTS)
+		return migrate_rfail(r, -EPROTO, "nr_slots %u out of range",
+				     cfg->nr_slots);
+	for (uint32_t i = 0; i < cfg->nr_slots; i++) {
+		struct migrate_slot *s = &cfg->slots[i];
+
+		s->id = r32(&c, "slot id");
+		s->flags = r32(&c, "slot flags");
+		s->gpa = r64(&c, "slot gpa");
+		s->size = r64(&c, "slot size");
+		if (c.short_at)
+			break;
+		if (s->flags & ~MIGRATE_SLOT_READONLY)
+			return migrate_rfail(r, -EPROTO,
+					     "slot %u: unknown flags %#x",
+					     s->id, s->flags);
+		if (!s->size || s->size % PAGE_SIZE || s->gpa % PAGE_SIZE ||
+		    s->gpa > (1ULL << 46) || s->size > (1ULL << 46) - s->gpa)
+			return migrate_rfail(r, -EPROTO,
+					     "slot %u: gpa %#llx size %#llx "
+					     "out of range",
+					     s->id, (unsigned long long)s->gpa,
+					     (unsigned long long)s->size);
+		if (i &&
+		    s->gpa < cfg->slots[i - 1].gpa + cfg->slots[i - 1].size)
+			return migrate_rfail(r, -EPROTO,
+					     "slot %u: overlaps or is out of "
+					     "order",
+					     s->id);
+		for (uint32_t j = 0; j < i; j++)
+			if (cfg->slots[j].id == s->id)
+				return migrate_rfail(r, -EPROTO,
+						     "slot id %u twice", s->id);
+	}
+	rc = cur_done(r, &c);
+	return rc;
+}
+
+#define CFG_FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -EINVAL)
+
+int migrate_config_match(const struct migrate_config *want,
+			 const struct migrate_config *got, char *err,
+			 size_t errlen)
+{
+	if (got->nr_vcpus != want->nr_vcpus)
+		return CFG_FAIL("vCPU count: the stream has %u, this VM has %u",
+				got->nr_vcpus, want->nr_vcpus);
+	if (got->ram_size != want->ram_size)
+		return CFG_FAIL("memory size: the stream has %llu bytes, this "
+				"VM has %llu",
+				(unsigned long long)got->ram_size,
+				(unsigned long long)want->ram_size);
+	if (got->cpuid_sig != want->cpuid_sig)
+		return CFG_FAIL("CPUID: the stream's signature %#llx differs "
+				"from this mmud's %#llx",
+				(unsigned long long)got->cpuid_sig,
+				(unsigned long long)want->cpuid_sig);
+	for (uint32_t i = 0; i < got->nr_slots || i < want->nr_slots; i++) {
+		const struct migrate_slot *g = &got->slots[i];
+		const struct migrate_slot *m = &want->slots[i];
+
+		if (i >= want->nr_slots)
+			return CFG_FAIL("memslot %u (gpa %#llx size %#llx) is "
+					"not in this VM",
+					g->id, (unsigned long long)g->gpa,
+					(unsigned long long)g->size);
+		if (i >= got->nr_slots)
+			return CFG_FAIL("memslot %u (gpa %#llx size %#llx) of "
+					"this VM is not in the stream",
+					m->id, (unsigned long long)m->gpa,
+					(unsigned long long)m->size);
+		if (g->id != m->id || g->gpa != m->gpa || g->size != m->size ||
+		    g->flags != m->flags)
+			return CFG_FAIL("memslot %u: the stream has id %u gpa "
+					"%#llx size %#llx flags %#x, this VM "
+					"id %u gpa %#llx size %#llx flags %#x",
+					i, g->id, (unsigned long long)g->gpa,
+					(unsigned long long)g->size, g->flags,
+					m->id, (unsigned long long)m->gpa,
+					(unsigned long long)m->size, m->flags);
+	}
+	return 0;
+}
+
+/* ---- RAM -------------------------------------------------------------- */
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+
+	for (size_t i = 0; i < PAGE_SIZE / 8; i++)
+		if (q[i])
+			return false;
+	return true;
+}
+
+/* Guest memory is shared with running vCPUs: read it with atomic loads
+ * (docs/ARCHITECTURE.md, "Guest memory is shared memory"). */
+static void copy_guest_page(uint8_t *dst, hva_t src)
+{
+	const uint64_t *s = (const uint64_t *)src;
+
+	for (size_t i = 0; i < PAGE_SIZE / 8; i++) {
+		uint64_t v = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+
+		memcpy(dst + 8 * i, &v, 8);
+	}
+}
+
+int migrate_write_ram(struct migrate_writer *w, uint32_t slot, hva_t hva,
+		      uint64_t size, const uint64_t *idx, size_t n,
+		      struct migrate_ram_stats *stats)
+{
+	uint64_t npages = size / PAGE_SIZE;
+
+	while (n) {
+		size_t batch = n < MIGRATE_RAM_BATCH ? n : MIGRATE_RAM_BATCH;
+		struct cur c = { .w = w->sec };
+		int rc;
+
+		w32(&c, slot);
+		w32(&c, (uint32_t)batch);
+		for (size_t i = 0; i < batch; i++) {
+			uint8_t *kind;
+
+			if (idx[i] >= npages)
+				return migrate_wfail(w, -EINVAL,
+						     "RAM: page %llu outside "
+						     "slot %u",
+						     (unsigned long long)idx[i],
+						     slot);
+			w64(&c, idx[i]);
+			kind = c.w++;
+			copy_guest_page(c.w, hva + idx[i] * PAGE_SIZE);
+			if (page_is_zero(c.w)) {
+				*kind = MIGRATE_RAM_ZERO;
+				if (stats)
+					stats->duplicate++;
+			} else {
+				*kind = MIGRATE_RAM_PAGE;
+				c.w += PAGE_SIZE;
+				if (stats)
+					stats->normal++;
+			}
+		}
+		rc = migrate_write_section(w, MIGRATE_SEC_RAM, w->sec,
+					   (uint32_t)(c.w - w->sec));
+		if (rc)
+			return rc;
+		idx += batch;
+		n -= batch;
+	}
+	return 0;
+}
+
+int migrate_load_ram(struct migrate_reader *r, const uint8_t *p, uint32_t len,
+		     const struct migrate_ram_target *slots, size_t nr_slots,
+		     struct migrate_ram_stats *stats)
+{
+	struct cur c = { .p = p, .end = p + len };
+	const struct migrate_ram_target *t = NULL;
+	uint32_t id, count;
+	uint64_t npages;
+
+	id = r32(&c, "slot");
+	count = r32(&c, "page count");
+	if (c.short_at)
+		return cur_done(r, &c);
+	for (size_t i = 0; i < nr_slots; i++)
+		if (slots[i].id == id)
+			t = &slots[i];
+	if (!t)
+		return migrate_rfail(r, -EPROTO, "slot %u is not in this VM",
+				     id);
+	if (!count || count > MIGRATE_RAM_BATCH)
+		return migrate_rfail(r, -EPROTO, "page count %u out of range",
+				     count);
+	npages = t->size / PAGE_SIZE;
+	/* First every index and kind, then the stores: a bad section
+	 * writes nothing. */
+	for (int pass = 0; pass < 2; pass++) {
+		c.p = p + 8;
+		for (uint32_t i = 0; i < count; i++) {
+			uint64_t idx = r64(&c, "page index");
+			uint8_t kind = r8(&c, "page kind");
+			const uint8_t *data = NULL;
+
+			if (kind == MIGRATE_RAM_PAGE)
+				data = take(&c, PAGE_SIZE, "page data");
+			if (c.short_at)
+				return cur_done(r, &c);
+			if (pass == 0) {
+				if (idx >= npages)
+					return migrate_rfail(
+						r, -EPROTO,
+						"page index %llu outside slot "
+						"%u (%llu pages)",
+						(unsigned long long)idx, id,
+						(unsigned long long)npages);
+				if (kind > MIGRATE_RAM_PAGE)
+					return migrate_rfail(
+						r, -EPROTO,
+						"page %llu: unknown kind %u",
+						(unsigned long long)idx, kind);
+				continue;
+			}
+			if (data)
+				memcpy((void *)(t->hva + idx * PAGE_SIZE), data,
+				       PAGE_SIZE);
+			else
+				memset((void *)(t->hva + idx * PAGE_SIZE), 0,
+				       PAGE_SIZE);
+			if (stats) {
+				if (data)
+					stats->normal++;
+				else
+					stats->duplicate++;
+			}
+		}
+		if (pass == 0 && c.p != c.end)
+			return cur_done(r, &c);
+	}
+	return 0;
+}
+
+/* ---- vCPU state ------------------------------------------------------- */
+
+static void seg_out(struct migrate_vcpu *v, unsigned int i,
+		    const struct x86_segment *s)
+{
+	v->seg[i].sel = s->sel;
+	v->seg[i].base = s->base;
+	v->seg[i].limit = s->limit;
+	v->seg[i].attr = s->attr;
+}
+
+static void seg_in(struct x86_segment *s, const struct migrate_vcpu *v,
+		   unsigned int i)
+{
+	s->sel = v->seg[i].sel;
+	s->base = v->seg[i].base;
+	s->limit = v->seg[i].limit;
+	s->attr = v->seg[i].attr;
+}
+
+int migrate_vcpu_save(struct x86_cpu *cpu, uint32_t index,
+		      struct migrate_vcpu *out)
+{
+	struct x86_regs regs;
+	struct x86_sregs s;
+	struct x86_misc_state m;
+	int rc = x86_get_misc(cpu, &m);
+
+	if (rc)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	x86_get_regs(cpu, &regs);
+	x86_get_sregs(cpu, &s);
+	out->index = index;
+	memcpy(out->gpr, regs.gpr, sizeof(out->gpr));
+	out->rip = regs.rip;
+	out->rflags = regs.rflags;
+	for (unsigned int i = 0; i < 6; i++)
+		seg_out(out, i, &s.seg[i]);
+	seg_out(out, 6, &s.ldtr);
+	seg_out(out, 7, &s.tr);
+	out->gdt_base = s.gdt.base;
+	out->gdt_limit = s.gdt.limit;
+	out->idt_base = s.idt.base;
+	out->idt_limit = s.idt.limit;
+	out->cr0 = s.cr0;
+	out->cr2 = s.cr2;
+	out->cr3 = s.cr3;
+	out->cr4 = s.cr4;
+	out->cr8 = s.cr8;
+	out->efer = s.efer;
+	x86_get_fpu(cpu, out->fxsave);
+	out->star = m.msrs.star;
+	out->lstar = m.msrs.lstar;
+	out->cstar = m.msrs.cstar;
+	out->sfmask = m.msrs.sfmask;
+	out->kernel_gs_base = m.msrs.kernel_gs_base;
+	out->pat = m.msrs.pat;
+	out->tsc_aux = m.msrs.tsc_aux;
+	out->apic_base = m.msrs.apic_base;
+	out->misc_enable = m.msrs.misc_enable;
+	out->guest_tsc = m.guest_tsc;
+	out->ev_pending = m.ev.pending;
+	out->ev_vector = m.ev.vector;
+	out->ev_kind = m.ev.kind;
+	out->ev_has_error = m.ev.has_error;
+	out->ev_error = m.ev.error;
+	out->ev_return_rip = m.ev.return_rip;
+	out->ev_cr2 = m.ev.cr2;
+	out->delivering = m.delivering;
+	out->int_shadow = m.int_shadow;
+	out->nmi_latched = m.nmi_latched;
+	out->nmi_blocked = m.nmi_blocked;
+	out->halted = m.halted;
+	return 0;
+}
+
+int migrate_vcpu_load(struct x86_cpu *cpu, const struct migrate_vcpu *in,
+		      char *err, size_t errlen)
+{
+	struct x86_regs regs;
+	struct x86_sregs s;
+	struct x86_misc_state m;
+
+	memset(&s, 0, sizeof(s));
+	memset(&m, 0, sizeof(m));
+	memcpy(regs.gpr, in->gpr, sizeof(regs.gpr));
+	regs.rip = in->rip;
+	regs.rflags = in->rflags;
+	for (unsigned int i = 0; i < 6; i++)
+		seg_in(&s.seg[i], in, i);
+	seg_in(&s.ldtr, in, 6);
+	seg_in(&s.tr, in, 7);
+	s.gdt.base = in->gdt_base;
+	s.gdt.limit = in->gdt_limit;
+	s.idt.base = in->idt_base;
+	s.idt.limit = in->idt_limit;
+	s.cr0 = in->cr0;
+	s.cr2 = in->cr2;
+	s.cr3 = in->cr3;
+	s.cr4 = in->cr4;
+	s.cr8 = in->cr8;
+	s.efer = in->efer;
+	m.msrs = (struct x86_msrs){
+		.star = in->star,
+		.lstar = in->lstar,
+		.cstar = in->cstar,
+		.sfmask = in->sfmask,
+		.kernel_gs_base = in->kernel_gs_base,
+		.pat = in->pat,
+		.tsc_aux = in->tsc_aux,
+		.apic_base = in->apic_base,
+		.misc_enable = in->misc_enable,
+	};
+	m.guest_tsc = in->guest_tsc;
+	m.ev.pending = in->ev_pending;
+	m.ev.vector = in->ev_vector;
+	m.ev.kind = in->ev_kind;
+	m.ev.has_error = in->ev_has_error;
+	m.ev.error = in->ev_error;
+	m.ev.return_rip = in->ev_return_rip;
+	m.ev.cr2 = in->ev_cr2;
+	m.delivering = in->delivering;
+	m.int_shadow = in->int_shadow;
+	m.nmi_latched = in->nmi_latched;
+	m.nmi_blocked = in->nmi_blocked;
+	m.halted = in->halted;
+	if (!x86_load_state(cpu, &regs, &s, in->fxsave, &m, err, errlen))
+		return -EINVAL;
+	return 0;
+}
+
+int migrate_write_vcpu(struct migrate_writer *w, const struct migrate_vcpu *v)
+{
+	struct cur c = { .w = w->sec };
+
+	w32(&c, v->index);
+	for (unsigned int i = 0; i < 16; i++)
+		w64(&c, v->gpr[i]);
+	w64(&c, v->rip);
+	w64(&c, v->rflags);
+	for (unsigned int i = 0; i < 8; i++) {
+		w16(&c, v->seg[i].sel);
+		w64(&c, v->seg[i].base);
+		w32(&c, v->seg[i].limit);
+		w32(&c, v->seg[i].attr);
+	}
+	w64(&c, v->gdt_base);
+	w16(&c, v->gdt_limit);
+	w64(&c, v->idt_base);
+	w16(&c, v->idt_limit);
+	w64(&c, v->cr0);
+	w64(&c, v->cr2);
+	w64(&c, v->cr3);
+	w64(&c, v->cr4);
+	w64(&c, v->cr8);
+	w64(&c, v->efer);
+	memcpy(c.w, v->fxsave, 512);
+	c.w += 512;
+	w64(&c, v->star);
+	w64(&c, v->lstar);
+	w64(&c, v->cstar);
+	w64(&c, v->sfmask);
+	w64(&c, v->kernel_gs_base);
+	w64(&c, v->pat);
+	w64(&c, v->tsc_aux);
+	w64(&c, v->apic_base);
+	w64(&c, v->misc_enable);
+	w64(&c, v->guest_tsc);
+	w8(&c, v->ev_pending);
+	w8(&c, v->ev_vector);
+	w8(&c, v->ev_kind);
+	w8(&c, v->ev_has_error);
+	w32(&c, v->ev_error);
+	w64(&c, v->ev_return_rip);
+	w64(&c, v->ev_cr2);
+	w16(&c, (uint16_t)v->delivering);
+	w8(&c, v->int_shadow);
+	w8(&c, v->nmi_latched);
+	w8(&c, v->nmi_blocked);
+	w8(&c, v->halted);
+	MMUD_ASSERT(c.w - w->sec == MIGRATE_VCPU_LEN);
+	return migrate_write_section(w, MIGRATE_SEC_VCPU, w->sec,
+				     MIGRATE_VCPU_LEN);
+}
+
+static uint8_t rbool(struct migrate_reader *r, struct cur *c, const char *f,
+		     int *rc)
+{
+	uint8_t v = r8(c, f);
+
+	if (v > 1 && !*rc && !c->short_at)
+		*rc = migrate_rfail(r, -EPROTO, "%s %u is not 0 or 1", f, v);
+	return v;
+}
+
+int migrate_parse_vcpu(struct migrate_reader *r, const uint8_t *p, uint32_t len,
+		       struct migrate_vcpu *v)
+{
+	struct cur c = { .p = p, .end = p + len };
+	int rc = 0;
+
+	memset(v, 0, sizeof(*v));
+	v->index = r32(&c, "index");
+	for (unsigned int i = 0; i < 16; i++)
+		v->gpr[i] = r64(&c, "gpr");
+	v->rip = r64(&c, "rip");
+	v->rflags = r64(&c, "rflags");
+	for (unsigned int i = 0; i < 8; i++) {
+		v->seg[i].sel = r16(&c, "segment selector");
+		v->seg[i].base = r64(&c, "segment base");
+		v->seg[i].limit = r32(&c, "segment limit");
+		v->seg[i].attr = r32(&c, "segment attributes");
+	}
+	v->gdt_base = r64(&c, "gdt base");
+	v->gdt_limit = r16(&c, "gdt limit");
+	v->idt_base = r64(&c, "idt base");
+	v->idt_limit = r16(&c, "idt limit");
+	v->cr0 = r64(&c, "cr0");
+	v->cr2 = r64(&c, "cr2");
+	v->cr3 = r64(&c, "cr3");
+	v->cr4 = r64(&c, "cr4");
+	v->cr8 = r64(&c, "cr8");
+	v->efer = r64(&c, "efer");
+	memcpy(v->fxsave, take(&c, 512, "fxsave image"), 512);
+	v->star = r64(&c, "star");
+	v->lstar = r64(&c, "lstar");
+	v->cstar = r64(&c, "cstar");
+	v->sfmask = r64(&c, "sfmask");
+	v->kernel_gs_base = r64(&c, "kernel_gs_base");
+	v->pat = r64(&c, "pat");
+	v->tsc_aux = r64(&c, "tsc_aux");
+	v->apic_base = r64(&c, "apic_base");
+	v->misc_enable = r64(&c, "misc_enable");
+	v->guest_tsc = r64(&c, "tsc");
+	v->ev_pending = rbool(r, &c, "event pending", &rc);
+	v->ev_vector = r8(&c, "event vector");
+	v->ev_kind = r8(&c, "event kind");
+	v->ev_has_error = rbool(r, &c, "event has_error", &rc);
+	v->ev_error = r32(&c, "event error code");
+	v->ev_return_rip = r64(&c, "event return rip");
+	v->ev_cr2 = r64(&c, "event cr2");
+	v->delivering = (int16_t)r16(&c, "delivering");
+	v->int_shadow = r8(&c, "interrupt shadow");
+	v->nmi_latched = rbool(r, &c, "nmi latched", &rc);
+	v->nmi_blocked = rbool(r, &c, "nmi blocked", &rc);
+	v->halted = rbool(r, &c, "halted", &rc);
+	if (rc)
+		return rc;
+	rc = cur_done(r, &c);
+	if (rc)
+		return rc;
+	if (v->index >= MIGRATE_MAX_VCPUS)
+		return migrate_rfail(r, -EPROTO, "index %u out of range",
+				     v->index);
+	return 0;
+}
+
+/* ---- COM1 and the console --------------------------------------------- */
+
+int migrate_write_serial(struct migrate_writer *w,
+			 const struct dev_serial_state *st)
+{
+	struct cur c = { .w = w->sec };
+
+	MMUD_ASSERT(st->rx_len <= DEV_SERIAL_RX_SIZE);
+	w8(&c, st->ier);
+	w8(&c, st->lcr);
+	w8(&c, st->mcr);
+	w8(&c, st->scr);
+	w8(&c, st->fcr);
+	w16(&c, st->divisor);
+	w32(&c, st->rx_len);
+	memcpy(c.w, st->rx, st->rx_len);
+	c.w += st->rx_len;
+	return migrate_write_section(w, MIGRATE_SEC_SERIAL, w->sec,
+				     (uint32_t)(c.w - w->sec));
+}
+
+int migrate_parse_serial(struct migrate_reader *r, const uint8_t *p,
+			 uint32_t len, struct dev_serial_state *st)
+{
+	struct cur c = { .p = p, .end = p + len };
+
+	memset(st, 0, sizeof(*st));
+	st->ier = r8(&c, "ier");
+	st->lcr = r8(&c, "lcr");
+	st->mcr = r8(&c, "mcr");
+	st->scr = r8(&c, "scr");
+	st->fcr = r8(&c, "fcr");
+	st->divisor = r16(&c, "divisor");
+	st->rx_len = r32(&c, "rx_len");
+	if (!c.short_at && st->rx_len > DEV_SERIAL_RX_SIZE)
+		return migrate_rfail(r, -EPROTO, "rx_len %u over %u",
+				     st->rx_len, DEV_SERIAL_RX_SIZE);
+	if (!c.short_at)
+		memcpy(st->rx, take(&c, st->rx_len, "receive queue"),
+		       st->rx_len);
+	return cur_done(r, &c);
+}
+
+int migrate_write_console(struct migrate_writer *w, const void *buf, size_t len)
+{
+	MMUD_ASSERT(len <= MIGRATE_MAX_CONSOLE);
+	return migrate_write_section(w, MIGRATE_SEC_CONSOLE, buf,
+				     (uint32_t)len);
+}
+
+/* ---- loading a whole stream ------------------------------------------- */
+
+int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
+		 struct migrate_ram_stats *stats)
+{
+	struct migrate_config *cfg = malloc(sizeof(*cfg));
+	struct migrate_vcpu *v = malloc(sizeof(*v));
+	struct dev_serial_state *ss = malloc(sizeof(*ss));
+	bool seen[MIGRATE_MAX_VCPUS] = { false };
+	bool have_config = false, have_serial = false;
+	uint32_t nr_seen = 0;
+	char msg[200];
+	int rc;
+
+	if (!cfg || !v || !ss) {
+		rc = migrate_rfail(r, -ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = migrate_read_header(r);
+	while (!rc) {
+		const uint8_t *p;
+		uint16_t type;
+		uint32_t len;
+
+		rc = migrate_read_section(r, &type, &p, &len);
+		if (rc)
+			break;
+		if (!have_config && type != MIGRATE_SEC_CONFIG) {
+			rc = migrate_rfail(r, -EPROTO,
+					   "the configuration must come first");
+			break;
+		}
+		switch (type) {
+		case MIGRATE_SEC_CONFIG:
+			if (have_config) {
+				rc = migrate_rfail(r, -EPROTO,
+						   "a second configuration");
+				break;
+			}
+			rc = migrate_parse_config(r, p, len, cfg);
+			if (!rc && migrate_config_match(dest->config, cfg, msg,
+							sizeof(msg)))
+				rc = migrate_rfail(r, -EINVAL, "%s", msg);
+			have_config = true;
+			break;
+		case MIGRATE_SEC_RAM:
+			rc = migrate_load_ram(r, p, len, dest->slots,
+					      dest->nr_slots, stats);
+			break;
+		case MIGRATE_SEC_VCPU:
+			rc = migrate_parse_vcpu(r, p, len, v);
+			if (rc)
+				break;
+			if (v->index >= cfg->nr_vcpus || seen[v->index]) {
+				rc = migrate_rfail(
+					r, -EPROTO,
+					"vCPU %u unexpected or twice",
+					v->index);
+				break;
+			}
+			if (migrate_vcpu_load(dest->cpus[v->index], v, msg,
+					      sizeof(msg))) {
+				rc = migrate_rfail(r, -EINVAL, "vCPU %u: %s",
+						   v->index, msg);
+				break;
+			}
+			seen[v->index] = true;
+			nr_seen++;
+			break;
+		case MIGRATE_SEC_SERIAL:
+			if (!dest->serial || have_serial) {
+				rc = migrate_rfail(r, -EPROTO,
+						   "unexpected or twice");
+				break;
+			}
+			rc = migrate_parse_serial(r, p, len, ss);
+			if (!rc && !dev_serial_load(dest->serial, ss, msg,
+						    sizeof(msg)))
+				rc = migrate_rfail(r, -EINVAL, "%s", msg);
+			have_serial = true;
+			break;
+		case MIGRATE_SEC_CONSOLE:
+			if (dest->console && len)
+				dest->console(dest->console_ctx, p, len);
+			break;
+		case MIGRATE_SEC_END:
+			if (nr_seen != cfg->nr_vcpus)
+				rc = migrate_rfail(r, -EPROTO,
+						   "state of %u of %u vCPUs "
+						   "before the end marker",
+						   nr_seen, cfg->nr_vcpus);
+			else if (dest->serial && !have_serial)
+				rc = migrate_rfail(r, -EPROTO,
+						   "no COM1 state before the "
+						   "end marker");
+			goto out;
+		}
+	}
+out:
+	free(cfg);
+	free(v);
+	free(ss);
+	return rc;
+}

@@ -1,0 +1,799 @@
+/*
+ * The migration stream (core/migrate, docs/MIGRATION.md): what a source
+ * writes loads into a destination unchanged; the destination refuses
+ * every malformed or mismatched stream with an error naming the section
+ * and the field, and stores nothing a bad section carries.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "migrate_int.h"
+#include "world.h"
+
+static void assert_contains(const char *s, const char *part)
+{
+	if (!strstr(s, part)) {
+		fail_msg("expected \"%s\" in \"%s\"", part, s);
+	}
+}
+
+/* Loads buf into dest: the rc, and the message in msg. */
+static int load(struct world *dest, const uint8_t *buf, size_t len, char *msg,
+		size_t msglen)
+{
+	struct migrate_reader *r = migrate_reader_new_mem(buf, len);
+	int rc;
+
+	assert_non_null(r);
+	rc = migrate_load(r, &dest->dest, NULL);
+	snprintf(msg, msglen, "%s", migrate_reader_error(r));
+	migrate_reader_free(r);
+	return rc;
+}
+
+static void save_vcpu(struct x86_cpu *cpu, struct migrate_vcpu *v)
+{
+	assert_int_equal(migrate_vcpu_save(cpu, 0, v), 0);
+	v->guest_tsc = 0;
+}
+
+static void test_crc32c_check_value(void **state)
+{
+	(void)state;
+	/* The CRC-32C check value (RFC 3720, B.4's algorithm). */
+	assert_int_equal(migrate_crc32c(0, "123456789", 9), 0xe3069283u);
+	/* Chained in two parts gives the same. */
+	assert_int_equal(migrate_crc32c(migrate_crc32c(0, "1234", 4), "56789",
+					5),
+			 0xe3069283u);
+}
+
+/* Everything the source had, the destination has after the load. */
+static void test_roundtrip_restores_everything(void **state)
+{
+	struct world src, dst;
+	struct migrate_ram_stats st = { 0 };
+	struct migrate_vcpu v0;
+	struct dev_serial_state *a = malloc(sizeof(*a)),
+				*b = malloc(sizeof(*b));
+	uint8_t *buf;
+	size_t len;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 2);
+	world_init(&dst, 2);
+	world_fill(&src);
+	assert_int_equal(migrate_vcpu_save(src.cpus[0], 0, &v0), 0);
+	len = world_stream(&src, &buf, NULL);
+	if (load(&dst, buf, len, msg, sizeof(msg)))
+		fail_msg("load refused a valid stream: %s", msg);
+	assert_memory_equal(src.mem[0], dst.mem[0],
+			    WORLD_SLOT0_PAGES * PAGE_SIZE);
+	assert_memory_equal(src.mem[1], dst.mem[1],
+			    WORLD_SLOT1_PAGES * PAGE_SIZE);
+	for (unsigned int i = 0; i < 2; i++) {
+		struct migrate_vcpu vs, vd;
+
+		assert_int_equal(migrate_vcpu_save(dst.cpus[i], i, &vd), 0);
+		assert_int_equal(migrate_vcpu_save(src.cpus[i], i, &vs), 0);
+		/* The guest TSC goes on from the value sent, never back,
+		 * and runs no faster than the source's. */
+		if (vd.guest_tsc < v0.guest_tsc || vd.guest_tsc > vs.guest_tsc)
+			fail_msg("vCPU %u TSC %llu: before the save %llu, "
+				 "source now %llu",
+				 i, (unsigned long long)vd.guest_tsc,
+				 (unsigned long long)v0.guest_tsc,
+				 (unsigned long long)vs.guest_tsc);
+		vs.guest_tsc = vd.guest_tsc = 0;
+		assert_memory_equal(&vs, &vd, sizeof(vs));
+		assert_int_equal(vd.halted, i & 1);
+		assert_int_equal(vd.ev_pending, 1);
+	}
+	dev_serial_save(src.serial, a);
+	dev_serial_save(dst.serial, b);
+	assert_memory_equal(a, b, sizeof(*a));
+	assert_int_equal(b->rx_len, 12);
+	assert_int_equal(dst.nconsole, 15);
+	assert_memory_equal(dst.console, "tail of output\n", 15);
+
+	/* The stats a second load counts: 5 normal pages, the rest
+	 * markers. */
+	{
+		struct migrate_reader *r = migrate_reader_new_mem(buf, len);
+
+		memset(&st, 0, sizeof(st));
+		assert_int_equal(migrate_load(r, &dst.dest, &st), 0);
+		assert_int_equal(st.normal, 5);
+		assert_int_equal(st.duplicate,
+				 WORLD_SLOT0_PAGES + WORLD_SLOT1_PAGES - 5);
+		migrate_reader_free(r);
+	}
+	free(buf);
+	free(a);
+	free(b);
+	world_fini(&src);
+	world_fini(&dst);
+}
+
+/* A zero page costs its index and kind (9 bytes), not 4096. */
+static void test_zero_pages_are_markers(void **state)
+{
+	struct world src;
+	struct migrate_ram_stats st = { 0 };
+	uint8_t *buf;
+	size_t len, want;
+
+	(void)state;
+	world_init(&src, 1);
+	len = world_stream(&src, &buf, &st);
+	assert_int_equal(st.normal, 0);
+	assert_int_equal(st.duplicate, WORLD_SLOT0_PAGES + WORLD_SLOT1_PAGES);
+	/* Header; config (24 + 2 slots); two RAM sections of markers;
+	 * vCPU; COM1 with an empty queue; console; end: 12 bytes of
+	 * framing each. */
+	want = MIGRATE_HEADER_LEN + (12 + 24 + 48) +
+	       (12 + 8 + 9 * WORLD_SLOT0_PAGES) +
+	       (12 + 8 + 9 * WORLD_SLOT1_PAGES) + (12 + MIGRATE_VCPU_LEN) +
+	       (12 + MIGRATE_SERIAL_FIXED) + (12 + 15) + 12;
+	assert_int_equal(len, want);
+	free(buf);
+	world_fini(&src);
+}
+
+/* Every prefix of a valid stream is refused, naming a truncation. */
+static void test_every_truncation_is_refused(void **state)
+{
+	struct world src, dst;
+	uint8_t *buf;
+	size_t len;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 1);
+	world_init(&dst, 1);
+	world_fill(&src);
+	len = world_stream(&src, &buf, NULL);
+	for (size_t n = 0; n < len; n++) {
+		int rc = load(&dst, buf, n, msg, sizeof(msg));
+
+		if (rc != -EPROTO)
+			fail_msg("prefix of %zu/%zu bytes: rc %d, %s", n, len,
+				 rc, msg);
+		if (!strstr(msg, "truncated") &&
+		    !strstr(msg, "without an end marker"))
+			fail_msg("prefix of %zu bytes: \"%s\" names no "
+				 "truncation",
+				 n, msg);
+	}
+	/* One section's cut names it. */
+	load(&dst, buf, MIGRATE_HEADER_LEN + 20, msg, sizeof(msg));
+	assert_string_equal(msg, "section 1 (config): truncated in the payload "
+				 "(12 of 72 bytes)");
+	free(buf);
+	world_fini(&src);
+	world_fini(&dst);
+}
+
+/* Any single bit flipped anywhere is refused. */
+static void test_every_bit_flip_is_refused(void **state)
+{
+	struct world src, dst;
+	uint8_t *buf;
+	size_t len;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 1);
+	world_init(&dst, 1);
+	world_fill(&src);
+	len = world_stream(&src, &buf, NULL);
+	for (size_t i = 0; i < len; i++) {
+		unsigned int bit = (unsigned int)(i * 7) % 8;
+		int rc;
+
+		buf[i] ^= (uint8_t)(1u << bit);
+		rc = load(&dst, buf, len, msg, sizeof(msg));
+		buf[i] ^= (uint8_t)(1u << bit);
+		if (rc == 0)
+			fail_msg("bit %u of byte %zu flipped: accepted", bit,
+				 i);
+	}
+	/* A flip in a payload is a checksum error of that section. */
+	buf[MIGRATE_HEADER_LEN + 8 + 4] ^= 1;
+	load(&dst, buf, len, msg, sizeof(msg));
+	assert_contains(msg, "section 1 (config): checksum");
+	free(buf);
+	world_fini(&src);
+	world_fini(&dst);
+}
+
+static void test_header_errors_are_named(void **state)
+{
+	struct world src, dst;
+	uint8_t *buf;
+	size_t len;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 1);
+	world_init(&dst, 1);
+	len = world_stream(&src, &buf, NULL);
+
+	buf[0] = 'X';
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_string_equal(msg, "header: bad magic: not a migration stream");
+	buf[0] = 'M';
+	migrate_put32(buf + 8, 2);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_string_equal(msg,
+			    "header: version 2, this mmud reads version 1");
+	migrate_put32(buf + 8, 1);
+	migrate_put32(buf + 12, 4);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_string_equal(msg, "header: unknown flags 0x4");
+	migrate_put32(buf + 12, 0);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), 0);
+	free(buf);
+	world_fini(&src);
+	world_fini(&dst);
+}
+
+static void test_trailing_garbage_is_refused(void **state)
+{
+	struct world src, dst;
+	uint8_t *buf;
+	size_t len;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 1);
+	world_init(&dst, 1);
+	len = world_stream(&src, &buf, NULL);
+	buf = realloc(buf, len + 1);
+	buf[len] = 0;
+	assert_int_equal(load(&dst, buf, len + 1, msg, sizeof(msg)), -EPROTO);
+	assert_contains(msg, "(end): trailing bytes after the end marker");
+	free(buf);
+	world_fini(&src);
+	world_fini(&dst);
+}
+
+/* A stream of a differently configured VM: refused naming what differs,
+ * before a single page is written. */
+static void test_config_mismatch_is_named(void **state)
+{
+	struct world src, dst;
+	uint8_t *buf;
+	size_t len;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 2);
+	world_fill(&src);
+	len = world_stream(&src, &buf, NULL);
+
+	world_init(&dst, 1);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EINVAL);
+	assert_string_equal(msg, "section 1 (config): vCPU count: the stream "
+				 "has 2, this VM has 1");
+	world_fini(&dst);
+
+	world_init(&dst, 2);
+	dst.cfg.ram_size += PAGE_SIZE;
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EINVAL);
+	assert_contains(msg, "memory size: the stream has 131072 bytes, this "
+			     "VM has 135168");
+	dst.cfg.ram_size -= PAGE_SIZE;
+	dst.cfg.slots[1].size *= 2;
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EINVAL);
+	assert_contains(msg, "memslot 1: the stream has id 5 gpa 0x40000000 "
+			     "size 0x8000");
+	dst.cfg.slots[1].size /= 2;
+	dst.cfg.nr_slots = 1;
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EINVAL);
+	assert_contains(msg, "memslot 5 (gpa 0x40000000 size 0x8000) is not "
+			     "in this VM");
+	dst.cfg.nr_slots = 2;
+	dst.cfg.cpuid_sig ^= 1;
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EINVAL);
+	assert_contains(msg, "CPUID: the stream's signature");
+	/* Nothing was written. */
+	for (size_t i = 0; i < WORLD_SLOT0_PAGES * PAGE_SIZE; i++)
+		if (dst.mem[0][i])
+			fail_msg("byte %zu written by a refused stream", i);
+	world_fini(&dst);
+	free(buf);
+	world_fini(&src);
+}
+
+/* Writes one section built by hand to a buffer: header, it, END. */
+static size_t hand_stream(const struct migrate_config *cfg, uint16_t type,
+			  const uint8_t *payload, uint32_t plen, uint8_t **out)
+{
+	int fd = memfd_create("hand", 0);
+	struct migrate_writer *w = migrate_writer_new(fd);
+	off_t len;
+
+	assert_non_null(w);
+	assert_int_equal(migrate_write_header(w), 0);
+	if (cfg)
+		assert_int_equal(migrate_write_config(w, cfg), 0);
+	if (type)
+		assert_int_equal(migrate_write_section(w, type, payload, plen),
+				 0);
+	assert_int_equal(migrate_write_end(w), 0);
+	migrate_writer_free(w);
+	len = lseek(fd, 0, SEEK_END);
+	*out = malloc((size_t)len);
+	assert_int_equal(pread(fd, *out, (size_t)len, 0), len);
+	close(fd);
+	return (size_t)len;
+}
+
+/* A RAM section with one page index outside its slot stores none of its
+ * pages, not even the good one before it. */
+static void test_ram_outside_slot_writes_nothing(void **state)
+{
+	struct world dst;
+	uint8_t *p = calloc(1, 8 + 9 + PAGE_SIZE + 9), *buf;
+	struct migrate_reader *r;
+	size_t len;
+
+	(void)state;
+	world_init(&dst, 1);
+	migrate_put32(p, 0);
+	migrate_put32(p + 4, 2);
+	migrate_put64(p + 8, 3);
+	p[16] = MIGRATE_RAM_PAGE;
+	memset(p + 17, 0xee, PAGE_SIZE);
+	migrate_put64(p + 17 + PAGE_SIZE, WORLD_SLOT0_PAGES);
+	p[17 + PAGE_SIZE + 8] = MIGRATE_RAM_ZERO;
+	len = hand_stream(&dst.cfg, MIGRATE_SEC_RAM, p, 8 + 9 + PAGE_SIZE + 9,
+			  &buf);
+	r = migrate_reader_new_mem(buf, len);
+	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
+	assert_string_equal(migrate_reader_error(r),
+			    "section 2 (RAM): page index 32 outside slot 0 "
+			    "(32 pages)");
+	assert_int_equal(dst.mem[0][3 * PAGE_SIZE], 0);
+	migrate_reader_free(r);
+	free(buf);
+
+	/* A slot the destination does not have. */
+	migrate_put32(p, 7);
+	len = hand_stream(&dst.cfg, MIGRATE_SEC_RAM, p, 8 + 9 + PAGE_SIZE + 9,
+			  &buf);
+	r = migrate_reader_new_mem(buf, len);
+	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
+	assert_string_equal(migrate_reader_error(r),
+			    "section 2 (RAM): slot 7 is not in this VM");
+	migrate_reader_free(r);
+	free(buf);
+
+	/* An unknown page kind, and a count beyond the bound. */
+	migrate_put32(p, 0);
+	migrate_put64(p + 17 + PAGE_SIZE, 4);
+	p[17 + PAGE_SIZE + 8] = 9;
+	len = hand_stream(&dst.cfg, MIGRATE_SEC_RAM, p, 8 + 9 + PAGE_SIZE + 9,
+			  &buf);
+	r = migrate_reader_new_mem(buf, len);
+	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
+	assert_string_equal(migrate_reader_error(r),
+			    "section 2 (RAM): page 4: unknown kind 9");
+	migrate_reader_free(r);
+	free(buf);
+	assert_int_equal(dst.mem[0][3 * PAGE_SIZE], 0);
+
+	migrate_put32(p + 4, MIGRATE_RAM_BATCH + 1);
+	len = hand_stream(&dst.cfg, MIGRATE_SEC_RAM, p, 8 + 9 + PAGE_SIZE + 9,
+			  &buf);
+	r = migrate_reader_new_mem(buf, len);
+	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
+	assert_string_equal(migrate_reader_error(r),
+			    "section 2 (RAM): page count 257 out of range");
+	migrate_reader_free(r);
+	free(buf);
+	free(p);
+	world_fini(&dst);
+}
+
+static void test_section_order_is_checked(void **state)
+{
+	struct world dst;
+	struct migrate_reader *r;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	world_init(&dst, 1);
+	/* No configuration first. */
+	len = hand_stream(NULL, MIGRATE_SEC_CONSOLE, (const uint8_t *)"x", 1,
+			  &buf);
+	r = migrate_reader_new_mem(buf, len);
+	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
+	assert_string_equal(migrate_reader_error(r),
+			    "section 1 (console): the configuration must "
+			    "come first");
+	migrate_reader_free(r);
+	free(buf);
+	/* No vCPU state before the end. */
+	len = hand_stream(&dst.cfg, 0, NULL, 0, &buf);
+	r = migrate_reader_new_mem(buf, len);
+	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
+	assert_string_equal(migrate_reader_error(r),
+			    "section 2 (end): state of 0 of 1 vCPUs before "
+			    "the end marker");
+	migrate_reader_free(r);
+	free(buf);
+	/* An unknown section type and a length over its type's bound. */
+	len = hand_stream(&dst.cfg, 0, NULL, 0, &buf);
+	migrate_put16(buf + len - 12, 0x77);
+	r = migrate_reader_new_mem(buf, len);
+	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
+	assert_string_equal(migrate_reader_error(r),
+			    "section 2: unknown section type 0x77");
+	migrate_reader_free(r);
+	migrate_put16(buf + len - 12, MIGRATE_SEC_VCPU);
+	migrate_put32(buf + len - 8, 0xfffffff0u);
+	r = migrate_reader_new_mem(buf, len);
+	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
+	assert_string_equal(migrate_reader_error(r),
+			    "section 2 (vCPU): length 4294967280 over the "
+			    "bound 982");
+	migrate_reader_free(r);
+	free(buf);
+	world_fini(&dst);
+}
+
+/* Bad values, each with the name its refusal must carry. */
+static const char *const bad_names[] = {
+	"cr4",
+	"cr4",
+	"cr0",
+	"cr0",
+	"cr3",
+	"cr8",
+	"efer",
+	"efer",
+	"rflags",
+	"rflags",
+	"rip",
+	"fs base",
+	"tr base",
+	"gdt base",
+	"cs attributes",
+	"lstar",
+	"kernel_gs_base",
+	"pat",
+	"apic_base",
+	"sfmask",
+	"mxcsr",
+	"event kind",
+	"event fields",
+	"delivering",
+	"interrupt shadow",
+};
+
+static void apply_bad(unsigned int k, struct migrate_vcpu *v)
+{
+	switch (k) {
+	case 0:
+		v->cr4 |= 1ULL << 12;
+		break;
+	case 1:
+		v->cr4 &= ~X86_CR4_PAE;
+		break;
+	case 2:
+		v->cr0 &= ~X86_CR0_PG;
+		break;
+	case 3:
+		v->cr0 |= 1ULL << 40;
+		break;
+	case 4:
+		v->cr3 |= 1ULL << 50;
+		break;
+	case 5:
+		v->cr8 = 16;
+		break;
+	case 6:
+		v->efer |= 1ULL << 1;
+		break;
+	case 7:
+		v->efer &= ~X86_EFER_LMA;
+		break;
+	case 8:
+		v->rflags |= 1ULL << 3;
+		break;
+	case 9:
+		v->rflags &= ~2ULL;
+		break;
+	case 10:
+		v->rip = 0x0000800000000000ULL;
+		break;
+	case 11:
+		v->seg[4].base = 0x0001000000000000ULL;
+		break;
+	case 12:
+		v->seg[7].base = 0x8000000000000000ULL;
+		break;
+	case 13:
+		v->gdt_base = 0x0000900000000000ULL;
+		break;
+	case 14:
+		v->seg[1].attr |= 1u << 20;
+		break;
+	case 15:
+		v->lstar = 0x0000800000000000ULL;
+		break;
+	case 16:
+		v->kernel_gs_base = 0x1234000000000000ULL;
+		break;
+	case 17:
+		v->pat = 0x02;
+		break;
+	case 18:
+		v->apic_base |= 1u << 9;
+		break;
+	case 19:
+		v->sfmask = 1ULL << 32;
+		break;
+	case 20:
+		v->fxsave[26] = 1;
+		break;
+	case 21:
+		v->ev_pending = 1;
+		v->ev_kind = 7;
+		break;
+	case 22:
+		v->ev_pending = 0;
+		v->ev_vector = 3;
+		break;
+	case 23:
+		v->delivering = 300;
+		break;
+	case 24:
+		v->int_shadow = 3;
+		break;
+	}
+}
+
+/* Loaded vCPU state a CPU could not hold is refused, naming the
+ * register, and the CPU keeps what it had. */
+static void test_bad_vcpu_state_is_refused(void **state)
+{
+	struct world w;
+	struct migrate_vcpu before, bad, after;
+	char err[200];
+
+	(void)state;
+	world_init(&w, 1);
+	world_fill(&w);
+	save_vcpu(w.cpus[0], &before);
+	for (unsigned int k = 0; k < ARRAY_SIZE(bad_names); k++) {
+		bad = before;
+		apply_bad(k, &bad);
+		err[0] = 0;
+		if (migrate_vcpu_load(w.cpus[0], &bad, err, sizeof(err)) !=
+		    -EINVAL)
+			fail_msg("%s: a bad value was loaded", bad_names[k]);
+		assert_contains(err, bad_names[k]);
+		save_vcpu(w.cpus[0], &after);
+		if (memcmp(&before, &after, sizeof(before)))
+			fail_msg("%s: refused, but the CPU changed",
+				 bad_names[k]);
+	}
+	world_fini(&w);
+}
+
+/* Decoding a vCPU section: flags are 0 or 1, the index is bounded. */
+static void test_vcpu_section_fields_are_checked(void **state)
+{
+	struct world w;
+	struct migrate_vcpu v;
+	struct migrate_reader *r = migrate_reader_new_mem(NULL, 0);
+	uint8_t *buf, *p;
+	size_t len;
+	const uint8_t *data;
+	uint32_t plen;
+	uint16_t type;
+	struct migrate_reader *rd;
+
+	(void)state;
+	world_init(&w, 1);
+	len = world_stream(&w, &buf, NULL);
+	rd = migrate_reader_new_mem(buf, len);
+	assert_int_equal(migrate_read_header(rd), 0);
+	do
+		assert_int_equal(migrate_read_section(rd, &type, &data, &plen),
+				 0);
+	while (type != MIGRATE_SEC_VCPU);
+	p = malloc(plen);
+	memcpy(p, data, plen);
+	assert_int_equal(migrate_parse_vcpu(r, p, plen, &v), 0);
+	p[plen - 1] = 2; /* halted */
+	assert_int_equal(migrate_parse_vcpu(r, p, plen, &v), -EPROTO);
+	assert_contains(migrate_reader_error(r), "halted 2 is not 0 or 1");
+	p[plen - 1] = 0;
+	migrate_put32(p, 64);
+	assert_int_equal(migrate_parse_vcpu(r, p, plen, &v), -EPROTO);
+	assert_contains(migrate_reader_error(r), "index 64 out of range");
+	migrate_put32(p, 0);
+	assert_int_equal(migrate_parse_vcpu(r, p, plen - 3, &v), -EPROTO);
+	assert_contains(migrate_reader_error(r), "truncated at nmi latched");
+	free(p);
+	free(buf);
+	migrate_reader_free(rd);
+	migrate_reader_free(r);
+	world_fini(&w);
+}
+
+static uint8_t serial_in(struct dev_serial *s, unsigned int reg)
+{
+	uint32_t v = 0;
+
+	dev_serial_pio(s, reg, 1, true, &v);
+	return (uint8_t)v;
+}
+
+static void sink(void *ctx, const char *buf, size_t len)
+{
+	(void)ctx;
+	(void)buf;
+	(void)len;
+}
+
+/* COM1's queue, wrapped around its ring, comes back in order; its
+ * registers read back the same. */
+static void test_serial_state_roundtrip(void **state)
+{
+	struct dev_serial *a = dev_serial_create(sink, NULL);
+	struct dev_serial *b = dev_serial_create(sink, NULL);
+	struct dev_serial_state *st = malloc(sizeof(*st));
+	uint8_t data[4000];
+	uint32_t v;
+	char err[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 13 + 1);
+	assert_int_equal(dev_serial_receive(a, data, 4000), 4000);
+	for (int i = 0; i < 3000; i++)
+		assert_int_equal(serial_in(a, 0), data[i]);
+	assert_int_equal(dev_serial_receive(a, data, 3000), 3000);
+	v = 0x5c;
+	dev_serial_pio(a, 7, 1, false, &v);
+	v = 0x1b;
+	dev_serial_pio(a, 3, 1, false, &v);
+	dev_serial_save(a, st);
+	assert_int_equal(st->rx_len, 4000);
+	assert_true(dev_serial_load(b, st, err, sizeof(err)));
+	assert_int_equal(serial_in(b, 7), 0x5c);
+	assert_int_equal(serial_in(b, 3), 0x1b);
+	for (int i = 3000; i < 4000; i++)
+		assert_int_equal(serial_in(b, 0), data[i]);
+	for (int i = 0; i < 3000; i++)
+		assert_int_equal(serial_in(b, 0), data[i]);
+	assert_int_equal(serial_in(b, 5) & 1, 0); /* LSR.DR: empty */
+
+	/* Out-of-range values: refused by name, nothing loaded. */
+	st->ier = 0x10;
+	assert_false(dev_serial_load(b, st, err, sizeof(err)));
+	assert_string_equal(err, "COM1 ier out of range");
+	st->ier = 0;
+	st->rx_len = DEV_SERIAL_RX_SIZE + 1;
+	assert_false(dev_serial_load(b, st, err, sizeof(err)));
+	assert_string_equal(err, "COM1 rx_len out of range");
+	assert_int_equal(serial_in(b, 5) & 1, 0);
+	free(st);
+	dev_serial_destroy(a);
+	dev_serial_destroy(b);
+}
+
+struct drain {
+	int fd;
+	struct world *dst;
+	int rc;
+	char msg[256];
+};
+
+/* The destination side over a pipe: the reader's fd path. */
+static void *drain_thread(void *arg)
+{
+	struct drain *d = arg;
+	struct migrate_reader *r = migrate_reader_new(d->fd);
+
+	d->rc = migrate_load(r, &d->dst->dest, NULL);
+	snprintf(d->msg, sizeof(d->msg), "%s", migrate_reader_error(r));
+	migrate_reader_free(r);
+	return NULL;
+}
+
+/* The writer over a non-blocking pipe whose reader is slower: short
+ * writes and EAGAIN go on until every byte is out, and the fd reader
+ * loads it all. */
+static void test_stream_over_a_nonblocking_pipe(void **state)
+{
+	struct world src, dst;
+	struct drain d;
+	pthread_t t;
+	int fds[2];
+	char err[256];
+
+	(void)state;
+	world_init(&src, 2);
+	world_init(&dst, 2);
+	world_fill(&src);
+	assert_int_equal(pipe(fds), 0);
+	fcntl(fds[1], F_SETPIPE_SZ, 4096);
+	fcntl(fds[1], F_SETFL, O_NONBLOCK);
+	d = (struct drain){ .fd = fds[0], .dst = &dst };
+	assert_int_equal(pthread_create(&t, NULL, drain_thread, &d), 0);
+	if (world_write(&src, fds[1], NULL, err, sizeof(err)))
+		fail_msg("writer: %s", err);
+	close(fds[1]);
+	pthread_join(t, NULL);
+	close(fds[0]);
+	if (d.rc)
+		fail_msg("fd reader: %s", d.msg);
+	assert_memory_equal(src.mem[0], dst.mem[0],
+			    WORLD_SLOT0_PAGES * PAGE_SIZE);
+	world_fini(&src);
+	world_fini(&dst);
+}
+
+/* A peer gone: the writer says so with errno's text, and stays failed. */
+static void test_writer_reports_errno(void **state)
+{
+	struct world src;
+	int fds[2];
+	char err[256];
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	world_init(&src, 1);
+	assert_int_equal(pipe(fds), 0);
+	close(fds[0]);
+	assert_int_equal(world_write(&src, fds[1], NULL, err, sizeof(err)),
+			 -EPIPE);
+	assert_string_equal(err, "write: Broken pipe");
+	close(fds[1]);
+	world_fini(&src);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_crc32c_check_value),
+		cmocka_unit_test(test_roundtrip_restores_everything),
+		cmocka_unit_test(test_zero_pages_are_markers),
+		cmocka_unit_test(test_every_truncation_is_refused),
+		cmocka_unit_test(test_every_bit_flip_is_refused),
+		cmocka_unit_test(test_header_errors_are_named),
+		cmocka_unit_test(test_trailing_garbage_is_refused),
+		cmocka_unit_test(test_config_mismatch_is_named),
+		cmocka_unit_test(test_ram_outside_slot_writes_nothing),
+		cmocka_unit_test(test_section_order_is_checked),
+		cmocka_unit_test(test_bad_vcpu_state_is_refused),
+		cmocka_unit_test(test_vcpu_section_fields_are_checked),
+		cmocka_unit_test(test_serial_state_roundtrip),
+		cmocka_unit_test(test_stream_over_a_nonblocking_pipe),
+		cmocka_unit_test(test_writer_reports_errno),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,210 @@
+/* See world.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "world.h"
+
+static const struct x86_env world_env;
+
+static void console_sink(void *ctx, const void *buf, size_t len)
+{
+	struct world *w = ctx;
+
+	if (len > sizeof(w->console) - w->nconsole)
+		len = sizeof(w->console) - w->nconsole;
+	memcpy(w->console + w->nconsole, buf, len);
+	w->nconsole += len;
+}
+
+static void serial_out(void *ctx, const char *buf, size_t len)
+{
+	(void)ctx;
+	(void)buf;
+	(void)len;
+}
+
+void world_init(struct world *w, unsigned int nr_vcpus)
+{
+	static const uint64_t pages[2] = { WORLD_SLOT0_PAGES,
+					   WORLD_SLOT1_PAGES };
+	static const uint32_t ids[2] = { 0, 5 };
+	static const gpa_t gpas[2] = { 0, WORLD_SLOT1_GPA };
+
+	memset(w, 0, sizeof(*w));
+	w->nr_vcpus = nr_vcpus;
+	for (int i = 0; i < 2; i++) {
+		w->mem[i] = mmap(NULL, pages[i] * PAGE_SIZE,
+				 PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (w->mem[i] == MAP_FAILED)
+			abort();
+		w->slots[i] = (struct migrate_ram_target){
+			.id = ids[i],
+			.hva = (hva_t)w->mem[i],
+			.size = pages[i] * PAGE_SIZE,
+		};
+		w->cfg.slots[i] = (struct migrate_slot){
+			.id = ids[i],
+			.gpa = gpas[i],
+			.size = pages[i] * PAGE_SIZE,
+		};
+	}
+	w->cfg.nr_slots = 2;
+	w->cfg.nr_vcpus = nr_vcpus;
+	w->cfg.ram_size = WORLD_SLOT0_PAGES * PAGE_SIZE;
+	for (unsigned int i = 0; i < nr_vcpus; i++) {
+		w->cpus[i] = x86_cpu_new(i, nr_vcpus, &world_env, NULL);
+		if (!w->cpus[i])
+			abort();
+	}
+	w->cfg.cpuid_sig = x86_cpuid_signature(w->cpus[0]);
+	w->serial = dev_serial_create(serial_out, NULL);
+	if (!w->serial)
+		abort();
+	w->dest = (struct migrate_dest){
+		.config = &w->cfg,
+		.slots = w->slots,
+		.nr_slots = 2,
+		.cpus = w->cpus,
+		.serial = w->serial,
+		.console = console_sink,
+		.console_ctx = w,
+	};
+}
+
+void world_fini(struct world *w)
+{
+	munmap(w->mem[0], WORLD_SLOT0_PAGES * PAGE_SIZE);
+	munmap(w->mem[1], WORLD_SLOT1_PAGES * PAGE_SIZE);
+	for (unsigned int i = 0; i < w->nr_vcpus; i++)
+		x86_cpu_free(w->cpus[i]);
+	dev_serial_destroy(w->serial);
+}
+
+void world_fill(struct world *w)
+{
+	static const uint64_t normal0[] = { 1, 2, 17 };
+	uint32_t v = 0x12345;
+
+	for (size_t i = 0; i < ARRAY_SIZE(normal0); i++)
+		for (size_t b = 0; b < PAGE_SIZE; b++)
+			w->mem[0][normal0[i] * PAGE_SIZE + b] =
+				(uint8_t)((v = v * 1103515245 + 12345) >> 16);
+	memset(w->mem[1] + 3 * PAGE_SIZE, 0xa5, PAGE_SIZE);
+	/* One non-zero byte at the end: not a zero page. */
+	w->mem[0][31 * PAGE_SIZE + PAGE_SIZE - 1] = 1;
+
+	for (unsigned int i = 0; i < w->nr_vcpus; i++) {
+		struct migrate_vcpu s;
+		char err[128];
+
+		if (migrate_vcpu_save(w->cpus[i], i, &s))
+			abort();
+		for (int r = 0; r < 16; r++)
+			s.gpr[r] = 0x1111111111111111ULL * (uint64_t)r + i;
+		s.rip = 0x401000 + i;
+		s.rflags = 0x246;
+		s.seg[4].base = 0x7fff00001000ULL; /* FS */
+		s.seg[5].base = 0xffff800000002000ULL; /* GS */
+		s.cr2 = 0xdeadb000;
+		s.cr3 = 0x5000;
+		s.cr8 = 3;
+		s.fxsave[160] = 0x5a; /* XMM0 byte 0 */
+		s.fxsave[24] = 0xa0; /* MXCSR 1FA0H: PE set */
+		s.star = 0x0023001000000000ULL;
+		s.lstar = 0xffffffff81000000ULL;
+		s.cstar = 0xffffffff81000100ULL;
+		s.sfmask = 0x47700;
+		s.kernel_gs_base = 0xffff888000000000ULL;
+		s.tsc_aux = i;
+		s.misc_enable = 0x801;
+		s.ev_pending = 1;
+		s.ev_vector = 14;
+		s.ev_kind = 0;
+		s.ev_has_error = 1;
+		s.ev_error = 2;
+		s.ev_return_rip = s.rip;
+		s.ev_cr2 = 0xcafe000;
+		s.int_shadow = 2;
+		s.nmi_blocked = 1;
+		s.halted = i & 1;
+		if (migrate_vcpu_load(w->cpus[i], &s, err, sizeof(err))) {
+			fprintf(stderr, "world_fill: %s\n", err);
+			abort();
+		}
+	}
+
+	{
+		uint32_t val = 0x80; /* LCR: DLAB */
+
+		dev_serial_pio(w->serial, 3, 1, false, &val);
+		val = 0x0c; /* divisor low: 9600 baud */
+		dev_serial_pio(w->serial, 0, 1, false, &val);
+		val = 0x03;
+		dev_serial_pio(w->serial, 3, 1, false, &val);
+		val = 0x42;
+		dev_serial_pio(w->serial, 7, 1, false, &val); /* SCR */
+		dev_serial_receive(w->serial, "queued input", 12);
+	}
+}
+
+int world_write(struct world *w, int fd, struct migrate_ram_stats *stats,
+		char *err, size_t errlen)
+{
+	struct migrate_writer *wr = migrate_writer_new(fd);
+	struct dev_serial_state *ss = malloc(sizeof(*ss));
+	uint64_t idx[WORLD_SLOT0_PAGES];
+	int rc;
+
+	if (!wr || !ss)
+		abort();
+	for (uint64_t i = 0; i < WORLD_SLOT0_PAGES; i++)
+		idx[i] = i;
+	rc = migrate_write_header(wr);
+	rc = rc ? rc : migrate_write_config(wr, &w->cfg);
+	rc = rc ? rc :
+		  migrate_write_ram(wr, 0, w->slots[0].hva, w->slots[0].size,
+				    idx, WORLD_SLOT0_PAGES, stats);
+	rc = rc ? rc :
+		  migrate_write_ram(wr, 5, w->slots[1].hva, w->slots[1].size,
+				    idx, WORLD_SLOT1_PAGES, stats);
+	for (unsigned int i = 0; !rc && i < w->nr_vcpus; i++) {
+		struct migrate_vcpu v;
+
+		rc = migrate_vcpu_save(w->cpus[i], i, &v);
+		rc = rc ? rc : migrate_write_vcpu(wr, &v);
+	}
+	dev_serial_save(w->serial, ss);
+	rc = rc ? rc : migrate_write_serial(wr, ss);
+	rc = rc ? rc : migrate_write_console(wr, "tail of output\n", 15);
+	rc = rc ? rc : migrate_write_end(wr);
+	if (rc)
+		snprintf(err, errlen, "%s", migrate_writer_error(wr));
+	migrate_writer_free(wr);
+	free(ss);
+	return rc;
+}
+
+size_t world_stream(struct world *w, uint8_t **out,
+		    struct migrate_ram_stats *stats)
+{
+	int fd = memfd_create("world-stream", 0);
+	char err[256];
+	off_t len;
+
+	if (fd < 0)
+		abort();
+	if (world_write(w, fd, stats, err, sizeof(err))) {
+		fprintf(stderr, "world_stream: %s\n", err);
+		abort();
+	}
+	len = lseek(fd, 0, SEEK_END);
+	*out = malloc((size_t)len);
+	if (!*out || pread(fd, *out, (size_t)len, 0) != len)
+		abort();
+	close(fd);
+	return (size_t)len;
+}

@@ -1,0 +1,51 @@
+/*
+ * A small VM's worth of migration endpoints for the migrate tests and the
+ * stream fuzz target (tests/fuzz/fuzz_migrate.c): two memslots, vCPUs
+ * and COM1, with a configuration that matches itself, and a full valid
+ * stream written from it.
+ */
+#ifndef MMUD_TEST_MIGRATE_WORLD_H
+#define MMUD_TEST_MIGRATE_WORLD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dev.h"
+#include "migrate.h"
+#include "x86.h"
+
+#define WORLD_SLOT0_PAGES 32 /* id 0 at gpa 0: boot RAM */
+#define WORLD_SLOT1_PAGES 8 /* id 5 at 1 GiB: a hot-added slot */
+#define WORLD_SLOT1_GPA (1ULL << 30)
+#define WORLD_MAX_VCPUS 4
+
+struct world {
+	uint8_t *mem[2];
+	struct migrate_config cfg;
+	struct migrate_ram_target slots[2];
+	struct x86_cpu *cpus[WORLD_MAX_VCPUS];
+	unsigned int nr_vcpus;
+	struct dev_serial *serial;
+	char console[1024];
+	size_t nconsole;
+	struct migrate_dest dest;
+};
+
+/* Zeroed memory, vCPUs in the boot state, COM1 at reset. */
+void world_init(struct world *w, unsigned int nr_vcpus);
+void world_fini(struct world *w);
+/* Gives the source world something to carry: a few pages of pattern
+ * (the rest zero), distinct register, MSR and event state on every vCPU,
+ * COM1 registers and input queued. */
+void world_fill(struct world *w);
+/* A whole stream of w (header, config, every page of both slots, vCPUs,
+ * COM1, a console section, end marker) in a malloc'd buffer; stats may
+ * be NULL. Aborts on failure. */
+size_t world_stream(struct world *w, uint8_t **out,
+		    struct migrate_ram_stats *stats);
+
+/* The same stream to fd: 0 or -errno with the writer's message. */
+int world_write(struct world *w, int fd, struct migrate_ram_stats *stats,
+		char *err, size_t errlen);
+
+#endif
