@@ -247,13 +247,18 @@ static void set_alloc(void)
 	json_set_alloc_funcs(counting_malloc, free);
 }
 
+void qmp_parse_init(void)
+{
+	pthread_once(&alloc_once, set_alloc);
+}
+
 static json_t *load_budgeted(const char *text, size_t len, size_t flags,
 			     json_error_t *err)
 {
 	size_t budget = QMP_MAX_PARSED;
 	json_t *msg;
 
-	pthread_once(&alloc_once, set_alloc);
+	qmp_parse_init();
 	parse_budget = &budget;
 	parse_over = false;
 	msg = json_loadb(text, len, flags, err);

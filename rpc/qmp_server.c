@@ -1042,6 +1042,7 @@ int qmp_server_new(struct event_base *base, const char *path,
 	struct qmp_server *srv;
 	int fd, ret = -ENOMEM;
 
+	qmp_parse_init();
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return -ENOMEM;

@@ -85,6 +85,13 @@ char *qmp_args_check(const struct qmp_arg *spec, json_t *args);
  */
 json_t *qmp_parse(const char *text, size_t len, size_t flags,
 		  json_error_t *err);
+/*
+ * Installs the counting allocator qmp_parse() needs (jansson's hook is
+ * the process's). qmp_parse() calls it too; the server calls it before
+ * it serves anyone, so the hook never changes while another thread uses
+ * jansson.
+ */
+void qmp_parse_init(void);
 
 /* True for a value only an unsigned 64-bit integer can hold. */
 bool qmp_json_is_u64_only(const json_t *v);
