@@ -629,6 +629,7 @@ void vcpu_reset(struct vcpu *v)
 	for (unsigned int i = 0; i < 4; i++)
 		atomic_store_explicit(&v->irr[i], 0, memory_order_relaxed);
 	atomic_store_explicit(&v->nmi, false, memory_order_relaxed);
+	atomic_store_explicit(&v->in_hlt, false, memory_order_relaxed);
 	v->nr_tracked = 0;
 	v->tracked_overflow = false;
 	atomic_store_explicit(&v->stop_state, VCPU_STATE_RUNNING,

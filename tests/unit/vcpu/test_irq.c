@@ -237,13 +237,13 @@ static void *gpa_ptr(struct harness *h, uint64_t gpa)
 	return (uint8_t *)h->ram + gpa;
 }
 
-/* The IDT (an interrupt gate per vector 32-255 to its stub), the stubs
- * and the IDTR image, written before the vCPUs start. */
+/* The IDT (an interrupt gate for NMI and each vector 32-255 to its
+ * stub), the stubs and the IDTR image, written before the vCPUs start. */
 static void write_idt(struct harness *h)
 {
 	uint8_t *idtr = gpa_ptr(h, IDTR_GPA);
 
-	for (unsigned int v = 32; v < 256; v++) {
+	for (unsigned int v = 2; v < 256; v = v == 2 ? 32 : v + 1) {
 		uint64_t stub = STUBS_GPA + 16 * v;
 		uint8_t *s = gpa_ptr(h, stub);
 		uint64_t g[2];
@@ -432,6 +432,79 @@ static void test_irq_wakes_sleeping_hlt(void **state)
 	harness_destroy(&h);
 }
 
+/* Waits until vCPU 0 sleeps in HLT; false after EVENT_SECONDS. */
+static bool wait_asleep(struct harness *h)
+{
+	uint64_t end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+
+	while (!vcpu_halted(h->vcpus[0]) && now_ns() < end)
+		usleep(1000);
+	return vcpu_halted(h->vcpus[0]);
+}
+
+/* Waits until the guest counted want of vector v on vCPU 0. */
+static bool wait_count(struct harness *h, unsigned int v, uint64_t want)
+{
+	uint64_t end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+
+	while (guest_count(h, 0, v) < want && now_ns() < end)
+		usleep(1000);
+	return guest_count(h, 0, v) == want;
+}
+
+/* Ends the ENTRY_LOOP guest on vCPU 0: the flag, then an interrupt to
+ * wake it to see it. */
+static void finish_loop(struct harness *h)
+{
+	__atomic_store_n((uint64_t *)gpa_ptr(h, FLAG_GPA), 1, __ATOMIC_RELEASE);
+	vcpu_raise_irq(h->vcpus[0], 0x78);
+	assert_true(wait_halted(h, 1));
+}
+
+/* An NMI wakes `sti; hlt` and goes through vector 2 (SDM vol. 3, 6.7). */
+static void test_irq_nmi_wakes_sleeping_hlt(void **state)
+{
+	struct harness h;
+
+	(void)state;
+	harness_create(&h, 1, ENTRY_LOOP);
+	vcpu_set_add_wake_source(h.set);
+	harness_start(&h);
+	assert_true(wait_asleep(&h));
+	vcpu_raise_nmi(h.vcpus[0]);
+	if (!wait_count(&h, 2, 1))
+		fail_msg("NMI taken %" PRIu64 " times, want 1",
+			 guest_count(&h, 0, 2));
+	finish_loop(&h);
+	vcpu_set_remove_wake_source(h.set);
+	harness_destroy(&h);
+}
+
+/* An interrupt raised while a halted vCPU is paused is taken once it
+ * runs again, not before and not lost. */
+static void test_irq_raised_while_paused_taken_on_resume(void **state)
+{
+	struct harness h;
+
+	(void)state;
+	harness_create(&h, 1, ENTRY_LOOP);
+	vcpu_set_add_wake_source(h.set);
+	harness_start(&h);
+	assert_true(wait_asleep(&h));
+	vcpu_set_pause(h.vcpus[0], true);
+	vcpu_wait_parked(h.vcpus[0]);
+	assert_int_equal(vcpu_raise_irq(h.vcpus[0], 0x66), 1);
+	usleep(20000);
+	assert_int_equal(guest_count(&h, 0, 0x66), 0);
+	vcpu_set_pause(h.vcpus[0], false);
+	if (!wait_count(&h, 0x66, 1))
+		fail_msg("vector 0x66 taken %" PRIu64 " times after resume",
+			 guest_count(&h, 0, 0x66));
+	finish_loop(&h);
+	vcpu_set_remove_wake_source(h.set);
+	harness_destroy(&h);
+}
+
 struct raiser {
 	pthread_t thread;
 	struct harness *h;
@@ -572,6 +645,8 @@ int main(void)
 			test_irq_hlt_if_clear_with_source_stops_for_good),
 		cmocka_unit_test(test_irq_raise_exception_vector_refused),
 		cmocka_unit_test(test_irq_wakes_sleeping_hlt),
+		cmocka_unit_test(test_irq_nmi_wakes_sleeping_hlt),
+		cmocka_unit_test(test_irq_raised_while_paused_taken_on_resume),
 		cmocka_unit_test(test_irq_stress_every_interrupt_taken_once),
 	};
 	int r;
