@@ -775,7 +775,66 @@ static void test_writer_reports_errno(void **state)
 	world_fini(&src);
 }
 
-int main(void)
+/* Writes buf as hexadecimal text, 32 bytes a line (tests/fuzz/replay.h
+ * reads .hex seeds). */
+static void write_hex(const char *dir, const char *name, const uint8_t *buf,
+		      size_t len)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.hex", dir, name);
+	f = fopen(path, "w");
+	if (!f) {
+		perror(path);
+		exit(1);
+	}
+	for (size_t i = 0; i < len; i++)
+		fprintf(f, "%02x%s", buf[i], i % 32 == 31 ? "\n" : "");
+	fprintf(f, "\n");
+	fclose(f);
+}
+
+/*
+ * The fuzz target's seeds (tests/fuzz/corpus/migrate): streams of the
+ * target's destination (two vCPUs) with one page of data, valid and
+ * broken in the ways the destination must name.
+ */
+static int write_corpus(const char *dir)
+{
+	struct world src, one;
+	uint8_t *buf, *buf1;
+	size_t len, len1;
+
+	world_init(&src, 2);
+	world_fill(&src);
+	memset(src.mem[0], 0, WORLD_SLOT0_PAGES * PAGE_SIZE);
+	memset(src.mem[1], 0, WORLD_SLOT1_PAGES * PAGE_SIZE);
+	memset(src.mem[0] + 2 * PAGE_SIZE, 0x3c, 64);
+	len = world_stream(&src, &buf, NULL);
+	write_hex(dir, "valid", buf, len);
+	write_hex(dir, "truncated-vcpu", buf, len - 1500);
+	write_hex(dir, "truncated-header", buf, 10);
+	buf[MIGRATE_HEADER_LEN + 12 + 72 + 12 + 8 + 9 * 2 + 9 + 5] ^= 0x10;
+	write_hex(dir, "bitflip-ram", buf, len);
+	buf[MIGRATE_HEADER_LEN + 12 + 72 + 12 + 8 + 9 * 2 + 9 + 5] ^= 0x10;
+	migrate_put32(buf + 8, 2);
+	write_hex(dir, "wrong-version", buf, len);
+	migrate_put32(buf + 8, MIGRATE_VERSION);
+	buf = realloc(buf, len + 3);
+	memcpy(buf + len, "xyz", 3);
+	write_hex(dir, "trailing", buf, len + 3);
+	world_init(&one, 1);
+	len1 = world_stream(&one, &buf1, NULL);
+	write_hex(dir, "one-vcpu", buf1, len1);
+	free(buf);
+	free(buf1);
+	world_fini(&src);
+	world_fini(&one);
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c_check_value),
@@ -795,5 +854,7 @@ int main(void)
 		cmocka_unit_test(test_writer_reports_errno),
 	};
 
+	if (argc == 3 && !strcmp(argv[1], "--write-corpus"))
+		return write_corpus(argv[2]);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
