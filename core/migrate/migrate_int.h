@@ -39,11 +39,13 @@ struct migrate_writer {
 
 struct migrate_reader {
 	int fd; /* -1: from mem */
+	bool from_mem;
 	const uint8_t *mem;
 	size_t mem_len, mem_pos;
 	uint8_t *buf; /* fd: read-ahead [pos, len) */
 	size_t pos, len;
-	uint8_t *payload; /* MIGRATE_MAX_PAYLOAD bytes */
+	uint8_t *payload; /* fd: MIGRATE_MAX_PAYLOAD bytes */
+	const uint8_t *cur; /* the current section's payload */
 	uint64_t bytes;
 	unsigned int nsec; /* sections begun, 1-based for messages */
 	uint16_t type; /* of the current section */

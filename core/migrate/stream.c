@@ -236,28 +236,15 @@ int migrate_write_end(struct migrate_writer *w)
 
 #define RBUF_SIZE (256 * 1024)
 
-static struct migrate_reader *reader_alloc(void)
+struct migrate_reader *migrate_reader_new(int fd)
 {
 	struct migrate_reader *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return NULL;
-	r->payload = malloc(MIGRATE_MAX_PAYLOAD);
-	if (!r->payload) {
-		free(r);
-		return NULL;
-	}
-	return r;
-}
-
-struct migrate_reader *migrate_reader_new(int fd)
-{
-	struct migrate_reader *r = reader_alloc();
-
-	if (!r)
-		return NULL;
 	r->buf = malloc(RBUF_SIZE);
-	if (!r->buf) {
+	r->payload = malloc(MIGRATE_MAX_PAYLOAD);
+	if (!r->buf || !r->payload) {
 		migrate_reader_free(r);
 		return NULL;
 	}
@@ -267,11 +254,12 @@ struct migrate_reader *migrate_reader_new(int fd)
 
 struct migrate_reader *migrate_reader_new_mem(const void *buf, size_t len)
 {
-	struct migrate_reader *r = reader_alloc();
+	struct migrate_reader *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return NULL;
 	r->fd = -1;
+	r->from_mem = true;
 	r->mem = buf;
 	r->mem_len = len;
 	return r;
@@ -326,12 +314,13 @@ static ssize_t rget(struct migrate_reader *r, uint8_t *p, size_t n)
 {
 	size_t got = 0;
 
-	if (r->mem) {
+	if (r->from_mem) {
 		size_t k = r->mem_len - r->mem_pos;
 
 		if (k > n)
 			k = n;
-		memcpy(p, r->mem + r->mem_pos, k);
+		if (k)
+			memcpy(p, r->mem + r->mem_pos, k);
 		r->mem_pos += k;
 		r->bytes += k;
 		return (ssize_t)k;
@@ -453,13 +442,27 @@ int migrate_read_section(struct migrate_reader *r, uint16_t *type,
 		return migrate_rfail(r, -EPROTO,
 				     "length %u over the bound %lld", n,
 				     (long long)bound);
-	rc = rexact(r, r->payload, n, "the payload");
-	if (!rc)
-		rc = rexact(r, t, sizeof(t), "the checksum");
+	if (r->from_mem) {
+		/* From a buffer: the payload is read in place. */
+		if (r->mem_len - r->mem_pos < n)
+			return migrate_rfail(r, -EPROTO,
+					     "truncated in the payload (%zu of "
+					     "%u bytes)",
+					     r->mem_len - r->mem_pos, n);
+		r->cur = r->mem + r->mem_pos;
+		r->mem_pos += n;
+		r->bytes += n;
+	} else {
+		rc = rexact(r, r->payload, n, "the payload");
+		if (rc)
+			return rc;
+		r->cur = r->payload;
+	}
+	rc = rexact(r, t, sizeof(t), "the checksum");
 	if (rc)
 		return rc;
 	crc = migrate_crc32c(0, h, sizeof(h));
-	crc = migrate_crc32c(crc, r->payload, n);
+	crc = migrate_crc32c(crc, r->cur, n);
 	want = migrate_get32(t);
 	if (crc != want)
 		return migrate_rfail(r, -EPROTO,
@@ -477,7 +480,7 @@ int migrate_read_section(struct migrate_reader *r, uint16_t *type,
 					     "marker");
 	}
 	*type = r->type;
-	*data = r->payload;
+	*data = r->cur;
 	*len = n;
 	return 0;
 }
