@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -756,6 +757,77 @@ static void test_stream_over_a_nonblocking_pipe(void **state)
 	world_fini(&dst);
 }
 
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+struct signaller {
+	pthread_t targets[2];
+	_Atomic int stop;
+	_Atomic unsigned long sent;
+};
+
+static void *signal_thread(void *arg)
+{
+	struct signaller *s = arg;
+	struct timespec ts = { 0, 10000 };
+
+	while (!s->stop) {
+		pthread_kill(s->targets[0], SIGUSR1);
+		pthread_kill(s->targets[1], SIGUSR1);
+		s->sent++;
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* Signals without SA_RESTART interrupt the writer's write() and the
+ * reader's read() on a blocking pipe again and again: EINTR and short
+ * transfers carry on and the stream arrives whole. */
+static void test_stream_survives_eintr(void **state)
+{
+	struct world src, dst;
+	struct sigaction sa = { .sa_handler = on_signal }, old;
+	struct signaller sg = { 0 };
+	pthread_t t, st;
+	struct drain d;
+	int fds[2];
+	char err[256];
+
+	(void)state;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART */
+	assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+	world_init(&src, 2);
+	world_init(&dst, 2);
+	world_fill(&src);
+	assert_int_equal(pipe(fds), 0);
+	fcntl(fds[1], F_SETPIPE_SZ, 4096);
+	d = (struct drain){ .fd = fds[0], .dst = &dst };
+	assert_int_equal(pthread_create(&t, NULL, drain_thread, &d), 0);
+	sg.targets[0] = pthread_self();
+	sg.targets[1] = t;
+	assert_int_equal(pthread_create(&st, NULL, signal_thread, &sg), 0);
+	while (sg.sent < 3)
+		sched_yield();
+	if (world_write(&src, fds[1], NULL, err, sizeof(err)))
+		fail_msg("writer: %s", err);
+	close(fds[1]);
+	pthread_join(t, NULL);
+	sg.stop = 1;
+	pthread_join(st, NULL);
+	close(fds[0]);
+	sigaction(SIGUSR1, &old, NULL);
+	if (d.rc)
+		fail_msg("fd reader: %s", d.msg);
+	assert_true(sg.sent > 0);
+	assert_memory_equal(src.mem[0], dst.mem[0],
+			    WORLD_SLOT0_PAGES * PAGE_SIZE);
+	world_fini(&src);
+	world_fini(&dst);
+}
+
 /* A peer gone: the writer says so with errno's text, and stays failed. */
 static void test_writer_reports_errno(void **state)
 {
@@ -851,6 +923,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_vcpu_section_fields_are_checked),
 		cmocka_unit_test(test_serial_state_roundtrip),
 		cmocka_unit_test(test_stream_over_a_nonblocking_pipe),
+		cmocka_unit_test(test_stream_survives_eintr),
 		cmocka_unit_test(test_writer_reports_errno),
 	};
 
