@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "explore.h"
@@ -217,18 +218,45 @@ static void stop_for_good(struct vcpu *v, enum vcpu_stop_reason why,
 	v->ops->stopped(v->opaque, v->index, why, detail);
 }
 
-/* Blocks until a request arrives, dropping the read side meanwhile (as
- * KVM drops SRCU while it blocks). A halted vCPU sleeps here too: every
- * event that can wake it comes with a request (docs/locking.md #15). */
-static void block(struct vcpu *v)
+static uint64_t now_ns(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The vCPU's next timer deadline (vcpu_ops.deadline), 0 for none. */
+static uint64_t timer_deadline(struct vcpu *v)
+{
+	return v->ops->deadline ? v->ops->deadline(v->opaque, v->index) : 0;
+}
+
+/*
+ * Blocks until a request arrives, or until host time deadline
+ * (CLOCK_MONOTONIC ns, 0: none), dropping the read side meanwhile (as
+ * KVM drops SRCU while it blocks). A halted vCPU sleeps here too: every
+ * event that can wake it comes with a request (docs/locking.md #15),
+ * or is its own timer's.
+ */
+static void block(struct vcpu *v, uint64_t deadline)
+{
+	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ULL),
+			       .tv_nsec = (long)(deadline % 1000000000ULL) };
+
 	mmu_rcu_read_unlock();
 	pthread_mutex_lock(&v->wake_lock);
 	v->sleeping = true;
 	v->parked = true;
 	pthread_cond_broadcast(&v->parked_cond);
-	while (!atomic_load_explicit(&v->requests, memory_order_acquire))
-		pthread_cond_wait(&v->wake_cond, &v->wake_lock);
+	while (!atomic_load_explicit(&v->requests, memory_order_acquire)) {
+		if (!deadline) {
+			pthread_cond_wait(&v->wake_cond, &v->wake_lock);
+		} else if (pthread_cond_timedwait(&v->wake_cond, &v->wake_lock,
+						  &ts) == ETIMEDOUT) {
+			break;
+		}
+	}
 	v->sleeping = false;
 	v->parked = false;
 	pthread_mutex_unlock(&v->wake_lock);
@@ -279,8 +307,24 @@ static bool can_wake(struct vcpu *v, bool interrupts_enabled)
 	    atomic_load_explicit(&v->nmi, memory_order_acquire))
 		return true;
 	return interrupts_enabled &&
-	       (irr_pending(v) || atomic_load_explicit(&v->set->wake_sources,
-						       memory_order_acquire));
+	       (irr_pending(v) || timer_deadline(v) ||
+		atomic_load_explicit(&v->set->wake_sources,
+				     memory_order_acquire));
+}
+
+/* Fires this vCPU's timer if its deadline has passed; returns the
+ * deadline still ahead (0: none). */
+static uint64_t run_timer(struct vcpu *v)
+{
+	uint64_t d = timer_deadline(v), now;
+
+	if (!d)
+		return 0;
+	now = now_ns();
+	if (now < d)
+		return d;
+	v->ops->expire(v->opaque, v->index, now);
+	return timer_deadline(v);
 }
 
 static void flush_tracked_writes(struct vcpu *v)
@@ -480,22 +524,25 @@ static bool load_root(struct vcpu *v)
 bool vcpu_run_once(struct vcpu *v, uint64_t max_insns)
 {
 	struct x86_exit exit;
-	uint64_t budget;
+	uint64_t budget, deadline;
 
 	if (!handle_requests(v))
 		return false;
 	if (v->halted ||
 	    atomic_load_explicit(&v->paused, memory_order_relaxed)) {
-		block(v);
+		block(v, 0);
 		return true;
 	}
+	/* A timer event raises its interrupt with a request to ourselves:
+	 * the entry below sees it and goes round again to take it. */
+	deadline = run_timer(v);
 	if (x86_halted(v->cpu) && !x86_event_ready(v->cpu)) {
 		/* In HLT with nothing to take: sleep until the next request
 		 * (an event's, or any other). The requests were taken above
 		 * and the CPU's lines set from them: one raised since has
 		 * its request bit set, which block() sees. */
 		atomic_store_explicit(&v->in_hlt, true, memory_order_relaxed);
-		block(v);
+		block(v, deadline);
 		atomic_store_explicit(&v->in_hlt, false, memory_order_relaxed);
 		return true;
 	}
@@ -553,6 +600,7 @@ struct vcpu *vcpu_create(struct vcpu_set *set, unsigned int index,
 			 struct mmu *mmu, gva_t entry,
 			 const struct vcpu_ops *ops, void *opaque)
 {
+	pthread_condattr_t ca;
 	struct vcpu *v;
 
 	if (index >= set->n)
@@ -569,7 +617,11 @@ struct vcpu *vcpu_create(struct vcpu_set *set, unsigned int index,
 	atomic_init(&v->mode, OUTSIDE_GUEST_MODE);
 	atomic_init(&v->stop_state, VCPU_STATE_RUNNING);
 	pthread_mutex_init(&v->wake_lock, NULL);
-	pthread_cond_init(&v->wake_cond, NULL);
+	/* CLOCK_MONOTONIC: HLT's sleep times out at timer deadlines. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&v->wake_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&v->parked_cond, NULL);
 	v->cpu = x86_cpu_new(index, set->n, &vcpu_x86_env, v);
 	v->mmu_vcpu = mmu_vcpu_create(mmu, index);

@@ -38,8 +38,8 @@ enum vcpu_request {
 enum vcpu_stop_reason {
 	VCPU_STOP_TRIPLE_FAULT,
 	/* HLT with nothing that can wake it: RFLAGS.IF = 0, or no wake
-	 * source registered (vcpu_set_add_wake_source()), and no event
-	 * pending. */
+	 * source registered (vcpu_set_add_wake_source()) and no timer
+	 * deadline (vcpu_ops.deadline), and no event pending. */
 	VCPU_STOP_HALTED,
 	VCPU_STOP_INTERNAL_ERROR,
 };
@@ -57,6 +57,17 @@ struct vcpu_ops {
 	 * exception chain). The vCPU then waits for VCPU_REQ_STOP. */
 	void (*stopped)(void *opaque, unsigned int vcpu,
 			enum vcpu_stop_reason why, const char *detail);
+	/*
+	 * Timers (optional, both or neither): deadline() is the host time
+	 * (CLOCK_MONOTONIC ns) at which this vCPU's next timer event is
+	 * due, 0 for none; expire() is called once now_ns has reached it,
+	 * and raises what the timer raises. Asked outside guest mode
+	 * before every entry (so a running vCPU sees a deadline within a
+	 * slice, VCPU_SLICE_INSNS instructions) and as the timeout of HLT's
+	 * sleep. An armed deadline is a wake source for this vCPU.
+	 */
+	uint64_t (*deadline)(void *opaque, unsigned int vcpu);
+	void (*expire)(void *opaque, unsigned int vcpu, uint64_t now_ns);
 };
 
 /* The vCPUs of a VM. NULL means -ENOMEM. */

@@ -173,7 +173,14 @@ struct harness {
 	unsigned int nr_halted; /* (l) vCPUs stopped by HLT */
 	unsigned int nr_crashed; /* (l) any other stop */
 	char crash[200]; /* (l) the first other stop */
+
+	/* vCPU 0's timer: the deadline (0: none), set by the test before
+	 * the vCPU starts, cleared by expire(), which raises TIMER_VECTOR
+	 * and records when it ran. */
+	_Atomic uint64_t deadline;
+	_Atomic uint64_t fired_at;
 };
+#define TIMER_VECTOR 0x55
 
 static void h_pio(void *opaque, unsigned int vcpu, uint16_t port,
 		  unsigned int size, bool in, uint32_t *value)
@@ -217,11 +224,29 @@ static void h_stopped(void *opaque, unsigned int vcpu,
 	pthread_mutex_unlock(&h->lock);
 }
 
+static uint64_t h_deadline(void *opaque, unsigned int vcpu)
+{
+	struct harness *h = opaque;
+
+	return vcpu ? 0 : atomic_load(&h->deadline);
+}
+
+static void h_expire(void *opaque, unsigned int vcpu, uint64_t now_ns)
+{
+	struct harness *h = opaque;
+
+	atomic_store(&h->deadline, 0);
+	atomic_store(&h->fired_at, now_ns);
+	vcpu_raise_irq(h->vcpus[vcpu], TIMER_VECTOR);
+}
+
 static const struct vcpu_ops h_ops = {
 	.pio = h_pio,
 	.mmio_read = h_mmio_read,
 	.mmio_write = h_mmio_write,
 	.stopped = h_stopped,
+	.deadline = h_deadline,
+	.expire = h_expire,
 };
 
 static uint64_t now_ns(void)
@@ -505,6 +530,34 @@ static void test_irq_raised_while_paused_taken_on_resume(void **state)
 	harness_destroy(&h);
 }
 
+/*
+ * A timer deadline is a wake source: the vCPU sleeps in sti;hlt with
+ * HLT's sleep timing out at it, the timer's interrupt is taken no
+ * earlier than the deadline, and once no timer is armed (and no source
+ * registered) the next HLT stops the vCPU for good again.
+ */
+static void test_irq_timer_deadline_wakes_hlt(void **state)
+{
+	const uint64_t delay = 200000000ULL; /* 200 ms */
+	struct harness h;
+	uint64_t deadline;
+
+	(void)state;
+	harness_create(&h, 1, ENTRY_LOOP);
+	deadline = now_ns() + delay;
+	atomic_store(&h.deadline, deadline);
+	harness_start(&h);
+	if (!wait_halted(&h, 1))
+		fail_msg("the vCPU did not stop for good after its timer "
+			 "(%s)",
+			 h.nr_crashed ? h.crash : "no crash");
+	assert_int_equal(guest_count(&h, 0, TIMER_VECTOR), 1);
+	assert_true(atomic_load(&h.fired_at) >= deadline);
+	print_message("timer fired %" PRIu64 " us after its deadline\n",
+		      (atomic_load(&h.fired_at) - deadline) / 1000);
+	harness_destroy(&h);
+}
+
 struct raiser {
 	pthread_t thread;
 	struct harness *h;
@@ -647,6 +700,7 @@ int main(void)
 		cmocka_unit_test(test_irq_wakes_sleeping_hlt),
 		cmocka_unit_test(test_irq_nmi_wakes_sleeping_hlt),
 		cmocka_unit_test(test_irq_raised_while_paused_taken_on_resume),
+		cmocka_unit_test(test_irq_timer_deadline_wakes_hlt),
 		cmocka_unit_test(test_irq_stress_every_interrupt_taken_once),
 	};
 	int r;
