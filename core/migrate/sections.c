@@ -46,9 +46,12 @@ static void w64(struct cur *c, uint64_t v)
  * reads every field and reports the first one that was cut. */
 static const uint8_t *take(struct cur *c, size_t n, const char *field)
 {
-	static const uint8_t zeros[512];
+	/* As large as the largest field taken: a page, or COM1's queue. */
+	static const uint8_t zeros[PAGE_SIZE];
 	const uint8_t *p = c->p;
 
+	_Static_assert(DEV_SERIAL_RX_SIZE <= sizeof(zeros), "zeros too small");
+	MMUD_ASSERT(n <= sizeof(zeros));
 	if (c->short_at || (size_t)(c->end - c->p) < n) {
 		if (!c->short_at)
 			c->short_at = field;
