@@ -39,7 +39,7 @@ PRIVATE = {
     "vcpu_int.h": ("core/vcpu/", ("tests/explorer/",)),
     "rpc_int.h": ("rpc/", ("tests/unit/rpc/",)),
     "memops_args.h": ("daemon/", ("tests/unit/rpc/",)),
-    "migrate_int.h": ("core/migrate/", ("tests/",)),
+    "migrate_int.h": ("core/migrate/", ("tests/unit/migrate/", "tests/fuzz/")),
 }
 PRIVATE_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+_int\.h|memops_args\.h)"')
 
