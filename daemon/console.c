@@ -113,6 +113,8 @@ struct mmud_console {
 	struct event *ev; /* (c) */
 	LIST_HEAD(, con_client) clients; /* (e) */
 	unsigned int nr_clients; /* (e) */
+	struct qmp_accept_backoff *backoff; /* (c) while accept() fails */
+	time_t replaced_logged; /* (e) when a replaced client was logged */
 	mmud_console_input_fn input; /* (e) NULL: input is dropped */
 	void *input_ctx; /* (e) */
 	struct event *retry; /* (c) offers stalled input again */
@@ -463,6 +465,15 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 		client_free(arg);
 }
 
+/* accept() failed: pause the listener (rpc/accept_backoff.c). */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct mmud_console *c = arg;
+
+	(void)l;
+	qmp_accept_backoff_failed(c->backoff, EVUTIL_SOCKET_ERROR());
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		      struct sockaddr *sa, int socklen, void *arg)
 {
@@ -472,9 +483,25 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	(void)sa;
 	(void)socklen;
+	qmp_accept_backoff_accepted(c->backoff);
 	if (c->nr_clients >= MAX_CLIENTS) {
-		close(fd);
-		return;
+		/* A new reader is let in, and the oldest (most likely a
+		 * forgotten one) closed, so that readers that never go away
+		 * cannot lock the operator out; logged at most once a
+		 * second. */
+		struct con_client *oldest = LIST_FIRST(&c->clients);
+		time_t now = time(NULL);
+
+		while (LIST_NEXT(oldest, link))
+			oldest = LIST_NEXT(oldest, link);
+		if (now != c->replaced_logged) {
+			c->replaced_logged = now;
+			fprintf(stderr,
+				"<5>mmud: console: %d clients connected: "
+				"closing the oldest to let a new one in\n",
+				MAX_CLIENTS);
+		}
+		client_free(oldest);
 	}
 	cl = calloc(1, sizeof(*cl));
 	if (!cl) {
@@ -708,6 +735,10 @@ int mmud_console_new(struct event_base *base, const struct mmud_config *cfg,
 		close(fd);
 		goto fail;
 	}
+	c->backoff = qmp_accept_backoff_new(c->listener, "mmud: console");
+	if (!c->backoff)
+		goto fail;
+	evconnlistener_set_error_cb(c->listener, accept_error_cb);
 	c->path = strdup(cfg->console_path);
 	if (!c->path ||
 	    asprintf(&c->backend, "unix:%s,server=on", cfg->console_path) < 0) {
@@ -931,6 +962,7 @@ void mmud_console_free(struct mmud_console *c)
 		return;
 	if (c->listener)
 		evconnlistener_free(c->listener);
+	qmp_accept_backoff_free(c->backoff);
 	qmp_unix_unlink(c->sock);
 	drain_out(c);
 	drain_clients(c);

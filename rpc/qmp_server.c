@@ -106,9 +106,7 @@ struct qmp_server {
 	unsigned int nr_clients; /* (e) */
 	size_t queued_bytes; /* (e) every live request's charge */
 	unsigned int negotiate_ms; /* (e) qmp_server_set_negotiate_timeout */
-	struct event *accept_retry_ev; /* (c) re-enables the listener */
-	unsigned int accept_backoff_ms; /* (e) 0: accepting normally */
-	unsigned long accept_failures; /* (e) in the current episode */
+	struct qmp_accept_backoff *backoff; /* (c) while accept() fails */
 	time_t refusal_logged; /* (e) when a refusal was last logged */
 	struct event *resume_ev; /* (c) room again under the total limit */
 	int call_fd; /* (c) eventfd that wakes the loop */
@@ -766,43 +764,13 @@ static bool make_room(struct qmp_server *srv)
 	return false;
 }
 
-/*
- * accept() failed. Out of descriptors or memory the pending connection
- * stays in the backlog and the listener would fire again at once, in a
- * loop (libevent would log each failure: tens of thousands of lines a
- * second into the journal). So the listener pauses, 100 ms at first and
- * doubling to 3.2 s while it keeps failing; one line is logged when an
- * episode starts and one when accepting works again.
- */
+/* accept() failed: pause the listener (rpc/accept_backoff.c). */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
 	struct qmp_server *srv = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-	struct timeval tv;
 
-	srv->accept_failures++;
-	if (srv->accept_backoff_ms == 0) {
-		srv->accept_backoff_ms = 100;
-		fprintf(stderr,
-			"<4>qmp: cannot accept a client: %s; pausing new "
-			"connections, retrying from 100 ms up to every 3.2 s\n",
-			strerror(err));
-	} else if (srv->accept_backoff_ms < 3200) {
-		srv->accept_backoff_ms *= 2;
-	}
-	evconnlistener_disable(l);
-	tv.tv_sec = srv->accept_backoff_ms / 1000;
-	tv.tv_usec = srv->accept_backoff_ms % 1000 * 1000;
-	evtimer_add(srv->accept_retry_ev, &tv);
-}
-
-static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct qmp_server *srv = arg;
-
-	(void)fd;
-	(void)what;
-	evconnlistener_enable(srv->listener);
+	(void)l;
+	qmp_accept_backoff_failed(srv->backoff, EVUTIL_SOCKET_ERROR());
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -816,14 +784,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	(void)sa;
 	(void)socklen;
-	if (srv->accept_backoff_ms) {
-		fprintf(stderr,
-			"<5>qmp: accepting clients again after %lu failed "
-			"accept() calls\n",
-			srv->accept_failures);
-		srv->accept_backoff_ms = 0;
-		srv->accept_failures = 0;
-	}
+	qmp_accept_backoff_accepted(srv->backoff);
 	if (!make_room(srv)) {
 		close(fd);
 		return;
@@ -1090,8 +1051,8 @@ int qmp_server_new(struct event_base *base, const char *path,
 		close(fd);
 		goto fail;
 	}
-	srv->accept_retry_ev = evtimer_new(base, accept_retry_cb, srv);
-	if (!srv->accept_retry_ev)
+	srv->backoff = qmp_accept_backoff_new(srv->listener, "qmp");
+	if (!srv->backoff)
 		goto fail;
 	evconnlistener_set_error_cb(srv->listener, accept_error_cb);
 	*out = srv;
@@ -1169,8 +1130,7 @@ void qmp_server_free(struct qmp_server *srv)
 		close(srv->call_fd);
 	if (srv->resume_ev)
 		event_free(srv->resume_ev);
-	if (srv->accept_retry_ev)
-		event_free(srv->accept_retry_ev);
+	qmp_accept_backoff_free(srv->backoff);
 	pthread_mutex_destroy(&srv->call_lock);
 	while ((cmd = TAILQ_FIRST(&srv->commands)) != NULL) {
 		TAILQ_REMOVE(&srv->commands, cmd, link);

@@ -186,6 +186,21 @@ void qmp_server_free(struct qmp_server *srv);
  * listening fd (non-blocking, close-on-exec) or -errno; *out records
  * where it is for qmp_unix_unlink().
  */
+/*
+ * Back-off for a libevent listener while accept() fails (out of
+ * descriptors or memory: rpc/accept_backoff.c). The listener's error
+ * callback calls qmp_accept_backoff_failed() with the error, its accept
+ * callback qmp_accept_backoff_accepted() first; each logs once per
+ * episode under the name who. Event-loop thread only.
+ */
+struct evconnlistener;
+struct qmp_accept_backoff;
+struct qmp_accept_backoff *qmp_accept_backoff_new(struct evconnlistener *l,
+						  const char *who);
+void qmp_accept_backoff_failed(struct qmp_accept_backoff *b, int err);
+void qmp_accept_backoff_accepted(struct qmp_accept_backoff *b);
+void qmp_accept_backoff_free(struct qmp_accept_backoff *b);
+
 struct qmp_unix_socket;
 int qmp_unix_listen(const char *path, int backlog,
 		    struct qmp_unix_socket **out);

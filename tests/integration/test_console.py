@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import daemonlib as dl  # noqa: E402
 from daemonlib import (  # noqa: E402
-    TIMEOUT, Daemon, test, read_console_until)
+    TIMEOUT, Daemon, assert_alive, test, read_console_until)
 
 
 # ---- console -------------------------------------------------------------
@@ -290,6 +290,76 @@ def full_disk_run(tmp, out):
     assert re.search(r"\d+ bytes of guest output were dropped: file:.* "
                      r"had failed", text), text
     notify.close()
+
+
+@test("console")
+def test_seventeenth_reader_replaces_the_oldest(tmp):
+    # 16 readers that never leave used to lock the 17th out (EOF at
+    # once). Now the newest gets the stream and the oldest is closed, and
+    # the daemon says so once.
+    d = Daemon(tmp)
+    readers = []
+    for _ in range(16):
+        s, _ = read_console_until(d.con, "forever: up")
+        readers.append(s)
+    s17, text = read_console_until(d.con, "forever: up")
+    assert "forever: up" in text
+    oldest = readers[0]
+    oldest.settimeout(TIMEOUT)
+    while True:
+        chunk = oldest.recv(65536)
+        if not chunk:
+            break  # closed: EOF
+    for r in readers[1:]:
+        r.setblocking(False)
+        try:
+            assert r.recv(1) != b"", "a newer reader was closed"
+        except BlockingIOError:
+            pass
+    assert d.log().count("closing the oldest to let a new one in") == 1, \
+        d.log()
+    assert_alive(d)
+    d.kill()
+
+
+@test("console")
+def test_console_socket_out_of_descriptors_backs_off(tmp):
+    # Under a low descriptor limit, accept() failing with EMFILE on the
+    # console socket must not flood the log: one line when it starts,
+    # one when it recovers; the waiting readers are served after.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    d = Daemon(tmp)
+    used = len(os.listdir("/proc/%d/fd" % d.proc.pid))
+    d.kill()
+    limit = used + 4
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        d = Daemon(tmp)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    extra = []
+    while len(os.listdir("/proc/%d/fd" % d.proc.pid)) < limit:
+        s, _ = read_console_until(d.con, "forever: up")
+        extra.append(s)
+    waiting = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+               for _ in range(3)]
+    for w in waiting:
+        w.connect(d.con)
+    time.sleep(2)
+    log = d.log()
+    assert log.count("cannot accept a client: Too many open files") == 1, \
+        log[-2000:]
+    assert log.count("\n") < 20, log[-2000:]
+    for e in extra:
+        e.close()
+    for w in waiting:
+        w.settimeout(TIMEOUT)
+        assert w.recv(4096), "a waiting reader got nothing"
+        w.close()
+    assert "accepting clients again" in d.log(), d.log()[-2000:]
+    d.kill()
 
 
 def start_with_stdout(tmp, stdout, *extra, stderr=None):
