@@ -75,6 +75,12 @@ int migrate_config_match(const struct migrate_config *want,
 			 const struct migrate_config *got, char *err,
 			 size_t errlen);
 
+struct vm;
+/* The configuration of a VM: its vCPU count, boot RAM, every memslot
+ * (boot and hot-added, from vm_memslots()) and the CPUID signature of
+ * its vCPUs. 0, -ENOMEM, or -E2BIG (more slots than a stream holds). */
+int migrate_config_from_vm(struct vm *vm, struct migrate_config *cfg);
+
 /* ---- vCPU state ------------------------------------------------------- */
 
 /* One vCPU's state as x86.h's accessors give it (x86_get_regs, _sregs,
