@@ -216,6 +216,25 @@ int dev_lapic_ack(struct dev_lapic *l)
 	return v;
 }
 
+bool dev_lapic_match(struct dev_lapic *l, uint8_t dest, bool logical)
+{
+	uint8_t ldr;
+	bool hit;
+
+	if (dest == 0xff)
+		return true; /* broadcast, in either mode */
+	pthread_mutex_lock(&l->lock);
+	ldr = (uint8_t)(l->ldr >> 24);
+	if (!logical)
+		hit = dest == (uint8_t)(l->id >> 24);
+	else if ((l->dfr >> 28) == 0xf) /* flat model */
+		hit = (dest & ldr) != 0;
+	else /* cluster model (DFR 0000b) */
+		hit = (dest >> 4) == (ldr >> 4) && (dest & ldr & 0xf) != 0;
+	pthread_mutex_unlock(&l->lock);
+	return hit;
+}
+
 /* ---- the timer ----------------------------------------------------------- */
 
 /* SDM vol. 3, figure 10-10: DCR bits 0, 1 and 3 encode divide by 2, 4,

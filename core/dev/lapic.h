@@ -9,8 +9,9 @@
  * may have become deliverable from another thread.
  *
  * Not yet: x2APIC and TSC-deadline mode, the ICR's IPI delivery (ICR
- * writes are stored and reported, nothing is sent), LDR/DFR
- * destination matching, broadcast EOI to an IOAPIC.
+ * writes are stored and reported, nothing is sent but a self-IPI; the
+ * destination test an IPI needs is dev_lapic_match()), lowest-priority
+ * arbitration, broadcast EOI to an IOAPIC.
  */
 #ifndef MMUD_LAPIC_H
 #define MMUD_LAPIC_H
@@ -95,6 +96,16 @@ void dev_lapic_mmio_write(struct dev_lapic *l, uint32_t offset,
  * Thread-safe; calls notify.
  */
 void dev_lapic_accept(struct dev_lapic *l, unsigned int vector, bool level);
+
+/*
+ * Whether this APIC is a destination of an interrupt message with
+ * destination dest (8 bits, xAPIC) in physical or logical mode (SDM
+ * vol. 3, 10.6.2): physical matches the APIC ID or the broadcast 0xff;
+ * logical uses LDR under DFR's model, flat (a bit mask) or cluster
+ * (cluster in bits 7:4, a mask of four in bits 3:0), with 0xff
+ * addressing everyone. Thread-safe.
+ */
+bool dev_lapic_match(struct dev_lapic *l, uint8_t dest, bool logical);
 
 /* The vector the CPU would take now: the highest in IRR whose priority
  * class is above PPR's (SDM vol. 3, 10.8.3.1), or -1. Thread-safe. */

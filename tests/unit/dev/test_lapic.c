@@ -236,6 +236,45 @@ static void test_lapic_self_ipi(void **state)
 	dev_lapic_destroy(l);
 }
 
+/* 10.6.2.1: physical destinations name the APIC ID; 0xff is everyone. */
+static void test_lapic_match_physical(void **state)
+{
+	struct dev_lapic *l = enabled(5);
+
+	(void)state;
+	assert_true(dev_lapic_match(l, 5, false));
+	assert_false(dev_lapic_match(l, 4, false));
+	assert_true(dev_lapic_match(l, 0xff, false));
+	wr(l, LAPIC_ID, 9u << 24);
+	assert_true(dev_lapic_match(l, 9, false));
+	assert_false(dev_lapic_match(l, 5, false));
+	dev_lapic_destroy(l);
+}
+
+/* 10.6.2.2: logical destinations, flat model (DFR 1111b: MDA & LDR)
+ * and cluster model (DFR 0000b: cluster equal, then MDA & LDR in the
+ * low four bits); LDR 0 matches nothing but the broadcast. */
+static void test_lapic_match_logical_flat_and_cluster(void **state)
+{
+	struct dev_lapic *l = enabled(0);
+
+	(void)state;
+	assert_false(dev_lapic_match(l, 0x01, true));
+	assert_true(dev_lapic_match(l, 0xff, true));
+	wr(l, LAPIC_LDR, 0x04u << 24);
+	assert_true(dev_lapic_match(l, 0x04, true));
+	assert_true(dev_lapic_match(l, 0x0c, true));
+	assert_false(dev_lapic_match(l, 0x03, true));
+	wr(l, LAPIC_DFR, 0x0fffffff);
+	assert_int_equal(rd(l, LAPIC_DFR), 0x0fffffff);
+	wr(l, LAPIC_LDR, 0x32u << 24); /* cluster 3, member bit 1 */
+	assert_true(dev_lapic_match(l, 0x32, true));
+	assert_true(dev_lapic_match(l, 0x3a, true));
+	assert_false(dev_lapic_match(l, 0x22, true));
+	assert_false(dev_lapic_match(l, 0x31, true));
+	dev_lapic_destroy(l);
+}
+
 /* 10.5.4, figure 10-10: the divide configuration's eight encodings. */
 static void test_lapic_timer_divide_configuration(void **state)
 {
@@ -331,6 +370,8 @@ int main(void)
 		cmocka_unit_test(test_lapic_illegal_vector_sets_esr),
 		cmocka_unit_test(test_lapic_reserved_register_and_bad_access),
 		cmocka_unit_test(test_lapic_self_ipi),
+		cmocka_unit_test(test_lapic_match_physical),
+		cmocka_unit_test(test_lapic_match_logical_flat_and_cluster),
 		cmocka_unit_test(test_lapic_timer_divide_configuration),
 		cmocka_unit_test(test_lapic_timer_one_shot),
 		cmocka_unit_test(test_lapic_timer_periodic),
