@@ -121,6 +121,18 @@ bool x86_check_sregs(const struct x86_sregs *s, char *err, size_t errlen)
 	if (!check_seg("ldtr", &s->ldtr, err, errlen) ||
 	    !check_seg("tr", &s->tr, err, errlen))
 		return false;
+	/* L and D both set in CS is reserved (SDM vol. 3, 5.2.1). */
+	if ((s->seg[X86_CS].attr & X86_SEG_L) &&
+	    (s->seg[X86_CS].attr & X86_SEG_DB))
+		return fail(err, errlen, "cs attributes %#x set both L and D/B",
+			    s->seg[X86_CS].attr);
+	/* In IA-32e mode TR holds a present busy 64-bit TSS (type 11),
+	 * as LTR leaves it (SDM vol. 3, 7.2.3 and 7.4). */
+	if (X86_SEG_TYPE(s->tr.attr) != 11 || !(s->tr.attr & X86_SEG_P))
+		return fail(err, errlen,
+			    "tr attributes %#x are not a present busy "
+			    "64-bit TSS",
+			    s->tr.attr);
 	if (!x86_is_canonical(s->gdt.base))
 		return fail(err, errlen, "gdt base %#llx is not canonical",
 			    (unsigned long long)s->gdt.base);

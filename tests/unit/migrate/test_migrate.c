@@ -488,6 +488,9 @@ static const char *const bad_names[] = {
 	"event fields",
 	"delivering",
 	"interrupt shadow",
+	"cs attributes",
+	"tr attributes",
+	"tr attributes",
 };
 
 static void apply_bad(unsigned int k, struct migrate_vcpu *v)
@@ -569,6 +572,15 @@ static void apply_bad(unsigned int k, struct migrate_vcpu *v)
 		break;
 	case 24:
 		v->int_shadow = 3;
+		break;
+	case 25:
+		v->seg[1].attr |= X86_SEG_DB | X86_SEG_L;
+		break;
+	case 26:
+		v->seg[7].attr = (v->seg[7].attr & ~0xfu) | 9;
+		break;
+	case 27:
+		v->seg[7].attr &= ~X86_SEG_P;
 		break;
 	}
 }
