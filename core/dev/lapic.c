@@ -151,7 +151,7 @@ static int pending_locked(const struct dev_lapic *l)
 
 /* ---- errors and acceptance ---------------------------------------------- */
 
-static void accept_locked(struct dev_lapic *l, unsigned int vector, bool level);
+static bool accept_locked(struct dev_lapic *l, unsigned int vector, bool level);
 
 /* SDM vol. 3, 10.5.3: an error is recorded, and the error LVT entry
  * interrupts unless masked. */
@@ -164,31 +164,38 @@ static void error_locked(struct dev_lapic *l, uint32_t bit)
 		accept_locked(l, lvt & 0xff, false);
 }
 
-static void accept_locked(struct dev_lapic *l, unsigned int vector, bool level)
+static bool accept_locked(struct dev_lapic *l, unsigned int vector, bool level)
 {
+	bool was;
+
 	vector &= 0xff;
 	if (vector < 16) {
 		/* SDM vol. 3, 10.5.2: vectors 0-15 are illegal. */
 		error_locked(l, LAPIC_ESR_RECV_ILLEGAL);
-		return;
+		return false;
 	}
 	/* SDM vol. 3, 10.4.7.2: a software-disabled APIC takes no fixed
 	 * interrupts. */
 	if (!(l->svr & LAPIC_SVR_ENABLE))
-		return;
+		return false;
+	was = (l->irr[vector / 32] >> (vector % 32)) & 1;
 	set_bit(l->irr, vector);
 	if (level)
 		set_bit(l->tmr, vector);
 	else
 		clear_bit(l->tmr, vector);
+	return !was;
 }
 
-void dev_lapic_accept(struct dev_lapic *l, unsigned int vector, bool level)
+bool dev_lapic_accept(struct dev_lapic *l, unsigned int vector, bool level)
 {
+	bool fresh;
+
 	pthread_mutex_lock(&l->lock);
-	accept_locked(l, vector, level);
+	fresh = accept_locked(l, vector, level);
 	pthread_mutex_unlock(&l->lock);
 	notify(l);
+	return fresh;
 }
 
 int dev_lapic_pending(struct dev_lapic *l)

@@ -93,9 +93,11 @@ void dev_lapic_mmio_write(struct dev_lapic *l, uint32_t offset,
  * 16-255 goes to IRR (TMR set when level), unless the APIC is software
  * disabled, which drops it (SDM vol. 3, 10.4.7.2); vectors 0-15 are
  * illegal and set ESR's receive-illegal-vector bit instead (10.5.3).
- * Thread-safe; calls notify.
+ * Thread-safe; calls notify. Returns whether the vector became pending
+ * (false: it already was, illegal, or the APIC is disabled): each true
+ * is one dev_lapic_ack() of it later, as IRR holds one of each.
  */
-void dev_lapic_accept(struct dev_lapic *l, unsigned int vector, bool level);
+bool dev_lapic_accept(struct dev_lapic *l, unsigned int vector, bool level);
 
 /*
  * Whether this APIC is a destination of an interrupt message with
