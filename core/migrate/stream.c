@@ -30,7 +30,8 @@ static void crc_init(void)
 	}
 }
 
-uint32_t migrate_crc32c(uint32_t crc, const void *buf, size_t len)
+/* The byte-at-a-time table form: any CPU. */
+uint32_t migrate_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 
@@ -39,6 +40,36 @@ uint32_t migrate_crc32c(uint32_t crc, const void *buf, size_t len)
 	while (len--)
 		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
+}
+
+/* SSE4.2's CRC32 instruction computes CRC-32C (SDM vol. 2, CRC32): 8
+ * bytes an instruction, some ten times the table's speed, so the
+ * checksum costs little beside copying a page. */
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_hw(uint32_t crc, const uint8_t *p, size_t len)
+{
+	uint64_t c = ~crc;
+	uint32_t c32;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+	}
+	c32 = (uint32_t)c;
+	while (len--)
+		c32 = __builtin_ia32_crc32qi(c32, *p++);
+	return ~c32;
+}
+
+uint32_t migrate_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	static int hw = -1;
+
+	if (hw < 0)
+		hw = __builtin_cpu_supports("sse4.2");
+	return hw ? crc32c_hw(crc, buf, len) : migrate_crc32c_sw(crc, buf, len);
 }
 
 const char *migrate_sec_name(unsigned int type)

@@ -55,6 +55,9 @@ struct migrate_reader {
 };
 
 const char *migrate_sec_name(unsigned int type);
+/* migrate_crc32c() without the SSE4.2 instruction, to test one against
+ * the other. */
+uint32_t migrate_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 int migrate_write_section(struct migrate_writer *w, uint16_t type,
 			  const uint8_t *payload, uint32_t len);
 int migrate_wfail(struct migrate_writer *w, int rc, const char *fmt, ...)

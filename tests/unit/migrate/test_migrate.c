@@ -61,6 +61,21 @@ static void test_crc32c_check_value(void **state)
 	assert_int_equal(migrate_crc32c(migrate_crc32c(0, "1234", 4), "56789",
 					5),
 			 0xe3069283u);
+	assert_int_equal(migrate_crc32c_sw(0, "123456789", 9), 0xe3069283u);
+	/* The instruction and the table agree at every length and
+	 * alignment. */
+	{
+		uint8_t buf[300];
+
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = (uint8_t)(i * 151 + 7);
+		for (size_t off = 0; off < 9; off++)
+			for (size_t n = 0; n + off <= sizeof(buf); n++)
+				if (migrate_crc32c(5, buf + off, n) !=
+				    migrate_crc32c_sw(5, buf + off, n))
+					fail_msg("offset %zu length %zu differ",
+						 off, n);
+	}
 }
 
 /* Everything the source had, the destination has after the load. */
