@@ -221,27 +221,22 @@ int migrate_config_match(const struct migrate_config *want,
 
 /* ---- RAM -------------------------------------------------------------- */
 
-static bool page_is_zero(const uint8_t *p)
-{
-	const uint64_t *q = (const uint64_t *)p;
-
-	for (size_t i = 0; i < PAGE_SIZE / 8; i++)
-		if (q[i])
-			return false;
-	return true;
-}
-
 /* Guest memory is shared with running vCPUs: read it with atomic loads
- * (docs/ARCHITECTURE.md, "Guest memory is shared memory"). */
-static void copy_guest_page(uint8_t *dst, hva_t src)
+ * (docs/ARCHITECTURE.md, "Guest memory is shared memory"). Returns
+ * whether every byte copied was zero. dst need not be aligned (it
+ * follows a 9-byte entry head). */
+static bool copy_guest_page(uint8_t *dst, hva_t src)
 {
 	const uint64_t *s = (const uint64_t *)src;
+	uint64_t any = 0;
 
 	for (size_t i = 0; i < PAGE_SIZE / 8; i++) {
 		uint64_t v = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
 
 		memcpy(dst + 8 * i, &v, 8);
+		any |= v;
 	}
+	return !any;
 }
 
 int migrate_write_ram(struct migrate_writer *w, uint32_t slot, hva_t hva,
@@ -268,8 +263,7 @@ int migrate_write_ram(struct migrate_writer *w, uint32_t slot, hva_t hva,
 						     slot);
 			w64(&c, idx[i]);
 			kind = c.w++;
-			copy_guest_page(c.w, hva + idx[i] * PAGE_SIZE);
-			if (page_is_zero(c.w)) {
+			if (copy_guest_page(c.w, hva + idx[i] * PAGE_SIZE)) {
 				*kind = MIGRATE_RAM_ZERO;
 				if (stats)
 					stats->duplicate++;
