@@ -13,6 +13,10 @@
 
 static const struct x86_env no_env;
 
+/* Every VM mmud can run fits in a stream. */
+_Static_assert(MIGRATE_MAX_VCPUS >= VM_MAX_VCPUS, "vCPUs");
+_Static_assert(MIGRATE_MAX_SLOTS >= VM_MAX_MEMSLOTS, "memslots");
+
 int migrate_config_from_vm(struct vm *vm, struct migrate_config *cfg)
 {
 	struct vm_memslot_info *info = calloc(VM_MAX_MEMSLOTS, sizeof(*info));
@@ -35,7 +39,7 @@ int migrate_config_from_vm(struct vm *vm, struct migrate_config *cfg)
 	cfg->cpuid_sig = x86_cpuid_signature(cpu);
 	x86_cpu_free(cpu);
 	n = vm_memslots(vm, info, VM_MAX_MEMSLOTS);
-	if (n > MIGRATE_MAX_SLOTS || n > VM_MAX_MEMSLOTS) {
+	if (n > VM_MAX_MEMSLOTS) {
 		free(info);
 		return -E2BIG;
 	}
