@@ -628,6 +628,33 @@ static void test_bad_vcpu_state_is_refused(void **state)
 	world_fini(&w);
 }
 
+/* A CPU loaded halted stays halted: running it only reports HLT until
+ * an event comes (x86.h, X86_EXIT_HLT), and one loaded running does
+ * not. */
+static void test_loaded_halt_state_holds(void **state)
+{
+	struct world w;
+	struct migrate_vcpu v;
+	struct x86_exit exit;
+	char err[200];
+
+	(void)state;
+	world_init(&w, 1);
+	save_vcpu(w.cpus[0], &v);
+	v.halted = 1;
+	v.guest_tsc = 1000;
+	assert_int_equal(migrate_vcpu_load(w.cpus[0], &v, err, sizeof(err)), 0);
+	assert_true(x86_halted(w.cpus[0]));
+	assert_int_equal(x86_run(w.cpus[0], 100, &exit), X86_EXIT_HLT);
+	assert_int_equal(x86_insns_retired(w.cpus[0]), 0);
+	v.halted = 0;
+	assert_int_equal(migrate_vcpu_load(w.cpus[0], &v, err, sizeof(err)), 0);
+	assert_false(x86_halted(w.cpus[0]));
+	/* No shadow root: the first fetch is a shadow fault, not HLT. */
+	assert_int_equal(x86_run(w.cpus[0], 100, &exit), X86_EXIT_SHADOW_FAULT);
+	world_fini(&w);
+}
+
 /* Decoding a vCPU section: flags are 0 or 1, the index is bounded. */
 static void test_vcpu_section_fields_are_checked(void **state)
 {
@@ -970,6 +997,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_ram_outside_slot_writes_nothing),
 		cmocka_unit_test(test_section_order_is_checked),
 		cmocka_unit_test(test_bad_vcpu_state_is_refused),
+		cmocka_unit_test(test_loaded_halt_state_holds),
 		cmocka_unit_test(test_vcpu_section_fields_are_checked),
 		cmocka_unit_test(test_serial_section_short_queue),
 		cmocka_unit_test(test_serial_state_roundtrip),
