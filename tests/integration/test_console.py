@@ -327,20 +327,9 @@ def test_console_socket_out_of_descriptors_backs_off(tmp):
     # Under a low descriptor limit, accept() failing with EMFILE on the
     # console socket must not flood the log: one line when it starts,
     # one when it recovers; the waiting readers are served after.
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    d = Daemon(tmp)
-    used = len(os.listdir("/proc/%d/fd" % d.proc.pid))
-    d.kill()
-    limit = used + 4
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    try:
-        d = Daemon(tmp)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    d, limit = dl.daemon_short_of_descriptors(tmp)
     extra = []
-    while len(os.listdir("/proc/%d/fd" % d.proc.pid)) < limit:
+    while dl.fds_of(d) < limit:
         s, _ = read_console_until(d.con, "forever: up")
         extra.append(s)
     waiting = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -7,7 +7,6 @@ GROUP: protocol (meson: daemon-GROUP). Shared parts: tests/lib/daemonlib.py.
 """
 import json
 import os
-import resource
 import socket
 import stat
 import sys
@@ -433,23 +432,13 @@ def test_out_of_descriptors_backs_off_and_says_why(tmp):
     # lines in 5 s); x-memslot-add blamed its size. Now the listener
     # pauses with one log line, the command names the reason, and
     # accepting resumes once descriptors are free.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    d = Daemon(tmp, console=False)
-    c = d.client()
-    used = len(os.listdir("/proc/%d/fd" % d.proc.pid))
-    d.kill()
-    limit = used + 4
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    try:
-        d = Daemon(tmp, console=False)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    d, limit = dl.daemon_short_of_descriptors(tmp, console=False)
     c = d.client()
     extra = []
     # Fill the table with negotiated clients (the negotiation timeout
     # must not free descriptors behind the test's back), then leave three
     # connections in the backlog: accept() fails for them.
-    while len(os.listdir("/proc/%d/fd" % d.proc.pid)) < limit:
+    while dl.fds_of(d) < limit:
         extra.append(d.client())
     waiting = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                for _ in range(3)]

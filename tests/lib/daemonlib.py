@@ -248,6 +248,28 @@ def client_then_cont(d):
     return c
 
 
+def daemon_short_of_descriptors(tmp, **kw):
+    """A Daemon(tmp, **kw) whose descriptor limit leaves it four more
+    than it uses once up (measured on a first daemon), and that limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    d = Daemon(tmp, **kw)
+    used = len(os.listdir("/proc/%d/fd" % d.proc.pid))
+    d.kill()
+    limit = used + 4
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        return Daemon(tmp, **kw), limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def fds_of(d):
+    """How many descriptors the daemon has open."""
+    return len(os.listdir("/proc/%d/fd" % d.proc.pid))
+
+
 # Every process a test starts, killed after it whatever happened, so a
 # failing test leaves no guest spinning the host's CPUs under the next.
 LIVE = []

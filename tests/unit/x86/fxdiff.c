@@ -314,3 +314,17 @@ void fxd_expect_fault_with(uint64_t cr0_set, uint64_t cr4_clear,
 	xh_free(fxd_h);
 	fxd_h = fxd_fresh();
 }
+
+int fxd_setup(void **state)
+{
+	(void)state;
+	fxd_h = fxd_fresh();
+	return 0;
+}
+
+int fxd_teardown(void **state)
+{
+	(void)state;
+	xh_free(fxd_h);
+	return 0;
+}

@@ -46,6 +46,10 @@ typedef bool (*fxd_skip_fn)(size_t off);
 extern struct xh *fxd_h;
 struct xh *fxd_fresh(void);
 
+/* cmocka group setup and teardown: fxd_h made and freed. */
+int fxd_setup(void **state);
+int fxd_teardown(void **state);
+
 /* Cases run, cases that disagreed, cases where both CPUs faulted alike. */
 extern unsigned int fxd_failures, fxd_ncases, fxd_nfaults;
 

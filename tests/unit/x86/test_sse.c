@@ -581,20 +581,6 @@ static void test_fxsave_fxrstor_match_host(void **state)
 	assert_int_equal(fxd_failures, 0);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	fxd_h = fxd_fresh();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	xh_free(fxd_h);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -610,5 +596,5 @@ int main(void)
 		cmocka_unit_test(test_fxsave_fxrstor_match_host),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fxd_setup, fxd_teardown);
 }

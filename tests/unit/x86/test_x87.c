@@ -418,20 +418,6 @@ static void test_x87_host_state_untouched(void **state)
 	assert_int_equal(host_mx_after, host_mx_before);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	fxd_h = fxd_fresh();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	xh_free(fxd_h);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -443,5 +429,5 @@ int main(void)
 		cmocka_unit_test(test_x87_host_state_untouched),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fxd_setup, fxd_teardown);
 }
