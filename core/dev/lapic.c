@@ -4,8 +4,8 @@
  * software disable, the error register and the timer's one-shot and
  * periodic modes on host time. lapic.h says what is not here yet.
  *
- * All state is under l->lock, a leaf (docs/locking.md, "core/dev: the
- * local APIC"): the vCPU's thread takes it for MMIO and to take an
+ * All state is under l->lock, a leaf (docs/locking.md, "`lapic->lock`
+ * (pthread mutex, one per local APIC model)"): the vCPU's thread takes it for MMIO and to take an
  * interrupt, other threads to make one pending. notify is called after
  * the lock is dropped.
  */
