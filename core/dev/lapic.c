@@ -5,9 +5,9 @@
  * periodic modes on host time. lapic.h says what is not here yet.
  *
  * All state is under l->lock, a leaf (docs/locking.md, "`lapic->lock`
- * (pthread mutex, one per local APIC model)"): the vCPU's thread takes it for MMIO and to take an
- * interrupt, other threads to make one pending. notify is called after
- * the lock is dropped.
+ * (pthread mutex, one per local APIC model)"): the vCPU's thread takes
+ * it for MMIO and to take an interrupt, other threads to make one
+ * pending. notify is called after the lock is dropped.
  */
 #include <pthread.h>
 #include <stdlib.h>
