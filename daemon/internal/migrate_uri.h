@@ -45,12 +45,16 @@ void mig_uri_free(struct mig_uri *u);
 
 struct mig_fds;
 
+/* How many named descriptors are held at once (a client controls it). */
+#define MIG_FDS_MAX 64
+
 /* NULL means -ENOMEM. */
 struct mig_fds *mig_fds_new(void);
 /* Closes every descriptor still held. */
 void mig_fds_free(struct mig_fds *f);
 /* Loop thread. Keeps fd under name, closing one that had the name
- * before (as QEMU's getfd does). 0 or -ENOMEM (fd then closed). */
+ * before (as QEMU's getfd does). 0, -ENOSPC with MIG_FDS_MAX other
+ * names held, or -ENOMEM (fd then closed). */
 int mig_fds_put(struct mig_fds *f, const char *name, int fd);
 /* Loop thread. Closes and forgets name: 0, or -ENOENT. */
 int mig_fds_close(struct mig_fds *f, const char *name);
@@ -66,7 +70,8 @@ int mig_fds_take(struct mig_fds *f, const char *name);
  * fds, which must be taken on the loop thread first and passed in as
  * *taken_fd, so this call may run on the migration thread). fd or
  * -errno with the reason in err ("connect to unix:/x: No such file or
- * directory").
+ * directory"). The call owns taken_fd whatever it returns (-1 for the
+ * other kinds); an fd: descriptor comes back blocking and close-on-exec.
  */
 int mig_uri_connect(const struct mig_uri *u, int taken_fd, char *err,
 		    size_t errlen);
@@ -78,7 +83,8 @@ int mig_uri_connect(const struct mig_uri *u, int taken_fd, char *err,
  * *data_fd (file opened read-only, positioned at offset) and *listen_fd
  * = -1. bound receives the address as query-migrate's socket-address
  * reports it for a socket: "unix:PATH" or "tcp:HOST:PORT" with the
- * port actually bound. 0 or -errno with the reason in err.
+ * port actually bound (the numeric address: "tcp:[::1]:41234"). 0 or
+ * -errno with the reason in err. taken_fd as for mig_uri_connect().
  */
 int mig_uri_listen(const struct mig_uri *u, int taken_fd, int *listen_fd,
 		   int *data_fd, char *bound, size_t boundlen, char *err,
