@@ -23,8 +23,20 @@ struct dev_serial;
 /* NULL means -ENOMEM. */
 struct dev_serial *dev_serial_create(dev_serial_out_fn out, void *ctx);
 void dev_serial_destroy(struct dev_serial *s);
-/* Back to the power-on register values (system_reset). */
+/* Back to the power-on register values (system_reset); lowers the
+ * interrupt line. */
 void dev_serial_reset(struct dev_serial *s);
+/*
+ * The UART's interrupt line (the 16550's INTRPT output): irq(ctx, level)
+ * is called whenever it changes, with the UART's lock held and in the
+ * order of the changes, from whichever thread changed it (a vCPU's port
+ * access, the host side's input, reset, load). Connect it once, before
+ * the guest runs; it is driven low at once. On platform v2 it is IOAPIC
+ * pin 4, edge-triggered (docs/GUEST-ABI.md, "COM1").
+ */
+typedef void (*dev_serial_irq_fn)(void *ctx, bool level);
+void dev_serial_connect_irq(struct dev_serial *s, dev_serial_irq_fn irq,
+			    void *ctx);
 /* A port access at offset 0..7 from the base; size 1, 2 or 4 (wider
  * accesses act on consecutive registers). Thread-safe. */
 void dev_serial_pio(struct dev_serial *s, unsigned int offset,
@@ -41,7 +53,10 @@ size_t dev_serial_receive(struct dev_serial *s, const void *buf, size_t len);
  * and the receive queue, oldest byte first. dev_serial_load() refuses
  * (false, nothing changed, the field named in err) a value the UART
  * could not hold: IER bits 4-7, MCR bits 5-7, FCR bit 1, a queue over
- * DEV_SERIAL_RX_SIZE. Thread-safe.
+ * DEV_SERIAL_RX_SIZE. It drops the FCR bits the UART does not keep (2,
+ * 4, 5; all of them when bit 0 is clear), takes a THR-empty interrupt as
+ * pending when IER enables it (the state does not carry the latch),
+ * and drives the interrupt line to match. Thread-safe.
  */
 struct dev_serial_state {
 	uint8_t ier, lcr, mcr, scr, fcr;
