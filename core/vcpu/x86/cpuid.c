@@ -14,19 +14,24 @@
  * targets (exec_bmi.c): POPCNT, MOVBE, LZCNT, BMI1, BMI2 and ADX, and
  * PREFETCHW (exec_flow.c). The instruction itself lives in
  * exec_system.c; the CR4 and EFER bits it accepts agree with these
- * leaves.
+ * leaves. Leaves 0x40000000 and 0x40000001 announce kvmclock and
+ * nothing else of KVM's paravirtual interface (kvmclock.c).
  */
 #include <string.h>
 
+#include "kvmclock.h"
 #include "x86_int.h"
 
-/* Vendor and hypervisor signature: EBX, EDX, ECX order in leaf 0. */
+/* Vendor signature: EBX, EDX, ECX order in leaf 0. */
 static const char vendor[13] = "MmudMmudMmud";
+/* The hypervisor leaf's signature is KVM's, with only kvmclock among
+ * its features (kvmclock.h): guests look for this string to use it. */
+static const char hv_signature[13] = "KVMKVMKVM\0\0\0";
 static const char brand[48] = "mmud software x86-64 CPU";
 
 #define MAX_BASIC_LEAF 7
 #define MAX_EXT_LEAF 0x80000008u
-#define HV_LEAF 0x40000000u
+#define HV_LEAF KVM_CPUID_SIGNATURE
 
 /* Leaf 1 EDX (SDM vol. 2, CPUID, table 3-11). */
 #define F1_EDX_FPU (1u << 0)
@@ -102,11 +107,16 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 				 F7_EBX_INVPCID | F7_EBX_ADX | F7_EBX_SMAP;
 		break;
 	case HV_LEAF:
-		put_string(sig, vendor, 12);
-		out[0] = HV_LEAF;
+		put_string(sig, hv_signature, 12);
+		out[0] = KVM_CPUID_FEATURES;
 		out[1] = sig[0];
 		out[2] = sig[1];
 		out[3] = sig[2];
+		break;
+	case KVM_CPUID_FEATURES:
+		/* No other paravirtual feature, no hints. */
+		out[0] = KVM_FEATURE_CLOCKSOURCE2 |
+			 KVM_FEATURE_CLOCKSOURCE_STABLE_BIT;
 		break;
 	case 0x80000000u:
 		out[0] = MAX_EXT_LEAF;
