@@ -20,6 +20,7 @@
 
 #include <event2/event.h>
 
+#include "migrate_uri.h"
 #include "mmu_rcu.h"
 #include "mmud.h"
 #include "vm_paths.h"
@@ -174,6 +175,7 @@ struct daemon {
 	struct qmp_server *qmp;
 	struct mmud *d;
 	struct memops *memops;
+	struct mig_fds *fds; /* getfd's names, for fd: migration URIs */
 	struct event *sigterm, *sigint;
 	struct mmud_watchdog *wd;
 	bool run_dir; /* remove the VM's runtime folder at the end */
@@ -281,6 +283,7 @@ static int serve_qmp(struct daemon *m)
 	if (!m->d ||
 	    (m->qmp &&
 	     (!(m->memops = mmud_memops_new(m->qmp, m->worker, m->vm)) ||
+	      !(m->fds = mmud_fds_new(m->qmp)) ||
 	      mmud_chardev_register(m->qmp, m->console, m->cfg.qmp) < 0))) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		return -1;
@@ -360,6 +363,7 @@ static void teardown(struct daemon *m)
 	mmud_worker_free(m->worker);
 	vm_destroy(m->vm);
 	qmp_server_free(m->qmp);
+	mig_fds_free(m->fds); /* after the server: its getfd keeps them */
 	mmud_console_free(m->console);
 	if (m->run_dir) {
 		char path[256];

@@ -22,9 +22,6 @@
 
 #include "migrate_uri.h"
 
-/* Longest fd name getfd keeps (QMP's own limit is the message size). */
-#define MIG_FDNAME_MAX 127
-
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

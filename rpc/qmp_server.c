@@ -7,6 +7,10 @@
  * work done elsewhere completes a request. It owns no VM state: the
  * daemon registers handlers and answers through qmp_reply_*().
  *
+ * Input is read with recvmsg() rather than by the bufferevent (which
+ * only writes), so descriptors a client passes with SCM_RIGHTS can
+ * travel with the request they came for (rpc.h, QMP_MAX_CLIENT_FDS).
+ *
  * Everything here runs on the loop thread (the thread that dispatches
  * the event_base) except qmp_server_call_soon(). Fields are tagged (c)
  * constant after creation, (e) loop thread only, (qmp_server->call_lock) under
@@ -24,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <poll.h>
 #include <time.h>
@@ -66,15 +71,34 @@ struct qmp_request {
 	json_t *args; /* (e) the arguments object (owned) */
 	const char *cmd; /* (e) the command's name once found, or NULL */
 	json_t *early; /* (c) a response known before dispatch */
+	int fds[QMP_MAX_CLIENT_FDS]; /* (e) passed with it, not yet taken */
+	unsigned int nr_fds; /* (e) */
 	bool dispatched; /* (e) the handler has been called */
 	TAILQ_ENTRY(qmp_request) link; /* (e) the client's queue */
 };
 
 TAILQ_HEAD(request_queue, qmp_request);
 
+/*
+ * A descriptor received with the input bytes up to stream offset end
+ * (exclusive), not yet given to a request.
+ */
+struct rx_fd {
+	uint64_t end;
+	int fd;
+};
+
 struct client {
 	struct qmp_server *srv; /* (c) */
-	struct bufferevent *bev; /* (e) NULL once dead */
+	struct bufferevent *bev; /* (e) output only; NULL once dead */
+	struct event *read_ev; /* (c) input: recvmsg() in recv_cb() */
+	uint64_t in_base; /* (e) stream offset of the input's first byte */
+	uint64_t in_total; /* (e) bytes received so far */
+	struct rx_fd rx_fds[QMP_MAX_CLIENT_FDS]; /* (e) in arrival order */
+	unsigned int nr_rx_fds; /* (e) */
+	/* (e) rx_fds plus those held by this client's live requests */
+	unsigned int nr_fds;
+	time_t fds_refusal_logged; /* (e) */
 	struct event *free_ev; /* (c) frees the client from the loop */
 	struct event *negotiate_ev; /* (c) closes it if not negotiated */
 	struct qmp_framer framer; /* (e) */
@@ -159,6 +183,10 @@ static void client_kill(struct client *c)
 		return;
 	c->dead = true;
 	evtimer_del(c->negotiate_ev);
+	event_del(c->read_ev);
+	for (unsigned int i = 0; i < c->nr_rx_fds; i++)
+		close(c->rx_fds[i].fd);
+	c->nr_rx_fds = 0;
 	if (c->bev) {
 		bufferevent_free(c->bev);
 		c->bev = NULL;
@@ -186,6 +214,7 @@ static void client_free_cb(evutil_socket_t fd, short what, void *arg)
 	c->srv->nr_clients--;
 	event_free(c->free_ev);
 	event_free(c->negotiate_ev);
+	event_free(c->read_ev);
 	free(c);
 }
 
@@ -257,6 +286,11 @@ static void request_free(struct qmp_request *r)
 	/* Clients stopped by the total limit read again (resume_cb). */
 	if (was_full && srv->queued_bytes < QMP_MAX_TOTAL_QUEUED)
 		event_active(srv->resume_ev, EV_TIMEOUT, 0);
+	/* Passed descriptors the handler did not take. */
+	for (unsigned int i = 0; i < r->nr_fds; i++)
+		close(r->fds[i]);
+	if (r->client)
+		r->client->nr_fds -= r->nr_fds;
 	free(r->text);
 	free(r->id_text);
 	json_decref(r->msg);
@@ -375,6 +409,20 @@ const char *qmp_request_command(const struct qmp_request *req)
 bool qmp_request_has_client(const struct qmp_request *req)
 {
 	return req->client != NULL;
+}
+
+int qmp_request_take_fd(struct qmp_request *req)
+{
+	int fd;
+
+	if (!req->nr_fds)
+		return -1;
+	fd = req->fds[0];
+	req->nr_fds--;
+	memmove(req->fds, req->fds + 1, req->nr_fds * sizeof(req->fds[0]));
+	if (req->client)
+		req->client->nr_fds--;
+	return fd;
 }
 
 /* ---- dispatch --------------------------------------------------------- */
@@ -518,6 +566,16 @@ static bool can_queue(const struct client *c)
 	       c->srv->queued_bytes < QMP_MAX_TOTAL_QUEUED;
 }
 
+static void read_on(struct client *c)
+{
+	event_add(c->read_ev, NULL);
+}
+
+static void read_off(struct client *c)
+{
+	event_del(c->read_ev);
+}
+
 static void run_queue(struct client *c)
 {
 	struct qmp_request *r;
@@ -544,7 +602,7 @@ static void run_queue(struct client *c)
 	if (c->throttled && can_queue(c)) {
 		c->throttled = false;
 		if (!c->closing && !c->eof)
-			bufferevent_enable(c->bev, EV_READ);
+			read_on(c);
 		/* Input may already be buffered: use it now. */
 		process_input(c);
 	}
@@ -571,16 +629,91 @@ static void enqueue_text(struct client *c, const char *text, size_t len)
 	enqueue(c, r);
 }
 
+/* ---- passed descriptors ----------------------------------------------- */
+
+static bool is_blank(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+			return false;
+	return true;
+}
+
+/*
+ * Descriptors belong to the request whose text the sendmsg() that
+ * carried them completed: the last text that starts before the end of
+ * that read, which is the one containing its last byte, or the one
+ * followed only by blanks up to it. @r's text is [start, end) of the
+ * input @p (@len bytes, from stream offset in_base).
+ */
+static void attach_fds(struct client *c, struct qmp_request *r, const char *p,
+		       size_t len, size_t start, size_t end)
+{
+	uint64_t abs_start = c->in_base + start, abs_end = c->in_base + end;
+
+	while (c->nr_rx_fds) {
+		const struct rx_fd *x = &c->rx_fds[0];
+
+		if (x->end <= abs_start)
+			break; /* came before this text: stray */
+		if (x->end > abs_end &&
+		    !is_blank(p + end, (size_t)(x->end - c->in_base) - end))
+			break; /* a later text owns it */
+		RPC_ASSERT(x->end - c->in_base <= len);
+		r->fds[r->nr_fds++] = x->fd;
+		c->nr_rx_fds--;
+		memmove(c->rx_fds, c->rx_fds + 1,
+			c->nr_rx_fds * sizeof(c->rx_fds[0]));
+	}
+}
+
+/* Closes descriptors whose bytes are all consumed with no request. */
+static void drop_stray_fds(struct client *c)
+{
+	while (c->nr_rx_fds && c->rx_fds[0].end <= c->in_base) {
+		close(c->rx_fds[0].fd);
+		c->nr_fds--;
+		c->nr_rx_fds--;
+		memmove(c->rx_fds, c->rx_fds + 1,
+			c->nr_rx_fds * sizeof(c->rx_fds[0]));
+	}
+}
+
+/* Holds a received descriptor, or closes it past the client's limit. */
+static void keep_fd(struct client *c, int fd)
+{
+	time_t now;
+
+	if (c->nr_fds < QMP_MAX_CLIENT_FDS) {
+		c->rx_fds[c->nr_rx_fds].end = c->in_total;
+		c->rx_fds[c->nr_rx_fds].fd = fd;
+		c->nr_rx_fds++;
+		c->nr_fds++;
+		return;
+	}
+	close(fd);
+	now = time(NULL);
+	if (now != c->fds_refusal_logged) {
+		c->fds_refusal_logged = now;
+		fprintf(stderr,
+			"<4>qmp: a client holds %u passed descriptors: "
+			"closing more it sends\n",
+			QMP_MAX_CLIENT_FDS);
+	}
+}
+
 /* Refuses the rest of this client's input and closes it after replies. */
 static void fail_input(struct client *c, const char *desc)
 {
 	enqueue_error(c, NULL, desc);
 	c->closing = true;
 	if (!c->dead) {
-		bufferevent_disable(c->bev, EV_READ);
+		read_off(c);
 		evbuffer_drain(
 			bufferevent_get_input(c->bev),
 			evbuffer_get_length(bufferevent_get_input(c->bev)));
+		c->in_base = c->in_total;
+		drop_stray_fds(c);
 	}
 }
 
@@ -597,7 +730,7 @@ static void process_input(struct client *c)
 			/* Back-pressure until run_queue() drains, or
 			 * resume_cb() when others' requests free room. */
 			c->throttled = true;
-			bufferevent_disable(c->bev, EV_READ);
+			read_off(c);
 			break;
 		}
 		in = bufferevent_get_input(c->bev);
@@ -615,6 +748,10 @@ static void process_input(struct client *c)
 		switch (f) {
 		case QMP_FRAME_TEXT:
 			enqueue_text(c, p + start, end - start);
+			if (!c->dead)
+				attach_fds(c,
+					   TAILQ_LAST(&c->queue, request_queue),
+					   p, len, start, end);
 			break;
 		case QMP_FRAME_DISCARD:
 			enqueue_error(c, NULL,
@@ -630,8 +767,11 @@ static void process_input(struct client *c)
 		case QMP_FRAME_MORE:
 			break;
 		}
-		if (!c->dead)
+		if (!c->dead) {
 			evbuffer_drain(in, drop);
+			c->in_base += drop;
+			drop_stray_fds(c);
+		}
 		if (f == QMP_FRAME_MORE)
 			break;
 	}
@@ -654,15 +794,80 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		c->throttled = false;
 		if (!c->closing && !c->eof)
-			bufferevent_enable(c->bev, EV_READ);
+			read_on(c);
 		process_input(c);
 	}
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+/* The client has stopped sending; answer what it sent (a script may
+ * shut down its write side and wait), then go. */
+static void client_eof(struct client *c)
 {
-	(void)bev;
-	process_input(arg);
+	c->eof = true;
+	read_off(c);
+	process_input(c);
+	if (!c->dead)
+		maybe_finish_closing(c);
+}
+
+/* Reads input, and any descriptors passed with it (SCM_RIGHTS). */
+static void recv_cb(evutil_socket_t fd, short what, void *arg)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * QMP_MAX_CLIENT_FDS)];
+	} ctl;
+	struct client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer_iovec v;
+	struct iovec iov;
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	(void)what;
+	if (evbuffer_reserve_space(in, 16384, &v, 1) < 1) {
+		client_kill(c);
+		return;
+	}
+	iov.iov_base = v.iov_base;
+	iov.iov_len = v.iov_len;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof(ctl.buf);
+	/* More descriptors than ctl holds are closed by the kernel. */
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			client_kill(c);
+		return;
+	}
+	v.iov_len = (size_t)n;
+	if (evbuffer_commit_space(in, &v, 1) < 0) {
+		client_kill(c);
+		return;
+	}
+	c->in_total += (uint64_t)n;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		size_t nfd;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < nfd; i++) {
+			int rfd;
+
+			memcpy(&rfd, CMSG_DATA(cm) + i * sizeof(int),
+			       sizeof(int));
+			keep_fd(c, rfd);
+		}
+	}
+	if (n == 0) {
+		client_eof(c);
+		return;
+	}
+	process_input(c);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
@@ -679,15 +884,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_ERROR) {
 		client_kill(c);
 	} else if (what & BEV_EVENT_EOF) {
-		/*
-		 * The client has stopped sending; answer what it sent (a
-		 * script may shut down its write side and wait), then go.
-		 */
-		c->eof = true;
-		bufferevent_disable(c->bev, EV_READ);
-		process_input(c);
-		if (!c->dead)
-			maybe_finish_closing(c);
+		client_eof(c);
 	}
 }
 
@@ -799,9 +996,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	qmp_framer_init(&c->framer);
 	c->free_ev = event_new(srv->base, -1, 0, client_free_cb, c);
 	c->negotiate_ev = evtimer_new(srv->base, negotiate_timeout_cb, c);
+	c->read_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, recv_cb, c);
 	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->free_ev || !c->negotiate_ev || !c->bev ||
-	    evtimer_add(c->negotiate_ev, &tv) < 0) {
+	if (!c->free_ev || !c->negotiate_ev || !c->read_ev || !c->bev ||
+	    evtimer_add(c->negotiate_ev, &tv) < 0 ||
+	    event_add(c->read_ev, NULL) < 0) {
+		if (c->read_ev)
+			event_free(c->read_ev);
 		if (c->bev)
 			bufferevent_free(c->bev);
 		else
@@ -815,8 +1016,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	TAILQ_INSERT_TAIL(&srv->clients, c, link);
 	srv->nr_clients++;
-	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* The bufferevent only writes: recv_cb() reads, and adds to the
+	 * input buffer, whose end a socket bufferevent keeps frozen for
+	 * its own reads. */
+	evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
+	bufferevent_setcb(c->bev, NULL, write_cb, event_cb, c);
+	bufferevent_enable(c->bev, EV_WRITE);
 	send_greeting(c);
 }
 

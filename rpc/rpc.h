@@ -245,6 +245,22 @@ const char *qmp_request_command(const struct qmp_request *req);
 bool qmp_request_has_client(const struct qmp_request *req);
 
 /*
+ * Descriptors a client passes with SCM_RIGHTS on the QMP socket (as
+ * libvirt passes one with getfd) travel with the request whose text the
+ * carrying sendmsg() completed: the text that holds the last byte sent
+ * with them, or the last one before it when only blanks follow. Those
+ * that arrive with no request are closed once their bytes are read;
+ * those a handler does not take are closed when the request is
+ * answered. A client holds at most QMP_MAX_CLIENT_FDS at once (waiting
+ * or with its unanswered requests); more are closed as they arrive, and
+ * all of them when it disconnects.
+ */
+#define QMP_MAX_CLIENT_FDS 8
+/* Takes the first descriptor still with @req (the caller owns it; it is
+ * close-on-exec), or -1 if none is. Loop thread. */
+int qmp_request_take_fd(struct qmp_request *req);
+
+/*
  * The client half: a blocking connection with timeouts (milliseconds; a
  * negative timeout waits forever). Functions return 0 or -errno:
  * -ETIMEDOUT, -ECONNRESET when the server closed the connection, -EPROTO

@@ -45,8 +45,10 @@ void mig_uri_free(struct mig_uri *u);
 
 struct mig_fds;
 
-/* How many named descriptors are held at once (a client controls it). */
+/* How many named descriptors are held at once (a client controls it),
+ * and the longest name (getfd's fdname, fd:NAME). */
 #define MIG_FDS_MAX 64
+#define MIG_FDNAME_MAX 127
 
 /* NULL means -ENOMEM. */
 struct mig_fds *mig_fds_new(void);
@@ -61,6 +63,16 @@ int mig_fds_close(struct mig_fds *f, const char *name);
 /* Loop thread. Takes the descriptor out (the caller owns it now): fd,
  * or -ENOENT. */
 int mig_fds_take(struct mig_fds *f, const char *name);
+
+/*
+ * daemon/fds.c: QEMU's getfd and closefd, registered on qmp, keep
+ * descriptors passed on the QMP socket (rpc.h, qmp_request_take_fd) in
+ * the registry returned, where the migration engine takes fd:NAME's
+ * (mig_fds_take, loop thread). Free it with mig_fds_free() after the
+ * QMP server. NULL means -ENOMEM.
+ */
+struct qmp_server;
+struct mig_fds *mmud_fds_new(struct qmp_server *qmp);
 
 /* ---- the two ends ----------------------------------------------------- */
 
