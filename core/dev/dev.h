@@ -37,6 +37,10 @@ void dev_serial_reset(struct dev_serial *s);
 typedef void (*dev_serial_irq_fn)(void *ctx, bool level);
 void dev_serial_connect_irq(struct dev_serial *s, dev_serial_irq_fn irq,
 			    void *ctx);
+/* Whether input from the host side would raise an interrupt (IER enables
+ * received data): the UART is then a wake source for a halted guest.
+ * Thread-safe. */
+bool dev_serial_input_interrupts(struct dev_serial *s);
 /* A port access at offset 0..7 from the base; size 1, 2 or 4 (wider
  * accesses act on consecutive registers). Thread-safe. */
 void dev_serial_pio(struct dev_serial *s, unsigned int offset,

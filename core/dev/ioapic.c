@@ -309,6 +309,18 @@ void dev_ioapic_mmio_write(struct dev_ioapic *io, uint32_t offset,
 	send(io, &box);
 }
 
+bool dev_ioapic_is_masked(struct dev_ioapic *io, unsigned int pin)
+{
+	bool masked;
+
+	if (pin >= DEV_IOAPIC_PINS)
+		return true;
+	pthread_mutex_lock(&io->lock);
+	masked = io->redir[pin] & IOAPIC_RTE_MASK;
+	pthread_mutex_unlock(&io->lock);
+	return masked;
+}
+
 void dev_ioapic_save(struct dev_ioapic *io, struct dev_ioapic_state *st)
 {
 	pthread_mutex_lock(&io->lock);

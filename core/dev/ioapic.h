@@ -121,6 +121,10 @@ void dev_ioapic_set_irq(struct dev_ioapic *io, unsigned int pin, bool level);
  */
 void dev_ioapic_eoi(struct dev_ioapic *io, uint8_t vector);
 
+/* Whether pin's redirection entry is masked (true for pins >=
+ * DEV_IOAPIC_PINS). Thread-safe. */
+bool dev_ioapic_is_masked(struct dev_ioapic *io, unsigned int pin);
+
 /* The registers, for x-query-ioapic and tests. */
 struct dev_ioapic_state {
 	uint8_t id, arb, ioregsel;

@@ -171,6 +171,16 @@ void dev_serial_connect_irq(struct dev_serial *s, dev_serial_irq_fn irq,
 	pthread_mutex_unlock(&s->lock);
 }
 
+bool dev_serial_input_interrupts(struct dev_serial *s)
+{
+	bool on;
+
+	pthread_mutex_lock(&s->lock);
+	on = s->ier & IER_RDA;
+	pthread_mutex_unlock(&s->lock);
+	return on;
+}
+
 void dev_serial_reset(struct dev_serial *s)
 {
 	pthread_mutex_lock(&s->lock);

@@ -129,7 +129,10 @@ static void test_ioapic_edge_sends_once_per_rising_edge(void **state)
 {
 	struct dev_ioapic *io = *state;
 
+	assert_true(dev_ioapic_is_masked(io, 4));
 	set_rte(io, 4, 0x31 | (2ULL << 56));
+	assert_false(dev_ioapic_is_masked(io, 4));
+	assert_true(dev_ioapic_is_masked(io, DEV_IOAPIC_PINS));
 	dev_ioapic_set_irq(io, 4, true);
 	assert_int_equal(nsent, 1);
 	assert_int_equal(sent[0].vector, 0x31);

@@ -183,7 +183,9 @@ static void test_serial_rda_when_input_arrives(void **state)
 {
 	struct dev_serial *s = *state;
 
+	assert_false(dev_serial_input_interrupts(s));
 	out8(s, IER, 0x01);
+	assert_true(dev_serial_input_interrupts(s));
 	assert_false(line);
 	dev_serial_receive(s, "hi", 2);
 	assert_true(line);
