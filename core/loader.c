@@ -19,6 +19,14 @@
 #include <string.h>
 
 #include "loader.h"
+/*
+ * The QEMU reference runner's shim (docs/REFERENCE-RUNNERS.md, "The boot
+ * shim") builds this file freestanding, for ELF guests only: bzImages
+ * need the hosted C library (core/bzimage.c, core/acpi.c).
+ */
+#if __STDC_HOSTED__
+#include "bzimage.h"
+#endif
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "the loader stores guest structures in host byte order");
@@ -102,6 +110,17 @@ static void *ram_hva(const struct loader_config *cfg, gpa_t gpa, uint64_t len)
 static int check_config(const struct loader_config *cfg, struct plan *p,
 			char *err, size_t errlen)
 {
+	return loader_check_config(cfg, &p->cmdline_len, err, errlen);
+}
+
+void *loader_ram_hva(const struct loader_config *cfg, gpa_t gpa, uint64_t len)
+{
+	return ram_hva(cfg, gpa, len);
+}
+
+int loader_check_config(const struct loader_config *cfg, size_t *cmdline_len,
+			char *err, size_t errlen)
+{
 	if (!cfg->ram || cfg->nr_ram == 0)
 		return fail(err, errlen, "no guest RAM");
 	if (cfg->nr_ram > LOADER_MAX_RAM_RANGES)
@@ -133,10 +152,10 @@ static int check_config(const struct loader_config *cfg, struct plan *p,
 			"low memory [0, 0x%llx) is not inside one RAM range",
 			LOW_MEM_END);
 
-	p->cmdline_len = cfg->cmdline ?
-				 strnlen(cfg->cmdline, LOADER_CMDLINE_MAX + 1) :
-				 0;
-	if (p->cmdline_len > LOADER_CMDLINE_MAX)
+	*cmdline_len = cfg->cmdline ?
+			       strnlen(cfg->cmdline, LOADER_CMDLINE_MAX + 1) :
+			       0;
+	if (*cmdline_len > LOADER_CMDLINE_MAX)
 		return fail(err, errlen, "command line longer than %d bytes",
 			    LOADER_CMDLINE_MAX);
 	return 0;
@@ -312,7 +331,7 @@ static void put_u64(uint8_t *dst, uint64_t v)
  * PML4 entry, four PDPT entries, four full page directories. Supervisor
  * (U/S clear) and writable at every level; everything else zero.
  */
-static void write_page_tables(const struct loader_config *cfg)
+void loader_write_page_tables(const struct loader_config *cfg)
 {
 	uint8_t *pml4 = ram_hva(cfg, LOADER_PML4_GPA, PAGE_SIZE);
 	uint8_t *pdpt = ram_hva(cfg, LOADER_PDPT_GPA, PAGE_SIZE);
@@ -379,6 +398,14 @@ int loader_load(const struct loader_config *cfg, const void *elf, size_t len,
 		err[0] = '\0';
 	if (!cfg)
 		return fail(err, errlen, "no configuration");
+#if __STDC_HOSTED__
+	if (bzimage_is(image, len))
+		return bzimage_load(cfg, image, len, res, err, errlen);
+#endif
+	if (cfg->initrd_len)
+		return fail(
+			err, errlen,
+			"an initrd needs a bzImage kernel, not an ELF file");
 	ret = plan(cfg, image, len, &p, err, errlen);
 	if (ret < 0)
 		return ret;
@@ -391,10 +418,10 @@ int loader_load(const struct loader_config *cfg, const void *elf, size_t len,
 		memcpy(dst, image + s->offset, s->filesz);
 		memset(dst + s->filesz, 0, s->memsz - s->filesz);
 	}
-	write_page_tables(cfg);
+	loader_write_page_tables(cfg);
 	write_gdt(cfg);
 	write_bootinfo(cfg, &p);
 	if (res)
-		res->entry = p.entry;
+		*res = (struct loader_result){ .entry = p.entry };
 	return 0;
 }

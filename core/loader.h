@@ -8,6 +8,7 @@
 #ifndef MMUD_LOADER_H
 #define MMUD_LOADER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,13 +53,25 @@ struct loader_config {
 	unsigned int nr_ram;
 	uint32_t nr_vcpus;
 	const char *cmdline; /* NULL means empty */
+	/* The initial RAM disk of a bzImage (an ELF kernel takes none). */
+	const void *initrd;
+	size_t initrd_len;
 };
 
 struct loader_result {
 	gva_t entry;
+	/* A bzImage: enter with Linux's 64-bit boot protocol (RSI =
+	 * boot_params, CS/DS = BZIMAGE_BOOT_CS/DS); only vCPU 0 starts. */
+	bool linux64;
+	gpa_t boot_params;
+	gpa_t kernel_gpa; /* where the protected-mode part was loaded */
+	gpa_t initrd_gpa; /* 0 without an initrd */
 };
 
 /*
+ * An ELF file boots through guest ABI v1 as below; an image with a Linux
+ * setup header through core/bzimage.c (Linux's 64-bit boot protocol).
+ *
  * Validates the whole image before it writes a byte, then copies every
  * PT_LOAD segment, zeroes p_memsz beyond p_filesz, and writes the page
  * tables, GDT and boot info of low memory. RAM ranges must each be
@@ -73,5 +86,14 @@ struct loader_result {
  */
 int loader_load(const struct loader_config *cfg, const void *elf, size_t len,
 		struct loader_result *res, char *err, size_t errlen);
+
+/* For core/bzimage.c: the host address of guest [gpa, gpa + len) if one
+ * RAM range holds it all, else NULL; the identity map of [0, 4 GiB) at
+ * LOADER_PML4_GPA; the range checks of cfg (RAM, low memory, command
+ * line length, written to *cmdline_len). */
+void *loader_ram_hva(const struct loader_config *cfg, gpa_t gpa, uint64_t len);
+void loader_write_page_tables(const struct loader_config *cfg);
+int loader_check_config(const struct loader_config *cfg, size_t *cmdline_len,
+			char *err, size_t errlen);
 
 #endif
