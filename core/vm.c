@@ -17,7 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bzimage.h"
 #include "dev/dev.h"
+#include "dev/pm.h"
 #include "guestmem.h"
 #include "loader.h"
 #include "mmu.h"
@@ -43,6 +45,11 @@ struct vm {
 	void *kernel; /* (c) the ELF image, for reset */
 	void *low_copy; /* (c) [0, 1 MiB) as the loader left it, for reset */
 	char *cmdline; /* (c) */
+	void *initrd; /* (c) NULL without one, for reset */
+	/* (c) A bzImage: Linux's 64-bit boot protocol, only vCPU 0 starts
+	 * (docs/GUEST-ABI.md, "Platform v2 boot"). */
+	bool linux64;
+	gpa_t boot_params; /* (c) */
 	struct ram_range ram[2]; /* (c) */
 	unsigned int nr_ram; /* (c) */
 	struct mmu *mmu; /* (c) */
@@ -132,6 +139,29 @@ size_t vm_console_input(struct vm *vm, const void *buf, size_t len)
 	return dev_serial_receive(vm->serial, buf, len);
 }
 
+/* Port 0x600 and the i8042 reset (docs/GUEST-ABI.md, "Sleep and reset
+ * registers"); false when the port is not theirs. */
+static bool pm_pio(struct vm *vm, uint16_t port, unsigned int size, bool in,
+		   uint32_t *value)
+{
+	switch (dev_pm_pio(port, size, in, value)) {
+	case DEV_PM_NONE:
+		return false;
+	case DEV_PM_CLAIMED:
+		break;
+	case DEV_PM_POWEROFF:
+		vm_end(vm, VM_END_GUEST_SHUTDOWN, 0,
+		       "the guest powered off (S5)");
+		break;
+	case DEV_PM_RESET:
+		vm_end(vm, VM_END_GUEST_RESET, 0,
+		       port == DEV_PM_PORT ? "ACPI reset register" :
+					     "i8042 reset");
+		break;
+	}
+	return true;
+}
+
 static void vm_pio(void *opaque, unsigned int vcpu, uint16_t port,
 		   unsigned int size, bool in, uint32_t *value)
 {
@@ -143,6 +173,8 @@ static void vm_pio(void *opaque, unsigned int vcpu, uint16_t port,
 			       value);
 	} else if (port == DEV_DEBUG_EXIT_PORT && !in) {
 		vm_end(vm, VM_END_DEBUG_EXIT, *value, NULL);
+	} else if (pm_pio(vm, port, size, in, value)) {
+		/* the sleep/reset register or the i8042 reset */
 	} else if (in) {
 		/* Nothing there: the bus floats high, as on a PC. */
 		*value = size == 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
@@ -261,12 +293,35 @@ static int load(struct vm *vm, gva_t *entry, char *err, size_t errlen)
 	lcfg = (struct loader_config){ .ram = lram,
 				       .nr_ram = vm->nr_ram,
 				       .nr_vcpus = vm->cfg.nr_vcpus,
-				       .cmdline = vm->cmdline };
+				       .cmdline = vm->cmdline,
+				       .initrd = vm->initrd,
+				       .initrd_len = vm->cfg.initrd_len };
 	r = loader_load(&lcfg, vm->kernel, vm->cfg.kernel_len, &lres, err,
 			errlen);
-	if (r == 0)
+	if (r == 0) {
 		*entry = lres.entry;
+		vm->linux64 = lres.linux64;
+		vm->boot_params = lres.boot_params;
+	}
 	return r;
+}
+
+/* Linux's entry state on a bzImage's vCPUs (docs/GUEST-ABI.md,
+ * "Platform v2 boot"); ABI v1's, which vcpu_create() and vcpu_reset()
+ * give, otherwise. */
+static void set_boot_state(struct vm *vm, unsigned int i)
+{
+	if (vm->linux64)
+		vcpu_set_linux_boot(vm->vcpus[i], vm->boot_params,
+				    BZIMAGE_BOOT_CS, BZIMAGE_BOOT_DS,
+				    BZIMAGE_GDT_LIMIT);
+}
+
+/* The vCPUs that start at once: a bzImage's others wait for a SIPI, so
+ * their threads do not start (docs/GUEST-ABI.md, "Platform v2 boot"). */
+static unsigned int nr_boot_vcpus(const struct vm *vm)
+{
+	return vm->linux64 ? 1 : vm->cfg.nr_vcpus;
 }
 
 struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
@@ -316,6 +371,15 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	memcpy(vm->kernel, cfg->kernel, cfg->kernel_len);
+	if (cfg->initrd_len) {
+		vm->initrd = malloc(cfg->initrd_len);
+		if (!vm->initrd) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		memcpy(vm->initrd, cfg->initrd, cfg->initrd_len);
+	}
+	vm->cfg.initrd = vm->initrd;
 	vm->cfg.kernel = vm->kernel;
 	vm->cfg.cmdline = vm->cmdline;
 
@@ -404,6 +468,8 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	for (unsigned int i = 0; i < cfg->nr_vcpus; i++)
+		set_boot_state(vm, i);
 	return vm;
 fail:
 	vm_destroy(vm);
@@ -412,7 +478,7 @@ fail:
 
 int vm_start(struct vm *vm)
 {
-	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++) {
+	for (unsigned int i = 0; i < nr_boot_vcpus(vm); i++) {
 		int r = vcpu_start(vm->vcpus[i]);
 
 		if (r < 0) {
@@ -499,6 +565,8 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	dev_serial_reset(vm->serial);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		vcpu_reset(vm->vcpus[i]);
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+		set_boot_state(vm, i);
 	pthread_mutex_lock(&vm->lock);
 	vm->ended = false;
 	vm->nr_halted = 0;
@@ -686,5 +754,6 @@ void vm_destroy(struct vm *vm)
 	free(vm->kernel);
 	free(vm->low_copy);
 	free(vm->cmdline);
+	free(vm->initrd);
 	free(vm);
 }

@@ -42,6 +42,10 @@ struct vm_config {
 	const void *kernel; /* the ELF image; the VM keeps its own copy */
 	size_t kernel_len;
 	const char *cmdline; /* NULL: empty; copied */
+	/* The initrd of a bzImage kernel (docs/GUEST-ABI.md, "Platform v2
+	 * boot"); copied. */
+	const void *initrd;
+	size_t initrd_len;
 	/*
 	 * Where COM1 output goes: console_fn(console_ctx, ...) when set
 	 * (called on vCPU threads, in guest order), else written to
@@ -66,6 +70,12 @@ enum vm_end {
 	VM_END_DEBUG_EXIT, /* the guest wrote to the debug-exit port */
 	VM_END_CRASH, /* triple fault, or every vCPU halted for good */
 	VM_END_INTERNAL_ERROR, /* mmud could not go on (out of memory...) */
+	/* The sleep control register got S5 (docs/GUEST-ABI.md, "Sleep
+	 * and reset registers"): the guest powered off. */
+	VM_END_GUEST_SHUTDOWN,
+	/* The reset register or the i8042 reset: the daemon resets the VM
+	 * (vm_reset()) or, with QEMU's -no-reboot, shuts down. */
+	VM_END_GUEST_RESET,
 };
 
 struct vm_result {

@@ -21,6 +21,7 @@
 
 enum key {
 	K_KERNEL,
+	K_INITRD,
 	K_MEMORY,
 	K_SMP,
 	K_APPEND,
@@ -29,6 +30,7 @@ enum key {
 	K_NAME,
 	K_PAUSED,
 	K_PANIC,
+	K_NO_REBOOT,
 	K_MAXMEM,
 	K_DUMP_GUEST_CORE,
 	K_MEMORY_MAX,
@@ -37,6 +39,7 @@ enum key {
 
 static const char *const key_names[K_NR] = {
 	[K_KERNEL] = "kernel",
+	[K_INITRD] = "initrd",
 	[K_MEMORY] = "memory",
 	[K_SMP] = "smp",
 	[K_APPEND] = "append",
@@ -45,6 +48,7 @@ static const char *const key_names[K_NR] = {
 	[K_NAME] = "name",
 	[K_PAUSED] = "paused",
 	[K_PANIC] = "panic",
+	[K_NO_REBOOT] = "no-reboot",
 	[K_MAXMEM] = "maxmem",
 	[K_DUMP_GUEST_CORE] = "dump-guest-core",
 	[K_MEMORY_MAX] = "memory-max",
@@ -79,11 +83,15 @@ void mmud_usage(FILE *f)
 		"                  (QEMU's -m maxmem; default 1T or SIZE of RAM)\n"
 		"  --dump-guest-core  guest RAM in core dumps (QEMU's\n"
 		"                  dump-guest-core=on; off by default)\n"
+		"  --initrd FILE   initial RAM disk of a Linux bzImage kernel\n"
+		"                  (booted with Linux's 64-bit boot protocol)\n"
+		"  --no-reboot     a guest reset ends mmud (status 0) instead\n"
+		"                  (QEMU's -no-reboot)\n"
 		"  --config FILE   key = value lines with the same settings\n"
 		"                  (kernel, memory, smp, append, console, qmp,\n"
 		"                  name, paused, panic, maxmem,\n"
-		"                  dump-guest-core); '#' after a blank\n"
-		"                  starts a comment; flags win\n"
+		"                  dump-guest-core, initrd, no-reboot); '#'\n"
+		"                  after a blank starts a comment; flags win\n"
 		"\n"
 		"Exit status: ((v << 1) | 1) & 0xff when the guest writes v to\n"
 		"port 0xf4; 0 after quit or SIGTERM; 2 when the guest crashed\n"
@@ -290,6 +298,17 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 		return 0;
 	case K_APPEND:
 		return set_string(&cfg->append, v);
+	case K_INITRD:
+		if (!*v)
+			break;
+		return set_string(&cfg->initrd, v);
+	case K_NO_REBOOT:
+		if (parse_bool(v, &cfg->no_reboot) < 0) {
+			snprintf(why, whylen,
+				 "'%s' is not a boolean (true/false)", v);
+			return -EINVAL;
+		}
+		return 0;
 	case K_CONSOLE:
 		if (!strcmp(v, "stdout")) {
 			cfg->console_kind = MMUD_CONSOLE_STDOUT;
@@ -591,6 +610,7 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, K_KERNEL },
+		{ "initrd", required_argument, NULL, K_INITRD },
 		{ "memory", required_argument, NULL, K_MEMORY },
 		{ "smp", required_argument, NULL, K_SMP },
 		{ "append", required_argument, NULL, K_APPEND },
@@ -599,6 +619,7 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		{ "name", required_argument, NULL, K_NAME },
 		{ "paused", no_argument, NULL, K_PAUSED },
 		{ "panic", required_argument, NULL, K_PANIC },
+		{ "no-reboot", no_argument, NULL, K_NO_REBOOT },
 		{ "maxmem", required_argument, NULL, K_MAXMEM },
 		{ "dump-guest-core", no_argument, NULL, K_DUMP_GUEST_CORE },
 		{ "config", required_argument, NULL, 'f' },
@@ -652,8 +673,10 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 			continue;
 		given[c] = true;
 		r = apply(cfg, (enum key)c,
-			  c == K_PAUSED || c == K_DUMP_GUEST_CORE ? "true" :
-								    optarg,
+			  c == K_PAUSED || c == K_DUMP_GUEST_CORE ||
+					  c == K_NO_REBOOT ?
+				  "true" :
+				  optarg,
 			  why, sizeof(why));
 		if (r == -ENOMEM)
 			goto nomem;
@@ -711,6 +734,7 @@ void mmud_config_free(struct mmud_config *cfg)
 {
 	free(cfg->kernel);
 	free(cfg->append);
+	free(cfg->initrd);
 	free(cfg->console_path);
 	free(cfg->qmp);
 	free(cfg->name);

@@ -185,6 +185,46 @@ void mmud_signal_shutdown(struct mmud *d)
 
 /* ---- the guest's end ---------------------------------------------------- */
 
+static void reset_work(void *arg);
+
+static void guest_reset_done(void *arg)
+{
+	struct job *j = arg;
+	struct mmud *d = j->d;
+
+	if (j->r < 0) {
+		fprintf(stderr, "<2>mmud: guest reset failed: %s\n", j->msg);
+		shutdown_vm(d, NULL, false, "host-error", MMUD_EXIT_CRASH);
+	} else {
+		emit(d, "RESET",
+		     json_pack("{s:b, s:s}", "guest", 1, "reason",
+			       "guest-reset"));
+	}
+	free(j);
+}
+
+/*
+ * The guest's reset register or i8042 reset (docs/GUEST-ABI.md, "Sleep
+ * and reset registers"): system_reset on the worker, as QEMU resets, or
+ * with --no-reboot QEMU's SHUTDOWN (guest-reset) and exit status 0.
+ */
+static void guest_reset(struct mmud *d, const char *how)
+{
+	if (d->cfg->no_reboot) {
+		fprintf(stderr,
+			"<6>mmud: guest reset (%s), --no-reboot: "
+			"shutting down\n",
+			how);
+		shutdown_vm(d, NULL, true, "guest-reset", MMUD_EXIT_OK);
+		return;
+	}
+	fprintf(stderr, "<6>mmud: guest reset (%s)\n", how);
+	/* The vCPUs stay paused by the VM's end until the reset; a VM the
+	 * operator stopped meanwhile stays stopped after it. */
+	submit(d, NULL, reset_work, guest_reset_done, d->state == RS_RUNNING,
+	       NULL);
+}
+
 static void vm_ended_cb(void *arg)
 {
 	struct mmud *d = arg;
@@ -203,6 +243,13 @@ static void vm_ended_cb(void *arg)
 			res.exit_value);
 		shutdown_vm(d, NULL, true, "guest-shutdown",
 			    (int)(((res.exit_value << 1) | 1) & 0xff));
+		return;
+	case VM_END_GUEST_SHUTDOWN:
+		fprintf(stderr, "<6>mmud: %s\n", res.detail);
+		shutdown_vm(d, NULL, true, "guest-shutdown", MMUD_EXIT_OK);
+		return;
+	case VM_END_GUEST_RESET:
+		guest_reset(d, res.detail);
 		return;
 	case VM_END_CRASH:
 		fprintf(stderr, "<2>mmud: guest crashed: %s\n", res.detail);

@@ -167,6 +167,7 @@ struct daemon {
 	struct mmud_config cfg;
 	struct vm_config vcfg;
 	void *kernel_buf;
+	void *initrd_buf;
 	const char *what; /* the kernel's name in messages */
 	struct event_base *base;
 	struct mmud_console *console;
@@ -181,6 +182,26 @@ struct daemon {
 	bool run_dir; /* remove the VM's runtime folder at the end */
 };
 
+/* --initrd's file, whole; the loader says whether it fits. */
+static int load_initrd(struct daemon *m)
+{
+	if (!m->cfg.initrd)
+		return 0;
+	m->initrd_buf = read_file(m->cfg.initrd, &m->vcfg.initrd_len);
+	if (!m->initrd_buf) {
+		const char *why = strerror(errno);
+
+		if (errno == EFBIG)
+			why = "larger than the 1 GiB an initrd may be";
+		else if (errno == ENOEXEC)
+			why = "not a regular file";
+		fprintf(stderr, "<3>mmud: initrd %s: %s\n", m->cfg.initrd, why);
+		return -1;
+	}
+	m->vcfg.initrd = m->initrd_buf;
+	return 0;
+}
+
 /* --kernel's file, or the sample guest built into mmud. */
 static int load_kernel(struct daemon *m)
 {
@@ -189,7 +210,7 @@ static int load_kernel(struct daemon *m)
 		m->vcfg.kernel = mmud_sample_elf;
 		m->vcfg.kernel_len =
 			(size_t)(mmud_sample_elf_end - mmud_sample_elf);
-		return 0;
+		return load_initrd(m); /* refused by the loader: an ELF */
 	}
 	m->what = m->cfg.kernel;
 	m->kernel_buf = read_file(m->cfg.kernel, &m->vcfg.kernel_len);
@@ -205,7 +226,7 @@ static int load_kernel(struct daemon *m)
 		return -1;
 	}
 	m->vcfg.kernel = m->kernel_buf;
-	return 0;
+	return load_initrd(m);
 }
 
 /* The event loop, the console sink and the worker thread. */
@@ -384,6 +405,7 @@ static void teardown(struct daemon *m)
 	if (m->base)
 		event_base_free(m->base);
 	free(m->kernel_buf);
+	free(m->initrd_buf);
 }
 
 int main(int argc, char **argv)

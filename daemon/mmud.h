@@ -42,6 +42,7 @@ struct mmud_config {
 	/* Where kernel was named, for messages: "--kernel" or
 	 * "FILE:LINE: kernel"; NULL without kernel. */
 	char *kernel_origin;
+	char *initrd; /* a bzImage's initial RAM disk; NULL: none */
 	uint64_t memory;
 	/* Boot RAM plus hot-added memslots at most (QEMU's -m maxmem); 0:
 	 * the larger of VM_MAX_RAM and memory. */
@@ -56,6 +57,7 @@ struct mmud_config {
 	char *name; /* NULL: unnamed */
 	bool paused;
 	enum mmud_panic_action panic;
+	bool no_reboot; /* a guest reset shuts down (QEMU's -no-reboot) */
 	char *config; /* the --config file, or NULL */
 	bool help, version;
 };

@@ -777,3 +777,29 @@ void vcpu_stats_get(const struct vcpu *v, struct vcpu_stats *st)
 	st->emulated_writes = atomic_load_explicit(&m->st.emulated_writes,
 						   memory_order_relaxed);
 }
+
+void vcpu_set_linux_boot(struct vcpu *v, gpa_t boot_params, uint16_t cs,
+			 uint16_t ds, uint16_t gdt_limit)
+{
+	struct x86_sregs s;
+	struct x86_regs r;
+
+	/* As vcpu_reset(): parked (or not started), the (v) state is ours. */
+	pthread_mutex_lock(&v->wake_lock);
+	while (v->started && !v->parked && !v->exited)
+		pthread_cond_wait(&v->parked_cond, &v->wake_lock);
+	x86_get_regs(v->cpu, &r);
+	r.gpr[X86_RSI] = boot_params;
+	r.gpr[X86_RDI] = 0;
+	x86_set_regs(v->cpu, &r);
+	/* The boot GDT's descriptors have ABI v1's attributes: only the
+	 * selectors and the table's limit differ. */
+	x86_get_sregs(v->cpu, &s);
+	s.seg[X86_CS].sel = cs;
+	s.seg[X86_DS].sel = ds;
+	s.seg[X86_ES].sel = ds;
+	s.seg[X86_SS].sel = ds;
+	s.gdt.limit = gdt_limit;
+	x86_set_sregs(v->cpu, &s);
+	pthread_mutex_unlock(&v->wake_lock);
+}

@@ -146,6 +146,15 @@ void vcpu_wait_parked(struct vcpu *v);
  * its obsolete root through the MMU's own request).
  */
 void vcpu_reset(struct vcpu *v);
+/*
+ * Linux's 64-bit boot protocol (docs/GUEST-ABI.md, "Platform v2 boot")
+ * instead of ABI v1's entry state, on a vCPU not started or parked (call
+ * it again after every vcpu_reset()): RSI = boot_params, RDI = 0, CS =
+ * cs, DS = ES = SS = ds and the GDT's limit; the rest (entry point, page
+ * tables, control registers) stays ABI v1's.
+ */
+void vcpu_set_linux_boot(struct vcpu *v, gpa_t boot_params, uint16_t cs,
+			 uint16_t ds, uint16_t gdt_limit);
 
 /* What a vCPU is doing, for the control plane. */
 enum vcpu_state {

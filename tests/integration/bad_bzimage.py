@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""mmud boots a bzImage through Linux's 64-bit boot protocol and refuses
+bad ones before any vCPU starts (docs/GUEST-ABI.md, "Platform v2 boot").
+
+Builds a minimal bzImage whose protected-mode part, entered at its
+offset 0x200 in 64-bit mode, checks what the boot protocol promises
+(CS 0x10, DS/SS 0x18, RSI = the zero page at 0x7000, type_of_loader,
+the command line's pointer and text, acpi_rsdp_addr and the RSDP, the
+initrd's size and first byte) and writes 0 to the debug-exit port (mmud
+exits 1) or the number of the first check that failed. Then one
+defective variant per refusal: mmud must exit with status 4 and a
+message naming it.
+Usage: bad_bzimage.py MMUD
+"""
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+# tests/integration/bad_bzimage.py's entry checks, assembled (GNU as):
+# see the docstring; exits with 2 (CS), 3 (DS/SS), 4 (RSI), 5
+# (type_of_loader), 6 (command line), 7 (RSDP), 8 (initrd).
+ENTRY = bytes.fromhex(
+    "668cc86683f810756d668cd86683f8187568668cd06683f818755f4881fe0070"
+    "0000755a80be10020000ff755581be2802000000800000754d803c2500800000"
+    "4c754348817e7000000e00753d813c2500000e0052534420753081be1c020000"
+    "0010000075288b861802000080385a751db000e6f4f4b002e6f4b003e6f4b004"
+    "e6f4b005e6f4b006e6f4b007e6f4b008e6f4f4")
+SETUP_SECTS = 3
+PM_LEN = 0x1000
+
+
+def bzimage(version=0x020F, xloadflags=0x7F, magic=b"HdrS",
+            boot_flag=0xAA55, truncate=None, init_size=0x100000,
+            relocatable=1, pref=0x1000000):
+    setup = bytearray((SETUP_SECTS + 1) * 512)
+    setup[0x1F1] = SETUP_SECTS
+    struct.pack_into("<I", setup, 0x1F4, PM_LEN // 16)
+    struct.pack_into("<H", setup, 0x1FE, boot_flag)
+    setup[0x200:0x202] = bytes([0xEB, 0x66])
+    setup[0x202:0x206] = magic
+    struct.pack_into("<H", setup, 0x206, version)
+    setup[0x211] = 1
+    struct.pack_into("<I", setup, 0x22C, 0x7FFFFFFF)
+    struct.pack_into("<I", setup, 0x230, 0x200000)
+    setup[0x234] = relocatable
+    setup[0x236] = xloadflags
+    struct.pack_into("<I", setup, 0x238, 0x7FF)
+    struct.pack_into("<Q", setup, 0x258, pref)
+    struct.pack_into("<I", setup, 0x260, init_size)
+    pm = bytearray(PM_LEN)
+    pm[0x200:0x200 + len(ENTRY)] = ENTRY
+    image = bytes(setup) + bytes(pm)
+    return image[:truncate] if truncate is not None else image
+
+
+def run(mmud, tmp, image, initrd=None, memory="64M", append="Linux"):
+    kernel = os.path.join(tmp, "bzImage")
+    with open(kernel, "wb") as f:
+        f.write(image)
+    args = [mmud, "--kernel", kernel, "--memory", memory, "--append",
+            append]
+    if initrd is not None:
+        path = os.path.join(tmp, "initrd")
+        with open(path, "wb") as f:
+            f.write(initrd)
+        args += ["--initrd", path]
+    p = subprocess.run(args, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=60)
+    return p.returncode, p.stderr.decode(errors="replace")
+
+
+def main():
+    mmud = sys.argv[1]
+    rd = b"\x5a" + bytes(4095)
+    cases = [
+        ("good bzImage", bzimage(), rd, 1, None),
+        ("good bzImage, relocated", bzimage(pref=0x8000000), rd, 1, None),
+        ("no initrd", bzimage(), None, 17, None),
+        ("truncated header", bzimage(truncate=0x240), rd, 4, "truncated"),
+        ("truncated payload", bzimage(truncate=0xA00), rd, 4,
+         "truncated"),
+        ("wrong magic", bzimage(magic=b"HdrX"), rd, 4, "bad magic"),
+        ("wrong boot flag", bzimage(boot_flag=0x1234), rd, 4, "bad magic"),
+        ("protocol too old", bzimage(version=0x020B), rd, 4,
+         "older than 2.12"),
+        ("no 64-bit entry", bzimage(xloadflags=0x7E), rd, 4,
+         "no 64-bit entry point"),
+        ("initrd too big", bzimage(), bytes(70 << 20), 4,
+         "does not fit"),
+        ("kernel does not fit", bzimage(init_size=0x7000000), rd, 4,
+         "init_size"),
+    ]
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="mmud-bz-") as tmp:
+        for name, image, initrd, want, words in cases:
+            status, err = run(mmud, tmp, image, initrd)
+            ok = status == want and (words is None or words in err)
+            print("%s %s: status %d%s" % ("ok  " if ok else "FAIL", name,
+                                          status,
+                                          "" if ok else "\n" + err))
+            failed += not ok
+        # An ELF kernel (the embedded sample guest) takes no initrd.
+        path = os.path.join(tmp, "initrd")
+        p = subprocess.run([mmud, "--initrd", path],
+                           stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=60)
+        err = p.stderr.decode(errors="replace")
+        ok = p.returncode == 4 and "an initrd needs a bzImage" in err
+        print("%s initrd with an ELF kernel: status %d%s" %
+              ("ok  " if ok else "FAIL", p.returncode,
+               "" if ok else "\n" + err))
+        failed += not ok
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
