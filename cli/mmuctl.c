@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "console.h"
+#include "migrate.h"
 #include "rpc.h"
 #include "vm_paths.h"
 
@@ -111,6 +112,10 @@ static const struct subcmd subcmds[] = {
 	  "list the memslots" },
 	{ "memslot remove", "x-memslot-remove", slot_args, OUT_NONE,
 	  "remove a memslot" },
+	{ "migrate cancel", "migrate_cancel", NULL, OUT_NONE,
+	  "cancel the outgoing migration (the VM runs on here)" },
+	{ "migrate status", "query-migrate", NULL, OUT_AUTO,
+	  "the migration's state and progress" },
 	{ "quit", "quit", NULL, OUT_NONE, "stop the VM and end mmud" },
 	{ "reset", "system_reset", NULL, OUT_NONE,
 	  "reset the VM to its boot state" },
@@ -151,6 +156,9 @@ static void usage(FILE *f)
 	fprintf(f, "  %-16s %s\n  %-16s %s\n", "console",
 		"attach to the serial console (stdin types into it)", "qmp",
 		"send one raw QMP command, print the whole reply");
+	fprintf(f, "  %-16s %s\n  %-16s %s\n", "migrate URI",
+		"send the VM to URI (mmuctl help migrate)", "incoming URI",
+		"receive a VM at URI (an mmud started --incoming defer)");
 	fprintf(f,
 		"\nOptions:\n"
 		"  -s, --socket PATH        the QMP socket\n"
@@ -615,6 +623,11 @@ static int open_qmp(const char *path, int timeout_ms, struct qmp_conn **c)
 	return ret;
 }
 
+int mmuctl_open_qmp(const char *path, int timeout_ms, struct qmp_conn **c)
+{
+	return open_qmp(path, timeout_ms, c);
+}
+
 /* Moves mmuctl's own arguments (struct kv_arg.local) out of args. */
 static json_t *split_local(const struct subcmd *s, json_t *args)
 {
@@ -904,6 +917,17 @@ static void group_usage(FILE *f, const char *group)
 				subcmds[i].summary);
 }
 
+/* `migrate URI` or `incoming URI` (cli/migrate.c), not `migrate status`
+ * or `migrate cancel`. */
+static bool is_migrate(int argc, char **argv)
+{
+	if (!strcmp(argv[0], "incoming"))
+		return true;
+	return !strcmp(argv[0], "migrate") &&
+	       !(argc > 1 &&
+		 (!strcmp(argv[1], "status") || !strcmp(argv[1], "cancel")));
+}
+
 /* `help [WORDS]` and `WORDS --help`: 0, or 2 for an unknown command. */
 static int help_for(int argc, char **argv)
 {
@@ -920,6 +944,10 @@ static int help_for(int argc, char **argv)
 	}
 	if (!strcmp(argv[0], "qmp")) {
 		qmp_usage(stdout);
+		return 0;
+	}
+	if (is_migrate(argc, argv)) {
+		mmuctl_migrate_usage(stdout);
 		return 0;
 	}
 	s = find_subcmd(argc, argv, &used);
@@ -945,12 +973,23 @@ int main(int argc, char **argv)
 		{ "console-socket", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "bandwidth", required_argument, NULL, MMUCTL_OPT_BANDWIDTH },
+		{ "downtime", required_argument, NULL, MMUCTL_OPT_DOWNTIME },
+		{ "dirty-limit", required_argument, NULL,
+		  MMUCTL_OPT_DIRTY_LIMIT },
+		{ "auto-converge", no_argument, NULL,
+		  MMUCTL_OPT_AUTO_CONVERGE },
+		{ "wait", no_argument, NULL, MMUCTL_OPT_WAIT },
+		{ "progress", no_argument, NULL, MMUCTL_OPT_PROGRESS },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct mmuctl_migrate_opts mo = { .bandwidth = -1,
+					  .downtime = -1,
+					  .dirty_limit = -1 };
 	const char *socket_path = NULL, *name = NULL, *console = NULL;
 	char path[PATH_MAX];
 	const struct subcmd *s = NULL;
-	bool json = false, help = false;
+	bool json = false, help = false, migrate_cmd = false;
 	int timeout_ms = 60000, opt, used;
 	json_t *args = NULL;
 
@@ -993,6 +1032,15 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("mmuctl %s\n", MMUD_VERSION);
 			return 0;
+		case MMUCTL_OPT_BANDWIDTH:
+		case MMUCTL_OPT_DOWNTIME:
+		case MMUCTL_OPT_DIRTY_LIMIT:
+		case MMUCTL_OPT_AUTO_CONVERGE:
+		case MMUCTL_OPT_WAIT:
+		case MMUCTL_OPT_PROGRESS:
+			if (mmuctl_migrate_opt(&mo, opt, optarg, prog) < 0)
+				return EXIT_USAGE;
+			break;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
@@ -1008,6 +1056,14 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[0], "help"))
 		return help_for(argc - 1, argv + 1);
+	if (mo.any && !is_migrate(argc, argv)) {
+		fprintf(stderr,
+			"%s: --bandwidth, --downtime, --auto-converge, "
+			"--dirty-limit, --wait and --progress go with "
+			"migrate URI\n",
+			prog);
+		return EXIT_USAGE;
+	}
 	if (socket_path && name) {
 		fprintf(stderr, "%s: --socket and --name exclude each other\n",
 			prog);
@@ -1058,6 +1114,8 @@ int main(int argc, char **argv)
 			qmp_usage(stderr);
 			return EXIT_USAGE;
 		}
+	} else if (is_migrate(argc, argv)) {
+		migrate_cmd = true;
 	} else {
 		s = find_subcmd(argc, argv, &used);
 		if (!s) {
@@ -1089,6 +1147,9 @@ int main(int argc, char **argv)
 		json_decref(args);
 		return EXIT_USAGE;
 	}
+	if (migrate_cmd)
+		return mmuctl_migrate(prog, socket_path, json, timeout_ms, &mo,
+				      argc, argv);
 	if (!s)
 		return run_raw(socket_path, timeout_ms, argv[1]);
 	return run_subcmd(s, socket_path, json, timeout_ms, args);
