@@ -695,6 +695,7 @@ unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
 			out[n].size = slot->npages << PAGE_SHIFT;
 			out[n].readonly = slot->flags & MEMSLOT_READONLY;
 			out[n].log_dirty = slot->flags & MEMSLOT_LOG_DIRTY;
+			out[n].hva = slot->hva;
 		}
 		n++;
 	}
@@ -714,9 +715,23 @@ unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
 			out[n].size = hot[i].size;
 			out[n].readonly = hot[i].readonly;
 			out[n].log_dirty = hot[i].log_dirty;
+			out[n].hva = hot[i].hva;
 		}
 	}
 	return n;
+}
+
+struct dev_serial *vm_serial(struct vm *vm)
+{
+	return vm->serial;
+}
+
+int vm_vcpu_with_cpu(struct vm *vm, unsigned int index,
+		     int (*fn)(struct x86_cpu *cpu, void *ctx), void *ctx)
+{
+	if (index >= vm->cfg.nr_vcpus || !vm->vcpus[index])
+		return -ENOENT;
+	return vcpu_with_cpu(vm->vcpus[index], fn, ctx);
 }
 
 struct guestmem *vm_guestmem(struct vm *vm)

@@ -98,6 +98,7 @@ struct vm_memslot_info {
 	gpa_t gpa;
 	uint64_t size;
 	bool readonly, log_dirty;
+	hva_t hva; /* where mmud maps it (migration reads and loads pages) */
 };
 
 struct vm;
@@ -185,6 +186,24 @@ struct vcpu_set *vm_vcpu_set(struct vm *vm);
 /* Console input for the guest: queued for COM1's receive side; returns
  * how many bytes fitted (offer the rest again later). Any thread. */
 size_t vm_console_input(struct vm *vm, const void *buf, size_t len);
+
+/*
+ * For migration (docs/MIGRATION.md, "The daemon's part"). The VM's
+ * COM1, for dev_serial_save()/dev_serial_load(): both take its lock.
+ */
+struct dev_serial *vm_serial(struct vm *vm);
+struct x86_cpu;
+/*
+ * fn(cpu, ctx) on vCPU index's CPU once it is parked (the caller has
+ * paused the vCPUs with vm_hold() or vm_pause(), or they never ran):
+ * migrate_vcpu_save() on the source, migrate_vcpu_load() on the
+ * destination, which also sets the guest TSC offset from the saved TSC
+ * (x86_load_state()). Returns what fn returns. A CPU given new control
+ * registers needs a new shadow root: the destination zaps its MMU
+ * (mmu_zap_all()) after loading, so every vCPU loads one for its CR3.
+ */
+int vm_vcpu_with_cpu(struct vm *vm, unsigned int index,
+		     int (*fn)(struct x86_cpu *cpu, void *ctx), void *ctx);
 
 /* Stops and joins every vCPU thread, then frees everything. */
 void vm_destroy(struct vm *vm);

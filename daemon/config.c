@@ -34,6 +34,7 @@ enum key {
 	K_MAXMEM,
 	K_DUMP_GUEST_CORE,
 	K_MEMORY_MAX,
+	K_INCOMING,
 	K_NR,
 };
 
@@ -52,6 +53,7 @@ static const char *const key_names[K_NR] = {
 	[K_MAXMEM] = "maxmem",
 	[K_DUMP_GUEST_CORE] = "dump-guest-core",
 	[K_MEMORY_MAX] = "memory-max",
+	[K_INCOMING] = "incoming",
 };
 
 void mmud_usage(FILE *f)
@@ -60,7 +62,8 @@ void mmud_usage(FILE *f)
 		"usage: mmud [--kernel FILE] [--memory SIZE] [--smp N]\n"
 		"            [--append CMDLINE] [--console stdout|FILE|socket:PATH]\n"
 		"            [--qmp PATH] [--name NAME] [--paused]\n"
-		"            [--panic pause|exit] [--config FILE]\n"
+		"            [--panic pause|exit] [--incoming URI|defer]\n"
+		"            [--config FILE]\n"
 		"\n"
 		"Boots FILE (an ELF64 kernel for guest ABI v1; without it the\n"
 		"embedded sample guest) on N software vCPUs (1-64, default 1)\n"
@@ -81,6 +84,10 @@ void mmud_usage(FILE *f)
 		"                  QMP socket) or exit (status 2)\n"
 		"  --maxmem SIZE   ceiling of boot RAM plus hot-added memslots\n"
 		"                  (QEMU's -m maxmem; default 1T or SIZE of RAM)\n"
+		"  --incoming URI  start as a migration destination (QEMU's\n"
+		"                  -incoming): no vCPU runs until the stream from\n"
+		"                  URI (unix:, tcp:, fd:, file:) has loaded; defer\n"
+		"                  waits for QMP migrate-incoming\n"
 		"  --dump-guest-core  guest RAM in core dumps (QEMU's\n"
 		"                  dump-guest-core=on; off by default)\n"
 		"  --initrd FILE   initial RAM disk of a Linux bzImage kernel\n"
@@ -89,13 +96,14 @@ void mmud_usage(FILE *f)
 		"                  (QEMU's -no-reboot)\n"
 		"  --config FILE   key = value lines with the same settings\n"
 		"                  (kernel, memory, smp, append, console, qmp,\n"
-		"                  name, paused, panic, maxmem,\n"
+		"                  name, paused, panic, maxmem, incoming,\n"
 		"                  dump-guest-core, initrd, no-reboot); '#'\n"
 		"                  after a blank starts a comment; flags win\n"
 		"\n"
 		"Exit status: ((v << 1) | 1) & 0xff when the guest writes v to\n"
 		"port 0xf4; 0 after quit or SIGTERM; 2 when the guest crashed\n"
-		"and --panic is exit; 4 when mmud refused to start.\n",
+		"and --panic is exit; 4 when mmud refused to start; 6 when an\n"
+		"incoming migration failed.\n",
 		QMP_VM_RUN_DIR, QMP_VM_RUN_DIR);
 }
 
@@ -353,6 +361,16 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 			return -EINVAL;
 		}
 		return 0;
+	case K_INCOMING:
+		/* The URI itself is checked when mmud starts listening
+		 * (daemon/migrate_uri.c); here only that there is one. */
+		if (!*v || strlen(v) > 4096) {
+			snprintf(why, whylen,
+				 "'%.64s' is not 'defer' or a migration URI",
+				 v);
+			return -EINVAL;
+		}
+		return set_string(&cfg->incoming, v);
 	case K_DUMP_GUEST_CORE:
 		if (parse_bool(v, &cfg->dump_guest_core) < 0) {
 			snprintf(why, whylen,
@@ -622,6 +640,7 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		{ "no-reboot", no_argument, NULL, K_NO_REBOOT },
 		{ "maxmem", required_argument, NULL, K_MAXMEM },
 		{ "dump-guest-core", no_argument, NULL, K_DUMP_GUEST_CORE },
+		{ "incoming", required_argument, NULL, K_INCOMING },
 		{ "config", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -712,6 +731,15 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 			 where);
 		return -EINVAL;
 	}
+	/* Only QMP's migrate-incoming can start a deferred destination. */
+	if (cfg->incoming && !strcmp(cfg->incoming, "defer") && !cfg->qmp) {
+		snprintf(err, errlen,
+			 "%s: an incoming migration deferred without a QMP "
+			 "socket could never start: give --qmp PATH or --name "
+			 "NAME",
+			 given[K_INCOMING] ? "--incoming" : "incoming");
+		return -EINVAL;
+	}
 	/* Where the kernel was named, for load errors found later. */
 	if (cfg->kernel) {
 		if (given[K_KERNEL])
@@ -740,5 +768,6 @@ void mmud_config_free(struct mmud_config *cfg)
 	free(cfg->name);
 	free(cfg->config);
 	free(cfg->kernel_origin);
+	free(cfg->incoming);
 	memset(cfg, 0, sizeof(*cfg));
 }

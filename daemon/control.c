@@ -30,6 +30,9 @@ enum runstate {
 	RS_SHUTDOWN,
 	RS_GUEST_PANICKED,
 	RS_INTERNAL_ERROR,
+	RS_INMIGRATE,
+	RS_POSTMIGRATE,
+	RS_FINISH_MIGRATE,
 };
 
 static const char *const runstate_names[] = {
@@ -39,6 +42,9 @@ static const char *const runstate_names[] = {
 	[RS_SHUTDOWN] = "shutdown",
 	[RS_GUEST_PANICKED] = "guest-panicked",
 	[RS_INTERNAL_ERROR] = "internal-error",
+	[RS_INMIGRATE] = "inmigrate",
+	[RS_POSTMIGRATE] = "postmigrate",
+	[RS_FINISH_MIGRATE] = "finish-migrate",
 };
 
 /* Legend: (c) constant after mmud_new(); (e) loop thread only. */
@@ -52,6 +58,11 @@ struct mmud {
 	enum runstate state; /* (e) */
 	bool shutting_down; /* (e) */
 	int exit_status; /* (e) */
+	/* (e) inmigrate: run once the stream has loaded (QEMU's autostart:
+	 * not --paused, or cont since); finish-migrate: run again if the
+	 * migration fails (it ran when the switchover began, and no stop
+	 * came since). */
+	bool autostart;
 };
 
 /*
@@ -374,6 +385,10 @@ static void cmd_stop(struct qmp_request *req, json_t *args, void *opaque)
 	struct mmud *d = opaque;
 
 	(void)args;
+	/* QEMU: stop while a stream loads (or the switchover runs) keeps
+	 * the VM paused afterwards. */
+	if (d->state == RS_INMIGRATE || d->state == RS_FINISH_MIGRATE)
+		d->autostart = false;
 	if (d->state != RS_RUNNING) {
 		qmp_reply_ok(req);
 		return;
@@ -411,6 +426,18 @@ static void cmd_cont(struct qmp_request *req, json_t *args, void *opaque)
 	}
 	if (d->state == RS_RUNNING) {
 		qmp_reply_ok(req);
+		return;
+	}
+	/* QEMU: cont while a stream loads runs the VM once it has. */
+	if (d->state == RS_INMIGRATE) {
+		d->autostart = true;
+		qmp_reply_ok(req);
+		return;
+	}
+	if (d->state == RS_FINISH_MIGRATE) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"The VM is switching over to the migration "
+				"destination");
 		return;
 	}
 	if (submit(d, req, resume_work, cont_done, false, NULL))
@@ -672,6 +699,10 @@ struct mmud *mmud_new(struct event_base *base, struct vm *vm,
 	d->panic_pause = cfg->panic == MMUD_PANIC_PAUSE ||
 			 (cfg->panic == MMUD_PANIC_DEFAULT && qmp);
 	d->state = cfg->paused ? RS_PRELAUNCH : RS_RUNNING;
+	if (cfg->incoming) {
+		d->state = RS_INMIGRATE;
+		d->autostart = !cfg->paused;
+	}
 	for (size_t i = 0; qmp && i < ARRAY_SIZE(commands); i++) {
 		if (qmp_server_register(qmp, commands[i].name, NULL,
 					commands[i].fn, d) < 0) {
@@ -685,6 +716,75 @@ struct mmud *mmud_new(struct event_base *base, struct vm *vm,
 void mmud_start(struct mmud *d)
 {
 	set_state(d, d->state);
+}
+
+/* ---- migration's run states (docs/MIGRATION.md, "The daemon's part") --- */
+
+bool mmud_is_inmigrate(const struct mmud *d)
+{
+	return d->state == RS_INMIGRATE && !d->shutting_down;
+}
+
+bool mmud_migration_can_start(const struct mmud *d, char *err, size_t errlen)
+{
+	if (d->shutting_down || needs_reset(d) || d->state == RS_INMIGRATE ||
+	    d->state == RS_FINISH_MIGRATE) {
+		snprintf(err, errlen, "The VM is %s: it cannot migrate",
+			 d->shutting_down ? "shutting down" :
+					    runstate_names[d->state]);
+		return false;
+	}
+	return true;
+}
+
+void mmud_migration_switchover(struct mmud *d)
+{
+	bool ran = d->state == RS_RUNNING;
+
+	d->autostart = ran;
+	set_state(d, RS_FINISH_MIGRATE);
+	/* QEMU's order: STOP as the VM stops for the last pass. */
+	if (ran)
+		emit(d, "STOP", NULL);
+}
+
+void mmud_migration_source_end(struct mmud *d, bool completed)
+{
+	if (d->state != RS_FINISH_MIGRATE || d->shutting_down)
+		return;
+	if (completed) {
+		set_state(d, RS_POSTMIGRATE);
+		return;
+	}
+	/* The migration thread has given back its hold: the vCPUs run
+	 * again unless the operator's pause keeps them. */
+	if (d->autostart) {
+		set_state(d, RS_RUNNING);
+		emit(d, "RESUME", NULL);
+	} else {
+		set_state(d, RS_PAUSED);
+		if (!submit(d, NULL, pause_work, free, false, NULL))
+			fprintf(stderr, "<3>mmud: cannot keep the VM paused\n");
+	}
+}
+
+bool mmud_incoming_end(struct mmud *d, bool loaded)
+{
+	if (d->shutting_down)
+		return false;
+	if (!loaded) {
+		shutdown_vm(d, NULL, false, "host-error", MMUD_EXIT_MIGRATION);
+		return false;
+	}
+	if (!d->autostart) {
+		set_state(d, RS_PAUSED);
+		return false;
+	}
+	if (!submit(d, NULL, resume_work, free, false, NULL))
+		return false;
+	set_state(d, RS_RUNNING);
+	emit(d, "RESUME", NULL);
+	return true;
 }
 
 int mmud_exit_status(const struct mmud *d)

@@ -177,6 +177,7 @@ struct daemon {
 	struct mmud *d;
 	struct memops *memops;
 	struct mig_fds *fds; /* getfd's names, for fd: migration URIs */
+	struct mmud_migration *mig; /* migrate, migrate-incoming... */
 	struct event *sigterm, *sigint;
 	struct mmud_watchdog *wd;
 	bool run_dir; /* remove the VM's runtime folder at the end */
@@ -309,6 +310,12 @@ static int serve_qmp(struct daemon *m)
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		return -1;
 	}
+	m->mig = mmud_migration_new(m->base, m->qmp, m->worker, m->vm, m->d,
+				    &m->cfg, m->console, m->fds);
+	if (!m->mig) {
+		fprintf(stderr, "<3>mmud: out of memory\n");
+		return -1;
+	}
 	return 0;
 }
 
@@ -343,21 +350,29 @@ static int run(struct daemon *m)
 	char err[512], msg[256];
 	int status, r;
 
-	if (cfg->paused)
+	/* A migration destination runs nothing before its stream has
+	 * loaded (docs/MIGRATION.md, "The daemon's part"). */
+	if (cfg->paused || cfg->incoming)
 		vm_pause(m->vm); /* no vCPU runs yet: returns at once */
 	if (vm_start(m->vm) < 0)
 		fprintf(stderr, "<2>mmud: not every vCPU started\n");
 	mmud_start(m->d);
 	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=VM %s",
-		 cfg->paused ? "prelaunch" : "running");
+		 cfg->incoming ? "inmigrate" :
+		 cfg->paused   ? "prelaunch" :
+				 "running");
 	mmud_notify(msg);
 	fprintf(stderr, "<6>mmud: %s%s%s on %u vCPU(s)%s%s%s\n",
 		cfg->name ? "VM " : "", cfg->name ? cfg->name : "booted",
 		cfg->name ? " booted" : "", cfg->smp, m->qmp ? ", QMP on " : "",
 		m->qmp ? cfg->qmp : "", cfg->paused ? ", paused" : "");
 
+	if (mmud_migration_start_incoming(m->mig) < 0)
+		return MMUD_EXIT_REFUSED;
 	event_base_dispatch(m->base);
 
+	/* Before the worker goes: its pending calls end the threads'. */
+	mmud_migration_stop(m->mig);
 	/* Every job done and answered: nothing touches the VM after this. */
 	mmud_worker_free(m->worker);
 	m->worker = NULL;
@@ -401,6 +416,7 @@ static void teardown(struct daemon *m)
 		event_free(m->sigint);
 	mmud_watchdog_free(m->wd); /* after the worker: it probes with it */
 	mmud_memops_free(m->memops);
+	mmud_migration_free(m->mig);
 	mmud_free(m->d);
 	if (m->base)
 		event_base_free(m->base);

@@ -18,6 +18,8 @@
 #define MMUD_EXIT_OK 0
 #define MMUD_EXIT_CRASH 2
 #define MMUD_EXIT_REFUSED 4
+/* An incoming migration (--incoming, migrate-incoming) failed to load. */
+#define MMUD_EXIT_MIGRATION 6
 
 struct event_base;
 
@@ -56,6 +58,9 @@ struct mmud_config {
 	char *qmp; /* NULL: no QMP socket; a path (unix: taken off) */
 	char *name; /* NULL: unnamed */
 	bool paused;
+	/* --incoming: "defer" or a migration URI; NULL: not a
+	 * destination. */
+	char *incoming;
 	enum mmud_panic_action panic;
 	bool no_reboot; /* a guest reset shuts down (QEMU's -no-reboot) */
 	char *config; /* the --config file, or NULL */
@@ -203,6 +208,27 @@ struct qmp_server;
 struct mmud *mmud_new(struct event_base *base, struct vm *vm,
 		      struct qmp_server *qmp, struct mmud_worker *worker,
 		      const struct mmud_config *cfg);
+/*
+ * Migration's run states (migration.c, incoming.c; loop thread), QEMU's
+ * inmigrate, finish-migrate and postmigrate (docs/MIGRATION.md, "The
+ * daemon's part"):
+ * - mmud_is_inmigrate: started with --incoming and not loaded yet;
+ * - mmud_migration_can_start: false (err says why) while the VM cannot
+ *   be a migration source (inmigrate, shutting down, crashed);
+ * - mmud_migration_switchover: the source stops for its last pass
+ *   (finish-migrate; STOP if it ran);
+ * - mmud_migration_source_end: completed: postmigrate (the migration
+ *   thread left the vCPUs paused); else back to running (RESUME) or
+ *   paused, as before the switchover;
+ * - mmud_incoming_end: loaded: running (RESUME; true) or paused with
+ *   --paused or after stop (false); not loaded: shutdown, exit status
+ *   MMUD_EXIT_MIGRATION.
+ */
+bool mmud_is_inmigrate(const struct mmud *d);
+bool mmud_migration_can_start(const struct mmud *d, char *err, size_t errlen);
+void mmud_migration_switchover(struct mmud *d);
+void mmud_migration_source_end(struct mmud *d, bool completed);
+bool mmud_incoming_end(struct mmud *d, bool loaded);
 /* For vm_config.ended_fn: any thread. */
 void mmud_vm_ended(void *mmud);
 /* Starts in prelaunch (cfg->paused) or running: vCPUs must not run yet. */
@@ -228,5 +254,27 @@ struct memops;
 struct memops *mmud_memops_new(struct qmp_server *qmp,
 			       struct mmud_worker *worker, struct vm *vm);
 void mmud_memops_free(struct memops *m);
+
+/*
+ * migration.c and incoming.c: live migration (docs/MIGRATION.md, "The
+ * migration commands"): the QMP commands registered on qmp (NULL:
+ * none), the source's
+ * migration thread and the destination's loading thread; fds (may be
+ * NULL) holds the descriptors QMP getfd named, for fd:NAME. NULL means
+ * -ENOMEM. mmud_migration_start_incoming(): --incoming URI (not
+ * defer) listens or opens at once; -1 after the message.
+ * mmud_migration_stop(): after the loop, before the worker is freed:
+ * cancels and joins any migration thread.
+ */
+struct mmud_migration;
+struct mig_fds;
+struct mmud_migration *
+mmud_migration_new(struct event_base *base, struct qmp_server *qmp,
+		   struct mmud_worker *worker, struct vm *vm, struct mmud *d,
+		   const struct mmud_config *cfg, struct mmud_console *console,
+		   struct mig_fds *fds);
+int mmud_migration_start_incoming(struct mmud_migration *m);
+void mmud_migration_stop(struct mmud_migration *m);
+void mmud_migration_free(struct mmud_migration *m);
 
 #endif

@@ -689,6 +689,23 @@ void vcpu_reset(struct vcpu *v)
 	pthread_mutex_unlock(&v->wake_lock);
 }
 
+int vcpu_with_cpu(struct vcpu *v, int (*fn)(struct x86_cpu *cpu, void *ctx),
+		  void *ctx)
+{
+	int r;
+
+	/* As vcpu_reset(): from "parked" to the end, the (v) state is ours;
+	 * wake_lock is innermost, so fn takes no other lock. */
+	pthread_mutex_lock(&v->wake_lock);
+	while (v->started && !v->parked && !v->exited)
+		pthread_cond_wait(&v->parked_cond, &v->wake_lock);
+	r = fn(v->cpu, ctx);
+	x86_tlb_flush(v->cpu);
+	v->slice_end = 0;
+	pthread_mutex_unlock(&v->wake_lock);
+	return r;
+}
+
 enum vcpu_state vcpu_state(const struct vcpu *v)
 {
 	struct vcpu *m = (struct vcpu *)v;

@@ -156,6 +156,26 @@ void vcpu_reset(struct vcpu *v);
 void vcpu_set_linux_boot(struct vcpu *v, gpa_t boot_params, uint16_t cs,
 			 uint16_t ds, uint16_t gdt_limit);
 
+struct x86_cpu;
+/*
+ * Calls fn(cpu, ctx) with the paused vCPU's CPU, once it is parked, and
+ * returns what fn returns: how migration saves and loads a vCPU's state
+ * (docs/MIGRATION.md, "The daemon's part"). The vCPU cannot leave its
+ * parking meanwhile (the same hold as vcpu_reset()); its soft TLB is
+ * flushed afterwards, since fn may have loaded other control registers.
+ * fn must not touch the MMU or make requests of any vCPU.
+ */
+int vcpu_with_cpu(struct vcpu *v, int (*fn)(struct x86_cpu *cpu, void *ctx),
+		  void *ctx);
+
+/*
+ * The guest TSC's offset from the host's (x86_set_tsc_offset()), kept
+ * across vcpu_reset(): before vcpu_start(), or waits until v is parked.
+ * vcpu_guest_tsc() reads v's TSC, on v's own thread (its callbacks).
+ */
+void vcpu_set_tsc_offset(struct vcpu *v, int64_t offset);
+uint64_t vcpu_guest_tsc(const struct vcpu *v);
+
 /* What a vCPU is doing, for the control plane. */
 enum vcpu_state {
 	VCPU_STATE_RUNNING, /* runs guest code (or is about to) */
