@@ -83,11 +83,13 @@ static void status_ev_cb(void *arg)
 	struct mmud_migration *m = e->m;
 
 	if (e->source_end) {
-		/* The run state first (postmigrate, or back as it was),
-		 * then the status and its event: whoever sees "completed"
-		 * sees the source postmigrate. */
+		/* Completed: postmigrate first, so whoever sees "completed"
+		 * sees the source postmigrate. Failed or cancelled: the
+		 * event first, then the RESUME of the run state given back
+		 * (QEMU's order). */
 		join_thread(m);
-		mmud_migration_source_end(m->d, e->st == MIG_COMPLETED);
+		if (e->st == MIG_COMPLETED)
+			mmud_migration_source_end(m->d, true);
 		pthread_mutex_lock(&m->lock);
 		m->status = e->st;
 		pthread_mutex_unlock(&m->lock);
@@ -102,6 +104,8 @@ static void status_ev_cb(void *arg)
 					      json_pack("{s:s}", "status",
 							status_names[e->st]));
 	}
+	if (e->source_end && e->st != MIG_COMPLETED)
+		mmud_migration_source_end(m->d, false);
 	free(e);
 }
 

@@ -273,9 +273,13 @@ def hop(tmp, name, src, smp, hb, uri_of):
     dc.event("RESUME")
     st = ok(dc.cmd("query-status"))
     assert st["status"] == "running", st
-    # The source says nothing more: quit it, read its console to the
-    # end, then go on with the destination's.
+    # The source runs no guest code any more (so it prints nothing):
+    # its vCPUs retire no instruction across its audit.
+    before = insns(sc)
     assert ok(sc.cmd("x-mmu-audit")) == {}
+    assert insns(sc) == before, "the source ran after completion"
+    # Quit it, read its console to the end, then go on with the
+    # destination's.
     ok(sc.cmd("quit"))
     sc.close()
     assert src.wait() == 0, src.log()
@@ -284,6 +288,10 @@ def hop(tmp, name, src, smp, hb, uri_of):
     assert ok(dc.cmd("x-mmu-audit")) == {}
     dc.close()
     return dst
+
+
+def insns(c):
+    return sum(v["instructions"] for v in ok(c.cmd("query-cpus-fast")))
 
 
 def unix_uri(tmp, name):
@@ -304,9 +312,237 @@ def round_trips(tmp, smp, uri_of, hops):
     src.kill()
 
 
-@test("roundtrip")
-def test_unix_1_vcpu_hops_keep_memory_heartbeats_and_console(tmp):
-    round_trips(tmp, 1, unix_uri, 2)
+# Five there-and-back round trips, a new process for every hop.
+HOPS = 10
+
+
+@test("unix")
+def test_unix_hops_1_2_4_vcpus_keep_memory_heartbeats_console(tmp):
+    for smp in (1, 2, 4):
+        round_trips(os.path.join(tmp, str(smp)), smp, unix_uri, HOPS)
+
+
+@test("tcp")
+def test_tcp_loopback_hops_1_2_4_vcpus_keep_memory_heartbeats(tmp):
+    for smp in (1, 2, 4):
+        round_trips(os.path.join(tmp, str(smp)), smp, tcp_uri, HOPS)
+
+
+def start(tmp, smp=2):
+    src = vm(tmp, "src", smp)
+    hb = Console(src.con)
+    hb.wait_ready()
+    hb.advance(2)
+    sc = src.client()
+    events_on(sc)
+    return src, sc, hb
+
+
+def wait_status(c, want):
+    """Polls query-migrate until its status is in want (QMP answers at
+    once while the migration thread works)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        info = ok(c.cmd("query-migrate"))
+        if info.get("status") in want:
+            return info
+        assert time.monotonic() < deadline, ("status", want, info)
+        time.sleep(0.01)
+
+
+def still_runs(sc, hb, before):
+    st = ok(sc.cmd("query-status"))
+    assert st["status"] == before and st["running"], st
+    hb.advance(2)
+    assert ok(sc.cmd("x-mmu-audit")) == {}
+
+
+def destination(tmp, name, smp=2):
+    dst = vm(tmp, name, smp, "--incoming", "defer")
+    dc = dst.client()
+    events_on(dc)
+    uri = unix_uri(tmp, name)
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    return dst, dc, uri
+
+
+def finish_elsewhere(tmp, src, sc, hb, name):
+    """A migration that completes after the failed ones, and the guest
+    finding every page on the destination."""
+    dst = vm(tmp, name, 2, "--incoming", "defer")
+    dcon = Reader(dst.con, hb.cond)
+    dc = dst.client()
+    uri = unix_uri(tmp, name)
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    wait_status(sc, ["completed"])
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0, src.log()
+    hb.switch(dcon)
+    hb.advance(3)
+    assert ok(dc.cmd("x-mmu-audit")) == {}
+    dc.close()
+    dst.kill()
+
+
+@test("failure")
+def test_cancel_mid_ram_leaves_source_running_then_migration_completes(tmp):
+    src, sc, hb = start(tmp)
+    dst, dc, uri = destination(tmp, "d1")
+    # 1 MiB/s: pass 1 of 4 MiB of pattern takes seconds.
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 20}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    info = wait_status(sc, ["active"])
+    deadline = time.monotonic() + TIMEOUT
+    while info["ram"]["normal"] < 64:
+        assert time.monotonic() < deadline, info
+        info = ok(sc.cmd("query-migrate"))
+    # Parameters are taken mid-flight and reported.
+    ok(sc.cmd("migrate-set-parameters", {"downtime-limit": 100}))
+    assert ok(sc.cmd("query-migrate-parameters"))["downtime-limit"] == 100
+    t0 = time.monotonic()
+    ok(sc.cmd("query-status"))
+    assert time.monotonic() - t0 < 1, "QMP blocked while sending"
+    ok(sc.cmd("migrate_cancel"))
+    seq = migration_events(sc, "cancelled")
+    assert seq[:3] == ["setup", "active", "pass"], seq
+    assert seq[-2:] == ["cancelling", "cancelled"], seq
+    assert "STOP" not in seq, seq
+    info = ok(sc.cmd("query-migrate"))
+    assert info["status"] == "cancelled", info
+    still_runs(sc, hb, "running")
+    # The destination saw the stream end early: it says so, exits 6.
+    assert dst.wait() == 6, dst.log()
+    assert "incoming migration failed" in dst.log(), dst.log()
+    dc.close()
+    finish_elsewhere(tmp, src, sc, hb, "d2")
+
+
+@test("failure")
+def test_destination_killed_mid_stream_fails_source_then_completes(tmp):
+    src, sc, hb = start(tmp)
+    dst, dc, uri = destination(tmp, "d1")
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 20}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    info = wait_status(sc, ["active"])
+    while info["ram"]["normal"] < 64:
+        info = ok(sc.cmd("query-migrate"))
+    dst.proc.kill()
+    dst.proc.wait()
+    info = wait_status(sc, ["failed"])
+    assert info["error-desc"], info
+    seq = migration_events(sc, "failed")
+    assert seq[-1] == "failed" and "STOP" not in seq, seq
+    still_runs(sc, hb, "running")
+    finish_elsewhere(tmp, src, sc, hb, "d2")
+
+
+@test("failure")
+def test_connection_closed_in_device_state_fails_and_resumes(tmp):
+    src, sc, hb = start(tmp)
+    ok(sc.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "pause-before-switchover", "state": True}]}))
+    dst, dc, uri = destination(tmp, "d1")
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    wait_status(sc, ["pre-switchover"])
+    assert ok(sc.cmd("query-status"))["status"] == "finish-migrate"
+    e = sc.cmd("migrate-continue", {"state": "active"})
+    assert e["error"]["desc"] == \
+        "Migration not in expected state: pre-switchover", e
+    dst.proc.kill()
+    dst.proc.wait()
+    ok(sc.cmd("migrate-continue", {"state": "pre-switchover"}))
+    info = wait_status(sc, ["failed"])
+    assert info["error-desc"], info
+    seq = migration_events(sc, "failed")
+    assert seq[-4:] == ["STOP", "pre-switchover", "device", "failed"], seq
+    sc.event("RESUME")
+    still_runs(sc, hb, "running")
+    ok(sc.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "pause-before-switchover", "state": False}]}))
+    finish_elsewhere(tmp, src, sc, hb, "d2")
+
+
+# ---- streams on files -----------------------------------------------------
+
+def save(tmp, smp=2):
+    """A guest saved to a file (file: URI); the source quit."""
+    src, sc, hb = start(tmp, smp)
+    path = os.path.join(tmp, "vm.mig")
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": "file:" + path}))
+    wait_status(sc, ["completed"])
+    assert ok(sc.cmd("query-status"))["status"] == "postmigrate"
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0
+    return path, hb
+
+
+def restore(tmp, name, path, mem=MEM, smp=2, ready=True):
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    return Daemon(d, "--memory", mem, "--incoming", "file:" + path,
+                  smp=smp, kernel=MIGRATE, append=FILL, ready=ready)
+
+
+@test("stream")
+def test_file_save_then_restore_in_a_new_process_continues(tmp):
+    path, hb = save(tmp)
+    dst = restore(tmp, "r", path)
+    dcon = Reader(dst.con, hb.cond)
+    hb.switch(dcon)
+    hb.advance(3)
+    c = dst.client()
+    st = ok(c.cmd("query-status"))
+    assert st["status"] == "running", st
+    assert ok(c.cmd("x-mmu-audit")) == {}
+    c.close()
+    dst.kill()
+
+
+def refused(tmp, name, path, want, mem=MEM, smp=2):
+    """A destination given path refuses it: status 6, the reason named
+    on stderr, nothing run."""
+    dst = restore(tmp, name, path, mem, smp=smp, ready=False)
+    rc = dst.wait()
+    log = dst.log()
+    assert rc == 6, (rc, log)
+    assert "incoming migration failed" in log and want in log, (want, log)
+    dst.kill()
+
+
+@test("stream")
+def test_bad_streams_are_refused_with_a_named_error_and_status_6(tmp):
+    path, _ = save(tmp)
+    good = open(path, "rb").read()
+
+    def variant(name, data):
+        p = os.path.join(tmp, name + ".mig")
+        with open(p, "wb") as f:
+            f.write(data)
+        return p
+
+    # The header: its version.
+    bad = bytearray(good)
+    bad[8] = 2
+    refused(tmp, "version", variant("version", bytes(bad)), "version")
+    # A bit flipped inside the first RAM section's data.
+    bad = bytearray(good)
+    bad[16 + 8 + 100 * 24 // 24 + 4000] ^= 0x10
+    refused(tmp, "flip", variant("flip", bytes(bad)), "checksum")
+    # Cut short: in the configuration, in RAM, before the end marker.
+    for cut in (20, len(good) // 2, len(good) - 5):
+        refused(tmp, "cut%d" % cut, variant("cut%d" % cut, good[:cut]),
+                "section")
+    # Trailing garbage after the end marker.
+    refused(tmp, "trail", variant("trail", good + b"x"), "trailing")
+    # Another machine: memory size, vCPU count.
+    refused(tmp, "mem", path, "memory size", mem="128M")
+    refused(tmp, "smp", path, "vCPU count", smp=4)
 
 
 def main():
