@@ -7,7 +7,9 @@ offset 0x200 in 64-bit mode, checks what the boot protocol promises
 (CS 0x10, DS/SS 0x18, RSI = the zero page at 0x7000, type_of_loader,
 the command line's pointer and text, acpi_rsdp_addr and the RSDP, the
 initrd's size and first byte) and writes 0 to the debug-exit port (mmud
-exits 1) or the number of the first check that failed. Then one
+exits 1) or the number of the first check that failed; asked to (append
+"LR..."), it first spoils what the loader wrote and resets the VM through
+the ACPI reset register, and must then pass the same checks. Then one
 defective variant per refusal: mmud must exit with status 4 and a
 message naming it.
 Usage: bad_bzimage.py MMUD
@@ -18,15 +20,22 @@ import subprocess
 import sys
 import tempfile
 
-# tests/integration/bad_bzimage.py's entry checks, assembled (GNU as):
-# see the docstring; exits with 2 (CS), 3 (DS/SS), 4 (RSI), 5
-# (type_of_loader), 6 (command line), 7 (RSDP), 8 (initrd).
+# The entry's checks, assembled (GNU as): see the docstring; exits with
+# 2 (CS), 3 (DS/SS), 4 (RSI), 5 (type_of_loader), 6 (command line), 7
+# (RSDP), 8 (initrd). When the command line's second byte is 'R' and the
+# byte at 32 MiB is not yet 0x42, it sets that byte, zeroes
+# cmd_line_ptr, the RSDP's first word and the command line's first byte,
+# and writes the reset value 1 to port 0x600: the checks pass on the
+# next boot only if the reset loaded everything again.
 ENTRY = bytes.fromhex(
-    "668cc86683f810756d668cd86683f8187568668cd06683f818755f4881fe0070"
-    "0000755a80be10020000ff755581be2802000000800000754d803c2500800000"
-    "4c754348817e7000000e00753d813c2500000e0052534420753081be1c020000"
-    "0010000075288b861802000080385a751db000e6f4f4b002e6f4b003e6f4b004"
-    "e6f4b005e6f4b006e6f4b007e6f4b008e6f4f4")
+    "668cc86683f8100f85c6000000668cd86683f8180f85bd000000668cd06683f8"
+    "180f85b00000004881fe007000000f85a700000080be10020000ff0f859e0000"
+    "0081be28020000008000000f8592000000803c25008000004c0f858400000048"
+    "817e7000000e00757e813c2500000e0052534420757181be1c02000000100000"
+    "75698b861802000080385a755e803c2501800000527537803c25000000024274"
+    "2dc604250000000242c7862802000000000000c7042500000e0000000000c604"
+    "25008000000066ba0006b001eef4b000e6f4f4b002e6f4b003e6f4b004e6f4b0"
+    "05e6f4b006e6f4b007e6f4b008e6f4f4")
 SETUP_SECTS = 3
 PM_LEN = 0x1000
 
@@ -77,6 +86,8 @@ def main():
     rd = b"\x5a" + bytes(4095)
     cases = [
         ("good bzImage", bzimage(), rd, 1, None),
+        ("guest reset reloads everything", bzimage(), rd, 1,
+         "guest reset (ACPI reset register)", "LReset"),
         ("good bzImage, relocated", bzimage(pref=0x8000000), rd, 1, None),
         ("no initrd", bzimage(), None, 17, None),
         ("truncated header", bzimage(truncate=0x240), rd, 4, "truncated"),
@@ -95,8 +106,9 @@ def main():
     ]
     failed = 0
     with tempfile.TemporaryDirectory(prefix="mmud-bz-") as tmp:
-        for name, image, initrd, want, words in cases:
-            status, err = run(mmud, tmp, image, initrd)
+        for name, image, initrd, want, words, *append in cases:
+            status, err = run(mmud, tmp, image, initrd, append=(
+                append or ["Linux"])[0])
             ok = status == want and (words is None or words in err)
             print("%s %s: status %d%s" % ("ok  " if ok else "FAIL", name,
                                           status,
