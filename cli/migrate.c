@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,8 @@ void mmuctl_migrate_usage(FILE *f)
 		"              [--downtime MS] [--auto-converge | "
 		"--dirty-limit MBPS]\n"
 		"              [--wait] [--progress]\n"
+		"       mmuctl [OPTIONS] migrate --to NAME|SOCKET [options as "
+		"above]\n"
 		"       mmuctl [OPTIONS] migrate status | migrate cancel\n"
 		"       mmuctl [OPTIONS] incoming URI\n"
 		"\n"
@@ -54,6 +57,12 @@ void mmuctl_migrate_usage(FILE *f)
 		"                     failed or cancelled (Ctrl-C cancels)\n"
 		"  --progress         --wait, and show progress: a bar on a\n"
 		"                     terminal, a line a second otherwise\n"
+		"  --to NAME|SOCKET   instead of URI: the mmud of that VM name\n"
+		"                     (or QMP socket), started --incoming defer;\n"
+		"                     mmuctl joins the two with a socket pair it\n"
+		"                     hands each with getfd (fd:mmuctl-migrate),\n"
+		"                     so neither needs a network or a shared "
+		"folder\n"
 		"incoming starts the destination (an mmud started with\n"
 		"--incoming defer) listening at, or reading from, URI.\n"
 		"migrate status prints query-migrate; migrate cancel stops the\n"
@@ -125,6 +134,9 @@ int mmuctl_migrate_opt(struct mmuctl_migrate_opts *o, int opt, const char *arg,
 		return 0;
 	case MMUCTL_OPT_PROGRESS:
 		o->progress = true;
+		return 0;
+	case MMUCTL_OPT_TO:
+		o->to = arg;
 		return 0;
 	}
 	return -1;
@@ -381,6 +393,122 @@ static int follow(struct qmp_conn *c, const struct mmuctl_migrate_opts *o,
 	return ret;
 }
 
+/* ---- --to: a socket pair handed to both ends --------------------------- */
+
+#define PAIR_FDNAME "mmuctl-migrate"
+
+/*
+ * Runs cmd with fd passed by SCM_RIGHTS in the same sendmsg() as its
+ * text (docs/QMP.md, "Passing descriptors"). Events that come before
+ * the reply are dropped. As execute().
+ */
+static json_t *execute_with_fd(struct qmp_conn *c, const char *cmd,
+			       json_t *args, int fd, int timeout_ms)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	json_t *msg =
+		json_pack("{s:s, s:o}", "execute", cmd, "arguments", args);
+	char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+	struct iovec iov;
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+	json_t *reply = NULL, *ret, *err;
+	ssize_t n;
+	int r = 0;
+
+	json_decref(msg);
+	if (!text) {
+		fprintf(stderr, "%s: %s: out of memory\n", prog_name, cmd);
+		return NULL;
+	}
+	iov.iov_base = text;
+	iov.iov_len = strlen(text);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	memset(&ctl, 0, sizeof(ctl));
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof(ctl.buf);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	n = sendmsg(qmp_conn_fd(c), &mh, MSG_NOSIGNAL);
+	if (n < 0 || (size_t)n != iov.iov_len) {
+		r = n < 0 ? -errno : -EIO;
+		free(text);
+		fprintf(stderr, "%s: %s: %s\n", prog_name, cmd, strerror(-r));
+		return NULL;
+	}
+	free(text);
+	while ((r = qmp_conn_recv(c, timeout_ms, &reply)) == 0 &&
+	       json_object_get(reply, "event"))
+		json_decref(reply);
+	if (r < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog_name, cmd, strerror(-r));
+		return NULL;
+	}
+	err = json_object_get(reply, "error");
+	if (err) {
+		fprintf(stderr, "%s: %s: %s: %s\n", prog_name, cmd,
+			json_string_value(json_object_get(err, "class")) ?:
+				"(no class)",
+			json_string_value(json_object_get(err, "desc")) ?: "");
+		json_decref(reply);
+		return NULL;
+	}
+	ret = json_incref(json_object_get(reply, "return"));
+	json_decref(reply);
+	return ret;
+}
+
+/*
+ * The destination at o->to listens on one end of a socket pair
+ * (getfd, migrate-incoming fd:NAME); the source gets the other end
+ * under the same name. Both ends are the daemons' once given: mmuctl
+ * closes its copies. Returns the URI for migrate, or NULL after saying
+ * why (the destination, if it got its end, then sees EOF and fails its
+ * load, as after any failed migration).
+ */
+static const char *join_by_pair(struct qmp_conn *src,
+				const struct mmuctl_migrate_opts *o,
+				int timeout_ms)
+{
+	struct qmp_conn *dst;
+	json_t *ret;
+	int sp[2];
+	bool ok = false;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		fprintf(stderr, "%s: socketpair: %s\n", prog_name,
+			strerror(errno));
+		return NULL;
+	}
+	if (mmuctl_open_qmp(o->to, timeout_ms, &dst) < 0)
+		goto out;
+	ret = execute_with_fd(dst, "getfd",
+			      json_pack("{s:s}", "fdname", PAIR_FDNAME), sp[1],
+			      timeout_ms);
+	if (ret && execute_ok(dst, "migrate-incoming",
+			      json_pack("{s:s}", "uri", "fd:" PAIR_FDNAME),
+			      timeout_ms)) {
+		json_decref(ret);
+		ret = execute_with_fd(src, "getfd",
+				      json_pack("{s:s}", "fdname", PAIR_FDNAME),
+				      sp[0], timeout_ms);
+		ok = ret != NULL;
+	}
+	json_decref(ret);
+	qmp_conn_close(dst);
+out:
+	close(sp[0]);
+	close(sp[1]);
+	return ok ? "fd:" PAIR_FDNAME : NULL;
+}
+
 /* ---- the commands ----------------------------------------------------- */
 
 static int migrate(struct qmp_conn *c, const char *uri,
@@ -389,9 +517,21 @@ static int migrate(struct qmp_conn *c, const char *uri,
 {
 	if (!configure(c, o, timeout_ms))
 		return EXIT_FAILED;
+	if (o->to) {
+		uri = join_by_pair(c, o, timeout_ms);
+		if (!uri)
+			return EXIT_FAILED;
+	}
 	if (!execute_ok(c, "migrate", json_pack("{s:s}", "uri", uri),
-			timeout_ms))
+			timeout_ms)) {
+		/* Not taken: the source's end goes, the destination's load
+		 * ends at EOF. */
+		if (o->to)
+			execute_ok(c, "closefd",
+				   json_pack("{s:s}", "fdname", PAIR_FDNAME),
+				   timeout_ms);
 		return EXIT_FAILED;
+	}
 	if (!o->wait && !o->progress) {
 		if (json)
 			puts("{}");
@@ -451,7 +591,8 @@ int mmuctl_migrate(const char *prog, const char *socket_path, bool json,
 	int ret;
 
 	prog_name = prog;
-	if (argc != 2 || (is_incoming && o->any)) {
+	if (argc != (o->to && !is_incoming ? 1 : 2) ||
+	    (is_incoming && o->any)) {
 		mmuctl_migrate_usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -467,7 +608,7 @@ int mmuctl_migrate(const char *prog, const char *socket_path, bool json,
 	if (is_incoming)
 		ret = incoming(c, argv[1], json, timeout_ms);
 	else
-		ret = migrate(c, argv[1], o, json, timeout_ms);
+		ret = migrate(c, o->to ? NULL : argv[1], o, json, timeout_ms);
 	qmp_conn_close(c);
 	return ret;
 }

@@ -21,6 +21,7 @@ struct qmp_conn;
 #define MMUCTL_OPT_AUTO_CONVERGE 1003
 #define MMUCTL_OPT_WAIT 1004
 #define MMUCTL_OPT_PROGRESS 1005
+#define MMUCTL_OPT_TO 1006
 
 /* migrate's own options; a value of -1 / false: not given. */
 struct mmuctl_migrate_opts {
@@ -29,6 +30,9 @@ struct mmuctl_migrate_opts {
 	int64_t dirty_limit; /* vcpu-dirty-limit, MB/s; sets dirty-limit */
 	bool auto_converge;
 	bool wait, progress;
+	/* --to: the destination's QMP socket (a VM name is resolved by
+	 * cli/mmuctl.c), or NULL */
+	const char *to;
 	bool any; /* one of them was given (only migrate URI takes them) */
 };
 

@@ -981,13 +981,14 @@ int main(int argc, char **argv)
 		  MMUCTL_OPT_AUTO_CONVERGE },
 		{ "wait", no_argument, NULL, MMUCTL_OPT_WAIT },
 		{ "progress", no_argument, NULL, MMUCTL_OPT_PROGRESS },
+		{ "to", required_argument, NULL, MMUCTL_OPT_TO },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct mmuctl_migrate_opts mo = { .bandwidth = -1,
 					  .downtime = -1,
 					  .dirty_limit = -1 };
 	const char *socket_path = NULL, *name = NULL, *console = NULL;
-	char path[PATH_MAX];
+	char path[PATH_MAX], to_path[PATH_MAX];
 	const struct subcmd *s = NULL;
 	bool json = false, help = false, migrate_cmd = false;
 	int timeout_ms = 60000, opt, used;
@@ -1038,6 +1039,7 @@ int main(int argc, char **argv)
 		case MMUCTL_OPT_AUTO_CONVERGE:
 		case MMUCTL_OPT_WAIT:
 		case MMUCTL_OPT_PROGRESS:
+		case MMUCTL_OPT_TO:
 			if (mmuctl_migrate_opt(&mo, opt, optarg, prog) < 0)
 				return EXIT_USAGE;
 			break;
@@ -1059,10 +1061,26 @@ int main(int argc, char **argv)
 	if (mo.any && !is_migrate(argc, argv)) {
 		fprintf(stderr,
 			"%s: --bandwidth, --downtime, --auto-converge, "
-			"--dirty-limit, --wait and --progress go with "
-			"migrate URI\n",
+			"--dirty-limit, --wait, --progress and --to go with "
+			"migrate\n",
 			prog);
 		return EXIT_USAGE;
+	}
+	/* --to NAME is that VM's socket, checked as --name's is. */
+	if (mo.to && !strchr(mo.to, '/')) {
+		if (!qmp_vm_name_ok(mo.to)) {
+			fprintf(stderr, "%s: bad VM name '%s' for --to\n", prog,
+				mo.to);
+			return EXIT_USAGE;
+		}
+		if (qmp_vm_dir_check(mo.to, true, to_path, sizeof(to_path)) ==
+		    -EPERM) {
+			fprintf(stderr, "%s: not connecting: %s\n", prog,
+				to_path);
+			return EXIT_USAGE;
+		}
+		qmp_vm_socket_path(to_path, sizeof(to_path), mo.to, "qmp.sock");
+		mo.to = to_path;
 	}
 	if (socket_path && name) {
 		fprintf(stderr, "%s: --socket and --name exclude each other\n",

@@ -152,6 +152,30 @@ def test_migrate_progress_bar_on_a_terminal(tmp):
 
 
 @test("mmuctl")
+def test_migrate_to_joins_both_ends_with_a_socket_pair(tmp):
+    # No URI: mmuctl hands each daemon one end of a socket pair with
+    # getfd, as libvirt does; neither needs a network or a shared folder.
+    src, dst = pair(tmp)
+    rc, out, err = mmuctl(src.qmp, "migrate", "--to", dst.qmp, "--wait")
+    assert rc == 0, (rc, out, err)
+    assert DONE.match(out.strip()), out
+    assert status_of(src) == "postmigrate"
+    assert status_of(dst) == "running"
+    # The names were taken by the migration: nothing is left named.
+    for d in (src, dst):
+        error(d.client().cmd("closefd", {"fdname": "mmuctl-migrate"}),
+              "GenericError",
+              "File descriptor named 'mmuctl-migrate' not found")
+    # A destination that is not waiting for a migration: refused before
+    # the source is touched.
+    rc, _, err = mmuctl(dst.qmp, "migrate", "--to", src.qmp, "--wait")
+    assert rc == 1 and "migrate-incoming" in err, err
+    assert status_of(dst) == "running"
+    src.kill()
+    dst.kill()
+
+
+@test("mmuctl")
 def test_migrate_wait_exits_1_when_it_fails(tmp):
     src = vm(tmp, "src")
     nowhere = os.path.join(tmp, "nobody-listens")
@@ -251,9 +275,11 @@ def test_migrate_usage_errors_send_nothing(tmp):
             (["migrate", "unix:/x", "--bandwidth", "12Q"], "--bandwidth"),
             (["migrate", "unix:/x", "--downtime", "-1"], "--downtime"),
             (["migrate", "unix:/x", "--dirty-limit", "0"], "--dirty-limit"),
-            (["status", "--wait"], "go with migrate URI"),
+            (["status", "--wait"], "go with migrate"),
             (["incoming", "unix:/x", "--wait"], "usage: mmuctl"),
-            (["incoming"], "usage: mmuctl")]:
+            (["incoming"], "usage: mmuctl"),
+            (["migrate", "unix:/x", "--to", "vm2"], "usage: mmuctl"),
+            (["migrate", "--to", "bad name!"], "bad VM name")]:
         rc, out, err = mmuctl(src.qmp, *args)
         assert rc == 2 and why in err, (args, rc, out, err)
     c = src.client()
