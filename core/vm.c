@@ -16,9 +16,11 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include "bzimage.h"
 #include "dev/dev.h"
+#include "dev/lapic.h"
 #include "dev/pm.h"
 #include "guestmem.h"
 #include "loader.h"
@@ -34,6 +36,12 @@ struct ram_range {
 	void *hva;
 	void *reserved; /* the aligned reservation hva lives in */
 	size_t reserved_len;
+};
+
+/* What a local APIC's callbacks need: its VM and vCPU. */
+struct vm_apic {
+	struct vm *vm;
+	unsigned int index;
 };
 
 /*
@@ -58,6 +66,23 @@ struct vm {
 	struct vcpu *vcpus[VM_MAX_VCPUS]; /* (c) */
 	struct dev_serial *serial; /* (c) */
 	int console_fd; /* (c) */
+	/* (c) The local APIC of vCPU i (docs/GUEST-ABI.md, "Interrupts"),
+	 * and what its callbacks are given. */
+	struct dev_lapic *lapics[VM_MAX_VCPUS];
+	struct vm_apic apic_ctx[VM_MAX_VCPUS];
+	/* (c) Set before vm_start(): who hears broadcast EOIs. */
+	void (*eoi_fn)(void *ctx, uint8_t vector);
+	void *eoi_ctx;
+	uint64_t tsc_hz; /* (c) the host's (and guest's) TSC frequency */
+	struct dev_lapic_bus_ops apic_bus_ops; /* (c) */
+	/* (c) Set before vm_start(): devices that may still interrupt. */
+	struct {
+		bool (*fn)(void *ctx);
+		void *ctx;
+	} wake_checks[VM_MAX_WAKE_CHECKS];
+	unsigned int nr_wake_checks;
+	/* (c) between resets, which happen with every vCPU parked */
+	int64_t tsc_offset;
 
 	pthread_mutex_t lock;
 	bool ended; /* (vm->lock) */
@@ -181,22 +206,212 @@ static void vm_pio(void *opaque, unsigned int vcpu, uint16_t port,
 	}
 }
 
-static uint64_t vm_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
+/* ---- local APICs (docs/GUEST-ABI.md, "Interrupts") ---------------------- */
+
+static uint64_t now_ns(void)
 {
-	(void)opaque;
-	(void)gpa;
-	/* No device in the MMIO hole yet: all ones (docs/GUEST-ABI.md,
-	 * "Unbacked addresses"). */
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t unbacked(unsigned int size)
+{
+	/* Nothing there: all ones (docs/GUEST-ABI.md, "Unbacked
+	 * addresses"). */
 	return size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
 }
 
-static void vm_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
-			  uint64_t value)
+static uint64_t vm_cpu_mmio_read(void *opaque, unsigned int vcpu, gpa_t gpa,
+				 unsigned int size)
 {
-	(void)opaque;
-	(void)gpa;
-	(void)size;
-	(void)value;
+	struct vm *vm = opaque;
+	struct dev_lapic *l = vm->lapics[vcpu];
+
+	/* The APIC page is each vCPU's own, where its IA32_APIC_BASE
+	 * puts it (SDM vol. 3, 10.4.1). */
+	if (l && dev_lapic_mmio_covers(l, gpa))
+		return dev_lapic_mmio_read(l, (uint32_t)(gpa & 0xfff), size,
+					   now_ns());
+	return unbacked(size);
+}
+
+static void vm_cpu_mmio_write(void *opaque, unsigned int vcpu, gpa_t gpa,
+			      unsigned int size, uint64_t value)
+{
+	struct vm *vm = opaque;
+	struct dev_lapic *l = vm->lapics[vcpu];
+
+	if (l && dev_lapic_mmio_covers(l, gpa))
+		dev_lapic_mmio_write(l, (uint32_t)(gpa & 0xfff), size,
+				     (uint32_t)value, now_ns());
+}
+
+static uint64_t vm_timer_deadline(void *opaque, unsigned int vcpu)
+{
+	struct vm *vm = opaque;
+
+	return dev_lapic_deadline(vm->lapics[vcpu]);
+}
+
+static void vm_timer_expire(void *opaque, unsigned int vcpu, uint64_t now)
+{
+	struct vm *vm = opaque;
+
+	dev_lapic_advance(vm->lapics[vcpu], now);
+}
+
+static bool vm_intr_pending(void *opaque, unsigned int vcpu)
+{
+	struct vm *vm = opaque;
+
+	return dev_lapic_pending(vm->lapics[vcpu]) >= 0;
+}
+
+static int vm_intr_ack(void *opaque, unsigned int vcpu)
+{
+	struct vm *vm = opaque;
+
+	return dev_lapic_ack(vm->lapics[vcpu]);
+}
+
+/* IA32_APIC_BASE, IA32_TSC_DEADLINE and the x2APIC MSRs (SDM vol. 3,
+ * 10.4.4, 10.5.4.1, 10.12.1.2); -ENOENT for the CPU's own. */
+static int vm_msr(void *opaque, unsigned int vcpu, uint32_t index, bool write,
+		  uint64_t *value)
+{
+	struct vm *vm = opaque;
+	struct dev_lapic *l = vm->lapics[vcpu];
+
+	if (index == 0x1b) { /* IA32_APIC_BASE */
+		if (!write) {
+			*value = dev_lapic_get_base(l);
+			return 0;
+		}
+		return dev_lapic_set_base(l, *value);
+	}
+	if (index == LAPIC_MSR_TSC_DEADLINE) {
+		if (write)
+			dev_lapic_set_tsc_deadline(l, *value, now_ns());
+		else
+			*value = dev_lapic_tsc_deadline(l);
+		return 0;
+	}
+	if (index >= LAPIC_X2APIC_MSR_BASE && index <= LAPIC_X2APIC_MSR_LAST)
+		return write ? dev_lapic_msr_write(l, index, *value, now_ns()) :
+			       dev_lapic_msr_read(l, index, now_ns(), value);
+	return -ENOENT;
+}
+
+/* An interrupt may have become deliverable: the vCPU looks again. */
+static void apic_notify(void *ctx)
+{
+	struct vm_apic *a = ctx;
+	struct vcpu *v = a->vm->vcpus[a->index];
+
+	if (v)
+		vcpu_make_request(v, VCPU_REQ_EVENT, false);
+}
+
+static void apic_nmi(void *ctx)
+{
+	struct vm_apic *a = ctx;
+	struct vcpu *v = a->vm->vcpus[a->index];
+
+	if (v)
+		vcpu_raise_nmi(v);
+}
+
+static void apic_init(void *ctx)
+{
+	struct vm_apic *a = ctx;
+	struct vcpu *v = a->vm->vcpus[a->index];
+
+	if (v)
+		vcpu_raise_init(v);
+}
+
+static void apic_send(void *ctx, const struct dev_apic_msg *msg)
+{
+	struct vm_apic *a = ctx;
+
+	dev_apic_deliver(a->vm->lapics, a->vm->cfg.nr_vcpus, (int)a->index,
+			 msg);
+}
+
+static void apic_eoi(void *ctx, uint8_t vector)
+{
+	struct vm_apic *a = ctx;
+
+	if (a->vm->eoi_fn)
+		a->vm->eoi_fn(a->vm->eoi_ctx, vector);
+}
+
+/* Called by the APIC on its vCPU's thread only (the TSC-deadline MSR
+ * and the timer's expiry), where vcpu_guest_tsc() may be read. */
+static uint64_t apic_guest_tsc(void *ctx)
+{
+	struct vm_apic *a = ctx;
+
+	return vcpu_guest_tsc(a->vm->vcpus[a->index]);
+}
+
+void vm_apic_deliver(struct vm *vm, const struct dev_apic_msg *msg)
+{
+	dev_apic_deliver(vm->lapics, vm->cfg.nr_vcpus, -1, msg);
+}
+
+void vm_set_eoi_hook(struct vm *vm, void (*fn)(void *ctx, uint8_t vector),
+		     void *ctx)
+{
+	vm->eoi_fn = fn;
+	vm->eoi_ctx = ctx;
+}
+
+int vm_add_wake_check(struct vm *vm, bool (*fn)(void *ctx), void *ctx)
+{
+	if (vm->nr_wake_checks == VM_MAX_WAKE_CHECKS)
+		return -ENOSPC;
+	vm->wake_checks[vm->nr_wake_checks].fn = fn;
+	vm->wake_checks[vm->nr_wake_checks].ctx = ctx;
+	vm->nr_wake_checks++;
+	return 0;
+}
+
+static bool vm_devices_can_interrupt(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	for (unsigned int i = 0; i < vm->nr_wake_checks; i++)
+		if (vm->wake_checks[i].fn(vm->wake_checks[i].ctx))
+			return true;
+	return false;
+}
+
+uint64_t vm_tsc_hz(const struct vm *vm)
+{
+	return vm->tsc_hz;
+}
+
+/*
+ * The host TSC's frequency, measured once against CLOCK_MONOTONIC over
+ * 20 ms (the TSC is invariant on the hosts mmud runs on: the guest's
+ * CPUID says so too).
+ */
+static uint64_t tsc_hz_measured;
+static pthread_once_t tsc_once = PTHREAD_ONCE_INIT;
+
+static void measure_tsc(void)
+{
+	uint64_t t0 = now_ns(), c0 = __rdtsc(), t1, c1;
+
+	do {
+		t1 = now_ns();
+	} while (t1 - t0 < 20000000ULL);
+	c1 = __rdtsc();
+	tsc_hz_measured = (uint64_t)((unsigned __int128)(c1 - c0) *
+				     1000000000ULL / (t1 - t0));
 }
 
 static void vm_vcpu_stopped(void *opaque, unsigned int vcpu,
@@ -230,9 +445,23 @@ static void vm_vcpu_stopped(void *opaque, unsigned int vcpu,
 
 static const struct vcpu_ops vm_vcpu_ops = {
 	.pio = vm_pio,
-	.mmio_read = vm_mmio_read,
-	.mmio_write = vm_mmio_write,
+	.cpu_mmio_read = vm_cpu_mmio_read,
+	.cpu_mmio_write = vm_cpu_mmio_write,
 	.stopped = vm_vcpu_stopped,
+	.deadline = vm_timer_deadline,
+	.expire = vm_timer_expire,
+	.intr_pending = vm_intr_pending,
+	.intr_ack = vm_intr_ack,
+	.msr = vm_msr,
+	.devices_can_interrupt = vm_devices_can_interrupt,
+};
+
+static const struct dev_lapic_bus_ops vm_apic_bus_ops_proto = {
+	.nmi = apic_nmi,
+	.init = apic_init,
+	.send = apic_send,
+	.eoi = apic_eoi,
+	.guest_tsc = apic_guest_tsc,
 };
 
 /* A memfd mapping of size bytes at an address aligned to align, so the
@@ -460,6 +689,24 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		guestmem_set_dump(vm->guestmem, cfg->dump_guest_core);
 		guestmem_set_limit(vm->guestmem, vm_maxmem(vm), cfg->ram_size);
 	}
+	pthread_once(&tsc_once, measure_tsc);
+	vm->tsc_hz = tsc_hz_measured;
+	vm->apic_bus_ops = vm_apic_bus_ops_proto;
+	vm->apic_bus_ops.tsc_hz = vm->tsc_hz;
+	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
+		vm->apic_ctx[i] = (struct vm_apic){ .vm = vm, .index = i };
+		vm->lapics[i] =
+			dev_lapic_create(i, apic_notify, &vm->apic_ctx[i]);
+		if (!vm->lapics[i]) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		dev_lapic_set_bus(vm->lapics[i], &vm->apic_bus_ops,
+				  &vm->apic_ctx[i]);
+	}
+	/* One TSC for the whole VM, 0 at creation (docs/GUEST-ABI.md,
+	 * "Time"). */
+	vm->tsc_offset = -(int64_t)__rdtsc();
 	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
 		vm->vcpus[i] = vcpu_create(vm->set, i, vm->mmu, entry,
 					   &vm_vcpu_ops, vm);
@@ -467,6 +714,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
+		vcpu_set_tsc_offset(vm->vcpus[i], vm->tsc_offset);
 	}
 	for (unsigned int i = 0; i < cfg->nr_vcpus; i++)
 		set_boot_state(vm, i);
@@ -564,7 +812,13 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	mmu_zap_all(vm->mmu);
 	dev_serial_reset(vm->serial);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+		dev_lapic_reset(vm->lapics[i]);
+	/* RESET starts the TSC again at 0 (SDM vol. 3, 17.17). */
+	vm->tsc_offset = -(int64_t)__rdtsc();
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++) {
+		vcpu_set_tsc_offset(vm->vcpus[i], vm->tsc_offset);
 		vcpu_reset(vm->vcpus[i]);
+	}
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		set_boot_state(vm, i);
 	pthread_mutex_lock(&vm->lock);
@@ -580,14 +834,6 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
  * with 100k shadow pages (docs/BENCHMARKS.md, "The audit and slot walks
  * on big sparse slots"). */
 #define VM_AUDIT_BATCH 256
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 int vm_audit_begin(struct vm *vm, uint64_t deadline_ns, char *msg,
 		   size_t msglen)
@@ -755,6 +1001,9 @@ void vm_destroy(struct vm *vm)
 		return;
 	for (unsigned int i = 0; i < VM_MAX_VCPUS; i++)
 		vcpu_destroy(vm->vcpus[i]);
+	/* After the vCPUs: their threads call into their APICs. */
+	for (unsigned int i = 0; i < VM_MAX_VCPUS; i++)
+		dev_lapic_destroy(vm->lapics[i]);
 	guestmem_destroy(vm->guestmem);
 	if (vm->mmu) {
 		for (unsigned int i = 0; i < vm->nr_ram; i++)

@@ -29,6 +29,7 @@
  * VM_MAX_RAM and the boot RAM. */
 #define VM_MAX_MAXMEM (1ULL << 46)
 #define VM_MAX_MEMSLOTS 80 /* boot RAM and GUESTMEM_MAX_SLOTS hot ones */
+#define VM_MAX_WAKE_CHECKS 8 /* vm_add_wake_check() */
 
 struct vm_config {
 	uint64_t ram_size; /* bytes, a multiple of 4 KiB, >= 2 MiB */
@@ -204,6 +205,38 @@ struct x86_cpu;
  */
 int vm_vcpu_with_cpu(struct vm *vm, unsigned int index,
 		     int (*fn)(struct x86_cpu *cpu, void *ctx), void *ctx);
+
+/*
+ * Interrupts (docs/GUEST-ABI.md, "Interrupts"): delivers an interrupt
+ * message (vector, delivery mode, destination and its mode, trigger) to
+ * the VM's local APICs as the APIC bus does: what an IOAPIC pin or an
+ * MSI sends (msg->shorthand DEV_APIC_DEST_FIELD; struct dev_apic_msg in
+ * core/dev/lapic.h). Any thread; takes only the APICs' locks and makes
+ * vCPU requests.
+ */
+struct dev_apic_msg;
+void vm_apic_deliver(struct vm *vm, const struct dev_apic_msg *msg);
+/*
+ * Who hears an EOI of a level-triggered vector, broadcast by every
+ * local APIC (an IOAPIC, to clear remote IRR): fn(ctx, vector), on the
+ * vCPU thread that wrote EOI, with no lock held. Set once, before
+ * vm_start().
+ */
+void vm_set_eoi_hook(struct vm *vm, void (*fn)(void *ctx, uint8_t vector),
+		     void *ctx);
+/*
+ * A device that may still raise an interrupt while every vCPU sleeps
+ * (COM1 with receive interrupts enabled and routed, waiting for console
+ * input): fn(ctx) says whether it can now. Asked from a vCPU thread,
+ * under the vCPU layer's idle decision, when every vCPU is idle: the VM
+ * has halted for good only if no check says yes (docs/GUEST-ABI.md,
+ * "Crashes and halts"). fn may take the device's lock and nothing that
+ * waits for a vCPU. At most VM_MAX_WAKE_CHECKS, registered before
+ * vm_start(); -ENOSPC beyond.
+ */
+int vm_add_wake_check(struct vm *vm, bool (*fn)(void *ctx), void *ctx);
+/* The guest TSC's frequency in Hz (the host's, measured once). */
+uint64_t vm_tsc_hz(const struct vm *vm);
 
 /* Stops and joins every vCPU thread, then frees everything. */
 void vm_destroy(struct vm *vm);

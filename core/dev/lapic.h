@@ -1,17 +1,21 @@
 /*
- * core/dev: the local APIC of one vCPU, in xAPIC mode (SDM vol. 3,
- * chapter 10): its registers as the 4 KiB MMIO page at IA32_APIC_BASE
- * presents them, IRR/ISR/TMR with TPR/PPR priorities and EOI, SVR's
- * software disable, ESR, the LVT entries, and the timer in one-shot and
- * periodic modes on host time. Like every device it knows nothing of
- * vCPUs: the vCPU layer asks it for the interrupt to take
- * (dev_lapic_pending(), dev_lapic_ack()), and it calls notify when one
- * may have become deliverable from another thread.
+ * core/dev: the local APIC of one vCPU (SDM vol. 3, chapter 10): its
+ * registers as the 4 KiB MMIO page at IA32_APIC_BASE presents them in
+ * xAPIC mode and as MSRs 0x800-0x8FF in x2APIC mode, IA32_APIC_BASE's
+ * mode transitions, IRR/ISR/TMR with TPR/PPR priorities and EOI, SVR's
+ * software disable, ESR, the LVT entries, the timer in one-shot,
+ * periodic and TSC-deadline modes on host time, and the interrupt
+ * messages of the APIC bus: the ICR's IPIs (fixed, lowest priority,
+ * NMI, INIT, SIPI, shorthands, physical and logical destinations) and
+ * what an IOAPIC sends (dev_apic_deliver()). Like every device it knows
+ * nothing of vCPUs: the vCPU layer asks it for the interrupt to take
+ * (dev_lapic_pending(), dev_lapic_ack()), and it calls back (struct
+ * dev_lapic_bus_ops) when an interrupt may have become deliverable, an
+ * NMI or INIT arrived, or a message must go out on the bus.
  *
- * Not yet: x2APIC and TSC-deadline mode, the ICR's IPI delivery (ICR
- * writes are stored and reported, nothing is sent but a self-IPI; the
- * destination test an IPI needs is dev_lapic_match()), lowest-priority
- * arbitration, broadcast EOI to an IOAPIC.
+ * Not here: focus checking and the arbitration of real APIC buses
+ * (lowest priority picks the lowest PPR, then the lowest APIC ID),
+ * EOI-broadcast suppression, the thermal, performance and CMCI sources.
  */
 #ifndef MMUD_LAPIC_H
 #define MMUD_LAPIC_H
@@ -52,10 +56,23 @@
 #define LAPIC_SVR_ENABLE (1u << 8)
 #define LAPIC_LVT_MASKED (1u << 16)
 #define LAPIC_LVT_PERIODIC (1u << 17)
+#define LAPIC_LVT_TSC_DEADLINE (1u << 18)
+#define LAPIC_LVT_TIMER_MODE (3u << 17)
 /* ESR bits (SDM vol. 3, 10.5.3). */
 #define LAPIC_ESR_SEND_ILLEGAL (1u << 5)
 #define LAPIC_ESR_RECV_ILLEGAL (1u << 6)
 #define LAPIC_ESR_ILLEGAL_REG (1u << 7)
+
+/* IA32_APIC_BASE (SDM vol. 3, 10.4.4 and 10.12.1). */
+#define MSR_IA32_APIC_BASE_BSP (1ULL << 8)
+#define MSR_IA32_APIC_BASE_EXTD (1ULL << 10)
+#define MSR_IA32_APIC_BASE_EN (1ULL << 11)
+/* x2APIC registers: MSR 0x800 + (MMIO offset >> 4) (SDM vol. 3,
+ * table 10-6), and IA32_TSC_DEADLINE (10.5.4.1). */
+#define LAPIC_X2APIC_MSR_BASE 0x800u
+#define LAPIC_X2APIC_MSR_LAST 0x8ffu
+#define LAPIC_X2APIC_SELF_IPI 0x83fu
+#define LAPIC_MSR_TSC_DEADLINE 0x6e0u
 
 /* The timer's input clock, before the divide configuration: 1 GHz (one
  * tick a nanosecond). CPUID does not report it; guests calibrate. */
@@ -67,9 +84,74 @@ typedef void (*dev_lapic_notify_fn)(void *ctx);
 
 struct dev_lapic;
 
+/* Delivery modes: ICR bits 10:8, the same encoding in IOAPIC
+ * redirection entries and MSI data (SDM vol. 3, 10.6.1). */
+enum dev_apic_mode {
+	DEV_APIC_FIXED = 0,
+	DEV_APIC_LOWEST = 1,
+	DEV_APIC_SMI = 2,
+	DEV_APIC_NMI = 4,
+	DEV_APIC_INIT = 5,
+	DEV_APIC_SIPI = 6,
+	DEV_APIC_EXTINT = 7,
+};
+
+/* Destination shorthands: ICR bits 19:18. */
+enum dev_apic_shorthand {
+	DEV_APIC_DEST_FIELD = 0,
+	DEV_APIC_SELF = 1,
+	DEV_APIC_ALL = 2,
+	DEV_APIC_ALL_BUT_SELF = 3,
+};
+
+/*
+ * One interrupt message on the APIC bus: an IPI from an ICR, or what an
+ * IOAPIC pin or an MSI sends (shorthand DEV_APIC_DEST_FIELD).
+ */
+struct dev_apic_msg {
+	/* xAPIC format (x2apic false): 8 bits, 0xff broadcast; x2APIC
+	 * format: 32 bits, 0xffffffff broadcast (SDM vol. 3, 10.12.9). */
+	uint32_t dest;
+	uint8_t vector;
+	uint8_t mode; /* enum dev_apic_mode */
+	uint8_t shorthand; /* enum dev_apic_shorthand */
+	bool logical; /* destination mode: logical (true) or physical */
+	bool level; /* trigger mode: level (true) or edge */
+	/* Level: assert (true) or de-assert; an INIT de-assert does
+	 * nothing (SDM vol. 3, 10.6.1). Edge messages assert. */
+	bool assert;
+	bool x2apic; /* dest is in x2APIC format */
+};
+
+/*
+ * What an APIC asks of the machine around it, each called without the
+ * APIC's lock held (from whatever thread caused it), all optional:
+ * nmi/init when such a message arrived for it (INIT has already reset
+ * the APIC's registers and put it in wait-for-SIPI); sipi when a SIPI
+ * arrived while it waits for one (recorded: dev_lapic_state()); send
+ * for an IPI its ICR sends (the bus delivers it: dev_apic_deliver() with
+ * this APIC as the source); eoi when an EOI ended a level-triggered
+ * vector (the broadcast EOI an IOAPIC listens to, SDM vol. 3, 10.8.5);
+ * guest_tsc, the guest's TSC now, and tsc_hz, its frequency, for the
+ * TSC-deadline mode (without them that mode never fires).
+ */
+struct dev_lapic_bus_ops {
+	void (*nmi)(void *ctx);
+	void (*init)(void *ctx);
+	void (*sipi)(void *ctx, uint8_t vector);
+	void (*send)(void *ctx, const struct dev_apic_msg *msg);
+	void (*eoi)(void *ctx, uint8_t vector);
+	uint64_t (*guest_tsc)(void *ctx);
+	uint64_t tsc_hz;
+};
+
 /* The APIC of vCPU id, in its power-on state. NULL means -ENOMEM. */
 struct dev_lapic *dev_lapic_create(unsigned int id, dev_lapic_notify_fn notify,
 				   void *ctx);
+/* Connects the APIC to its machine (before it is used; ops and ctx
+ * must outlive it). ctx is passed to every bus op. */
+void dev_lapic_set_bus(struct dev_lapic *l, const struct dev_lapic_bus_ops *ops,
+		       void *ctx);
 void dev_lapic_destroy(struct dev_lapic *l);
 /* The power-on / RESET state (SDM vol. 3, 10.4.7.1). */
 void dev_lapic_reset(struct dev_lapic *l);
@@ -126,5 +208,73 @@ int dev_lapic_ack(struct dev_lapic *l);
  */
 uint64_t dev_lapic_deadline(struct dev_lapic *l);
 bool dev_lapic_advance(struct dev_lapic *l, uint64_t now_ns);
+
+/*
+ * IA32_APIC_BASE (SDM vol. 3, 10.4.4, 10.12.5): bits 8 (BSP), 10
+ * (EXTD), 11 (EN) and the base's 4 KiB page below 2^46. -EINVAL (the
+ * CPU raises #GP) for a reserved bit or a forbidden transition (x2APIC
+ * to xAPIC, disabled to x2APIC, EXTD without EN); changes nothing then.
+ * Disabling resets the registers; entering x2APIC mode sets the x2APIC
+ * ID and LDR. Thread-safe.
+ */
+uint64_t dev_lapic_get_base(struct dev_lapic *l);
+int dev_lapic_set_base(struct dev_lapic *l, uint64_t value);
+/* Whether the MMIO page answers (enabled in xAPIC mode) at gpa's page,
+ * and whether the APIC is in x2APIC mode. Thread-safe. */
+bool dev_lapic_mmio_covers(struct dev_lapic *l, uint64_t gpa);
+bool dev_lapic_is_x2apic(struct dev_lapic *l);
+
+/*
+ * The x2APIC registers, MSRs 0x800-0x8FF (SDM vol. 3, 10.12.1.2): -EINVAL
+ * (#GP) outside x2APIC mode, for an MSR that is not a register, a read of
+ * a write-only one (EOI, SELF_IPI), a write of a read-only one, a
+ * nonzero write of EOI or ESR, or reserved bits set; nothing changes
+ * then. The ICR is one 64-bit register (0x830). Thread-safe.
+ */
+int dev_lapic_msr_read(struct dev_lapic *l, uint32_t msr, uint64_t now_ns,
+		       uint64_t *value);
+int dev_lapic_msr_write(struct dev_lapic *l, uint32_t msr, uint64_t value,
+			uint64_t now_ns);
+/*
+ * IA32_TSC_DEADLINE (SDM vol. 3, 10.5.4.1): in TSC-deadline mode a
+ * write arms the timer for that guest TSC (0 disarms) and a read returns
+ * it until it fires; in the other modes writes are ignored and reads 0.
+ */
+uint64_t dev_lapic_tsc_deadline(struct dev_lapic *l);
+void dev_lapic_set_tsc_deadline(struct dev_lapic *l, uint64_t tsc,
+				uint64_t now_ns);
+
+/*
+ * Delivers msg to the APICs apics[0..n) (index = APIC ID) as the APIC
+ * bus does (SDM vol. 3, 10.6): the destination is the shorthand's set
+ * (relative to apics[src]; src -1 for a message from an IOAPIC or an
+ * MSI) or every APIC the destination matches in its mode (physical,
+ * logical flat or cluster, x2APIC); lowest priority picks one of them
+ * (the lowest PPR, then the lowest APIC ID). Fixed and lowest priority
+ * go to IRR, NMI, INIT and SIPI to the bus ops. A destination no APIC
+ * has receives nothing. Thread-safe.
+ */
+void dev_apic_deliver(struct dev_lapic *const *apics, unsigned int n, int src,
+		      const struct dev_apic_msg *msg);
+
+/* One APIC's registers, for debugging (QMP x-query-lapic). */
+struct dev_lapic_state {
+	uint64_t base; /* IA32_APIC_BASE */
+	uint32_t id, version, tpr, ppr, ldr, dfr, svr, esr;
+	uint32_t icr_lo, icr_hi;
+	uint32_t lvt[6]; /* timer, thermal, perf, LINT0, LINT1, error */
+	uint32_t irr[8], isr[8], tmr[8];
+	uint32_t timer_initial, timer_current, timer_divide;
+	uint64_t tsc_deadline;
+	uint64_t timer_deadline_ns; /* host time of the next fire, 0: none */
+	bool x2apic;
+	/* INIT received, waiting for a SIPI; the SIPIs received meanwhile
+	 * and the last one's vector (-1: none). */
+	bool wait_for_sipi;
+	unsigned int sipis;
+	int sipi_vector;
+};
+void dev_lapic_state(struct dev_lapic *l, uint64_t now_ns,
+		     struct dev_lapic_state *st);
 
 #endif

@@ -226,6 +226,18 @@ void vcpu_raise_nmi(struct vcpu *v)
 	vcpu_make_request(v, VCPU_REQ_EVENT, false);
 }
 
+void vcpu_raise_init(struct vcpu *v)
+{
+	atomic_exchange_explicit(&v->init, true, memory_order_seq_cst);
+	vcpu_make_request(v, VCPU_REQ_EVENT, false);
+}
+
+bool vcpu_wait_for_sipi(const struct vcpu *v)
+{
+	return atomic_load_explicit(&((struct vcpu *)v)->wait_sipi,
+				    memory_order_relaxed);
+}
+
 void vcpu_set_add_wake_source(struct vcpu_set *set)
 {
 	atomic_fetch_add_explicit(&set->wake_sources, 1, memory_order_release);

@@ -42,6 +42,7 @@ struct vcpu_set *vcpu_set_create(unsigned int nr_vcpus)
 	if (!set)
 		return NULL;
 	set->n = nr_vcpus;
+	pthread_mutex_init(&set->idle_lock, NULL);
 	set->vcpus = calloc(nr_vcpus ? nr_vcpus : 1, sizeof(*set->vcpus));
 	if (!set->vcpus) {
 		free(set);
@@ -54,6 +55,7 @@ void vcpu_set_destroy(struct vcpu_set *set)
 {
 	if (!set)
 		return;
+	pthread_mutex_destroy(&set->idle_lock);
 	free(set->vcpus);
 	free(set);
 }
@@ -84,6 +86,8 @@ static uint64_t env_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
 			val |= (uint64_t)__atomic_load_n(p + i,
 							 __ATOMIC_ACQUIRE)
 			       << (8 * i);
+	} else if (v->ops->cpu_mmio_read) {
+		val = v->ops->cpu_mmio_read(v->opaque, v->index, gpa, size);
 	} else {
 		val = v->ops->mmio_read(v->opaque, gpa, size);
 	}
@@ -103,7 +107,11 @@ static void env_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
 	mmu_rcu_read_lock();
 	slot = memslot_lookup(v->mmu, gpa >> PAGE_SHIFT, &v->slot_hint);
 	if (!slot || (slot->flags & MEMSLOT_INVALID)) {
-		v->ops->mmio_write(v->opaque, gpa, size, value);
+		if (v->ops->cpu_mmio_write)
+			v->ops->cpu_mmio_write(v->opaque, v->index, gpa, size,
+					       value);
+		else
+			v->ops->mmio_write(v->opaque, gpa, size, value);
 	} else if (!(slot->flags & MEMSLOT_READONLY)) {
 		/*
 		 * RAM appeared under an MMIO mapping (a hot-added slot): store
@@ -156,6 +164,13 @@ static bool irr_pending(struct vcpu *v)
 	return false;
 }
 
+/* The INTR line: a queued vector or the interrupt controller's. */
+static bool intr_line(struct vcpu *v)
+{
+	return irr_pending(v) || (v->ops->intr_pending &&
+				  v->ops->intr_pending(v->opaque, v->index));
+}
+
 /*
  * The CPU takes an interrupt: the highest pending vector (an APIC's
  * order, SDM vol. 3, 10.8.3.1, without its priority classes). Only this
@@ -177,10 +192,22 @@ static int env_intr_ack(void *opaque)
 		atomic_fetch_and_explicit(&v->irr[i], ~(1ULL << (vector % 64)),
 					  memory_order_seq_cst);
 	}
+	/* Then the controller's, below the queued ones. */
+	if (vector < 0 && v->ops->intr_ack)
+		vector = v->ops->intr_ack(v->opaque, v->index);
 	if (vector >= 0)
 		vcpu_stat_inc(&v->st.irqs);
-	x86_set_intr(v->cpu, irr_pending(v));
+	x86_set_intr(v->cpu, intr_line(v));
 	return vector;
+}
+
+static int env_msr(void *opaque, uint32_t index, bool write, uint64_t *value)
+{
+	struct vcpu *v = opaque;
+
+	if (!v->ops->msr)
+		return -ENOENT;
+	return v->ops->msr(v->opaque, v->index, index, write, value);
 }
 
 static const struct x86_env vcpu_x86_env = {
@@ -188,6 +215,7 @@ static const struct x86_env vcpu_x86_env = {
 	.mmio_write = env_mmio_write,
 	.tracked_write = env_tracked_write,
 	.intr_ack = env_intr_ack,
+	.msr = env_msr,
 };
 
 /* ---- the run loop ----------------------------------------------------- */
@@ -285,31 +313,124 @@ static bool handle_requests(struct vcpu *v)
 	if (req & (1ULL << VCPU_REQ_EVENT)) {
 		/* After the acquire exchange: the raiser's event is seen
 		 * (docs/locking.md #15). */
+		if (atomic_exchange_explicit(&v->init, false,
+					     memory_order_acquire))
+			atomic_store_explicit(&v->wait_sipi, true,
+					      memory_order_relaxed);
+		/* SDM vol. 3, 8.4.1: waiting for a SIPI blocks NMIs and
+		 * interrupts; they stay pending. */
+		if (atomic_load_explicit(&v->wait_sipi, memory_order_relaxed))
+			return true;
 		if (atomic_exchange_explicit(&v->nmi, false,
 					     memory_order_acquire)) {
 			x86_inject_nmi(v->cpu);
 			vcpu_stat_inc(&v->st.nmis);
 		}
-		x86_set_intr(v->cpu, irr_pending(v));
+		x86_set_intr(v->cpu, intr_line(v));
 	}
 	return true;
 }
 
 /*
- * Whether a vCPU halted with interrupts as given can still be woken by
- * something inside the guest: an event already pending, or, with
- * RFLAGS.IF = 1, a registered wake source (vcpu.h). Only INIT could wake
- * one with IF = 0 and nothing pending, and nothing sends INIT yet.
+ * Whether idle vCPU u can still be woken from inside the guest (vcpu.h,
+ * VCPU_STOP_HALTED): an NMI pending, or with RFLAGS.IF = 1 an interrupt
+ * pending or ready, its timer armed, or a wake source. Under
+ * set->idle_lock, from any vCPU's thread: it reads only u's atomics and
+ * what the VM's callbacks answer for any thread.
  */
-static bool can_wake(struct vcpu *v, bool interrupts_enabled)
+static bool idle_can_wake(struct vcpu *u)
 {
-	if (x86_event_ready(v->cpu) ||
-	    atomic_load_explicit(&v->nmi, memory_order_acquire))
+	if (atomic_load_explicit(&u->wait_sipi, memory_order_relaxed))
+		return false; /* only a SIPI, which is not executed */
+	if (atomic_load_explicit(&u->nmi, memory_order_acquire))
 		return true;
-	return interrupts_enabled &&
-	       (irr_pending(v) || timer_deadline(v) ||
-		atomic_load_explicit(&v->set->wake_sources,
-				     memory_order_acquire));
+	if (!u->idle_if)
+		return false;
+	return intr_line(u) || timer_deadline(u) ||
+	       atomic_load_explicit(&u->set->wake_sources,
+				    memory_order_acquire) ||
+	       (u->ops->devices_can_interrupt &&
+		u->ops->devices_can_interrupt(u->opaque));
+}
+
+/*
+ * v is about to sleep with nothing to take (in HLT with RFLAGS.IF as
+ * given, or waiting for a SIPI). True when that makes every vCPU idle
+ * with none able to wake: the VM has halted for good (reported once,
+ * until vcpu_reset()). Every event raised for an idle vCPU is set
+ * before its request (docs/locking.md #15), and its vCPU leaves idle
+ * only after taking that request, so the last vCPU to go idle sees
+ * every event the others have not taken.
+ */
+static bool idle_enter(struct vcpu *v, bool interrupts_enabled)
+{
+	struct vcpu_set *set = v->set;
+	bool all = false;
+
+	pthread_mutex_lock(&set->idle_lock);
+	if (!v->idle) {
+		v->idle = true;
+		set->nr_idle++;
+	}
+	v->idle_if = interrupts_enabled;
+	if (set->nr_idle == set->n && !set->halted_for_good) {
+		all = true;
+		for (unsigned int i = 0; i < set->n && all; i++) {
+			struct vcpu *u = atomic_load_explicit(
+				&set->vcpus[i], memory_order_acquire);
+
+			if (u && idle_can_wake(u))
+				all = false;
+		}
+		set->halted_for_good = all;
+	}
+	pthread_mutex_unlock(&set->idle_lock);
+	return all;
+}
+
+static void idle_leave(struct vcpu *v)
+{
+	pthread_mutex_lock(&v->set->idle_lock);
+	if (v->idle) {
+		v->idle = false;
+		v->set->nr_idle--;
+	}
+	pthread_mutex_unlock(&v->set->idle_lock);
+}
+
+/* Every vCPU of the set is halted for good: each is reported stopped
+ * (vcpu_ops.stopped), from this thread; v, the last, with its RIP. */
+static void all_halted(struct vcpu *v)
+{
+	struct vcpu_set *set = v->set;
+	struct x86_regs r;
+	char msg[160];
+
+	x86_get_regs(v->cpu, &r);
+	for (unsigned int i = 0; i < set->n; i++) {
+		struct vcpu *u = atomic_load_explicit(&set->vcpus[i],
+						      memory_order_acquire);
+
+		if (!u || u == v)
+			continue;
+		atomic_store_explicit(&u->stop_state, VCPU_STATE_HALTED,
+				      memory_order_relaxed);
+		snprintf(msg, sizeof(msg), "%s",
+			 atomic_load_explicit(&u->wait_sipi,
+					      memory_order_relaxed) ?
+				 "waiting for SIPI" :
+			 u->idle_if ? "halted with interrupts enabled" :
+				      "halted with interrupts disabled");
+		v->ops->stopped(v->opaque, u->index, VCPU_STOP_HALTED, msg);
+	}
+	if (atomic_load_explicit(&v->wait_sipi, memory_order_relaxed))
+		snprintf(msg, sizeof(msg), "waiting for SIPI");
+	else
+		snprintf(msg, sizeof(msg),
+			 "halted at rip %#llx with interrupts %s",
+			 (unsigned long long)r.rip,
+			 (r.rflags & X86_RFLAGS_IF) ? "enabled" : "disabled");
+	stop_for_good(v, VCPU_STOP_HALTED, msg);
 }
 
 /* Fires this vCPU's timer if its deadline has passed; returns the
@@ -424,7 +545,6 @@ static uint64_t slice_left(const struct vcpu *v)
 
 static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 {
-	struct x86_regs r;
 	uint32_t value;
 	char msg[160];
 
@@ -442,19 +562,10 @@ static void handle_exit(struct vcpu *v, const struct x86_exit *e)
 			x86_io_complete(v->cpu, value);
 		break;
 	case X86_EXIT_HLT:
-		/* A vCPU that can still be woken sleeps in vcpu_run_once();
-		 * one that cannot stops for good, as guests that end with
-		 * HLT expect. */
+		/* The vCPU sleeps in vcpu_run_once(), where the last one to
+		 * go idle decides whether the VM has halted for good, as
+		 * guests that end with HLT expect. */
 		vcpu_stat_inc(&v->st.halts);
-		if (can_wake(v, e->hlt.interrupts_enabled))
-			break;
-		x86_get_regs(v->cpu, &r);
-		snprintf(msg, sizeof(msg),
-			 "halted at rip %#llx with "
-			 "interrupts %s",
-			 (unsigned long long)r.rip,
-			 e->hlt.interrupts_enabled ? "enabled" : "disabled");
-		stop_for_good(v, VCPU_STOP_HALTED, msg);
 		break;
 	case X86_EXIT_TRIPLE_FAULT:
 		snprintf(
@@ -536,13 +647,29 @@ bool vcpu_run_once(struct vcpu *v, uint64_t max_insns)
 	/* A timer event raises its interrupt with a request to ourselves:
 	 * the entry below sees it and goes round again to take it. */
 	deadline = run_timer(v);
+	if (atomic_load_explicit(&v->wait_sipi, memory_order_relaxed)) {
+		/* INIT parked it: only vcpu_reset() starts it again. */
+		if (idle_enter(v, false))
+			all_halted(v);
+		if (!v->halted)
+			block(v, 0);
+		idle_leave(v);
+		return true;
+	}
 	if (x86_halted(v->cpu) && !x86_event_ready(v->cpu)) {
+		struct x86_regs r;
+
 		/* In HLT with nothing to take: sleep until the next request
 		 * (an event's, or any other). The requests were taken above
 		 * and the CPU's lines set from them: one raised since has
 		 * its request bit set, which block() sees. */
+		x86_get_regs(v->cpu, &r);
 		atomic_store_explicit(&v->in_hlt, true, memory_order_relaxed);
-		block(v, deadline);
+		if (idle_enter(v, r.rflags & X86_RFLAGS_IF))
+			all_halted(v);
+		if (!v->halted)
+			block(v, deadline);
+		idle_leave(v);
 		atomic_store_explicit(&v->in_hlt, false, memory_order_relaxed);
 		return true;
 	}
@@ -674,6 +801,8 @@ void vcpu_reset(struct vcpu *v)
 	while (v->started && !v->parked && !v->exited)
 		pthread_cond_wait(&v->parked_cond, &v->wake_lock);
 	x86_reset_boot(v->cpu, v->entry, 0x7000);
+	if (v->has_tsc_offset)
+		x86_set_tsc_offset(v->cpu, v->tsc_offset);
 	x86_tlb_flush(v->cpu);
 	v->slice_end = 0;
 	v->halted = false;
@@ -681,12 +810,19 @@ void vcpu_reset(struct vcpu *v)
 	for (unsigned int i = 0; i < 4; i++)
 		atomic_store_explicit(&v->irr[i], 0, memory_order_relaxed);
 	atomic_store_explicit(&v->nmi, false, memory_order_relaxed);
+	atomic_store_explicit(&v->init, false, memory_order_relaxed);
+	atomic_store_explicit(&v->wait_sipi, false, memory_order_relaxed);
 	atomic_store_explicit(&v->in_hlt, false, memory_order_relaxed);
 	v->nr_tracked = 0;
 	v->tracked_overflow = false;
 	atomic_store_explicit(&v->stop_state, VCPU_STATE_RUNNING,
 			      memory_order_relaxed);
 	pthread_mutex_unlock(&v->wake_lock);
+	/* After wake_lock: idle_lock is taken before the VM's device
+	 * locks (devices_can_interrupt), which come before wake_lock. */
+	pthread_mutex_lock(&v->set->idle_lock);
+	v->set->halted_for_good = false;
+	pthread_mutex_unlock(&v->set->idle_lock);
 }
 
 int vcpu_with_cpu(struct vcpu *v, int (*fn)(struct x86_cpu *cpu, void *ctx),
@@ -704,6 +840,23 @@ int vcpu_with_cpu(struct vcpu *v, int (*fn)(struct x86_cpu *cpu, void *ctx),
 	v->slice_end = 0;
 	pthread_mutex_unlock(&v->wake_lock);
 	return r;
+}
+
+void vcpu_set_tsc_offset(struct vcpu *v, int64_t offset)
+{
+	/* As vcpu_reset(): parked, the (v) state is ours. */
+	pthread_mutex_lock(&v->wake_lock);
+	while (v->started && !v->parked && !v->exited)
+		pthread_cond_wait(&v->parked_cond, &v->wake_lock);
+	v->tsc_offset = offset;
+	v->has_tsc_offset = true;
+	x86_set_tsc_offset(v->cpu, offset);
+	pthread_mutex_unlock(&v->wake_lock);
+}
+
+uint64_t vcpu_guest_tsc(const struct vcpu *v)
+{
+	return x86_guest_tsc(v->cpu);
 }
 
 enum vcpu_state vcpu_state(const struct vcpu *v)

@@ -37,9 +37,15 @@ enum vcpu_request {
 /* Why a vCPU stopped running guest code for good. */
 enum vcpu_stop_reason {
 	VCPU_STOP_TRIPLE_FAULT,
-	/* HLT with nothing that can wake it: RFLAGS.IF = 0, or no wake
-	 * source registered (vcpu_set_add_wake_source()) and no timer
-	 * deadline (vcpu_ops.deadline), and no event pending. */
+	/*
+	 * Every vCPU halted (in HLT or waiting for a SIPI) and none can
+	 * be woken from inside the guest: for each, no event pending and,
+	 * with RFLAGS.IF = 1, no timer deadline (vcpu_ops.deadline), no
+	 * interrupt ready (vcpu_ops.intr_pending), no device that may
+	 * still interrupt (vcpu_ops.devices_can_interrupt) and no wake
+	 * source registered (vcpu_set_add_wake_source()). Reported for
+	 * every vCPU, by the thread of the one that halted last.
+	 */
 	VCPU_STOP_HALTED,
 	VCPU_STOP_INTERNAL_ERROR,
 };
@@ -53,6 +59,12 @@ struct vcpu_ops {
 	uint64_t (*mmio_read)(void *opaque, gpa_t gpa, unsigned int size);
 	void (*mmio_write)(void *opaque, gpa_t gpa, unsigned int size,
 			   uint64_t value);
+	/* The same with the vCPU that accesses (a local APIC's page is
+	 * per vCPU): when set, called instead of the two above. */
+	uint64_t (*cpu_mmio_read)(void *opaque, unsigned int vcpu, gpa_t gpa,
+				  unsigned int size);
+	void (*cpu_mmio_write)(void *opaque, unsigned int vcpu, gpa_t gpa,
+			       unsigned int size, uint64_t value);
 	/* The vCPU stopped for good; detail names what happened (RIP, the
 	 * exception chain). The vCPU then waits for VCPU_REQ_STOP. */
 	void (*stopped)(void *opaque, unsigned int vcpu,
@@ -68,6 +80,32 @@ struct vcpu_ops {
 	 */
 	uint64_t (*deadline)(void *opaque, unsigned int vcpu);
 	void (*expire)(void *opaque, unsigned int vcpu, uint64_t now_ns);
+	/*
+	 * An interrupt controller (optional, both or neither), beside the
+	 * vectors vcpu_raise_irq() queues: intr_pending() says whether it
+	 * has a maskable interrupt ready for the CPU (the INTR line),
+	 * intr_ack() takes it (the vector, 32-255, or -1: none after all).
+	 * The controller makes a VCPU_REQ_EVENT request whenever one may
+	 * have become ready. intr_pending() is also asked from other vCPU
+	 * threads (whether a halted VM can still wake): any thread.
+	 */
+	bool (*intr_pending)(void *opaque, unsigned int vcpu);
+	int (*intr_ack)(void *opaque, unsigned int vcpu);
+	/*
+	 * RDMSR/WRMSR of an MSR the VM implements (optional; local APIC,
+	 * TSC deadline): 0 done (a read stores *value), -EINVAL for #GP,
+	 * -ENOENT when the VM does not implement index (the CPU's own
+	 * MSRs answer then).
+	 */
+	int (*msr)(void *opaque, unsigned int vcpu, uint32_t index, bool write,
+		   uint64_t *value);
+	/*
+	 * Whether a device may still raise an interrupt (optional): asked,
+	 * from any vCPU's thread, when every vCPU has gone idle, before the
+	 * VM is declared halted for good (VCPU_STOP_HALTED). A device that
+	 * can is a wake source for vCPUs with RFLAGS.IF = 1.
+	 */
+	bool (*devices_can_interrupt)(void *opaque);
 };
 
 /* The vCPUs of a VM. NULL means -ENOMEM. */
@@ -116,12 +154,20 @@ int vcpu_raise_irq(struct vcpu *v, unsigned int vector);
  * handled; SDM vol. 3, 6.7.1). */
 void vcpu_raise_nmi(struct vcpu *v);
 /*
- * Wake sources: things that may still raise an interrupt (devices,
- * timers, other vCPUs' IPIs). While the set has none, a vCPU that halts
- * with nothing pending stops for good (VCPU_STOP_HALTED), as a guest
- * that ends with HLT expects; with one, a vCPU halted with RFLAGS.IF = 1
- * sleeps until an event or a request wakes it. An NMI raised by the
- * operator is not a source.
+ * INIT, from any thread: v stops running guest code and waits for a
+ * SIPI (SDM vol. 3, 8.4.1), which, without real mode, never starts it
+ * again: only vcpu_reset() does. Events raised meanwhile stay pending.
+ */
+void vcpu_raise_init(struct vcpu *v);
+/* Whether v waits for a SIPI after an INIT (relaxed, for reports). */
+bool vcpu_wait_for_sipi(const struct vcpu *v);
+/*
+ * Wake sources: things outside the VM's callbacks that may still raise
+ * an interrupt (a test's raiser threads). Halted vCPUs always sleep;
+ * when every vCPU is idle and none can be woken (VCPU_STOP_HALTED), the
+ * VM has halted for good, as a guest that ends with HLT expects; a wake
+ * source keeps that from being decided for vCPUs with RFLAGS.IF = 1. An
+ * NMI raised by the operator is not a source.
  */
 void vcpu_set_add_wake_source(struct vcpu_set *set);
 void vcpu_set_remove_wake_source(struct vcpu_set *set);

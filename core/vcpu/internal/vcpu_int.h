@@ -46,6 +46,10 @@ struct vcpu {
 		unsigned int len;
 	} tracked[MAX_TRACKED_WRITES]; /* (v) */
 	bool tracked_overflow; /* (v) */
+	/* (v) The guest TSC's offset vcpu_set_tsc_offset() gave, applied
+	 * again at vcpu_reset() (when has_tsc_offset). */
+	int64_t tsc_offset;
+	bool has_tsc_offset;
 	/* (v) The retired-instruction count at which the current slice
 	 * ends (VCPU_SLICE_INSNS), across however many runs it takes. */
 	uint64_t slice_end;
@@ -96,6 +100,17 @@ struct vcpu {
 	 */
 	_Atomic uint64_t irr[4];
 	_Atomic bool nmi;
+	/* (a) An INIT (vcpu_raise_init()), as nmi (docs/locking.md #15);
+	 * taken by the vCPU, which then waits for a SIPI: wait_sipi, set
+	 * by it and cleared by vcpu_reset() (parked), relaxed for reports,
+	 * and read by other vCPUs deciding whether the VM halted for good
+	 * under set->idle_lock. */
+	_Atomic bool init;
+	_Atomic bool wait_sipi;
+	/* (i) Under set->idle_lock: sleeping with nothing to take (HLT or
+	 * wait-for-SIPI), and RFLAGS.IF when it went to sleep. */
+	bool idle;
+	bool idle_if;
 	/* (a) Relaxed: sleeping in HLT, for the control plane. */
 	_Atomic bool in_hlt;
 
@@ -134,6 +149,15 @@ struct vcpu_set {
 	/* (a) Wake sources registered (vcpu_set_add_wake_source()); read
 	 * by a halting vCPU with an acquire load. */
 	_Atomic unsigned int wake_sources;
+	/* Taken by a vCPU going idle or leaving it, never with wake_lock
+	 * held, and outside the locks the VM's callbacks take under it
+	 * (lapic->lock, device locks; docs/locking.md, "`set->idle_lock`
+	 * (pthread mutex, one per VM)"): nr_idle counts the vCPUs idle, and
+	 * halted_for_good says the VM was reported halted (vcpu.h,
+	 * VCPU_STOP_HALTED) until vcpu_reset(). */
+	pthread_mutex_t idle_lock;
+	unsigned int nr_idle; /* (i) */
+	bool halted_for_good; /* (i) */
 };
 
 static inline void vcpu_stat_inc(_Atomic uint64_t *c)

@@ -413,3 +413,13 @@ out:
 	cpu->stop = false;
 	return exit->reason;
 }
+
+void x86_set_tsc_offset(struct x86_cpu *cpu, int64_t offset)
+{
+	cpu->tsc_offset = offset;
+}
+
+uint64_t x86_guest_tsc(const struct x86_cpu *cpu)
+{
+	return __rdtsc() + (uint64_t)cpu->tsc_offset;
+}

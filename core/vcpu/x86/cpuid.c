@@ -6,8 +6,9 @@
  * reported; MMX is not, and its register forms (no prefix on the
  * 0F 60-7F and D0-FF opcodes, CVTPI2PS and the like) are #UD. No SSE3
  * or later, no XSAVE (so XCR0 does not exist: the FXSAVE image is all
- * the state there is), no AVX beyond the VEX-encoded BMI1/BMI2; no local
- * APIC (not implemented yet), MTRRs, SYSENTER or CLFLUSH. PCID, INVPCID
+ * the state there is), no AVX beyond the VEX-encoded BMI1/BMI2; no
+ * MTRRs, SYSENTER or CLFLUSH. The local APIC is the VM's (core/dev/lapic.c,
+ * docs/GUEST-ABI.md, "Interrupts"). PCID, INVPCID
  * and 1 GiB pages are reported: CR4.PCIDE and INVPCID are
  * exec_system.c's, 1 GiB guest pages the MMU's walker and the shadow
  * walk's. So are the integer extensions gcc uses for newer -march
@@ -39,6 +40,7 @@ static const char brand[48] = "mmud software x86-64 CPU";
 #define F1_EDX_MSR (1u << 5)
 #define F1_EDX_PAE (1u << 6)
 #define F1_EDX_CX8 (1u << 8)
+#define F1_EDX_APIC (1u << 9)
 #define F1_EDX_PGE (1u << 13)
 #define F1_EDX_CMOV (1u << 15)
 #define F1_EDX_PAT (1u << 16)
@@ -98,8 +100,8 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		out[2] = F1_ECX_CX16 | F1_ECX_PCID | F1_ECX_MOVBE |
 			 F1_ECX_POPCNT | F1_ECX_HYPERVISOR;
 		out[3] = F1_EDX_FPU | F1_EDX_TSC | F1_EDX_MSR | F1_EDX_PAE |
-			 F1_EDX_CX8 | F1_EDX_PGE | F1_EDX_CMOV | F1_EDX_PAT |
-			 F1_EDX_FXSR | F1_EDX_SSE | F1_EDX_SSE2;
+			 F1_EDX_CX8 | F1_EDX_APIC | F1_EDX_PGE | F1_EDX_CMOV |
+			 F1_EDX_PAT | F1_EDX_FXSR | F1_EDX_SSE | F1_EDX_SSE2;
 		break;
 	case 7:
 		if (subleaf == 0)

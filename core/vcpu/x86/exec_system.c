@@ -8,6 +8,7 @@
  * SYSCALL/SYSRET, LTR/LLDT) is exec_segment.c's; it does not deliver
  * events (except.c), answer CPUID (cpuid.c) or do port I/O (exec_io.c).
  */
+#include <errno.h>
 #include <stdatomic.h>
 #include <x86intrin.h>
 
@@ -560,12 +561,32 @@ static bool pat_valid(uint64_t v)
 	return true;
 }
 
+/* The VM's MSRs (x86_env.msr): true when it answered. */
+static bool env_msr(struct x86_cpu *cpu, bool write, uint64_t *v)
+{
+	uint32_t index = (uint32_t)cpu->gpr[X86_RCX];
+	int r;
+
+	if (!cpu->env->msr)
+		return false;
+	r = cpu->env->msr(cpu->opaque, index, write, v);
+	if (r == -ENOENT)
+		return false;
+	if (r < 0)
+		x86_raise(cpu, X86_GP, 0);
+	if (write && index == MSR_IA32_APIC_BASE)
+		cpu->apic_base = *v;
+	return true;
+}
+
 static void op_rdmsr(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	uint64_t v;
 
 	(void)in;
 	x86_require_cpl0(cpu);
+	if (env_msr(cpu, false, &v))
+		goto done;
 	switch ((uint32_t)cpu->gpr[X86_RCX]) {
 	case MSR_IA32_TSC:
 		v = guest_tsc(cpu);
@@ -617,6 +638,7 @@ static void op_rdmsr(struct x86_cpu *cpu, const struct x86_insn *in)
 	default:
 		x86_raise(cpu, X86_GP, 0);
 	}
+done:
 	cpu->gpr[X86_RAX] = v & 0xffffffff;
 	cpu->gpr[X86_RDX] = v >> 32;
 }
@@ -655,6 +677,8 @@ static void op_wrmsr(struct x86_cpu *cpu, const struct x86_insn *in)
 
 	(void)in;
 	x86_require_cpl0(cpu);
+	if (env_msr(cpu, true, &v))
+		return;
 	switch ((uint32_t)cpu->gpr[X86_RCX]) {
 	case MSR_IA32_TSC:
 		cpu->tsc_offset = (int64_t)(v - __rdtsc());

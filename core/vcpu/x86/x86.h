@@ -173,6 +173,13 @@ struct x86_env {
 	 * after all. The CPU drops its INTR line first; call
 	 * x86_set_intr(cpu, true) from here if more remain. NULL: none. */
 	int (*intr_ack)(void *opaque);
+	/*
+	 * RDMSR/WRMSR at CPL0, asked before the CPU's own MSRs: 0 done (a
+	 * read stores *value; a write of IA32_APIC_BASE is also kept in
+	 * the CPU's saved state), -EINVAL raises #GP, -ENOENT leaves the
+	 * MSR to the CPU. NULL: none.
+	 */
+	int (*msr)(void *opaque, uint32_t index, bool write, uint64_t *value);
 };
 
 /* NULL means -ENOMEM. The CPU starts in the boot state
@@ -273,6 +280,15 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 			     struct x86_exit *exit);
 
 uint64_t x86_insns_retired(const struct x86_cpu *cpu);
+
+/*
+ * The guest's TSC is the host's plus an offset (RDTSC, IA32_TSC). The
+ * VM gives every CPU the same one, so the TSC is invariant and equal on
+ * every vCPU (docs/GUEST-ABI.md, "Time"); x86_reset_boot() starts it at
+ * 0 on this CPU, a WRMSR to IA32_TSC moves this CPU's alone.
+ */
+void x86_set_tsc_offset(struct x86_cpu *cpu, int64_t offset);
+uint64_t x86_guest_tsc(const struct x86_cpu *cpu);
 
 /* ---- saved state (state.c): migration and snapshots ------------------- */
 

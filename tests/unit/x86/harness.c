@@ -51,7 +51,7 @@ static void tracked_write(void *opaque, gpa_t gpa, unsigned int size)
 	(void)size;
 }
 
-static const struct x86_env env = { mmio_read, mmio_write, tracked_write,
+static const struct x86_env env = { mmio_read, mmio_write, tracked_write, NULL,
 				    NULL };
 
 struct xh *xh_new(void)

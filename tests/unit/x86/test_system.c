@@ -987,6 +987,7 @@ static void test_system_cpuid_reports_what_is_implemented(void **state)
 	assert_int_equal(r[2] & (1u << 26), 0); /* no XSAVE */
 	assert_true(r[3] & (1u << 13)); /* PGE */
 	assert_true(r[3] & (1u << 6)); /* PAE */
+	assert_true(r[3] & (1u << 9)); /* APIC: the VM's (core/vm.c) */
 
 	cpuid(h, 7, 0, r);
 	assert_true(r[1] & (1u << 7)); /* SMEP */
