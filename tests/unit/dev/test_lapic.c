@@ -438,6 +438,272 @@ static void test_lapic_accepts_from_threads_taken_once(void **state)
 	dev_lapic_destroy(l);
 }
 
+/* ---- the APIC bus ----------------------------------------------------- */
+
+#define NR_BUS 4
+
+/* A machine of NR_BUS APICs wired as core/vm.c wires them, recording
+ * what reaches each. */
+struct bus_apic {
+	struct dev_lapic *l;
+	unsigned int index;
+	unsigned int nmis, inits, sipis, eois;
+	int sipi_vector, eoi_vector;
+};
+static struct bus_apic bus[NR_BUS];
+static struct dev_lapic *bus_apics[NR_BUS];
+
+static void bus_nmi(void *ctx)
+{
+	((struct bus_apic *)ctx)->nmis++;
+}
+
+static void bus_init(void *ctx)
+{
+	((struct bus_apic *)ctx)->inits++;
+}
+
+static void bus_sipi(void *ctx, uint8_t vector)
+{
+	struct bus_apic *b = ctx;
+
+	b->sipis++;
+	b->sipi_vector = vector;
+}
+
+static void bus_send(void *ctx, const struct dev_apic_msg *msg)
+{
+	struct bus_apic *b = ctx;
+
+	dev_apic_deliver(bus_apics, NR_BUS, (int)b->index, msg);
+}
+
+static void bus_eoi(void *ctx, uint8_t vector)
+{
+	struct bus_apic *b = ctx;
+
+	b->eois++;
+	b->eoi_vector = vector;
+}
+
+static uint64_t fake_tsc;
+
+static uint64_t bus_tsc(void *ctx)
+{
+	(void)ctx;
+	return fake_tsc;
+}
+
+static const struct dev_lapic_bus_ops bus_ops = {
+	.nmi = bus_nmi,
+	.init = bus_init,
+	.sipi = bus_sipi,
+	.send = bus_send,
+	.eoi = bus_eoi,
+	.guest_tsc = bus_tsc,
+	.tsc_hz = 2000000000ULL, /* 2 GHz: two ticks a nanosecond */
+};
+
+static void bus_setup(void)
+{
+	memset(bus, 0, sizeof(bus));
+	for (unsigned int i = 0; i < NR_BUS; i++) {
+		bus[i].index = i;
+		bus[i].sipi_vector = bus[i].eoi_vector = -1;
+		bus[i].l = enabled(i);
+		bus_apics[i] = bus[i].l;
+		dev_lapic_set_bus(bus[i].l, &bus_ops, &bus[i]);
+	}
+}
+
+static void bus_teardown(void)
+{
+	for (unsigned int i = 0; i < NR_BUS; i++)
+		dev_lapic_destroy(bus[i].l);
+}
+
+/* What APIC from's ICR sends (xAPIC: high half first, SDM vol. 3,
+ * 10.6.1). */
+static void icr(unsigned int from, uint32_t dest, uint32_t lo)
+{
+	wr(bus[from].l, LAPIC_ICR_HI, dest << 24);
+	wr(bus[from].l, LAPIC_ICR_LO, lo);
+}
+
+/* Which APICs have vector v in IRR, as a bit mask. */
+static unsigned int irr_mask(unsigned int v)
+{
+	unsigned int m = 0;
+
+	for (unsigned int i = 0; i < NR_BUS; i++)
+		if (irr_has(bus[i].l, v))
+			m |= 1u << i;
+	return m;
+}
+
+#define ICR_LOGICAL (1u << 11)
+#define ICR_ASSERT (1u << 14)
+#define ICR_LEVEL (1u << 15)
+#define ICR_SELF (1u << 18)
+#define ICR_ALL (2u << 18)
+#define ICR_ALL_BUT_SELF (3u << 18)
+#define ICR_LOWEST (1u << 8)
+#define ICR_NMI (4u << 8)
+#define ICR_INIT (5u << 8)
+#define ICR_SIPI (6u << 8)
+
+/* 10.6.2.1, 10.6.1: a fixed IPI reaches the APIC its physical
+ * destination names, 0xff reaches all of them, an ID nobody has
+ * reaches nobody (and is no error); the shorthands ignore the
+ * destination field. */
+static void test_apic_bus_fixed_destinations_and_shorthands(void **state)
+{
+	(void)state;
+	bus_setup();
+	icr(0, 2, ICR_ASSERT | 0x40);
+	assert_int_equal(irr_mask(0x40), 1u << 2);
+	icr(1, 0xff, ICR_ASSERT | 0x41);
+	assert_int_equal(irr_mask(0x41), 0xf);
+	icr(1, 7, ICR_ASSERT | 0x42); /* no APIC 7 */
+	assert_int_equal(irr_mask(0x42), 0);
+	assert_int_equal(esr(bus[1].l), 0);
+	icr(3, 0, ICR_ALL_BUT_SELF | ICR_ASSERT | 0x43);
+	assert_int_equal(irr_mask(0x43), 0x7);
+	icr(3, 0, ICR_ALL | ICR_ASSERT | 0x44);
+	assert_int_equal(irr_mask(0x44), 0xf);
+	icr(2, 0, ICR_SELF | ICR_ASSERT | 0x45);
+	assert_int_equal(irr_mask(0x45), 1u << 2);
+	/* A level-triggered fixed IPI sets TMR at the destination. */
+	icr(0, 1, ICR_LEVEL | ICR_ASSERT | 0x46);
+	assert_true((rd(bus[1].l, LAPIC_TMR + 0x20) >> 6) & 1);
+	bus_teardown();
+}
+
+/* 10.6.2.2: logical destinations in the flat and cluster models. */
+static void test_apic_bus_logical_flat_and_cluster(void **state)
+{
+	(void)state;
+	bus_setup();
+	for (unsigned int i = 0; i < NR_BUS; i++)
+		wr(bus[i].l, LAPIC_LDR, (1u << i) << 24);
+	icr(0, 0x06, ICR_LOGICAL | ICR_ASSERT | 0x50);
+	assert_int_equal(irr_mask(0x50), 0x6);
+	/* Cluster: APICs 0, 1 in cluster 1, APICs 2, 3 in cluster 2. */
+	for (unsigned int i = 0; i < NR_BUS; i++) {
+		wr(bus[i].l, LAPIC_DFR, 0x0fffffff);
+		wr(bus[i].l, LAPIC_LDR,
+		   (((1u + i / 2) << 4) | (1u << (i % 2))) << 24);
+	}
+	icr(0, 0x23, ICR_LOGICAL | ICR_ASSERT | 0x51);
+	assert_int_equal(irr_mask(0x51), 0xc);
+	icr(0, 0x12, ICR_LOGICAL | ICR_ASSERT | 0x52);
+	assert_int_equal(irr_mask(0x52), 0x2);
+	bus_teardown();
+}
+
+/* 10.6.2.4: lowest priority sends to one APIC of the destination set;
+ * ours is the one with the lowest PPR, then the lowest APIC ID. */
+static void test_apic_bus_lowest_priority_one_deterministic(void **state)
+{
+	(void)state;
+	bus_setup();
+	for (unsigned int i = 0; i < NR_BUS; i++)
+		wr(bus[i].l, LAPIC_LDR, (1u << i) << 24);
+	wr(bus[1].l, LAPIC_TPR, 0x20);
+	wr(bus[2].l, LAPIC_TPR, 0x10);
+	wr(bus[3].l, LAPIC_TPR, 0x10);
+	icr(0, 0x0e, ICR_LOGICAL | ICR_LOWEST | ICR_ASSERT | 0x60);
+	assert_int_equal(irr_mask(0x60), 1u << 2);
+	wr(bus[2].l, LAPIC_TPR, 0x30);
+	icr(0, 0x0e, ICR_LOGICAL | ICR_LOWEST | ICR_ASSERT | 0x61);
+	assert_int_equal(irr_mask(0x61), 1u << 3);
+	bus_teardown();
+}
+
+/* 10.6.1: NMI goes to the CPU whatever the vector; INIT resets the
+ * registers but the ID (10.4.7.3) and leaves the CPU waiting for a
+ * SIPI, which is then recorded; a SIPI to a CPU not waiting, and the
+ * INIT level de-assert, do nothing. */
+static void test_apic_bus_nmi_init_sipi(void **state)
+{
+	struct dev_lapic_state st;
+
+	(void)state;
+	bus_setup();
+	icr(0, 1, ICR_NMI | ICR_ASSERT);
+	assert_int_equal(bus[1].nmis, 1);
+	assert_int_equal(bus[0].nmis + bus[2].nmis + bus[3].nmis, 0);
+	icr(0, 2, ICR_SIPI | ICR_ASSERT | 0x9a); /* not waiting: ignored */
+	assert_int_equal(bus[2].sipis, 0);
+
+	wr(bus[2].l, LAPIC_TPR, 0x30);
+	dev_lapic_accept(bus[2].l, 0x70, false);
+	icr(0, 2, ICR_INIT | ICR_LEVEL); /* de-assert: nothing */
+	assert_int_equal(bus[2].inits, 0);
+	assert_int_equal(rd(bus[2].l, LAPIC_TPR), 0x30);
+	icr(0, 2, ICR_INIT | ICR_ASSERT);
+	assert_int_equal(bus[2].inits, 1);
+	assert_int_equal(rd(bus[2].l, LAPIC_TPR), 0);
+	assert_int_equal(rd(bus[2].l, LAPIC_SVR), 0xff);
+	assert_int_equal(rd(bus[2].l, LAPIC_ID), 2u << 24);
+	assert_false(irr_has(bus[2].l, 0x70));
+	dev_lapic_state(bus[2].l, 0, &st);
+	assert_true(st.wait_for_sipi);
+	assert_int_equal(st.sipis, 0);
+	assert_int_equal(st.sipi_vector, -1);
+	/* Software disabled after INIT: fixed interrupts are dropped, and
+	 * a waiting CPU dispenses none. */
+	icr(0, 2, ICR_SIPI | ICR_ASSERT | 0x9a);
+	icr(0, 2, ICR_SIPI | ICR_ASSERT | 0x9b);
+	assert_int_equal(bus[2].sipis, 2);
+	assert_int_equal(bus[2].sipi_vector, 0x9b);
+	dev_lapic_state(bus[2].l, 0, &st);
+	assert_int_equal(st.sipis, 2);
+	assert_int_equal(st.sipi_vector, 0x9b);
+	bus_teardown();
+}
+
+/* 10.5.3: a fixed IPI with an illegal vector is not sent and sets the
+ * sender's ESR bit 5; a message from an IOAPIC with one sets the
+ * receiver's bit 6. */
+static void test_apic_bus_illegal_vectors(void **state)
+{
+	struct dev_apic_msg m = { .dest = 1, .vector = 7, .assert = true };
+
+	(void)state;
+	bus_setup();
+	icr(0, 1, ICR_ASSERT | 0x07);
+	assert_int_equal(esr(bus[0].l), LAPIC_ESR_SEND_ILLEGAL);
+	assert_int_equal(esr(bus[1].l), 0);
+	dev_apic_deliver(bus_apics, NR_BUS, -1, &m);
+	assert_int_equal(esr(bus[1].l), LAPIC_ESR_RECV_ILLEGAL);
+	bus_teardown();
+}
+
+/* 10.8.5: the EOI of a level-triggered vector is broadcast (to the
+ * IOAPIC); an edge one's is not. */
+static void test_apic_bus_level_eoi_broadcast(void **state)
+{
+	struct dev_apic_msg m = {
+		.dest = 3, .vector = 0x71, .level = true, .assert = true
+	};
+
+	(void)state;
+	bus_setup();
+	dev_apic_deliver(bus_apics, NR_BUS, -1, &m);
+	assert_int_equal(dev_lapic_ack(bus[3].l), 0x71);
+	wr(bus[3].l, LAPIC_EOI, 0);
+	assert_int_equal(bus[3].eois, 1);
+	assert_int_equal(bus[3].eoi_vector, 0x71);
+	m.level = false;
+	m.vector = 0x72;
+	dev_apic_deliver(bus_apics, NR_BUS, -1, &m);
+	assert_int_equal(dev_lapic_ack(bus[3].l), 0x72);
+	wr(bus[3].l, LAPIC_EOI, 0);
+	assert_int_equal(bus[3].eois, 1);
+	bus_teardown();
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -455,6 +721,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_lapic_timer_one_shot),
 		cmocka_unit_test(test_lapic_timer_periodic),
 		cmocka_unit_test(test_lapic_timer_masked_counts_silently),
+		cmocka_unit_test(
+			test_apic_bus_fixed_destinations_and_shorthands),
+		cmocka_unit_test(test_apic_bus_logical_flat_and_cluster),
+		cmocka_unit_test(
+			test_apic_bus_lowest_priority_one_deterministic),
+		cmocka_unit_test(test_apic_bus_nmi_init_sipi),
+		cmocka_unit_test(test_apic_bus_illegal_vectors),
+		cmocka_unit_test(test_apic_bus_level_eoi_broadcast),
 	};
 	const struct CMUnitTest threaded[] = {
 		cmocka_unit_test(test_lapic_accepts_from_threads_taken_once),
