@@ -1,0 +1,131 @@
+/*
+ * irq_echo: echo.c's line echo, driven by COM1's receive interrupt
+ * instead of polling: IER enables "received data available" (16550
+ * datasheet), the FIFOs are on (FCR), and I/O APIC pin 4 (COM1,
+ * docs/GUEST-ABI.md) is routed edge-triggered to vector 0x24 on APIC 0.
+ * The handler drains RBR while LSR.DR is set into a ring buffer and
+ * EOIs; the main loop sleeps in `sti; hlt` while the buffer is empty, so
+ * the vCPU is halted whenever it waits for input. Lines work as in
+ * echo.c: each is echoed as "irq_echo: <line>", "sum" prints the bytes
+ * received before it and their hash (h = h * 31 + byte), "quit" ends
+ * with status 0. The integration test (tests/integration/
+ * test_irq_echo.py) types into mmud's console; QEMU's runner has no
+ * input, so this guest has no transcript test.
+ */
+#include "irq.h"
+
+#define COM1 0x3f8
+#define RBR COM1
+#define IER (COM1 + 1)
+#define IIR (COM1 + 2)
+#define FCR (COM1 + 2)
+#define LSR (COM1 + 5)
+#define LSR_DR 0x01
+#define IER_RDA 0x01
+#define VECTOR 0x24
+#define PIN 4
+#define RING 4096 /* a power of two */
+
+static volatile uint8_t ring[RING];
+static volatile unsigned int head, tail; /* head: handler, tail: main */
+static volatile unsigned int overruns, interrupts;
+static char line[256];
+static uint64_t count, hash;
+
+static void on_com1(struct rt_irq_frame *f)
+{
+	(void)f;
+	interrupts++;
+	while (rt_inb(LSR) & LSR_DR) {
+		uint8_t c = rt_inb(RBR);
+
+		if (head - tail < RING)
+			ring[head++ % RING] = c;
+		else
+			overruns++;
+	}
+	rt_apic_eoi();
+}
+
+/* The next byte: sleeps in HLT until the handler has put one in. */
+static char getc_irq(void)
+{
+	char c;
+
+	rt_cli();
+	while (head == tail) {
+		rt_sti_hlt();
+		rt_cli();
+	}
+	c = (char)ring[tail % RING];
+	tail++;
+	rt_sti();
+	return c;
+}
+
+static bool is(const char *s, size_t n, const char *word)
+{
+	return n == strlen(word) && !memcmp(s, word, n);
+}
+
+static void account(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		hash = hash * 31 + (uint8_t)s[i];
+		count++;
+	}
+}
+
+int guest_main(unsigned int cpu)
+{
+	bool after_cr = false;
+	size_t n = 0;
+
+	if (cpu != 0)
+		return 0;
+	rt_irq_setup();
+	rt_apic_enable();
+	rt_irq_set_handler(VECTOR, on_com1);
+	rt_outb(IER, 0);
+	rt_outb(FCR, 0x07); /* FIFOs on and cleared, trigger at 1 byte */
+	if ((rt_inb(IIR) & 0xc0) != 0xc0)
+		rt_fail("irq_echo: IIR %#x without the FIFO-enabled bits\n",
+			rt_inb(IIR));
+	rt_ioapic_route(PIN, VECTOR, 0); /* edge, active high */
+	rt_outb(IER, IER_RDA);
+	rt_printf("irq_echo: ready\n");
+	for (;;) {
+		char c = getc_irq();
+		bool lf_of_crlf = c == '\n' && after_cr && n == 0;
+
+		after_cr = c == '\r';
+		if (lf_of_crlf)
+			continue;
+		if (c != '\n' && c != '\r') {
+			line[n++] = c;
+			if (n < sizeof(line) - 1)
+				continue;
+			line[n] = '\0';
+			account(line, n);
+			rt_printf("irq_echo: %s\n", line);
+			n = 0;
+			continue;
+		}
+		if (is(line, n, "quit")) {
+			rt_printf("irq_echo: bye\n");
+			return 0;
+		}
+		if (is(line, n, "sum")) {
+			rt_printf("irq_echo: %lu bytes, hash %lx, %s\n", count,
+				  hash,
+				  overruns ? "ring overrun" :
+					     "by receive interrupts");
+		} else {
+			line[n] = '\0';
+			account(line, n);
+			account("\n", 1);
+			rt_printf("irq_echo: %s\n", line);
+		}
+		n = 0;
+	}
+}
