@@ -50,6 +50,7 @@ static const char brand[48] = "mmud software x86-64 CPU";
 /* Leaf 1 ECX (table 3-10). */
 #define F1_ECX_CX16 (1u << 13)
 #define F1_ECX_PCID (1u << 17)
+#define F1_ECX_X2APIC (1u << 21)
 #define F1_ECX_MOVBE (1u << 22)
 #define F1_ECX_POPCNT (1u << 23)
 #define F1_ECX_HYPERVISOR (1u << 31)
@@ -97,8 +98,8 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		out[0] = SIGNATURE;
 		/* Initial APIC ID in bits 31:24. */
 		out[1] = (cpu->index & 0xff) << 24;
-		out[2] = F1_ECX_CX16 | F1_ECX_PCID | F1_ECX_MOVBE |
-			 F1_ECX_POPCNT | F1_ECX_HYPERVISOR;
+		out[2] = F1_ECX_CX16 | F1_ECX_PCID | F1_ECX_X2APIC |
+			 F1_ECX_MOVBE | F1_ECX_POPCNT | F1_ECX_HYPERVISOR;
 		out[3] = F1_EDX_FPU | F1_EDX_TSC | F1_EDX_MSR | F1_EDX_PAE |
 			 F1_EDX_CX8 | F1_EDX_APIC | F1_EDX_PGE | F1_EDX_CMOV |
 			 F1_EDX_PAT | F1_EDX_FXSR | F1_EDX_SSE | F1_EDX_SSE2;

@@ -6,6 +6,7 @@
  * timer's divide configuration, one-shot and periodic modes. Each test
  * names the SDM (vol. 3, chapter 10) section its rule comes from.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -704,6 +705,175 @@ static void test_apic_bus_level_eoi_broadcast(void **state)
 	bus_teardown();
 }
 
+/* ---- IA32_APIC_BASE and x2APIC ---------------------------------------- */
+
+#define BASE_EN MSR_IA32_APIC_BASE_EN
+#define BASE_EXTD MSR_IA32_APIC_BASE_EXTD
+#define BASE_BSP MSR_IA32_APIC_BASE_BSP
+#define X2(off) (LAPIC_X2APIC_MSR_BASE + ((off) >> 4))
+
+static uint64_t msr_rd(struct dev_lapic *l, uint32_t msr)
+{
+	uint64_t v = 0xdeadbeef;
+
+	assert_int_equal(dev_lapic_msr_read(l, msr, 0, &v), 0);
+	return v;
+}
+
+/* 10.12.5, figure 10-27: the transitions of IA32_APIC_BASE and the ones
+ * that raise #GP (refused, nothing changed). */
+static void test_lapic_base_mode_transitions(void **state)
+{
+	struct dev_lapic *l = enabled(2);
+	uint64_t def = DEV_LAPIC_BASE | BASE_EN;
+
+	(void)state;
+	assert_int_equal(dev_lapic_get_base(l), def); /* not the BSP */
+	assert_int_equal(dev_lapic_set_base(l, def | 1), -EINVAL);
+	assert_int_equal(dev_lapic_set_base(l, def | (1ULL << 46)), -EINVAL);
+	assert_int_equal(dev_lapic_set_base(l, DEV_LAPIC_BASE | BASE_EXTD),
+			 -EINVAL); /* EXTD without EN */
+	assert_int_equal(dev_lapic_get_base(l), def);
+	/* Relocated: the page moves. */
+	assert_int_equal(dev_lapic_set_base(l, 0xfed00000ULL | BASE_EN), 0);
+	assert_false(dev_lapic_mmio_covers(l, DEV_LAPIC_BASE + 0x20));
+	assert_true(dev_lapic_mmio_covers(l, 0xfed00020ULL));
+	/* xAPIC to x2APIC: the ID and LDR take their x2APIC form, the page
+	 * is gone, the rest stays. */
+	wr(l, LAPIC_TPR, 0x20);
+	assert_int_equal(dev_lapic_set_base(l, def | BASE_EXTD), 0);
+	assert_true(dev_lapic_is_x2apic(l));
+	assert_false(dev_lapic_mmio_covers(l, DEV_LAPIC_BASE));
+	assert_int_equal(msr_rd(l, X2(LAPIC_ID)), 2);
+	assert_int_equal(msr_rd(l, X2(LAPIC_LDR)), 1u << 2);
+	assert_int_equal(msr_rd(l, X2(LAPIC_TPR)), 0x20);
+	/* x2APIC to xAPIC: #GP; to disabled: allowed, registers reset. */
+	assert_int_equal(dev_lapic_set_base(l, def), -EINVAL);
+	assert_int_equal(dev_lapic_set_base(l, DEV_LAPIC_BASE), 0);
+	assert_false(dev_lapic_is_x2apic(l));
+	/* Disabled: takes no interrupts, and cannot go to x2APIC. */
+	assert_false(dev_lapic_accept(l, 0x40, false));
+	assert_int_equal(dev_lapic_set_base(l, def | BASE_EXTD), -EINVAL);
+	assert_int_equal(dev_lapic_set_base(l, def), 0);
+	assert_int_equal(rd(l, LAPIC_TPR), 0);
+	assert_int_equal(rd(l, LAPIC_SVR), 0xff);
+	assert_int_equal(rd(l, LAPIC_ID), 2u << 24);
+	dev_lapic_destroy(l);
+
+	l = dev_lapic_create(0, NULL, NULL);
+	assert_int_equal(dev_lapic_get_base(l), def | BASE_BSP);
+	dev_lapic_destroy(l);
+}
+
+/* 10.12.1.2, table 10-6: the x2APIC MSRs and their #GP cases. */
+static void test_lapic_x2apic_msr_rules(void **state)
+{
+	struct dev_lapic *l = enabled(0x13);
+	uint64_t v;
+
+	(void)state;
+	/* Not in x2APIC mode: every x2APIC MSR is #GP. */
+	assert_int_equal(dev_lapic_msr_read(l, X2(LAPIC_ID), 0, &v), -EINVAL);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_TPR), 0, 0), -EINVAL);
+	assert_int_equal(
+		dev_lapic_set_base(l, DEV_LAPIC_BASE | BASE_EN | BASE_EXTD), 0);
+	assert_int_equal(msr_rd(l, X2(LAPIC_ID)), 0x13);
+	assert_int_equal(msr_rd(l, X2(LAPIC_VERSION)), 0x50014);
+	assert_int_equal(msr_rd(l, X2(LAPIC_LDR)), (1u << 16) | (1u << 3));
+	assert_int_equal(msr_rd(l, X2(LAPIC_SVR)), 0x1ff);
+	/* Registers that do not exist in x2APIC mode. */
+	for (uint32_t off = 0; off < 0x400; off += 0x10) {
+		bool absent = off == LAPIC_APR || off == LAPIC_RRD ||
+			      off == LAPIC_DFR || off == LAPIC_ICR_HI ||
+			      off == 0 || off == 0x10 || off == 0x40 ||
+			      off == 0x50 || off == 0x60 || off == 0x70 ||
+			      (off >= 0x290 && off < 0x300) ||
+			      (off >= 0x3a0 && off < 0x3e0) || off == 0x3f0;
+
+		if (absent || off == LAPIC_EOI)
+			assert_int_equal(dev_lapic_msr_read(l, X2(off), 0, &v),
+					 -EINVAL);
+	}
+	assert_int_equal(dev_lapic_msr_read(l, LAPIC_X2APIC_SELF_IPI, 0, &v),
+			 -EINVAL); /* write-only */
+	/* Read-only registers: a write is #GP. */
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_ID), 5, 0), -EINVAL);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_LDR), 5, 0), -EINVAL);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_PPR), 0, 0), -EINVAL);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_IRR), 0, 0), -EINVAL);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_TIMER_CCR), 0, 0),
+			 -EINVAL);
+	/* EOI and ESR take only 0; high halves are reserved. */
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_EOI), 1, 0), -EINVAL);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_ESR), 1, 0), -EINVAL);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_TPR), 1ULL << 32, 0),
+			 -EINVAL);
+	/* SELF_IPI: a fixed interrupt to this APIC; bits 31:8 reserved. */
+	assert_int_equal(dev_lapic_msr_write(l, LAPIC_X2APIC_SELF_IPI, 0x1a5,
+					     0),
+			 -EINVAL);
+	assert_int_equal(dev_lapic_msr_write(l, LAPIC_X2APIC_SELF_IPI, 0xa5, 0),
+			 0);
+	assert_int_equal(dev_lapic_pending(l), 0xa5);
+	assert_int_equal(dev_lapic_ack(l), 0xa5);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_EOI), 0, 0), 0);
+	assert_int_equal(msr_rd(l, X2(LAPIC_ISR) + 5), 0);
+	/* ICR: one 64-bit register, reserved bits #GP. */
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_ICR_LO),
+					     (1u << 12) | 0x40, 0),
+			 -EINVAL);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_ICR_LO),
+					     (0x13ULL << 32) | 0x41, 0),
+			 0);
+	assert_int_equal(msr_rd(l, X2(LAPIC_ICR_LO)), (0x13ULL << 32) | 0x41);
+	/* An illegal self IPI: ESR, not IRR. */
+	assert_int_equal(dev_lapic_msr_write(l, LAPIC_X2APIC_SELF_IPI, 3, 0),
+			 0);
+	assert_int_equal(dev_lapic_msr_write(l, X2(LAPIC_ESR), 0, 0), 0);
+	assert_int_equal(msr_rd(l, X2(LAPIC_ESR)), LAPIC_ESR_SEND_ILLEGAL);
+	/* Not an x2APIC MSR at all. */
+	assert_int_equal(dev_lapic_msr_read(l, 0x900, 0, &v), -EINVAL);
+	dev_lapic_destroy(l);
+}
+
+/* 10.12.9, 10.12.10: x2APIC destinations: 32-bit physical IDs, the
+ * broadcast 0xffffffff, and logical cluster IDs from the x2APIC ID. */
+static void test_apic_bus_x2apic_destinations(void **state)
+{
+	(void)state;
+	bus_setup();
+	for (unsigned int i = 0; i < NR_BUS; i++)
+		assert_int_equal(dev_lapic_set_base(bus[i].l,
+						    DEV_LAPIC_BASE | BASE_EN |
+							    BASE_EXTD),
+				 0);
+	assert_int_equal(dev_lapic_msr_write(bus[0].l, X2(LAPIC_ICR_LO),
+					     (3ULL << 32) | ICR_ASSERT | 0x40,
+					     0),
+			 0);
+	assert_int_equal(irr_mask(0x40), 1u << 3);
+	assert_int_equal(dev_lapic_msr_write(
+				 bus[0].l, X2(LAPIC_ICR_LO),
+				 (0xffffffffULL << 32) | ICR_ASSERT | 0x41, 0),
+			 0);
+	assert_int_equal(irr_mask(0x41), 0xf);
+	/* Cluster 0, members 1 and 2 (bits 1, 2 of the low half). */
+	assert_int_equal(dev_lapic_msr_write(bus[0].l, X2(LAPIC_ICR_LO),
+					     (0x6ULL << 32) | ICR_LOGICAL |
+						     ICR_ASSERT | 0x42,
+					     0),
+			 0);
+	assert_int_equal(irr_mask(0x42), 0x6);
+	/* Another cluster: nobody. */
+	assert_int_equal(dev_lapic_msr_write(bus[0].l, X2(LAPIC_ICR_LO),
+					     (0x10006ULL << 32) | ICR_LOGICAL |
+						     ICR_ASSERT | 0x43,
+					     0),
+			 0);
+	assert_int_equal(irr_mask(0x43), 0);
+	bus_teardown();
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -729,6 +899,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_apic_bus_nmi_init_sipi),
 		cmocka_unit_test(test_apic_bus_illegal_vectors),
 		cmocka_unit_test(test_apic_bus_level_eoi_broadcast),
+		cmocka_unit_test(test_lapic_base_mode_transitions),
+		cmocka_unit_test(test_lapic_x2apic_msr_rules),
+		cmocka_unit_test(test_apic_bus_x2apic_destinations),
 	};
 	const struct CMUnitTest threaded[] = {
 		cmocka_unit_test(test_lapic_accepts_from_threads_taken_once),

@@ -988,6 +988,7 @@ static void test_system_cpuid_reports_what_is_implemented(void **state)
 	assert_true(r[3] & (1u << 13)); /* PGE */
 	assert_true(r[3] & (1u << 6)); /* PAE */
 	assert_true(r[3] & (1u << 9)); /* APIC: the VM's (core/vm.c) */
+	assert_true(r[2] & (1u << 21)); /* x2APIC */
 
 	cpuid(h, 7, 0, r);
 	assert_true(r[1] & (1u << 7)); /* SMEP */
