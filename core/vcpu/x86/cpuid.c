@@ -53,7 +53,10 @@ static const char brand[48] = "mmud software x86-64 CPU";
 #define F1_ECX_X2APIC (1u << 21)
 #define F1_ECX_MOVBE (1u << 22)
 #define F1_ECX_POPCNT (1u << 23)
+#define F1_ECX_TSC_DEADLINE (1u << 24)
 #define F1_ECX_HYPERVISOR (1u << 31)
+/* Leaf 6 EAX. */
+#define F6_EAX_ARAT (1u << 2)
 /* Leaf 7 subleaf 0 EBX. */
 #define F7_EBX_BMI1 (1u << 3)
 #define F7_EBX_SMEP (1u << 7)
@@ -70,6 +73,8 @@ static const char brand[48] = "mmud software x86-64 CPU";
 #define FX_EDX_PDPE1GB (1u << 26)
 #define FX_EDX_RDTSCP (1u << 27)
 #define FX_EDX_LM (1u << 29)
+/* Leaf 0x80000007 EDX. */
+#define FX7_EDX_INVARIANT_TSC (1u << 8)
 
 /* Family 6, model 0, stepping 1: no real part, so no guest applies a
  * vendor's model-specific quirks to it. */
@@ -99,10 +104,16 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		/* Initial APIC ID in bits 31:24. */
 		out[1] = (cpu->index & 0xff) << 24;
 		out[2] = F1_ECX_CX16 | F1_ECX_PCID | F1_ECX_X2APIC |
-			 F1_ECX_MOVBE | F1_ECX_POPCNT | F1_ECX_HYPERVISOR;
+			 F1_ECX_MOVBE | F1_ECX_POPCNT | F1_ECX_TSC_DEADLINE |
+			 F1_ECX_HYPERVISOR;
 		out[3] = F1_EDX_FPU | F1_EDX_TSC | F1_EDX_MSR | F1_EDX_PAE |
 			 F1_EDX_CX8 | F1_EDX_APIC | F1_EDX_PGE | F1_EDX_CMOV |
 			 F1_EDX_PAT | F1_EDX_FXSR | F1_EDX_SSE | F1_EDX_SSE2;
+		break;
+	case 6:
+		/* The APIC timer runs at a constant rate whatever the
+		 * C-state (ARAT): it runs on host time. */
+		out[0] = F6_EAX_ARAT;
 		break;
 	case 7:
 		if (subleaf == 0)
@@ -134,12 +145,17 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 	case 0x80000004u:
 		put_string(out, brand + 16 * (leaf - 0x80000002u), 16);
 		break;
+	case 0x80000007u:
+		/* The TSC is the host's plus one offset per VM
+		 * (docs/GUEST-ABI.md, "Time"): invariant. */
+		out[3] = FX7_EDX_INVARIANT_TSC;
+		break;
 	case 0x80000008u:
 		/* 46 physical, 48 linear address bits (docs/GUEST-ABI.md). */
 		out[0] = 0x302e;
 		break;
 	default:
-		/* Leaves 2-6, 0x80000005-7 and everything out of range
+		/* Leaves 2-5, 0x80000005-6 and everything out of range
 		 * report nothing (as AMD processors do). */
 		break;
 	}

@@ -874,6 +874,64 @@ static void test_apic_bus_x2apic_destinations(void **state)
 	bus_teardown();
 }
 
+/* ---- the TSC-deadline timer ------------------------------------------- */
+
+/* 10.5.4.1: in TSC-deadline mode IA32_TSC_DEADLINE arms the timer for a
+ * guest TSC value; host time is only its estimate (here 2 GHz: two
+ * ticks a nanosecond), and the timer fires once the TSC itself has
+ * reached the deadline, never before; it then reads 0. Outside that
+ * mode writes are ignored and reads 0; the initial count is ignored in
+ * it; changing the mode disarms. */
+static void test_lapic_tsc_deadline(void **state)
+{
+	struct dev_lapic *l;
+
+	(void)state;
+	bus_setup();
+	l = bus[0].l;
+	fake_tsc = 1000000;
+	dev_lapic_set_tsc_deadline(l, 5000000, 100);
+	assert_int_equal(dev_lapic_tsc_deadline(l), 0);
+	assert_int_equal(dev_lapic_deadline(l), 0);
+
+	wr(l, LAPIC_LVT_TIMER, LAPIC_LVT_TSC_DEADLINE | 0x60);
+	dev_lapic_mmio_write(l, LAPIC_TIMER_ICR, 4, 1000, 100);
+	assert_int_equal(dev_lapic_deadline(l), 0); /* count ignored */
+	assert_int_equal(rd(l, LAPIC_TIMER_ICR), 0);
+	dev_lapic_set_tsc_deadline(l, 5000000, 100);
+	assert_int_equal(dev_lapic_tsc_deadline(l), 5000000);
+	/* 4,000,000 ticks at 2 GHz: 2 ms after host time 100. */
+	assert_int_equal(dev_lapic_deadline(l), 100 + 2000000);
+	/* Host time says due, the TSC says not yet: no interrupt, the
+	 * deadline is estimated again from the TSC. */
+	fake_tsc = 4999999;
+	assert_false(dev_lapic_advance(l, 2000100));
+	assert_false(irr_has(l, 0x60));
+	assert_true(dev_lapic_deadline(l) > 2000100);
+	fake_tsc = 5000000;
+	assert_true(dev_lapic_advance(l, dev_lapic_deadline(l)));
+	assert_true(irr_has(l, 0x60));
+	assert_int_equal(dev_lapic_tsc_deadline(l), 0);
+	assert_int_equal(dev_lapic_deadline(l), 0);
+
+	/* A deadline already past fires at the next look. */
+	dev_lapic_set_tsc_deadline(l, 10, 500);
+	assert_int_equal(dev_lapic_deadline(l), 500);
+	/* 0 disarms; so does leaving the mode. */
+	dev_lapic_set_tsc_deadline(l, 0, 500);
+	assert_int_equal(dev_lapic_deadline(l), 0);
+	dev_lapic_set_tsc_deadline(l, 9000000, 500);
+	assert_true(dev_lapic_deadline(l) != 0);
+	wr(l, LAPIC_LVT_TIMER, 0x60); /* one-shot */
+	assert_int_equal(dev_lapic_deadline(l), 0);
+	assert_int_equal(dev_lapic_tsc_deadline(l), 0);
+	/* A deadline far beyond what host time can say saturates. */
+	wr(l, LAPIC_LVT_TIMER, LAPIC_LVT_TSC_DEADLINE | 0x60);
+	dev_lapic_set_tsc_deadline(l, UINT64_MAX, 500);
+	assert_true(dev_lapic_deadline(l) > 500);
+	bus_teardown();
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -902,6 +960,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_lapic_base_mode_transitions),
 		cmocka_unit_test(test_lapic_x2apic_msr_rules),
 		cmocka_unit_test(test_apic_bus_x2apic_destinations),
+		cmocka_unit_test(test_lapic_tsc_deadline),
 	};
 	const struct CMUnitTest threaded[] = {
 		cmocka_unit_test(test_lapic_accepts_from_threads_taken_once),

@@ -989,6 +989,12 @@ static void test_system_cpuid_reports_what_is_implemented(void **state)
 	assert_true(r[3] & (1u << 6)); /* PAE */
 	assert_true(r[3] & (1u << 9)); /* APIC: the VM's (core/vm.c) */
 	assert_true(r[2] & (1u << 21)); /* x2APIC */
+	assert_true(r[2] & (1u << 24)); /* TSC-deadline */
+	cpuid(h, 6, 0, r);
+	assert_int_equal(r[0], 1u << 2); /* ARAT only */
+	cpuid(h, 0x80000007u, 0, r);
+	assert_int_equal(r[3], 1u << 8); /* invariant TSC only */
+	cpuid(h, 1, 0, r);
 
 	cpuid(h, 7, 0, r);
 	assert_true(r[1] & (1u << 7)); /* SMEP */
