@@ -20,6 +20,7 @@
 
 #include "bzimage.h"
 #include "dev/dev.h"
+#include "dev/ioapic.h"
 #include "dev/lapic.h"
 #include "dev/pm.h"
 #include "guestmem.h"
@@ -27,6 +28,7 @@
 #include "mmu.h"
 #include "mmu_rcu.h"
 #include "vcpu/vcpu.h"
+#include "vcpu/x86/kvmclock.h"
 #include "vm.h"
 
 struct ram_range {
@@ -83,6 +85,17 @@ struct vm {
 	unsigned int nr_wake_checks;
 	/* (c) between resets, which happen with every vCPU parked */
 	int64_t tsc_offset;
+	/* (c) The IOAPIC (docs/GUEST-ABI.md, "Interrupts"); COM1 drives
+	 * its pin 4. */
+	struct dev_ioapic *ioapic;
+	/* (c) kvmclock's scale of the guest TSC (docs/GUEST-ABI.md,
+	 * "kvmclock"); without one (a TSC frequency it cannot express)
+	 * the MSRs write nothing. */
+	struct x86_pvclock_scale pvclock;
+	bool has_pvclock;
+	/* vCPU i's kvmclock MSRs: (v) vCPU i's thread, or the worker
+	 * while every vCPU is parked (reset). */
+	struct x86_kvmclock kvmclock[VM_MAX_VCPUS];
 
 	pthread_mutex_t lock;
 	bool ended; /* (vm->lock) */
@@ -234,6 +247,9 @@ static uint64_t vm_cpu_mmio_read(void *opaque, unsigned int vcpu, gpa_t gpa,
 	if (l && dev_lapic_mmio_covers(l, gpa))
 		return dev_lapic_mmio_read(l, (uint32_t)(gpa & 0xfff), size,
 					   now_ns());
+	if (gpa >= DEV_IOAPIC_BASE && gpa < DEV_IOAPIC_BASE + DEV_IOAPIC_SIZE)
+		return dev_ioapic_mmio_read(
+			vm->ioapic, (uint32_t)(gpa - DEV_IOAPIC_BASE), size);
 	return unbacked(size);
 }
 
@@ -246,6 +262,11 @@ static void vm_cpu_mmio_write(void *opaque, unsigned int vcpu, gpa_t gpa,
 	if (l && dev_lapic_mmio_covers(l, gpa))
 		dev_lapic_mmio_write(l, (uint32_t)(gpa & 0xfff), size,
 				     (uint32_t)value, now_ns());
+	else if (gpa >= DEV_IOAPIC_BASE &&
+		 gpa < DEV_IOAPIC_BASE + DEV_IOAPIC_SIZE)
+		dev_ioapic_mmio_write(vm->ioapic,
+				      (uint32_t)(gpa - DEV_IOAPIC_BASE), size,
+				      value);
 }
 
 static uint64_t vm_timer_deadline(void *opaque, unsigned int vcpu)
@@ -276,6 +297,43 @@ static int vm_intr_ack(void *opaque, unsigned int vcpu)
 	return dev_lapic_ack(vm->lapics[vcpu]);
 }
 
+/* ---- kvmclock (docs/GUEST-ABI.md, "kvmclock") -------------------------- */
+
+/* Its structures reach guest RAM as the vCPU's own stores would. */
+static bool kvmclock_store(void *ctx, gpa_t gpa, const void *buf,
+			   unsigned int len)
+{
+	return vcpu_write_guest(ctx, gpa, buf, len);
+}
+
+static bool kvmclock_refuse(void *ctx, gpa_t gpa, const void *buf,
+			    unsigned int len)
+{
+	(void)ctx;
+	(void)gpa;
+	(void)buf;
+	(void)len;
+	return false;
+}
+
+static int kvmclock_msr(struct vm *vm, unsigned int vcpu, uint32_t index,
+			bool write, uint64_t *value)
+{
+	struct x86_kvmclock_now now = { .scale = vm->pvclock };
+	struct timespec ts;
+
+	if (!write)
+		return x86_kvmclock_rdmsr(&vm->kvmclock[vcpu], index, value);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now.realtime_ns =
+		(uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	now.guest_tsc = vcpu_guest_tsc(vm->vcpus[vcpu]);
+	return x86_kvmclock_wrmsr(&vm->kvmclock[vcpu], index, *value, &now,
+				  vm->has_pvclock ? kvmclock_store :
+						    kvmclock_refuse,
+				  vm->vcpus[vcpu]);
+}
+
 /* IA32_APIC_BASE, IA32_TSC_DEADLINE and the x2APIC MSRs (SDM vol. 3,
  * 10.4.4, 10.5.4.1, 10.12.1.2); -ENOENT for the CPU's own. */
 static int vm_msr(void *opaque, unsigned int vcpu, uint32_t index, bool write,
@@ -301,6 +359,8 @@ static int vm_msr(void *opaque, unsigned int vcpu, uint32_t index, bool write,
 	if (index >= LAPIC_X2APIC_MSR_BASE && index <= LAPIC_X2APIC_MSR_LAST)
 		return write ? dev_lapic_msr_write(l, index, *value, now_ns()) :
 			       dev_lapic_msr_read(l, index, now_ns(), value);
+	if (x86_kvmclock_is_msr(index))
+		return kvmclock_msr(vm, vcpu, index, write, value);
 	return -ENOENT;
 }
 
@@ -377,6 +437,65 @@ int vm_add_wake_check(struct vm *vm, bool (*fn)(void *ctx), void *ctx)
 	vm->wake_checks[vm->nr_wake_checks].ctx = ctx;
 	vm->nr_wake_checks++;
 	return 0;
+}
+
+/* ---- the IOAPIC and COM1's line (docs/GUEST-ABI.md, "Interrupts") ------ */
+
+#define VM_COM1_GSI 4
+
+/*
+ * An IOAPIC message onto the APIC bus. Fixed, lowest-priority, NMI and
+ * INIT messages go; SMI and ExtINT have nothing to go to here (no SMM,
+ * no PIC) and mode 6 is reserved in a redirection entry: dropped.
+ */
+static void ioapic_deliver(void *ctx, const struct dev_ioapic_msg *m)
+{
+	struct dev_apic_msg msg = {
+		.dest = m->dest,
+		.vector = m->vector,
+		.mode = m->delivery_mode,
+		.shorthand = DEV_APIC_DEST_FIELD,
+		.logical = m->logical,
+		.level = m->level,
+		.assert = true,
+	};
+
+	switch (m->delivery_mode) {
+	case IOAPIC_DM_FIXED:
+	case IOAPIC_DM_LOWEST:
+	case IOAPIC_DM_NMI:
+	case IOAPIC_DM_INIT:
+		vm_apic_deliver(ctx, &msg);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The local APICs' broadcast EOI of a level-triggered vector. */
+static void ioapic_eoi(void *ctx, uint8_t vector)
+{
+	struct vm *vm = ctx;
+
+	dev_ioapic_eoi(vm->ioapic, vector);
+}
+
+/* COM1's interrupt line: IOAPIC pin 4, edge-triggered active high. */
+static void com1_irq(void *ctx, bool level)
+{
+	struct vm *vm = ctx;
+
+	dev_ioapic_set_irq(vm->ioapic, VM_COM1_GSI, level);
+}
+
+/* COM1 can still wake a halted guest when console input would raise
+ * an interrupt and its pin is unmasked. */
+static bool com1_can_interrupt(void *ctx)
+{
+	struct vm *vm = ctx;
+
+	return dev_serial_input_interrupts(vm->serial) &&
+	       !dev_ioapic_is_masked(vm->ioapic, VM_COM1_GSI);
 }
 
 static bool vm_devices_can_interrupt(void *opaque)
@@ -704,6 +823,15 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		dev_lapic_set_bus(vm->lapics[i], &vm->apic_bus_ops,
 				  &vm->apic_ctx[i]);
 	}
+	vm->ioapic = dev_ioapic_create(ioapic_deliver, vm);
+	if (!vm->ioapic) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	vm_set_eoi_hook(vm, ioapic_eoi, vm);
+	dev_serial_connect_irq(vm->serial, com1_irq, vm);
+	vm_add_wake_check(vm, com1_can_interrupt, vm);
+	vm->has_pvclock = x86_pvclock_scale(vm->tsc_hz, &vm->pvclock);
 	/* One TSC for the whole VM, 0 at creation (docs/GUEST-ABI.md,
 	 * "Time"). */
 	vm->tsc_offset = -(int64_t)__rdtsc();
@@ -813,6 +941,9 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	dev_serial_reset(vm->serial);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		dev_lapic_reset(vm->lapics[i]);
+	dev_ioapic_reset(vm->ioapic);
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+		x86_kvmclock_reset(&vm->kvmclock[i]);
 	/* RESET starts the TSC again at 0 (SDM vol. 3, 17.17). */
 	vm->tsc_offset = -(int64_t)__rdtsc();
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++) {
@@ -999,11 +1130,15 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	/* COM1's line leads to the IOAPIC and the APICs going below. */
+	if (vm->serial)
+		dev_serial_connect_irq(vm->serial, NULL, NULL);
 	for (unsigned int i = 0; i < VM_MAX_VCPUS; i++)
 		vcpu_destroy(vm->vcpus[i]);
 	/* After the vCPUs: their threads call into their APICs. */
 	for (unsigned int i = 0; i < VM_MAX_VCPUS; i++)
 		dev_lapic_destroy(vm->lapics[i]);
+	dev_ioapic_destroy(vm->ioapic);
 	guestmem_destroy(vm->guestmem);
 	if (vm->mmu) {
 		for (unsigned int i = 0; i < vm->nr_ram; i++)

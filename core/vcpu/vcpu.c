@@ -156,6 +156,64 @@ static void env_tracked_write(void *opaque, gpa_t gpa, unsigned int size)
 	x86_request_exit(v->cpu);
 }
 
+/* The pieces the MMU tracks (1, 2, 4 or 8 bytes within a page) that
+ * cover [gpa, gpa + len) of one page. */
+static void track_range(struct vcpu *v, gpa_t gpa, unsigned int len)
+{
+	while (len) {
+		unsigned int n = len >= 8 ? 8 : len >= 4 ? 4 : len >= 2 ? 2 : 1;
+
+		env_tracked_write(v, gpa, n);
+		gpa += n;
+		len -= n;
+	}
+}
+
+bool vcpu_write_guest(struct vcpu *v, gpa_t gpa, const void *buf,
+		      unsigned int len)
+{
+	const uint8_t *p = buf;
+	/* len <= PAGE_SIZE: the range spans two pages at most. Each slot
+	 * stays valid to the end of this read-side section. */
+	const struct memslot *slot[2] = { NULL, NULL };
+	unsigned int npages;
+	bool ok = true;
+
+	/* gpa and len are the guest's: bound both before any sum. */
+	if (!len || len > PAGE_SIZE || gpa > (1ULL << 52) - len)
+		return false;
+	npages = ((gpa + len - 1) >> PAGE_SHIFT) - (gpa >> PAGE_SHIFT) + 1;
+	mmu_rcu_read_lock();
+	/* Every page of the range is writable RAM, or nothing is stored. */
+	for (unsigned int k = 0; ok && k < npages; k++) {
+		slot[k] = memslot_lookup(v->mmu, (gpa >> PAGE_SHIFT) + k,
+					 &v->slot_hint);
+		ok = slot[k] &&
+		     !(slot[k]->flags & (MEMSLOT_INVALID | MEMSLOT_READONLY));
+	}
+	for (unsigned int i = 0, k = 0; ok && i < len; k++) {
+		gpa_t a = gpa + i;
+		unsigned int n =
+			PAGE_SIZE - (unsigned int)(a & (PAGE_SIZE - 1));
+		uint8_t *h;
+
+		if (n > len - i)
+			n = len - i;
+		h = (uint8_t *)(uintptr_t)memslot_gfn_to_hva(slot[k],
+							     a >> PAGE_SHIFT) +
+		    (a & (PAGE_SIZE - 1));
+		/* In address order, each a release store, as a guest's
+		 * own stores (docs/ARCHITECTURE.md, "Guest memory is
+		 * shared memory"). */
+		for (unsigned int j = 0; j < n; j++)
+			__atomic_store_n(h + j, p[i + j], __ATOMIC_RELEASE);
+		track_range(v, a, n);
+		i += n;
+	}
+	mmu_rcu_read_unlock();
+	return ok;
+}
+
 static bool irr_pending(struct vcpu *v)
 {
 	for (unsigned int i = 0; i < 4; i++)

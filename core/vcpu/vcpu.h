@@ -221,6 +221,16 @@ int vcpu_with_cpu(struct vcpu *v, int (*fn)(struct x86_cpu *cpu, void *ctx),
  */
 void vcpu_set_tsc_offset(struct vcpu *v, int64_t offset);
 uint64_t vcpu_guest_tsc(const struct vcpu *v);
+/*
+ * A store the VM makes into guest RAM for v (kvmclock's structures), on
+ * v's own thread, from its callbacks: len bytes at gpa, in address
+ * order, as the guest's own stores are made, so dirty logging sees them
+ * and a shadowed page table among them is zapped after the instruction.
+ * false, storing nothing, unless every byte is in writable RAM (len up
+ * to 4096).
+ */
+bool vcpu_write_guest(struct vcpu *v, gpa_t gpa, const void *buf,
+		      unsigned int len);
 
 /* What a vCPU is doing, for the control plane. */
 enum vcpu_state {
