@@ -12,6 +12,7 @@
  * delivery with an EOI on the same thread cannot deadlock here.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -330,4 +331,42 @@ void dev_ioapic_save(struct dev_ioapic *io, struct dev_ioapic_state *st)
 	st->pin_levels = io->levels;
 	memcpy(st->redir, io->redir, sizeof(st->redir));
 	pthread_mutex_unlock(&io->lock);
+}
+
+bool dev_ioapic_load(struct dev_ioapic *io, const struct dev_ioapic_state *st,
+		     char *err, size_t errlen)
+{
+	if (st->id > 15 || st->arb != st->id) {
+		snprintf(err, errlen, "IOAPIC %s out of range",
+			 st->id > 15 ? "id" : "arbitration id");
+		return false;
+	}
+	if (st->pin_levels >> DEV_IOAPIC_PINS) {
+		snprintf(err, errlen, "IOAPIC pin levels beyond pin %u",
+			 DEV_IOAPIC_PINS - 1);
+		return false;
+	}
+	for (unsigned int i = 0; i < DEV_IOAPIC_PINS; i++) {
+		uint64_t e = st->redir[i];
+
+		if (e & ~(IOAPIC_RTE_WRITABLE | IOAPIC_RTE_REMOTE_IRR)) {
+			snprintf(err, errlen,
+				 "IOAPIC entry %u: reserved bits set", i);
+			return false;
+		}
+		if ((e & IOAPIC_RTE_REMOTE_IRR) && !is_level(e)) {
+			snprintf(err, errlen,
+				 "IOAPIC entry %u: remote IRR on an edge entry",
+				 i);
+			return false;
+		}
+	}
+	pthread_mutex_lock(&io->lock);
+	io->id = st->id;
+	io->arb = st->arb;
+	io->ioregsel = st->ioregsel;
+	io->levels = st->pin_levels;
+	memcpy(io->redir, st->redir, sizeof(io->redir));
+	pthread_mutex_unlock(&io->lock);
+	return true;
 }

@@ -132,5 +132,16 @@ struct dev_ioapic_state {
 	uint64_t redir[DEV_IOAPIC_PINS];
 };
 void dev_ioapic_save(struct dev_ioapic *io, struct dev_ioapic_state *st);
+/*
+ * Loads saved registers (migration). Refuses, changing nothing, with the
+ * field named in err, what the I/O APIC could not hold: an ID over 15,
+ * an arbitration ID other than the ID, pin levels beyond pin 23, an
+ * entry with a reserved or delivery-status bit, or remote IRR on an
+ * entry that is not level-triggered. Sends nothing: a level pin whose
+ * message was pending is sent again when its line next changes or its
+ * vector's EOI comes. Thread-safe.
+ */
+bool dev_ioapic_load(struct dev_ioapic *io, const struct dev_ioapic_state *st,
+		     char *err, size_t errlen);
 
 #endif

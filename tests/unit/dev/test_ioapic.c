@@ -334,6 +334,61 @@ static void test_ioapic_reset_keeps_pin_levels(void **state)
 	assert_int_equal(st.redir[4], IOAPIC_RTE_MASK);
 }
 
+static void test_ioapic_save_load_round_trip_and_refusals(void **state)
+{
+	struct dev_ioapic *io = *state,
+			  *other = dev_ioapic_create(record, NULL);
+	struct dev_ioapic_state st, bad, after;
+	char err[96];
+
+	assert_non_null(other);
+	wr(io, IOAPIC_REG_ID, 0x05000000);
+	set_rte(io, 9, 0x55 | IOAPIC_RTE_LEVEL | (3ULL << 56));
+	dev_ioapic_set_irq(io, 9, true);
+	set_rte(io, 4, 0x31);
+	memset(&st, 0, sizeof(st)); /* padding, for the compares */
+	memset(&after, 0, sizeof(after));
+	dev_ioapic_save(io, &st);
+	assert_true(st.redir[9] & IOAPIC_RTE_REMOTE_IRR);
+	assert_true(dev_ioapic_load(other, &st, err, sizeof(err)));
+	dev_ioapic_save(other, &after);
+	assert_memory_equal(&st, &after, sizeof(st));
+	/* Loading sends nothing; the EOI then re-sends the held level. */
+	nsent = 0;
+	dev_ioapic_eoi(other, 0x55);
+	assert_int_equal(nsent, 1);
+	assert_int_equal(sent[0].dest, 3);
+
+	bad = st;
+	bad.id = 16;
+	bad.arb = 16;
+	assert_false(dev_ioapic_load(other, &bad, err, sizeof(err)));
+	assert_string_equal(err, "IOAPIC id out of range");
+	bad = st;
+	bad.arb = 1;
+	assert_false(dev_ioapic_load(other, &bad, err, sizeof(err)));
+	assert_string_equal(err, "IOAPIC arbitration id out of range");
+	bad = st;
+	bad.pin_levels = 1u << 24;
+	assert_false(dev_ioapic_load(other, &bad, err, sizeof(err)));
+	bad = st;
+	bad.redir[7] = IOAPIC_RTE_MASK | (1ULL << 40);
+	assert_false(dev_ioapic_load(other, &bad, err, sizeof(err)));
+	assert_string_equal(err, "IOAPIC entry 7: reserved bits set");
+	bad = st;
+	bad.redir[4] |= IOAPIC_RTE_REMOTE_IRR;
+	assert_false(dev_ioapic_load(other, &bad, err, sizeof(err)));
+	assert_string_equal(err, "IOAPIC entry 4: remote IRR on an edge entry");
+	bad = st;
+	bad.redir[2] = IOAPIC_RTE_DELIVS;
+	assert_false(dev_ioapic_load(other, &bad, err, sizeof(err)));
+	/* None of the refusals changed anything (the EOI above sent pin
+	 * 9 again, so its remote IRR is set as saved). */
+	dev_ioapic_save(other, &after);
+	assert_memory_equal(&st, &after, sizeof(st));
+	dev_ioapic_destroy(other);
+}
+
 /* ---- from several threads at once ------------------------------------ */
 
 #ifdef MMUD_TSAN
@@ -443,6 +498,7 @@ int main(int argc, char **argv)
 		T(test_ioapic_bad_index_offset_and_size),
 		T(test_ioapic_narrow_accesses_use_byte_lanes),
 		T(test_ioapic_reset_keeps_pin_levels),
+		T(test_ioapic_save_load_round_trip_and_refusals),
 #undef T
 	};
 	const struct CMUnitTest threaded[] = {
