@@ -41,6 +41,10 @@ struct guestmem {
 	/* (guestmem->lock) what the slots may add up to, and the maxmem and
 	 * boot RAM it comes from, for the refusal; limit 0: none. */
 	uint64_t limit, maxmem, base;
+	/* (guestmem->lock) guestmem_set_reader(): the migration. */
+	guestmem_reader_fn *reader;
+	void *reader_ctx;
+	const char *busy;
 };
 
 static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
@@ -226,6 +230,10 @@ int guestmem_add(struct guestmem *gm, gpa_t gpa, uint64_t size, bool readonly,
 	int r;
 
 	pthread_mutex_lock(&gm->lock);
+	if (gm->busy) {
+		pthread_mutex_unlock(&gm->lock);
+		return fail(err, errlen, EBUSY, "%s", gm->busy);
+	}
 	r = check_locked(gm, gpa, size, err, errlen);
 	if (r < 0)
 		goto out;
@@ -275,6 +283,10 @@ int guestmem_remove(struct guestmem *gm, uint32_t slot, char *err,
 	int r;
 
 	pthread_mutex_lock(&gm->lock);
+	if (gm->busy) {
+		r = fail(err, errlen, EBUSY, "%s", gm->busy);
+		goto out;
+	}
 	s = find_locked(gm, slot);
 	if (!s) {
 		r = fail(err, errlen, ENOENT,
@@ -325,6 +337,10 @@ int guestmem_set_dirty_log(struct guestmem *gm, uint32_t slot, bool on,
 	int r;
 
 	pthread_mutex_lock(&gm->lock);
+	if (gm->busy) {
+		r = fail(err, errlen, EBUSY, "%s", gm->busy);
+		goto out;
+	}
 	s = resolve_locked(gm, slot, &fixed);
 	if (!s) {
 		r = fail(err, errlen, ENOENT, "slot: %u is not a memslot",
@@ -423,10 +439,14 @@ int guestmem_harvest(struct guestmem *gm, uint32_t slot, bool clear,
 		goto out;
 	}
 	memset(bitmap, 0, nwords * sizeof(*bitmap));
-	if (clear)
+	if (clear) {
 		r = memslot_dirty_log_get(gm->mmu, slot, bitmap, nwords, err,
 					  errlen);
-	else
+		/* What this harvest cleared, the other reader must still
+		 * see. */
+		if (!r && gm->reader)
+			gm->reader(gm->reader_ctx, slot, bitmap, words);
+	} else
 		r = peek_bitmap_locked(gm, s, bitmap, nwords, err, errlen);
 	if (r < 0)
 		goto out;
@@ -436,6 +456,16 @@ int guestmem_harvest(struct guestmem *gm, uint32_t slot, bool clear,
 out:
 	pthread_mutex_unlock(&gm->lock);
 	return r;
+}
+
+void guestmem_set_reader(struct guestmem *gm, guestmem_reader_fn *fn, void *ctx,
+			 const char *busy)
+{
+	pthread_mutex_lock(&gm->lock);
+	gm->reader = fn;
+	gm->reader_ctx = fn ? ctx : NULL;
+	gm->busy = fn ? busy : NULL;
+	pthread_mutex_unlock(&gm->lock);
 }
 
 unsigned int guestmem_list(struct guestmem *gm, struct guestmem_slot_info *out,

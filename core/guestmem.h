@@ -92,6 +92,20 @@ int guestmem_harvest(struct guestmem *gm, uint32_t slot, bool clear,
  * at system_reset).
  */
 void guestmem_mark_dirty(struct guestmem *gm, gpa_t gpa, uint64_t len);
+/*
+ * A second reader of the dirty log, beside the operator's harvests: the
+ * migration (docs/MIGRATION.md, "Dirty logging during a migration").
+ * While one is set, every clearing guestmem_harvest() hands it the pages
+ * it reports and clears, fn(ctx, slot, bitmap, nwords) under the
+ * harvest's lock, so they are not lost to it; and guestmem_add(),
+ * guestmem_remove() and guestmem_set_dirty_log() are refused with
+ * -EBUSY and busy in err, so no slot it reads goes away under it and no
+ * log it harvests stops. fn NULL: none. fn must not call guestmem.
+ */
+typedef void guestmem_reader_fn(void *ctx, uint32_t slot,
+				const uint64_t *bitmap, size_t nwords);
+void guestmem_set_reader(struct guestmem *gm, guestmem_reader_fn *fn, void *ctx,
+			 const char *busy);
 /* Up to max slots sorted by gpa; returns how many exist. */
 unsigned int guestmem_list(struct guestmem *gm, struct guestmem_slot_info *out,
 			   unsigned int max);

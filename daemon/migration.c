@@ -153,6 +153,12 @@ struct src_slot {
 	bool operator_log; /* logging was on before the migration */
 	bool we_log; /* the migration turned it on */
 	uint64_t *pending, *owed, *scratch;
+	/* (a) pages an operator's harvest cleared meanwhile (the
+	 * guestmem reader, on the worker thread: relaxed fetch_or), taken
+	 * by the next sync with an exchange; the harvest's lock and the
+	 * flush after it order the page's data (docs/MMU.md, "Dirty
+	 * logging"). */
+	_Atomic uint64_t *stolen;
 	size_t nwords;
 };
 
@@ -163,6 +169,10 @@ struct src {
 	struct migrate_writer *w;
 	struct migrate_ram_stats rs;
 	struct migrate_config cfg;
+	/* (a) the slots are filled in: the guestmem reader may use them
+	 * (release store after setup_slots, acquire load). */
+	_Atomic bool ready;
+	bool reading; /* guestmem_set_reader() is ours */
 	uint64_t pending_pages;
 	bool held; /* the switchover's vm_hold() */
 	/* Bandwidth: bytes and time of the current 100 ms window. */
@@ -189,6 +199,7 @@ static void free_slots(struct src *s)
 		free(s->slots[i].pending);
 		free(s->slots[i].owed);
 		free(s->slots[i].scratch);
+		free((void *)s->slots[i].stolen);
 	}
 }
 
@@ -198,12 +209,40 @@ static void free_slots(struct src *s)
  * Logging starts before the first page is read, so a page the guest
  * writes after it was sent is found by a later harvest.
  */
+static void operator_harvested(void *ctx, uint32_t slot, const uint64_t *bitmap,
+			       size_t nwords)
+{
+	struct src *s = ctx;
+
+	if (!atomic_load_explicit(&s->ready, memory_order_acquire))
+		return; /* nothing sent yet: pass 1 sends every page */
+	for (unsigned int i = 0; i < s->nr_slots; i++) {
+		struct src_slot *sl = &s->slots[i];
+
+		if (sl->id != slot)
+			continue;
+		for (size_t w = 0; w < nwords && w < sl->nwords; w++)
+			if (bitmap[w])
+				atomic_fetch_or_explicit(&sl->stolen[w],
+							 bitmap[w],
+							 memory_order_relaxed);
+	}
+}
+
 static int setup_slots(struct src *s)
 {
 	struct vm_memslot_info info[VM_MAX_MEMSLOTS];
 	struct mmu *mmu = vm_mmu(s->m->vm);
-	unsigned int n = vm_memslots(s->m->vm, info, VM_MAX_MEMSLOTS);
+	unsigned int n;
 	uint64_t total = 0;
+
+	/* First: from now on no slot comes or goes and no log stops, and
+	 * an operator's harvest hands us what it clears. */
+	guestmem_set_reader(vm_guestmem(s->m->vm), operator_harvested, s,
+			    "a migration is in progress: memslots and dirty "
+			    "logging cannot change until it ends");
+	s->reading = true;
+	n = vm_memslots(s->m->vm, info, VM_MAX_MEMSLOTS);
 
 	if (n > VM_MAX_MEMSLOTS)
 		n = VM_MAX_MEMSLOTS;
@@ -223,8 +262,9 @@ static int setup_slots(struct src *s)
 		sl->pending = calloc(sl->nwords, 8);
 		sl->owed = calloc(sl->nwords, 8);
 		sl->scratch = calloc(sl->nwords, 8);
+		sl->stolen = calloc(sl->nwords, 8);
 		s->nr_slots++;
-		if (!sl->pending || !sl->owed || !sl->scratch) {
+		if (!sl->pending || !sl->owed || !sl->scratch || !sl->stolen) {
 			snprintf(s->err, sizeof(s->err), "out of memory");
 			return -ENOMEM;
 		}
@@ -247,6 +287,7 @@ static int setup_slots(struct src *s)
 		s->pending_pages += sl->npages;
 		total += sl->size;
 	}
+	atomic_store_explicit(&s->ready, true, memory_order_release);
 	pthread_mutex_lock(&s->m->lock);
 	s->m->st.total = total;
 	s->m->st.remaining = total;
@@ -281,7 +322,11 @@ static int harvest(struct src *s, uint64_t *found)
 			return r;
 		}
 		for (size_t w = 0; w < sl->nwords; w++) {
-			uint64_t add = sl->scratch[w] & ~sl->pending[w];
+			uint64_t add;
+
+			sl->scratch[w] |= atomic_exchange_explicit(
+				&sl->stolen[w], 0, memory_order_relaxed);
+			add = sl->scratch[w] & ~sl->pending[w];
 
 			*found +=
 				(uint64_t)__builtin_popcountll(sl->scratch[w]);
@@ -320,7 +365,9 @@ static void restore_logging(struct src *s)
 			if (sl->owed[p / 64] >> (p % 64) & 1)
 				guestmem_mark_dirty(gm, sl->gpa + (p << 12),
 						    PAGE_SIZE);
-	}
+	} /* Last: slots and logs may change again. */
+	if (s->reading)
+		guestmem_set_reader(gm, NULL, NULL, NULL);
 }
 
 /* Sleeps until the send rate is back under max-bandwidth (QEMU's rate
@@ -580,7 +627,25 @@ static bool converged(struct src *s, uint64_t found, uint64_t pass_ns)
 	m->st.pages_per_second =
 		(uint64_t)(s->bytes_per_ms * 1000.0 / (PAGE_SIZE + 9));
 	pthread_mutex_unlock(&m->lock);
-	return (double)remaining <= s->bytes_per_ms * (double)limit;
+	/* Strictly below, as QEMU: downtime-limit 0 never switches over. */
+	return (double)remaining < s->bytes_per_ms * (double)limit;
+}
+
+/* 10 ms, or until a cancel or new parameters. */
+static void idle(struct mmud_migration *m)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 10000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&m->lock);
+	if (!m->cancel)
+		pthread_cond_timedwait(&m->cond, &m->lock, &ts);
+	pthread_mutex_unlock(&m->lock);
 }
 
 static int run_source(struct src *s)
@@ -652,6 +717,8 @@ static int run_source(struct src *s)
 			break;
 		if (cancelled(m))
 			return -ECANCELED;
+		if (!found)
+			idle(m); /* nothing dirtied: no busy loop of syncs */
 	}
 	pthread_mutex_lock(&m->lock);
 	m->st.dirty_sync_count = pass + 1;

@@ -7,9 +7,10 @@
  * p % nr_vcpus == its index) with a pattern that has no zero word (so no
  * page of it is a zero page), then loops: it rewrites a hot set of its
  * pages with the round number mixed in, keeping the model of what each
- * page holds, and reads its whole stripe back against that model. vCPU
- * 0 prints a numbered heartbeat after each of its rounds with a running
- * checksum of the heartbeat numbers (sum of mix(k) for k = 1..n, mod
+ * page holds (each hot page must still hold the last round's contents
+ * when it rewrites it), and reads its whole stripe back against that
+ * model. vCPU 0 prints a numbered heartbeat after each of its rounds
+ * with a running checksum of the heartbeat numbers (sum of mix(k) for k = 1..n, mod
  * 2^64), which a test recomputes on its own:
  *
  *     migrate: ready (N vcpus, M pages)
@@ -122,9 +123,21 @@ int guest_main(unsigned int cpu)
 
 	for (;;) {
 		round++;
-		for (unsigned int i = 0; i < HOT_PAGES; i++) {
+		for (unsigned int i = 0; i < HOT_PAGES && !failed; i++) {
 			uint64_t p = hot_page(cpu, nr, i);
 
+			/* What the last round wrote must still be there
+			 * (a page migrated before its last write and not
+			 * sent again would hold an older round). */
+			for (uint64_t w = 0; w < 512; w++) {
+				uint64_t want = expected(p, w, round - 1);
+				uint64_t got = region[p * 512 + w];
+
+				if (got != want) {
+					mismatch(cpu, p, w, want, got);
+					break;
+				}
+			}
 			for (uint64_t w = 0; w < 512; w++)
 				region[p * 512 + w] = expected(p, w, round);
 		}

@@ -466,6 +466,96 @@ def test_connection_closed_in_device_state_fails_and_resumes(tmp):
     finish_elsewhere(tmp, src, sc, hb, "d2")
 
 
+@test("failure")
+def test_operator_dirty_log_shared_and_memslots_frozen_while_migrating(tmp):
+    src, sc, hb = start(tmp)
+    ok(sc.cmd("x-dirty-log-start", {"slot": 0}))
+    ok(sc.cmd("x-dirty-log-harvest", {"slot": 0}))
+    dst = vm(tmp, "d1", 2, "--incoming", "defer")
+    dcon = Reader(dst.con, hb.cond)
+    dc = dst.client()
+    uri = unix_uri(tmp, "d1")
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 20}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    info = wait_status(sc, ["active"])
+    while info["ram"]["normal"] < 64:
+        info = ok(sc.cmd("query-migrate"))
+    # Memslots and dirty logging stay as they are while it runs.
+    e = sc.cmd("x-memslot-add", {"gpa": 1 << 33, "size": 1 << 20})
+    assert "a migration is in progress" in e["error"]["desc"], e
+    e = sc.cmd("x-dirty-log-stop", {"slot": 0})
+    assert "a migration is in progress" in e["error"]["desc"], e
+    # The operator's harvests take the guest's hot pages from the log
+    # the migration reads too: the migration must still resend them.
+    taken = 0
+    for _ in range(3):
+        hb.advance(1)
+        taken += ok(sc.cmd("x-dirty-log-harvest",
+                           {"slot": 0}))["dirty-pages"]
+    assert taken >= 32, taken
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    wait_status(sc, ["completed"])
+    # The pages the migration harvested are the operator's again.
+    h = ok(sc.cmd("x-dirty-log-harvest", {"slot": 0}))
+    assert h["dirty-pages"] >= 32, h
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0, src.log()
+    hb.switch(dcon)
+    hb.advance(3)
+    assert ok(dc.cmd("x-mmu-audit")) == {}
+    dc.close()
+    dst.kill()
+
+
+@test("failure")
+def test_pages_an_operator_harvest_takes_mid_pass_still_migrate(tmp):
+    src, sc, hb = start(tmp)
+    ok(sc.cmd("x-dirty-log-start", {"slot": 0}))
+    dst = vm(tmp, "d1", 2, "--incoming", "defer")
+    dcon = Reader(dst.con, hb.cond)
+    dc = dst.client()
+    uri = unix_uri(tmp, "d1")
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    # downtime-limit 0: no switchover (as QEMU's, the pages left must be
+    # under bandwidth x limit).
+    ok(sc.cmd("migrate-set-parameters",
+              {"max-bandwidth": 0, "downtime-limit": 0}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    info = wait_status(sc, ["active"])
+    while info["ram"]["dirty-sync-count"] < 3:
+        info = ok(sc.cmd("query-migrate"))
+    # 4 KiB/s: the next batch of hot pages goes out, then the sender
+    # waits; the guest rewrites those pages meanwhile.
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 4096}))
+    last = None
+    while True:
+        info = ok(sc.cmd("query-migrate"))
+        now = (info["ram"]["transferred"], info["ram"]["dirty-sync-count"])
+        if now == last:
+            break
+        last = now
+        time.sleep(0.3)  # until the sender has been idle that long
+    # The guest stops; the operator's harvest clears the bits of those
+    # rewritten pages: the migration must send them all the same, or
+    # the guest finds them stale on the destination.
+    assert info["status"] == "active", info
+    ok(sc.cmd("stop"))
+    h = ok(sc.cmd("x-dirty-log-harvest", {"slot": 0}))
+    assert h["dirty-pages"] >= 16, h
+    ok(sc.cmd("migrate-set-parameters",
+              {"max-bandwidth": 0, "downtime-limit": 300}))
+    wait_status(sc, ["completed"])
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0, src.log()
+    hb.switch(dcon)
+    hb.advance(3)
+    dc.close()
+    dst.kill()
+
+
 # ---- streams on files -----------------------------------------------------
 
 def save(tmp, smp=2):

@@ -224,6 +224,65 @@ static void test_guestmem_dirty_log_reports_written_pages(void **state)
 	mmu_vcpu_destroy(v);
 }
 
+struct seen {
+	uint32_t slot;
+	uint64_t bits;
+	unsigned int calls;
+};
+
+static void reader(void *ctx, uint32_t slot, const uint64_t *bitmap,
+		   size_t nwords)
+{
+	struct seen *s = ctx;
+
+	assert_true(nwords >= 1);
+	s->slot = slot;
+	s->bits |= bitmap[0];
+	s->calls++;
+}
+
+static void test_guestmem_reader_gets_harvested_pages_slots_frozen(void **state)
+{
+	struct fixture *f = *state;
+	struct mmu_vcpu *v = mmu_vcpu_create(f->mmu, 0);
+	struct seen seen = { 0 };
+	uint64_t bitmap[8], n;
+	uint32_t slot, other;
+	char err[256];
+
+	assert_int_equal(guestmem_add(f->gm, 8 * GiB, 256 * 4096ULL, false,
+				      true, &slot, err, sizeof(err)),
+			 0);
+	guestmem_set_reader(f->gm, reader, &seen, "a migration is running");
+	assert_int_equal(mmu_emulate_write(v, 8 * GiB + 5 * 4096, 1, 8), 0);
+	/* Reading without clearing takes nothing from the reader. */
+	assert_int_equal(guestmem_harvest(f->gm, slot, false, bitmap, 8, &n,
+					  err, sizeof(err)),
+			 0);
+	assert_int_equal(seen.calls, 0);
+	/* The operator's clearing harvest: the reader gets the page too. */
+	assert_int_equal(guestmem_harvest(f->gm, slot, true, bitmap, 8, &n, err,
+					  sizeof(err)),
+			 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(seen.calls, 1);
+	assert_int_equal(seen.slot, slot);
+	assert_int_equal(seen.bits, 1ULL << 5);
+	/* No slot comes or goes, no log stops, while it reads. */
+	assert_int_equal(guestmem_add(f->gm, 16 * GiB, 4096, false, false,
+				      &other, err, sizeof(err)),
+			 -EBUSY);
+	assert_string_equal(err, "a migration is running");
+	assert_int_equal(guestmem_remove(f->gm, slot, err, sizeof(err)),
+			 -EBUSY);
+	assert_int_equal(guestmem_set_dirty_log(f->gm, slot, false, err,
+						sizeof(err)),
+			 -EBUSY);
+	guestmem_set_reader(f->gm, NULL, NULL, NULL);
+	assert_int_equal(guestmem_remove(f->gm, slot, err, sizeof(err)), 0);
+	mmu_vcpu_destroy(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -240,6 +299,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_guestmem_dirty_log_reports_written_pages, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_guestmem_reader_gets_harvested_pages_slots_frozen,
+			setup, teardown),
 	};
 	int r;
 
