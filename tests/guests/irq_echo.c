@@ -3,8 +3,9 @@
  * instead of polling: IER enables "received data available" (16550
  * datasheet), the FIFOs are on (FCR), and I/O APIC pin 4 (COM1,
  * docs/GUEST-ABI.md) is routed edge-triggered to vector 0x24 on APIC 0.
- * The handler drains RBR while LSR.DR is set into a ring buffer and
- * EOIs; the main loop sleeps in `sti; hlt` while the buffer is empty, so
+ * The handler drains RBR while LSR.DR is set into a ring buffer (and,
+ * when the ring is full, turns the receive interrupt off until the main
+ * loop has made room: flow control) and EOIs; the main loop sleeps in `sti; hlt` while the buffer is empty, so
  * the vCPU is halted whenever it waits for input. Lines work as in
  * echo.c: each is echoed as "irq_echo: <line>", "sum" prints the bytes
  * received before it and their hash (h = h * 31 + byte), "quit" ends
@@ -28,7 +29,12 @@
 
 static volatile uint8_t ring[RING];
 static volatile unsigned int head, tail; /* head: handler, tail: main */
-static volatile unsigned int overruns, interrupts;
+static volatile unsigned int interrupts;
+/* The ring was full: the handler turned the receive interrupt off and
+ * left the rest in COM1, whose own queue then fills and makes the
+ * console hold back (flow control); the main loop turns it on again
+ * once the ring is half empty. */
+static volatile bool throttled;
 static char line[256];
 static uint64_t count, hash;
 
@@ -37,12 +43,12 @@ static void on_com1(struct rt_irq_frame *f)
 	(void)f;
 	interrupts++;
 	while (rt_inb(LSR) & LSR_DR) {
-		uint8_t c = rt_inb(RBR);
-
-		if (head - tail < RING)
-			ring[head++ % RING] = c;
-		else
-			overruns++;
+		if (head - tail == RING) {
+			rt_outb(IER, 0);
+			throttled = true;
+			break;
+		}
+		ring[head++ % RING] = rt_inb(RBR);
 	}
 	rt_apic_eoi();
 }
@@ -59,6 +65,12 @@ static char getc_irq(void)
 	}
 	c = (char)ring[tail % RING];
 	tail++;
+	if (throttled && head - tail <= RING / 2) {
+		/* With data waiting, COM1 raises its line again: a new
+		 * edge on pin 4. */
+		throttled = false;
+		rt_outb(IER, IER_RDA);
+	}
 	rt_sti();
 	return c;
 }
@@ -118,8 +130,8 @@ int guest_main(unsigned int cpu)
 		if (is(line, n, "sum")) {
 			rt_printf("irq_echo: %lu bytes, hash %lx, %s\n", count,
 				  hash,
-				  overruns ? "ring overrun" :
-					     "by receive interrupts");
+				  interrupts ? "by receive interrupts" :
+					       "without an interrupt");
 		} else {
 			line[n] = '\0';
 			account(line, n);
