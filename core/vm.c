@@ -508,6 +508,22 @@ static bool vm_devices_can_interrupt(void *opaque)
 	return false;
 }
 
+void vm_inject_nmi(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (vm->vcpus[i])
+			vcpu_raise_nmi(vm->vcpus[i]);
+}
+
+int vm_lapic_state(struct vm *vm, unsigned int index,
+		   struct dev_lapic_state *st)
+{
+	if (index >= vm->cfg.nr_vcpus || !vm->lapics[index])
+		return -ENOENT;
+	dev_lapic_state(vm->lapics[index], now_ns(), st);
+	return 0;
+}
+
 uint64_t vm_tsc_hz(const struct vm *vm)
 {
 	return vm->tsc_hz;
@@ -1051,6 +1067,8 @@ void vm_vcpu_info(struct vm *vm, unsigned int index, struct vm_vcpu_info *out)
 	out->guest_pf_injected = st.guest_pf_injected;
 	out->emulated_writes = st.emulated_writes;
 	out->requests = st.requests;
+	out->halted = vcpu_halted(v);
+	out->wait_for_sipi = vcpu_wait_for_sipi(v);
 }
 
 unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,

@@ -91,6 +91,8 @@ struct vm_vcpu_info {
 	const char *state; /* vcpu_state_name() */
 	uint64_t insns, exits, shadow_faults, pio_exits, mmio_accesses, halts;
 	uint64_t guest_pf_injected, emulated_writes, requests;
+	bool halted; /* asleep in HLT */
+	bool wait_for_sipi; /* stopped by INIT, waiting for a SIPI */
 };
 
 /* One memslot, for x-query-memslots. */
@@ -235,6 +237,17 @@ void vm_set_eoi_hook(struct vm *vm, void (*fn)(void *ctx, uint8_t vector),
  * vm_start(); -ENOSPC beyond.
  */
 int vm_add_wake_check(struct vm *vm, bool (*fn)(void *ctx), void *ctx);
+/*
+ * QMP's inject-nmi: an NMI to every vCPU, as QEMU's x86 machines do.
+ * Not a wake source (docs/GUEST-ABI.md, "Crashes and halts"). Any
+ * thread.
+ */
+void vm_inject_nmi(struct vm *vm);
+/* vCPU index's local APIC registers now (x-query-lapic); -ENOENT for no
+ * such vCPU. Any thread. */
+struct dev_lapic_state;
+int vm_lapic_state(struct vm *vm, unsigned int index,
+		   struct dev_lapic_state *st);
 /* The guest TSC's frequency in Hz (the host's, measured once). */
 uint64_t vm_tsc_hz(const struct vm *vm);
 

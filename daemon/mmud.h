@@ -245,6 +245,9 @@ void mmud_free(struct mmud *d);
 int mmud_chardev_register(struct qmp_server *qmp, struct mmud_console *c,
 			  const char *qmp_path);
 
+/* interrupts.c: inject-nmi and x-query-lapic on vm. 0 or -errno. */
+int mmud_interrupts_register(struct qmp_server *qmp, struct vm *vm);
+
 /*
  * memops.c: the QMP commands that change guest memory while the vCPUs run
  * (x-memslot-add/-remove, x-mmu-zap-all, x-dirty-log-*), registered on
