@@ -639,6 +639,15 @@ static bool is_blank(const char *p, size_t n)
 	return true;
 }
 
+/* Closes the oldest waiting descriptor: no request will take it. */
+static void drop_first_fd(struct client *c)
+{
+	close(c->rx_fds[0].fd);
+	c->nr_fds--;
+	c->nr_rx_fds--;
+	memmove(c->rx_fds, c->rx_fds + 1, c->nr_rx_fds * sizeof(c->rx_fds[0]));
+}
+
 /*
  * Descriptors belong to the request whose text the sendmsg() that
  * carried them completed: the last text that starts before the end of
@@ -651,11 +660,12 @@ static void attach_fds(struct client *c, struct qmp_request *r, const char *p,
 {
 	uint64_t abs_start = c->in_base + start, abs_end = c->in_base + end;
 
+	/* Those whose bytes ended before this text no text will take. */
+	while (c->nr_rx_fds && c->rx_fds[0].end <= abs_start)
+		drop_first_fd(c);
 	while (c->nr_rx_fds) {
 		const struct rx_fd *x = &c->rx_fds[0];
 
-		if (x->end <= abs_start)
-			break; /* came before this text: stray */
 		if (x->end > abs_end &&
 		    !is_blank(p + end, (size_t)(x->end - c->in_base) - end))
 			break; /* a later text owns it */
@@ -670,13 +680,8 @@ static void attach_fds(struct client *c, struct qmp_request *r, const char *p,
 /* Closes descriptors whose bytes are all consumed with no request. */
 static void drop_stray_fds(struct client *c)
 {
-	while (c->nr_rx_fds && c->rx_fds[0].end <= c->in_base) {
-		close(c->rx_fds[0].fd);
-		c->nr_fds--;
-		c->nr_rx_fds--;
-		memmove(c->rx_fds, c->rx_fds + 1,
-			c->nr_rx_fds * sizeof(c->rx_fds[0]));
-	}
+	while (c->nr_rx_fds && c->rx_fds[0].end <= c->in_base)
+		drop_first_fd(c);
 }
 
 /* Holds a received descriptor, or closes it past the client's limit. */

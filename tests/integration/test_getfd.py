@@ -220,6 +220,18 @@ def test_fd_goes_to_the_command_its_sendmsg_completed(tmp):
     assert q.held_by_mmud()
     assert c.cmd("closefd", {"fdname": "c"}) == {"return": {}}
     assert q.closed_by_mmud()
+    # A stray descriptor (with blanks only) right before getfd's: the
+    # stray one is closed, getfd's kept.
+    u, v = Probe(), Probe()
+    send_with(c, "  ", [u])
+    send_with(c, getfd("e"), [v])
+    assert c.reply() == {"return": {}}
+    assert u.closed_by_mmud()
+    assert v.held_by_mmud()
+    assert c.cmd("closefd", {"fdname": "e"}) == {"return": {}}
+    assert v.closed_by_mmud()
+    u.close()
+    v.close()
     # Two descriptors with one getfd: the first is kept, the other
     # closed when getfd has answered.
     r, s = Probe(), Probe()
