@@ -625,6 +625,82 @@ static bool counts_match(struct harness *h, struct raiser *r)
 	return true;
 }
 
+/*
+ * Halted for good is the whole VM's state (vcpu.h, VCPU_STOP_HALTED): a
+ * vCPU asleep in HLT with nothing of its own to wake it is not stopped
+ * while another vCPU's timer is armed, since that vCPU may still wake
+ * and raise something; once the timer has fired and both sleep with
+ * nothing armed, both are reported, each once.
+ */
+static void test_irq_halted_for_good_waits_for_every_vcpu(void **state)
+{
+	const uint64_t delay = 300000000ULL; /* 300 ms */
+	struct harness h;
+	uint64_t deadline;
+
+	(void)state;
+	harness_create(&h, 2, ENTRY_LOOP);
+	deadline = now_ns() + delay;
+	atomic_store(&h.deadline, deadline); /* vCPU 0's timer */
+	harness_start(&h);
+	while (now_ns() < deadline - delay / 3)
+		usleep(10000);
+	pthread_mutex_lock(&h.lock);
+	if (h.nr_halted || h.nr_crashed)
+		fail_msg("%u vCPUs reported halted for good while vCPU 0's "
+			 "timer was armed (%s)",
+			 h.nr_halted, h.nr_crashed ? h.crash : "no crash");
+	pthread_mutex_unlock(&h.lock);
+	if (!wait_halted(&h, 2))
+		fail_msg("%u of 2 vCPUs reported halted after the timer (%s)",
+			 h.nr_halted, h.nr_crashed ? h.crash : "no crash");
+	assert_true(atomic_load(&h.fired_at) >= deadline);
+	assert_int_equal(guest_count(&h, 0, TIMER_VECTOR), 1);
+	usleep(50000);
+	assert_int_equal(h.nr_halted, 2); /* reported once */
+	assert_int_equal(vcpu_state(h.vcpus[0]), VCPU_STATE_HALTED);
+	assert_int_equal(vcpu_state(h.vcpus[1]), VCPU_STATE_HALTED);
+	harness_destroy(&h);
+}
+
+/*
+ * INIT (vcpu_raise_init) parks a vCPU waiting for a SIPI, which is never
+ * executed: interrupts raised to it stay pending, and it counts as
+ * halted, so when the other vCPU ends with cli; hlt the VM has halted
+ * for good even with a wake source registered.
+ */
+static void test_irq_init_parks_vcpu_and_counts_as_halted(void **state)
+{
+	struct harness h;
+	uint64_t end, before;
+
+	(void)state;
+	harness_create(&h, 2, ENTRY_LOOP);
+	vcpu_set_add_wake_source(h.set);
+	harness_start(&h);
+	assert_false(vcpu_wait_for_sipi(h.vcpus[1]));
+	vcpu_raise_init(h.vcpus[1]);
+	end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+	while (!vcpu_wait_for_sipi(h.vcpus[1]) && now_ns() < end)
+		usleep(1000);
+	assert_true(vcpu_wait_for_sipi(h.vcpus[1]));
+	before = guest_count(&h, 1, 40);
+	assert_int_equal(vcpu_raise_irq(h.vcpus[1], 40), 1);
+	usleep(100000);
+	assert_int_equal(guest_count(&h, 1, 40), before);
+	assert_int_equal(h.nr_halted, 0);
+	/* vCPU 0 ends with cli; hlt. */
+	__atomic_store_n((uint64_t *)gpa_ptr(&h, FLAG_GPA), 1,
+			 __ATOMIC_RELEASE);
+	assert_int_equal(vcpu_raise_irq(h.vcpus[0], 32), 1);
+	if (!wait_halted(&h, 2))
+		fail_msg("%u of 2 vCPUs reported halted (%s)", h.nr_halted,
+			 h.nr_crashed ? h.crash : "no crash");
+	assert_int_equal(guest_count(&h, 1, 40), before);
+	vcpu_set_remove_wake_source(h.set);
+	harness_destroy(&h);
+}
+
 static void test_irq_stress_every_interrupt_taken_once(void **state)
 {
 	static struct raiser r[NR_RAISERS];
@@ -697,6 +773,8 @@ int main(void)
 		cmocka_unit_test(
 			test_irq_hlt_if_clear_with_source_stops_for_good),
 		cmocka_unit_test(test_irq_raise_exception_vector_refused),
+		cmocka_unit_test(test_irq_halted_for_good_waits_for_every_vcpu),
+		cmocka_unit_test(test_irq_init_parks_vcpu_and_counts_as_halted),
 		cmocka_unit_test(test_irq_wakes_sleeping_hlt),
 		cmocka_unit_test(test_irq_nmi_wakes_sleeping_hlt),
 		cmocka_unit_test(test_irq_raised_while_paused_taken_on_resume),
