@@ -585,12 +585,70 @@ def test_file_save_then_restore_in_a_new_process_continues(tmp):
     dst = restore(tmp, "r", path)
     dcon = Reader(dst.con, hb.cond)
     hb.switch(dcon)
-    hb.advance(3)
     c = dst.client()
+    deadline = time.monotonic() + TIMEOUT
+    while ok(c.cmd("query-status"))["status"] == "inmigrate":
+        assert time.monotonic() < deadline, "the file never loaded"
+        time.sleep(0.01)
     st = ok(c.cmd("query-status"))
     assert st["status"] == "running", st
+    info = ok(c.cmd("query-migrate"))
+    assert info["status"] == "completed", info
+    hb.advance(3)
     assert ok(c.cmd("x-mmu-audit")) == {}
     c.close()
+    dst.kill()
+
+
+@test("stream")
+def test_cont_after_postmigrate_runs_the_source_again(tmp):
+    src, sc, hb = start(tmp)
+    path = os.path.join(tmp, "vm.mig")
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": "file:" + path}))
+    seq = migration_events(sc, "completed")
+    assert "STOP" in seq, seq
+    assert ok(sc.cmd("query-status"))["status"] == "postmigrate"
+    # QEMU: cont after a completed migration runs the source again.
+    ok(sc.cmd("cont"))
+    sc.event("RESUME")
+    st = ok(sc.cmd("query-status"))
+    assert st["status"] == "running" and st["running"], st
+    hb.advance(2)
+    sc.close()
+    src.kill()
+
+
+@test("stream")
+def test_hot_added_memslot_travels_and_must_exist_on_the_destination(tmp):
+    src, sc, hb = start(tmp)
+    slot = ok(sc.cmd("x-memslot-add", {"gpa": 8 << 30, "size": 1 << 20}))
+    path = os.path.join(tmp, "vm.mig")
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": "file:" + path}))
+    info = wait_status(sc, ["completed"])
+    # Its 256 pages went too (as zero pages: the guest does not use it).
+    assert info["ram"]["total"] == (64 << 20) + (1 << 20), info
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0
+    # A destination without the slot refuses the stream, naming it.
+    refused(tmp, "noslot", path, "memslot")
+    # With the same slot added first, it loads and the guest goes on.
+    d = os.path.join(tmp, "r")
+    os.makedirs(d)
+    dst = Daemon(d, "--memory", MEM, "--incoming", "defer", smp=2,
+                 kernel=MIGRATE, append=FILL)
+    dcon = Reader(dst.con, hb.cond)
+    dc = dst.client()
+    assert ok(dc.cmd("x-memslot-add",
+                     {"gpa": 8 << 30, "size": 1 << 20})) == slot
+    ok(dc.cmd("migrate-incoming", {"uri": "file:" + path}))
+    hb.switch(dcon)
+    hb.advance(2)
+    slots = ok(dc.cmd("x-query-memslots"))
+    assert any(x["gpa"] == 8 << 30 for x in slots), slots
+    dc.close()
     dst.kill()
 
 
