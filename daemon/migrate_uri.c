@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -384,6 +385,34 @@ static void unix_addr(struct sockaddr_un *sa, const char *path)
 	snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", path);
 }
 
+/*
+ * connect() that gives up after the URI's connect timeout: a peer that
+ * never answers (a lost SYN, a full accept queue) would otherwise hold
+ * the migration thread, and a cancel, for minutes. Linux bounds a
+ * blocking connect of both socket kinds by SO_SNDTIMEO (socket(7));
+ * once connected, sends block without limit again. 0 or -errno,
+ * -ETIMEDOUT for the timeout.
+ */
+static int connect_timed(int fd, const struct sockaddr *sa, socklen_t len,
+			 const struct mig_uri *u)
+{
+	unsigned int ms = u->connect_timeout_ms ?: MIG_CONNECT_TIMEOUT_MS;
+	struct timeval tv = { .tv_sec = ms / 1000,
+			      .tv_usec = (ms % 1000) * 1000 };
+	int ret = 0;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	if (connect(fd, sa, len) < 0)
+		ret = errno == EINPROGRESS || errno == EAGAIN ? -ETIMEDOUT :
+								-errno;
+	memset(&tv, 0, sizeof(tv));
+	if (!ret &&
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		ret = -errno;
+	return ret;
+}
+
 static int connect_unix(const struct mig_uri *u, char *err, size_t errlen)
 {
 	struct sockaddr_un sa;
@@ -395,8 +424,8 @@ static int connect_unix(const struct mig_uri *u, char *err, size_t errlen)
 		ret = -errno;
 		goto fail;
 	}
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		ret = -errno;
+	ret = connect_timed(fd, (struct sockaddr *)&sa, sizeof(sa), u);
+	if (ret < 0) {
 		close(fd);
 		goto fail;
 	}
@@ -462,9 +491,9 @@ static int connect_tcp(const struct mig_uri *u, char *err, size_t errlen)
 			ret = -errno;
 			continue;
 		}
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		ret = connect_timed(fd, ai->ai_addr, ai->ai_addrlen, u);
+		if (ret == 0)
 			break;
-		ret = -errno;
 		close(fd);
 		fd = -1;
 	}

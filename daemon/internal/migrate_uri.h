@@ -33,7 +33,12 @@ struct mig_uri {
 	char *port; /* tcp: as written ("0" allowed for incoming) */
 	char *fdname; /* fd */
 	uint64_t offset; /* file: where the stream starts */
+	/* unix, tcp: how long the source's connect may wait for the
+	 * peer; 0 (what mig_uri_parse() sets): MIG_CONNECT_TIMEOUT_MS */
+	unsigned int connect_timeout_ms;
 };
+
+#define MIG_CONNECT_TIMEOUT_MS 10000
 
 /* 0, or -EINVAL with the reason in err ("invalid migration URI
  * 'foo:bar': unknown transport 'foo'"); u is filled only on success.
@@ -82,7 +87,8 @@ struct mig_fds *mmud_fds_new(struct qmp_server *qmp);
  * fds, which must be taken on the loop thread first and passed in as
  * *taken_fd, so this call may run on the migration thread). fd or
  * -errno with the reason in err ("connect to unix:/x: No such file or
- * directory"). The call owns taken_fd whatever it returns (-1 for the
+ * directory"); -ETIMEDOUT when the peer does not answer within the
+ * connect timeout. The call owns taken_fd whatever it returns (-1 for the
  * other kinds); an fd: descriptor comes back blocking and close-on-exec.
  */
 int mig_uri_connect(const struct mig_uri *u, int taken_fd, char *err,

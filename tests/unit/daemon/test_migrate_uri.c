@@ -18,6 +18,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -477,6 +480,75 @@ static void test_migrate_uri_file_incoming_missing_refused(void **state)
 	mig_uri_free(&u);
 }
 
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Connects to a listener that never accepts (backlog 0) until its queue
+ * is full: that connect gives up after the URI's timeout, -ETIMEDOUT
+ * named in err, instead of waiting for the peer without end.
+ */
+static void connect_until_timeout(const char *uri)
+{
+	struct mig_uri u;
+	char err[256] = "";
+	int fds[8], n, r = 0;
+	uint64_t t0 = 0, took = 0;
+
+	assert_int_equal(mig_uri_parse(uri, &u, err, sizeof(err)), 0);
+	u.connect_timeout_ms = 200;
+	for (n = 0; n < 8; n++) {
+		t0 = ms_now();
+		r = mig_uri_connect(&u, -1, err, sizeof(err));
+		took = ms_now() - t0;
+		if (r < 0)
+			break;
+		fds[n] = r;
+	}
+	if (r != -ETIMEDOUT)
+		fail_msg("%s: %d connects, then %d (%s)", uri, n, r, err);
+	if (took < 150 || took > 3000)
+		fail_msg("%s: gave up after %llu ms, not about 200", uri,
+			 (unsigned long long)took);
+	assert_non_null(strstr(err, "timed out"));
+	assert_non_null(strstr(err, uri));
+	while (n--)
+		close(fds[n]);
+	mig_uri_free(&u);
+}
+
+static void test_migrate_uri_connect_to_full_queue_times_out(void **state)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	socklen_t len = sizeof(sin);
+	char uri[128];
+	int l4, lu;
+
+	(void)state;
+	l4 = socket(AF_INET, SOCK_STREAM, 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(l4, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(l4, 0), 0);
+	assert_int_equal(getsockname(l4, (struct sockaddr *)&sin, &len), 0);
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", ntohs(sin.sin_port));
+	connect_until_timeout(uri);
+	close(l4);
+
+	lu = socket(AF_UNIX, SOCK_STREAM, 0);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/full.sock", tmpdir);
+	assert_int_equal(bind(lu, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(lu, 0), 0);
+	snprintf(uri, sizeof(uri), "unix:%s", sun.sun_path);
+	connect_until_timeout(uri);
+	close(lu);
+}
+
 /* fd: hands the taken descriptor back, made blocking and close-on-exec. */
 static void test_migrate_uri_fd_both_ends_use_taken_fd(void **state)
 {
@@ -537,6 +609,8 @@ int main(void)
 		cmocka_unit_test(test_migrate_uri_tcp6_port0_round_trip),
 		cmocka_unit_test(test_migrate_uri_tcp_name_and_fixed_port),
 		cmocka_unit_test(test_migrate_uri_connect_failures_name_uri),
+		cmocka_unit_test(
+			test_migrate_uri_connect_to_full_queue_times_out),
 		cmocka_unit_test(test_migrate_uri_file_offset_write_then_read),
 		cmocka_unit_test(test_migrate_uri_file_symlink_refused),
 		cmocka_unit_test(
