@@ -524,6 +524,11 @@ int vm_lapic_state(struct vm *vm, unsigned int index,
 	return 0;
 }
 
+void vm_ioapic_state(struct vm *vm, struct dev_ioapic_state *st)
+{
+	dev_ioapic_save(vm->ioapic, st);
+}
+
 uint64_t vm_tsc_hz(const struct vm *vm)
 {
 	return vm->tsc_hz;

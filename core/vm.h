@@ -248,6 +248,10 @@ void vm_inject_nmi(struct vm *vm);
 struct dev_lapic_state;
 int vm_lapic_state(struct vm *vm, unsigned int index,
 		   struct dev_lapic_state *st);
+/* The IOAPIC's registers and pin levels now (x-query-ioapic). Any
+ * thread. */
+struct dev_ioapic_state;
+void vm_ioapic_state(struct vm *vm, struct dev_ioapic_state *st);
 /* The guest TSC's frequency in Hz (the host's, measured once). */
 uint64_t vm_tsc_hz(const struct vm *vm);
 

@@ -1,15 +1,17 @@
 /*
- * The QMP commands of interrupts (docs/QMP.md, "inject-nmi (daemon)" and
- * "x-query-lapic (daemon)"): QEMU's inject-nmi, an NMI to every vCPU, and
- * x-query-lapic, one local APIC's registers for debugging a guest. Both
- * answer at once on the loop thread: they take only the APICs' leaf
- * locks and make vCPU requests, and never wait for a vCPU. The APIC
- * itself is core/dev/lapic.c's, wired by core/vm.c.
+ * The QMP commands of interrupts (docs/QMP.md, "inject-nmi (daemon)",
+ * "x-query-lapic (daemon)" and "x-query-ioapic (daemon)"): QEMU's
+ * inject-nmi, an NMI to every vCPU, x-query-lapic, one local APIC's
+ * registers, and x-query-ioapic, the IOAPIC's, for debugging a guest.
+ * All answer at once on the loop thread: they take only the APICs' leaf
+ * locks and make vCPU requests, and never wait for a vCPU. The APICs
+ * themselves are core/dev/lapic.c's and ioapic.c's, wired by core/vm.c.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "dev/ioapic.h"
 #include "dev/lapic.h"
 #include "mmud.h"
 #include "rpc.h"
@@ -91,12 +93,62 @@ static void cmd_query_lapic(struct qmp_request *req, json_t *args, void *opaque)
 	qmp_reply_return(req, r);
 }
 
+static const char *const delivery_modes[8] = {
+	"fixed", "lowest-priority", "smi",    "reserved", "nmi",
+	"init",	 "reserved",	    "extint",
+};
+
+static void cmd_query_ioapic(struct qmp_request *req, json_t *args,
+			     void *opaque)
+{
+	struct dev_ioapic_state st;
+	json_t *pins = json_array();
+
+	(void)args;
+	vm_ioapic_state(opaque, &st);
+	for (unsigned int i = 0; i < DEV_IOAPIC_PINS; i++) {
+		uint64_t e = st.redir[i];
+
+		json_array_append_new(
+			pins,
+			json_pack("{s:I, s:I, s:s, s:s, s:I, s:s, s:s, s:b, "
+				  "s:b, s:b}",
+				  "pin", (json_int_t)i, "vector",
+				  (json_int_t)(e & IOAPIC_RTE_VECTOR),
+				  "delivery-mode",
+				  delivery_modes[(e & IOAPIC_RTE_DELMODE) >>
+						 IOAPIC_RTE_DELMODE_SHIFT],
+				  "dest-mode",
+				  e & IOAPIC_RTE_DESTMODE ? "logical" :
+							    "physical",
+				  "destination",
+				  (json_int_t)(e >> IOAPIC_RTE_DEST_SHIFT),
+				  "polarity",
+				  e & IOAPIC_RTE_POLARITY ? "active-low" :
+							    "active-high",
+				  "trigger",
+				  e & IOAPIC_RTE_LEVEL ? "level" : "edge",
+				  "masked", (int)!!(e & IOAPIC_RTE_MASK),
+				  "remote-irr",
+				  (int)!!(e & IOAPIC_RTE_REMOTE_IRR), "line",
+				  (int)!!(st.pin_levels & (1u << i))));
+	}
+	qmp_reply_return(
+		req,
+		json_pack("{s:I, s:I, s:I, s:I, s:o}", "id", (json_int_t)st.id,
+			  "version", (json_int_t)(IOAPIC_VERSION_VALUE & 0xff),
+			  "arbitration-id", (json_int_t)st.arb, "ioregsel",
+			  (json_int_t)st.ioregsel, "pins", pins));
+}
+
 int mmud_interrupts_register(struct qmp_server *qmp, struct vm *vm)
 {
 	if (qmp_server_register(qmp, "inject-nmi", NULL, cmd_inject_nmi, vm) <
 		    0 ||
 	    qmp_server_register(qmp, "x-query-lapic", lapic_args,
-				cmd_query_lapic, vm) < 0)
+				cmd_query_lapic, vm) < 0 ||
+	    qmp_server_register(qmp, "x-query-ioapic", NULL, cmd_query_ioapic,
+				vm) < 0)
 		return -ENOMEM;
 	return 0;
 }

@@ -9,11 +9,12 @@ GROUP: irq-echo (meson: daemon-irq-echo). Shared parts: tests/lib/daemonlib.py.
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import daemonlib as dl  # noqa: E402
-from daemonlib import Daemon, test, read_console_until  # noqa: E402
+from daemonlib import Daemon, test, read_console_until, error  # noqa: E402
 
 
 def guest_hash(data):
@@ -29,6 +30,16 @@ def test_input_by_receive_interrupt_whole_and_in_order(tmp):
     assert dl.ECHO, "test_irq_echo.py needs IRQ_ECHO_ELF"
     d = Daemon(tmp, smp=1, kernel=dl.ECHO)
     s, _ = read_console_until(d.con, "irq_echo: ready\n")
+    # Waiting for input, the vCPU sleeps in HLT (QMP.md: x-halted).
+    c = d.client()
+    deadline = time.monotonic() + dl.TIMEOUT
+    while True:
+        cpus = c.cmd("query-cpus-fast")["return"]
+        if cpus[0].get("x-halted"):
+            break
+        assert time.monotonic() < deadline, ("never halted", cpus)
+        time.sleep(0.05)
+    c.close()
     # One line, typed while the guest sleeps in HLT.
     s.sendall(b"hello, guest\n")
     read_console_until(d.con, "irq_echo: hello, guest\n", sock=s)
@@ -46,6 +57,33 @@ def test_input_by_receive_interrupt_whole_and_in_order(tmp):
     _, text = read_console_until(
         d.con, re.compile(r"bytes, hash \w+, [a-z ]+\n"), sock=s)
     assert want in text, (want, text[-200:])
+    s.sendall(b"quit\n")
+    read_console_until(d.con, "irq_echo: bye\n", sock=s)
+    assert d.wait() == 1, d.log()
+    d.kill()
+
+
+@test("irq-echo")
+def test_query_ioapic_shows_com1s_pin(tmp):
+    """x-query-ioapic (docs/QMP.md) while irq_echo waits for input: pin
+    4 routed as the guest wrote it, every other pin as reset left it."""
+    d = Daemon(tmp, smp=1, kernel=dl.ECHO)
+    s, _ = read_console_until(d.con, "irq_echo: ready\n")
+    c = d.client()
+    r = c.cmd("x-query-ioapic")["return"]
+    assert r["version"] == 0x20 and r["id"] == 0, r
+    assert r["arbitration-id"] == 0 and len(r["pins"]) == 24, r
+    assert [p["pin"] for p in r["pins"]] == list(range(24)), r
+    assert r["pins"][4] == {
+        "pin": 4, "vector": 0x24, "delivery-mode": "fixed",
+        "dest-mode": "physical", "destination": 0,
+        "polarity": "active-high", "trigger": "edge", "masked": False,
+        "remote-irr": False, "line": False}, r["pins"][4]
+    for p in r["pins"][:4] + r["pins"][5:]:
+        assert p["masked"] and p["vector"] == 0 and not p["line"], p
+        assert p["trigger"] == "edge" and p["polarity"] == "active-high", p
+    # Arguments it does not take are refused; it still answers after.
+    error(c.cmd("x-query-ioapic", {"pin": 4}), "GenericError")
     s.sendall(b"quit\n")
     read_console_until(d.con, "irq_echo: bye\n", sock=s)
     assert d.wait() == 1, d.log()
