@@ -18,6 +18,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -360,11 +362,16 @@ bool dev_lapic_match(struct dev_lapic *l, uint8_t dest, bool logical)
 
 /* SDM vol. 3, figure 10-10: DCR bits 0, 1 and 3 encode divide by 2, 4,
  * ... 128, and 111b divide by 1. */
-static uint64_t divisor(const struct dev_lapic *l)
+static uint64_t divisor_of(uint32_t dcr)
 {
-	unsigned int v = (l->dcr & 3) | ((l->dcr >> 1) & 4);
+	unsigned int v = (dcr & 3) | ((dcr >> 1) & 4);
 
 	return 1ULL << ((v + 1) & 7);
+}
+
+static uint64_t divisor(const struct dev_lapic *l)
+{
+	return divisor_of(l->dcr);
 }
 
 #define NS_PER_TICK (1000000000ULL / DEV_LAPIC_TIMER_HZ)
@@ -1088,4 +1095,160 @@ void dev_lapic_state(struct dev_lapic *l, uint64_t now_ns,
 	st->sipis = l->sipis;
 	st->sipi_vector = l->sipi_vector;
 	pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- migration ---------------------------------------------------------- */
+
+void dev_lapic_save(struct dev_lapic *l, uint64_t now_ns,
+		    struct dev_lapic_saved *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&l->lock);
+	st->base = l->base;
+	st->id = l->id;
+	st->tpr = l->tpr;
+	st->ldr = l->ldr;
+	st->dfr = l->dfr;
+	st->svr = l->svr;
+	st->esr = l->esr;
+	st->esr_pending = l->esr_pending;
+	st->icr_lo = l->icr_lo;
+	st->icr_hi = l->icr_hi;
+	memcpy(st->lvt, l->lvt, sizeof(st->lvt));
+	memcpy(st->irr, l->irr, sizeof(st->irr));
+	memcpy(st->isr, l->isr, sizeof(st->isr));
+	memcpy(st->tmr, l->tmr, sizeof(st->tmr));
+	st->timer_initial = l->tmict;
+	st->timer_divide = l->dcr;
+	st->timer_armed = l->deadline != 0;
+	st->timer_remaining_ns = l->deadline > now_ns ? l->deadline - now_ns :
+							0;
+	st->tsc_deadline = l->tsc_deadline;
+	st->wait_for_sipi = l->wait_for_sipi;
+	st->sipis = l->sipis;
+	st->sipi_vector = l->sipi_vector;
+	pthread_mutex_unlock(&l->lock);
+}
+
+static bool refuse(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static bool refuse(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+static bool check_saved(const struct dev_lapic *l,
+			const struct dev_lapic_saved *st, char *err,
+			size_t errlen)
+{
+	bool x2 = st->base & MSR_IA32_APIC_BASE_EXTD;
+	uint32_t mode = st->lvt[LVT_TIMER] & LAPIC_LVT_TIMER_MODE;
+	uint64_t period;
+
+	if ((st->base & ~BASE_VALID) ||
+	    (x2 && !(st->base & MSR_IA32_APIC_BASE_EN)))
+		return refuse(err, errlen, "lapic base %#llx is invalid",
+			      (unsigned long long)st->base);
+	if (x2 ? st->id != l->initial_id : (st->id & 0x00ffffffu) != 0)
+		return refuse(err, errlen, "lapic id %#x is invalid", st->id);
+	if (x2 ? st->ldr != (((l->initial_id >> 4) << 16) |
+			     (1u << (l->initial_id & 0xf))) :
+		 (st->ldr & 0x00ffffffu) != 0)
+		return refuse(err, errlen, "lapic ldr %#x is invalid", st->ldr);
+	if ((st->dfr & 0x0fffffffu) != 0x0fffffffu ||
+	    ((st->dfr >> 28) != 0 && (st->dfr >> 28) != 0xf))
+		return refuse(err, errlen, "lapic dfr %#x is invalid", st->dfr);
+	if (st->tpr & ~0xffu)
+		return refuse(err, errlen, "lapic tpr %#x sets a reserved bit",
+			      st->tpr);
+	if (st->svr & ~0x3ffu)
+		return refuse(err, errlen, "lapic svr %#x sets a reserved bit",
+			      st->svr);
+	if ((st->esr | st->esr_pending) &
+	    ~(LAPIC_ESR_SEND_ILLEGAL | LAPIC_ESR_RECV_ILLEGAL |
+	      LAPIC_ESR_ILLEGAL_REG))
+		return refuse(err, errlen, "lapic esr %#x/%#x is invalid",
+			      st->esr, st->esr_pending);
+	if ((st->icr_lo & ~0x000ccfffu) || (!x2 && (st->icr_hi & 0x00ffffffu)))
+		return refuse(err, errlen, "lapic icr %#x:%#x is invalid",
+			      st->icr_hi, st->icr_lo);
+	for (unsigned int i = 0; i < NR_LVT; i++) {
+		if (st->lvt[i] & ~lvt_writable[i])
+			return refuse(err, errlen,
+				      "lapic lvt %u (%#x) sets a reserved bit",
+				      i, st->lvt[i]);
+		if (!(st->svr & LAPIC_SVR_ENABLE) &&
+		    !(st->lvt[i] & LAPIC_LVT_MASKED))
+			return refuse(err, errlen,
+				      "lapic lvt %u is unmasked while the APIC "
+				      "is software disabled",
+				      i);
+	}
+	if ((st->irr[0] | st->isr[0] | st->tmr[0]) & 0xffffu)
+		return refuse(err, errlen,
+			      "lapic irr/isr/tmr hold a vector below 16");
+	if (st->timer_divide & ~0xbu)
+		return refuse(err, errlen, "lapic timer divide %#x is invalid",
+			      st->timer_divide);
+	if (mode == LAPIC_LVT_TSC_DEADLINE) {
+		if (st->timer_initial || st->timer_armed != !!st->tsc_deadline)
+			return refuse(err, errlen,
+				      "lapic TSC-deadline timer state is "
+				      "inconsistent");
+	} else {
+		period = (uint64_t)st->timer_initial *
+			 divisor_of(st->timer_divide) * NS_PER_TICK;
+		if (st->tsc_deadline || (st->timer_armed && !period) ||
+		    (st->timer_armed && st->timer_remaining_ns > period))
+			return refuse(err, errlen,
+				      "lapic timer state is inconsistent");
+	}
+	if (st->sipi_vector < -1 || st->sipi_vector > 255 ||
+	    (!st->wait_for_sipi && (st->sipis || st->sipi_vector >= 0)))
+		return refuse(err, errlen, "lapic SIPI record is invalid");
+	return true;
+}
+
+bool dev_lapic_load(struct dev_lapic *l, const struct dev_lapic_saved *st,
+		    uint64_t now_ns, char *err, size_t errlen)
+{
+	if (!check_saved(l, st, err, errlen))
+		return false;
+	pthread_mutex_lock(&l->lock);
+	l->base = st->base;
+	l->id = st->id;
+	l->tpr = st->tpr;
+	l->ldr = st->ldr;
+	l->dfr = st->dfr;
+	l->svr = st->svr;
+	l->esr = st->esr;
+	l->esr_pending = st->esr_pending;
+	l->icr_lo = st->icr_lo;
+	l->icr_hi = st->icr_hi;
+	memcpy(l->lvt, st->lvt, sizeof(l->lvt));
+	memcpy(l->irr, st->irr, sizeof(l->irr));
+	memcpy(l->isr, st->isr, sizeof(l->isr));
+	memcpy(l->tmr, st->tmr, sizeof(l->tmr));
+	l->tmict = st->timer_initial;
+	l->dcr = st->timer_divide;
+	l->tsc_deadline = st->tsc_deadline;
+	l->period = (uint64_t)l->tmict * divisor(l) * NS_PER_TICK;
+	/* The next event where the source had it, from now; a periodic
+	 * timer's start one period before (advance() counts from it). The
+	 * TSC-deadline timer checks the TSC itself when it comes. */
+	l->deadline = st->timer_armed ? now_ns + st->timer_remaining_ns : 0;
+	if (l->deadline == 0 && st->timer_armed)
+		l->deadline = 1;
+	l->start = l->deadline > l->period ? l->deadline - l->period : 0;
+	l->wait_for_sipi = st->wait_for_sipi;
+	l->sipis = st->sipis;
+	l->sipi_vector = st->sipi_vector;
+	pthread_mutex_unlock(&l->lock);
+	return true;
 }

@@ -277,4 +277,36 @@ struct dev_lapic_state {
 void dev_lapic_state(struct dev_lapic *l, uint64_t now_ns,
 		     struct dev_lapic_state *st);
 
+/*
+ * What a local APIC holds, for migration: its registers as software
+ * last wrote them, and the timer's next event relative to the save
+ * (host times do not travel). dev_lapic_load() refuses, changing
+ * nothing, with the field named in err, a value the APIC could not
+ * hold: reserved bits in IA32_APIC_BASE or EXTD without EN, an x2APIC ID
+ * or LDR other than the initial ID's, reserved bits in a register or an
+ * LVT entry, an LVT entry unmasked while software disabled, vectors
+ * 0-15 in IRR/ISR/TMR, an armed timer's remaining time beyond its period
+ * (or a TSC deadline outside TSC-deadline mode), a SIPI record without
+ * the wait.
+ * Thread-safe; sends nothing (the vCPU looks at IRR when it runs).
+ */
+struct dev_lapic_saved {
+	uint64_t base;
+	uint32_t id, tpr, ldr, dfr, svr, esr, esr_pending;
+	uint32_t icr_lo, icr_hi;
+	uint32_t lvt[6];
+	uint32_t irr[8], isr[8], tmr[8];
+	uint32_t timer_initial, timer_divide;
+	bool timer_armed;
+	uint64_t timer_remaining_ns; /* armed: from the save to the event */
+	uint64_t tsc_deadline;
+	bool wait_for_sipi;
+	uint32_t sipis;
+	int32_t sipi_vector; /* -1: none */
+};
+void dev_lapic_save(struct dev_lapic *l, uint64_t now_ns,
+		    struct dev_lapic_saved *st);
+bool dev_lapic_load(struct dev_lapic *l, const struct dev_lapic_saved *st,
+		    uint64_t now_ns, char *err, size_t errlen);
+
 #endif

@@ -932,6 +932,98 @@ static void test_lapic_tsc_deadline(void **state)
 	bus_teardown();
 }
 
+/* ---- migration ---------------------------------------------------------- */
+
+/* A saved APIC loads into another with the same registers, pending and
+ * in-service vectors, and its timer's remaining time counted from the
+ * load (host times do not travel); the copy then behaves the same. */
+static void test_lapic_save_load_round_trip(void **state)
+{
+	struct dev_lapic *a = enabled(1), *b = dev_lapic_create(1, NULL, NULL);
+	struct dev_lapic_saved sv;
+	struct dev_lapic_state sa, sb;
+	char err[128];
+
+	(void)state;
+	wr(a, LAPIC_TPR, 0x20);
+	wr(a, LAPIC_LDR, 0x08u << 24);
+	wr(a, LAPIC_LVT_ERROR, 0x3e);
+	dev_lapic_accept(a, 0x80, true);
+	dev_lapic_accept(a, 0x41, false);
+	assert_int_equal(dev_lapic_ack(a), 0x80);
+	wr(a, LAPIC_ICR_HI, 3u << 24);
+	wr(a, LAPIC_LVT_TIMER, LAPIC_LVT_PERIODIC | 0x50);
+	wr(a, LAPIC_TIMER_DCR, 0xb);
+	dev_lapic_mmio_write(a, LAPIC_TIMER_ICR, 4, 1000000, 1000);
+	rd(a, 0x10); /* reserved: ESR bit 7, pending */
+	dev_lapic_save(a, 1000 + 400000, &sv);
+	assert_true(sv.timer_armed);
+	assert_int_equal(sv.timer_remaining_ns, 600000);
+	assert_true(dev_lapic_load(b, &sv, 5000000, err, sizeof(err)));
+	dev_lapic_state(a, 1000 + 400000, &sa);
+	dev_lapic_state(b, 5000000, &sb);
+	sa.timer_deadline_ns = sb.timer_deadline_ns = 0;
+	assert_memory_equal(&sa, &sb, sizeof(sa));
+	assert_int_equal(dev_lapic_deadline(b), 5000000 + 600000);
+	/* The copy fires, rearms a period on, and dispenses as a would. */
+	assert_true(dev_lapic_advance(b, 5600000));
+	assert_int_equal(dev_lapic_deadline(b), 6600000);
+	assert_int_equal(esr(b), LAPIC_ESR_ILLEGAL_REG);
+	wr(b, LAPIC_EOI, 0); /* 0x80's, level */
+	assert_int_equal(dev_lapic_pending(b), 0x50);
+	dev_lapic_destroy(a);
+	dev_lapic_destroy(b);
+}
+
+/* What no APIC could hold is refused, naming it, and changes nothing. */
+static void test_lapic_load_refuses_what_cannot_be(void **state)
+{
+	struct dev_lapic *a = enabled(2), *b = enabled(2);
+	struct dev_lapic_saved good, bad;
+	struct dev_lapic_state before, after;
+	char err[128];
+
+	(void)state;
+	wr(b, LAPIC_TPR, 0x30);
+	dev_lapic_state(b, 0, &before);
+	dev_lapic_save(a, 0, &good);
+#define REFUSED(stmt, what)                                                 \
+	do {                                                                \
+		bad = good;                                                 \
+		stmt;                                                       \
+		err[0] = 0;                                                 \
+		assert_false(dev_lapic_load(b, &bad, 0, err, sizeof(err))); \
+		if (!strstr(err, what))                                     \
+			fail_msg("%s: refused with \"%s\"", #stmt, err);    \
+		dev_lapic_state(b, 0, &after);                              \
+		assert_memory_equal(&before, &after, sizeof(before));       \
+	} while (0)
+	REFUSED(bad.base |= 1, "base");
+	REFUSED(bad.base = DEV_LAPIC_BASE | BASE_EXTD, "base");
+	REFUSED(bad.base |= BASE_EXTD, "id"); /* xAPIC ID in x2APIC mode */
+	REFUSED(bad.id |= 1, "id");
+	REFUSED(bad.ldr = 1, "ldr");
+	REFUSED(bad.dfr = 0x7fffffff, "dfr");
+	REFUSED(bad.tpr = 0x100, "tpr");
+	REFUSED(bad.svr = 0x1000, "svr");
+	REFUSED(bad.esr_pending = 1, "esr");
+	REFUSED(bad.icr_lo = 1u << 12, "icr");
+	REFUSED(bad.lvt[3] = 1u << 20, "lvt 3");
+	REFUSED((bad.svr = 0xff, bad.lvt[0] = 0x40), "software disabled");
+	REFUSED(bad.irr[0] = 1u << 3, "below 16");
+	REFUSED(bad.timer_divide = 4, "divide");
+	REFUSED((bad.timer_armed = true, bad.timer_initial = 10,
+		 bad.timer_remaining_ns = 1000),
+		"timer");
+	REFUSED(bad.tsc_deadline = 5, "timer");
+	REFUSED(bad.sipis = 1, "SIPI");
+	REFUSED(bad.sipi_vector = 300, "SIPI");
+#undef REFUSED
+	assert_true(dev_lapic_load(b, &good, 0, err, sizeof(err)));
+	dev_lapic_destroy(a);
+	dev_lapic_destroy(b);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -961,6 +1053,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_lapic_x2apic_msr_rules),
 		cmocka_unit_test(test_apic_bus_x2apic_destinations),
 		cmocka_unit_test(test_lapic_tsc_deadline),
+		cmocka_unit_test(test_lapic_save_load_round_trip),
+		cmocka_unit_test(test_lapic_load_refuses_what_cannot_be),
 	};
 	const struct CMUnitTest threaded[] = {
 		cmocka_unit_test(test_lapic_accepts_from_threads_taken_once),
