@@ -8,10 +8,11 @@
  * page of it is a zero page), then loops: it rewrites a hot set of its
  * pages with the round number mixed in, keeping the model of what each
  * page holds (each hot page must still hold the last round's contents
- * when it rewrites it), and reads its whole stripe back against that
- * model. vCPU 0 prints a numbered heartbeat after each of its rounds
- * with a running checksum of the heartbeat numbers (sum of mix(k) for k = 1..n, mod
- * 2^64), which a test recomputes on its own:
+ * when it rewrites it), reads its whole stripe back against that model
+ * and checks that its TSC did not go back. vCPU 0 prints a numbered
+ * heartbeat after each of its rounds with a running checksum of the
+ * heartbeat numbers (sum of mix(k) for k = 1..n, mod 2^64), which a
+ * test recomputes on its own:
  *
  *     migrate: ready (N vcpus, M pages)
  *     migrate: hb 1 sum 0x...
@@ -82,6 +83,14 @@ static bool is_hot(uint64_t p, unsigned int cpu, unsigned int nr)
 	return false;
 }
 
+static uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((uint64_t)hi << 32) | lo;
+}
+
 static void mismatch(unsigned int cpu, uint64_t p, uint64_t w, uint64_t want,
 		     uint64_t got)
 {
@@ -94,7 +103,7 @@ int guest_main(unsigned int cpu)
 {
 	unsigned int nr = rt_boot.nr_vcpus;
 	volatile uint64_t *region;
-	uint64_t round = 0, hb = 0, sum = 0;
+	uint64_t round = 0, hb = 0, sum = 0, tsc = 0;
 
 	if (cpu == 0) {
 		uint64_t pages = fill_mib() << 8;
@@ -122,6 +131,17 @@ int guest_main(unsigned int cpu)
 			  region_pages);
 
 	for (;;) {
+		uint64_t now = rdtsc();
+
+		/* Its TSC never goes back, here or after a migration (the
+		 * destination goes on from the value the source saved). */
+		if (now < tsc) {
+			rt_printf("migrate: MISMATCH vcpu %u tsc %#lx after "
+				  "%#lx\n",
+				  cpu, now, tsc);
+			failed = 1;
+		}
+		tsc = now;
 		round++;
 		for (unsigned int i = 0; i < HOT_PAGES && !failed; i++) {
 			uint64_t p = hot_page(cpu, nr, i);
