@@ -372,13 +372,17 @@ static void test_bzimage_no_64bit_entry_refused(void **state)
 static void test_bzimage_initrd_too_big_refused(void **state)
 {
 	struct fixture *f = *state;
+	uint8_t *big = calloc(1, 0x100001);
 
+	assert_non_null(big);
 	f->ram[0].size = 0x1300000; /* 19 MiB: 1 MiB after the kernel */
+	f->cfg.initrd = big;
 	f->cfg.initrd_len = 0x100001;
 	expect_refusal(f, "initrd of 1048577 bytes does not fit");
 	f->cfg.initrd_len = 0x100000; /* exactly the room left */
 	assert_int_equal(load(f), 0);
 	assert_int_equal(f->res.initrd_gpa, PREF + INIT_SIZE);
+	free(big);
 }
 
 static void test_bzimage_initrd_above_addr_max_refused(void **state)
