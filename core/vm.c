@@ -515,6 +515,11 @@ void vm_inject_nmi(struct vm *vm)
 			vcpu_raise_nmi(vm->vcpus[i]);
 }
 
+struct dev_lapic *vm_lapic(struct vm *vm, unsigned int index)
+{
+	return index < vm->cfg.nr_vcpus ? vm->lapics[index] : NULL;
+}
+
 int vm_lapic_state(struct vm *vm, unsigned int index,
 		   struct dev_lapic_state *st)
 {

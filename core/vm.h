@@ -243,6 +243,10 @@ int vm_add_wake_check(struct vm *vm, bool (*fn)(void *ctx), void *ctx);
  * thread.
  */
 void vm_inject_nmi(struct vm *vm);
+/* vCPU index's local APIC (NULL: no such vCPU), for migration's
+ * dev_lapic_save()/dev_lapic_load() with the vCPUs parked. */
+struct dev_lapic;
+struct dev_lapic *vm_lapic(struct vm *vm, unsigned int index);
 /* vCPU index's local APIC registers now (x-query-lapic); -ENOENT for no
  * such vCPU. Any thread. */
 struct dev_lapic_state;
