@@ -73,6 +73,19 @@ def status_of(d):
     return ok(d.client().cmd("query-status"))["status"]
 
 
+def wait_running(d):
+    """The destination runs once its stream has loaded, which may be a
+    moment after the source says completed."""
+    c = d.client()
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        st = ok(c.cmd("query-status"))["status"]
+        if st == "running":
+            return
+        assert st == "inmigrate" and time.monotonic() < deadline, st
+        time.sleep(0.05)
+
+
 def wait_status(d, want):
     c = d.client()
     deadline = time.monotonic() + TIMEOUT
@@ -98,7 +111,7 @@ def test_migrate_wait_progress_lines_then_completed(tmp):
         assert LINE.match(line), "progress line %r" % line
     assert DONE.match(lines[-1]), lines[-1]
     assert status_of(src) == "postmigrate"
-    assert status_of(dst) == "running"
+    wait_running(dst)
     c = src.client()
     params = ok(c.cmd("query-migrate-parameters"))
     assert params["max-bandwidth"] == 4 << 20, params
@@ -160,7 +173,7 @@ def test_migrate_to_joins_both_ends_with_a_socket_pair(tmp):
     assert rc == 0, (rc, out, err)
     assert DONE.match(out.strip()), out
     assert status_of(src) == "postmigrate"
-    assert status_of(dst) == "running"
+    wait_running(dst)
     # The names were taken by the migration: nothing is left named.
     for d in (src, dst):
         error(d.client().cmd("closefd", {"fdname": "mmuctl-migrate"}),
