@@ -29,6 +29,8 @@ from daemonlib import test  # noqa: E402
 import test_migration as tm  # noqa: E402
 
 SKIP = 77
+# Sanitizer builds (meson sets MMUD_SLOW) make one short round trip.
+SLOW = bool(os.environ.get("MMUD_SLOW"))
 TAG = "mmud%d" % os.getpid()
 NS = (TAG + "a", TAG + "b")
 VETH = (TAG + "va", TAG + "vb")
@@ -112,14 +114,18 @@ def round_trips(tmp, smp, uris, hops):
 @test("netns")
 def test_tcp4_across_namespaces_1_2_4_vcpus_round_trips(tmp):
     # As many hops as test_migration.py's own round trips make.
-    hops = getattr(tm, "HOPS", 2)
-    for smp in (1, 2, 4):
+    hops = 2 if SLOW else getattr(tm, "HOPS", 2)
+    for smp in (2,) if SLOW else (1, 2, 4):
         round_trips(os.path.join(tmp, str(smp)), smp,
                     ["tcp:%s:0" % a for a in V4], hops)
 
 
 @test("netns")
 def test_tcp6_across_namespaces_2_vcpus_there_and_back(tmp):
+    if SLOW:
+        print("skipped under a sanitizer build: the IPv4 round trip is "
+              "the short one")
+        return
     round_trips(tmp, 2, ["tcp:[%s]:0" % a for a in V6], 2)
 
 
