@@ -11,14 +11,17 @@ exits 1) or the number of the first check that failed; asked to (append
 "LR..."), it first spoils what the loader wrote and resets the VM through
 the ACPI reset register, and must then pass the same checks. Then one
 defective variant per refusal: mmud must exit with status 4 and a
-message naming it.
+message naming it. With --smp 2 only vCPU 0's thread may start.
 Usage: bad_bzimage.py MMUD
 """
+import json
 import os
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 # The entry's checks, assembled (GNU as): see the docstring; exits with
 # 2 (CS), 3 (DS/SS), 4 (RSI), 5 (type_of_loader), 6 (command line), 7
@@ -81,6 +84,54 @@ def run(mmud, tmp, image, initrd=None, memory="64M", append="Linux"):
     return p.returncode, p.stderr.decode(errors="replace")
 
 
+def only_vcpu0_starts(mmud, tmp, rd):
+    """--smp 2 --paused: vCPU 0's thread runs, vCPU 1's never starts (it
+    waits for a SIPI); after cont the guest passes. Returns an error or
+    None."""
+    kernel, initrd = os.path.join(tmp, "bzImage"), os.path.join(tmp, "rd")
+    qmp = os.path.join(tmp, "qmp.sock")
+    with open(kernel, "wb") as f:
+        f.write(bzimage())
+    with open(initrd, "wb") as f:
+        f.write(rd)
+    p = subprocess.Popen([mmud, "--kernel", kernel, "--initrd", initrd,
+                          "--smp", "2", "--paused", "--qmp", qmp,
+                          "--append", "Linux"],
+                         stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 30
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        while True:
+            try:
+                s.connect(qmp)
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    return "no QMP socket"
+                time.sleep(0.05)
+        s.settimeout(30)
+        f = s.makefile("rw")
+        f.readline()
+        for cmd in ("qmp_capabilities", "query-cpus-fast"):
+            f.write(json.dumps({"execute": cmd}) + "\n")
+            f.flush()
+            r = json.loads(f.readline())
+        tids = [c["thread-id"] for c in r["return"]]
+        if len(tids) != 2 or tids[0] == 0 or tids[1] != 0:
+            return "thread ids %r: want vCPU 0's only" % tids
+        f.write(json.dumps({"execute": "cont"}) + "\n")
+        f.flush()
+        status = p.wait(60)
+        if status != 1:
+            return "status %d: %s" % (status, p.stderr.read().decode())
+        return None
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def main():
     mmud = sys.argv[1]
     rd = b"\x5a" + bytes(4095)
@@ -114,6 +165,11 @@ def main():
                                           status,
                                           "" if ok else "\n" + err))
             failed += not ok
+        err = only_vcpu0_starts(mmud, tmp, rd)
+        print("%s only vCPU 0 starts%s" % ("ok  " if err is None else "FAIL",
+                                           "" if err is None else
+                                           ": " + err))
+        failed += err is not None
         # An ELF kernel (the embedded sample guest) takes no initrd.
         path = os.path.join(tmp, "initrd")
         p = subprocess.run([mmud, "--initrd", path],

@@ -208,6 +208,24 @@ static void test_bzimage_zero_page_has_header_and_fields(void **state)
 			fail_msg("zero page byte 0x%zx is 0x%02x", i, z[i]);
 }
 
+/* Only vCPU 0 can start (the others wait for a SIPI): the MADT of a
+ * two-vCPU VM has one Processor Local APIC entry, for APIC ID 0. */
+static void test_bzimage_madt_lists_only_vcpu0(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t *rsdp = f->low + ACPI_RSDP_GPA, *xsdt, *madt;
+
+	assert_int_equal(f->cfg.nr_vcpus, 2);
+	assert_int_equal(load(f), 0);
+	xsdt = f->low + g64(rsdp, 24);
+	madt = f->low + g64(xsdt, 44);
+	assert_memory_equal(madt, "APIC", 4);
+	assert_int_equal(g32(madt, 4), 36 + 8 + 8 + 12);
+	assert_int_equal(madt[44], 0); /* Processor Local APIC */
+	assert_int_equal(madt[47], 0); /* APIC ID 0 */
+	assert_int_equal(madt[52], 1); /* then the I/O APIC */
+}
+
 static void test_bzimage_initrd_high_aligned_above_kernel(void **state)
 {
 	struct fixture *f = *state;
@@ -416,6 +434,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 		T(test_bzimage_good_lands_at_pref_address),
 		T(test_bzimage_zero_page_has_header_and_fields),
+		T(test_bzimage_madt_lists_only_vcpu0),
 		T(test_bzimage_initrd_high_aligned_above_kernel),
 		T(test_bzimage_initrd_below_initrd_addr_max),
 		T(test_bzimage_e820_matches_slots_and_reserves),
