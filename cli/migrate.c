@@ -500,6 +500,11 @@ static const char *join_by_pair(struct qmp_conn *src,
 				      json_pack("{s:s}", "fdname", PAIR_FDNAME),
 				      sp[0], timeout_ms);
 		ok = ret != NULL;
+	} else if (ret) {
+		/* Refused: the destination keeps no name of ours. */
+		execute_ok(dst, "closefd",
+			   json_pack("{s:s}", "fdname", PAIR_FDNAME),
+			   timeout_ms);
 	}
 	json_decref(ret);
 	qmp_conn_close(dst);

@@ -184,6 +184,9 @@ def test_migrate_to_joins_both_ends_with_a_socket_pair(tmp):
     rc, _, err = mmuctl(dst.qmp, "migrate", "--to", src.qmp, "--wait")
     assert rc == 1 and "migrate-incoming" in err, err
     assert status_of(dst) == "running"
+    # ... and the refusing end keeps no descriptor named by mmuctl.
+    error(src.client().cmd("closefd", {"fdname": "mmuctl-migrate"}),
+          "GenericError", "File descriptor named 'mmuctl-migrate' not found")
     src.kill()
     dst.kill()
 
