@@ -13,10 +13,10 @@ panic: /init crashes the kernel (mmud.panic: echo c >
        (guest-reset) and status 0, never a hang.
 
 Not in CI yet (docs/GUEST-ABI.md, "Platform v2: what exists so far"):
-the boot does not pass until the CPU has MOV to and from debug
-registers and COM1's interrupt reaches the guest through the IOAPIC.
-Skipped (77) unless MMUD_LINUX_TESTS=1; it then fetches the packages
-through scripts/linux-guest if they are not cached.
+the kernel stops at its first MOV to or from a debug register, which
+the CPU lacks (with it stubbed, all three pass). Skipped (77) unless
+MMUD_LINUX_TESTS=1; it then fetches the packages through
+scripts/linux-guest if they are not cached.
 Usage: test_linux.py GROUP MMUD MMUCTL FOREVER_ELF SOURCE_ROOT
 """
 import os
@@ -32,9 +32,7 @@ from daemonlib import Daemon, test, client_then_cont  # noqa: E402
 
 BOOT_TIMEOUT = float(os.environ.get("MMUD_LINUX_TIMEOUT", "300"))
 # README.md, "Run Linux": reboot=acpi, or Linux on hardware-reduced ACPI
-# tries EFI's reset, then real mode. MMUD_LINUX_APPEND adds to it (e.g.
-# "no-kvmclock tsc_early_khz=2000000 tsc=reliable" while kvmclock is not
-# wired).
+# tries EFI's reset, then real mode. MMUD_LINUX_APPEND adds to it.
 CMDLINE = ("console=ttyS0 panic=-1 reboot=acpi nokaslr "
            "earlyprintk=serial,ttyS0 " +
            os.environ.get("MMUD_LINUX_APPEND", "")).strip()
@@ -144,9 +142,8 @@ def test_panic_ends_with_guest_reset(tmp):
 
 if __name__ == "__main__":
     if os.environ.get("MMUD_LINUX_TESTS") != "1":
-        print("skipped: the Linux boot does not pass yet (no MOV to/from "
-              "debug registers, COM1's IRQ 4 not delivered); "
-              "MMUD_LINUX_TESTS=1 runs it")
+        print("skipped: the Linux boot does not pass yet (the CPU has no "
+              "MOV to/from debug registers); MMUD_LINUX_TESTS=1 runs it")
         sys.exit(77)
     dl.TIMEOUT = BOOT_TIMEOUT
     sys.exit(dl.main())
