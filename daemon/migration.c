@@ -177,6 +177,13 @@ struct src {
 	bool held; /* the switchover's vm_hold() */
 	/* Bandwidth: bytes and time of the current 100 ms window. */
 	uint64_t win_start_ns, win_bytes;
+	/* auto-converge (QEMU's): the throttle's thread holds the vCPUs
+	 * for pct/(100-pct) of every 10 ms they run. */
+	pthread_t throttler;
+	bool throttler_live, auto_converge;
+	_Atomic unsigned int pct; /* (a) relaxed: a percentage, no data */
+	_Atomic bool throttle_stop; /* (a) relaxed, then joined */
+	unsigned int high_cnt;
 	/* The last pass, for the estimate. */
 	uint64_t pass_start_ns, pass_start_bytes;
 	double bytes_per_ms;
@@ -631,6 +638,90 @@ static bool converged(struct src *s, uint64_t found, uint64_t pass_ns)
 	return (double)remaining < s->bytes_per_ms * (double)limit;
 }
 
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ULL),
+			       .tv_nsec = (long)(ns % 1000000000ULL) };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * QEMU's CPU throttle for auto-converge: every 10 ms the vCPUs run, they
+ * are held for 10 ms x pct / (100 - pct) (99%: about a second), in
+ * slices of at most 10 ms so that a stop is seen at once. Holds count,
+ * so the operator's stop and cont and the worker's holds are not
+ * disturbed.
+ */
+static void *throttle_thread(void *arg)
+{
+	struct src *s = arg;
+
+	while (!atomic_load_explicit(&s->throttle_stop, memory_order_relaxed)) {
+		unsigned int pct =
+			atomic_load_explicit(&s->pct, memory_order_relaxed);
+		uint64_t held = 10000000ULL * pct / (100 - pct);
+
+		vm_hold(s->m->vm);
+		while (held && !atomic_load_explicit(&s->throttle_stop,
+						     memory_order_relaxed)) {
+			uint64_t step = held < 10000000ULL ? held : 10000000ULL;
+
+			sleep_ns(step);
+			held -= step;
+		}
+		vm_unhold(s->m->vm);
+		sleep_ns(10000000ULL);
+	}
+	return NULL;
+}
+
+static void throttle_end(struct src *s)
+{
+	if (!s->throttler_live)
+		return;
+	atomic_store_explicit(&s->throttle_stop, true, memory_order_relaxed);
+	pthread_join(s->throttler, NULL);
+	s->throttler_live = false;
+	pthread_mutex_lock(&s->m->lock);
+	s->m->st.cpu_throttle_percentage = 0;
+	pthread_mutex_unlock(&s->m->lock);
+}
+
+/*
+ * QEMU's trigger (migration_trigger_throttle): a pass that dirtied more
+ * than half the bytes it sent counts; at the second, the throttle
+ * starts at cpu-throttle-initial or rises by cpu-throttle-increment, to
+ * 99% at most.
+ */
+static void maybe_throttle(struct src *s, uint64_t found, uint64_t sent)
+{
+	struct mmud_migration *m = s->m;
+	unsigned int pct, initial, inc;
+
+	if (!s->auto_converge || found * PAGE_SIZE <= sent / 2)
+		return;
+	if (++s->high_cnt < 2)
+		return;
+	s->high_cnt = 0;
+	pthread_mutex_lock(&m->lock);
+	initial = (unsigned int)m->params.cpu_throttle_initial;
+	inc = (unsigned int)m->params.cpu_throttle_increment;
+	pthread_mutex_unlock(&m->lock);
+	pct = atomic_load_explicit(&s->pct, memory_order_relaxed);
+	pct = pct ? pct + inc : initial;
+	if (pct > 99)
+		pct = 99;
+	atomic_store_explicit(&s->pct, pct, memory_order_relaxed);
+	pthread_mutex_lock(&m->lock);
+	m->st.cpu_throttle_percentage = pct;
+	pthread_mutex_unlock(&m->lock);
+	if (!s->throttler_live &&
+	    pthread_create(&s->throttler, NULL, throttle_thread, s) == 0)
+		s->throttler_live = true;
+}
+
 /* 10 ms, or until a cancel or new parameters. */
 static void idle(struct mmud_migration *m)
 {
@@ -715,6 +806,10 @@ static int run_source(struct src *s)
 		publish_progress(s);
 		if (converged(s, found, mig_now_ns() - t0))
 			break;
+		if (pass > 1)
+			maybe_throttle(s, found,
+				       migrate_writer_bytes(s->w) -
+					       s->pass_start_bytes);
 		if (cancelled(m))
 			return -ECANCELED;
 		if (!found)
@@ -723,6 +818,8 @@ static int run_source(struct src *s)
 	pthread_mutex_lock(&m->lock);
 	m->st.dirty_sync_count = pass + 1;
 	pthread_mutex_unlock(&m->lock);
+	/* The switchover holds the vCPUs itself. */
+	throttle_end(s);
 	return switchover(s);
 }
 
@@ -736,7 +833,10 @@ static void *source_thread(void *arg)
 	mmu_rcu_register_thread();
 	if (s) {
 		s->m = m;
+		/* Capabilities cannot change while a migration runs. */
+		s->auto_converge = m->cap_auto_converge;
 		r = run_source(s);
+		throttle_end(s);
 	}
 	if (!r) {
 		/* The source stays paused (postmigrate) until cont. */
@@ -969,6 +1069,10 @@ static void cmd_query_migrate(struct qmp_request *req, json_t *args,
 			json_integer((json_int_t)st.expected_downtime));
 	if (status == MIG_FAILED && error[0])
 		json_object_set_new(ret, "error-desc", json_string(error));
+	if (st.cpu_throttle_percentage && status == MIG_ACTIVE)
+		json_object_set_new(
+			ret, "cpu-throttle-percentage",
+			json_integer((json_int_t)st.cpu_throttle_percentage));
 	if (status != MIG_SETUP) {
 		ram = json_pack(
 			"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I, "
@@ -1003,6 +1107,8 @@ static bool *cap_field(struct mmud_migration *m, const char *name)
 		return &m->cap_events;
 	if (!strcmp(name, "pause-before-switchover"))
 		return &m->cap_pause_before_switchover;
+	if (!strcmp(name, "auto-converge"))
+		return &m->cap_auto_converge;
 	return NULL;
 }
 

@@ -67,6 +67,7 @@ struct mig_stats {
 	uint64_t dirty_sync_count;
 	uint64_t precopy_bytes, downtime_bytes;
 	uint64_t expected_downtime, downtime; /* ms */
+	unsigned int cpu_throttle_percentage; /* auto-converge; 0: none */
 };
 
 /*
@@ -85,7 +86,7 @@ struct mmud_migration {
 	struct mmud_console *console; /* (c) where console sections go */
 
 	/* (e) migrate-set-capabilities */
-	bool cap_events, cap_pause_before_switchover;
+	bool cap_events, cap_pause_before_switchover, cap_auto_converge;
 	pthread_t thread; /* (e) */
 	bool thread_live; /* (e) started and not yet joined */
 	bool incoming_started; /* (e) migrate-incoming or --incoming URI */

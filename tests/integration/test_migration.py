@@ -556,6 +556,73 @@ def test_pages_an_operator_harvest_takes_mid_pass_still_migrate(tmp):
     dst.kill()
 
 
+def insn_rate(c):
+    """The source's instructions per second over half a second."""
+    a, t0 = insns(c), time.monotonic()
+    time.sleep(0.5)
+    return (insns(c) - a) / (time.monotonic() - t0)
+
+
+@test("converge")
+def test_auto_converge_throttles_the_vcpus_until_the_switchover(tmp):
+    src, sc, hb = start(tmp)
+    free = insn_rate(sc)
+    dst, dc, uri = destination(tmp, "d1")
+    # downtime-limit 0: it never switches over; 1 MiB/s: the guest
+    # dirties more than half of what each pass sends.
+    ok(sc.cmd("migrate-set-parameters",
+              {"max-bandwidth": 1 << 20, "downtime-limit": 0}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    info = wait_status(sc, ["active"])
+    while info["ram"]["dirty-sync-count"] < 10:
+        info = ok(sc.cmd("query-migrate"))
+        assert info["status"] == "active", info
+        assert "cpu-throttle-percentage" not in info, info
+    ok(sc.cmd("migrate_cancel"))
+    wait_status(sc, ["cancelled"])
+    assert dst.wait() == 6
+    dc.close()
+    still_runs(sc, hb, "running")
+    # The same with auto-converge: QEMU's throttle rises from
+    # cpu-throttle-initial by cpu-throttle-increment to 99%.
+    ok(sc.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "auto-converge", "state": True}]}))
+    caps = ok(sc.cmd("query-migrate-capabilities"))
+    assert {"capability": "auto-converge", "state": True} in caps, caps
+    ok(sc.cmd("migrate-set-parameters", {"cpu-throttle-increment": 40}))
+    dst = vm(tmp, "d2", 2, "--incoming", "defer")
+    dcon = Reader(dst.con, hb.cond)
+    dc = dst.client()
+    uri = unix_uri(tmp, "d2")
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    wait_status(sc, ["active"])
+    seen = []
+    deadline = time.monotonic() + 2 * TIMEOUT
+    while not seen or seen[-1] < 99:
+        info = ok(sc.cmd("query-migrate"))
+        assert info["status"] == "active", info
+        p = info.get("cpu-throttle-percentage")
+        if p and (not seen or p != seen[-1]):
+            seen.append(p)
+        assert time.monotonic() < deadline, (seen, info)
+    assert seen == [20, 60, 99], seen
+    # Held 99% of the time, the vCPUs run far less.
+    held = insn_rate(sc)
+    assert held < free / 4, (held, free)
+    # Then it may switch over; the destination runs unthrottled.
+    ok(sc.cmd("migrate-set-parameters", {"downtime-limit": 300}))
+    info = wait_status(sc, ["completed"])
+    assert "cpu-throttle-percentage" not in info, info
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0
+    hb.switch(dcon)
+    hb.advance(2)
+    dc.close()
+    dst.kill()
+
+
 # ---- streams on files -----------------------------------------------------
 
 def save(tmp, smp=2):
