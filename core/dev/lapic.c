@@ -732,7 +732,11 @@ uint32_t dev_lapic_mmio_read(struct dev_lapic *l, uint32_t offset,
 	if (size != 4 || (offset & 0xf) || offset >= DEV_LAPIC_SIZE)
 		return 0;
 	pthread_mutex_lock(&l->lock);
-	if (!read_locked(l, offset, now_ns, &v)) {
+	/* SDM vol. 3, 10.4.3, 10.12.1.2: a disabled APIC or one in x2APIC
+	 * mode has no page (the VM does not route it here then). */
+	if (!is_hw_enabled_locked(l) || is_x2apic_locked(l)) {
+		v = 0;
+	} else if (!read_locked(l, offset, now_ns, &v)) {
 		v = 0;
 		error_locked(l, LAPIC_ESR_ILLEGAL_REG);
 		err = true;
@@ -751,7 +755,9 @@ void dev_lapic_mmio_write(struct dev_lapic *l, uint32_t offset,
 	if (size != 4 || (offset & 0xf) || offset >= DEV_LAPIC_SIZE)
 		return;
 	pthread_mutex_lock(&l->lock);
-	if (!write_locked(l, offset, value, now_ns, &a))
+	if (!is_hw_enabled_locked(l) || is_x2apic_locked(l))
+		a.notify = false; /* no page: see dev_lapic_mmio_read() */
+	else if (!write_locked(l, offset, value, now_ns, &a))
 		error_locked(l, LAPIC_ESR_ILLEGAL_REG);
 	pthread_mutex_unlock(&l->lock);
 	/* TPR, EOI, SVR, a self-IPI or an error may make an interrupt

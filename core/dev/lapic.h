@@ -160,7 +160,8 @@ void dev_lapic_reset(struct dev_lapic *l);
  * An access to the MMIO page at offset (0-0xfff), at host time now_ns
  * (CLOCK_MONOTONIC: the current count and a timer start use it).
  * Registers are 32 bits wide at 16-byte boundaries: any other access
- * reads 0 and writes nothing. EOI reads 0, writes to read-only
+ * reads 0 and writes nothing, as does any access while the APIC is
+ * disabled or in x2APIC mode (it has no page then). EOI reads 0, writes to read-only
  * registers are ignored, and an access to a reserved offset reads 0,
  * writes nothing and sets ESR's illegal-register-address bit (SDM vol.
  * 3, 10.5.3). Thread-safe.
