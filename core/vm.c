@@ -680,22 +680,20 @@ static int load(struct vm *vm, gva_t *entry, char *err, size_t errlen)
 	return r;
 }
 
-/* Linux's entry state on a bzImage's vCPUs (docs/GUEST-ABI.md,
- * "Platform v2 boot"); ABI v1's, which vcpu_create() and vcpu_reset()
- * give, otherwise. */
+/*
+ * Linux's entry state on a bzImage's vCPUs (docs/GUEST-ABI.md,
+ * "Platform v2 boot"), where only vCPU 0 runs: the others get an INIT
+ * and wait for a SIPI, as application processors do at power-on. ABI
+ * v1's state, which vcpu_create() and vcpu_reset() give, otherwise.
+ */
 static void set_boot_state(struct vm *vm, unsigned int i)
 {
-	if (vm->linux64)
-		vcpu_set_linux_boot(vm->vcpus[i], vm->boot_params,
-				    BZIMAGE_BOOT_CS, BZIMAGE_BOOT_DS,
-				    BZIMAGE_GDT_LIMIT);
-}
-
-/* The vCPUs that start at once: a bzImage's others wait for a SIPI, so
- * their threads do not start (docs/GUEST-ABI.md, "Platform v2 boot"). */
-static unsigned int nr_boot_vcpus(const struct vm *vm)
-{
-	return vm->linux64 ? 1 : vm->cfg.nr_vcpus;
+	if (!vm->linux64)
+		return;
+	vcpu_set_linux_boot(vm->vcpus[i], vm->boot_params, BZIMAGE_BOOT_CS,
+			    BZIMAGE_BOOT_DS, BZIMAGE_GDT_LIMIT);
+	if (i > 0)
+		vcpu_raise_init(vm->vcpus[i]);
 }
 
 struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
@@ -880,7 +878,7 @@ fail:
 
 int vm_start(struct vm *vm)
 {
-	for (unsigned int i = 0; i < nr_boot_vcpus(vm); i++) {
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++) {
 		int r = vcpu_start(vm->vcpus[i]);
 
 		if (r < 0) {
