@@ -36,6 +36,17 @@
 #define X86_CR4_SMEP (1ULL << 20)
 #define X86_CR4_SMAP (1ULL << 21)
 
+/* DR6 and DR7 (SDM vol. 3, 18.2.3 and 18.2.4): the bits that always read
+ * 1, and those a MOV DRn can change (DR6: B0-B3, BD, BS, BT; DR7: all
+ * but the reserved bits 11, 12, 14 and 15). Bits 63:32 of either must
+ * be written as 0. */
+#define X86_DR6_FIXED1 0xffff0ff0ULL
+#define X86_DR6_WRITABLE 0x0000e00fULL
+#define X86_DR6_BD (1ULL << 13)
+#define X86_DR7_FIXED1 0x00000400ULL
+#define X86_DR7_WRITABLE 0xffff23ffULL
+#define X86_DR7_GD (1ULL << 13)
+
 #define X86_EFER_SCE (1ULL << 0)
 #define X86_EFER_LME (1ULL << 8)
 #define X86_EFER_LMA (1ULL << 10)

@@ -79,6 +79,9 @@ void x86_reset_boot(struct x86_cpu *cpu, gva_t entry, gpa_t bootinfo)
 	cpu->cr3 = LOADER_PML4_GPA;
 	cpu->cr4 = LOADER_CR4;
 	cpu->cr8 = 0;
+	memset(cpu->dr, 0, sizeof(cpu->dr));
+	cpu->dr6 = X86_DR6_FIXED1;
+	cpu->dr7 = X86_DR7_FIXED1;
 	cpu->efer = LOADER_EFER;
 	cpu->star = cpu->lstar = cpu->cstar = cpu->sfmask = 0;
 	cpu->kernel_gs_base = 0;

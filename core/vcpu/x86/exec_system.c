@@ -285,6 +285,8 @@ static void op_mov_Rd_Cd(struct x86_cpu *cpu, const struct x86_insn *in)
 		x86_raise(cpu, X86_UD, 0);
 	}
 	x86_require_cpl0(cpu);
+	if (in->reg == 8 && cpu->env->cr8)
+		cpu->env->cr8(cpu->opaque, false, &v);
 	cpu->gpr[in->rm] = v;
 }
 
@@ -313,8 +315,63 @@ static void op_mov_Cd_Rd(struct x86_cpu *cpu, const struct x86_insn *in)
 		if (v >> 4)
 			x86_raise(cpu, X86_GP, 0);
 		cpu->cr8 = v;
+		if (cpu->env->cr8)
+			cpu->env->cr8(cpu->opaque, true, &v);
 		break;
 	}
+}
+
+/*
+ * 0F 21: MOV r64, DRn. 0F 23: MOV DRn, r64 (SDM vol. 2, MOV--Move
+ * to/from Debug Registers; vol. 3, 18.2). CR4.DE is never set (CPUID
+ * does not report DE), so DR4 and DR5 are DR6 and DR7; DR8-DR15 (REX.R)
+ * do not exist. The checks go in the order KVM's emulator uses: CPL,
+ * then the register, then DR7.GD's general-detect #DB (a fault, with
+ * DR6.BD set and GD cleared so the handler can use the registers).
+ */
+static unsigned int dr_access(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	unsigned int dr = in->reg;
+
+	x86_require_cpl0(cpu);
+	if (dr > 7)
+		x86_raise(cpu, X86_UD, 0);
+	if (cpu->dr7 & X86_DR7_GD) {
+		cpu->dr6 = (cpu->dr6 & ~X86_DR6_WRITABLE) | X86_DR6_FIXED1 |
+			   X86_DR6_BD;
+		cpu->dr7 &= ~X86_DR7_GD;
+		x86_raise(cpu, X86_DB, 0);
+	}
+	return dr == 4 || dr == 5 ? dr + 2 : dr;
+}
+
+static void op_mov_Rd_Dd(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	unsigned int dr = dr_access(cpu, in);
+
+	if (dr < 4)
+		cpu->gpr[in->rm] = cpu->dr[dr];
+	else if (dr == 6)
+		cpu->gpr[in->rm] = cpu->dr6;
+	else
+		cpu->gpr[in->rm] = cpu->dr7;
+}
+
+static void op_mov_Dd_Rd(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	uint64_t v = cpu->gpr[in->rm];
+	unsigned int dr = dr_access(cpu, in);
+
+	if (dr < 4) {
+		cpu->dr[dr] = v;
+		return;
+	}
+	if (v >> 32)
+		x86_raise(cpu, X86_GP, 0);
+	if (dr == 6)
+		cpu->dr6 = (v & X86_DR6_WRITABLE) | X86_DR6_FIXED1;
+	else
+		cpu->dr7 = (v & X86_DR7_WRITABLE) | X86_DR7_FIXED1;
 }
 
 /* ---- descriptor tables (0F 00, 0F 01) ---------------------------------- */
@@ -784,6 +841,10 @@ const struct x86_opdesc x86_ops_system[] = {
 	  M | X86_D_REG | X86_D_FORCE64, op_mov_Rd_Cd, "mov" },
 	{ X86_MAP_0F | 0x22, X86_GROUP_ANY, X86_IMM_NONE,
 	  M | X86_D_REG | X86_D_FORCE64 | BR, op_mov_Cd_Rd, "mov" },
+	{ X86_MAP_0F | 0x21, X86_GROUP_ANY, X86_IMM_NONE,
+	  M | X86_D_REG | X86_D_FORCE64, op_mov_Rd_Dd, "mov" },
+	{ X86_MAP_0F | 0x23, X86_GROUP_ANY, X86_IMM_NONE,
+	  M | X86_D_REG | X86_D_FORCE64, op_mov_Dd_Rd, "mov" },
 	{ X86_MAP_0F | 0x30, X86_GROUP_ANY, X86_IMM_NONE, BR, op_wrmsr,
 	  "wrmsr" },
 	{ X86_MAP_0F | 0x31, X86_GROUP_ANY, X86_IMM_NONE, 0, op_rdtsc,

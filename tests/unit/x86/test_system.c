@@ -2,7 +2,7 @@
  * Tests of exec_system.c and cpuid.c: HLT, the MSRs and their #GP rules,
  * control-register writes and their #GP rules and paging exits, the
  * descriptor-table loads and stores, the IOPL-sensitive flags, SWAPGS,
- * INVLPG, RDTSC, CLAC/STAC, UD2, CPUID, and the PCID rules of CR3/CR4
+ * MOV to and from debug registers, INVLPG, RDTSC, CLAC/STAC, UD2, CPUID, and the PCID rules of CR3/CR4
  * with INVPCID's effect on the soft TLB. Segmentation (IRET, far RET,
  * SYSCALL/SYSRET, segment loads, LTR/LLDT, far JMP/CALL, INTO), which
  * exec_segment.c implements, is tested in test_segment.c. Expected
@@ -316,6 +316,72 @@ static void test_system_mov_cr_at_cpl3_gp_and_cr1_ud(void **state)
 	(void)state;
 	sys_run_fault(h, cr1, sizeof(cr1), X86_UD);
 	xh_free(h);
+	h = sys_new();
+	sys_enter_cpl3(h);
+	assert_int_equal(sys_run_fault(h, rd, sizeof(rd), X86_GP), 0);
+	xh_free(h);
+}
+
+static void test_system_mov_dr_round_trip_and_aliases(void **state)
+{
+	static const uint8_t reset[] = { 0x0f, 0x21, 0xf0, 0x0f, 0x21, 0xfb };
+	static const uint8_t code[] = {
+		0x48, 0xb8, 0x78, 0x56, 0x34, 0x12, 0x00, 0x80,
+		0xff, 0xff, 0x0f, 0x23, 0xc8, /* mov dr1, rax */
+		0xb8, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x23, 0xf0, /* dr6 */
+		0xb8, 0xff, 0xdf, 0xff, 0xff, 0x0f, 0x23, 0xf8, /* dr7 */
+		0x0f, 0x21, 0xce, /* mov rsi, dr1 */
+		0x0f, 0x21, 0xf1, /* mov rcx, dr6 */
+		0x0f, 0x21, 0xea, /* mov rdx, dr5 (DR7) */
+		0x0f, 0x21, 0xe3, /* mov rbx, dr4 (DR6) */
+	};
+	struct xh *h = sys_new();
+
+	(void)state;
+	/* Power-on values (SDM vol. 3, table 10-1). */
+	sys_run_ok(h, reset, sizeof(reset));
+	assert_int_equal(sys_reg(h, X86_RAX), 0xffff0ff0);
+	assert_int_equal(sys_reg(h, X86_RBX), 0x400);
+	/* DR0-3 keep all 64 bits; DR6/DR7 keep their writable bits with
+	 * the fixed ones set; DR4/DR5 are DR6/DR7 without CR4.DE. */
+	sys_run_ok(h, code, sizeof(code));
+	assert_int_equal(sys_reg(h, X86_RSI), 0xffff800012345678ULL);
+	assert_int_equal(sys_reg(h, X86_RCX), 0xffffefff);
+	assert_int_equal(sys_reg(h, X86_RDX), 0xffff07ff);
+	assert_int_equal(sys_reg(h, X86_RBX), 0xffffefff);
+	xh_free(h);
+}
+
+static void test_system_mov_dr_faults(void **state)
+{
+	static const uint8_t rd[] = { 0x0f, 0x21, 0xc0 };
+	static const uint8_t dr8[] = { 0x44, 0x0f, 0x21, 0xc0 };
+	static const uint8_t high[] = { 0x48, 0xb8, 0x00, 0x00, 0x00, 0x00,
+					0x01, 0x00, 0x00, 0x00, 0x0f, 0x23,
+					0xc0, 0x0f, 0x23, 0xf8 };
+	static const uint8_t gd[] = { 0xb8, 0x00, 0x20, 0x00, 0x00, 0x0f,
+				      0x23, 0xf8, 0x0f, 0x21, 0xc0 };
+	static const uint8_t after[] = { 0x0f, 0x21, 0xf1, 0x0f, 0x21, 0xfa };
+	struct xh *h = sys_new();
+
+	(void)state;
+	/* DR8-15 do not exist. */
+	sys_run_fault(h, dr8, sizeof(dr8), X86_UD);
+	xh_free(h);
+	/* Bits 63:32 of DR7 must be 0 (DR0 takes the same value). */
+	h = sys_new();
+	assert_int_equal(sys_run_fault(h, high, sizeof(high), X86_GP), 0);
+	assert_int_equal(sys_read64(h, XH_STACK_TOP - 40), XH_CODE + 13);
+	xh_free(h);
+	/* DR7.GD: the next access is a #DB fault at the MOV, with DR6.BD
+	 * set and GD cleared for the handler. */
+	h = sys_new();
+	assert_int_equal(sys_run_fault(h, gd, sizeof(gd), X86_DB), XH_CODE + 8);
+	sys_run_ok(h, after, sizeof(after));
+	assert_int_equal(sys_reg(h, X86_RCX), 0xffff2ff0);
+	assert_int_equal(sys_reg(h, X86_RDX), 0x400);
+	xh_free(h);
+	/* CPL 3. */
 	h = sys_new();
 	sys_enter_cpl3(h);
 	assert_int_equal(sys_run_fault(h, rd, sizeof(rd), X86_GP), 0);
@@ -1040,6 +1106,8 @@ int main(void)
 		cmocka_unit_test(test_system_cr_writes_invalid_gp),
 		cmocka_unit_test(test_system_cr_writes_exit_paging),
 		cmocka_unit_test(test_system_cr_reads_and_cr2_cr8),
+		cmocka_unit_test(test_system_mov_dr_round_trip_and_aliases),
+		cmocka_unit_test(test_system_mov_dr_faults),
 		cmocka_unit_test(test_system_mov_cr_at_cpl3_gp_and_cr1_ud),
 		cmocka_unit_test(test_system_sgdt_sidt_lidt_round_trip),
 		cmocka_unit_test(test_system_cli_at_cpl3_gp_popf_keeps_if_iopl),

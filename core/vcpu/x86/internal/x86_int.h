@@ -388,6 +388,12 @@ struct x86_cpu {
 	struct x86_segment ldtr, tr;
 	struct x86_dtable gdt, idt;
 	uint64_t cr0, cr2, cr3, cr4, cr8, efer;
+	/*
+	 * The debug registers as MOV DRn reads and writes them (SDM vol. 3,
+	 * 18.2): DR0-DR3 and DR6/DR7 hold their values, DR7.GD is
+	 * honoured, but no breakpoint condition is ever raised.
+	 */
+	uint64_t dr[4], dr6, dr7;
 	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
 	uint64_t pat, tsc_aux, apic_base, misc_enable;
 	struct x86_fpu fpu;
