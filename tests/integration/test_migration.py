@@ -719,6 +719,46 @@ def test_hot_added_memslot_travels_and_must_exist_on_the_destination(tmp):
     dst.kill()
 
 
+@test("stream")
+def test_incoming_from_the_config_file_and_bad_incoming_settings(tmp):
+    conf = os.path.join(tmp, "vm.conf")
+    with open(conf, "w") as f:
+        f.write("incoming = defer\n")
+    d = os.path.join(tmp, "c")
+    os.makedirs(d)
+    dst = Daemon(d, "--memory", MEM, "--config", conf, smp=2,
+                 kernel=MIGRATE, append=FILL)
+    c = dst.client()
+    st = ok(c.cmd("query-status"))
+    assert st["status"] == "inmigrate" and not st["running"], st
+    assert dst.ready and "inmigrate" in str(dst.ready), dst.ready
+    # No vCPU runs before a stream has loaded.
+    assert insns(c) == 0, "a destination ran guest code"
+    e = c.cmd("migrate", {"uri": "unix:/nonexistent"})
+    assert "inmigrate" in e["error"]["desc"], e
+    c.close()
+    dst.kill()
+    # A process that is not a destination refuses migrate-incoming.
+    src = vm(tmp, "s", 1)
+    c = src.client()
+    e = c.cmd("migrate-incoming", {"uri": "unix:/x"})
+    assert e["error"]["desc"] == \
+        "'-incoming' was not specified on the command line", e
+    c.close()
+    src.kill()
+    # Refused at start, status 4, the reason named: a deferred
+    # destination nobody could start, and a URI mmud does not speak.
+    for args, want in [(["--incoming", "defer"], "QMP"),
+                       (["--incoming", "exec:cat"], "exec")]:
+        p = dl.popen([dl.MMUD, "--kernel", MIGRATE, "--memory", MEM]
+                     + args, stdin=dl.subprocess.DEVNULL,
+                     stdout=dl.subprocess.DEVNULL,
+                     stderr=dl.subprocess.PIPE, text=True)
+        _, err = p.communicate(timeout=TIMEOUT)
+        assert p.returncode == 4 and want in err, (args, p.returncode,
+                                                   err)
+
+
 def refused(tmp, name, path, want, mem=MEM, smp=2):
     """A destination given path refuses it: status 6, the reason named
     on stderr, nothing run."""
