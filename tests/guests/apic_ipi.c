@@ -144,7 +144,12 @@ int guest_main(unsigned int cpu)
 		}
 		acks_wanted = BROADCASTS * (n - 1) + n;
 		rt_apic_send(0, ICR_ALL | ICR_ASSERT | ICR_FIXED | V_BCAST);
-		wait_for(acks_in);
+		/* Its own copy comes by interrupt, the others' acks do not:
+		 * spin with IF = 1. */
+		rt_sti();
+		while (!acks_in())
+			rt_pause();
+		rt_cli();
 		/* Logical flat: the odd vCPUs (none with one vCPU). */
 		if (n > 1) {
 			uint32_t mask = 0;
