@@ -364,6 +364,17 @@ static int vm_msr(void *opaque, unsigned int vcpu, uint32_t index, bool write,
 	return -ENOENT;
 }
 
+/* MOV CR8: the APIC's TPR[7:4] (SDM vol. 3, 10.8.6.1). */
+static void vm_cr8(void *opaque, unsigned int vcpu, bool write, uint64_t *value)
+{
+	struct vm *vm = opaque;
+
+	if (write)
+		dev_lapic_set_cr8(vm->lapics[vcpu], *value);
+	else
+		*value = dev_lapic_get_cr8(vm->lapics[vcpu]);
+}
+
 /* An interrupt may have become deliverable: the vCPU looks again. */
 static void apic_notify(void *ctx)
 {
@@ -599,6 +610,7 @@ static const struct vcpu_ops vm_vcpu_ops = {
 	.intr_ack = vm_intr_ack,
 	.msr = vm_msr,
 	.devices_can_interrupt = vm_devices_can_interrupt,
+	.cr8 = vm_cr8,
 };
 
 static const struct dev_lapic_bus_ops vm_apic_bus_ops_proto = {

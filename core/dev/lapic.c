@@ -777,6 +777,24 @@ uint64_t dev_lapic_get_base(struct dev_lapic *l)
 	return v;
 }
 
+uint64_t dev_lapic_get_cr8(struct dev_lapic *l)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&l->lock);
+	v = (l->tpr >> 4) & 0xf;
+	pthread_mutex_unlock(&l->lock);
+	return v;
+}
+
+void dev_lapic_set_cr8(struct dev_lapic *l, uint64_t v)
+{
+	pthread_mutex_lock(&l->lock);
+	l->tpr = (uint32_t)(v & 0xf) << 4;
+	pthread_mutex_unlock(&l->lock);
+	notify(l); /* a lower priority may let an interrupt in */
+}
+
 int dev_lapic_set_base(struct dev_lapic *l, uint64_t value)
 {
 	bool en = value & MSR_IA32_APIC_BASE_EN,

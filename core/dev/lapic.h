@@ -219,6 +219,10 @@ bool dev_lapic_advance(struct dev_lapic *l, uint64_t now_ns);
  * ID and LDR. Thread-safe.
  */
 uint64_t dev_lapic_get_base(struct dev_lapic *l);
+/* CR8 in 64-bit mode is TPR[7:4] (SDM vol. 3, 10.8.6.1): a read gives
+ * TPR >> 4, a write of v (0-15) sets TPR to v << 4. Thread-safe. */
+uint64_t dev_lapic_get_cr8(struct dev_lapic *l);
+void dev_lapic_set_cr8(struct dev_lapic *l, uint64_t v);
 int dev_lapic_set_base(struct dev_lapic *l, uint64_t value);
 /* Whether the MMIO page answers (enabled in xAPIC mode) at gpa's page,
  * and whether the APIC is in x2APIC mode. Thread-safe. */

@@ -268,12 +268,21 @@ static int env_msr(void *opaque, uint32_t index, bool write, uint64_t *value)
 	return v->ops->msr(v->opaque, v->index, index, write, value);
 }
 
+static void env_cr8(void *opaque, bool write, uint64_t *value)
+{
+	struct vcpu *v = opaque;
+
+	if (v->ops->cr8)
+		v->ops->cr8(v->opaque, v->index, write, value);
+}
+
 static const struct x86_env vcpu_x86_env = {
 	.mmio_read = env_mmio_read,
 	.mmio_write = env_mmio_write,
 	.tracked_write = env_tracked_write,
 	.intr_ack = env_intr_ack,
 	.msr = env_msr,
+	.cr8 = env_cr8,
 };
 
 /* ---- the run loop ----------------------------------------------------- */

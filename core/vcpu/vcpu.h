@@ -106,6 +106,10 @@ struct vcpu_ops {
 	 * can is a wake source for vCPUs with RFLAGS.IF = 1.
 	 */
 	bool (*devices_can_interrupt)(void *opaque);
+	/* MOV to or from CR8 (x86_env.cr8; optional): the interrupt
+	 * controller's task priority, on the vCPU's thread. */
+	void (*cr8)(void *opaque, unsigned int vcpu, bool write,
+		    uint64_t *value);
 };
 
 /* The vCPUs of a VM. NULL means -ENOMEM. */

@@ -180,6 +180,14 @@ struct x86_env {
 	 * MSR to the CPU. NULL: none.
 	 */
 	int (*msr)(void *opaque, uint32_t index, bool write, uint64_t *value);
+	/*
+	 * MOV to or from CR8, the local APIC's TPR[7:4] in 64-bit mode
+	 * (SDM vol. 3, 10.8.6.1): a read stores CR8 in *value, a write
+	 * passes it (bits 63:4 already checked). NULL: CR8 is the CPU's
+	 * own register. With it, the CPU's copy (x86_get_sregs) is what
+	 * the guest last wrote through CR8, not what the APIC holds.
+	 */
+	void (*cr8)(void *opaque, bool write, uint64_t *value);
 };
 
 /* NULL means -ENOMEM. The CPU starts in the boot state

@@ -1150,6 +1150,26 @@ static void test_lapic_random_sequences_keep_invariants(void **state)
 	bus_teardown();
 }
 
+/* 10.8.6.1: CR8 is TPR[7:4]; writing it clears TPR[3:0], and a lower
+ * priority lets a held interrupt in. */
+static void test_lapic_cr8_is_tpr_high_nibble(void **state)
+{
+	struct dev_lapic *l = enabled(0);
+
+	(void)state;
+	wr(l, LAPIC_TPR, 0x5a);
+	assert_int_equal(dev_lapic_get_cr8(l), 5);
+	dev_lapic_accept(l, 0x45, false);
+	dev_lapic_set_cr8(l, 6);
+	assert_int_equal(rd(l, LAPIC_TPR), 0x60);
+	assert_int_equal(dev_lapic_pending(l), -1);
+	notified = 0;
+	dev_lapic_set_cr8(l, 3);
+	assert_int_equal(notified, 1);
+	assert_int_equal(dev_lapic_pending(l), 0x45);
+	dev_lapic_destroy(l);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1182,6 +1202,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_lapic_save_load_round_trip),
 		cmocka_unit_test(test_lapic_load_refuses_what_cannot_be),
 		cmocka_unit_test(test_lapic_random_sequences_keep_invariants),
+		cmocka_unit_test(test_lapic_cr8_is_tpr_high_nibble),
 	};
 	const struct CMUnitTest threaded[] = {
 		cmocka_unit_test(test_lapic_accepts_from_threads_taken_once),

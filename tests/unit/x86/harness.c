@@ -51,8 +51,11 @@ static void tracked_write(void *opaque, gpa_t gpa, unsigned int size)
 	(void)size;
 }
 
-static const struct x86_env env = { mmio_read, mmio_write, tracked_write, NULL,
-				    NULL };
+static const struct x86_env env = {
+	.mmio_read = mmio_read,
+	.mmio_write = mmio_write,
+	.tracked_write = tracked_write,
+};
 
 struct xh *xh_new(void)
 {
