@@ -50,7 +50,8 @@ enum vcpu_stop_reason {
 	VCPU_STOP_INTERNAL_ERROR,
 };
 
-/* Callbacks into the VM, made on the vCPU's own thread. */
+/* Callbacks into the VM, made on the vCPU's own thread unless said
+ * otherwise. */
 struct vcpu_ops {
 	/* Port I/O: an IN stores the device's value in *value. */
 	void (*pio)(void *opaque, unsigned int vcpu, uint16_t port,
@@ -66,7 +67,9 @@ struct vcpu_ops {
 	void (*cpu_mmio_write)(void *opaque, unsigned int vcpu, gpa_t gpa,
 			       unsigned int size, uint64_t value);
 	/* The vCPU stopped for good; detail names what happened (RIP, the
-	 * exception chain). The vCPU then waits for VCPU_REQ_STOP. */
+	 * exception chain). The vCPU then waits for VCPU_REQ_STOP. For
+	 * VCPU_STOP_HALTED it is called for every vCPU, one after the
+	 * other, on the thread of the vCPU that halted last. */
 	void (*stopped)(void *opaque, unsigned int vcpu,
 			enum vcpu_stop_reason why, const char *detail);
 	/*
