@@ -28,6 +28,11 @@ def test_query_cpus_fast_threads_are_real(tmp):
     tids = [v["thread-id"] for v in cpus]
     assert len(set(tids)) == 3 and set(tids) <= tasks, (tids, tasks)
     assert d.proc.pid not in tids
+    # A halted vCPU's timer is its timed sleep: 1 ns of timer slack,
+    # not the default 50 us (core/vcpu/vcpu.c, vcpu_thread).
+    for t in tids:
+        with open("/proc/%d/timerslack_ns" % t) as f:
+            assert int(f.read()) == 1, (t, "timer slack")
     for v in cpus:
         assert v["target"] == "x86_64" and v["state"] == "running", v
         assert v["qom-path"] == "/machine/cpu[%d]" % v["cpu-index"], v
