@@ -545,6 +545,16 @@ void vm_ioapic_state(struct vm *vm, struct dev_ioapic_state *st)
 	dev_ioapic_save(vm->ioapic, st);
 }
 
+struct dev_ioapic *vm_ioapic(struct vm *vm)
+{
+	return vm->ioapic;
+}
+
+struct x86_kvmclock *vm_kvmclock(struct vm *vm, unsigned int index)
+{
+	return index < vm->cfg.nr_vcpus ? &vm->kvmclock[index] : NULL;
+}
+
 uint64_t vm_tsc_hz(const struct vm *vm)
 {
 	return vm->tsc_hz;

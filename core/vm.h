@@ -256,6 +256,13 @@ int vm_lapic_state(struct vm *vm, unsigned int index,
  * thread. */
 struct dev_ioapic_state;
 void vm_ioapic_state(struct vm *vm, struct dev_ioapic_state *st);
+/* Migration's handles (docs/MIGRATION.md, "vCPU interrupt state"):
+ * the IOAPIC, and vCPU index's kvmclock MSRs (NULL: no such vCPU),
+ * used only with the vCPUs parked. */
+struct dev_ioapic;
+struct dev_ioapic *vm_ioapic(struct vm *vm);
+struct x86_kvmclock;
+struct x86_kvmclock *vm_kvmclock(struct vm *vm, unsigned int index);
 /* The guest TSC's frequency in Hz (the host's, measured once). */
 uint64_t vm_tsc_hz(const struct vm *vm);
 

@@ -46,6 +46,22 @@ static int load_cpu(struct x86_cpu *cpu, void *arg)
 	return migrate_vcpu_load(cpu, c->v, c->err, sizeof(c->err));
 }
 
+struct load_irq_ctx {
+	struct vm *vm;
+	const struct migrate_vcpu_irq *v;
+	char err[200];
+};
+
+/* docs/MIGRATION.md, "vCPU interrupt state": with the vCPU parked. */
+static int load_cpu_irq(struct x86_cpu *cpu, void *arg)
+{
+	struct load_irq_ctx *c = arg;
+
+	return migrate_vcpu_irq_load(cpu, vm_lapic(c->vm, c->v->index),
+				     vm_kvmclock(c->vm, c->v->index), c->v,
+				     mig_now_ns(), c->err, sizeof(c->err));
+}
+
 static void console_bytes(struct mmud_migration *m, const uint8_t *p,
 			  uint32_t len)
 {
@@ -69,14 +85,18 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 			      *got = malloc(sizeof(*got));
 	struct migrate_vcpu *v = malloc(sizeof(*v));
 	struct dev_serial_state *ss = malloc(sizeof(*ss));
+	struct migrate_vcpu_irq *vi = malloc(sizeof(*vi));
+	struct migrate_vm_irq *mi = malloc(sizeof(*mi));
 	struct migrate_ram_stats rs = { 0 };
 	bool seen[MIGRATE_MAX_VCPUS] = { false };
-	bool have_config = false, have_serial = false;
+	bool seen_irq[MIGRATE_MAX_VCPUS] = { false };
+	bool have_config = false, have_serial = false, have_vm_irq = false;
 	unsigned int nr = vm_memslots(vm, info, VM_MAX_MEMSLOTS), nr_seen = 0;
+	unsigned int nr_irq = 0;
 	uint64_t nsec = 0;
 	int rc;
 
-	if (!want || !got || !v || !ss) {
+	if (!want || !got || !v || !ss || !vi || !mi) {
 		snprintf(err, errlen, "out of memory");
 		rc = -ENOMEM;
 		goto out;
@@ -183,6 +203,56 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 			}
 			have_serial = true;
 			break;
+		case MIGRATE_SEC_VCPU_IRQ: {
+			struct load_irq_ctx c = { .vm = vm, .v = vi };
+
+			rc = migrate_parse_vcpu_irq(r, p, len, vi);
+			if (rc)
+				break;
+			if (vi->index >= got->nr_vcpus || !seen[vi->index] ||
+			    seen_irq[vi->index]) {
+				snprintf(err, errlen,
+					 "section %llu (vCPU interrupts): "
+					 "vCPU %u unexpected, before its vCPU "
+					 "section or twice",
+					 (unsigned long long)nsec, vi->index);
+				rc = -EPROTO;
+				goto out;
+			}
+			if (vm_vcpu_with_cpu(vm, vi->index, load_cpu_irq, &c)) {
+				snprintf(err, errlen,
+					 "section %llu (vCPU interrupts): vCPU "
+					 "%u: %s",
+					 (unsigned long long)nsec, vi->index,
+					 c.err);
+				rc = -EINVAL;
+				goto out;
+			}
+			seen_irq[vi->index] = true;
+			nr_irq++;
+			break;
+		}
+		case MIGRATE_SEC_VM_IRQ:
+			if (have_vm_irq) {
+				snprintf(err, errlen,
+					 "section %llu (VM interrupts): a "
+					 "second one",
+					 (unsigned long long)nsec);
+				rc = -EPROTO;
+				goto out;
+			}
+			rc = migrate_parse_vm_irq(r, p, len, mi);
+			if (!rc &&
+			    migrate_vm_irq_load(vm_ioapic(vm), vm_serial(vm),
+						mi, msg, sizeof(msg))) {
+				snprintf(err, errlen,
+					 "section %llu (VM interrupts): %s",
+					 (unsigned long long)nsec, msg);
+				rc = -EINVAL;
+				goto out;
+			}
+			have_vm_irq = true;
+			break;
 		case MIGRATE_SEC_CONSOLE:
 			console_bytes(m, p, len);
 			break;
@@ -198,6 +268,20 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 				snprintf(err, errlen,
 					 "section %llu (end): no COM1 state "
 					 "before the end marker",
+					 (unsigned long long)nsec);
+				rc = -EPROTO;
+			} else if (nr_irq != got->nr_vcpus) {
+				snprintf(err, errlen,
+					 "section %llu (end): the interrupt "
+					 "state of %u of %u vCPUs before the "
+					 "end marker",
+					 (unsigned long long)nsec, nr_irq,
+					 got->nr_vcpus);
+				rc = -EPROTO;
+			} else if (!have_vm_irq) {
+				snprintf(err, errlen,
+					 "section %llu (end): no VM interrupt "
+					 "state before the end marker",
 					 (unsigned long long)nsec);
 				rc = -EPROTO;
 			}
@@ -219,6 +303,8 @@ out:
 	free(got);
 	free(v);
 	free(ss);
+	free(vi);
+	free(mi);
 	return rc;
 }
 

@@ -492,15 +492,24 @@ static int send_pending(struct src *s)
 /* ---- the switchover ---------------------------------------------------- */
 
 struct save_ctx {
+	struct vm *vm;
 	unsigned int index;
 	struct migrate_vcpu v;
+	struct migrate_vcpu_irq irq;
 };
 
+/* The vCPU's registers, and its interrupt and time state
+ * (docs/MIGRATION.md, "vCPU interrupt state"), with it parked. */
 static int save_cpu(struct x86_cpu *cpu, void *arg)
 {
 	struct save_ctx *c = arg;
+	int r = migrate_vcpu_save(cpu, c->index, &c->v);
 
-	return migrate_vcpu_save(cpu, c->index, &c->v);
+	if (!r)
+		migrate_vcpu_irq_save(cpu, vm_lapic(c->vm, c->index),
+				      vm_kvmclock(c->vm, c->index), c->index,
+				      mig_now_ns(), &c->irq);
+	return r;
 }
 
 static void switchover_cb(void *arg)
@@ -571,6 +580,7 @@ static int switchover(struct src *s)
 		return -ENOMEM;
 	}
 	for (unsigned int i = 0; i < vm_nr_vcpus(vm) && !r; i++) {
+		c->vm = vm;
 		c->index = i;
 		r = vm_vcpu_with_cpu(vm, i, save_cpu, c);
 		if (r < 0) {
@@ -580,6 +590,8 @@ static int switchover(struct src *s)
 			break;
 		}
 		r = migrate_write_vcpu(s->w, &c->v);
+		if (!r)
+			r = migrate_write_vcpu_irq(s->w, &c->irq);
 		if (r < 0)
 			snprintf(s->err, sizeof(s->err), "%s",
 				 migrate_writer_error(s->w));
@@ -589,6 +601,12 @@ static int switchover(struct src *s)
 		return r;
 	dev_serial_save(vm_serial(vm), &ss);
 	r = migrate_write_serial(s->w, &ss);
+	if (!r) {
+		struct migrate_vm_irq vi;
+
+		migrate_vm_irq_save(vm_ioapic(vm), vm_serial(vm), &vi);
+		r = migrate_write_vm_irq(s->w, &vi);
+	}
 	if (!r)
 		r = migrate_write_end(s->w);
 	if (r < 0) {

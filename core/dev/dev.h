@@ -72,6 +72,22 @@ void dev_serial_save(struct dev_serial *s, struct dev_serial_state *st);
 bool dev_serial_load(struct dev_serial *s, const struct dev_serial_state *st,
 		     char *err, size_t errlen);
 
+/*
+ * COM1's interrupt latches, which struct dev_serial_state does not carry
+ * (docs/MIGRATION.md, "VM interrupt state"): the THR-empty interrupt
+ * latch and the MSR delta bits 0-3 since the guest last read MSR.
+ * dev_serial_load_irq() refuses (false, nothing changed) delta bits
+ * 4-7, then drives the interrupt line to match. Thread-safe.
+ */
+struct dev_serial_irq_state {
+	bool thre_pending;
+	uint8_t msr_delta;
+};
+void dev_serial_save_irq(struct dev_serial *s, struct dev_serial_irq_state *st);
+bool dev_serial_load_irq(struct dev_serial *s,
+			 const struct dev_serial_irq_state *st, char *err,
+			 size_t errlen);
+
 /* ---- the debug-exit port (QEMU's isa-debug-exit) --------------------- */
 
 #define DEV_DEBUG_EXIT_PORT 0xf4

@@ -270,6 +270,31 @@ bool dev_serial_load(struct dev_serial *s, const struct dev_serial_state *st,
 	return true;
 }
 
+void dev_serial_save_irq(struct dev_serial *s, struct dev_serial_irq_state *st)
+{
+	pthread_mutex_lock(&s->lock);
+	st->thre_pending = s->thre_pending;
+	st->msr_delta = s->msr_delta;
+	pthread_mutex_unlock(&s->lock);
+}
+
+bool dev_serial_load_irq(struct dev_serial *s,
+			 const struct dev_serial_irq_state *st, char *err,
+			 size_t errlen)
+{
+	if (st->msr_delta & ~0x0f) {
+		snprintf(err, errlen, "COM1 msr_delta %#x out of range",
+			 st->msr_delta);
+		return false;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->thre_pending = st->thre_pending;
+	s->msr_delta = st->msr_delta;
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return true;
+}
+
 static uint8_t rx_take(struct dev_serial *s)
 {
 	uint8_t c;

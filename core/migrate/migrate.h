@@ -21,13 +21,19 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "dev.h"
+#include "dev/ioapic.h"
+#include "dev/lapic.h"
 
 struct x86_cpu;
 struct dev_serial;
 struct dev_serial_state;
+struct dev_lapic;
+struct dev_ioapic;
+struct x86_kvmclock;
 
 #define MIGRATE_MAGIC "MMUDMIG\n" /* 8 bytes */
-#define MIGRATE_VERSION 1u
+#define MIGRATE_VERSION 2u
 
 /* Section types (docs/MIGRATION.md, "Sections"). */
 enum migrate_sec {
@@ -36,6 +42,8 @@ enum migrate_sec {
 	MIGRATE_SEC_VCPU = 3,
 	MIGRATE_SEC_SERIAL = 4,
 	MIGRATE_SEC_CONSOLE = 5,
+	MIGRATE_SEC_VCPU_IRQ = 6, /* version 2 */
+	MIGRATE_SEC_VM_IRQ = 7, /* version 2 */
 	MIGRATE_SEC_END = 0xffff,
 };
 
@@ -115,6 +123,50 @@ int migrate_vcpu_save(struct x86_cpu *cpu, uint32_t index,
 int migrate_vcpu_load(struct x86_cpu *cpu, const struct migrate_vcpu *in,
 		      char *err, size_t errlen);
 
+/* ---- interrupt and time state (version 2) --------------------------- */
+
+/*
+ * One vCPU's interrupt and time state (docs/MIGRATION.md, "vCPU
+ * interrupt state"): its local APIC (dev_lapic_save(): registers,
+ * IRR/ISR/TMR, the timer as the time left, x2APIC mode in the base,
+ * the wait for a SIPI), its kvmclock MSRs and the debug registers. The
+ * INTR line is not carried: the vCPU layer derives it from the APIC
+ * whenever the vCPU runs.
+ */
+struct migrate_vcpu_irq {
+	uint32_t index;
+	struct dev_lapic_saved lapic;
+	uint64_t kvm_system_time, kvm_wall_clock;
+	uint32_t kvm_time_version, kvm_wall_version;
+	uint8_t kvm_time_written;
+	uint64_t dr[4], dr6, dr7;
+};
+
+/* From a parked vCPU's CPU, APIC and kvmclock, at host time now_ns
+ * (CLOCK_MONOTONIC). */
+void migrate_vcpu_irq_save(struct x86_cpu *cpu, struct dev_lapic *lapic,
+			   const struct x86_kvmclock *kc, uint32_t index,
+			   uint64_t now_ns, struct migrate_vcpu_irq *out);
+/* Into them: 0, or -EINVAL with the field named in err and all three
+ * unchanged. */
+int migrate_vcpu_irq_load(struct x86_cpu *cpu, struct dev_lapic *lapic,
+			  struct x86_kvmclock *kc,
+			  const struct migrate_vcpu_irq *in, uint64_t now_ns,
+			  char *err, size_t errlen);
+
+/* The VM-wide interrupt state: the IOAPIC and COM1's interrupt latches
+ * (docs/MIGRATION.md, "VM interrupt state"). */
+struct migrate_vm_irq {
+	struct dev_ioapic_state ioapic;
+	struct dev_serial_irq_state com1;
+};
+void migrate_vm_irq_save(struct dev_ioapic *io, struct dev_serial *com1,
+			 struct migrate_vm_irq *out);
+/* 0, or -EINVAL with the field named in err and both unchanged. */
+int migrate_vm_irq_load(struct dev_ioapic *io, struct dev_serial *com1,
+			const struct migrate_vm_irq *in, char *err,
+			size_t errlen);
+
 /* ---- the writer ------------------------------------------------------- */
 
 struct migrate_writer;
@@ -148,6 +200,11 @@ int migrate_write_ram(struct migrate_writer *w, uint32_t slot, hva_t hva,
 int migrate_write_vcpu(struct migrate_writer *w, const struct migrate_vcpu *v);
 int migrate_write_serial(struct migrate_writer *w,
 			 const struct dev_serial_state *st);
+/* After each vCPU's section; the VM's once, after COM1's. */
+int migrate_write_vcpu_irq(struct migrate_writer *w,
+			   const struct migrate_vcpu_irq *v);
+int migrate_write_vm_irq(struct migrate_writer *w,
+			 const struct migrate_vm_irq *v);
 /* Console output the source had not yet written out (len <=
  * MIGRATE_MAX_CONSOLE per call; the destination writes it first). */
 int migrate_write_console(struct migrate_writer *w, const void *buf,
@@ -190,6 +247,10 @@ int migrate_parse_vcpu(struct migrate_reader *r, const uint8_t *p, uint32_t len,
 		       struct migrate_vcpu *v);
 int migrate_parse_serial(struct migrate_reader *r, const uint8_t *p,
 			 uint32_t len, struct dev_serial_state *st);
+int migrate_parse_vcpu_irq(struct migrate_reader *r, const uint8_t *p,
+			   uint32_t len, struct migrate_vcpu_irq *v);
+int migrate_parse_vm_irq(struct migrate_reader *r, const uint8_t *p,
+			 uint32_t len, struct migrate_vm_irq *v);
 
 /* Where a RAM section's pages go: the destination's memslots. */
 struct migrate_ram_target {
@@ -216,6 +277,12 @@ struct migrate_dest {
 	/* Console bytes of the source (NULL: dropped). */
 	void (*console)(void *ctx, const void *buf, size_t len);
 	void *console_ctx;
+	/* Each vCPU's APIC and kvmclock MSRs (config->nr_vcpus of each),
+	 * and the IOAPIC; the host time the APIC timers resume from. */
+	struct dev_lapic **lapics;
+	struct x86_kvmclock **kvmclocks;
+	struct dev_ioapic *ioapic;
+	uint64_t now_ns;
 };
 
 /*

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "migrate_int.h"
+#include "vcpu/x86/kvmclock.h"
 #include "x86.h"
 
 /* ---- a cursor over a payload ------------------------------------------ */
@@ -662,6 +663,234 @@ int migrate_write_console(struct migrate_writer *w, const void *buf, size_t len)
 				     (uint32_t)len);
 }
 
+/* ---- interrupt and time state ---------------------------------------- */
+
+void migrate_vcpu_irq_save(struct x86_cpu *cpu, struct dev_lapic *lapic,
+			   const struct x86_kvmclock *kc, uint32_t index,
+			   uint64_t now_ns, struct migrate_vcpu_irq *out)
+{
+	struct x86_debugregs d;
+
+	memset(out, 0, sizeof(*out));
+	out->index = index;
+	dev_lapic_save(lapic, now_ns, &out->lapic);
+	out->kvm_system_time = kc->system_time_msr;
+	out->kvm_wall_clock = kc->wall_clock_msr;
+	out->kvm_time_version = kc->time_version;
+	out->kvm_wall_version = kc->wall_version;
+	out->kvm_time_written = kc->time_written;
+	x86_get_debugregs(cpu, &d);
+	memcpy(out->dr, d.dr, sizeof(out->dr));
+	out->dr6 = d.dr6;
+	out->dr7 = d.dr7;
+}
+
+int migrate_vcpu_irq_load(struct x86_cpu *cpu, struct dev_lapic *lapic,
+			  struct x86_kvmclock *kc,
+			  const struct migrate_vcpu_irq *in, uint64_t now_ns,
+			  char *err, size_t errlen)
+{
+	struct x86_debugregs d, old;
+
+	/* kvmclock's versions are even between updates (the pvclock
+	 * protocol: odd only while the structure is being written). */
+	if ((in->kvm_time_version & 1) || (in->kvm_wall_version & 1)) {
+		snprintf(err, errlen, "kvmclock version %u/%u is odd",
+			 in->kvm_time_version, in->kvm_wall_version);
+		return -EINVAL;
+	}
+	if (in->kvm_time_written > 1) {
+		snprintf(err, errlen, "kvmclock written %u is not 0 or 1",
+			 in->kvm_time_written);
+		return -EINVAL;
+	}
+	memcpy(d.dr, in->dr, sizeof(d.dr));
+	d.dr6 = in->dr6;
+	d.dr7 = in->dr7;
+	/* The debug registers first (checked, then set), then the APIC,
+	 * whose refusal puts them back: a refused section changes none. */
+	x86_get_debugregs(cpu, &old);
+	if (!x86_set_debugregs(cpu, &d, err, errlen))
+		return -EINVAL;
+	if (!dev_lapic_load(lapic, &in->lapic, now_ns, err, errlen)) {
+		x86_set_debugregs(cpu, &old, err, 0);
+		return -EINVAL;
+	}
+	kc->system_time_msr = in->kvm_system_time;
+	kc->wall_clock_msr = in->kvm_wall_clock;
+	kc->time_version = in->kvm_time_version;
+	kc->wall_version = in->kvm_wall_version;
+	kc->time_written = in->kvm_time_written;
+	return 0;
+}
+
+int migrate_write_vcpu_irq(struct migrate_writer *w,
+			   const struct migrate_vcpu_irq *v)
+{
+	const struct dev_lapic_saved *l = &v->lapic;
+	struct cur c = { .w = w->sec };
+
+	w32(&c, v->index);
+	w64(&c, l->base);
+	w32(&c, l->id);
+	w32(&c, l->tpr);
+	w32(&c, l->ldr);
+	w32(&c, l->dfr);
+	w32(&c, l->svr);
+	w32(&c, l->esr);
+	w32(&c, l->esr_pending);
+	w32(&c, l->icr_lo);
+	w32(&c, l->icr_hi);
+	for (unsigned int i = 0; i < 6; i++)
+		w32(&c, l->lvt[i]);
+	for (unsigned int i = 0; i < 8; i++)
+		w32(&c, l->irr[i]);
+	for (unsigned int i = 0; i < 8; i++)
+		w32(&c, l->isr[i]);
+	for (unsigned int i = 0; i < 8; i++)
+		w32(&c, l->tmr[i]);
+	w32(&c, l->timer_initial);
+	w32(&c, l->timer_divide);
+	w8(&c, l->timer_armed);
+	w64(&c, l->timer_remaining_ns);
+	w64(&c, l->tsc_deadline);
+	w8(&c, l->wait_for_sipi);
+	w32(&c, l->sipis);
+	w32(&c, (uint32_t)l->sipi_vector);
+	w64(&c, v->kvm_system_time);
+	w64(&c, v->kvm_wall_clock);
+	w32(&c, v->kvm_time_version);
+	w32(&c, v->kvm_wall_version);
+	w8(&c, v->kvm_time_written);
+	for (unsigned int i = 0; i < 4; i++)
+		w64(&c, v->dr[i]);
+	w64(&c, v->dr6);
+	w64(&c, v->dr7);
+	MMUD_ASSERT(c.w - w->sec == MIGRATE_VCPU_IRQ_LEN);
+	return migrate_write_section(w, MIGRATE_SEC_VCPU_IRQ, w->sec,
+				     MIGRATE_VCPU_IRQ_LEN);
+}
+
+int migrate_parse_vcpu_irq(struct migrate_reader *r, const uint8_t *p,
+			   uint32_t len, struct migrate_vcpu_irq *v)
+{
+	struct dev_lapic_saved *l = &v->lapic;
+	struct cur c = { .p = p, .end = p + len };
+	int rc = 0;
+
+	memset(v, 0, sizeof(*v));
+	v->index = r32(&c, "index");
+	l->base = r64(&c, "apic base");
+	l->id = r32(&c, "apic id");
+	l->tpr = r32(&c, "apic tpr");
+	l->ldr = r32(&c, "apic ldr");
+	l->dfr = r32(&c, "apic dfr");
+	l->svr = r32(&c, "apic svr");
+	l->esr = r32(&c, "apic esr");
+	l->esr_pending = r32(&c, "apic esr pending");
+	l->icr_lo = r32(&c, "apic icr low");
+	l->icr_hi = r32(&c, "apic icr high");
+	for (unsigned int i = 0; i < 6; i++)
+		l->lvt[i] = r32(&c, "apic lvt");
+	for (unsigned int i = 0; i < 8; i++)
+		l->irr[i] = r32(&c, "apic irr");
+	for (unsigned int i = 0; i < 8; i++)
+		l->isr[i] = r32(&c, "apic isr");
+	for (unsigned int i = 0; i < 8; i++)
+		l->tmr[i] = r32(&c, "apic tmr");
+	l->timer_initial = r32(&c, "apic timer initial count");
+	l->timer_divide = r32(&c, "apic timer divide");
+	l->timer_armed = rbool(r, &c, "apic timer armed", &rc);
+	l->timer_remaining_ns = r64(&c, "apic timer remaining");
+	l->tsc_deadline = r64(&c, "apic tsc deadline");
+	l->wait_for_sipi = rbool(r, &c, "apic wait for sipi", &rc);
+	l->sipis = r32(&c, "apic sipis");
+	l->sipi_vector = (int32_t)r32(&c, "apic sipi vector");
+	v->kvm_system_time = r64(&c, "kvmclock system time");
+	v->kvm_wall_clock = r64(&c, "kvmclock wall clock");
+	v->kvm_time_version = r32(&c, "kvmclock time version");
+	v->kvm_wall_version = r32(&c, "kvmclock wall version");
+	v->kvm_time_written = rbool(r, &c, "kvmclock written", &rc);
+	for (unsigned int i = 0; i < 4; i++)
+		v->dr[i] = r64(&c, "dr0-3");
+	v->dr6 = r64(&c, "dr6");
+	v->dr7 = r64(&c, "dr7");
+	if (rc)
+		return rc;
+	rc = cur_done(r, &c);
+	if (rc)
+		return rc;
+	if (v->index >= MIGRATE_MAX_VCPUS)
+		return migrate_rfail(r, -EPROTO, "index %u out of range",
+				     v->index);
+	return 0;
+}
+
+void migrate_vm_irq_save(struct dev_ioapic *io, struct dev_serial *com1,
+			 struct migrate_vm_irq *out)
+{
+	memset(out, 0, sizeof(*out));
+	dev_ioapic_save(io, &out->ioapic);
+	dev_serial_save_irq(com1, &out->com1);
+}
+
+int migrate_vm_irq_load(struct dev_ioapic *io, struct dev_serial *com1,
+			const struct migrate_vm_irq *in, char *err,
+			size_t errlen)
+{
+	/* COM1's check cannot fail after the IOAPIC loaded: check it
+	 * first, so that a refusal changes neither. */
+	if (in->com1.msr_delta & ~0x0f) {
+		snprintf(err, errlen, "COM1 msr_delta %#x out of range",
+			 in->com1.msr_delta);
+		return -EINVAL;
+	}
+	if (!dev_ioapic_load(io, &in->ioapic, err, errlen))
+		return -EINVAL;
+	if (!dev_serial_load_irq(com1, &in->com1, err, errlen))
+		return -EINVAL;
+	return 0;
+}
+
+int migrate_write_vm_irq(struct migrate_writer *w,
+			 const struct migrate_vm_irq *v)
+{
+	struct cur c = { .w = w->sec };
+
+	w8(&c, v->ioapic.id);
+	w8(&c, v->ioapic.arb);
+	w8(&c, v->ioapic.ioregsel);
+	w32(&c, v->ioapic.pin_levels);
+	for (unsigned int i = 0; i < DEV_IOAPIC_PINS; i++)
+		w64(&c, v->ioapic.redir[i]);
+	w8(&c, v->com1.thre_pending);
+	w8(&c, v->com1.msr_delta);
+	MMUD_ASSERT(c.w - w->sec == MIGRATE_VM_IRQ_LEN);
+	return migrate_write_section(w, MIGRATE_SEC_VM_IRQ, w->sec,
+				     MIGRATE_VM_IRQ_LEN);
+}
+
+int migrate_parse_vm_irq(struct migrate_reader *r, const uint8_t *p,
+			 uint32_t len, struct migrate_vm_irq *v)
+{
+	struct cur c = { .p = p, .end = p + len };
+	int rc = 0;
+
+	_Static_assert(DEV_IOAPIC_PINS == 24, "the section has 24 entries");
+	memset(v, 0, sizeof(*v));
+	v->ioapic.id = r8(&c, "ioapic id");
+	v->ioapic.arb = r8(&c, "ioapic arbitration id");
+	v->ioapic.ioregsel = r8(&c, "ioapic ioregsel");
+	v->ioapic.pin_levels = r32(&c, "ioapic pin levels");
+	for (unsigned int i = 0; i < DEV_IOAPIC_PINS; i++)
+		v->ioapic.redir[i] = r64(&c, "ioapic redirection entry");
+	v->com1.thre_pending = rbool(r, &c, "COM1 thre pending", &rc);
+	v->com1.msr_delta = r8(&c, "COM1 msr delta");
+	if (rc)
+		return rc;
+	return cur_done(r, &c);
+}
+
 /* ---- loading a whole stream ------------------------------------------- */
 
 int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
@@ -670,13 +899,16 @@ int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
 	struct migrate_config *cfg = malloc(sizeof(*cfg));
 	struct migrate_vcpu *v = malloc(sizeof(*v));
 	struct dev_serial_state *ss = malloc(sizeof(*ss));
+	struct migrate_vcpu_irq *vi = malloc(sizeof(*vi));
+	struct migrate_vm_irq *mi = malloc(sizeof(*mi));
 	bool seen[MIGRATE_MAX_VCPUS] = { false };
-	bool have_config = false, have_serial = false;
-	uint32_t nr_seen = 0;
+	bool seen_irq[MIGRATE_MAX_VCPUS] = { false };
+	bool have_config = false, have_serial = false, have_vm_irq = false;
+	uint32_t nr_seen = 0, nr_irq = 0;
 	char msg[200];
 	int rc;
 
-	if (!cfg || !v || !ss) {
+	if (!cfg || !v || !ss || !vi || !mi) {
 		rc = migrate_rfail(r, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -743,6 +975,45 @@ int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
 				rc = migrate_rfail(r, -EINVAL, "%s", msg);
 			have_serial = true;
 			break;
+		case MIGRATE_SEC_VCPU_IRQ:
+			rc = migrate_parse_vcpu_irq(r, p, len, vi);
+			if (rc)
+				break;
+			/* After its vCPU's section, once. */
+			if (!dest->lapics || vi->index >= cfg->nr_vcpus ||
+			    !seen[vi->index] || seen_irq[vi->index]) {
+				rc = migrate_rfail(
+					r, -EPROTO,
+					"vCPU %u: unexpected, before "
+					"its vCPU section or twice",
+					vi->index);
+				break;
+			}
+			if (migrate_vcpu_irq_load(dest->cpus[vi->index],
+						  dest->lapics[vi->index],
+						  dest->kvmclocks[vi->index],
+						  vi, dest->now_ns, msg,
+						  sizeof(msg))) {
+				rc = migrate_rfail(r, -EINVAL, "vCPU %u: %s",
+						   vi->index, msg);
+				break;
+			}
+			seen_irq[vi->index] = true;
+			nr_irq++;
+			break;
+		case MIGRATE_SEC_VM_IRQ:
+			if (!dest->ioapic || !dest->serial || have_vm_irq) {
+				rc = migrate_rfail(r, -EPROTO,
+						   "unexpected or twice");
+				break;
+			}
+			rc = migrate_parse_vm_irq(r, p, len, mi);
+			if (!rc &&
+			    migrate_vm_irq_load(dest->ioapic, dest->serial, mi,
+						msg, sizeof(msg)))
+				rc = migrate_rfail(r, -EINVAL, "%s", msg);
+			have_vm_irq = true;
+			break;
 		case MIGRATE_SEC_CONSOLE:
 			if (dest->console && len)
 				dest->console(dest->console_ctx, p, len);
@@ -757,6 +1028,16 @@ int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
 				rc = migrate_rfail(r, -EPROTO,
 						   "no COM1 state before the "
 						   "end marker");
+			else if (dest->lapics && nr_irq != cfg->nr_vcpus)
+				rc = migrate_rfail(r, -EPROTO,
+						   "interrupt state of %u of "
+						   "%u vCPUs before the end "
+						   "marker",
+						   nr_irq, cfg->nr_vcpus);
+			else if (dest->ioapic && !have_vm_irq)
+				rc = migrate_rfail(r, -EPROTO,
+						   "no VM interrupt state "
+						   "before the end marker");
 			goto out;
 		}
 	}
@@ -764,5 +1045,7 @@ out:
 	free(cfg);
 	free(v);
 	free(ss);
+	free(vi);
+	free(mi);
 	return rc;
 }

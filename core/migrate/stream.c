@@ -85,6 +85,10 @@ const char *migrate_sec_name(unsigned int type)
 		return "COM1";
 	case MIGRATE_SEC_CONSOLE:
 		return "console";
+	case MIGRATE_SEC_VCPU_IRQ:
+		return "vCPU interrupts";
+	case MIGRATE_SEC_VM_IRQ:
+		return "VM interrupts";
 	case MIGRATE_SEC_END:
 		return "end";
 	default:
@@ -106,6 +110,10 @@ static int64_t sec_bound(unsigned int type)
 		return MIGRATE_SERIAL_MAX_LEN;
 	case MIGRATE_SEC_CONSOLE:
 		return MIGRATE_MAX_CONSOLE;
+	case MIGRATE_SEC_VCPU_IRQ:
+		return MIGRATE_VCPU_IRQ_LEN;
+	case MIGRATE_SEC_VM_IRQ:
+		return MIGRATE_VM_IRQ_LEN;
 	case MIGRATE_SEC_END:
 		return 0;
 	default:

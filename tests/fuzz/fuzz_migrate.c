@@ -1,8 +1,8 @@
 /*
  * Fuzz target for the migration stream reader (docs/MIGRATION.md): the
  * input is a whole stream, loaded by migrate_load() into a small
- * destination (tests/unit/migrate/world.h: two memslots, two vCPUs,
- * COM1) whose configuration the corpus's valid streams match. Nothing
+ * destination (tests/unit/migrate/world.h: two memslots, two vCPUs
+ * with their local APICs and kvmclock MSRs, an IOAPIC, COM1) whose configuration the corpus's valid streams match. Nothing
  * may crash or trip a sanitizer; a refusal always says why; an accepted
  * stream was read to its last byte.
  *

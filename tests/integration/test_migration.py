@@ -783,7 +783,7 @@ def test_bad_streams_are_refused_with_a_named_error_and_status_6(tmp):
 
     # The header: its version.
     bad = bytearray(good)
-    bad[8] = 2
+    bad[8] = 3
     refused(tmp, "version", variant("version", bytes(bad)), "version")
     # A bit flipped inside the first RAM section's data.
     bad = bytearray(good)

@@ -319,3 +319,29 @@ uint64_t x86_cpuid_signature(const struct x86_cpu *cpu)
 	}
 	return h;
 }
+
+void x86_get_debugregs(const struct x86_cpu *cpu, struct x86_debugregs *d)
+{
+	memcpy(d->dr, cpu->dr, sizeof(d->dr));
+	d->dr6 = cpu->dr6;
+	d->dr7 = cpu->dr7;
+}
+
+bool x86_set_debugregs(struct x86_cpu *cpu, const struct x86_debugregs *d,
+		       char *err, size_t errlen)
+{
+	if (d->dr6 != ((d->dr6 & X86_DR6_WRITABLE) | X86_DR6_FIXED1)) {
+		snprintf(err, errlen, "dr6 %#llx is not a value DR6 can hold",
+			 (unsigned long long)d->dr6);
+		return false;
+	}
+	if (d->dr7 != ((d->dr7 & X86_DR7_WRITABLE) | X86_DR7_FIXED1)) {
+		snprintf(err, errlen, "dr7 %#llx is not a value DR7 can hold",
+			 (unsigned long long)d->dr7);
+		return false;
+	}
+	memcpy(cpu->dr, d->dr, sizeof(cpu->dr));
+	cpu->dr6 = d->dr6;
+	cpu->dr7 = d->dr7;
+	return true;
+}

@@ -352,6 +352,20 @@ bool x86_load_state(struct x86_cpu *cpu, const struct x86_regs *regs,
 		    const struct x86_misc_state *misc, char *err,
 		    size_t errlen);
 
+/*
+ * The debug registers (SDM vol. 3, 18.2) for migration: DR0-DR3 as
+ * written, DR6 and DR7 as MOV DRn reads them. x86_set_debugregs()
+ * refuses (false, nothing changed, the register named in err) a DR6 or
+ * DR7 that MOV DRn could not have produced: bits 63:32 set, a fixed-1
+ * bit clear or a reserved bit set. The CPU parked.
+ */
+struct x86_debugregs {
+	uint64_t dr[4], dr6, dr7;
+};
+void x86_get_debugregs(const struct x86_cpu *cpu, struct x86_debugregs *d);
+bool x86_set_debugregs(struct x86_cpu *cpu, const struct x86_debugregs *d,
+		       char *err, size_t errlen);
+
 /* A 64-bit hash of what CPUID reports to every vCPU (leaves 0, 1 without
  * the APIC ID, 7.0, 80000000H and 80000001H): equal on two mmud that
  * present the same CPU. */

@@ -160,12 +160,13 @@ static void test_zero_pages_are_markers(void **state)
 	assert_int_equal(st.normal, 0);
 	assert_int_equal(st.duplicate, WORLD_SLOT0_PAGES + WORLD_SLOT1_PAGES);
 	/* Header; config (24 + 2 slots); two RAM sections of markers;
-	 * vCPU; COM1 with an empty queue; console; end: 12 bytes of
-	 * framing each. */
+	 * vCPU and its interrupt state; COM1 with an empty queue; the
+	 * VM's interrupt state; console; end: 12 bytes of framing each. */
 	want = MIGRATE_HEADER_LEN + (12 + 24 + 48) +
 	       (12 + 8 + 9 * WORLD_SLOT0_PAGES) +
 	       (12 + 8 + 9 * WORLD_SLOT1_PAGES) + (12 + MIGRATE_VCPU_LEN) +
-	       (12 + MIGRATE_SERIAL_FIXED) + (12 + 15) + 12;
+	       (12 + MIGRATE_VCPU_IRQ_LEN) + (12 + MIGRATE_SERIAL_FIXED) +
+	       (12 + MIGRATE_VM_IRQ_LEN) + (12 + 15) + 12;
 	assert_int_equal(len, want);
 	free(buf);
 	world_fini(&src);
@@ -254,11 +255,16 @@ static void test_header_errors_are_named(void **state)
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg, "header: bad magic: not a migration stream");
 	buf[0] = 'M';
-	migrate_put32(buf + 8, 2);
+	/* Version 1 (no interrupt state) is refused, not half-loaded. */
+	migrate_put32(buf + 8, 1);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 2, this mmud reads version 1");
-	migrate_put32(buf + 8, 1);
+			    "header: version 1, this mmud reads version 2");
+	migrate_put32(buf + 8, 3);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_string_equal(msg,
+			    "header: version 3, this mmud reads version 2");
+	migrate_put32(buf + 8, 2);
 	migrate_put32(buf + 12, 4);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg, "header: unknown flags 0x4");
@@ -697,6 +703,296 @@ static void test_vcpu_section_fields_are_checked(void **state)
 	world_fini(&w);
 }
 
+/* ---- interrupt and time state (stream version 2) --------------------- */
+
+static void save_irq(struct world *w, unsigned int i,
+		     struct migrate_vcpu_irq *v)
+{
+	migrate_vcpu_irq_save(w->cpus[i], w->lapics[i], w->kcs[i], i,
+			      WORLD_NOW_NS, v);
+}
+
+/* Every vCPU's APIC (IRR/ISR, the armed timer), kvmclock MSRs and debug
+ * registers, the IOAPIC and COM1's latches arrive as they were. */
+static void test_irq_state_roundtrip(void **state)
+{
+	struct world src, dst;
+	struct migrate_vm_irq a, b;
+	uint8_t *buf;
+	size_t len;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 2);
+	world_init(&dst, 2);
+	world_fill(&src);
+	len = world_stream(&src, &buf, NULL);
+	if (load(&dst, buf, len, msg, sizeof(msg)))
+		fail_msg("load refused a valid stream: %s", msg);
+	for (unsigned int i = 0; i < 2; i++) {
+		struct migrate_vcpu_irq vs, vd;
+
+		save_irq(&src, i, &vs);
+		save_irq(&dst, i, &vd);
+		assert_memory_equal(&vs, &vd, sizeof(vs));
+		assert_int_equal(vd.lapic.irr[2], 1u << (1 + i));
+		assert_int_equal(vd.lapic.isr[1], 1u << 16);
+		assert_true(vd.lapic.timer_armed);
+		assert_int_equal(vd.lapic.timer_remaining_ns, 1000 + i);
+		assert_int_equal(vd.kvm_system_time, 0x3000 + 0x40 * i + 1);
+		assert_int_equal(vd.kvm_wall_clock, 0x2f00);
+		assert_int_equal(vd.kvm_time_version, 2);
+		assert_int_equal(vd.kvm_wall_version, 4);
+		assert_int_equal(vd.kvm_time_written, 1);
+		assert_int_equal(vd.lapic.tpr, 0x20);
+		assert_int_equal(vd.lapic.lvt[0], 0x20040 + i);
+		assert_int_equal(vd.dr[3], 0x1234);
+		assert_int_equal(vd.dr6, 0xffff0ff1);
+		assert_int_equal(vd.dr[0], 0xffffffff81000000ULL + i);
+		assert_int_equal(vd.dr7, 0x403);
+	}
+	migrate_vm_irq_save(src.ioapic, src.serial, &a);
+	migrate_vm_irq_save(dst.ioapic, dst.serial, &b);
+	assert_memory_equal(&a, &b, sizeof(a));
+	assert_int_equal(b.ioapic.id, 2);
+	assert_int_equal(b.ioapic.redir[4], 0x24);
+	assert_true(b.com1.thre_pending);
+	assert_int_equal(b.com1.msr_delta, 5);
+	free(buf);
+	world_fini(&src);
+	world_fini(&dst);
+}
+
+static const char *const bad_irq_names[] = {
+	"dr6", "dr7",  "dr7 ", "kvmclock version", "kvmclock version ",
+	"irr", "SIPI", "svr",
+};
+
+static void apply_bad_irq(unsigned int k, struct migrate_vcpu_irq *v)
+{
+	switch (k) {
+	case 0:
+		v->dr6 = 1ULL << 32;
+		break;
+	case 1:
+		v->dr7 = 0x400 | (1u << 11); /* reserved bit 11 */
+		break;
+	case 2:
+		v->dr7 = 0; /* bit 10 always reads 1 */
+		break;
+	case 3:
+		v->kvm_time_version = 3;
+		break;
+	case 4:
+		v->kvm_wall_version = 1;
+		break;
+	case 5:
+		v->lapic.irr[0] = 1; /* vector 0 */
+		break;
+	case 6:
+		v->lapic.wait_for_sipi = false;
+		v->lapic.sipi_vector = 0x10;
+		v->lapic.sipis = 1;
+		break;
+	case 7:
+		v->lapic.svr = 0x1ff | (1u << 20);
+		break;
+	}
+}
+
+/* Interrupt state a vCPU could not hold is refused, naming the field,
+ * and the CPU, its APIC and kvmclock keep what they had. */
+static void test_bad_irq_state_is_refused(void **state)
+{
+	struct world w;
+	struct migrate_vcpu_irq before, bad, after;
+	struct x86_debugregs d;
+	char err[200];
+
+	(void)state;
+	world_init(&w, 1);
+	world_fill(&w);
+	save_irq(&w, 0, &before);
+	for (unsigned int k = 0; k < ARRAY_SIZE(bad_irq_names); k++) {
+		bad = before;
+		apply_bad_irq(k, &bad);
+		err[0] = 0;
+		if (migrate_vcpu_irq_load(w.cpus[0], w.lapics[0], w.kcs[0],
+					  &bad, WORLD_NOW_NS, err,
+					  sizeof(err)) != -EINVAL)
+			fail_msg("%s: a bad value was loaded",
+				 bad_irq_names[k]);
+		/* The names in the table may end in a space to tell two
+		 * cases of one field apart. */
+		{
+			char name[32];
+
+			snprintf(name, sizeof(name), "%s", bad_irq_names[k]);
+			name[strcspn(name, " ")] = 0;
+			if (!strstr(err, name) &&
+			    !strstr(err, bad_irq_names[k]))
+				fail_msg("case %u: expected \"%s\" in \"%s\"",
+					 k, name, err);
+		}
+		save_irq(&w, 0, &after);
+		if (memcmp(&before, &after, sizeof(before)))
+			fail_msg("%s: refused, but the vCPU changed (%s)",
+				 bad_irq_names[k], err);
+	}
+	x86_get_debugregs(w.cpus[0], &d);
+	assert_int_equal(d.dr[0], 0xffffffff81000000ULL);
+	world_fini(&w);
+}
+
+/* The IOAPIC and COM1's latches: a bad value is named, neither
+ * changes. */
+static void test_bad_vm_irq_state_is_refused(void **state)
+{
+	struct world w;
+	struct migrate_vm_irq before, bad, after;
+	char err[200];
+	static const char *const names[] = { "msr_delta", "ID", "entry" };
+
+	(void)state;
+	world_init(&w, 1);
+	world_fill(&w);
+	migrate_vm_irq_save(w.ioapic, w.serial, &before);
+	for (unsigned int k = 0; k < ARRAY_SIZE(names); k++) {
+		bad = before;
+		if (k == 0)
+			bad.com1.msr_delta = 0x10;
+		else if (k == 1)
+			bad.ioapic.id = 16;
+		else
+			bad.ioapic.redir[3] = 1ULL << 12; /* delivery status */
+		err[0] = 0;
+		if (migrate_vm_irq_load(w.ioapic, w.serial, &bad, err,
+					sizeof(err)) != -EINVAL)
+			fail_msg("%s: a bad value was loaded", names[k]);
+		if (!strcasestr(err, names[k]))
+			fail_msg("expected \"%s\" in \"%s\"", names[k], err);
+		migrate_vm_irq_save(w.ioapic, w.serial, &after);
+		if (memcmp(&before, &after, sizeof(before)))
+			fail_msg("%s: refused, but the VM changed", names[k]);
+	}
+	world_fini(&w);
+}
+
+/* buf without its n-th section of type (framing: 8 bytes, payload, 4
+ * bytes of checksum); returns the new length. */
+static size_t drop_section(uint8_t *buf, size_t len, uint16_t type,
+			   unsigned int n)
+{
+	size_t off = MIGRATE_HEADER_LEN;
+
+	while (off + 8 <= len) {
+		size_t sz = 12 + migrate_get32(buf + off + 4);
+
+		if (migrate_get16(buf + off) == type && n-- == 0) {
+			memmove(buf + off, buf + off + sz, len - off - sz);
+			return len - sz;
+		}
+		off += sz;
+	}
+	fail_msg("no section of type %u", type);
+	return len;
+}
+
+/* Every vCPU's interrupt state, after its vCPU section, once; the VM's
+ * once: a stream without them is refused at the end marker. */
+static void test_irq_sections_are_required(void **state)
+{
+	struct world src, dst;
+	uint8_t *buf;
+	size_t len;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 2);
+	world_fill(&src);
+	len = world_stream(&src, &buf, NULL);
+	len = drop_section(buf, len, MIGRATE_SEC_VCPU_IRQ, 1);
+	world_init(&dst, 2);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_contains(msg, "interrupt state of 1 of 2 vCPUs before the "
+			     "end marker");
+	world_fini(&dst);
+	free(buf);
+
+	len = world_stream(&src, &buf, NULL);
+	len = drop_section(buf, len, MIGRATE_SEC_VM_IRQ, 0);
+	world_init(&dst, 2);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_contains(msg, "no VM interrupt state before the end marker");
+	world_fini(&dst);
+	free(buf);
+
+	/* vCPU 1's interrupt state without its vCPU section first. */
+	len = world_stream(&src, &buf, NULL);
+	len = drop_section(buf, len, MIGRATE_SEC_VCPU, 1);
+	world_init(&dst, 2);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_contains(msg, "vCPU 1: unexpected, before its vCPU section "
+			     "or twice");
+	world_fini(&dst);
+	free(buf);
+	world_fini(&src);
+}
+
+/* Decoding: flags 0 or 1, the index bounded, a cut named. */
+static void test_irq_section_fields_are_checked(void **state)
+{
+	struct migrate_reader *r = migrate_reader_new_mem(NULL, 0);
+	struct migrate_vcpu_irq v;
+	struct migrate_vm_irq vm;
+	struct world w;
+	uint8_t *buf, *p;
+	size_t len, off = MIGRATE_HEADER_LEN;
+	uint32_t plen = 0;
+
+	(void)state;
+	world_init(&w, 1);
+	world_fill(&w);
+	len = world_stream(&w, &buf, NULL);
+	while (off < len && migrate_get16(buf + off) != MIGRATE_SEC_VCPU_IRQ)
+		off += 12 + migrate_get32(buf + off + 4);
+	assert_true(off < len);
+	plen = migrate_get32(buf + off + 4);
+	assert_int_equal(plen, MIGRATE_VCPU_IRQ_LEN);
+	p = buf + off + 8;
+	assert_int_equal(migrate_parse_vcpu_irq(r, p, plen, &v), 0);
+	assert_int_equal(migrate_parse_vcpu_irq(r, p, plen - 1, &v), -EPROTO);
+	assert_contains(migrate_reader_error(r), "truncated at dr7");
+	assert_int_equal(migrate_parse_vcpu_irq(r, p, 3, &v), -EPROTO);
+	assert_contains(migrate_reader_error(r), "truncated at index");
+	migrate_put32(p, 64);
+	assert_int_equal(migrate_parse_vcpu_irq(r, p, plen, &v), -EPROTO);
+	assert_contains(migrate_reader_error(r), "index 64 out of range");
+	migrate_put32(p, 0);
+	p[4 + 8 + 36 + 24 + 96 + 8] = 2; /* timer armed */
+	assert_int_equal(migrate_parse_vcpu_irq(r, p, plen, &v), -EPROTO);
+	assert_contains(migrate_reader_error(r), "apic timer armed 2 is not 0 "
+						 "or 1");
+	while (off < len && migrate_get16(buf + off) != MIGRATE_SEC_VM_IRQ)
+		off += 12 + migrate_get32(buf + off + 4);
+	assert_true(off < len);
+	p = buf + off + 8;
+	assert_int_equal(migrate_parse_vm_irq(r, p, MIGRATE_VM_IRQ_LEN, &vm),
+			 0);
+	assert_int_equal(vm.ioapic.redir[4], 0x24);
+	assert_int_equal(migrate_parse_vm_irq(r, p, MIGRATE_VM_IRQ_LEN - 1,
+					      &vm),
+			 -EPROTO);
+	assert_contains(migrate_reader_error(r), "truncated at COM1 msr delta");
+	p[MIGRATE_VM_IRQ_LEN - 2] = 7;
+	assert_int_equal(migrate_parse_vm_irq(r, p, MIGRATE_VM_IRQ_LEN, &vm),
+			 -EPROTO);
+	assert_contains(migrate_reader_error(r), "COM1 thre pending 7");
+	free(buf);
+	migrate_reader_free(r);
+	world_fini(&w);
+}
+
 /* A COM1 section whose queue is cut short: named, never read past the
  * payload (the fuzz target found a read past a buffer of zeros here;
  * tests/fuzz/corpus/migrate/crash-serial-short-queue.hex). */
@@ -999,6 +1295,11 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_vcpu_state_is_refused),
 		cmocka_unit_test(test_loaded_halt_state_holds),
 		cmocka_unit_test(test_vcpu_section_fields_are_checked),
+		cmocka_unit_test(test_irq_state_roundtrip),
+		cmocka_unit_test(test_bad_irq_state_is_refused),
+		cmocka_unit_test(test_bad_vm_irq_state_is_refused),
+		cmocka_unit_test(test_irq_sections_are_required),
+		cmocka_unit_test(test_irq_section_fields_are_checked),
 		cmocka_unit_test(test_serial_section_short_queue),
 		cmocka_unit_test(test_serial_state_roundtrip),
 		cmocka_unit_test(test_stream_over_a_nonblocking_pipe),

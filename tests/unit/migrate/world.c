@@ -19,6 +19,11 @@ static void console_sink(void *ctx, const void *buf, size_t len)
 	w->nconsole += len;
 }
 
+static void lapic_notify(void *ctx)
+{
+	(void)ctx;
+}
+
 static void serial_out(void *ctx, const char *buf, size_t len)
 {
 	(void)ctx;
@@ -64,6 +69,16 @@ void world_init(struct world *w, unsigned int nr_vcpus)
 	w->serial = dev_serial_create(serial_out, NULL);
 	if (!w->serial)
 		abort();
+	for (unsigned int i = 0; i < nr_vcpus; i++) {
+		w->lapics[i] = dev_lapic_create(i, lapic_notify, NULL);
+		if (!w->lapics[i])
+			abort();
+		x86_kvmclock_reset(&w->kc[i]);
+		w->kcs[i] = &w->kc[i];
+	}
+	w->ioapic = dev_ioapic_create(NULL, NULL);
+	if (!w->ioapic)
+		abort();
 	w->dest = (struct migrate_dest){
 		.config = &w->cfg,
 		.slots = w->slots,
@@ -72,6 +87,10 @@ void world_init(struct world *w, unsigned int nr_vcpus)
 		.serial = w->serial,
 		.console = console_sink,
 		.console_ctx = w,
+		.lapics = w->lapics,
+		.kvmclocks = w->kcs,
+		.ioapic = w->ioapic,
+		.now_ns = WORLD_NOW_NS,
 	};
 }
 
@@ -79,9 +98,63 @@ void world_fini(struct world *w)
 {
 	munmap(w->mem[0], WORLD_SLOT0_PAGES * PAGE_SIZE);
 	munmap(w->mem[1], WORLD_SLOT1_PAGES * PAGE_SIZE);
-	for (unsigned int i = 0; i < w->nr_vcpus; i++)
+	for (unsigned int i = 0; i < w->nr_vcpus; i++) {
 		x86_cpu_free(w->cpus[i]);
+		dev_lapic_destroy(w->lapics[i]);
+	}
+	dev_ioapic_destroy(w->ioapic);
 	dev_serial_destroy(w->serial);
+}
+
+/* The interrupt and time state world_fill() gives every vCPU and the VM:
+ * values a guest could have made, distinct per vCPU. */
+static void world_fill_irq(struct world *w)
+{
+	struct migrate_vm_irq vm;
+	char err[128];
+
+	for (unsigned int i = 0; i < w->nr_vcpus; i++) {
+		struct migrate_vcpu_irq v;
+
+		migrate_vcpu_irq_save(w->cpus[i], w->lapics[i], w->kcs[i], i,
+				      WORLD_NOW_NS, &v);
+		v.lapic.tpr = 0x20;
+		v.lapic.svr = 0x1ff; /* enabled, spurious vector 0xff */
+		v.lapic.lvt[0] = 0x20040 + i; /* periodic, vector 0x40 + i */
+		v.lapic.timer_divide = 0xb; /* divide by 1 */
+		v.lapic.timer_initial = 1000000;
+		v.lapic.timer_armed = true;
+		v.lapic.timer_remaining_ns = 1000 + i;
+		v.lapic.irr[2] = 1u << (1 + i); /* vector 0x41 + i */
+		v.lapic.isr[1] = 1u << 16; /* vector 0x30 in service */
+		v.kvm_system_time = 0x3000 + 0x40 * i + 1;
+		v.kvm_wall_clock = 0x2f00;
+		v.kvm_time_version = 2;
+		v.kvm_wall_version = 4;
+		v.kvm_time_written = 1;
+		v.dr[0] = 0xffffffff81000000ULL + i;
+		v.dr[3] = 0x1234;
+		v.dr6 = 0xffff0ff1;
+		v.dr7 = 0x00000403;
+		if (migrate_vcpu_irq_load(w->cpus[i], w->lapics[i], w->kcs[i],
+					  &v, WORLD_NOW_NS, err, sizeof(err))) {
+			fprintf(stderr, "world_fill: vCPU %u: %s\n", i, err);
+			abort();
+		}
+	}
+	migrate_vm_irq_save(w->ioapic, w->serial, &vm);
+	vm.ioapic.id = 2;
+	vm.ioapic.arb = 2;
+	vm.ioapic.ioregsel = 0x12;
+	vm.ioapic.pin_levels = 1u << 4;
+	vm.ioapic.redir[4] = 0x24; /* COM1's GSI: vector 0x24, unmasked */
+	vm.ioapic.redir[9] = 0x0100000000018039ULL; /* level, masked */
+	vm.com1.thre_pending = true;
+	vm.com1.msr_delta = 0x5;
+	if (migrate_vm_irq_load(w->ioapic, w->serial, &vm, err, sizeof(err))) {
+		fprintf(stderr, "world_fill: VM: %s\n", err);
+		abort();
+	}
 }
 
 void world_fill(struct world *w)
@@ -149,6 +222,7 @@ void world_fill(struct world *w)
 		dev_serial_pio(w->serial, 7, 1, false, &val); /* SCR */
 		dev_serial_receive(w->serial, "queued input", 12);
 	}
+	world_fill_irq(w);
 }
 
 int world_write(struct world *w, int fd, struct migrate_ram_stats *stats,
@@ -174,11 +248,22 @@ int world_write(struct world *w, int fd, struct migrate_ram_stats *stats,
 	for (unsigned int i = 0; !rc && i < w->nr_vcpus; i++) {
 		struct migrate_vcpu v;
 
+		struct migrate_vcpu_irq vi;
+
 		rc = migrate_vcpu_save(w->cpus[i], i, &v);
 		rc = rc ? rc : migrate_write_vcpu(wr, &v);
+		migrate_vcpu_irq_save(w->cpus[i], w->lapics[i], w->kcs[i], i,
+				      WORLD_NOW_NS, &vi);
+		rc = rc ? rc : migrate_write_vcpu_irq(wr, &vi);
 	}
 	dev_serial_save(w->serial, ss);
 	rc = rc ? rc : migrate_write_serial(wr, ss);
+	{
+		struct migrate_vm_irq vm;
+
+		migrate_vm_irq_save(w->ioapic, w->serial, &vm);
+		rc = rc ? rc : migrate_write_vm_irq(wr, &vm);
+	}
 	rc = rc ? rc : migrate_write_console(wr, "tail of output\n", 15);
 	rc = rc ? rc : migrate_write_end(wr);
 	if (rc)

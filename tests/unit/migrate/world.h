@@ -11,13 +11,18 @@
 #include <stdint.h>
 
 #include "dev.h"
+#include "dev/ioapic.h"
+#include "dev/lapic.h"
 #include "migrate.h"
+#include "vcpu/x86/kvmclock.h"
 #include "x86.h"
 
 #define WORLD_SLOT0_PAGES 32 /* id 0 at gpa 0: boot RAM */
 #define WORLD_SLOT1_PAGES 8 /* id 5 at 1 GiB: a hot-added slot */
 #define WORLD_SLOT1_GPA (1ULL << 30)
 #define WORLD_MAX_VCPUS 4
+/* The host time the world saves and loads APIC timers at. */
+#define WORLD_NOW_NS 1000000000ULL
 
 struct world {
 	uint8_t *mem[2];
@@ -26,6 +31,11 @@ struct world {
 	struct x86_cpu *cpus[WORLD_MAX_VCPUS];
 	unsigned int nr_vcpus;
 	struct dev_serial *serial;
+	/* Interrupt and time state (stream version 2). */
+	struct dev_lapic *lapics[WORLD_MAX_VCPUS];
+	struct x86_kvmclock kc[WORLD_MAX_VCPUS];
+	struct x86_kvmclock *kcs[WORLD_MAX_VCPUS];
+	struct dev_ioapic *ioapic;
 	char console[1024];
 	size_t nconsole;
 	struct migrate_dest dest;
@@ -36,10 +46,13 @@ void world_init(struct world *w, unsigned int nr_vcpus);
 void world_fini(struct world *w);
 /* Gives the source world something to carry: a few pages of pattern
  * (the rest zero), distinct register, MSR and event state on every vCPU,
- * COM1 registers and input queued. */
+ * COM1 registers and input queued, APIC registers with IRR/ISR bits
+ * and an armed periodic timer, kvmclock MSRs, debug registers, IOAPIC
+ * entries and COM1's interrupt latches. */
 void world_fill(struct world *w);
-/* A whole stream of w (header, config, every page of both slots, vCPUs,
- * COM1, a console section, end marker) in a malloc'd buffer; stats may
+/* A whole stream of w (header, config, every page of both slots, vCPUs
+ * each followed by its interrupt state, COM1, the VM's interrupt state,
+ * a console section, end marker) in a malloc'd buffer; stats may
  * be NULL. Aborts on failure. */
 size_t world_stream(struct world *w, uint8_t **out,
 		    struct migrate_ram_stats *stats);
