@@ -8,7 +8,9 @@ recomputed here, its own checks of its memory must never fail, and the
 harvests must find its hot pages dirty.
 
 Usage: test_migration.py GROUP MMUD MMUCTL FOREVER_ELF MIGRATE_ELF
-GROUP: guest (meson: migration-GROUP). Shared parts: tests/lib/daemonlib.py.
+                         [MIGRATE_IRQ_ELF]
+GROUP: guest, unix, tcp, failure, stream, converge, irq (meson:
+migration-GROUP). Shared parts: tests/lib/daemonlib.py.
 """
 import base64
 import os
@@ -24,6 +26,7 @@ import daemonlib as dl  # noqa: E402
 from daemonlib import TIMEOUT, Daemon, test  # noqa: E402
 
 MIGRATE = None
+MIGRATE_IRQ = None  # tests/guests/migrate_irq.c: the irq group's guest
 MASK = (1 << 64) - 1
 HB = re.compile(r"migrate: hb (\d+) sum (0x[0-9a-f]+)\n")
 
@@ -800,9 +803,113 @@ def test_bad_streams_are_refused_with_a_named_error_and_status_6(tmp):
     refused(tmp, "smp", path, "vCPU count", smp=4)
 
 
+# ---- interrupt and time state (docs/MIGRATION.md, "vCPU interrupt state")
+
+IRQ_HB = re.compile(r"migrate_irq: hb (\d+) ticks (\d+)\n")
+IRQ_TICKS_PER_HB = 5  # tests/guests/migrate_irq.c
+# The APIC fields a running periodic timer leaves alone.
+LAPIC_STABLE = ("apic-base", "mode", "id", "tpr", "ldr", "dfr", "svr",
+                "lvt", "tmr", "wait-for-sipi", "sipis")
+
+
+class IrqConsole(Console):
+    """migrate_irq's heartbeats across hops: each numbered after the
+    last (no gap, no repeat), each TICKS_PER_HB timer interrupts after
+    it, and no MISMATCH (its debug registers changed)."""
+
+    def wait_ready(self):
+        self._wait(lambda t: "migrate_irq: ready" in t, "ready line")
+        self.pos = self.text().index("migrate_irq: ready")
+
+    def advance(self, count):
+        target = self.n + count
+        while self.n < target:
+            m = self._wait(lambda t: IRQ_HB.search(t, self.pos),
+                           "heartbeat")
+            self.pos = m.end()
+            n, ticks = int(m.group(1)), int(m.group(2))
+            assert n == self.n + 1, \
+                "heartbeat %d after %d: a gap or a repeat" % (n, self.n)
+            assert ticks == n * IRQ_TICKS_PER_HB, \
+                "heartbeat %d after %d timer ticks" % (n, ticks)
+            self.n = n
+
+
+def lapic_stable(c, cpu):
+    st = ok(c.cmd("x-query-lapic", {"cpu-index": cpu}))
+    timer = st["timer"]
+    return {k: st[k] for k in LAPIC_STABLE} | {
+        "initial-count": timer["initial-count"],
+        "divide": timer["divide"], "armed": timer["armed"]}
+
+
+@test("irq")
+def test_timer_interrupts_keep_arriving_after_each_hop(tmp):
+    """A guest that only runs when its periodic APIC timer fires (it
+    halts between ticks) goes on printing its heartbeats after three
+    hops: its APIC (enabled, LVT, armed timer, no vector left in
+    service), IOAPIC and debug registers arrived."""
+    smp = 2
+
+    def start(name, *extra):
+        d = os.path.join(tmp, name)
+        os.makedirs(d, exist_ok=True)
+        return Daemon(d, "--memory", MEM, *extra, smp=smp,
+                      kernel=MIGRATE_IRQ)
+
+    src = start("i0")
+    hb = IrqConsole(src.con)
+    hb.wait_ready()
+    hb.advance(2)
+    for i in range(1, 4):
+        name = "i%d" % i
+        dst = start(name, "--incoming", "defer")
+        dcon = Reader(dst.con, hb.cond)
+        dc = dst.client()
+        uri = unix_uri(tmp, name)
+        ok(dc.cmd("migrate-incoming", {"uri": uri}))
+        sc = src.client()
+        ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+        ok(sc.cmd("migrate", {"uri": uri}))
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            info = ok(sc.cmd("query-migrate"))
+            assert info["status"] not in ("failed", "cancelled"), info
+            if info["status"] == "completed":
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.02)
+        before = [lapic_stable(sc, cpu) for cpu in range(smp)]
+        io_before = ok(sc.cmd("x-query-ioapic"))
+        ok(sc.cmd("quit"))
+        sc.close()
+        assert src.wait() == 0, src.log()
+        # The source completes when it has sent the end marker: wait
+        # for the destination to have loaded it.
+        while ok(dc.cmd("query-status"))["status"] != "running":
+            assert time.monotonic() < deadline, "destination not running"
+            time.sleep(0.02)
+        hb.switch(dcon)
+        # Ticks arrive on the destination: three heartbeats after the
+        # source's last, each five timer interrupts after the one before.
+        src_last = max([0] + [int(m.group(1)) for m in IRQ_HB.finditer(
+            hb.done.decode(errors="replace"))])
+        hb.advance(src_last - hb.n + 3)
+        after = [lapic_stable(dc, cpu) for cpu in range(smp)]
+        assert after == before, (before, after)
+        assert after[0]["armed"] and after[0]["lvt"]["timer"] & 0xff, after
+        assert ok(dc.cmd("x-query-ioapic")) == io_before
+        st = ok(dc.cmd("x-query-lapic", {"cpu-index": 0}))
+        assert not any(st["isr"]), "a vector left in service: %r" % st
+        dc.close()
+        src = dst
+    src.kill()
+
+
 def main():
-    global MIGRATE
+    global MIGRATE, MIGRATE_IRQ
     MIGRATE = sys.argv[5]
+    MIGRATE_IRQ = sys.argv[6] if len(sys.argv) > 6 else None
     return dl.main()
 
 
