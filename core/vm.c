@@ -555,6 +555,12 @@ struct x86_kvmclock *vm_kvmclock(struct vm *vm, unsigned int index)
 	return index < vm->cfg.nr_vcpus ? &vm->kvmclock[index] : NULL;
 }
 
+void vm_vcpu_raise_init(struct vm *vm, unsigned int index)
+{
+	if (index < vm->cfg.nr_vcpus && vm->vcpus[index])
+		vcpu_raise_init(vm->vcpus[index]);
+}
+
 uint64_t vm_tsc_hz(const struct vm *vm)
 {
 	return vm->tsc_hz;

@@ -263,6 +263,9 @@ struct dev_ioapic;
 struct dev_ioapic *vm_ioapic(struct vm *vm);
 struct x86_kvmclock;
 struct x86_kvmclock *vm_kvmclock(struct vm *vm, unsigned int index);
+/* An INIT to vCPU index (vcpu_raise_init()): a destination's vCPU that
+ * waited for a SIPI on the source waits here too. Any thread. */
+void vm_vcpu_raise_init(struct vm *vm, unsigned int index);
 /* The guest TSC's frequency in Hz (the host's, measured once). */
 uint64_t vm_tsc_hz(const struct vm *vm);
 

@@ -56,10 +56,24 @@ struct load_irq_ctx {
 static int load_cpu_irq(struct x86_cpu *cpu, void *arg)
 {
 	struct load_irq_ctx *c = arg;
+	struct vm_vcpu_info info;
+	int r;
 
-	return migrate_vcpu_irq_load(cpu, vm_lapic(c->vm, c->v->index),
-				     vm_kvmclock(c->vm, c->v->index), c->v,
-				     mig_now_ns(), c->err, sizeof(c->err));
+	/* Only vcpu_reset() ends the wait for a SIPI: a vCPU that waits
+	 * here (a bzImage's boot state) but ran on the source cannot be
+	 * made to match. */
+	vm_vcpu_info(c->vm, c->v->index, &info);
+	if (info.wait_for_sipi && !c->v->vcpu_wait_sipi) {
+		snprintf(c->err, sizeof(c->err),
+			 "waits for a SIPI here but ran on the source");
+		return -EINVAL;
+	}
+	r = migrate_vcpu_irq_load(cpu, vm_lapic(c->vm, c->v->index),
+				  vm_kvmclock(c->vm, c->v->index), c->v,
+				  mig_now_ns(), c->err, sizeof(c->err));
+	if (!r && c->v->vcpu_wait_sipi && !info.wait_for_sipi)
+		vm_vcpu_raise_init(c->vm, c->v->index);
+	return r;
 }
 
 static void console_bytes(struct mmud_migration *m, const uint8_t *p,

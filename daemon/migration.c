@@ -505,10 +505,15 @@ static int save_cpu(struct x86_cpu *cpu, void *arg)
 	struct save_ctx *c = arg;
 	int r = migrate_vcpu_save(cpu, c->index, &c->v);
 
-	if (!r)
+	if (!r) {
+		struct vm_vcpu_info info;
+
 		migrate_vcpu_irq_save(cpu, vm_lapic(c->vm, c->index),
 				      vm_kvmclock(c->vm, c->index), c->index,
 				      mig_now_ns(), &c->irq);
+		vm_vcpu_info(c->vm, c->index, &info);
+		c->irq.vcpu_wait_sipi = info.wait_for_sipi;
+	}
 	return r;
 }
 

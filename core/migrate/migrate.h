@@ -140,6 +140,10 @@ struct migrate_vcpu_irq {
 	uint32_t kvm_time_version, kvm_wall_version;
 	uint8_t kvm_time_written;
 	uint64_t dr[4], dr6, dr7;
+	/* The vCPU layer's INIT state (vcpu_wait_for_sipi()): stopped,
+	 * waiting for a SIPI. The caller fills and applies it (the daemon:
+	 * vm_vcpu_info(), vm_vcpu_raise_init()); the save leaves it 0. */
+	uint8_t vcpu_wait_sipi;
 };
 
 /* From a parked vCPU's CPU, APIC and kvmclock, at host time now_ns

@@ -766,6 +766,7 @@ int migrate_write_vcpu_irq(struct migrate_writer *w,
 		w64(&c, v->dr[i]);
 	w64(&c, v->dr6);
 	w64(&c, v->dr7);
+	w8(&c, v->vcpu_wait_sipi);
 	MMUD_ASSERT(c.w - w->sec == MIGRATE_VCPU_IRQ_LEN);
 	return migrate_write_section(w, MIGRATE_SEC_VCPU_IRQ, w->sec,
 				     MIGRATE_VCPU_IRQ_LEN);
@@ -815,6 +816,7 @@ int migrate_parse_vcpu_irq(struct migrate_reader *r, const uint8_t *p,
 		v->dr[i] = r64(&c, "dr0-3");
 	v->dr6 = r64(&c, "dr6");
 	v->dr7 = r64(&c, "dr7");
+	v->vcpu_wait_sipi = rbool(r, &c, "vcpu waits for sipi", &rc);
 	if (rc)
 		return rc;
 	rc = cur_done(r, &c);

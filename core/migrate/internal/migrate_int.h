@@ -26,10 +26,11 @@
 #define MIGRATE_SERIAL_MAX_LEN (MIGRATE_SERIAL_FIXED + DEV_SERIAL_RX_SIZE)
 /* index; APIC: base, 9 registers, 6 LVTs, IRR/ISR/TMR, timer initial
  * and divide, armed, remaining, TSC deadline, wait, SIPIs, vector;
- * kvmclock: 2 MSRs, 2 versions, written; DR0-3, DR6, DR7. */
+ * kvmclock: 2 MSRs, 2 versions, written; DR0-3, DR6, DR7; the vCPU
+ * waits for a SIPI. */
 #define MIGRATE_VCPU_IRQ_LEN                                              \
 	(4 + 8 + 9 * 4 + 6 * 4 + 24 * 4 + 2 * 4 + 1 + 8 + 8 + 1 + 4 + 4 + \
-	 2 * 8 + 2 * 4 + 1 + 6 * 8)
+	 2 * 8 + 2 * 4 + 1 + 6 * 8 + 1)
 /* IOAPIC id, arb, ioregsel, pin levels, 24 entries; COM1's 2 latches. */
 #define MIGRATE_VM_IRQ_LEN (3 + 4 + 24 * 8 + 2)
 #define MIGRATE_RAM_ZERO 0

@@ -962,7 +962,18 @@ static void test_irq_section_fields_are_checked(void **state)
 	p = buf + off + 8;
 	assert_int_equal(migrate_parse_vcpu_irq(r, p, plen, &v), 0);
 	assert_int_equal(migrate_parse_vcpu_irq(r, p, plen - 1, &v), -EPROTO);
+	assert_contains(migrate_reader_error(r),
+			"truncated at vcpu waits for sipi");
+	assert_int_equal(migrate_parse_vcpu_irq(r, p, plen - 2, &v), -EPROTO);
 	assert_contains(migrate_reader_error(r), "truncated at dr7");
+	p[plen - 1] = 1;
+	assert_int_equal(migrate_parse_vcpu_irq(r, p, plen, &v), 0);
+	assert_int_equal(v.vcpu_wait_sipi, 1);
+	p[plen - 1] = 3;
+	assert_int_equal(migrate_parse_vcpu_irq(r, p, plen, &v), -EPROTO);
+	assert_contains(migrate_reader_error(r),
+			"vcpu waits for sipi 3 is not 0 or 1");
+	p[plen - 1] = 0;
 	assert_int_equal(migrate_parse_vcpu_irq(r, p, 3, &v), -EPROTO);
 	assert_contains(migrate_reader_error(r), "truncated at index");
 	migrate_put32(p, 64);
