@@ -56,24 +56,10 @@ struct load_irq_ctx {
 static int load_cpu_irq(struct x86_cpu *cpu, void *arg)
 {
 	struct load_irq_ctx *c = arg;
-	struct vm_vcpu_info info;
-	int r;
 
-	/* Only vcpu_reset() ends the wait for a SIPI: a vCPU that waits
-	 * here (a bzImage's boot state) but ran on the source cannot be
-	 * made to match. */
-	vm_vcpu_info(c->vm, c->v->index, &info);
-	if (info.wait_for_sipi && !c->v->vcpu_wait_sipi) {
-		snprintf(c->err, sizeof(c->err),
-			 "waits for a SIPI here but ran on the source");
-		return -EINVAL;
-	}
-	r = migrate_vcpu_irq_load(cpu, vm_lapic(c->vm, c->v->index),
-				  vm_kvmclock(c->vm, c->v->index), c->v,
-				  mig_now_ns(), c->err, sizeof(c->err));
-	if (!r && c->v->vcpu_wait_sipi && !info.wait_for_sipi)
-		vm_vcpu_raise_init(c->vm, c->v->index);
-	return r;
+	return migrate_vcpu_irq_load(cpu, vm_lapic(c->vm, c->v->index),
+				     vm_kvmclock(c->vm, c->v->index), c->v,
+				     mig_now_ns(), c->err, sizeof(c->err));
 }
 
 static void console_bytes(struct mmud_migration *m, const uint8_t *p,
@@ -219,6 +205,7 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 			break;
 		case MIGRATE_SEC_VCPU_IRQ: {
 			struct load_irq_ctx c = { .vm = vm, .v = vi };
+			struct vm_vcpu_info vinfo;
 
 			rc = migrate_parse_vcpu_irq(r, p, len, vi);
 			if (rc)
@@ -233,7 +220,17 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 				rc = -EPROTO;
 				goto out;
 			}
-			if (vm_vcpu_with_cpu(vm, vi->index, load_cpu_irq, &c)) {
+			/* Only vcpu_reset() ends the wait for a SIPI: a vCPU
+			 * that waits here (a bzImage's boot state) but ran on
+			 * the source cannot be made to match. Outside
+			 * vm_vcpu_with_cpu(), which holds the vCPU parked. */
+			vm_vcpu_info(vm, vi->index, &vinfo);
+			if (vinfo.wait_for_sipi && !vi->vcpu_wait_sipi)
+				snprintf(c.err, sizeof(c.err),
+					 "waits for a SIPI here but ran on "
+					 "the source");
+			if (c.err[0] ||
+			    vm_vcpu_with_cpu(vm, vi->index, load_cpu_irq, &c)) {
 				snprintf(err, errlen,
 					 "section %llu (vCPU interrupts): vCPU "
 					 "%u: %s",
@@ -242,6 +239,8 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 				rc = -EINVAL;
 				goto out;
 			}
+			if (vi->vcpu_wait_sipi && !vinfo.wait_for_sipi)
+				vm_vcpu_raise_init(vm, vi->index);
 			seen_irq[vi->index] = true;
 			nr_irq++;
 			break;

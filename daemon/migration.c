@@ -505,15 +505,10 @@ static int save_cpu(struct x86_cpu *cpu, void *arg)
 	struct save_ctx *c = arg;
 	int r = migrate_vcpu_save(cpu, c->index, &c->v);
 
-	if (!r) {
-		struct vm_vcpu_info info;
-
+	if (!r)
 		migrate_vcpu_irq_save(cpu, vm_lapic(c->vm, c->index),
 				      vm_kvmclock(c->vm, c->index), c->index,
 				      mig_now_ns(), &c->irq);
-		vm_vcpu_info(c->vm, c->index, &info);
-		c->irq.vcpu_wait_sipi = info.wait_for_sipi;
-	}
 	return r;
 }
 
@@ -585,6 +580,8 @@ static int switchover(struct src *s)
 		return -ENOMEM;
 	}
 	for (unsigned int i = 0; i < vm_nr_vcpus(vm) && !r; i++) {
+		struct vm_vcpu_info info;
+
 		c->vm = vm;
 		c->index = i;
 		r = vm_vcpu_with_cpu(vm, i, save_cpu, c);
@@ -594,6 +591,10 @@ static int switchover(struct src *s)
 				 strerror(-r));
 			break;
 		}
+		/* The vCPU layer's INIT state, read outside
+		 * vm_vcpu_with_cpu() (the vCPUs are held). */
+		vm_vcpu_info(vm, i, &info);
+		c->irq.vcpu_wait_sipi = info.wait_for_sipi;
 		r = migrate_write_vcpu(s->w, &c->v);
 		if (!r)
 			r = migrate_write_vcpu_irq(s->w, &c->irq);

@@ -8,7 +8,9 @@
  * the armed timer, ISR after the EOI) does not survive a switchover. It
  * also keeps a value in DR0 and DR7 and checks them at each heartbeat
  * (docs/MIGRATION.md, "vCPU interrupt state"), printing MISMATCH if they
- * changed.
+ * changed. With more than one vCPU it stops vCPU 1 with an INIT IPI and
+ * sends it one SIPI (which, without real mode, records it and starts
+ * nothing): vCPU 1 must still wait for a SIPI after each hop.
  * Runs until stopped; other vCPUs return at once.
  */
 #include "irq.h"
@@ -18,6 +20,7 @@
 #define TICKS_PER_HB 5
 #define DR0_VALUE 0x0000123456789abcULL
 #define DR7_VALUE 0x0000000000000402ULL /* G0, bit 10 reads 1 */
+#define SIPI_VECTOR 0x9a
 
 static volatile unsigned int ticks;
 
@@ -58,6 +61,10 @@ int guest_main(unsigned int cpu)
 	rt_apic_write(APIC_TIMER_DCR, APIC_DCR_DIV1);
 	rt_apic_write(APIC_LVT_TIMER, APIC_TIMER_PERIODIC | VECTOR);
 	rt_apic_write(APIC_TIMER_ICR, PERIOD);
+	if (rt_boot.nr_vcpus > 1) {
+		rt_apic_send(1, ICR_INIT | ICR_ASSERT);
+		rt_apic_send(1, (6u << 8) | ICR_ASSERT | SIPI_VECTOR);
+	}
 	rt_printf("migrate_irq: ready\n");
 	next = TICKS_PER_HB;
 	for (;;) {

@@ -848,7 +848,8 @@ def test_timer_interrupts_keep_arriving_after_each_hop(tmp):
     """A guest that only runs when its periodic APIC timer fires (it
     halts between ticks) goes on printing its heartbeats after three
     hops: its APIC (enabled, LVT, armed timer, no vector left in
-    service), IOAPIC and debug registers arrived."""
+    service), IOAPIC and debug registers arrived, and vCPU 1, stopped
+    by an INIT, still waits for a SIPI."""
     smp = 2
 
     def start(name, *extra):
@@ -901,6 +902,13 @@ def test_timer_interrupts_keep_arriving_after_each_hop(tmp):
         assert ok(dc.cmd("x-query-ioapic")) == io_before
         st = ok(dc.cmd("x-query-lapic", {"cpu-index": 0}))
         assert not any(st["isr"]), "a vector left in service: %r" % st
+        # vCPU 1, stopped by the guest's INIT, still waits for a SIPI
+        # (the one SIPI it got is recorded), and runs nothing.
+        st = ok(dc.cmd("x-query-lapic", {"cpu-index": 1}))
+        assert st["wait-for-sipi"] and st["sipis"] == 1 and \
+            st["sipi-vector"] == 0x9a, st
+        cpus = ok(dc.cmd("query-cpus-fast"))
+        assert cpus[1]["x-wait-for-sipi"], cpus
         dc.close()
         src = dst
     src.kill()
