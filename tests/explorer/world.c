@@ -189,7 +189,14 @@ static void vcpu_actor(void *arg)
 
 	mmu_rcu_read_lock();
 	x86_set_kick(v->cpu, &v->kick);
-	while (!v->halted)
+	/*
+	 * A scenario's guest ends in HLT with interrupts off and nothing
+	 * can wake it: the actor ends there, outside guest mode. It must
+	 * not go round again, as vcpu_run_once() would sleep in block()
+	 * until another vCPU halts too (halted for good needs them all),
+	 * and a sleep the scheduler does not know about holds the baton.
+	 */
+	while (!v->halted && !(x86_halted(v->cpu) && !x86_event_ready(v->cpu)))
 		vcpu_run_once(v, 1);
 	mmu_rcu_read_unlock();
 }
