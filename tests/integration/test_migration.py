@@ -609,7 +609,11 @@ def test_auto_converge_throttles_the_vcpus_until_the_switchover(tmp):
         if p and (not seen or p != seen[-1]):
             seen.append(p)
         assert time.monotonic() < deadline, (seen, info)
-    assert seen == [20, 60, 99], seen
+    # A poll may miss a step on a loaded machine (a pass can be shorter
+    # than a query-migrate round trip), never see a value off the
+    # schedule or out of order.
+    assert seen[0] == 20 and seen[-1] == 99, seen
+    assert seen == sorted(set(seen)) and set(seen) <= {20, 60, 99}, seen
     # Held 99% of the time, the vCPUs run far less.
     held = insn_rate(sc)
     assert held < free / 4, (held, free)
