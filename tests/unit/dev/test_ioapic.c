@@ -282,6 +282,9 @@ static void test_ioapic_bad_index_offset_and_size(void **state)
 	struct dev_ioapic *io = *state;
 	struct dev_ioapic_state before, after;
 
+	/* Compared whole below: the padding after ioregsel must match. */
+	memset(&before, 0, sizeof(before));
+	memset(&after, 0, sizeof(after));
 	dev_ioapic_save(io, &before);
 	/* Indexes past the last entry and between the registers. */
 	for (unsigned int idx = 0x03; idx < 0x100; idx++) {
