@@ -467,29 +467,48 @@ static void idle_leave(struct vcpu *v)
 }
 
 /* Every vCPU of the set is halted for good: each is reported stopped
- * (vcpu_ops.stopped), from this thread; v, the last, with its RIP. */
+ * (vcpu_ops.stopped), from this thread; v, the last, with its RIP. The
+ * others are read under set->idle_lock (64 at a time), which
+ * vcpu_destroy() takes to take a vCPU out of the set before it frees
+ * it: stopped() is then called with their indexes only, outside the
+ * lock. */
 static void all_halted(struct vcpu *v)
 {
 	struct vcpu_set *set = v->set;
 	struct x86_regs r;
 	char msg[160];
+	struct {
+		unsigned int index;
+		const char *why;
+	} batch[64];
 
 	x86_get_regs(v->cpu, &r);
-	for (unsigned int i = 0; i < set->n; i++) {
-		struct vcpu *u = atomic_load_explicit(&set->vcpus[i],
-						      memory_order_acquire);
+	for (unsigned int first = 0; first < set->n; first += 64) {
+		unsigned int n = 0;
 
-		if (!u || u == v)
-			continue;
-		atomic_store_explicit(&u->stop_state, VCPU_STATE_HALTED,
-				      memory_order_relaxed);
-		snprintf(msg, sizeof(msg), "%s",
-			 atomic_load_explicit(&u->wait_sipi,
-					      memory_order_relaxed) ?
-				 "waiting for SIPI" :
-			 u->idle_if ? "halted with interrupts enabled" :
-				      "halted with interrupts disabled");
-		v->ops->stopped(v->opaque, u->index, VCPU_STOP_HALTED, msg);
+		pthread_mutex_lock(&set->idle_lock);
+		for (unsigned int i = first; i < set->n && i < first + 64;
+		     i++) {
+			struct vcpu *u = atomic_load_explicit(
+				&set->vcpus[i], memory_order_acquire);
+
+			if (!u || u == v)
+				continue;
+			atomic_store_explicit(&u->stop_state, VCPU_STATE_HALTED,
+					      memory_order_relaxed);
+			batch[n].index = u->index;
+			batch[n].why =
+				atomic_load_explicit(&u->wait_sipi,
+						     memory_order_relaxed) ?
+					"waiting for SIPI" :
+				u->idle_if ? "halted with interrupts enabled" :
+					     "halted with interrupts disabled";
+			n++;
+		}
+		pthread_mutex_unlock(&set->idle_lock);
+		for (unsigned int i = 0; i < n; i++)
+			v->ops->stopped(v->opaque, batch[i].index,
+					VCPU_STOP_HALTED, batch[i].why);
 	}
 	if (atomic_load_explicit(&v->wait_sipi, memory_order_relaxed))
 		snprintf(msg, sizeof(msg), "waiting for SIPI");
@@ -979,8 +998,12 @@ void vcpu_destroy(struct vcpu *v)
 		vcpu_make_request(v, VCPU_REQ_STOP, false);
 		pthread_join(v->thread, NULL);
 	}
+	/* Under idle_lock: a last vCPU reporting every vCPU halted
+	 * (all_halted()) reads the others under it. */
+	pthread_mutex_lock(&v->set->idle_lock);
 	atomic_store_explicit(&v->set->vcpus[v->index], NULL,
 			      memory_order_release);
+	pthread_mutex_unlock(&v->set->idle_lock);
 	mmu_vcpu_destroy(v->mmu_vcpu);
 	x86_cpu_free(v->cpu);
 	pthread_cond_destroy(&v->parked_cond);
