@@ -7,12 +7,18 @@ guest's own measurement (TSC cycles around its loop, read in the guest,
 so start-up is not in it), as cycles per guest instruction and guest
 instructions per second, with the spread and the ratio to QEMU's.
 
-Usage: bench/run_cpu.py BUILDDIR [--runs N] [--only loop,sse]
+Usage: bench/run_cpu.py BUILDDIR [--runs N] [--only loop,sse,cpu]
+                        [--sides mmud,qemu,kvm] [--mmud-arg ARG]
 
-Figures (docs/BENCHMARKS.md):
+Guests and their figures (docs/BENCHMARKS.md):
   loop  add/xor/add/dec/jnz at CPL3, 5 instructions per iteration
   sse   strlen's and memcpy's SSE2 loops over 4 KiB at CPL3
         (MOVDQA/PCMPEQB/PMOVMSKB, MOVDQU), 3079 instructions per iteration
+  cpu   bench/cpu.c's phases, one figure each: alu, mem, callret,
+        indirect, rep, chain256, chain4096, chain32768
+
+The sides alternate run by run (mmud, QEMU, KVM, mmud, ...), so a load
+that comes and goes touches every side alike.
 """
 import argparse
 import json
@@ -23,7 +29,10 @@ import sys
 
 GUEST_PASS = 1  # the guests write 0 to the debug-exit port
 KVM_SKIP = 77
-COUNTS = {"loop": 100_000_000, "sse": 100_000}
+# The guest's work argument: full runs, and the warm-up run.
+ARGS = {"loop": ("n=100000000", "n=10000000"),
+        "sse": ("n=100000", "n=10000"),
+        "cpu": ("scale=10", "scale=1")}
 
 
 def tsc_mhz():
@@ -34,10 +43,10 @@ def tsc_mhz():
     raise RuntimeError("no cpu MHz in /proc/cpuinfo")
 
 
-def command(build, side, elf, append):
+def command(build, side, elf, append, mmud_args=()):
     if side == "mmud":
         return [os.path.join(build, "daemon", "mmud"), "--kernel", elf,
-                "--smp", "1", "--append", append]
+                "--smp", "1", "--append", append] + list(mmud_args)
     if side == "qemu":
         here = os.path.dirname(os.path.abspath(__file__))
         return [os.path.join(here, "..", "tests", "tools", "qemu-run"),
@@ -48,21 +57,25 @@ def command(build, side, elf, append):
             "--timeout", "600", "--append", append, elf]
 
 
-def run(build, side, guest, n):
+def run(build, side, guest, append, mmud_args=()):
+    """{figure: cycles per instruction} of one run; None: no KVM."""
     elf = os.path.join(build, "bench", guest + ".elf")
-    p = subprocess.run(command(build, side, elf, f"n={n}"),
+    p = subprocess.run(command(build, side, elf, append, mmud_args),
                        capture_output=True, text=True, timeout=900)
     if side == "kvm" and p.returncode == KVM_SKIP:
         return None
     if p.returncode != GUEST_PASS:
         raise RuntimeError(f"{side} {guest} exited {p.returncode}: "
                            f"{p.stdout[-300:]}{p.stderr[-300:]}")
+    out = {}
     for line in p.stdout.splitlines():
         if line.startswith("{"):
             obj = json.loads(line)
-            if obj.get("figure") == guest:
-                return obj["cycles"] / obj["insns"]
-    raise RuntimeError(f"{side} {guest}: no JSON line in its output")
+            if "figure" in obj:
+                out[obj["figure"]] = obj["cycles"] / obj["insns"]
+    if not out:
+        raise RuntimeError(f"{side} {guest}: no JSON line in its output")
+    return out
 
 
 def main():
@@ -70,36 +83,46 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default="loop,sse")
+    ap.add_argument("--sides", default="mmud,qemu,kvm")
+    ap.add_argument("--mmud-arg", action="append", default=[],
+                    help="an extra mmud argument (e.g. --cpu=interp)")
     args = ap.parse_args()
     mhz = tsc_mhz()
+    sides = [s for s in args.sides.split(",") if s]
+    for side in sides:
+        if side not in ("mmud", "qemu", "kvm"):
+            ap.error(f"--sides: unknown {side}")
     for guest in filter(None, args.only.split(",")):
-        if guest not in COUNTS:
+        if guest not in ARGS:
             ap.error(f"--only: unknown {guest}")
-        res = {}
-        for side in ("mmud", "qemu", "kvm"):
-            run(args.build, side, guest, COUNTS[guest] // 10)  # warm-up
-            vals = []
-            for _ in range(args.runs):
-                v = run(args.build, side, guest, COUNTS[guest])
-                if v is None:
-                    break
-                vals.append(v)
-            res[side] = vals
-        qemu = statistics.median(res["qemu"])
-        for side, vals in res.items():
-            if not vals:
+        full, warm = ARGS[guest]
+        live = []
+        for side in sides:
+            if run(args.build, side, guest, warm, args.mmud_arg) is not None:
+                live.append(side)
+            else:
                 print(json.dumps({"figure": guest, "side": side,
                                   "skipped": "no /dev/kvm"}), flush=True)
-                continue
-            med = statistics.median(vals)
-            print(json.dumps({
-                "figure": guest, "side": side, "runs": len(vals),
-                "cycles_per_insn": round(med, 3),
-                "cycles_min": round(min(vals), 3),
-                "cycles_max": round(max(vals), 3),
-                "insns_per_s": round(mhz * 1e6 / med),
-                "ratio_to_qemu": round(med / qemu, 2),
-            }, separators=(",", ":")), flush=True)
+        res = {side: {} for side in live}
+        for _ in range(args.runs):
+            for side in live:
+                for fig, v in run(args.build, side, guest, full,
+                                  args.mmud_arg).items():
+                    res[side].setdefault(fig, []).append(v)
+        for side in live:
+            for fig, vals in res[side].items():
+                med = statistics.median(vals)
+                line = {
+                    "figure": fig, "side": side, "runs": len(vals),
+                    "cycles_per_insn": round(med, 3),
+                    "cycles_min": round(min(vals), 3),
+                    "cycles_max": round(max(vals), 3),
+                    "insns_per_s": round(mhz * 1e6 / med),
+                }
+                if "qemu" in res and fig in res["qemu"]:
+                    line["ratio_to_qemu"] = round(
+                        med / statistics.median(res["qemu"][fig]), 2)
+                print(json.dumps(line, separators=(",", ":")), flush=True)
     return 0
 
 
