@@ -22,15 +22,14 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
-#include "loader.h"
 #include "mmu.h"
 #include "mmu_rcu.h"
+#include "test_vm.h"
 #include "vcpu/vcpu.h"
 
 /* ThreadSanitizer makes everything several times slower. */
@@ -108,72 +107,8 @@ static const uint8_t guest_code[] = {
 #define ENTRY_STI_HLT 0x5c
 #define ENTRY_HLT 0x60
 
-#define ELF_CODE_OFF 0x1000
-#define ELF_SIZE (ELF_CODE_OFF + sizeof(guest_code))
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put_phdr(uint8_t *ph, uint32_t flags, uint64_t off, uint64_t gpa,
-		     uint64_t filesz, uint64_t memsz)
-{
-	put32(ph + 0, 1); /* PT_LOAD */
-	put32(ph + 4, flags);
-	put64(ph + 8, off);
-	put64(ph + 16, gpa);
-	put64(ph + 24, gpa);
-	put64(ph + 32, filesz);
-	put64(ph + 40, memsz);
-	put64(ph + 48, 0x1000);
-}
-
-/* An ELF64 image: the code at CODE_GPA, a zeroed data page at DATA_GPA. */
-static void build_elf(uint8_t *img, uint64_t entry)
-{
-	static const uint8_t ident[16] = { 0x7f, 'E', 'L', 'F', 2, 1, 1 };
-
-	memset(img, 0, ELF_SIZE);
-	memcpy(img, ident, sizeof(ident));
-	put16(img + 16, 2); /* ET_EXEC */
-	put16(img + 18, 62); /* EM_X86_64 */
-	put32(img + 20, 1);
-	put64(img + 24, entry);
-	put64(img + 32, 64);
-	put16(img + 52, 64);
-	put16(img + 54, 56);
-	put16(img + 56, 2);
-	put_phdr(img + 64, 5, ELF_CODE_OFF, CODE_GPA, sizeof(guest_code),
-		 sizeof(guest_code));
-	put_phdr(img + 64 + 56, 6, ELF_CODE_OFF, DATA_GPA, 0, 0x1000);
-	memcpy(img + ELF_CODE_OFF, guest_code, sizeof(guest_code));
-}
-
-/* Legend: (c) constant while the vCPUs run; (l) under lock. */
 struct harness {
-	unsigned int n; /* (c) */
-	void *ram; /* (c) */
-	struct vcpu_set *set; /* (c) */
-	struct mmu *mmu; /* (c) */
-	struct vcpu *vcpus[NR_VCPUS]; /* (c) */
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* CLOCK_MONOTONIC */
-	unsigned int nr_halted; /* (l) vCPUs stopped by HLT */
-	unsigned int nr_crashed; /* (l) any other stop */
-	char crash[200]; /* (l) the first other stop */
-
+	struct test_vm vm;
 	/* vCPU 0's timer: the deadline (0: none), set by the test before
 	 * the vCPU starts, cleared by expire(), which raises TIMER_VECTOR
 	 * and records when it ran. */
@@ -182,46 +117,12 @@ struct harness {
 };
 #define TIMER_VECTOR 0x55
 
-static void h_pio(void *opaque, unsigned int vcpu, uint16_t port,
-		  unsigned int size, bool in, uint32_t *value)
-{
-	(void)opaque;
-	(void)vcpu;
-	(void)port;
-	if (in)
-		*value = size == 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
-}
-
-static uint64_t h_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
-{
-	(void)opaque;
-	(void)gpa;
-	return size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
-}
-
-static void h_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
-			 uint64_t value)
-{
-	(void)opaque;
-	(void)gpa;
-	(void)size;
-	(void)value;
-}
-
 static void h_stopped(void *opaque, unsigned int vcpu,
 		      enum vcpu_stop_reason why, const char *detail)
 {
 	struct harness *h = opaque;
 
-	pthread_mutex_lock(&h->lock);
-	if (why == VCPU_STOP_HALTED) {
-		h->nr_halted++;
-	} else if (h->nr_crashed++ == 0) {
-		snprintf(h->crash, sizeof(h->crash), "vCPU %u: %s", vcpu,
-			 detail);
-	}
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->lock);
+	test_vm_record_stop(&h->vm, vcpu, why, detail);
 }
 
 static uint64_t h_deadline(void *opaque, unsigned int vcpu)
@@ -237,131 +138,42 @@ static void h_expire(void *opaque, unsigned int vcpu, uint64_t now_ns)
 
 	atomic_store(&h->deadline, 0);
 	atomic_store(&h->fired_at, now_ns);
-	vcpu_raise_irq(h->vcpus[vcpu], TIMER_VECTOR);
+	vcpu_raise_irq(h->vm.vcpus[vcpu], TIMER_VECTOR);
 }
 
 static const struct vcpu_ops h_ops = {
-	.pio = h_pio,
-	.mmio_read = h_mmio_read,
-	.mmio_write = h_mmio_write,
+	.pio = test_vm_pio_none,
+	.mmio_read = test_vm_mmio_read_none,
+	.mmio_write = test_vm_mmio_write_none,
 	.stopped = h_stopped,
 	.deadline = h_deadline,
 	.expire = h_expire,
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static void *gpa_ptr(struct harness *h, uint64_t gpa)
 {
-	return (uint8_t *)h->ram + gpa;
-}
-
-/* The IDT (an interrupt gate for NMI and each vector 32-255 to its
- * stub), the stubs and the IDTR image, written before the vCPUs start. */
-static void write_idt(struct harness *h)
-{
-	uint8_t *idtr = gpa_ptr(h, IDTR_GPA);
-
-	for (unsigned int v = 2; v < 256; v = v == 2 ? 32 : v + 1) {
-		uint64_t stub = STUBS_GPA + 16 * v;
-		uint8_t *s = gpa_ptr(h, stub);
-		uint64_t g[2];
-		int32_t rel = (int32_t)(CODE_GPA + COMMON - (stub + 10));
-
-		s[0] = 0x68; /* push $v */
-		put32(s + 1, v);
-		s[5] = 0xe9; /* jmp common */
-		put32(s + 6, (uint32_t)rel);
-		g[0] = (stub & 0xffff) | ((uint64_t)LOADER_CS << 16) |
-		       (0x8eULL << 40) | (((stub >> 16) & 0xffff) << 48);
-		g[1] = stub >> 32;
-		memcpy(gpa_ptr(h, IDT_GPA + 16 * v), g, sizeof(g));
-	}
-	put16(idtr, 256 * 16 - 1);
-	put64(idtr + 2, IDT_GPA);
+	return test_vm_ptr(&h->vm, gpa);
 }
 
 static void harness_create(struct harness *h, unsigned int n, uint64_t entry)
 {
-	static uint8_t img[ELF_SIZE];
-	struct loader_ram lram;
-	struct loader_config lcfg;
-	struct loader_result lres;
-	pthread_condattr_t ca;
-	char err[200];
+	const struct test_vm_guest g = { .code = guest_code,
+					 .code_len = sizeof(guest_code),
+					 .code_gpa = CODE_GPA,
+					 .data_gpa = DATA_GPA,
+					 .entry = entry };
 
 	memset(h, 0, sizeof(*h));
-	h->n = n;
-	pthread_mutex_init(&h->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&h->cond, &ca);
-	pthread_condattr_destroy(&ca);
-	h->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	assert_true(h->ram != MAP_FAILED);
-
-	build_elf(img, CODE_GPA + entry);
-	lram = (struct loader_ram){ .gpa = 0, .size = RAM_SIZE, .hva = h->ram };
-	lcfg = (struct loader_config){ .ram = &lram,
-				       .nr_ram = 1,
-				       .nr_vcpus = n };
-	if (loader_load(&lcfg, img, sizeof(img), &lres, err, sizeof(err)))
-		fail_msg("loader refused the test kernel: %s", err);
-	write_idt(h);
-
-	h->set = vcpu_set_create(n);
-	assert_non_null(h->set);
-	h->mmu = mmu_create(&vcpu_mmu_ops, h->set);
-	assert_non_null(h->mmu);
-	if (memslot_add(h->mmu, 0, 0, RAM_SIZE >> PAGE_SHIFT,
-			(hva_t)(uintptr_t)h->ram, 0, err, sizeof(err)))
-		fail_msg("memslot_add: %s", err);
-	for (unsigned int i = 0; i < n; i++) {
-		h->vcpus[i] =
-			vcpu_create(h->set, i, h->mmu, lres.entry, &h_ops, h);
-		assert_non_null(h->vcpus[i]);
-	}
-}
-
-static void harness_start(struct harness *h)
-{
-	for (unsigned int i = 0; i < h->n; i++)
-		assert_int_equal(vcpu_start(h->vcpus[i]), 0);
+	test_vm_create(&h->vm, n, RAM_SIZE, &g, &h_ops, h);
+	test_vm_write_idt(&h->vm, IDT_GPA, STUBS_GPA, IDTR_GPA,
+			  CODE_GPA + COMMON);
 }
 
 /* Waits until nr_halted reaches want; false on timeout. */
 static bool wait_halted(struct harness *h, unsigned int want)
 {
-	struct timespec dl;
-	bool ok = true;
-
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	dl.tv_sec += EVENT_SECONDS;
-	pthread_mutex_lock(&h->lock);
-	while (h->nr_halted < want && !h->nr_crashed && ok)
-		ok = pthread_cond_timedwait(&h->cond, &h->lock, &dl) == 0;
-	ok = h->nr_halted >= want;
-	pthread_mutex_unlock(&h->lock);
-	return ok;
-}
-
-static void harness_destroy(struct harness *h)
-{
-	for (unsigned int i = 0; i < h->n; i++)
-		vcpu_destroy(h->vcpus[i]);
-	assert_int_equal(memslot_delete(h->mmu, 0, NULL, 0), 0);
-	mmu_destroy(h->mmu);
-	vcpu_set_destroy(h->set);
-	munmap(h->ram, RAM_SIZE);
-	pthread_cond_destroy(&h->cond);
-	pthread_mutex_destroy(&h->lock);
+	return test_vm_wait_count(&h->vm, &h->vm.nr_halted, want,
+				  EVENT_SECONDS);
 }
 
 /* What the guest counted for vCPU i, vector v. */
@@ -381,13 +193,14 @@ static void halt_for_good(uint64_t entry)
 	struct harness h;
 
 	harness_create(&h, 1, entry);
-	harness_start(&h);
+	test_vm_start(&h.vm);
 	if (!wait_halted(&h, 1))
 		fail_msg("the vCPU did not stop for good on HLT within %d s "
 			 "(%s)",
-			 EVENT_SECONDS, h.nr_crashed ? h.crash : "no crash");
-	assert_int_equal(vcpu_state(h.vcpus[0]), VCPU_STATE_HALTED);
-	harness_destroy(&h);
+			 EVENT_SECONDS,
+			 h.vm.nr_crashed ? h.vm.crash : "no crash");
+	assert_int_equal(vcpu_state(h.vm.vcpus[0]), VCPU_STATE_HALTED);
+	test_vm_destroy(&h.vm);
 }
 
 static void test_irq_hlt_without_source_stops_for_good(void **state)
@@ -405,12 +218,12 @@ static void test_irq_hlt_if_clear_with_source_stops_for_good(void **state)
 
 	(void)state;
 	harness_create(&h, 1, ENTRY_HLT);
-	vcpu_set_add_wake_source(h.set);
-	harness_start(&h);
+	vcpu_set_add_wake_source(h.vm.set);
+	test_vm_start(&h.vm);
 	if (!wait_halted(&h, 1))
 		fail_msg("cli; hlt with a wake source did not stop the vCPU");
-	vcpu_set_remove_wake_source(h.set);
-	harness_destroy(&h);
+	vcpu_set_remove_wake_source(h.vm.set);
+	test_vm_destroy(&h.vm);
 }
 
 /* Vectors 0-31 are the exceptions' (SDM vol. 3, 6.2): refused, and
@@ -421,11 +234,11 @@ static void test_irq_raise_exception_vector_refused(void **state)
 
 	(void)state;
 	harness_create(&h, 1, ENTRY_HLT);
-	assert_int_equal(vcpu_raise_irq(h.vcpus[0], 31), -EINVAL);
-	assert_int_equal(vcpu_raise_irq(h.vcpus[0], 256), -EINVAL);
-	assert_int_equal(vcpu_raise_irq(h.vcpus[0], 32), 1);
-	assert_int_equal(vcpu_raise_irq(h.vcpus[0], 32), 0);
-	harness_destroy(&h);
+	assert_int_equal(vcpu_raise_irq(h.vm.vcpus[0], 31), -EINVAL);
+	assert_int_equal(vcpu_raise_irq(h.vm.vcpus[0], 256), -EINVAL);
+	assert_int_equal(vcpu_raise_irq(h.vm.vcpus[0], 32), 1);
+	assert_int_equal(vcpu_raise_irq(h.vm.vcpus[0], 32), 0);
+	test_vm_destroy(&h.vm);
 }
 
 /* With a wake source, `sti; hlt` sleeps and one interrupt wakes it. */
@@ -436,43 +249,45 @@ static void test_irq_wakes_sleeping_hlt(void **state)
 
 	(void)state;
 	harness_create(&h, 1, ENTRY_LOOP);
-	vcpu_set_add_wake_source(h.set);
-	harness_start(&h);
-	end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
-	while (!vcpu_halted(h.vcpus[0]) && now_ns() < end)
+	vcpu_set_add_wake_source(h.vm.set);
+	test_vm_start(&h.vm);
+	end = test_vm_now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+	while (!vcpu_halted(h.vm.vcpus[0]) && test_vm_now_ns() < end)
 		usleep(1000);
-	assert_true(vcpu_halted(h.vcpus[0]));
-	assert_int_equal(vcpu_state(h.vcpus[0]), VCPU_STATE_RUNNING);
+	assert_true(vcpu_halted(h.vm.vcpus[0]));
+	assert_int_equal(vcpu_state(h.vm.vcpus[0]), VCPU_STATE_RUNNING);
 	assert_int_equal(guest_count(&h, 0, 0x77), 0);
-	assert_int_equal(vcpu_raise_irq(h.vcpus[0], 0x77), 1);
-	while (guest_count(&h, 0, 0x77) == 0 && now_ns() < end)
+	assert_int_equal(vcpu_raise_irq(h.vm.vcpus[0], 0x77), 1);
+	while (guest_count(&h, 0, 0x77) == 0 && test_vm_now_ns() < end)
 		usleep(1000);
 	assert_int_equal(guest_count(&h, 0, 0x77), 1);
 	/* End: the flag, then an interrupt to wake it to see it. */
 	__atomic_store_n((uint64_t *)gpa_ptr(&h, FLAG_GPA), 1,
 			 __ATOMIC_RELEASE);
-	vcpu_raise_irq(h.vcpus[0], 0x78);
+	vcpu_raise_irq(h.vm.vcpus[0], 0x78);
 	assert_true(wait_halted(&h, 1));
-	vcpu_set_remove_wake_source(h.set);
-	harness_destroy(&h);
+	vcpu_set_remove_wake_source(h.vm.set);
+	test_vm_destroy(&h.vm);
 }
 
 /* Waits until vCPU 0 sleeps in HLT; false after EVENT_SECONDS. */
 static bool wait_asleep(struct harness *h)
 {
-	uint64_t end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+	uint64_t end =
+		test_vm_now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
 
-	while (!vcpu_halted(h->vcpus[0]) && now_ns() < end)
+	while (!vcpu_halted(h->vm.vcpus[0]) && test_vm_now_ns() < end)
 		usleep(1000);
-	return vcpu_halted(h->vcpus[0]);
+	return vcpu_halted(h->vm.vcpus[0]);
 }
 
 /* Waits until the guest counted want of vector v on vCPU 0. */
 static bool wait_count(struct harness *h, unsigned int v, uint64_t want)
 {
-	uint64_t end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+	uint64_t end =
+		test_vm_now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
 
-	while (guest_count(h, 0, v) < want && now_ns() < end)
+	while (guest_count(h, 0, v) < want && test_vm_now_ns() < end)
 		usleep(1000);
 	return guest_count(h, 0, v) == want;
 }
@@ -482,7 +297,7 @@ static bool wait_count(struct harness *h, unsigned int v, uint64_t want)
 static void finish_loop(struct harness *h)
 {
 	__atomic_store_n((uint64_t *)gpa_ptr(h, FLAG_GPA), 1, __ATOMIC_RELEASE);
-	vcpu_raise_irq(h->vcpus[0], 0x78);
+	vcpu_raise_irq(h->vm.vcpus[0], 0x78);
 	assert_true(wait_halted(h, 1));
 }
 
@@ -493,16 +308,16 @@ static void test_irq_nmi_wakes_sleeping_hlt(void **state)
 
 	(void)state;
 	harness_create(&h, 1, ENTRY_LOOP);
-	vcpu_set_add_wake_source(h.set);
-	harness_start(&h);
+	vcpu_set_add_wake_source(h.vm.set);
+	test_vm_start(&h.vm);
 	assert_true(wait_asleep(&h));
-	vcpu_raise_nmi(h.vcpus[0]);
+	vcpu_raise_nmi(h.vm.vcpus[0]);
 	if (!wait_count(&h, 2, 1))
 		fail_msg("NMI taken %" PRIu64 " times, want 1",
 			 guest_count(&h, 0, 2));
 	finish_loop(&h);
-	vcpu_set_remove_wake_source(h.set);
-	harness_destroy(&h);
+	vcpu_set_remove_wake_source(h.vm.set);
+	test_vm_destroy(&h.vm);
 }
 
 /* An interrupt raised while a halted vCPU is paused is taken once it
@@ -513,21 +328,21 @@ static void test_irq_raised_while_paused_taken_on_resume(void **state)
 
 	(void)state;
 	harness_create(&h, 1, ENTRY_LOOP);
-	vcpu_set_add_wake_source(h.set);
-	harness_start(&h);
+	vcpu_set_add_wake_source(h.vm.set);
+	test_vm_start(&h.vm);
 	assert_true(wait_asleep(&h));
-	vcpu_set_pause(h.vcpus[0], true);
-	vcpu_wait_parked(h.vcpus[0]);
-	assert_int_equal(vcpu_raise_irq(h.vcpus[0], 0x66), 1);
+	vcpu_set_pause(h.vm.vcpus[0], true);
+	vcpu_wait_parked(h.vm.vcpus[0]);
+	assert_int_equal(vcpu_raise_irq(h.vm.vcpus[0], 0x66), 1);
 	usleep(20000);
 	assert_int_equal(guest_count(&h, 0, 0x66), 0);
-	vcpu_set_pause(h.vcpus[0], false);
+	vcpu_set_pause(h.vm.vcpus[0], false);
 	if (!wait_count(&h, 0x66, 1))
 		fail_msg("vector 0x66 taken %" PRIu64 " times after resume",
 			 guest_count(&h, 0, 0x66));
 	finish_loop(&h);
-	vcpu_set_remove_wake_source(h.set);
-	harness_destroy(&h);
+	vcpu_set_remove_wake_source(h.vm.set);
+	test_vm_destroy(&h.vm);
 }
 
 /*
@@ -544,18 +359,18 @@ static void test_irq_timer_deadline_wakes_hlt(void **state)
 
 	(void)state;
 	harness_create(&h, 1, ENTRY_LOOP);
-	deadline = now_ns() + delay;
+	deadline = test_vm_now_ns() + delay;
 	atomic_store(&h.deadline, deadline);
-	harness_start(&h);
+	test_vm_start(&h.vm);
 	if (!wait_halted(&h, 1))
 		fail_msg("the vCPU did not stop for good after its timer "
 			 "(%s)",
-			 h.nr_crashed ? h.crash : "no crash");
+			 h.vm.nr_crashed ? h.vm.crash : "no crash");
 	assert_int_equal(guest_count(&h, 0, TIMER_VECTOR), 1);
 	assert_true(atomic_load(&h.fired_at) >= deadline);
 	print_message("timer fired %" PRIu64 " us after its deadline\n",
 		      (atomic_load(&h.fired_at) - deadline) / 1000);
-	harness_destroy(&h);
+	test_vm_destroy(&h.vm);
 }
 
 struct raiser {
@@ -583,9 +398,9 @@ static void *raiser_main(void *arg)
 	mmu_rcu_register_thread();
 	for (unsigned long i = 0; i < NR_RAISES / NR_RAISERS; i++) {
 		uint64_t x = xorshift(&r->seed);
-		unsigned int cpu = (unsigned int)(x % h->n);
+		unsigned int cpu = (unsigned int)(x % h->vm.n);
 		unsigned int vector = 32 + (unsigned int)((x >> 8) % 224);
-		int ret = vcpu_raise_irq(h->vcpus[cpu], vector);
+		int ret = vcpu_raise_irq(h->vm.vcpus[cpu], vector);
 
 		if (ret == 1)
 			r->expected[cpu][vector]++;
@@ -593,7 +408,7 @@ static void *raiser_main(void *arg)
 			r->coalesced++;
 		/* TLB flush requests mixed in, with and without wait. */
 		if (((x >> 20) & 31) == 0)
-			vcpu_make_request(h->vcpus[(x >> 25) % h->n],
+			vcpu_make_request(h->vm.vcpus[(x >> 25) % h->vm.n],
 					  VCPU_REQ_TLB_FLUSH, (x >> 30) & 1);
 		/* Pauses, so vCPUs get to sleep in HLT between raises. */
 		if (((x >> 32) & 15) == 0)
@@ -618,7 +433,7 @@ static uint64_t total_expected(struct raiser *r, unsigned int cpu,
 
 static bool counts_match(struct harness *h, struct raiser *r)
 {
-	for (unsigned int i = 0; i < h->n; i++)
+	for (unsigned int i = 0; i < h->vm.n; i++)
 		for (unsigned int v = 32; v < 256; v++)
 			if (guest_count(h, i, v) != total_expected(r, i, v))
 				return false;
@@ -640,27 +455,29 @@ static void test_irq_halted_for_good_waits_for_every_vcpu(void **state)
 
 	(void)state;
 	harness_create(&h, 2, ENTRY_LOOP);
-	deadline = now_ns() + delay;
+	deadline = test_vm_now_ns() + delay;
 	atomic_store(&h.deadline, deadline); /* vCPU 0's timer */
-	harness_start(&h);
-	while (now_ns() < deadline - delay / 3)
+	test_vm_start(&h.vm);
+	while (test_vm_now_ns() < deadline - delay / 3)
 		usleep(10000);
-	pthread_mutex_lock(&h.lock);
-	if (h.nr_halted || h.nr_crashed)
+	pthread_mutex_lock(&h.vm.lock);
+	if (h.vm.nr_halted || h.vm.nr_crashed)
 		fail_msg("%u vCPUs reported halted for good while vCPU 0's "
 			 "timer was armed (%s)",
-			 h.nr_halted, h.nr_crashed ? h.crash : "no crash");
-	pthread_mutex_unlock(&h.lock);
+			 h.vm.nr_halted,
+			 h.vm.nr_crashed ? h.vm.crash : "no crash");
+	pthread_mutex_unlock(&h.vm.lock);
 	if (!wait_halted(&h, 2))
 		fail_msg("%u of 2 vCPUs reported halted after the timer (%s)",
-			 h.nr_halted, h.nr_crashed ? h.crash : "no crash");
+			 h.vm.nr_halted,
+			 h.vm.nr_crashed ? h.vm.crash : "no crash");
 	assert_true(atomic_load(&h.fired_at) >= deadline);
 	assert_int_equal(guest_count(&h, 0, TIMER_VECTOR), 1);
 	usleep(50000);
-	assert_int_equal(h.nr_halted, 2); /* reported once */
-	assert_int_equal(vcpu_state(h.vcpus[0]), VCPU_STATE_HALTED);
-	assert_int_equal(vcpu_state(h.vcpus[1]), VCPU_STATE_HALTED);
-	harness_destroy(&h);
+	assert_int_equal(h.vm.nr_halted, 2); /* reported once */
+	assert_int_equal(vcpu_state(h.vm.vcpus[0]), VCPU_STATE_HALTED);
+	assert_int_equal(vcpu_state(h.vm.vcpus[1]), VCPU_STATE_HALTED);
+	test_vm_destroy(&h.vm);
 }
 
 /*
@@ -676,29 +493,29 @@ static void test_irq_init_parks_vcpu_and_counts_as_halted(void **state)
 
 	(void)state;
 	harness_create(&h, 2, ENTRY_LOOP);
-	vcpu_set_add_wake_source(h.set);
-	harness_start(&h);
-	assert_false(vcpu_wait_for_sipi(h.vcpus[1]));
-	vcpu_raise_init(h.vcpus[1]);
-	end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
-	while (!vcpu_wait_for_sipi(h.vcpus[1]) && now_ns() < end)
+	vcpu_set_add_wake_source(h.vm.set);
+	test_vm_start(&h.vm);
+	assert_false(vcpu_wait_for_sipi(h.vm.vcpus[1]));
+	vcpu_raise_init(h.vm.vcpus[1]);
+	end = test_vm_now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+	while (!vcpu_wait_for_sipi(h.vm.vcpus[1]) && test_vm_now_ns() < end)
 		usleep(1000);
-	assert_true(vcpu_wait_for_sipi(h.vcpus[1]));
+	assert_true(vcpu_wait_for_sipi(h.vm.vcpus[1]));
 	before = guest_count(&h, 1, 40);
-	assert_int_equal(vcpu_raise_irq(h.vcpus[1], 40), 1);
+	assert_int_equal(vcpu_raise_irq(h.vm.vcpus[1], 40), 1);
 	usleep(100000);
 	assert_int_equal(guest_count(&h, 1, 40), before);
-	assert_int_equal(h.nr_halted, 0);
+	assert_int_equal(h.vm.nr_halted, 0);
 	/* vCPU 0 ends with cli; hlt. */
 	__atomic_store_n((uint64_t *)gpa_ptr(&h, FLAG_GPA), 1,
 			 __ATOMIC_RELEASE);
-	assert_int_equal(vcpu_raise_irq(h.vcpus[0], 32), 1);
+	assert_int_equal(vcpu_raise_irq(h.vm.vcpus[0], 32), 1);
 	if (!wait_halted(&h, 2))
-		fail_msg("%u of 2 vCPUs reported halted (%s)", h.nr_halted,
-			 h.nr_crashed ? h.crash : "no crash");
+		fail_msg("%u of 2 vCPUs reported halted (%s)", h.vm.nr_halted,
+			 h.vm.nr_crashed ? h.vm.crash : "no crash");
 	assert_int_equal(guest_count(&h, 1, 40), before);
-	vcpu_set_remove_wake_source(h.set);
-	harness_destroy(&h);
+	vcpu_set_remove_wake_source(h.vm.set);
+	test_vm_destroy(&h.vm);
 }
 
 static void test_irq_stress_every_interrupt_taken_once(void **state)
@@ -711,8 +528,8 @@ static void test_irq_stress_every_interrupt_taken_once(void **state)
 	(void)state;
 	memset(r, 0, sizeof(r));
 	harness_create(&h, NR_VCPUS, ENTRY_LOOP);
-	vcpu_set_add_wake_source(h.set);
-	harness_start(&h);
+	vcpu_set_add_wake_source(h.vm.set);
+	test_vm_start(&h.vm);
 	for (unsigned int k = 0; k < NR_RAISERS; k++) {
 		r[k].h = &h;
 		r[k].seed = 0x9e3779b97f4a7c15ULL * (k + 1);
@@ -726,10 +543,10 @@ static void test_irq_stress_every_interrupt_taken_once(void **state)
 	}
 
 	/* Every interrupt raised must be taken; nothing raises any more. */
-	end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
-	while (!counts_match(&h, r) && now_ns() < end)
+	end = test_vm_now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+	while (!counts_match(&h, r) && test_vm_now_ns() < end)
 		usleep(1000);
-	for (unsigned int i = 0; i < h.n; i++)
+	for (unsigned int i = 0; i < h.vm.n; i++)
 		for (unsigned int v = 32; v < 256; v++)
 			if (guest_count(&h, i, v) != total_expected(r, i, v))
 				fail_msg("vCPU %u vector %u: %" PRIu64
@@ -737,22 +554,22 @@ static void test_irq_stress_every_interrupt_taken_once(void **state)
 					 " raised (vCPU %s in HLT)",
 					 i, v, guest_count(&h, i, v),
 					 total_expected(r, i, v),
-					 vcpu_halted(h.vcpus[i]) ? "asleep" :
-								   "not");
-	assert_int_equal(h.nr_crashed, 0);
+					 vcpu_halted(h.vm.vcpus[i]) ? "asleep" :
+								      "not");
+	assert_int_equal(h.vm.nr_crashed, 0);
 
 	/* The end: the flag, then one interrupt each to see it. */
 	__atomic_store_n((uint64_t *)gpa_ptr(&h, FLAG_GPA), 1,
 			 __ATOMIC_RELEASE);
-	for (unsigned int i = 0; i < h.n; i++)
-		assert_int_equal(vcpu_raise_irq(h.vcpus[i], 32), 1);
-	if (!wait_halted(&h, h.n))
-		fail_msg("%u of %u vCPUs ended (%s)", h.nr_halted, h.n,
-			 h.nr_crashed ? h.crash : "no crash");
-	for (unsigned int i = 0; i < h.n; i++) {
+	for (unsigned int i = 0; i < h.vm.n; i++)
+		assert_int_equal(vcpu_raise_irq(h.vm.vcpus[i], 32), 1);
+	if (!wait_halted(&h, h.vm.n))
+		fail_msg("%u of %u vCPUs ended (%s)", h.vm.nr_halted, h.vm.n,
+			 h.vm.nr_crashed ? h.vm.crash : "no crash");
+	for (unsigned int i = 0; i < h.vm.n; i++) {
 		assert_int_equal(guest_count(&h, i, 32),
 				 total_expected(r, i, 32) + 1);
-		vcpu_stats_get(h.vcpus[i], &st);
+		vcpu_stats_get(h.vm.vcpus[i], &st);
 		taken += st.irqs;
 		halts += st.halts;
 		insns += st.insns;
@@ -760,10 +577,10 @@ static void test_irq_stress_every_interrupt_taken_once(void **state)
 	print_message("%lu raises: %" PRIu64 " taken, %" PRIu64
 		      " coalesced; %" PRIu64 " HLTs, %" PRIu64
 		      " instructions\n",
-		      NR_RAISES + h.n, taken, coalesced, halts, insns);
-	assert_int_equal(taken + coalesced, NR_RAISES + h.n);
-	vcpu_set_remove_wake_source(h.set);
-	harness_destroy(&h);
+		      NR_RAISES + h.vm.n, taken, coalesced, halts, insns);
+	assert_int_equal(taken + coalesced, NR_RAISES + h.vm.n);
+	vcpu_set_remove_wake_source(h.vm.set);
+	test_vm_destroy(&h.vm);
 }
 
 int main(void)

@@ -32,15 +32,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
-#include "loader.h"
 #include "mmu.h"
 #include "mmu_rcu.h"
+#include "test_vm.h"
 #include "vcpu/vcpu.h"
 
 /* External interrupts raised in all, split among the raisers; 10^5
@@ -129,74 +128,15 @@ static const uint8_t guest_code[] = {
 #define COMMON 0x4c
 #define HLT_AFTER_STI 0x31
 
-#define ELF_CODE_OFF 0x1000
-#define ELF_SIZE (ELF_CODE_OFF + sizeof(guest_code))
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put_phdr(uint8_t *ph, uint32_t flags, uint64_t off, uint64_t gpa,
-		     uint64_t filesz, uint64_t memsz)
-{
-	put32(ph + 0, 1); /* PT_LOAD */
-	put32(ph + 4, flags);
-	put64(ph + 8, off);
-	put64(ph + 16, gpa);
-	put64(ph + 24, gpa);
-	put64(ph + 32, filesz);
-	put64(ph + 40, memsz);
-	put64(ph + 48, 0x1000);
-}
-
-/* An ELF64 image: the code at CODE_GPA, a zeroed data page at DATA_GPA. */
-static void build_elf(uint8_t *img)
-{
-	static const uint8_t ident[16] = { 0x7f, 'E', 'L', 'F', 2, 1, 1 };
-
-	memset(img, 0, ELF_SIZE);
-	memcpy(img, ident, sizeof(ident));
-	put16(img + 16, 2); /* ET_EXEC */
-	put16(img + 18, 62); /* EM_X86_64 */
-	put32(img + 20, 1);
-	put64(img + 24, CODE_GPA);
-	put64(img + 32, 64);
-	put16(img + 52, 64);
-	put16(img + 54, 56);
-	put16(img + 56, 2);
-	put_phdr(img + 64, 5, ELF_CODE_OFF, CODE_GPA, sizeof(guest_code),
-		 sizeof(guest_code));
-	put_phdr(img + 64 + 56, 6, ELF_CODE_OFF, DATA_GPA, 0, 0x1000);
-	memcpy(img + ELF_CODE_OFF, guest_code, sizeof(guest_code));
-}
-
 /*
  * Legend: (c) constant while the vCPUs run; (l) under lock; (a) atomic,
  * relaxed unless said (each is written by one thread only, read by the
  * watchdog for its report).
  */
 struct stress {
-	void *ram; /* (c) */
-	struct vcpu_set *set; /* (c) */
-	struct mmu *mmu; /* (c) */
-	struct vcpu *vcpus[NR_VCPUS]; /* (c) */
-
-	pthread_mutex_t lock;
-	unsigned int nr_halted; /* (l) vCPUs stopped by HLT */
-	unsigned int nr_crashed; /* (l) any other stop */
-	unsigned int nr_anomalies; /* (l) */
-	char anomaly[256]; /* (l) the first anomaly or other stop */
+	struct test_vm vm;
+	unsigned int nr_anomalies; /* (l) vm.lock */
+	char anomaly[256]; /* (l) vm.lock: the first anomaly */
 
 	/* (a) Set when the raisers are done: the others stop too. */
 	atomic_bool done;
@@ -215,14 +155,6 @@ struct stress {
 
 static struct stress S;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t xorshift(uint64_t *s)
 {
 	*s ^= *s << 13;
@@ -233,7 +165,7 @@ static uint64_t xorshift(uint64_t *s)
 
 static void *gpa_ptr(uint64_t gpa)
 {
-	return (uint8_t *)S.ram + gpa;
+	return test_vm_ptr(&S.vm, gpa);
 }
 
 /* What the guest counted for vCPU i, vector v (its stores are release
@@ -266,13 +198,13 @@ __attribute__((format(printf, 1, 2))) static void anomaly(const char *fmt, ...)
 {
 	va_list ap;
 
-	pthread_mutex_lock(&S.lock);
-	if (S.nr_anomalies++ == 0 && !S.nr_crashed) {
+	pthread_mutex_lock(&S.vm.lock);
+	if (S.nr_anomalies++ == 0 && !S.vm.nr_crashed) {
 		va_start(ap, fmt);
 		vsnprintf(S.anomaly, sizeof(S.anomaly), fmt, ap);
 		va_end(ap);
 	}
-	pthread_mutex_unlock(&S.lock);
+	pthread_mutex_unlock(&S.vm.lock);
 }
 
 static void h_pio(void *opaque, unsigned int vcpu, uint16_t port,
@@ -304,14 +236,11 @@ static void h_stopped(void *opaque, unsigned int vcpu,
 		      enum vcpu_stop_reason why, const char *detail)
 {
 	(void)opaque;
-	pthread_mutex_lock(&S.lock);
-	if (why == VCPU_STOP_HALTED && atomic_load(&S.done)) {
-		S.nr_halted++;
-	} else if (S.nr_crashed++ == 0) {
-		snprintf(S.anomaly, sizeof(S.anomaly), "vCPU %u stopped: %s",
-			 vcpu, detail);
-	}
-	pthread_mutex_unlock(&S.lock);
+	if (why == VCPU_STOP_HALTED && !atomic_load(&S.done))
+		anomaly("vCPU %u stopped for good on HLT before the end: %s",
+			vcpu, detail);
+	else
+		test_vm_record_stop(&S.vm, vcpu, why, detail);
 }
 
 static uint64_t h_deadline(void *opaque, unsigned int vcpu)
@@ -340,7 +269,7 @@ static void h_expire(void *opaque, unsigned int vcpu, uint64_t now_ns)
 	       !atomic_compare_exchange_weak(&S.late_max, &max, late))
 		;
 	raised_inc(vcpu, TIMER_VECTOR);
-	if (vcpu_raise_irq(S.vcpus[vcpu], TIMER_VECTOR) != 1)
+	if (vcpu_raise_irq(S.vm.vcpus[vcpu], TIMER_VECTOR) != 1)
 		anomaly("vCPU %u: the timer vector was still pending", vcpu);
 	atomic_store(&S.deadline[vcpu], 0);
 }
@@ -354,76 +283,17 @@ static const struct vcpu_ops h_ops = {
 	.expire = h_expire,
 };
 
-/* The IDT (an interrupt gate for the NMI and each vector 32-255 to its
- * stub), the stubs and the IDTR image, written before the vCPUs start. */
-static void write_idt(void)
-{
-	uint8_t *idtr = gpa_ptr(IDTR_GPA);
-
-	for (unsigned int v = 2; v < 256; v = v == 2 ? 32 : v + 1) {
-		uint64_t stub = STUBS_GPA + 16 * v;
-		uint8_t *s = gpa_ptr(stub);
-		uint64_t g[2];
-		int32_t rel = (int32_t)(CODE_GPA + COMMON - (stub + 10));
-
-		s[0] = 0x68; /* push $v */
-		put32(s + 1, v);
-		s[5] = 0xe9; /* jmp common */
-		put32(s + 6, (uint32_t)rel);
-		g[0] = (stub & 0xffff) | ((uint64_t)LOADER_CS << 16) |
-		       (0x8eULL << 40) | (((stub >> 16) & 0xffff) << 48);
-		g[1] = stub >> 32;
-		memcpy(gpa_ptr(IDT_GPA + 16 * v), g, sizeof(g));
-	}
-	put16(idtr, 256 * 16 - 1);
-	put64(idtr + 2, IDT_GPA);
-}
-
 static void stress_create(void)
 {
-	static uint8_t img[ELF_SIZE];
-	struct loader_ram lram;
-	struct loader_config lcfg;
-	struct loader_result lres;
-	char err[200];
+	const struct test_vm_guest g = { .code = guest_code,
+					 .code_len = sizeof(guest_code),
+					 .code_gpa = CODE_GPA,
+					 .data_gpa = DATA_GPA };
 
 	memset(&S, 0, sizeof(S));
-	pthread_mutex_init(&S.lock, NULL);
-	S.ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	assert_true(S.ram != MAP_FAILED);
-	build_elf(img);
-	lram = (struct loader_ram){ .gpa = 0, .size = RAM_SIZE, .hva = S.ram };
-	lcfg = (struct loader_config){ .ram = &lram,
-				       .nr_ram = 1,
-				       .nr_vcpus = NR_VCPUS };
-	if (loader_load(&lcfg, img, sizeof(img), &lres, err, sizeof(err)))
-		fail_msg("loader refused the test kernel: %s", err);
-	write_idt();
-
-	S.set = vcpu_set_create(NR_VCPUS);
-	assert_non_null(S.set);
-	S.mmu = mmu_create(&vcpu_mmu_ops, S.set);
-	assert_non_null(S.mmu);
-	if (memslot_add(S.mmu, 0, 0, RAM_SIZE >> PAGE_SHIFT,
-			(hva_t)(uintptr_t)S.ram, 0, err, sizeof(err)))
-		fail_msg("memslot_add: %s", err);
-	for (unsigned int i = 0; i < NR_VCPUS; i++) {
-		S.vcpus[i] =
-			vcpu_create(S.set, i, S.mmu, lres.entry, &h_ops, NULL);
-		assert_non_null(S.vcpus[i]);
-	}
-}
-
-static void stress_destroy(void)
-{
-	for (unsigned int i = 0; i < NR_VCPUS; i++)
-		vcpu_destroy(S.vcpus[i]);
-	assert_int_equal(memslot_delete(S.mmu, 0, NULL, 0), 0);
-	mmu_destroy(S.mmu);
-	vcpu_set_destroy(S.set);
-	munmap(S.ram, RAM_SIZE);
-	pthread_mutex_destroy(&S.lock);
+	test_vm_create(&S.vm, NR_VCPUS, RAM_SIZE, &g, &h_ops, NULL);
+	test_vm_write_idt(&S.vm, IDT_GPA, STUBS_GPA, IDTR_GPA,
+			  CODE_GPA + COMMON);
 }
 
 /* ---- the threads that raise ------------------------------------------- */
@@ -460,7 +330,7 @@ static void *raiser_main(void *arg)
 		/* Counted first: the guest never counts more than was
 		 * raised, so a count above it is a duplicate at once. */
 		raised_inc(cpu, v);
-		ret = vcpu_raise_irq(S.vcpus[cpu], v);
+		ret = vcpu_raise_irq(S.vm.vcpus[cpu], v);
 		if (ret != 1) {
 			anomaly("vCPU %u vector %u: taken %" PRIu64
 				" times of %" PRIu64
@@ -507,17 +377,18 @@ static void *timer_nmi_main(void *arg)
 		if (!atomic_load(&S.deadline[cpu]) &&
 		    !outstanding(cpu, TIMER_VECTOR)) {
 			atomic_store(&S.deadline[cpu],
-				     now_ns() + (x >> 16) % 300000);
+				     test_vm_now_ns() + (x >> 16) % 300000);
 			/* The sleeping vCPU takes its new deadline as HLT's
 			 * timeout once a request wakes it. */
-			vcpu_make_request(S.vcpus[cpu], VCPU_REQ_EVENT, false);
+			vcpu_make_request(S.vm.vcpus[cpu], VCPU_REQ_EVENT,
+					  false);
 		}
 		/* NMIs are not maskable: only once the vCPU has an IDT
 		 * (it has taken an interrupt, so it ran its LIDT). */
 		if (((x >> 40) & 7) == 0 && !outstanding(cpu, NMI_VECTOR) &&
 		    guest_total(cpu)) {
 			raised_inc(cpu, NMI_VECTOR);
-			vcpu_raise_nmi(S.vcpus[cpu]);
+			vcpu_raise_nmi(S.vm.vcpus[cpu]);
 		}
 		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
 	}
@@ -541,25 +412,25 @@ static void *control_main(void *arg)
 		switch ((x >> 8) % 4) {
 		case 0:
 		case 1:
-			vcpu_make_request(S.vcpus[cpu], VCPU_REQ_TLB_FLUSH,
+			vcpu_make_request(S.vm.vcpus[cpu], VCPU_REQ_TLB_FLUSH,
 					  (x >> 16) & 1);
 			atomic_fetch_add(&S.flushes, 1);
 			break;
 		case 2:
-			vcpu_set_make_request(S.set, VCPU_REQ_TLB_FLUSH,
+			vcpu_set_make_request(S.vm.set, VCPU_REQ_TLB_FLUSH,
 					      (x >> 16) & 1);
 			atomic_fetch_add(&S.flushes, NR_VCPUS);
 			break;
 		case 3:
-			vcpu_set_pause(S.vcpus[cpu], true);
-			vcpu_wait_parked(S.vcpus[cpu]);
+			vcpu_set_pause(S.vm.vcpus[cpu], true);
+			vcpu_wait_parked(S.vm.vcpus[cpu]);
 			before = guest_total(cpu);
 			usleep(200);
 			if (guest_total(cpu) != before)
 				anomaly("vCPU %u took an interrupt while "
 					"parked",
 					cpu);
-			vcpu_set_pause(S.vcpus[cpu], false);
+			vcpu_set_pause(S.vm.vcpus[cpu], false);
 			atomic_fetch_add(&S.pauses, 1);
 			break;
 		}
@@ -597,38 +468,39 @@ static void fail_stuck(unsigned int i, uint64_t since_ns)
 	fail_msg("vCPU %u stuck: no interrupt taken for %" PRIu64
 		 " s with some outstanding; it %s in HLT; vectors (taken/"
 		 "raised):%s",
-		 i, (now_ns() - since_ns) / 1000000000ULL,
-		 vcpu_halted(S.vcpus[i]) ? "sleeps" : "is not", list);
+		 i, (test_vm_now_ns() - since_ns) / 1000000000ULL,
+		 vcpu_halted(S.vm.vcpus[i]) ? "sleeps" : "is not", list);
 }
 
 static void check_anomalies(void)
 {
-	pthread_mutex_lock(&S.lock);
-	if (S.nr_anomalies || S.nr_crashed) {
-		char msg[256];
+	char msg[256];
 
-		memcpy(msg, S.anomaly, sizeof(msg));
-		pthread_mutex_unlock(&S.lock);
-		fail_msg("%s", msg);
+	pthread_mutex_lock(&S.vm.lock);
+	if (!S.vm.nr_crashed && !S.nr_anomalies) {
+		pthread_mutex_unlock(&S.vm.lock);
+		return;
 	}
-	pthread_mutex_unlock(&S.lock);
+	memcpy(msg, S.vm.nr_crashed ? S.vm.crash : S.anomaly, sizeof(msg));
+	pthread_mutex_unlock(&S.vm.lock);
+	fail_msg("%s", msg);
 }
 
 /* Until pred holds: every 10 ms, anomalies and stuck vCPUs fail. */
 static void watch(bool (*pred)(void))
 {
 	uint64_t progress[NR_VCPUS], since[NR_VCPUS];
-	uint64_t end = now_ns() + (uint64_t)END_SECONDS * 1000000000ULL;
+	uint64_t end = test_vm_now_ns() + (uint64_t)END_SECONDS * 1000000000ULL;
 
 	for (unsigned int i = 0; i < NR_VCPUS; i++) {
 		progress[i] = guest_total(i);
-		since[i] = now_ns();
+		since[i] = test_vm_now_ns();
 	}
 	while (!pred()) {
 		usleep(10000);
 		check_anomalies();
 		for (unsigned int i = 0; i < NR_VCPUS; i++) {
-			uint64_t t = guest_total(i), now = now_ns();
+			uint64_t t = guest_total(i), now = test_vm_now_ns();
 
 			for (unsigned int v = 0; v < 256; v++)
 				if (guest_count(i, v) > raised(i, v) &&
@@ -647,7 +519,7 @@ static void watch(bool (*pred)(void))
 				fail_stuck(i, since[i]);
 			}
 		}
-		if (now_ns() > end)
+		if (test_vm_now_ns() > end)
 			fail_msg("not done after %d s", END_SECONDS);
 	}
 }
@@ -678,15 +550,16 @@ static bool all_taken(void)
 static void test_irq_stress_each_interrupt_taken_once(void **state)
 {
 	pthread_t timer_nmi, control;
-	uint64_t start = now_ns(), ext = 0, timers = 0, nmis = 0, busy = 0;
+	uint64_t start = test_vm_now_ns(), ext = 0, timers = 0, nmis = 0,
+		 busy = 0;
 	uint64_t taken = 0, taken_nmis = 0, halts = 0, insns = 0;
 	struct vcpu_stats st;
 
 	(void)state;
 	stress_create();
-	vcpu_set_add_wake_source(S.set);
+	vcpu_set_add_wake_source(S.vm.set);
 	for (unsigned int i = 0; i < NR_VCPUS; i++)
-		assert_int_equal(vcpu_start(S.vcpus[i]), 0);
+		assert_int_equal(vcpu_start(S.vm.vcpus[i]), 0);
 	for (unsigned int k = 0; k < NR_RAISERS; k++) {
 		raisers[k].first_vector = 32 + k * RAISER_VECTORS;
 		raisers[k].seed = 0x9e3779b97f4a7c15ULL * (k + 3);
@@ -739,21 +612,21 @@ static void test_irq_stress_each_interrupt_taken_once(void **state)
 	/* The end: the flag, then one interrupt each to see it. */
 	__atomic_store_n((uint64_t *)gpa_ptr(FLAG_GPA), 1, __ATOMIC_RELEASE);
 	for (unsigned int i = 0; i < NR_VCPUS; i++)
-		assert_int_equal(vcpu_raise_irq(S.vcpus[i], 32), 1);
-	for (uint64_t end = now_ns() + 60000000000ULL;; usleep(1000)) {
+		assert_int_equal(vcpu_raise_irq(S.vm.vcpus[i], 32), 1);
+	for (uint64_t end = test_vm_now_ns() + 60000000000ULL;; usleep(1000)) {
 		unsigned int halted;
 
-		pthread_mutex_lock(&S.lock);
-		halted = S.nr_halted;
-		pthread_mutex_unlock(&S.lock);
+		pthread_mutex_lock(&S.vm.lock);
+		halted = S.vm.nr_halted;
+		pthread_mutex_unlock(&S.vm.lock);
 		check_anomalies();
 		if (halted == NR_VCPUS)
 			break;
-		if (now_ns() > end)
+		if (test_vm_now_ns() > end)
 			fail_msg("%u of %d vCPUs ended", halted, NR_VCPUS);
 	}
 	for (unsigned int i = 0; i < NR_VCPUS; i++) {
-		vcpu_stats_get(S.vcpus[i], &st);
+		vcpu_stats_get(S.vm.vcpus[i], &st);
 		taken += st.irqs;
 		taken_nmis += st.nmis;
 		halts += st.halts;
@@ -769,15 +642,15 @@ static void test_irq_stress_each_interrupt_taken_once(void **state)
 		timers ? atomic_load(&S.late_sum) / timers / 1000 : 0,
 		atomic_load(&S.late_max) / 1000, nmis, atomic_load(&S.flushes),
 		atomic_load(&S.pauses), halts, insns, busy,
-		(double)(now_ns() - start) / 1e9);
+		(double)(test_vm_now_ns() - start) / 1e9);
 	/* The CPU's own count: every acknowledged interrupt, the final
 	 * four included. */
 	assert_int_equal(taken, ext + timers + NR_VCPUS);
 	assert_int_equal(taken_nmis, nmis);
 	assert_true(timers > 0);
 	assert_true(nmis > 0);
-	vcpu_set_remove_wake_source(S.set);
-	stress_destroy();
+	vcpu_set_remove_wake_source(S.vm.set);
+	test_vm_destroy(&S.vm);
 }
 
 int main(void)

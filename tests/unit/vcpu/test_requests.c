@@ -22,16 +22,15 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
-#include "loader.h"
 #include "mmu.h"
 #include "mmu_rcu.h"
+#include "test_vm.h"
 #include "vcpu/vcpu.h"
 
 /*
@@ -118,84 +117,12 @@ static const uint8_t guest_code[] = {
 #define ENTRY_SPIN_IO 0x17
 #define ENTRY_SPIN_PAUSE 0x37
 
-/*
- * The kernel image: an ELF64 header, two program headers (code, read and
- * execute, at CODE_GPA; a zeroed read-write page at DATA_GPA) and the code
- * at file offset 0x1000.
- */
-#define ELF_CODE_OFF 0x1000
-#define ELF_SIZE (ELF_CODE_OFF + sizeof(guest_code))
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put_phdr(uint8_t *ph, uint32_t flags, uint64_t off, uint64_t gpa,
-		     uint64_t filesz, uint64_t memsz)
-{
-	put32(ph + 0, 1); /* PT_LOAD */
-	put32(ph + 4, flags);
-	put64(ph + 8, off);
-	put64(ph + 16, gpa); /* p_vaddr */
-	put64(ph + 24, gpa); /* p_paddr */
-	put64(ph + 32, filesz);
-	put64(ph + 40, memsz);
-	put64(ph + 48, 0x1000); /* p_align */
-}
-
-static void build_elf(uint8_t *img, uint64_t entry)
-{
-	static const uint8_t ident[16] = { 0x7f, 'E', 'L', 'F', 2, 1, 1 };
-
-	memset(img, 0, ELF_SIZE);
-	memcpy(img, ident, sizeof(ident));
-	put16(img + 16, 2); /* ET_EXEC */
-	put16(img + 18, 62); /* EM_X86_64 */
-	put32(img + 20, 1);
-	put64(img + 24, entry);
-	put64(img + 32, 64); /* e_phoff */
-	put16(img + 52, 64); /* e_ehsize */
-	put16(img + 54, 56); /* e_phentsize */
-	put16(img + 56, 2); /* e_phnum */
-	put_phdr(img + 64, 5, ELF_CODE_OFF, CODE_GPA, sizeof(guest_code),
-		 sizeof(guest_code));
-	put_phdr(img + 64 + 56, 6, ELF_CODE_OFF, DATA_GPA, 0, 0x1000);
-	memcpy(img + ELF_CODE_OFF, guest_code, sizeof(guest_code));
-}
-
 /* ---- a small VM: RAM, MMU, vCPUs, and the events they report --------- */
 
-/*
- * Legend: (c) constant while the vCPUs run; (l) under lock, signalled
- * on cond when it changes.
- */
 struct harness {
-	unsigned int n; /* (c) */
-	void *res; /* (c) the reservation the RAM is aligned in */
-	size_t res_len; /* (c) */
-	void *ram; /* (c) */
-	struct vcpu_set *set; /* (c) */
-	struct mmu *mmu; /* (c) */
-	struct vcpu *vcpus[NR_VCPUS]; /* (c) */
+	struct test_vm vm;
 	_Atomic uint64_t *flag; /* (c) the guest's flag, through its memslot */
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* CLOCK_MONOTONIC */
-	unsigned int nr_exited; /* (l) OUTs to the debug-exit port */
-	unsigned int nr_halted; /* (l) vCPUs stopped by HLT */
-	unsigned int nr_crashed; /* (l) any other stop */
-	char crash[200]; /* (l) the first other stop */
+	unsigned int nr_exited; /* vm.lock: OUTs to the debug-exit port */
 };
 
 static void h_pio(void *opaque, unsigned int vcpu, uint16_t port,
@@ -210,26 +137,10 @@ static void h_pio(void *opaque, unsigned int vcpu, uint16_t port,
 	}
 	if (port != DEBUG_EXIT_PORT)
 		return;
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->vm.lock);
 	h->nr_exited++;
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->lock);
-}
-
-static uint64_t h_mmio_read(void *opaque, gpa_t gpa, unsigned int size)
-{
-	(void)opaque;
-	(void)gpa;
-	return size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
-}
-
-static void h_mmio_write(void *opaque, gpa_t gpa, unsigned int size,
-			 uint64_t value)
-{
-	(void)opaque;
-	(void)gpa;
-	(void)size;
-	(void)value;
+	pthread_cond_broadcast(&h->vm.cond);
+	pthread_mutex_unlock(&h->vm.lock);
 }
 
 static void h_stopped(void *opaque, unsigned int vcpu,
@@ -237,31 +148,15 @@ static void h_stopped(void *opaque, unsigned int vcpu,
 {
 	struct harness *h = opaque;
 
-	pthread_mutex_lock(&h->lock);
-	if (why == VCPU_STOP_HALTED) {
-		h->nr_halted++;
-	} else if (h->nr_crashed++ == 0) {
-		snprintf(h->crash, sizeof(h->crash), "vCPU %u: %s", vcpu,
-			 detail);
-	}
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->lock);
+	test_vm_record_stop(&h->vm, vcpu, why, detail);
 }
 
 static const struct vcpu_ops h_ops = {
 	.pio = h_pio,
-	.mmio_read = h_mmio_read,
-	.mmio_write = h_mmio_write,
+	.mmio_read = test_vm_mmio_read_none,
+	.mmio_write = test_vm_mmio_write_none,
 	.stopped = h_stopped,
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static struct timespec deadline_in(unsigned int seconds)
 {
@@ -275,55 +170,20 @@ static struct timespec deadline_in(unsigned int seconds)
 /* Creates the VM with n vCPUs entering at entry; does not start them. */
 static void harness_create(struct harness *h, unsigned int n, uint64_t entry)
 {
-	static uint8_t img[ELF_SIZE];
-	struct loader_ram lram;
-	struct loader_config lcfg;
-	struct loader_result lres;
-	pthread_condattr_t ca;
+	const struct test_vm_guest g = { .code = guest_code,
+					 .code_len = sizeof(guest_code),
+					 .code_gpa = CODE_GPA,
+					 .data_gpa = DATA_GPA,
+					 .entry = entry };
 	const struct memslot *slot;
-	char err[200];
 
 	memset(h, 0, sizeof(*h));
-	h->n = n;
-	pthread_mutex_init(&h->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&h->cond, &ca);
-	pthread_condattr_destroy(&ca);
-
-	/* 2 MiB aligned, so the MMU may use large sptes as it does in vm.c. */
-	h->res_len = RAM_SIZE + (2ULL << 20);
-	h->res = mmap(NULL, h->res_len, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	assert_true(h->res != MAP_FAILED);
-	h->ram = (void *)(((uintptr_t)h->res + (2ULL << 20) - 1) &
-			  ~((uintptr_t)(2ULL << 20) - 1));
-
-	build_elf(img, CODE_GPA + entry);
-	lram = (struct loader_ram){ .gpa = 0, .size = RAM_SIZE, .hva = h->ram };
-	lcfg = (struct loader_config){ .ram = &lram,
-				       .nr_ram = 1,
-				       .nr_vcpus = n };
-	if (loader_load(&lcfg, img, sizeof(img), &lres, err, sizeof(err)))
-		fail_msg("loader refused the test kernel: %s", err);
-
-	h->set = vcpu_set_create(n);
-	assert_non_null(h->set);
-	h->mmu = mmu_create(&vcpu_mmu_ops, h->set);
-	assert_non_null(h->mmu);
-	if (memslot_add(h->mmu, 0, 0, RAM_SIZE >> PAGE_SHIFT,
-			(hva_t)(uintptr_t)h->ram, 0, err, sizeof(err)))
-		fail_msg("memslot_add: %s", err);
-	for (unsigned int i = 0; i < n; i++) {
-		h->vcpus[i] =
-			vcpu_create(h->set, i, h->mmu, lres.entry, &h_ops, h);
-		assert_non_null(h->vcpus[i]);
-	}
+	test_vm_create(&h->vm, n, RAM_SIZE, &g, &h_ops, h);
 
 	/* The flag's host address, the way a device model finds guest
 	 * memory: through the memslot, inside a read-side section. */
 	mmu_rcu_read_lock();
-	slot = memslot_lookup(h->mmu, FLAG_GPA >> PAGE_SHIFT, NULL);
+	slot = memslot_lookup(h->vm.mmu, FLAG_GPA >> PAGE_SHIFT, NULL);
 	assert_non_null(slot);
 	h->flag = (_Atomic uint64_t *)(uintptr_t)(memslot_gfn_to_hva(
 							  slot,
@@ -333,49 +193,23 @@ static void harness_create(struct harness *h, unsigned int n, uint64_t entry)
 	mmu_rcu_read_unlock();
 }
 
-static void harness_start(struct harness *h)
-{
-	for (unsigned int i = 0; i < h->n; i++)
-		assert_int_equal(vcpu_start(h->vcpus[i]), 0);
-}
-
-/* Waits until *counter (under h->lock) reaches want; false on timeout. */
+/* Waits until *counter (under vm.lock) reaches want; false on timeout. */
 static bool harness_wait_count(struct harness *h, const unsigned int *counter,
 			       unsigned int want)
 {
-	struct timespec dl = deadline_in(EVENT_SECONDS);
-	bool ok = true;
-
-	pthread_mutex_lock(&h->lock);
-	while (*counter < want && !h->nr_crashed && ok)
-		ok = pthread_cond_timedwait(&h->cond, &h->lock, &dl) == 0;
-	ok = *counter >= want;
-	pthread_mutex_unlock(&h->lock);
-	return ok;
-}
-
-static void harness_destroy(struct harness *h)
-{
-	for (unsigned int i = 0; i < h->n; i++)
-		vcpu_destroy(h->vcpus[i]);
-	assert_int_equal(memslot_delete(h->mmu, 0, NULL, 0), 0);
-	mmu_destroy(h->mmu);
-	vcpu_set_destroy(h->set);
-	munmap(h->res, h->res_len);
-	pthread_cond_destroy(&h->cond);
-	pthread_mutex_destroy(&h->lock);
+	return test_vm_wait_count(&h->vm, counter, want, EVENT_SECONDS);
 }
 
 /* Lets the spinning guest finish and checks that every vCPU did. */
 static void harness_finish_spin(struct harness *h)
 {
 	atomic_store_explicit(h->flag, 1, memory_order_release);
-	if (!harness_wait_count(h, &h->nr_exited, h->n))
+	if (!harness_wait_count(h, &h->nr_exited, h->vm.n))
 		fail_msg("%u of %u vCPUs reached the debug-exit port within "
 			 "%d s after the flag was set (%s)",
-			 h->nr_exited, h->n, EVENT_SECONDS,
-			 h->nr_crashed ? h->crash : "no crash");
-	assert_int_equal(h->nr_crashed, 0);
+			 h->nr_exited, h->vm.n, EVENT_SECONDS,
+			 h->vm.nr_crashed ? h->vm.crash : "no crash");
+	assert_int_equal(h->vm.nr_crashed, 0);
 }
 
 static uint64_t requests_of(const struct vcpu *v)
@@ -395,13 +229,13 @@ static uint64_t requests_of(const struct vcpu *v)
 static bool wait_handled(const struct vcpu *v, uint64_t before,
 			 uint64_t bound_ns, struct vcpu_stats *st)
 {
-	uint64_t end = now_ns() + bound_ns;
+	uint64_t end = test_vm_now_ns() + bound_ns;
 
 	for (;;) {
 		vcpu_stats_get(v, st);
 		if (st->requests > before)
 			return true;
-		if (now_ns() > end)
+		if (test_vm_now_ns() > end)
 			return false;
 		nanosleep(&(struct timespec){ .tv_nsec = 10000 }, NULL);
 	}
@@ -415,20 +249,21 @@ static bool wait_handled(const struct vcpu *v, uint64_t before,
  */
 static void harness_wait_running(struct harness *h)
 {
-	uint64_t end = now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+	uint64_t end =
+		test_vm_now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
 
-	for (unsigned int i = 0; i < h->n; i++) {
+	for (unsigned int i = 0; i < h->vm.n; i++) {
 		struct vcpu_stats st;
 
 		for (;;) {
-			vcpu_stats_get(h->vcpus[i], &st);
+			vcpu_stats_get(h->vm.vcpus[i], &st);
 			if (st.insns > 0)
 				break;
-			if (now_ns() > end)
+			if (test_vm_now_ns() > end)
 				fail_msg("vCPU %u retired no instruction in "
 					 "%d s",
 					 i, EVENT_SECONDS);
-			vcpu_make_request(h->vcpus[i], VCPU_REQ_TLB_FLUSH,
+			vcpu_make_request(h->vm.vcpus[i], VCPU_REQ_TLB_FLUSH,
 					  false);
 			sched_yield();
 		}
@@ -453,7 +288,7 @@ struct stress {
 	bool kick_running;
 	_Atomic unsigned long progress; /* (a) requests completed */
 	_Atomic bool abandon; /* (a) the watchdog gave up: stop early */
-	_Atomic bool finished; /* (a) signalled on h->cond under h->lock */
+	_Atomic bool finished; /* (a) signalled on h->vm.cond under h->vm.lock */
 	unsigned long outside, handled, deferred; /* (j) how each was seen */
 	unsigned long violations; /* (j) */
 	char violation[300]; /* (j) the first */
@@ -497,7 +332,7 @@ static void violation(struct stress *s, const char *fmt, ...)
 static void check_observed(struct stress *s, unsigned int i,
 			   const struct vcpu_stats *before)
 {
-	const struct vcpu *v = s->h->vcpus[i];
+	const struct vcpu *v = s->h->vm.vcpus[i];
 	enum mmu_vcpu_mode m = vcpu_mode(v);
 	struct vcpu_stats now, later;
 
@@ -534,8 +369,8 @@ static void check_observed(struct stress *s, unsigned int i,
 
 static bool any_in_guest_mode(const struct harness *h)
 {
-	for (unsigned int i = 0; i < h->n; i++)
-		if (vcpu_mode(h->vcpus[i]) == IN_GUEST_MODE)
+	for (unsigned int i = 0; i < h->vm.n; i++)
+		if (vcpu_mode(h->vm.vcpus[i]) == IN_GUEST_MODE)
 			return true;
 	return false;
 }
@@ -549,12 +384,12 @@ static void *requester(void *arg)
 	mmu_rcu_register_thread();
 	/* Short sleeps while waiting for guest mode (kick_running). */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
-	uint64_t end = now_ns() + (uint64_t)s->budget_s * 1000000000ULL;
+	uint64_t end = test_vm_now_ns() + (uint64_t)s->budget_s * 1000000000ULL;
 
 	for (unsigned long k = 0; k < s->nr; k++) {
 		uint64_t t0, dt;
 
-		if (atomic_load(&s->abandon) || now_ns() > end)
+		if (atomic_load(&s->abandon) || test_vm_now_ns() > end)
 			break;
 		/* Sleeping, not yielding: a yield hands this CPU to a vCPU
 		 * for its whole slice. The watchdog bounds the loop (it sets
@@ -562,22 +397,22 @@ static void *requester(void *arg)
 		while (s->kick_running && !any_in_guest_mode(h) &&
 		       !atomic_load(&s->abandon))
 			nanosleep(&(struct timespec){ .tv_nsec = 10000 }, NULL);
-		for (unsigned int i = 0; i < h->n; i++)
-			vcpu_stats_get(h->vcpus[i], &before[i]);
-		t0 = now_ns();
-		vcpu_set_make_request(h->set, VCPU_REQ_TLB_FLUSH, true);
-		dt = now_ns() - t0;
+		for (unsigned int i = 0; i < h->vm.n; i++)
+			vcpu_stats_get(h->vm.vcpus[i], &before[i]);
+		t0 = test_vm_now_ns();
+		vcpu_set_make_request(h->vm.set, VCPU_REQ_TLB_FLUSH, true);
+		dt = test_vm_now_ns() - t0;
 		if (dt > s->max_wait_ns)
 			s->max_wait_ns = dt;
-		for (unsigned int i = 0; i < h->n; i++)
+		for (unsigned int i = 0; i < h->vm.n; i++)
 			check_observed(s, i, &before[i]);
 		atomic_store(&s->progress, k + 1);
 	}
 	mmu_rcu_unregister_thread();
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->vm.lock);
 	atomic_store(&s->finished, true);
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->lock);
+	pthread_cond_broadcast(&h->vm.cond);
+	pthread_mutex_unlock(&h->vm.lock);
 	return NULL;
 }
 
@@ -591,23 +426,23 @@ static bool watch(struct stress *s, char *msg, size_t len)
 {
 	struct harness *h = s->h;
 	unsigned long last = 0;
-	uint64_t last_change = now_ns();
+	uint64_t last_change = test_vm_now_ns();
 	bool stalled = false;
 
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->vm.lock);
 	while (!atomic_load(&s->finished)) {
 		struct timespec dl = deadline_in(1);
 		unsigned long p;
 		int off;
 
-		pthread_cond_timedwait(&h->cond, &h->lock, &dl);
+		pthread_cond_timedwait(&h->vm.cond, &h->vm.lock, &dl);
 		p = atomic_load(&s->progress);
 		if (p != last) {
 			last = p;
-			last_change = now_ns();
+			last_change = test_vm_now_ns();
 			continue;
 		}
-		if (stalled || now_ns() - last_change <
+		if (stalled || test_vm_now_ns() - last_change <
 				       (uint64_t)STALL_SECONDS * 1000000000ULL)
 			continue;
 		stalled = true;
@@ -616,20 +451,20 @@ static bool watch(struct stress *s, char *msg, size_t len)
 			       "%d s; vCPU modes:",
 			       p, STALL_SECONDS);
 		for (unsigned int i = 0;
-		     i < h->n && off > 0 && (size_t)off < len; i++) {
+		     i < h->vm.n && off > 0 && (size_t)off < len; i++) {
 			struct vcpu_stats st;
 
-			vcpu_stats_get(h->vcpus[i], &st);
+			vcpu_stats_get(h->vm.vcpus[i], &st);
 			off += snprintf(msg + off, len - (size_t)off,
 					" %u:%d (exits %" PRIu64
 					", requests %" PRIu64 ")",
-					i, (int)vcpu_mode(h->vcpus[i]),
+					i, (int)vcpu_mode(h->vm.vcpus[i]),
 					st.exits, st.requests);
 		}
 		atomic_store(&s->abandon, true);
 		atomic_store_explicit(h->flag, 1, memory_order_release);
 	}
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->vm.lock);
 	return !stalled;
 }
 
@@ -649,34 +484,34 @@ static void stress(uint64_t entry, bool kick_running)
 
 	harness_create(&h, NR_VCPUS, entry);
 	s.h = &h;
-	harness_start(&h);
+	test_vm_start(&h.vm);
 	harness_wait_running(&h);
 
-	t0 = now_ns();
+	t0 = test_vm_now_ns();
 	assert_int_equal(pthread_create(&t, NULL, requester, &s), 0);
 	ok = watch(&s, stall, sizeof(stall));
 	pthread_join(t, NULL);
 	print_message("%lu requests with wait to %u vCPUs in %.2f s "
 		      "(longest %.3f ms); seen outside guest mode %lu, "
 		      "handled %lu, in the entry window %lu\n",
-		      atomic_load(&s.progress), h.n,
-		      (double)(now_ns() - t0) / 1e9,
+		      atomic_load(&s.progress), h.vm.n,
+		      (double)(test_vm_now_ns() - t0) / 1e9,
 		      (double)s.max_wait_ns / 1e6, s.outside, s.handled,
 		      s.deferred);
 	if (!ok) {
 		/* The flag is set: the vCPUs stop; let them, then report. */
-		harness_wait_count(&h, &h.nr_exited, h.n);
-		harness_destroy(&h);
+		harness_wait_count(&h, &h.nr_exited, h.vm.n);
+		test_vm_destroy(&h.vm);
 		fail_msg("%s", stall);
 	}
 	if (s.violations) {
 		harness_finish_spin(&h);
-		harness_destroy(&h);
+		test_vm_destroy(&h.vm);
 		fail_msg("%lu violations; the first: %s", s.violations,
 			 s.violation);
 	}
 	assert_int_equal(s.outside + s.handled + s.deferred,
-			 atomic_load(&s.progress) * h.n);
+			 atomic_load(&s.progress) * h.vm.n);
 	if (atomic_load(&s.progress) < s.nr)
 		fail_msg("only %lu of %lu requests in %u s: each waits for a "
 			 "host scheduling latency?",
@@ -685,10 +520,10 @@ static void stress(uint64_t entry, bool kick_running)
 		fail_msg("no request found a vCPU in guest mode");
 
 	/* Every vCPU handled requests, and the guest still finishes. */
-	for (unsigned int i = 0; i < h.n; i++)
-		assert_true(requests_of(h.vcpus[i]) > 0);
+	for (unsigned int i = 0; i < h.vm.n; i++)
+		assert_true(requests_of(h.vm.vcpus[i]) > 0);
 	harness_finish_spin(&h);
-	harness_destroy(&h);
+	test_vm_destroy(&h.vm);
 }
 
 static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
@@ -729,47 +564,48 @@ static void test_requests_flush_wait_halted_vcpus_not_waited_for(void **state)
 
 	(void)state;
 	harness_create(&h, NR_VCPUS, ENTRY_HALT);
-	harness_start(&h);
-	if (!harness_wait_count(&h, &h.nr_halted, h.n))
-		fail_msg("%u of %u vCPUs halted within %d s", h.nr_halted, h.n,
-			 EVENT_SECONDS);
-	for (unsigned int i = 0; i < h.n; i++) {
-		before[i] = requests_of(h.vcpus[i]);
-		assert_int_equal(vcpu_mode(h.vcpus[i]), OUTSIDE_GUEST_MODE);
+	test_vm_start(&h.vm);
+	if (!harness_wait_count(&h, &h.vm.nr_halted, h.vm.n))
+		fail_msg("%u of %u vCPUs halted within %d s", h.vm.nr_halted,
+			 h.vm.n, EVENT_SECONDS);
+	for (unsigned int i = 0; i < h.vm.n; i++) {
+		before[i] = requests_of(h.vm.vcpus[i]);
+		assert_int_equal(vcpu_mode(h.vm.vcpus[i]), OUTSIDE_GUEST_MODE);
 	}
 
-	t0 = now_ns();
+	t0 = test_vm_now_ns();
 	for (unsigned long k = 0; k < NR_HALTED_REQUESTS; k++) {
-		uint64_t s = now_ns(), dt;
+		uint64_t s = test_vm_now_ns(), dt;
 
-		vcpu_set_make_request(h.set, VCPU_REQ_TLB_FLUSH, true);
-		dt = now_ns() - s;
+		vcpu_set_make_request(h.vm.set, VCPU_REQ_TLB_FLUSH, true);
+		dt = test_vm_now_ns() - s;
 		if (dt > max_ns)
 			max_ns = dt;
-		for (unsigned int i = 0; i < h.n; i++)
-			assert_int_equal(vcpu_mode(h.vcpus[i]),
+		for (unsigned int i = 0; i < h.vm.n; i++)
+			assert_int_equal(vcpu_mode(h.vm.vcpus[i]),
 					 OUTSIDE_GUEST_MODE);
 	}
 	print_message("%lu requests with wait to %u halted vCPUs in %.3f s "
 		      "(longest %.3f ms)\n",
-		      NR_HALTED_REQUESTS, h.n, (double)(now_ns() - t0) / 1e9,
+		      NR_HALTED_REQUESTS, h.vm.n,
+		      (double)(test_vm_now_ns() - t0) / 1e9,
 		      (double)max_ns / 1e6);
 	if (max_ns > HALTED_WAIT_MAX_NS)
 		fail_msg("a request with wait to halted vCPUs took %.3f s",
 			 (double)max_ns / 1e9);
 
 	/* A halted vCPU still wakes for its requests and handles them. */
-	for (unsigned int i = 0; i < h.n; i++) {
+	for (unsigned int i = 0; i < h.vm.n; i++) {
 		struct vcpu_stats st;
 
-		if (!wait_handled(h.vcpus[i], before[i],
+		if (!wait_handled(h.vm.vcpus[i], before[i],
 				  (uint64_t)EVENT_SECONDS * 1000000000ULL, &st))
 			fail_msg("halted vCPU %u handled no request in %d s", i,
 				 EVENT_SECONDS);
 		assert_int_equal(st.halts, 1);
 	}
-	assert_int_equal(h.nr_crashed, 0);
-	harness_destroy(&h);
+	assert_int_equal(h.vm.nr_crashed, 0);
+	test_vm_destroy(&h.vm);
 }
 
 /* ---- a request without wait kicks a spinning vCPU out ----------------- */
@@ -782,12 +618,12 @@ static void test_requests_nowait_kick_spinning_vcpu_leaves(void **state)
 	(void)state;
 	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* short sleeps */
 	harness_create(&h, 1, ENTRY_SPIN);
-	harness_start(&h);
+	test_vm_start(&h.vm);
 	harness_wait_running(&h);
-	vcpu_stats_get(h.vcpus[0], &start);
+	vcpu_stats_get(h.vm.vcpus[0], &start);
 	for (int k = 0; k < 100; k++) {
-		uint64_t end =
-			now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+		uint64_t end = test_vm_now_ns() +
+			       (uint64_t)EVENT_SECONDS * 1000000000ULL;
 
 		/* Ask while it is in guest mode (it may be between runs
 		 * after the last request, the longer so the slower the
@@ -796,26 +632,27 @@ static void test_requests_nowait_kick_spinning_vcpu_leaves(void **state)
 		 * and the vCPU share a host CPU, a yield runs only while the
 		 * vCPU yields at the end of a slice, outside guest mode,
 		 * every time; a timer wake-up can find it inside. */
-		while (vcpu_mode(h.vcpus[0]) != IN_GUEST_MODE) {
-			if (now_ns() > end) {
-				vcpu_stats_get(h.vcpus[0], &st);
+		while (vcpu_mode(h.vm.vcpus[0]) != IN_GUEST_MODE) {
+			if (test_vm_now_ns() > end) {
+				vcpu_stats_get(h.vm.vcpus[0], &st);
 				fail_msg(
 					"request %d: the vCPU did not re-enter "
 					"guest mode in %d s (mode %d, %" PRIu64
 					" exits, %" PRIu64 " requests, %" PRIu64
 					" instructions; %s)",
 					k, EVENT_SECONDS,
-					(int)vcpu_mode(h.vcpus[0]), st.exits,
+					(int)vcpu_mode(h.vm.vcpus[0]), st.exits,
 					st.requests, st.insns,
-					h.nr_crashed ? h.crash : "no crash");
+					h.vm.nr_crashed ? h.vm.crash :
+							  "no crash");
 			}
 			nanosleep(&(struct timespec){ .tv_nsec = 10000 }, NULL);
 		}
-		vcpu_stats_get(h.vcpus[0], &st0);
-		vcpu_make_request(h.vcpus[0], VCPU_REQ_TLB_FLUSH, false);
+		vcpu_stats_get(h.vm.vcpus[0], &st0);
+		vcpu_make_request(h.vm.vcpus[0], VCPU_REQ_TLB_FLUSH, false);
 		/* The guest never exits by itself: only the kick can make
 		 * it leave guest mode and handle the request. */
-		if (!wait_handled(h.vcpus[0], st0.requests,
+		if (!wait_handled(h.vm.vcpus[0], st0.requests,
 				  (uint64_t)EVENT_SECONDS * 1000000000ULL, &st))
 			fail_msg("request %d without wait: the spinning vCPU "
 				 "did not handle it in %d s",
@@ -826,7 +663,7 @@ static void test_requests_nowait_kick_spinning_vcpu_leaves(void **state)
 	 * leaves without a run, so not every one need count). */
 	assert_true(st.exits > start.exits);
 	harness_finish_spin(&h);
-	harness_destroy(&h);
+	test_vm_destroy(&h.vm);
 }
 
 /* With the arguments "stress PATTERN", runs the stresses whose names match
