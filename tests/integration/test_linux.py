@@ -113,7 +113,8 @@ def check_dmesg(text):
 # bit) -> the name Linux 6.1 gives it in /proc/cpuinfo's flags
 # (arch/x86/include/asm/cpufeatures.h's names, lower case).
 CPUID_FLAGS = {
-    (1, "edx", 0): "fpu", (1, "edx", 4): "tsc", (1, "edx", 5): "msr",
+    (1, "edx", 0): "fpu", (1, "edx", 3): "pse", (1, "edx", 4): "tsc",
+    (1, "edx", 5): "msr",
     (1, "edx", 6): "pae", (1, "edx", 8): "cx8", (1, "edx", 9): "apic",
     (1, "edx", 13): "pge", (1, "edx", 15): "cmov", (1, "edx", 16): "pat",
     (1, "edx", 24): "fxsr", (1, "edx", 25): "sse", (1, "edx", 26): "sse2",

@@ -36,6 +36,7 @@ static const char brand[48] = "mmud software x86-64 CPU";
 
 /* Leaf 1 EDX (SDM vol. 2, CPUID, table 3-11). */
 #define F1_EDX_FPU (1u << 0)
+#define F1_EDX_PSE (1u << 3)
 #define F1_EDX_TSC (1u << 4)
 #define F1_EDX_MSR (1u << 5)
 #define F1_EDX_PAE (1u << 6)
@@ -106,9 +107,10 @@ void x86_cpuid(const struct x86_cpu *cpu, uint32_t leaf, uint32_t subleaf,
 		out[2] = F1_ECX_CX16 | F1_ECX_PCID | F1_ECX_X2APIC |
 			 F1_ECX_MOVBE | F1_ECX_POPCNT | F1_ECX_TSC_DEADLINE |
 			 F1_ECX_HYPERVISOR;
-		out[3] = F1_EDX_FPU | F1_EDX_TSC | F1_EDX_MSR | F1_EDX_PAE |
-			 F1_EDX_CX8 | F1_EDX_APIC | F1_EDX_PGE | F1_EDX_CMOV |
-			 F1_EDX_PAT | F1_EDX_FXSR | F1_EDX_SSE | F1_EDX_SSE2;
+		out[3] = F1_EDX_FPU | F1_EDX_PSE | F1_EDX_TSC | F1_EDX_MSR |
+			 F1_EDX_PAE | F1_EDX_CX8 | F1_EDX_APIC | F1_EDX_PGE |
+			 F1_EDX_CMOV | F1_EDX_PAT | F1_EDX_FXSR | F1_EDX_SSE |
+			 F1_EDX_SSE2;
 		break;
 	case 6:
 		/* The APIC timer runs at a constant rate whatever the

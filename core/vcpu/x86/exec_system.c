@@ -140,14 +140,6 @@ static void op_fence(struct x86_cpu *cpu, const struct x86_insn *in)
 
 /* ---- control registers ------------------------------------------------ */
 
-#define CR0_VALID                                                         \
-	(X86_CR0_PE | X86_CR0_MP | X86_CR0_EM | X86_CR0_TS | X86_CR0_ET | \
-	 X86_CR0_NE | X86_CR0_WP | X86_CR0_AM | X86_CR0_NW | X86_CR0_CD | \
-	 X86_CR0_PG)
-/* CR4 bits of the features CPUID reports (cpuid.c). */
-#define CR4_VALID                                                   \
-	(X86_CR4_TSD | X86_CR4_PAE | X86_CR4_PGE | X86_CR4_OSFXSR | \
-	 X86_CR4_OSXMMEXCPT | X86_CR4_PCIDE | X86_CR4_SMEP | X86_CR4_SMAP)
 /* CR3 bits from MAXPHYADDR (46) up are reserved (SDM vol. 3, 4.5, tables
  * 4-12 and 4-13); so is bit 63 of a MOV to CR3 without CR4.PCIDE, while
  * with it bit 63 is the no-flush hint and never reaches CR3 (4.10.4.1).
@@ -181,7 +173,7 @@ static void write_cr0(struct x86_cpu *cpu, uint64_t v)
 	if (v >> 32)
 		x86_raise(cpu, X86_GP, 0);
 	/* Reserved bits of CR0[31:0] are ignored; ET is fixed at 1. */
-	v = (v & CR0_VALID) | X86_CR0_ET;
+	v = (v & X86_CR0_IMPLEMENTED) | X86_CR0_ET;
 	if (((v & X86_CR0_PG) && !(v & X86_CR0_PE)) ||
 	    ((v & X86_CR0_NW) && !(v & X86_CR0_CD)) ||
 	    ((cpu->efer & X86_EFER_LMA) && !(v & X86_CR0_PG)))
@@ -240,7 +232,7 @@ static void write_cr4(struct x86_cpu *cpu, uint64_t v)
 {
 	uint64_t old = cpu->cr4;
 
-	if ((v & ~CR4_VALID) ||
+	if ((v & ~X86_CR4_IMPLEMENTED) ||
 	    ((cpu->efer & X86_EFER_LMA) && !(v & X86_CR4_PAE)))
 		x86_raise(cpu, X86_GP, 0);
 	if ((v & X86_CR4_PCIDE) &&

@@ -15,13 +15,6 @@
 
 /* The bits this CPU implements, as exec_system.c's MOV to CR and WRMSR
  * accept them (SDM vol. 3, 2.5 and 2.2.1; vol. 4 for the MSRs). */
-#define ST_CR0_VALID                                                      \
-	(X86_CR0_PE | X86_CR0_MP | X86_CR0_EM | X86_CR0_TS | X86_CR0_ET | \
-	 X86_CR0_NE | X86_CR0_WP | X86_CR0_AM | X86_CR0_NW | X86_CR0_CD | \
-	 X86_CR0_PG)
-#define ST_CR4_VALID                                                \
-	(X86_CR4_TSD | X86_CR4_PAE | X86_CR4_PGE | X86_CR4_OSFXSR | \
-	 X86_CR4_OSXMMEXCPT | X86_CR4_PCIDE | X86_CR4_SMEP | X86_CR4_SMAP)
 #define ST_CR3_RESERVED (~0ULL << 46)
 #define ST_EFER_VALID \
 	(X86_EFER_SCE | X86_EFER_LME | X86_EFER_LMA | X86_EFER_NXE)
@@ -139,7 +132,7 @@ bool x86_check_sregs(const struct x86_sregs *s, char *err, size_t errlen)
 	if (!x86_is_canonical(s->idt.base))
 		return fail(err, errlen, "idt base %#llx is not canonical",
 			    (unsigned long long)s->idt.base);
-	if ((s->cr0 & ~ST_CR0_VALID) || !(s->cr0 & X86_CR0_ET))
+	if ((s->cr0 & ~X86_CR0_IMPLEMENTED) || !(s->cr0 & X86_CR0_ET))
 		return fail(err, errlen, "cr0 %#llx sets a reserved bit",
 			    (unsigned long long)s->cr0);
 	/* The CPU is always in 64-bit mode (exec_system.c, MOV to CR0):
@@ -153,7 +146,7 @@ bool x86_check_sregs(const struct x86_sregs *s, char *err, size_t errlen)
 	if (s->cr3 & ST_CR3_RESERVED)
 		return fail(err, errlen, "cr3 %#llx sets a reserved bit",
 			    (unsigned long long)s->cr3);
-	if (s->cr4 & ~ST_CR4_VALID)
+	if (s->cr4 & ~X86_CR4_IMPLEMENTED)
 		return fail(err, errlen, "cr4 %#llx sets a reserved bit",
 			    (unsigned long long)s->cr4);
 	if (!(s->cr4 & X86_CR4_PAE))

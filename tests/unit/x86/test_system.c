@@ -692,6 +692,22 @@ static void test_system_cr4_pcide_rules(void **state)
 	xh_free(h);
 }
 
+/* CR4.PSE, reported by CPUID, is accepted (IA-32e paging ignores it:
+ * SDM vol. 3, 4.1.1) and reads back; CR4.DE, not reported, is #GP. */
+static void test_system_cr4_pse_accepted_de_refused(void **state)
+{
+	struct xh *h = pcid_setup();
+
+	(void)state;
+	set_cr4(h, X86_CR4_PAE | X86_CR4_PSE);
+	assert_int_equal(cr4_of(h), X86_CR4_PAE | X86_CR4_PSE);
+	sys_set_reg(h, X86_RCX, X86_CR4_PAE | X86_CR4_PSE | X86_CR4_DE);
+	assert_int_equal(
+		sys_run_fault(h, mov_cr4_rcx, sizeof(mov_cr4_rcx), X86_GP), 0);
+	assert_int_equal(cr4_of(h), X86_CR4_PAE | X86_CR4_PSE);
+	xh_free(h);
+}
+
 /* SDM vol. 3, 4.10.4.1 and 4.5: with CR4.PCIDE, bit 63 of the source is
  * never stored (the exit carries the stored value); bits from
  * MAXPHYADDR up and bit 62 stay reserved. */
@@ -1053,6 +1069,7 @@ static void test_system_cpuid_reports_what_is_implemented(void **state)
 	assert_int_equal(r[2] & (1u << 26), 0); /* no XSAVE */
 	assert_true(r[3] & (1u << 13)); /* PGE */
 	assert_true(r[3] & (1u << 6)); /* PAE */
+	assert_true(r[3] & (1u << 3)); /* PSE: CR4.PSE is accepted */
 	assert_true(r[3] & (1u << 9)); /* APIC: the VM's (core/vm.c) */
 	assert_true(r[2] & (1u << 21)); /* x2APIC */
 	assert_true(r[2] & (1u << 24)); /* TSC-deadline */
@@ -1118,6 +1135,7 @@ int main(void)
 		cmocka_unit_test(test_system_ud2_ud),
 		cmocka_unit_test(test_system_cpuid_reports_what_is_implemented),
 		cmocka_unit_test(test_system_cr4_pcide_rules),
+		cmocka_unit_test(test_system_cr4_pse_accepted_de_refused),
 		cmocka_unit_test(test_system_cr3_bit63_not_stored_reserved_gp),
 		cmocka_unit_test(test_system_cr3_flush_follows_bit63),
 		cmocka_unit_test(test_system_invlpg_drops_the_entry),

@@ -34,6 +34,19 @@ struct x86_cpu;
 struct x86_insn;
 typedef void (*x86_handler_t)(struct x86_cpu *cpu, const struct x86_insn *in);
 
+/* The CR0 and CR4 bits this CPU implements: MOV to CR (exec_system.c)
+ * and a loaded state (state.c) accept these only. CR4's are those of the
+ * features CPUID reports (cpuid.c); CR4.PSE only selects 4 MiB pages in
+ * 32-bit paging, which IA-32e paging ignores (SDM vol. 3, 4.1.1). */
+#define X86_CR0_IMPLEMENTED                                               \
+	(X86_CR0_PE | X86_CR0_MP | X86_CR0_EM | X86_CR0_TS | X86_CR0_ET | \
+	 X86_CR0_NE | X86_CR0_WP | X86_CR0_AM | X86_CR0_NW | X86_CR0_CD | \
+	 X86_CR0_PG)
+#define X86_CR4_IMPLEMENTED                                                   \
+	(X86_CR4_TSD | X86_CR4_PSE | X86_CR4_PAE | X86_CR4_PGE |              \
+	 X86_CR4_OSFXSR | X86_CR4_OSXMMEXCPT | X86_CR4_PCIDE | X86_CR4_SMEP | \
+	 X86_CR4_SMAP)
+
 /* Opcode maps: the key of an opcode is map | byte. */
 #define X86_MAP_1 0x000 /* one-byte opcodes */
 #define X86_MAP_0F 0x100
