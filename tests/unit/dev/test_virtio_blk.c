@@ -1,0 +1,525 @@
+/*
+ * Tests of the virtio block device (core/dev/virtio_blk.c) as a driver
+ * drives it through the virtio-mmio registers, over a fake guest RAM of
+ * 4 MiB and a real image file in $TMPDIR, on the io_uring backend and
+ * (argument "threads") on the thread pool: reads and writes checked
+ * against the file, flush, GET_ID, discard, every request the device
+ * must refuse (data in a buffer of the wrong direction, out of range,
+ * unknown type, a write to a read-only drive, a chain without a status
+ * byte), I/O errors reported and, with rerror=stop, retried, a reset
+ * while a request is in flight, and the dirty log of the bytes the
+ * device wrote.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "virtio_blk.h"
+
+#define RAM_SIZE (4u << 20)
+#define QSIZE 16
+#define DESC 0x1000
+#define AVAIL 0x2000
+#define USED 0x3000
+#define HDR 0x8000
+#define STATUS 0x9000
+#define DATA 0x100000
+#define IMAGE_SIZE (1u << 20)
+
+static bool force_threads;
+static uint8_t *ram;
+static uint8_t dirty[RAM_SIZE / 4096];
+static char path[256];
+static struct virtio_blk *blk;
+static struct virtio_mmio *t;
+static uint16_t avail_idx, used_seen;
+static unsigned int errors_reported;
+static struct virtio_blk_error last_error;
+
+static void *fake_map(void *ctx, gpa_t gpa, uint64_t len)
+{
+	(void)ctx;
+	if (gpa >= RAM_SIZE || len > RAM_SIZE - gpa)
+		return NULL;
+	return ram + gpa;
+}
+
+static void fake_dirty(void *ctx, gpa_t gpa, uint64_t len)
+{
+	(void)ctx;
+	for (gpa_t p = gpa >> 12; p <= (gpa + len - 1) >> 12; p++)
+		__atomic_store_n(&dirty[p], 1, __ATOMIC_RELAXED);
+}
+
+static const struct virtio_mem_ops fake_ops = {
+	.map = fake_map,
+	.mark_dirty = fake_dirty,
+};
+
+static void on_error(void *ctx, const struct virtio_blk_error *e)
+{
+	(void)ctx;
+	last_error = *e;
+	__atomic_fetch_add(&errors_reported, 1, __ATOMIC_SEQ_CST);
+}
+
+static void wr(uint32_t off, uint32_t v)
+{
+	virtio_mmio_write(t, off, 4, v);
+}
+
+static uint32_t rd(uint32_t off)
+{
+	return (uint32_t)virtio_mmio_read(t, off, 4);
+}
+
+static uint8_t pattern(uint64_t off)
+{
+	return (uint8_t)(off * 7 + (off >> 9));
+}
+
+static void make_image(void)
+{
+	uint8_t *buf = malloc(IMAGE_SIZE);
+	const char *dir = getenv("TMPDIR");
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/mmud-blk-XXXXXX", dir ? dir : "/tmp");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	for (uint64_t i = 0; i < IMAGE_SIZE; i++)
+		buf[i] = pattern(i);
+	assert_int_equal(write(fd, buf, IMAGE_SIZE), IMAGE_SIZE);
+	close(fd);
+	free(buf);
+}
+
+/* Negotiates everything offered and makes queue 0 ready. */
+static void start_device(void)
+{
+	uint32_t lo, hi;
+
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+	wr(VIRTIO_MMIO_STATUS,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	lo = rd(VIRTIO_MMIO_DEVICE_FEATURES);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	hi = rd(VIRTIO_MMIO_DEVICE_FEATURES);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, lo);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, hi);
+	wr(VIRTIO_MMIO_STATUS, 0x0b);
+	assert_int_equal(rd(VIRTIO_MMIO_STATUS), 0x0b);
+	wr(VIRTIO_MMIO_QUEUE_SEL, 0);
+	wr(VIRTIO_MMIO_QUEUE_NUM, QSIZE);
+	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, DESC);
+	wr(VIRTIO_MMIO_QUEUE_DRIVER_LOW, AVAIL);
+	wr(VIRTIO_MMIO_QUEUE_DEVICE_LOW, USED);
+	wr(VIRTIO_MMIO_QUEUE_READY, 1);
+	wr(VIRTIO_MMIO_STATUS, 0x0f);
+	avail_idx = used_seen = 0;
+}
+
+static void open_device(const char *extra)
+{
+	struct blk_drive_config cfg;
+	struct virtio_blk_host host = {
+		.mem = { .ops = &fake_ops },
+		.on_error = on_error,
+		.force_threads = force_threads,
+	};
+	char spec[512], err[256];
+
+	snprintf(spec, sizeof(spec), "file=%s%s", path, extra);
+	assert_int_equal(blk_drive_parse(spec, 0, &cfg, err, sizeof(err)), 0);
+	blk = virtio_blk_create(&cfg, 2, &host, err, sizeof(err));
+	if (!blk)
+		fail_msg("virtio_blk_create: %s", err);
+	t = virtio_blk_transport(blk);
+	assert_int_equal(virtio_blk_uses_uring(blk, err, sizeof(err)),
+			 !force_threads);
+	start_device();
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	ram = calloc(1, RAM_SIZE);
+	memset(dirty, 0, sizeof(dirty));
+	errors_reported = 0;
+	make_image();
+	open_device("");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	virtio_blk_destroy(blk);
+	unlink(path);
+	free(ram);
+	return 0;
+}
+
+static void put_desc(unsigned int i, uint64_t addr, uint32_t len,
+		     uint16_t flags, uint16_t next)
+{
+	uint8_t *d = ram + DESC + 16 * i;
+
+	memcpy(d, &addr, 8);
+	memcpy(d + 8, &len, 4);
+	memcpy(d + 12, &flags, 2);
+	memcpy(d + 14, &next, 2);
+}
+
+static void put_header(uint32_t type, uint64_t sector)
+{
+	memset(ram + HDR, 0, 16);
+	memcpy(ram + HDR, &type, 4);
+	memcpy(ram + HDR + 8, &sector, 8);
+}
+
+static void offer(uint16_t head)
+{
+	memcpy(ram + AVAIL + 4 + 2 * (avail_idx % QSIZE), &head, 2);
+	avail_idx++;
+	__atomic_store_n((uint16_t *)(void *)(ram + AVAIL + 2), avail_idx,
+			 __ATOMIC_RELEASE);
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+}
+
+/* Waits for the next used element; returns its len. */
+static uint32_t wait_used(void)
+{
+	struct timespec ts = { 0, 100000 };
+	uint32_t len;
+
+	for (int i = 0; i < 50000; i++) {
+		uint16_t idx = __atomic_load_n(
+			(uint16_t *)(void *)(ram + USED + 2), __ATOMIC_ACQUIRE);
+
+		if (idx != used_seen) {
+			memcpy(&len,
+			       ram + USED + 4 + 8 * (used_seen % QSIZE) + 4, 4);
+			used_seen++;
+			return len;
+		}
+		nanosleep(&ts, NULL);
+	}
+	fail_msg("no used element after 5 s (used index %u)", used_seen);
+	return 0;
+}
+
+/* A request of three descriptors: header, data (writable if
+ * data_write), status. Returns the status byte. */
+static uint8_t request(uint32_t type, uint64_t sector, gpa_t data, uint32_t len,
+		       bool data_write, uint32_t *used_len)
+{
+	uint32_t l;
+
+	put_header(type, sector);
+	ram[STATUS] = 0xff;
+	put_desc(0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	put_desc(1, data, len,
+		 VIRTQ_DESC_F_NEXT | (data_write ? VIRTQ_DESC_F_WRITE : 0), 2);
+	put_desc(2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	offer(0);
+	l = wait_used();
+	if (used_len)
+		*used_len = l;
+	return ram[STATUS];
+}
+
+static void file_bytes(uint64_t off, void *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static void test_blk_read_matches_file(void **state)
+{
+	uint32_t used_len;
+
+	(void)state;
+	assert_int_equal(request(VIRTIO_BLK_T_IN, 3, DATA, 8192, true,
+				 &used_len),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(used_len, 8193);
+	for (unsigned int i = 0; i < 8192; i++)
+		if (ram[DATA + i] != pattern(3 * 512 + i))
+			fail_msg("byte %u of sector 3 read as %#x, file has "
+				 "%#x",
+				 i, ram[DATA + i], pattern(3 * 512 + i));
+	/* Written by the device: in the dirty log, the used ring too. */
+	assert_true(dirty[DATA >> 12] && dirty[(DATA >> 12) + 1]);
+	assert_true(dirty[STATUS >> 12] && dirty[USED >> 12]);
+	assert_false(dirty[(DATA >> 12) + 2]);
+}
+
+static void test_blk_write_reaches_file(void **state)
+{
+	uint8_t back[1024];
+
+	(void)state;
+	for (unsigned int i = 0; i < 1024; i++)
+		ram[DATA + i] = (uint8_t)(0xa5 ^ i);
+	assert_int_equal(request(VIRTIO_BLK_T_OUT, 100, DATA, 1024, false,
+				 NULL),
+			 VIRTIO_BLK_S_OK);
+	file_bytes(100 * 512, back, sizeof(back));
+	assert_memory_equal(back, ram + DATA, 1024);
+	/* The device only read the data: not dirty. */
+	assert_false(dirty[DATA >> 12]);
+	assert_int_equal(request(VIRTIO_BLK_T_FLUSH, 0, DATA, 0, true, NULL),
+			 VIRTIO_BLK_S_OK);
+}
+
+static void test_blk_get_id_returns_serial(void **state)
+{
+	uint32_t used_len;
+
+	(void)state;
+	assert_int_equal(request(VIRTIO_BLK_T_GET_ID, 0, DATA, 20, true,
+				 &used_len),
+			 VIRTIO_BLK_S_OK);
+	assert_string_equal((char *)ram + DATA, "mmud-0");
+	assert_int_equal(used_len, 21);
+}
+
+static void test_blk_read_into_readonly_buffer_refused(void **state)
+{
+	(void)state;
+	memset(ram + DATA, 0x11, 512);
+	assert_int_equal(request(VIRTIO_BLK_T_IN, 0, DATA, 512, false, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	for (unsigned int i = 0; i < 512; i++)
+		assert_int_equal(ram[DATA + i], 0x11);
+}
+
+static void test_blk_out_of_range_refused(void **state)
+{
+	(void)state;
+	assert_int_equal(request(VIRTIO_BLK_T_IN, IMAGE_SIZE / 512 - 1, DATA,
+				 1024, true, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(request(VIRTIO_BLK_T_OUT, ~0ULL, DATA, 512, false,
+				 NULL),
+			 VIRTIO_BLK_S_IOERR);
+	/* Not a whole number of sectors. */
+	assert_int_equal(request(VIRTIO_BLK_T_IN, 0, DATA, 100, true, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	/* The last sector itself is fine. */
+	assert_int_equal(request(VIRTIO_BLK_T_IN, IMAGE_SIZE / 512 - 1, DATA,
+				 512, true, NULL),
+			 VIRTIO_BLK_S_OK);
+}
+
+static void test_blk_unknown_type_unsupported(void **state)
+{
+	(void)state;
+	assert_int_equal(request(77, 0, DATA, 512, true, NULL),
+			 VIRTIO_BLK_S_UNSUPP);
+}
+
+static void test_blk_chain_without_status_needs_reset(void **state)
+{
+	(void)state;
+	put_header(VIRTIO_BLK_T_IN, 0);
+	put_desc(0, HDR, 16, 0, 0);
+	offer(0);
+	assert_true(rd(VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
+	/* A reset brings it back. */
+	wr(VIRTIO_MMIO_STATUS, 0);
+	start_device();
+	assert_int_equal(request(VIRTIO_BLK_T_IN, 0, DATA, 512, true, NULL),
+			 VIRTIO_BLK_S_OK);
+}
+
+static void test_blk_discard_reads_back_zeros(void **state)
+{
+	uint8_t zero[4096] = { 0 }, back[4096];
+	uint8_t seg[16];
+	uint64_t sector = 16;
+	uint32_t n = 8, flags = 0;
+
+	(void)state;
+	virtio_blk_destroy(blk);
+	open_device(",discard=unmap");
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	if (!(rd(VIRTIO_MMIO_DEVICE_FEATURES) & (1u << VIRTIO_BLK_F_DISCARD)))
+		skip(); /* the file system cannot punch holes */
+	memcpy(seg, &sector, 8);
+	memcpy(seg + 8, &n, 4);
+	memcpy(seg + 12, &flags, 4);
+	memcpy(ram + DATA, seg, 16);
+	assert_int_equal(request(VIRTIO_BLK_T_DISCARD, 0, DATA, 16, false,
+				 NULL),
+			 VIRTIO_BLK_S_OK);
+	file_bytes(16 * 512, back, sizeof(back));
+	assert_memory_equal(back, zero, sizeof(zero));
+	/* A flag discard does not have: unsupported. */
+	flags = 1;
+	memcpy(ram + DATA + 12, &flags, 4);
+	assert_int_equal(request(VIRTIO_BLK_T_DISCARD, 0, DATA, 16, false,
+				 NULL),
+			 VIRTIO_BLK_S_UNSUPP);
+}
+
+static void test_blk_readonly_drive_refuses_writes(void **state)
+{
+	uint8_t back[512];
+
+	(void)state;
+	virtio_blk_destroy(blk);
+	open_device(",readonly=on");
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	assert_true(rd(VIRTIO_MMIO_DEVICE_FEATURES) & (1u << VIRTIO_BLK_F_RO));
+	memset(ram + DATA, 0x5a, 512);
+	assert_int_equal(request(VIRTIO_BLK_T_OUT, 0, DATA, 512, false, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	file_bytes(0, back, sizeof(back));
+	assert_int_equal(back[1], pattern(1));
+}
+
+static void test_blk_io_error_reported(void **state)
+{
+	(void)state;
+	/* The file shrinks behind the device: a read past its new end
+	 * fails. */
+	assert_int_equal(truncate(path, 4096), 0);
+	assert_int_equal(request(VIRTIO_BLK_T_IN, 64, DATA, 512, true, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(errors_reported, 1);
+	assert_false(last_error.write);
+	assert_false(last_error.stopped);
+}
+
+static void test_blk_rerror_stop_retries(void **state)
+{
+	struct virtio_blk_info info;
+	struct timespec ts = { 0, 1000000 };
+
+	(void)state;
+	virtio_blk_destroy(blk);
+	open_device(",rerror=stop");
+	assert_int_equal(truncate(path, 4096), 0);
+	put_header(VIRTIO_BLK_T_IN, 64);
+	ram[STATUS] = 0xff;
+	put_desc(0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	put_desc(1, DATA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	put_desc(2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	offer(0);
+	for (int i = 0;
+	     i < 5000 && !__atomic_load_n(&errors_reported, __ATOMIC_SEQ_CST);
+	     i++)
+		nanosleep(&ts, NULL);
+	assert_int_equal(errors_reported, 1);
+	assert_true(last_error.stopped);
+	virtio_blk_info(blk, &info);
+	assert_int_equal(info.stats.in_flight, 1);
+	assert_true(info.io_error);
+	/* The operator fixes the storage, then cont. */
+	assert_int_equal(truncate(path, IMAGE_SIZE), 0);
+	virtio_blk_retry(blk);
+	wait_used();
+	assert_int_equal(ram[STATUS], VIRTIO_BLK_S_OK);
+}
+
+static void test_blk_reset_mid_request_drains(void **state)
+{
+	struct virtio_blk_info info;
+	uint16_t used;
+
+	(void)state;
+	put_header(VIRTIO_BLK_T_IN, 0);
+	put_desc(0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	put_desc(1, DATA, IMAGE_SIZE, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
+		 2);
+	put_desc(2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	offer(0);
+	wr(VIRTIO_MMIO_STATUS, 0);
+	virtio_blk_info(blk, &info);
+	assert_int_equal(info.stats.in_flight, 0);
+	/* The request finished before the reset returned, and nothing
+	 * was published for it: the driver is gone. */
+	memcpy(&used, ram + USED + 2, 2);
+	assert_true(used <= 1);
+	assert_int_equal(rd(VIRTIO_MMIO_STATUS), 0);
+	start_device();
+	memset(ram + USED, 0, 8);
+	assert_int_equal(request(VIRTIO_BLK_T_IN, 1, DATA, 512, true, NULL),
+			 VIRTIO_BLK_S_OK);
+}
+
+static void test_blk_drive_parse_refuses_bad_options(void **state)
+{
+	struct blk_drive_config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(blk_drive_parse("file=/x,cache=none,readonly=on,"
+					 "discard=unmap,werror=stop,id=d1",
+					 3, &c, err, sizeof(err)),
+			 0);
+	assert_true(c.direct && c.readonly && c.discard);
+	assert_int_equal(c.werror, BLK_ERROR_STOP);
+	assert_string_equal(c.id, "d1");
+	assert_string_equal(c.serial, "mmud-3");
+	assert_int_equal(blk_drive_parse("file=/x,format=qcow2", 0, &c, err,
+					 sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "format=qcow2"));
+	assert_int_equal(blk_drive_parse("readonly=on", 0, &c, err,
+					 sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "no file="));
+	assert_int_equal(blk_drive_parse("file=/x,cache=unsafe", 0, &c, err,
+					 sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(blk_drive_parse("file=/x,bogus=1", 0, &c, err,
+					 sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "bogus"));
+	assert_int_equal(blk_drive_parse("file=/x,serial=012345678901234567890",
+					 0, &c, err, sizeof(err)),
+			 -EINVAL);
+}
+
+int main(int argc, char **argv)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_blk_read_matches_file),
+		T(test_blk_write_reaches_file),
+		T(test_blk_get_id_returns_serial),
+		T(test_blk_read_into_readonly_buffer_refused),
+		T(test_blk_out_of_range_refused),
+		T(test_blk_unknown_type_unsupported),
+		T(test_blk_chain_without_status_needs_reset),
+		T(test_blk_discard_reads_back_zeros),
+		T(test_blk_readonly_drive_refuses_writes),
+		T(test_blk_io_error_reported),
+		T(test_blk_rerror_stop_retries),
+		T(test_blk_reset_mid_request_drains),
+		cmocka_unit_test(test_blk_drive_parse_refuses_bad_options),
+	};
+#undef T
+	force_threads = argc > 1 && !strcmp(argv[1], "threads");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
