@@ -5,14 +5,14 @@
  * docs/GUEST-ABI.md) is routed edge-triggered to vector 0x24 on APIC 0.
  * The handler drains RBR while LSR.DR is set into a ring buffer (and,
  * when the ring is full, turns the receive interrupt off until the main
- * loop has made room: flow control) and EOIs; the main loop sleeps in `sti; hlt` while the buffer is empty, so
- * the vCPU is halted whenever it waits for input. Lines work as in
- * echo.c: each is echoed as "irq_echo: <line>", "sum" prints the bytes
- * received before it and their hash (h = h * 31 + byte), "quit" ends
- * with status 0. The integration test (tests/integration/
+ * loop has made room: flow control) and EOIs; the main loop sleeps in
+ * `sti; hlt` while the buffer is empty, so the vCPU is halted whenever
+ * it waits for input. Lines work as echo_lines.h says, each echoed as
+ * "irq_echo: <line>"; "sum" also says whether interrupts brought them. The integration test (tests/integration/
  * test_irq_echo.py) types into mmud's console; QEMU's runner has no
  * input, so this guest has no transcript test.
  */
+#include "echo_lines.h"
 #include "irq.h"
 
 #define COM1 0x3f8
@@ -35,8 +35,6 @@ static volatile unsigned int interrupts;
  * console hold back (flow control); the main loop turns it on again
  * once the ring is half empty. */
 static volatile bool throttled;
-static char line[256];
-static uint64_t count, hash;
 
 static void on_com1(struct rt_irq_frame *f)
 {
@@ -75,23 +73,16 @@ static char getc_irq(void)
 	return c;
 }
 
-static bool is(const char *s, size_t n, const char *word)
+static const char *sum_note(void)
 {
-	return n == strlen(word) && !memcmp(s, word, n);
-}
-
-static void account(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		hash = hash * 31 + (uint8_t)s[i];
-		count++;
-	}
+	return interrupts ? "by receive interrupts" : "without an interrupt";
 }
 
 int guest_main(unsigned int cpu)
 {
-	bool after_cr = false;
-	size_t n = 0;
+	static const struct echo_lines e = { .name = "irq_echo",
+					     .getc = getc_irq,
+					     .sum_note = sum_note };
 
 	if (cpu != 0)
 		return 0;
@@ -106,38 +97,5 @@ int guest_main(unsigned int cpu)
 	rt_ioapic_route(PIN, VECTOR, 0); /* edge, active high */
 	rt_outb(IER, IER_RDA);
 	rt_printf("irq_echo: ready\n");
-	for (;;) {
-		char c = getc_irq();
-		bool lf_of_crlf = c == '\n' && after_cr && n == 0;
-
-		after_cr = c == '\r';
-		if (lf_of_crlf)
-			continue;
-		if (c != '\n' && c != '\r') {
-			line[n++] = c;
-			if (n < sizeof(line) - 1)
-				continue;
-			line[n] = '\0';
-			account(line, n);
-			rt_printf("irq_echo: %s\n", line);
-			n = 0;
-			continue;
-		}
-		if (is(line, n, "quit")) {
-			rt_printf("irq_echo: bye\n");
-			return 0;
-		}
-		if (is(line, n, "sum")) {
-			rt_printf("irq_echo: %lu bytes, hash %lx, %s\n", count,
-				  hash,
-				  interrupts ? "by receive interrupts" :
-					       "without an interrupt");
-		} else {
-			line[n] = '\0';
-			account(line, n);
-			account("\n", 1);
-			rt_printf("irq_echo: %s\n", line);
-		}
-		n = 0;
-	}
+	return echo_lines_run(&e);
 }

@@ -6,6 +6,8 @@
  * with IRETQ. No vector of 32-255 and not the NMI has an error code
  * (SDM vol. 3, 6.13).
  */
+#include "gprs.h"
+
 	.text
 	.p2align 4
 	.globl rt_irq_stubs
@@ -19,42 +21,14 @@ rt_irq_stubs:
 	.endr
 
 irq_common:
-	push	%rax
-	push	%rbx
-	push	%rcx
-	push	%rdx
-	push	%rsi
-	push	%rdi
-	push	%rbp
-	push	%r8
-	push	%r9
-	push	%r10
-	push	%r11
-	push	%r12
-	push	%r13
-	push	%r14
-	push	%r15
+	push_gprs
 	lea	15*8(%rsp), %rdi
 	mov	%rsp, %rbx
 	and	$-16, %rsp
 	cld
 	call	rt_irq_dispatch
 	mov	%rbx, %rsp
-	pop	%r15
-	pop	%r14
-	pop	%r13
-	pop	%r12
-	pop	%r11
-	pop	%r10
-	pop	%r9
-	pop	%r8
-	pop	%rbp
-	pop	%rdi
-	pop	%rsi
-	pop	%rdx
-	pop	%rcx
-	pop	%rbx
-	pop	%rax
+	pop_gprs
 	add	$8, %rsp
 	iretq
 

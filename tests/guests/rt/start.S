@@ -5,6 +5,7 @@
  * fault returns to.
  */
 #define RT_ASM
+#include "gprs.h"
 #include "rt_layout.h"
 
 	.section .text.start, "ax"
@@ -184,41 +185,13 @@ VECTOR 30, 1
 VECTOR 31, 0
 
 trap_common:
-	push	%rax
-	push	%rbx
-	push	%rcx
-	push	%rdx
-	push	%rsi
-	push	%rdi
-	push	%rbp
-	push	%r8
-	push	%r9
-	push	%r10
-	push	%r11
-	push	%r12
-	push	%r13
-	push	%r14
-	push	%r15
+	push_gprs
 	mov	%rsp, %rdi
 	mov	%rsp, %rbx
 	and	$-16, %rsp
 	call	rt_trap
 	mov	%rbx, %rsp
-	pop	%r15
-	pop	%r14
-	pop	%r13
-	pop	%r12
-	pop	%r11
-	pop	%r10
-	pop	%r9
-	pop	%r8
-	pop	%rbp
-	pop	%rdi
-	pop	%rsi
-	pop	%rdx
-	pop	%rcx
-	pop	%rbx
-	pop	%rax
+	pop_gprs
 	add	$16, %rsp
 	iretq
 
