@@ -4,6 +4,7 @@
  * trap handler that records a fault and resumes at the armed recovery
  * point, and the switch to CPL3. It does not own page tables (paging.c).
  */
+#include "desc.h"
 #include "rt.h"
 
 struct tss64 {
@@ -56,21 +57,6 @@ struct trap_frame {
 	uint64_t vector, error;
 	uint64_t rip, cs, rflags, rsp, ss;
 };
-
-struct idt_gate {
-	uint16_t off0;
-	uint16_t sel;
-	uint8_t ist;
-	uint8_t type;
-	uint16_t off1;
-	uint32_t off2;
-	uint32_t reserved;
-} __attribute__((packed));
-
-struct desc_ptr {
-	uint16_t limit;
-	uint64_t base;
-} __attribute__((packed));
 
 static uint64_t gdt[6 + 2 * RT_MAX_CPUS] __attribute__((aligned(16))) = {
 	0,

@@ -4,22 +4,8 @@
  * runtime's own IDT (cpu.c) serves exceptions until a guest calls
  * rt_irq_setup(), and this one reuses its 32 exception gates.
  */
+#include "desc.h"
 #include "irq.h"
-
-struct idt_gate {
-	uint16_t off0;
-	uint16_t sel;
-	uint8_t ist;
-	uint8_t type;
-	uint16_t off1;
-	uint32_t off2;
-	uint32_t reserved;
-} __attribute__((packed));
-
-struct desc_ptr {
-	uint16_t limit;
-	uint64_t base;
-} __attribute__((packed));
 
 extern char rt_irq_stubs[];
 void rt_irq_dispatch(struct rt_irq_frame *f);
