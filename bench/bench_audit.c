@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "mmu.h"
+#include "mmu_bench.h"
 #include "mmu_rcu.h"
 
 #define G_P 1ULL
@@ -38,77 +39,6 @@
 #define SLOT_PAGES (1ULL << 24) /* 64 GiB */
 #define TOUCHED 64 /* pages per slot, one per GiB */
 #define TABLE_PAGES 2048
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *what)
-{
-	fprintf(stderr, "bench_audit: %s\n", what);
-	exit(1);
-}
-
-static void nop_all(void *opaque, enum mmu_request req, bool wait)
-{
-	(void)opaque;
-	(void)req;
-	(void)wait;
-}
-
-static void nop_one(void *opaque, unsigned vcpu, enum mmu_request req,
-		    bool wait)
-{
-	(void)vcpu;
-	nop_all(opaque, req, wait);
-}
-
-static enum mmu_vcpu_mode nop_mode(void *opaque, unsigned vcpu)
-{
-	(void)opaque;
-	(void)vcpu;
-	return OUTSIDE_GUEST_MODE;
-}
-
-static const struct mmu_vcpu_ops nop_ops = {
-	.make_request = nop_one,
-	.make_all_request = nop_all,
-	.mode = nop_mode,
-};
-
-static void *reserve(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	if (p == MAP_FAILED)
-		die("out of address space");
-	return p;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static void print_figure(const char *name, uint64_t *v, unsigned n,
-			 const char *unit)
-{
-	qsort(v, n, sizeof(*v), cmp_u64);
-	printf("{\"figure\":\"%s\",\"mmud\":%llu,\"kvm\":null,\"ratio\":null,"
-	       "\"unit\":\"%s\",\"better\":\"lower\",\"runs\":%u,"
-	       "\"mmud_min\":%llu,\"mmud_max\":%llu,\"kvm_min\":null,"
-	       "\"kvm_max\":null}\n",
-	       name, (unsigned long long)v[n / 2], unit, n,
-	       (unsigned long long)v[0], (unsigned long long)v[n - 1]);
-	fflush(stdout);
-}
 
 static long maxrss_kb(void)
 {
@@ -155,7 +85,7 @@ static void vm_new(struct vm *vm)
 	memset(vm, 0, sizeof(*vm));
 	vm->mmu = mmu_create(&nop_ops, NULL);
 	vm->v = vm->mmu ? mmu_vcpu_create(vm->mmu, 0) : NULL;
-	vm->tables = reserve(TABLE_PAGES * 4096);
+	vm->tables = reserve(TABLE_PAGES * 4096, 4096);
 	if (!vm->v)
 		die("out of memory");
 	if (memslot_add(vm->mmu, 0, 0, TABLE_PAGES,
@@ -173,8 +103,9 @@ static void vm_new(struct vm *vm)
 		gfn_t pdpt = new_table(vm);
 
 		if (memslot_add(vm->mmu, i + 1, slot_base(i), SLOT_PAGES,
-				(hva_t)(uintptr_t)reserve(SLOT_PAGES * 4096), 0,
-				err, sizeof(err)))
+				(hva_t)(uintptr_t)reserve(SLOT_PAGES * 4096,
+							  4096),
+				0, err, sizeof(err)))
 			die(err);
 		set(vm, vm->cpu.cr3 >> PAGE_SHIFT, i,
 		    (pdpt << PAGE_SHIFT) | G_P | G_W | G_A);

@@ -40,6 +40,7 @@
 #include <time.h>
 
 #include "mmu.h"
+#include "mmu_bench.h"
 #include "mmu_int.h"
 #include "mmu_rcu.h"
 
@@ -50,58 +51,7 @@
 #define G_PS 0x80ULL
 #define RUNS 5
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *what)
-{
-	fprintf(stderr, "bench_mmu: %s\n", what);
-	exit(1);
-}
-
-/* ---- a VM whose vCPUs are never in guest mode ---------------------- */
-
-static void nop_all(void *opaque, enum mmu_request req, bool wait)
-{
-	(void)opaque;
-	(void)req;
-	(void)wait;
-}
-
-static void nop_one(void *opaque, unsigned vcpu, enum mmu_request req,
-		    bool wait)
-{
-	(void)vcpu;
-	nop_all(opaque, req, wait);
-}
-
-static enum mmu_vcpu_mode nop_mode(void *opaque, unsigned vcpu)
-{
-	(void)opaque;
-	(void)vcpu;
-	return OUTSIDE_GUEST_MODE;
-}
-
-static const struct mmu_vcpu_ops nop_ops = {
-	.make_request = nop_one,
-	.make_all_request = nop_all,
-	.mode = nop_mode,
-};
-
-static void *reserve(size_t len, size_t align)
-{
-	char *p = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	if (p == MAP_FAILED)
-		die("out of address space");
-	return (void *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
-}
+/* ---- a VM whose vCPUs are never in guest mode (nop_ops) ------------ */
 
 static void add_slot(struct mmu *mmu, uint32_t id, gfn_t base, uint64_t n,
 		     void *hva)
@@ -142,27 +92,6 @@ static struct mmu_cpu_state cpu_at(gfn_t pml4)
 		.rflags = 2,
 	};
 	return c;
-}
-
-/* ---- figures ------------------------------------------------------ */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static void print_figure(const char *name, uint64_t *v, unsigned n)
-{
-	qsort(v, n, sizeof(*v), cmp_u64);
-	printf("{\"figure\":\"%s\",\"mmud\":%llu,\"kvm\":null,\"ratio\":null,"
-	       "\"unit\":\"ns\",\"better\":\"lower\",\"runs\":%u,"
-	       "\"mmud_min\":%llu,\"mmud_max\":%llu,\"kvm_min\":null,"
-	       "\"kvm_max\":null}\n",
-	       name, (unsigned long long)v[n / 2], n, (unsigned long long)v[0],
-	       (unsigned long long)v[n - 1]);
-	fflush(stdout);
 }
 
 /*
@@ -291,10 +220,10 @@ static void bench_faults(void)
 			f2s[run - 1] = (t1 - t0) / 64;
 		one_g_free(&g);
 	}
-	print_figure("fault_4k_ns", f4, RUNS);
-	print_figure("fault_2m_large_ns", f2l, RUNS);
-	print_figure("fault_2m_split_ns", f2s, RUNS);
-	print_figure("wp_1g_slot_ns", wp, RUNS);
+	print_figure("fault_4k_ns", f4, RUNS, "ns");
+	print_figure("fault_2m_large_ns", f2l, RUNS, "ns");
+	print_figure("fault_2m_split_ns", f2s, RUNS, "ns");
+	print_figure("wp_1g_slot_ns", wp, RUNS, "ns");
 }
 
 /*
@@ -400,16 +329,16 @@ static void bench_zap_all(bool shared)
 	}
 	print_figure(shared ? "zap_all_slow_100k_shared_caller_ns" :
 			      "zap_all_slow_100k_caller_ns",
-		     sc, 3);
+		     sc, 3, "ns");
 	print_figure(shared ? "zap_all_slow_100k_shared_total_ns" :
 			      "zap_all_slow_100k_total_ns",
-		     st, 3);
+		     st, 3, "ns");
 	print_figure(shared ? "zap_all_fast_100k_shared_caller_ns" :
 			      "zap_all_fast_100k_caller_ns",
-		     fc, 3);
+		     fc, 3, "ns");
 	print_figure(shared ? "zap_all_fast_100k_shared_total_ns" :
 			      "zap_all_fast_100k_total_ns",
-		     ft, 3);
+		     ft, 3, "ns");
 }
 
 /*
@@ -455,9 +384,9 @@ static void bench_audit_many(void)
 		}
 	}
 	many_free(&m);
-	print_figure("audit_100k_ns", full, 3);
-	print_figure("audit_100k_live_begin_ns", begin, 3);
-	print_figure("audit_100k_live_step_max_ns", step, 3);
+	print_figure("audit_100k_ns", full, 3, "ns");
+	print_figure("audit_100k_live_begin_ns", begin, 3, "ns");
+	print_figure("audit_100k_live_step_max_ns", step, 3, "ns");
 }
 
 /* ---- memslot delete while two threads fault ----------------------- */
@@ -540,8 +469,8 @@ static void bench_memslot_delete(void)
 	qsort(lat, DEL_ROUNDS, sizeof(lat[0]), cmp_u64);
 	p50[0] = lat[DEL_ROUNDS / 2];
 	p99[0] = lat[DEL_ROUNDS * 99 / 100];
-	print_figure("memslot_delete_p50_ns", p50, 1);
-	print_figure("memslot_delete_p99_ns", p99, 1);
+	print_figure("memslot_delete_p50_ns", p50, 1, "ns");
+	print_figure("memslot_delete_p99_ns", p99, 1, "ns");
 }
 
 int main(int argc, char **argv)
