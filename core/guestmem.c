@@ -458,6 +458,54 @@ out:
 	return r;
 }
 
+int guestmem_harvest_range(struct guestmem *gm, uint32_t slot,
+			   enum memslot_fetch mode, uint64_t first,
+			   uint64_t num, uint64_t *bitmap, uint64_t *ndirty,
+			   char *err, size_t errlen)
+{
+	uint64_t nwords = (num + 63) / 64, n = 0, *whole = NULL;
+	struct hot_slot *s, fixed;
+	int r;
+
+	pthread_mutex_lock(&gm->lock);
+	s = resolve_locked(gm, slot, &fixed);
+	if (!s) {
+		r = fail(err, errlen, ENOENT, "slot: %u is not a memslot",
+			 slot);
+		goto out;
+	}
+	/*
+	 * The other reader copies what it is handed at its own pace: a page
+	 * left writable until the operator's clear could change after that
+	 * copy unseen. So with a reader, clearing also protects.
+	 */
+	if (gm->reader && mode == MEMSLOT_FETCH_CLEAR)
+		mode = MEMSLOT_FETCH_CLEAR_PROTECT;
+	if (gm->reader && mode != MEMSLOT_FETCH_PEEK) {
+		whole = calloc(((s->size >> PAGE_SHIFT) + 63) / 64, 8);
+		if (!whole) {
+			r = fail(err, errlen, ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	r = memslot_dirty_log_fetch(gm->mmu, slot, first, num, mode, bitmap,
+				    err, errlen);
+	if (r < 0)
+		goto out;
+	if (whole) {
+		memcpy(whole + first / 64, bitmap, nwords * 8);
+		gm->reader(gm->reader_ctx, slot, whole,
+			   ((s->size >> PAGE_SHIFT) + 63) / 64);
+	}
+	for (uint64_t w = 0; w < nwords; w++)
+		n += (uint64_t)__builtin_popcountll(bitmap[w]);
+	*ndirty = n;
+out:
+	pthread_mutex_unlock(&gm->lock);
+	free(whole);
+	return r;
+}
+
 void guestmem_set_reader(struct guestmem *gm, guestmem_reader_fn *fn, void *ctx,
 			 const char *busy)
 {

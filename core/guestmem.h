@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "mmu.h"
 
 struct mmu;
 struct guestmem;
@@ -86,6 +87,17 @@ int64_t guestmem_npages(struct guestmem *gm, uint32_t slot);
 int guestmem_harvest(struct guestmem *gm, uint32_t slot, bool clear,
 		     uint64_t *bitmap, size_t nwords, uint64_t *ndirty,
 		     char *err, size_t errlen);
+/*
+ * The pages [first, first + num) of the slot's log into bitmap
+ * ((num + 63) / 64 words, bit i of word j is page first + 64j + i), read,
+ * cleared and protected, or only cleared as mode says
+ * (memslot_dirty_log_fetch()); a reader set with guestmem_set_reader() is
+ * handed what was cleared, and then clearing always protects too.
+ */
+int guestmem_harvest_range(struct guestmem *gm, uint32_t slot,
+			   enum memslot_fetch mode, uint64_t first,
+			   uint64_t num, uint64_t *bitmap, uint64_t *ndirty,
+			   char *err, size_t errlen);
 /*
  * Marks [gpa, gpa + len) dirty in whatever logging memslot covers it:
  * for writes mmud itself makes to guest RAM behind the MMU (the loader

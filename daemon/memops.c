@@ -1,7 +1,7 @@
 /*
  * QMP commands that change guest memory while the vCPUs run:
- * x-memslot-add/-remove, x-mmu-zap-all, x-dirty-log-start/-stop/-harvest
- * and the X_MEMSLOT_CHANGED event. Argument values are checked here (rpc
+ * x-memslot-add/-remove, x-mmu-zap-all, x-dirty-log-start/-stop/-harvest,
+ * x-dirty-log-clear (manual protection) and the X_MEMSLOT_CHANGED event. Argument values are checked here (rpc
  * has already checked names and types); the work runs on the daemon's
  * worker thread, which may wait for vCPUs (grace periods, flushes with
  * wait), and the reply goes out from the loop thread when it is done, so
@@ -30,13 +30,25 @@
 #define HARVEST_MAX_PAGES ((QMP_SMALL_REPLY - 256) / 4 * 3 * 8)
 _Static_assert(HARVEST_MAX_PAGES % 64 == 0, "whole words per harvest");
 
-enum op { OP_ADD, OP_REMOVE, OP_ZAP, OP_LOG_START, OP_LOG_STOP, OP_HARVEST };
+enum op {
+	OP_ADD,
+	OP_REMOVE,
+	OP_ZAP,
+	OP_LOG_START,
+	OP_LOG_STOP,
+	OP_HARVEST,
+	OP_CLEAR,
+};
 
 struct memops {
 	struct qmp_server *qmp; /* (c) */
 	struct mmud_worker *worker; /* (c) */
 	struct vm *vm; /* (c) */
 	struct guestmem *gm; /* (c) */
+	/* Slots whose log x-dirty-log-start started with manual-protect:
+	 * their harvests only clear, x-dirty-log-clear protects. Touched
+	 * by the worker thread only, in job order. */
+	bool manual[MEMSLOT_MAX_ID + 1];
 };
 
 /* One command's work: inputs set before submission, outputs by the
@@ -49,7 +61,7 @@ struct memop_job {
 	uint32_t slot;
 	bool readonly, log_dirty, flag;
 	bool ranged; /* harvest: first-page or num-pages given */
-	uint64_t first, num; /* harvest: the pages reported */
+	uint64_t first, num; /* harvest, clear: the pages reported */
 	int r;
 	char err[256];
 	uint64_t *bitmap;
@@ -57,59 +69,16 @@ struct memop_job {
 	uint64_t count, count2;
 };
 
-/* The guest-physical address of @slot (boot RAM or hot-added); 0 if
- * it has gone. */
-static gpa_t slot_gpa(struct vm *vm, uint32_t slot)
-{
-	struct vm_memslot_info info[VM_MAX_MEMSLOTS];
-	unsigned int n = vm_memslots(vm, info, VM_MAX_MEMSLOTS);
-
-	for (unsigned int i = 0; i < n && i < VM_MAX_MEMSLOTS; i++)
-		if (info[i].slot == slot)
-			return info[i].gpa;
-	return 0;
-}
-
 /*
- * Marks dirty again the pages outside [first, first + num) that a
- * whole-slot harvest with clear took: core/guestmem clears whole slots
- * only, and a page outside the range the client asked for must be
- * reported by a later harvest. The harvest has write-protected those
- * pages too, which costs the guest a fault on its next write there and
- * loses nothing.
- */
-static void remark_outside(struct memop_job *j, uint64_t npages)
-{
-	gpa_t base = slot_gpa(j->m->vm, j->slot);
-	uint64_t p = 0;
-
-	while (p < npages) {
-		uint64_t q;
-
-		if (p >= j->first && p < j->first + j->num) {
-			p = j->first + j->num;
-			continue;
-		}
-		if (!(j->bitmap[p / 64] >> (p % 64) & 1)) {
-			p++;
-			continue;
-		}
-		for (q = p + 1;
-		     q < npages && (j->bitmap[q / 64] >> (q % 64) & 1) &&
-		     !(q >= j->first && q < j->first + j->num);
-		     q++)
-			;
-		guestmem_mark_dirty(j->m->gm, base + (p << 12), (q - p) << 12);
-		p = q;
-	}
-}
-
-/*
- * x-dirty-log-harvest: the whole slot, or [first, first + num) of it.
- * Every refusal comes before anything is harvested, so nothing is lost.
+ * x-dirty-log-harvest: the whole slot, or [first, first + num) of it,
+ * alone: the pages outside the range keep their bits and their
+ * translations. Every refusal comes before anything is harvested, so
+ * nothing is lost.
  */
 static void harvest(struct memop_job *j, uint64_t npages)
 {
+	enum memslot_fetch mode = MEMSLOT_FETCH_PEEK;
+
 	if (!j->ranged) {
 		j->first = 0;
 		j->num = npages;
@@ -141,23 +110,57 @@ static void harvest(struct memop_job *j, uint64_t npages)
 		if (j->num > npages - j->first)
 			j->num = npages - j->first;
 	}
-	j->nwords = (npages + 63) / 64;
+	j->nwords = (j->num + 63) / 64;
 	j->bitmap = calloc(j->nwords ? j->nwords : 1, 8);
 	if (!j->bitmap) {
 		j->r = -ENOMEM;
 		snprintf(j->err, sizeof(j->err), "out of memory");
 		return;
 	}
-	j->count2 = npages;
-	j->r = guestmem_harvest(j->m->gm, j->slot, j->flag, j->bitmap,
-				j->nwords, &j->count, j->err, sizeof(j->err));
-	if (j->r < 0 || !j->ranged)
-		return;
 	if (j->flag)
-		remark_outside(j, npages);
-	j->count = 0;
-	for (uint64_t p = j->first; p < j->first + j->num; p++)
-		j->count += j->bitmap[p / 64] >> (p % 64) & 1;
+		mode = j->m->manual[j->slot] ? MEMSLOT_FETCH_CLEAR :
+					       MEMSLOT_FETCH_CLEAR_PROTECT;
+	j->r = guestmem_harvest_range(j->m->gm, j->slot, mode, j->first, j->num,
+				      j->bitmap, &j->count, j->err,
+				      sizeof(j->err));
+}
+
+/*
+ * x-dirty-log-clear: protect the pages of j->bitmap (j->first, j->num)
+ * again, on a slot whose log runs with manual-protect.
+ */
+static void clear(struct memop_job *j, uint64_t npages)
+{
+	if (!j->m->manual[j->slot]) {
+		j->r = -EINVAL;
+		snprintf(j->err, sizeof(j->err),
+			 "slot: the dirty log of slot %u was not started "
+			 "with manual-protect",
+			 j->slot);
+		return;
+	}
+	if (j->first >= npages) {
+		j->r = -EINVAL;
+		snprintf(j->err, sizeof(j->err),
+			 "first-page: %llu is not below the %llu pages of "
+			 "slot %u",
+			 (unsigned long long)j->first,
+			 (unsigned long long)npages, j->slot);
+		return;
+	}
+	if (j->num > npages - j->first) {
+		j->r = -EINVAL;
+		snprintf(j->err, sizeof(j->err),
+			 "num-pages: pages %llu to %llu are not all in the "
+			 "%llu pages of slot %u",
+			 (unsigned long long)j->first,
+			 (unsigned long long)(j->first + j->num - 1),
+			 (unsigned long long)npages, j->slot);
+		return;
+	}
+	j->r = memslot_dirty_log_clear(vm_mmu(j->m->vm), j->slot, j->first,
+				       j->num, j->bitmap, &j->count, j->err,
+				       sizeof(j->err));
 }
 
 static void work(void *arg)
@@ -172,15 +175,22 @@ static void work(void *arg)
 		j->r = guestmem_add(gm, j->gpa, j->size, j->readonly,
 				    j->log_dirty, &j->slot, j->err,
 				    sizeof(j->err));
+		if (!j->r && j->slot <= MEMSLOT_MAX_ID)
+			j->m->manual[j->slot] = false;
 		break;
 	case OP_REMOVE:
 		j->r = guestmem_remove(gm, j->slot, j->err, sizeof(j->err));
+		if (!j->r)
+			j->m->manual[j->slot] = false;
 		break;
 	case OP_LOG_START:
 	case OP_LOG_STOP:
 		j->r = guestmem_set_dirty_log(gm, j->slot,
 					      j->op == OP_LOG_START, j->err,
 					      sizeof(j->err));
+		if (!j->r)
+			j->m->manual[j->slot] = j->op == OP_LOG_START &&
+						j->flag;
 		break;
 	case OP_ZAP:
 		mmu_stats_get(vm_mmu(j->m->vm), &before);
@@ -201,6 +211,7 @@ static void work(void *arg)
 		j->r = 0;
 		break;
 	case OP_HARVEST:
+	case OP_CLEAR:
 		npages = guestmem_npages(gm, j->slot);
 		if (npages < 0) {
 			j->r = (int)npages;
@@ -209,7 +220,10 @@ static void work(void *arg)
 				 j->slot);
 			break;
 		}
-		harvest(j, (uint64_t)npages);
+		if (j->op == OP_HARVEST)
+			harvest(j, (uint64_t)npages);
+		else
+			clear(j, (uint64_t)npages);
 		break;
 	}
 }
@@ -225,7 +239,7 @@ static json_t *harvest_reply(struct memop_job *j)
 {
 	/* Little-endian words: bit i of byte k is page first + 8k + i
 	 * (first is a multiple of 64: whole words). */
-	const uint64_t *words = j->bitmap + j->first / 64;
+	const uint64_t *words = j->bitmap;
 	size_t nbytes = (j->num + 7) / 8;
 	uint8_t *bytes = malloc(nbytes ? nbytes : 1);
 	char *text;
@@ -300,6 +314,14 @@ static void done(void *arg)
 						   "zapped-pages",
 						   (json_int_t)j->count));
 		break;
+	case OP_CLEAR:
+		qmp_reply_return(j->req,
+				 json_pack("{s:i, s:I, s:I, s:I}", "slot",
+					   (int)j->slot, "first-page",
+					   (json_int_t)j->first, "num-pages",
+					   (json_int_t)j->num, "cleared-pages",
+					   (json_int_t)j->count));
+		break;
 	case OP_HARVEST:
 		ret = harvest_reply(j);
 		if (ret)
@@ -350,6 +372,7 @@ static void submit(struct memops *m, struct qmp_request *req,
 	int r;
 
 	if (!j) {
+		free(proto->bitmap);
 		qmp_reply_error(req, QMP_ERROR_GENERIC, "out of memory");
 		return;
 	}
@@ -358,6 +381,7 @@ static void submit(struct memops *m, struct qmp_request *req,
 	j->req = req;
 	r = mmud_worker_submit(m->worker, work, done, j);
 	if (r < 0) {
+		free(j->bitmap);
 		free(j);
 		qmp_reply_error(req, QMP_ERROR_GENERIC, "%s",
 				r == -ESHUTDOWN ? "The VM is shutting down" :
@@ -399,6 +423,7 @@ static void cmd_log_start(struct qmp_request *req, json_t *args, void *opaque)
 {
 	struct memop_job j = { .op = OP_LOG_START };
 
+	j.flag = opt_bool(args, "manual-protect", false);
 	if (get_slot(req, args, &j.slot))
 		submit(opaque, req, &j);
 }
@@ -445,6 +470,55 @@ static void cmd_harvest(struct qmp_request *req, json_t *args, void *opaque)
 	submit(opaque, req, &j);
 }
 
+/*
+ * x-dirty-log-clear {slot, first-page, num-pages, bitmap}: the bitmap is
+ * base64 of (num-pages + 7) / 8 bytes laid out as a harvest's.
+ */
+static void cmd_clear(struct qmp_request *req, json_t *args, void *opaque)
+{
+	struct memop_job j = { .op = OP_CLEAR };
+	const char *text = json_string_value(json_object_get(args, "bitmap"));
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	char what[96];
+
+	if (!get_slot(req, args, &j.slot) ||
+	    !get_u64(req, args, "first-page", ~0ULL >> 1, &j.first))
+		return;
+	if (j.first % 64) {
+		qmp_reply_invalid_value(req, "first-page", "a multiple of 64");
+		return;
+	}
+	snprintf(what, sizeof(what), "a number from 1 to %u",
+		 HARVEST_MAX_PAGES);
+	if (!get_u64(req, args, "num-pages", HARVEST_MAX_PAGES, &j.num))
+		return;
+	if (j.num == 0) {
+		qmp_reply_invalid_value(req, "num-pages", what);
+		return;
+	}
+	if (mmud_base64_decode(text, strlen(text), &bytes, &len) < 0 ||
+	    len != (j.num + 7) / 8) {
+		snprintf(what, sizeof(what),
+			 "base64 of %llu bytes (one bit per page)",
+			 (unsigned long long)(j.num + 7) / 8);
+		qmp_reply_invalid_value(req, "bitmap", what);
+		free(bytes);
+		return;
+	}
+	j.nwords = (j.num + 63) / 64;
+	j.bitmap = calloc(j.nwords, 8);
+	if (!j.bitmap) {
+		free(bytes);
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "out of memory");
+		return;
+	}
+	for (size_t k = 0; k < len; k++)
+		j.bitmap[k / 8] |= (uint64_t)bytes[k] << (8 * (k % 8));
+	free(bytes);
+	submit(opaque, req, &j);
+}
+
 static void cmd_zap_all(struct qmp_request *req, json_t *args, void *opaque)
 {
 	struct memop_job j = { .op = OP_ZAP };
@@ -463,9 +537,10 @@ struct memops *mmud_memops_new(struct qmp_server *qmp,
 	} cmds[] = {
 		{ "x-memslot-add", mmud_memslot_add_args, cmd_add },
 		{ "x-memslot-remove", mmud_slot_args, cmd_remove },
-		{ "x-dirty-log-start", mmud_slot_args, cmd_log_start },
+		{ "x-dirty-log-start", mmud_log_start_args, cmd_log_start },
 		{ "x-dirty-log-stop", mmud_slot_args, cmd_log_stop },
 		{ "x-dirty-log-harvest", mmud_harvest_args, cmd_harvest },
+		{ "x-dirty-log-clear", mmud_clear_args, cmd_clear },
 		{ "x-mmu-zap-all", mmud_zap_all_args, cmd_zap_all },
 	};
 	struct memops *m = calloc(1, sizeof(*m));

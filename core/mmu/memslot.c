@@ -592,6 +592,11 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 		 * 4 KiB sptes log each page. */
 		mmu_zap_large_slot(mmu, s);
 		mmu_write_protect_slot(mmu, s);
+		/* Every spte is protected again: a new log starts exact
+		 * (docs/MMU.md, "Manual protection"). */
+		mmu_lock_acquire(mmu);
+		s->meta->manual_dirty = false;
+		mmu_lock_release(mmu);
 	}
 out:
 	mmu_mutex_unlock(&mmu->slots_lock);

@@ -150,6 +150,38 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 			  size_t nwords, char *err, size_t errlen);
 
+/* What memslot_dirty_log_fetch() does to the bits it reports. */
+enum memslot_fetch {
+	MEMSLOT_FETCH_PEEK, /* nothing: only read them */
+	/* clear them, write-protect their pages, flush (as _get) */
+	MEMSLOT_FETCH_CLEAR_PROTECT,
+	/* clear them only; memslot_dirty_log_clear() protects later */
+	MEMSLOT_FETCH_CLEAR,
+};
+
+/*
+ * The pages [first, first + num) of the slot's dirty log into out
+ * ((num + 63) / 64 words, bit i of word j is page first + 64j + i),
+ * read, cleared or cleared and write-protected as mode says; the bits
+ * outside the range are left alone (core/mmu/dirty_log.c). first must be
+ * a multiple of 64 and the range inside the slot. -ENOENT, or -EINVAL
+ * with err naming the argument (not logging, first-page, num-pages).
+ */
+int memslot_dirty_log_fetch(struct mmu *mmu, uint32_t id, uint64_t first,
+			    uint64_t num, enum memslot_fetch mode,
+			    uint64_t *out, char *err, size_t errlen);
+/*
+ * KVM_CLEAR_DIRTY_LOG: clear the bits of mask (laid out as fetch's out)
+ * in the log, then write-protect exactly those pages and flush remote
+ * TLBs before returning, so the caller's copy of them comes after every
+ * vCPU dropped its writable translation (docs/MMU.md, "Manual
+ * protection"). *cleared (may be NULL): the pages in mask. Errors as
+ * fetch, and -EINVAL for a mask bit past num.
+ */
+int memslot_dirty_log_clear(struct mmu *mmu, uint32_t id, uint64_t first,
+			    uint64_t num, const uint64_t *mask,
+			    uint64_t *cleared, char *err, size_t errlen);
+
 /*
  * Readers: inside mmu_rcu_read_lock(). The returned slot stays valid until
  * the read-side section ends. memslot_lookup() returns INVALID slots too

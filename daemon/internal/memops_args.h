@@ -23,9 +23,25 @@ static const struct qmp_arg mmud_memslot_add_args[] = {
 	QMP_ARGS_END,
 };
 
-/* x-memslot-remove, x-dirty-log-start, x-dirty-log-stop */
+/* x-memslot-remove, x-dirty-log-stop */
 static const struct qmp_arg mmud_slot_args[] = {
 	{ "slot", QMP_ARG_INT, false },
+	QMP_ARGS_END,
+};
+
+/* x-dirty-log-start */
+static const struct qmp_arg mmud_log_start_args[] = {
+	{ "slot", QMP_ARG_INT, false },
+	{ "manual-protect", QMP_ARG_BOOL, true },
+	QMP_ARGS_END,
+};
+
+/* x-dirty-log-clear */
+static const struct qmp_arg mmud_clear_args[] = {
+	{ "slot", QMP_ARG_INT, false },
+	{ "first-page", QMP_ARG_INT, false },
+	{ "num-pages", QMP_ARG_INT, false },
+	{ "bitmap", QMP_ARG_STRING, false },
 	QMP_ARGS_END,
 };
 

@@ -185,6 +185,36 @@ static const struct scenario harvest_mixed = {
 	.nwatch = 2,
 };
 
+/* Manual protection: a harvest that only clears, stores through the
+ * still-writable translation, then the clear that protects. Clearing
+ * the bits after protecting would erase the bit of a store that faulted
+ * in between and leave its spte writable (docs/MMU.md, "Manual
+ * protection"). */
+static const struct scenario manual_clear = {
+	.name = "manual-clear",
+	.what = "stores while a manual harvest clears the log and the "
+		"clear protects the pages again",
+	.nvcpus = 1,
+	.unsync = true,
+	.log_slot1 = true,
+	.ops = {
+		{ { OP_STORE, DATA(0), 0x1111 },
+		  { OP_STORE, DATA(0) + 8, 0x2222 },
+		  { OP_STORE, DATA(0) + 16, 0x3333 },
+		  { OP_STORE, DATA(0) + 24, 0x4444 },
+		  { OP_STORE, DATA(0) + 32, 0x5555 },
+		  { OP_STORE, DATA(0) + 40, 0x6666 } },
+	},
+	.nops = { 6 },
+	.ctl = { { CTL_HARVEST_MANUAL, 1, 0, 0, 0, 0 },
+		 { CTL_CLEAR, 1, 0, 0, 0, 0 },
+		 { CTL_HARVEST_MANUAL, 1, 0, 0, 0, 0 },
+		 { CTL_CLEAR, 1, 0, 0, 0, 0 } },
+	.nctl = 4,
+	.watch = { DATA(0) },
+	.nwatch = 1,
+};
+
 /* Unsync pages, synced at INVLPG and MOV CR3, under zap-alls. */
 static const struct scenario unsync_zap = {
 	.name = "unsync-zap",
@@ -247,6 +277,7 @@ const struct scenario *const scenarios[] = {
 	&wp_before_reread, &harvest_then_shadow, &mmio_gen_wrap,
 	&delete_emulated,  &move_emulated,	 &log_start_writes,
 	&harvest_mixed,	   &unsync_zap,		 &slots_churn,
+	&manual_clear,
 };
 const unsigned nr_scenarios = ARRAY_SIZE(scenarios);
 

@@ -85,6 +85,9 @@ struct world {
 	unsigned ninflight;
 	struct harvest harvests[MAX_HARVESTS];
 	unsigned nharvests;
+	/* What the last manual harvest of each slot cleared, for the
+	 * CTL_CLEAR after it. */
+	uint64_t manual_bits[4][W_LOW_PAGES / 64];
 	char stopped[160];
 	bool bad_stop;
 };
@@ -226,6 +229,16 @@ static gfn_t slot_base(struct world *w, uint32_t id)
 	return 0;
 }
 
+static uint64_t slot_npages(struct world *w, uint32_t id)
+{
+	struct memslots *s = atomic_load(&w->mmu->slots);
+
+	for (unsigned i = 0; i < s->nr; i++)
+		if (s->slots[i]->id == id)
+			return s->slots[i]->npages;
+	return 1;
+}
+
 static void ctl_actor(void *arg)
 {
 	struct world *w = arg;
@@ -276,6 +289,37 @@ static void ctl_actor(void *arg)
 			r = memslot_dirty_log_get(w->mmu, op->id, h->bits,
 						  ARRAY_SIZE(h->bits), err,
 						  sizeof(err));
+			h->step = explorer_step();
+			h->id = op->id;
+			h->base = slot_base(w, op->id);
+			if (!r && w->nharvests < MAX_HARVESTS - 1)
+				w->nharvests++;
+			break;
+		}
+		case CTL_HARVEST_MANUAL:
+			explorer_note("ctl: dirty log manual harvest %u",
+				      op->id);
+			memset(w->manual_bits[op->id], 0,
+			       sizeof(w->manual_bits[op->id]));
+			r = memslot_dirty_log_fetch(w->mmu, op->id, 0,
+						    slot_npages(w, op->id),
+						    MEMSLOT_FETCH_CLEAR,
+						    w->manual_bits[op->id], err,
+						    sizeof(err));
+			break;
+		case CTL_CLEAR: {
+			/* Recorded as a harvest: the caller copies the
+			 * cleared pages once the clear has returned. */
+			struct harvest *h = &w->harvests[w->nharvests];
+
+			explorer_note("ctl: dirty log clear %u", op->id);
+			memset(h, 0, sizeof(*h));
+			memcpy(h->bits, w->manual_bits[op->id],
+			       sizeof(w->manual_bits[op->id]));
+			r = memslot_dirty_log_clear(w->mmu, op->id, 0,
+						    slot_npages(w, op->id),
+						    w->manual_bits[op->id],
+						    NULL, err, sizeof(err));
 			h->step = explorer_step();
 			h->id = op->id;
 			h->base = slot_base(w, op->id);

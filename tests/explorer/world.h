@@ -56,6 +56,9 @@ enum ctl_kind {
 	CTL_ZAP_ALL,
 	CTL_SET_GEN, /* jump the memslot generation to val (as if val -
 		      * now updates had passed) */
+	CTL_HARVEST_MANUAL, /* clear the whole log, protect nothing */
+	CTL_CLEAR, /* protect what the last CTL_HARVEST_MANUAL reported;
+		    * the caller copies those pages after it returns */
 };
 
 struct ctl_op {

@@ -419,12 +419,25 @@ RANDOM_VALUES = {
                      [{"capability": "bogus", "state": True}],
                      [{"capability": "events"}], [1]],
     "fdname": ["nosuch", "", "fd0"],
+    "manual-protect": [True, True, False],
+    "first-page": [0, 0, 0, 64, 3, 1 << 20, -64],
+    "num-pages": [64, 64, 8, 1, 0, 391680, 391681],
+    "bitmap": ["AAAAAAAAAAA=", "AA==", "/w==", "!!!!", ""],
+    # x-dirty-log-clear succeeds only on a slot started with
+    # manual-protect (the boot RAM's slot 0 here) and with a bitmap of
+    # num-pages bits: drawn often enough to reach it.
+    "slot@x-dirty-log-start": [0, 0, 1, 16, 17, -1],
+    "slot@x-dirty-log-clear": [0, 0, 0, 1, 16, -1],
+    "num-pages@x-dirty-log-clear": [64, 64, 64, 0, 391681],
+    "bitmap@x-dirty-log-clear": ["AAAAAAAAAAA=", "AAAAAAAAAAA=",
+                                 "AQAAAAAAAAA=", "AA==", "!!!!"],
 }
 # The arguments each command takes (docs/QMP.md); others take none.
 RANDOM_ARGS = {
     "x-memslot-add": ["gpa", "size", "readonly", "log-dirty"],
     "x-memslot-remove": ["slot"],
-    "x-dirty-log-start": ["slot"],
+    "x-dirty-log-start": ["slot", "manual-protect"],
+    "x-dirty-log-clear": ["slot", "first-page", "num-pages", "bitmap"],
     "x-dirty-log-stop": ["slot"],
     "x-dirty-log-harvest": ["slot", "clear"],
     "x-mmu-zap-all": ["slow"],

@@ -141,6 +141,11 @@ struct memslot_meta {
 	 * without it, so it costs what the guest touched, not the slot's
 	 * size (docs/MMU.md, "Touched chunks"). (m) */
 	uint64_t *touched;
+	/* A harvest only cleared bits of this slot's log since logging
+	 * started (manual protection): a writable spte may then map a page
+	 * whose bit is clear until memslot_dirty_log_clear() protects it,
+	 * and the audit allows that (docs/MMU.md, "Manual protection"). (m) */
+	bool manual_dirty;
 };
 
 /* A slot's chunks: 512 gfns aligned as the slot's 2 MiB frames. */
