@@ -6,7 +6,7 @@
  * with IRETQ. No vector of 32-255 and not the NMI has an error code
  * (SDM vol. 3, 6.13).
  */
-#include "gprs.h"
+#include "gprs.inc"
 
 	.text
 	.p2align 4

@@ -5,7 +5,7 @@
  * fault returns to.
  */
 #define RT_ASM
-#include "gprs.h"
+#include "gprs.inc"
 #include "rt_layout.h"
 
 	.section .text.start, "ax"
