@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <x86intrin.h>
 
 #include "loader.h"
@@ -22,8 +23,14 @@ struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
 	if (!cpu)
 		return NULL;
 	memset(cpu, 0, sizeof(*cpu));
-	cpu->bcache = calloc(X86_BCACHE_SIZE, sizeof(*cpu->bcache));
-	if (!cpu->bcache) {
+	cpu->bcache = calloc(X86_BCACHE_BUCKETS, sizeof(*cpu->bcache));
+	/* Reserved, not committed: only the pages blocks use cost RAM. */
+	cpu->bpool = mmap(NULL, X86_BPOOL_BYTES, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!cpu->bcache || cpu->bpool == MAP_FAILED) {
+		if (cpu->bpool != MAP_FAILED)
+			munmap(cpu->bpool, X86_BPOOL_BYTES);
+		free(cpu->bcache);
 		free(cpu);
 		return NULL;
 	}
@@ -37,8 +44,10 @@ struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
 
 void x86_cpu_free(struct x86_cpu *cpu)
 {
-	if (cpu)
+	if (cpu) {
 		free(cpu->bcache);
+		munmap(cpu->bpool, X86_BPOOL_BYTES);
+	}
 	free(cpu);
 }
 
@@ -185,6 +194,43 @@ uint64_t x86_insns_retired(const struct x86_cpu *cpu)
 	return cpu->retired;
 }
 
+/* Makes the counters visible to x86_cpu_stats_get() (vCPU thread). */
+static void stats_publish(struct x86_cpu *cpu)
+{
+	cpu->stat[X86_STAT_POOL_BYTES] = cpu->bpool_used;
+	for (unsigned int i = 0; i < X86_STAT_NR; i++)
+		atomic_store_explicit(&cpu->stat_pub[i], cpu->stat[i],
+				      memory_order_relaxed);
+}
+
+void x86_cpu_stats_get(const struct x86_cpu *cpu, struct x86_cpu_stats *out)
+{
+	uint64_t v[X86_STAT_NR];
+
+	/* Relaxed: each counter is a snapshot of its own; no reader needs
+	 * them consistent with each other. */
+	for (unsigned int i = 0; i < X86_STAT_NR; i++)
+		v[i] = atomic_load_explicit(&cpu->stat_pub[i],
+					    memory_order_relaxed);
+	out->blocks = v[X86_STAT_BLOCKS];
+	out->cache_hits = v[X86_STAT_HITS];
+	out->cache_misses = v[X86_STAT_MISSES];
+	out->cache_stale = v[X86_STAT_STALE];
+	out->uncached = v[X86_STAT_UNCACHED];
+	out->mmio_fetches = v[X86_STAT_MMIO_FETCH];
+	out->smc_breaks = v[X86_STAT_SMC_BREAKS];
+	out->flushes = v[X86_STAT_FLUSHES];
+	out->budget_exits = v[X86_STAT_BUDGET_EXITS];
+	out->kick_exits = v[X86_STAT_KICK_EXITS];
+	out->pool_bytes = v[X86_STAT_POOL_BYTES];
+}
+
+const char *x86_engine_name(const struct x86_cpu *cpu)
+{
+	(void)cpu;
+	return "interp"; /* the only engine built */
+}
+
 static inline bool kicked(const struct x86_cpu *cpu)
 {
 	/* Relaxed: the vCPU layer's mode/request protocol orders the flag
@@ -240,25 +286,49 @@ static inline bool block_current(const struct x86_block *b)
 	       (code_qword(q + 8 * last) & b->last_mask) == b->q[last];
 }
 
+/* Drops every block: the index emptied, the pool reused from its start.
+ * Only between blocks, when no decoded instruction is in use. */
+static void bcache_flush(struct x86_cpu *cpu)
+{
+	memset(cpu->bcache, 0, X86_BCACHE_BUCKETS * sizeof(*cpu->bcache));
+	cpu->bpool_used = 0;
+	cpu->stat[X86_STAT_FLUSHES]++;
+}
+
+/* The pool's space for a block of up to X86_BLOCK_INSNS instructions,
+ * flushing the cache first when the pool is full. */
+static struct x86_block *bpool_room(struct x86_cpu *cpu)
+{
+	size_t max = sizeof(struct x86_block) +
+		     X86_BLOCK_INSNS * sizeof(struct x86_insn);
+
+	if (cpu->bpool_used + max > X86_BPOOL_BYTES)
+		bcache_flush(cpu);
+	return (struct x86_block *)(cpu->bpool + cpu->bpool_used);
+}
+
 /*
- * Decodes the block at cpu->rip (host address hva in a RAM page): the
- * first instruction as the CPU fetches (it may fault, or cross the page),
- * the rest from the bytes of the same page, stopping at a branch, at
- * anything that does not decode, or at the block limits.
+ * Decodes the block at cpu->rip (host address hva in a RAM page) into
+ * b: the first instruction as the CPU fetches (it may fault, or cross the
+ * page), the rest from the bytes of the same page, stopping at a branch,
+ * at anything that does not decode, or at the block limits. Returns
+ * whether b may be cached (false: its first instruction crosses the
+ * page).
  */
-static void block_build(struct x86_cpu *cpu, struct x86_block *b, hva_t page,
+static bool block_build(struct x86_cpu *cpu, struct x86_block *b, hva_t page,
 			hva_t hva)
 {
 	unsigned int off = hva - page, pos;
 	uint8_t bytes[X86_BLOCK_BYTES + 16];
 	uint8_t raw[16];
 
-	b->hva = 0; /* a fault while decoding leaves the slot empty */
+	b->hva = 0;
+	b->nbytes = 0;
 	x86_decode(cpu, &b->in[0], raw);
 	b->ninsns = 1;
 	pos = b->in[0].len;
 	if (off + pos > 4096)
-		return; /* crosses the page: run once, do not cache */
+		return false; /* crosses the page: run once, do not cache */
 	memcpy(bytes, raw, pos);
 	while (b->ninsns < X86_BLOCK_INSNS &&
 	       !(b->in[b->ninsns - 1].desc->flags & X86_D_BRANCH)) {
@@ -282,6 +352,18 @@ static void block_build(struct x86_cpu *cpu, struct x86_block *b, hva_t page,
 	b->nbytes = (uint8_t)pos;
 	block_snapshot(b, hva, pos, bytes);
 	b->hva = hva;
+	return true;
+}
+
+/* The chain of the index that holds the block at hva: a multiplicative
+ * hash of the address folded with its own higher bits, so that blocks at
+ * power-of-two strides spread over every chain too. */
+static inline struct x86_block **bcache_chain(struct x86_cpu *cpu, hva_t hva)
+{
+	uint64_t h = ((uint64_t)hva ^ (hva >> 4) ^ (hva >> 9)) *
+		     0x9e3779b97f4a7c15ULL;
+
+	return &cpu->bcache[h >> (64 - __builtin_ctz(X86_BCACHE_BUCKETS))];
 }
 
 /*
@@ -293,7 +375,7 @@ static struct x86_block *get_block(struct x86_cpu *cpu)
 {
 	uint64_t tag = (((cpu->rip >> 12) + 1) & X86_TLB_VPN_MASK) |
 		       cpu->pcid_tag;
-	struct x86_block *b;
+	struct x86_block **head, **link, *b;
 	hva_t page, hva;
 
 	/* Straight-line code stays in one page: translate it once. */
@@ -309,10 +391,39 @@ static struct x86_block *get_block(struct x86_cpu *cpu)
 		cpu->code_page = page;
 	}
 	hva = page + (cpu->rip & 4095);
-	b = &cpu->bcache[(hva ^ (hva >> 12)) & (X86_BCACHE_SIZE - 1)];
-	if (__builtin_expect(b->hva == hva && block_current(b), 1))
+	head = bcache_chain(cpu, hva);
+	for (link = head; (b = *link) && b->hva != hva; link = &b->next)
+		;
+	if (__builtin_expect(b && block_current(b), 1)) {
+		cpu->stat[X86_STAT_HITS]++;
+		if (link != head) {
+			/* To the front: loops find their blocks first. */
+			*link = b->next;
+			b->next = *head;
+			*head = b;
+		}
 		return b;
-	block_build(cpu, b, page, hva);
+	}
+	if (b) {
+		/* The guest bytes changed: the old decoding is dropped. */
+		cpu->stat[X86_STAT_STALE]++;
+		*link = b->next;
+	} else {
+		cpu->stat[X86_STAT_MISSES]++;
+	}
+	b = bpool_room(cpu);
+	if (!block_build(cpu, b, page, hva)) {
+		/* Run from the pool's free space once, not indexed. */
+		cpu->stat[X86_STAT_UNCACHED]++;
+		return b;
+	}
+	cpu->bpool_used += (sizeof(*b) + b->ninsns * sizeof(b->in[0]) + 7) &
+			   ~(size_t)7;
+	/* bpool_room() may have flushed the index meanwhile: the chain's
+	 * head is read again. */
+	head = bcache_chain(cpu, hva);
+	b->next = *head;
+	*head = b;
 	return b;
 }
 
@@ -334,6 +445,7 @@ static inline bool step(struct x86_cpu *cpu, const struct x86_insn *in,
 		return false;
 	if (__builtin_expect(cpu->retired >= limit, 0)) {
 		cpu->exit->reason = X86_EXIT_BUDGET;
+		cpu->stat[X86_STAT_BUDGET_EXITS]++;
 		return false;
 	}
 	return true;
@@ -359,6 +471,7 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 	 * after the longjmp lives in *cpu, never in locals. */
 	if (setjmp(cpu->abort) == X86_ABORT_EXIT) {
 		cpu->stop = false;
+		stats_publish(cpu);
 		return exit->reason;
 	}
 	for (;;) {
@@ -385,11 +498,13 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 		b = get_block(cpu);
 		if (__builtin_expect(!b, 0)) {
 			/* Code in an MMIO page: decoded on every fetch. */
+			cpu->stat[X86_STAT_MMIO_FETCH]++;
 			x86_decode(cpu, &scratch, NULL);
 			if (!step(cpu, &scratch, limit))
 				break;
 			continue;
 		}
+		cpu->stat[X86_STAT_BLOCKS]++;
 		cpu->block_lo = b->hva;
 		cpu->block_len = b->nbytes;
 		for (i = 0;;) {
@@ -409,11 +524,13 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 		}
 		if ((in->desc->flags & X86_D_BRANCH) && kicked(cpu)) {
 			exit->reason = X86_EXIT_KICK;
+			cpu->stat[X86_STAT_KICK_EXITS]++;
 			break;
 		}
 	}
 out:
 	cpu->stop = false;
+	stats_publish(cpu);
 	return exit->reason;
 }
 

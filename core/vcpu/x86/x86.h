@@ -290,6 +290,27 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 uint64_t x86_insns_retired(const struct x86_cpu *cpu);
 
 /*
+ * The run loop's counters (docs/QMP.md, "x-query-cpu-stats (daemon)"),
+ * as of the end of the CPU's last x86_run(): any thread may read them
+ * while the CPU exists.
+ */
+struct x86_cpu_stats {
+	uint64_t blocks; /* block entries run */
+	uint64_t cache_hits; /* entries found decoded and current */
+	uint64_t cache_misses; /* not cached: decoded */
+	uint64_t cache_stale; /* cached but the guest bytes changed */
+	uint64_t uncached; /* first instruction crosses a page */
+	uint64_t mmio_fetches; /* instructions decoded from MMIO */
+	uint64_t smc_breaks; /* blocks ended by a store into themselves */
+	uint64_t flushes; /* the whole block cache dropped */
+	uint64_t budget_exits, kick_exits;
+	uint64_t pool_bytes; /* of decoded blocks now in the cache */
+};
+void x86_cpu_stats_get(const struct x86_cpu *cpu, struct x86_cpu_stats *out);
+/* The execution engine the CPU runs guest code with: "interp". */
+const char *x86_engine_name(const struct x86_cpu *cpu);
+
+/*
  * The guest's TSC is the host's plus an offset (RDTSC, IA32_TSC). The
  * VM gives every CPU the same one, so the TSC is invariant and equal on
  * every vCPU (docs/GUEST-ABI.md, "Time"); x86_reset_boot() starts it at

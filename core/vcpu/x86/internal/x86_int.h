@@ -257,19 +257,45 @@ struct x86_tlb_entry {
  * after the storing instruction (x86_note_code_write()). So self- and
  * cross-modifying code need no invalidation protocol, and a stale
  * decoding can never run.
+ *
+ * Blocks live in a per-vCPU pool, each as long as its instructions
+ * (X86_BPOOL_BYTES, bump-allocated; when it is full the whole cache is
+ * dropped at a block boundary, where no block is running). The index is
+ * a hash table of X86_BCACHE_BUCKETS chains over the host address, the
+ * block found last moved to the front of its chain: every block in the
+ * pool can be found, so nothing is decoded twice between flushes.
  */
 #define X86_BLOCK_INSNS 16
 #define X86_BLOCK_BYTES 64
-#define X86_BCACHE_SIZE 512 /* a power of two */
+#define X86_BCACHE_BUCKETS 32768 /* a power of two */
+#define X86_BPOOL_BYTES (16u << 20)
 
 struct x86_block {
-	hva_t hva; /* 0: empty */
+	struct x86_block *next; /* in its hash chain */
+	hva_t hva;
 	uint8_t ninsns;
 	uint8_t nbytes;
 	uint8_t nq; /* aligned quadwords covering the bytes */
-	uint64_t q[X86_BLOCK_BYTES / 8 + 1]; /* their contents, masked */
 	uint64_t first_mask, last_mask;
-	struct x86_insn in[X86_BLOCK_INSNS];
+	uint64_t q[X86_BLOCK_BYTES / 8 + 1]; /* their contents, masked */
+	struct x86_insn in[]; /* ninsns of them */
+};
+
+/* What the run loop counts (x86_cpu_stats_get()): plain fields of the
+ * vCPU thread, published at the end of every x86_run(). */
+enum x86_stat {
+	X86_STAT_BLOCKS, /* block entries run */
+	X86_STAT_HITS, /* found decoded and current in the cache */
+	X86_STAT_MISSES, /* not in the cache: decoded */
+	X86_STAT_STALE, /* cached, but the guest bytes changed: redecoded */
+	X86_STAT_UNCACHED, /* first instruction crosses a page: not kept */
+	X86_STAT_MMIO_FETCH, /* instructions decoded from an MMIO page */
+	X86_STAT_SMC_BREAKS, /* blocks ended by a store into themselves */
+	X86_STAT_FLUSHES, /* the whole cache dropped (pool full) */
+	X86_STAT_BUDGET_EXITS, /* runs ended by the instruction budget */
+	X86_STAT_KICK_EXITS, /* runs ended by a kick */
+	X86_STAT_POOL_BYTES, /* a gauge: the pool's bytes in use */
+	X86_STAT_NR,
 };
 
 /* Every store this vCPU makes to guest RAM at host address hva, n bytes
@@ -368,7 +394,9 @@ struct x86_event {
  * Legend: every field is (v), owned by the vCPU thread that runs this
  * CPU; no other thread reads or writes it (other threads reach the vCPU
  * only through its request bits and kick, core/vcpu), except `kick`,
- * which points at an atomic the vCPU layer owns.
+ * which points at an atomic the vCPU layer owns, and `stat_pub`, which
+ * any thread may read (docs/locking.md, "Lock-free protocols and their
+ * barrier pairs", #16).
  */
 struct x86_cpu {
 	/* Hot state, read by nearly every instruction. */
@@ -444,7 +472,14 @@ struct x86_cpu {
 	} io;
 
 	/* Run loop (cpu.c). */
-	struct x86_block *bcache; /* X86_BCACHE_SIZE blocks */
+	struct x86_block **bcache; /* X86_BCACHE_BUCKETS chains */
+	uint8_t *bpool; /* X86_BPOOL_BYTES of blocks */
+	size_t bpool_used;
+	uint64_t stat[X86_STAT_NR]; /* enum x86_stat */
+	/* stat[] as of the end of the last x86_run(), for other threads
+	 * (x86_cpu_stats_get()): written by this vCPU only, relaxed
+	 * (docs/locking.md, #16). */
+	_Atomic uint64_t stat_pub[X86_STAT_NR];
 	/* Host bytes [block_lo, block_lo + block_len) of the running block
 	 * (block_len 0: none). */
 	hva_t block_lo;
@@ -466,8 +501,10 @@ static inline void x86_note_code_write(struct x86_cpu *cpu, hva_t hva, size_t n)
 	 * each way. Forgetting the code page ends the block. */
 	if (__builtin_expect(hva - cpu->block_lo < cpu->block_len ||
 				     cpu->block_lo - hva < n,
-			     0))
+			     0)) {
 		cpu->code_tag = 0;
+		cpu->stat[X86_STAT_SMC_BREAKS]++;
+	}
 }
 
 /* Whether the soft-TLB entry e translates la under the current PCID (or
