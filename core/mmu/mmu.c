@@ -738,12 +738,16 @@ static enum mmu_fault_result fetch(struct mmu_vcpu *v, gva_t gva,
 		return MMU_FAULT_RETRY;
 	if (gpte_changed(v, gva, w, MMU_ROOT_LEVEL))
 		return MMU_FAULT_RETRY;
+	/* Tables a fault walks through are in use, not flooded
+	 * (docs/MMU.md, "Write flooding"). */
+	sp->write_flooding_count = 0;
 	for (level = MMU_ROOT_LEVEL; level > w->level; level--) {
 		_Atomic uint64_t *sptep = &sp->spt[spte_index(gva, level)];
 
 		sp = get_child(v, sp, sptep, w->table_gfn[level - 1],
 			       child_role(sp->role, false, w->access[level]),
 			       flush);
+		sp->write_flooding_count = 0;
 		/* The table is write-tracked now; if the gpte changed since
 		 * the walk, the walk is stale. */
 		if (gpte_changed(v, gva, w, level - 1))
@@ -777,6 +781,55 @@ static enum mmu_fault_result fetch(struct mmu_vcpu *v, gva_t gva,
 			leaf_acc, flush);
 	return set_spte(v, sp, &sp->spt[spte_index(gva, 1)], gfn, slot,
 			leaf_acc, write, flush);
+}
+
+/* Zap every shadow page with gptes for gfn: it is no longer write-tracked
+ * (KVM's kvm_mmu_unprotect_page). */
+static void unprotect_gfn_locked(struct mmu *mmu, gfn_t gfn,
+				 struct list_node *invalid)
+{
+	struct list_node *h = &mmu->hash[hash_gfn(gfn)], *n, *next;
+
+	/* prepare_zap unhashes only the page it zaps. */
+	for (n = h->next; n != h; n = next) {
+		struct mmu_page *sp =
+			container_of(n, struct mmu_page, hash_link);
+
+		next = n->next;
+		if (sp->gfn == gfn && !sp->role.direct)
+			prepare_zap(mmu, sp, invalid);
+	}
+}
+
+/*
+ * fetch() answered a write to a write-tracked gfn with MMU_FAULT_EMULATE:
+ * the vCPU maps the page for tracked writes and retries. If the same
+ * write faults again before any tracked write was reported, that mapping
+ * was lost before the write could use it (in the soft TLB, another
+ * access of the same instruction evicted it) and would be each time:
+ * unprotect the gfn and retry, so the write goes through a writable
+ * spte (docs/MMU.md, "Writes that never complete"). Not when the gfn is
+ * a table of the write's own walk: the retry would shadow it again.
+ */
+static enum mmu_fault_result write_protected_fault(struct mmu_vcpu *v,
+						   const struct mmu_walk *w,
+						   struct list_node *invalid)
+{
+	gfn_t gfn = w->gpa >> PAGE_SHIFT;
+	bool again = v->emulate_pending && v->emulate_gpa == w->gpa;
+	int level;
+
+	v->emulate_pending = true;
+	v->emulate_gpa = w->gpa;
+	if (!again)
+		return MMU_FAULT_EMULATE;
+	for (level = w->level; level <= MMU_ROOT_LEVEL; level++)
+		if (w->table_gfn[level] == gfn)
+			return MMU_FAULT_EMULATE;
+	unprotect_gfn_locked(v->mmu, gfn, invalid);
+	v->emulate_pending = false;
+	mmu_stat_add(v->mmu, MMU_STAT_UNPROTECTS, 1);
+	return MMU_FAULT_RETRY;
 }
 
 int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
@@ -844,6 +897,8 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 		ret = MMU_FAULT_RETRY;
 	} else {
 		ret = fetch(v, gva, access, &w, slot, seq, &flush);
+		if (ret == MMU_FAULT_EMULATE)
+			ret = write_protected_fault(v, &w, &invalid);
 	}
 	/* Write protection or a dropped spte must reach every vCPU before
 	 * mmu_lock is released (docs/MMU.md, "The spte format"). */
@@ -938,9 +993,19 @@ static void after_guest_write(struct mmu *mmu, const struct memslot *slot,
 		if (sp->gfn != gfn || sp->role.direct ||
 		    mmu_page_is_obsolete(mmu, sp))
 			continue;
-		if (misaligned)
+		/* KVM's detect_write_misaligned / detect_write_flooding: an
+		 * upper table written again and again without a fault
+		 * walking through it is most likely not one any more
+		 * (docs/MMU.md, "Write flooding"). Leaf tables go unsync
+		 * instead. */
+		if (misaligned) {
 			prepare_zap(mmu, sp, &invalid);
-		else
+		} else if (sp->role.level > 1 &&
+			   ++sp->write_flooding_count >=
+				   MMU_WRITE_FLOOD_LIMIT) {
+			mmu_stat_add(mmu, MMU_STAT_FLOODED_PAGES, 1);
+			prepare_zap(mmu, sp, &invalid);
+		} else
 			flush |= zap_pte(mmu, sp,
 					 &sp->spt[(gpa & (PAGE_SIZE - 1)) / 8]);
 	}
@@ -961,6 +1026,7 @@ int mmu_emulate_write(struct mmu_vcpu *v, gpa_t gpa, uint64_t val, unsigned len)
 	if ((len != 1 && len != 2 && len != 4 && len != 8) ||
 	    (gpa & (PAGE_SIZE - 1)) + len > PAGE_SIZE)
 		return -EINVAL;
+	v->emulate_pending = false;
 	mmu_rcu_read_lock();
 	slot = memslot_lookup(mmu, gfn, &v->slot_hint);
 	if (!slot || (slot->flags & MEMSLOT_READONLY)) {
@@ -1008,6 +1074,8 @@ int mmu_track_write(struct mmu_vcpu *v, gpa_t gpa, unsigned len)
 	if ((len != 1 && len != 2 && len != 4 && len != 8) ||
 	    (gpa & (PAGE_SIZE - 1)) + len > PAGE_SIZE)
 		return -EINVAL;
+	/* A tracked write completed: the vCPU makes progress. */
+	v->emulate_pending = false;
 	mmu_rcu_read_lock();
 	slot = memslot_lookup(mmu, gpa >> PAGE_SHIFT, &v->slot_hint);
 	if (!slot || (slot->flags & MEMSLOT_READONLY))
@@ -1205,6 +1273,9 @@ void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st)
 	st->mmio_hits = c[MMU_STAT_MMIO_HITS];
 	st->large_sptes = c[MMU_STAT_LARGE_SPTES];
 	st->tracked_write_faults = c[MMU_STAT_TRACKED_WRITE_FAULTS];
+	st->unsync_refused = c[MMU_STAT_UNSYNC_REFUSED];
+	st->flooded_pages = c[MMU_STAT_FLOODED_PAGES];
+	st->unprotects = c[MMU_STAT_UNPROTECTS];
 }
 
 /* ---- for unsync.c, zap_fast.c, mmio_spte.c, large.c (mmu_int.h) -------- */

@@ -352,6 +352,12 @@ struct mmu_stats {
 	/* Write faults on a write-tracked (shadowed) gfn, whether they
 	 * ended in unsync or in emulation. */
 	uint64_t tracked_write_faults;
+	/* Of those, the ones that could not unsync because the gfn is
+	 * shadowed above level 1 (docs/MMU.md, "Unsync and sync"); upper
+	 * tables zapped for write flooding; gfns unprotected because a
+	 * write to them never completed (docs/MMU.md, "Write flooding",
+	 * "Writes that never complete"). */
+	uint64_t unsync_refused, flooded_pages, unprotects;
 	uint64_t mmio_sptes, mmio_hits, large_sptes;
 };
 

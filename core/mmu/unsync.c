@@ -141,8 +141,10 @@ bool mmu_try_unsync_locked(struct mmu *mmu, const struct memslot *slot,
 		return false;
 	for_each_gfn_page(mmu, gfn, sp, n)
 	{
-		if (sp->role.level > 1 || mmu_page_is_obsolete(mmu, sp))
+		if (sp->role.level > 1 || mmu_page_is_obsolete(mmu, sp)) {
+			mmu_stat_add(mmu, MMU_STAT_UNSYNC_REFUSED, 1);
 			return false;
+		}
 	}
 	for_each_gfn_page(mmu, gfn, sp, n)
 	{

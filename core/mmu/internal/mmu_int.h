@@ -226,6 +226,10 @@ struct mmu_page {
 	bool unsync;
 	unsigned unsync_children;
 	uint64_t unsync_child_bitmap[MMU_PT_ENTRIES / 64];
+	/* Emulated guest writes to this upper-level table since a fault
+	 * last walked through it; at MMU_WRITE_FLOOD_LIMIT it is zapped
+	 * (docs/MMU.md, "Write flooding"). (m) */
+	unsigned write_flooding_count;
 	/* Equal to mmu->audit_seq: the running live audit has still to
 	 * check this page against the guest's tables (audit.c). (m) */
 	uint64_t audit_seq;
@@ -234,6 +238,9 @@ struct mmu_page {
 #define MMU_HASH_BITS 12
 #define MMU_HASH_SIZE (1u << MMU_HASH_BITS)
 #define MMU_CACHE_PAGES 4
+/* Emulated writes that make an upper-level table a flooded one (KVM's
+ * detect_write_flooding threshold). */
+#define MMU_WRITE_FLOOD_LIMIT 3
 
 struct mmu_stats_atomic {
 	/* (a) relaxed: statistics, ordered with nothing. */
@@ -302,6 +309,11 @@ struct mmu_vcpu {
 	struct mmu_page *page_cache[MMU_CACHE_PAGES];
 	unsigned nr_page_cache;
 	struct pte_desc_cache descs;
+	/* The gpa of this vCPU's last write fault answered with
+	 * MMU_FAULT_EMULATE, while no write to a tracked page has been
+	 * reported since (docs/MMU.md, "Writes that never complete"). (v) */
+	gpa_t emulate_gpa;
+	bool emulate_pending;
 };
 
 /* Statistic indices (see struct mmu_stats in mmu.h). */
@@ -325,6 +337,9 @@ enum {
 	MMU_STAT_MMIO_HITS,
 	MMU_STAT_LARGE_SPTES,
 	MMU_STAT_TRACKED_WRITE_FAULTS,
+	MMU_STAT_UNSYNC_REFUSED,
+	MMU_STAT_FLOODED_PAGES,
+	MMU_STAT_UNPROTECTS,
 	MMU_STAT_NR,
 };
 
