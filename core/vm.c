@@ -1127,6 +1127,11 @@ unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
 			out[n].readonly = slot->flags & MEMSLOT_READONLY;
 			out[n].log_dirty = slot->flags & MEMSLOT_LOG_DIRTY;
 			out[n].hva = slot->hva;
+			/* The memfd from offset 0, if the slot starts
+			 * where the range's mapping does. */
+			out[n].fd = -1;
+			if (slot->hva == (hva_t)(uintptr_t)vm->ram[i].hva)
+				out[n].fd = vm->ram[i].fd;
 		}
 		n++;
 	}
@@ -1147,6 +1152,7 @@ unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
 			out[n].readonly = hot[i].readonly;
 			out[n].log_dirty = hot[i].log_dirty;
 			out[n].hva = hot[i].hva;
+			out[n].fd = -1;
 		}
 	}
 	return n;

@@ -102,6 +102,7 @@ struct vm_memslot_info {
 	uint64_t size;
 	bool readonly, log_dirty;
 	hva_t hva; /* where mmud maps it (migration reads and loads pages) */
+	int fd; /* the memfd mapped whole at hva, or -1 (not known) */
 };
 
 struct vm;

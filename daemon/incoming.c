@@ -108,6 +108,8 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 			.id = info[i].slot,
 			.hva = info[i].hva,
 			.size = info[i].size,
+			.use_fd = info[i].fd >= 0,
+			.fd = info[i].fd,
 		};
 	rc = migrate_config_from_vm(vm, want);
 	if (rc < 0) {

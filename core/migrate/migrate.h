@@ -201,6 +201,24 @@ int migrate_write_config(struct migrate_writer *w,
 int migrate_write_ram(struct migrate_writer *w, uint32_t slot, hva_t hva,
 		      uint64_t size, const uint64_t *idx, size_t n,
 		      struct migrate_ram_stats *stats);
+/*
+ * The same for a slot that is a file (a memfd, or any file that reports
+ * its holes with SEEK_DATA/SEEK_HOLE) mapped whole at hva from offset
+ * 0: pages in a hole are sent as zero pages without being read, so a
+ * slot's untouched memory is neither copied nor allocated by the send.
+ * The caller starts each pass over a slot with a new migrate_holes
+ * ({ .fd = fd }, -1: read every page), which keeps what lseek said
+ * across calls: a hole seen in one pass may be written before the next.
+ */
+struct migrate_holes {
+	int fd;
+	uint64_t lo, hi; /* bytes [lo, hi) are known to be ... */
+	bool hole; /* ... a hole, or data */
+};
+int migrate_write_ram_fd(struct migrate_writer *w, uint32_t slot, hva_t hva,
+			 struct migrate_holes *holes, uint64_t size,
+			 const uint64_t *idx, size_t n,
+			 struct migrate_ram_stats *stats);
 int migrate_write_vcpu(struct migrate_writer *w, const struct migrate_vcpu *v);
 int migrate_write_serial(struct migrate_writer *w,
 			 const struct dev_serial_state *st);
@@ -261,10 +279,17 @@ struct migrate_ram_target {
 	uint32_t id;
 	hva_t hva; /* the slot's host mapping */
 	uint64_t size;
+	/* The file mapped whole at hva from offset 0 (a memfd), when
+	 * use_fd: pages are written through it (pwritev). */
+	bool use_fd;
+	int fd;
 };
 /* Stores a RAM section's pages into the slot of the same id, after
  * checking every page index of it against the slot's size: a section
- * that names an unknown slot or an index outside it writes nothing. */
+ * that names an unknown slot or an index outside it writes nothing.
+ * Zero pages of a shared memfd mapping are punched out (MADV_REMOVE)
+ * rather than cleared; with use_fd, normal pages are written to the
+ * file a run of consecutive pages at a time. */
 int migrate_load_ram(struct migrate_reader *r, const uint8_t *p, uint32_t len,
 		     const struct migrate_ram_target *slots, size_t nr_slots,
 		     struct migrate_ram_stats *stats);

@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "migrate_int.h"
 #include "vcpu/x86/kvmclock.h"
@@ -240,9 +243,59 @@ static bool copy_guest_page(uint8_t *dst, hva_t src)
 	return !any;
 }
 
+/*
+ * What fd holds at a page: a hole (never written, or punched: reads as
+ * zeros) or data, from lseek's SEEK_DATA and SEEK_HOLE, with the extent
+ * the answer covers kept in *h for the next pages (the daemon sends
+ * them in ascending order: a few calls a slot and pass). A hole's page
+ * is sent as a zero page without being read, so sending does not
+ * allocate it. A page the guest writes after the answer is in the dirty
+ * log and sent again by a later pass, which starts with a new *h.
+ */
+static bool in_hole(struct migrate_holes *h, uint64_t off, uint64_t size)
+{
+	off_t d, e;
+
+	if (h->fd < 0)
+		return false;
+	if (off >= h->lo && off < h->hi)
+		return h->hole;
+	d = lseek(h->fd, (off_t)off, SEEK_DATA);
+	if (d < 0 && errno == ENXIO) {
+		/* Nothing but a hole up to the end of the file. */
+		*h = (struct migrate_holes){ h->fd, off, size, true };
+		return true;
+	}
+	if (d < 0) {
+		h->fd = -1; /* no answer: read every page */
+		return false;
+	}
+	if ((uint64_t)d > off) {
+		*h = (struct migrate_holes){ h->fd, off, (uint64_t)d, true };
+		return true;
+	}
+	e = lseek(h->fd, (off_t)off, SEEK_HOLE);
+	if (e <= (off_t)off) {
+		h->fd = -1;
+		return false;
+	}
+	*h = (struct migrate_holes){ h->fd, off, (uint64_t)e, false };
+	return false;
+}
+
 int migrate_write_ram(struct migrate_writer *w, uint32_t slot, hva_t hva,
 		      uint64_t size, const uint64_t *idx, size_t n,
 		      struct migrate_ram_stats *stats)
+{
+	struct migrate_holes h = { .fd = -1 };
+
+	return migrate_write_ram_fd(w, slot, hva, &h, size, idx, n, stats);
+}
+
+int migrate_write_ram_fd(struct migrate_writer *w, uint32_t slot, hva_t hva,
+			 struct migrate_holes *holes, uint64_t size,
+			 const uint64_t *idx, size_t n,
+			 struct migrate_ram_stats *stats)
 {
 	uint64_t npages = size / PAGE_SIZE;
 
@@ -264,7 +317,8 @@ int migrate_write_ram(struct migrate_writer *w, uint32_t slot, hva_t hva,
 						     slot);
 			w64(&c, idx[i]);
 			kind = c.w++;
-			if (copy_guest_page(c.w, hva + idx[i] * PAGE_SIZE)) {
+			if (in_hole(holes, idx[i] * PAGE_SIZE, size) ||
+			    copy_guest_page(c.w, hva + idx[i] * PAGE_SIZE)) {
 				*kind = MIGRATE_RAM_ZERO;
 				if (stats)
 					stats->duplicate++;
@@ -285,13 +339,83 @@ int migrate_write_ram(struct migrate_writer *w, uint32_t slot, hva_t hva,
 	return 0;
 }
 
+/*
+ * A run of n consecutive pages of one kind from first; data[i]: page i's
+ * bytes in the section (normal pages).
+ */
+static void store_run(const struct migrate_ram_target *t, uint64_t first,
+		      uint64_t n, bool zero, const uint8_t *const *data)
+{
+	void *at = (void *)(t->hva + first * PAGE_SIZE);
+	size_t len = (size_t)(n * PAGE_SIZE);
+
+	if (zero) {
+		/* The memory given back: a hole of the memfd reads as
+		 * zeros, and one that is already a hole costs nothing.
+		 * Memory that cannot punch holes is cleared. */
+		if (madvise(at, len, MADV_REMOVE) < 0)
+			memset(at, 0, len);
+		return;
+	}
+	if (t->use_fd) {
+		/*
+		 * Written through the file rather than the mapping: the
+		 * kernel copies into the pages it allocates, where a copy
+		 * through the mapping would fault on every new page (and
+		 * on a host that shadows page tables, pay for a shadow
+		 * entry too). The guest's own accesses map them later.
+		 */
+		struct iovec iov[MIGRATE_RAM_BATCH];
+		ssize_t k;
+
+		for (uint64_t i = 0; i < n; i++)
+			iov[i] = (struct iovec){ (void *)data[i], PAGE_SIZE };
+		k = pwritev(t->fd, iov, (int)n, (off_t)(first * PAGE_SIZE));
+		if (k == (ssize_t)len)
+			return;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		memcpy((uint8_t *)at + i * PAGE_SIZE, data[i], PAGE_SIZE);
+}
+
+/*
+ * Stores a checked section's pages (e: its first entry), each run of
+ * consecutive pages of one kind at once (the bulk pass sends whole slots
+ * in order).
+ */
+static void store_runs(const struct migrate_ram_target *t, const uint8_t *e,
+		       uint32_t count)
+{
+	const uint8_t *data[MIGRATE_RAM_BATCH];
+	uint64_t first = 0, n = 0;
+	bool zero = false;
+
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t idx = migrate_get64(e);
+		bool z = e[8] != MIGRATE_RAM_PAGE;
+
+		if (n && (idx != first + n || z != zero)) {
+			store_run(t, first, n, zero, data);
+			n = 0;
+		}
+		if (!n) {
+			first = idx;
+			zero = z;
+		}
+		data[n++] = e + 9;
+		e += 9 + (z ? 0 : PAGE_SIZE);
+	}
+	if (n)
+		store_run(t, first, n, zero, data);
+}
+
 int migrate_load_ram(struct migrate_reader *r, const uint8_t *p, uint32_t len,
 		     const struct migrate_ram_target *slots, size_t nr_slots,
 		     struct migrate_ram_stats *stats)
 {
 	struct cur c = { .p = p, .end = p + len };
 	const struct migrate_ram_target *t = NULL;
-	uint32_t id, count;
+	uint32_t id, count, normal = 0;
 	uint64_t npages;
 
 	id = r32(&c, "slot");
@@ -310,47 +434,34 @@ int migrate_load_ram(struct migrate_reader *r, const uint8_t *p, uint32_t len,
 	npages = t->size / PAGE_SIZE;
 	/* First every index and kind, then the stores: a bad section
 	 * writes nothing. */
-	for (int pass = 0; pass < 2; pass++) {
-		c.p = p + 8;
-		for (uint32_t i = 0; i < count; i++) {
-			uint64_t idx = r64(&c, "page index");
-			uint8_t kind = r8(&c, "page kind");
-			const uint8_t *data = NULL;
+	c.p = p + 8;
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t idx = r64(&c, "page index");
+		uint8_t kind = r8(&c, "page kind");
 
-			if (kind == MIGRATE_RAM_PAGE)
-				data = take(&c, PAGE_SIZE, "page data");
-			if (c.short_at)
-				return cur_done(r, &c);
-			if (pass == 0) {
-				if (idx >= npages)
-					return migrate_rfail(
-						r, -EPROTO,
-						"page index %llu outside slot "
-						"%u (%llu pages)",
-						(unsigned long long)idx, id,
-						(unsigned long long)npages);
-				if (kind > MIGRATE_RAM_PAGE)
-					return migrate_rfail(
-						r, -EPROTO,
-						"page %llu: unknown kind %u",
-						(unsigned long long)idx, kind);
-				continue;
-			}
-			if (data)
-				memcpy((void *)(t->hva + idx * PAGE_SIZE), data,
-				       PAGE_SIZE);
-			else
-				memset((void *)(t->hva + idx * PAGE_SIZE), 0,
-				       PAGE_SIZE);
-			if (stats) {
-				if (data)
-					stats->normal++;
-				else
-					stats->duplicate++;
-			}
-		}
-		if (pass == 0 && c.p != c.end)
+		if (kind == MIGRATE_RAM_PAGE)
+			take(&c, PAGE_SIZE, "page data");
+		if (c.short_at)
 			return cur_done(r, &c);
+		if (idx >= npages)
+			return migrate_rfail(r, -EPROTO,
+					     "page index %llu outside slot "
+					     "%u (%llu pages)",
+					     (unsigned long long)idx, id,
+					     (unsigned long long)npages);
+		if (kind > MIGRATE_RAM_PAGE)
+			return migrate_rfail(r, -EPROTO,
+					     "page %llu: unknown kind %u",
+					     (unsigned long long)idx, kind);
+		if (kind == MIGRATE_RAM_PAGE)
+			normal++;
+	}
+	if (c.p != c.end)
+		return cur_done(r, &c);
+	store_runs(t, p + 8, count);
+	if (stats) {
+		stats->normal += normal;
+		stats->duplicate += count - normal;
 	}
 	return 0;
 }

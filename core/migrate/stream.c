@@ -124,6 +124,8 @@ static int64_t sec_bound(unsigned int type)
 /* ---- the writer ------------------------------------------------------- */
 
 #define WBUF_SIZE (256 * 1024)
+/* Payloads of at least this many bytes are written where they are. */
+#define WBUF_DIRECT (64 * 1024)
 
 struct migrate_writer *migrate_writer_new(int fd)
 {
@@ -257,8 +259,15 @@ int migrate_write_section(struct migrate_writer *w, uint16_t type,
 	crc = migrate_crc32c(crc, payload, len);
 	migrate_put32(t, crc);
 	rc = wput(w, h, sizeof(h));
-	if (!rc && len)
+	if (!rc && len >= WBUF_DIRECT) {
+		/* A large payload (a RAM section) goes to the fd from where
+		 * it was built: one copy of each page less. */
+		rc = migrate_writer_flush(w);
+		if (!rc)
+			rc = write_all(w, payload, len);
+	} else if (!rc && len) {
 		rc = wput(w, payload, len);
+	}
 	if (!rc)
 		rc = wput(w, t, sizeof(t));
 	return rc;
@@ -368,7 +377,11 @@ static ssize_t rget(struct migrate_reader *r, uint8_t *p, size_t n)
 		size_t k;
 
 		if (r->pos == r->len) {
-			ssize_t m = read(r->fd, r->buf, RBUF_SIZE);
+			/* Much left to read: straight into p, sparing a
+			 * copy of every page of a RAM section. */
+			bool direct = n - got >= RBUF_SIZE / 4;
+			ssize_t m = direct ? read(r->fd, p + got, n - got) :
+					     read(r->fd, r->buf, RBUF_SIZE);
 
 			if (m < 0) {
 				if (errno == EINTR)
@@ -387,6 +400,11 @@ static ssize_t rget(struct migrate_reader *r, uint8_t *p, size_t n)
 			}
 			if (m == 0)
 				break;
+			if (direct) {
+				got += (size_t)m;
+				r->bytes += (uint64_t)m;
+				continue;
+			}
 			r->pos = 0;
 			r->len = (size_t)m;
 		}
