@@ -247,6 +247,8 @@ int mmud_chardev_register(struct qmp_server *qmp, struct mmud_console *c,
 
 /* interrupts.c: inject-nmi and x-query-lapic on vm. 0 or -errno. */
 int mmud_interrupts_register(struct qmp_server *qmp, struct vm *vm);
+/* cpustats.c: x-query-cpu-stats on vm. 0 or -errno. */
+int mmud_cpustats_register(struct qmp_server *qmp, struct vm *vm);
 
 /*
  * memops.c: the QMP commands that change guest memory while the vCPUs run
