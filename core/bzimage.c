@@ -310,7 +310,9 @@ static int plan(const struct loader_config *cfg, const uint8_t *img, size_t len,
 {
 	/* Only the boot vCPU can start until SIPI works: the MADT lists
 	 * what can run (docs/GUEST-ABI.md, "Platform v2 boot"). */
-	struct acpi_config acfg = { .nr_cpus = 1 };
+	struct acpi_config acfg = { .nr_cpus = 1,
+				    .virtio = cfg->virtio,
+				    .nr_virtio = cfg->nr_virtio };
 	uint32_t cmdline_size;
 	int r;
 

@@ -14,6 +14,8 @@
 
 #include "base.h"
 
+struct acpi_virtio_mmio;
+
 /* Fixed addresses of the boot protocol. */
 #define LOADER_GDT_GPA 0x500ULL
 #define LOADER_GDT_LIMIT 0x17
@@ -56,6 +58,10 @@ struct loader_config {
 	/* The initial RAM disk of a bzImage (an ELF kernel takes none). */
 	const void *initrd;
 	size_t initrd_len;
+	/* A bzImage's virtio-mmio devices, listed in its DSDT (struct
+	 * acpi_virtio_mmio, core/acpi.h). */
+	const struct acpi_virtio_mmio *virtio;
+	unsigned int nr_virtio;
 };
 
 struct loader_result {

@@ -18,11 +18,13 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include "acpi.h"
 #include "bzimage.h"
 #include "dev/dev.h"
 #include "dev/ioapic.h"
 #include "dev/lapic.h"
 #include "dev/pm.h"
+#include "dev/virtio_blk.h"
 #include "guestmem.h"
 #include "loader.h"
 #include "mmu.h"
@@ -44,6 +46,12 @@ struct ram_range {
 struct vm_apic {
 	struct vm *vm;
 	unsigned int index;
+};
+
+/* What a block device's line callback needs: its VM and IOAPIC pin. */
+struct vm_blk_pin {
+	struct vm *vm;
+	unsigned int pin;
 };
 
 /*
@@ -96,6 +104,12 @@ struct vm {
 	/* vCPU i's kvmclock MSRs: (v) vCPU i's thread, or the worker
 	 * while every vCPU is parked (reset). */
 	struct x86_kvmclock kvmclock[VM_MAX_VCPUS];
+	/* (c) Block devices: virtio-mmio device i is blk[i], on IOAPIC
+	 * pin VIRTIO_MMIO_GSI_BASE + i (docs/GUEST-ABI.md, "Virtio-mmio
+	 * devices"); blk_pin[i] is what its line callback is given. */
+	struct virtio_blk *blk[BLK_MAX_DRIVES];
+	struct vm_blk_pin blk_pin[BLK_MAX_DRIVES];
+	unsigned int nr_blk;
 
 	pthread_mutex_t lock;
 	bool ended; /* (vm->lock) */
@@ -250,6 +264,12 @@ static uint64_t vm_cpu_mmio_read(void *opaque, unsigned int vcpu, gpa_t gpa,
 	if (gpa >= DEV_IOAPIC_BASE && gpa < DEV_IOAPIC_BASE + DEV_IOAPIC_SIZE)
 		return dev_ioapic_mmio_read(
 			vm->ioapic, (uint32_t)(gpa - DEV_IOAPIC_BASE), size);
+	if (gpa >= VIRTIO_MMIO_BASE &&
+	    gpa - VIRTIO_MMIO_BASE < (gpa_t)vm->nr_blk * VIRTIO_MMIO_SIZE)
+		return virtio_mmio_read(
+			virtio_blk_transport(vm->blk[(gpa - VIRTIO_MMIO_BASE) /
+						     VIRTIO_MMIO_SIZE]),
+			(uint32_t)(gpa & (VIRTIO_MMIO_SIZE - 1)), size);
 	return unbacked(size);
 }
 
@@ -267,6 +287,12 @@ static void vm_cpu_mmio_write(void *opaque, unsigned int vcpu, gpa_t gpa,
 		dev_ioapic_mmio_write(vm->ioapic,
 				      (uint32_t)(gpa - DEV_IOAPIC_BASE), size,
 				      value);
+	else if (gpa >= VIRTIO_MMIO_BASE &&
+		 gpa - VIRTIO_MMIO_BASE < (gpa_t)vm->nr_blk * VIRTIO_MMIO_SIZE)
+		virtio_mmio_write(
+			virtio_blk_transport(vm->blk[(gpa - VIRTIO_MMIO_BASE) /
+						     VIRTIO_MMIO_SIZE]),
+			(uint32_t)(gpa & (VIRTIO_MMIO_SIZE - 1)), size, value);
 }
 
 static uint64_t vm_timer_deadline(void *opaque, unsigned int vcpu)
@@ -509,6 +535,114 @@ static bool com1_can_interrupt(void *ctx)
 	       !dev_ioapic_is_masked(vm->ioapic, VM_COM1_GSI);
 }
 
+/*
+ * Guest memory as devices see it (struct virtio_mem_ops): boot RAM
+ * only, whose mappings live as long as the VM; a buffer in hot-added
+ * memory, which may be unmapped under a request, is refused as if
+ * outside RAM.
+ */
+static void *dev_mem_map(void *ctx, gpa_t gpa, uint64_t len)
+{
+	struct vm *vm = ctx;
+
+	for (unsigned int i = 0; i < vm->nr_ram; i++) {
+		const struct ram_range *r = &vm->ram[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size &&
+		    len <= r->size - (gpa - r->gpa))
+			return (uint8_t *)r->hva + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
+/* Logged in the slot that maps each page now, as a vCPU's store is
+ * (mmu_mark_dirty()). */
+static void dev_mem_mark_dirty(void *ctx, gpa_t gpa, uint64_t len)
+{
+	struct vm *vm = ctx;
+
+	if (!len)
+		return;
+	mmu_rcu_read_lock();
+	for (gfn_t g = gpa_to_gfn(gpa); g <= gpa_to_gfn(gpa + len - 1); g++)
+		mmu_mark_dirty(vm->mmu, gfn_to_gpa(g));
+	mmu_rcu_read_unlock();
+}
+
+static void dev_thread_enter(void *ctx)
+{
+	(void)ctx;
+	mmu_rcu_register_thread();
+}
+
+static void dev_thread_exit(void *ctx)
+{
+	(void)ctx;
+	mmu_rcu_unregister_thread();
+}
+
+static const struct virtio_mem_ops vm_dev_mem_ops = {
+	.map = dev_mem_map,
+	.mark_dirty = dev_mem_mark_dirty,
+	.thread_enter = dev_thread_enter,
+	.thread_exit = dev_thread_exit,
+};
+
+/* A virtio-mmio device's line: its IOAPIC pin, edge-triggered. */
+static void blk_irq(void *ctx, bool level)
+{
+	const struct vm_blk_pin *p = ctx;
+
+	dev_ioapic_set_irq(p->vm->ioapic, p->pin, level);
+}
+
+/* A block request in flight will interrupt. */
+static bool blk_can_interrupt(void *ctx)
+{
+	struct vm *vm = ctx;
+
+	for (unsigned int i = 0; i < vm->nr_blk; i++)
+		if (virtio_blk_is_busy(vm->blk[i]))
+			return true;
+	return false;
+}
+
+static int create_blk(struct vm *vm, char *err, size_t errlen)
+{
+	if (vm->cfg.nr_drives > BLK_MAX_DRIVES) {
+		snprintf(err, errlen, "%u drives: at most %u",
+			 vm->cfg.nr_drives, BLK_MAX_DRIVES);
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < vm->cfg.nr_drives; i++) {
+		struct virtio_blk_host host = {
+			.mem = { .ops = &vm_dev_mem_ops, .ctx = vm },
+			.set_irq = blk_irq,
+			.irq_ctx = &vm->blk_pin[i],
+			.on_error = vm->cfg.blk_error_fn,
+			.error_ctx = vm->cfg.blk_error_ctx,
+			.force_threads = vm->cfg.blk_threads,
+		};
+
+		vm->blk_pin[i].vm = vm;
+		vm->blk_pin[i].pin = VIRTIO_MMIO_GSI_BASE + i;
+		vm->blk[i] = virtio_blk_create(&vm->cfg.drives[i],
+					       vm->cfg.nr_vcpus, &host, err,
+					       errlen);
+		if (!vm->blk[i])
+			return -EINVAL;
+		vm->nr_blk++;
+	}
+	if (vm->nr_blk)
+		vm_add_wake_check(vm, blk_can_interrupt, vm);
+	return 0;
+}
+
+struct virtio_blk *vm_blk(struct vm *vm, unsigned int i)
+{
+	return i < vm->nr_blk ? vm->blk[i] : NULL;
+}
+
 static bool vm_devices_can_interrupt(void *opaque)
 {
 	struct vm *vm = opaque;
@@ -682,6 +816,7 @@ static void ram_free(struct ram_range *r)
 /* Loads the kernel, low memory and boot info into guest RAM. */
 static int load(struct vm *vm, gva_t *entry, char *err, size_t errlen)
 {
+	struct acpi_virtio_mmio virtio[BLK_MAX_DRIVES];
 	struct loader_ram lram[2];
 	struct loader_config lcfg;
 	struct loader_result lres;
@@ -698,6 +833,20 @@ static int load(struct vm *vm, gva_t *entry, char *err, size_t errlen)
 				       .cmdline = vm->cmdline,
 				       .initrd = vm->initrd,
 				       .initrd_len = vm->cfg.initrd_len };
+	/* The ACPI tables list the block devices (docs/GUEST-ABI.md,
+	 * "Virtio-mmio devices"). */
+	for (unsigned int i = 0; i < vm->cfg.nr_drives && i < BLK_MAX_DRIVES;
+	     i++)
+		virtio[i] = (struct acpi_virtio_mmio){
+			.base = (uint32_t)(VIRTIO_MMIO_BASE +
+					   i * VIRTIO_MMIO_SIZE),
+			.size = VIRTIO_MMIO_SIZE,
+			.gsi = VIRTIO_MMIO_GSI_BASE + i,
+		};
+	lcfg.virtio = virtio;
+	lcfg.nr_virtio = vm->cfg.nr_drives < BLK_MAX_DRIVES ?
+				 vm->cfg.nr_drives :
+				 BLK_MAX_DRIVES;
 	r = loader_load(&lcfg, vm->kernel, vm->cfg.kernel_len, &lres, err,
 			errlen);
 	if (r == 0) {
@@ -883,6 +1032,9 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	vm_set_eoi_hook(vm, ioapic_eoi, vm);
 	dev_serial_connect_irq(vm->serial, com1_irq, vm);
 	vm_add_wake_check(vm, com1_can_interrupt, vm);
+	if (create_blk(vm, err, errlen) < 0)
+		goto fail;
+	vm->cfg.drives = NULL; /* the devices keep their own copies */
 	vm->has_pvclock = x86_pvclock_scale(vm->tsc_hz, &vm->pvclock);
 	/* One TSC for the whole VM, 0 at creation (docs/GUEST-ABI.md,
 	 * "Time"). */
@@ -991,6 +1143,9 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	guestmem_mark_dirty(vm->guestmem, vm->ram[0].gpa, vm->ram[0].size);
 	mmu_zap_all(vm->mmu);
 	dev_serial_reset(vm->serial);
+	/* Drains each device's requests and lowers its line. */
+	for (unsigned int i = 0; i < vm->nr_blk; i++)
+		virtio_mmio_reset(virtio_blk_transport(vm->blk[i]));
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		dev_lapic_reset(vm->lapics[i]);
 	dev_ioapic_reset(vm->ioapic);
@@ -1163,16 +1318,6 @@ struct dev_serial *vm_serial(struct vm *vm)
 	return vm->serial;
 }
 
-int vm_vcpu_cpu_stats(struct vm *vm, unsigned int index,
-		      struct x86_cpu_stats *out, const char **engine)
-{
-	if (index >= vm->cfg.nr_vcpus || !vm->vcpus[index])
-		return -ENOENT;
-	vcpu_cpu_stats(vm->vcpus[index], out);
-	*engine = vcpu_engine(vm->vcpus[index]);
-	return 0;
-}
-
 int vm_vcpu_with_cpu(struct vm *vm, unsigned int index,
 		     int (*fn)(struct x86_cpu *cpu, void *ctx), void *ctx)
 {
@@ -1205,6 +1350,10 @@ void vm_destroy(struct vm *vm)
 		dev_serial_connect_irq(vm->serial, NULL, NULL);
 	for (unsigned int i = 0; i < VM_MAX_VCPUS; i++)
 		vcpu_destroy(vm->vcpus[i]);
+	/* After the vCPUs, which notify them; before the IOAPIC their
+	 * lines lead to and the RAM their requests fill. */
+	for (unsigned int i = 0; i < vm->nr_blk; i++)
+		virtio_blk_destroy(vm->blk[i]);
 	/* After the vCPUs: their threads call into their APICs. */
 	for (unsigned int i = 0; i < VM_MAX_VCPUS; i++)
 		dev_lapic_destroy(vm->lapics[i]);

@@ -31,6 +31,9 @@
 #define VM_MAX_MEMSLOTS 80 /* boot RAM and GUESTMEM_MAX_SLOTS hot ones */
 #define VM_MAX_WAKE_CHECKS 8 /* vm_add_wake_check() */
 
+struct blk_drive_config;
+struct virtio_blk_error;
+
 struct vm_config {
 	uint64_t ram_size; /* bytes, a multiple of 4 KiB, >= 2 MiB */
 	unsigned int nr_vcpus; /* 1..VM_MAX_VCPUS */
@@ -63,6 +66,17 @@ struct vm_config {
 	 */
 	void (*ended_fn)(void *ctx);
 	void *ended_ctx;
+	/*
+	 * Block devices: drive i is virtio-mmio device i (docs/GUEST-ABI.md,
+	 * "Virtio-mmio devices"), with one request queue per vCPU. Failed
+	 * requests are told to blk_error_fn on an I/O thread; blk_threads
+	 * makes every drive use the thread pool instead of io_uring.
+	 */
+	const struct blk_drive_config *drives;
+	unsigned int nr_drives;
+	void (*blk_error_fn)(void *ctx, const struct virtio_blk_error *e);
+	void *blk_error_ctx;
+	bool blk_threads;
 };
 
 /* How a VM run ended. */
@@ -196,12 +210,6 @@ size_t vm_console_input(struct vm *vm, const void *buf, size_t len);
  * COM1, for dev_serial_save()/dev_serial_load(): both take its lock.
  */
 struct dev_serial *vm_serial(struct vm *vm);
-struct x86_cpu_stats;
-/* vCPU index's run-loop counters and execution engine (docs/QMP.md,
- * "x-query-cpu-stats (daemon)"): any thread, no wait. -ENOENT without
- * that vCPU. */
-int vm_vcpu_cpu_stats(struct vm *vm, unsigned int index,
-		      struct x86_cpu_stats *out, const char **engine);
 struct x86_cpu;
 /*
  * fn(cpu, ctx) on vCPU index's CPU once it is parked (the caller has
@@ -275,6 +283,11 @@ struct x86_kvmclock *vm_kvmclock(struct vm *vm, unsigned int index);
 void vm_vcpu_raise_init(struct vm *vm, unsigned int index);
 /* The guest TSC's frequency in Hz (the host's, measured once). */
 uint64_t vm_tsc_hz(const struct vm *vm);
+
+/* Block device i (NULL past the last), for the daemon's query-block,
+ * the retry at cont and introspection. */
+struct virtio_blk;
+struct virtio_blk *vm_blk(struct vm *vm, unsigned int i);
 
 /* Stops and joins every vCPU thread, then frees everything. */
 void vm_destroy(struct vm *vm);

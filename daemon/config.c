@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dev/blk.h"
 #include "mmud.h"
 #include "vm_paths.h"
 #include "vm.h"
@@ -35,7 +36,7 @@ enum key {
 	K_DUMP_GUEST_CORE,
 	K_MEMORY_MAX,
 	K_INCOMING,
-	K_CPU,
+	K_DRIVE,
 	K_NR,
 };
 
@@ -55,7 +56,7 @@ static const char *const key_names[K_NR] = {
 	[K_DUMP_GUEST_CORE] = "dump-guest-core",
 	[K_MEMORY_MAX] = "memory-max",
 	[K_INCOMING] = "incoming",
-	[K_CPU] = "cpu",
+	[K_DRIVE] = "drive",
 };
 
 void mmud_usage(FILE *f)
@@ -96,13 +97,15 @@ void mmud_usage(FILE *f)
 		"                  (booted with Linux's 64-bit boot protocol)\n"
 		"  --no-reboot     a guest reset ends mmud (status 0) instead\n"
 		"                  (QEMU's -no-reboot)\n"
-		"  --cpu ENGINE    how vCPUs run guest code: interp, the\n"
-		"                  interpreter (the default and, for now, the\n"
-		"                  only one: jit is not built)\n"
+		"  --drive file=PATH[,format=raw][,readonly=on][,cache=none|\n"
+		"                  writeback][,discard=unmap][,werror=report|stop]\n"
+		"                  [,rerror=report|stop][,id=NAME][,serial=S]\n"
+		"                  a virtio-blk disk (repeatable, up to 16;\n"
+		"                  'drive' lines in the config file likewise)\n"
 		"  --config FILE   key = value lines with the same settings\n"
 		"                  (kernel, memory, smp, append, console, qmp,\n"
 		"                  name, paused, panic, maxmem, incoming,\n"
-		"                  dump-guest-core, initrd, no-reboot, cpu); '#'\n"
+		"                  dump-guest-core, initrd, no-reboot); '#'\n"
 		"                  after a blank starts a comment; flags win\n"
 		"\n"
 		"Exit status: ((v << 1) | 1) & 0xff when the guest writes v to\n"
@@ -315,6 +318,30 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 		if (!*v)
 			break;
 		return set_string(&cfg->initrd, v);
+	case K_DRIVE: {
+		struct blk_drive_config *d;
+
+		if (cfg->nr_drives >= BLK_MAX_DRIVES) {
+			snprintf(why, whylen, "more than %u drives",
+				 BLK_MAX_DRIVES);
+			return -EINVAL;
+		}
+		d = realloc(cfg->drives, (cfg->nr_drives + 1) * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		cfg->drives = d;
+		d += cfg->nr_drives;
+		if (blk_drive_parse(v, cfg->nr_drives, d, why, whylen) < 0)
+			return -EINVAL;
+		for (unsigned int i = 0; i < cfg->nr_drives; i++)
+			if (!strcmp(cfg->drives[i].id, d->id)) {
+				snprintf(why, whylen,
+					 "two drives with id '%s'", d->id);
+				return -EINVAL;
+			}
+		cfg->nr_drives++;
+		return 0;
+	}
 	case K_NO_REBOOT:
 		if (parse_bool(v, &cfg->no_reboot) < 0) {
 			snprintf(why, whylen,
@@ -405,17 +432,6 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 			return -EINVAL;
 		}
 		return 0;
-	case K_CPU:
-		/* The engine in use is what x-query-cpu-stats reports. */
-		if (!strcmp(v, "interp"))
-			return 0;
-		if (!strcmp(v, "jit"))
-			snprintf(why, whylen,
-				 "'jit' is not built in this mmud (only "
-				 "interp)");
-		else
-			snprintf(why, whylen, "'%.64s' is not interp", v);
-		return -EINVAL;
 	case K_NR:
 		break;
 	}
@@ -564,7 +580,8 @@ static int load_file(struct mmud_config *cfg, const char *path,
 			r = -EINVAL;
 			break;
 		}
-		if (seen[k]) {
+		/* Drives add up (a flag's drives replace the file's). */
+		if (seen[k] && k != K_DRIVE) {
 			snprintf(err, errlen, "%s:%u: '%s' given twice", path,
 				 lineno, key);
 			r = -EINVAL;
@@ -657,7 +674,7 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		{ "maxmem", required_argument, NULL, K_MAXMEM },
 		{ "dump-guest-core", no_argument, NULL, K_DUMP_GUEST_CORE },
 		{ "incoming", required_argument, NULL, K_INCOMING },
-		{ "cpu", required_argument, NULL, K_CPU },
+		{ "drive", required_argument, NULL, K_DRIVE },
 		{ "config", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -777,6 +794,7 @@ nomem:
 
 void mmud_config_free(struct mmud_config *cfg)
 {
+	free(cfg->drives);
 	free(cfg->kernel);
 	free(cfg->append);
 	free(cfg->initrd);

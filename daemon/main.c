@@ -25,6 +25,8 @@
 #include "mmud.h"
 #include "vm_paths.h"
 #include "rpc.h"
+#include "dev/blk.h"
+#include "dev/virtio_blk.h"
 #include "vm.h"
 
 #define KERNEL_MAX (1ULL << 30)
@@ -178,6 +180,7 @@ struct daemon {
 	struct memops *memops;
 	struct mig_fds *fds; /* getfd's names, for fd: migration URIs */
 	struct mmud_migration *mig; /* migrate, migrate-incoming... */
+	struct mmud_block *block; /* query-block, BLOCK_IO_ERROR */
 	struct event *sigterm, *sigint;
 	struct mmud_watchdog *wd;
 	bool run_dir; /* remove the VM's runtime folder at the end */
@@ -258,6 +261,56 @@ static int setup_loop(struct daemon *m)
 	return 0;
 }
 
+/* The drives of --drive and the config file, for vm_create(). */
+static int create_drives(struct daemon *m)
+{
+	for (unsigned int i = 0; i < m->cfg.nr_drives; i++) {
+		const struct blk_drive_config *d = &m->cfg.drives[i];
+
+		/* The requests kept back would need the io-error run
+		 * state and a retry at cont, which the run states do not
+		 * have yet. */
+		if (d->werror == BLK_ERROR_STOP || d->rerror == BLK_ERROR_STOP) {
+			fprintf(stderr,
+				"<3>mmud: drive %s: werror/rerror=stop is not "
+				"supported yet (use report)\n",
+				d->id);
+			return -1;
+		}
+	}
+	m->block = mmud_block_new(m->worker);
+	if (!m->block) {
+		fprintf(stderr, "<3>mmud: out of memory\n");
+		return -1;
+	}
+	m->vcfg.drives = m->cfg.drives;
+	m->vcfg.nr_drives = m->cfg.nr_drives;
+	m->vcfg.blk_error_fn = mmud_block_io_error;
+	m->vcfg.blk_error_ctx = m->block;
+	return 0;
+}
+
+/* Says which backend each drive got: io_uring, or why not. */
+static void log_drives(struct daemon *m)
+{
+	struct virtio_blk *b;
+	char why[160];
+
+	for (unsigned int i = 0; (b = vm_blk(m->vm, i)); i++) {
+		const struct blk_drive_config *d = &m->cfg.drives[i];
+
+		if (virtio_blk_uses_uring(b, why, sizeof(why)))
+			fprintf(stderr,
+				"<6>mmud: drive %s (%s): I/O through io_uring\n",
+				d->id, d->file);
+		else
+			fprintf(stderr,
+				"<4>mmud: drive %s (%s): io_uring unavailable "
+				"(%s): I/O through a thread pool\n",
+				d->id, d->file, why);
+	}
+}
+
 /* The VM: memory, the kernel loaded, vCPUs created (not running). */
 static int create_vm(struct daemon *m)
 {
@@ -273,11 +326,14 @@ static int create_vm(struct daemon *m)
 	m->vcfg.console_fd = -1;
 	m->vcfg.ended_fn = on_vm_ended;
 	m->vcfg.ended_ctx = &m->d;
+	if (create_drives(m) < 0)
+		return -1;
 	m->vm = vm_create(&m->vcfg, err, sizeof(err));
 	if (!m->vm) {
 		fprintf(stderr, "<3>mmud: %s: %s\n", m->what, err);
 		return -1;
 	}
+	log_drives(m);
 	mmud_console_set_input(m->console, console_input, m->vm);
 	return 0;
 }
@@ -307,8 +363,11 @@ static int serve_qmp(struct daemon *m)
 	     (!(m->memops = mmud_memops_new(m->qmp, m->worker, m->vm)) ||
 	      !(m->fds = mmud_fds_new(m->qmp)) ||
 	      mmud_interrupts_register(m->qmp, m->vm) < 0 ||
-	      mmud_cpustats_register(m->qmp, m->vm) < 0 ||
 	      mmud_chardev_register(m->qmp, m->console, m->cfg.qmp) < 0))) {
+		fprintf(stderr, "<3>mmud: out of memory\n");
+		return -1;
+	}
+	if (mmud_block_register(m->block, m->qmp, m->vm) < 0) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		return -1;
 	}
@@ -375,6 +434,8 @@ static int run(struct daemon *m)
 
 	/* Before the worker goes: its pending calls end the threads'. */
 	mmud_migration_stop(m->mig);
+	/* Block errors from here on are not sent (the loop is done). */
+	mmud_block_detach(m->block);
 	/* Every job done and answered: nothing touches the VM after this. */
 	mmud_worker_free(m->worker);
 	m->worker = NULL;
@@ -398,8 +459,10 @@ static int run(struct daemon *m)
 
 static void teardown(struct daemon *m)
 {
+	mmud_block_detach(m->block);
 	mmud_worker_free(m->worker);
 	vm_destroy(m->vm);
+	mmud_block_free(m->block); /* after the VM, whose drives report */
 	qmp_server_free(m->qmp);
 	mig_fds_free(m->fds); /* after the server: its getfd keeps them */
 	mmud_console_free(m->console);

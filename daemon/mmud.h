@@ -38,6 +38,8 @@ enum mmud_panic_action {
 	MMUD_PANIC_EXIT, /* SHUTDOWN (guest-panic), exit status 2 */
 };
 
+struct blk_drive_config;
+
 /* Every setting; strings are owned (free with mmud_config_free). */
 struct mmud_config {
 	char *kernel; /* NULL: the embedded sample guest */
@@ -63,6 +65,10 @@ struct mmud_config {
 	char *incoming;
 	enum mmud_panic_action panic;
 	bool no_reboot; /* a guest reset shuts down (QEMU's -no-reboot) */
+	/* --drive and the config file's drive lines (core/dev/blk.h),
+	 * virtio-mmio devices 0.. in order; owned. */
+	struct blk_drive_config *drives;
+	unsigned int nr_drives;
 	char *config; /* the --config file, or NULL */
 	bool help, version;
 };
@@ -247,8 +253,23 @@ int mmud_chardev_register(struct qmp_server *qmp, struct mmud_console *c,
 
 /* interrupts.c: inject-nmi and x-query-lapic on vm. 0 or -errno. */
 int mmud_interrupts_register(struct qmp_server *qmp, struct vm *vm);
-/* cpustats.c: x-query-cpu-stats on vm. 0 or -errno. */
-int mmud_cpustats_register(struct qmp_server *qmp, struct vm *vm);
+
+/* ---- block devices (block.c) ------------------------------------------- */
+
+struct mmud_block;
+struct virtio_blk_error;
+/* Before the VM (its drives report errors to it); NULL: -ENOMEM. */
+struct mmud_block *mmud_block_new(struct mmud_worker *worker);
+/* query-block, query-blockstats, x-query-virtio and
+ * x-query-virtio-queue-status on qmp (may be NULL: no commands). */
+int mmud_block_register(struct mmud_block *b, struct qmp_server *qmp,
+			struct vm *vm);
+/* The VM's blk_error_fn: BLOCK_IO_ERROR, sent from the loop thread.
+ * Any thread. */
+void mmud_block_io_error(void *ctx, const struct virtio_blk_error *e);
+/* No more events: before the worker is freed. NULL does nothing. */
+void mmud_block_detach(struct mmud_block *b);
+void mmud_block_free(struct mmud_block *b);
 
 /*
  * memops.c: the QMP commands that change guest memory while the vCPUs run

@@ -92,6 +92,11 @@ struct virtio_blk {
 	unsigned int nr_queues; /* (c) */
 	struct blk_queue *queues; /* (c) */
 	_Atomic bool io_error; /* (a) */
+	/* (a) Requests submitted whose completion has not yet raised its
+	 * interrupt: the VM's wake check (virtio_blk_is_busy()). Relaxed:
+	 * read under the vCPU layer's idle decision, which the interrupt's
+	 * request to a vCPU orders. */
+	_Atomic unsigned int busy;
 	struct {
 		_Atomic uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops, flush_ops;
 		_Atomic uint64_t discard_ops, discard_bytes;
@@ -290,6 +295,7 @@ static void io_done(struct blk_io *io, int64_t res)
 			req->next = bq->retry;
 			bq->retry = req;
 			pthread_mutex_unlock(&bq->lock);
+			atomic_fetch_sub(&b->busy, 1);
 			if (b->host.on_error)
 				b->host.on_error(b->host.error_ctx, &e);
 			return;
@@ -321,6 +327,9 @@ static void io_done(struct blk_io *io, int64_t res)
 	pthread_mutex_unlock(&bq->lock);
 	if (notify)
 		virtio_mmio_interrupt(b->t);
+	/* After the interrupt: until then a halted guest may still be
+	 * woken by this device. */
+	atomic_fetch_sub(&b->busy, 1);
 }
 
 /* ---- requests -------------------------------------------------------------- */
@@ -370,8 +379,10 @@ static bool submit_locked(struct blk_queue *bq, struct blk_req *req)
 	}
 	req->start_ns = now_ns();
 	bq->in_flight++;
+	atomic_fetch_add(&b->busy, 1);
 	if (blk_backend_submit(b->backend, bq->index, &req->io) < 0) {
 		bq->in_flight--;
+		atomic_fetch_sub(&b->busy, 1);
 		return false;
 	}
 	return true;
@@ -815,6 +826,11 @@ struct virtio_mmio *virtio_blk_transport(struct virtio_blk *b)
 	return b->t;
 }
 
+bool virtio_blk_is_busy(struct virtio_blk *b)
+{
+	return atomic_load(&b->busy) != 0;
+}
+
 bool virtio_blk_uses_uring(struct virtio_blk *b, char *why, size_t whylen)
 {
 	if (whylen)
@@ -865,6 +881,8 @@ int virtio_blk_queue_info(struct virtio_blk *b, unsigned int queue,
 	out->size = vq->size;
 	out->last_avail = vq->last_avail;
 	out->used_idx = vq->used_idx;
+	out->signalled_used = vq->signalled_used;
+	out->signalled_valid = vq->signalled_valid;
 	out->shadow_avail_idx =
 		vq->size ? __atomic_load_n((uint16_t *)(void *)(vq->avail + 2),
 					   __ATOMIC_ACQUIRE) :

@@ -91,6 +91,9 @@ void virtio_blk_destroy(struct virtio_blk *b);
 
 /* Its transport: the VM routes its register page there. */
 struct virtio_mmio *virtio_blk_transport(struct virtio_blk *b);
+/* Whether a request is in flight or its interrupt not yet raised: the
+ * device may still wake a halted guest. Any thread. */
+bool virtio_blk_is_busy(struct virtio_blk *b);
 /* Whether io_uring serves it, and if not why. */
 bool virtio_blk_uses_uring(struct virtio_blk *b, char *why, size_t whylen);
 /* Resubmits the requests an error with action stop kept back. Any
@@ -117,6 +120,8 @@ void virtio_blk_info(struct virtio_blk *b, struct virtio_blk_info *out);
 /* A queue's indices, for x-query-virtio-queue-status. */
 struct virtio_blk_queue_info {
 	uint16_t size, last_avail, used_idx, shadow_avail_idx;
+	uint16_t signalled_used;
+	bool signalled_valid;
 	uint64_t desc, avail, used;
 	unsigned int in_flight;
 };

@@ -419,6 +419,8 @@ RANDOM_VALUES = {
                      [{"capability": "bogus", "state": True}],
                      [{"capability": "events"}], [1]],
     "fdname": ["nosuch", "", "fd0"],
+    "path": ["/machine/peripheral/virtio0/virtio-backend", "", "x"],
+    "queue": [0, 1, -1, 65536],
     "manual-protect": [True, True, False],
     "first-page": [0, 0, 0, 64, 3, 1 << 20, -64],
     "num-pages": [64, 64, 8, 1, 0, 391680, 391681],
@@ -449,6 +451,7 @@ RANDOM_ARGS = {
     "migrate-set-capabilities": ["capabilities"],
     "getfd": ["fdname"],
     "closefd": ["fdname"],
+    "x-query-virtio-queue-status": ["path", "queue"],
 }
 # Commands that end or reset the VM are left out: the run must go on
 # (an NMI ends a guest with no handler for it, as forever.c has none).
@@ -461,6 +464,8 @@ RANDOM_NEVER_OK = {
     "migrate": "only unreachable or malformed URIs are drawn",
     "migrate-incoming": "needs a daemon started with --incoming",
     "migrate-continue": "needs a migration paused before switchover",
+    "x-query-virtio-queue-status": "needs a --drive, which this daemon "
+    "has not",
 }
 
 
