@@ -1318,6 +1318,16 @@ struct dev_serial *vm_serial(struct vm *vm)
 	return vm->serial;
 }
 
+int vm_vcpu_cpu_stats(struct vm *vm, unsigned int index,
+		      struct x86_cpu_stats *out, const char **engine)
+{
+	if (index >= vm->cfg.nr_vcpus || !vm->vcpus[index])
+		return -ENOENT;
+	vcpu_cpu_stats(vm->vcpus[index], out);
+	*engine = vcpu_engine(vm->vcpus[index]);
+	return 0;
+}
+
 int vm_vcpu_with_cpu(struct vm *vm, unsigned int index,
 		     int (*fn)(struct x86_cpu *cpu, void *ctx), void *ctx)
 {

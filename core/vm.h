@@ -210,6 +210,12 @@ size_t vm_console_input(struct vm *vm, const void *buf, size_t len);
  * COM1, for dev_serial_save()/dev_serial_load(): both take its lock.
  */
 struct dev_serial *vm_serial(struct vm *vm);
+struct x86_cpu_stats;
+/* vCPU index's run-loop counters and execution engine (docs/QMP.md,
+ * "x-query-cpu-stats (daemon)"): any thread, no wait. -ENOENT without
+ * that vCPU. */
+int vm_vcpu_cpu_stats(struct vm *vm, unsigned int index,
+		      struct x86_cpu_stats *out, const char **engine);
 struct x86_cpu;
 /*
  * fn(cpu, ctx) on vCPU index's CPU once it is parked (the caller has

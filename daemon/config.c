@@ -37,6 +37,7 @@ enum key {
 	K_MEMORY_MAX,
 	K_INCOMING,
 	K_DRIVE,
+	K_CPU,
 	K_NR,
 };
 
@@ -57,6 +58,7 @@ static const char *const key_names[K_NR] = {
 	[K_MEMORY_MAX] = "memory-max",
 	[K_INCOMING] = "incoming",
 	[K_DRIVE] = "drive",
+	[K_CPU] = "cpu",
 };
 
 void mmud_usage(FILE *f)
@@ -102,10 +104,13 @@ void mmud_usage(FILE *f)
 		"                  [,rerror=report|stop][,id=NAME][,serial=S]\n"
 		"                  a virtio-blk disk (repeatable, up to 16;\n"
 		"                  'drive' lines in the config file likewise)\n"
+		"  --cpu ENGINE    how vCPUs run guest code: interp, the\n"
+		"                  interpreter (the default and, for now, the\n"
+		"                  only one: jit is not built)\n"
 		"  --config FILE   key = value lines with the same settings\n"
 		"                  (kernel, memory, smp, append, console, qmp,\n"
 		"                  name, paused, panic, maxmem, incoming,\n"
-		"                  dump-guest-core, initrd, no-reboot); '#'\n"
+		"                  dump-guest-core, initrd, no-reboot, cpu); '#'\n"
 		"                  after a blank starts a comment; flags win\n"
 		"\n"
 		"Exit status: ((v << 1) | 1) & 0xff when the guest writes v to\n"
@@ -432,6 +437,17 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 			return -EINVAL;
 		}
 		return 0;
+	case K_CPU:
+		/* The engine in use is what x-query-cpu-stats reports. */
+		if (!strcmp(v, "interp"))
+			return 0;
+		if (!strcmp(v, "jit"))
+			snprintf(why, whylen,
+				 "'jit' is not built in this mmud (only "
+				 "interp)");
+		else
+			snprintf(why, whylen, "'%.64s' is not interp", v);
+		return -EINVAL;
 	case K_NR:
 		break;
 	}
@@ -675,6 +691,7 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		{ "dump-guest-core", no_argument, NULL, K_DUMP_GUEST_CORE },
 		{ "incoming", required_argument, NULL, K_INCOMING },
 		{ "drive", required_argument, NULL, K_DRIVE },
+		{ "cpu", required_argument, NULL, K_CPU },
 		{ "config", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },

@@ -363,6 +363,7 @@ static int serve_qmp(struct daemon *m)
 	     (!(m->memops = mmud_memops_new(m->qmp, m->worker, m->vm)) ||
 	      !(m->fds = mmud_fds_new(m->qmp)) ||
 	      mmud_interrupts_register(m->qmp, m->vm) < 0 ||
+	      mmud_cpustats_register(m->qmp, m->vm) < 0 ||
 	      mmud_chardev_register(m->qmp, m->console, m->cfg.qmp) < 0))) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		return -1;

@@ -270,6 +270,8 @@ void mmud_block_io_error(void *ctx, const struct virtio_blk_error *e);
 /* No more events: before the worker is freed. NULL does nothing. */
 void mmud_block_detach(struct mmud_block *b);
 void mmud_block_free(struct mmud_block *b);
+/* cpustats.c: x-query-cpu-stats on vm. 0 or -errno. */
+int mmud_cpustats_register(struct qmp_server *qmp, struct vm *vm);
 
 /*
  * memops.c: the QMP commands that change guest memory while the vCPUs run

@@ -934,6 +934,16 @@ int vcpu_with_cpu(struct vcpu *v, int (*fn)(struct x86_cpu *cpu, void *ctx),
 	return r;
 }
 
+void vcpu_cpu_stats(const struct vcpu *v, struct x86_cpu_stats *out)
+{
+	x86_cpu_stats_get(v->cpu, out);
+}
+
+const char *vcpu_engine(const struct vcpu *v)
+{
+	return x86_engine_name(v->cpu);
+}
+
 void vcpu_set_tsc_offset(struct vcpu *v, int64_t offset)
 {
 	/* As vcpu_reset(): parked, the (v) state is ours. */

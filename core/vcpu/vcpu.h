@@ -221,6 +221,12 @@ struct x86_cpu;
 int vcpu_with_cpu(struct vcpu *v, int (*fn)(struct x86_cpu *cpu, void *ctx),
 		  void *ctx);
 
+struct x86_cpu_stats;
+/* The run-loop counters of v's CPU and the engine it runs guest code
+ * with (x86_cpu_stats_get(), x86_engine_name()): any thread, no wait. */
+void vcpu_cpu_stats(const struct vcpu *v, struct x86_cpu_stats *out);
+const char *vcpu_engine(const struct vcpu *v);
+
 /*
  * The guest TSC's offset from the host's (x86_set_tsc_offset()), kept
  * across vcpu_reset(): before vcpu_start(), or waits until v is parked.
