@@ -589,7 +589,7 @@ static void stats_work(void *arg)
 	/* KVM's names where the meaning is KVM's; ours otherwise. */
 	j->ret = json_pack(
 		"{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-		"s:I}, s:o}",
+		"s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}",
 		"vm", "shadow_pages", (json_int_t)st.pages, "pages_4k",
 		(json_int_t)st.sptes, "pf_fixed", (json_int_t)st.faults_fixed,
 		"pf_guest", (json_int_t)st.faults_guest_pf,
@@ -600,7 +600,12 @@ static void stats_work(void *arg)
 		(json_int_t)st.zapped_sptes, "remote_tlb_flush",
 		(json_int_t)st.flushes, "write_protects",
 		(json_int_t)st.write_protects, "mmu_pte_write",
-		(json_int_t)st.emulated_writes, "vcpus", vcpus);
+		(json_int_t)st.emulated_writes, "mmu_unsync",
+		(json_int_t)st.unsyncs, "mmu_sync", (json_int_t)st.syncs,
+		"pf_write_tracked", (json_int_t)st.tracked_write_faults,
+		"unsync_refused", (json_int_t)st.unsync_refused, "mmu_flooded",
+		(json_int_t)st.flooded_pages, "mmu_unprotect",
+		(json_int_t)st.unprotects, "vcpus", vcpus);
 }
 
 static void return_done(void *arg)
