@@ -35,6 +35,7 @@
 #include "mmu_rcu.h"
 #include "mmud.h"
 #include "rpc.h"
+#include "vcpu.h"
 #include "vm.h"
 
 static const char *const status_names[] = {
@@ -149,6 +150,7 @@ struct src_slot {
 	gpa_t gpa;
 	uint64_t size, npages;
 	hva_t hva;
+	int fd; /* the memfd at hva, or -1: its holes are not read */
 	bool readonly;
 	bool operator_log; /* logging was on before the migration */
 	bool we_log; /* the migration turned it on */
@@ -184,6 +186,14 @@ struct src {
 	_Atomic unsigned int pct; /* (a) relaxed: a percentage, no data */
 	_Atomic bool throttle_stop; /* (a) relaxed, then joined */
 	unsigned int high_cnt;
+	/* dirty-limit: the capability, whether the limit is on, and each
+	 * vCPU's throttled time when the last pass began. */
+	bool dirty_limit, dl_on;
+	uint64_t dl_sleep_prev[MIGRATE_MAX_VCPUS];
+	/* Passes since what is left first fitted downtime-limit, and what
+	 * was left after the last of them (converged()). */
+	unsigned int fit_passes;
+	uint64_t fit_remaining;
 	/* The last pass, for the estimate. */
 	uint64_t pass_start_ns, pass_start_bytes;
 	double bytes_per_ms;
@@ -262,6 +272,7 @@ static int setup_slots(struct src *s)
 			.size = info[i].size,
 			.npages = info[i].size >> PAGE_SHIFT,
 			.hva = info[i].hva,
+			.fd = info[i].fd,
 			.readonly = info[i].readonly,
 			.operator_log = info[i].log_dirty,
 		};
@@ -435,6 +446,8 @@ static int send_pending(struct src *s)
 
 	for (unsigned int i = 0; i < s->nr_slots; i++) {
 		struct src_slot *sl = &s->slots[i];
+		/* What the memfd's holes are, anew each pass. */
+		struct migrate_holes holes = { .fd = sl->fd };
 		size_t w = 0;
 
 		while (w < sl->nwords) {
@@ -466,8 +479,8 @@ static int send_pending(struct src *s)
 						1ULL << (idx[k] % 64);
 				return -ECANCELED;
 			}
-			r = migrate_write_ram(s->w, sl->id, sl->hva, sl->size,
-					      idx, n, &s->rs);
+			r = migrate_write_ram_fd(s->w, sl->id, sl->hva, &holes,
+						 sl->size, idx, n, &s->rs);
 			if (r < 0) {
 				for (size_t k = 0; k < n; k++)
 					sl->pending[idx[k] / 64] |=
@@ -630,6 +643,11 @@ static int switchover(struct src *s)
 
 /* ---- the migration thread ------------------------------------------- */
 
+/* The downtime the passes aim at once downtime-limit is met, and the
+ * passes they may spend on it (converged()). */
+#define MIG_SHORT_DOWNTIME_MS 20
+#define MIG_FIT_PASSES 4
+
 /* Whether what is left fits the downtime limit at the bandwidth of the
  * last pass (QEMU's threshold_size = bandwidth x downtime-limit). */
 static bool converged(struct src *s, uint64_t found, uint64_t pass_ns)
@@ -659,7 +677,24 @@ static bool converged(struct src *s, uint64_t found, uint64_t pass_ns)
 		(uint64_t)(s->bytes_per_ms * 1000.0 / (PAGE_SIZE + 9));
 	pthread_mutex_unlock(&m->lock);
 	/* Strictly below, as QEMU: downtime-limit 0 never switches over. */
-	return (double)remaining < s->bytes_per_ms * (double)limit;
+	if (!((double)remaining < s->bytes_per_ms * (double)limit)) {
+		s->fit_passes = 0;
+		s->fit_remaining = remaining;
+		return false;
+	}
+	/*
+	 * It fits the limit. QEMU switches over now; a pass more costs
+	 * little while it still shrinks what is left (a guest that dirties
+	 * slower than the link), and shortens the downtime: so go on
+	 * while the rest shrinks, until it fits MIG_SHORT_DOWNTIME_MS or
+	 * after MIG_FIT_PASSES passes.
+	 */
+	if ((double)remaining < s->bytes_per_ms * MIG_SHORT_DOWNTIME_MS ||
+	    (s->fit_passes && remaining >= s->fit_remaining) ||
+	    ++s->fit_passes > MIG_FIT_PASSES)
+		return true;
+	s->fit_remaining = remaining;
+	return false;
 }
 
 static void sleep_ns(uint64_t ns)
@@ -701,8 +736,20 @@ static void *throttle_thread(void *arg)
 	return NULL;
 }
 
+static void dirty_limit_end(struct src *s)
+{
+	if (!s->dl_on)
+		return;
+	vcpu_set_dirty_limit(vm_vcpu_set(s->m->vm), -1, 0, 0);
+	s->dl_on = false;
+	pthread_mutex_lock(&s->m->lock);
+	s->m->st.dirty_limit_on = false;
+	pthread_mutex_unlock(&s->m->lock);
+}
+
 static void throttle_end(struct src *s)
 {
+	dirty_limit_end(s);
 	if (!s->throttler_live)
 		return;
 	atomic_store_explicit(&s->throttle_stop, true, memory_order_relaxed);
@@ -711,6 +758,58 @@ static void throttle_end(struct src *s)
 	pthread_mutex_lock(&s->m->lock);
 	s->m->st.cpu_throttle_percentage = 0;
 	pthread_mutex_unlock(&s->m->lock);
+}
+
+/*
+ * dirty-limit (docs/MIGRATION.md, "Dirty limit"): every vCPU dirties at
+ * most vcpu-dirty-limit MiB/s, as the vCPU layer counts its write
+ * faults, each of which, with the dirty log on, is the first write of a
+ * page since the last harvest. Applied again at each pass, so a new
+ * vcpu-dirty-limit or x-vcpu-dirty-limit-period takes effect there;
+ * what it cost the vCPUs over the pass that ended (pass_ns long) goes to
+ * query-migrate.
+ */
+static void dirty_limit_apply(struct src *s, uint64_t pass_ns)
+{
+	struct mmud_migration *m = s->m;
+	struct vcpu_set *set = vm_vcpu_set(m->vm);
+	uint64_t limit, period, worst = 0, max_stop = 0;
+	unsigned int n = vm_nr_vcpus(m->vm);
+
+	if (!s->dl_on)
+		return;
+	pthread_mutex_lock(&m->lock);
+	limit = m->params.vcpu_dirty_limit;
+	period = m->params.x_vcpu_dirty_limit_period;
+	pthread_mutex_unlock(&m->lock);
+	/* MiB/s in pages/s; at most what a uint64_t of bytes holds. */
+	if (limit > UINT64_MAX >> 20)
+		limit = UINT64_MAX >> 20;
+	vcpu_set_dirty_limit(set, -1, (limit << 20) / PAGE_SIZE, period);
+	for (unsigned int i = 0; i < n && i < MIGRATE_MAX_VCPUS; i++) {
+		struct vcpu *v = vcpu_set_get(set, i);
+		struct vcpu_dirty_limit_info info;
+		uint64_t slept;
+
+		if (!v)
+			continue;
+		vcpu_dirty_limit_get(v, &info);
+		slept = info.sleep_ns - s->dl_sleep_prev[i];
+		s->dl_sleep_prev[i] = info.sleep_ns;
+		if (pass_ns && slept > worst)
+			worst = slept;
+		if (info.max_sleep_ns > max_stop)
+			max_stop = info.max_sleep_ns;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->st.dirty_limit_on = true;
+	m->st.dl_period_us = period * 1000;
+	if (pass_ns)
+		m->st.dl_throttle_us =
+			(uint64_t)((double)worst / 1e3 * (double)period * 1e6 /
+				   (double)pass_ns);
+	m->st.dl_max_stop_us = max_stop / 1000;
+	pthread_mutex_unlock(&m->lock);
 }
 
 /*
@@ -724,6 +823,11 @@ static void maybe_throttle(struct src *s, uint64_t found, uint64_t sent)
 	struct mmud_migration *m = s->m;
 	unsigned int pct, initial, inc;
 
+	if (s->dirty_limit && !s->dl_on && found * PAGE_SIZE > sent / 2) {
+		s->dl_on = true;
+		dirty_limit_apply(s, 0);
+		return;
+	}
 	if (!s->auto_converge || found * PAGE_SIZE <= sent / 2)
 		return;
 	if (++s->high_cnt < 2)
@@ -828,9 +932,14 @@ static int run_source(struct src *s)
 		if (r < 0)
 			return r;
 		publish_progress(s);
+		dirty_limit_apply(s, mig_now_ns() - t0);
 		if (converged(s, found, mig_now_ns() - t0))
 			break;
-		if (pass > 1)
+		/* dirty-limit starts at the first pass that dirtied more
+		 * than half of what it sent, the bulk pass too: a cap the
+		 * operator asked for, which only throttles the vCPUs that
+		 * dirty faster than it. */
+		if (pass > 1 || s->dirty_limit)
 			maybe_throttle(s, found,
 				       migrate_writer_bytes(s->w) -
 					       s->pass_start_bytes);
@@ -859,6 +968,7 @@ static void *source_thread(void *arg)
 		s->m = m;
 		/* Capabilities cannot change while a migration runs. */
 		s->auto_converge = m->cap_auto_converge;
+		s->dirty_limit = m->cap_dirty_limit;
 		r = run_source(s);
 		throttle_end(s);
 	}
@@ -1097,6 +1207,28 @@ static void cmd_query_migrate(struct qmp_request *req, json_t *args,
 		json_object_set_new(
 			ret, "cpu-throttle-percentage",
 			json_integer((json_int_t)st.cpu_throttle_percentage));
+	if (st.dirty_limit_on && status == MIG_ACTIVE) {
+		/* The longest stop so far, live from the vCPUs. */
+		for (unsigned int i = 0; i < vm_nr_vcpus(m->vm); i++) {
+			struct vcpu *v = vcpu_set_get(vm_vcpu_set(m->vm), i);
+			struct vcpu_dirty_limit_info dli;
+
+			if (!v)
+				continue;
+			vcpu_dirty_limit_get(v, &dli);
+			if (dli.max_sleep_ns / 1000 > st.dl_max_stop_us)
+				st.dl_max_stop_us = dli.max_sleep_ns / 1000;
+		}
+		/* QEMU's names, and the longest stop of a vCPU. */
+		json_object_set_new(
+			ret, "dirty-limit-throttle-time-per-round",
+			json_integer((json_int_t)st.dl_throttle_us));
+		json_object_set_new(ret, "dirty-limit-ring-full-time",
+				    json_integer((json_int_t)st.dl_period_us));
+		json_object_set_new(
+			ret, "x-dirty-limit-max-stop",
+			json_integer((json_int_t)st.dl_max_stop_us));
+	}
 	if (status != MIG_SETUP) {
 		ram = json_pack(
 			"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I, "
@@ -1133,6 +1265,8 @@ static bool *cap_field(struct mmud_migration *m, const char *name)
 		return &m->cap_pause_before_switchover;
 	if (!strcmp(name, "auto-converge"))
 		return &m->cap_auto_converge;
+	if (!strcmp(name, "dirty-limit"))
+		return &m->cap_dirty_limit;
 	return NULL;
 }
 
@@ -1186,6 +1320,15 @@ static void cmd_set_caps(struct qmp_request *req, json_t *args, void *opaque)
 		}
 		set[k] = true;
 		val[k] = json_is_true(s);
+	}
+	/* QEMU's check (migrate_caps_check): the two throttles exclude
+	 * each other, as they would be after this command. */
+	if ((set[1] ? val[1] : m->cap_auto_converge) &&
+	    (set[2] ? val[2] : m->cap_dirty_limit)) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"dirty-limit conflicts with auto-converge "
+				"either of then available currently");
+		return;
 	}
 	for (i = 0; i < ARRAY_SIZE(cap_names); i++)
 		if (set[i] && cap_field(m, cap_names[i]))
@@ -1324,6 +1467,121 @@ static void cmd_continue(struct qmp_request *req, json_t *args, void *opaque)
 				status_names[st]);
 }
 
+/* ---- QEMU's per-vCPU dirty limit commands ----------------------------- */
+
+/* cpu-index, when given, names a vCPU: its index, -1 when absent, or
+ * false with QEMU's error sent. */
+static bool dl_cpu_index(struct qmp_request *req, struct mmud_migration *m,
+			 json_t *args, int *index)
+{
+	json_t *v = json_object_get(args, "cpu-index");
+	uint64_t x;
+
+	*index = -1;
+	if (!v)
+		return true;
+	if (!qmp_json_u64(v, &x) || x >= vm_nr_vcpus(m->vm)) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"incorrect cpu index specified");
+		return false;
+	}
+	*index = (int)x;
+	return true;
+}
+
+/* Whether a migration's dirty-limit owns the limits now (QEMU refuses
+ * to change them then). */
+static bool dl_migration_owns(struct mmud_migration *m)
+{
+	return m->thread_live && !m->incoming_started && m->cap_dirty_limit;
+}
+
+static void cmd_set_vcpu_dirty_limit(struct qmp_request *req, json_t *args,
+				     void *opaque)
+{
+	struct mmud_migration *m = opaque;
+	uint64_t rate;
+	int index;
+
+	if (!dl_cpu_index(req, m, args, &index))
+		return;
+	if (!qmp_json_u64(json_object_get(args, "dirty-rate"), &rate) ||
+	    rate > UINT64_MAX >> 20) {
+		qmp_reply_invalid_value(req, "dirty-rate",
+					"a rate in MB/s below 2^44");
+		return;
+	}
+	if (dl_migration_owns(m)) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"can't set dirty page rate limit while "
+				"migration is running");
+		return;
+	}
+	/* QEMU: a rate of 0 cancels the limit. */
+	vcpu_set_dirty_limit(vm_vcpu_set(m->vm), index,
+			     (rate << 20) / PAGE_SIZE, 1000);
+	qmp_reply_ok(req);
+}
+
+static void cmd_cancel_vcpu_dirty_limit(struct qmp_request *req, json_t *args,
+					void *opaque)
+{
+	struct mmud_migration *m = opaque;
+	int index;
+
+	if (!dl_cpu_index(req, m, args, &index))
+		return;
+	if (dl_migration_owns(m)) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"can't cancel dirty page limit while "
+				"migration is running");
+		return;
+	}
+	vcpu_set_dirty_limit(vm_vcpu_set(m->vm), index, 0, 0);
+	qmp_reply_ok(req);
+}
+
+static void cmd_query_vcpu_dirty_limit(struct qmp_request *req, json_t *args,
+				       void *opaque)
+{
+	struct mmud_migration *m = opaque;
+	struct vcpu_set *set = vm_vcpu_set(m->vm);
+	json_t *list = json_array();
+
+	(void)args;
+	for (unsigned int i = 0; i < vm_nr_vcpus(m->vm); i++) {
+		struct vcpu *v = vcpu_set_get(set, i);
+		struct vcpu_dirty_limit_info info;
+
+		if (!v)
+			continue;
+		vcpu_dirty_limit_get(v, &info);
+		if (!info.limit)
+			continue;
+		/* QEMU's members, in MB/s; ours in x-: the pages counted
+		 * and the time throttled. */
+		json_array_append_new(
+			list,
+			json_pack("{s:i, s:I, s:I, s:I, s:I, s:I}", "cpu-index",
+				  (int)i, "limit-rate",
+				  (json_int_t)(info.limit * PAGE_SIZE >> 20),
+				  "current-rate",
+				  (json_int_t)(info.cur_rate * PAGE_SIZE >> 20),
+				  "x-dirty-pages", (json_int_t)info.pages,
+				  "x-throttle-us",
+				  (json_int_t)(info.sleep_ns / 1000),
+				  "x-max-stop-us",
+				  (json_int_t)(info.max_sleep_ns / 1000)));
+	}
+	if (!json_array_size(list)) {
+		json_decref(list);
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"Dirty page limit not enabled");
+		return;
+	}
+	qmp_reply_return(req, list);
+}
+
 static void cmd_migrate_incoming(struct qmp_request *req, json_t *args,
 				 void *opaque)
 {
@@ -1385,6 +1643,11 @@ mmud_migration_new(struct event_base *base, struct qmp_server *qmp,
 		  cmd_continue },
 		{ "migrate-incoming", mmud_migrate_incoming_args,
 		  cmd_migrate_incoming },
+		{ "set-vcpu-dirty-limit", mmud_set_vcpu_dirty_limit_args,
+		  cmd_set_vcpu_dirty_limit },
+		{ "cancel-vcpu-dirty-limit", mmud_cancel_vcpu_dirty_limit_args,
+		  cmd_cancel_vcpu_dirty_limit },
+		{ "query-vcpu-dirty-limit", NULL, cmd_query_vcpu_dirty_limit },
 	};
 	struct mmud_migration *m = calloc(1, sizeof(*m));
 

@@ -548,6 +548,125 @@ static void flush_tracked_writes(struct vcpu *v)
 	v->tracked_overflow = false;
 }
 
+/*
+ * The dirty limit's token bucket (docs/MIGRATION.md, "Dirty limit"):
+ * one token a page, refilled at dl_rate a second up to one period's
+ * worth. A fault that finds the bucket empty owes a page: the vCPU may
+ * enter guest mode again only once the refill has paid it (dl_until),
+ * which is one page's time at the limit. The fault path itself does not
+ * sleep: the wait is in vcpu_run_once(), outside mmu_lock, where any
+ * request ends it.
+ */
+static void dirty_limit_charge(struct vcpu *v)
+{
+	uint64_t rate = atomic_load_explicit(&v->dl_rate, memory_order_relaxed);
+	uint64_t period =
+		atomic_load_explicit(&v->dl_period, memory_order_relaxed);
+	uint64_t now;
+	double cap;
+
+	vcpu_stat_inc(&v->st.dl_pages);
+	if (!rate)
+		return;
+	now = now_ns();
+	if (!v->dl_last || now - v->dl_win_start >= period) {
+		if (v->dl_last && now > v->dl_win_start)
+			atomic_store_explicit(&v->st.dl_cur_rate,
+					      v->dl_win_pages * 1000000000ULL /
+						      (now - v->dl_win_start),
+					      memory_order_relaxed);
+		v->dl_win_start = now;
+		v->dl_win_pages = 0;
+	}
+	v->dl_win_pages++;
+	cap = (double)rate * (double)period / 1e9;
+	if (cap < 1)
+		cap = 1;
+	if (!v->dl_last)
+		v->dl_tokens = cap; /* a new limit starts full */
+	else
+		v->dl_tokens += (double)(now - v->dl_last) * (double)rate / 1e9;
+	if (v->dl_tokens > cap)
+		v->dl_tokens = cap;
+	v->dl_last = now;
+	v->dl_tokens -= 1;
+	if (v->dl_tokens < 0)
+		v->dl_until =
+			now + (uint64_t)(-v->dl_tokens * 1e9 / (double)rate);
+}
+
+/*
+ * Sleeps off what dirty_limit_charge() found owed, at most
+ * VCPU_DIRTY_LIMIT_MAX_SLEEP_MS at a time; true if it slept (the caller
+ * goes round its loop again: requests first). Off or paid: false.
+ */
+static bool dirty_limit_wait(struct vcpu *v)
+{
+	uint64_t now, until, max = VCPU_DIRTY_LIMIT_MAX_SLEEP_MS * 1000000ULL;
+
+	if (!v->dl_until)
+		return false;
+	now = now_ns();
+	if (now >= v->dl_until ||
+	    !atomic_load_explicit(&v->dl_rate, memory_order_relaxed)) {
+		v->dl_until = 0;
+		return false;
+	}
+	until = v->dl_until - now > max ? now + max : v->dl_until;
+	block(v, until);
+	now = now_ns() - now;
+	atomic_fetch_add_explicit(&v->st.dl_sleep_ns, now,
+				  memory_order_relaxed);
+	if (now >
+	    atomic_load_explicit(&v->st.dl_max_sleep_ns, memory_order_relaxed))
+		atomic_store_explicit(&v->st.dl_max_sleep_ns, now,
+				      memory_order_relaxed);
+	return true;
+}
+
+void vcpu_set_dirty_limit(struct vcpu_set *set, int index,
+			  uint64_t pages_per_sec, uint64_t period_ms)
+{
+	for (unsigned int i = 0; i < set->n; i++) {
+		struct vcpu *v;
+
+		if (index >= 0 && (unsigned int)index != i)
+			continue;
+		v = atomic_load_explicit(&set->vcpus[i], memory_order_acquire);
+		if (!v)
+			continue;
+		atomic_store_explicit(&v->dl_period,
+				      (period_ms ? period_ms : 1000) *
+					      1000000ULL,
+				      memory_order_relaxed);
+		atomic_store_explicit(&v->dl_rate, pages_per_sec,
+				      memory_order_relaxed);
+	}
+}
+
+struct vcpu *vcpu_set_get(struct vcpu_set *set, unsigned int index)
+{
+	if (index >= set->n)
+		return NULL;
+	return atomic_load_explicit(&set->vcpus[index], memory_order_acquire);
+}
+
+void vcpu_dirty_limit_get(const struct vcpu *v,
+			  struct vcpu_dirty_limit_info *out)
+{
+	struct vcpu *m = (struct vcpu *)v;
+
+	out->limit = atomic_load_explicit(&m->dl_rate, memory_order_relaxed);
+	out->cur_rate =
+		atomic_load_explicit(&m->st.dl_cur_rate, memory_order_relaxed);
+	out->pages =
+		atomic_load_explicit(&m->st.dl_pages, memory_order_relaxed);
+	out->sleep_ns =
+		atomic_load_explicit(&m->st.dl_sleep_ns, memory_order_relaxed);
+	out->max_sleep_ns = atomic_load_explicit(&m->st.dl_max_sleep_ns,
+						 memory_order_relaxed);
+}
+
 static void handle_shadow_fault(struct vcpu *v, const struct x86_exit *e)
 {
 	unsigned int acc = e->fault.access, macc = 0, rights;
@@ -566,6 +685,8 @@ static void handle_shadow_fault(struct vcpu *v, const struct x86_exit *e)
 		macc |= MMU_ACCESS_IMPLICIT;
 	cpu_state(v, &st);
 	r = mmu_page_fault(v->mmu_vcpu, &st, e->fault.gva, macc, &info);
+	if (r == MMU_FAULT_FIXED && (macc & MMU_ACCESS_WRITE))
+		dirty_limit_charge(v);
 	/* What the guest walk allowed: this access (reads always). */
 	rights = acc & (X86_ACC_WRITE | X86_ACC_USER | X86_ACC_FETCH);
 	switch (r) {
@@ -760,6 +881,8 @@ bool vcpu_run_once(struct vcpu *v, uint64_t max_insns)
 		atomic_store_explicit(&v->in_hlt, false, memory_order_relaxed);
 		return true;
 	}
+	if (dirty_limit_wait(v))
+		return true;
 	if (!load_root(v))
 		return true;
 

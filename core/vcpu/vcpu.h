@@ -273,4 +273,28 @@ struct vcpu_stats {
 /* A snapshot; may lag the running vCPU by its current run. */
 void vcpu_stats_get(const struct vcpu *v, struct vcpu_stats *st);
 
+/*
+ * The dirty limit (docs/MIGRATION.md, "Dirty limit"): vCPU index of set
+ * (or every vCPU, index < 0) dirties at most pages_per_sec pages a
+ * second, counted at its write faults (with dirty logging on, the first
+ * write of each page after a harvest), with bursts of at most one
+ * period_ms's worth. Past it, the vCPU sleeps before it enters guest
+ * mode again, in sleeps of one page's time (never more than
+ * VCPU_DIRTY_LIMIT_MAX_SLEEP_MS), each ended early by any request. 0
+ * pages_per_sec turns it off. Any thread.
+ */
+#define VCPU_DIRTY_LIMIT_MAX_SLEEP_MS 10
+void vcpu_set_dirty_limit(struct vcpu_set *set, int index,
+			  uint64_t pages_per_sec, uint64_t period_ms);
+struct vcpu_dirty_limit_info {
+	uint64_t limit; /* pages/s, 0: none */
+	uint64_t cur_rate; /* pages/s over the last full period */
+	uint64_t pages; /* write faults counted since the vCPU started */
+	uint64_t sleep_ns, max_sleep_ns; /* throttled: total, longest */
+};
+void vcpu_dirty_limit_get(const struct vcpu *v,
+			  struct vcpu_dirty_limit_info *out);
+/* The set's vCPU index, or NULL (not created, or gone). */
+struct vcpu *vcpu_set_get(struct vcpu_set *set, unsigned int index);
+
 #endif

@@ -68,6 +68,11 @@ struct mig_stats {
 	uint64_t precopy_bytes, downtime_bytes;
 	uint64_t expected_downtime, downtime; /* ms */
 	unsigned int cpu_throttle_percentage; /* auto-converge; 0: none */
+	/* dirty-limit, while it throttles (us): the most time one vCPU
+	 * spent throttled per x-vcpu-dirty-limit-period in the last pass,
+	 * the period, and the longest single stop of any vCPU. */
+	bool dirty_limit_on;
+	uint64_t dl_throttle_us, dl_period_us, dl_max_stop_us;
 };
 
 /*
@@ -87,6 +92,7 @@ struct mmud_migration {
 
 	/* (e) migrate-set-capabilities */
 	bool cap_events, cap_pause_before_switchover, cap_auto_converge;
+	bool cap_dirty_limit;
 	pthread_t thread; /* (e) */
 	bool thread_live; /* (e) started and not yet joined */
 	bool incoming_started; /* (e) migrate-incoming or --incoming URI */
@@ -152,6 +158,17 @@ static const struct qmp_arg mmud_migrate_set_params_args[] = {
 	{ "cpu-throttle-tailslow", QMP_ARG_BOOL, true },
 	{ "vcpu-dirty-limit", QMP_ARG_INT, true },
 	{ "x-vcpu-dirty-limit-period", QMP_ARG_INT, true },
+	QMP_ARGS_END,
+};
+
+/* set-vcpu-dirty-limit, cancel-vcpu-dirty-limit (QEMU's) */
+static const struct qmp_arg mmud_set_vcpu_dirty_limit_args[] = {
+	{ "cpu-index", QMP_ARG_INT, true },
+	{ "dirty-rate", QMP_ARG_INT, false },
+	QMP_ARGS_END,
+};
+static const struct qmp_arg mmud_cancel_vcpu_dirty_limit_args[] = {
+	{ "cpu-index", QMP_ARG_INT, true },
 	QMP_ARGS_END,
 };
 

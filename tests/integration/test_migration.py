@@ -8,9 +8,9 @@ recomputed here, its own checks of its memory must never fail, and the
 harvests must find its hot pages dirty.
 
 Usage: test_migration.py GROUP MMUD MMUCTL FOREVER_ELF MIGRATE_ELF
-                         [MIGRATE_IRQ_ELF]
-GROUP: guest, unix, tcp, failure, stream, converge, irq (meson:
-migration-GROUP). Shared parts: tests/lib/daemonlib.py.
+                         [MIGRATE_IRQ_ELF [MIGRATE_DIRTY_ELF]]
+GROUP: guest, unix, tcp, failure, stream, converge, irq, dirtylimit
+(meson: migration-GROUP). Shared parts: tests/lib/daemonlib.py.
 """
 import base64
 import os
@@ -27,6 +27,7 @@ from daemonlib import TIMEOUT, Daemon, test  # noqa: E402
 
 MIGRATE = None
 MIGRATE_IRQ = None  # tests/guests/migrate_irq.c: the irq group's guest
+MIGRATE_DIRTY = None  # tests/guests/migrate_dirty.c: group dirtylimit's
 MASK = (1 << 64) - 1
 HB = re.compile(r"migrate: hb (\d+) sum (0x[0-9a-f]+)\n")
 
@@ -918,10 +919,189 @@ def test_timer_interrupts_keep_arriving_after_each_hop(tmp):
     src.kill()
 
 
+# ---- dirty-limit (group dirtylimit: alone on the machine) ------------------
+
+# tests/guests/migrate_dirty.c: "dirty: hb K pages P gap G max M", in us.
+DIRTY_HB = re.compile(r"dirty: hb (\d+) pages (\d+) gap (\d+) max (\d+)\n")
+
+
+def tsc_khz():
+    """The host TSC's rate, which the guest TSC runs at (docs/GUEST-ABI.md,
+    "Time"); /proc/cpuinfo's MHz on a host with a constant TSC."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("cpu MHz"):
+                return int(float(line.split(":")[1]) * 1000)
+    return 2000000
+
+
+class Reports:
+    """migrate_dirty's reports across a switchover: (host time, number,
+    pages, gap us, which process) for each, from a Reader per process."""
+
+    def __init__(self, cond):
+        self.cond = cond
+        self.readers = []
+
+    def add(self, reader):
+        self.readers.append(reader)
+
+    def all(self):
+        out = []
+        with self.cond:
+            for who, r in enumerate(self.readers):
+                text = r.data.decode(errors="replace")
+                assert "MISMATCH" not in text, \
+                    "the guest found a page changed: %r" % text[-300:]
+                for m in DIRTY_HB.finditer(text):
+                    out.append((int(m.group(1)), int(m.group(2)),
+                                int(m.group(3)), who))
+        return out
+
+    def wait(self, pred, what):
+        deadline = time.monotonic() + TIMEOUT
+        with self.cond:
+            while not pred(self.all()):
+                left = deadline - time.monotonic()
+                assert left > 0, "no %s; reports: %r" % (what,
+                                                         self.all()[-5:])
+                self.cond.wait(left)
+
+
+def dirty_vm(tmp, name, *extra):
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    return Daemon(d, "--memory", "128M", *extra, smp=2,
+                  kernel=MIGRATE_DIRTY,
+                  append="fill=32 rate=0 report=10 tsckhz=%d" % tsc_khz())
+
+
+@test("dirtylimit")
+def test_dirty_limit_converges_at_128M_with_short_stops_and_tsc_gap(tmp):
+    cond = threading.Condition()
+    rep = Reports(cond)
+    src = dirty_vm(tmp, "src")
+    rep.add(Reader(src.con, cond))
+    rep.wait(lambda r: len(r) >= 20, "reports from the source")
+    sc = src.client()
+    events_on(sc)
+    # The guest dirties pages as fast as it runs: faster than 128 MiB/s,
+    # so without a throttle the passes do not get below downtime-limit.
+    dst = dirty_vm(tmp, "d1", "--incoming", "defer")
+    dc = dst.client()
+    uri = unix_uri(tmp, "d1")
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    ok(sc.cmd("migrate-set-parameters",
+              {"max-bandwidth": 128 << 20, "downtime-limit": 20}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    info = wait_status(sc, ["active"])
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 4:
+        info = ok(sc.cmd("query-migrate"))
+        assert info["status"] == "active", info
+        assert "dirty-limit-throttle-time-per-round" not in info, info
+        time.sleep(0.05)
+    # Pass after pass, and still active: what each pass leaves does not
+    # fit 20 ms at 128 MiB/s.
+    assert info["ram"]["dirty-sync-count"] >= 3, info
+    ok(sc.cmd("migrate_cancel"))
+    wait_status(sc, ["cancelled"])
+    assert dst.wait() == 6
+    dc.close()
+    # With dirty-limit: every vCPU capped at 1 MiB/s once a pass dirties
+    # more than half of what it sent, and the migration converges.
+    e = sc.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "dirty-limit", "state": True},
+        {"capability": "auto-converge", "state": True}]})
+    assert e["error"]["desc"].startswith("dirty-limit conflicts with "
+                                         "auto-converge"), e
+    ok(sc.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "dirty-limit", "state": True}]}))
+    ok(sc.cmd("migrate-set-parameters", {"vcpu-dirty-limit": 1}))
+    dst = dirty_vm(tmp, "d2", "--incoming", "defer")
+    rep.add(Reader(dst.con, cond))
+    dc = dst.client()
+    events_on(dc)
+    uri = unix_uri(tmp, "d2")
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    n_before = len(rep.all())
+    t0 = time.monotonic()
+    ok(sc.cmd("migrate", {"uri": uri}))
+    throttled = limits = None
+    while True:
+        info = ok(sc.cmd("query-migrate"))
+        if info["status"] == "completed":
+            break
+        assert info["status"] in ("setup", "active", "device"), info
+        if "dirty-limit-throttle-time-per-round" in info:
+            # The most the vCPUs were seen throttled.
+            throttled = throttled or info
+            for k in ("dirty-limit-throttle-time-per-round",
+                      "x-dirty-limit-max-stop"):
+                throttled[k] = max(throttled[k], info[k])
+            lim = sc.cmd("query-vcpu-dirty-limit")
+            if "return" in lim:
+                limits = lim["return"]
+                e = sc.cmd("cancel-vcpu-dirty-limit")
+                assert "while migration is running" in \
+                    e["error"]["desc"], e
+        assert time.monotonic() - t0 < 60, ("no convergence", info)
+        time.sleep(0.02)
+    took = time.monotonic() - t0
+    print("dirty-limit: completed in %.1f s, %d passes, downtime %d ms, "
+          "throttle %r" % (took, info["ram"]["dirty-sync-count"],
+                           info["downtime"], throttled), flush=True)
+    assert throttled, "query-migrate never showed the throttle"
+    assert throttled["dirty-limit-ring-full-time"] == 1000000, throttled
+    # The vCPUs did sleep for it: the throttle time of a pass, and the
+    # longest stop, are reported (us).
+    assert throttled["x-dirty-limit-max-stop"] > 0, throttled
+    assert limits and len(limits) == 2 and all(
+        x["limit-rate"] == 1 for x in limits), limits
+    # The throttle's longest single stop of a vCPU (the vCPU layer's
+    # own measure) is far below 50 ms.
+    assert throttled["x-dirty-limit-max-stop"] < 50000, throttled
+    # After completion the limit is gone.
+    e = sc.cmd("query-vcpu-dirty-limit")
+    assert e["error"]["desc"] == "Dirty page limit not enabled", e
+    # The destination runs the guest on: its reports follow the source's.
+    rep.wait(lambda r: sum(1 for x in r if x[3] == 1) >= 5,
+             "reports from the destination")
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0, src.log()
+    reps = rep.all()[n_before:]
+    src_r = [x for x in reps if x[3] == 0]
+    dst_r = [x for x in reps if x[3] == 1]
+    # Numbered on across the switchover, without gap or repeat.
+    nums = [x[0] for x in src_r] + [x[0] for x in dst_r]
+    assert nums == list(range(nums[0], nums[0] + len(nums))), nums
+    # The guest's own view: its longest stop during the migration (a
+    # report every 10 ms has the longest gap since the last). Tolerant:
+    # a host that ran something else for a while may stop it too, so 2%
+    # of the reports may show more, none more than a second.
+    gaps = sorted(x[2] for x in src_r)
+    print("guest gaps (us): median %d, max %d over %d reports" % (
+        gaps[len(gaps) // 2], gaps[-1], len(gaps)), flush=True)
+    over = [g for g in gaps if g >= 50000]
+    assert len(over) <= max(1, len(gaps) // 50) and gaps[-1] < 1000000, \
+        ("guest stops of 50 ms or more", over, len(gaps))
+    # The TSC across the switchover: the gap the guest saw there (the
+    # destination's first report) is no more than the downtime (the
+    # destination goes on from the TSC the source saved), plus the 10 ms
+    # a report may wait and some slack for the host.
+    switch_gap_ms = dst_r[0][2] / 1000.0
+    assert switch_gap_ms <= info["downtime"] + 30, \
+        ("TSC gap across the switchover", switch_gap_ms, info["downtime"])
+    dc.close()
+    dst.kill()
+
+
 def main():
-    global MIGRATE, MIGRATE_IRQ
+    global MIGRATE, MIGRATE_IRQ, MIGRATE_DIRTY
     MIGRATE = sys.argv[5]
     MIGRATE_IRQ = sys.argv[6] if len(sys.argv) > 6 else None
+    MIGRATE_DIRTY = sys.argv[7] if len(sys.argv) > 7 else None
     return dl.main()
 
 

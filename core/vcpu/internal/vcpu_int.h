@@ -129,11 +129,31 @@ struct vcpu {
 	bool exited; /* (w) the thread has left its loop for good */
 	pthread_cond_t parked_cond;
 
+	/*
+	 * The dirty limit (vcpu_set_dirty_limit(); docs/MIGRATION.md,
+	 * "Dirty limit"). dl_rate (pages/s, 0: off) and dl_period (ns):
+	 * (a) relaxed, stored by the control plane, read by the vCPU at
+	 * each write fault; a new value applies from the next fault, so
+	 * nothing orders them. The bucket is the vCPU's own: dl_tokens
+	 * (pages it may still dirty), dl_last (when they were last
+	 * refilled), dl_until (host time before which it may not enter
+	 * guest mode), dl_win_start and dl_win_pages (the window its
+	 * current rate is measured over): (v).
+	 */
+	_Atomic uint64_t dl_rate, dl_period;
+	double dl_tokens;
+	uint64_t dl_last, dl_until, dl_win_start, dl_win_pages;
+
 	/* (a) relaxed counters, written by the vCPU, read by anyone. */
 	struct {
 		_Atomic uint64_t insns, exits, shadow_faults, pio_exits,
 			pause_exits, mmio_accesses, halts, irqs, nmis,
 			guest_pf_injected, emulated_writes, requests;
+		/* The dirty limit: write faults counted, host ns spent
+		 * throttled, its longest single sleep, and the rate of the
+		 * last full window (pages/s). */
+		_Atomic uint64_t dl_pages, dl_sleep_ns, dl_max_sleep_ns,
+			dl_cur_rate;
 		/* Stored before requests' release increment, read after
 		 * its acquire load (vcpu_stats_get). */
 		_Atomic uint64_t request_insns;
