@@ -388,9 +388,16 @@ static void *incoming_thread(void *arg)
 	if (fd < 0) {
 		fd = accept_one(m, lfd, err, sizeof(err));
 		pthread_mutex_lock(&m->lock);
-		/* One connection only: the socket goes (QEMU's too). */
+		/* One connection only: the socket goes, and its file
+		 * with it (QEMU's too), accepted or not. */
 		close(m->listen_fd);
 		m->listen_fd = -1;
+		if (m->uri.kind == MIG_URI_UNIX && unlink(m->uri.path) < 0 &&
+		    errno != ENOENT)
+			fprintf(stderr,
+				"<4>mmud: cannot remove the migration socket "
+				"%s: %s\n",
+				m->uri.path, strerror(errno));
 		if (fd >= 0)
 			m->stream_fd = fd;
 		pthread_mutex_unlock(&m->lock);

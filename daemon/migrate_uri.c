@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "migrate_uri.h"
@@ -385,35 +388,83 @@ static void unix_addr(struct sockaddr_un *sa, const char *path)
 	snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", path);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /*
- * connect() that gives up after the URI's connect timeout: a peer that
- * never answers (a lost SYN, a full accept queue) would otherwise hold
- * the migration thread, and a cancel, for minutes. Linux bounds a
- * blocking connect of both socket kinds by SO_SNDTIMEO (socket(7));
- * once connected, sends block without limit again. 0 or -errno,
- * -ETIMEDOUT for the timeout.
+ * connect() that gives up after the URI's connect timeout, or as soon as
+ * cancel_fd (if >= 0) becomes readable: a peer that never answers (a
+ * lost SYN, a full accept queue) would otherwise hold the migration
+ * thread, and a cancel, for minutes. The socket connects non-blocking
+ * and the thread polls it with cancel_fd: a TCP connect in progress is
+ * watched for POLLOUT (connect(2), EINPROGRESS: SO_ERROR says how it
+ * ended); a Unix socket whose listener's queue is full answers EAGAIN
+ * at once, so it is tried again every MIG_CONNECT_RETRY_MS. Blocking
+ * again once connected. 0 or -errno: -ETIMEDOUT for the timeout,
+ * -ECANCELED for a cancel.
  */
 static int connect_timed(int fd, const struct sockaddr *sa, socklen_t len,
-			 const struct mig_uri *u)
+			 const struct mig_uri *u, int cancel_fd)
 {
 	unsigned int ms = u->connect_timeout_ms ?: MIG_CONNECT_TIMEOUT_MS;
-	struct timeval tv = { .tv_sec = ms / 1000,
-			      .tv_usec = (ms % 1000) * 1000 };
-	int ret = 0;
+	uint64_t deadline = mono_ms() + ms;
+	int flags = fcntl(fd, F_GETFL), ret = 0;
 
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
 		return -errno;
 	if (connect(fd, sa, len) < 0)
-		ret = errno == EINPROGRESS || errno == EAGAIN ? -ETIMEDOUT :
-								-errno;
-	memset(&tv, 0, sizeof(tv));
-	if (!ret &&
-	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		ret = -errno;
+	while (ret) {
+		struct pollfd p[2] = { { .fd = cancel_fd, .events = POLLIN },
+				       { .fd = fd, .events = POLLOUT } };
+		/* A full Unix listener's queue: try again in a while. */
+		bool retry = ret == -EAGAIN && sa->sa_family == AF_UNIX;
+		uint64_t now = mono_ms();
+		int wait, e = 0;
+		socklen_t el = sizeof(e);
+
+		if (!retry && ret != -EINPROGRESS && ret != -EINTR)
+			break;
+		if (now >= deadline) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		wait = (int)(deadline - now);
+		if (retry && wait > MIG_CONNECT_RETRY_MS)
+			wait = MIG_CONNECT_RETRY_MS;
+		if (poll(p, retry ? 1 : 2, wait) < 0 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+		if (cancel_fd >= 0 && (p[0].revents & POLLIN)) {
+			ret = -ECANCELED;
+			break;
+		}
+		if (retry) {
+			ret = connect(fd, sa, len) < 0 ? -errno : 0;
+			continue;
+		}
+		if (!p[1].revents) {
+			ret = -EINPROGRESS; /* nothing yet: wait on */
+			continue;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+			e = errno;
+		ret = -e;
+		break;
+	}
+	if (!ret && fcntl(fd, F_SETFL, flags) < 0)
 		ret = -errno;
 	return ret;
 }
 
-static int connect_unix(const struct mig_uri *u, char *err, size_t errlen)
+static int connect_unix(const struct mig_uri *u, int cancel_fd, char *err,
+			size_t errlen)
 {
 	struct sockaddr_un sa;
 	int fd, ret;
@@ -424,7 +475,8 @@ static int connect_unix(const struct mig_uri *u, char *err, size_t errlen)
 		ret = -errno;
 		goto fail;
 	}
-	ret = connect_timed(fd, (struct sockaddr *)&sa, sizeof(sa), u);
+	ret = connect_timed(fd, (struct sockaddr *)&sa, sizeof(sa), u,
+			    cancel_fd);
 	if (ret < 0) {
 		close(fd);
 		goto fail;
@@ -467,7 +519,8 @@ static int resolve(const struct mig_uri *u, bool passive, struct addrinfo **res,
 	return ret == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
 }
 
-static int connect_tcp(const struct mig_uri *u, char *err, size_t errlen)
+static int connect_tcp(const struct mig_uri *u, int cancel_fd, char *err,
+		       size_t errlen)
 {
 	struct addrinfo *res, *ai;
 	char name[300];
@@ -491,11 +544,14 @@ static int connect_tcp(const struct mig_uri *u, char *err, size_t errlen)
 			ret = -errno;
 			continue;
 		}
-		ret = connect_timed(fd, ai->ai_addr, ai->ai_addrlen, u);
+		ret = connect_timed(fd, ai->ai_addr, ai->ai_addrlen, u,
+				    cancel_fd);
 		if (ret == 0)
 			break;
 		close(fd);
 		fd = -1;
+		if (ret == -ECANCELED)
+			break;
 	}
 	freeaddrinfo(res);
 	if (fd < 0) {
@@ -532,15 +588,21 @@ static int open_file_out(const struct mig_uri *u, char *err, size_t errlen)
 int mig_uri_connect(const struct mig_uri *u, int taken_fd, char *err,
 		    size_t errlen)
 {
+	return mig_uri_connect_cancel(u, taken_fd, -1, err, errlen);
+}
+
+int mig_uri_connect_cancel(const struct mig_uri *u, int taken_fd, int cancel_fd,
+			   char *err, size_t errlen)
+{
 	if (u->kind == MIG_URI_FD)
 		return take_fd(u, taken_fd, err, errlen);
 	if (taken_fd >= 0)
 		close(taken_fd);
 	switch (u->kind) {
 	case MIG_URI_UNIX:
-		return connect_unix(u, err, errlen);
+		return connect_unix(u, cancel_fd, err, errlen);
 	case MIG_URI_TCP:
-		return connect_tcp(u, err, errlen);
+		return connect_tcp(u, cancel_fd, err, errlen);
 	case MIG_URI_FILE:
 		return open_file_out(u, err, errlen);
 	default:

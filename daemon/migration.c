@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -874,7 +875,8 @@ static int run_source(struct src *s)
 	char e[512];
 	int r;
 
-	r = mig_uri_connect(&m->uri, m->taken_fd, e, sizeof(e));
+	r = mig_uri_connect_cancel(&m->uri, m->taken_fd, m->cancel_fd, e,
+				   sizeof(e));
 	m->taken_fd = -1; /* the connection owns it now */
 	if (r < 0) {
 		snprintf(s->err, sizeof(s->err), "%s", e);
@@ -1075,6 +1077,12 @@ static void cmd_migrate(struct qmp_request *req, json_t *args, void *opaque)
 	m->socket_address[0] = '\0';
 	pthread_mutex_unlock(&m->lock);
 	m->taken_fd = fd;
+	if (m->cancel_fd >= 0) {
+		eventfd_t drop;
+
+		/* A cancel of an earlier migration is not for this one. */
+		(void)eventfd_read(m->cancel_fd, &drop);
+	}
 	/* A destination that loaded may move on: query-migrate is about
 	 * this migration from now on. */
 	m->incoming_started = false;
@@ -1099,6 +1107,16 @@ static void cmd_migrate(struct qmp_request *req, json_t *args, void *opaque)
 	qmp_reply_ok(req);
 }
 
+/* Ends a connect in progress (mig_uri_connect_cancel()). */
+static void wake_connect(struct mmud_migration *m)
+{
+	if (m->cancel_fd >= 0 && eventfd_write(m->cancel_fd, 1) < 0)
+		fprintf(stderr,
+			"<4>mmud: cannot wake the migration's "
+			"connect: %s\n",
+			strerror(errno));
+}
+
 static void cmd_migrate_cancel(struct qmp_request *req, json_t *args,
 			       void *opaque)
 {
@@ -1113,6 +1131,7 @@ static void cmd_migrate_cancel(struct qmp_request *req, json_t *args,
 		m->cancel = true;
 		m->status = MIG_CANCELLING;
 		was = true;
+		wake_connect(m);
 		/* A blocked write returns at once. */
 		if (m->stream_fd >= 0)
 			shutdown(m->stream_fd, SHUT_RDWR);
@@ -1663,6 +1682,8 @@ mmud_migration_new(struct event_base *base, struct qmp_server *qmp,
 	m->stream_fd = -1;
 	m->listen_fd = -1;
 	m->taken_fd = -1;
+	/* Without it a cancel still works, after the connect's timeout. */
+	m->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	m->incoming_exit_on_error = true;
 	m->params = (struct mig_params){
 		.max_bandwidth = MIG_DEFAULT_MAX_BANDWIDTH,
@@ -1704,6 +1725,7 @@ void mmud_migration_stop(struct mmud_migration *m)
 		return;
 	pthread_mutex_lock(&m->lock);
 	m->cancel = true;
+	wake_connect(m);
 	if (m->stream_fd >= 0)
 		shutdown(m->stream_fd, SHUT_RDWR);
 	if (m->listen_fd >= 0)
@@ -1722,6 +1744,8 @@ void mmud_migration_free(struct mmud_migration *m)
 		close(m->taken_fd);
 	if (m->listen_fd >= 0)
 		close(m->listen_fd);
+	if (m->cancel_fd >= 0)
+		close(m->cancel_fd);
 	if (m->have_uri)
 		mig_uri_free(&m->uri);
 	pthread_cond_destroy(&m->cond);

@@ -39,6 +39,8 @@ struct mig_uri {
 };
 
 #define MIG_CONNECT_TIMEOUT_MS 10000
+/* How often a connect to a full Unix listener is tried again. */
+#define MIG_CONNECT_RETRY_MS 10
 
 /* 0, or -EINVAL with the reason in err ("invalid migration URI
  * 'foo:bar': unknown transport 'foo'"); u is filled only on success.
@@ -93,6 +95,10 @@ struct mig_fds *mmud_fds_new(struct qmp_server *qmp);
  */
 int mig_uri_connect(const struct mig_uri *u, int taken_fd, char *err,
 		    size_t errlen);
+/* The same, ended early with -ECANCELED when cancel_fd (an eventfd, or
+ * -1: none) becomes readable while a unix: or tcp: connect waits. */
+int mig_uri_connect_cancel(const struct mig_uri *u, int taken_fd, int cancel_fd,
+			   char *err, size_t errlen);
 
 /*
  * The destination, on the loop thread before migrate-incoming answers:

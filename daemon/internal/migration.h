@@ -107,6 +107,9 @@ struct mmud_migration {
 	bool cancel; /* (l) migrate_cancel or shutdown */
 	bool go_on; /* (l) migrate-continue came */
 	int stream_fd; /* (l) the connection, shut down by a cancel */
+	/* (c) an eventfd (or -1) a cancel writes, so that a connect in
+	 * progress ends at once; drained when a migration starts. */
+	int cancel_fd;
 	char socket_address[300]; /* (l) the destination's bound address */
 	int listen_fd; /* (l) the destination's listening socket */
 

