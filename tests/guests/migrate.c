@@ -20,10 +20,24 @@
  * A mismatch prints the vCPU, the address and both values and fails the
  * guest. The region is "fill=MIB" MiB (default 16) of boot RAM the
  * runtime allocates. The guest runs until it is stopped.
+ *
+ * With "hot=1", vCPU 0 also watches a hot-plug window of HOT_PAGES pages
+ * at HOT_GPA (8 GiB; docs/GUEST-ABI.md, "Unbacked addresses": all ones
+ * while no memslot is there). Once a slot appears (zeros), it fills
+ * every page with its own pattern and prints "migrate: hot ready"; from
+ * then on, each round it rewrites one page with the round mixed in
+ * (keeping which round wrote each page) and checks the whole window
+ * against that model, printing "migrate: hot verified N" after the N-th
+ * check: a migration must carry the slot's pages, and the ones written
+ * during it, like boot RAM's.
  */
 #include "rt.h"
 
 #define HOT_PAGES 16 /* per vCPU */
+#define HOT_GPA 0x200000000ULL /* 8 GiB: the hot-plug window */
+#define HOT_SLOT_PAGES 256
+#define HOT_VA 0x008000000000ULL /* PML4 entry 1 */
+#define ONES (~0ULL)
 
 static volatile unsigned int filled;
 static volatile int failed;
@@ -42,20 +56,75 @@ static uint64_t mix(uint64_t x)
 	return x | 1;
 }
 
-static uint64_t fill_mib(void)
+/* The number after "name=" on the command line, or dflt. */
+static uint64_t arg_num(const char *name, uint64_t dflt)
 {
 	const char *s = rt_boot.cmdline;
+	size_t len = strlen(name);
 
 	for (; *s; s++)
 		if ((s == rt_boot.cmdline || s[-1] == ' ') &&
-		    !memcmp(s, "fill=", 5)) {
+		    !memcmp(s, name, len) && s[len] == '=') {
 			uint64_t n = 0;
 
-			for (s += 5; *s >= '0' && *s <= '9'; s++)
+			for (s += len + 1; *s >= '0' && *s <= '9'; s++)
 				n = n * 10 + (uint64_t)(*s - '0');
 			return n;
 		}
-	return 16;
+	return dflt;
+}
+
+/* The hot window (vCPU 0 only): which round last wrote each page, 0
+ * for the fill; hot_state: 0 off, -1 no slot yet, 1 filled. */
+static uint64_t hot_round[HOT_SLOT_PAGES];
+static int hot_state;
+static uint64_t hot_checks;
+
+static uint64_t hot_word(uint64_t p, uint64_t w, uint64_t r)
+{
+	return mix(HOT_GPA + p * SIZE_4K + w * 8 + (r << 40));
+}
+
+/* One round of the hot window: 0, or 1 after a mismatch (printed). */
+static int hot_round_once(uint64_t round)
+{
+	volatile uint64_t *win = (volatile uint64_t *)HOT_VA;
+
+	if (hot_state < 0) {
+		if (win[0] == ONES)
+			return 0; /* no slot yet */
+		for (uint64_t p = 0; p < HOT_SLOT_PAGES; p++)
+			for (uint64_t w = 0; w < 512; w++)
+				win[p * 512 + w] = hot_word(p, w, 0);
+		hot_state = 1;
+		rt_printf("migrate: hot ready (%u pages at %#lx)\n",
+			  HOT_SLOT_PAGES, (uint64_t)HOT_GPA);
+		return 0;
+	}
+	{
+		uint64_t p = round % HOT_SLOT_PAGES;
+
+		for (uint64_t w = 0; w < 512; w++)
+			win[p * 512 + w] = hot_word(p, w, round);
+		hot_round[p] = round;
+	}
+	for (uint64_t p = 0; p < HOT_SLOT_PAGES; p++)
+		for (uint64_t w = 0; w < 512; w++) {
+			uint64_t want = hot_word(p, w, hot_round[p]);
+			uint64_t got = win[p * 512 + w];
+
+			if (got != want) {
+				rt_printf("migrate: MISMATCH hot gpa %#lx want "
+					  "%#lx got %#lx\n",
+					  (uint64_t)(HOT_GPA + p * SIZE_4K +
+						     w * 8),
+					  want, got);
+				return 1;
+			}
+		}
+	hot_checks++;
+	rt_printf("migrate: hot verified %lu\n", hot_checks);
+	return 0;
 }
 
 /* What word w of page p holds after round r of the page's owner (0:
@@ -105,8 +174,18 @@ int guest_main(unsigned int cpu)
 	volatile uint64_t *region;
 	uint64_t round = 0, hb = 0, sum = 0, tsc = 0;
 
+	if (cpu == 0 && arg_num("hot", 0)) {
+		/* Its own root: the boot identity map, and the window. */
+		uint64_t root = pt_root_new();
+
+		for (uint64_t p = 0; p < HOT_SLOT_PAGES; p++)
+			pt_map(root, HOT_VA + p * SIZE_4K,
+			       HOT_GPA + p * SIZE_4K, SIZE_4K, PTE_W);
+		rt_write_cr3(root);
+		hot_state = -1; /* watching, no slot yet */
+	}
 	if (cpu == 0) {
-		uint64_t pages = fill_mib() << 8;
+		uint64_t pages = arg_num("fill", 16) << 8;
 
 		if (pages < (uint64_t)HOT_PAGES * nr) {
 			rt_printf("migrate: fill=%lu MiB is too small\n",
@@ -179,6 +258,10 @@ int guest_main(unsigned int cpu)
 				return 1;
 			for (;;)
 				rt_pause();
+		}
+		if (cpu == 0 && hot_state && hot_round_once(round)) {
+			failed = 1;
+			return 1;
 		}
 		if (cpu == 0) {
 			hb++;

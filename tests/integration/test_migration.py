@@ -213,11 +213,11 @@ class Console:
             self.cur = nxt
 
 
-def vm(tmp, name, smp, *extra):
+def vm(tmp, name, smp, *extra, append=FILL):
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     return Daemon(d, "--memory", MEM, *extra, smp=smp, kernel=MIGRATE,
-                  append=FILL)
+                  append=append)
 
 
 def events_on(c):
@@ -332,8 +332,8 @@ def test_tcp_loopback_hops_1_2_4_vcpus_keep_memory_heartbeats(tmp):
         round_trips(os.path.join(tmp, str(smp)), smp, tcp_uri, HOPS)
 
 
-def start(tmp, smp=2):
-    src = vm(tmp, "src", smp)
+def start(tmp, smp=2, append=FILL):
+    src = vm(tmp, "src", smp, append=append)
     hb = Console(src.con)
     hb.wait_ready()
     hb.advance(2)
@@ -747,35 +747,78 @@ def test_cont_after_postmigrate_runs_the_source_again(tmp):
     src.kill()
 
 
+HOT = "hot verified"
+
+
 @test("stream")
-def test_hot_added_memslot_travels_and_must_exist_on_the_destination(tmp):
-    src, sc, hb = start(tmp)
+def test_hot_added_memslot_the_guest_fills_travels_and_is_verified(tmp):
+    # The guest watches the hot-plug window at 8 GiB (migrate.c, hot=1):
+    # it fills the slot once it appears, then rewrites a page of it and
+    # checks all of it every round.
+    src, sc, hb = start(tmp, append=FILL + " hot=1")
     slot = ok(sc.cmd("x-memslot-add", {"gpa": 8 << 30, "size": 1 << 20}))
+    hb._wait(lambda t: HOT in t[hb.pos:], "check of the hot slot")
     path = os.path.join(tmp, "vm.mig")
     ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
     ok(sc.cmd("migrate", {"uri": "file:" + path}))
     info = wait_status(sc, ["completed"])
-    # Its 256 pages went too (as zero pages: the guest does not use it).
     assert info["ram"]["total"] == (64 << 20) + (1 << 20), info
     ok(sc.cmd("quit"))
     sc.close()
     assert src.wait() == 0
     # A destination without the slot refuses the stream, naming it.
     refused(tmp, "noslot", path, "memslot")
-    # With the same slot added first, it loads and the guest goes on.
+    # With the same slot added first, it loads, and the guest finds its
+    # slot as it left it and goes on writing and checking it.
     d = os.path.join(tmp, "r")
     os.makedirs(d)
     dst = Daemon(d, "--memory", MEM, "--incoming", "defer", smp=2,
-                 kernel=MIGRATE, append=FILL)
+                 kernel=MIGRATE, append=FILL + " hot=1")
     dcon = Reader(dst.con, hb.cond)
     dc = dst.client()
     assert ok(dc.cmd("x-memslot-add",
                      {"gpa": 8 << 30, "size": 1 << 20})) == slot
     ok(dc.cmd("migrate-incoming", {"uri": "file:" + path}))
     hb.switch(dcon)
+    src_text = hb.done.decode(errors="replace")
+    checks = src_text.count(HOT)
+    assert checks >= 1 and "hot ready" in src_text, src_text[-300:]
     hb.advance(2)
+    # Checks made on the destination: numbered on from the source's.
+    hb._wait(lambda t: "%s %d\n" % (HOT, checks + 2) in t,
+             "check of the hot slot on the destination")
     slots = ok(dc.cmd("x-query-memslots"))
     assert any(x["gpa"] == 8 << 30 for x in slots), slots
+    dc.close()
+    dst.kill()
+
+
+@test("unix")
+def test_hot_added_memslot_migrates_live_while_the_guest_writes_it(tmp):
+    src, sc, hb = start(tmp, append=FILL + " hot=1")
+    slot = ok(sc.cmd("x-memslot-add", {"gpa": 8 << 30, "size": 1 << 20}))
+    hb._wait(lambda t: HOT in t[hb.pos:], "check of the hot slot")
+    dst = vm(tmp, "d1", 2, "--incoming", "defer", append=FILL + " hot=1")
+    dcon = Reader(dst.con, hb.cond)
+    dc = dst.client()
+    assert ok(dc.cmd("x-memslot-add",
+                     {"gpa": 8 << 30, "size": 1 << 20})) == slot
+    uri = unix_uri(tmp, "d1")
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    # Slow enough that the guest rewrites slot pages during the passes.
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 8 << 20}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    info = wait_status(sc, ["completed", "failed"])
+    assert info["status"] == "completed", info
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0
+    hb.switch(dcon)
+    checks = hb.done.decode(errors="replace").count(HOT)
+    hb.advance(2)
+    hb._wait(lambda t: "%s %d\n" % (HOT, checks + 2) in t,
+             "check of the hot slot on the destination")
+    assert ok(dc.cmd("x-mmu-audit")) == {}
     dc.close()
     dst.kill()
 
