@@ -351,6 +351,7 @@ static bool block_build(struct x86_cpu *cpu, struct x86_block *b, hva_t page,
 	}
 	b->nbytes = (uint8_t)pos;
 	block_snapshot(b, hva, pos, bytes);
+	x86_specialise(b->in, b->ninsns);
 	b->hva = hva;
 	return true;
 }
@@ -427,12 +428,13 @@ static struct x86_block *get_block(struct x86_cpu *cpu)
 	return b;
 }
 
-/* Runs one instruction; returns false when the run loop must stop. */
+/* Runs one instruction with its generic handler; returns false when the
+ * run loop must stop. */
 static inline bool step(struct x86_cpu *cpu, const struct x86_insn *in,
 			uint64_t limit)
 {
 	cpu->next_rip = cpu->rip + in->len;
-	in->fn(cpu, in);
+	in->desc->fn(cpu, in);
 	cpu->rip = cpu->next_rip;
 	cpu->retired++;
 	/* An instruction boundary: an interrupt shadow to age, an event to
@@ -507,6 +509,40 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 		cpu->stat[X86_STAT_BLOCKS]++;
 		cpu->block_lo = b->hva;
 		cpu->block_len = b->nbytes;
+		/*
+		 * The specialised handlers (fast.c) when nothing can stop
+		 * the block between two instructions but the instructions
+		 * themselves: no interrupt shadow or line to look at, the
+		 * budget not reached inside it.
+		 */
+		if (__builtin_expect(!(cpu->int_shadow | cpu->irq_lines) &&
+					     limit - cpu->retired >= b->ninsns,
+				     1)) {
+			for (i = 0;;) {
+				gva_t next;
+
+				in = &b->in[i];
+				next = cpu->rip + in->len;
+				cpu->next_rip = next;
+				in->fn(cpu, in);
+				cpu->rip = cpu->next_rip;
+				cpu->retired++;
+				/* stop, int_shadow, irq_lines */
+				if (__builtin_expect(cpu->attn, 0)) {
+					/* An instruction boundary, as in
+					 * step(); the block ends here. */
+					if (cpu->int_shadow | cpu->irq_lines)
+						x86_boundary(cpu, !cpu->stop);
+					if (cpu->stop)
+						goto out;
+					break;
+				}
+				if (++i == b->ninsns || cpu->rip != next ||
+				    !cpu->code_tag)
+					break;
+			}
+			goto block_end;
+		}
 		for (i = 0;;) {
 			gva_t next;
 
@@ -522,7 +558,12 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 			    !cpu->code_tag)
 				break;
 		}
-		if ((in->desc->flags & X86_D_BRANCH) && kicked(cpu)) {
+block_end:
+		/* A fused flag writer (fast.c) ran its block's last
+		 * instruction, a Jcc, too. */
+		if (((in->desc->flags | b->in[b->ninsns - 1].desc->flags) &
+		     X86_D_BRANCH) &&
+		    kicked(cpu)) {
 			exit->reason = X86_EXIT_KICK;
 			cpu->stat[X86_STAT_KICK_EXITS]++;
 			break;

@@ -4,7 +4,10 @@
  * thousands of blocks at once, a block whose guest bytes changed (stored
  * by another agent, or by the block itself) is never run stale, a pool
  * that fills up is dropped and refilled without changing what runs, and
- * the counters x86_cpu_stats_get() publishes say what happened.
+ * the counters x86_cpu_stats_get() publishes say what happened; and the
+ * specialised handlers of fast.c (with dead flags dropped and flag
+ * writers fused with their Jcc) leave exactly the state the generic
+ * handlers leave.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +19,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "rng.h"
 #include "x86_int.h"
 
 #define BLOCK 16 /* bytes of one chain block */
@@ -175,6 +179,144 @@ static void test_bcache_store_into_running_block(void **state)
 	xh_free(h);
 }
 
+/* Appends one random instruction of a form fast.c specialises (or a
+ * near neighbour it must leave alone) to p; returns its length. */
+static unsigned int random_insn(uint64_t *rs, uint8_t *p)
+{
+	static const uint8_t alu[] = { 0x01, 0x03, 0x09, 0x0b, 0x11, 0x19,
+				       0x21, 0x23, 0x29, 0x2b, 0x31, 0x33,
+				       0x39, 0x3b, 0x85, 0x89, 0x8b };
+	uint64_t r = splitmix64(rs);
+	unsigned int n = 0, rex = 0x40 | (r & 8 ? 8 : 0) | ((r >> 4) & 5);
+	/* Registers other than RSP: the stack stays the harness's. */
+	unsigned int reg = (r >> 8) & 7, rm = (r >> 12) & 7;
+
+	if (reg == 4)
+		reg = 0;
+	if (rm == 4)
+		rm = 1;
+	p[n++] = (uint8_t)rex;
+	switch ((r >> 16) % 8) {
+	case 0:
+	case 1:
+	case 2: /* ALU, TEST, MOV between registers */
+		p[n++] = alu[(r >> 24) % sizeof(alu)];
+		p[n++] = (uint8_t)(0xc0 | reg << 3 | rm);
+		break;
+	case 3: /* 83 /n ib (ADC, SBB too) */
+		p[n++] = 0x83;
+		p[n++] = (uint8_t)(0xc0 | ((r >> 24) & 7) << 3 | rm);
+		p[n++] = (uint8_t)(r >> 32);
+		break;
+	case 4: /* 81 /n id */
+		p[n++] = 0x81;
+		p[n++] = (uint8_t)(0xc0 | ((r >> 24) & 7) << 3 | rm);
+		memcpy(p + n,
+		       (uint8_t[]){ (uint8_t)(r >> 32), (uint8_t)(r >> 40),
+				    (uint8_t)(r >> 48), (uint8_t)(r >> 56) },
+		       4);
+		n += 4;
+		break;
+	case 5: /* INC, DEC */
+		p[n++] = 0xff;
+		p[n++] = (uint8_t)(0xc0 | ((r >> 24) & 1) << 3 | rm);
+		break;
+	case 6: /* LEA reg, [rm + index * s + disp8] */
+		p[n++] = 0x8d;
+		p[n++] = (uint8_t)(0x44 | reg << 3);
+		p[n++] = (uint8_t)(((r >> 24) & 3) << 6 | ((r >> 28) & 3) << 3 |
+				   rm);
+		p[n++] = (uint8_t)(r >> 32);
+		break;
+	default: /* MOV r, imm32 / imm64 */
+		p[n - 1] = (uint8_t)(rex & ~8);
+		if (r & (1ULL << 40)) {
+			p[n - 1] |= 8;
+			p[n++] = (uint8_t)(0xb8 | reg);
+			memcpy(p + n, &r, 8);
+			n += 8;
+		} else {
+			p[n++] = (uint8_t)(0xb8 | reg);
+			memcpy(p + n, &r, 4);
+			n += 4;
+		}
+		break;
+	}
+	return n;
+}
+
+/* Runs from XH_CODE to the HLT, one instruction per x86_run() when
+ * single (the budget keeps every block on the generic handlers). */
+static void run_to_hlt(struct xh *h, bool single)
+{
+	struct x86_exit exit;
+
+	for (unsigned int i = 0; i < 10000; i++) {
+		enum x86_exit_reason r = x86_run(h->cpu, single ? 1 : 0, &exit);
+
+		if (r == X86_EXIT_HLT)
+			return;
+		assert_int_equal(r, X86_EXIT_BUDGET);
+	}
+	fail_msg("no HLT after 10000 runs");
+}
+
+static void test_bcache_specialised_handlers_match_generic(void **state)
+{
+	uint64_t rs = 0x5eed0001;
+	struct xh *h = xh_new();
+
+	(void)state;
+	for (unsigned int round = 0; round < 3000; round++) {
+		uint8_t code[X86_BLOCK_BYTES + 32];
+		struct x86_regs start, fast, slow;
+		unsigned int len = 0, n = 1 + splitmix64(&rs) % 8;
+
+		for (unsigned int i = 0; i < n && len < X86_BLOCK_BYTES - 16;
+		     i++)
+			len += random_insn(&rs, code + len);
+		/* End most blocks with a Jcc over a MOV: a fused pair. */
+		if (round % 4) {
+			code[len++] = (uint8_t)(0x70 | (splitmix64(&rs) & 15));
+			code[len++] = 5;
+			code[len++] = 0xb8; /* mov eax, 0x600d */
+			memcpy(code + len, (uint8_t[]){ 0x0d, 0x60, 0, 0 }, 4);
+			len += 4;
+		}
+		xh_place_code(h, code, len);
+		x86_get_regs(h->cpu, &start);
+		for (unsigned int r = 0; r < 16; r++)
+			if (r != X86_RSP)
+				start.gpr[r] = splitmix64(&rs) >>
+					       (splitmix64(&rs) & 63);
+		start.rflags = 2 | (splitmix64(&rs) & 0x8d5);
+		start.rip = XH_CODE;
+		x86_set_regs(h->cpu, &start);
+		run_to_hlt(h, false);
+		x86_get_regs(h->cpu, &fast);
+		x86_set_regs(h->cpu, &start);
+		run_to_hlt(h, true);
+		x86_get_regs(h->cpu, &slow);
+		for (unsigned int r = 0; r < 16; r++)
+			if (fast.gpr[r] != slow.gpr[r])
+				fail_msg("round %u: register %u is %#llx with "
+					 "the specialised handlers, %#llx with "
+					 "the generic ones",
+					 round, r,
+					 (unsigned long long)fast.gpr[r],
+					 (unsigned long long)slow.gpr[r]);
+		if (fast.rflags != slow.rflags || fast.rip != slow.rip)
+			fail_msg(
+				"round %u: RFLAGS %#llx RIP %#llx specialised, "
+				"RFLAGS %#llx RIP %#llx generic",
+				round, (unsigned long long)fast.rflags,
+				(unsigned long long)fast.rip,
+				(unsigned long long)slow.rflags,
+				(unsigned long long)slow.rip);
+	}
+	xh_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -183,6 +325,8 @@ int main(void)
 		cmocka_unit_test(
 			test_bcache_bytes_changed_outside_rerun_new_code),
 		cmocka_unit_test(test_bcache_store_into_running_block),
+		cmocka_unit_test(
+			test_bcache_specialised_handlers_match_generic),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

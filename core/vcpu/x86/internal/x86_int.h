@@ -298,6 +298,10 @@ enum x86_stat {
 	X86_STAT_NR,
 };
 
+/* Gives the n decoded instructions of a block their specialised handlers
+ * where fast.c has one (desc->fn stays the generic handler). */
+void x86_specialise(struct x86_insn *in, unsigned int n);
+
 /* Every store this vCPU makes to guest RAM at host address hva, n bytes
  * long, goes through here: a store into the running block ends it. */
 static inline void x86_note_code_write(struct x86_cpu *cpu, hva_t hva,
@@ -410,7 +414,28 @@ struct x86_cpu {
 	/* The current PCID in TLB-tag position: CR3[11:0] << 48 with
 	 * CR4.PCIDE, else 0 (x86_mode_changed() keeps it). */
 	uint64_t pcid_tag;
-	bool stop; /* leave the run loop after this instruction */
+	/* What the run loop looks at after every instruction, in one word
+	 * it can test at once (attn, cpu.c). */
+	union {
+		struct {
+			/* leave the run loop after this instruction */
+			bool stop;
+			/*
+			 * The interrupt shadow of STI and MOV SS (SDM
+			 * vol. 2, STI and MOV; vol. 3, 6.8.3):
+			 * X86_SHADOW_SET when the instruction that just
+			 * ran set it, X86_SHADOW_ACTIVE at the one
+			 * boundary it blocks (x86_boundary() moves it
+			 * along), 0 otherwise.
+			 */
+			uint8_t int_shadow;
+			/* External events (except.c): X86_IRQ_* bits.
+			 * INTR is the level of the interrupt line
+			 * (x86_set_intr()); NMI a latched NMI. */
+			uint8_t irq_lines;
+		};
+		uint32_t attn;
+	};
 	struct x86_exit *exit;
 
 	/* Translation. */
@@ -439,16 +464,6 @@ struct x86_cpu {
 	uint64_t pat, tsc_aux, apic_base, misc_enable;
 	struct x86_fpu fpu;
 	int64_t tsc_offset; /* guest TSC = host TSC + tsc_offset */
-	/*
-	 * The interrupt shadow of STI and MOV SS (SDM vol. 2, STI and MOV;
-	 * vol. 3, 6.8.3): X86_SHADOW_SET when the instruction that just
-	 * ran set it, X86_SHADOW_ACTIVE at the one boundary it blocks
-	 * (x86_boundary() moves it along), 0 otherwise.
-	 */
-	uint8_t int_shadow;
-	/* External events (except.c): X86_IRQ_* bits. INTR is the level
-	 * of the interrupt line (x86_set_intr()); NMI a latched NMI. */
-	uint8_t irq_lines;
 	bool nmi_blocked; /* an NMI was delivered; no other until IRET */
 	bool halted; /* HLT retired; only an event resumes execution */
 
