@@ -35,7 +35,38 @@ struct x86_kvmclock;
 #define MIGRATE_MAGIC "MMUDMIG\n" /* 8 bytes */
 #define MIGRATE_VERSION 2u
 
-/* Section types (docs/MIGRATION.md, "Sections"). */
+/*
+ * Section types (docs/MIGRATION.md, "Sections").
+ *
+ * How a device adds its state (docs/MIGRATION.md, "Extending the
+ * stream"), e.g. a virtio-mmio block device:
+ * 1. The next number here (MIGRATE_SEC_..., never reusing one), its
+ *    name in migrate_sec_name() and the largest payload it may have in
+ *    sec_bound() (stream.c): the reader refuses a longer one before it
+ *    reads it. Bump MIGRATE_VERSION: a reader refuses types it does not
+ *    know, so both ends must have the section.
+ * 2. A struct of the state here, an encoder migrate_write_<dev>() and a
+ *    checked decoder migrate_parse_<dev>() in sections.c, built with
+ *    its cursor helpers (w32/r32...): every count and index bounded,
+ *    a short or long payload refused, the field named in the error.
+ *    Loading into the device (the device's own *_load(), which checks
+ *    values against the device: queue sizes, ring addresses inside
+ *    guest RAM) changes nothing when it refuses.
+ * 3. The source (daemon/migration.c, switchover()) writes it with the
+ *    vCPUs held, after the vCPU sections, once the device is quiet: a
+ *    block device completes or takes back its requests in flight first,
+ *    and the pages its completions wrote are in the dirty log (they go
+ *    in the last RAM pass, which comes after).
+ * 4. The destination (daemon/incoming.c's loop, and migrate_load() for
+ *    the unit tests and the fuzzer) takes it exactly once, and refuses a
+ *    stream that lacks it at the end marker when it has the device, or
+ *    has it when it has not. What must match before any page is
+ *    stored (a drive's count or size) belongs in the configuration
+ *    (struct migrate_config, migrate_config_match()).
+ * 5. tests/unit/migrate builds streams section by section: the new one
+ *    truncated, flipped and twice; a corpus entry for
+ *    tests/fuzz/fuzz_migrate.c.
+ */
 enum migrate_sec {
 	MIGRATE_SEC_CONFIG = 1,
 	MIGRATE_SEC_RAM = 2,
