@@ -286,6 +286,12 @@ struct stress {
 	 * with more vCPUs than host CPUs, those waiting for a CPU wait
 	 * outside guest mode, at the end of a slice.) */
 	bool kick_running;
+	/* (c) Before each request with wait, another request without wait
+	 * to every vCPU, as a second requester's would be: the waiting one
+	 * then finds in-guest vCPUs already EXITING_GUEST_MODE and must
+	 * still wait for them to leave (KVM waits for every vCPU not
+	 * OUTSIDE_GUEST_MODE). */
+	bool pre_kick;
 	_Atomic unsigned long progress; /* (a) requests completed */
 	_Atomic bool abandon; /* (a) the watchdog gave up: stop early */
 	_Atomic bool finished; /* (a) signalled on h->vm.cond under h->vm.lock */
@@ -399,6 +405,9 @@ static void *requester(void *arg)
 			nanosleep(&(struct timespec){ .tv_nsec = 10000 }, NULL);
 		for (unsigned int i = 0; i < h->vm.n; i++)
 			vcpu_stats_get(h->vm.vcpus[i], &before[i]);
+		if (s->pre_kick)
+			vcpu_set_make_request(h->vm.set, VCPU_REQ_TLB_FLUSH,
+					      false);
 		t0 = test_vm_now_ns();
 		vcpu_set_make_request(h->vm.set, VCPU_REQ_TLB_FLUSH, true);
 		dt = test_vm_now_ns() - t0;
@@ -468,14 +477,15 @@ static bool watch(struct stress *s, char *msg, size_t len)
 	return !stalled;
 }
 
-/* kick_running: see struct stress. */
-static void stress(uint64_t entry, bool kick_running)
+/* kick_running, pre_kick: see struct stress. */
+static void stress(uint64_t entry, bool kick_running, bool pre_kick)
 {
 	struct harness h;
 	struct stress s = {
 		.nr = NR_STRESS_REQUESTS,
 		.budget_s = STRESS_BOUND_SECONDS,
 		.kick_running = kick_running,
+		.pre_kick = pre_kick,
 	};
 	char stall[512] = "";
 	pthread_t t;
@@ -529,7 +539,7 @@ static void stress(uint64_t entry, bool kick_running)
 static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
 {
 	(void)state;
-	stress(ENTRY_SPIN, false);
+	stress(ENTRY_SPIN, false, false);
 }
 
 /* Every request finds a vCPU running guest code: each one is a kick out
@@ -537,7 +547,16 @@ static void test_requests_flush_wait_spinning_vcpus_all_observed(void **state)
 static void test_requests_flush_wait_kicks_each_running_vcpu_out(void **state)
 {
 	(void)state;
-	stress(ENTRY_SPIN, true);
+	stress(ENTRY_SPIN, true, false);
+}
+
+/* Each request with wait finds the running vCPUs already kicked by a
+ * request without wait: it must wait for them all the same. */
+static void
+test_requests_flush_wait_already_kicked_vcpus_waited_for(void **state)
+{
+	(void)state;
+	stress(ENTRY_SPIN, true, true);
 }
 
 /* vCPUs that also exit on their own: a wait must not take one of their
@@ -545,14 +564,14 @@ static void test_requests_flush_wait_kicks_each_running_vcpu_out(void **state)
 static void test_requests_flush_wait_exiting_vcpus_all_observed(void **state)
 {
 	(void)state;
-	stress(ENTRY_SPIN_IO, false);
+	stress(ENTRY_SPIN_IO, false, false);
 }
 
 /* Spin-lock loops (PAUSE): pause-loop exits, as under KVM's PLE. */
 static void test_requests_flush_wait_pausing_vcpus_all_observed(void **state)
 {
 	(void)state;
-	stress(ENTRY_SPIN_PAUSE, false);
+	stress(ENTRY_SPIN_PAUSE, false, false);
 }
 
 /* ---- requests to halted vCPUs ----------------------------------------- */
@@ -686,6 +705,8 @@ int main(int argc, char **argv)
 			test_requests_flush_wait_kicks_each_running_vcpu_out),
 		cmocka_unit_test(
 			test_requests_flush_wait_pausing_vcpus_all_observed),
+		cmocka_unit_test(
+			test_requests_flush_wait_already_kicked_vcpus_waited_for),
 	};
 	int r;
 
