@@ -17,13 +17,15 @@
  * ring; "dirty" also reads a sector into a page it never touches itself,
  * between two bytes typed on COM1, so the test can look for that page
  * in x-dirty-log-harvest; "hold" waits for a byte on COM1 after its
- * last line, so the test can query the device before the VM ends.
+ * last line, so the test can query the device before the VM ends;
+ * "bench" only times requests kept in flight (bench/virtio_blk.py).
  */
 #include "irq.h"
 #include "rt.h"
 
 #define VBASE 0xd0000000UL
-#define QSZ 16
+#define QSZ 64
+#define MAX_QD 32
 #define VECTOR 0x35
 #define PIN 5
 #define SECTOR 512
@@ -407,6 +409,105 @@ static void reset_mid_request(void)
 		  "read\n");
 }
 
+/* ---- bench: requests kept in flight, each through its own indirect
+ * table in ring slot (and descriptor) equal to its index ----------------- */
+
+static struct desc (*btable)[4];
+static uint8_t (*bhdr)[16];
+static uint8_t *bstatus;
+static uint8_t *bbuf;
+
+static void bench_post(unsigned int slot, uint32_t type, uint64_t sector,
+		       uint32_t size)
+{
+	uint8_t *h = bhdr[slot];
+
+	memset(h, 0, 16);
+	memcpy(h, &type, 4);
+	memcpy(h + 8, &sector, 8);
+	bstatus[slot] = 0xff;
+	set_desc(btable[slot], 0, h, 16, F_NEXT, 1);
+	set_desc(btable[slot], 1, bbuf + (uint64_t)slot * (1 << 20), size,
+		 F_NEXT | (type == T_IN ? F_WRITE : 0), 2);
+	set_desc(btable[slot], 2, &bstatus[slot], 1, F_WRITE, 0);
+	set_desc(desc, slot, btable[slot], 48, F_INDIRECT, 0);
+	avail[2 + avail_idx % QSZ] = (uint16_t)slot;
+	avail[2 + QSZ] = used_seen;
+	__atomic_store_n(&avail[1], ++avail_idx, __ATOMIC_RELEASE);
+}
+
+/*
+ * nreq requests of size bytes, qd in flight: random 4 KiB-aligned
+ * offsets, or sequential ones. The test times the lines on the host.
+ */
+static void bench(const char *name, unsigned int qd, unsigned int nreq,
+		  uint32_t size, bool random, uint32_t type)
+{
+	uint64_t span = capacity / (size / SECTOR), next = 0;
+	unsigned int posted = 0, done = 0;
+
+	rt_printf("bench: %s start\n", name);
+	for (; posted < qd && posted < nreq; posted++)
+		bench_post(posted, type,
+			   (random ? rnd() % span : next++ % span) *
+				   (size / SECTOR),
+			   size);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	wr(QUEUE_NOTIFY, 0);
+	while (done < nreq) {
+		bool more = false;
+
+		while (used_idx() == used_seen) {
+			if (irq_mode) {
+				rt_cli();
+				if (used_idx() == used_seen)
+					rt_sti_hlt();
+				rt_sti();
+			} else {
+				rt_pause();
+			}
+		}
+		while (used_idx() != used_seen) {
+			uint32_t id =
+				*(volatile uint32_t *)(used + 4 +
+						       8 * (used_seen % QSZ));
+
+			used_seen++;
+			done++;
+			if (bstatus[id] != 0)
+				rt_fail("bench: request failed: %u\n",
+					bstatus[id]);
+			if (posted < nreq) {
+				bench_post(id, type,
+					   (random ? rnd() % span :
+						     next++ % span) *
+						   (size / SECTOR),
+					   size);
+				posted++;
+				more = true;
+			}
+		}
+		if (more) {
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			wr(QUEUE_NOTIFY, 0);
+		}
+	}
+	rt_printf("bench: %s end %u\n", name, nreq);
+}
+
+static void run_benches(void)
+{
+	btable = (struct desc(*)[4])rt_phys_alloc(MAX_QD * 64, 4096);
+	bhdr = (uint8_t(*)[16])rt_phys_alloc(MAX_QD * 16, 4096);
+	bstatus = (uint8_t *)rt_phys_alloc(4096, 4096);
+	bbuf = (uint8_t *)rt_phys_alloc((uint64_t)MAX_QD << 20, 4096);
+	bench("4k-randread-qd1", 1, 6000, 4096, true, T_IN);
+	bench("4k-randread-qd32", 32, 30000, 4096, true, T_IN);
+	bench("1m-seqread-qd1", 1, 512, 1 << 20, false, T_IN);
+	bench("1m-seqwrite-qd1", 1, 512, 1 << 20, false, T_OUT);
+	rt_printf("bench: done\n");
+}
+
 static uint8_t com1_getc(void)
 {
 	while (!(rt_inb(0x3f8 + 5) & 1))
@@ -417,7 +518,7 @@ static uint8_t com1_getc(void)
 int guest_main(unsigned int cpu)
 {
 	const char *cmd = rt_boot.cmdline;
-	bool dirty = false, hold = false;
+	bool dirty = false, hold = false, benchmark = false;
 	char id[21] = { 0 };
 	uint32_t len;
 
@@ -431,6 +532,9 @@ int guest_main(unsigned int cpu)
 			dirty = true;
 		if (i + 4 <= rt_boot.cmdline_len && !memcmp(cmd + i, "hold", 4))
 			hold = true;
+		if (i + 5 <= rt_boot.cmdline_len &&
+		    !memcmp(cmd + i, "bench", 5))
+			benchmark = true;
 	}
 	desc = (struct desc *)rt_phys_alloc(4096, 4096);
 	avail = (volatile uint16_t *)rt_phys_alloc(4096, 4096);
@@ -461,6 +565,10 @@ int guest_main(unsigned int cpu)
 	capacity = rd(CONFIG) | (uint64_t)rd(CONFIG + 4) << 32;
 	rt_printf("virtio_blk: %lu sectors, features %#lx\n", capacity,
 		  features);
+	if (benchmark) {
+		run_benches();
+		return 0;
+	}
 
 	if (request(T_IN, 0, buf, 64 * SECTOR, true, &len) != 0 ||
 	    len != 64 * SECTOR + 1)
