@@ -20,6 +20,9 @@
 #ifdef MMUD_HAVE_URING
 #include <liburing.h>
 #endif
+#ifdef MMUD_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #include "blk.h"
 
@@ -165,6 +168,30 @@ static int pool_submit(struct blk_backend *b, struct blk_io *io)
 /* ---- io_uring ------------------------------------------------------------ */
 
 #ifdef MMUD_HAVE_URING
+/*
+ * An io goes from the submitting thread to the completion thread through
+ * the kernel's rings, which ThreadSanitizer cannot see: in TSan builds
+ * the hand-off is told to it as a release at submission and an acquire
+ * at the completion (the same edge the kernel's CQE gives).
+ */
+static void tsan_handoff_release(struct blk_io *io)
+{
+#ifdef MMUD_TSAN
+	__tsan_release(io);
+#else
+	(void)io;
+#endif
+}
+
+static void tsan_handoff_acquire(struct blk_io *io)
+{
+#ifdef MMUD_TSAN
+	__tsan_acquire(io);
+#else
+	(void)io;
+#endif
+}
+
 /* Queues io's next step on q's ring; the caller holds sq_lock. */
 static int uring_prep_locked(struct uring_queue *q, struct blk_io *io)
 {
@@ -191,6 +218,7 @@ static int uring_prep_locked(struct uring_queue *q, struct blk_io *io)
 		break;
 	}
 	io_uring_sqe_set_data(sqe, io);
+	tsan_handoff_release(io);
 	return 0;
 }
 
@@ -230,6 +258,7 @@ static void *uring_thread(void *arg)
 		io_uring_cqe_seen(&q->ring, cqe);
 		if (!io)
 			break; /* the NOP of blk_backend_destroy() */
+		tsan_handoff_acquire(io);
 		if (is_transfer(io) && res > 0 &&
 		    io->progress + (uint64_t)res < io->len) {
 			/* A short transfer: go on from where it stopped. */
