@@ -270,7 +270,8 @@ static int create_drives(struct daemon *m)
 		/* The requests kept back would need the io-error run
 		 * state and a retry at cont, which the run states do not
 		 * have yet. */
-		if (d->werror == BLK_ERROR_STOP || d->rerror == BLK_ERROR_STOP) {
+		if (d->werror == BLK_ERROR_STOP ||
+		    d->rerror == BLK_ERROR_STOP) {
 			fprintf(stderr,
 				"<3>mmud: drive %s: werror/rerror=stop is not "
 				"supported yet (use report)\n",
