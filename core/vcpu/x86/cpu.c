@@ -223,6 +223,8 @@ void x86_cpu_stats_get(const struct x86_cpu *cpu, struct x86_cpu_stats *out)
 	out->budget_exits = v[X86_STAT_BUDGET_EXITS];
 	out->kick_exits = v[X86_STAT_KICK_EXITS];
 	out->pool_bytes = v[X86_STAT_POOL_BYTES];
+	out->generic_irq = v[X86_STAT_GENERIC_IRQ];
+	out->generic_budget = v[X86_STAT_GENERIC_BUDGET];
 }
 
 const char *x86_engine_name(const struct x86_cpu *cpu)
@@ -515,9 +517,12 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 		 * themselves: no interrupt shadow or line to look at, the
 		 * budget not reached inside it.
 		 */
-		if (__builtin_expect(!(cpu->int_shadow | cpu->irq_lines) &&
-					     limit - cpu->retired >= b->ninsns,
-				     1)) {
+		if (__builtin_expect(cpu->int_shadow | cpu->irq_lines, 0)) {
+			cpu->stat[X86_STAT_GENERIC_IRQ]++;
+		} else if (__builtin_expect(limit - cpu->retired < b->ninsns,
+					    0)) {
+			cpu->stat[X86_STAT_GENERIC_BUDGET]++;
+		} else {
 			for (i = 0;;) {
 				gva_t next;
 
@@ -559,11 +564,9 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 				break;
 		}
 block_end:
-		/* A fused flag writer (fast.c) ran its block's last
-		 * instruction, a Jcc, too. */
-		if (((in->desc->flags | b->in[b->ninsns - 1].desc->flags) &
-		     X86_D_BRANCH) &&
-		    kicked(cpu)) {
+		/* At every block's end: mostly a branch, and the two loads
+		 * cost less than finding out. */
+		if (kicked(cpu)) {
 			exit->reason = X86_EXIT_KICK;
 			cpu->stat[X86_STAT_KICK_EXITS]++;
 			break;

@@ -305,6 +305,9 @@ struct x86_cpu_stats {
 	uint64_t flushes; /* the whole block cache dropped */
 	uint64_t budget_exits, kick_exits;
 	uint64_t pool_bytes; /* of decoded blocks now in the cache */
+	/* Blocks run on the generic handlers, by why: an interrupt shadow
+	 * or line pending at their start, the budget ending inside. */
+	uint64_t generic_irq, generic_budget;
 };
 void x86_cpu_stats_get(const struct x86_cpu *cpu, struct x86_cpu_stats *out);
 /* The execution engine the CPU runs guest code with: "interp". */

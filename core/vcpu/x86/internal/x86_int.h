@@ -294,6 +294,11 @@ enum x86_stat {
 	X86_STAT_FLUSHES, /* the whole cache dropped (pool full) */
 	X86_STAT_BUDGET_EXITS, /* runs ended by the instruction budget */
 	X86_STAT_KICK_EXITS, /* runs ended by a kick */
+	/* Blocks run on the generic handlers, by why (cpu.c): an interrupt
+	 * shadow or line pending at their start, the budget ending in
+	 * them. */
+	X86_STAT_GENERIC_IRQ,
+	X86_STAT_GENERIC_BUDGET,
 	X86_STAT_POOL_BYTES, /* a gauge: the pool's bytes in use */
 	X86_STAT_NR,
 };
