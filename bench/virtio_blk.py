@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Block I/O from inside a guest (docs/BENCHMARKS.md, "Block I/O"):
+"""Block I/O from inside a guest (docs/BENCHMARKS.md,
+"Block I/O — bench/virtio_blk.py"):
 tests/guests/virtio_blk.c in its "bench" mode keeps requests in flight
 on mmud's virtio-blk (4 KiB random reads at queue depth 1 and 32,
 1 MiB sequential reads and writes at depth 1, polled) and prints a line

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "console.h"
@@ -46,6 +47,7 @@ enum output {
 	OUT_STATUS, /* query-status */
 	OUT_VERSION, /* query-version: "0.1.0 (mmud 0.1.0)" */
 	OUT_HARVEST, /* x-dirty-log-harvest: the count; bitmap=true adds it */
+	OUT_DIRTY_RATE, /* calc-dirty-rate, then query-dirty-rate until done */
 	OUT_AUTO, /* tables for lists of objects, key: value otherwise */
 };
 
@@ -67,6 +69,23 @@ static const struct kv_arg memslot_add_args[] = {
 
 static const struct kv_arg slot_args[] = {
 	{ "slot", KV_INT, true, "memslot id (see memslot list)", false },
+	{ NULL, KV_STR, false, NULL, false },
+};
+
+static const struct kv_arg log_start_args[] = {
+	{ "slot", KV_INT, true, "memslot id (see memslot list)", false },
+	{ "manual-protect", KV_BOOL, false,
+	  "harvests only clear; x-dirty-log-clear protects (default false)",
+	  false },
+	{ NULL, KV_STR, false, NULL, false },
+};
+
+static const struct kv_arg dirty_rate_args[] = {
+	{ "calc-time", KV_INT, true, "seconds to measure (1 to 60)", false },
+	{ "sample-pages", KV_INT, false,
+	  "pages sampled per GiB, 128 to 4096 (default 512)", false },
+	{ "mode", KV_STR, false, "page-sampling (default) or dirty-bitmap",
+	  false },
 	{ NULL, KV_STR, false, NULL, false },
 };
 
@@ -100,10 +119,12 @@ static const struct subcmd subcmds[] = {
 	  "list the vCPUs with their host threads" },
 	{ "dirty harvest", "x-dirty-log-harvest", harvest_args, OUT_HARVEST,
 	  "count (and by default clear) a slot's dirty pages" },
-	{ "dirty start", "x-dirty-log-start", slot_args, OUT_NONE,
+	{ "dirty start", "x-dirty-log-start", log_start_args, OUT_NONE,
 	  "start dirty logging on a slot" },
 	{ "dirty stop", "x-dirty-log-stop", slot_args, OUT_NONE,
 	  "stop dirty logging on a slot" },
+	{ "dirty-rate", "calc-dirty-rate", dirty_rate_args, OUT_DIRTY_RATE,
+	  "measure how fast the guest dirties memory, in MiB/s" },
 	{ "memory", "query-memory-size-summary", NULL, OUT_AUTO,
 	  "boot RAM and hot-plugged memory, in bytes" },
 	{ "memslot add", "x-memslot-add", memslot_add_args, OUT_AUTO,
@@ -573,6 +594,7 @@ static void print_return(const struct subcmd *s, const json_t *ret)
 		putchar('\n');
 		return;
 	case OUT_HARVEST:
+	case OUT_DIRTY_RATE:
 	case OUT_AUTO:
 		break;
 	}
@@ -729,6 +751,44 @@ out:
 	return ret;
 }
 
+/*
+ * dirty-rate: calc-dirty-rate, then query-dirty-rate every 100 ms until
+ * it says measured (docs/QMP.md, "calc-dirty-rate / query-dirty-rate (QEMU)"),
+ * over one connection; the last query is the reply. An error reply to
+ * either ends it and is the reply. Takes args.
+ */
+static int measure_dirty_rate(struct qmp_conn *c, json_t *args, int timeout_ms,
+			      json_t **reply)
+{
+	json_int_t secs =
+		json_integer_value(json_object_get(args, "calc-time"));
+	struct timespec pause = { 0, 100 * 1000 * 1000 };
+	long polls = (long)(secs * 1000 + timeout_ms) / 100 + 1;
+	int ret;
+
+	ret = qmp_conn_execute(c, "calc-dirty-rate", args, timeout_ms, reply);
+	if (ret < 0 || !json_object_get(*reply, "return"))
+		return ret;
+	for (;;) {
+		json_t *st;
+
+		json_decref(*reply);
+		ret = qmp_conn_execute(c, "query-dirty-rate", NULL, timeout_ms,
+				       reply);
+		if (ret < 0)
+			return ret;
+		st = json_object_get(json_object_get(*reply, "return"),
+				     "status");
+		if (!st || !strcmp(json_string_value(st) ?: "", "measured"))
+			return 0;
+		if (--polls <= 0) {
+			json_decref(*reply);
+			return -ETIMEDOUT;
+		}
+		nanosleep(&pause, NULL);
+	}
+}
+
 static int run_subcmd(const struct subcmd *s, const char *path, bool json,
 		      int timeout_ms, json_t *args)
 {
@@ -743,6 +803,8 @@ static int run_subcmd(const struct subcmd *s, const char *path, bool json,
 	}
 	if (s->out == OUT_HARVEST)
 		ret = harvest_in_parts(c, args, timeout_ms, &reply);
+	else if (s->out == OUT_DIRTY_RATE)
+		ret = measure_dirty_rate(c, args, timeout_ms, &reply);
 	else
 		ret = qmp_conn_execute(c, s->qmp, args, timeout_ms, &reply);
 	qmp_conn_close(c);

@@ -78,8 +78,7 @@ static void device_path(const char *id, char *buf, size_t len)
 	snprintf(buf, len, "/machine/peripheral/%s/virtio-backend", id);
 }
 
-static void cmd_query_block(struct qmp_request *req, json_t *args,
-			    void *opaque)
+static void cmd_query_block(struct qmp_request *req, json_t *args, void *opaque)
 {
 	struct mmud_block *b = opaque;
 	json_t *list = json_array();
@@ -171,9 +170,9 @@ static void cmd_query_virtio(struct qmp_request *req, json_t *args,
 
 		virtio_blk_info(blk, &info);
 		device_path(info.cfg->id, path, sizeof(path));
-		json_array_append_new(list, json_pack("{s:s, s:s}", "path",
-						      path, "name",
-						      "virtio-blk"));
+		json_array_append_new(list,
+				      json_pack("{s:s, s:s}", "path", path,
+						"name", "virtio-blk"));
 	}
 	qmp_reply_return(req, list);
 }
@@ -184,8 +183,8 @@ static const struct qmp_arg queue_status_args[] = {
 	QMP_ARGS_END,
 };
 
-static void cmd_query_virtio_queue_status(struct qmp_request *req,
-					  json_t *args, void *opaque)
+static void cmd_query_virtio_queue_status(struct qmp_request *req, json_t *args,
+					  void *opaque)
 {
 	struct mmud_block *b = opaque;
 	const char *want = json_string_value(json_object_get(args, "path"));
@@ -222,13 +221,13 @@ static void cmd_query_virtio_queue_status(struct qmp_request *req,
 			  "name", "virtio-blk", "queue-index", (int)queue,
 			  "inuse", (int)q.in_flight, "vring-num", (int)q.size,
 			  "vring-num-default", VIRTQ_MAX_SIZE, "vring-align",
-			  4096, "vring-desc", (json_int_t)q.desc,
-			  "vring-avail", (json_int_t)q.avail, "vring-used",
-			  (json_int_t)q.used, "last-avail-idx",
-			  (int)q.last_avail, "shadow-avail-idx",
-			  (int)q.shadow_avail_idx, "used-idx", (int)q.used_idx,
-			  "signalled-used", (int)q.signalled_used,
-			  "signalled-used-valid", q.signalled_valid));
+			  4096, "vring-desc", (json_int_t)q.desc, "vring-avail",
+			  (json_int_t)q.avail, "vring-used", (json_int_t)q.used,
+			  "last-avail-idx", (int)q.last_avail,
+			  "shadow-avail-idx", (int)q.shadow_avail_idx,
+			  "used-idx", (int)q.used_idx, "signalled-used",
+			  (int)q.signalled_used, "signalled-used-valid",
+			  q.signalled_valid));
 }
 
 struct mmud_block *mmud_block_new(struct mmud_worker *worker)
@@ -257,8 +256,8 @@ int mmud_block_register(struct mmud_block *b, struct qmp_server *qmp,
 	b->vm = vm;
 	if (!qmp)
 		return 0;
-	if (qmp_server_register(qmp, "query-block", NULL, cmd_query_block,
-				b) < 0 ||
+	if (qmp_server_register(qmp, "query-block", NULL, cmd_query_block, b) <
+		    0 ||
 	    qmp_server_register(qmp, "query-blockstats", NULL,
 				cmd_query_blockstats, b) < 0 ||
 	    qmp_server_register(qmp, "x-query-virtio", NULL, cmd_query_virtio,

@@ -340,8 +340,8 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 			return -EINVAL;
 		for (unsigned int i = 0; i < cfg->nr_drives; i++)
 			if (!strcmp(cfg->drives[i].id, d->id)) {
-				snprintf(why, whylen,
-					 "two drives with id '%s'", d->id);
+				snprintf(why, whylen, "two drives with id '%s'",
+					 d->id);
 				return -EINVAL;
 			}
 		cfg->nr_drives++;

@@ -270,7 +270,8 @@ static int create_drives(struct daemon *m)
 		/* The requests kept back would need the io-error run
 		 * state and a retry at cont, which the run states do not
 		 * have yet. */
-		if (d->werror == BLK_ERROR_STOP || d->rerror == BLK_ERROR_STOP) {
+		if (d->werror == BLK_ERROR_STOP ||
+		    d->rerror == BLK_ERROR_STOP) {
 			fprintf(stderr,
 				"<3>mmud: drive %s: werror/rerror=stop is not "
 				"supported yet (use report)\n",
@@ -360,7 +361,8 @@ static int serve_qmp(struct daemon *m)
 	m->d = mmud_new(m->base, m->vm, m->qmp, m->worker, &m->cfg);
 	if (!m->d ||
 	    (m->qmp &&
-	     (!(m->memops = mmud_memops_new(m->qmp, m->worker, m->vm)) ||
+	     (!(m->memops = mmud_memops_new(m->base, m->qmp, m->worker,
+					     m->vm)) ||
 	      !(m->fds = mmud_fds_new(m->qmp)) ||
 	      mmud_interrupts_register(m->qmp, m->vm) < 0 ||
 	      mmud_cpustats_register(m->qmp, m->vm) < 0 ||

@@ -45,6 +45,7 @@ struct memops {
 	struct mmud_worker *worker; /* (c) */
 	struct vm *vm; /* (c) */
 	struct guestmem *gm; /* (c) */
+	struct dirtyrate *dr; /* (c) calc-dirty-rate, query-dirty-rate */
 	/* Slots whose log x-dirty-log-start started with manual-protect:
 	 * their harvests only clear, x-dirty-log-clear protects. Touched
 	 * by the worker thread only, in job order. */
@@ -368,8 +369,20 @@ static bool get_u64(struct qmp_request *req, json_t *args, const char *name,
 static void submit(struct memops *m, struct qmp_request *req,
 		   struct memop_job *proto)
 {
-	struct memop_job *j = malloc(sizeof(*j));
+	struct memop_job *j;
 	int r;
+
+	if (mmud_dirtyrate_logs(m->dr) &&
+	    (proto->op == OP_LOG_START || proto->op == OP_LOG_STOP ||
+	     proto->op == OP_HARVEST || proto->op == OP_CLEAR)) {
+		free(proto->bitmap);
+		qmp_reply_error(req, QMP_ERROR_GENERIC,
+				"slot: calc-dirty-rate is measuring in "
+				"dirty-bitmap mode and owns the dirty logs "
+				"until query-dirty-rate says measured");
+		return;
+	}
+	j = malloc(sizeof(*j));
 
 	if (!j) {
 		free(proto->bitmap);
@@ -527,7 +540,7 @@ static void cmd_zap_all(struct qmp_request *req, json_t *args, void *opaque)
 	submit(opaque, req, &j);
 }
 
-struct memops *mmud_memops_new(struct qmp_server *qmp,
+struct memops *mmud_memops_new(struct event_base *base, struct qmp_server *qmp,
 			       struct mmud_worker *worker, struct vm *vm)
 {
 	static const struct {
@@ -557,10 +570,17 @@ struct memops *mmud_memops_new(struct qmp_server *qmp,
 			free(m);
 			return NULL;
 		}
+	m->dr = mmud_dirtyrate_new(base, qmp, worker, vm);
+	if (!m->dr) {
+		free(m);
+		return NULL;
+	}
 	return m;
 }
 
 void mmud_memops_free(struct memops *m)
 {
+	if (m)
+		mmud_dirtyrate_free(m->dr);
 	free(m);
 }

@@ -279,9 +279,22 @@ int mmud_cpustats_register(struct qmp_server *qmp, struct vm *vm);
  * qmp; their work runs on worker. NULL means -ENOMEM.
  */
 struct memops;
-struct memops *mmud_memops_new(struct qmp_server *qmp,
+struct memops *mmud_memops_new(struct event_base *base, struct qmp_server *qmp,
 			       struct mmud_worker *worker, struct vm *vm);
 void mmud_memops_free(struct memops *m);
+
+/*
+ * dirtyrate.c: calc-dirty-rate and query-dirty-rate (docs/QMP.md,
+ * "calc-dirty-rate / query-dirty-rate (QEMU)"), made by memops. Loop thread.
+ * mmud_dirtyrate_logs(): a dirty-bitmap measurement owns the dirty logs
+ * now, so the x-dirty-log commands must wait.
+ */
+struct dirtyrate;
+struct dirtyrate *mmud_dirtyrate_new(struct event_base *base,
+				     struct qmp_server *qmp,
+				     struct mmud_worker *worker, struct vm *vm);
+void mmud_dirtyrate_free(struct dirtyrate *dr);
+bool mmud_dirtyrate_logs(const struct dirtyrate *dr);
 
 /*
  * migration.c and incoming.c: live migration (docs/MIGRATION.md, "The

@@ -268,6 +268,37 @@ void virtio_mmio_broken_reason(struct virtio_mmio *t, char *buf, size_t len);
  * configuration change notification. */
 void virtio_mmio_config_changed(struct virtio_mmio *t);
 
+/*
+ * The transport's state for migration, taken with the device quiet (no
+ * request in flight: every chain popped has been pushed, so each ready
+ * queue's last_avail equals its used_idx). virtio_mmio_load() refuses
+ * (false, nothing changed, the field named in err) what this device
+ * could not be in: another queue count, a status with bits the device
+ * never sets or FEATURES_OK on features it does not offer (or without
+ * VERSION_1), a ready queue that virtq_setup() refuses (size, alignment,
+ * areas outside RAM) or that has requests in flight. The line is taken
+ * as high exactly when isr is not 0, without a new edge: the IOAPIC's
+ * own state carries the pin.
+ */
+struct virtio_mmio_queue_state {
+	uint32_t num;
+	bool ready;
+	gpa_t desc, avail, used;
+	uint16_t last_avail, used_idx, signalled_used;
+	bool signalled_valid;
+};
+struct virtio_mmio_state {
+	uint32_t nr_queues;
+	uint8_t status;
+	uint32_t dev_feat_sel, drv_feat_sel, queue_sel;
+	uint64_t driver_features;
+	uint32_t config_generation, isr;
+	struct virtio_mmio_queue_state q[VIRTIO_MMIO_MAX_QUEUES];
+};
+void virtio_mmio_save(struct virtio_mmio *t, struct virtio_mmio_state *st);
+bool virtio_mmio_load(struct virtio_mmio *t, const struct virtio_mmio_state *st,
+		      char *err, size_t errlen);
+
 /* For x-query-virtio and x-query-virtio-queue-status. */
 struct virtio_mmio_info {
 	uint32_t device_id;

@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -660,6 +661,32 @@ static void blk_config_read(void *ctx, uint32_t off, void *buf,
 	struct virtio_blk *b = ctx;
 
 	memcpy(buf, b->config + off, len);
+}
+
+void virtio_blk_quiesce(struct virtio_blk *b)
+{
+	for (unsigned int i = 0; i < b->nr_queues; i++) {
+		struct blk_queue *bq = &b->queues[i];
+		bool notify = false;
+
+		pthread_mutex_lock(&bq->lock);
+		while (bq->retry) {
+			struct blk_req *req = bq->retry;
+
+			bq->retry = req->next;
+			complete_locked(req, VIRTIO_BLK_S_IOERR, &notify);
+			bq->in_flight--;
+		}
+		while (bq->in_flight)
+			pthread_cond_wait(&bq->drained, &bq->lock);
+		pthread_mutex_unlock(&bq->lock);
+		if (notify)
+			virtio_mmio_interrupt(b->t);
+	}
+	/* The last completion raises its interrupt after it dropped the
+	 * queue's lock: wait for that too. */
+	while (atomic_load(&b->busy))
+		sched_yield();
 }
 
 void virtio_blk_retry(struct virtio_blk *b)

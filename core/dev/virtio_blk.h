@@ -100,6 +100,15 @@ bool virtio_blk_uses_uring(struct virtio_blk *b, char *why, size_t whylen);
  * thread. */
 void virtio_blk_retry(struct virtio_blk *b);
 
+/*
+ * Migration's switchover, with the vCPUs held (no notification comes):
+ * waits until every request in flight has completed and been pushed,
+ * fails the ones an error with stop kept back (VIRTIO_BLK_S_IOERR), and
+ * leaves the device quiet for virtio_mmio_save() on its transport. The
+ * pages its completions wrote are in the dirty log by then.
+ */
+void virtio_blk_quiesce(struct virtio_blk *b);
+
 /* For query-block and query-blockstats. */
 struct virtio_blk_stats {
 	uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops, flush_ops;

@@ -451,6 +451,134 @@ const struct virtio_mem *virtio_mmio_mem(struct virtio_mmio *t)
 	return &t->mem;
 }
 
+void virtio_mmio_save(struct virtio_mmio *t, struct virtio_mmio_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&t->lock);
+	st->nr_queues = t->ops->nr_queues;
+	st->status = t->status;
+	st->dev_feat_sel = t->dev_feat_sel;
+	st->drv_feat_sel = t->drv_feat_sel;
+	st->queue_sel = t->queue_sel;
+	st->driver_features = t->driver_features;
+	st->config_generation = t->config_generation;
+	for (unsigned int i = 0; i < t->ops->nr_queues; i++) {
+		const struct queue_cfg *qc = &t->qcfg[i];
+		const struct virtq *q = &t->queues[i];
+
+		st->q[i] = (struct virtio_mmio_queue_state){
+			.num = qc->num,
+			.ready = qc->ready,
+			.desc = qc->desc,
+			.avail = qc->avail,
+			.used = qc->used,
+			.last_avail = q->last_avail,
+			.used_idx = q->used_idx,
+			.signalled_used = q->signalled_used,
+			.signalled_valid = q->signalled_valid,
+		};
+	}
+	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&t->irq_lock);
+	st->isr = t->isr;
+	pthread_mutex_unlock(&t->irq_lock);
+}
+
+bool virtio_mmio_load(struct virtio_mmio *t, const struct virtio_mmio_state *st,
+		      char *err, size_t errlen)
+{
+	const uint8_t known = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+			      VIRTIO_STATUS_DRIVER_OK |
+			      VIRTIO_STATUS_FEATURES_OK |
+			      VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED;
+	struct virtq *qs;
+	char why[128];
+
+	if (st->nr_queues != t->ops->nr_queues) {
+		snprintf(err, errlen, "virtio: %u queues, this device has %u",
+			 st->nr_queues, t->ops->nr_queues);
+		return false;
+	}
+	if ((st->status & ~known) || (st->isr & ~3u)) {
+		snprintf(err, errlen, "virtio: status %#x or isr %#x",
+			 st->status, st->isr);
+		return false;
+	}
+	if ((st->status & VIRTIO_STATUS_FEATURES_OK) &&
+	    (!(st->driver_features & (1ULL << VIRTIO_F_VERSION_1)) ||
+	     (st->driver_features & ~t->device_features))) {
+		snprintf(err, errlen,
+			 "virtio: driver features %#llx with FEATURES_OK, the "
+			 "device offers %#llx",
+			 (unsigned long long)st->driver_features,
+			 (unsigned long long)t->device_features);
+		return false;
+	}
+	qs = calloc(st->nr_queues, sizeof(*qs));
+	if (!qs) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	for (unsigned int i = 0; i < st->nr_queues; i++) {
+		const struct virtio_mmio_queue_state *q = &st->q[i];
+		uint64_t f = st->driver_features;
+
+		if (!q->ready)
+			continue;
+		if (!(st->status & VIRTIO_STATUS_FEATURES_OK) ||
+		    q->num > VIRTQ_MAX_SIZE ||
+		    virtq_setup(&qs[i], &t->mem, (uint16_t)q->num, q->desc,
+				q->avail, q->used,
+				f & (1ULL << VIRTIO_F_EVENT_IDX),
+				f & (1ULL << VIRTIO_F_INDIRECT_DESC), why,
+				sizeof(why)) < 0) {
+			snprintf(err, errlen, "virtio: queue %u: %s", i,
+				 q->num > VIRTQ_MAX_SIZE ?
+					 "size over QueueNumMax" :
+				 !(st->status & VIRTIO_STATUS_FEATURES_OK) ?
+					 "ready without FEATURES_OK" :
+					 why);
+			free(qs);
+			return false;
+		}
+		if (q->last_avail != q->used_idx) {
+			snprintf(err, errlen,
+				 "virtio: queue %u has %u requests in flight",
+				 i, (uint16_t)(q->last_avail - q->used_idx));
+			free(qs);
+			return false;
+		}
+		qs[i].last_avail = q->last_avail;
+		qs[i].used_idx = q->used_idx;
+		qs[i].signalled_used = q->signalled_used;
+		qs[i].signalled_valid = q->signalled_valid;
+	}
+	pthread_mutex_lock(&t->lock);
+	t->status = st->status;
+	t->dev_feat_sel = st->dev_feat_sel;
+	t->drv_feat_sel = st->drv_feat_sel;
+	t->queue_sel = st->queue_sel;
+	t->driver_features = st->driver_features;
+	t->config_generation = st->config_generation;
+	for (unsigned int i = 0; i < st->nr_queues; i++) {
+		t->qcfg[i] = (struct queue_cfg){
+			.num = st->q[i].num,
+			.ready = st->q[i].ready,
+			.desc = st->q[i].desc,
+			.avail = st->q[i].avail,
+			.used = st->q[i].used,
+		};
+		t->queues[i] = qs[i];
+	}
+	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&t->irq_lock);
+	t->isr = st->isr;
+	t->line = st->isr != 0;
+	pthread_mutex_unlock(&t->irq_lock);
+	free(qs);
+	return true;
+}
+
 void virtio_mmio_info(struct virtio_mmio *t, struct virtio_mmio_info *out)
 {
 	pthread_mutex_lock(&t->lock);

@@ -9,12 +9,17 @@ manual: the dirty guest writes pages in rounds and prints which; the log
   all reported again.
 badargs: x-dirty-log-clear and the ranged harvest refuse every bad
   argument with a GenericError naming it, and change nothing.
+rate: calc-dirty-rate in each mode against the dirtyrate guest, which
+  writes a known number of distinct MiB inside the measured window when
+  its doorbell rings: query-dirty-rate's dirty-rate is within 10% of
+  that; and calc-dirty-rate's refusals.
 
-Usage: test_dirty.py GROUP MMUD MMUCTL FOREVER_ELF DIRTY_ELF
+Usage: test_dirty.py GROUP MMUD MMUCTL FOREVER_ELF DIRTY_ELF DIRTYRATE_ELF
 """
 import base64
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +32,7 @@ GiB = 1 << 30
 DATA_GPA = 8 * GiB
 BELLS = [12 * GiB, 12 * GiB + (2 << 20)]
 ROUNDS = 8
-DIRTY = None
+DIRTY = DIRTYRATE = None
 TESTS = {}
 
 
@@ -203,10 +208,154 @@ def test_clear_and_ranged_harvest_refuse_bad_arguments(tmp):
     d.kill()
 
 
+def measure(c, args, during=None, timeout=60):
+    """calc-dirty-rate with args, then during() (if given), then
+    query-dirty-rate until measured: (seconds from the reply to the end
+    of during(), the final query)."""
+    r = c.cmd("calc-dirty-rate", args)
+    t0 = time.monotonic()
+    assert r == {"return": {}}, (args, r)
+    took = during() - t0 if during else 0
+    q = ok(c.cmd("query-dirty-rate"))
+    assert q["status"] in ("measuring", "measured"), q
+    deadline = t0 + timeout
+    while q["status"] != "measured":
+        assert time.monotonic() < deadline, ("never measured", q)
+        time.sleep(0.05)
+        q = ok(c.cmd("query-dirty-rate"))
+    return took, q
+
+
+@test("rate")
+def test_calc_dirty_rate_within_ten_percent_in_every_mode(tmp):
+    """The dirtyrate guest writes BURST MiB of distinct pages when its
+    doorbell rings; the bell is added right after calc-dirty-rate, so
+    the worker runs it after the measurement's first pass, and the burst
+    lands inside the window: the rate is BURST / calc-time."""
+    burst, secs = 128, 2
+    d = td.Daemon(tmp, smp=1, kernel=DIRTYRATE,
+                  append="fill=192 burst=%d" % burst)
+    c = d.client()
+    con = Console(d.con)
+    con.wait(r"dirtyrate: ready")
+    q = ok(c.cmd("query-dirty-rate"))
+    assert q["status"] == "unstarted" and "dirty-rate" not in q, q
+    bells = [None, None]
+    rnd = [0]
+
+    def ring():
+        rnd[0] += 1
+        r = rnd[0]
+        if bells[(r + 1) % 2] is not None:
+            ok(c.cmd("x-memslot-remove", {"slot": bells[(r + 1) % 2]}))
+            bells[(r + 1) % 2] = None
+        bells[r % 2] = ok(c.cmd("x-memslot-add", {"gpa": BELLS[r % 2],
+                                                  "size": 4096}))["slot"]
+        con.wait(r"dirtyrate: round %d wrote %d MiB\n" % (r, burst))
+        return time.monotonic()
+
+    # Two rounds first, outside any measurement: every page of the
+    # region is then mapped, and a burst is only stores (and, under
+    # dirty-bitmap, the faults of the write protection).
+    ring()
+    ring()
+    want = burst / secs
+    # 128 MiB of the 256 MiB are dirty: 4096 samples per GiB (1024 here)
+    # see half of them change, give or take 3%.
+    for mode, extra in [("page-sampling", {"sample-pages": 4096}),
+                        ("dirty-bitmap", {})]:
+        args = dict({"calc-time": secs, "mode": mode}, **extra)
+        took, q = measure(c, args, ring)
+        print("%s: the guest wrote %d MiB in %.2f s of the %d s window: "
+              "%d MiB/s measured, %.1f expected"
+              % (mode, burst, took, secs, q["dirty-rate"], want))
+        assert took < secs, ("the burst outlasted the window", took)
+        assert abs(q["dirty-rate"] - want) <= 0.1 * want, (mode, want, q)
+        assert q["mode"] == mode and q["calc-time"] == secs, q
+        assert q["calc-time-unit"] == "second", q
+        assert q["sample-pages"] == extra.get("sample-pages", 0), q
+        assert abs(q["start-time"] - time.time()) < 60, q
+        # dirty-bitmap leaves no slot logging behind it.
+        assert not any(s["log-dirty"]
+                       for s in ok(c.cmd("x-query-memslots"))), mode
+    # mmuctl dirty-rate measures and waits for the result, while the
+    # guest writes another burst.
+    p = td.popen([td.MMUCTL, "--socket", d.qmp, "dirty-rate",
+                  "calc-time=%d" % secs, "sample-pages=4096"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    ring()
+    out, err = p.communicate(timeout=td.TIMEOUT)
+    assert p.returncode == 0, (out, err)
+    m = re.search(r"^dirty-rate: (\d+)$", out, re.M)
+    assert m and "status: measured" in out, out
+    assert abs(int(m.group(1)) - want) <= 0.1 * want, out
+    rc = td.popen([td.MMUCTL, "--socket", d.qmp, "dirty-rate",
+                   "calc-time=1", "mode=dirty-ring"],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = rc.communicate(timeout=td.TIMEOUT)
+    assert rc.returncode != 0 and "dirty-ring is not enabled" in err, \
+        (rc.returncode, out, err)
+    # Nothing written: nothing measured.
+    _, q = measure(c, {"calc-time": 300, "calc-time-unit": "millisecond",
+                       "mode": "dirty-bitmap"})
+    assert q["dirty-rate"] <= 1, q
+    assert q["calc-time"] == 0 and q["calc-time-unit"] == "second", q
+    q = ok(c.cmd("query-dirty-rate", {"calc-time-unit": "millisecond"}))
+    assert q["calc-time"] == 300 and q["sample-pages"] == 0, q
+    audit(c)
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
+@test("rate")
+def test_calc_dirty_rate_refusals_change_nothing(tmp):
+    d = td.Daemon(tmp, smp=1)
+    c = d.client()
+    slot = ok(c.cmd("x-memslot-add", {"gpa": DATA_GPA, "size": 1 << 20,
+                                      "log-dirty": True}))["slot"]
+    cases = [
+        ({"calc-time": 0}, "Calculation time is out of range"),
+        ({"calc-time": 61}, "Calculation time is out of range"),
+        ({"calc-time": 10, "calc-time-unit": "millisecond"},
+         "Calculation time is out of range"),
+        ({"calc-time": -1}, "Calculation time"),
+        ({"calc-time": 1, "calc-time-unit": "hour"}, "calc-time-unit"),
+        ({"calc-time": 1, "sample-pages": 100}, "sample-pages is out of"),
+        ({"calc-time": 1, "sample-pages": 5000}, "sample-pages is out of"),
+        ({"calc-time": 1, "mode": "dirty-bitmap", "sample-pages": 512},
+         "only in page-sampling mode"),
+        ({"calc-time": 1, "mode": "dirty-ring"}, "dirty-ring is not"),
+        ({"calc-time": 1, "mode": "bogus"}, "mode"),
+        ({"calc-time": 1, "mode": "dirty-bitmap"}, "slot %d logs" % slot),
+        ({}, "calc-time"),
+    ]
+    for args, text in cases:
+        r = c.cmd("calc-dirty-rate", args)
+        assert "error" in r and text in r["error"]["desc"], (args, r)
+        q = ok(c.cmd("query-dirty-rate"))
+        assert q["status"] == "unstarted", (args, q)
+    # One at a time; the x-dirty-log commands wait for a dirty-bitmap
+    # measurement.
+    ok(c.cmd("x-dirty-log-stop", {"slot": slot}))
+    ok(c.cmd("calc-dirty-rate", {"calc-time": 3, "mode": "dirty-bitmap"}))
+    r = c.cmd("calc-dirty-rate", {"calc-time": 1})
+    assert "already being measured" in r["error"]["desc"], r
+    r = c.cmd("x-dirty-log-harvest", {"slot": slot})
+    assert "calc-dirty-rate is measuring" in r["error"]["desc"], r
+    q = ok(c.cmd("query-dirty-rate"))
+    assert q["status"] == "measuring" and q["mode"] == "dirty-bitmap", q
+    audit(c)
+    c.cmd("quit")
+    assert d.wait() == 0, d.log()
+    d.kill()
+
+
 def main():
-    global DIRTY
+    global DIRTY, DIRTYRATE
     group = sys.argv[1]
-    td.MMUD, td.MMUCTL, td.FOREVER, DIRTY = sys.argv[2:6]
+    td.MMUD, td.MMUCTL, td.FOREVER, DIRTY, DIRTYRATE = sys.argv[2:7]
     failed = 0
     for fn in TESTS[group]:
         with tempfile.TemporaryDirectory(prefix="mmud-dirty-") as tmp:

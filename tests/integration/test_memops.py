@@ -428,11 +428,19 @@ RANDOM_VALUES = {
     # x-dirty-log-clear succeeds only on a slot started with
     # manual-protect (the boot RAM's slot 0 here) and with a bitmap of
     # num-pages bits: drawn often enough to reach it.
-    "slot@x-dirty-log-start": [0, 0, 1, 16, 17, -1],
-    "slot@x-dirty-log-clear": [0, 0, 0, 1, 16, -1],
-    "num-pages@x-dirty-log-clear": [64, 64, 64, 0, 391681],
+    "slot@x-dirty-log-start": [0, 0, 0, 0, 1, 16, 17, -1],
+    "slot@x-dirty-log-clear": [0, 0, 0, 0, 0, 1, 16, -1],
+    "first-page@x-dirty-log-clear": [0, 0, 0, 0, 3, 64],
+    "num-pages@x-dirty-log-clear": [64, 64, 64, 64, 0, 391681],
     "bitmap@x-dirty-log-clear": ["AAAAAAAAAAA=", "AAAAAAAAAAA=",
                                  "AQAAAAAAAAA=", "AA==", "!!!!"],
+    # Short measurements only: a dirty-bitmap one holds the x-dirty-log
+    # commands off while it lasts.
+    "calc-time": [1, 1, 1, 1, 1, 0, 61],
+    "calc-time-unit": ["second"] * 5 + ["millisecond"],
+    "sample-pages": [512] * 4 + [4096, 100],
+    "mode": ["page-sampling"] * 6 + ["dirty-bitmap", "dirty-ring",
+                                     "bogus"],
 }
 # The arguments each command takes (docs/QMP.md); others take none.
 RANDOM_ARGS = {
@@ -440,12 +448,16 @@ RANDOM_ARGS = {
     "x-memslot-remove": ["slot"],
     "x-dirty-log-start": ["slot", "manual-protect"],
     "x-dirty-log-clear": ["slot", "first-page", "num-pages", "bitmap"],
+    "calc-dirty-rate": ["calc-time", "calc-time-unit", "sample-pages",
+                        "mode"],
+    "query-dirty-rate": ["calc-time-unit"],
     "x-dirty-log-stop": ["slot"],
     "x-dirty-log-harvest": ["slot", "clear"],
     "x-mmu-zap-all": ["slow"],
     "ringbuf-read": ["device", "size", "format"],
     "ringbuf-write": ["device", "data", "format"],
     "x-query-lapic": ["cpu-index"],
+    "x-query-cpu-stats": ["cpu-index"],
     "migrate": ["uri"],
     "migrate-incoming": ["uri"],
     "migrate-set-capabilities": ["capabilities"],
@@ -471,7 +483,7 @@ RANDOM_NEVER_OK = {
 
 @test("random")
 def test_random_arguments_never_hurt_the_vm(tmp):
-    """Every command the daemon lists, called 1500 times with arguments
+    """Every command the daemon lists, called 2500 times with arguments
     drawn (seeded: the same run every time) from values of every type,
     in and out of range, and with unknown extra keys: each reply is a
     return or a GenericError; what succeeds does what it says and what
@@ -488,7 +500,7 @@ def test_random_arguments_never_hurt_the_vm(tmp):
     slots = {m["slot"]: m for m in ok(c.cmd("x-query-memslots"))}
     counts = {"return": 0, "error": 0}
     accepted = {}
-    for i in range(1500):
+    for i in range(2500):
         cmd = rng.choice(cmds)
         keys = [k for k in RANDOM_ARGS.get(cmd, []) if rng.random() < 0.85]
         if rng.random() < 0.1:

@@ -467,6 +467,77 @@ static void test_blk_reset_mid_request_drains(void **state)
 			 VIRTIO_BLK_S_OK);
 }
 
+/* What migration does: quiesce, save the transport, load it into a
+ * second device on the same image and RAM, which carries on. */
+static void test_blk_state_moves_to_a_new_device(void **state)
+{
+	struct virtio_mmio_state st, bad, now, before;
+	struct virtio_blk_host host = {
+		.mem = { .ops = &fake_ops },
+		.force_threads = force_threads,
+	};
+	struct blk_drive_config cfg;
+	struct virtio_blk *b2;
+	char err[256], spec[512];
+
+	(void)state;
+	assert_int_equal(request(VIRTIO_BLK_T_IN, 2, DATA, 512, true, NULL),
+			 VIRTIO_BLK_S_OK);
+	virtio_blk_quiesce(blk);
+	virtio_mmio_save(t, &st);
+	assert_int_equal(st.q[0].used_idx, 1);
+	assert_true(st.q[0].ready);
+	assert_int_equal(blk_drive_parse(path, 0, &cfg, err, sizeof(err)),
+			 -EINVAL); /* no "file=": the path alone is refused */
+	snprintf(spec, sizeof(spec), "file=%s", path);
+	assert_int_equal(blk_drive_parse(spec, 0, &cfg, err, sizeof(err)), 0);
+	b2 = virtio_blk_create(&cfg, 2, &host, err, sizeof(err));
+	assert_non_null(b2);
+	virtio_mmio_save(virtio_blk_transport(b2), &before);
+
+	/* What this device could not be in: refused, nothing changed. */
+	bad = st;
+	bad.nr_queues = 3;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	bad = st;
+	bad.driver_features |= 1ULL << 3;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	assert_non_null(strstr(err, "driver features"));
+	bad = st;
+	bad.q[0].num = 6;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	bad = st;
+	bad.q[0].avail = RAM_SIZE - 2;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	bad = st;
+	bad.q[0].last_avail++;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	assert_non_null(strstr(err, "in flight"));
+	bad = st;
+	bad.status |= 0x10;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	virtio_mmio_save(virtio_blk_transport(b2), &now);
+	assert_memory_equal(&now, &before, sizeof(now));
+
+	assert_true(virtio_mmio_load(virtio_blk_transport(b2), &st, err,
+				     sizeof(err)));
+	virtio_blk_destroy(blk);
+	blk = b2;
+	t = virtio_blk_transport(b2);
+	assert_int_equal(request(VIRTIO_BLK_T_IN, 3, DATA, 512, true, NULL),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(ram[DATA + 5], pattern(3 * 512 + 5));
+	virtio_blk_quiesce(blk); /* what virtio_mmio_save() expects */
+	virtio_mmio_save(t, &now);
+	assert_int_equal(now.q[0].used_idx, 2);
+}
+
 static void test_blk_drive_parse_refuses_bad_options(void **state)
 {
 	struct blk_drive_config c;
@@ -517,6 +588,7 @@ int main(int argc, char **argv)
 		T(test_blk_io_error_reported),
 		T(test_blk_rerror_stop_retries),
 		T(test_blk_reset_mid_request_drains),
+		T(test_blk_state_moves_to_a_new_device),
 		cmocka_unit_test(test_blk_drive_parse_refuses_bad_options),
 	};
 #undef T
