@@ -1290,6 +1290,92 @@ static int write_corpus(const char *dir)
 	return 0;
 }
 
+/*
+ * Slots backed by a memfd (as the daemon's are): the source sends the
+ * pages in the file's holes as zero markers without reading them, and
+ * the destination writes normal pages through its file and punches its
+ * zero pages out, ending with exactly the source's bytes.
+ */
+static void test_memfd_holes_unread_and_pwritev_load(void **state)
+{
+	const size_t npages = 64, size = npages * PAGE_SIZE;
+	static const uint64_t data_pages[] = { 3, 4, 5, 40 };
+	int sfd = memfd_create("src", 0), dfd = memfd_create("dst", 0);
+	int out = memfd_create("stream", 0);
+	struct migrate_ram_stats st = { 0 }, ls = { 0 };
+	struct migrate_holes h = { .fd = sfd };
+	struct migrate_ram_target t;
+	struct migrate_writer *w;
+	struct migrate_reader *r;
+	uint64_t idx[64];
+	uint8_t *src, *dst;
+
+	(void)state;
+	assert_true(sfd >= 0 && dfd >= 0 && out >= 0);
+	assert_int_equal(ftruncate(sfd, (off_t)size), 0);
+	assert_int_equal(ftruncate(dfd, (off_t)size), 0);
+	src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0);
+	dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
+	assert_true(src != MAP_FAILED && dst != MAP_FAILED);
+	for (size_t i = 0; i < ARRAY_SIZE(data_pages); i++)
+		memset(src + data_pages[i] * PAGE_SIZE, 0x10 + (int)i,
+		       PAGE_SIZE);
+	/* Stale bytes on the destination (what its loader wrote, say). */
+	memset(dst, 0xdd, size);
+	for (size_t i = 0; i < npages; i++)
+		idx[i] = i;
+	w = migrate_writer_new(out);
+	assert_non_null(w);
+	assert_int_equal(migrate_write_header(w), 0);
+	assert_int_equal(migrate_write_ram_fd(w, 0, (hva_t)(uintptr_t)src, &h,
+					      size, idx, npages, &st),
+			 0);
+	assert_int_equal(migrate_writer_flush(w), 0);
+	migrate_writer_free(w);
+	assert_int_equal(st.normal, ARRAY_SIZE(data_pages));
+	assert_int_equal(st.duplicate, npages - ARRAY_SIZE(data_pages));
+	/* The holes were not read: the source's file still has them. */
+	assert_int_equal(lseek(sfd, 0, SEEK_DATA), 3 * PAGE_SIZE);
+	assert_int_equal(lseek(sfd, 6 * PAGE_SIZE, SEEK_DATA), 40 * PAGE_SIZE);
+
+	assert_int_equal(lseek(out, 0, SEEK_SET), 0);
+	r = migrate_reader_new(out);
+	assert_non_null(r);
+	assert_int_equal(migrate_read_header(r), 0);
+	t = (struct migrate_ram_target){ .id = 0,
+					 .hva = (hva_t)(uintptr_t)dst,
+					 .size = size,
+					 .use_fd = true,
+					 .fd = dfd };
+	for (;;) {
+		const uint8_t *p;
+		uint16_t type;
+		uint32_t len;
+		int rc = migrate_read_section(r, &type, &p, &len);
+
+		if (rc == -EPROTO &&
+		    strstr(migrate_reader_error(r), "without an end marker"))
+			break; /* the sections are done */
+		assert_int_equal(rc, 0);
+		assert_int_equal(type, MIGRATE_SEC_RAM);
+		assert_int_equal(migrate_load_ram(r, p, len, &t, 1, &ls), 0);
+	}
+	migrate_reader_free(r);
+	assert_int_equal(ls.normal, st.normal);
+	assert_int_equal(ls.duplicate, st.duplicate);
+	/* The zero pages are holes of the destination's file again
+	 * (checked before anything reads them: a read of a hole through
+	 * the mapping allocates the page). */
+	assert_int_equal(lseek(dfd, 0, SEEK_DATA), 3 * PAGE_SIZE);
+	assert_int_equal(lseek(dfd, 6 * PAGE_SIZE, SEEK_DATA), 40 * PAGE_SIZE);
+	assert_memory_equal(dst, src, size);
+	munmap(src, size);
+	munmap(dst, size);
+	close(sfd);
+	close(dfd);
+	close(out);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1316,6 +1402,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_stream_over_a_nonblocking_pipe),
 		cmocka_unit_test(test_stream_survives_eintr),
 		cmocka_unit_test(test_writer_reports_errno),
+		cmocka_unit_test(test_memfd_holes_unread_and_pwritev_load),
 	};
 
 	if (argc == 3 && !strcmp(argv[1], "--write-corpus"))
