@@ -570,8 +570,13 @@ int guest_main(unsigned int cpu)
 		return 0;
 	}
 
-	if (request(T_IN, 0, buf, 64 * SECTOR, true, &len) != 0 ||
-	    len != 64 * SECTOR + 1)
+	if (request(T_IN, 0, buf, 64 * SECTOR, true, &len) != 0 && hold) {
+		/* The test looks at the device before the VM ends. */
+		rt_printf("virtio_blk: first read failed: status %u\n",
+			  *status);
+		com1_getc();
+	}
+	if (*status != 0 || len != 64 * SECTOR + 1)
 		rt_fail("virtio_blk: read of 64 sectors: status %u len %u\n",
 			*status, len);
 	check_image(buf, 0, 64, "read");

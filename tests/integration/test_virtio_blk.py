@@ -30,6 +30,7 @@ Usage: test_virtio_blk.py GROUP MMUD MMUCTL FOREVER_ELF VIRTIO_BLK_ELF
 import base64
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -182,18 +183,25 @@ def test_device_writes_are_in_the_dirty_log(tmp):
 def test_io_error_reported_as_block_io_error(tmp):
     img = make_image(tmp)
     d = Daemon(tmp, "--paused", "--drive", "file=%s,id=disk0" % img,
-               smp=1, kernel=dl.ECHO, append="poll")
+               smp=1, kernel=dl.ECHO, append="poll hold")
     c = d.client()
+    con = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    con.connect(d.con)  # before the guest can fail and mmud exit
     os.truncate(img, 4096)  # behind mmud's back: reads past it fail
     assert c.cmd("cont") == {"return": {}}
     ev, _ = c.event("BLOCK_IO_ERROR")
     data = ev["data"]
     assert data["device"] == "disk0" and data["operation"] == "read", ev
     assert data["action"] == "report" and data["nospace"] is False, ev
+    read_console_until(d.con, "virtio_blk: first read failed: status 1\n",
+                       sock=con)
     blk = c.cmd("query-block")["return"][0]
     assert blk["io-status"] == "failed", blk
+    stats = c.cmd("query-blockstats")["return"][0]["stats"]
+    assert stats["failed_rd_operations"] == 1, stats
+    con.sendall(b"q")
     read_console_until(d.con, "FAIL: virtio_blk: read of 64 sectors: "
-                       "status 1")
+                       "status 1", sock=con)
     assert d.wait() == 3, d.log()  # the guest's rt_exit(1)
     d.kill()
 
@@ -209,6 +217,43 @@ def test_bad_drive_options_refused_at_start(tmp):
                            timeout=30)
         err = p.stderr.decode()
         assert p.returncode == 4 and what in err, (arg, p.returncode, err)
+
+
+@test("errors")
+def test_config_file_drives_and_flags_winning(tmp):
+    """drive lines of --config add up; --drive on the command line
+    replaces them (the file's are still checked)."""
+    a, b = make_image(tmp), os.path.join(tmp, "b.raw")
+    with open(b, "wb") as f:
+        f.write(bytes(1 << 20))
+    conf = os.path.join(tmp, "vm.conf")
+    with open(conf, "w") as f:
+        f.write("drive = file=%s,id=first\ndrive = file=%s,readonly=on\n"
+                % (a, b))
+    d = Daemon(tmp, "--config", conf, "--paused", smp=1, kernel=dl.ECHO)
+    c = d.client()
+    blk = c.cmd("query-block")["return"]
+    assert [(x["device"], x["inserted"]["file"], x["inserted"]["ro"])
+            for x in blk] == [("first", a, False), ("virtio1", b, True)], blk
+    c.cmd("quit")
+    d.wait()
+    d.kill()
+    d = Daemon(tmp, "--config", conf, "--paused", "--drive",
+               "file=%s,id=cli" % b, smp=1, kernel=dl.ECHO)
+    c = d.client()
+    blk = c.cmd("query-block")["return"]
+    assert [x["device"] for x in blk] == ["cli"], blk
+    c.cmd("quit")
+    d.wait()
+    d.kill()
+    with open(conf, "a") as f:
+        f.write("drive = file=%s,cache=bogus\n" % b)
+    p = subprocess.run([dl.MMUD, "--kernel", dl.ECHO, "--config", conf],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    err = p.stderr.decode()
+    assert p.returncode == 4 and "vm.conf:3: drive: drive: cache=bogus" \
+        in err, (p.returncode, err)
 
 
 if __name__ == "__main__":
