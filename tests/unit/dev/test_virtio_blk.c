@@ -538,6 +538,63 @@ static void test_blk_state_moves_to_a_new_device(void **state)
 	assert_int_equal(now.q[0].used_idx, 2);
 }
 
+/* MQ: the configuration says two queues; queue 1, with rings of its
+ * own, serves a request while queue 0 sees nothing. */
+static void test_blk_second_queue_serves_requests(void **state)
+{
+	const gpa_t desc1 = 0x4000, avail1 = 0x5000, used1 = 0x6000;
+	uint16_t one = 1, head = 0, idx, used0;
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags, next;
+
+	(void)state;
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	assert_true(rd(VIRTIO_MMIO_DEVICE_FEATURES) & (1u << VIRTIO_BLK_F_MQ));
+	assert_int_equal(
+		virtio_mmio_read(
+			t, VIRTIO_MMIO_CONFIG + VIRTIO_BLK_CFG_NUM_QUEUES, 2),
+		2);
+	wr(VIRTIO_MMIO_QUEUE_SEL, 1);
+	wr(VIRTIO_MMIO_QUEUE_NUM, QSIZE);
+	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, desc1);
+	wr(VIRTIO_MMIO_QUEUE_DRIVER_LOW, avail1);
+	wr(VIRTIO_MMIO_QUEUE_DEVICE_LOW, used1);
+	wr(VIRTIO_MMIO_QUEUE_READY, 1);
+	assert_int_equal(rd(VIRTIO_MMIO_QUEUE_READY), 1);
+	put_header(VIRTIO_BLK_T_IN, 5);
+	ram[STATUS] = 0xff;
+	for (unsigned int i = 0; i < 3; i++) {
+		uint8_t *d = ram + desc1 + 16 * i;
+
+		addr = i == 0 ? HDR : i == 1 ? DATA : STATUS;
+		len = i == 0 ? 16 : i == 1 ? 512 : 1;
+		flags = (i < 2 ? VIRTQ_DESC_F_NEXT : 0) |
+			(i > 0 ? VIRTQ_DESC_F_WRITE : 0);
+		next = (uint16_t)(i + 1);
+		memcpy(d, &addr, 8);
+		memcpy(d + 8, &len, 4);
+		memcpy(d + 12, &flags, 2);
+		memcpy(d + 14, &next, 2);
+	}
+	memcpy(ram + avail1 + 4, &head, 2);
+	__atomic_store_n((uint16_t *)(void *)(ram + avail1 + 2), one,
+			 __ATOMIC_RELEASE);
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 1);
+	for (int i = 0; i < 50000; i++) {
+		idx = __atomic_load_n((uint16_t *)(void *)(ram + used1 + 2),
+				      __ATOMIC_ACQUIRE);
+		if (idx == 1)
+			break;
+		usleep(100);
+	}
+	assert_int_equal(idx, 1);
+	assert_int_equal(ram[STATUS], VIRTIO_BLK_S_OK);
+	assert_int_equal(ram[DATA + 7], pattern(5 * 512 + 7));
+	memcpy(&used0, ram + USED + 2, 2);
+	assert_int_equal(used0, 0);
+}
+
 static void test_blk_drive_parse_refuses_bad_options(void **state)
 {
 	struct blk_drive_config c;
@@ -589,6 +646,7 @@ int main(int argc, char **argv)
 		T(test_blk_rerror_stop_retries),
 		T(test_blk_reset_mid_request_drains),
 		T(test_blk_state_moves_to_a_new_device),
+		T(test_blk_second_queue_serves_requests),
 		cmocka_unit_test(test_blk_drive_parse_refuses_bad_options),
 	};
 #undef T
