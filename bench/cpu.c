@@ -2,7 +2,8 @@
  * The interpreter-cost guest of bench/: phases that each isolate one cost
  * of running guest code, at CPL0, each timed with RDTSC in the guest and
  * printed as one JSON line {"figure", "insns", "cycles"} for
- * bench/run_cpu.py (docs/BENCHMARKS.md, "Interpreter costs by phase"):
+ * bench/run_cpu.py
+ * (docs/BENCHMARKS.md, "Interpreter costs by phase — bench/cpu.c"):
  *
  *   alu        straight-line register ALU: 14 operations, DEC, JNZ
  *   mem        MOV/AND, a load, an add from memory, a store, INC, DEC, JNZ

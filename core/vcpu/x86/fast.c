@@ -1,10 +1,10 @@
 /*
  * Handlers specialised at decode time for the hottest instruction forms
- * (docs/BENCHMARKS.md, "Interpreter costs by phase"): register-only ALU
- * operations, MOVs and LEA at 32 and 64 bits, INC/DEC of a register, and
- * a flag-writing instruction fused with the Jcc that ends its block. Each
- * does exactly what the generic handler of its opcode does for that form
- * (exec_alu.c, exec_mov.c, exec_flow.c) with the operand size and
+ * (docs/BENCHMARKS.md, "Interpreter costs by phase — bench/cpu.c"):
+ * ALU operations, MOVs and LEA at 32 and 64 bits, INC/DEC of a register,
+ * and a flag-writing instruction fused with the Jcc that ends its block.
+ * Each does exactly what the generic handler of its opcode does for that
+ * form (exec_alu.c, exec_mov.c, exec_flow.c) with the operand size and
  * direction fixed, so the run loop may use either. The register forms
  * cannot fault, except a fused Jcc to a non-canonical target, which
  * retires the flag-writing half and raises #GP at the Jcc as the pair run
@@ -15,7 +15,7 @@
  * x86_specialise() rewrites a block's handlers after it is decoded. A
  * flag-writing instruction whose flags the block itself overwrites before
  * anything can read them (every instruction in between being one of these
- * forms, which neither read flags nor fault) gets a variant that does not
+ * forms that neither reads flags nor faults) gets a variant that does not
  * record them: the flags are dead. Dead flags and fused pairs are only
  * safe when nothing can stop between the two instructions, so the run
  * loop uses the specialised handlers only for a block that starts with no
