@@ -1043,15 +1043,21 @@ class Reports:
         self.readers.append(reader)
 
     def all(self):
+        """The consoles one after the other (a line the switchover cut
+        is whole again), each report with the process it began on."""
         out = []
         with self.cond:
-            for who, r in enumerate(self.readers):
-                text = r.data.decode(errors="replace")
-                assert "MISMATCH" not in text, \
-                    "the guest found a page changed: %r" % text[-300:]
-                for m in DIRTY_HB.finditer(text):
-                    out.append((int(m.group(1)), int(m.group(2)),
-                                int(m.group(3)), who))
+            starts, text = [], ""
+            for r in self.readers:
+                starts.append(len(text))
+                text += r.data.decode(errors="replace")
+            assert "MISMATCH" not in text, \
+                "the guest found a page changed: %r" % text[-300:]
+            for m in DIRTY_HB.finditer(text):
+                who = max(i for i, st in enumerate(starts)
+                          if st <= m.start())
+                out.append((int(m.group(1)), int(m.group(2)),
+                            int(m.group(3)), who))
         return out
 
     def wait(self, pred, what):
@@ -1081,6 +1087,17 @@ def test_dirty_limit_converges_at_128M_with_short_stops_and_tsc_gap(tmp):
     rep.wait(lambda r: len(r) >= 20, "reports from the source")
     sc = src.client()
     events_on(sc)
+    # QEMU's per-vCPU commands, outside a migration.
+    e = sc.cmd("query-vcpu-dirty-limit")
+    assert e["error"]["desc"] == "Dirty page limit not enabled", e
+    e = sc.cmd("set-vcpu-dirty-limit", {"cpu-index": 2, "dirty-rate": 1})
+    assert e["error"]["desc"] == "incorrect cpu index specified", e
+    ok(sc.cmd("set-vcpu-dirty-limit", {"cpu-index": 1, "dirty-rate": 3}))
+    lim = ok(sc.cmd("query-vcpu-dirty-limit"))
+    assert [(x["cpu-index"], x["limit-rate"]) for x in lim] == [(1, 3)], lim
+    ok(sc.cmd("cancel-vcpu-dirty-limit"))
+    e = sc.cmd("query-vcpu-dirty-limit")
+    assert e["error"]["desc"] == "Dirty page limit not enabled", e
     # The guest dirties pages as fast as it runs: faster than 128 MiB/s,
     # so without a throttle the passes do not get below downtime-limit.
     dst = dirty_vm(tmp, "d1", "--incoming", "defer")
@@ -1176,13 +1193,13 @@ def test_dirty_limit_converges_at_128M_with_short_stops_and_tsc_gap(tmp):
     assert nums == list(range(nums[0], nums[0] + len(nums))), nums
     # The guest's own view: its longest stop during the migration (a
     # report every 10 ms has the longest gap since the last). Tolerant:
-    # a host that ran something else for a while may stop it too, so 2%
-    # of the reports may show more, none more than a second.
+    # a host that ran something else for a while may stop it too, so 2
+    # reports or 5% of them may show more, none more than a second.
     gaps = sorted(x[2] for x in src_r)
     print("guest gaps (us): median %d, max %d over %d reports" % (
         gaps[len(gaps) // 2], gaps[-1], len(gaps)), flush=True)
     over = [g for g in gaps if g >= 50000]
-    assert len(over) <= max(1, len(gaps) // 50) and gaps[-1] < 1000000, \
+    assert len(over) <= max(2, len(gaps) // 20) and gaps[-1] < 1000000, \
         ("guest stops of 50 ms or more", over, len(gaps))
     # The TSC across the switchover: the gap the guest saw there (the
     # destination's first report) is no more than the downtime (the
