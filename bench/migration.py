@@ -403,8 +403,14 @@ def main():
             kinds.append(Qemu)
         for kind in kinds:
             for run in range(a.runs):
-                r = migrate_once(kind, build, rate, bw, dlim, to_file,
-                                 a.limit)
+                try:
+                    r = migrate_once(kind, build, rate, bw, dlim, to_file,
+                                     a.limit)
+                except (RuntimeError, OSError, EOFError) as e:
+                    # One failed run is a row saying so, not the end of
+                    # the others.
+                    r = {"converged": False, "error": str(e)[:300],
+                         "limit": a.limit, "passes": None}
                 r.update({"case": name, "side": kind.name, "run": run})
                 print(json.dumps(r), flush=True)
                 rows.append(r)
@@ -413,6 +419,10 @@ def main():
           "passes | guest stop ms | console gap ms |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if r.get("error"):
+            print("| %s | %s | failed: %s |" % (r["case"], r["side"],
+                                                r["error"]))
+            continue
         if not r["converged"]:
             print("| %s | %s | no convergence in %d s (%s passes) |"
                   % (r["case"], r["side"], r["limit"], r["passes"]))
