@@ -17,6 +17,7 @@
 
 struct old_space {
 	gfn_t root; /* the old address space's PML4 */
+	gfn_t pd; /* its page directory for OLD_VA */
 	struct mmu_cpu_state cpu;
 };
 
@@ -33,6 +34,7 @@ static struct old_space old_space_left(struct mmu_env *e)
 	o.root = e->next_table++;
 	o.cpu = boot_cpu(o.root);
 	env_map(e, o.root, OLD_VA, BASE1, G_W | G_D);
+	o.pd = e->next_table - 2;
 	assert_int_equal(env_fault_v(e->v, &o.cpu, OLD_VA, MMU_ACCESS_READ,
 				     &(struct mmu_fault_info){ 0 }),
 			 MMU_FAULT_FIXED);
@@ -184,6 +186,26 @@ static void test_wp_fault_through_table_resets_its_flood_count(void **state)
 	env_free(e);
 }
 
+static void
+test_wp_fault_through_lower_table_resets_its_flood_count(void **state)
+{
+	struct mmu_env *e = env_new();
+	struct old_space o;
+
+	(void)state;
+	o = old_space_left(e);
+	assert_int_equal(shadowed(e, o.pd), 1);
+	emulate_writes(e, o.pd, 256, MMU_WRITE_FLOOD_LIMIT - 1);
+	/* The fault goes through the page directory below the root. */
+	assert_int_equal(env_fault_v(e->v, &o.cpu, OLD_VA, MMU_ACCESS_READ,
+				     &(struct mmu_fault_info){ 0 }),
+			 MMU_FAULT_FIXED);
+	emulate_writes(e, o.pd, 300, MMU_WRITE_FLOOD_LIMIT - 1);
+	assert_int_equal(env_stats(e).flooded_pages, 0);
+	assert_int_equal(shadowed(e, o.pd), 1);
+	env_free(e);
+}
+
 static void test_wp_leaf_table_writes_never_flood(void **state)
 {
 	struct mmu_env *e = env_new();
@@ -213,6 +235,8 @@ int main(void)
 			test_wp_upper_table_flooded_by_writes_is_zapped),
 		cmocka_unit_test(
 			test_wp_fault_through_table_resets_its_flood_count),
+		cmocka_unit_test(
+			test_wp_fault_through_lower_table_resets_its_flood_count),
 		cmocka_unit_test(test_wp_leaf_table_writes_never_flood),
 	};
 
