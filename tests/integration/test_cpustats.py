@@ -21,7 +21,7 @@ from daemonlib import Daemon, test, read_console_until, error  # noqa: E402
 KEYS = {"cpu-index", "engine", "blocks", "cache-hits", "cache-misses",
         "cache-stale", "uncached", "mmio-fetches", "smc-breaks", "flushes",
         "budget-exits", "kick-exits", "pool-bytes", "generic-irq",
-        "generic-budget"}
+        "generic-budget", "chain-hits"}
 
 
 def stats(c, index):
@@ -42,6 +42,8 @@ def test_cpu_stats_count_blocks_and_cache_of_each_vcpu(tmp):
         # The guest loops: blocks are run, most found decoded.
         assert s["blocks"] > 1000, s
         assert 0 < s["cache-misses"] < s["cache-hits"] <= s["blocks"], s
+        # A loop's blocks are found as each other's successors.
+        assert 0 < s["chain-hits"] <= s["cache-hits"], s
         assert s["blocks"] <= (s["cache-hits"] + s["cache-misses"] +
                                s["cache-stale"]), s
         assert 0 < s["pool-bytes"] <= 16 << 20, s

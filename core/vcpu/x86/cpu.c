@@ -214,6 +214,7 @@ void x86_cpu_stats_get(const struct x86_cpu *cpu, struct x86_cpu_stats *out)
 					    memory_order_relaxed);
 	out->blocks = v[X86_STAT_BLOCKS];
 	out->cache_hits = v[X86_STAT_HITS];
+	out->chain_hits = v[X86_STAT_CHAIN_HITS];
 	out->cache_misses = v[X86_STAT_MISSES];
 	out->cache_stale = v[X86_STAT_STALE];
 	out->uncached = v[X86_STAT_UNCACHED];
@@ -294,6 +295,7 @@ static void bcache_flush(struct x86_cpu *cpu)
 {
 	memset(cpu->bcache, 0, X86_BCACHE_BUCKETS * sizeof(*cpu->bcache));
 	cpu->bpool_used = 0;
+	cpu->prev_block = NULL;
 	cpu->stat[X86_STAT_FLUSHES]++;
 }
 
@@ -326,6 +328,8 @@ static bool block_build(struct x86_cpu *cpu, struct x86_block *b, hva_t page,
 
 	b->hva = 0;
 	b->nbytes = 0;
+	b->succ_hva[0] = b->succ_hva[1] = 0;
+	b->succ_next = 0;
 	x86_decode(cpu, &b->in[0], raw);
 	b->ninsns = 1;
 	pos = b->in[0].len;
@@ -369,31 +373,12 @@ static inline struct x86_block **bcache_chain(struct x86_cpu *cpu, hva_t hva)
 	return &cpu->bcache[h >> (64 - __builtin_ctz(X86_BCACHE_BUCKETS))];
 }
 
-/*
- * The block to run at cpu->rip: from the cache when its bytes are
- * unchanged, else decoded now. NULL for code in an MMIO page, which the
- * caller runs one decoded instruction at a time.
- */
-static struct x86_block *get_block(struct x86_cpu *cpu)
+/* The block at hva (in the RAM page at page) from the hash table when
+ * its bytes are unchanged, else decoded now. */
+static struct x86_block *lookup(struct x86_cpu *cpu, hva_t page, hva_t hva)
 {
-	uint64_t tag = (((cpu->rip >> 12) + 1) & X86_TLB_VPN_MASK) |
-		       cpu->pcid_tag;
 	struct x86_block **head, **link, *b;
-	hva_t page, hva;
 
-	/* Straight-line code stays in one page: translate it once. */
-	if (__builtin_expect(tag == cpu->code_tag && cpu->cpl == cpu->code_cpl,
-			     1)) {
-		page = cpu->code_page;
-	} else {
-		page = x86_fetch_page(cpu, cpu->rip);
-		if (!page)
-			return NULL;
-		cpu->code_tag = tag;
-		cpu->code_cpl = cpu->cpl;
-		cpu->code_page = page;
-	}
-	hva = page + (cpu->rip & 4095);
 	head = bcache_chain(cpu, hva);
 	for (link = head; (b = *link) && b->hva != hva; link = &b->next)
 		;
@@ -427,6 +412,62 @@ static struct x86_block *get_block(struct x86_cpu *cpu)
 	head = bcache_chain(cpu, hva);
 	b->next = *head;
 	*head = b;
+	return b;
+}
+
+/*
+ * The block to run at cpu->rip: the last block's successor or from the
+ * cache when its bytes are unchanged, else decoded now. NULL for code in
+ * an MMIO page, which the caller runs one decoded instruction at a time.
+ */
+static struct x86_block *get_block(struct x86_cpu *cpu)
+{
+	uint64_t tag = (((cpu->rip >> 12) + 1) & X86_TLB_VPN_MASK) |
+		       cpu->pcid_tag;
+	struct x86_block *b, *prev;
+	hva_t page, hva;
+
+	/* Straight-line code stays in one page: translate it once. */
+	if (__builtin_expect(tag == cpu->code_tag && cpu->cpl == cpu->code_cpl,
+			     1)) {
+		page = cpu->code_page;
+	} else {
+		page = x86_fetch_page(cpu, cpu->rip);
+		if (!page) {
+			cpu->prev_block = NULL;
+			return NULL;
+		}
+		cpu->code_tag = tag;
+		cpu->code_cpl = cpu->cpl;
+		cpu->code_page = page;
+	}
+	hva = page + (cpu->rip & 4095);
+	prev = cpu->prev_block;
+	if (prev) {
+		unsigned int k = prev->succ_hva[1] == hva;
+
+		b = prev->succ[k];
+		if (prev->succ_hva[k] == hva && block_current(b)) {
+			cpu->stat[X86_STAT_HITS]++;
+			cpu->stat[X86_STAT_CHAIN_HITS]++;
+			cpu->prev_block = b;
+			return b;
+		}
+	}
+	b = lookup(cpu, page, hva);
+	/* lookup() may have flushed the pool, prev with it. */
+	prev = cpu->prev_block;
+	if (!b->hva) {
+		/* Not cached: its space is the next block's. */
+		cpu->prev_block = NULL;
+		return b;
+	}
+	if (prev) {
+		prev->succ_hva[prev->succ_next] = hva;
+		prev->succ[prev->succ_next] = b;
+		prev->succ_next ^= 1;
+	}
+	cpu->prev_block = b;
 	return b;
 }
 

@@ -297,6 +297,7 @@ uint64_t x86_insns_retired(const struct x86_cpu *cpu);
 struct x86_cpu_stats {
 	uint64_t blocks; /* block entries run */
 	uint64_t cache_hits; /* entries found decoded and current */
+	uint64_t chain_hits; /* of those, as the last block's successor */
 	uint64_t cache_misses; /* not cached: decoded */
 	uint64_t cache_stale; /* cached but the guest bytes changed */
 	uint64_t uncached; /* first instruction crosses a page */

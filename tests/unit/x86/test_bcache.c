@@ -116,6 +116,41 @@ static void test_bcache_pool_full_flushes_and_refills(void **state)
 	xh_free(h);
 }
 
+/* A block found as the last block's successor is checked like any
+ * other: its bytes changed, the new code runs. */
+static void test_bcache_successor_rechecked(void **state)
+{
+	static const uint8_t dec_rax[3] = { 0x48, 0xff, 0xc8 };
+	struct xh *h = xh_new();
+	struct x86_cpu_stats s0, s1;
+	struct x86_exit exit;
+	struct x86_regs r;
+	size_t len;
+
+	(void)state;
+	len = place_chain(h, 3);
+	run_chain(h, 3, len);
+	x86_cpu_stats_get(h->cpu, &s0);
+	run_chain(h, 3, len);
+	x86_cpu_stats_get(h->cpu, &s1);
+	assert_true(s1.chain_hits - s0.chain_hits >= 2);
+	/* Block 1's INC RAX becomes DEC RAX, same length. */
+	xh_load(h, XH_CODE + BLOCK, dec_rax, sizeof(dec_rax));
+	x86_get_regs(h->cpu, &r);
+	r.rip = XH_CODE;
+	r.gpr[X86_RAX] = 0;
+	r.gpr[X86_RBX] = 0;
+	x86_set_regs(h->cpu, &r);
+	assert_int_equal(xh_run(h, 0, &exit), X86_EXIT_HLT);
+	if (xh_reg(h, X86_RAX) != 1 || xh_reg(h, X86_RBX) != 2)
+		fail_msg("block 1 was rewritten to DEC RAX but RAX = %llu, "
+			 "RBX = %llu (want 1 and 2): its successor entry ran "
+			 "the old decoding",
+			 (unsigned long long)xh_reg(h, X86_RAX),
+			 (unsigned long long)xh_reg(h, X86_RBX));
+	xh_free(h);
+}
+
 /* The guest bytes of a cached block change behind the CPU's back (a
  * store by another vCPU, a device, a QMP write): the next entry must run
  * the new code. */
@@ -325,6 +360,7 @@ int main(void)
 		cmocka_unit_test(
 			test_bcache_bytes_changed_outside_rerun_new_code),
 		cmocka_unit_test(test_bcache_store_into_running_block),
+		cmocka_unit_test(test_bcache_successor_rechecked),
 		cmocka_unit_test(
 			test_bcache_specialised_handlers_match_generic),
 	};

@@ -273,6 +273,12 @@ struct x86_tlb_entry {
 struct x86_block {
 	struct x86_block *next; /* in its hash chain */
 	hva_t hva;
+	/* The last two blocks run after this one (hva 0: none), tried
+	 * before the hash table; like any block found, used only while
+	 * current (block_current()). succ_next: the one to replace. */
+	hva_t succ_hva[2];
+	struct x86_block *succ[2];
+	uint8_t succ_next;
 	uint8_t ninsns;
 	uint8_t nbytes;
 	uint8_t nq; /* aligned quadwords covering the bytes */
@@ -286,6 +292,7 @@ struct x86_block {
 enum x86_stat {
 	X86_STAT_BLOCKS, /* block entries run */
 	X86_STAT_HITS, /* found decoded and current in the cache */
+	X86_STAT_CHAIN_HITS, /* of those, found as the last block's successor */
 	X86_STAT_MISSES, /* not in the cache: decoded */
 	X86_STAT_STALE, /* cached, but the guest bytes changed: redecoded */
 	X86_STAT_UNCACHED, /* first instruction crosses a page: not kept */
@@ -495,6 +502,9 @@ struct x86_cpu {
 	struct x86_block **bcache; /* X86_BCACHE_BUCKETS chains */
 	uint8_t *bpool; /* X86_BPOOL_BYTES of blocks */
 	size_t bpool_used;
+	/* The cached block run last (NULL: none, or the pool was flushed),
+	 * whose successors get_block() tries first. */
+	struct x86_block *prev_block;
 	uint64_t stat[X86_STAT_NR]; /* enum x86_stat */
 	/* stat[] as of the end of the last x86_run(), for other threads
 	 * (x86_cpu_stats_get()): written by this vCPU only, relaxed
