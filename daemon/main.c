@@ -361,8 +361,8 @@ static int serve_qmp(struct daemon *m)
 	m->d = mmud_new(m->base, m->vm, m->qmp, m->worker, &m->cfg);
 	if (!m->d ||
 	    (m->qmp &&
-	     (!(m->memops = mmud_memops_new(m->base, m->qmp, m->worker,
-					     m->vm)) ||
+	     (!(m->memops =
+			mmud_memops_new(m->base, m->qmp, m->worker, m->vm)) ||
 	      !(m->fds = mmud_fds_new(m->qmp)) ||
 	      mmud_interrupts_register(m->qmp, m->vm) < 0 ||
 	      mmud_cpustats_register(m->qmp, m->vm) < 0 ||
