@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Live migration timed on mmud beside QEMU 7.2 TCG in the same run
-(docs/BENCHMARKS.md, "Live migration").
+(docs/BENCHMARKS.md, "Live migration — bench/migration.py").
 
 The guest is tests/guests/migrate_dirty.c: 1 GiB of RAM, 512 MiB of it
 filled, then dirtied at R pages a second (one write a page) while it
