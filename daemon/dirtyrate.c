@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,11 +101,11 @@ static uint64_t now_ns(void)
  */
 static uint64_t page_hash(hva_t hva)
 {
-	const uint64_t *p = (const uint64_t *)(uintptr_t)hva;
+	const _Atomic uint64_t *p = (const _Atomic uint64_t *)(uintptr_t)hva;
 	uint64_t h = 0xcbf29ce484222325ULL;
 
 	for (unsigned i = 0; i < 4096 / 8; i++) {
-		h ^= __atomic_load_n(&p[i], __ATOMIC_RELAXED);
+		h ^= atomic_load_explicit(&p[i], memory_order_relaxed);
 		h *= 0x100000001b3ULL;
 		h ^= h >> 29;
 	}
