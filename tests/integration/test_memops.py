@@ -411,6 +411,9 @@ RANDOM_VALUES = {
     "data": ["hi\n", "Zg==", "Zg=", "\u00e9", "x" * 5000, "!!!!"],
     "format": ["utf8", "base64", "hex"],
     "cpu-index": [0, 1, 1, 2, -1, 64, 2**40],
+    # MB/s; a cap only bites while a dirty log runs, and each sleep it
+    # makes ends at the next request (docs/MIGRATION.md, "Dirty limit").
+    "dirty-rate": [1, 1, 50, 0, -1, 2**40],
     # Only transports this test may not reach (a migration that starts
     # is the migration suite's business) and malformed URIs.
     "uri": ["bogus:x", "tcp:", "unix:", "fd:nosuch", "exec:true", ""],
@@ -458,6 +461,8 @@ RANDOM_ARGS = {
     "ringbuf-write": ["device", "data", "format"],
     "x-query-lapic": ["cpu-index"],
     "x-query-cpu-stats": ["cpu-index"],
+    "set-vcpu-dirty-limit": ["cpu-index", "dirty-rate"],
+    "cancel-vcpu-dirty-limit": ["cpu-index"],
     "migrate": ["uri"],
     "migrate-incoming": ["uri"],
     "migrate-set-capabilities": ["capabilities"],
