@@ -449,6 +449,8 @@ int mmud_incoming_start(struct mmud_migration *m, const char *uri, char *err,
 	char bound[sizeof(m->socket_address)] = "";
 	int taken = -1, lfd = -1, dfd = -1, r;
 
+	if (mmud_migration_blocked(m, err, errlen))
+		return -EPERM;
 	if (m->have_uri)
 		mig_uri_free(&m->uri);
 	m->have_uri = false;

@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 
+#include "dev/blk.h"
 #include "dev/dev.h"
 #include "guestmem.h"
 #include "migrate.h"
@@ -1020,6 +1021,16 @@ static bool is_running_status(enum mig_status st)
 	       st == MIG_CANCELLING;
 }
 
+bool mmud_migration_blocked(const struct mmud_migration *m, char *err,
+			    size_t errlen)
+{
+	if (!m->cfg->nr_drives)
+		return false;
+	snprintf(err, errlen, "State blocked by non-migratable device '%s'",
+		 m->cfg->drives[0].id);
+	return true;
+}
+
 static void cmd_migrate(struct qmp_request *req, json_t *args, void *opaque)
 {
 	struct mmud_migration *m = opaque;
@@ -1045,6 +1056,10 @@ static void cmd_migrate(struct qmp_request *req, json_t *args, void *opaque)
 		return;
 	}
 	if (!mmud_migration_can_start(m->d, err, sizeof(err))) {
+		qmp_reply_error(req, QMP_ERROR_GENERIC, "%s", err);
+		return;
+	}
+	if (mmud_migration_blocked(m, err, sizeof(err))) {
 		qmp_reply_error(req, QMP_ERROR_GENERIC, "%s", err);
 		return;
 	}
