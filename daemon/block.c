@@ -28,6 +28,7 @@ struct mmud_block {
 	struct mmud_worker *worker;
 	struct qmp_server *qmp; /* (e) NULL until registered */
 	struct vm *vm; /* (e) */
+	struct mmud *d; /* (e) */
 };
 
 /* One BLOCK_IO_ERROR on its way to the loop thread. */
@@ -42,6 +43,8 @@ static void send_io_error(void *arg)
 {
 	struct io_error_event *ev = arg;
 
+	/* QEMU's order: BLOCK_IO_ERROR, then (action stop) the VM stops
+	 * in io-error with STOP. */
 	if (ev->b->qmp)
 		qmp_server_emit_event(
 			ev->b->qmp, "BLOCK_IO_ERROR",
@@ -51,6 +54,8 @@ static void send_io_error(void *arg)
 				  ev->stopped ? "stop" : "report", "nospace",
 				  ev->err == ENOSPC, "reason",
 				  strerror(ev->err)));
+	if (ev->stopped && ev->b->d)
+		mmud_io_error_stop(ev->b->d);
 	free(ev);
 }
 
@@ -251,9 +256,10 @@ void mmud_block_detach(struct mmud_block *b)
 }
 
 int mmud_block_register(struct mmud_block *b, struct qmp_server *qmp,
-			struct vm *vm)
+			struct vm *vm, struct mmud *d)
 {
 	b->vm = vm;
+	b->d = d;
 	if (!qmp)
 		return 0;
 	if (qmp_server_register(qmp, "query-block", NULL, cmd_query_block, b) <

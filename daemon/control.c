@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "dev/virtio_blk.h"
 #include "guestmem.h"
 #include "mmu.h"
 #include "mmud.h"
@@ -33,6 +34,7 @@ enum runstate {
 	RS_INMIGRATE,
 	RS_POSTMIGRATE,
 	RS_FINISH_MIGRATE,
+	RS_IO_ERROR,
 };
 
 static const char *const runstate_names[] = {
@@ -45,6 +47,7 @@ static const char *const runstate_names[] = {
 	[RS_INMIGRATE] = "inmigrate",
 	[RS_POSTMIGRATE] = "postmigrate",
 	[RS_FINISH_MIGRATE] = "finish-migrate",
+	[RS_IO_ERROR] = "io-error",
 };
 
 /* Legend: (c) constant after mmud_new(); (e) loop thread only. */
@@ -400,7 +403,13 @@ static void cmd_stop(struct qmp_request *req, json_t *args, void *opaque)
 static void resume_work(void *arg)
 {
 	struct job *j = arg;
+	struct virtio_blk *blk;
 
+	/* QEMU's cont: requests an error with werror/rerror=stop kept
+	 * back are resubmitted before the vCPUs run again (docs/QMP.md,
+	 * "BLOCK_IO_ERROR"). */
+	for (unsigned int i = 0; (blk = vm_blk(j->d->vm, i)); i++)
+		virtio_blk_retry(blk);
 	vm_resume(j->d->vm);
 }
 
@@ -727,6 +736,26 @@ void mmud_start(struct mmud *d)
 }
 
 /* ---- migration's run states (docs/MIGRATION.md, "The daemon's part") --- */
+
+/* ---- block I/O errors with werror/rerror=stop ----------------------------- */
+
+static void io_error_stop_done(void *arg)
+{
+	struct job *j = arg;
+
+	emit(j->d, "STOP", NULL);
+	free(j);
+}
+
+void mmud_io_error_stop(struct mmud *d)
+{
+	/* QEMU: only a running VM stops (already paused, it stays in its
+	 * state; the kept request waits for cont all the same). */
+	if (d->state != RS_RUNNING || d->shutting_down)
+		return;
+	if (submit(d, NULL, pause_work, io_error_stop_done, false, NULL))
+		set_state(d, RS_IO_ERROR);
+}
 
 bool mmud_is_inmigrate(const struct mmud *d)
 {

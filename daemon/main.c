@@ -264,21 +264,6 @@ static int setup_loop(struct daemon *m)
 /* The drives of --drive and the config file, for vm_create(). */
 static int create_drives(struct daemon *m)
 {
-	for (unsigned int i = 0; i < m->cfg.nr_drives; i++) {
-		const struct blk_drive_config *d = &m->cfg.drives[i];
-
-		/* The requests kept back would need the io-error run
-		 * state and a retry at cont, which the run states do not
-		 * have yet. */
-		if (d->werror == BLK_ERROR_STOP ||
-		    d->rerror == BLK_ERROR_STOP) {
-			fprintf(stderr,
-				"<3>mmud: drive %s: werror/rerror=stop is not "
-				"supported yet (use report)\n",
-				d->id);
-			return -1;
-		}
-	}
 	m->block = mmud_block_new(m->worker);
 	if (!m->block) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
@@ -370,7 +355,7 @@ static int serve_qmp(struct daemon *m)
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		return -1;
 	}
-	if (mmud_block_register(m->block, m->qmp, m->vm) < 0) {
+	if (mmud_block_register(m->block, m->qmp, m->vm, m->d) < 0) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		return -1;
 	}

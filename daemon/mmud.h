@@ -237,6 +237,10 @@ void mmud_migration_source_end(struct mmud *d, bool completed);
 bool mmud_incoming_end(struct mmud *d, bool loaded);
 /* For vm_config.ended_fn: any thread. */
 void mmud_vm_ended(void *mmud);
+/* A block I/O error with werror/rerror=stop (loop thread, after its
+ * BLOCK_IO_ERROR): a running VM pauses in io-error, STOP; cont retries
+ * the kept requests (docs/QMP.md, "BLOCK_IO_ERROR"). */
+void mmud_io_error_stop(struct mmud *d);
 /* Starts in prelaunch (cfg->paused) or running: vCPUs must not run yet. */
 void mmud_start(struct mmud *d);
 /* SIGTERM/SIGINT: a clean shutdown (SHUTDOWN host-signal, status 0). */
@@ -261,9 +265,10 @@ struct virtio_blk_error;
 /* Before the VM (its drives report errors to it); NULL: -ENOMEM. */
 struct mmud_block *mmud_block_new(struct mmud_worker *worker);
 /* query-block, query-blockstats, x-query-virtio and
- * x-query-virtio-queue-status on qmp (may be NULL: no commands). */
+ * x-query-virtio-queue-status on qmp (may be NULL: no commands); d
+ * pauses the VM on an error with werror/rerror=stop. */
 int mmud_block_register(struct mmud_block *b, struct qmp_server *qmp,
-			struct vm *vm);
+			struct vm *vm, struct mmud *d);
 /* The VM's blk_error_fn: BLOCK_IO_ERROR, sent from the loop thread.
  * Any thread. */
 void mmud_block_io_error(void *ctx, const struct virtio_blk_error *e);

@@ -691,6 +691,9 @@ void virtio_blk_quiesce(struct virtio_blk *b)
 
 void virtio_blk_retry(struct virtio_blk *b)
 {
+	/* QEMU's cont resets the io-status first: a retry that fails
+	 * again sets it again (io_done()). */
+	atomic_store(&b->io_error, false);
 	for (unsigned int i = 0; i < b->nr_queues; i++) {
 		struct blk_queue *bq = &b->queues[i];
 		struct blk_req *list;

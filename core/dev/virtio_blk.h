@@ -96,8 +96,8 @@ struct virtio_mmio *virtio_blk_transport(struct virtio_blk *b);
 bool virtio_blk_is_busy(struct virtio_blk *b);
 /* Whether io_uring serves it, and if not why. */
 bool virtio_blk_uses_uring(struct virtio_blk *b, char *why, size_t whylen);
-/* Resubmits the requests an error with action stop kept back. Any
- * thread. */
+/* Resubmits the requests an error with action stop kept back, and
+ * clears io_error (QEMU's cont resets the io-status). Any thread. */
 void virtio_blk_retry(struct virtio_blk *b);
 
 /*

@@ -24,12 +24,20 @@ errors:  the image shrinks behind mmud's back: the guest's first read
          (operation read, action report), query-block's io-status is
          failed; a --drive with a bad key or a missing file is refused
          at start, naming it.
+stop:    werror=stop with writes that fail (mmud's file-size limit
+         lowered under the guest's first write, EFBIG, as a full disk
+         would): BLOCK_IO_ERROR (operation write, action stop), then
+         STOP, query-status io-error, io-status failed, the guest held;
+         the limit raised again, cont: RESUME, io-status ok, the kept
+         write completes and the guest finishes with the image holding
+         what it wrote.
 
 Usage: test_virtio_blk.py GROUP MMUD MMUCTL FOREVER_ELF VIRTIO_BLK_ELF
 """
 import base64
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -254,6 +262,77 @@ def test_config_file_drives_and_flags_winning(tmp):
     err = p.stderr.decode()
     assert p.returncode == 4 and "vm.conf:3: drive: drive: cache=bogus" \
         in err, (p.returncode, err)
+
+
+@test("stop")
+def test_werror_stop_pauses_in_io_error_and_cont_retries(tmp):
+    img = make_image(tmp)
+    d = Daemon(tmp, "--paused", "--drive",
+               "file=%s,id=disk0,werror=stop,discard=unmap" % img,
+               smp=1, kernel=dl.ECHO, append="poll hold")
+    c = d.client()
+    con = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    con.connect(d.con)
+    # The guest writes only at 2 MiB and beyond (WRITE_FIRST in
+    # tests/guests/virtio_blk.c): at 1 MiB every write fails with EFBIG
+    # (mmud ignores SIGXFSZ), its stderr log stays below it.
+    hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)[1]
+    resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (1 << 20, hard))
+    assert c.cmd("cont") == {"return": {}}
+    ev, before = c.event("BLOCK_IO_ERROR")
+    assert not [e for e in before if e["event"] == "STOP"], \
+        ("STOP came before BLOCK_IO_ERROR", before)
+    data = ev["data"]
+    assert data["device"] == "disk0" and data["operation"] == "write", ev
+    assert data["action"] == "stop", ev
+    c.event("STOP")
+    st = c.cmd("query-status")["return"]
+    assert st["status"] == "io-error" and st["running"] is False, st
+    blk = c.cmd("query-block")["return"][0]
+    assert blk["io-status"] == "failed", blk
+    stats = c.cmd("query-blockstats")["return"][0]["stats"]
+    assert stats["wr_operations"] == 0 and \
+        stats["failed_wr_operations"] == 0, ("the kept write was "
+                                             "completed", stats)
+    # Paused: the guest's write is still outstanding.
+    con.settimeout(0.5)
+    seen = b""
+    try:
+        while True:
+            chunk = con.recv(65536)
+            if not chunk:
+                break
+            seen += chunk
+    except socket.timeout:
+        pass
+    assert b"virtio_blk: wrote" not in seen and b"FAIL" not in seen, seen
+    con.settimeout(dl.TIMEOUT)
+    # The operator makes room, then cont.
+    resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE,
+                     (resource.RLIM_INFINITY, hard))
+    assert c.cmd("cont") == {"return": {}}
+    c.event("RESUME")
+    _, text = read_console_until(
+        d.con, re.compile(r"virtio_blk: (done|FAIL.*)\n|FAIL: .*\n"),
+        sock=con)
+    text = seen.decode(errors="replace") + text
+    assert "virtio_blk: done\n" in text, text[-3000:]
+    assert len(re.findall(r"virtio_blk: wrote \d+ \d+\n", text)) == 12, \
+        text[-3000:]
+    st = c.cmd("query-status")["return"]
+    assert st["status"] == "running", st
+    blk = c.cmd("query-block")["return"][0]
+    assert blk["io-status"] == "ok", ("io-status after a successful "
+                                      "retry", blk)
+    stats = c.cmd("query-blockstats")["return"][0]["stats"]
+    assert stats["wr_operations"] == 12 and \
+        stats["failed_wr_operations"] == 0, stats
+    assert not [e for e in c.events if e["event"] in
+                ("BLOCK_IO_ERROR", "STOP")], c.events
+    con.sendall(b"q")
+    assert d.wait() == 1, d.log()
+    check_file(img, text)
+    d.kill()
 
 
 if __name__ == "__main__":

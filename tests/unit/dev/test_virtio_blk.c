@@ -439,6 +439,9 @@ static void test_blk_rerror_stop_retries(void **state)
 	virtio_blk_retry(blk);
 	wait_used();
 	assert_int_equal(ram[STATUS], VIRTIO_BLK_S_OK);
+	/* The retry succeeded: io-status is ok again. */
+	virtio_blk_info(blk, &info);
+	assert_false(info.io_error);
 }
 
 static void test_blk_reset_mid_request_drains(void **state)
