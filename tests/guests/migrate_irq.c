@@ -49,7 +49,7 @@ static uint64_t read_dr7(void)
 
 int guest_main(unsigned int cpu)
 {
-	unsigned int hb = 0, next;
+	unsigned int hb = 0, next, seen;
 
 	if (cpu != 0)
 		return 0;
@@ -73,12 +73,15 @@ int guest_main(unsigned int cpu)
 			rt_sti_hlt();
 			rt_cli();
 		}
+		/* Read before interrupts are on again: on a busy host the
+		 * next tick may come before the print reads it. */
+		seen = ticks;
 		rt_sti();
 		next += TICKS_PER_HB;
 		hb++;
 		if (read_dr0() != DR0_VALUE || read_dr7() != DR7_VALUE)
 			rt_printf("migrate_irq: MISMATCH dr0 %#lx dr7 %#lx\n",
 				  read_dr0(), read_dr7());
-		rt_printf("migrate_irq: hb %u ticks %u\n", hb, ticks);
+		rt_printf("migrate_irq: hb %u ticks %u\n", hb, seen);
 	}
 }
