@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -33,14 +32,7 @@ DATA_GPA = 8 * GiB
 BELLS = [12 * GiB, 12 * GiB + (2 << 20)]
 ROUNDS = 8
 DIRTY = DIRTYRATE = None
-TESTS = {}
-
-
-def test(group):
-    def reg(fn):
-        TESTS.setdefault(group, []).append(fn)
-        return fn
-    return reg
+test = td.test  # registers in daemonlib's TESTS, which td.main() runs
 
 
 def ok(r):
@@ -365,24 +357,8 @@ def test_calc_dirty_rate_refusals_change_nothing(tmp):
 
 def main():
     global DIRTY, DIRTYRATE
-    group = sys.argv[1]
-    td.MMUD, td.MMUCTL, td.FOREVER, DIRTY, DIRTYRATE = sys.argv[2:7]
-    failed = 0
-    for fn in TESTS[group]:
-        with tempfile.TemporaryDirectory(prefix="mmud-dirty-") as tmp:
-            t0 = time.monotonic()
-            try:
-                fn(tmp)
-                print("ok   %s (%.1fs)" % (fn.__name__,
-                                           time.monotonic() - t0))
-            except Exception as e:  # report and go on
-                failed += 1
-                print("FAIL %s: %r" % (fn.__name__, e))
-                import traceback
-                traceback.print_exc()
-            finally:
-                td.kill_live()
-    return 1 if failed else 0
+    DIRTY, DIRTYRATE = sys.argv[5:7]
+    return td.main()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -37,14 +36,7 @@ BELLS = [12 * GiB, 12 * GiB + (2 << 20)]
 ROUNDS = 8
 HOTPLUG = DIRTY = None
 SLOW = bool(os.environ.get("MMUD_SLOW"))
-TESTS = {}
-
-
-def test(group):
-    def reg(fn):
-        TESTS.setdefault(group, []).append(fn)
-        return fn
-    return reg
+test = td.test  # registers in daemonlib's TESTS, which td.main() runs
 
 
 def ok(r):
@@ -559,24 +551,8 @@ def test_random_arguments_never_hurt_the_vm(tmp):
 
 def main():
     global HOTPLUG, DIRTY
-    group = sys.argv[1]
-    td.MMUD, td.MMUCTL, td.FOREVER, HOTPLUG, DIRTY = sys.argv[2:7]
-    failed = 0
-    for fn in TESTS[group]:
-        with tempfile.TemporaryDirectory(prefix="mmud-mem-") as tmp:
-            t0 = time.monotonic()
-            try:
-                fn(tmp)
-                print("ok   %s (%.1fs)" % (fn.__name__,
-                                           time.monotonic() - t0))
-            except Exception as e:  # report and go on
-                failed += 1
-                print("FAIL %s: %r" % (fn.__name__, e))
-                import traceback
-                traceback.print_exc()
-            finally:
-                td.kill_live()
-    return 1 if failed else 0
+    HOTPLUG, DIRTY = sys.argv[5:7]
+    return td.main()
 
 
 if __name__ == "__main__":

@@ -221,7 +221,6 @@ def read_console_until(path, needle, sock=None):
 
 
 TESTS = {}
-TESTS = {}
 
 
 def test(group):
