@@ -8,25 +8,9 @@
  * rmaps and sptes to mmu.c: this file only orders the steps.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <string.h>
 
 #include "mmu_int.h"
-
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 /*
  * The logging slot with this id, with [first, first + num) checked
@@ -44,35 +28,37 @@ static const struct memslot *find_range(struct mmu *mmu, uint32_t id,
 		if (slots->slots[i]->id == id)
 			s = slots->slots[i];
 	if (!s) {
-		*ret = fail(err, errlen, -ENOENT, "memslot %u does not exist",
-			    id);
+		*ret = mmu_fail(err, errlen, -ENOENT,
+				"memslot %u does not exist", id);
 		return NULL;
 	}
 	if (!s->dirty_bitmap) {
-		*ret = fail(err, errlen, -EINVAL,
-			    "memslot %u: dirty logging is off", id);
+		*ret = mmu_fail(err, errlen, -EINVAL,
+				"memslot %u: dirty logging is off", id);
 		return NULL;
 	}
 	if (first % 64) {
-		*ret = fail(err, errlen, -EINVAL,
-			    "first-page: %llu is not a multiple of 64",
-			    (unsigned long long)first);
+		*ret = mmu_fail(err, errlen, -EINVAL,
+				"first-page: %llu is not a multiple of 64",
+				(unsigned long long)first);
 		return NULL;
 	}
 	if (first >= s->npages) {
-		*ret = fail(err, errlen, -EINVAL,
-			    "first-page: %llu is not below the %llu pages of "
-			    "memslot %u",
-			    (unsigned long long)first,
-			    (unsigned long long)s->npages, id);
+		*ret = mmu_fail(
+			err, errlen, -EINVAL,
+			"first-page: %llu is not below the %llu pages of "
+			"memslot %u",
+			(unsigned long long)first,
+			(unsigned long long)s->npages, id);
 		return NULL;
 	}
 	if (num == 0 || num > s->npages - first) {
-		*ret = fail(err, errlen, -EINVAL,
-			    "num-pages: %llu pages from page %llu do not fit "
-			    "in the %llu pages of memslot %u",
-			    (unsigned long long)num, (unsigned long long)first,
-			    (unsigned long long)s->npages, id);
+		*ret = mmu_fail(
+			err, errlen, -EINVAL,
+			"num-pages: %llu pages from page %llu do not fit "
+			"in the %llu pages of memslot %u",
+			(unsigned long long)num, (unsigned long long)first,
+			(unsigned long long)s->npages, id);
 		return NULL;
 	}
 	return s;
@@ -168,12 +154,13 @@ int memslot_dirty_log_clear(struct mmu *mmu, uint32_t id, uint64_t first,
 		uint64_t past = mask[w] & ~range_mask(num, w);
 
 		if (past) {
-			ret = fail(err, errlen, -EINVAL,
-				   "bitmap: page %llu is set, past the %llu "
-				   "pages of the range",
-				   (unsigned long long)(first + w * 64 +
-							__builtin_ctzll(past)),
-				   (unsigned long long)num);
+			ret = mmu_fail(
+				err, errlen, -EINVAL,
+				"bitmap: page %llu is set, past the %llu "
+				"pages of the range",
+				(unsigned long long)(first + w * 64 +
+						     __builtin_ctzll(past)),
+				(unsigned long long)num);
 			goto out;
 		}
 	}

@@ -18,10 +18,8 @@
 #include "mmu_int.h"
 #include "mmu_rcu.h"
 
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
+/* Declared in mmu_int.h. */
+int mmu_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -274,13 +272,15 @@ static int check_range(const struct memslots *slots, int skip, uint32_t id,
 	unsigned i;
 
 	if (npages == 0)
-		return fail(err, errlen, -EINVAL, "memslot %u: zero size", id);
+		return mmu_fail(err, errlen, -EINVAL, "memslot %u: zero size",
+				id);
 	if (base >= MMU_GFN_LIMIT || npages > MMU_GFN_LIMIT - base)
-		return fail(err, errlen, -EINVAL,
-			    "memslot %u: gfn range 0x%llx+0x%llx beyond the "
-			    "guest's %d-bit physical address space",
-			    id, (unsigned long long)base,
-			    (unsigned long long)npages, MMU_GUEST_MAXPHYADDR);
+		return mmu_fail(
+			err, errlen, -EINVAL,
+			"memslot %u: gfn range 0x%llx+0x%llx beyond the "
+			"guest's %d-bit physical address space",
+			id, (unsigned long long)base,
+			(unsigned long long)npages, MMU_GUEST_MAXPHYADDR);
 	for (i = 0; i < slots->nr; i++) {
 		const struct memslot *s = slots->slots[i];
 
@@ -288,13 +288,13 @@ static int check_range(const struct memslots *slots, int skip, uint32_t id,
 			continue;
 		if (base < s->base_gfn + s->npages &&
 		    s->base_gfn < base + npages)
-			return fail(err, errlen, -EEXIST,
-				    "memslot %u: gfn range 0x%llx+0x%llx "
-				    "overlaps memslot %u (0x%llx+0x%llx)",
-				    id, (unsigned long long)base,
-				    (unsigned long long)npages, s->id,
-				    (unsigned long long)s->base_gfn,
-				    (unsigned long long)s->npages);
+			return mmu_fail(err, errlen, -EEXIST,
+					"memslot %u: gfn range 0x%llx+0x%llx "
+					"overlaps memslot %u (0x%llx+0x%llx)",
+					id, (unsigned long long)base,
+					(unsigned long long)npages, s->id,
+					(unsigned long long)s->base_gfn,
+					(unsigned long long)s->npages);
 	}
 	return 0;
 }
@@ -307,30 +307,30 @@ int memslot_add(struct mmu *mmu, uint32_t id, gfn_t base_gfn, uint64_t npages,
 	int ret;
 
 	if (id > MEMSLOT_MAX_ID)
-		return fail(err, errlen, -EINVAL,
-			    "memslot id %u: the largest id is %u", id,
-			    MEMSLOT_MAX_ID);
+		return mmu_fail(err, errlen, -EINVAL,
+				"memslot id %u: the largest id is %u", id,
+				MEMSLOT_MAX_ID);
 	if (flags & ~MEMSLOT_USER_FLAGS)
-		return fail(err, errlen, -EINVAL,
-			    "memslot %u: unknown flags 0x%x", id,
-			    flags & ~MEMSLOT_USER_FLAGS);
+		return mmu_fail(err, errlen, -EINVAL,
+				"memslot %u: unknown flags 0x%x", id,
+				flags & ~MEMSLOT_USER_FLAGS);
 	if (hva & (PAGE_SIZE - 1))
-		return fail(err, errlen, -EINVAL,
-			    "memslot %u: host address 0x%llx is not page "
-			    "aligned",
-			    id, (unsigned long long)hva);
+		return mmu_fail(err, errlen, -EINVAL,
+				"memslot %u: host address 0x%llx is not page "
+				"aligned",
+				id, (unsigned long long)hva);
 	if (npages && (hva >> 47 || npages > ((1ULL << 47) - hva) >> 12))
-		return fail(err, errlen, -EINVAL,
-			    "memslot %u: host range 0x%llx+0x%llx pages is "
-			    "not below 2^47",
-			    id, (unsigned long long)hva,
-			    (unsigned long long)npages);
+		return mmu_fail(err, errlen, -EINVAL,
+				"memslot %u: host range 0x%llx+0x%llx pages is "
+				"not below 2^47",
+				id, (unsigned long long)hva,
+				(unsigned long long)npages);
 
 	mmu_mutex_lock(&mmu->slots_lock);
 	slots = mmu_slots_locked(mmu);
 	if (find_id(slots, id) >= 0) {
-		ret = fail(err, errlen, -EEXIST, "memslot %u already exists",
-			   id);
+		ret = mmu_fail(err, errlen, -EEXIST,
+			       "memslot %u already exists", id);
 		goto out;
 	}
 	ret = check_range(slots, -1, id, base_gfn, npages, err, errlen);
@@ -354,7 +354,7 @@ int memslot_add(struct mmu *mmu, uint32_t id, gfn_t base_gfn, uint64_t npages,
 		meta_free(s->meta);
 		free((void *)s->dirty_bitmap);
 		free(s);
-		fail(err, errlen, -ENOMEM, "memslot %u: out of memory", id);
+		mmu_fail(err, errlen, -ENOMEM, "memslot %u: out of memory", id);
 		goto out;
 	}
 	/*
@@ -414,23 +414,23 @@ int memslot_delete(struct mmu *mmu, uint32_t id, char *err, size_t errlen)
 	mmu_mutex_lock(&mmu->slots_lock);
 	i = find_id(mmu_slots_locked(mmu), id);
 	if (i < 0) {
-		ret = fail(err, errlen, -ENOENT, "memslot %u does not exist",
-			   id);
+		ret = mmu_fail(err, errlen, -ENOENT,
+			       "memslot %u does not exist", id);
 		goto out;
 	}
 	/* Allocate the final array first so no failure can strand an
 	 * INVALID slot. */
 	next = memslots_alloc(mmu_slots_locked(mmu)->nr - 1);
 	if (!next) {
-		ret = fail(err, errlen, -ENOMEM, "memslot %u: out of memory",
-			   id);
+		ret = mmu_fail(err, errlen, -ENOMEM,
+			       "memslot %u: out of memory", id);
 		goto out;
 	}
 	inv = invalidate_slot(mmu, (unsigned)i);
 	if (!inv) {
 		free(next);
-		ret = fail(err, errlen, -ENOMEM, "memslot %u: out of memory",
-			   id);
+		ret = mmu_fail(err, errlen, -ENOMEM,
+			       "memslot %u: out of memory", id);
 		goto out;
 	}
 	{
@@ -463,8 +463,8 @@ int memslot_move(struct mmu *mmu, uint32_t id, gfn_t new_base_gfn, char *err,
 	slots = mmu_slots_locked(mmu);
 	i = find_id(slots, id);
 	if (i < 0) {
-		ret = fail(err, errlen, -ENOENT, "memslot %u does not exist",
-			   id);
+		ret = mmu_fail(err, errlen, -ENOENT,
+			       "memslot %u does not exist", id);
 		goto out;
 	}
 	old = slots->slots[i];
@@ -523,7 +523,7 @@ int memslot_move(struct mmu *mmu, uint32_t id, gfn_t new_base_gfn, char *err,
 out:
 	mmu_mutex_unlock(&mmu->slots_lock);
 	if (ret == -ENOMEM)
-		fail(err, errlen, ret, "memslot %u: out of memory", id);
+		mmu_fail(err, errlen, ret, "memslot %u: out of memory", id);
 	return ret;
 }
 
@@ -537,23 +537,23 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 	int i, ret = 0;
 
 	if (flags & ~MEMSLOT_USER_FLAGS)
-		return fail(err, errlen, -EINVAL,
-			    "memslot %u: unknown flags 0x%x", id,
-			    flags & ~MEMSLOT_USER_FLAGS);
+		return mmu_fail(err, errlen, -EINVAL,
+				"memslot %u: unknown flags 0x%x", id,
+				flags & ~MEMSLOT_USER_FLAGS);
 	mmu_mutex_lock(&mmu->slots_lock);
 	slots = mmu_slots_locked(mmu);
 	i = find_id(slots, id);
 	if (i < 0) {
-		ret = fail(err, errlen, -ENOENT, "memslot %u does not exist",
-			   id);
+		ret = mmu_fail(err, errlen, -ENOENT,
+			       "memslot %u does not exist", id);
 		goto out;
 	}
 	old = slots->slots[i];
 	if ((old->flags ^ flags) & MEMSLOT_READONLY) {
-		ret = fail(err, errlen, -EINVAL,
-			   "memslot %u: READONLY can only be set when the "
-			   "slot is added",
-			   id);
+		ret = mmu_fail(err, errlen, -EINVAL,
+			       "memslot %u: READONLY can only be set when the "
+			       "slot is added",
+			       id);
 		goto out;
 	}
 	if (old->flags == flags)
@@ -601,7 +601,7 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 out:
 	mmu_mutex_unlock(&mmu->slots_lock);
 	if (ret == -ENOMEM)
-		fail(err, errlen, ret, "memslot %u: out of memory", id);
+		mmu_fail(err, errlen, ret, "memslot %u: out of memory", id);
 	return ret;
 }
 
@@ -616,20 +616,20 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 	mmu_mutex_lock(&mmu->slots_lock);
 	i = find_id(mmu_slots_locked(mmu), id);
 	if (i < 0) {
-		ret = fail(err, errlen, -ENOENT, "memslot %u does not exist",
-			   id);
+		ret = mmu_fail(err, errlen, -ENOENT,
+			       "memslot %u does not exist", id);
 		goto out;
 	}
 	s = mmu_slots_locked(mmu)->slots[i];
 	if (!s->dirty_bitmap) {
-		ret = fail(err, errlen, -EINVAL,
-			   "memslot %u: dirty logging is off", id);
+		ret = mmu_fail(err, errlen, -EINVAL,
+			       "memslot %u: dirty logging is off", id);
 		goto out;
 	}
 	if (nwords < (s->npages + 63) / 64) {
-		ret = fail(err, errlen, -EINVAL,
-			   "memslot %u: bitmap needs %llu words", id,
-			   (unsigned long long)(s->npages + 63) / 64);
+		ret = mmu_fail(err, errlen, -EINVAL,
+			       "memslot %u: bitmap needs %llu words", id,
+			       (unsigned long long)(s->npages + 63) / 64);
 		goto out;
 	}
 	/* Clear bit -> write-protect -> flush -> report (docs/MMU.md, "Dirty

@@ -422,6 +422,10 @@ static inline void mmu_assert_locked(struct mmu *mmu)
 const struct memslot *memslots_find(const struct memslots *slots, gfn_t gfn,
 				    unsigned *hint);
 void memslot_mark_dirty(const struct memslot *slot, gfn_t gfn);
+/* Formats a refusal into err (when errlen is not 0) and returns ret: the
+ * memslot and dirty-log calls' "clear error naming what was wrong". */
+int mmu_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 struct memslots *memslots_alloc(unsigned nr);
 void memslots_free_all(struct mmu *mmu);
 
