@@ -558,7 +558,14 @@ static void test_irq_stress_every_interrupt_taken_once(void **state)
 								      "not");
 	assert_int_equal(h.vm.nr_crashed, 0);
 
-	/* The end: the flag, then one interrupt each to see it. */
+	/* The end: the flag, then one interrupt each to see it. Each vCPU
+	 * first gets back to its `sti; hlt` (nothing is pending now): one
+	 * still in its loops would read the flag on its way there and stop
+	 * with `cli; hlt` before the interrupt below could reach it. */
+	end = test_vm_now_ns() + (uint64_t)EVENT_SECONDS * 1000000000ULL;
+	for (unsigned int i = 0; i < h.vm.n; i++)
+		while (!vcpu_halted(h.vm.vcpus[i]) && test_vm_now_ns() < end)
+			usleep(1000);
 	__atomic_store_n((uint64_t *)gpa_ptr(&h, FLAG_GPA), 1,
 			 __ATOMIC_RELEASE);
 	for (unsigned int i = 0; i < h.vm.n; i++)
