@@ -24,6 +24,7 @@
 #include "dev.h"
 #include "dev/ioapic.h"
 #include "dev/lapic.h"
+#include "dev/virtio.h"
 
 struct x86_cpu;
 struct dev_serial;
@@ -33,7 +34,7 @@ struct dev_ioapic;
 struct x86_kvmclock;
 
 #define MIGRATE_MAGIC "MMUDMIG\n" /* 8 bytes */
-#define MIGRATE_VERSION 2u
+#define MIGRATE_VERSION 3u
 
 /*
  * Section types (docs/MIGRATION.md, "Sections").
@@ -75,6 +76,7 @@ enum migrate_sec {
 	MIGRATE_SEC_CONSOLE = 5,
 	MIGRATE_SEC_VCPU_IRQ = 6, /* version 2 */
 	MIGRATE_SEC_VM_IRQ = 7, /* version 2 */
+	MIGRATE_SEC_VIRTIO_BLK = 8, /* version 3: one per drive */
 	MIGRATE_SEC_END = 0xffff,
 };
 
@@ -83,6 +85,7 @@ enum migrate_sec {
 #define MIGRATE_MAX_SLOTS 80 /* VM_MAX_MEMSLOTS */
 #define MIGRATE_RAM_BATCH 256 /* pages per RAM section at most */
 #define MIGRATE_MAX_CONSOLE 65536 /* console bytes per section */
+#define MIGRATE_MAX_DRIVES 16 /* BLK_MAX_DRIVES */
 /* The largest payload of any section: a RAM section of normal pages. */
 #define MIGRATE_MAX_PAYLOAD (8 + MIGRATE_RAM_BATCH * (9 + PAGE_SIZE))
 
@@ -97,12 +100,27 @@ struct migrate_slot {
 	uint64_t size; /* bytes, a multiple of PAGE_SIZE */
 };
 
+#define MIGRATE_DRIVE_READONLY (1u << 0)
+#define MIGRATE_DRIVE_DISCARD (1u << 1)
+
+/* A drive (version 3): what its virtio-blk device shows the guest and
+ * the destination's must show too (docs/MIGRATION.md, "config"). */
+struct migrate_drive {
+	uint64_t size; /* the image's bytes */
+	uint32_t flags; /* MIGRATE_DRIVE_* */
+	/* Not in the stream: this VM's name of the drive, for messages
+	 * (a parsed configuration leaves it empty). */
+	char id[32];
+};
+
 struct migrate_config {
 	uint32_t nr_vcpus;
 	uint64_t ram_size; /* boot RAM */
 	uint64_t cpuid_sig; /* x86_cpuid_signature() */
 	uint32_t nr_slots;
 	struct migrate_slot slots[MIGRATE_MAX_SLOTS]; /* sorted by gpa */
+	uint32_t nr_drives; /* drive i is virtio-mmio device i */
+	struct migrate_drive drives[MIGRATE_MAX_DRIVES];
 };
 
 /*
@@ -116,8 +134,9 @@ int migrate_config_match(const struct migrate_config *want,
 
 struct vm;
 /* The configuration of a VM: its vCPU count, boot RAM, every memslot
- * (boot and hot-added, from vm_memslots()) and the CPUID signature of
- * its vCPUs. 0, -ENOMEM, or -E2BIG (more slots than a stream holds). */
+ * (boot and hot-added, from vm_memslots()), the CPUID signature of its
+ * vCPUs and its drives (vm_blk()). 0, -ENOMEM, or -E2BIG (more slots
+ * than a stream holds). */
 int migrate_config_from_vm(struct vm *vm, struct migrate_config *cfg);
 
 /* ---- vCPU state ------------------------------------------------------- */
@@ -202,6 +221,20 @@ int migrate_vm_irq_load(struct dev_ioapic *io, struct dev_serial *com1,
 			const struct migrate_vm_irq *in, char *err,
 			size_t errlen);
 
+/* ---- virtio-blk drives (version 3) ---------------------------------- */
+
+/*
+ * One drive's device state (docs/MIGRATION.md, "virtio-blk"): its
+ * virtio-mmio transport's (virtio_mmio_save(), taken once
+ * virtio_blk_quiesce() left it without a request in flight). The drive
+ * itself is configuration (struct migrate_drive): the destination opens
+ * the same image.
+ */
+struct migrate_virtio_blk {
+	uint32_t index; /* the drive, < nr_drives */
+	struct virtio_mmio_state st;
+};
+
 /* ---- the writer ------------------------------------------------------- */
 
 struct migrate_writer;
@@ -258,6 +291,9 @@ int migrate_write_vcpu_irq(struct migrate_writer *w,
 			   const struct migrate_vcpu_irq *v);
 int migrate_write_vm_irq(struct migrate_writer *w,
 			 const struct migrate_vm_irq *v);
+/* Each drive's, after the VM's interrupt state. */
+int migrate_write_virtio_blk(struct migrate_writer *w,
+			     const struct migrate_virtio_blk *v);
 /* Console output the source had not yet written out (len <=
  * MIGRATE_MAX_CONSOLE per call; the destination writes it first). */
 int migrate_write_console(struct migrate_writer *w, const void *buf,
@@ -304,6 +340,8 @@ int migrate_parse_vcpu_irq(struct migrate_reader *r, const uint8_t *p,
 			   uint32_t len, struct migrate_vcpu_irq *v);
 int migrate_parse_vm_irq(struct migrate_reader *r, const uint8_t *p,
 			 uint32_t len, struct migrate_vm_irq *v);
+int migrate_parse_virtio_blk(struct migrate_reader *r, const uint8_t *p,
+			     uint32_t len, struct migrate_virtio_blk *v);
 
 /* Where a RAM section's pages go: the destination's memslots. */
 struct migrate_ram_target {
@@ -343,6 +381,9 @@ struct migrate_dest {
 	struct x86_kvmclock **kvmclocks;
 	struct dev_ioapic *ioapic;
 	uint64_t now_ns;
+	/* Each drive's transport (config->nr_drives of them): its
+	 * virtio-blk section loads there (virtio_mmio_load()). */
+	struct virtio_mmio **virtio;
 };
 
 /*

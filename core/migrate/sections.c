@@ -116,6 +116,12 @@ int migrate_write_config(struct migrate_writer *w,
 		w64(&c, cfg->slots[i].gpa);
 		w64(&c, cfg->slots[i].size);
 	}
+	MMUD_ASSERT(cfg->nr_drives <= MIGRATE_MAX_DRIVES);
+	w32(&c, cfg->nr_drives);
+	for (uint32_t i = 0; i < cfg->nr_drives; i++) {
+		w64(&c, cfg->drives[i].size);
+		w32(&c, cfg->drives[i].flags);
+	}
 	return migrate_write_section(w, MIGRATE_SEC_CONFIG, w->sec,
 				     (uint32_t)(c.w - w->sec));
 }
@@ -173,6 +179,25 @@ int migrate_parse_config(struct migrate_reader *r, const uint8_t *p,
 				return migrate_rfail(r, -EPROTO,
 						     "slot id %u twice", s->id);
 	}
+	cfg->nr_drives = r32(&c, "nr_drives");
+	if (c.short_at)
+		return cur_done(r, &c);
+	if (cfg->nr_drives > MIGRATE_MAX_DRIVES)
+		return migrate_rfail(r, -EPROTO, "nr_drives %u over %u",
+				     cfg->nr_drives, MIGRATE_MAX_DRIVES);
+	for (uint32_t i = 0; i < cfg->nr_drives; i++) {
+		struct migrate_drive *d = &cfg->drives[i];
+
+		d->size = r64(&c, "drive size");
+		d->flags = r32(&c, "drive flags");
+		if (c.short_at)
+			break;
+		if (d->flags &
+		    ~(MIGRATE_DRIVE_READONLY | MIGRATE_DRIVE_DISCARD))
+			return migrate_rfail(r, -EPROTO,
+					     "drive %u: unknown flags %#x", i,
+					     d->flags);
+	}
 	rc = cur_done(r, &c);
 	return rc;
 }
@@ -219,6 +244,41 @@ int migrate_config_match(const struct migrate_config *want,
 					(unsigned long long)g->size, g->flags,
 					m->id, (unsigned long long)m->gpa,
 					(unsigned long long)m->size, m->flags);
+	}
+	/* The guest's drivers know each disk's size and mode: the
+	 * destination must open the same images (shared storage). */
+	if (got->nr_drives != want->nr_drives)
+		return CFG_FAIL(
+			"drive count: the stream has %u, this VM has %u",
+			got->nr_drives, want->nr_drives);
+	for (uint32_t i = 0; i < got->nr_drives; i++) {
+		const struct migrate_drive *g = &got->drives[i];
+		const struct migrate_drive *m = &want->drives[i];
+
+		if (g->size != m->size)
+			return CFG_FAIL(
+				"drive %u ('%s'): the stream's image is "
+				"%llu bytes, this VM's %llu",
+				i, m->id, (unsigned long long)g->size,
+				(unsigned long long)m->size);
+		if ((g->flags ^ m->flags) & MIGRATE_DRIVE_READONLY)
+			return CFG_FAIL(
+				"drive %u ('%s'): readonly=%s in the "
+				"stream, readonly=%s in this VM",
+				i, m->id,
+				g->flags & MIGRATE_DRIVE_READONLY ? "on" :
+								    "off",
+				m->flags & MIGRATE_DRIVE_READONLY ? "on" :
+								    "off");
+		if ((g->flags ^ m->flags) & MIGRATE_DRIVE_DISCARD)
+			return CFG_FAIL(
+				"drive %u ('%s'): discard=%s in the "
+				"stream, discard=%s in this VM",
+				i, m->id,
+				g->flags & MIGRATE_DRIVE_DISCARD ? "unmap" :
+								   "ignore",
+				m->flags & MIGRATE_DRIVE_DISCARD ? "unmap" :
+								   "ignore");
 	}
 	return 0;
 }
@@ -1004,6 +1064,89 @@ int migrate_parse_vm_irq(struct migrate_reader *r, const uint8_t *p,
 	return cur_done(r, &c);
 }
 
+/* ---- virtio-blk drives ------------------------------------------------ */
+
+int migrate_write_virtio_blk(struct migrate_writer *w,
+			     const struct migrate_virtio_blk *v)
+{
+	const struct virtio_mmio_state *st = &v->st;
+	struct cur c = { .w = w->sec };
+
+	MMUD_ASSERT(st->nr_queues >= 1 &&
+		    st->nr_queues <= VIRTIO_MMIO_MAX_QUEUES);
+	w32(&c, v->index);
+	w32(&c, st->nr_queues);
+	w8(&c, st->status);
+	w32(&c, st->dev_feat_sel);
+	w32(&c, st->drv_feat_sel);
+	w32(&c, st->queue_sel);
+	w64(&c, st->driver_features);
+	w32(&c, st->config_generation);
+	w32(&c, st->isr);
+	for (uint32_t i = 0; i < st->nr_queues; i++) {
+		const struct virtio_mmio_queue_state *q = &st->q[i];
+
+		w32(&c, q->num);
+		w8(&c, q->ready);
+		w64(&c, q->desc);
+		w64(&c, q->avail);
+		w64(&c, q->used);
+		w16(&c, q->last_avail);
+		w16(&c, q->used_idx);
+		w16(&c, q->signalled_used);
+		w8(&c, q->signalled_valid);
+	}
+	MMUD_ASSERT(c.w - w->sec ==
+		    MIGRATE_VIRTIO_BLK_FIXED +
+			    st->nr_queues * MIGRATE_VIRTIO_QUEUE_LEN);
+	return migrate_write_section(w, MIGRATE_SEC_VIRTIO_BLK, w->sec,
+				     (uint32_t)(c.w - w->sec));
+}
+
+int migrate_parse_virtio_blk(struct migrate_reader *r, const uint8_t *p,
+			     uint32_t len, struct migrate_virtio_blk *v)
+{
+	struct virtio_mmio_state *st = &v->st;
+	struct cur c = { .p = p, .end = p + len };
+	int rc = 0;
+
+	memset(v, 0, sizeof(*v));
+	v->index = r32(&c, "drive index");
+	st->nr_queues = r32(&c, "queue count");
+	if (c.short_at)
+		return cur_done(r, &c);
+	if (v->index >= MIGRATE_MAX_DRIVES)
+		return migrate_rfail(r, -EPROTO, "drive index %u over %u",
+				     v->index, MIGRATE_MAX_DRIVES);
+	if (st->nr_queues < 1 || st->nr_queues > VIRTIO_MMIO_MAX_QUEUES)
+		return migrate_rfail(r, -EPROTO,
+				     "drive %u: queue count %u out of range",
+				     v->index, st->nr_queues);
+	st->status = r8(&c, "status");
+	st->dev_feat_sel = r32(&c, "device features select");
+	st->drv_feat_sel = r32(&c, "driver features select");
+	st->queue_sel = r32(&c, "queue select");
+	st->driver_features = r64(&c, "driver features");
+	st->config_generation = r32(&c, "config generation");
+	st->isr = r32(&c, "interrupt status");
+	for (uint32_t i = 0; i < st->nr_queues; i++) {
+		struct virtio_mmio_queue_state *q = &st->q[i];
+
+		q->num = r32(&c, "queue size");
+		q->ready = rbool(r, &c, "queue ready", &rc);
+		q->desc = r64(&c, "queue descriptor area");
+		q->avail = r64(&c, "queue driver area");
+		q->used = r64(&c, "queue device area");
+		q->last_avail = r16(&c, "queue last_avail");
+		q->used_idx = r16(&c, "queue used_idx");
+		q->signalled_used = r16(&c, "queue signalled_used");
+		q->signalled_valid = rbool(r, &c, "queue signalled_valid", &rc);
+		if (rc)
+			return rc;
+	}
+	return cur_done(r, &c);
+}
+
 /* ---- loading a whole stream ------------------------------------------- */
 
 int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
@@ -1014,14 +1157,16 @@ int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
 	struct dev_serial_state *ss = malloc(sizeof(*ss));
 	struct migrate_vcpu_irq *vi = malloc(sizeof(*vi));
 	struct migrate_vm_irq *mi = malloc(sizeof(*mi));
+	struct migrate_virtio_blk *vb = malloc(sizeof(*vb));
 	bool seen[MIGRATE_MAX_VCPUS] = { false };
 	bool seen_irq[MIGRATE_MAX_VCPUS] = { false };
+	bool seen_blk[MIGRATE_MAX_DRIVES] = { false };
 	bool have_config = false, have_serial = false, have_vm_irq = false;
-	uint32_t nr_seen = 0, nr_irq = 0;
+	uint32_t nr_seen = 0, nr_irq = 0, nr_blk = 0;
 	char msg[200];
 	int rc;
 
-	if (!cfg || !v || !ss || !vi || !mi) {
+	if (!cfg || !v || !ss || !vi || !mi || !vb) {
 		rc = migrate_rfail(r, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -1127,6 +1272,28 @@ int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
 				rc = migrate_rfail(r, -EINVAL, "%s", msg);
 			have_vm_irq = true;
 			break;
+		case MIGRATE_SEC_VIRTIO_BLK:
+			rc = migrate_parse_virtio_blk(r, p, len, vb);
+			if (rc)
+				break;
+			/* Each drive of the configuration, once. */
+			if (!dest->virtio || vb->index >= cfg->nr_drives ||
+			    seen_blk[vb->index]) {
+				rc = migrate_rfail(r, -EPROTO,
+						   "drive %u unexpected or "
+						   "twice",
+						   vb->index);
+				break;
+			}
+			if (!virtio_mmio_load(dest->virtio[vb->index], &vb->st,
+					      msg, sizeof(msg))) {
+				rc = migrate_rfail(r, -EINVAL, "drive %u: %s",
+						   vb->index, msg);
+				break;
+			}
+			seen_blk[vb->index] = true;
+			nr_blk++;
+			break;
 		case MIGRATE_SEC_CONSOLE:
 			if (dest->console && len)
 				dest->console(dest->console_ctx, p, len);
@@ -1151,10 +1318,17 @@ int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
 				rc = migrate_rfail(r, -EPROTO,
 						   "no VM interrupt state "
 						   "before the end marker");
+			else if (nr_blk != cfg->nr_drives)
+				rc = migrate_rfail(r, -EPROTO,
+						   "the state of %u of %u "
+						   "drives before the end "
+						   "marker",
+						   nr_blk, cfg->nr_drives);
 			goto out;
 		}
 	}
 out:
+	free(vb);
 	free(cfg);
 	free(v);
 	free(ss);

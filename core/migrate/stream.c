@@ -162,6 +162,8 @@ const char *migrate_sec_name(unsigned int type)
 		return "vCPU interrupts";
 	case MIGRATE_SEC_VM_IRQ:
 		return "VM interrupts";
+	case MIGRATE_SEC_VIRTIO_BLK:
+		return "virtio-blk";
 	case MIGRATE_SEC_END:
 		return "end";
 	default:
@@ -187,6 +189,8 @@ static int64_t sec_bound(unsigned int type)
 		return MIGRATE_VCPU_IRQ_LEN;
 	case MIGRATE_SEC_VM_IRQ:
 		return MIGRATE_VM_IRQ_LEN;
+	case MIGRATE_SEC_VIRTIO_BLK:
+		return MIGRATE_VIRTIO_BLK_MAX_LEN;
 	case MIGRATE_SEC_END:
 		return 0;
 	default:

@@ -4,9 +4,11 @@
  * the stream's against its own.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dev/virtio_blk.h"
 #include "migrate.h"
 #include "vm.h"
 #include "x86.h"
@@ -16,6 +18,7 @@ static const struct x86_env no_env;
 /* Every VM mmud can run fits in a stream. */
 _Static_assert(MIGRATE_MAX_VCPUS >= VM_MAX_VCPUS, "vCPUs");
 _Static_assert(MIGRATE_MAX_SLOTS >= VM_MAX_MEMSLOTS, "memslots");
+_Static_assert(MIGRATE_MAX_DRIVES >= BLK_MAX_DRIVES, "drives");
 
 int migrate_config_from_vm(struct vm *vm, struct migrate_config *cfg)
 {
@@ -52,5 +55,16 @@ int migrate_config_from_vm(struct vm *vm, struct migrate_config *cfg)
 			.size = info[i].size,
 		};
 	free(info);
+	for (struct virtio_blk *b; cfg->nr_drives < MIGRATE_MAX_DRIVES &&
+				   (b = vm_blk(vm, cfg->nr_drives));) {
+		struct migrate_drive *d = &cfg->drives[cfg->nr_drives++];
+		struct virtio_blk_info bi;
+
+		virtio_blk_info(b, &bi);
+		d->size = bi.size;
+		d->flags = (bi.cfg->readonly ? MIGRATE_DRIVE_READONLY : 0) |
+			   (bi.cfg->discard ? MIGRATE_DRIVE_DISCARD : 0);
+		snprintf(d->id, sizeof(d->id), "%s", bi.cfg->id);
+	}
 	return 0;
 }

@@ -15,8 +15,10 @@
 #define MIGRATE_HEADER_LEN 16
 #define MIGRATE_CONFIG_FIXED 24 /* nr_vcpus, ram_size, cpuid_sig, nr */
 #define MIGRATE_SLOT_LEN 24 /* id, flags, gpa, size */
-#define MIGRATE_CONFIG_MAX_LEN \
-	(MIGRATE_CONFIG_FIXED + MIGRATE_MAX_SLOTS * MIGRATE_SLOT_LEN)
+#define MIGRATE_DRIVE_LEN 12 /* size, flags (version 3) */
+#define MIGRATE_CONFIG_MAX_LEN                                             \
+	(MIGRATE_CONFIG_FIXED + MIGRATE_MAX_SLOTS * MIGRATE_SLOT_LEN + 4 + \
+	 MIGRATE_MAX_DRIVES * MIGRATE_DRIVE_LEN)
 /* index; gpr, rip, rflags; 8 segments; gdt, idt; 6 CRs; FXSAVE; 9 MSRs;
  * TSC; event (4 bytes, error, rip, cr2); delivering; 4 flag bytes. */
 #define MIGRATE_VCPU_LEN                                                      \
@@ -33,6 +35,14 @@
 	 2 * 8 + 2 * 4 + 1 + 6 * 8 + 1)
 /* IOAPIC id, arb, ioregsel, pin levels, 24 entries; COM1's 2 latches. */
 #define MIGRATE_VM_IRQ_LEN (3 + 4 + 24 * 8 + 2)
+/* Drive index, queue count, status, 3 selectors, driver features,
+ * config generation, isr; each queue: num, ready, 3 addresses, 3
+ * indices, signalled_valid. */
+#define MIGRATE_VIRTIO_BLK_FIXED (4 + 4 + 1 + 3 * 4 + 8 + 4 + 4)
+#define MIGRATE_VIRTIO_QUEUE_LEN (4 + 1 + 3 * 8 + 3 * 2 + 1)
+#define MIGRATE_VIRTIO_BLK_MAX_LEN  \
+	(MIGRATE_VIRTIO_BLK_FIXED + \
+	 VIRTIO_MMIO_MAX_QUEUES * MIGRATE_VIRTIO_QUEUE_LEN)
 #define MIGRATE_RAM_ZERO 0
 #define MIGRATE_RAM_PAGE 1
 

@@ -185,14 +185,18 @@ static void test_zero_pages_are_markers(void **state)
 	len = world_stream(&src, &buf, &st);
 	assert_int_equal(st.normal, 0);
 	assert_int_equal(st.duplicate, WORLD_SLOT0_PAGES + WORLD_SLOT1_PAGES);
-	/* Header; config (24 + 2 slots); two RAM sections of markers;
-	 * vCPU and its interrupt state; COM1 with an empty queue; the
-	 * VM's interrupt state; console; end: 12 bytes of framing each. */
-	want = MIGRATE_HEADER_LEN + (12 + 24 + 48) +
+	/* Header; config (24 + 2 slots + 1 drive); two RAM sections of
+	 * markers; vCPU and its interrupt state; COM1 with an empty
+	 * queue; the VM's interrupt state; the drive's transport; console;
+	 * end: 12 bytes of framing each. */
+	want = MIGRATE_HEADER_LEN + (12 + 24 + 48 + 4 + 12) +
 	       (12 + 8 + 9 * WORLD_SLOT0_PAGES) +
 	       (12 + 8 + 9 * WORLD_SLOT1_PAGES) + (12 + MIGRATE_VCPU_LEN) +
 	       (12 + MIGRATE_VCPU_IRQ_LEN) + (12 + MIGRATE_SERIAL_FIXED) +
-	       (12 + MIGRATE_VM_IRQ_LEN) + (12 + 15) + 12;
+	       (12 + MIGRATE_VM_IRQ_LEN) +
+	       (12 + MIGRATE_VIRTIO_BLK_FIXED +
+		WORLD_DRIVE_QUEUES * MIGRATE_VIRTIO_QUEUE_LEN) +
+	       (12 + 15) + 12;
 	assert_int_equal(len, want);
 	free(buf);
 	world_fini(&src);
@@ -226,7 +230,7 @@ static void test_every_truncation_is_refused(void **state)
 	/* One section's cut names it. */
 	load(&dst, buf, MIGRATE_HEADER_LEN + 20, msg, sizeof(msg));
 	assert_string_equal(msg, "section 1 (config): truncated in the payload "
-				 "(12 of 72 bytes)");
+				 "(12 of 88 bytes)");
 	free(buf);
 	world_fini(&src);
 	world_fini(&dst);
@@ -281,16 +285,21 @@ static void test_header_errors_are_named(void **state)
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg, "header: bad magic: not a migration stream");
 	buf[0] = 'M';
-	/* Version 1 (no interrupt state) is refused, not half-loaded. */
+	/* Version 1 (no interrupt state) and 2 (no drives) are refused,
+	 * not half-loaded. */
 	migrate_put32(buf + 8, 1);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 1, this mmud reads version 2");
-	migrate_put32(buf + 8, 3);
+			    "header: version 1, this mmud reads version 3");
+	migrate_put32(buf + 8, 2);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 3, this mmud reads version 2");
-	migrate_put32(buf + 8, 2);
+			    "header: version 2, this mmud reads version 3");
+	migrate_put32(buf + 8, 4);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_string_equal(msg,
+			    "header: version 4, this mmud reads version 3");
+	migrate_put32(buf + 8, 3);
 	migrate_put32(buf + 12, 4);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg, "header: unknown flags 0x4");
@@ -1030,6 +1039,381 @@ static void test_irq_section_fields_are_checked(void **state)
 	world_fini(&w);
 }
 
+/* ---- virtio-blk drives (version 3) ------------------------------------ */
+
+/* Every field of two transports' states that the stream carries. */
+static void assert_virtio_equal(const struct virtio_mmio_state *a,
+				const struct virtio_mmio_state *b)
+{
+	assert_int_equal(a->nr_queues, b->nr_queues);
+	assert_int_equal(a->status, b->status);
+	assert_int_equal(a->dev_feat_sel, b->dev_feat_sel);
+	assert_int_equal(a->drv_feat_sel, b->drv_feat_sel);
+	assert_int_equal(a->queue_sel, b->queue_sel);
+	assert_int_equal(a->driver_features, b->driver_features);
+	assert_int_equal(a->config_generation, b->config_generation);
+	assert_int_equal(a->isr, b->isr);
+	for (uint32_t i = 0; i < a->nr_queues; i++) {
+		const struct virtio_mmio_queue_state *p = &a->q[i],
+						     *q = &b->q[i];
+
+		if (p->num != q->num || p->ready != q->ready ||
+		    p->desc != q->desc || p->avail != q->avail ||
+		    p->used != q->used || p->last_avail != q->last_avail ||
+		    p->used_idx != q->used_idx ||
+		    p->signalled_used != q->signalled_used ||
+		    p->signalled_valid != q->signalled_valid)
+			fail_msg("queue %u: num %u/%u ready %d/%d desc "
+				 "%#llx/%#llx last_avail %u/%u used_idx "
+				 "%u/%u signalled %u/%u valid %d/%d",
+				 i, p->num, q->num, p->ready, q->ready,
+				 (unsigned long long)p->desc,
+				 (unsigned long long)q->desc, p->last_avail,
+				 q->last_avail, p->used_idx, q->used_idx,
+				 p->signalled_used, q->signalled_used,
+				 p->signalled_valid, q->signalled_valid);
+	}
+}
+
+/* The offset of the n-th section of type in buf (its framing). */
+static size_t find_section(const uint8_t *buf, size_t len, uint16_t type,
+			   unsigned int n)
+{
+	size_t off = MIGRATE_HEADER_LEN;
+
+	while (off + 8 <= len) {
+		if (migrate_get16(buf + off) == type && n-- == 0)
+			return off;
+		off += 12 + migrate_get32(buf + off + 4);
+	}
+	fail_msg("no section of type %u", type);
+	return 0;
+}
+
+/* The section at off checksummed again after its payload changed. */
+static void reseal(uint8_t *buf, size_t off)
+{
+	uint32_t plen = migrate_get32(buf + off + 4);
+
+	migrate_put32(buf + off + 8 + plen,
+		      migrate_crc32c(0, buf + off, 8 + plen));
+}
+
+/* The drive's transport arrives whole: status, features, selectors,
+ * generation, interrupt status, each queue's configuration and
+ * indices. */
+static void test_virtio_blk_roundtrip(void **state)
+{
+	struct world src, dst;
+	struct virtio_mmio_state a, b;
+	uint8_t *buf;
+	size_t len;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 2);
+	world_init(&dst, 2);
+	world_fill(&src);
+	len = world_stream(&src, &buf, NULL);
+	if (load(&dst, buf, len, msg, sizeof(msg)))
+		fail_msg("load refused a valid stream: %s", msg);
+	virtio_mmio_save(src.virtio[0], &a);
+	virtio_mmio_save(dst.virtio[0], &b);
+	assert_int_equal(b.status, 0xf);
+	assert_int_equal(b.q[0].used_idx, 7);
+	assert_int_equal(b.q[0].last_avail, 7);
+	assert_int_equal(b.q[0].signalled_used, 5);
+	assert_int_equal(b.q[1].num, 8);
+	assert_false(b.q[1].ready);
+	assert_virtio_equal(&a, &b);
+	/* The queue is usable: the device side reaches its rings. */
+	assert_non_null(virtio_mmio_queue(dst.virtio[0], 0)->used);
+	free(buf);
+	world_fini(&src);
+	world_fini(&dst);
+}
+
+/* Loads buf into a new world of 2 vCPUs: the rc and message, and
+ * whether the drive's transport kept the state it had (reset). */
+static int load_fresh(const uint8_t *buf, size_t len, char *msg, size_t msglen,
+		      bool *unchanged)
+{
+	struct world dst;
+	struct virtio_mmio_state a, b;
+	int rc;
+
+	world_init(&dst, 2);
+	virtio_mmio_save(dst.virtio[0], &a);
+	rc = load(&dst, buf, len, msg, msglen);
+	virtio_mmio_save(dst.virtio[0], &b);
+	*unchanged = !memcmp(&a, &b, sizeof(a));
+	world_fini(&dst);
+	return rc;
+}
+
+/* The drive's section cut, flipped, twice, missing or unexpected: each
+ * refused with the reason named, the transport untouched by a refused
+ * section. */
+static void test_virtio_blk_section_refusals(void **state)
+{
+	struct world src;
+	struct migrate_reader *r = migrate_reader_new_mem(NULL, 0);
+	struct migrate_virtio_blk vb;
+	uint8_t *buf, *p;
+	size_t len, off;
+	uint32_t plen;
+	char msg[256];
+	bool same;
+
+	(void)state;
+	world_init(&src, 2);
+	world_fill(&src);
+
+	/* Decoding: every cut names the field, a flag is 0 or 1, the
+	 * index and queue count bounded. */
+	len = world_stream(&src, &buf, NULL);
+	off = find_section(buf, len, MIGRATE_SEC_VIRTIO_BLK, 0);
+	plen = migrate_get32(buf + off + 4);
+	assert_int_equal(plen,
+			 MIGRATE_VIRTIO_BLK_FIXED +
+				 WORLD_DRIVE_QUEUES * MIGRATE_VIRTIO_QUEUE_LEN);
+	p = buf + off + 8;
+	assert_int_equal(migrate_parse_virtio_blk(r, p, plen, &vb), 0);
+	assert_int_equal(vb.st.q[0].used_idx, 7);
+	for (uint32_t n = 0; n < plen; n++)
+		if (migrate_parse_virtio_blk(r, p, n, &vb) != -EPROTO ||
+		    !strstr(migrate_reader_error(r), "truncated at"))
+			fail_msg("payload cut to %u of %u bytes: \"%s\"", n,
+				 plen, migrate_reader_error(r));
+	assert_int_equal(migrate_parse_virtio_blk(r, p, plen - 1, &vb),
+			 -EPROTO);
+	assert_contains(migrate_reader_error(r),
+			"truncated at queue signalled_valid");
+	assert_int_equal(migrate_parse_virtio_blk(r, p, 2, &vb), -EPROTO);
+	assert_contains(migrate_reader_error(r), "truncated at drive index");
+	assert_int_equal(migrate_parse_virtio_blk(r, p, plen + 1, &vb),
+			 -EPROTO);
+	assert_contains(migrate_reader_error(r), "1 bytes after the last");
+	p[MIGRATE_VIRTIO_BLK_FIXED + 4] = 2; /* queue 0 ready */
+	assert_int_equal(migrate_parse_virtio_blk(r, p, plen, &vb), -EPROTO);
+	assert_contains(migrate_reader_error(r), "queue ready 2 is not 0 or 1");
+	p[MIGRATE_VIRTIO_BLK_FIXED + 4] = 1;
+	migrate_put32(p, 16);
+	assert_int_equal(migrate_parse_virtio_blk(r, p, plen, &vb), -EPROTO);
+	assert_contains(migrate_reader_error(r), "drive index 16 over 16");
+	migrate_put32(p, 0);
+	migrate_put32(p + 4, 0);
+	assert_int_equal(migrate_parse_virtio_blk(r, p, plen, &vb), -EPROTO);
+	assert_contains(migrate_reader_error(r),
+			"drive 0: queue count 0 out of range");
+	migrate_put32(p + 4, 65);
+	assert_int_equal(migrate_parse_virtio_blk(r, p, plen, &vb), -EPROTO);
+	assert_contains(migrate_reader_error(r), "queue count 65 out of range");
+	migrate_put32(p + 4, WORLD_DRIVE_QUEUES);
+
+	/* A flipped bit: the section's checksum. */
+	p[20] ^= 4;
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EPROTO);
+	assert_contains(msg, "(virtio-blk): checksum");
+	assert_true(same);
+	p[20] ^= 4;
+	/* A section longer than any drive's. */
+	migrate_put32(buf + off + 4, MIGRATE_VIRTIO_BLK_MAX_LEN + 1);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EPROTO);
+	assert_contains(msg, "(virtio-blk): length 2342 over the bound 2341");
+	free(buf);
+
+	/* Missing: the end marker names it. */
+	len = world_stream(&src, &buf, NULL);
+	len = drop_section(buf, len, MIGRATE_SEC_VIRTIO_BLK, 0);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EPROTO);
+	assert_contains(msg, "(end): the state of 0 of 1 drives before the "
+			     "end marker");
+	free(buf);
+
+	/* Twice. */
+	{
+		uint8_t *two;
+		size_t sz;
+
+		len = world_stream(&src, &buf, NULL);
+		off = find_section(buf, len, MIGRATE_SEC_VIRTIO_BLK, 0);
+		sz = 12 + migrate_get32(buf + off + 4);
+		two = malloc(len + sz);
+		assert_non_null(two);
+		memcpy(two, buf, off + sz);
+		memcpy(two + off + sz, buf + off, len - off);
+		assert_int_equal(load_fresh(two, len + sz, msg, sizeof(msg),
+					    &same),
+				 -EPROTO);
+		assert_contains(msg, "(virtio-blk): drive 0 unexpected or "
+				     "twice");
+		free(two);
+		free(buf);
+	}
+
+	/* Unexpected: a drive the configuration does not have. */
+	{
+		struct world dst;
+		struct migrate_config cfg = src.cfg;
+		struct migrate_virtio_blk v = { .index = 0 };
+		struct migrate_writer *w;
+		int fd = memfd_create("drive", 0);
+
+		cfg.nr_drives = 0;
+		world_init(&dst, 2);
+		dst.cfg.nr_drives = 0;
+		virtio_mmio_save(src.virtio[0], &v.st);
+		w = migrate_writer_new(fd);
+		assert_int_equal(migrate_write_header(w), 0);
+		assert_int_equal(migrate_write_config(w, &cfg), 0);
+		assert_int_equal(migrate_write_virtio_blk(w, &v), 0);
+		assert_int_equal(migrate_write_end(w), 0);
+		migrate_writer_free(w);
+		len = (size_t)lseek(fd, 0, SEEK_END);
+		buf = malloc(len);
+		assert_int_equal(pread(fd, buf, len, 0), (ssize_t)len);
+		close(fd);
+		assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)),
+				 -EPROTO);
+		assert_string_equal(msg, "section 2 (virtio-blk): drive 0 "
+					 "unexpected or twice");
+		free(buf);
+		world_fini(&dst);
+	}
+	migrate_reader_free(r);
+	world_fini(&src);
+}
+
+/* State the destination's device could not be in is refused by
+ * virtio_mmio_load(), named, and the transport keeps what it had. */
+static void test_virtio_blk_bad_state_changes_nothing(void **state)
+{
+	struct world src;
+	uint8_t *buf, *p;
+	size_t len, off, q0;
+	char msg[256];
+	bool same;
+
+	(void)state;
+	world_init(&src, 2);
+	world_fill(&src);
+	len = world_stream(&src, &buf, NULL);
+	off = find_section(buf, len, MIGRATE_SEC_VIRTIO_BLK, 0);
+	p = buf + off + 8;
+	q0 = MIGRATE_VIRTIO_BLK_FIXED;
+
+	/* A ring outside guest RAM (slot 0 ends at 128 KiB). */
+	migrate_put64(p + q0 + 5 + 16, 0x40000);
+	reseal(buf, off);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EINVAL);
+	assert_contains(msg, "(virtio-blk): drive 0: virtio: queue 0:");
+	assert_true(same);
+	migrate_put64(p + q0 + 5 + 16, 6 * PAGE_SIZE);
+	/* Requests in flight: the source did not drain. */
+	migrate_put16(p + q0 + 29, 9);
+	reseal(buf, off);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EINVAL);
+	assert_contains(msg, "queue 0 has 2 requests in flight");
+	assert_true(same);
+	migrate_put16(p + q0 + 29, 7);
+	/* A size over QueueNumMax. */
+	migrate_put32(p + q0, 512);
+	reseal(buf, off);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EINVAL);
+	assert_contains(msg, "queue 0: size over QueueNumMax");
+	assert_true(same);
+	migrate_put32(p + q0, 16);
+	/* Features the device does not offer. */
+	migrate_put64(p + 21, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << 40));
+	reseal(buf, off);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EINVAL);
+	assert_contains(msg, "driver features 0x10100000000 with FEATURES_OK");
+	assert_true(same);
+	/* Put back, it loads. */
+	migrate_put64(p + 21, (1ULL << VIRTIO_F_VERSION_1) |
+				      (1ULL << VIRTIO_F_EVENT_IDX));
+	reseal(buf, off);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same), 0);
+	assert_false(same);
+	free(buf);
+	world_fini(&src);
+}
+
+/* The drives must match before any page is stored: count, size,
+ * read-only and discard, each named with the drive. */
+static void test_drive_config_mismatch_is_named(void **state)
+{
+	struct world src, dst;
+	struct migrate_reader *r = migrate_reader_new_mem(NULL, 0);
+	struct migrate_config cfg;
+	struct virtio_mmio_state before, after;
+	uint8_t *buf, *p;
+	size_t len, off;
+	char msg[256];
+
+	(void)state;
+	world_init(&src, 2);
+	world_fill(&src);
+	len = world_stream(&src, &buf, NULL);
+	world_init(&dst, 2);
+	virtio_mmio_save(dst.virtio[0], &before);
+
+	dst.cfg.drives[0].size *= 2;
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EINVAL);
+	assert_string_equal(msg, "section 1 (config): drive 0 ('virtio0'): "
+				 "the stream's image is 1048576 bytes, this "
+				 "VM's 2097152");
+	dst.cfg.drives[0].size /= 2;
+	dst.cfg.drives[0].flags = MIGRATE_DRIVE_READONLY;
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EINVAL);
+	assert_contains(msg, "drive 0 ('virtio0'): readonly=off in the "
+			     "stream, readonly=on in this VM");
+	dst.cfg.drives[0].flags = MIGRATE_DRIVE_DISCARD;
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EINVAL);
+	assert_contains(msg, "discard=ignore in the stream, discard=unmap");
+	dst.cfg.drives[0].flags = 0;
+	dst.cfg.nr_drives = 0;
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EINVAL);
+	assert_contains(msg, "drive count: the stream has 1, this VM has 0");
+	dst.cfg.nr_drives = 1;
+	/* Nothing was stored. */
+	for (size_t i = 0; i < WORLD_SLOT0_PAGES * PAGE_SIZE; i++)
+		if (dst.mem[0][i])
+			fail_msg("byte %zu written by a refused stream", i);
+	virtio_mmio_save(dst.virtio[0], &after);
+	assert_memory_equal(&before, &after, sizeof(before));
+
+	/* The configuration's drive fields are checked as parsed. */
+	off = find_section(buf, len, MIGRATE_SEC_CONFIG, 0);
+	p = buf + off + 8;
+	assert_int_equal(migrate_parse_config(r, p, 88, &cfg), 0);
+	assert_int_equal(cfg.nr_drives, 1);
+	assert_int_equal(cfg.drives[0].size, WORLD_DRIVE_SIZE);
+	assert_int_equal(migrate_parse_config(r, p, 87, &cfg), -EPROTO);
+	assert_contains(migrate_reader_error(r), "truncated at drive flags");
+	assert_int_equal(migrate_parse_config(r, p, 74, &cfg), -EPROTO);
+	assert_contains(migrate_reader_error(r), "truncated at nr_drives");
+	migrate_put32(p + 84, 4);
+	assert_int_equal(migrate_parse_config(r, p, 88, &cfg), -EPROTO);
+	assert_contains(migrate_reader_error(r), "drive 0: unknown flags 0x4");
+	migrate_put32(p + 84, 0);
+	migrate_put32(p + 72, 17);
+	assert_int_equal(migrate_parse_config(r, p, 88, &cfg), -EPROTO);
+	assert_contains(migrate_reader_error(r), "nr_drives 17 over 16");
+	free(buf);
+	migrate_reader_free(r);
+	world_fini(&dst);
+	world_fini(&src);
+}
+
 /* A COM1 section whose queue is cut short: named, never read past the
  * payload (the fuzz target found a read past a buffer of zeros here;
  * tests/fuzz/corpus/migrate/crash-serial-short-queue.hex). */
@@ -1297,9 +1681,26 @@ static int write_corpus(const char *dir)
 	write_hex(dir, "valid", buf, len);
 	write_hex(dir, "truncated-vcpu", buf, len - 1500);
 	write_hex(dir, "truncated-header", buf, 10);
-	buf[MIGRATE_HEADER_LEN + 12 + 72 + 12 + 8 + 9 * 2 + 9 + 5] ^= 0x10;
+	buf[MIGRATE_HEADER_LEN + 12 + 88 + 12 + 8 + 9 * 2 + 9 + 5] ^= 0x10;
 	write_hex(dir, "bitflip-ram", buf, len);
-	buf[MIGRATE_HEADER_LEN + 12 + 72 + 12 + 8 + 9 * 2 + 9 + 5] ^= 0x10;
+	buf[MIGRATE_HEADER_LEN + 12 + 88 + 12 + 8 + 9 * 2 + 9 + 5] ^= 0x10;
+	{
+		/* The drive's section cut, twice, and gone. */
+		size_t off = find_section(buf, len, MIGRATE_SEC_VIRTIO_BLK, 0);
+		size_t sz = 12 + migrate_get32(buf + off + 4);
+		uint8_t *two = malloc(len + sz);
+
+		if (!two)
+			abort();
+		write_hex(dir, "truncated-virtio-blk", buf, off + 40);
+		memcpy(two, buf, off + sz);
+		memcpy(two + off + sz, buf + off, len - off);
+		write_hex(dir, "virtio-blk-twice", two, len + sz);
+		memcpy(two, buf, len);
+		write_hex(dir, "virtio-blk-missing", two,
+			  drop_section(two, len, MIGRATE_SEC_VIRTIO_BLK, 0));
+		free(two);
+	}
 	migrate_put32(buf + 8, 2);
 	write_hex(dir, "wrong-version", buf, len);
 	migrate_put32(buf + 8, MIGRATE_VERSION);
@@ -1424,6 +1825,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_vm_irq_state_is_refused),
 		cmocka_unit_test(test_irq_sections_are_required),
 		cmocka_unit_test(test_irq_section_fields_are_checked),
+		cmocka_unit_test(test_virtio_blk_roundtrip),
+		cmocka_unit_test(test_virtio_blk_section_refusals),
+		cmocka_unit_test(test_virtio_blk_bad_state_changes_nothing),
+		cmocka_unit_test(test_drive_config_mismatch_is_named),
 		cmocka_unit_test(test_serial_section_short_queue),
 		cmocka_unit_test(test_serial_state_roundtrip),
 		cmocka_unit_test(test_stream_over_a_nonblocking_pipe),

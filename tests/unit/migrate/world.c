@@ -31,6 +31,63 @@ static void serial_out(void *ctx, const char *buf, size_t len)
 	(void)len;
 }
 
+/* The drive's guest memory: slot 0, the only RAM its rings may use. */
+static void *drive_map(void *ctx, gpa_t gpa, uint64_t len)
+{
+	struct world *w = ctx;
+
+	if (gpa > WORLD_SLOT0_PAGES * PAGE_SIZE ||
+	    len > WORLD_SLOT0_PAGES * PAGE_SIZE - gpa)
+		return NULL;
+	return w->mem[0] + gpa;
+}
+
+static void drive_dirty(void *ctx, gpa_t gpa, uint64_t len)
+{
+	(void)ctx;
+	(void)gpa;
+	(void)len;
+}
+
+static const struct virtio_mem_ops drive_mem_ops = {
+	.map = drive_map,
+	.mark_dirty = drive_dirty,
+};
+
+static void drive_config_read(void *ctx, uint32_t off, void *buf,
+			      unsigned int len)
+{
+	(void)ctx;
+	(void)off;
+	memset(buf, 0, len);
+}
+
+static void drive_notify(void *ctx, unsigned int queue)
+{
+	(void)ctx;
+	(void)queue;
+}
+
+static void drive_reset(void *ctx)
+{
+	(void)ctx;
+}
+
+static void drive_irq(void *ctx, bool level)
+{
+	(void)ctx;
+	(void)level;
+}
+
+static const struct virtio_device_ops drive_ops = {
+	.device_id = 2,
+	.nr_queues = WORLD_DRIVE_QUEUES,
+	.config_len = 8,
+	.config_read = drive_config_read,
+	.notify = drive_notify,
+	.reset = drive_reset,
+};
+
 void world_init(struct world *w, unsigned int nr_vcpus)
 {
 	static const uint64_t pages[2] = { WORLD_SLOT0_PAGES,
@@ -79,6 +136,17 @@ void world_init(struct world *w, unsigned int nr_vcpus)
 	w->ioapic = dev_ioapic_create(NULL, NULL);
 	if (!w->ioapic)
 		abort();
+	{
+		struct virtio_mem mem = { &drive_mem_ops, w };
+
+		w->virtio[0] = virtio_mmio_create(&drive_ops, NULL, &mem,
+						  drive_irq, NULL);
+		if (!w->virtio[0])
+			abort();
+	}
+	w->cfg.nr_drives = 1;
+	w->cfg.drives[0] = (struct migrate_drive){ .size = WORLD_DRIVE_SIZE,
+						   .id = "virtio0" };
 	w->dest = (struct migrate_dest){
 		.config = &w->cfg,
 		.slots = w->slots,
@@ -91,6 +159,7 @@ void world_init(struct world *w, unsigned int nr_vcpus)
 		.kvmclocks = w->kcs,
 		.ioapic = w->ioapic,
 		.now_ns = WORLD_NOW_NS,
+		.virtio = w->virtio,
 	};
 }
 
@@ -104,6 +173,7 @@ void world_fini(struct world *w)
 	}
 	dev_ioapic_destroy(w->ioapic);
 	dev_serial_destroy(w->serial);
+	virtio_mmio_destroy(w->virtio[0]);
 }
 
 /* The interrupt and time state world_fill() gives every vCPU and the VM:
@@ -153,6 +223,41 @@ static void world_fill_irq(struct world *w)
 	vm.com1.msr_delta = 0x5;
 	if (migrate_vm_irq_load(w->ioapic, w->serial, &vm, err, sizeof(err))) {
 		fprintf(stderr, "world_fill: VM: %s\n", err);
+		abort();
+	}
+}
+
+/* A driver's state after 7 requests on queue 0 (virtio 1.2, 3.1.1):
+ * its rings in slot 0, EVENT_IDX negotiated, an interrupt pending. */
+static void world_fill_drive(struct world *w)
+{
+	struct virtio_mmio_state st;
+	char err[128];
+
+	virtio_mmio_save(w->virtio[0], &st);
+	st.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+		    VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
+	st.driver_features = (1ULL << VIRTIO_F_VERSION_1) |
+			     (1ULL << VIRTIO_F_EVENT_IDX);
+	st.dev_feat_sel = 1;
+	st.drv_feat_sel = 1;
+	st.queue_sel = 1;
+	st.config_generation = 3;
+	st.isr = VIRTIO_MMIO_INT_VRING;
+	st.q[0] = (struct virtio_mmio_queue_state){
+		.num = 16,
+		.ready = true,
+		.desc = 4 * PAGE_SIZE,
+		.avail = 5 * PAGE_SIZE,
+		.used = 6 * PAGE_SIZE,
+		.last_avail = 7,
+		.used_idx = 7,
+		.signalled_used = 5,
+		.signalled_valid = true,
+	};
+	st.q[1].num = 8; /* set, never made ready */
+	if (!virtio_mmio_load(w->virtio[0], &st, err, sizeof(err))) {
+		fprintf(stderr, "world_fill: drive: %s\n", err);
 		abort();
 	}
 }
@@ -223,6 +328,7 @@ void world_fill(struct world *w)
 		dev_serial_receive(w->serial, "queued input", 12);
 	}
 	world_fill_irq(w);
+	world_fill_drive(w);
 }
 
 int world_write(struct world *w, int fd, struct migrate_ram_stats *stats,
@@ -263,6 +369,12 @@ int world_write(struct world *w, int fd, struct migrate_ram_stats *stats,
 
 		migrate_vm_irq_save(w->ioapic, w->serial, &vm);
 		rc = rc ? rc : migrate_write_vm_irq(wr, &vm);
+	}
+	{
+		struct migrate_virtio_blk vb = { .index = 0 };
+
+		virtio_mmio_save(w->virtio[0], &vb.st);
+		rc = rc ? rc : migrate_write_virtio_blk(wr, &vb);
 	}
 	rc = rc ? rc : migrate_write_console(wr, "tail of output\n", 15);
 	rc = rc ? rc : migrate_write_end(wr);

@@ -1,8 +1,8 @@
 /*
  * A small VM's worth of migration endpoints for the migrate tests and the
- * stream fuzz target (tests/fuzz/fuzz_migrate.c): two memslots, vCPUs
- * and COM1, with a configuration that matches itself, and a full valid
- * stream written from it.
+ * stream fuzz target (tests/fuzz/fuzz_migrate.c): two memslots, vCPUs,
+ * COM1 and one drive's virtio-mmio transport, with a configuration that
+ * matches itself, and a full valid stream written from it.
  */
 #ifndef MMUD_TEST_MIGRATE_WORLD_H
 #define MMUD_TEST_MIGRATE_WORLD_H
@@ -21,6 +21,10 @@
 #define WORLD_SLOT1_PAGES 8 /* id 5 at 1 GiB: a hot-added slot */
 #define WORLD_SLOT1_GPA (1ULL << 30)
 #define WORLD_MAX_VCPUS 4
+/* The drive: its image's size, and its transport's queues (the device
+ * behind it does nothing: the stream carries the transport). */
+#define WORLD_DRIVE_SIZE (1ULL << 20)
+#define WORLD_DRIVE_QUEUES 2
 /* The host time the world saves and loads APIC timers at. */
 #define WORLD_NOW_NS 1000000000ULL
 
@@ -36,6 +40,9 @@ struct world {
 	struct x86_kvmclock kc[WORLD_MAX_VCPUS];
 	struct x86_kvmclock *kcs[WORLD_MAX_VCPUS];
 	struct dev_ioapic *ioapic;
+	/* Drive 0's transport (stream version 3): its rings must lie in
+	 * slot 0. */
+	struct virtio_mmio *virtio[1];
 	char console[1024];
 	size_t nconsole;
 	struct migrate_dest dest;
@@ -48,11 +55,13 @@ void world_fini(struct world *w);
  * (the rest zero), distinct register, MSR and event state on every vCPU,
  * COM1 registers and input queued, APIC registers with IRR/ISR bits
  * and an armed periodic timer, kvmclock MSRs, debug registers, IOAPIC
- * entries and COM1's interrupt latches. */
+ * entries, COM1's interrupt latches, and a drive driven to DRIVER_OK
+ * with queue 0 ready in slot 0 and 7 requests done. */
 void world_fill(struct world *w);
 /* A whole stream of w (header, config, every page of both slots, vCPUs
  * each followed by its interrupt state, COM1, the VM's interrupt state,
- * a console section, end marker) in a malloc'd buffer; stats may
+ * the drive's virtio-blk section, a console section, end marker) in a
+ * malloc'd buffer; stats may
  * be NULL. Aborts on failure. */
 size_t world_stream(struct world *w, uint8_t **out,
 		    struct migrate_ram_stats *stats);
