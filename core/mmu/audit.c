@@ -156,7 +156,10 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 	    !mmu_gfn_all_unsync_locked(a->mmu, gfn))
 		return report(a, WHERE "writable but the gfn is write-tracked",
 			      WARGS);
+	/* On the dirty ring the page is in a ring instead (docs/MMU.md, "The
+	 * dirty ring"). */
 	if ((spte & SPTE_W) && s->dirty_bitmap && !s->meta->manual_dirty &&
+	    !mmu_dirty_ring_size(a->mmu) &&
 	    !(atomic_load_explicit(&s->dirty_bitmap[(gfn - s->base_gfn) / 64],
 				   memory_order_relaxed) &
 	      (1ULL << ((gfn - s->base_gfn) % 64))))

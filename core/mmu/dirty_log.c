@@ -87,6 +87,9 @@ int memslot_dirty_log_fetch(struct mmu *mmu, uint32_t id, uint64_t first,
 	if (!s)
 		goto out;
 	words = s->dirty_bitmap + first / 64;
+	/* What the vCPUs pushed to their dirty rings, into the bitmap first
+	 * (docs/MMU.md, "The dirty ring"), so a peek sees it too. */
+	mmu_dirty_ring_to_bitmap_slots_locked(mmu);
 
 	if (mode == MEMSLOT_FETCH_PEEK) {
 		for (w = 0; w < nwords; w++)

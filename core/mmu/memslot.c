@@ -632,6 +632,9 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 			       (unsigned long long)(s->npages + 63) / 64);
 		goto out;
 	}
+	/* The dirty ring's pushes first, into the bitmap (docs/MMU.md, "The
+	 * dirty ring"). */
+	mmu_dirty_ring_to_bitmap_slots_locked(mmu);
 	/* Clear bit -> write-protect -> flush -> report (docs/MMU.md, "Dirty
 	 * logging"). */
 	mmu_lock_acquire(mmu);

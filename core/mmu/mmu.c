@@ -470,9 +470,17 @@ struct mmu_vcpu *mmu_vcpu_create(struct mmu *mmu, unsigned index)
 	if (v) {
 		v->mmu = mmu;
 		v->index = index;
+		/* slots_lock too: the dirty ring walks the list under it. */
+		mmu_mutex_lock(&mmu->slots_lock);
+		if (mmu_dirty_ring_vcpu_init(v) < 0) {
+			mmu_mutex_unlock(&mmu->slots_lock);
+			free(v);
+			return NULL;
+		}
 		mmu_lock_acquire(mmu);
 		list_add(&v->link, &mmu->vcpus);
 		mmu_lock_release(mmu);
+		mmu_mutex_unlock(&mmu->slots_lock);
 	}
 	return v;
 }
@@ -482,9 +490,12 @@ void mmu_vcpu_destroy(struct mmu_vcpu *v)
 	if (!v)
 		return;
 	mmu_vcpu_unload(v);
+	mmu_mutex_lock(&v->mmu->slots_lock);
 	mmu_lock_acquire(v->mmu);
 	list_del(&v->link);
 	mmu_lock_release(v->mmu);
+	mmu_dirty_ring_vcpu_fini(v);
+	mmu_mutex_unlock(&v->mmu->slots_lock);
 	while (v->nr_page_cache)
 		free(v->page_cache[--v->nr_page_cache]);
 	while (v->descs.nr)
@@ -678,8 +689,14 @@ static enum mmu_fault_result set_spte(struct mmu_vcpu *v, struct mmu_page *sp,
 				res = MMU_FAULT_EMULATE;
 		} else {
 			new |= SPTE_W | SPTE_MMU_WRITABLE | SPTE_D;
-			/* Logged before the spte can be written through. */
-			memslot_mark_dirty(slot, gfn);
+			/* Logged before the spte can be written through; on
+			 * the dirty ring once per protection (an spte still
+			 * writable was pushed when it became so: docs/MMU.md,
+			 * "The dirty ring"). */
+			if (!(mmu_dirty_ring_size(mmu) &&
+			      is_spte_present(old) && (old & SPTE_W) &&
+			      spte_to_hva(old) == hva))
+				mmu_dirty_ring_mark_locked(v, slot, gfn);
 		}
 	}
 	if (is_spte_present(old)) {
@@ -1274,6 +1291,10 @@ void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st)
 	st->large_sptes = c[MMU_STAT_LARGE_SPTES];
 	st->tracked_write_faults = c[MMU_STAT_TRACKED_WRITE_FAULTS];
 	st->unsync_refused = c[MMU_STAT_UNSYNC_REFUSED];
+	st->ring_pushes = c[MMU_STAT_RING_PUSHES];
+	st->ring_full_exits = c[MMU_STAT_RING_FULL_EXITS];
+	st->ring_resets = c[MMU_STAT_RING_RESETS];
+	st->ring_overflows = c[MMU_STAT_RING_OVERFLOWS];
 	st->flooded_pages = c[MMU_STAT_FLOODED_PAGES];
 	st->unprotects = c[MMU_STAT_UNPROTECTS];
 }

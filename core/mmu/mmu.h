@@ -57,6 +57,9 @@ enum mmu_request {
 	MMU_REQ_TLB_FLUSH = 0,
 	/* Call mmu_vcpu_free_obsolete_roots() before entering guest mode. */
 	MMU_REQ_FREE_OBSOLETE_ROOTS = 1,
+	/* The dirty ring was pushed to soft-full, or reset: look at it
+	 * again (mmu_vcpu_dirty_ring_full()). */
+	MMU_REQ_DIRTY_RING = 2,
 };
 
 /*
@@ -328,6 +331,76 @@ int mmu_track_write(struct mmu_vcpu *v, gpa_t gpa, unsigned len);
  */
 void mmu_mark_dirty(struct mmu *mmu, gpa_t gpa);
 
+/* ---- the dirty ring (core/mmu/dirty_ring.c) -------------------------- */
+
+/*
+ * KVM's dirty ring (docs/MMU.md, "The dirty ring"): with it on, a fault
+ * that maps a page of a logging slot writable pushes (slot, offset) to
+ * the faulting vCPU's ring instead of setting the slot's bitmap bit.
+ * Entries per vCPU: a power of two in [MMU_DIRTY_RING_MIN,
+ * MMU_DIRTY_RING_MAX]; a vCPU whose ring holds size -
+ * MMU_DIRTY_RING_RESERVE unreset entries (soft-full) does not enter
+ * guest mode until a reset makes room.
+ */
+#define MMU_DIRTY_RING_RESERVE 64u
+#define MMU_DIRTY_RING_MIN 128u
+#define MMU_DIRTY_RING_MAX 65536u
+
+/* One harvested entry: the memslot id and the page's offset in it. */
+struct mmu_dirty_entry {
+	uint32_t slot;
+	uint64_t offset;
+};
+
+/*
+ * Turns the ring on with entries per vCPU, for the vCPUs made so far and
+ * those made later. Before any vCPU runs, once. 0; -EINVAL (entries out
+ * of bounds or not a power of two, with err saying so), -EEXIST (on
+ * already) or -ENOMEM; nothing changes on error.
+ */
+int mmu_dirty_ring_enable(struct mmu *mmu, uint32_t entries, char *err,
+			  size_t errlen);
+/* Entries per vCPU, 0 while the ring is off. Any thread. */
+uint32_t mmu_dirty_ring_size(struct mmu *mmu);
+/*
+ * Harvest: copies up to max pushed entries of vCPU vcpu's ring, oldest
+ * first, into out and marks them harvested. The pages stay writable
+ * until mmu_dirty_ring_reset(). Returns how many (0: none pushed since),
+ * -ENOENT for a vCPU the MMU does not have, -EINVAL with the ring off.
+ * Takes slots_lock; vCPUs push meanwhile.
+ */
+int mmu_dirty_ring_harvest(struct mmu *mmu, unsigned vcpu,
+			   struct mmu_dirty_entry *out, unsigned max);
+/*
+ * Reset: write-protect again the page of every harvested entry of every
+ * ring (those of slots still logging), flush remote TLBs, then free the
+ * entries and wake the vCPUs held at soft-full. Returns the entries
+ * reset. Entries pushed but not harvested stay.
+ */
+uint64_t mmu_dirty_ring_reset(struct mmu *mmu);
+/*
+ * Moves every ring's pushed entries into their slots' bitmaps and resets
+ * them: what the bitmap readers (memslot_dirty_log_get/_fetch) do first,
+ * so the bitmap API reports ring pushes too. Caller holds no MMU lock.
+ */
+void mmu_dirty_ring_to_bitmap(struct mmu *mmu);
+
+struct mmu_dirty_ring_stats {
+	uint64_t pushes; /* entries pushed since the vCPU was made */
+	uint64_t full_exits; /* times it stopped at soft-full */
+	uint32_t used; /* entries pushed and not yet reset */
+};
+/* vCPU vcpu's counters (relaxed snapshots); -ENOENT, -EINVAL as harvest. */
+int mmu_dirty_ring_stats(struct mmu *mmu, unsigned vcpu,
+			 struct mmu_dirty_ring_stats *st);
+/*
+ * The vCPU thread, before it enters guest mode: true while its ring is
+ * soft-full, when it must not enter but wait for a request (a reset
+ * makes MMU_REQ_DIRTY_RING of it). Counts a soft-full exit the first
+ * time it answers true for a fill.
+ */
+bool mmu_vcpu_dirty_ring_full(struct mmu_vcpu *v);
+
 /* ---- control: write-protect, zap, statistics, audit ------------------- */
 
 /* Write-protect every spte of gfn and flush; true if one was writable. */
@@ -359,6 +432,9 @@ struct mmu_stats {
 	 * "Writes that never complete"). */
 	uint64_t unsync_refused, flooded_pages, unprotects;
 	uint64_t mmio_sptes, mmio_hits, large_sptes;
+	/* The dirty ring: entries pushed, soft-full exits, entries reset,
+	 * pushes that found the ring full and went to the bitmap. */
+	uint64_t ring_pushes, ring_full_exits, ring_resets, ring_overflows;
 };
 
 void mmu_stats_get(struct mmu *mmu, struct mmu_stats *st);

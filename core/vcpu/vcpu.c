@@ -883,6 +883,17 @@ bool vcpu_run_once(struct vcpu *v, uint64_t max_insns)
 	}
 	if (dirty_limit_wait(v))
 		return true;
+	/*
+	 * A soft-full dirty ring (docs/MMU.md, "The dirty ring"): no guest
+	 * code until a reset makes room. The reset's request wakes us, and
+	 * so do pause, stop and every other request, which go round the
+	 * loop first; block() drops the read side, so a memslot update
+	 * (and the harvest behind it) never waits for us.
+	 */
+	if (mmu_vcpu_dirty_ring_full(v->mmu_vcpu)) {
+		block(v, 0);
+		return true;
+	}
 	if (!load_root(v))
 		return true;
 

@@ -24,6 +24,9 @@ struct vcpu_set;
 enum vcpu_request {
 	VCPU_REQ_TLB_FLUSH = MMU_REQ_TLB_FLUSH,
 	VCPU_REQ_FREE_OBSOLETE_ROOTS = MMU_REQ_FREE_OBSOLETE_ROOTS,
+	/* The dirty ring filled or was reset (vcpu_run_once() looks at
+	 * it before every entry). */
+	VCPU_REQ_DIRTY_RING = MMU_REQ_DIRTY_RING,
 	/* Leave the run loop for good: the thread ends. */
 	VCPU_REQ_STOP = 8,
 	/* Re-read the paused flag (vcpu_set_pause()). */

@@ -235,6 +235,41 @@ struct mmu_page {
 	uint64_t audit_seq;
 };
 
+/*
+ * One vCPU's dirty ring (docs/MMU.md, "The dirty ring"; barriers
+ * docs/locking.md #17, #17a). Indices run free (u32, wrapping); entry i
+ * is e[i & (size - 1)]. dirty_index - reset_index entries are in use:
+ * pushed (DIRTY) from fetch_index on, harvested (HARVESTED) before it.
+ */
+#define MMU_DIRTY_GFN_DIRTY 1u
+#define MMU_DIRTY_GFN_HARVESTED 2u
+
+struct mmu_dirty_gfn {
+	/* (a) 0 free, DIRTY (release store by the pushing vCPU, #17),
+	 * HARVESTED (relaxed, by the harvester under slots_lock). */
+	_Atomic uint32_t flags;
+	/* Written by the vCPU before its release store of flags, read by
+	 * the harvester after its acquire load of them (#17). */
+	uint32_t slot;
+	uint64_t offset;
+};
+
+struct mmu_dirty_ring {
+	/* Legend: (c) (v) (s) (a) as at the top of this file. */
+	uint32_t size, soft_limit; /* (c) */
+	/* (v) next entry to push; (a) relaxed stores for the statistics. */
+	_Atomic uint32_t dirty_index;
+	uint32_t fetch_index; /* (s) next entry to harvest */
+	/* (a) next entry to reset: the release store under slots_lock
+	 * after the re-protection, acquire load by the vCPU before it
+	 * reuses entries (#17a). */
+	_Atomic uint32_t reset_index;
+	bool full_counted; /* (v) this fill's soft-full exit is counted */
+	/* (a) relaxed: statistics. */
+	_Atomic uint64_t pushes, full_exits;
+	struct mmu_dirty_gfn e[];
+};
+
 #define MMU_HASH_BITS 12
 #define MMU_HASH_SIZE (1u << MMU_HASH_BITS)
 #define MMU_CACHE_PAGES 4
@@ -262,7 +297,9 @@ struct mmu {
 	struct list_node active_pages; /* (m) newest first */
 	/* (m) zapped roots still pinned by a vCPU (role.invalid set). */
 	struct list_node invalid_roots;
-	/* (m) every mmu_vcpu, for the audit's root_count check. */
+	/* (m) every mmu_vcpu, for the audit's root_count check; changed
+	 * under slots_lock too, so the dirty ring's harvest and reset walk
+	 * it under slots_lock alone. */
 	struct list_node vcpus;
 	struct list_node hash[MMU_HASH_SIZE]; /* (m) */
 	uint64_t mmu_valid_gen; /* (m) */
@@ -290,6 +327,9 @@ struct mmu {
 	 * (m) */
 	uint64_t audit_seq;
 	struct list_node *audit_cursor;
+	/* Dirty-ring entries per vCPU, 0: off. Set once under slots_lock
+	 * before any vCPU runs; (a) relaxed loads elsewhere. */
+	_Atomic uint32_t ring_size;
 };
 
 struct mmu_vcpu {
@@ -314,6 +354,11 @@ struct mmu_vcpu {
 	 * reported since (docs/MMU.md, "Writes that never complete"). (v) */
 	gpa_t emulate_gpa;
 	bool emulate_pending;
+	/* The dirty ring, NULL while it is off: stored under slots_lock and
+	 * mmu_lock, so read under either (the vCPU reads its own at will:
+	 * it is set before the vCPU runs). (a) release store, acquire
+	 * load. */
+	struct mmu_dirty_ring *_Atomic ring;
 };
 
 /* Statistic indices (see struct mmu_stats in mmu.h). */
@@ -340,6 +385,10 @@ enum {
 	MMU_STAT_UNSYNC_REFUSED,
 	MMU_STAT_FLOODED_PAGES,
 	MMU_STAT_UNPROTECTS,
+	MMU_STAT_RING_PUSHES,
+	MMU_STAT_RING_FULL_EXITS,
+	MMU_STAT_RING_RESETS,
+	MMU_STAT_RING_OVERFLOWS,
 	MMU_STAT_NR,
 };
 
@@ -428,6 +477,20 @@ int mmu_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 struct memslots *memslots_alloc(unsigned nr);
 void memslots_free_all(struct mmu *mmu);
+
+/* dirty_ring.c, for mmu.c and memslot.c */
+/* Ring of a new vCPU (mmu_vcpu_create), freed by _fini; 0 or -ENOMEM. */
+int mmu_dirty_ring_vcpu_init(struct mmu_vcpu *v);
+void mmu_dirty_ring_vcpu_fini(struct mmu_vcpu *v);
+/*
+ * The fault path, under mmu_lock, for a page of a logging slot that it
+ * maps writable: push (slot, gfn) to v's ring, or with the ring off (or,
+ * never with the reserve kept, full) mark the bitmap.
+ */
+void mmu_dirty_ring_mark_locked(struct mmu_vcpu *v, const struct memslot *slot,
+				gfn_t gfn);
+/* mmu_dirty_ring_to_bitmap() with slots_lock held. */
+void mmu_dirty_ring_to_bitmap_slots_locked(struct mmu *mmu);
 
 /* mmu.c, for memslot.c and audit.c */
 void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot);
