@@ -647,8 +647,8 @@ static int switchover(struct src *s)
 
 /* The downtime the passes aim at once downtime-limit is met, and the
  * passes they may spend on it (converged()). */
-#define MIG_SHORT_DOWNTIME_MS 20
-#define MIG_FIT_PASSES 4
+#define MIG_SHORT_DOWNTIME_MS 2
+#define MIG_FIT_PASSES 6
 
 /* Whether what is left fits the downtime limit at the bandwidth of the
  * last pass (QEMU's threshold_size = bandwidth x downtime-limit). */
@@ -688,11 +688,12 @@ static bool converged(struct src *s, uint64_t found, uint64_t pass_ns)
 	 * It fits the limit. QEMU switches over now; a pass more costs
 	 * little while it still shrinks what is left (a guest that dirties
 	 * slower than the link), and shortens the downtime: so go on
-	 * while the rest shrinks, until it fits MIG_SHORT_DOWNTIME_MS or
-	 * after MIG_FIT_PASSES passes.
+	 * while each pass leaves at most 3/4 of what the one before left,
+	 * until it fits MIG_SHORT_DOWNTIME_MS or after MIG_FIT_PASSES
+	 * passes (a loaded host's passes shrink by less, and stop early).
 	 */
 	if ((double)remaining < s->bytes_per_ms * MIG_SHORT_DOWNTIME_MS ||
-	    (s->fit_passes && remaining >= s->fit_remaining) ||
+	    (s->fit_passes && remaining * 4 > s->fit_remaining * 3) ||
 	    ++s->fit_passes > MIG_FIT_PASSES)
 		return true;
 	s->fit_remaining = remaining;
