@@ -533,6 +533,7 @@ unsigned int guestmem_list(struct guestmem *gm, struct guestmem_slot_info *out,
 			.readonly = s->readonly,
 			.log_dirty = s->log_dirty,
 			.hva = (hva_t)(uintptr_t)s->hva,
+			.fd = s->fd,
 		};
 	}
 	pthread_mutex_unlock(&gm->lock);

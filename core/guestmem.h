@@ -41,6 +41,9 @@ struct guestmem_slot_info {
 	uint64_t size;
 	bool readonly, log_dirty;
 	hva_t hva; /* for tests: where the host maps it */
+	/* The memfd mapped at hva from offset 0 (the migration reads its
+	 * holes and writes through it); valid while the slot is. */
+	int fd;
 };
 
 /* NULL means -ENOMEM. reserved is copied. */

@@ -1307,7 +1307,7 @@ unsigned int vm_memslots(struct vm *vm, struct vm_memslot_info *out,
 			out[n].readonly = hot[i].readonly;
 			out[n].log_dirty = hot[i].log_dirty;
 			out[n].hva = hot[i].hva;
-			out[n].fd = -1;
+			out[n].fd = hot[i].fd;
 		}
 	}
 	return n;
