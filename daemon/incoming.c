@@ -7,7 +7,10 @@
  * never run: the configuration checked first, RAM through each slot's
  * host mapping, each vCPU's state loaded while it is parked (which also
  * sets its TSC offset so the guest's TSC goes on from the source's),
- * COM1, the console bytes, the end marker and nothing after it. Then
+ * COM1, each drive's virtio-mmio transport (its rings checked against
+ * guest RAM; the image is the one this VM opened, which the
+ * configuration showed to match the source's), the console bytes, the
+ * end marker and nothing after it. Then
  * the MMU is zapped, so every vCPU builds its shadow root for the CR3 it
  * now holds, and control.c runs the VM (or keeps it paused). A stream
  * that fails to load is reported (MIGRATION failed, stderr) and mmud
@@ -26,6 +29,7 @@
 #include <jansson.h>
 
 #include "dev/dev.h"
+#include "dev/virtio_blk.h"
 #include "migrate.h"
 #include "migrate_uri.h"
 #include "migration.h"
@@ -87,16 +91,18 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 	struct dev_serial_state *ss = malloc(sizeof(*ss));
 	struct migrate_vcpu_irq *vi = malloc(sizeof(*vi));
 	struct migrate_vm_irq *mi = malloc(sizeof(*mi));
+	struct migrate_virtio_blk *vb = malloc(sizeof(*vb));
 	struct migrate_ram_stats rs = { 0 };
 	bool seen[MIGRATE_MAX_VCPUS] = { false };
 	bool seen_irq[MIGRATE_MAX_VCPUS] = { false };
+	bool seen_blk[MIGRATE_MAX_DRIVES] = { false };
 	bool have_config = false, have_serial = false, have_vm_irq = false;
 	unsigned int nr = vm_memslots(vm, info, VM_MAX_MEMSLOTS), nr_seen = 0;
-	unsigned int nr_irq = 0;
+	unsigned int nr_irq = 0, nr_blk = 0;
 	uint64_t nsec = 0;
 	int rc;
 
-	if (!want || !got || !v || !ss || !vi || !mi) {
+	if (!want || !got || !v || !ss || !vi || !mi || !vb) {
 		snprintf(err, errlen, "out of memory");
 		rc = -ENOMEM;
 		goto out;
@@ -268,6 +274,34 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 			}
 			have_vm_irq = true;
 			break;
+		case MIGRATE_SEC_VIRTIO_BLK:
+			rc = migrate_parse_virtio_blk(r, p, len, vb);
+			if (rc)
+				break;
+			/* Each drive of the configuration, once. */
+			if (vb->index >= got->nr_drives ||
+			    seen_blk[vb->index]) {
+				snprintf(err, errlen,
+					 "section %llu (virtio-blk): drive %u "
+					 "unexpected or twice",
+					 (unsigned long long)nsec, vb->index);
+				rc = -EPROTO;
+				goto out;
+			}
+			if (!virtio_mmio_load(
+				    virtio_blk_transport(vm_blk(vm, vb->index)),
+				    &vb->st, msg, sizeof(msg))) {
+				snprintf(err, errlen,
+					 "section %llu (virtio-blk): drive %u "
+					 "('%s'): %s",
+					 (unsigned long long)nsec, vb->index,
+					 want->drives[vb->index].id, msg);
+				rc = -EINVAL;
+				goto out;
+			}
+			seen_blk[vb->index] = true;
+			nr_blk++;
+			break;
 		case MIGRATE_SEC_CONSOLE:
 			console_bytes(m, p, len);
 			break;
@@ -299,6 +333,13 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 					 "state before the end marker",
 					 (unsigned long long)nsec);
 				rc = -EPROTO;
+			} else if (nr_blk != got->nr_drives) {
+				snprintf(err, errlen,
+					 "section %llu (end): the state of %u "
+					 "of %u drives before the end marker",
+					 (unsigned long long)nsec, nr_blk,
+					 got->nr_drives);
+				rc = -EPROTO;
 			}
 			goto out;
 		default:
@@ -320,6 +361,7 @@ out:
 	free(ss);
 	free(vi);
 	free(mi);
+	free(vb);
 	return rc;
 }
 
@@ -449,8 +491,6 @@ int mmud_incoming_start(struct mmud_migration *m, const char *uri, char *err,
 	char bound[sizeof(m->socket_address)] = "";
 	int taken = -1, lfd = -1, dfd = -1, r;
 
-	if (mmud_migration_blocked(m, err, errlen))
-		return -EPERM;
 	if (m->have_uri)
 		mig_uri_free(&m->uri);
 	m->have_uri = false;

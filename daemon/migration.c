@@ -29,6 +29,7 @@
 
 #include "dev/blk.h"
 #include "dev/dev.h"
+#include "dev/virtio_blk.h"
 #include "guestmem.h"
 #include "migrate.h"
 #include "migrate_uri.h"
@@ -527,6 +528,21 @@ static int save_cpu(struct x86_cpu *cpu, void *arg)
 	return r;
 }
 
+/* Each drive's transport state, quiet since the switchover's
+ * virtio_blk_quiesce(). */
+static int write_drives(struct vm *vm, struct migrate_writer *w)
+{
+	struct migrate_virtio_blk v;
+	int r = 0;
+
+	for (unsigned int i = 0; !r && vm_blk(vm, i); i++) {
+		v.index = i;
+		virtio_mmio_save(virtio_blk_transport(vm_blk(vm, i)), &v.st);
+		r = migrate_write_virtio_blk(w, &v);
+	}
+	return r;
+}
+
 static void switchover_cb(void *arg)
 {
 	mmud_migration_switchover(arg);
@@ -549,13 +565,15 @@ static int wait_continue(struct mmud_migration *m)
 
 /*
  * The vCPUs held (every one parked at an exit with its port I/O done),
- * the pages dirtied since the last pass, every vCPU, COM1 and the end
- * marker; then the write side is shut down, which tells the destination
- * the stream is whole. Console output: COM1 hands every byte to the
- * console as it is written, so nothing of it is pending in the VM; what
- * the console sink has not written out yet it writes after the
- * switchover (the source's console ends with the guest's last byte, the
- * destination's begins with its next).
+ * every drive quiesced (docs/MIGRATION.md, "virtio-blk"), the pages
+ * dirtied since the last pass (those the drives' completions wrote
+ * among them), every vCPU, COM1, every drive's device state and the
+ * end marker; then the write side is shut down, which tells the
+ * destination the stream is whole. Console output: COM1 hands every
+ * byte to the console as it is written, so nothing of it is pending in
+ * the VM; what the console sink has not written out yet it writes after
+ * the switchover (the source's console ends with the guest's last byte,
+ * the destination's begins with its next).
  */
 static int switchover(struct src *s)
 {
@@ -584,6 +602,13 @@ static int switchover(struct src *s)
 			return r;
 	}
 	mig_set_status(m, MIG_DEVICE);
+	/* Before the last harvest: no notification comes with the vCPUs
+	 * held, so once every request in flight completed, the pages they
+	 * wrote are in the dirty log and the rings are quiet. A cancel or
+	 * failure after this leaves the drives as they were: quiet, and
+	 * taking requests again once the vCPUs run. */
+	for (unsigned int i = 0; vm_blk(vm, i); i++)
+		virtio_blk_quiesce(vm_blk(vm, i));
 	r = harvest(s, &found);
 	if (!r)
 		r = send_pending(s);
@@ -628,6 +653,8 @@ static int switchover(struct src *s)
 		migrate_vm_irq_save(vm_ioapic(vm), vm_serial(vm), &vi);
 		r = migrate_write_vm_irq(s->w, &vi);
 	}
+	if (!r)
+		r = write_drives(vm, s->w);
 	if (!r)
 		r = migrate_write_end(s->w);
 	if (r < 0) {
@@ -1022,16 +1049,6 @@ static bool is_running_status(enum mig_status st)
 	       st == MIG_CANCELLING;
 }
 
-bool mmud_migration_blocked(const struct mmud_migration *m, char *err,
-			    size_t errlen)
-{
-	if (!m->cfg->nr_drives)
-		return false;
-	snprintf(err, errlen, "State blocked by non-migratable device '%s'",
-		 m->cfg->drives[0].id);
-	return true;
-}
-
 static void cmd_migrate(struct qmp_request *req, json_t *args, void *opaque)
 {
 	struct mmud_migration *m = opaque;
@@ -1057,10 +1074,6 @@ static void cmd_migrate(struct qmp_request *req, json_t *args, void *opaque)
 		return;
 	}
 	if (!mmud_migration_can_start(m->d, err, sizeof(err))) {
-		qmp_reply_error(req, QMP_ERROR_GENERIC, "%s", err);
-		return;
-	}
-	if (mmud_migration_blocked(m, err, sizeof(err))) {
 		qmp_reply_error(req, QMP_ERROR_GENERIC, "%s", err);
 		return;
 	}

@@ -119,15 +119,6 @@ struct mmud_migration {
 	int taken_fd; /* fd:NAME's descriptor, taken on the loop; or -1 */
 };
 
-/*
- * A VM with drives cannot migrate yet: the virtio-blk devices' state is
- * not in the stream (docs/MIGRATION.md, "What is not carried"). True,
- * with QEMU's migration-blocker text in err, when m's VM has one; the
- * source's migrate and the destination's incoming side both refuse.
- */
-bool mmud_migration_blocked(const struct mmud_migration *m, char *err,
-			    size_t errlen);
-
 /* incoming.c: the destination. */
 int mmud_incoming_start(struct mmud_migration *m, const char *uri, char *err,
 			size_t errlen);

@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Migration of a VM with a drive (docs/MIGRATION.md, "virtio-blk"):
+tests/guests/blk_migrate.c keeps eight requests in flight on the first
+drive's queue, each write read back and compared, while the VM moves.
+
+live:     over unix:, with requests in flight at the switchover: the
+          guest goes on on the destination (same image, shared storage)
+          without a lost, repeated or stale request; after it drained
+          and flushed, the image is exactly what it wrote.
+failure:  a switchover that fails after the drive was quiesced (the
+          destination gone at pre-switchover, then migrate-continue):
+          the source resumes and its guest I/O goes on to the same
+          image check.
+file:     save to a file: URI, restore in a new process whose own
+          --drive opens the image; the guest goes on.
+mismatch: a destination whose drive differs (size, readonly, none, one
+          too many) refuses the stream before any page with the drive
+          named, exits 6, its image untouched; the source runs on.
+
+Usage: test_blk_migration.py GROUP MMUD MMUCTL FOREVER_ELF BLK_MIGRATE_ELF
+"""
+import os
+import re
+import socket
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import daemonlib as dl  # noqa: E402
+from daemonlib import TIMEOUT, Daemon, test  # noqa: E402
+
+GUEST = None
+MEM = "64M"
+IMAGE = 8 << 20
+CHUNK = 32 << 10
+SECTOR = 512
+WRITTEN = re.compile(r"blk_migrate: written (\d+)\n")
+DONE = re.compile(r"blk_migrate: done (\d+) writes\n")
+
+
+def ok(r):
+    assert "return" in r, r
+    return r["return"]
+
+
+def make_image(path, size=IMAGE):
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def expected_image(writes, size=IMAGE):
+    """The image after writes 0..writes-1 (blk_migrate.c's layout)."""
+    nr_chunks = size // CHUNK
+    per = CHUNK // SECTOR
+    img = bytearray(size)
+    for c in range(nr_chunks):
+        last = None
+        n = c
+        while n < writes:
+            last = n
+            n += nr_chunks
+        if last is None:
+            continue
+        for i in range(per):
+            s = c * per + i
+            img[s * SECTOR:(s + 1) * SECTOR] = (
+                struct.pack("<QQ", last, s) +
+                bytes([(last ^ s) & 0xff]) * (SECTOR - 16))
+    return bytes(img)
+
+
+def check_image(path, writes):
+    want = expected_image(writes)
+    with open(path, "rb") as f:
+        got = f.read()
+    assert len(got) == len(want), (len(got), len(want))
+    if got != want:
+        first = next(i for i in range(len(got)) if got[i] != want[i])
+        s = first // SECTOR
+        raise AssertionError(
+            "after %d writes the image differs at byte %d (sector %d): "
+            "%r, expected %r" % (writes, first, s,
+                                 got[s * SECTOR:s * SECTOR + 16],
+                                 want[s * SECTOR:s * SECTOR + 16]))
+
+
+class Console:
+    """The guest's lines across processes: each process's console in
+    turn, checked for a failure line as it comes."""
+
+    def __init__(self, path):
+        self.text = ""
+        self.connect(path)
+
+    def connect(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(path)
+        self.mark = len(self.text)
+
+    def _read(self):
+        chunk = self.sock.recv(65536)
+        assert chunk, "console closed; last output: %r" % self.text[-300:]
+        self.text += chunk.decode(errors="replace")
+        assert "FAIL" not in self.text, \
+            "the guest failed: %r" % self.text[-400:]
+
+    def written(self):
+        """The highest "written N" this process printed."""
+        ns = [int(m.group(1)) for m in
+              WRITTEN.finditer(self.text, self.mark)]
+        return max(ns) if ns else 0
+
+    def until_written(self, n):
+        """Reads until this process printed "written M", M >= n."""
+        deadline = time.monotonic() + TIMEOUT
+        while self.written() < n:
+            assert time.monotonic() < deadline, self.text[-300:]
+            self._read()
+        return self.written()
+
+    def done(self):
+        deadline = time.monotonic() + TIMEOUT
+        while not DONE.search(self.text):
+            assert time.monotonic() < deadline, self.text[-300:]
+            self._read()
+        return int(DONE.search(self.text).group(1))
+
+    def stop_guest(self):
+        """A byte on COM1: the guest drains, flushes and says how many
+        writes it made."""
+        self.sock.sendall(b"x")
+        return self.done()
+
+
+def alive(d, what):
+    """d still runs; else its log says why not."""
+    time.sleep(0.05)
+    assert d.proc.poll() is None, "%s exited %s: %s" % (
+        what, d.proc.returncode, d.log())
+
+
+def listening(uri):
+    """--incoming listens after READY=1: waits for its socket."""
+    deadline = time.monotonic() + TIMEOUT
+    while not os.path.exists(uri[len("unix:"):]):
+        assert time.monotonic() < deadline, "no socket " + uri
+        time.sleep(0.01)
+
+
+def vm(tmp, name, *extra):
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    return Daemon(d, "--memory", MEM, *extra, smp=1, kernel=GUEST)
+
+
+def drive(img, *opts):
+    return ["--drive", ",".join(["file=" + img] + list(opts))]
+
+
+def start(tmp, img):
+    make_image(img)
+    src = vm(tmp, "src", *drive(img))
+    con = Console(src.con)
+    con.until_written(128)
+    sc = src.client()
+    return src, sc, con
+
+
+def wait_status(c, want):
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        info = ok(c.cmd("query-migrate"))
+        if info.get("status") in want:
+            return info
+        assert time.monotonic() < deadline, ("status", want, info)
+        time.sleep(0.01)
+
+
+@test("live")
+def test_live_migration_with_requests_in_flight_keeps_every_write(tmp):
+    img = os.path.join(tmp, "disk.img")
+    src, sc, con = start(tmp, img)
+    dst = vm(tmp, "dst", *drive(img), "--incoming", "defer")
+    dc = dst.client()
+    uri = "unix:" + os.path.join(tmp, "mig.sock")
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    info = wait_status(sc, ["completed", "failed"])
+    assert info["status"] == "completed", (info, src.log())
+    assert ok(sc.cmd("query-status"))["status"] == "postmigrate"
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0, src.log()
+    # The destination's guest goes on from where the source's stopped.
+    alive(dst, "the destination")
+    con.connect(dst.con)
+    at = time.monotonic()
+    con.until_written(256)
+    st = ok(dc.cmd("query-status"))
+    assert st["status"] == "running", st
+    blk = ok(dc.cmd("query-block"))
+    assert blk[0]["device"] == "virtio0", blk
+    stats = ok(dc.cmd("query-blockstats"))[0]["stats"]
+    assert stats["wr_operations"] > 0 and stats["flush_operations"] > 0, \
+        stats
+    dc.close()
+    # The guest drains, flushes and ends: mmud exits with it.
+    n = con.stop_guest()
+    assert n >= 256, n
+    print("  %d writes, %.1f s on the destination" % (
+        n, time.monotonic() - at))
+    dst.kill()
+    check_image(img, n)
+
+
+@test("failure")
+def test_switchover_failing_after_quiesce_resumes_source_io(tmp):
+    img = os.path.join(tmp, "disk.img")
+    src, sc, con = start(tmp, img)
+    dst = vm(tmp, "dst", *drive(img), "--incoming", "defer")
+    dc = dst.client()
+    uri = "unix:" + os.path.join(tmp, "mig.sock")
+    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    ok(sc.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "pause-before-switchover", "state": True}]}))
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    wait_status(sc, ["pre-switchover"])
+    # The destination goes before the device state: the switchover
+    # quiesces the drive, then its writes fail.
+    dc.close()
+    dst.kill()
+    ok(sc.cmd("migrate-continue", {"state": "pre-switchover"}))
+    info = wait_status(sc, ["failed", "completed"])
+    assert info["status"] == "failed", info
+    st = ok(sc.cmd("query-status"))
+    assert st["status"] == "running" and st["running"], st
+    before = con.written()
+    con.until_written(before + 256)
+    n = con.stop_guest()
+    sc.close()
+    src.kill()
+    check_image(img, n)
+
+
+@test("file")
+def test_file_save_and_restore_opens_the_destinations_drive(tmp):
+    img = os.path.join(tmp, "disk.img")
+    src, sc, con = start(tmp, img)
+    path = os.path.join(tmp, "vm.mig")
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": "file:" + path}))
+    info = wait_status(sc, ["completed", "failed"])
+    assert info["status"] == "completed", (info, src.log())
+    ok(sc.cmd("quit"))
+    sc.close()
+    assert src.wait() == 0, src.log()
+    # The image moves: the destination's --drive names it.
+    moved = os.path.join(tmp, "moved.img")
+    os.rename(img, moved)
+    dst = vm(tmp, "dst", *drive(moved), "--incoming", "file:" + path)
+    alive(dst, "the restored VM")
+    con.connect(dst.con)
+    con.until_written(256)
+    n = con.stop_guest()
+    dst.kill()
+    check_image(moved, n)
+
+
+@test("mismatch")
+def test_mismatched_drives_refused_before_any_page(tmp):
+    img = os.path.join(tmp, "disk.img")
+    src, sc, con = start(tmp, img)
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    other = os.path.join(tmp, "other.img")
+    cases = [
+        ("size", drive(other), IMAGE * 2,
+         "drive 0 ('virtio0'): the stream's image is %d bytes, this VM's "
+         "%d" % (IMAGE, IMAGE * 2)),
+        ("readonly", drive(other, "readonly=on"), IMAGE,
+         "drive 0 ('virtio0'): readonly=off in the stream, readonly=on "
+         "in this VM"),
+        ("none", [], None, "drive count: the stream has 1, this VM has 0"),
+        ("two", drive(other) + drive(img), IMAGE,
+         "drive count: the stream has 1, this VM has 2"),
+    ]
+    for name, args, size, want in cases:
+        if size is not None:
+            with open(other, "wb") as f:
+                f.write(b"\x5a" * size)
+        uri = "unix:" + os.path.join(tmp, name + ".sock")
+        dst = vm(tmp, name, *args, "--incoming", uri)
+        listening(uri)
+        ok(sc.cmd("migrate", {"uri": uri}))
+        info = wait_status(sc, ["failed", "completed"])
+        assert info["status"] == "failed", (name, info)
+        rc = dst.wait()
+        log = dst.log()
+        assert rc == 6, (name, rc, log)
+        assert "incoming migration failed" in log and want in log, \
+            (name, want, log)
+        dst.kill()
+        if size is not None:
+            with open(other, "rb") as f:
+                assert f.read() == b"\x5a" * size, \
+                    "%s: the destination's image changed" % name
+        # The source runs on, its guest writing.
+        st = ok(sc.cmd("query-status"))
+        assert st["status"] == "running", (name, st)
+        con.until_written(con.written() + 64)
+    n = con.stop_guest()
+    sc.close()
+    src.kill()
+    check_image(img, n)
+
+
+def main():
+    global GUEST
+    GUEST = sys.argv[5]
+    return dl.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
