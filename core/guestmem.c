@@ -516,6 +516,16 @@ void guestmem_set_reader(struct guestmem *gm, guestmem_reader_fn *fn, void *ctx,
 	pthread_mutex_unlock(&gm->lock);
 }
 
+bool guestmem_has_reader(struct guestmem *gm)
+{
+	bool r;
+
+	pthread_mutex_lock(&gm->lock);
+	r = gm->reader != NULL;
+	pthread_mutex_unlock(&gm->lock);
+	return r;
+}
+
 unsigned int guestmem_list(struct guestmem *gm, struct guestmem_slot_info *out,
 			   unsigned int max)
 {

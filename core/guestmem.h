@@ -121,6 +121,9 @@ typedef void guestmem_reader_fn(void *ctx, uint32_t slot,
 				const uint64_t *bitmap, size_t nwords);
 void guestmem_set_reader(struct guestmem *gm, guestmem_reader_fn *fn, void *ctx,
 			 const char *busy);
+/* Whether such a reader is set now (the dirty ring's QMP harvest, which
+ * would take entries from it, refuses then). */
+bool guestmem_has_reader(struct guestmem *gm);
 /* Up to max slots sorted by gpa; returns how many exist. */
 unsigned int guestmem_list(struct guestmem *gm, struct guestmem_slot_info *out,
 			   unsigned int max);

@@ -19,6 +19,11 @@
 #include "vm.h"
 
 #define LINE_MAX_LEN 4096
+/* MMU_DIRTY_RING_MIN and _MAX of core/mmu/mmu.h, which the fuzzed
+ * config parser is built without; mmu_dirty_ring_enable() checks them
+ * again at start. */
+#define DIRTY_RING_MIN 128u
+#define DIRTY_RING_MAX 65536u
 
 enum key {
 	K_KERNEL,
@@ -38,6 +43,7 @@ enum key {
 	K_INCOMING,
 	K_DRIVE,
 	K_CPU,
+	K_DIRTY_RING,
 	K_NR,
 };
 
@@ -59,6 +65,7 @@ static const char *const key_names[K_NR] = {
 	[K_INCOMING] = "incoming",
 	[K_DRIVE] = "drive",
 	[K_CPU] = "cpu",
+	[K_DIRTY_RING] = "dirty-ring",
 };
 
 void mmud_usage(FILE *f)
@@ -107,10 +114,14 @@ void mmud_usage(FILE *f)
 		"  --cpu ENGINE    how vCPUs run guest code: interp, the\n"
 		"                  interpreter (the default and, for now, the\n"
 		"                  only one: jit is not built)\n"
+		"  --dirty-ring N  dirty tracking through a ring of N entries\n"
+		"                  per vCPU (KVM's dirty ring): a power of two\n"
+		"                  from 128 to 65536; 0, the default: bitmaps\n"
 		"  --config FILE   key = value lines with the same settings\n"
 		"                  (kernel, memory, smp, append, console, qmp,\n"
 		"                  name, paused, panic, maxmem, incoming,\n"
-		"                  dump-guest-core, initrd, no-reboot, cpu); '#'\n"
+		"                  dump-guest-core, initrd, no-reboot, cpu,\n"
+		"                  dirty-ring); '#'\n"
 		"                  after a blank starts a comment; flags win\n"
 		"\n"
 		"Exit status: ((v << 1) | 1) & 0xff when the guest writes v to\n"
@@ -314,6 +325,20 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 			snprintf(why, whylen,
 				 "'%s' is not a vCPU count in 1..%u", v,
 				 VM_MAX_VCPUS);
+			return -EINVAL;
+		}
+		return 0;
+	case K_DIRTY_RING:
+		/* KVM's bounds (docs/MMU.md, "The dirty ring"). */
+		if (parse_uint(v, &cfg->dirty_ring) < 0 ||
+		    (cfg->dirty_ring &&
+		     ((cfg->dirty_ring & (cfg->dirty_ring - 1)) ||
+		      cfg->dirty_ring < DIRTY_RING_MIN ||
+		      cfg->dirty_ring > DIRTY_RING_MAX))) {
+			snprintf(why, whylen,
+				 "'%s' is not 0 or a power of two from %u to "
+				 "%u (entries per vCPU)",
+				 v, DIRTY_RING_MIN, DIRTY_RING_MAX);
 			return -EINVAL;
 		}
 		return 0;
@@ -692,6 +717,7 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		{ "incoming", required_argument, NULL, K_INCOMING },
 		{ "drive", required_argument, NULL, K_DRIVE },
 		{ "cpu", required_argument, NULL, K_CPU },
+		{ "dirty-ring", required_argument, NULL, K_DIRTY_RING },
 		{ "config", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },

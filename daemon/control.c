@@ -615,6 +615,24 @@ static void stats_work(void *arg)
 		"unsync_refused", (json_int_t)st.unsync_refused, "mmu_flooded",
 		(json_int_t)st.flooded_pages, "mmu_unprotect",
 		(json_int_t)st.unprotects, "vcpus", vcpus);
+	/* The dirty ring's (docs/MMU.md, "The dirty ring"). */
+	if (j->ret) {
+		json_t *o = json_object_get(j->ret, "vm");
+
+		json_object_set_new(
+			o, "dirty_ring_size",
+			json_integer(mmu_dirty_ring_size(vm_mmu(vm))));
+		json_object_set_new(o, "dirty_ring_pushes",
+				    json_integer((json_int_t)st.ring_pushes));
+		json_object_set_new(
+			o, "dirty_ring_full_exits",
+			json_integer((json_int_t)st.ring_full_exits));
+		json_object_set_new(o, "dirty_ring_resets",
+				    json_integer((json_int_t)st.ring_resets));
+		json_object_set_new(
+			o, "dirty_ring_overflows",
+			json_integer((json_int_t)st.ring_overflows));
+	}
 }
 
 static void return_done(void *arg)

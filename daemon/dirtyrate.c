@@ -8,11 +8,17 @@
  *   memory sampled, over the time between the two passes.
  * - dirty-bitmap: start dirty logging on every slot, wait, count the
  *   pages logged, stop it again.
+ * - dirty-ring (a VM started with --dirty-ring N): start dirty logging on
+ *   every slot, count what each vCPU pushes to its ring over the wait
+ *   (docs/MMU.md, "The dirty ring"), stop it again: a rate per vCPU, and
+ *   their sum. During the wait the worker drains a ring that reaches
+ *   soft-full into the bitmap every REAP_MS, as QEMU's reaper does at a
+ *   ring-full exit, so no vCPU is held.
  *
  * The passes that touch guest memory or the MMU run on the worker (so no
  * slot is removed under a pass); the wait is a libevent timer on the
- * loop, which owns the state (tag (e)). The dirty ring's mode is refused:
- * mmud has no dirty ring.
+ * loop, which owns the state (tag (e)). Without a ring, dirty-ring mode
+ * is refused with QEMU's error.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -35,6 +41,7 @@
 #define MAX_SAMPLES 4096
 #define DEFAULT_SAMPLES 512
 #define MAX_SAMPLED 65536 /* pages hashed in all, whatever the RAM */
+#define REAP_MS 10 /* dirty-ring mode: how often full rings are drained */
 
 enum dr_status { DR_UNSTARTED, DR_MEASURING, DR_MEASURED };
 enum dr_mode { DR_PAGE_SAMPLING, DR_DIRTY_RING, DR_DIRTY_BITMAP };
@@ -55,6 +62,7 @@ struct sample {
 struct dr_job {
 	struct dirtyrate *dr;
 	bool second; /* the pass after the wait */
+	bool tick; /* dirty-ring mode: a drain during the wait */
 	enum dr_mode mode;
 	unsigned sample_pages;
 	/* page-sampling: the pages and their hashes at the first pass */
@@ -63,6 +71,10 @@ struct dr_job {
 	/* dirty-bitmap: the slots whose log the first pass started */
 	uint32_t logged[VM_MAX_MEMSLOTS];
 	unsigned nlogged;
+	/* dirty-ring: each vCPU's pushes at the first pass, then how many
+	 * since at the second */
+	uint64_t pushes[VM_MAX_VCPUS];
+	unsigned nvcpus;
 	uint64_t t0_ns; /* end of the first pass */
 	uint64_t t1_ns; /* start of the second */
 	uint64_t dirty_bytes; /* measured or extrapolated */
@@ -84,6 +96,10 @@ struct dirtyrate {
 	bool unit_ms; /* calc-time was given in milliseconds */
 	unsigned sample_pages;
 	int64_t rate; /* MiB/s, once measured */
+	/* dirty-ring mode: each vCPU's, MiB/s, once measured */
+	int64_t vrates[VM_MAX_VCPUS];
+	unsigned nvcpus;
+	struct ring_cmds *ring; /* (c) x-dirty-ring-harvest, -reset */
 };
 
 static uint64_t now_ns(void)
@@ -232,6 +248,60 @@ static void bitmap_second(struct dr_job *j)
 	j->nlogged = 0;
 }
 
+/* Each vCPU's ring pushes so far into pushes[]; the count of vCPUs. */
+static unsigned ring_pushes(struct dr_job *j, uint64_t *pushes)
+{
+	struct mmu *mmu = vm_mmu(j->dr->vm);
+	unsigned n = vm_nr_vcpus(j->dr->vm);
+
+	if (n > VM_MAX_VCPUS)
+		n = VM_MAX_VCPUS;
+	for (unsigned i = 0; i < n; i++) {
+		struct mmu_dirty_ring_stats st = { 0 };
+
+		mmu_dirty_ring_stats(mmu, i, &st);
+		pushes[i] = st.pushes;
+	}
+	return n;
+}
+
+/* A drain during the wait: only when some ring is soft-full (QEMU reaps
+ * at a ring-full exit), so a page is counted once per protection as in
+ * dirty-bitmap mode unless a ring fills. */
+static void ring_tick(struct dr_job *j)
+{
+	struct mmu *mmu = vm_mmu(j->dr->vm);
+	uint32_t soft = mmu_dirty_ring_size(mmu) - MMU_DIRTY_RING_RESERVE;
+
+	for (unsigned i = 0; i < j->nvcpus; i++) {
+		struct mmu_dirty_ring_stats st = { 0 };
+
+		if (!mmu_dirty_ring_stats(mmu, i, &st) && st.used >= soft) {
+			mmu_dirty_ring_to_bitmap(mmu);
+			return;
+		}
+	}
+}
+
+static void ring_second(struct dr_job *j)
+{
+	uint64_t now[VM_MAX_VCPUS];
+
+	ring_pushes(j, now);
+	for (unsigned i = 0; i < j->nvcpus; i++) {
+		j->pushes[i] = now[i] - j->pushes[i];
+		j->dirty_bytes += j->pushes[i] << 12;
+	}
+	/* Stopping the logs drains the rings (memslot_set_flags). */
+	for (unsigned i = 0; i < j->nlogged; i++) {
+		char err[160];
+
+		guestmem_set_dirty_log(vm_guestmem(j->dr->vm), j->logged[i],
+				       false, err, sizeof(err));
+	}
+	j->nlogged = 0;
+}
+
 static void work(void *arg)
 {
 	struct dr_job *j = arg;
@@ -240,16 +310,28 @@ static void work(void *arg)
 
 	if (n > VM_MAX_MEMSLOTS)
 		n = VM_MAX_MEMSLOTS;
+	if (j->tick) {
+		ring_tick(j);
+		return;
+	}
 	if (j->second)
 		j->t1_ns = now_ns();
-	if (j->mode == DR_PAGE_SAMPLING)
+	if (j->mode == DR_DIRTY_RING) {
+		if (j->second) {
+			ring_second(j);
+		} else {
+			bitmap_first(j, info, n);
+		}
+	} else if (j->mode == DR_PAGE_SAMPLING)
 		(j->second ? sample_second : sample_first)(j, info, n);
 	else if (j->second)
 		bitmap_second(j);
 	else
 		bitmap_first(j, info, n);
-	if (!j->second)
+	if (!j->second) {
+		j->nvcpus = ring_pushes(j, j->pushes);
 		j->t0_ns = now_ns();
+	}
 }
 
 static void job_free(struct dr_job *j)
@@ -270,6 +352,13 @@ static void finish(struct dirtyrate *dr, struct dr_job *j)
 		dr->rate = (int64_t)(((double)j->dirty_bytes / (1 << 20)) *
 					     1e9 / (double)ns +
 				     0.5);
+		dr->nvcpus = j->mode == DR_DIRTY_RING ? j->nvcpus : 0;
+		for (unsigned i = 0; i < dr->nvcpus; i++)
+			dr->vrates[i] =
+				(int64_t)(((double)(j->pushes[i] << 12) /
+					   (1 << 20)) *
+						  1e9 / (double)ns +
+					  0.5);
 		dr->status = DR_MEASURED;
 	}
 	dr->job = NULL;
@@ -278,6 +367,15 @@ static void finish(struct dirtyrate *dr, struct dr_job *j)
 
 static void done(void *arg);
 
+/* With the dirty ring on, a mode that logs drains full rings during the
+ * wait (dirty-bitmap too: its count is the bitmap's, which the drain
+ * fills). */
+static bool drains(const struct dr_job *j)
+{
+	return j->mode != DR_PAGE_SAMPLING &&
+	       mmu_dirty_ring_size(vm_mmu(j->dr->vm));
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dirtyrate *dr = arg;
@@ -285,7 +383,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	j->second = true;
+	j->tick = drains(j) && now_ns() < j->t0_ns + dr->calc_ms * 1000000ULL;
+	j->second = !j->tick;
 	if (mmud_worker_submit(dr->worker, work, done, j) < 0) {
 		j->r = -ESHUTDOWN;
 		snprintf(j->err, sizeof(j->err), "the VM is shutting down");
@@ -304,12 +403,23 @@ static void done(void *arg)
 		finish(dr, j);
 		return;
 	}
+	if (drains(j)) {
+		uint64_t now = now_ns(),
+			 end = j->t0_ns + dr->calc_ms * 1000000ULL,
+			 us = end > now ? (end - now) / 1000 : 0;
+
+		if (us > REAP_MS * 1000)
+			us = REAP_MS * 1000;
+		tv.tv_sec = 0;
+		tv.tv_usec = (suseconds_t)us;
+	}
 	evtimer_add(dr->timer, &tv);
 }
 
+/* The modes that start and stop the dirty logs. */
 static bool is_measuring_bitmap(const struct dirtyrate *dr)
 {
-	return dr->status == DR_MEASURING && dr->mode == DR_DIRTY_BITMAP;
+	return dr->status == DR_MEASURING && dr->mode != DR_PAGE_SAMPLING;
 }
 
 bool mmud_dirtyrate_logs(const struct dirtyrate *dr)
@@ -400,23 +510,22 @@ static void cmd_calc(struct qmp_request *req, json_t *args, void *opaque)
 				"the dirty rate is already being measured.");
 		return;
 	}
-	if (mode == DR_DIRTY_RING) {
+	if (mode == DR_DIRTY_RING && !mmu_dirty_ring_size(vm_mmu(dr->vm))) {
 		qmp_reply_error(req, QMP_ERROR_GENERIC,
 				"mode dirty-ring is not enabled, use other "
 				"method instead.");
 		return;
 	}
-	if (mode == DR_DIRTY_BITMAP) {
+	if (mode != DR_PAGE_SAMPLING) {
 		n = vm_memslots(dr->vm, info, VM_MAX_MEMSLOTS);
 		for (unsigned i = 0; i < n && i < VM_MAX_MEMSLOTS; i++)
 			if (info[i].log_dirty) {
 				qmp_reply_error(
 					req, QMP_ERROR_GENERIC,
-					"mode: dirty-bitmap needs dirty "
-					"logging off, and slot %u logs "
-					"(x-dirty-log-stop it, or use "
-					"page-sampling)",
-					info[i].slot);
+					"mode: %s needs dirty logging off, "
+					"and slot %u logs (x-dirty-log-stop "
+					"it, or use page-sampling)",
+					mode_names[mode], info[i].slot);
 				return;
 			}
 	}
@@ -464,6 +573,17 @@ static void cmd_query(struct qmp_request *req, json_t *args, void *opaque)
 		"mode", mode_names[dr->mode]);
 	if (ret && dr->status == DR_MEASURED)
 		json_object_set_new(ret, "dirty-rate", json_integer(dr->rate));
+	/* QEMU's per-vCPU rates, in dirty-ring mode only. */
+	if (ret && dr->status == DR_MEASURED && dr->mode == DR_DIRTY_RING) {
+		json_t *v = json_array();
+
+		for (unsigned i = 0; v && i < dr->nvcpus; i++)
+			json_array_append_new(
+				v, json_pack("{s:i, s:I}", "id", (int)i,
+					     "dirty-rate",
+					     (json_int_t)dr->vrates[i]));
+		json_object_set_new(ret, "vcpu-dirty-rate", v);
+	}
 	if (!ret) {
 		qmp_reply_error(req, QMP_ERROR_GENERIC, "out of memory");
 		return;
@@ -497,13 +617,15 @@ struct dirtyrate *mmud_dirtyrate_new(struct event_base *base,
 	dr->vm = vm;
 	dr->sample_pages = DEFAULT_SAMPLES;
 	dr->timer = evtimer_new(base, timer_cb, dr);
-	if (!dr->timer ||
+	dr->ring = mmud_dirtyring_new(qmp, worker, vm);
+	if (!dr->timer || !dr->ring ||
 	    qmp_server_register(qmp, "calc-dirty-rate", calc_args, cmd_calc,
 				dr) < 0 ||
 	    qmp_server_register(qmp, "query-dirty-rate", query_args, cmd_query,
 				dr) < 0) {
 		if (dr->timer)
 			event_free(dr->timer);
+		mmud_dirtyring_free(dr->ring);
 		free(dr);
 		return NULL;
 	}
@@ -515,6 +637,7 @@ void mmud_dirtyrate_free(struct dirtyrate *dr)
 	if (!dr)
 		return;
 	event_free(dr->timer);
+	mmud_dirtyring_free(dr->ring);
 	/* A measurement cut short by the shutdown: its job, if it is not
 	 * on the worker (which has finished every job by now). */
 	if (dr->job)

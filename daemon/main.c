@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "migrate_uri.h"
+#include "mmu.h"
 #include "mmu_rcu.h"
 #include "mmud.h"
 #include "vm_paths.h"
@@ -317,6 +318,14 @@ static int create_vm(struct daemon *m)
 	m->vm = vm_create(&m->vcfg, err, sizeof(err));
 	if (!m->vm) {
 		fprintf(stderr, "<3>mmud: %s: %s\n", m->what, err);
+		return -1;
+	}
+	/* Before any vCPU runs (docs/MMU.md, "The dirty ring"). */
+	if (m->cfg.dirty_ring &&
+	    mmu_dirty_ring_enable(vm_mmu(m->vm), m->cfg.dirty_ring, err,
+				  sizeof(err)) < 0) {
+		fprintf(stderr, "<3>mmud: %s: --dirty-ring: %s\n", m->what,
+			err);
 		return -1;
 	}
 	log_drives(m);

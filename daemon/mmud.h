@@ -69,6 +69,8 @@ struct mmud_config {
 	 * virtio-mmio devices 0.. in order; owned. */
 	struct blk_drive_config *drives;
 	unsigned int nr_drives;
+	/* --dirty-ring: entries per vCPU of the dirty ring, 0: off. */
+	unsigned int dirty_ring;
 	char *config; /* the --config file, or NULL */
 	bool help, version;
 };
@@ -300,6 +302,12 @@ struct dirtyrate *mmud_dirtyrate_new(struct event_base *base,
 				     struct mmud_worker *worker, struct vm *vm);
 void mmud_dirtyrate_free(struct dirtyrate *dr);
 bool mmud_dirtyrate_logs(const struct dirtyrate *dr);
+/* x-dirty-ring-harvest, x-dirty-ring-reset (dirtyring.c); registered by
+ * mmud_dirtyrate_new(). NULL: -ENOMEM. */
+struct ring_cmds;
+struct ring_cmds *mmud_dirtyring_new(struct qmp_server *qmp,
+				     struct mmud_worker *worker, struct vm *vm);
+void mmud_dirtyring_free(struct ring_cmds *c);
 
 /*
  * migration.c and incoming.c: live migration (docs/MIGRATION.md, "The

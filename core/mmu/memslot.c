@@ -558,6 +558,11 @@ int memslot_set_flags(struct mmu *mmu, uint32_t id, uint32_t flags, char *err,
 	}
 	if (old->flags == flags)
 		goto out;
+	/* Logging stops: the dirty rings' entries go to the bitmaps, and
+	 * a vCPU held at soft-full is let go (docs/MMU.md, "The dirty
+	 * ring"). */
+	if (!(flags & MEMSLOT_LOG_DIRTY))
+		mmu_dirty_ring_to_bitmap_slots_locked(mmu);
 	ret = -ENOMEM;
 	s = slot_dup(old);
 	if (!s)

@@ -885,14 +885,22 @@ bool vcpu_run_once(struct vcpu *v, uint64_t max_insns)
 		return true;
 	/*
 	 * A soft-full dirty ring (docs/MMU.md, "The dirty ring"): no guest
-	 * code until a reset makes room. The reset's request wakes us, and
-	 * so do pause, stop and every other request, which go round the
-	 * loop first; block() drops the read side, so a memslot update
-	 * (and the harvest behind it) never waits for us.
+	 * code until a reset makes room, but for one instruction first, the
+	 * one whose write fault filled it, so its store is made before the
+	 * harvest (a reset in between would protect the page again and the
+	 * store would push it twice). The reset's request wakes us, and so
+	 * do pause, stop and every other request, which go round the loop
+	 * first; block() drops the read side, so a memslot update (and the
+	 * harvest behind it) never waits for us.
 	 */
-	if (mmu_vcpu_dirty_ring_full(v->mmu_vcpu)) {
+	if (!mmu_vcpu_dirty_ring_full(v->mmu_vcpu)) {
+		v->ring_grace = false;
+	} else if (v->ring_grace) {
 		block(v, 0);
 		return true;
+	} else {
+		v->ring_grace = true;
+		max_insns = 1;
 	}
 	if (!load_root(v))
 		return true;

@@ -153,6 +153,11 @@ class Daemon:
         if append:
             args += ["--append", append]
         args += list(extra)
+        # meson test --setup dirtyring: every daemon on the dirty ring
+        # (docs/MMU.md, "The dirty ring"), unless the test chose a size.
+        ring = os.environ.get("MMUD_TEST_DIRTY_RING")
+        if ring and "--dirty-ring" not in args:
+            args += ["--dirty-ring", ring]
         e = dict(os.environ, NOTIFY_SOCKET=self.notify.path)
         e.update(env or {})
         self.stderr = open(os.path.join(tmp, "stderr.txt"), "w+")

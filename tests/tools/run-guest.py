@@ -11,6 +11,7 @@ exits 1. Exits 77 (skip) when CMD does, e.g. kvm-run without /dev/kvm.
 
 import argparse
 import difflib
+import os
 import subprocess
 import sys
 
@@ -34,6 +35,11 @@ def main():
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         ap.error("no command given after --")
+    # meson test --setup dirtyring: mmud on the dirty ring (docs/MMU.md,
+    # "The dirty ring").
+    ring = os.environ.get("MMUD_TEST_DIRTY_RING")
+    if ring and os.path.basename(cmd[0]) == "mmud":
+        cmd = cmd + ["--dirty-ring", ring]
 
     with open(args.expect, "rb") as f:
         expected = f.read()

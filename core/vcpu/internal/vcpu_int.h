@@ -53,6 +53,9 @@ struct vcpu {
 	/* (v) The retired-instruction count at which the current slice
 	 * ends (VCPU_SLICE_INSNS), across however many runs it takes. */
 	uint64_t slice_end;
+	/* (v) the dirty ring went soft-full and the instruction whose fault
+	 * filled it has been let run once (vcpu_run_once()). */
+	bool ring_grace;
 
 	/*
 	 * (a) Written by this vCPU only, except IN_GUEST_MODE ->

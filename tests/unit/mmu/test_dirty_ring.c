@@ -267,20 +267,28 @@ static void test_ring_bitmap_readers_take_the_ring_first(void **state)
 	ring_free(e, &m);
 }
 
-static void test_ring_reset_of_a_slot_no_longer_logging(void **state)
+static void test_ring_logging_off_drains_and_lets_go(void **state)
 {
 	struct tmem m;
 	struct mmu_env *e = ring_env(&m);
 	char err[128];
 
 	(void)state;
-	write_fault(e, 4);
-	expect_harvest(e, (const unsigned[]){ 4 }, 1);
+	for (unsigned i = 0; i < RING - MMU_DIRTY_RING_RESERVE; i++)
+		write_fault(e, i);
+	struct mmu_dirty_entry one;
+
+	/* One harvested, the rest only pushed. */
+	assert_int_equal(mmu_dirty_ring_harvest(e->mmu, 0, &one, 1), 1);
+	assert_true(mmu_vcpu_dirty_ring_full(e->v));
 	assert_int_equal(memslot_set_flags(e->mmu, S2, 0, err, sizeof(err)), 0);
-	/* Freed without protection: nothing logs its writes now. */
-	assert_int_equal(mmu_dirty_ring_reset(e->mmu), 1);
-	write_fault(e, 4);
-	write_fault(e, 5);
+	/* Every entry freed, the vCPU free to run, nothing left over. */
+	assert_false(mmu_vcpu_dirty_ring_full(e->v));
+	assert_int_equal(env_stats(e).ring_resets,
+			 RING - MMU_DIRTY_RING_RESERVE);
+	expect_harvest(e, NULL, 0);
+	/* Not logging: writes push nothing. */
+	write_fault(e, 200);
 	expect_harvest(e, NULL, 0);
 	ring_free(e, &m);
 }
@@ -295,7 +303,7 @@ int main(void)
 			test_ring_soft_full_at_size_minus_reserve_and_wraps),
 		cmocka_unit_test(test_ring_without_room_spills_into_bitmap),
 		cmocka_unit_test(test_ring_bitmap_readers_take_the_ring_first),
-		cmocka_unit_test(test_ring_reset_of_a_slot_no_longer_logging),
+		cmocka_unit_test(test_ring_logging_off_drains_and_lets_go),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
