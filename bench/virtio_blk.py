@@ -210,20 +210,25 @@ def compare_qemu(build, runs, disk_dir, secs):
 
 
 def split_mmud(build, disk_dir, secs):
-    """--split: one boot of mmud on the tmpfs image with QMP, reading
-    query-cpus-fast and query-blockstats at each phase's begin and
-    result lines: where a phase's time goes, device or guest."""
+    """--split: one boot of mmud with QMP per image (tmpfs, disk),
+    reading query-cpus-fast and query-blockstats at each phase's begin
+    and result lines: where a phase's time goes, device or guest."""
     sys.path.insert(0, os.path.join(os.path.dirname(
         os.path.abspath(__file__)), "..", "tests", "lib"))
-    import qmpclient
-
     blkload = os.path.join(build, "bench", "mmud-blkload")
     out = subprocess.run([sys.executable, os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "scripts",
         "linux-guest"), "--blkload", blkload], check=True,
         stdout=subprocess.PIPE).stdout.decode()
     g = dict(line.split(" ", 1) for line in out.splitlines())
-    path = os.path.join("/dev/shm", "mmud-bench-split.raw")
+    for where, d in (("tmpfs", "/dev/shm"), ("disk", disk_dir)):
+        print("%s image, cache=none:" % where)
+        split_one(build, g, os.path.join(d, "mmud-bench-split.raw"), secs)
+
+
+def split_one(build, g, path, secs):
+    import qmpclient
+
     with open(path, "wb") as f:
         f.write(os.urandom(64 << 20))
     tmp = tempfile.mkdtemp(prefix="mmud-bench-")
