@@ -134,16 +134,49 @@ out:
 }
 
 /*
+ * mmio-wrap=zap-mmio (docs/MMU.md, "Switches"): clear every MMIO spte
+ * and keep the rest. Under mmu_lock, where MMIO sptes are installed, so
+ * none of an old stamp survives; an MMIO spte maps nothing and no TLB
+ * holds it, so no flush is owed. O(shadow pages x 512).
+ */
+static void zap_mmio_sptes(struct mmu *mmu)
+{
+	struct list_node *n;
+
+	mmu_rcu_read_lock();
+	mmu_lock_acquire(mmu);
+	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = n->next) {
+		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+
+		for (unsigned int i = 0; i < MMU_PT_ENTRIES; i++)
+			if (is_mmio_spte(atomic_load_explicit(
+				    &sp->spt[i], memory_order_relaxed)))
+				mmu_spte_set(&sp->spt[i], 0);
+	}
+	mmu_lock_release(mmu);
+	mmu_rcu_read_unlock();
+}
+
+/*
  * kvm_mmu_invalidate_mmio_sptes: called by publish() with slots_lock
  * held before it stores gen, while the update-in-progress bit still
  * makes the fast path decline. When the stamp bits wrap to zero an old
  * stamp could match again: make every page obsolete (no current root
- * reaches an old MMIO spte any more) and free them.
+ * reaches an old MMIO spte any more) and free them, the slow way with
+ * zap-all=slow; or, with mmio-wrap=zap-mmio, clear the MMIO sptes alone.
  */
 void mmu_memslots_updated(struct mmu *mmu, uint64_t gen)
 {
 	if (gen & MMIO_GEN_MASK)
 		return;
+	if (mmu_option_get(mmu, MMU_OPT_MMIO_WRAP) == MMU_MMIO_WRAP_ZAP_MMIO) {
+		zap_mmio_sptes(mmu);
+		return;
+	}
+	if (mmu_option_get(mmu, MMU_OPT_ZAP_ALL) == MMU_ZAP_ALL_SLOW) {
+		mmu_zap_all(mmu);
+		return;
+	}
 	mmu_zap_all_fast(mmu);
 	mmu_zap_obsolete_pages(mmu);
 }

@@ -448,6 +448,8 @@ struct mmu *mmu_create(const struct mmu_vcpu_ops *ops, void *opaque)
 		list_init(&mmu->hash[i]);
 	mmu->ops = ops;
 	mmu->opaque = opaque;
+	/* Off until the vCPU layer calls the sync points (mmu_set_unsync). */
+	mmu_option_set(mmu, MMU_OPT_UNSYNC, MMU_UNSYNC_OFF);
 	return mmu;
 }
 
@@ -619,8 +621,7 @@ int mmu_vcpu_load(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu)
 		struct mmu_page *sp = get_page(v, gfn, role, &flush);
 
 		/* Root load is a sync point (docs/MMU.md, "Unsync and sync"). */
-		if (sp->unsync_children)
-			mmu_sync_children_locked(mmu, sp);
+		mmu_sync_root_locked(mmu, sp);
 		sp->root_count++;
 		v->root = sp;
 		v->root_gfn = gfn;

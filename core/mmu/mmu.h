@@ -468,6 +468,51 @@ int mmu_audit_begin(struct mmu *mmu, uint64_t deadline_ns, char *msg,
 int mmu_audit_step(struct mmu *mmu, unsigned max_pages, char *msg,
 		   size_t msglen);
 
+/* ---- switches (docs/MMU.md, "Switches") -------------------------------- */
+
+enum mmu_option {
+	MMU_OPT_UNSYNC, /* enum mmu_unsync_mode */
+	MMU_OPT_ZAP_ALL, /* enum mmu_zap_all_mode */
+	MMU_OPT_MMIO_WRAP, /* enum mmu_mmio_wrap_mode */
+	MMU_OPT_NR,
+};
+
+/* Values in the order of each option's names (core/mmu/options.c); the
+ * first is what a VM runs with unless told otherwise. */
+enum mmu_unsync_mode {
+	MMU_UNSYNC_REACHABLE, /* sync the unsync pages a root reaches */
+	MMU_UNSYNC_OFF, /* never unsync: emulate every write to a table */
+	MMU_UNSYNC_ALL, /* sync every unsync page at each sync point */
+};
+enum mmu_zap_all_mode {
+	MMU_ZAP_ALL_FAST, /* x-mmu-zap-all: obsolete generation, then free */
+	MMU_ZAP_ALL_SLOW, /* every page zapped under one mmu_lock hold */
+};
+enum mmu_mmio_wrap_mode {
+	MMU_MMIO_WRAP_ZAP_ALL, /* a stamp wrap zaps every page (fast) */
+	MMU_MMIO_WRAP_ZAP_MMIO, /* it clears the MMIO sptes only */
+};
+
+struct mmu_option_desc {
+	const char *name;
+	const char *const *values; /* NULL-terminated, the default first */
+	bool runtime; /* may change while vCPUs run */
+};
+
+const struct mmu_option_desc *mmu_option_desc(enum mmu_option opt);
+/*
+ * An option and its value by name ("unsync", "all"), or "NAME=VALUE":
+ * 0, or -EINVAL with err naming the unknown option (and the known ones)
+ * or the value (and the option's values). Needs no MMU.
+ */
+int mmu_option_lookup(const char *name, const char *value, enum mmu_option *opt,
+		      unsigned int *val, char *err, size_t errlen);
+int mmu_option_parse(const char *s, enum mmu_option *opt, unsigned int *val,
+		     char *err, size_t errlen);
+/* Takes effect at the next decision it governs; any thread. */
+void mmu_option_set(struct mmu *mmu, enum mmu_option opt, unsigned int val);
+unsigned int mmu_option_get(struct mmu *mmu, enum mmu_option opt);
+
 /* ---- unsync and sync, fast zap-all, MMIO sptes, large sptes ---------- */
 
 /*

@@ -32,7 +32,8 @@ static bool test_bit(const uint64_t *map, unsigned i)
 
 void mmu_set_unsync(struct mmu *mmu, bool on)
 {
-	atomic_store_explicit(&mmu->unsync_enabled, on, memory_order_relaxed);
+	mmu_option_set(mmu, MMU_OPT_UNSYNC,
+		       on ? MMU_UNSYNC_REACHABLE : MMU_UNSYNC_OFF);
 }
 
 static void mark_parents(struct mmu_page *sp);
@@ -137,7 +138,7 @@ bool mmu_try_unsync_locked(struct mmu *mmu, const struct memslot *slot,
 
 	mmu_assert_locked(mmu);
 	(void)slot;
-	if (!atomic_load_explicit(&mmu->unsync_enabled, memory_order_relaxed))
+	if (mmu_option_get(mmu, MMU_OPT_UNSYNC) == MMU_UNSYNC_OFF)
 		return false;
 	for_each_gfn_page(mmu, gfn, sp, n)
 	{
@@ -283,6 +284,31 @@ static bool collect_unsync(struct mmu_page *sp, struct collect *c)
 	return true;
 }
 
+/* Write-protect the gfns of c's pages, flush if one was writable, sync
+ * them, flush if an spte was dropped: one round of a sync. */
+static void sync_batch(struct mmu *mmu, struct collect *c)
+{
+	bool flush = false;
+	unsigned i;
+
+	for (i = 0; i < c->n; i++) {
+		const struct memslot *s =
+			memslot_lookup(mmu, c->pages[i]->gfn, NULL);
+
+		if (s)
+			flush |= mmu_write_protect_gfn_locked(
+				mmu, s, c->pages[i]->gfn, true);
+	}
+	if (flush)
+		mmu_flush_remote_tlbs(mmu);
+	flush = false;
+	for (i = 0; i < c->n; i++)
+		flush |= sync_page(mmu, c->pages[i]);
+	if (flush)
+		mmu_flush_remote_tlbs(mmu);
+	c->n = 0;
+}
+
 /*
  * mmu_sync_children: bring every unsync page at or below top back in
  * sync, SYNC_BATCH pages at a time. Per batch: write-protect their gfns
@@ -296,30 +322,47 @@ void mmu_sync_children_locked(struct mmu *mmu, struct mmu_page *top)
 	mmu_assert_locked(mmu);
 	for (;;) {
 		struct collect c = { .n = 0 };
-		bool flush = false, more;
-		unsigned i;
+		bool more = !collect_unsync(top, &c);
 
-		more = !collect_unsync(top, &c);
 		if (!c.n)
 			return;
-		for (i = 0; i < c.n; i++) {
-			const struct memslot *s =
-				memslot_lookup(mmu, c.pages[i]->gfn, NULL);
-
-			if (s)
-				flush |= mmu_write_protect_gfn_locked(
-					mmu, s, c.pages[i]->gfn, true);
-		}
-		if (flush)
-			mmu_flush_remote_tlbs(mmu);
-		flush = false;
-		for (i = 0; i < c.n; i++)
-			flush |= sync_page(mmu, c.pages[i]);
-		if (flush)
-			mmu_flush_remote_tlbs(mmu);
+		sync_batch(mmu, &c);
 		if (!more && !top->unsync && !top->unsync_children)
 			return;
 	}
+}
+
+/*
+ * unsync=all (docs/MMU.md, "Switches"): every unsync page of the VM,
+ * reachable from the root or not, brought back in sync at a sync point,
+ * as the alternative to syncing the root's subtree argued. One pass over
+ * the active list: syncing neither frees nor moves a page.
+ */
+static void sync_all_locked(struct mmu *mmu)
+{
+	struct collect c = { .n = 0 };
+	struct list_node *n;
+
+	mmu_assert_locked(mmu);
+	for (n = mmu->active_pages.next; n != &mmu->active_pages; n = n->next) {
+		struct mmu_page *sp = container_of(n, struct mmu_page, link);
+
+		if (!sp->unsync || mmu_page_is_obsolete(mmu, sp))
+			continue;
+		c.pages[c.n++] = sp;
+		if (c.n == SYNC_BATCH)
+			sync_batch(mmu, &c);
+	}
+	if (c.n)
+		sync_batch(mmu, &c);
+}
+
+void mmu_sync_root_locked(struct mmu *mmu, struct mmu_page *root)
+{
+	if (mmu_option_get(mmu, MMU_OPT_UNSYNC) == MMU_UNSYNC_ALL)
+		sync_all_locked(mmu);
+	else if (root->unsync_children)
+		mmu_sync_children_locked(mmu, root);
 }
 
 /*
@@ -356,9 +399,8 @@ int mmu_vcpu_sync(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu)
 		return ret;
 	mmu_rcu_read_lock();
 	mmu_lock_acquire(mmu);
-	if (v->root && !mmu_page_is_obsolete(mmu, v->root) &&
-	    v->root->unsync_children)
-		mmu_sync_children_locked(mmu, v->root);
+	if (v->root && !mmu_page_is_obsolete(mmu, v->root))
+		mmu_sync_root_locked(mmu, v->root);
 	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
 	return 0;

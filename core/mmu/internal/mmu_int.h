@@ -316,9 +316,12 @@ struct mmu {
 	const struct mmu_vcpu_ops *ops; /* (c) */
 	void *opaque; /* (c) */
 	struct mmu_stats_atomic stats;
-	/* (a) relaxed: mmu_set_unsync(); read under mmu_lock by the fault
-	 * path, which is all that decides to unsync. */
-	_Atomic bool unsync_enabled;
+	/* (a) relaxed: the switches (mmu_option_set(), core/mmu/options.c),
+	 * each read where it decides (unsync: under mmu_lock by the fault
+	 * path and the sync points; zap-all and mmio-wrap by the thread
+	 * that zaps). A decision taken on the old value is one the old
+	 * value allowed: no switch needs an ordering with other data. */
+	_Atomic unsigned char options[MMU_OPT_NR];
 	/* The live audit's pass; its pages carry it until they are checked
 	 * against the guest's tables (docs/MMU.md, "The live audit"). The
 	 * cursor is the next active page to check, or NULL: every page
@@ -527,6 +530,9 @@ void mmu_unlink_unsync_locked(struct mmu *mmu, struct mmu_page *parent,
 void mmu_resync_gfn_before_upper_locked(struct mmu *mmu, gfn_t gfn,
 					bool *flush);
 void mmu_sync_children_locked(struct mmu *mmu, struct mmu_page *top);
+/* A sync point's sync for root: its unsync subtree, or every unsync page
+ * with unsync=all (core/mmu/unsync.c). */
+void mmu_sync_root_locked(struct mmu *mmu, struct mmu_page *root);
 bool mmu_gfn_all_unsync_locked(struct mmu *mmu, gfn_t gfn);
 
 /* mmio_spte.c */

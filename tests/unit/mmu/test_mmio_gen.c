@@ -152,6 +152,131 @@ static void test_mmio_generation_wrap_zaps_every_mmio_spte(void **state)
 	env_free(e);
 }
 
+/* Two updates up to the wrap of the stamp, with an MMIO spte and a RAM
+ * translation in place before them. */
+static void wrap_with_ram_mapped(struct mmu_env *e)
+{
+	struct mmu_fault_info info;
+	char err[128];
+
+	env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+	env_map(e, PML4, MMIO_GVA + 0x200000, BASE1, G_W | G_D);
+	set_generation(e, (7ULL << 40) | (MMIO_GEN_MASK - 1));
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	assert_int_equal(env_fault(e, MMIO_GVA + 0x200000, MMU_ACCESS_READ),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(memslot_set_flags(e->mmu, 1, MEMSLOT_LOG_DIRTY, err,
+					   sizeof(err)),
+			 0);
+	assert_int_equal(memslot_set_flags(e->mmu, 1, 0, err, sizeof(err)), 0);
+	assert_int_equal(memslot_generation(e->mmu) & MMIO_GEN_MASK, 0);
+}
+
+/* mmio-wrap=zap-mmio (docs/MMU.md, "Switches"): the wrap clears the MMIO
+ * sptes and nothing else; the RAM translation survives it. */
+static void test_mmio_generation_wrap_zap_mmio_keeps_ram_sptes(void **state)
+{
+	struct mmu_env *e = env_new();
+	struct mmu_fault_info info;
+	struct mmu_stats before, st;
+
+	(void)state;
+	mmu_option_set(e->mmu, MMU_OPT_MMIO_WRAP, MMU_MMIO_WRAP_ZAP_MMIO);
+	wrap_with_ram_mapped(e);
+	st = env_stats(e);
+	assert_int_equal(st.fast_zaps, 0);
+	assert_int_equal(st.zapped_pages, 0);
+	assert_shadow_maps(e, MMIO_GVA + 0x200000, MMU_ACCESS_READ,
+			   env_hva(e, BASE1));
+	env_audit(e);
+	/* The MMIO spte is gone: the next fault walks and makes a new one
+	 * rather than answering from the old stamp. */
+	before = env_stats(e);
+	assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info),
+			 MMU_FAULT_MMIO);
+	st = env_stats(e);
+	assert_int_equal(st.mmio_hits, before.mmio_hits);
+	assert_int_equal(st.mmio_sptes, before.mmio_sptes + 1);
+	env_free(e);
+}
+
+/* zap-all=slow: the wrap zaps every page under mmu_lock, no obsolete
+ * generation. */
+static void test_mmio_generation_wrap_slow_zaps_every_page(void **state)
+{
+	struct mmu_env *e = env_new();
+	struct mmu_stats st;
+
+	(void)state;
+	mmu_option_set(e->mmu, MMU_OPT_ZAP_ALL, MMU_ZAP_ALL_SLOW);
+	wrap_with_ram_mapped(e);
+	st = env_stats(e);
+	assert_int_equal(st.fast_zaps, 0);
+	assert_true(st.zapped_pages > 0);
+	assert_shadow_misses(e, MMIO_GVA + 0x200000, MMU_ACCESS_READ);
+	env_audit(e);
+	env_free(e);
+}
+
+/*
+ * Why the wrap must clear old MMIO sptes, in each of its modes: an spte
+ * stamped with the low bits the generation comes back to, for a gfn that
+ * became RAM meanwhile, would answer MMIO again. Each mode must leave
+ * the fault to map the RAM.
+ */
+static void test_mmio_generation_wrap_never_revives_old_stamp(void **state)
+{
+	static const struct {
+		enum mmu_option opt;
+		unsigned int val;
+	} modes[] = {
+		{ MMU_OPT_MMIO_WRAP, MMU_MMIO_WRAP_ZAP_ALL },
+		{ MMU_OPT_ZAP_ALL, MMU_ZAP_ALL_SLOW },
+		{ MMU_OPT_MMIO_WRAP, MMU_MMIO_WRAP_ZAP_MMIO },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		struct mmu_env *e = env_new();
+		struct tmem m2 = tmem_alloc(1);
+		struct mmu_fault_info info;
+		char err[128];
+
+		mmu_option_set(e->mmu, modes[i].opt, modes[i].val);
+		env_map(e, PML4, MMIO_GVA, MMIO_GFN, G_W | G_D);
+		/* Stamped with low bits 0. */
+		set_generation(e, 5ULL << 40);
+		assert_int_equal(env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ,
+						&info),
+				 MMU_FAULT_MMIO);
+		assert_int_equal(memslot_add(e->mmu, 2, MMIO_GFN, 1,
+					     tmem_hva(&m2), 0, err,
+					     sizeof(err)),
+				 0);
+		/* Much later, two updates from the wrap back to 0. */
+		set_generation(e, (7ULL << 40) | (MMIO_GEN_MASK - 1));
+		assert_int_equal(memslot_set_flags(e->mmu, 1, MEMSLOT_LOG_DIRTY,
+						   err, sizeof(err)),
+				 0);
+		assert_int_equal(
+			memslot_set_flags(e->mmu, 1, 0, err, sizeof(err)), 0);
+		assert_int_equal(memslot_generation(e->mmu) & MMIO_GEN_MASK, 0);
+		mmu_vcpu_free_obsolete_roots(e->v);
+		if (env_fault_info(e, MMIO_GVA, MMU_ACCESS_READ, &info) !=
+		    MMU_FAULT_FIXED)
+			fail_msg("mode %zu: the gfn, RAM now, answered as MMIO "
+				 "from an spte of the last cycle",
+				 i);
+		assert_shadow_maps(e, MMIO_GVA, MMU_ACCESS_READ, tmem_hva(&m2));
+		env_audit(e);
+		assert_int_equal(memslot_delete(e->mmu, 2, err, sizeof(err)),
+				 0);
+		env_free(e);
+		tmem_free(&m2);
+	}
+}
+
 /*
  * While a memslot update is between publish and the end of its grace
  * period, an MMIO spte cached before it may be stale even though its
@@ -303,6 +428,12 @@ int main(void)
 		cmocka_unit_test(test_mmio_spte_zapped_by_emulated_gpte_write),
 		cmocka_unit_test(
 			test_mmio_generation_no_zap_before_stamp_wraps),
+		cmocka_unit_test(
+			test_mmio_generation_wrap_zap_mmio_keeps_ram_sptes),
+		cmocka_unit_test(
+			test_mmio_generation_wrap_slow_zaps_every_page),
+		cmocka_unit_test(
+			test_mmio_generation_wrap_never_revives_old_stamp),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);

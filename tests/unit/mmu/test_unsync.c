@@ -185,6 +185,60 @@ static void test_unsync_sync_of_one_root_leaves_other_root_unsync(void **state)
 	env_free(e);
 }
 
+/* unsync=all (docs/MMU.md, "Switches"): a sync point syncs the unsync
+ * pages of every root, not only those the loaded root reaches. */
+static void test_unsync_all_syncs_pages_of_other_roots_too(void **state)
+{
+	struct mmu_env *e = env_new();
+	struct mmu_vcpu *v2 = mmu_vcpu_create(e->mmu, 1);
+	struct mmu_cpu_state cpu2;
+	struct mmu_fault_info info;
+	gfn_t pml4b;
+
+	(void)state;
+	fault_in_window(e, MMU_ACCESS_WRITE);
+	mmu_option_set(e->mmu, MMU_OPT_UNSYNC, MMU_UNSYNC_ALL);
+	pml4b = e->next_table++;
+	cpu2 = boot_cpu(pml4b);
+	map_window(e, pml4b, BASE1 + 1);
+	assert_int_equal(env_fault_v(v2, &cpu2, 0x400000, MMU_ACCESS_WRITE,
+				     &info),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(env_fault_v(v2, &cpu2, 0x402000, MMU_ACCESS_WRITE,
+				     &info),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(env_stats(e).unsyncs, 2);
+	assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
+	assert_int_equal(env_stats(e).syncs, 2);
+	assert_int_equal(root_page(e->v)->unsync_children, 0);
+	assert_int_equal(root_page(v2)->unsync_children, 0);
+	/* Synced means write-protected again, behind either root. */
+	assert_shadow_misses(e, 0x402000, MMU_ACCESS_WRITE);
+	assert_int_equal(env_fault_v(v2, &cpu2, 0x402000, MMU_ACCESS_WRITE,
+				     &info),
+			 MMU_FAULT_FIXED);
+	env_audit(e);
+	mmu_vcpu_destroy(v2);
+	env_free(e);
+}
+
+/* unsync=off: a write to a leaf table is emulated, as upper levels are. */
+static void test_unsync_off_emulates_leaf_table_writes(void **state)
+{
+	struct mmu_env *e = env_new();
+
+	(void)state;
+	map_window(e, PML4, BASE1);
+	mmu_option_set(e->mmu, MMU_OPT_UNSYNC, MMU_UNSYNC_OFF);
+	assert_int_equal(env_fault(e, 0x400000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_FIXED);
+	assert_int_equal(env_fault(e, 0x402000, MMU_ACCESS_WRITE),
+			 MMU_FAULT_EMULATE);
+	assert_int_equal(env_stats(e).unsyncs, 0);
+	env_audit(e);
+	env_free(e);
+}
+
 static void test_unsync_upper_level_table_write_still_emulated(void **state)
 {
 	struct mmu_env *e = env_new();
@@ -363,6 +417,9 @@ int main(void)
 			test_unsync_guest_pte_store_seen_after_cr3_reload),
 		cmocka_unit_test(
 			test_unsync_sync_of_one_root_leaves_other_root_unsync),
+		cmocka_unit_test(
+			test_unsync_all_syncs_pages_of_other_roots_too),
+		cmocka_unit_test(test_unsync_off_emulates_leaf_table_writes),
 		cmocka_unit_test(
 			test_unsync_upper_level_table_write_still_emulated),
 		cmocka_unit_test(
