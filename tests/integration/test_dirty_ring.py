@@ -138,7 +138,10 @@ def test_every_write_reported_once_and_soft_full_holds_until_reset(tmp):
         # Harvest and reset until every vCPU has said what it wrote: a
         # vCPU at soft-full waits for the reset.
         while len(wrote) < smp:
-            assert time.monotonic() < deadline, ("round", r, wrote)
+            assert time.monotonic() < deadline, (
+                "round", r, "only these vCPUs finished it (the others "
+                "held at soft-full after resets?)", sorted(wrote),
+                stats(c))
             got += epoch()
             epochs += 1
             con.poll()
