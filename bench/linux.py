@@ -12,6 +12,15 @@ TCG, qemu64 without MTRR/MCA/MCE, 512 MiB, tsc_early_khz since TCG has
 no kvmclock); mmud gets 512 MiB and 1 vCPU too.
 
 Usage: bench/linux.py MMUD [ROUNDS]   (MMUD: build/daemon/mmud)
+       bench/linux.py --to-init MMUD [WRAPPER...]
+
+--to-init boots mmud alone, without the workload, stops at /init's
+banner and prints the guest instructions retired, the daemon's CPU time
+(user + system, from /proc) and the run loop's counters; with a WRAPPER
+command (say `valgrind --tool=cachegrind --cache-sim=no`) mmud runs
+under it and is ended with QMP quit, so the wrapper reports. Host
+instructions per guest instruction (docs/BENCHMARKS.md, "Linux") are
+the wrapper's count over the guest's.
 """
 import os
 import socket
@@ -106,7 +115,54 @@ def run_qemu(kernel, initrd):
     return seen
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process pid and its threads."""
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def to_init(mmud, wrapper):
+    kernel, initrd = guest_files()
+    print("load average before: %s" % open("/proc/loadavg").read().strip())
+    if wrapper:
+        script = tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False)
+        script.write("#!/bin/sh\nexec %s %s \"$@\"\n" % (
+            " ".join(wrapper), os.path.abspath(mmud)))
+        script.close()
+        os.chmod(script.name, 0o755)
+        mmud = script.name
+    dl.MMUD = mmud
+    dl.TIMEOUT = 600
+    with tempfile.TemporaryDirectory(prefix="mmud-bench-") as tmp:
+        t0 = time.monotonic()
+        d = dl.Daemon(tmp, "--paused", "--initrd", initrd, "--memory",
+                      "512M", "--no-reboot", smp=1, kernel=kernel,
+                      append=MMUD_APPEND)
+        con = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        con.connect(d.con)
+        c = dl.client_then_cont(d)
+        c.sock.settimeout(TIMEOUT)
+        seen, _ = watch(lambda: con.recv(65536), t0, [BANNER])
+        c.cmd("stop")
+        cpu = cpu_seconds(d.proc.pid)
+        insn = c.cmd("x-query-mmu-stats")["return"]["vcpus"][0][
+            "instructions"]
+        stats = c.cmd("x-query-cpu-stats", {"cpu-index": 0})["return"]
+        c.cmd("quit")
+        d.wait()
+        print(d.log()[-3000:] if wrapper else "", end="")
+        d.kill()
+    print("to /init: %.1f s wall, %.2f s CPU, %d instructions "
+          "(%.0f M/s of CPU time)" % (seen[BANNER], cpu, insn,
+                                      insn / 1e6 / cpu))
+    print("cpu-stats: %s" % stats)
+    print("load average after: %s" % open("/proc/loadavg").read().strip())
+    return 0
+
+
 def main():
+    if sys.argv[1] == "--to-init":
+        return to_init(sys.argv[2], sys.argv[3:])
     mmud = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     kernel, initrd = guest_files()

@@ -9,6 +9,14 @@ instructions per second, with the spread and the ratio to QEMU's.
 
 Usage: bench/run_cpu.py BUILDDIR [--runs N] [--only loop,sse,cpu]
                         [--sides mmud,qemu,kvm] [--mmud-arg ARG]
+       bench/run_cpu.py BUILDDIR --cachegrind [--phases alu,mem,...]
+                        [--mmud PATH]
+
+--cachegrind counts host instructions per guest instruction of each
+bench/cpu.c phase on mmud alone, which the machine's load does not move:
+cachegrind's instruction count (--cache-sim=no) of a scale=2 run less
+that of a scale=1 run, over the difference in the guest's instructions
+(docs/BENCHMARKS.md, "Interpreter costs by phase — bench/cpu.c").
 
 Guests and their figures (docs/BENCHMARKS.md):
   loop  add/xor/add/dec/jnz at CPL3, 5 instructions per iteration
@@ -78,6 +86,45 @@ def run(build, side, guest, append, mmud_args=()):
     return out
 
 
+PHASES = "alu,mem,callret,indirect,rep,chain256,chain4096,chain32768"
+
+
+def cachegrind_run(mmud, elf, append):
+    """(host instructions, {figure: guest instructions}) of one run."""
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".cg") as out:
+        p = subprocess.run(
+            ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+             "--cachegrind-out-file=" + out.name, mmud, "--kernel", elf,
+             "--smp", "1", "--append", append],
+            capture_output=True, text=True, timeout=3600)
+        if p.returncode != GUEST_PASS:
+            raise RuntimeError(f"cachegrind run exited {p.returncode}: "
+                               f"{p.stderr[-500:]}")
+        host = None
+        for line in open(out.name):
+            if line.startswith("summary:"):
+                host = int(line.split()[1])
+    guest = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("{"):
+            obj = json.loads(line)
+            if "figure" in obj:
+                guest[obj["figure"]] = obj["insns"]
+    return host, guest
+
+
+def cachegrind(build, mmud, phases):
+    elf = os.path.join(build, "bench", "cpu.elf")
+    mmud = mmud or os.path.join(build, "daemon", "mmud")
+    for ph in phases:
+        h1, g1 = cachegrind_run(mmud, elf, "scale=1 only=" + ph)
+        h2, g2 = cachegrind_run(mmud, elf, "scale=2 only=" + ph)
+        print(json.dumps({"figure": ph, "host_insns_per_insn": round(
+            (h2 - h1) / (g2[ph] - g1[ph]), 1)}), flush=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("build")
@@ -86,7 +133,15 @@ def main():
     ap.add_argument("--sides", default="mmud,qemu,kvm")
     ap.add_argument("--mmud-arg", action="append", default=[],
                     help="an extra mmud argument (e.g. --cpu=interp)")
+    ap.add_argument("--cachegrind", action="store_true",
+                    help="host instructions per guest instruction of the "
+                    "cpu phases under cachegrind")
+    ap.add_argument("--phases", default=PHASES)
+    ap.add_argument("--mmud", help="the mmud to measure (--cachegrind)")
     args = ap.parse_args()
+    if args.cachegrind:
+        return cachegrind(args.build, args.mmud,
+                          filter(None, args.phases.split(",")))
     mhz = tsc_mhz()
     sides = [s for s in args.sides.split(",") if s]
     for side in sides:
