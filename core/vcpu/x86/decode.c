@@ -400,23 +400,6 @@ bool x86_decode_bytes(const uint8_t *bytes, unsigned int avail,
 	return true;
 }
 
-gva_t x86_ea(const struct x86_cpu *cpu, const struct x86_insn *in)
-{
-	uint64_t ea = (uint64_t)(int64_t)in->disp;
-
-	if (in->base == X86_RIP_BASE)
-		ea += cpu->rip + in->len;
-	else if (in->base != X86_NO_REG)
-		ea += cpu->gpr[in->base];
-	if (in->index != X86_NO_REG)
-		ea += cpu->gpr[in->index] << in->scale;
-	if (in->addrsize == 4)
-		ea &= 0xffffffffULL;
-	if (in->seg == X86_FS || in->seg == X86_GS)
-		ea += cpu->seg[in->seg].base;
-	return ea;
-}
-
 uint64_t x86_get_E(struct x86_cpu *cpu, const struct x86_insn *in)
 {
 	if (!in->mem)

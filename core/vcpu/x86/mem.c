@@ -346,8 +346,8 @@ static void write_acc(struct x86_cpu *cpu, gva_t la, unsigned int size,
 	}
 }
 
-uint64_t x86_read(struct x86_cpu *cpu, gva_t la, unsigned int size,
-		  unsigned int seg)
+uint64_t x86_read_slow(struct x86_cpu *cpu, gva_t la, unsigned int size,
+		       unsigned int seg)
 {
 	unsigned int acc = user_acc(cpu);
 
@@ -355,8 +355,8 @@ uint64_t x86_read(struct x86_cpu *cpu, gva_t la, unsigned int size,
 	return read_acc(cpu, la, size, acc);
 }
 
-void x86_write(struct x86_cpu *cpu, gva_t la, unsigned int size,
-	       unsigned int seg, uint64_t value)
+void x86_write_slow(struct x86_cpu *cpu, gva_t la, unsigned int size,
+		    unsigned int seg, uint64_t value)
 {
 	unsigned int acc = user_acc(cpu);
 

@@ -617,10 +617,15 @@ bool x86_get_cf(struct x86_cpu *cpu);
  * The access's user/supervisor kind comes from CPL; the _sys variants
  * are implicit supervisor accesses (descriptor tables, TSS, IDT).
  */
-uint64_t x86_read(struct x86_cpu *cpu, gva_t la, unsigned int size,
-		  unsigned int seg);
-void x86_write(struct x86_cpu *cpu, gva_t la, unsigned int size,
-	       unsigned int seg, uint64_t value);
+static inline uint64_t x86_read(struct x86_cpu *cpu, gva_t la,
+				unsigned int size, unsigned int seg);
+static inline void x86_write(struct x86_cpu *cpu, gva_t la, unsigned int size,
+			     unsigned int seg, uint64_t value);
+/* Every case of x86_read()/x86_write(); those try x86_ram_fast() first. */
+uint64_t x86_read_slow(struct x86_cpu *cpu, gva_t la, unsigned int size,
+		       unsigned int seg);
+void x86_write_slow(struct x86_cpu *cpu, gva_t la, unsigned int size,
+		    unsigned int seg, uint64_t value);
 uint64_t x86_read_sys(struct x86_cpu *cpu, gva_t la, unsigned int size);
 void x86_write_sys(struct x86_cpu *cpu, gva_t la, unsigned int size,
 		   uint64_t value);
@@ -727,7 +732,103 @@ static inline void x86_reg_set(struct x86_cpu *cpu, unsigned int reg,
 
 /* The linear address of the memory operand (segment base included for
  * FS and GS; the others are 0 in 64-bit mode). */
-gva_t x86_ea(const struct x86_cpu *cpu, const struct x86_insn *in);
+static inline gva_t x86_ea(const struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	uint64_t ea = (uint64_t)(int64_t)in->disp;
+
+	if (in->base == X86_RIP_BASE)
+		ea += cpu->rip + in->len;
+	else if (in->base != X86_NO_REG)
+		ea += cpu->gpr[in->base];
+	if (in->index != X86_NO_REG)
+		ea += cpu->gpr[in->index] << in->scale;
+	if (in->addrsize == 4)
+		ea &= 0xffffffffULL;
+	if (in->seg == X86_FS || in->seg == X86_GS)
+		ea += cpu->seg[in->seg].base;
+	return ea;
+}
+
+/*
+ * The soft TLB's hit path, inline in every access (docs/BENCHMARKS.md,
+ * "Interpreter costs by phase — bench/cpu.c"): the host address of a
+ * naturally aligned access of size bytes at la when the entry for its
+ * page translates it to RAM (for a write: RAM that needs nothing more)
+ * with the rights the access needs at the current CPL; else 0, and
+ * x86_read_slow()/x86_write_slow() decide (fault, walk, MMIO, tracked
+ * pages, splits). Aligned means within one page, and free of #AC; a
+ * canonical la then makes the whole access canonical. The rights are
+ * mem.c's rights_ok() for a data access (SDM vol. 3, 4.6): a user page
+ * is a supervisor access's only with SMAP off or RFLAGS.AC set.
+ */
+static inline hva_t x86_ram_fast(const struct x86_cpu *cpu, gva_t la,
+				 unsigned int size, bool write)
+{
+	const struct x86_tlb_entry *e =
+		&cpu->tlb[(la >> 12) & (X86_TLB_SIZE - 1)];
+	unsigned int r;
+	hva_t h;
+
+	if ((la & (size - 1)) || !x86_is_canonical(la) ||
+	    !x86_tlb_hit(cpu, e, la))
+		return 0;
+	h = write ? e->whva : e->hva;
+	r = e->rights;
+	if (!h || (write && !(r & X86_ACC_WRITE)))
+		return 0;
+	if (cpu->cpl == 3 ? !(r & X86_ACC_USER) :
+			    (r & X86_ACC_USER) && (cpu->cr4 & X86_CR4_SMAP) &&
+				    !(cpu->rflags & X86_RFLAGS_AC))
+		return 0;
+	return h + (la & 4095);
+}
+
+static inline uint64_t x86_read(struct x86_cpu *cpu, gva_t la,
+				unsigned int size, unsigned int seg)
+{
+	hva_t h = x86_ram_fast(cpu, la, size, false);
+
+	if (__builtin_expect(!h, 0))
+		return x86_read_slow(cpu, la, size, seg);
+	/* Acquire, as mem.c's accesses (docs/ARCHITECTURE.md, "Guest
+	 * memory is shared memory"). */
+	switch (size) {
+	case 1:
+		return __atomic_load_n((const uint8_t *)h, __ATOMIC_ACQUIRE);
+	case 2:
+		return __atomic_load_n((const uint16_t *)h, __ATOMIC_ACQUIRE);
+	case 4:
+		return __atomic_load_n((const uint32_t *)h, __ATOMIC_ACQUIRE);
+	default:
+		return __atomic_load_n((const uint64_t *)h, __ATOMIC_ACQUIRE);
+	}
+}
+
+static inline void x86_write(struct x86_cpu *cpu, gva_t la, unsigned int size,
+			     unsigned int seg, uint64_t v)
+{
+	hva_t h = x86_ram_fast(cpu, la, size, true);
+
+	if (__builtin_expect(!h, 0)) {
+		x86_write_slow(cpu, la, size, seg, v);
+		return;
+	}
+	switch (size) {
+	case 1:
+		__atomic_store_n((uint8_t *)h, (uint8_t)v, __ATOMIC_RELEASE);
+		break;
+	case 2:
+		__atomic_store_n((uint16_t *)h, (uint16_t)v, __ATOMIC_RELEASE);
+		break;
+	case 4:
+		__atomic_store_n((uint32_t *)h, (uint32_t)v, __ATOMIC_RELEASE);
+		break;
+	default:
+		__atomic_store_n((uint64_t *)h, v, __ATOMIC_RELEASE);
+		break;
+	}
+	x86_note_code_write(cpu, h, size);
+}
 
 /* The G operand (ModRM.reg) and the E operand (ModRM.rm) at in->opsize. */
 static inline uint64_t x86_get_G(const struct x86_cpu *cpu,
