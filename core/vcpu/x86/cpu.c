@@ -213,7 +213,7 @@ void x86_cpu_stats_get(const struct x86_cpu *cpu, struct x86_cpu_stats *out)
 		v[i] = atomic_load_explicit(&cpu->stat_pub[i],
 					    memory_order_relaxed);
 	out->blocks = v[X86_STAT_BLOCKS];
-	out->cache_hits = v[X86_STAT_HITS];
+	out->cache_hits = v[X86_STAT_HITS] + v[X86_STAT_CHAIN_HITS];
 	out->chain_hits = v[X86_STAT_CHAIN_HITS];
 	out->cache_misses = v[X86_STAT_MISSES];
 	out->cache_stale = v[X86_STAT_STALE];
@@ -448,7 +448,7 @@ static struct x86_block *get_block(struct x86_cpu *cpu)
 
 		b = prev->succ[k];
 		if (prev->succ_hva[k] == hva && block_current(b)) {
-			cpu->stat[X86_STAT_HITS]++;
+			/* A hit too: stats_publish() adds these in. */
 			cpu->stat[X86_STAT_CHAIN_HITS]++;
 			cpu->prev_block = b;
 			return b;
@@ -564,28 +564,42 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 					    0)) {
 			cpu->stat[X86_STAT_GENERIC_BUDGET]++;
 		} else {
-			for (i = 0;;) {
-				gva_t next;
+			const struct x86_insn *end = b->in + b->ninsns;
+			uint64_t rip = cpu->rip;
 
-				in = &b->in[i];
-				next = cpu->rip + in->len;
+			/*
+			 * RIP lives in a register between instructions and
+			 * is stored before each one (a fault reports it,
+			 * RIP-relative operands use it); what ends the
+			 * block early (stop, an interrupt shadow or line, a
+			 * TLB flush or a store into this block: brk) is
+			 * one word, attn.
+			 */
+			cpu->brk = false;
+			in = b->in;
+			for (;;) {
+				gva_t next = rip + in->len;
+
+				cpu->rip = rip;
 				cpu->next_rip = next;
 				in->fn(cpu, in);
-				cpu->rip = cpu->next_rip;
+				rip = cpu->next_rip;
 				cpu->retired++;
-				/* stop, int_shadow, irq_lines */
+				in++;
 				if (__builtin_expect(cpu->attn, 0)) {
 					/* An instruction boundary, as in
 					 * step(); the block ends here. */
+					cpu->rip = rip;
 					if (cpu->int_shadow | cpu->irq_lines)
 						x86_boundary(cpu, !cpu->stop);
 					if (cpu->stop)
 						goto out;
 					break;
 				}
-				if (++i == b->ninsns || cpu->rip != next ||
-				    !cpu->code_tag)
+				if (in == end || rip != next) {
+					cpu->rip = rip;
 					break;
+				}
 			}
 			goto block_end;
 		}

@@ -25,12 +25,14 @@ static pthread_mutex_t split_lock = PTHREAD_MUTEX_INITIALIZER;
 void x86_tlb_flush(struct x86_cpu *cpu)
 {
 	cpu->code_tag = 0;
+	cpu->brk = true;
 	memset(cpu->tlb, 0, sizeof(cpu->tlb));
 }
 
 void x86_tlb_flush_nonglobal(struct x86_cpu *cpu)
 {
 	cpu->code_tag = 0;
+	cpu->brk = true;
 	for (unsigned int i = 0; i < X86_TLB_SIZE; i++)
 		if ((cpu->tlb[i].tag & ~X86_TLB_VPN_MASK) != X86_TLB_GLOBAL)
 			cpu->tlb[i].tag = 0;
@@ -39,6 +41,7 @@ void x86_tlb_flush_nonglobal(struct x86_cpu *cpu)
 void x86_tlb_flush_pcid(struct x86_cpu *cpu, uint16_t pcid)
 {
 	cpu->code_tag = 0;
+	cpu->brk = true;
 	uint64_t want = (uint64_t)(pcid & 0xfff) << X86_TLB_PCID_SHIFT;
 
 	for (unsigned int i = 0; i < X86_TLB_SIZE; i++)
@@ -50,6 +53,7 @@ void x86_tlb_flush_page_pcid(struct x86_cpu *cpu, gva_t la, uint16_t pcid,
 			     bool with_global)
 {
 	cpu->code_tag = 0;
+	cpu->brk = true;
 	struct x86_tlb_entry *e = &cpu->tlb[(la >> 12) & (X86_TLB_SIZE - 1)];
 	uint64_t vpn = ((la >> 12) + 1) & X86_TLB_VPN_MASK;
 
@@ -66,6 +70,7 @@ void x86_tlb_flush_page_pcid(struct x86_cpu *cpu, gva_t la, uint16_t pcid,
 void x86_tlb_flush_page(struct x86_cpu *cpu, gva_t gva)
 {
 	cpu->code_tag = 0;
+	cpu->brk = true;
 	struct x86_tlb_entry *e = &cpu->tlb[(gva >> 12) & (X86_TLB_SIZE - 1)];
 
 	if ((e->tag & X86_TLB_VPN_MASK) ==

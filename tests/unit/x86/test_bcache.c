@@ -214,6 +214,55 @@ static void test_bcache_store_into_running_block(void **state)
 	xh_free(h);
 }
 
+/*
+ * A fault in the middle of a block run on the specialised handlers
+ * reports the faulting instruction: RIP is its address, the instructions
+ * before it have retired (and only they), the ones after have not run.
+ */
+static void test_bcache_fault_mid_block_is_precise(void **state)
+{
+	static const uint8_t code[] = {
+		0xb8, 0x01, 0x00, 0x00, 0x00, /* mov eax, 1 */
+		0x48, 0x83, 0xc3, 0x02, /* add rbx, 2 */
+		0x48, 0x8b, 0x0e, /* mov rcx, [rsi]: rsi unmapped */
+		0xba, 0x03, 0x00, 0x00, 0x00, /* mov edx, 3 */
+	};
+	const gva_t hole = 0x300000;
+	struct xh *h = xh_new();
+	struct x86_exit exit;
+	struct x86_regs r;
+	uint64_t before;
+
+	(void)state;
+	xh_set_page(h, hole, 0);
+	for (int round = 0; round < 3; round++) {
+		xh_place_code(h, code, sizeof(code));
+		x86_get_regs(h->cpu, &r);
+		memset(r.gpr, 0, sizeof(r.gpr));
+		r.gpr[X86_RSP] = XH_STACK_TOP;
+		r.gpr[X86_RSI] = hole + 8;
+		r.rip = XH_CODE;
+		x86_set_regs(h->cpu, &r);
+		before = x86_insns_retired(h->cpu);
+		assert_int_equal(x86_run(h->cpu, 0, &exit),
+				 X86_EXIT_SHADOW_FAULT);
+		if (xh_rip(h) != XH_CODE + 9 ||
+		    x86_insns_retired(h->cpu) - before != 2)
+			fail_msg(
+				"round %d: the load at %#llx faulted with RIP "
+				"%#llx and %llu instructions retired before it",
+				round, (unsigned long long)XH_CODE + 9,
+				(unsigned long long)xh_rip(h),
+				(unsigned long long)(x86_insns_retired(h->cpu) -
+						     before));
+		assert_int_equal(exit.fault.gva, hole + 8);
+		assert_int_equal(xh_reg(h, X86_RAX), 1);
+		assert_int_equal(xh_reg(h, X86_RBX), 2);
+		assert_int_equal(xh_reg(h, X86_RDX), 0);
+	}
+	xh_free(h);
+}
+
 /* Appends one random instruction of a form fast.c specialises (or a
  * near neighbour it must leave alone) to p; returns its length. */
 static unsigned int random_insn(uint64_t *rs, uint8_t *p)
@@ -361,6 +410,7 @@ int main(void)
 			test_bcache_bytes_changed_outside_rerun_new_code),
 		cmocka_unit_test(test_bcache_store_into_running_block),
 		cmocka_unit_test(test_bcache_successor_rechecked),
+		cmocka_unit_test(test_bcache_fault_mid_block_is_precise),
 		cmocka_unit_test(
 			test_bcache_specialised_handlers_match_generic),
 	};

@@ -291,8 +291,10 @@ struct x86_block {
  * vCPU thread, published at the end of every x86_run(). */
 enum x86_stat {
 	X86_STAT_BLOCKS, /* block entries run */
-	X86_STAT_HITS, /* found decoded and current in the cache */
-	X86_STAT_CHAIN_HITS, /* of those, found as the last block's successor */
+	/* Found decoded and current in the hash table (cache-hits in
+	 * x86_cpu_stats_get() adds the chain hits). */
+	X86_STAT_HITS,
+	X86_STAT_CHAIN_HITS, /* found as the last block's successor */
 	X86_STAT_MISSES, /* not in the cache: decoded */
 	X86_STAT_STALE, /* cached, but the guest bytes changed: redecoded */
 	X86_STAT_UNCACHED, /* first instruction crosses a page: not kept */
@@ -445,6 +447,11 @@ struct x86_cpu {
 			 * INTR is the level of the interrupt line
 			 * (x86_set_intr()); NMI a latched NMI. */
 			uint8_t irq_lines;
+			/* End the running block after this instruction: the
+			 * code page was forgotten (a soft-TLB flush, a store
+			 * into the block). The run loop clears it at the
+			 * start of each block it runs specialised. */
+			bool brk;
 		};
 		uint32_t attn;
 	};
@@ -533,6 +540,7 @@ static inline void x86_note_code_write(struct x86_cpu *cpu, hva_t hva, size_t n)
 				     cpu->block_lo - hva < n,
 			     0)) {
 		cpu->code_tag = 0;
+		cpu->brk = true;
 		cpu->stat[X86_STAT_SMC_BREAKS]++;
 	}
 }
