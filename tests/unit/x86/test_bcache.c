@@ -263,6 +263,69 @@ static void test_bcache_fault_mid_block_is_precise(void **state)
 	xh_free(h);
 }
 
+/* Bytes below the harness's RSP the memory forms use: [rsp + disp8]. */
+#define MEM_AREA 128
+
+/* One random instruction with a memory operand [rsp - 8 .. rsp - 128]
+ * of a form fast.c specialises, or a neighbour it must leave alone. */
+static unsigned int random_mem_insn(uint64_t r, uint8_t *p, unsigned int reg)
+{
+	static const uint8_t ops[] = {
+		0x39, 0x85, 0x83, 0x81, 0x80, 0xf6, 0xf7, 0xc7, 0xc6,
+		0x88, 0x8a, 0x8b, 0x89, 0x3b, 0x01, 0xb6, 0xaf,
+	};
+	unsigned int n = 0, op = ops[(r >> 24) % sizeof(ops)];
+	unsigned int grp = (r >> 28) & 1 ? 7 : 0; /* CMP or TEST/MOV */
+	int8_t disp = (int8_t)(-8 - (int)((r >> 32) % (MEM_AREA - 16)));
+
+	if (r & (1ULL << 42))
+		p[n++] = (uint8_t)(0x40 | (r & (1ULL << 43) ? 8 : 0));
+	if (op == 0xb6 || op == 0xaf)
+		p[n++] = 0x0f; /* MOVZX Gv, Mb; IMUL Gv, Mv */
+	p[n++] = (uint8_t)op;
+	/* mod 01, rm 100: SIB with base RSP, no index, disp8. */
+	p[n++] = (uint8_t)(0x44 |
+			   (op >= 0x80 && op <= 0x83 ? grp :
+			    op == 0xf6 || op == 0xf7 ? ((r >> 29) & 1) * 2 :
+			    op == 0xc6 || op == 0xc7 ? 0 :
+						       reg)
+				   << 3);
+	p[n++] = 0x24;
+	p[n++] = (uint8_t)disp;
+	switch (op) {
+	case 0x80:
+	case 0x83:
+	case 0xc6:
+		p[n++] = (uint8_t)(r >> 48);
+		break;
+	case 0xf6:
+		if (!(p[n - 3] & 0x38))
+			p[n++] = (uint8_t)(r >> 48);
+		break;
+	case 0x81:
+	case 0xc7:
+		memcpy(p + n,
+		       (uint8_t[]){ (uint8_t)(r >> 48), (uint8_t)(r >> 56),
+				    (uint8_t)r, (uint8_t)(r >> 8) },
+		       4);
+		n += 4;
+		break;
+	case 0xf7:
+		if (!(p[n - 3] & 0x38)) {
+			memcpy(p + n,
+			       (uint8_t[]){ (uint8_t)(r >> 48),
+					    (uint8_t)(r >> 56), (uint8_t)r,
+					    (uint8_t)(r >> 8) },
+			       4);
+			n += 4;
+		}
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
 /* Appends one random instruction of a form fast.c specialises (or a
  * near neighbour it must leave alone) to p; returns its length. */
 static unsigned int random_insn(uint64_t *rs, uint8_t *p)
@@ -280,7 +343,51 @@ static unsigned int random_insn(uint64_t *rs, uint8_t *p)
 	if (rm == 4)
 		rm = 1;
 	p[n++] = (uint8_t)rex;
-	switch ((r >> 16) % 8) {
+	switch ((r >> 16) % 12) {
+	case 8: /* shifts and rotates by imm8 or one (C1, D1) */
+		p[n++] = r & (1ULL << 40) ? 0xd1 : 0xc1;
+		p[n++] = (uint8_t)(0xc0 | ((r >> 24) & 7) << 3 | rm);
+		if (p[n - 2] == 0xc1)
+			p[n++] = (uint8_t)(r >> 32); /* 0 and >= 32 too */
+		break;
+	case 9: /* MOVZX MOVSX MOVSXD from a register; no REX at times,
+		 * so 8-bit sources name AH..BH */
+		if (r & (1ULL << 41))
+			n = 0;
+		if ((r >> 24) % 8 >= 5) { /* IMUL */
+			static const uint8_t im[] = { 0xaf, 0x69, 0x6b };
+			unsigned int k = (r >> 24) % 8 - 5;
+
+			if (k == 0)
+				p[n++] = 0x0f;
+			p[n++] = im[k];
+			p[n++] = (uint8_t)(0xc0 | reg << 3 | rm);
+			if (k == 1) {
+				memcpy(p + n,
+				       (uint8_t[]){ (uint8_t)(r >> 48),
+						    (uint8_t)(r >> 56),
+						    (uint8_t)(r >> 32),
+						    (uint8_t)(r >> 40) },
+				       4);
+				n += 4;
+			} else if (k == 2) {
+				p[n++] = (uint8_t)(r >> 48);
+			}
+			break;
+		}
+		if ((r >> 24) % 5 == 4) {
+			p[n++] = 0x63;
+		} else {
+			p[n++] = 0x0f;
+			p[n++] = (uint8_t)(0xb6 + (((r >> 24) % 5) & 1) +
+					   ((((r >> 24) % 5) & 2) ? 8 : 0));
+		}
+		p[n++] = (uint8_t)(0xc0 | reg << 3 | rm);
+		break;
+	case 10:
+	case 11:
+		n = random_mem_insn(r, p, reg);
+		break;
 	case 0:
 	case 1:
 	case 2: /* ALU, TEST, MOV between registers */
@@ -355,6 +462,8 @@ static void test_bcache_specialised_handlers_match_generic(void **state)
 		uint8_t code[X86_BLOCK_BYTES + 32];
 		struct x86_regs start, fast, slow;
 		unsigned int len = 0, n = 1 + splitmix64(&rs) % 8;
+		uint8_t mem0[MEM_AREA], mem_fast[MEM_AREA];
+		uint8_t *mem = xh_ptr(h, XH_STACK_TOP - MEM_AREA);
 
 		for (unsigned int i = 0; i < n && len < X86_BLOCK_BYTES - 16;
 		     i++)
@@ -375,12 +484,25 @@ static void test_bcache_specialised_handlers_match_generic(void **state)
 					       (splitmix64(&rs) & 63);
 		start.rflags = 2 | (splitmix64(&rs) & 0x8d5);
 		start.rip = XH_CODE;
+		for (unsigned int i = 0; i < MEM_AREA; i++)
+			mem0[i] = (uint8_t)splitmix64(&rs);
+		memcpy(mem, mem0, MEM_AREA);
 		x86_set_regs(h->cpu, &start);
 		run_to_hlt(h, false);
 		x86_get_regs(h->cpu, &fast);
+		memcpy(mem_fast, mem, MEM_AREA);
+		memcpy(mem, mem0, MEM_AREA);
 		x86_set_regs(h->cpu, &start);
 		run_to_hlt(h, true);
 		x86_get_regs(h->cpu, &slow);
+		for (unsigned int i = 0; i < MEM_AREA; i++)
+			if (mem_fast[i] != mem[i])
+				fail_msg(
+					"round %u: byte at RSP - %u is %#x with "
+					"the specialised handlers, %#x with "
+					"the generic ones",
+					round, MEM_AREA - i, mem_fast[i],
+					mem[i]);
 		for (unsigned int r = 0; r < 16; r++)
 			if (fast.gpr[r] != slow.gpr[r])
 				fail_msg("round %u: register %u is %#llx with "
