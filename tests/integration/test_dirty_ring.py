@@ -229,9 +229,32 @@ def test_harvest_chunks_and_refusals(tmp):
     c.cmd("quit")
     d.wait()
     d.kill()
+    # The config file's dirty-ring line, and a bad one named by line.
+    conf = os.path.join(tmp, "ring.conf")
+    with open(conf, "w") as f:
+        f.write("# the ring\ndirty-ring = 512\n")
+    os.makedirs(os.path.join(tmp, "conf"))
+    # (Nor here nor below the --setup dirtyring flag: it would win over
+    # the file, and the VM without a ring would have one.)
+    setup = os.environ.pop("MMUD_TEST_DIRTY_RING", None)
+    d = td.Daemon(os.path.join(tmp, "conf"), "--config", conf, smp=1)
+    c = d.client()
+    assert stats(c)["dirty_ring_size"] == 512
+    c.cmd("quit")
+    d.wait()
+    d.kill()
+    with open(conf, "w") as f:
+        f.write("dirty-ring = 96\n")
+    p = td.popen([td.MMUD, "--config", conf], stdout=td.subprocess.PIPE,
+                 stderr=td.subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=td.TIMEOUT)
+    assert p.returncode == 4 and "ring.conf:1: dirty-ring" in err, \
+        (p.returncode, err)
     # Without the ring: both refused, naming the flag.
     os.makedirs(os.path.join(tmp, "off"))
     d = td.Daemon(os.path.join(tmp, "off"), smp=1)
+    if setup:
+        os.environ["MMUD_TEST_DIRTY_RING"] = setup
     c = d.client()
     for cmd in ["x-dirty-ring-harvest", "x-dirty-ring-reset"]:
         r = c.cmd(cmd)
