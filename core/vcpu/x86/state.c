@@ -18,7 +18,10 @@
 #define ST_CR3_RESERVED (~0ULL << 46)
 #define ST_EFER_VALID \
 	(X86_EFER_SCE | X86_EFER_LME | X86_EFER_LMA | X86_EFER_NXE)
-#define ST_APIC_BASE_VALID (((1ULL << 46) - 1) & ~0x6ffULL)
+/* BSP (bit 8), EXTD (10: x2APIC mode), EN (11) and the base below 2^46
+ * (SDM vol. 3, 10.12.1); EXTD without EN is dev_lapic_load()'s to
+ * refuse. */
+#define ST_APIC_BASE_VALID (((1ULL << 46) - 1) & ~0x2ffULL)
 /* Descriptor bits 40..47 and 52..55 as struct x86_segment keeps them,
  * and the unusable mark (x86.h). */
 #define ST_SEG_ATTR_VALID (0xf0ffu | X86_SEG_UNUSABLE)
