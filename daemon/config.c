@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "dev/blk.h"
+#include "mmu.h"
 #include "mmud.h"
 #include "vm_paths.h"
 #include "vm.h"
@@ -24,6 +25,7 @@
  * again at start. */
 #define DIRTY_RING_MIN 128u
 #define DIRTY_RING_MAX 65536u
+_Static_assert(MMUD_MMU_OPTIONS == MMU_OPT_NR, "one byte per MMU option");
 
 enum key {
 	K_KERNEL,
@@ -44,6 +46,7 @@ enum key {
 	K_DRIVE,
 	K_CPU,
 	K_DIRTY_RING,
+	K_MMU_OPTION,
 	K_NR,
 };
 
@@ -66,6 +69,7 @@ static const char *const key_names[K_NR] = {
 	[K_DRIVE] = "drive",
 	[K_CPU] = "cpu",
 	[K_DIRTY_RING] = "dirty-ring",
+	[K_MMU_OPTION] = "mmu-option",
 };
 
 void mmud_usage(FILE *f)
@@ -117,6 +121,10 @@ void mmud_usage(FILE *f)
 		"  --dirty-ring N  dirty tracking through a ring of N entries\n"
 		"                  per vCPU (KVM's dirty ring): a power of two\n"
 		"                  from 128 to 65536; 0, the default: bitmaps\n"
+		"  --mmu-option NAME=VALUE  one of the MMU's switches\n"
+		"                  (repeatable; x-query-mmu-options lists them):\n"
+		"                  unsync=reachable|off|all, zap-all=fast|slow,\n"
+		"                  mmio-wrap=zap-all|zap-mmio\n"
 		"  --config FILE   key = value lines with the same settings\n"
 		"                  (kernel, memory, smp, append, console, qmp,\n"
 		"                  name, paused, panic, maxmem, incoming,\n"
@@ -342,6 +350,20 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 			return -EINVAL;
 		}
 		return 0;
+	case K_MMU_OPTION: {
+		enum mmu_option opt;
+		unsigned int val;
+
+		if (mmu_option_parse(v, &opt, &val, why, whylen) < 0)
+			return -EINVAL;
+		if (cfg->mmu_options[opt]) {
+			snprintf(why, whylen, "MMU option '%s' given twice",
+				 mmu_option_desc(opt)->name);
+			return -EINVAL;
+		}
+		cfg->mmu_options[opt] = (unsigned char)(val + 1);
+		return 0;
+	}
 	case K_APPEND:
 		return set_string(&cfg->append, v);
 	case K_INITRD:
@@ -621,8 +643,9 @@ static int load_file(struct mmud_config *cfg, const char *path,
 			r = -EINVAL;
 			break;
 		}
-		/* Drives add up (a flag's drives replace the file's). */
-		if (seen[k] && k != K_DRIVE) {
+		/* Drives and MMU options add up (flags replace the
+		 * file's lines of their key). */
+		if (seen[k] && k != K_DRIVE && k != K_MMU_OPTION) {
 			snprintf(err, errlen, "%s:%u: '%s' given twice", path,
 				 lineno, key);
 			r = -EINVAL;
@@ -718,6 +741,7 @@ int mmud_config_load(struct mmud_config *cfg, int argc, char **argv, char *err,
 		{ "drive", required_argument, NULL, K_DRIVE },
 		{ "cpu", required_argument, NULL, K_CPU },
 		{ "dirty-ring", required_argument, NULL, K_DIRTY_RING },
+		{ "mmu-option", required_argument, NULL, K_MMU_OPTION },
 		{ "config", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },

@@ -328,6 +328,11 @@ static int create_vm(struct daemon *m)
 			err);
 		return -1;
 	}
+	/* --mmu-option (docs/MMU.md, "Switches"), before any vCPU runs. */
+	for (unsigned int o = 0; o < MMU_OPT_NR; o++)
+		if (m->cfg.mmu_options[o])
+			mmu_option_set(vm_mmu(m->vm), o,
+				       m->cfg.mmu_options[o] - 1u);
 	log_drives(m);
 	mmud_console_set_input(m->console, console_input, m->vm);
 	return 0;
@@ -360,6 +365,7 @@ static int serve_qmp(struct daemon *m)
 	      !(m->fds = mmud_fds_new(m->qmp)) ||
 	      mmud_interrupts_register(m->qmp, m->vm) < 0 ||
 	      mmud_cpustats_register(m->qmp, m->vm) < 0 ||
+	      mmud_mmuopts_register(m->qmp, m->vm) < 0 ||
 	      mmud_chardev_register(m->qmp, m->console, m->cfg.qmp) < 0))) {
 		fprintf(stderr, "<3>mmud: out of memory\n");
 		return -1;

@@ -536,7 +536,11 @@ static void cmd_zap_all(struct qmp_request *req, json_t *args, void *opaque)
 {
 	struct memop_job j = { .op = OP_ZAP };
 
-	j.flag = opt_bool(args, "slow", false);
+	/* Absent, the VM's zap-all option decides (docs/MMU.md,
+	 * "Switches"). */
+	j.flag = opt_bool(args, "slow",
+			  mmu_option_get(vm_mmu(((struct memops *)opaque)->vm),
+					 MMU_OPT_ZAP_ALL) == MMU_ZAP_ALL_SLOW);
 	submit(opaque, req, &j);
 }
 

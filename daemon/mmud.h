@@ -23,6 +23,10 @@
 
 struct event_base;
 
+/* enum mmu_option's MMU_OPT_NR (core/mmu/mmu.h), which config.c checks
+ * against without the MMU's headers in every user of this one. */
+#define MMUD_MMU_OPTIONS 3
+
 /* ---- settings (config.c) ---------------------------------------------- */
 
 enum mmud_console_kind {
@@ -71,6 +75,9 @@ struct mmud_config {
 	unsigned int nr_drives;
 	/* --dirty-ring: entries per vCPU of the dirty ring, 0: off. */
 	unsigned int dirty_ring;
+	/* --mmu-option NAME=VALUE (docs/MMU.md, "Switches"), by enum
+	 * mmu_option: 0 not given, else the value + 1. */
+	unsigned char mmu_options[MMUD_MMU_OPTIONS];
 	char *config; /* the --config file, or NULL */
 	bool help, version;
 };
@@ -279,6 +286,9 @@ void mmud_block_detach(struct mmud_block *b);
 void mmud_block_free(struct mmud_block *b);
 /* cpustats.c: x-query-cpu-stats on vm. 0 or -errno. */
 int mmud_cpustats_register(struct qmp_server *qmp, struct vm *vm);
+/* mmuopts.c: x-query-mmu-options and x-mmu-set-option on vm's MMU. 0 or
+ * -errno. */
+int mmud_mmuopts_register(struct qmp_server *qmp, struct vm *vm);
 
 /*
  * memops.c: the QMP commands that change guest memory while the vCPUs run

@@ -425,6 +425,9 @@ RANDOM_VALUES = {
     # num-pages bits: drawn often enough to reach it.
     "slot@x-dirty-log-start": [0, 0, 0, 0, 1, 16, 17, -1],
     "slot@x-dirty-log-clear": [0, 0, 0, 0, 0, 1, 16, -1],
+    # A harvest needs a slot whose log runs: mostly slot 0, which the
+    # draw starts most often.
+    "slot@x-dirty-log-harvest": [0, 0, 0, 0, 16, 17, -1],
     "first-page@x-dirty-log-clear": [0, 0, 0, 0, 3, 64],
     "num-pages@x-dirty-log-clear": [64, 64, 64, 64, 0, 391681],
     "bitmap@x-dirty-log-clear": ["AAAAAAAAAAA=", "AAAAAAAAAAA=",
@@ -436,6 +439,10 @@ RANDOM_VALUES = {
     "sample-pages": [512] * 4 + [4096, 100],
     "mode": ["page-sampling"] * 6 + ["dirty-bitmap", "dirty-ring",
                                      "bogus"],
+    # The MMU's switches, flipped under the running guest.
+    "name@x-mmu-set-option": ["unsync", "zap-all", "mmio-wrap", "bogus"],
+    "value@x-mmu-set-option": ["reachable", "off", "all", "fast", "slow",
+                               "zap-all", "zap-mmio", "never"],
 }
 # The arguments each command takes (docs/QMP.md); others take none.
 RANDOM_ARGS = {
@@ -449,6 +456,7 @@ RANDOM_ARGS = {
     "x-dirty-log-stop": ["slot"],
     "x-dirty-log-harvest": ["slot", "clear"],
     "x-mmu-zap-all": ["slow"],
+    "x-mmu-set-option": ["name", "value"],
     "ringbuf-read": ["device", "size", "format"],
     "ringbuf-write": ["device", "data", "format"],
     "x-query-lapic": ["cpu-index"],
@@ -476,6 +484,9 @@ RANDOM_NEVER_OK = {
     "x-query-virtio-queue-status": "needs a --drive, which this daemon "
     "has not",
 }
+if not os.environ.get("MMUD_TEST_DIRTY_RING"):
+    for _c in ("x-dirty-ring-harvest", "x-dirty-ring-reset"):
+        RANDOM_NEVER_OK[_c] = "needs mmud started with --dirty-ring"
 
 
 @test("random")

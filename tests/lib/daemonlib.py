@@ -158,6 +158,11 @@ class Daemon:
         ring = os.environ.get("MMUD_TEST_DIRTY_RING")
         if ring and "--dirty-ring" not in args:
             args += ["--dirty-ring", ring]
+        # meson test --setup mmuoptions: the MMU's switches off their
+        # defaults (docs/MMU.md, "Switches"), unless the test set some.
+        if "--mmu-option" not in args:
+            for o in os.environ.get("MMUD_TEST_MMU_OPTIONS", "").split():
+                args += ["--mmu-option", o]
         e = dict(os.environ, NOTIFY_SOCKET=self.notify.path)
         e.update(env or {})
         self.stderr = open(os.path.join(tmp, "stderr.txt"), "w+")

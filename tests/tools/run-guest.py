@@ -40,6 +40,11 @@ def main():
     ring = os.environ.get("MMUD_TEST_DIRTY_RING")
     if ring and os.path.basename(cmd[0]) == "mmud":
         cmd = cmd + ["--dirty-ring", ring]
+    # meson test --setup mmuoptions: mmud with the MMU's switches off
+    # their defaults (docs/MMU.md, "Switches"), NAME=VALUE words.
+    if os.path.basename(cmd[0]) == "mmud":
+        for o in os.environ.get("MMUD_TEST_MMU_OPTIONS", "").split():
+            cmd = cmd + ["--mmu-option", o]
 
     with open(args.expect, "rb") as f:
         expected = f.read()
