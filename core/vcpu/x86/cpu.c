@@ -540,9 +540,11 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 				(cpu->rflags & X86_RFLAGS_IF) != 0;
 			break;
 		}
+fetch:
 		b = get_block(cpu);
 		if (__builtin_expect(!b, 0)) {
 			/* Code in an MMIO page: decoded on every fetch. */
+			cpu->block_len = 0;
 			cpu->stat[X86_STAT_MMIO_FETCH]++;
 			x86_decode(cpu, &scratch, NULL);
 			if (!step(cpu, &scratch, limit))
@@ -598,7 +600,7 @@ enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 				}
 				if (in == end || rip != next) {
 					cpu->rip = rip;
-					break;
+					goto fast_end;
 				}
 			}
 			goto block_end;
@@ -626,6 +628,20 @@ block_end:
 			cpu->stat[X86_STAT_KICK_EXITS]++;
 			break;
 		}
+		continue;
+fast_end:
+		/*
+		 * A specialised block ended with attn clear: no interrupt
+		 * line or shadow, no stop; nothing raised (that longjmps), so
+		 * no event is pending and the CPU is not halted. The next
+		 * block is fetched straight away once no kick is waiting.
+		 */
+		if (kicked(cpu)) {
+			exit->reason = X86_EXIT_KICK;
+			cpu->stat[X86_STAT_KICK_EXITS]++;
+			break;
+		}
+		goto fetch;
 	}
 out:
 	cpu->stop = false;

@@ -596,19 +596,3 @@ void x86_fetch(struct x86_cpu *cpu, gva_t la, uint8_t *buf, unsigned int n)
 		n -= chunk;
 	}
 }
-
-void x86_push(struct x86_cpu *cpu, uint64_t v, unsigned int size)
-{
-	uint64_t rsp = cpu->gpr[X86_RSP] - size;
-
-	x86_write(cpu, rsp, size, X86_SS, v);
-	cpu->gpr[X86_RSP] = rsp;
-}
-
-uint64_t x86_pop(struct x86_cpu *cpu, unsigned int size)
-{
-	uint64_t v = x86_read(cpu, cpu->gpr[X86_RSP], size, X86_SS);
-
-	cpu->gpr[X86_RSP] += size;
-	return v;
-}

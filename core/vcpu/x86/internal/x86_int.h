@@ -884,9 +884,24 @@ void x86_set_E(struct x86_cpu *cpu, const struct x86_insn *in, uint64_t v);
 uint64_t x86_rmw_E(struct x86_cpu *cpu, const struct x86_insn *in,
 		   x86_rmw_fn fn, void *ctx);
 
-/* Stack (RSP-relative, SS): push writes first, then moves RSP. */
-void x86_push(struct x86_cpu *cpu, uint64_t v, unsigned int size);
-uint64_t x86_pop(struct x86_cpu *cpu, unsigned int size);
+/* Stack (RSP-relative, SS): push writes first, then moves RSP. Inline,
+ * with x86_write()'s and x86_read()'s hit path: CALL, RET, PUSH and POP
+ * are among the commonest instructions. */
+static inline void x86_push(struct x86_cpu *cpu, uint64_t v, unsigned int size)
+{
+	uint64_t rsp = cpu->gpr[X86_RSP] - size;
+
+	x86_write(cpu, rsp, size, X86_SS, v);
+	cpu->gpr[X86_RSP] = rsp;
+}
+
+static inline uint64_t x86_pop(struct x86_cpu *cpu, unsigned int size)
+{
+	uint64_t v = x86_read(cpu, cpu->gpr[X86_RSP], size, X86_SS);
+
+	cpu->gpr[X86_RSP] += size;
+	return v;
+}
 
 /* Ends the run loop after this instruction with the given exit. */
 static inline struct x86_exit *x86_exit_after(struct x86_cpu *cpu,
