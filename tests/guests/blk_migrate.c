@@ -3,7 +3,12 @@
  * test migrates the VM (tests/integration/test_blk_migration.py,
  * docs/MIGRATION.md, "virtio-blk"). SLOTS requests are in flight at
  * almost every moment: each slot writes CHUNK bytes, flushes, then reads
- * them back into a buffer it filled with 0xee first and compares. Write n
+ * them back and compares. The read-back buffer is written by the device
+ * alone (it holds the slot's previous write until the read lands), so
+ * a read completed on the source whose bytes missed the last RAM pass
+ * (not in the dirty log) is stale on the destination: each slot checks
+ * its last read's bytes again after its next write and flush, which
+ * spans the switchover for some slot almost always. Write n
  * (n = 0, 1, 2, ...) goes to chunk n % (capacity / CHUNK); its sector s
  * holds n (8 bytes), s (8 bytes), then 496 bytes of (n ^ s) & 0xff, so
  * the test recomputes the image from the number of writes alone. A
@@ -60,6 +65,8 @@ struct slot {
 	uint8_t *hdr, *status;
 	uint8_t *wbuf, *rbuf;
 	uint64_t n; /* the write it works on */
+	uint64_t prev; /* the write its last read returned (have_prev) */
+	bool have_prev;
 	int step; /* 0: writing, 1: flushing, 2: reading back */
 	bool busy;
 };
@@ -180,6 +187,25 @@ static unsigned int reap(void)
 	return head / 3;
 }
 
+/* rbuf still holds write prev, as the device left it. */
+static void check_again(unsigned int i)
+{
+	const struct slot *s = &slots[i];
+	uint64_t first = (s->prev % nr_chunks) * (CHUNK / SECTOR);
+
+	for (unsigned int k = 0; k < CHUNK / SECTOR; k++) {
+		uint64_t n, sec;
+
+		memcpy(&n, s->rbuf + k * SECTOR, 8);
+		memcpy(&sec, s->rbuf + k * SECTOR + 8, 8);
+		if (n != s->prev || sec != first + k)
+			rt_fail("blk_migrate: slot %u: the read of write %lu "
+				"changed under it: sector %u holds write %lu "
+				"sector %lu\n",
+				i, s->prev, k, n, sec);
+	}
+}
+
 static bool com1_byte(void)
 {
 	return rt_inb(0x3f8 + 5) & 1;
@@ -227,9 +253,11 @@ int guest_main(unsigned int cpu)
 			busy++;
 			continue;
 		}
+		if (s->step == 1 && s->have_prev)
+			check_again(i);
 		if (s->step == 1) {
-			/* Read it back over 0xee. */
-			memset(s->rbuf, 0xee, CHUNK);
+			/* Read it back: over the previous write's bytes,
+			 * so a read that wrote nothing fails too. */
 			s->step = 2;
 			submit(i, T_IN, s->rbuf, CHUNK);
 			busy++;
@@ -245,6 +273,8 @@ int guest_main(unsigned int cpu)
 						s->wbuf[k]);
 		}
 		s->step = 0;
+		s->prev = s->n;
+		s->have_prev = true;
 		if (++done % 64 == 0)
 			rt_printf("blk_migrate: written %lu\n", done);
 		if (!stopping && done % 8 == 0 && com1_byte())
