@@ -2,9 +2,10 @@
  * Fuzz target for the migration stream reader (docs/MIGRATION.md): the
  * input is a whole stream, loaded by migrate_load() into a small
  * destination (tests/unit/migrate/world.h: two memslots, two vCPUs
- * with their local APICs and kvmclock MSRs, an IOAPIC, COM1) whose configuration the corpus's valid streams match. Nothing
- * may crash or trip a sanitizer; a refusal always says why; an accepted
- * stream was read to its last byte.
+ * with their local APICs and kvmclock MSRs, an IOAPIC, COM1, a drive's
+ * virtio-mmio transport) whose configuration the corpus's valid streams
+ * match. Nothing may crash or trip a sanitizer; a refusal always says
+ * why; an accepted stream was read to its last byte.
  *
  * Each input is loaded twice: as it is (the framing and checksums under
  * attack), then with every section's CRC-32C recomputed, so mutations
