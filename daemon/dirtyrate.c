@@ -11,9 +11,10 @@
  * - dirty-ring (a VM started with --dirty-ring N): start dirty logging on
  *   every slot, count what each vCPU pushes to its ring over the wait
  *   (docs/MMU.md, "The dirty ring"), stop it again: a rate per vCPU, and
- *   their sum. During the wait the worker drains a ring that reaches
- *   soft-full into the bitmap every REAP_MS, as QEMU's reaper does at a
- *   ring-full exit, so no vCPU is held.
+ *   their sum. During the wait the worker looks at the rings every
+ *   REAP_MS and drains them into the bitmaps once one is half way to
+ *   soft-full, as QEMU's reaper drains them at a ring-full exit, so a
+ *   vCPU is seldom held.
  *
  * The passes that touch guest memory or the MMU run on the worker (so no
  * slot is removed under a pass); the wait is a libevent timer on the
@@ -41,7 +42,7 @@
 #define MAX_SAMPLES 4096
 #define DEFAULT_SAMPLES 512
 #define MAX_SAMPLED 65536 /* pages hashed in all, whatever the RAM */
-#define REAP_MS 10 /* dirty-ring mode: how often full rings are drained */
+#define REAP_MS 2 /* with a dirty ring: how often rings are looked at */
 
 enum dr_status { DR_UNSTARTED, DR_MEASURING, DR_MEASURED };
 enum dr_mode { DR_PAGE_SAMPLING, DR_DIRTY_RING, DR_DIRTY_BITMAP };
@@ -265,9 +266,9 @@ static unsigned ring_pushes(struct dr_job *j, uint64_t *pushes)
 	return n;
 }
 
-/* A drain during the wait: only when some ring is soft-full (QEMU reaps
- * at a ring-full exit), so a page is counted once per protection as in
- * dirty-bitmap mode unless a ring fills. */
+/* A drain during the wait: only when some ring is half way to soft-full
+ * (QEMU reaps at a ring-full exit), so a page is counted once per
+ * protection, as in dirty-bitmap mode, unless a ring fills. */
 static void ring_tick(struct dr_job *j)
 {
 	struct mmu *mmu = vm_mmu(j->dr->vm);
@@ -276,7 +277,7 @@ static void ring_tick(struct dr_job *j)
 	for (unsigned i = 0; i < j->nvcpus; i++) {
 		struct mmu_dirty_ring_stats st = { 0 };
 
-		if (!mmu_dirty_ring_stats(mmu, i, &st) && st.used >= soft) {
+		if (!mmu_dirty_ring_stats(mmu, i, &st) && st.used >= soft / 2) {
 			mmu_dirty_ring_to_bitmap(mmu);
 			return;
 		}
