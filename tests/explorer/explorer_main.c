@@ -4,7 +4,7 @@
  *
  *   explorer [--scenario NAME] [--policy random|pct|both] [--seeds N]
  *            [--first-seed S] [--depth D] [--exhaustive K] [--max-runs N]
- *            [--list]
+ *            [--mmu-option NAME=VALUE]... [--list]
  *
  * Exit status: 0 when no schedule broke the oracle, 1 on a violation
  * (printed with its replay command and trace), 2 on a usage error.
@@ -20,7 +20,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: explorer [--scenario NAME] [--policy random|pct|both] "
 		"[--seeds N] [--first-seed S] [--depth D] [--exhaustive K] "
-		"[--max-runs N] [--list]\n");
+		"[--max-runs N] [--mmu-option NAME=VALUE]... [--list]\n");
 	exit(2);
 }
 
@@ -34,12 +34,28 @@ static uint64_t number(const char *s)
 	return v;
 }
 
+/* --mmu-option NAME=VALUE: every scenario runs with it (docs/MMU.md,
+ * "Switches"). */
+static void mmu_option(const char *s, unsigned char opts[MMU_OPT_NR])
+{
+	enum mmu_option opt;
+	unsigned int val;
+	char err[200];
+
+	if (mmu_option_parse(s, &opt, &val, err, sizeof(err)) < 0) {
+		fprintf(stderr, "explorer: --mmu-option: %s\n", err);
+		exit(2);
+	}
+	opts[opt] = (unsigned char)(val + 1);
+}
+
 int main(int argc, char **argv)
 {
 	const char *name = NULL, *policy = "both";
 	uint64_t seeds = 0, first = 1, max_runs = 100000;
 	unsigned depth = 3;
 	int bound = -1;
+	unsigned char opts[MMU_OPT_NR] = { 0 };
 	bool ok = true;
 
 	for (int i = 1; i < argc; i++) {
@@ -67,6 +83,8 @@ int main(int argc, char **argv)
 			bound = (int)number(argv[++i]);
 		else if (!strcmp(a, "--max-runs"))
 			max_runs = number(argv[++i]);
+		else if (!strcmp(a, "--mmu-option"))
+			mmu_option(argv[++i], opts);
 		else
 			usage();
 	}
@@ -74,11 +92,15 @@ int main(int argc, char **argv)
 	    strcmp(policy, "both"))
 		usage();
 	for (unsigned s = 0; s < nr_scenarios && ok; s++) {
-		const struct scenario *sc = scenarios[s];
+		struct scenario with = *scenarios[s];
+		const struct scenario *sc = &with;
 		struct search_stats st = { 0 };
 
 		if (name && strcmp(name, sc->name))
 			continue;
+		for (unsigned o = 0; o < MMU_OPT_NR; o++)
+			if (opts[o])
+				with.mmu_options[o] = opts[o];
 		if (seeds && strcmp(policy, "pct"))
 			ok = search_seeds(sc, EXPLORER_RANDOM, first, seeds,
 					  depth, &st);

@@ -32,8 +32,15 @@ static void report(const struct scenario *sc, const struct explorer_config *cfg,
 	struct explorer_run *again = calloc(1, sizeof(*again));
 
 	fprintf(stderr,
-		"explorer: scenario %s (%s)\n  violation: %s\n  replay: %s\n",
+		"explorer: scenario %s (%s)\n  violation: %s\n  replay: %s",
 		sc->name, sc->what, run->failure, how);
+	for (unsigned o = 0; o < MMU_OPT_NR; o++)
+		if (sc->mmu_options[o])
+			fprintf(stderr, " --mmu-option %s=%s",
+				mmu_option_desc(o)->name,
+				mmu_option_desc(o)
+					->values[sc->mmu_options[o] - 1u]);
+	fprintf(stderr, "\n");
 	if (!again)
 		return;
 	traced.trace = true;

@@ -977,6 +977,9 @@ static void build(struct world *w, const struct scenario *sc)
 	if (!w->set || !w->mmu)
 		abort();
 	mmu_set_unsync(w->mmu, sc->unsync);
+	for (unsigned o = 0; o < MMU_OPT_NR; o++)
+		if (sc->mmu_options[o])
+			mmu_option_set(w->mmu, o, sc->mmu_options[o] - 1u);
 	r = memslot_add(w->mmu, 0, 0, W_LOW_PAGES, (hva_t)(uintptr_t)w->ram[0],
 			sc->log_slot0 ? MEMSLOT_LOG_DIRTY : 0, err,
 			sizeof(err));

@@ -10,6 +10,7 @@
 
 #include "explorer.h"
 #include "base.h"
+#include "mmu.h"
 
 #define WORLD_MAX_VCPUS 3
 #define WORLD_MAX_OPS 16
@@ -79,6 +80,10 @@ struct scenario {
 	struct ctl_op ctl[WORLD_MAX_CTL];
 	unsigned nctl;
 	bool unsync; /* mmu_set_unsync() */
+	/* The MMU's switches (docs/MMU.md, "Switches") after it, by enum
+	 * mmu_option: 0 as mmu_create() leaves it, else the value + 1;
+	 * explorer --mmu-option sets them. */
+	unsigned char mmu_options[MMU_OPT_NR];
 	bool wp_off; /* CR0.WP = 0 on every vCPU */
 	bool log_slot0, log_slot1; /* dirty logging from the start */
 	uint64_t gen; /* start the memslot generation here (0: as is) */
