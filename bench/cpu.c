@@ -8,6 +8,9 @@
  *   alu        straight-line register ALU: 14 operations, DEC, JNZ
  *   mem        MOV/AND, a load, an add from memory, a store, INC, DEC, JNZ
  *              over an 8 KiB array (2 loads and 1 store per 8)
+ *   frame      loads and stores at [base + disp] (as compiled code
+ *              reaches its stack frame and structure fields): 2 loads,
+ *              ADD, 2 stores, DEC, JNZ
  *   callret    CALL of a leaf (ADD; RET), DEC, JNZ
  *   indirect   CALL through a 4-entry table (MOV, AND, CALL*, ADD, RET,
  *              DEC, JNZ)
@@ -25,6 +28,7 @@
 
 #define ALU_INSNS 16
 #define MEM_INSNS 8
+#define FRAME_INSNS 7
 #define CALLRET_INSNS 5
 #define INDIRECT_INSNS 7
 #define REP_INSNS 14
@@ -96,6 +100,25 @@ static void phase_alu(void)
 		: "cc");
 	report("alu", iters(ALU_INSNS) * ALU_INSNS, bench_rdtsc() - t0);
 	sink += a ^ b ^ c ^ d;
+}
+
+static void phase_frame(void)
+{
+	uint64_t n = iters(FRAME_INSNS), t0;
+
+	t0 = bench_rdtsc();
+	__asm__ volatile("1:\n\t"
+			 "mov 8(%[arr]), %%rax\n\t"
+			 "mov 16(%[arr]), %%rdx\n\t"
+			 "add %%rax, %%rdx\n\t"
+			 "mov %%rdx, 24(%[arr])\n\t"
+			 "mov %%eax, 32(%[arr])\n\t"
+			 "dec %[n]\n\t"
+			 "jnz 1b"
+			 : [n] "+r"(n)
+			 : [arr] "r"(arr)
+			 : "rax", "rdx", "cc", "memory");
+	report("frame", iters(FRAME_INSNS) * FRAME_INSNS, bench_rdtsc() - t0);
 }
 
 static void phase_mem(void)
@@ -258,6 +281,8 @@ int guest_main(unsigned int cpu)
 		phase_alu();
 	if (want("mem"))
 		phase_mem();
+	if (want("frame"))
+		phase_frame();
 	if (want("callret"))
 		phase_callret();
 	if (want("indirect"))

@@ -22,8 +22,8 @@ Guests and their figures (docs/BENCHMARKS.md):
   loop  add/xor/add/dec/jnz at CPL3, 5 instructions per iteration
   sse   strlen's and memcpy's SSE2 loops over 4 KiB at CPL3
         (MOVDQA/PCMPEQB/PMOVMSKB, MOVDQU), 3079 instructions per iteration
-  cpu   bench/cpu.c's phases, one figure each: alu, mem, callret,
-        indirect, rep, chain256, chain4096, chain32768
+  cpu   bench/cpu.c's phases, one figure each: alu, mem, frame,
+        callret, indirect, rep, chain256, chain4096, chain32768
 
 The sides alternate run by run (mmud, QEMU, KVM, mmud, ...), so a load
 that comes and goes touches every side alike.
@@ -86,7 +86,8 @@ def run(build, side, guest, append, mmud_args=()):
     return out
 
 
-PHASES = "alu,mem,callret,indirect,rep,chain256,chain4096,chain32768"
+PHASES = ("alu,mem,frame,callret,indirect,rep,chain256,chain4096,"
+          "chain32768")
 
 
 def cachegrind_run(mmud, elf, append):
