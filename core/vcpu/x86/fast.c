@@ -376,6 +376,37 @@ static void fast_store32(struct x86_cpu *cpu, const struct x86_insn *in)
 		  (uint32_t)cpu->gpr[in->reg]);
 }
 
+/*
+ * The same with the commonest address, [base + disp] with 64-bit
+ * addressing and no FS/GS base (fast_form() picks these then): no index,
+ * RIP or segment cases to test on the way.
+ */
+INLINE gva_t fea_bd(const struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	return cpu->gpr[in->base] + (uint64_t)(int64_t)in->disp;
+}
+
+static void fast_load64_bd(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	cpu->gpr[in->reg] = x86_read(cpu, fea_bd(cpu, in), 8, in->seg);
+}
+
+static void fast_load32_bd(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	cpu->gpr[in->reg] = x86_read(cpu, fea_bd(cpu, in), 4, in->seg);
+}
+
+static void fast_store64_bd(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	x86_write(cpu, fea_bd(cpu, in), 8, in->seg, cpu->gpr[in->reg]);
+}
+
+static void fast_store32_bd(struct x86_cpu *cpu, const struct x86_insn *in)
+{
+	x86_write(cpu, fea_bd(cpu, in), 4, in->seg,
+		  (uint32_t)cpu->gpr[in->reg]);
+}
+
 /* MOV r, imm (B8+r: reg) and MOV E, imm (C7 /0: rm). */
 static void fast_mov_ri64(struct x86_cpu *cpu, const struct x86_insn *in)
 {
@@ -731,6 +762,10 @@ static const struct fentry lea[2] = { FE_PLAIN(lea32), FE_PLAIN(lea64) };
 static const struct fentry load[2] = { FE_PLAIN_M(load32), FE_PLAIN_M(load64) };
 static const struct fentry store[2] = { FE_PLAIN_M(store32),
 					FE_PLAIN_M(store64) };
+static const struct fentry load_bd[2] = { FE_PLAIN_M(load32_bd),
+					  FE_PLAIN_M(load64_bd) };
+static const struct fentry store_bd[2] = { FE_PLAIN_M(store32_bd),
+					   FE_PLAIN_M(store64_bd) };
 
 /* An 8-bit register operand that is not AH..BH (those need no REX and
  * registers 4-7). */
@@ -840,10 +875,14 @@ static const struct fentry *fast_form(const struct x86_insn *in)
 	if (!(in->desc->flags & X86_D_MODRM))
 		return NULL;
 	if (in->mem) {
+		bool bd = in->base < 16 && in->index == X86_NO_REG &&
+			  in->addrsize == 8 && in->seg != X86_FS &&
+			  in->seg != X86_GS;
+
 		if (op == 0x8b)
-			return &load[sz];
+			return bd ? &load_bd[sz] : &load[sz];
 		if (op == 0x89)
-			return &store[sz];
+			return bd ? &store_bd[sz] : &store[sz];
 		/* G op= M: 03 0B 23 2B 33 3B (ADC, SBB aside). */
 		if (op < 0x40 && (op & 7) == 3 && op >> 3 != 2 && op >> 3 != 3)
 			return &alu_table[op >> 3][GM][sz];
