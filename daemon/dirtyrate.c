@@ -618,7 +618,7 @@ struct dirtyrate *mmud_dirtyrate_new(struct event_base *base,
 	dr->vm = vm;
 	dr->sample_pages = DEFAULT_SAMPLES;
 	dr->timer = evtimer_new(base, timer_cb, dr);
-	dr->ring = mmud_dirtyring_new(qmp, worker, vm);
+	dr->ring = mmud_dirtyring_new(base, qmp, worker, vm);
 	if (!dr->timer || !dr->ring ||
 	    qmp_server_register(qmp, "calc-dirty-rate", calc_args, cmd_calc,
 				dr) < 0 ||

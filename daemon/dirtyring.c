@@ -6,8 +6,18 @@
  * flush; the reply is built there and sent from the loop. A harvest is
  * chunked: at most MAX_ENTRIES entries a reply, so a reply stays far
  * below 64 KiB, and "more" says whether to ask again.
+ *
+ * And the daemon's reaper: while some slot logs, a loop timer every
+ * REAP_MS has the worker drain the rings into the bitmaps once one is
+ * half way to soft-full, as QEMU's reaper does, so that a VM whose
+ * dirty log only the bitmap readers read (x-dirty-log-harvest, the
+ * migration between its passes) is never held long. From the first
+ * x-dirty-ring-harvest on, the rings are the operator's and the reaper
+ * stops: a vCPU at soft-full then waits for x-dirty-ring-reset, as a KVM
+ * vCPU waits for KVM_RESET_DIRTY_RINGS.
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +31,7 @@
 /* 2048 entries of at most "[511, 268435455], " (18 bytes), one object
  * per vCPU: under 40 KiB. */
 #define MAX_ENTRIES 2048
+#define REAP_MS 5
 
 struct ring_job {
 	struct qmp_request *req;
@@ -140,7 +151,52 @@ static void submit(struct ring_job *j, struct mmud_worker *worker)
 struct ring_cmds {
 	struct mmud_worker *worker; /* (c) */
 	struct vm *vm; /* (c) */
+	struct event *timer; /* (c) the reaper's; NULL with the ring off */
+	bool claimed; /* (e) an x-dirty-ring-harvest was made */
+	bool reaping; /* (e) a drain is on the worker */
 };
+
+/* The worker: drain the rings if one is half way to soft-full. */
+static void reap_work(void *arg)
+{
+	struct ring_cmds *c = arg;
+	struct mmu *mmu = vm_mmu(c->vm);
+	uint32_t soft = mmu_dirty_ring_size(mmu) - MMU_DIRTY_RING_RESERVE;
+
+	for (unsigned i = 0; i < vm_nr_vcpus(c->vm); i++) {
+		struct mmu_dirty_ring_stats st = { 0 };
+
+		if (!mmu_dirty_ring_stats(mmu, i, &st) && st.used >= soft / 2) {
+			mmu_dirty_ring_to_bitmap(mmu);
+			return;
+		}
+	}
+}
+
+static void reap_done(void *arg)
+{
+	struct ring_cmds *c = arg;
+
+	c->reaping = false;
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ring_cmds *c = arg;
+	struct vm_memslot_info info[VM_MAX_MEMSLOTS];
+	unsigned n;
+	bool logs = false;
+
+	(void)fd;
+	(void)what;
+	if (c->claimed || c->reaping)
+		return;
+	n = vm_memslots(c->vm, info, VM_MAX_MEMSLOTS);
+	for (unsigned i = 0; i < n && i < VM_MAX_MEMSLOTS; i++)
+		logs |= info[i].log_dirty;
+	if (logs && !mmud_worker_submit(c->worker, reap_work, reap_done, c))
+		c->reaping = true;
+}
 
 static void cmd_harvest(struct qmp_request *req, json_t *args, void *opaque)
 {
@@ -157,6 +213,8 @@ static void cmd_harvest(struct qmp_request *req, json_t *args, void *opaque)
 	j = job_new(req, c->vm);
 	if (!j)
 		return;
+	/* The rings are the operator's from now on: no reaper. */
+	c->claimed = true;
 	j->max = (unsigned)max;
 	submit(j, c->worker);
 }
@@ -182,19 +240,32 @@ static const struct qmp_arg reset_args[] = {
 	QMP_ARGS_END,
 };
 
-struct ring_cmds *mmud_dirtyring_new(struct qmp_server *qmp,
+struct ring_cmds *mmud_dirtyring_new(struct event_base *base,
+				     struct qmp_server *qmp,
 				     struct mmud_worker *worker, struct vm *vm)
 {
 	struct ring_cmds *c = calloc(1, sizeof(*c));
+	struct timeval tv = { 0, REAP_MS * 1000 };
 
 	if (!c)
 		return NULL;
 	c->worker = worker;
 	c->vm = vm;
+	if (mmu_dirty_ring_size(vm_mmu(vm))) {
+		c->timer = event_new(base, -1, EV_PERSIST, reap_cb, c);
+		if (!c->timer || event_add(c->timer, &tv) < 0) {
+			if (c->timer)
+				event_free(c->timer);
+			free(c);
+			return NULL;
+		}
+	}
 	if (qmp_server_register(qmp, "x-dirty-ring-harvest", harvest_args,
 				cmd_harvest, c) < 0 ||
 	    qmp_server_register(qmp, "x-dirty-ring-reset", reset_args,
 				cmd_reset, c) < 0) {
+		if (c->timer)
+			event_free(c->timer);
 		free(c);
 		return NULL;
 	}
@@ -203,5 +274,7 @@ struct ring_cmds *mmud_dirtyring_new(struct qmp_server *qmp,
 
 void mmud_dirtyring_free(struct ring_cmds *c)
 {
+	if (c && c->timer)
+		event_free(c->timer);
 	free(c);
 }

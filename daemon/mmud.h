@@ -312,10 +312,11 @@ struct dirtyrate *mmud_dirtyrate_new(struct event_base *base,
 				     struct mmud_worker *worker, struct vm *vm);
 void mmud_dirtyrate_free(struct dirtyrate *dr);
 bool mmud_dirtyrate_logs(const struct dirtyrate *dr);
-/* x-dirty-ring-harvest, x-dirty-ring-reset (dirtyring.c); registered by
- * mmud_dirtyrate_new(). NULL: -ENOMEM. */
+/* x-dirty-ring-harvest, x-dirty-ring-reset and the rings' reaper
+ * (dirtyring.c); made by mmud_dirtyrate_new(). NULL: -ENOMEM. */
 struct ring_cmds;
-struct ring_cmds *mmud_dirtyring_new(struct qmp_server *qmp,
+struct ring_cmds *mmud_dirtyring_new(struct event_base *base,
+				     struct qmp_server *qmp,
 				     struct mmud_worker *worker, struct vm *vm);
 void mmud_dirtyring_free(struct ring_cmds *c);
 

@@ -15,7 +15,8 @@ rate: calc-dirty-rate in dirty-ring mode against the dirtyrate guest
   (known MiB written inside the window): within 10%, with a per-vCPU
   rate that adds up to it.
 migrate: the migrate guest moves between two daemons with --dirty-ring
-  on both ends; the source's passes took its pages from the ring.
+  on both ends; the source's passes took its pages from the ring. And
+  the daemon's reaper keeps a guest going whose ring nobody harvests.
 
 Usage: test_dirty_ring.py GROUP MMUD MMUCTL FOREVER_ELF DIRTYRING_ELF
                           DIRTYRATE_ELF MIGRATE_ELF
@@ -364,6 +365,38 @@ def test_migration_with_the_ring_on_both_ends(tmp):
     assert stats(dc)["dirty_ring_size"] == 1024
     dc.close()
     dst.kill()
+
+
+@test("migrate")
+def test_reaper_keeps_a_guest_going_that_nobody_harvests_the_ring_of(tmp):
+    """Dirty logging on, only the bitmap read (and that only at the
+    end): the daemon's reaper drains the rings into the bitmaps, so the
+    guest's heartbeats go on; after an x-dirty-ring-harvest the rings are
+    the operator's and the reaper leaves them alone."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import test_migration as tm
+    d = td.Daemon(tmp, "--memory", "256M", "--dirty-ring", "128", smp=2,
+                  kernel=MIGRATE, append="fill=16")
+    hb = tm.Heartbeats(d.con)
+    hb.wait_ready()
+    hb.advance(2)
+    c = d.client()
+    ok(c.cmd("x-dirty-log-start", {"slot": 0}))
+    hb.advance(6)
+    st = stats(c)
+    assert st["dirty_ring_resets"] > 0, ("the reaper never drained", st)
+    h = ok(c.cmd("x-dirty-log-harvest", {"slot": 0}))
+    assert h["dirty-pages"] >= 32, h
+    # Claimed: the reaper stops; the operator's reset is what frees.
+    ok(c.cmd("x-dirty-ring-harvest"))
+    before = stats(c)["dirty_ring_resets"]
+    time.sleep(0.2)
+    assert stats(c)["dirty_ring_resets"] == before, "reaped a claimed ring"
+    ok(c.cmd("x-dirty-log-stop", {"slot": 0}))
+    hb.advance(2)
+    assert ok(c.cmd("x-mmu-audit")) == {}
+    c.close()
+    d.kill()
 
 
 def main():
