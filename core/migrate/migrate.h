@@ -3,10 +3,11 @@
  * emits it over a file descriptor, a reader that parses it from a file
  * descriptor or a buffer without trusting any length or count, and the
  * encoders and decoders of what it carries: the configuration the
- * destination checks first, RAM pages (zero pages as markers), vCPU
- * state, COM1 and console bytes. No threads, no event loop and no
- * policy: the daemon decides what to send when (precopy passes, dirty
- * log, switchover) and drives these from its migration thread.
+ * destination checks first (its drives included), RAM pages (zero pages
+ * as markers), vCPU state, COM1, each drive's virtio-mmio transport and
+ * console bytes. No threads, no event loop and no policy: the daemon
+ * decides what to send when (precopy passes, dirty log, switchover) and
+ * drives these from its migration thread.
  *
  * Errors: every function that can fail returns 0 or a negative errno
  * and leaves a message in the writer's or reader's err (migrate_*_error)
