@@ -124,7 +124,7 @@ void mmud_usage(FILE *f)
 		"  --mmu-option NAME=VALUE  one of the MMU's switches\n"
 		"                  (repeatable; x-query-mmu-options lists them):\n"
 		"                  unsync=reachable|off|all, zap-all=fast|slow,\n"
-		"                  mmio-wrap=zap-all|zap-mmio\n"
+		"                  mmio-wrap=zap-all|zap-mmio, memslots=rcu|rwlock\n"
 		"  --config FILE   key = value lines with the same settings\n"
 		"                  (kernel, memory, smp, append, console, qmp,\n"
 		"                  name, paused, panic, maxmem, incoming,\n"

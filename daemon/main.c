@@ -315,6 +315,9 @@ static int create_vm(struct daemon *m)
 	m->vcfg.ended_ctx = &m->d;
 	if (create_drives(m) < 0)
 		return -1;
+	/* memslots=rwlock is process-wide: before any thread starts. */
+	if (m->cfg.mmu_options[MMU_OPT_MEMSLOTS] == MMU_MEMSLOTS_RWLOCK + 1)
+		mmu_rcu_use_rwlock();
 	m->vm = vm_create(&m->vcfg, err, sizeof(err));
 	if (!m->vm) {
 		fprintf(stderr, "<3>mmud: %s: %s\n", m->what, err);

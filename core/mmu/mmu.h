@@ -474,6 +474,7 @@ enum mmu_option {
 	MMU_OPT_UNSYNC, /* enum mmu_unsync_mode */
 	MMU_OPT_ZAP_ALL, /* enum mmu_zap_all_mode */
 	MMU_OPT_MMIO_WRAP, /* enum mmu_mmio_wrap_mode */
+	MMU_OPT_MEMSLOTS, /* enum mmu_memslots_mode */
 	MMU_OPT_NR,
 };
 
@@ -491,6 +492,10 @@ enum mmu_zap_all_mode {
 enum mmu_mmio_wrap_mode {
 	MMU_MMIO_WRAP_ZAP_ALL, /* a stamp wrap zaps every page (fast) */
 	MMU_MMIO_WRAP_ZAP_MMIO, /* it clears the MMIO sptes only */
+};
+enum mmu_memslots_mode {
+	MMU_MEMSLOTS_RCU, /* lookups in RCU read-side sections */
+	MMU_MEMSLOTS_RWLOCK, /* the same sections as a reader-writer lock */
 };
 
 struct mmu_option_desc {

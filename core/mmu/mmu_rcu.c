@@ -3,6 +3,8 @@
  * (no _LGPL_SOURCE) so ThreadSanitizer sees only our annotations; see
  * mmu_rcu.h. It owns no RCU-protected data itself.
  */
+#include <pthread.h>
+#include <stdbool.h>
 #include <urcu.h>
 
 #include "explore.h"
@@ -18,6 +20,27 @@
 static char rcu_tsan_sync;
 #endif
 
+/*
+ * memslots=rwlock: set once before any thread enters a section (so no
+ * section straddles the switch) and read plainly after; the thread
+ * creation that follows orders the store before every reader.
+ */
+static bool use_rwlock;
+/* Reader-preferring, so a section nested in another never blocks behind
+ * a waiting writer. (init: mmu_rcu_use_rwlock) */
+static pthread_rwlock_t slots_rw;
+
+void mmu_rcu_use_rwlock(void)
+{
+	pthread_rwlockattr_t a;
+
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_READER_NP);
+	pthread_rwlock_init(&slots_rw, &a);
+	pthread_rwlockattr_destroy(&a);
+	use_rwlock = true;
+}
+
 void mmu_rcu_register_thread(void)
 {
 	rcu_register_thread();
@@ -30,6 +53,10 @@ void mmu_rcu_unregister_thread(void)
 
 void mmu_rcu_read_lock(void)
 {
+	if (use_rwlock) {
+		pthread_rwlock_rdlock(&slots_rw);
+		return;
+	}
 #ifdef MMUD_EXPLORE
 	explore_rcu_read_lock();
 #else
@@ -39,6 +66,10 @@ void mmu_rcu_read_lock(void)
 
 void mmu_rcu_read_unlock(void)
 {
+	if (use_rwlock) {
+		pthread_rwlock_unlock(&slots_rw);
+		return;
+	}
 #ifdef MMUD_TSAN
 	__tsan_release(&rcu_tsan_sync);
 #endif
@@ -51,6 +82,12 @@ void mmu_rcu_read_unlock(void)
 
 void mmu_rcu_synchronize(void)
 {
+	if (use_rwlock) {
+		/* Every reader that holds it now has left when we get it. */
+		pthread_rwlock_wrlock(&slots_rw);
+		pthread_rwlock_unlock(&slots_rw);
+		return;
+	}
 #ifdef MMUD_EXPLORE
 	explore_rcu_synchronize();
 #else

@@ -18,6 +18,14 @@ void mmu_rcu_read_lock(void);
 void mmu_rcu_read_unlock(void);
 /* Returns after every read-side section that began before the call ended. */
 void mmu_rcu_synchronize(void);
+/*
+ * memslots=rwlock (docs/MMU.md, "Switches"): from now on the read-side
+ * sections are a process-wide reader-writer lock's read side and a grace
+ * period is taking its write side once, the slots_lock design RCU
+ * replaced. Readers are preferred, so nested sections never wait for a
+ * writer. Called before any thread enters a section, once per process.
+ */
+void mmu_rcu_use_rwlock(void);
 
 /*
  * Dereference: acquire, pairs with the release in mmu_rcu_assign() so the

@@ -17,6 +17,7 @@
 static const char *const unsync_values[] = { "reachable", "off", "all", NULL };
 static const char *const zap_all_values[] = { "fast", "slow", NULL };
 static const char *const mmio_wrap_values[] = { "zap-all", "zap-mmio", NULL };
+static const char *const memslots_values[] = { "rcu", "rwlock", NULL };
 
 /* Indexed by enum mmu_option; each list's values in the order of the
  * enum mmu_opt_* of mmu.h, the default first. */
@@ -24,6 +25,8 @@ static const struct mmu_option_desc descs[MMU_OPT_NR] = {
 	[MMU_OPT_UNSYNC] = { "unsync", unsync_values, true },
 	[MMU_OPT_ZAP_ALL] = { "zap-all", zap_all_values, true },
 	[MMU_OPT_MMIO_WRAP] = { "mmio-wrap", mmio_wrap_values, true },
+	/* Process-wide and before any thread: mmu_rcu_use_rwlock(). */
+	[MMU_OPT_MEMSLOTS] = { "memslots", memslots_values, false },
 };
 
 const struct mmu_option_desc *mmu_option_desc(enum mmu_option opt)

@@ -2,11 +2,12 @@
 """The MMU's switches (docs/MMU.md, "Switches") on the real daemon.
 
 start: --mmu-option and the config file's mmu-option lines set them
-  before any vCPU runs; x-query-mmu-options shows each value, default
-  and the values it takes; x-mmu-zap-all without `slow` follows zap-all;
+  before any vCPU runs (memslots=rwlock under memslot churn);
+  x-query-mmu-options shows each value, default and the values it
+  takes; x-mmu-zap-all without `slow` follows zap-all;
   bad flags and lines are refused with status 4 and the reason.
-runtime: x-mmu-set-option flips each switch through every value while
-  a 2-vCPU guest runs and zap-all runs between flips: the audit stays
+runtime: x-mmu-set-option flips each run-time switch through every value
+  while a 2-vCPU guest runs and zap-all runs between flips: the audit stays
   clean and the guest keeps going; bad names and values are refused
   with a GenericError naming them, and change nothing.
 
@@ -21,10 +22,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import daemonlib as td  # noqa: E402
 
 test = td.test
-DEFAULTS = {"unsync": "reachable", "zap-all": "fast", "mmio-wrap": "zap-all"}
+DEFAULTS = {"unsync": "reachable", "zap-all": "fast", "mmio-wrap": "zap-all",
+            "memslots": "rcu"}
 VALUES = {"unsync": ["reachable", "off", "all"],
           "zap-all": ["fast", "slow"],
-          "mmio-wrap": ["zap-all", "zap-mmio"]}
+          "mmio-wrap": ["zap-all", "zap-mmio"],
+          "memslots": ["rcu", "rwlock"]}
+RUNTIME = {"unsync", "zap-all", "mmio-wrap"}
 
 
 def ok(r):
@@ -45,17 +49,27 @@ def test_flags_and_config_lines_set_the_switches(tmp):
     """Flags set what they name and leave the rest at the default; the
     table lists every option with its values."""
     d = td.Daemon(tmp, "--mmu-option", "unsync=all", "--mmu-option",
-                  "zap-all=slow")
+                  "zap-all=slow", "--mmu-option", "memslots=rwlock")
     c = d.client()
     got = options(c)
     assert sorted(got) == sorted(VALUES), got
     for name, o in got.items():
         assert o["values"] == VALUES[name], o
         assert o["default"] == DEFAULTS[name], o
-        assert o["runtime"] is True, o
+        assert o["runtime"] is (name in RUNTIME), o
     assert got["unsync"]["value"] == "all", got
     assert got["zap-all"]["value"] == "slow", got
     assert got["mmio-wrap"]["value"] == "zap-all", got
+    assert got["memslots"]["value"] == "rwlock", got
+    # Memslots churn under the reader-writer lock: add, log, harvest,
+    # remove, while the vCPUs run.
+    for i in range(20):
+        s = ok(c.cmd("x-memslot-add", {"gpa": (8 << 30) + (i << 21),
+                                       "size": 1 << 21,
+                                       "log-dirty": True}))["slot"]
+        ok(c.cmd("x-dirty-log-harvest", {"slot": s}))
+        ok(c.cmd("x-memslot-remove", {"slot": s}))
+    audit(c)
     # x-mmu-zap-all's default follows zap-all; an explicit slow=false
     # still wins.
     assert ok(c.cmd("x-mmu-zap-all"))["mode"] == "slow"
@@ -77,6 +91,7 @@ def test_config_file_lines_set_the_switches(tmp):
     assert got["unsync"]["value"] == "off", got
     assert got["mmio-wrap"]["value"] == "zap-mmio", got
     assert got["zap-all"]["value"] == "fast", got
+    assert got["memslots"]["value"] == "rcu", got
     # The guest runs with unsync off: leaf table writes are emulated.
     audit(c)
     c.cmd("quit")
@@ -92,7 +107,7 @@ def test_bad_flags_and_lines_are_refused(tmp):
          "reachable, off, all"),
         (["--mmu-option", "colour=blue"],
          "--mmu-option: unknown MMU option 'colour' (known: unsync, "
-         "zap-all, mmio-wrap)"),
+         "zap-all, mmio-wrap, memslots)"),
         (["--mmu-option", "unsync"], "is not NAME=VALUE"),
         (["--mmu-option", "unsync=all", "--mmu-option", "unsync=off"],
          "--mmu-option: MMU option 'unsync' given twice"),
@@ -119,7 +134,8 @@ def test_switches_flip_while_the_guest_runs(tmp):
     d = td.Daemon(tmp, smp=2)
     c = d.client()
     for rnd in range(3):
-        for name, values in VALUES.items():
+        for name in RUNTIME:
+            values = VALUES[name]
             for v in values:
                 assert ok(c.cmd("x-mmu-set-option",
                                 {"name": name, "value": v})) == {}
@@ -127,7 +143,7 @@ def test_switches_flip_while_the_guest_runs(tmp):
                 audit(c)
                 ok(c.cmd("x-mmu-zap-all"))
                 audit(c)
-    for name in VALUES:
+    for name in RUNTIME:
         ok(c.cmd("x-mmu-set-option", {"name": name,
                                       "value": DEFAULTS[name]}))
     before = options(c)
@@ -136,7 +152,9 @@ def test_switches_flip_while_the_guest_runs(tmp):
          "MMU option 'unsync': 'maybe' is not one of reachable, off, all"),
         ({"name": "colour", "value": "blue"},
          "unknown MMU option 'colour' (known: unsync, zap-all, "
-         "mmio-wrap)"),
+         "mmio-wrap, memslots)"),
+        ({"name": "memslots", "value": "rwlock"},
+         "MMU option 'memslots' is set at start only (--mmu-option)"),
         ({"name": "zap-all", "value": ""}, "'' is not one of fast, slow"),
     ]:
         r = c.cmd("x-mmu-set-option", args)

@@ -7,6 +7,8 @@
 #define MMUD_TESTS_MMU_TEST_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -158,9 +160,20 @@ static inline const struct mmu_vcpu_ops *rec_vcpu_ops(void)
 	return &ops;
 }
 
+/*
+ * meson test --setup mmuoptions with memslots=rwlock among its words:
+ * the read-side sections are the reader-writer lock for the whole
+ * process (docs/MMU.md, "Switches"), set before any thread enters one.
+ */
 static inline int rcu_setup(void **state)
 {
+	static bool chosen;
+	const char *o = getenv("MMUD_TEST_MMU_OPTIONS");
+
 	(void)state;
+	if (!chosen && o && strstr(o, "memslots=rwlock"))
+		mmu_rcu_use_rwlock();
+	chosen = true;
 	mmu_rcu_register_thread();
 	return 0;
 }

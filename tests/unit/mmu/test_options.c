@@ -55,6 +55,13 @@ static void test_options_names_match_the_enums(void **state)
 			 0);
 	assert_int_equal(opt, MMU_OPT_MMIO_WRAP);
 	assert_int_equal(val, MMU_MMIO_WRAP_ZAP_MMIO);
+	assert_int_equal(mmu_option_parse("memslots=rwlock", &opt, &val, err,
+					  sizeof(err)),
+			 0);
+	assert_int_equal(opt, MMU_OPT_MEMSLOTS);
+	assert_int_equal(val, MMU_MEMSLOTS_RWLOCK);
+	/* The lock's kind is the process's, chosen before any thread. */
+	assert_false(mmu_option_desc(MMU_OPT_MEMSLOTS)->runtime);
 }
 
 static void expect_refused(const char *s, const char *want)
@@ -80,7 +87,7 @@ static void test_options_refusals_name_what_was_wrong(void **state)
 	expect_refused("=all", "is not NAME=VALUE");
 	expect_refused("colour=blue",
 		       "unknown MMU option 'colour' (known: unsync, zap-all, "
-		       "mmio-wrap)");
+		       "mmio-wrap, memslots)");
 	expect_refused("unsync=sometimes",
 		       "MMU option 'unsync': 'sometimes' is not one of "
 		       "reachable, off, all");
