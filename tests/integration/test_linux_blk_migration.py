@@ -19,6 +19,7 @@ Usage: test_linux_blk_migration.py GROUP MMUD MMUCTL FOREVER_ELF
 """
 import hashlib
 import os
+import re
 import sys
 import time
 
@@ -118,6 +119,10 @@ def test_linux_migrates_while_dd_writes_and_the_image_matches(tmp):
     dcon.connect(dst.con)
     dout = tl.Console(dcon)
     dout.until("DD-EXIT=")
+    # The status and its line end may come in a later read than the
+    # name (the UART sends a byte at a time).
+    while not re.search(r"DD-EXIT=\d+\r?\n", dout.text):
+        dout.until("\n", timeout=30, count=dout.text.count("\n") + 1)
     assert "DD-EXIT=0" in dout.text, dout.text[-2000:]
     dcon.sendall(b"\n")  # a new prompt after dd's line
     got = tl.shell_cmd(dout, dcon, "sync; echo synced", 300)
