@@ -24,6 +24,9 @@
  *                           batch of 256 pages (docs/MMU.md, "The live
  *                           audit")
  *
+ * `bench_mmu WHICH memslots=rwlock` runs them with the memslot lookups'
+ * read-side sections as a reader-writer lock (docs/SEEDS.md, 000).
+ *
  * Each figure: a warm-up run, then a fixed number of measured runs; the
  * median is reported with min and max. Guest data memory is reserved,
  * never touched (the MMU only stores its host address in sptes); guest
@@ -477,6 +480,26 @@ int main(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : "";
 
+	/* bench_mmu WHICH memslots=rwlock: the read-side sections as the
+	 * reader-writer lock (docs/MMU.md, "Switches"; docs/SEEDS.md). */
+	for (int i = 2; i < argc; i++) {
+		enum mmu_option opt;
+		unsigned int val;
+		char err[200];
+
+		if (mmu_option_parse(argv[i], &opt, &val, err, sizeof(err)) <
+		    0) {
+			fprintf(stderr, "bench_mmu: %s\n", err);
+			return 2;
+		}
+		if (opt != MMU_OPT_MEMSLOTS) {
+			fprintf(stderr, "bench_mmu: %s: only memslots= here\n",
+				argv[i]);
+			return 2;
+		}
+		if (val == MMU_MEMSLOTS_RWLOCK)
+			mmu_rcu_use_rwlock();
+	}
 	mmu_rcu_register_thread();
 	if (!*only || strstr(only, "fault"))
 		bench_faults();
