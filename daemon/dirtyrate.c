@@ -423,9 +423,9 @@ static bool is_measuring_bitmap(const struct dirtyrate *dr)
 	return dr->status == DR_MEASURING && dr->mode != DR_PAGE_SAMPLING;
 }
 
-bool mmud_dirtyrate_logs(const struct dirtyrate *dr)
+const char *mmud_dirtyrate_logs(const struct dirtyrate *dr)
 {
-	return dr && is_measuring_bitmap(dr);
+	return dr && is_measuring_bitmap(dr) ? mode_names[dr->mode] : NULL;
 }
 
 static bool parse_mode(const char *s, enum dr_mode *m)

@@ -369,17 +369,19 @@ static bool get_u64(struct qmp_request *req, json_t *args, const char *name,
 static void submit(struct memops *m, struct qmp_request *req,
 		   struct memop_job *proto)
 {
+	const char *measuring = mmud_dirtyrate_logs(m->dr);
 	struct memop_job *j;
 	int r;
 
-	if (mmud_dirtyrate_logs(m->dr) &&
+	if (measuring &&
 	    (proto->op == OP_LOG_START || proto->op == OP_LOG_STOP ||
 	     proto->op == OP_HARVEST || proto->op == OP_CLEAR)) {
 		free(proto->bitmap);
 		qmp_reply_error(req, QMP_ERROR_GENERIC,
-				"slot: calc-dirty-rate is measuring in "
-				"dirty-bitmap mode and owns the dirty logs "
-				"until query-dirty-rate says measured");
+				"slot: calc-dirty-rate is measuring in %s "
+				"mode and owns the dirty logs until "
+				"query-dirty-rate says measured",
+				measuring);
 		return;
 	}
 	j = malloc(sizeof(*j));

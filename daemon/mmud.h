@@ -311,7 +311,9 @@ struct dirtyrate *mmud_dirtyrate_new(struct event_base *base,
 				     struct qmp_server *qmp,
 				     struct mmud_worker *worker, struct vm *vm);
 void mmud_dirtyrate_free(struct dirtyrate *dr);
-bool mmud_dirtyrate_logs(const struct dirtyrate *dr);
+/* The mode of a measurement that owns the dirty logs now (dirty-bitmap,
+ * dirty-ring), or NULL. */
+const char *mmud_dirtyrate_logs(const struct dirtyrate *dr);
 /* x-dirty-ring-harvest, x-dirty-ring-reset and the rings' reaper
  * (dirtyring.c); made by mmud_dirtyrate_new(). NULL: -ENOMEM. */
 struct ring_cmds;

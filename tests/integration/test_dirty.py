@@ -351,7 +351,8 @@ def test_calc_dirty_rate_refusals_change_nothing(tmp):
     r = c.cmd("calc-dirty-rate", {"calc-time": 1})
     assert "already being measured" in r["error"]["desc"], r
     r = c.cmd("x-dirty-log-harvest", {"slot": slot})
-    assert "calc-dirty-rate is measuring" in r["error"]["desc"], r
+    assert "calc-dirty-rate is measuring in dirty-bitmap mode" in \
+        r["error"]["desc"], r
     q = ok(c.cmd("query-dirty-rate"))
     assert q["status"] == "measuring" and q["mode"] == "dirty-bitmap", q
     audit(c)
