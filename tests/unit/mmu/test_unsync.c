@@ -141,21 +141,18 @@ static void test_unsync_guest_pte_store_seen_after_cr3_reload(void **state)
 	env_free(e);
 }
 
-static void test_unsync_sync_of_one_root_leaves_other_root_unsync(void **state)
+/*
+ * A second address space with its own PT and window, its leaf table
+ * made unsync by v2's writes, as fault_in_window() does for the first.
+ * Returns its CPU state.
+ */
+static struct mmu_cpu_state second_unsync_window(struct mmu_env *e,
+						 struct mmu_vcpu *v2)
 {
-	struct mmu_env *e = env_new();
-	struct mmu_vcpu *v2 = mmu_vcpu_create(e->mmu, 1);
-	struct mmu_cpu_state cpu2;
+	gfn_t pml4b = e->next_table++;
+	struct mmu_cpu_state cpu2 = boot_cpu(pml4b);
 	struct mmu_fault_info info;
-	struct mmu_stats st;
-	hva_t hva;
-	gfn_t pml4b;
 
-	(void)state;
-	fault_in_window(e, MMU_ACCESS_WRITE);
-	/* A second address space with its own PT and window. */
-	pml4b = e->next_table++;
-	cpu2 = boot_cpu(pml4b);
 	map_window(e, pml4b, BASE1 + 1);
 	assert_int_equal(env_fault_v(v2, &cpu2, 0x400000, MMU_ACCESS_WRITE,
 				     &info),
@@ -163,6 +160,20 @@ static void test_unsync_sync_of_one_root_leaves_other_root_unsync(void **state)
 	assert_int_equal(env_fault_v(v2, &cpu2, 0x402000, MMU_ACCESS_WRITE,
 				     &info),
 			 MMU_FAULT_FIXED);
+	return cpu2;
+}
+
+static void test_unsync_sync_of_one_root_leaves_other_root_unsync(void **state)
+{
+	struct mmu_env *e = env_new();
+	struct mmu_vcpu *v2 = mmu_vcpu_create(e->mmu, 1);
+	struct mmu_cpu_state cpu2;
+	struct mmu_stats st;
+	hva_t hva;
+
+	(void)state;
+	fault_in_window(e, MMU_ACCESS_WRITE);
+	cpu2 = second_unsync_window(e, v2);
 	st = env_stats(e);
 	assert_int_equal(st.unsyncs, 2);
 	assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
@@ -193,20 +204,11 @@ static void test_unsync_all_syncs_pages_of_other_roots_too(void **state)
 	struct mmu_vcpu *v2 = mmu_vcpu_create(e->mmu, 1);
 	struct mmu_cpu_state cpu2;
 	struct mmu_fault_info info;
-	gfn_t pml4b;
 
 	(void)state;
 	fault_in_window(e, MMU_ACCESS_WRITE);
 	mmu_option_set(e->mmu, MMU_OPT_UNSYNC, MMU_UNSYNC_ALL);
-	pml4b = e->next_table++;
-	cpu2 = boot_cpu(pml4b);
-	map_window(e, pml4b, BASE1 + 1);
-	assert_int_equal(env_fault_v(v2, &cpu2, 0x400000, MMU_ACCESS_WRITE,
-				     &info),
-			 MMU_FAULT_FIXED);
-	assert_int_equal(env_fault_v(v2, &cpu2, 0x402000, MMU_ACCESS_WRITE,
-				     &info),
-			 MMU_FAULT_FIXED);
+	cpu2 = second_unsync_window(e, v2);
 	assert_int_equal(env_stats(e).unsyncs, 2);
 	assert_int_equal(mmu_vcpu_sync(e->v, &e->cpu), 0);
 	assert_int_equal(env_stats(e).syncs, 2);
