@@ -16,8 +16,15 @@ zap: the same boot with unsync at its default; while the workload runs
   the command's latency as QMP sees it, and the pages each zap found.
   (mmio-wrap is not measured here: a wrap takes 2^15 memslot updates;
   tests/unit/mmu and the explorer check both of its values.)
+memslots: bench/exits.c on 1, 2, 4 and 8 vCPUs, every vCPU exiting by
+  OUT at once (each exit leaves and re-enters the memslot read side, as
+  KVM's entry does), once per value of `memslots` (rcu, rwlock), the
+  values alternating: TSC cycles per exit, the median of the vCPUs' and
+  their spread. Where vCPUs outnumber host CPUs the figure includes the
+  time a vCPU waits for one.
 
-Usage: bench/seeds.py MMUD [--rounds N] [--zaps N] [--only unsync|zap]
+Usage: bench/seeds.py MMUD [--rounds N] [--zaps N]
+                           [--only unsync|zap|memslots]
 One JSON line per run on stdout, then tables.
 """
 import argparse
@@ -26,6 +33,7 @@ import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +47,8 @@ linux = importlib.machinery.SourceFileLoader(
 
 UNSYNC = ["reachable", "off", "all"]
 ZAP = ["fast", "slow"]
+MEMSLOTS = ["rcu", "rwlock"]
+EXIT_VCPUS = [1, 2, 4, 8]
 COUNTERS = ["pf_emulate", "mmu_pte_write", "mmu_unsync", "mmu_sync",
             "remote_tlb_flush", "pf_fixed", "shadow_pages",
             "mmu_shadow_zapped"]
@@ -92,17 +102,48 @@ def boot(mmud, kernel, initrd, options, zaps):
     return res
 
 
+def exits(mmud, elf, smp, value):
+    """bench/exits.c on smp vCPUs with memslots=value: cycles per exit of
+    each vCPU."""
+    out = subprocess.run([mmud, "--kernel", elf, "--smp", str(smp),
+                          "--mmu-option", "memslots=" + value],
+                         stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=120)
+    per = [json.loads(line) for line in out.stdout.splitlines()
+           if line.startswith('{"figure":"exits"')]
+    if len(per) != smp or "guest exited with value 0" not in out.stderr:
+        raise RuntimeError("exits guest, smp %d, memslots=%s: exit %d, "
+                           "%d figures; stderr: %s" % (
+                               smp, value, out.returncode, len(per),
+                               out.stderr[-300:]))
+    return [p["cycles"] / p["count"] for p in per]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mmud")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--zaps", type=int, default=20)
-    ap.add_argument("--only", choices=["unsync", "zap"])
+    ap.add_argument("--only", choices=["unsync", "zap", "memslots"])
+    ap.add_argument("--exits-elf", help="bench/exits.c's ELF (default: "
+                    "bench/exits.elf in MMUD's build directory)")
     a = ap.parse_args()
     mmud = os.path.abspath(a.mmud)
-    kernel, initrd = linux.guest_files()
-    runs, zap_runs = [], []
+    elf = a.exits_elf or os.path.join(os.path.dirname(mmud), "..", "bench",
+                                      "exits.elf")
+    kernel, initrd = linux.guest_files() if a.only != "memslots" else (
+        None, None)
+    runs, zap_runs, exit_runs = [], [], []
     for rnd in range(a.rounds):
+        for smp in (EXIT_VCPUS if a.only in (None, "memslots") else []):
+            for v in MEMSLOTS:
+                r = {"memslots": v, "vcpus": smp, "round": rnd,
+                     "cycles_per_exit": [round(c) for c in
+                                         exits(mmud, elf, smp, v)]}
+                print(json.dumps(r), flush=True)
+                exit_runs.append(r)
+        if a.only == "memslots":
+            continue
         for v in (UNSYNC if a.only != "zap" else []):
             r = boot(mmud, kernel, initrd, ["unsync=" + v], 0)
             r["round"] = rnd
@@ -124,6 +165,19 @@ def main():
                 r["workload_s"], r["exits"], r["pf_emulate"],
                 r["mmu_pte_write"], r["mmu_unsync"], r["mmu_sync"],
                 r["remote_tlb_flush"]))
+    if exit_runs:
+        print()
+        print("| vCPUs | memslots | cycles per exit, median of the vCPUs "
+              "(min-max), each round |")
+        print("|---|---|---|")
+        for smp in EXIT_VCPUS:
+            for v in MEMSLOTS:
+                rs = [r["cycles_per_exit"] for r in exit_runs
+                      if r["vcpus"] == smp and r["memslots"] == v]
+                if rs:
+                    print("| %d | %s | %s |" % (smp, v, ", ".join(
+                        "%d (%d-%d)" % (statistics.median(c), min(c),
+                                        max(c)) for c in rs)))
     zaps = [z for r in zap_runs for z in r["zaps"]]
     if zaps:
         print()
