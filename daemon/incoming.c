@@ -485,6 +485,9 @@ static void *incoming_thread(void *arg)
 	return NULL;
 }
 
+/* Returns with the socket listening (or the file or descriptor open):
+ * main.c says READY=1 to systemd only after this, so a supervisor that
+ * starts the source's migrate on it finds a destination to connect to. */
 int mmud_incoming_start(struct mmud_migration *m, const char *uri, char *err,
 			size_t errlen)
 {

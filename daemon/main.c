@@ -424,6 +424,10 @@ static int run(struct daemon *m)
 	if (vm_start(m->vm) < 0)
 		fprintf(stderr, "<2>mmud: not every vCPU started\n");
 	mmud_start(m->d);
+	/* READY=1 only once --incoming listens (the QMP socket already
+	 * does): a supervisor may start the source's migrate on it. */
+	if (mmud_migration_start_incoming(m->mig) < 0)
+		return MMUD_EXIT_REFUSED;
 	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=VM %s",
 		 cfg->incoming ? "inmigrate" :
 		 cfg->paused   ? "prelaunch" :
@@ -434,8 +438,6 @@ static int run(struct daemon *m)
 		cfg->name ? " booted" : "", cfg->smp, m->qmp ? ", QMP on " : "",
 		m->qmp ? cfg->qmp : "", cfg->paused ? ", paused" : "");
 
-	if (mmud_migration_start_incoming(m->mig) < 0)
-		return MMUD_EXIT_REFUSED;
 	event_base_dispatch(m->base);
 
 	/* Before the worker goes: its pending calls end the threads'. */
