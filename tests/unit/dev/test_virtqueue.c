@@ -174,6 +174,15 @@ static void test_virtq_head_out_of_range_refused(void **state)
 	pop_fails_with("head 9");
 }
 
+/* The first index past the table: its 16 bytes are not the table's. */
+static void test_virtq_head_equal_to_size_refused(void **state)
+{
+	(void)state;
+	put_desc(DESC, QSIZE, 0x10000, 16, 0, 0);
+	offer(QSIZE);
+	pop_fails_with("head 8");
+}
+
 static void test_virtq_buffer_outside_ram_refused(void **state)
 {
 	(void)state;
@@ -311,6 +320,31 @@ static void test_virtq_push_logs_dirty_before_index(void **state)
 	assert_true(dirty[USED >> 12]);
 }
 
+/* A used ring that straddles a page: the element lands on the second
+ * page, the index on the first, and both pages are logged. */
+static void test_virtq_push_logs_the_element_page(void **state)
+{
+	const gpa_t used = 0x4ff8;
+	struct virtq q2;
+	uint32_t id;
+
+	(void)state;
+	memset(&q2, 0, sizeof(q2));
+	assert_int_equal(virtq_setup(&q2, &mem, QSIZE, DESC, AVAIL, used, false,
+				     true, err, sizeof(err)),
+			 0);
+	virtq_push(&q2, &mem, 3, 64);
+	virtq_push(&q2, &mem, 4, 64);
+	memcpy(&id, ram + used + 4 + 8, 4);
+	assert_int_equal(id, 4);
+	if (!dirty[used >> 12] || !dirty[(used >> 12) + 1])
+		fail_msg("pages 0x%llx and 0x%llx of the used ring should be "
+			 "dirty, saw %d and %d",
+			 (unsigned long long)(used >> 12),
+			 (unsigned long long)(used >> 12) + 1,
+			 dirty[used >> 12], dirty[(used >> 12) + 1]);
+}
+
 static void test_virtq_setup_refuses_bad_queues(void **state)
 {
 	struct virtq q2;
@@ -380,6 +414,7 @@ int main(void)
 		T(test_virtq_self_loop_refused),
 		T(test_virtq_next_out_of_range_refused),
 		T(test_virtq_head_out_of_range_refused),
+		T(test_virtq_head_equal_to_size_refused),
 		T(test_virtq_buffer_outside_ram_refused),
 		T(test_virtq_buffer_in_mmio_refused),
 		T(test_virtq_wrapping_buffer_refused),
@@ -393,6 +428,7 @@ int main(void)
 		T(test_virtq_indirect_loop_refused),
 		T(test_virtq_indirect_table_outside_ram_refused),
 		T(test_virtq_push_logs_dirty_before_index),
+		T(test_virtq_push_logs_the_element_page),
 		T(test_virtq_setup_refuses_bad_queues),
 		T(test_virtq_no_interrupt_flag_suppresses),
 		T(test_virtq_event_idx_notifies_at_used_event),
