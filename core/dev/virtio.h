@@ -177,6 +177,16 @@ void virtq_reset(struct virtq *q);
 int virtq_pop(struct virtq *q, const struct virtio_mem *mem,
 	      struct virtq_chain *c, char *err, size_t errlen);
 /*
+ * Walks the chain at head again, as virtq_pop() walked it, without
+ * touching the rings: for a request popped before a migration, whose
+ * head the stream carried (docs/MIGRATION.md, "virtio-blk"). The
+ * descriptors are guest input read anew: the same refusals as
+ * virtq_pop(), and a head not below the queue size.
+ */
+int virtq_walk_head(struct virtq *q, const struct virtio_mem *mem,
+		    uint16_t head, struct virtq_chain *c, char *err,
+		    size_t errlen);
+/*
  * Returns the chain with head to the driver as used, len bytes written:
  * the used element, then (release) the used index (virtio 1.2, 2.7.8).
  * Every byte the device wrote into the chain's buffers must already be
@@ -218,6 +228,21 @@ struct virtio_device_ops {
 	 * the device started touches guest memory any more; the transport
 	 * then clears the queues. */
 	void (*reset)(void *ctx);
+	/*
+	 * Migration (virtio_mmio_save(), virtio_mmio_load()); both may be
+	 * NULL for a device that never holds a request across a quiesce.
+	 * held: the heads of the chains of queue the device holds popped
+	 * but not pushed (at most max, in the order it would resubmit
+	 * them), once it is quiet: the requests an error with action stop
+	 * kept back for the VM's cont. take_held: the destination's device
+	 * takes such heads of queue (n of them, already checked against
+	 * the queue: below its size, distinct, as many as it has in
+	 * flight) and walks their chains again when it resubmits them.
+	 */
+	unsigned int (*held)(void *ctx, unsigned int queue, uint16_t *heads,
+			     unsigned int max);
+	void (*take_held)(void *ctx, unsigned int queue, const uint16_t *heads,
+			  unsigned int n);
 };
 
 #define VIRTIO_MMIO_MAX_QUEUES 64
@@ -269,16 +294,19 @@ void virtio_mmio_broken_reason(struct virtio_mmio *t, char *buf, size_t len);
 void virtio_mmio_config_changed(struct virtio_mmio *t);
 
 /*
- * The transport's state for migration, taken with the device quiet (no
- * request in flight: every chain popped has been pushed, so each ready
- * queue's last_avail equals its used_idx). virtio_mmio_load() refuses
- * (false, nothing changed, the field named in err) what this device
- * could not be in: another queue count, a status with bits the device
- * never sets or FEATURES_OK on features it does not offer (or without
- * VERSION_1), a ready queue that virtq_setup() refuses (size, alignment,
- * areas outside RAM) or that has requests in flight. The line is taken
- * as high exactly when isr is not 0, without a new edge: the IOAPIC's
- * own state carries the pin.
+ * The transport's state for migration, taken with the device quiet: no
+ * request in flight but those the device holds for a retry (the
+ * device's held callback), so each ready queue's last_avail is its
+ * used_idx plus its held heads. virtio_mmio_load() refuses (false,
+ * nothing changed, the field named in err) what this device could not
+ * be in: another queue count, a status with bits the device never sets
+ * or FEATURES_OK on features it does not offer (or without VERSION_1),
+ * a ready queue that virtq_setup() refuses (size, alignment, areas
+ * outside RAM), requests in flight that are not held ones, held heads
+ * on a queue not ready, not below its size or twice, or held heads for
+ * a device without take_held. The line is taken as high exactly when
+ * isr is not 0, without a new edge: the IOAPIC's own state carries the
+ * pin.
  */
 struct virtio_mmio_queue_state {
 	uint32_t num;
@@ -286,6 +314,8 @@ struct virtio_mmio_queue_state {
 	gpa_t desc, avail, used;
 	uint16_t last_avail, used_idx, signalled_used;
 	bool signalled_valid;
+	uint16_t nr_held; /* <= VIRTQ_MAX_SIZE */
+	uint16_t held[VIRTQ_MAX_SIZE];
 };
 struct virtio_mmio_state {
 	uint32_t nr_queues;

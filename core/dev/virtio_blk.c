@@ -78,6 +78,12 @@ struct blk_queue {
 	bool starved; /* (q) stopped popping at in_flight == size */
 	bool broken; /* (q) DEVICE_NEEDS_RESET was set */
 	struct blk_req *retry; /* (q) kept back by an error with stop */
+	unsigned int nr_retry; /* (q) on the retry list */
+	/* (q) Heads a migration stream brought of requests the source held
+	 * for a retry (docs/MIGRATION.md, "virtio-blk"): in flight, their
+	 * chains walked again when virtio_blk_retry() resubmits them. */
+	uint16_t pending[VIRTQ_MAX_SIZE];
+	unsigned int nr_pending;
 };
 
 /* Legend: (c) constant after creation; (a) atomic, relaxed counters. */
@@ -295,6 +301,10 @@ static void io_done(struct blk_io *io, int64_t res)
 			 * or a reset drops it. */
 			req->next = bq->retry;
 			bq->retry = req;
+			bq->nr_retry++;
+			/* A quiesce waits for the rest. */
+			if (bq->in_flight == bq->nr_retry + bq->nr_pending)
+				pthread_cond_broadcast(&bq->drained);
 			pthread_mutex_unlock(&bq->lock);
 			atomic_fetch_sub(&b->busy, 1);
 			if (b->host.on_error)
@@ -643,6 +653,10 @@ static void blk_reset(void *ctx)
 			complete_locked(req, VIRTIO_BLK_S_IOERR, &ignored);
 			bq->in_flight--;
 		}
+		bq->nr_retry = 0;
+		/* So do those a migration brought: nothing to write. */
+		bq->in_flight -= bq->nr_pending;
+		bq->nr_pending = 0;
 		/* A reset mid-request waits for the backend: nothing may
 		 * write guest memory after the driver saw the reset. */
 		while (bq->in_flight)
@@ -653,6 +667,42 @@ static void blk_reset(void *ctx)
 		pthread_mutex_unlock(&bq->lock);
 	}
 	atomic_store(&b->io_error, false);
+}
+
+/* The held requests' heads, in the order virtio_blk_retry() takes
+ * them: those a migration brought, then the retry list. */
+static unsigned int blk_held(void *ctx, unsigned int queue, uint16_t *heads,
+			     unsigned int max)
+{
+	struct virtio_blk *b = ctx;
+	struct blk_queue *bq = &b->queues[queue];
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&bq->lock);
+	for (unsigned int k = 0; k < bq->nr_pending && n < max; k++)
+		heads[n++] = bq->pending[k];
+	for (struct blk_req *req = bq->retry; req && n < max; req = req->next)
+		heads[n++] = req->head;
+	pthread_mutex_unlock(&bq->lock);
+	return n;
+}
+
+static void blk_take_held(void *ctx, unsigned int queue, const uint16_t *heads,
+			  unsigned int n)
+{
+	struct virtio_blk *b = ctx;
+	struct blk_queue *bq = &b->queues[queue];
+
+	pthread_mutex_lock(&bq->lock);
+	for (unsigned int k = 0; k < n && bq->nr_pending < VIRTQ_MAX_SIZE;
+	     k++) {
+		bq->pending[bq->nr_pending++] = heads[k];
+		bq->in_flight++;
+	}
+	pthread_mutex_unlock(&bq->lock);
+	/* They are held because of an error: io-status failed until the
+	 * cont that retries them (QEMU's cont resets it). */
+	atomic_store(&b->io_error, true);
 }
 
 static void blk_config_read(void *ctx, uint32_t off, void *buf,
@@ -667,26 +717,54 @@ void virtio_blk_quiesce(struct virtio_blk *b)
 {
 	for (unsigned int i = 0; i < b->nr_queues; i++) {
 		struct blk_queue *bq = &b->queues[i];
-		bool notify = false;
 
+		/* Every request completes but the held ones, which stay
+		 * held: the stream carries their heads (blk_held()). */
 		pthread_mutex_lock(&bq->lock);
-		while (bq->retry) {
-			struct blk_req *req = bq->retry;
-
-			bq->retry = req->next;
-			complete_locked(req, VIRTIO_BLK_S_IOERR, &notify);
-			bq->in_flight--;
-		}
-		while (bq->in_flight)
+		while (bq->in_flight > bq->nr_retry + bq->nr_pending)
 			pthread_cond_wait(&bq->drained, &bq->lock);
 		pthread_mutex_unlock(&bq->lock);
-		if (notify)
-			virtio_mmio_interrupt(b->t);
 	}
 	/* The last completion raises its interrupt after it dropped the
 	 * queue's lock: wait for that too. */
 	while (atomic_load(&b->busy))
 		sched_yield();
+}
+
+/*
+ * The requests a migration brought: each chain walked again from guest
+ * memory (guest input, as at its first pop), then started as a new
+ * request. A chain the walk refuses breaks the queue, as a bad ring
+ * does (virtio 1.2, 2.1.2); the rest stay for the driver's reset.
+ */
+static void retry_pending_locked(struct blk_queue *bq, bool *notify)
+{
+	struct virtio_blk *b = bq->b;
+	struct virtq *vq = virtio_mmio_queue(b->t, bq->index);
+	unsigned int k;
+	char why[192];
+
+	for (k = 0; k < bq->nr_pending && !bq->broken; k++) {
+		uint16_t head = bq->pending[k];
+
+		if (virtq_walk_head(vq, mem_of(b), head, &bq->scratch, why,
+				    sizeof(why)) < 0) {
+			char msg[256];
+
+			snprintf(msg, sizeof(msg),
+				 "queue %u: held request %u: %s", bq->index,
+				 head, why);
+			bq->broken = true;
+			virtio_mmio_needs_reset(b->t, msg);
+			break;
+		}
+		bq->in_flight--; /* start_locked() counts it again */
+		start_locked(bq, &bq->scratch, notify);
+	}
+	/* Those left (a broken queue) wait for the reset. */
+	memmove(bq->pending, bq->pending + k,
+		(bq->nr_pending - k) * sizeof(bq->pending[0]));
+	bq->nr_pending -= k;
 }
 
 void virtio_blk_retry(struct virtio_blk *b)
@@ -700,8 +778,10 @@ void virtio_blk_retry(struct virtio_blk *b)
 		bool notify = false;
 
 		pthread_mutex_lock(&bq->lock);
+		retry_pending_locked(bq, &notify);
 		list = bq->retry;
 		bq->retry = NULL;
+		bq->nr_retry = 0;
 		while (list) {
 			struct blk_req *req = list;
 
@@ -816,6 +896,8 @@ struct virtio_blk *virtio_blk_create(const struct blk_drive_config *cfg,
 		.config_read = blk_config_read,
 		.notify = blk_notify,
 		.reset = blk_reset,
+		.held = blk_held,
+		.take_held = blk_take_held,
 	};
 	b->backend = blk_backend_create(nr_queues, VIRTQ_MAX_SIZE,
 					host->force_threads, mops->thread_enter,

@@ -96,16 +96,20 @@ struct virtio_mmio *virtio_blk_transport(struct virtio_blk *b);
 bool virtio_blk_is_busy(struct virtio_blk *b);
 /* Whether io_uring serves it, and if not why. */
 bool virtio_blk_uses_uring(struct virtio_blk *b, char *why, size_t whylen);
-/* Resubmits the requests an error with action stop kept back, and
- * clears io_error (QEMU's cont resets the io-status). Any thread. */
+/* Resubmits the requests an error with action stop kept back (and those
+ * a migration brought held, their chains walked again from guest
+ * memory), and clears io_error (QEMU's cont resets the io-status). Any
+ * thread. */
 void virtio_blk_retry(struct virtio_blk *b);
 
 /*
  * Migration's switchover, with the vCPUs held (no notification comes):
  * waits until every request in flight has completed and been pushed,
- * fails the ones an error with stop kept back (VIRTIO_BLK_S_IOERR), and
- * leaves the device quiet for virtio_mmio_save() on its transport. The
- * pages its completions wrote are in the dirty log by then.
+ * but for the ones an error with stop kept back, which stay held: the
+ * transport's state (virtio_mmio_save()) carries their heads, and the
+ * destination resubmits them at its cont (docs/MIGRATION.md,
+ * "virtio-blk"). The pages the completions wrote are in the dirty log
+ * by then.
  */
 void virtio_blk_quiesce(struct virtio_blk *b);
 

@@ -454,6 +454,10 @@ const struct virtio_mem *virtio_mmio_mem(struct virtio_mmio *t)
 void virtio_mmio_save(struct virtio_mmio *t, struct virtio_mmio_state *st)
 {
 	memset(st, 0, sizeof(*st));
+	/* Before t->lock: the device's queue locks nest outside it. */
+	for (unsigned int i = 0; t->ops->held && i < t->ops->nr_queues; i++)
+		st->q[i].nr_held = (uint16_t)t->ops->held(
+			t->dev_ctx, i, st->q[i].held, VIRTQ_MAX_SIZE);
 	pthread_mutex_lock(&t->lock);
 	st->nr_queues = t->ops->nr_queues;
 	st->status = t->status;
@@ -466,22 +470,73 @@ void virtio_mmio_save(struct virtio_mmio *t, struct virtio_mmio_state *st)
 		const struct queue_cfg *qc = &t->qcfg[i];
 		const struct virtq *q = &t->queues[i];
 
-		st->q[i] = (struct virtio_mmio_queue_state){
-			.num = qc->num,
-			.ready = qc->ready,
-			.desc = qc->desc,
-			.avail = qc->avail,
-			.used = qc->used,
-			.last_avail = q->last_avail,
-			.used_idx = q->used_idx,
-			.signalled_used = q->signalled_used,
-			.signalled_valid = q->signalled_valid,
-		};
+		struct virtio_mmio_queue_state *qs = &st->q[i];
+
+		qs->num = qc->num;
+		qs->ready = qc->ready;
+		qs->desc = qc->desc;
+		qs->avail = qc->avail;
+		qs->used = qc->used;
+		qs->last_avail = q->last_avail;
+		qs->used_idx = q->used_idx;
+		qs->signalled_used = q->signalled_used;
+		qs->signalled_valid = q->signalled_valid;
 	}
 	pthread_mutex_unlock(&t->lock);
 	pthread_mutex_lock(&t->irq_lock);
 	st->isr = t->isr;
 	pthread_mutex_unlock(&t->irq_lock);
+}
+
+/* The held heads of queue i (docs/MIGRATION.md, "virtio-blk"): on a
+ * ready queue of a device that takes them, each below the queue's size
+ * and once. Their count against the indices is the caller's check. */
+static bool check_held(struct virtio_mmio *t, unsigned int i,
+		       const struct virtio_mmio_queue_state *q, char *err,
+		       size_t errlen)
+{
+	bool seen[VIRTQ_MAX_SIZE] = { false };
+
+	if (!q->nr_held)
+		return true;
+	if (q->nr_held > VIRTQ_MAX_SIZE) {
+		snprintf(err, errlen,
+			 "virtio: queue %u: %u held requests, "
+			 "over %u",
+			 i, q->nr_held, VIRTQ_MAX_SIZE);
+		return false;
+	}
+	if (!t->ops->take_held) {
+		snprintf(err, errlen,
+			 "virtio: queue %u holds %u requests, this device "
+			 "holds none",
+			 i, q->nr_held);
+		return false;
+	}
+	if (!q->ready) {
+		snprintf(err, errlen,
+			 "virtio: queue %u is not ready but holds %u requests",
+			 i, q->nr_held);
+		return false;
+	}
+	for (unsigned int k = 0; k < q->nr_held; k++) {
+		uint16_t h = q->held[k];
+
+		if (h >= q->num) {
+			snprintf(err, errlen,
+				 "virtio: queue %u: held head %u is not below "
+				 "the queue size %u",
+				 i, h, q->num);
+			return false;
+		}
+		if (seen[h]) {
+			snprintf(err, errlen,
+				 "virtio: queue %u: held head %u twice", i, h);
+			return false;
+		}
+		seen[h] = true;
+	}
+	return true;
 }
 
 bool virtio_mmio_load(struct virtio_mmio *t, const struct virtio_mmio_state *st,
@@ -523,6 +578,10 @@ bool virtio_mmio_load(struct virtio_mmio *t, const struct virtio_mmio_state *st,
 		const struct virtio_mmio_queue_state *q = &st->q[i];
 		uint64_t f = st->driver_features;
 
+		if (!check_held(t, i, q, err, errlen)) {
+			free(qs);
+			return false;
+		}
 		if (!q->ready)
 			continue;
 		if (!(st->status & VIRTIO_STATUS_FEATURES_OK) ||
@@ -541,10 +600,24 @@ bool virtio_mmio_load(struct virtio_mmio *t, const struct virtio_mmio_state *st,
 			free(qs);
 			return false;
 		}
-		if (q->last_avail != q->used_idx) {
-			snprintf(err, errlen,
-				 "virtio: queue %u has %u requests in flight",
-				 i, (uint16_t)(q->last_avail - q->used_idx));
+		/* Popped and not pushed: only the requests the device
+		 * held for a retry, whose heads come with them. */
+		if ((uint16_t)(q->last_avail - q->used_idx) != q->nr_held) {
+			if (q->nr_held)
+				snprintf(
+					err, errlen,
+					"virtio: queue %u has %u requests in "
+					"flight but %u held heads",
+					i,
+					(uint16_t)(q->last_avail - q->used_idx),
+					q->nr_held);
+			else
+				snprintf(err, errlen,
+					 "virtio: queue %u has %u requests in "
+					 "flight",
+					 i,
+					 (uint16_t)(q->last_avail -
+						    q->used_idx));
 			free(qs);
 			return false;
 		}
@@ -576,6 +649,11 @@ bool virtio_mmio_load(struct virtio_mmio *t, const struct virtio_mmio_state *st,
 	t->line = st->isr != 0;
 	pthread_mutex_unlock(&t->irq_lock);
 	free(qs);
+	/* Outside t->lock, as the device's queue locks nest outside it. */
+	for (unsigned int i = 0; i < st->nr_queues; i++)
+		if (st->q[i].nr_held)
+			t->ops->take_held(t->dev_ctx, i, st->q[i].held,
+					  st->q[i].nr_held);
 	return true;
 }
 

@@ -304,6 +304,16 @@ int virtq_pop(struct virtq *q, const struct virtio_mem *mem,
 	return 1;
 }
 
+int virtq_walk_head(struct virtq *q, const struct virtio_mem *mem,
+		    uint16_t head, struct virtq_chain *c, char *err,
+		    size_t errlen)
+{
+	if (!q->size)
+		return fail(err, errlen, "chain %u: the queue is not ready",
+			    head);
+	return walk(q, mem, head, c, err, errlen);
+}
+
 void virtq_push(struct virtq *q, const struct virtio_mem *mem, uint16_t head,
 		uint32_t len)
 {

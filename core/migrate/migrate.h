@@ -35,7 +35,7 @@ struct dev_ioapic;
 struct x86_kvmclock;
 
 #define MIGRATE_MAGIC "MMUDMIG\n" /* 8 bytes */
-#define MIGRATE_VERSION 3u
+#define MIGRATE_VERSION 4u
 
 /*
  * Section types (docs/MIGRATION.md, "Sections").
@@ -56,9 +56,10 @@ struct x86_kvmclock;
  *    guest RAM) changes nothing when it refuses.
  * 3. The source (daemon/migration.c, switchover()) writes it with the
  *    vCPUs held, after the vCPU sections, once the device is quiet: a
- *    block device completes or takes back its requests in flight first,
- *    and the pages its completions wrote are in the dirty log (they go
- *    in the last RAM pass, which comes after).
+ *    block device completes its requests in flight first, but for those
+ *    it holds for the VM's cont, whose heads its section carries; the
+ *    pages its completions wrote are in the dirty log (they go in the
+ *    last RAM pass, which comes after).
  * 4. The destination (daemon/incoming.c's loop, and migrate_load() for
  *    the unit tests and the fuzzer) takes it exactly once, and refuses a
  *    stream that lacks it at the end marker when it has the device, or
@@ -227,7 +228,8 @@ int migrate_vm_irq_load(struct dev_ioapic *io, struct dev_serial *com1,
 /*
  * One drive's device state (docs/MIGRATION.md, "virtio-blk"): its
  * virtio-mmio transport's (virtio_mmio_save(), taken once
- * virtio_blk_quiesce() left it without a request in flight). The drive
+ * virtio_blk_quiesce() left it without a request in flight but those
+ * held for a retry, whose heads it carries: version 4). The drive
  * itself is configuration (struct migrate_drive): the destination opens
  * the same image.
  */

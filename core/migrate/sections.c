@@ -1072,6 +1072,8 @@ int migrate_write_virtio_blk(struct migrate_writer *w,
 	const struct virtio_mmio_state *st = &v->st;
 	struct cur c = { .w = w->sec };
 
+	size_t held = 0;
+
 	MMUD_ASSERT(st->nr_queues >= 1 &&
 		    st->nr_queues <= VIRTIO_MMIO_MAX_QUEUES);
 	w32(&c, v->index);
@@ -1095,10 +1097,17 @@ int migrate_write_virtio_blk(struct migrate_writer *w,
 		w16(&c, q->used_idx);
 		w16(&c, q->signalled_used);
 		w8(&c, q->signalled_valid);
+		/* Version 4: the requests held for a retry. */
+		MMUD_ASSERT(q->nr_held <= VIRTQ_MAX_SIZE);
+		w16(&c, q->nr_held);
+		for (unsigned int k = 0; k < q->nr_held; k++)
+			w16(&c, q->held[k]);
+		held += q->nr_held;
 	}
-	MMUD_ASSERT(c.w - w->sec ==
+	MMUD_ASSERT((size_t)(c.w - w->sec) ==
 		    MIGRATE_VIRTIO_BLK_FIXED +
-			    st->nr_queues * MIGRATE_VIRTIO_QUEUE_LEN);
+			    st->nr_queues * MIGRATE_VIRTIO_QUEUE_LEN +
+			    2 * held);
 	return migrate_write_section(w, MIGRATE_SEC_VIRTIO_BLK, w->sec,
 				     (uint32_t)(c.w - w->sec));
 }
@@ -1143,6 +1152,15 @@ int migrate_parse_virtio_blk(struct migrate_reader *r, const uint8_t *p,
 		q->signalled_valid = rbool(r, &c, "queue signalled_valid", &rc);
 		if (rc)
 			return rc;
+		q->nr_held = r16(&c, "queue held count");
+		if (q->nr_held > VIRTQ_MAX_SIZE)
+			return migrate_rfail(r, -EPROTO,
+					     "drive %u: queue %u: %u held "
+					     "requests, over %u",
+					     v->index, i, q->nr_held,
+					     VIRTQ_MAX_SIZE);
+		for (unsigned int k = 0; k < q->nr_held; k++)
+			q->held[k] = r16(&c, "queue held head");
 	}
 	return cur_done(r, &c);
 }

@@ -885,9 +885,9 @@ def test_bad_streams_are_refused_with_a_named_error_and_status_6(tmp):
             f.write(data)
         return p
 
-    # The header: its version.
+    # The header: its version (the next one, which this mmud cannot read).
     bad = bytearray(good)
-    bad[8] = 4
+    bad[8] = good[8] + 1
     refused(tmp, "version", variant("version", bytes(bad)), "version")
     # A bit flipped inside the first RAM section's data.
     bad = bytearray(good)

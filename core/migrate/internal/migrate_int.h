@@ -37,12 +37,14 @@
 #define MIGRATE_VM_IRQ_LEN (3 + 4 + 24 * 8 + 2)
 /* Drive index, queue count, status, 3 selectors, driver features,
  * config generation, isr; each queue: num, ready, 3 addresses, 3
- * indices, signalled_valid. */
+ * indices, signalled_valid, the held count (version 4), then 2 bytes
+ * per held head. */
 #define MIGRATE_VIRTIO_BLK_FIXED (4 + 4 + 1 + 3 * 4 + 8 + 4 + 4)
-#define MIGRATE_VIRTIO_QUEUE_LEN (4 + 1 + 3 * 8 + 3 * 2 + 1)
+#define MIGRATE_VIRTIO_QUEUE_LEN (4 + 1 + 3 * 8 + 3 * 2 + 1 + 2)
 #define MIGRATE_VIRTIO_BLK_MAX_LEN  \
 	(MIGRATE_VIRTIO_BLK_FIXED + \
-	 VIRTIO_MMIO_MAX_QUEUES * MIGRATE_VIRTIO_QUEUE_LEN)
+	 VIRTIO_MMIO_MAX_QUEUES *   \
+		 (MIGRATE_VIRTIO_QUEUE_LEN + 2 * VIRTQ_MAX_SIZE))
 #define MIGRATE_RAM_ZERO 0
 #define MIGRATE_RAM_PAGE 1
 

@@ -541,6 +541,179 @@ static void test_blk_state_moves_to_a_new_device(void **state)
 	assert_int_equal(now.q[0].used_idx, 2);
 }
 
+/* A read failed with rerror=stop (a held request). */
+static void hold_failed_read(uint64_t sector)
+{
+	struct timespec ts = { 0, 1000000 };
+
+	assert_int_equal(truncate(path, 4096), 0);
+	put_header(VIRTIO_BLK_T_IN, sector);
+	ram[STATUS] = 0xff;
+	put_desc(0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+	put_desc(1, DATA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	put_desc(2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	offer(0);
+	for (int i = 0;
+	     i < 5000 && !__atomic_load_n(&errors_reported, __ATOMIC_SEQ_CST);
+	     i++)
+		nanosleep(&ts, NULL);
+	assert_int_equal(errors_reported, 1);
+	assert_true(last_error.stopped);
+}
+
+/* A second device on the same image and RAM, as a destination has. */
+static struct virtio_blk *second_device(const char *extra)
+{
+	struct virtio_blk_host host = {
+		.mem = { .ops = &fake_ops },
+		.force_threads = force_threads,
+	};
+	struct blk_drive_config cfg;
+	struct virtio_blk *b2;
+	char err[256], spec[512];
+
+	snprintf(spec, sizeof(spec), "file=%s%s", path, extra);
+	assert_int_equal(blk_drive_parse(spec, 0, &cfg, err, sizeof(err)), 0);
+	b2 = virtio_blk_create(&cfg, 2, &host, err, sizeof(err));
+	if (!b2)
+		fail_msg("virtio_blk_create: %s", err);
+	return b2;
+}
+
+/*
+ * Migration with a request held by rerror=stop (docs/MIGRATION.md,
+ * "virtio-blk"): the quiesce keeps it (no status written, nothing
+ * pushed), the saved transport carries its head, a second device takes
+ * it (in flight, io-status failed) and, once the storage is fixed, its
+ * retry walks the chain again and completes it with the data.
+ */
+static void test_blk_held_request_moves_to_a_new_device(void **state)
+{
+	struct virtio_mmio_state st, bad, before, now;
+	struct virtio_blk_info info;
+	struct virtio_blk *b2;
+	uint8_t back[512];
+	char err[256];
+
+	(void)state;
+	virtio_blk_destroy(blk);
+	open_device(",rerror=stop");
+	hold_failed_read(64);
+	virtio_blk_quiesce(blk);
+	assert_int_equal(ram[STATUS], 0xff);
+	virtio_mmio_save(t, &st);
+	if (st.q[0].last_avail != 1 || st.q[0].used_idx != 0 ||
+	    st.q[0].nr_held != 1 || st.q[0].held[0] != 0)
+		fail_msg("saved queue 0: last_avail %u used_idx %u, %u held "
+			 "(head %u); expected 1, 0, 1 held (head 0)",
+			 st.q[0].last_avail, st.q[0].used_idx, st.q[0].nr_held,
+			 st.q[0].held[0]);
+	assert_int_equal(st.q[1].nr_held, 0);
+
+	/* The destination's storage is sound (it probes the size). */
+	assert_int_equal(truncate(path, IMAGE_SIZE), 0);
+	b2 = second_device("");
+	virtio_mmio_save(virtio_blk_transport(b2), &before);
+	/* Held heads that do not fit the queue: refused, nothing changed. */
+	bad = st;
+	bad.q[0].held[0] = QSIZE;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	assert_non_null(strstr(err, "held head 16 is not below"));
+	bad = st;
+	bad.q[0].nr_held = 0;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	assert_non_null(strstr(err, "queue 0 has 1 requests in flight"));
+	bad = st;
+	bad.q[0].last_avail = 2;
+	bad.q[0].nr_held = 2;
+	bad.q[0].held[1] = 0;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	assert_non_null(strstr(err, "held head 0 twice"));
+	bad.q[0].held[1] = 1;
+	bad.q[0].last_avail = 3;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	assert_non_null(strstr(err, "3 requests in flight but 2 held heads"));
+	bad = st;
+	bad.q[1].nr_held = 1;
+	assert_false(virtio_mmio_load(virtio_blk_transport(b2), &bad, err,
+				      sizeof(err)));
+	assert_non_null(strstr(err, "queue 1 is not ready but holds 1"));
+	virtio_mmio_save(virtio_blk_transport(b2), &now);
+	assert_memory_equal(&now, &before, sizeof(now));
+	virtio_blk_info(b2, &info);
+	assert_int_equal(info.stats.in_flight, 0);
+
+	if (!virtio_mmio_load(virtio_blk_transport(b2), &st, err, sizeof(err)))
+		fail_msg("the held request's state refused: %s", err);
+	virtio_blk_info(b2, &info);
+	assert_int_equal(info.stats.in_flight, 1);
+	assert_true(info.io_error);
+	/* Quiesced and saved again before any cont: still held. */
+	virtio_blk_quiesce(b2);
+	virtio_mmio_save(virtio_blk_transport(b2), &now);
+	assert_int_equal(now.q[0].nr_held, 1);
+	assert_int_equal(now.q[0].held[0], 0);
+	/* The source goes (its reset fails what it held, in its own
+	 * memory: here the same bytes); cont on the new device. */
+	virtio_blk_destroy(blk);
+	blk = b2;
+	t = virtio_blk_transport(b2);
+	ram[STATUS] = 0xff;
+	memset(ram + DATA, 0xee, 512);
+	virtio_blk_retry(blk);
+	assert_int_equal(wait_used(), 513);
+	assert_int_equal(ram[STATUS], VIRTIO_BLK_S_OK);
+	file_bytes(64 * 512, back, sizeof(back));
+	assert_memory_equal(ram + DATA, back, sizeof(back));
+	virtio_blk_info(blk, &info);
+	assert_false(info.io_error);
+	assert_int_equal(info.stats.in_flight, 0);
+}
+
+/* A held request whose chain the guest broke meanwhile: the retry's walk
+ * refuses it as guest input and the device needs a reset; nothing is
+ * written for it. */
+static void test_blk_held_request_bad_chain_needs_reset(void **state)
+{
+	struct virtio_mmio_state st;
+	struct virtio_blk *b2;
+	char err[256];
+
+	(void)state;
+	virtio_blk_destroy(blk);
+	open_device(",rerror=stop");
+	hold_failed_read(64);
+	virtio_blk_quiesce(blk);
+	virtio_mmio_save(t, &st);
+	assert_int_equal(truncate(path, IMAGE_SIZE), 0);
+	b2 = second_device("");
+	if (!virtio_mmio_load(virtio_blk_transport(b2), &st, err, sizeof(err)))
+		fail_msg("the held request's state refused: %s", err);
+	virtio_blk_destroy(blk);
+	blk = b2;
+	t = virtio_blk_transport(b2);
+	ram[STATUS] = 0xff;
+	/* Its data buffer now names memory outside RAM. */
+	put_desc(1, RAM_SIZE - 256, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
+		 2);
+	virtio_blk_retry(blk);
+	assert_true(rd(VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
+	virtio_mmio_broken_reason(t, err, sizeof(err));
+	assert_non_null(strstr(err, "held request 0"));
+	assert_non_null(strstr(err, "outside guest RAM"));
+	assert_int_equal(ram[STATUS], 0xff);
+	/* The driver's reset drops it. */
+	wr(VIRTIO_MMIO_STATUS, 0);
+	start_device();
+	memset(ram + USED, 0, 8);
+	assert_int_equal(request(VIRTIO_BLK_T_IN, 1, DATA, 512, true, NULL),
+			 VIRTIO_BLK_S_OK);
+}
+
 /* MQ: the configuration says two queues; queue 1, with rings of its
  * own, serves a request while queue 0 sees nothing. */
 static void test_blk_second_queue_serves_requests(void **state)
@@ -649,6 +822,8 @@ int main(int argc, char **argv)
 		T(test_blk_rerror_stop_retries),
 		T(test_blk_reset_mid_request_drains),
 		T(test_blk_state_moves_to_a_new_device),
+		T(test_blk_held_request_moves_to_a_new_device),
+		T(test_blk_held_request_bad_chain_needs_reset),
 		T(test_blk_second_queue_serves_requests),
 		cmocka_unit_test(test_blk_drive_parse_refuses_bad_options),
 	};

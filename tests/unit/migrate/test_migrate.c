@@ -286,21 +286,25 @@ static void test_header_errors_are_named(void **state)
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg, "header: bad magic: not a migration stream");
 	buf[0] = 'M';
-	/* Version 1 (no interrupt state) and 2 (no drives) are refused,
-	 * not half-loaded. */
+	/* Version 1 (no interrupt state), 2 (no drives) and 3 (no held
+	 * requests) are refused, not half-loaded. */
 	migrate_put32(buf + 8, 1);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 1, this mmud reads version 3");
+			    "header: version 1, this mmud reads version 4");
 	migrate_put32(buf + 8, 2);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 2, this mmud reads version 3");
-	migrate_put32(buf + 8, 4);
+			    "header: version 2, this mmud reads version 4");
+	migrate_put32(buf + 8, 3);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 4, this mmud reads version 3");
-	migrate_put32(buf + 8, 3);
+			    "header: version 3, this mmud reads version 4");
+	migrate_put32(buf + 8, 5);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_string_equal(msg,
+			    "header: version 5, this mmud reads version 4");
+	migrate_put32(buf + 8, 4);
 	migrate_put32(buf + 12, 4);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg, "header: unknown flags 0x4");
@@ -1209,7 +1213,7 @@ static void test_virtio_blk_section_refusals(void **state)
 	assert_int_equal(migrate_parse_virtio_blk(r, p, plen - 1, &vb),
 			 -EPROTO);
 	assert_contains(migrate_reader_error(r),
-			"truncated at queue signalled_valid");
+			"truncated at queue held count");
 	assert_int_equal(migrate_parse_virtio_blk(r, p, 2, &vb), -EPROTO);
 	assert_contains(migrate_reader_error(r), "truncated at drive index");
 	assert_int_equal(migrate_parse_virtio_blk(r, p, plen + 1, &vb),
@@ -1243,7 +1247,7 @@ static void test_virtio_blk_section_refusals(void **state)
 	migrate_put32(buf + off + 4, MIGRATE_VIRTIO_BLK_MAX_LEN + 1);
 	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
 			 -EPROTO);
-	assert_contains(msg, "(virtio-blk): length 2342 over the bound 2341");
+	assert_contains(msg, "(virtio-blk): length 35238 over the bound 35237");
 	free(buf);
 
 	/* Missing: the end marker names it. */
@@ -1305,6 +1309,108 @@ static void test_virtio_blk_section_refusals(void **state)
 		free(buf);
 		world_fini(&dst);
 	}
+	migrate_reader_free(r);
+	world_fini(&src);
+}
+
+/*
+ * Requests the drive held for a retry (version 4): their heads travel
+ * with the queue and the destination's device takes them; a cut, an
+ * over-long list, a head outside the queue, a head twice or a count
+ * that disagrees with the queue's indices is refused and named, and the
+ * destination's device keeps what it had.
+ */
+static void test_virtio_blk_held_heads(void **state)
+{
+	static const uint16_t heads[2] = { 3, 9 };
+	struct world src, dst;
+	struct migrate_reader *r = migrate_reader_new_mem(NULL, 0);
+	struct migrate_virtio_blk vb;
+	const size_t q0 = MIGRATE_VIRTIO_BLK_FIXED;
+	uint8_t *buf, *p;
+	size_t len, off;
+	uint32_t plen;
+	char msg[256];
+	bool same;
+
+	(void)state;
+	world_init(&src, 2);
+	world_fill(&src);
+	world_hold(&src, 0, heads, 2);
+	len = world_stream(&src, &buf, NULL);
+	off = find_section(buf, len, MIGRATE_SEC_VIRTIO_BLK, 0);
+	plen = migrate_get32(buf + off + 4);
+	p = buf + off + 8;
+	assert_int_equal(plen,
+			 MIGRATE_VIRTIO_BLK_FIXED +
+				 WORLD_DRIVE_QUEUES * MIGRATE_VIRTIO_QUEUE_LEN +
+				 2 * 2);
+	assert_int_equal(migrate_parse_virtio_blk(r, p, plen, &vb), 0);
+	if (vb.st.q[0].nr_held != 2 || vb.st.q[0].held[0] != 3 ||
+	    vb.st.q[0].held[1] != 9 || vb.st.q[0].last_avail != 9 ||
+	    vb.st.q[1].nr_held != 0)
+		fail_msg("parsed: queue 0 holds %u (%u, %u), last_avail %u; "
+			 "queue 1 holds %u",
+			 vb.st.q[0].nr_held, vb.st.q[0].held[0],
+			 vb.st.q[0].held[1], vb.st.q[0].last_avail,
+			 vb.st.q[1].nr_held);
+
+	/* Loaded: the destination's device holds the same heads. */
+	world_init(&dst, 2);
+	if (load(&dst, buf, len, msg, sizeof(msg)))
+		fail_msg("load refused held heads: %s", msg);
+	if (dst.drive_nr_held[0] != 2 || dst.drive_held[0][0] != 3 ||
+	    dst.drive_held[0][1] != 9 || dst.drive_nr_held[1] != 0)
+		fail_msg("the destination's drive holds %u on queue 0 (%u, "
+			 "%u), %u on queue 1",
+			 dst.drive_nr_held[0], dst.drive_held[0][0],
+			 dst.drive_held[0][1], dst.drive_nr_held[1]);
+	world_fini(&dst);
+
+	/* Decoding: every cut is named; at most a queue's worth. */
+	for (uint32_t n = 0; n < plen; n++)
+		if (migrate_parse_virtio_blk(r, p, n, &vb) != -EPROTO ||
+		    !strstr(migrate_reader_error(r), "truncated at"))
+			fail_msg("payload cut to %u of %u bytes: \"%s\"", n,
+				 plen, migrate_reader_error(r));
+	/* Queue 0's heads end 2 + 4 bytes into queue 1's place. */
+	assert_int_equal(migrate_parse_virtio_blk(
+				 r, p, q0 + MIGRATE_VIRTIO_QUEUE_LEN + 3, &vb),
+			 -EPROTO);
+	assert_contains(migrate_reader_error(r),
+			"truncated at queue held head");
+	migrate_put16(p + q0 + 36, 257);
+	assert_int_equal(migrate_parse_virtio_blk(r, p, plen, &vb), -EPROTO);
+	assert_contains(migrate_reader_error(r),
+			"drive 0: queue 0: 257 held requests, over 256");
+	migrate_put16(p + q0 + 36, 2);
+
+	/* Loading: checked against the queue, nothing changed. */
+	migrate_put16(p + q0 + 38 + 2, 16); /* the queue has 16 entries */
+	reseal(buf, off);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EINVAL);
+	assert_contains(msg, "(virtio-blk): drive 0: virtio: queue 0: held "
+			     "head 16 is not below the queue size 16");
+	assert_true(same);
+	migrate_put16(p + q0 + 38 + 2, 3);
+	reseal(buf, off);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EINVAL);
+	assert_contains(msg, "virtio: queue 0: held head 3 twice");
+	assert_true(same);
+	migrate_put16(p + q0 + 38 + 2, 9);
+	migrate_put16(p + q0 + 29, 10); /* last_avail: 3 in flight */
+	reseal(buf, off);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
+			 -EINVAL);
+	assert_contains(msg, "virtio: queue 0 has 3 requests in flight but "
+			     "2 held heads");
+	assert_true(same);
+	migrate_put16(p + q0 + 29, 9);
+	reseal(buf, off);
+	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same), 0);
+	free(buf);
 	migrate_reader_free(r);
 	world_fini(&src);
 }
@@ -1732,6 +1838,15 @@ static int write_corpus(const char *dir)
 	len1 = world_stream(&one, &buf1, NULL);
 	write_hex(dir, "one-vcpu", buf1, len1);
 	free(buf);
+	{
+		/* Requests held for a retry (version 4). */
+		static const uint16_t heads[2] = { 3, 9 };
+
+		world_hold(&src, 0, heads, 2);
+		len = world_stream(&src, &buf, NULL);
+		write_hex(dir, "virtio-blk-held", buf, len);
+		free(buf);
+	}
 	free(buf1);
 	world_fini(&src);
 	world_fini(&one);
@@ -1849,6 +1964,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_irq_section_fields_are_checked),
 		cmocka_unit_test(test_virtio_blk_roundtrip),
 		cmocka_unit_test(test_virtio_blk_section_refusals),
+		cmocka_unit_test(test_virtio_blk_held_heads),
 		cmocka_unit_test(test_virtio_blk_bad_state_changes_nothing),
 		cmocka_unit_test(test_drive_config_mismatch_is_named),
 		cmocka_unit_test(test_serial_section_short_queue),

@@ -73,6 +73,29 @@ static void drive_reset(void *ctx)
 	(void)ctx;
 }
 
+/* The device holds what world_hold() gave it, or what a stream brought
+ * (docs/MIGRATION.md, "virtio-blk"). */
+static unsigned int drive_held(void *ctx, unsigned int queue, uint16_t *heads,
+			       unsigned int max)
+{
+	struct world *w = ctx;
+	unsigned int n = w->drive_nr_held[queue];
+
+	if (n > max)
+		n = max;
+	memcpy(heads, w->drive_held[queue], n * sizeof(*heads));
+	return n;
+}
+
+static void drive_take_held(void *ctx, unsigned int queue,
+			    const uint16_t *heads, unsigned int n)
+{
+	struct world *w = ctx;
+
+	memcpy(w->drive_held[queue], heads, n * sizeof(*heads));
+	w->drive_nr_held[queue] = n;
+}
+
 static void drive_irq(void *ctx, bool level)
 {
 	(void)ctx;
@@ -86,6 +109,8 @@ static const struct virtio_device_ops drive_ops = {
 	.config_read = drive_config_read,
 	.notify = drive_notify,
 	.reset = drive_reset,
+	.held = drive_held,
+	.take_held = drive_take_held,
 };
 
 void world_init(struct world *w, unsigned int nr_vcpus)
@@ -139,7 +164,7 @@ void world_init(struct world *w, unsigned int nr_vcpus)
 	{
 		struct virtio_mem mem = { &drive_mem_ops, w };
 
-		w->virtio[0] = virtio_mmio_create(&drive_ops, NULL, &mem,
+		w->virtio[0] = virtio_mmio_create(&drive_ops, w, &mem,
 						  drive_irq, NULL);
 		if (!w->virtio[0])
 			abort();
@@ -260,6 +285,16 @@ static void world_fill_drive(struct world *w)
 		fprintf(stderr, "world_fill: drive: %s\n", err);
 		abort();
 	}
+}
+
+void world_hold(struct world *w, unsigned int queue, const uint16_t *heads,
+		unsigned int n)
+{
+	struct virtq *q = virtio_mmio_queue(w->virtio[0], queue);
+
+	memcpy(w->drive_held[queue], heads, n * sizeof(*heads));
+	w->drive_nr_held[queue] = n;
+	q->last_avail = (uint16_t)(q->last_avail + n);
 }
 
 void world_fill(struct world *w)

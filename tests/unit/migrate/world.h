@@ -43,6 +43,10 @@ struct world {
 	/* Drive 0's transport (stream version 3): its rings must lie in
 	 * slot 0. */
 	struct virtio_mmio *virtio[1];
+	/* The heads the drive holds for a retry per queue (version 4):
+	 * what its transport saves, and what a stream loads into it. */
+	uint16_t drive_held[WORLD_DRIVE_QUEUES][VIRTQ_MAX_SIZE];
+	unsigned int drive_nr_held[WORLD_DRIVE_QUEUES];
 	char console[1024];
 	size_t nconsole;
 	struct migrate_dest dest;
@@ -58,6 +62,10 @@ void world_fini(struct world *w);
  * entries, COM1's interrupt latches, and a drive driven to DRIVER_OK
  * with queue 0 ready in slot 0 and 7 requests done. */
 void world_fill(struct world *w);
+/* The drive popped n more chains of queue and holds them (heads), as a
+ * block device holds requests an error with werror=stop kept back. */
+void world_hold(struct world *w, unsigned int queue, const uint16_t *heads,
+		unsigned int n);
 /* A whole stream of w (header, config, every page of both slots, vCPUs
  * each followed by its interrupt state, COM1, the VM's interrupt state,
  * the drive's virtio-blk section, a console section, end marker) in a
