@@ -31,6 +31,17 @@ struct audit {
 	size_t nshadowed;
 	uint64_t deadline; /* CLOCK_MONOTONIC ns; 0: none */
 	unsigned ticks;
+	/* With the dirty ring on: every entry pushed and not yet reset, of
+	 * every vCPU's ring, sorted; gathered at the first writable spte of
+	 * a logging slot, once per mmu_lock section (ring_marks()). */
+	struct ring_mark *marks;
+	size_t nmarks;
+	bool have_marks;
+};
+
+struct ring_mark {
+	uint32_t slot;
+	uint64_t offset;
 };
 
 static int report(struct audit *a, const char *fmt, ...)
@@ -106,6 +117,101 @@ static int read_gpte(struct audit *a, const struct mmu_page *sp, unsigned i,
 	return 0;
 }
 
+static int mark_cmp(const void *x, const void *y)
+{
+	const struct ring_mark *a = x, *b = y;
+
+	if (a->slot != b->slot)
+		return a->slot < b->slot ? -1 : 1;
+	return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+/*
+ * The dirty rings' entries that stand for a page still to be reset
+ * (docs/MMU.md, "The dirty ring"), read under mmu_lock: a push stores
+ * the entry and dirty_index under it, and a reset clears the flags of
+ * the entries it write-protected under it too, so with mmu_lock held
+ * every entry in [reset_index, dirty_index) whose flags are not 0 is
+ * pushed and not yet reset (DIRTY, or HARVESTED by a harvest under
+ * slots_lock alone), and one whose flags are 0 has had its page
+ * protected. reset_index may still move on (its store is outside
+ * mmu_lock, docs/locking.md #17a), but only past entries already 0. The
+ * vCPU list and each vCPU's ring pointer are read under mmu_lock, as
+ * struct mmu_vcpu allows.
+ */
+static int ring_marks(struct audit *a)
+{
+	struct mmu *mmu = a->mmu;
+	struct list_node *n;
+	size_t cap = 0, k = 0;
+
+	mmu_assert_locked(mmu);
+	a->have_marks = true;
+	for (n = mmu->vcpus.next; n != &mmu->vcpus; n = n->next) {
+		struct mmu_dirty_ring *r = atomic_load_explicit(
+			&container_of(n, struct mmu_vcpu, link)->ring,
+			memory_order_acquire);
+
+		if (r)
+			cap += r->size;
+	}
+	a->marks = malloc((cap ? cap : 1) * sizeof(*a->marks));
+	if (!a->marks)
+		return report(a, "audit: out of memory");
+	for (n = mmu->vcpus.next; n != &mmu->vcpus; n = n->next) {
+		struct mmu_dirty_ring *r = atomic_load_explicit(
+			&container_of(n, struct mmu_vcpu, link)->ring,
+			memory_order_acquire);
+		uint32_t i, end;
+
+		if (!r)
+			continue;
+		end = atomic_load_explicit(&r->dirty_index,
+					   memory_order_relaxed);
+		i = atomic_load_explicit(&r->reset_index, memory_order_acquire);
+		for (; i != end && k < cap; i++) {
+			const struct mmu_dirty_gfn *e =
+				&r->e[i & (r->size - 1)];
+
+			if (!atomic_load_explicit(&e->flags,
+						  memory_order_relaxed))
+				continue;
+			a->marks[k++] =
+				(struct ring_mark){ e->slot, e->offset };
+		}
+	}
+	a->nmarks = k;
+	qsort(a->marks, a->nmarks, sizeof(*a->marks), mark_cmp);
+	return 0;
+}
+
+/*
+ * Whether gfn of s is marked dirty as its slot's log requires: its
+ * bitmap bit, or with the dirty ring on an entry of some vCPU's ring
+ * not yet reset (docs/MMU.md, "The dirty ring": a push that finds no
+ * room, or a fault without a ring, marks the bitmap instead). 1 yes, 0
+ * no, or the report's error.
+ */
+static int is_marked_dirty(struct audit *a, const struct memslot *s, gfn_t gfn)
+{
+	struct ring_mark key = { s->id, gfn - s->base_gfn };
+	int r;
+
+	if (atomic_load_explicit(&s->dirty_bitmap[(gfn - s->base_gfn) / 64],
+				 memory_order_relaxed) &
+	    (1ULL << ((gfn - s->base_gfn) % 64)))
+		return 1;
+	if (!mmu_dirty_ring_size(a->mmu))
+		return 0;
+	if (!a->have_marks) {
+		r = ring_marks(a);
+		if (r)
+			return r;
+	}
+	return bsearch(&key, a->marks, a->nmarks, sizeof(*a->marks),
+		       mark_cmp) != NULL;
+}
+
 struct count_ctx {
 	const _Atomic uint64_t *sptep;
 	unsigned n;
@@ -156,17 +262,22 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 	    !mmu_gfn_all_unsync_locked(a->mmu, gfn))
 		return report(a, WHERE "writable but the gfn is write-tracked",
 			      WARGS);
-	/* On the dirty ring the page is in a ring instead (docs/MMU.md, "The
-	 * dirty ring"). */
-	if ((spte & SPTE_W) && s->dirty_bitmap && !s->meta->manual_dirty &&
-	    !mmu_dirty_ring_size(a->mmu) &&
-	    !(atomic_load_explicit(&s->dirty_bitmap[(gfn - s->base_gfn) / 64],
-				   memory_order_relaxed) &
-	      (1ULL << ((gfn - s->base_gfn) % 64))))
-		return report(a,
-			      WHERE "writable in a dirty-logged slot but "
-				    "not marked dirty",
-			      WARGS);
+	/* On the dirty ring the mark is mostly a ring entry (docs/MMU.md,
+	 * "The dirty ring"). */
+	if ((spte & SPTE_W) && s->dirty_bitmap && !s->meta->manual_dirty) {
+		r = is_marked_dirty(a, s, gfn);
+		if (r < 0)
+			return r;
+		if (!r)
+			return report(a,
+				      WHERE "writable in a dirty-logged slot "
+					    "but not marked dirty%s",
+				      WARGS,
+				      mmu_dirty_ring_size(a->mmu) ?
+					      " (in no vCPU's dirty ring "
+					      "unreset, nor in its bitmap)" :
+					      "");
+	}
 	if (!mmu_chunk_is_touched(s, gfn))
 		return report(a,
 			      WHERE "its chunk of memslot %u is not marked "
@@ -629,6 +740,7 @@ int mmu_audit(struct mmu *mmu, char *msg, size_t msglen)
 	r = audit_all_locked(&a, false);
 	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
+	free(a.marks);
 	return r;
 }
 
@@ -698,5 +810,6 @@ int mmu_audit_step(struct mmu *mmu, unsigned max_pages, char *msg,
 	mmu->audit_cursor = r == 1 ? n : NULL;
 	mmu_lock_release(mmu);
 	mmu_rcu_read_unlock();
+	free(a.marks);
 	return r;
 }

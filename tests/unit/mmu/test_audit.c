@@ -22,7 +22,8 @@ struct aenv {
 	struct mmu_cpu_state cpu;
 };
 
-static struct aenv *aenv_new(void)
+/* slot_flags for slot 0; ring: entries per vCPU ring, 0 for none. */
+static struct aenv *aenv_new_with(uint32_t slot_flags, uint32_t ring)
 {
 	struct aenv *e = calloc(1, sizeof(*e));
 	struct mmu_fault_info info;
@@ -32,9 +33,13 @@ static struct aenv *aenv_new(void)
 	e->m = tmem_alloc(64);
 	e->mmu = mmu_create(rec_vcpu_ops(), &e->rec);
 	e->v = mmu_vcpu_create(e->mmu, 0);
-	assert_int_equal(memslot_add(e->mmu, 0, 0, 64, tmem_hva(&e->m), 0, err,
-				     sizeof(err)),
+	assert_int_equal(memslot_add(e->mmu, 0, 0, 64, tmem_hva(&e->m),
+				     slot_flags, err, sizeof(err)),
 			 0);
+	if (ring)
+		assert_int_equal(mmu_dirty_ring_enable(e->mmu, ring, err,
+						       sizeof(err)),
+				 0);
 	map_4k(&e->m, 0, PML4, &next, GVA, DATA, G_W | G_D);
 	e->cpu = boot_cpu(PML4);
 	assert_int_equal(mmu_vcpu_load(e->v, &e->cpu), 0);
@@ -42,6 +47,11 @@ static struct aenv *aenv_new(void)
 					&info),
 			 MMU_FAULT_FIXED);
 	return e;
+}
+
+static struct aenv *aenv_new(void)
+{
+	return aenv_new_with(0, 0);
 }
 
 static void aenv_free(struct aenv *e)
@@ -421,6 +431,88 @@ static void test_audit_live_steps_bounded_and_complete(void **state)
 	aenv_free(e);
 }
 
+/* Bit gfn of slot 0's dirty bitmap. */
+static bool bitmap_bit(struct aenv *e, gfn_t gfn)
+{
+	return atomic_load(&slot0(e)->dirty_bitmap[gfn / 64]) &
+	       (1ULL << (gfn % 64));
+}
+
+static void bitmap_set(struct aenv *e, gfn_t gfn, bool on)
+{
+	if (on)
+		atomic_fetch_or(&slot0(e)->dirty_bitmap[gfn / 64],
+				1ULL << (gfn % 64));
+	else
+		atomic_fetch_and(&slot0(e)->dirty_bitmap[gfn / 64],
+				 ~(1ULL << (gfn % 64)));
+}
+
+/*
+ * The dirty ring (docs/MMU.md, "The dirty ring"): a writable spte of a
+ * logging slot must have its gfn in some vCPU's ring, pushed and not
+ * yet reset (or in the bitmap, where a push without room goes). An
+ * entry for another page, or one freed without the write protection a
+ * reset makes, leaves a writable spte unlogged: the audit names it, in
+ * one pass and in the live audit's steps. Harvested entries still
+ * count; after a real reset the spte is no longer writable.
+ */
+static void test_audit_writable_spte_in_no_ring_named(void **state)
+{
+	struct aenv *e = aenv_new_with(MEMSLOT_LOG_DIRTY, 128);
+	_Atomic uint64_t *sptep = sptep_at(e, 1);
+	struct mmu_dirty_ring *r = atomic_load(&e->v->ring);
+	struct mmu_dirty_gfn *ent;
+	struct mmu_dirty_entry out[4];
+	uint32_t i, end = atomic_load(&r->dirty_index);
+	char msg[256];
+	int n;
+
+	(void)state;
+	assert_true(atomic_load(sptep) & SPTE_W);
+	/* The write fault pushed DATA; the bitmap does not have it. */
+	for (i = atomic_load(&r->reset_index), ent = NULL; i != end; i++)
+		if (r->e[i & (r->size - 1)].offset == DATA)
+			ent = &r->e[i & (r->size - 1)];
+	assert_non_null(ent);
+	assert_false(bitmap_bit(e, DATA));
+	expect_audit(e, NULL);
+
+	/* Pushed for another page. */
+	ent->offset = DATA + 1;
+	expect_audit(e, "(maps gfn 0x20): writable in a dirty-logged slot "
+			"but not marked dirty (in no vCPU's dirty ring");
+	/* The same, found by a step of the live audit. */
+	assert_int_equal(mmu_audit_begin(e->mmu, 0, msg, sizeof(msg)), 4);
+	do
+		n = mmu_audit_step(e->mmu, 1, msg, sizeof(msg));
+	while (n == 1);
+	assert_int_equal(n, -EINVAL);
+	if (!strstr(msg, "in no vCPU's dirty ring"))
+		fail_msg("step said \"%s\"", msg);
+	/* Where a push without room goes, it counts. */
+	bitmap_set(e, DATA, true);
+	expect_audit(e, NULL);
+	bitmap_set(e, DATA, false);
+	ent->offset = DATA;
+	expect_audit(e, NULL);
+
+	/* Freed (flags 0) as a reset frees, without its protection. */
+	atomic_store(&ent->flags, 0);
+	expect_audit(e, "in no vCPU's dirty ring");
+	atomic_store(&ent->flags, MMU_DIRTY_GFN_DIRTY);
+
+	/* Harvested, not yet reset: still pushed. */
+	n = mmu_dirty_ring_harvest(e->mmu, 0, out, 4);
+	assert_true(n >= 1);
+	expect_audit(e, NULL);
+	/* Reset: the page is write-protected with its entry freed. */
+	assert_true(mmu_dirty_ring_reset(e->mmu) >= 1);
+	assert_false(atomic_load(sptep_at(e, 1)) & SPTE_W);
+	expect_audit(e, NULL);
+	aenv_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +527,7 @@ int main(void)
 		cmocka_unit_test(
 			test_audit_big_sparse_slots_cost_what_was_touched),
 		cmocka_unit_test(test_audit_live_steps_bounded_and_complete),
+		cmocka_unit_test(test_audit_writable_spte_in_no_ring_named),
 	};
 
 	return cmocka_run_group_tests(tests, rcu_setup, rcu_teardown);
