@@ -25,7 +25,7 @@ struct event_base;
 
 /* enum mmu_option's MMU_OPT_NR (core/mmu/mmu.h), which config.c checks
  * against without the MMU's headers in every user of this one. */
-#define MMUD_MMU_OPTIONS 4
+#define MMUD_MMU_OPTIONS 6
 
 /* ---- settings (config.c) ---------------------------------------------- */
 

@@ -64,12 +64,123 @@ static const struct memslot *find_range(struct mmu *mmu, uint32_t id,
 	return s;
 }
 
+/*
+ * wp=lockless (docs/MMU.md, "Lockless write protection"): clear the
+ * bits of `bits` (page numbers base + b) from the slot's sptes without
+ * mmu_lock, the rmaps walked inside a lockless walk section; a gfn whose
+ * rmap keeps changing is protected under mmu_lock after the section.
+ * Sections end every WP_SECTION_WORDS words, so a flush waiting for one
+ * (before it frees shadow pages) waits for at most that many.
+ */
+#define WP_SECTION_WORDS 64
+
+struct wp_batch {
+	struct mmu *mmu;
+	const struct memslot *slot;
+	unsigned words; /* in this section */
+	bool in_section;
+	bool flush;
+};
+
+static void wp_section_end(struct wp_batch *b)
+{
+	if (b->in_section)
+		mmu_wp_walk_end(b->mmu);
+	b->in_section = false;
+	b->words = 0;
+}
+
+static void wp_word_lockless(struct wp_batch *b, gfn_t base, uint64_t bits)
+{
+	if (!b->in_section) {
+		mmu_wp_walk_begin(b->mmu);
+		b->in_section = true;
+	}
+	while (bits) {
+		gfn_t gfn = base + (unsigned)__builtin_ctzll(bits);
+
+		bits &= bits - 1;
+		if (!mmu_write_protect_gfn_lockless(b->mmu, b->slot, gfn,
+						    &b->flush))
+			continue;
+		/* The locked fallback: never inside the section (a flush
+		 * under mmu_lock may be waiting for it). */
+		wp_section_end(b);
+		mmu_lock_acquire(b->mmu);
+		b->flush |= mmu_write_protect_gfn_locked(b->mmu, b->slot, gfn,
+							 false);
+		mmu_lock_release(b->mmu);
+		mmu_wp_walk_begin(b->mmu);
+		b->in_section = true;
+	}
+	if (++b->words == WP_SECTION_WORDS)
+		wp_section_end(b);
+}
+
+static bool wp_lockless(struct mmu *mmu)
+{
+	return mmu_option_get(mmu, MMU_OPT_WP) == MMU_WP_LOCKLESS;
+}
+
 /* The bits of word w of a range of num pages that lie inside it. */
 static uint64_t range_mask(uint64_t num, uint64_t w)
 {
 	uint64_t left = num - w * 64;
 
 	return left >= 64 ? ~0ULL : (1ULL << left) - 1;
+}
+
+bool mmu_dirty_log_take_protect(struct mmu *mmu, const struct memslot *s,
+				uint64_t first, uint64_t num, uint64_t *out)
+{
+	_Atomic uint64_t *words = s->dirty_bitmap + first / 64;
+	uint64_t nwords = (num + 63) / 64, w;
+	bool flush = false;
+
+	if (wp_lockless(mmu)) {
+		struct wp_batch b = { mmu, s, 0, false, false };
+
+		for (w = 0; w < nwords; w++) {
+			uint64_t mask = range_mask(num, w), bits;
+
+			EXPLORE_POINT(EXPLORE_DIRTY, &words[w], 0);
+			/* Acquire: pairs with the release fetch_or of every
+			 * mark (docs/locking.md #8, #8a, #21): what the
+			 * marker did before (the fault's rmap entry and
+			 * writable spte) is seen by the walk below. */
+			bits = atomic_fetch_and_explicit(&words[w], ~mask,
+							 memory_order_acquire) &
+			       mask;
+			out[w] = bits;
+			if (bits)
+				wp_word_lockless(
+					&b, s->base_gfn + first + w * 64, bits);
+		}
+		wp_section_end(&b);
+		return b.flush;
+	}
+	mmu_lock_acquire(mmu);
+	for (w = 0; w < nwords; w++) {
+		uint64_t mask = range_mask(num, w), bits;
+
+		EXPLORE_POINT(EXPLORE_DIRTY, &words[w], 0);
+		/* Acquire: pairs with the release fetch_or of
+		 * memslot_mark_dirty() (docs/locking.md #8a). */
+		bits = atomic_fetch_and_explicit(&words[w], ~mask,
+						 memory_order_acquire) &
+		       mask;
+		out[w] = bits;
+		while (bits) {
+			unsigned b = (unsigned)__builtin_ctzll(bits);
+
+			bits &= bits - 1;
+			flush |= mmu_write_protect_gfn_locked(
+				mmu, s, s->base_gfn + first + w * 64 + b,
+				false);
+		}
+	}
+	mmu_lock_release(mmu);
+	return flush;
 }
 
 int memslot_dirty_log_fetch(struct mmu *mmu, uint32_t id, uint64_t first,
@@ -106,32 +217,25 @@ int memslot_dirty_log_fetch(struct mmu *mmu, uint32_t id, uint64_t first,
 	 * caller copies the page after that flush (docs/MMU.md, "Dirty
 	 * logging" and "Manual protection").
 	 */
+	if (mode == MEMSLOT_FETCH_CLEAR_PROTECT) {
+		flush = mmu_dirty_log_take_protect(mmu, s, first, num, out);
+		goto flush;
+	}
+	/* Clear only (manual protection): nothing is protected. */
 	mmu_lock_acquire(mmu);
-	if (mode == MEMSLOT_FETCH_CLEAR)
-		s->meta->manual_dirty = true;
+	s->meta->manual_dirty = true;
 	for (w = 0; w < nwords; w++) {
-		uint64_t mask = range_mask(num, w), bits;
-
 		EXPLORE_POINT(EXPLORE_DIRTY, &words[w], 0);
 		/* Acquire: pairs with the release fetch_or of
 		 * memslot_mark_dirty() (docs/locking.md #8a). Only the
 		 * range's bits: the pages after it stay to be reported. */
-		bits = atomic_fetch_and_explicit(&words[w], ~mask,
-						 memory_order_acquire) &
-		       mask;
-		out[w] = bits;
-		if (mode != MEMSLOT_FETCH_CLEAR_PROTECT)
-			continue;
-		while (bits) {
-			unsigned b = (unsigned)__builtin_ctzll(bits);
-
-			bits &= bits - 1;
-			flush |= mmu_write_protect_gfn_locked(
-				mmu, s, s->base_gfn + first + w * 64 + b,
-				false);
-		}
+		out[w] = atomic_fetch_and_explicit(&words[w],
+						   ~range_mask(num, w),
+						   memory_order_acquire) &
+			 range_mask(num, w);
 	}
 	mmu_lock_release(mmu);
+flush:
 	if (flush)
 		mmu_flush_remote_tlbs(mmu);
 out:
@@ -168,6 +272,26 @@ int memslot_dirty_log_clear(struct mmu *mmu, uint32_t id, uint64_t first,
 		}
 	}
 	words = s->dirty_bitmap + first / 64;
+	if (wp_lockless(mmu)) {
+		struct wp_batch b = { mmu, s, 0, false, false };
+
+		for (w = 0; w < nwords; w++) {
+			uint64_t bits = mask[w];
+
+			if (!bits)
+				continue;
+			/* Clear, then protect, as below. */
+			EXPLORE_POINT(EXPLORE_DIRTY, &words[w], 0);
+			atomic_fetch_and_explicit(&words[w], ~bits,
+						  memory_order_acquire);
+			n += (uint64_t)__builtin_popcountll(bits);
+			wp_word_lockless(&b, s->base_gfn + first + w * 64,
+					 bits);
+		}
+		wp_section_end(&b);
+		flush = b.flush;
+		goto flush;
+	}
 	mmu_lock_acquire(mmu);
 	for (w = 0; w < nwords; w++) {
 		uint64_t bits = mask[w];
@@ -196,6 +320,7 @@ int memslot_dirty_log_clear(struct mmu *mmu, uint32_t id, uint64_t first,
 		}
 	}
 	mmu_lock_release(mmu);
+flush:
 	/* Before the return, so the caller copies after every vCPU has
 	 * dropped the writable translations (docs/locking.md #8). */
 	if (flush)

@@ -615,7 +615,6 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 {
 	const struct memslot *s;
 	bool flush = false;
-	size_t w;
 	int i, ret = 0;
 
 	mmu_mutex_lock(&mmu->slots_lock);
@@ -641,27 +640,8 @@ int memslot_dirty_log_get(struct mmu *mmu, uint32_t id, uint64_t *out,
 	 * dirty ring"). */
 	mmu_dirty_ring_to_bitmap_slots_locked(mmu);
 	/* Clear bit -> write-protect -> flush -> report (docs/MMU.md, "Dirty
-	 * logging"). */
-	mmu_lock_acquire(mmu);
-	for (w = 0; w < (s->npages + 63) / 64; w++) {
-		uint64_t bits;
-
-		EXPLORE_POINT(EXPLORE_DIRTY, &s->dirty_bitmap[w], 0);
-		/* Acquire: pairs with the release fetch_or in
-		 * memslot_mark_dirty(). */
-		bits = atomic_exchange_explicit(&s->dirty_bitmap[w], 0,
-						memory_order_acquire);
-
-		out[w] = bits;
-		while (bits) {
-			unsigned b = (unsigned)__builtin_ctzll(bits);
-
-			bits &= bits - 1;
-			flush |= mmu_write_protect_gfn_locked(
-				mmu, s, s->base_gfn + w * 64 + b, false);
-		}
-	}
-	mmu_lock_release(mmu);
+	 * logging"), the protection as the wp switch says (dirty_log.c). */
+	flush = mmu_dirty_log_take_protect(mmu, s, 0, s->npages, out);
 	if (flush)
 		mmu_flush_remote_tlbs(mmu);
 out:

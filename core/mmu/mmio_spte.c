@@ -85,11 +85,28 @@ static bool access_ok(unsigned acc, unsigned access,
 	return user ? (acc & MMU_ACC_USER) != 0 : !(acc & MMU_ACC_USER);
 }
 
+bool mmu_mmio_spte_answer(struct mmu *mmu, uint64_t spte, uint64_t gen,
+			  const struct mmu_cpu_state *cpu, gva_t gva,
+			  unsigned access, struct mmu_fault_info *info)
+{
+	if ((gen & MEMSLOT_GEN_UPDATE_IN_PROGRESS) || !is_mmio_spte(spte) ||
+	    mmu_mmio_spte_gen(spte) != (gen & MMIO_GEN_MASK) ||
+	    !access_ok(mmio_spte_access(spte), access, cpu))
+		return false;
+	info->gpa = (mmio_spte_gfn(spte) << PAGE_SHIFT) |
+		    (gva & (PAGE_SIZE - 1));
+	info->error_code = 0;
+	mmu_stat_add(mmu, MMU_STAT_MMIO_HITS, 1);
+	return true;
+}
+
 /*
- * handle_mmio_page_fault: the shadow walk to gva's level-1 spte under
- * mmu_lock, if it is free (shadow pages are freed only under it or after a flush with
- * wait, and this vCPU is outside guest mode), then the generation check.
- * Inside the fault's read-side section. True if answered.
+ * handle_mmio_page_fault for a VM whose vCPU interface has no lockless
+ * walk mode (struct mmu_vcpu_ops, lockless_begin: the unit tests'
+ * doubles): the shadow walk to gva's level-1 spte under mmu_lock, if it
+ * is free, then the generation check. With the mode, mmu.c's fast_paths()
+ * walks in READING_SHADOW_PAGE_TABLES instead (docs/MMU.md, "MMIO
+ * sptes"). Inside the fault's read-side section. True if answered.
  */
 bool mmu_mmio_fast(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 		   gva_t gva, unsigned access, struct mmu_fault_info *info)
@@ -119,15 +136,9 @@ bool mmu_mmio_fast(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 			break;
 		sp = spte_to_child_page(spte);
 	}
-	if (level != 1 || !is_mmio_spte(spte) ||
-	    mmu_mmio_spte_gen(spte) != (gen & MMIO_GEN_MASK) ||
-	    !access_ok(mmio_spte_access(spte), access, cpu))
-		goto out;
-	info->gpa = (mmio_spte_gfn(spte) << PAGE_SHIFT) |
-		    (gva & (PAGE_SIZE - 1));
-	info->error_code = 0;
-	hit = true;
-	mmu_stat_add(mmu, MMU_STAT_MMIO_HITS, 1);
+	if (level == 1)
+		hit = mmu_mmio_spte_answer(mmu, spte, gen, cpu, gva, access,
+					   info);
 out:
 	mmu_lock_release(mmu);
 	return hit;

@@ -9,6 +9,7 @@
  * Memslot arrays are memslot.c's; the audit is audit.c's.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "mmu_int.h"
@@ -38,12 +39,16 @@ gfn_t mmu_page_gfn_at(const struct mmu_page *sp, unsigned i)
 {
 	if (sp->role.direct)
 		return sp->gfn + i * level_pages(sp->role.level);
-	return sp->gfns[i];
+	/* Relaxed: written before the spte's release store (set_spte),
+	 * read after an acquire load of it by the fast page fault. */
+	return atomic_load_explicit(&sp->gfns[i], memory_order_relaxed);
 }
 
 bool mmu_page_is_obsolete(const struct mmu *mmu, const struct mmu_page *sp)
 {
-	return sp->role.invalid || sp->mmu_valid_gen != mmu->mmu_valid_gen;
+	return sp->role.invalid ||
+	       sp->mmu_valid_gen != atomic_load_explicit(&mmu->mmu_valid_gen,
+							 memory_order_relaxed);
 }
 
 struct pte_list_head *mmu_rmap_head(const struct memslot *slot, gfn_t gfn,
@@ -115,8 +120,25 @@ static void spte_set(_Atomic uint64_t *sptep, uint64_t v)
 
 static uint64_t spte_get(const _Atomic uint64_t *sptep)
 {
-	/* Under mmu_lock only we write sptes: relaxed is enough here. */
+	/* Relaxed: a decision made on it under mmu_lock is either about a
+	 * part no lockless writer changes (the address, MMU-writable, P) or
+	 * re-made from spte_xchg's answer. */
 	return atomic_load_explicit(sptep, memory_order_relaxed);
+}
+
+/*
+ * A present leaf may have W set (the fast page fault) or cleared (the
+ * lockless write protection) by a cmpxchg without mmu_lock at any
+ * moment, so a store that replaces or drops one is an exchange, and
+ * whether a flush is owed is decided from the value it returns, never
+ * from an earlier load (docs/locking.md, "Lockless shadow walks": a
+ * writable translation the fast path gave after that load would
+ * otherwise survive without a flush).
+ */
+static uint64_t spte_xchg(_Atomic uint64_t *sptep, uint64_t v)
+{
+	EXPLORE_POINT(EXPLORE_SPTE_STORE, sptep, v);
+	return atomic_exchange_explicit(sptep, v, memory_order_acq_rel);
 }
 
 static const struct memslot *slot_of(struct mmu *mmu, gfn_t gfn)
@@ -134,11 +156,11 @@ static void drop_spte(struct mmu *mmu, _Atomic uint64_t *sptep)
 	bool found;
 
 	MMUD_ASSERT(slot);
-	found = pte_list_remove(mmu_rmap_head(slot, gfn, sp->role.level),
-				sptep);
+	found = pte_list_remove_rmap(
+		mmu, mmu_rmap_head(slot, gfn, sp->role.level), sptep);
 	MMUD_ASSERT(found);
 	(void)found;
-	spte_set(sptep, 0);
+	spte_xchg(sptep, 0);
 	sp->nr_present--;
 	mmu_stat_add(mmu, MMU_STAT_SPTES, -1);
 	mmu_stat_add(mmu, MMU_STAT_ZAPPED_SPTES, 1);
@@ -251,6 +273,38 @@ static void prepare_zap(struct mmu *mmu, struct mmu_page *sp,
 	list_add(&sp->link, invalid_list);
 }
 
+/*
+ * A lockless write-protecting harvest (not a vCPU: the flush's requests
+ * do not wait for it) may hold a pointer into any shadow page it found
+ * through an rmap. The seq_cst RMW pairs with mmu_wp_walk_begin()'s
+ * (docs/locking.md #20): either we read its odd value and wait until it
+ * moves on, or its walk begins after our RMW and reads only rmaps from
+ * which our caller's unlinked sptes are gone.
+ */
+static bool wp_walk_moved(void *arg)
+{
+	uint64_t *a = arg;
+
+	return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)a[0],
+				    memory_order_acquire) != a[1];
+}
+
+static void wait_wp_walk(struct mmu *mmu)
+{
+	uint64_t s = atomic_fetch_add_explicit(&mmu->wp_walk_seq, 0,
+					       memory_order_seq_cst);
+	uint64_t a[2] = { (uint64_t)(uintptr_t)&mmu->wp_walk_seq, s };
+
+	if (!(s & 1))
+		return;
+#ifdef MMUD_EXPLORE
+	explore_wait_until(wp_walk_moved, a);
+#else
+	while (!wp_walk_moved(a))
+		sched_yield();
+#endif
+}
+
 void mmu_flush_remote_tlbs(struct mmu *mmu)
 {
 	mmu_stat_add(mmu, MMU_STAT_FLUSHES, 1);
@@ -267,6 +321,7 @@ void mmu_flush_remote_tlbs(struct mmu *mmu)
 	if (mmu->ops)
 		mmu->ops->make_all_request(mmu->opaque, MMU_REQ_TLB_FLUSH,
 					   true);
+	wait_wp_walk(mmu);
 }
 
 static void free_page(struct mmu *mmu, struct mmu_page *sp)
@@ -292,6 +347,7 @@ static void commit_zap(struct mmu *mmu, struct list_node *invalid_list)
 			    !sp->root_count);
 		free_page(mmu, sp);
 	}
+	pte_list_free_dead(mmu, false);
 }
 
 static struct mmu_page *find_page(struct mmu *mmu, gfn_t gfn,
@@ -403,8 +459,13 @@ static bool wp_one(_Atomic uint64_t *sptep, void *arg)
 	uint64_t *acc = arg, spte = spte_get(sptep);
 	uint64_t clear = SPTE_W | (acc[0] ? SPTE_MMU_WRITABLE : 0);
 
+	/* W may be set by the fast page fault or cleared by the lockless
+	 * write protection meanwhile: an atomic RMW, and the flush decided
+	 * from what it found (docs/locking.md #21). */
 	if (spte & clear) {
-		spte_set(sptep, spte & ~clear);
+		EXPLORE_POINT(EXPLORE_SPTE_STORE, sptep, spte & ~clear);
+		spte = atomic_fetch_and_explicit(sptep, ~clear,
+						 memory_order_acq_rel);
 		if (spte & (SPTE_W | (clear & SPTE_MMU_WRITABLE)))
 			acc[1] = 1;
 	}
@@ -423,6 +484,174 @@ bool mmu_write_protect_gfn_locked(struct mmu *mmu, const struct memslot *slot,
 	if (acc[1])
 		mmu_stat_add(mmu, MMU_STAT_WRITE_PROTECTS, 1);
 	return acc[1];
+}
+
+/* ---- lockless write protection (docs/MMU.md) -------------------------- */
+
+/*
+ * The section of a lockless write-protecting walk (docs/locking.md #20):
+ * wp_walk_seq odd from a seq_cst RMW (pairs with wait_wp_walk() and
+ * pte_list_free_dead(), RMWs of the same word) to a release RMW (its
+ * reads of sptes and descriptors before a flusher's or freer's acquire).
+ * One walker at a time: the harvests that call it hold slots_lock.
+ */
+void mmu_wp_walk_begin(struct mmu *mmu)
+{
+	uint64_t s = atomic_fetch_add_explicit(&mmu->wp_walk_seq, 1,
+					       memory_order_seq_cst);
+
+	MMUD_ASSERT(!(s & 1));
+	(void)s;
+}
+
+void mmu_wp_walk_end(struct mmu *mmu)
+{
+	atomic_fetch_add_explicit(&mmu->wp_walk_seq, 1, memory_order_release);
+}
+
+/* Clears W from a present writable spte by cmpxchg, keeping every other
+ * bit (MMU-writable: the next write takes the fast page fault). */
+static void wp_lockless_one(_Atomic uint64_t *sptep, void *arg)
+{
+	bool *flush = arg;
+	uint64_t old = atomic_load_explicit(sptep, memory_order_acquire);
+
+	while ((old & (SPTE_P | SPTE_W)) == (SPTE_P | SPTE_W)) {
+		EXPLORE_POINT(EXPLORE_SPTE_STORE, sptep, old & ~SPTE_W);
+		if (atomic_compare_exchange_weak_explicit(
+			    sptep, &old, old & ~SPTE_W, memory_order_acq_rel,
+			    memory_order_acquire)) {
+			*flush = true;
+			return;
+		}
+	}
+}
+
+/* Walks of one rmap before the gfn goes to mmu_lock. */
+#define WP_LOCKLESS_TRIES 4
+
+int mmu_write_protect_gfn_lockless(struct mmu *mmu, const struct memslot *slot,
+				   gfn_t gfn, bool *flush)
+{
+	/* Logging maps 4 KiB pages only; a large spte of the gfn (which
+	 * turning logging on zapped) is left to the locked walk. */
+	for (int level = 2; level <= MMU_NR_LEAF_LEVELS; level++)
+		if (atomic_load_explicit(&mmu_rmap_head(slot, gfn, level)->val,
+					 memory_order_relaxed))
+			return -1;
+	for (int i = 0; i < WP_LOCKLESS_TRIES; i++) {
+		if (pte_list_walk_lockless(mmu, mmu_rmap_head(slot, gfn, 1),
+					   wp_lockless_one, flush)) {
+			mmu_stat_add(mmu, MMU_STAT_WP_LOCKLESS, 1);
+			return 0;
+		}
+		mmu_stat_add(mmu, MMU_STAT_WP_RETRIES, 1);
+	}
+	mmu_stat_add(mmu, MMU_STAT_WP_FALLBACKS, 1);
+	return -1;
+}
+
+/* ---- the fast page fault (docs/MMU.md) -------------------------------- */
+
+/*
+ * KVM's fast_page_fault and handle_mmio_page_fault in one walk of the
+ * shadow tables, by the vCPU's thread outside guest mode, without
+ * mmu_lock, in READING_SHADOW_PAGE_TABLES mode: a flush with wait waits
+ * for it, so no page it reaches is freed under it (docs/locking.md #18).
+ * Inside the fault's read-side section. MMU_FAULT_MMIO or
+ * MMU_FAULT_FIXED when answered, FAST_NONE for the full fault.
+ */
+#define FAST_NONE (-1)
+static int fast_paths(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
+		      gva_t gva, unsigned access, struct mmu_fault_info *info)
+{
+	struct mmu *mmu = v->mmu;
+	const struct mmu_vcpu_ops *ops = mmu->ops;
+	uint64_t gen = memslot_generation(mmu), spte = 0;
+	bool user = cpu->cpl == 3 && !(access & MMU_ACCESS_IMPLICIT);
+	bool fast_pf = (access & MMU_ACCESS_WRITE) &&
+		       !(access & MMU_ACCESS_FETCH) &&
+		       mmu_option_get(mmu, MMU_OPT_FAST_PF) == MMU_FAST_PF_ON &&
+		       !mmu_dirty_ring_size(mmu);
+	_Atomic uint64_t *sptep = NULL;
+	struct mmu_page *sp = v->root;
+	const struct memslot *slot;
+	int level, ret = FAST_NONE;
+	gfn_t gfn;
+
+	if (!ops || !ops->lockless_begin)
+		return mmu_mmio_fast(v, cpu, gva, access, info) ?
+			       MMU_FAULT_MMIO :
+			       FAST_NONE;
+	/* Our own root, pinned by us. A zapped one has no sptes left, so
+	 * its role (mmu_lock's) need not be read; an obsolete one still
+	 * links old pages: declined, as under the lock. */
+	if (!sp ||
+	    sp->mmu_valid_gen != atomic_load_explicit(&mmu->mmu_valid_gen,
+						      memory_order_relaxed) ||
+	    v->root_gfn != ((cpu->cr3 & ((1ULL << MMU_GUEST_MAXPHYADDR) - 1)) >>
+			    PAGE_SHIFT))
+		return FAST_NONE;
+	ops->lockless_begin(mmu->opaque, v->index);
+	/* Re-read after the begin's barrier: a zap-all-fast's bump that
+	 * came before it is seen, one after it waits for our end. */
+	if (sp->mmu_valid_gen !=
+	    atomic_load_explicit(&mmu->mmu_valid_gen, memory_order_relaxed))
+		goto out;
+	for (level = MMU_ROOT_LEVEL;; level--) {
+		sptep = &sp->spt[spte_index(gva, level)];
+		/* Acquire: pairs with the release store that linked the
+		 * child (docs/locking.md #4). */
+		spte = atomic_load_explicit(sptep, memory_order_acquire);
+		if (level == 1 || !is_spte_present(spte) ||
+		    is_last_spte(spte, level))
+			break;
+		sp = spte_to_child_page(spte);
+	}
+	if (level != 1)
+		goto out;
+	if (is_mmio_spte(spte)) {
+		if (mmu_mmio_spte_answer(mmu, spte, gen, cpu, gva, access,
+					 info))
+			ret = MMU_FAULT_MMIO;
+		goto out;
+	}
+	/* Present, MMU-writable, W clear: protected only for dirty logging
+	 * (docs/MMU.md, "MMU-writable"). The guest's rights are the leaf's
+	 * (upper sptes grant all); a supervisor access to a user page may
+	 * depend on SMAP/SMEP and CR0.WP, which the full fault decides. */
+	if (!fast_pf ||
+	    (spte & (SPTE_P | SPTE_MMU_WRITABLE | SPTE_W)) !=
+		    (SPTE_P | SPTE_MMU_WRITABLE) ||
+	    user != !!(spte & SPTE_U))
+		goto out;
+	gfn = mmu_page_gfn_at(sp, (unsigned)(sptep - sp->spt));
+	slot = memslot_lookup(mmu, gfn, &v->slot_hint);
+	/* The slot must still map the page the spte maps: a slot being
+	 * moved or deleted, or a gfn read while the entry was being
+	 * rewritten, goes the slow way. */
+	if (!slot || (slot->flags & (MEMSLOT_INVALID | MEMSLOT_READONLY)) ||
+	    memslot_gfn_to_hva(slot, gfn) != spte_to_hva(spte))
+		goto out;
+	EXPLORE_POINT(EXPLORE_SPTE_STORE, sptep, spte | SPTE_W);
+	/*
+	 * W by cmpxchg, then the mark (docs/locking.md #21): a harvest
+	 * clears the bit, then W (an RMW), then flushes. If its W-clear
+	 * comes after our cmpxchg, it clears our W and its flush waits for
+	 * this walk (and so for our mark) before it reports; if before, our
+	 * cmpxchg fails (the value changed) or found it already clear, and
+	 * our mark comes after its bit was cleared: the next harvest has it.
+	 */
+	if (atomic_compare_exchange_strong_explicit(sptep, &spte, spte | SPTE_W,
+						    memory_order_acq_rel,
+						    memory_order_relaxed)) {
+		memslot_mark_dirty(slot, gfn);
+		mmu_stat_add(mmu, MMU_STAT_FAST_PF, 1);
+		ret = MMU_FAULT_FIXED;
+	}
+out:
+	ops->lockless_end(mmu->opaque, v->index);
+	return ret;
 }
 
 /* ---- MMU object and vCPUs -------------------------------------------- */
@@ -459,6 +688,7 @@ void mmu_destroy(struct mmu *mmu)
 		return;
 	mmu_zap_all(mmu);
 	MMUD_ASSERT(mmu->nr_pages == 0 && list_empty(&mmu->vcpus));
+	pte_list_free_dead(mmu, true);
 	memslots_free_all(mmu);
 	pthread_mutex_destroy(&mmu->slots_lock);
 	pthread_mutex_destroy(&mmu->mmu_lock);
@@ -690,35 +920,44 @@ static enum mmu_fault_result set_spte(struct mmu_vcpu *v, struct mmu_page *sp,
 				res = MMU_FAULT_EMULATE;
 		} else {
 			new |= SPTE_W | SPTE_MMU_WRITABLE | SPTE_D;
-			/* Logged before the spte can be written through; on
-			 * the dirty ring once per protection (an spte still
-			 * writable was pushed when it became so: docs/MMU.md,
-			 * "The dirty ring"). */
-			if (!(mmu_dirty_ring_size(mmu) &&
-			      is_spte_present(old) && (old & SPTE_W) &&
-			      spte_to_hva(old) == hva))
-				mmu_dirty_ring_mark_locked(v, slot, gfn);
 		}
 	}
-	if (is_spte_present(old)) {
-		if (spte_to_hva(old) != hva || mmu_page_gfn_at(sp, i) != gfn) {
-			/* Never overwrite a present spte (CVE-2026-23401). */
-			drop_spte(mmu, sptep);
-			*flush = true;
-			old = 0;
-		} else if ((old & SPTE_W) && !(new &SPTE_W)) {
-			*flush = true;
-		}
+	if (is_spte_present(old) &&
+	    (spte_to_hva(old) != hva || mmu_page_gfn_at(sp, i) != gfn)) {
+		/* Never overwrite a present spte (CVE-2026-23401). */
+		drop_spte(mmu, sptep);
+		*flush = true;
+		old = 0;
 	}
 	if (!sp->role.direct)
-		sp->gfns[i] = gfn;
-	spte_set(sptep, new);
+		atomic_store_explicit(&sp->gfns[i], gfn, memory_order_relaxed);
+	/*
+	 * The rmap entry, then the spte, then the dirty mark
+	 * (docs/locking.md #8): a lockless harvest that sees the mark (its
+	 * acquire exchange reads from our release RMW) walks the rmap after
+	 * it and finds the writable spte; one that misses the mark leaves
+	 * the bit for the next harvest. Marked before the store, the bit
+	 * could be taken by a harvest whose walk comes before our writable
+	 * spte, and the page would be written unlogged.
+	 */
 	if (!is_spte_present(old)) {
 		mmu_touch_locked(mmu, slot, gfn, 1);
 		pte_list_add(&v->descs, mmu_rmap_head(slot, gfn, 1), sptep);
 		sp->nr_present++;
 		mmu_stat_add(mmu, MMU_STAT_SPTES, 1);
 	}
+	old = spte_xchg(sptep, new);
+	/* Decided on what the exchange found: the fast page fault may have
+	 * set W, or the lockless write protection cleared it, since. */
+	if (is_spte_present(old) && (old & SPTE_W) && !(new &SPTE_W))
+		*flush = true;
+	/* Logged once the spte can be written through; on the dirty ring
+	 * once per protection (an spte still writable was pushed when it
+	 * became so: docs/MMU.md, "The dirty ring"). */
+	if ((new &SPTE_W) &&
+	    !(mmu_dirty_ring_size(mmu) && is_spte_present(old) &&
+	      (old & SPTE_W) && spte_to_hva(old) == hva))
+		mmu_dirty_ring_mark_locked(v, slot, gfn);
 	return res;
 }
 
@@ -871,11 +1110,11 @@ int mmu_page_fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 	/* Snapshot before looking at memslots (docs/locking.md #6); acquire
 	 * pairs with the release bump in invalidate_slot(). */
 	seq = atomic_load_explicit(&mmu->invalidate_seq, memory_order_acquire);
-	/* A current MMIO spte answers without the guest walk. */
-	if (mmu_mmio_fast(v, cpu, gva, access, info)) {
-		ret = MMU_FAULT_MMIO;
+	/* A current MMIO spte, or a write to a page protected only for
+	 * dirty logging, answers without the guest walk nor mmu_lock. */
+	ret = fast_paths(v, cpu, gva, access, info);
+	if (ret != FAST_NONE)
 		goto out;
-	}
 	switch (mmu_walk_guest(v, cpu, gva, access, &w)) {
 	case MMU_WALK_RETRY:
 		ret = MMU_FAULT_RETRY;

@@ -81,6 +81,18 @@ struct mmu_vcpu_ops {
 			     bool wait);
 	void (*make_all_request)(void *opaque, enum mmu_request req, bool wait);
 	enum mmu_vcpu_mode (*mode)(void *opaque, unsigned vcpu);
+	/*
+	 * Around a walk of shadow pages by the vCPU's own thread outside
+	 * guest mode without mmu_lock (the fast page fault, the MMIO fast
+	 * path): begin stores READING_SHADOW_PAGE_TABLES and then does the
+	 * same seq_cst RMW of the request word as a guest entry, so a flush
+	 * with wait either waits for the walk or the walk sees the unlinked
+	 * tables; end leaves that mode as a guest exit does, waking a
+	 * waiter (docs/locking.md, "Lockless shadow walks"). May be NULL
+	 * (a VM without vCPU threads): the MMU then takes no fast path.
+	 */
+	void (*lockless_begin)(void *opaque, unsigned vcpu);
+	void (*lockless_end)(void *opaque, unsigned vcpu);
 };
 
 struct mmu;
@@ -475,6 +487,8 @@ enum mmu_option {
 	MMU_OPT_ZAP_ALL, /* enum mmu_zap_all_mode */
 	MMU_OPT_MMIO_WRAP, /* enum mmu_mmio_wrap_mode */
 	MMU_OPT_MEMSLOTS, /* enum mmu_memslots_mode */
+	MMU_OPT_WP, /* enum mmu_wp_mode */
+	MMU_OPT_FAST_PF, /* enum mmu_fast_pf_mode */
 	MMU_OPT_NR,
 };
 
@@ -496,6 +510,14 @@ enum mmu_mmio_wrap_mode {
 enum mmu_memslots_mode {
 	MMU_MEMSLOTS_RCU, /* lookups in RCU read-side sections */
 	MMU_MEMSLOTS_RWLOCK, /* the same sections as a reader-writer lock */
+};
+enum mmu_wp_mode {
+	MMU_WP_LOCKLESS, /* dirty-log write protection walks rmaps lockless */
+	MMU_WP_LOCKED, /* ... under mmu_lock */
+};
+enum mmu_fast_pf_mode {
+	MMU_FAST_PF_ON, /* a dirty-logging write fault is fixed by cmpxchg */
+	MMU_FAST_PF_OFF, /* every write fault takes mmu_lock */
 };
 
 struct mmu_option_desc {

@@ -5,7 +5,8 @@
  * x-mmu-set-option), so both sides can be measured on one build. This
  * file owns the table of names and values and the option bytes of struct
  * mmu; what each value does is in the code it selects (unsync.c,
- * mmio_spte.c, the daemon's x-mmu-zap-all). It calls nothing else in the
+ * mmio_spte.c, dirty_log.c and mmu.c's fast page fault, the daemon's
+ * x-mmu-zap-all). It calls nothing else in the
  * MMU, so the config parser links it alone.
  */
 #include <errno.h>
@@ -18,6 +19,8 @@ static const char *const unsync_values[] = { "reachable", "off", "all", NULL };
 static const char *const zap_all_values[] = { "fast", "slow", NULL };
 static const char *const mmio_wrap_values[] = { "zap-all", "zap-mmio", NULL };
 static const char *const memslots_values[] = { "rcu", "rwlock", NULL };
+static const char *const wp_values[] = { "lockless", "locked", NULL };
+static const char *const fast_pf_values[] = { "on", "off", NULL };
 
 /* Indexed by enum mmu_option; each list's values in the order of the
  * enum mmu_opt_* of mmu.h, the default first. */
@@ -27,6 +30,10 @@ static const struct mmu_option_desc descs[MMU_OPT_NR] = {
 	[MMU_OPT_MMIO_WRAP] = { "mmio-wrap", mmio_wrap_values, true },
 	/* Process-wide and before any thread: mmu_rcu_use_rwlock(). */
 	[MMU_OPT_MEMSLOTS] = { "memslots", memslots_values, false },
+	/* Read once per harvest or clear (dirty_log.c), and once per write
+	 * fault (mmu.c): either value is safe at any moment. */
+	[MMU_OPT_WP] = { "wp", wp_values, true },
+	[MMU_OPT_FAST_PF] = { "fast-pf", fast_pf_values, true },
 };
 
 const struct mmu_option_desc *mmu_option_desc(enum mmu_option opt)

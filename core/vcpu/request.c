@@ -277,10 +277,45 @@ static enum mmu_vcpu_mode ops_mode(void *opaque, unsigned int vcpu)
 	return v ? vcpu_mode(v) : OUTSIDE_GUEST_MODE;
 }
 
+/*
+ * KVM's walk_shadow_page_lockless_begin/end, for this vCPU's own thread
+ * outside guest mode (docs/locking.md, "Lockless shadow walks", #18).
+ * Begin: the mode store, then the seq_cst RMW of the request word that a
+ * guest entry does (#1, #2), which pairs with a flusher's seq_cst RMW of
+ * the same word: either the flusher's RMW comes first, and the walk,
+ * which loads sptes after ours, sees every spte it unlinked before it;
+ * or ours comes first, and the flusher's mode read after its RMW sees
+ * READING_SHADOW_PAGE_TABLES (its cmpxchg from IN_GUEST_MODE fails) and
+ * it waits for our end. Pending requests are left for the next guest
+ * entry: a walk takes none. End: exactly a guest exit (#3, #3a), so a
+ * sleeping flusher is woken.
+ */
+static void ops_lockless_begin(void *opaque, unsigned int vcpu)
+{
+	struct vcpu_set *set = opaque;
+	struct vcpu *v =
+		atomic_load_explicit(&set->vcpus[vcpu], memory_order_relaxed);
+
+	atomic_store_explicit(&v->mode, READING_SHADOW_PAGE_TABLES,
+			      memory_order_relaxed);
+	EXPLORE_POINT(EXPLORE_MODE, &v->mode, READING_SHADOW_PAGE_TABLES);
+	atomic_fetch_or_explicit(&v->requests, 0, memory_order_seq_cst);
+}
+
+static void ops_lockless_end(void *opaque, unsigned int vcpu)
+{
+	struct vcpu_set *set = opaque;
+
+	vcpu_leave_guest_mode(
+		atomic_load_explicit(&set->vcpus[vcpu], memory_order_relaxed));
+}
+
 const struct mmu_vcpu_ops vcpu_mmu_ops = {
 	.make_request = ops_make_request,
 	.make_all_request = ops_make_all_request,
 	.mode = ops_mode,
+	.lockless_begin = ops_lockless_begin,
+	.lockless_end = ops_lockless_end,
 };
 
 /*

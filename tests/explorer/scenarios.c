@@ -273,11 +273,86 @@ static const struct scenario slots_churn = {
 	.nwatch = 3,
 };
 
+/*
+ * The fast page fault against the lockless write protection (docs/MMU.md,
+ * "The fast page fault" and "Lockless write protection"): after each
+ * harvest the next store to a page faults on an spte that is only
+ * protected for dirty logging and gets W back by cmpxchg, without
+ * mmu_lock, while the next harvest clears bits and W again without it.
+ * A store after a harvest that is in no later harvest, or a writable
+ * translation a harvest's flush left behind, is an MMU bug.
+ */
+static const struct scenario fast_pf_harvest = {
+	.name = "fast-pf-harvest",
+	.what = "two vCPUs store to a logged page each (fast page faults) "
+		"while harvests write-protect them without mmu_lock",
+	.nvcpus = 2,
+	.unsync = true,
+	.log_slot1 = true,
+	.ops = {
+		{ { OP_STORE, DATA(0), 0x11 },
+		  { OP_STORE, DATA(0) + 8, 0x12 },
+		  { OP_STORE, DATA(0) + 16, 0x13 },
+		  { OP_STORE, DATA(0) + 24, 0x14 },
+		  { OP_STORE, DATA(0) + 32, 0x15 } },
+		{ { OP_STORE, DATA(1), 0x21 },
+		  { OP_STORE, DATA(1) + 8, 0x22 },
+		  { OP_STORE, DATA(1) + 16, 0x23 },
+		  { OP_STORE, DATA(1) + 24, 0x24 } },
+	},
+	.nops = { 5, 4 },
+	.ctl = { { CTL_HARVEST, 1, 0, 0, 0, 0 },
+		 { CTL_HARVEST, 1, 0, 0, 0, 0 },
+		 { CTL_HARVEST, 1, 0, 0, 0, 0 } },
+	.nctl = 3,
+	.watch = { DATA(0), DATA(1) },
+	.nwatch = 2,
+};
+
+/*
+ * One logged page mapped at four addresses (the identity map and three
+ * entries of T), so its rmap is a chain of descriptors, while a guest
+ * page-table store and zap-alls drop sptes from it (moving entries and
+ * freeing descriptors under a lockless walk) and harvests walk it
+ * without mmu_lock.
+ */
+static const struct scenario fast_pf_zap = {
+	.name = "fast-pf-zap",
+	.what = "stores to a page mapped four times while harvests walk its "
+		"rmap without mmu_lock and zaps change it",
+	.nvcpus = 2,
+	.unsync = true,
+	.log_slot1 = true,
+	.t_gpa = { DATA(1), DATA(1), DATA(1) },
+	.t_flags = { W_PTE_PW, W_PTE_PW, W_PTE_PW },
+	.ops = {
+		{ { OP_STORE, T_GVA(0), 0x11 },
+		  { OP_STORE, T_GVA(1) + 8, 0x12 },
+		  { OP_STORE, T_GVA(2) + 16, 0x13 },
+		  { OP_STORE, DATA(1) + 24, 0x14 },
+		  { OP_STORE, T_GVA(0) + 32, 0x15 } },
+		{ { OP_STORE, T_GVA(2) + 40, 0x21 },
+		  { OP_STORE, T_ENTRY(1), DATA(2) | W_PTE_PW },
+		  { OP_INVLPG, T_GVA(1), 0 },
+		  { OP_STORE, T_GVA(0) + 48, 0x22 },
+		  { OP_STORE, DATA(1) + 56, 0x23 } },
+	},
+	.nops = { 5, 5 },
+	.ctl = { { CTL_HARVEST, 1, 0, 0, 0, 0 },
+		 { CTL_ZAP_FAST, 0, 0, 0, 0, 0 },
+		 { CTL_HARVEST, 1, 0, 0, 0, 0 },
+		 { CTL_ZAP_ALL, 0, 0, 0, 0, 0 },
+		 { CTL_HARVEST, 1, 0, 0, 0, 0 } },
+	.nctl = 5,
+	.watch = { DATA(1), T_GVA(0), T_GVA(2) },
+	.nwatch = 3,
+};
+
 const struct scenario *const scenarios[] = {
 	&wp_before_reread, &harvest_then_shadow, &mmio_gen_wrap,
 	&delete_emulated,  &move_emulated,	 &log_start_writes,
 	&harvest_mixed,	   &unsync_zap,		 &slots_churn,
-	&manual_clear,
+	&manual_clear,	   &fast_pf_harvest,	 &fast_pf_zap,
 };
 const unsigned nr_scenarios = ARRAY_SIZE(scenarios);
 

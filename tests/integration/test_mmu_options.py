@@ -23,12 +23,14 @@ import daemonlib as td  # noqa: E402
 
 test = td.test
 DEFAULTS = {"unsync": "reachable", "zap-all": "fast", "mmio-wrap": "zap-all",
-            "memslots": "rcu"}
+            "memslots": "rcu", "wp": "lockless", "fast-pf": "on"}
 VALUES = {"unsync": ["reachable", "off", "all"],
           "zap-all": ["fast", "slow"],
           "mmio-wrap": ["zap-all", "zap-mmio"],
-          "memslots": ["rcu", "rwlock"]}
-RUNTIME = {"unsync", "zap-all", "mmio-wrap"}
+          "memslots": ["rcu", "rwlock"],
+          "wp": ["lockless", "locked"],
+          "fast-pf": ["on", "off"]}
+RUNTIME = {"unsync", "zap-all", "mmio-wrap", "wp", "fast-pf"}
 
 
 def ok(r):
@@ -107,7 +109,7 @@ def test_bad_flags_and_lines_are_refused(tmp):
          "reachable, off, all"),
         (["--mmu-option", "colour=blue"],
          "--mmu-option: unknown MMU option 'colour' (known: unsync, "
-         "zap-all, mmio-wrap, memslots)"),
+         "zap-all, mmio-wrap, memslots, wp, fast-pf)"),
         (["--mmu-option", "unsync"], "is not NAME=VALUE"),
         (["--mmu-option", "unsync=all", "--mmu-option", "unsync=off"],
          "--mmu-option: MMU option 'unsync' given twice"),
@@ -152,7 +154,7 @@ def test_switches_flip_while_the_guest_runs(tmp):
          "MMU option 'unsync': 'maybe' is not one of reachable, off, all"),
         ({"name": "colour", "value": "blue"},
          "unknown MMU option 'colour' (known: unsync, zap-all, "
-         "mmio-wrap, memslots)"),
+         "mmio-wrap, memslots, wp, fast-pf)"),
         ({"name": "memslots", "value": "rwlock"},
          "MMU option 'memslots' is set at start only (--mmu-option)"),
         ({"name": "zap-all", "value": ""}, "'' is not one of fast, slow"),

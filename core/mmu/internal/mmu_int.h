@@ -66,24 +66,29 @@ static inline void list_del(struct list_node *n)
  * removal searches from both ends and refills a hole from the end it is
  * nearer: zapping pages oldest-first (fast zap-all) or newest-first (slow
  * zap-all) then finds each spte at once even in a long chain (one gfn
- * mapped by 100k page tables). All fields (m).
+ * mapped by 100k page tables). Changed under mmu_lock (m); an rmap is
+ * also read by the lockless write protection (pte_list_walk_lockless,
+ * docs/locking.md "Lockless rmap walks"): `more`, `spte_count`, `sptes`
+ * and the head word are (a), stored with release under mmu_lock and
+ * loaded with acquire by that walker, which re-checks mmu->rmap_seq.
  */
 struct pte_list_desc {
 	/* Legend: (c) (v) (m) (s) (r) (a) as at the top of this file. */
-	struct pte_list_desc *more; /* the next older descriptor */
-	struct pte_list_desc *newer; /* NULL in the head */
-	struct pte_list_desc *oldest; /* head only: the last of the chain */
-	uint32_t spte_count;
-	uint32_t total; /* head only: the entries of the whole chain */
-	_Atomic uint64_t *sptes[PTE_LIST_EXT];
+	struct pte_list_desc *_Atomic more; /* the next older descriptor */
+	struct pte_list_desc *newer; /* NULL in the head (m) */
+	struct pte_list_desc *oldest; /* head only: the last of the chain (m) */
+	_Atomic uint32_t spte_count;
+	uint32_t total; /* head only: the entries of the whole chain (m) */
+	_Atomic uint64_t *_Atomic sptes[PTE_LIST_EXT];
 };
 
 /*
  * val: 0 = empty; bit 0 clear = the one spte pointer; bit 0 set = the head
- * pte_list_desc. (m)
+ * pte_list_desc. (m) for writers; (a) release store, acquire load by the
+ * lockless walker.
  */
 struct pte_list_head {
-	uintptr_t val;
+	_Atomic uintptr_t val;
 };
 
 /* Descriptors allocated before mmu_lock is taken, for pte_list_add()
@@ -100,8 +105,28 @@ struct pte_desc_cache {
  * one then: callers top it up before taking mmu_lock). */
 void pte_list_add(struct pte_desc_cache *c, struct pte_list_head *head,
 		  _Atomic uint64_t *sptep);
-/* Removes sptep; false if it was not on the list. */
+/* Removes sptep; false if it was not on the list. Frees an emptied
+ * descriptor at once: for lists no lockless walker reads (parent ptes). */
 bool pte_list_remove(struct pte_list_head *head, const _Atomic uint64_t *sptep);
+/* The same for an rmap (read by the lockless write protection): moves of
+ * entries are inside mmu->rmap_seq's odd section, and an emptied
+ * descriptor is freed only while no lockless walk is in progress, else
+ * kept on mmu->dead_descs (docs/locking.md, "Lockless rmap walks"). */
+bool pte_list_remove_rmap(struct mmu *mmu, struct pte_list_head *head,
+			  const _Atomic uint64_t *sptep);
+/* Frees mmu->dead_descs if no lockless walk is in progress (under
+ * mmu_lock), or unconditionally with force (mmu_destroy). */
+void pte_list_free_dead(struct mmu *mmu, bool force);
+/*
+ * Without mmu_lock, inside a lockless walk section (mmu_wp_walk_begin):
+ * calls fn on each entry of an rmap, as it was at some moment of the
+ * call. False when the list was being changed (an entry may have been
+ * missed): the caller retries, then falls back to mmu_lock. fn may have
+ * been called on some entries even then.
+ */
+bool pte_list_walk_lockless(struct mmu *mmu, const struct pte_list_head *head,
+			    void (*fn)(_Atomic uint64_t *sptep, void *arg),
+			    void *arg);
 unsigned pte_list_count(const struct pte_list_head *head);
 bool pte_list_contains(const struct pte_list_head *head,
 		       const _Atomic uint64_t *sptep);
@@ -217,8 +242,10 @@ struct mmu_page {
 	int root_count; /* (m) vCPU roots pinning us */
 	uint64_t mmu_valid_gen; /* (m) */
 	unsigned nr_present; /* (m) present sptes */
-	/* Indirect pages: the gfn each leaf spte maps. (m) */
-	gfn_t gfns[MMU_PT_ENTRIES];
+	/* Indirect pages: the gfn each leaf spte maps. (m) for writers,
+	 * stored before the spte's release store; (a) the fast page fault
+	 * loads it after its acquire load of the spte, without the lock. */
+	_Atomic gfn_t gfns[MMU_PT_ENTRIES];
 	/* Unsync (docs/MMU.md, "Unsync and sync"): this level-1 page may be out of
 	 * date with its guest table; unsync_children counts the bits set
 	 * in unsync_child_bitmap, one per spte whose child is unsync or
@@ -302,8 +329,26 @@ struct mmu {
 	 * it under slots_lock alone. */
 	struct list_node vcpus;
 	struct list_node hash[MMU_HASH_SIZE]; /* (m) */
-	uint64_t mmu_valid_gen; /* (m) */
+	/* (m) for writers; (a) relaxed load by the lockless walks, ordered
+	 * by the FREE_OBSOLETE_ROOTS request the bump makes (#18). */
+	_Atomic uint64_t mmu_valid_gen;
 	uint64_t nr_pages; /* (m) */
+	/*
+	 * Lockless rmap walks (docs/locking.md, "Lockless rmap walks", #19,
+	 * #20). rmap_seq: odd while an rmap's entries are moved or a
+	 * descriptor unlinked (pte_list_remove_rmap, under mmu_lock: an
+	 * acq_rel RMW to odd, release stores, a release RMW to even); the
+	 * walker loads it with acquire before and after. wp_walk_seq: odd
+	 * while the (one, under slots_lock) lockless write-protecting
+	 * harvest walks; seq_cst RMWs on both sides, so a flush with wait
+	 * (before shadow pages are freed) and a descriptor free either see
+	 * it odd and wait or defer, or the walk that starts later sees what
+	 * they unlinked. dead_descs: descriptors unlinked while a walk was
+	 * in progress, freed later (m).
+	 */
+	_Atomic uint64_t rmap_seq;
+	_Atomic uint64_t wp_walk_seq;
+	struct pte_list_desc *dead_descs;
 	/* (a) bumped (release) by every invalidation of sptes derived from
 	 * memslots; the fault path snapshots it (acquire) before it reads
 	 * memslots and re-checks it under mmu_lock (docs/locking.md #6). */
@@ -392,6 +437,10 @@ enum {
 	MMU_STAT_RING_FULL_EXITS,
 	MMU_STAT_RING_RESETS,
 	MMU_STAT_RING_OVERFLOWS,
+	MMU_STAT_FAST_PF, /* write faults fixed by the fast page fault */
+	MMU_STAT_WP_LOCKLESS, /* gfns write-protected by the lockless walk */
+	MMU_STAT_WP_RETRIES, /* lockless rmap walks that had to retry */
+	MMU_STAT_WP_FALLBACKS, /* ... and went to mmu_lock after that */
 	MMU_STAT_NR,
 };
 
@@ -495,6 +544,25 @@ void mmu_dirty_ring_mark_locked(struct mmu_vcpu *v, const struct memslot *slot,
 /* mmu_dirty_ring_to_bitmap() with slots_lock held. */
 void mmu_dirty_ring_to_bitmap_slots_locked(struct mmu *mmu);
 
+/* mmu.c: the lockless write protection of dirty logging (docs/MMU.md,
+ * "Lockless write protection"); dirty_log.c calls them under slots_lock,
+ * inside a read-side section, without mmu_lock. */
+void mmu_wp_walk_begin(struct mmu *mmu);
+void mmu_wp_walk_end(struct mmu *mmu);
+/* Clears W from every spte of gfn (level 1) without mmu_lock, with a
+ * bounded retry, setting *flush if one was writable; 0, or -1 if the
+ * rmap kept changing or the gfn has a large spte (the caller protects
+ * that gfn under mmu_lock; *flush may be set even then). */
+int mmu_write_protect_gfn_lockless(struct mmu *mmu, const struct memslot *slot,
+				   gfn_t gfn, bool *flush);
+
+/* dirty_log.c, for memslot.c: clear the bits of pages [first, first +
+ * num) of s (first a multiple of 64) into out and write-protect those
+ * pages, lockless or under mmu_lock as the wp switch says; true if a
+ * flush is owed before the bits are reported. slots_lock held. */
+bool mmu_dirty_log_take_protect(struct mmu *mmu, const struct memslot *s,
+				uint64_t first, uint64_t num, uint64_t *out);
+
 /* mmu.c, for memslot.c and audit.c */
 void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot);
 void mmu_write_protect_slot(struct mmu *mmu, const struct memslot *slot);
@@ -538,6 +606,11 @@ bool mmu_gfn_all_unsync_locked(struct mmu *mmu, gfn_t gfn);
 /* mmio_spte.c */
 bool mmu_mmio_fast(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu,
 		   gva_t gva, unsigned access, struct mmu_fault_info *info);
+/* The answer of the level-1 MMIO spte a lockless walk found, with gen
+ * the memslot generation read before the walk; false: the full fault. */
+bool mmu_mmio_spte_answer(struct mmu *mmu, uint64_t spte, uint64_t gen,
+			  const struct mmu_cpu_state *cpu, gva_t gva,
+			  unsigned access, struct mmu_fault_info *info);
 void mmu_mmio_set_spte_locked(struct mmu *mmu, struct mmu_page *sp,
 			      _Atomic uint64_t *sptep, gfn_t gfn, unsigned acc,
 			      bool *flush);
@@ -599,10 +672,16 @@ static inline unsigned mmu_gpte_access(uint64_t gpte, bool nxe)
 	return acc;
 }
 
-/* The rights an spte grants (NX always meaningful in sptes). */
+/*
+ * The rights an spte grants (NX always meaningful in sptes). MMU-writable
+ * counts as W: the fast page fault may set W on such an spte without
+ * mmu_lock (docs/MMU.md, "The fast page fault"), so a sync that finds the
+ * gpte no longer writable must drop it, not keep it as "granting less".
+ */
 static inline unsigned mmu_spte_access(uint64_t spte)
 {
-	return mmu_gpte_access(spte, true);
+	return mmu_gpte_access(spte, true) |
+	       ((spte & SPTE_MMU_WRITABLE) ? MMU_ACC_WRITE : 0);
 }
 
 #endif

@@ -87,7 +87,7 @@ static void test_options_refusals_name_what_was_wrong(void **state)
 	expect_refused("=all", "is not NAME=VALUE");
 	expect_refused("colour=blue",
 		       "unknown MMU option 'colour' (known: unsync, zap-all, "
-		       "mmio-wrap, memslots)");
+		       "mmio-wrap, memslots, wp, fast-pf)");
 	expect_refused("unsync=sometimes",
 		       "MMU option 'unsync': 'sometimes' is not one of "
 		       "reachable, off, all");

@@ -88,12 +88,35 @@ static enum mmu_vcpu_mode tv_mode(void *opaque, unsigned vcpu)
 	return (enum mmu_vcpu_mode)atomic_load(&vm->vcpus[vcpu].mode);
 }
 
+/* The lockless walk mode as core/vcpu/request.c does it (docs/locking.md
+ * #18): the mode, then the entry's RMW of the request word; the end is an
+ * exit. */
+static void tv_lockless_begin(void *opaque, unsigned vcpu)
+{
+	struct tvcpu *c = &((struct tvm *)opaque)->vcpus[vcpu];
+
+	atomic_store_explicit(&c->mode, READING_SHADOW_PAGE_TABLES,
+			      memory_order_relaxed);
+	atomic_fetch_or_explicit(&c->requests, 0, memory_order_seq_cst);
+}
+
+static void tv_lockless_end(void *opaque, unsigned vcpu)
+{
+	struct tvcpu *c = &((struct tvm *)opaque)->vcpus[vcpu];
+
+	atomic_fetch_add_explicit(&c->exits, 1, memory_order_release);
+	atomic_store_explicit(&c->mode, OUTSIDE_GUEST_MODE,
+			      memory_order_release);
+}
+
 const struct mmu_vcpu_ops *tv_ops(void)
 {
 	static const struct mmu_vcpu_ops ops = {
 		.make_request = tv_make_request,
 		.make_all_request = tv_make_all_request,
 		.mode = tv_mode,
+		.lockless_begin = tv_lockless_begin,
+		.lockless_end = tv_lockless_end,
 	};
 	return &ops;
 }
