@@ -116,8 +116,10 @@ void mmud_usage(FILE *f)
 		"                  a virtio-blk disk (repeatable, up to 16;\n"
 		"                  'drive' lines in the config file likewise)\n"
 		"  --cpu ENGINE    how vCPUs run guest code: interp, the\n"
-		"                  interpreter (the default and, for now, the\n"
-		"                  only one: jit is not built)\n"
+		"                  interpreter (the default); jit, the template\n"
+		"                  JIT (x86-64 hosts; the interpreter when no\n"
+		"                  executable memory); jit-verify, each block\n"
+		"                  run by both and compared (docs/JIT.md)\n"
 		"  --dirty-ring N  dirty tracking through a ring of N entries\n"
 		"                  per vCPU (KVM's dirty ring): a power of two\n"
 		"                  from 128 to 65536; 0, the default: bitmaps\n"
@@ -485,16 +487,20 @@ static int apply(struct mmud_config *cfg, enum key k, const char *v, char *why,
 		}
 		return 0;
 	case K_CPU:
-		/* The engine in use is what x-query-cpu-stats reports. */
+		/* The engine in use is what x-query-cpu-stats reports
+		 * (docs/JIT.md). */
 		if (!strcmp(v, "interp"))
-			return 0;
-		if (!strcmp(v, "jit"))
+			cfg->cpu = 0;
+		else if (!strcmp(v, "jit"))
+			cfg->cpu = 1;
+		else if (!strcmp(v, "jit-verify"))
+			cfg->cpu = 2;
+		else {
 			snprintf(why, whylen,
-				 "'jit' is not built in this mmud (only "
-				 "interp)");
-		else
-			snprintf(why, whylen, "'%.64s' is not interp", v);
-		return -EINVAL;
+				 "'%.64s' is not interp, jit or jit-verify", v);
+			return -EINVAL;
+		}
+		return 0;
 	case K_NR:
 		break;
 	}

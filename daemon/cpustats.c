@@ -39,7 +39,8 @@ static void cmd_query_cpu_stats(struct qmp_request *req, json_t *args,
 	qmp_reply_return(
 		req,
 		json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			  "s:I, s:I, s:I, s:I, s:I, s:I}",
+			  "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			  "s:I}",
 			  "cpu-index", (json_int_t)index, "engine", engine,
 			  "blocks", (json_int_t)st.blocks, "cache-hits",
 			  (json_int_t)st.cache_hits, "cache-misses",
@@ -54,7 +55,12 @@ static void cmd_query_cpu_stats(struct qmp_request *req, json_t *args,
 			  (json_int_t)st.pool_bytes, "generic-irq",
 			  (json_int_t)st.generic_irq, "generic-budget",
 			  (json_int_t)st.generic_budget, "chain-hits",
-			  (json_int_t)st.chain_hits));
+			  (json_int_t)st.chain_hits, "jit-blocks",
+			  (json_int_t)st.jit_blocks, "jit-ns",
+			  (json_int_t)st.jit_ns, "jit-bytes",
+			  (json_int_t)st.jit_bytes, "verified",
+			  (json_int_t)st.verified, "unverified",
+			  (json_int_t)st.unverified));
 }
 
 int mmud_cpustats_register(struct qmp_server *qmp, struct vm *vm)

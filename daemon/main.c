@@ -29,6 +29,7 @@
 #include "dev/blk.h"
 #include "dev/virtio_blk.h"
 #include "vm.h"
+#include "x86.h"
 
 #define KERNEL_MAX (1ULL << 30)
 
@@ -315,6 +316,9 @@ static int create_vm(struct daemon *m)
 	m->vcfg.ended_ctx = &m->d;
 	if (create_drives(m) < 0)
 		return -1;
+	/* --cpu is process-wide: before any vCPU is created (docs/JIT.md).
+	 * Without executable memory the interpreter runs (logged once). */
+	x86_engine_select((enum x86_engine)m->cfg.cpu);
 	/* memslots=rwlock is process-wide: before any thread starts. */
 	if (m->cfg.mmu_options[MMU_OPT_MEMSLOTS] == MMU_MEMSLOTS_RWLOCK + 1)
 		mmu_rcu_use_rwlock();

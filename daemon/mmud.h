@@ -78,6 +78,9 @@ struct mmud_config {
 	/* --mmu-option NAME=VALUE (docs/MMU.md, "Switches"), by enum
 	 * mmu_option: 0 not given, else the value + 1. */
 	unsigned char mmu_options[MMUD_MMU_OPTIONS];
+	/* --cpu: 0 interp, 1 jit, 2 jit-verify (enum x86_engine's
+	 * values, docs/JIT.md). */
+	unsigned char cpu;
 	char *config; /* the --config file, or NULL */
 	bool help, version;
 };

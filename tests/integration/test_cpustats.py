@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The execution engine's switch and counters: --cpu (interp, the only
-engine built; jit refused by name) and x-query-cpu-stats (docs/QMP.md,
-"x-query-cpu-stats (daemon)"), the run loop's block and decoded-block
-cache counters of one vCPU, on the forever guest.
+"""The execution engine's switch and counters: --cpu (interp, jit,
+jit-verify; docs/JIT.md) with its fallback to the interpreter when
+executable memory is refused, and x-query-cpu-stats (docs/QMP.md,
+"x-query-cpu-stats (daemon)"), the run loop's block, decoded-block cache
+and JIT counters of one vCPU, on the forever guest.
 
 Usage: test_cpustats.py GROUP MMUD MMUCTL FOREVER_ELF
 GROUP: cpustats (meson: daemon-cpustats). Shared parts:
@@ -21,7 +22,8 @@ from daemonlib import Daemon, test, read_console_until, error  # noqa: E402
 KEYS = {"cpu-index", "engine", "blocks", "cache-hits", "cache-misses",
         "cache-stale", "uncached", "mmio-fetches", "smc-breaks", "flushes",
         "budget-exits", "kick-exits", "pool-bytes", "generic-irq",
-        "generic-budget", "chain-hits"}
+        "generic-budget", "chain-hits", "jit-blocks", "jit-ns", "jit-bytes",
+        "verified", "unverified"}
 
 
 def stats(c, index):
@@ -50,6 +52,8 @@ def test_cpu_stats_count_blocks_and_cache_of_each_vcpu(tmp):
         assert s["flushes"] == 0 and s["mmio-fetches"] == 0, s
         # Most blocks run on the specialised handlers (fast.c).
         assert s["generic-irq"] + s["generic-budget"] < s["blocks"] / 2, s
+        # The interpreter translates nothing.
+        assert s["jit-blocks"] == s["jit-bytes"] == s["verified"] == 0, s
     # Counters only grow while the guest runs.
     a = stats(c, 0)
     deadline = time.time() + 10
@@ -74,25 +78,77 @@ def test_cpu_stats_count_blocks_and_cache_of_each_vcpu(tmp):
     d.kill()
 
 
+REFUSED = "executable memory refused"
+
+
+def engine_runs(d, engine):
+    """Every vCPU reports engine and translates blocks (or not)."""
+    read_console_until(d.con, "tick 1\n")
+    c = d.client()
+    for i in (0, 1):
+        s = stats(c, i)
+        assert s["engine"] == engine, s
+        if engine == "interp":
+            assert s["jit-blocks"] == 0 and s["jit-bytes"] == 0, s
+        else:
+            # Every decoded block gets host code; the buffer holds it.
+            assert 0 < s["jit-blocks"] <= s["cache-misses"] + \
+                s["cache-stale"], s
+            assert 0 < s["jit-bytes"] <= 16 << 20 and s["jit-ns"] > 0, s
+        if engine == "jit-verify":
+            assert s["verified"] > 0, s
+    c.cmd("quit")
+    assert d.wait() == 0
+    return d.log()
+
+
 @test("cpustats")
-def test_cpu_engine_other_than_interp_refused_by_name(tmp):
-    for value, why in (("jit", "'jit' is not built in this mmud (only "
-                        "interp)"),
-                       ("fast", "'fast' is not interp")):
-        p = subprocess.run([dl.MMUD, "--kernel", dl.FOREVER, "--cpu", value],
-                           capture_output=True, text=True, timeout=30)
-        assert p.returncode == 4, (value, p.returncode, p.stderr)
-        assert "--cpu: " + why in p.stderr, (value, p.stderr)
+def test_cpu_jit_and_jit_verify_run_and_report_their_engine(tmp):
+    for engine in ("jit", "jit-verify"):
+        sub = os.path.join(tmp, engine)
+        os.mkdir(sub)
+        log = engine_runs(Daemon(sub, "--cpu", engine, smp=2), engine)
+        assert REFUSED not in log and "DIVERGENCE" not in log, log
+    # The config file's line does the same.
     conf = os.path.join(tmp, "vm.conf")
     with open(conf, "w") as f:
         f.write("cpu = jit\n")
+    sub = os.path.join(tmp, "conf")
+    os.mkdir(sub)
+    engine_runs(Daemon(sub, "--config", conf, smp=2), "jit")
+
+
+@test("cpustats")
+def test_cpu_jit_without_executable_memory_interprets_and_says_so_once(tmp):
+    # As a policy refusing an executable mapping would (docs/JIT.md,
+    # "Executable memory"): the VM still runs, on the interpreter, and
+    # one line says why.
+    d = Daemon(tmp, "--cpu", "jit", smp=2,
+               env={"MMUD_TEST_JIT_NO_EXEC": "1"})
+    log = engine_runs(d, "interp")
+    assert log.count(REFUSED) == 1, log
+    assert "--cpu jit: " + REFUSED + " (mmap RX: Permission denied): " \
+        "running the interpreter" in log, log
+
+
+@test("cpustats")
+def test_cpu_engine_unknown_refused_by_name(tmp):
+    for value in ("fast", "JIT", ""):
+        p = subprocess.run([dl.MMUD, "--kernel", dl.FOREVER, "--cpu", value],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 4, (value, p.returncode, p.stderr)
+        assert "--cpu: '%s' is not interp, jit or jit-verify" % value \
+            in p.stderr, (value, p.stderr)
+    conf = os.path.join(tmp, "vm.conf")
+    with open(conf, "w") as f:
+        f.write("cpu = turbo\n")
     p = subprocess.run([dl.MMUD, "--kernel", dl.FOREVER, "--config", conf],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 4, (p.returncode, p.stderr)
-    assert "'jit' is not built" in p.stderr, p.stderr
-    assert "--cpu" in subprocess.run([dl.MMUD, "--help"],
-                                     capture_output=True,
-                                     text=True).stdout
+    assert "'turbo' is not interp, jit or jit-verify" in p.stderr, p.stderr
+    help_text = subprocess.run([dl.MMUD, "--help"], capture_output=True,
+                               text=True).stdout
+    assert "--cpu" in help_text and "jit-verify" in help_text
 
 
 if __name__ == "__main__":

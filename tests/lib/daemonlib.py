@@ -163,6 +163,11 @@ class Daemon:
         if "--mmu-option" not in args:
             for o in os.environ.get("MMUD_TEST_MMU_OPTIONS", "").split():
                 args += ["--mmu-option", o]
+        # meson test --setup jit / jitverify (docs/JIT.md), unless the
+        # test chose an engine.
+        engine = os.environ.get("MMUD_TEST_CPU")
+        if engine and "--cpu" not in args:
+            args += ["--cpu", engine]
         e = dict(os.environ, NOTIFY_SOCKET=self.notify.path)
         e.update(env or {})
         self.stderr = open(os.path.join(tmp, "stderr.txt"), "w+")

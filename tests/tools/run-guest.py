@@ -45,6 +45,11 @@ def main():
     if os.path.basename(cmd[0]) == "mmud":
         for o in os.environ.get("MMUD_TEST_MMU_OPTIONS", "").split():
             cmd = cmd + ["--mmu-option", o]
+    # meson test --setup jit / jitverify: mmud's vCPUs on the template
+    # JIT, or on both engines compared block by block (docs/JIT.md).
+    engine = os.environ.get("MMUD_TEST_CPU")
+    if engine and os.path.basename(cmd[0]) == "mmud" and "--cpu" not in cmd:
+        cmd = cmd + ["--cpu", engine]
 
     with open(args.expect, "rb") as f:
         expected = f.read()

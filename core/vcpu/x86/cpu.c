@@ -38,6 +38,15 @@ struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
 	cpu->nr_cpus = nr_cpus;
 	cpu->env = env;
 	cpu->opaque = opaque;
+	/* --cpu jit (docs/JIT.md): without executable memory, interpreted
+	 * (x86_jit_new() logs it once). */
+	if (x86_engine_current() != X86_ENGINE_INTERP)
+		cpu->jit = x86_jit_new(cpu, x86_engine_current() ==
+						    X86_ENGINE_JIT_VERIFY);
+	if (cpu->jit && x86_engine_current() == X86_ENGINE_JIT_VERIFY) {
+		cpu->verify = x86_verify_new(cpu);
+		cpu->jit_verify = cpu->verify != NULL;
+	}
 	x86_reset_boot(cpu, 0, LOADER_BOOTINFO_GPA);
 	return cpu;
 }
@@ -45,6 +54,8 @@ struct x86_cpu *x86_cpu_new(unsigned int index, unsigned int nr_cpus,
 void x86_cpu_free(struct x86_cpu *cpu)
 {
 	if (cpu) {
+		x86_jit_free(cpu->jit);
+		x86_verify_free(cpu->verify);
 		free(cpu->bcache);
 		munmap(cpu->bpool, X86_BPOOL_BYTES);
 	}
@@ -226,12 +237,19 @@ void x86_cpu_stats_get(const struct x86_cpu *cpu, struct x86_cpu_stats *out)
 	out->pool_bytes = v[X86_STAT_POOL_BYTES];
 	out->generic_irq = v[X86_STAT_GENERIC_IRQ];
 	out->generic_budget = v[X86_STAT_GENERIC_BUDGET];
+	out->jit_blocks = v[X86_STAT_JIT_BLOCKS];
+	out->jit_ns = v[X86_STAT_JIT_NS];
+	out->jit_bytes = v[X86_STAT_JIT_BYTES];
+	out->verified = v[X86_STAT_VERIFIED];
+	out->unverified = v[X86_STAT_UNVERIFIED];
 }
 
 const char *x86_engine_name(const struct x86_cpu *cpu)
 {
-	(void)cpu;
-	return "interp"; /* the only engine built */
+	if (!cpu->jit)
+		return "interp";
+	return x86_engine_current() == X86_ENGINE_JIT_VERIFY ? "jit-verify" :
+							       "jit";
 }
 
 static inline bool kicked(const struct x86_cpu *cpu)
@@ -297,16 +315,20 @@ static void bcache_flush(struct x86_cpu *cpu)
 	cpu->bpool_used = 0;
 	cpu->prev_block = NULL;
 	cpu->stat[X86_STAT_FLUSHES]++;
+	if (cpu->jit)
+		x86_jit_flush(cpu->jit);
 }
 
 /* The pool's space for a block of up to X86_BLOCK_INSNS instructions,
- * flushing the cache first when the pool is full. */
+ * flushing the cache first when the pool or the JIT's code buffer is
+ * full. */
 static struct x86_block *bpool_room(struct x86_cpu *cpu)
 {
 	size_t max = sizeof(struct x86_block) +
 		     X86_BLOCK_INSNS * sizeof(struct x86_insn);
 
-	if (cpu->bpool_used + max > X86_BPOOL_BYTES)
+	if (cpu->bpool_used + max > X86_BPOOL_BYTES ||
+	    (cpu->jit && !x86_jit_has_room(cpu->jit)))
 		bcache_flush(cpu);
 	return (struct x86_block *)(cpu->bpool + cpu->bpool_used);
 }
@@ -327,6 +349,8 @@ static bool block_build(struct x86_cpu *cpu, struct x86_block *b, hva_t page,
 	uint8_t raw[16];
 
 	b->hva = 0;
+	b->code = NULL;
+	b->warm = 0;
 	b->nbytes = 0;
 	b->succ_hva[0] = b->succ_hva[1] = 0;
 	b->succ_next = 0;
@@ -496,6 +520,47 @@ static inline bool step(struct x86_cpu *cpu, const struct x86_insn *in,
 	return true;
 }
 
+/*
+ * The specialised run of b from cpu->rip: 0 when it ended with attn clear
+ * (at its end or where control went elsewhere), 1 when attn was set after
+ * an instruction; cpu->rip is the next instruction either way.
+ *
+ * RIP lives in a register between instructions and is stored before each
+ * one (a fault reports it, RIP-relative operands use it); what ends the
+ * block early (stop, an interrupt shadow or line, a TLB flush or a store
+ * into this block: brk) is one word, attn.
+ */
+static inline __attribute__((always_inline)) int
+run_block(struct x86_cpu *cpu, const struct x86_block *b)
+{
+	const struct x86_insn *in = b->in, *end = b->in + b->ninsns;
+	uint64_t rip = cpu->rip;
+
+	for (;;) {
+		gva_t next = rip + in->len;
+
+		cpu->rip = rip;
+		cpu->next_rip = next;
+		in->fn(cpu, in);
+		rip = cpu->next_rip;
+		cpu->retired++;
+		in++;
+		if (__builtin_expect(cpu->attn, 0)) {
+			cpu->rip = rip;
+			return 1;
+		}
+		if (in == end || rip != next) {
+			cpu->rip = rip;
+			return 0;
+		}
+	}
+}
+
+int x86_run_block_interp(struct x86_cpu *cpu, const struct x86_block *b)
+{
+	return run_block(cpu, b);
+}
+
 enum x86_exit_reason x86_run(struct x86_cpu *cpu, uint64_t max_insns,
 			     struct x86_exit *exit)
 {
@@ -566,43 +631,28 @@ fetch:
 					    0)) {
 			cpu->stat[X86_STAT_GENERIC_BUDGET]++;
 		} else {
-			const struct x86_insn *end = b->in + b->ninsns;
-			uint64_t rip = cpu->rip;
+			int r;
 
-			/*
-			 * RIP lives in a register between instructions and
-			 * is stored before each one (a fault reports it,
-			 * RIP-relative operands use it); what ends the
-			 * block early (stop, an interrupt shadow or line, a
-			 * TLB flush or a store into this block: brk) is
-			 * one word, attn.
-			 */
+			/* Under --cpu jit the block's host code does the
+			 * same (docs/JIT.md); verify mode runs both. */
 			cpu->brk = false;
-			in = b->in;
-			for (;;) {
-				gva_t next = rip + in->len;
-
-				cpu->rip = rip;
-				cpu->next_rip = next;
-				in->fn(cpu, in);
-				rip = cpu->next_rip;
-				cpu->retired++;
-				in++;
-				if (__builtin_expect(cpu->attn, 0)) {
-					/* An instruction boundary, as in
-					 * step(); the block ends here. */
-					cpu->rip = rip;
-					if (cpu->int_shadow | cpu->irq_lines)
-						x86_boundary(cpu, !cpu->stop);
-					if (cpu->stop)
-						goto out;
-					break;
-				}
-				if (in == end || rip != next) {
-					cpu->rip = rip;
-					goto fast_end;
-				}
-			}
+			if (!b->code) {
+				if (cpu->jit && b->hva &&
+				    ++b->warm == X86_JIT_WARM)
+					x86_jit_translate(cpu, b);
+				r = run_block(cpu, b);
+			} else if (__builtin_expect(cpu->jit_verify, 0))
+				r = x86_jit_verify_block(cpu, b);
+			else
+				r = x86_jit_run(cpu, b);
+			if (!r)
+				goto fast_end;
+			/* An instruction boundary, as in step(); the block
+			 * ends here. */
+			if (cpu->int_shadow | cpu->irq_lines)
+				x86_boundary(cpu, !cpu->stop);
+			if (cpu->stop)
+				goto out;
 			goto block_end;
 		}
 		for (i = 0;;) {

@@ -309,10 +309,31 @@ struct x86_cpu_stats {
 	/* Blocks run on the generic handlers, by why: an interrupt shadow
 	 * or line pending at their start, the budget ending inside. */
 	uint64_t generic_irq, generic_budget;
+	/* The JIT (docs/JIT.md): blocks translated, nanoseconds spent
+	 * translating them, bytes of host code in the buffer now; verify
+	 * mode: blocks compared, blocks run by the interpreter alone. */
+	uint64_t jit_blocks, jit_ns, jit_bytes;
+	uint64_t verified, unverified;
 };
 void x86_cpu_stats_get(const struct x86_cpu *cpu, struct x86_cpu_stats *out);
-/* The execution engine the CPU runs guest code with: "interp". */
+/* The execution engine the CPU runs guest code with: "interp", "jit" or
+ * "jit-verify". */
 const char *x86_engine_name(const struct x86_cpu *cpu);
+
+/*
+ * How CPUs run guest code (docs/JIT.md): the interpreter (the default
+ * and the reference), the template JIT, or the JIT checked block by
+ * block against the interpreter. Process-wide, chosen before any CPU is
+ * created. The JIT needs executable memory: when it cannot be had (the
+ * probe maps a memfd twice, RW and RX), one line is logged and the
+ * interpreter runs. Returns the engine in effect.
+ */
+enum x86_engine {
+	X86_ENGINE_INTERP,
+	X86_ENGINE_JIT,
+	X86_ENGINE_JIT_VERIFY,
+};
+enum x86_engine x86_engine_select(enum x86_engine want);
 
 /*
  * The guest's TSC is the host's plus an offset (RDTSC, IA32_TSC). The

@@ -282,8 +282,15 @@ struct x86_block {
 	uint8_t ninsns;
 	uint8_t nbytes;
 	uint8_t nq; /* aligned quadwords covering the bytes */
+	/* Entries run by the interpreter before it is translated (--cpu
+	 * jit: at X86_JIT_WARM; docs/JIT.md, "What a block's code does"). */
+	uint8_t warm;
 	uint64_t first_mask, last_mask;
 	uint64_t q[X86_BLOCK_BYTES / 8 + 1]; /* their contents, masked */
+	/* With --cpu jit: the block's host code in the RX view of the code
+	 * buffer (jit.c), NULL: run by the interpreter. Dropped with the
+	 * block (the two caches are flushed together). */
+	void *code;
 	struct x86_insn in[]; /* ninsns of them */
 };
 
@@ -309,6 +316,15 @@ enum x86_stat {
 	X86_STAT_GENERIC_IRQ,
 	X86_STAT_GENERIC_BUDGET,
 	X86_STAT_POOL_BYTES, /* a gauge: the pool's bytes in use */
+	/* The JIT (jit.c): blocks translated, the nanoseconds spent on it,
+	 * the code buffer's bytes in use (a gauge); the verify mode
+	 * (jit_verify.c): blocks run by both engines and compared, blocks
+	 * run by the interpreter alone because they cannot be run twice. */
+	X86_STAT_JIT_BLOCKS,
+	X86_STAT_JIT_NS,
+	X86_STAT_JIT_BYTES,
+	X86_STAT_VERIFIED,
+	X86_STAT_UNVERIFIED,
 	X86_STAT_NR,
 };
 
@@ -320,6 +336,54 @@ void x86_specialise(struct x86_insn *in, unsigned int n);
  * long, goes through here: a store into the running block ends it. */
 static inline void x86_note_code_write(struct x86_cpu *cpu, hva_t hva,
 				       size_t n);
+
+/* ---- the template JIT (jit.c, jit_verify.c; docs/JIT.md) --------------- */
+
+struct x86_jit;
+struct x86_verify;
+
+/* A block is translated on its X86_JIT_WARM-th entry: code rewritten
+ * before every run (decoded anew each time) stays interpreted, and costs
+ * no translations. */
+#define X86_JIT_WARM 3
+
+/* The engine x86_engine_select() settled on for the CPUs created after
+ * it (process-wide). */
+enum x86_engine x86_engine_current(void);
+/* A vCPU's JIT state: its code buffer (an RW and an RX view of one
+ * memfd) and, in verify mode, the snapshots; NULL when executable memory
+ * cannot be had (logged once; the vCPU then interprets). */
+struct x86_jit *x86_jit_new(struct x86_cpu *cpu, bool verify);
+void x86_jit_free(struct x86_jit *jit);
+/* Whether the code buffer holds room for one more block. */
+bool x86_jit_has_room(const struct x86_jit *jit);
+/* Empties the code buffer (with the block cache: no code is running). */
+void x86_jit_flush(struct x86_jit *jit);
+/* Translates b (decoded and specialised) into b->code; leaves it NULL
+ * for a block it does not take. */
+void x86_jit_translate(struct x86_cpu *cpu, struct x86_block *b);
+/*
+ * Runs b's code from cpu->rip as the run loop's specialised path runs
+ * b->in (cpu.c, x86_run()): 0 when the block ended with attn clear
+ * (cpu->rip is the next instruction), 1 when attn was set after an
+ * instruction (cpu->rip is the next one; the caller handles the
+ * boundary). Faults longjmp out exactly as the handlers do.
+ */
+static inline int x86_jit_run(struct x86_cpu *cpu, const struct x86_block *b);
+/* The interpreter's specialised run of b (cpu.c), with the same result
+ * as x86_jit_run(): the reference of the verify mode. */
+int x86_run_block_interp(struct x86_cpu *cpu, const struct x86_block *b);
+/* Verify mode: runs b under the interpreter and the JIT from the same
+ * state and compares them (jit_verify.c); same result as x86_jit_run(). */
+int x86_jit_verify_block(struct x86_cpu *cpu, const struct x86_block *b);
+/* Verify mode's state for cpu: its environment callbacks (cpu->env,
+ * cpu->opaque) go through wrappers that notice effects a second run could
+ * not undo. NULL: -ENOMEM. */
+struct x86_verify *x86_verify_new(struct x86_cpu *cpu);
+void x86_verify_free(struct x86_verify *v);
+/* Verify mode's log of a store (x86_note_code_write()): whether it
+ * overlaps the running block. */
+bool x86_jit_log_write(struct x86_cpu *cpu, hva_t hva, size_t n);
 
 /* ---- x87 and SSE state (fpu.c) ---------------------------------------- */
 
@@ -521,6 +585,14 @@ struct x86_cpu {
 	 * (block_len 0: none). */
 	hva_t block_lo;
 	uint64_t block_len;
+	/* The template JIT (jit.c): NULL with --cpu interp. wlog: verify
+	 * mode is logging this vCPU's stores (jit_verify.c); block_lo and
+	 * block_len then cover everything so that x86_note_code_write()
+	 * sees every store on its unlikely path. */
+	struct x86_jit *jit;
+	struct x86_verify *verify; /* --cpu jit-verify (jit_verify.c) */
+	bool jit_verify;
+	bool wlog;
 	jmp_buf abort;
 	uint64_t retired;
 	const struct x86_env *env;
@@ -532,6 +604,11 @@ struct x86_cpu {
 #define X86_ABORT_EVENT 1 /* cpu->ev is pending: deliver it */
 #define X86_ABORT_EXIT 2 /* cpu->exit is filled: return it */
 
+static inline int x86_jit_run(struct x86_cpu *cpu, const struct x86_block *b)
+{
+	return ((int (*)(struct x86_cpu *, uint64_t))b->code)(cpu, cpu->rip);
+}
+
 static inline void x86_note_code_write(struct x86_cpu *cpu, hva_t hva, size_t n)
 {
 	/* Overlap of [hva, hva + n) with the block: one unsigned compare
@@ -539,6 +616,10 @@ static inline void x86_note_code_write(struct x86_cpu *cpu, hva_t hva, size_t n)
 	if (__builtin_expect(hva - cpu->block_lo < cpu->block_len ||
 				     cpu->block_lo - hva < n,
 			     0)) {
+		/* Verify mode: logged; the block ends only if the store
+		 * overlaps it. */
+		if (cpu->wlog && !x86_jit_log_write(cpu, hva, n))
+			return;
 		cpu->code_tag = 0;
 		cpu->brk = true;
 		cpu->stat[X86_STAT_SMC_BREAKS]++;
