@@ -70,6 +70,13 @@ def test_config_errors_name_file_and_line(tmp):
                         "a multiple of 4K from 2M to 1T"),
                        (["--memory", "2048G"], "--memory: '2048G' is not "
                         "a multiple of 4K from 2M to 1T"),
+                       # 2^24 + 1 TiB is 1 TiB modulo 2^64: too big, not
+                       # wrapped into range.
+                       (["--memory", "16777217T"], "--memory: '16777217T' "
+                        "is not a size"),
+                       (["--dirty-ring", "200"], "--dirty-ring: '200' is "
+                        "not 0 or a power of two from 128 to 65536"),
+                       (["--smp", " 3"], "--smp: ' 3' is not a vCPU count"),
                        (["--bogus"], "unknown option '--bogus'"),
                        (["--console", "socket:"], "--console: an empty")]:
         p = subprocess.run([dl.MMUD] + args, capture_output=True, text=True,

@@ -263,6 +263,51 @@ static void test_bcache_fault_mid_block_is_precise(void **state)
 	xh_free(h);
 }
 
+/*
+ * Flags written before a load that faults are live at the fault (the
+ * exception frame holds them) even when a later instruction of the block
+ * overwrites them all: the XOR's ZF must be in RFLAGS when the load
+ * exits, not dropped as dead because the CMP after it writes every flag.
+ */
+static void test_bcache_flags_live_across_a_faulting_load(void **state)
+{
+	static const uint8_t code[] = {
+		0x31, 0xc0, /* xor eax, eax: ZF = 1 */
+		0x48, 0x8b, 0x0e, /* mov rcx, [rsi]: rsi unmapped */
+		0x83, 0xfa, 0x05, /* cmp edx, 5: ZF = 0, CF = 1 */
+		0x74, 0x00, /* jz +0 */
+	};
+	const gva_t hole = 0x300000;
+	struct xh *h = xh_new();
+	struct x86_exit exit;
+	struct x86_regs r;
+
+	(void)state;
+	xh_set_page(h, hole, 0);
+	for (int round = 0; round < 3; round++) {
+		xh_place_code(h, code, sizeof(code));
+		x86_get_regs(h->cpu, &r);
+		memset(r.gpr, 0, sizeof(r.gpr));
+		r.gpr[X86_RSP] = XH_STACK_TOP;
+		r.gpr[X86_RSI] = hole;
+		r.rflags = 0x2;
+		r.rip = XH_CODE;
+		x86_set_regs(h->cpu, &r);
+		assert_int_equal(x86_run(h->cpu, 0, &exit),
+				 X86_EXIT_SHADOW_FAULT);
+		x86_get_regs(h->cpu, &r);
+		if (r.rip != XH_CODE + 2 || !(r.rflags & X86_RFLAGS_ZF) ||
+		    (r.rflags & X86_RFLAGS_CF))
+			fail_msg("round %d: the load at %#llx faulted with RIP "
+				 "%#llx and RFLAGS %#llx; the XOR before it "
+				 "leaves ZF set and CF clear",
+				 round, (unsigned long long)XH_CODE + 2,
+				 (unsigned long long)r.rip,
+				 (unsigned long long)r.rflags);
+	}
+	xh_free(h);
+}
+
 /* Bytes below the harness's RSP the memory forms use: [rsp + disp8]. */
 #define MEM_AREA 128
 
@@ -533,6 +578,7 @@ int main(void)
 		cmocka_unit_test(test_bcache_store_into_running_block),
 		cmocka_unit_test(test_bcache_successor_rechecked),
 		cmocka_unit_test(test_bcache_fault_mid_block_is_precise),
+		cmocka_unit_test(test_bcache_flags_live_across_a_faulting_load),
 		cmocka_unit_test(
 			test_bcache_specialised_handlers_match_generic),
 	};
