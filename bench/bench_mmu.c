@@ -18,6 +18,14 @@
  *                           the same when every page table maps one gfn
  *   memslot_delete_{p50,p99}_ns
  *                           memslot delete while 2 threads keep faulting
+ *   harvest_1g_ns           1 GiB slot, every page dirtied (one write
+ *                           fault each), then memslot_dirty_log_get:
+ *                           take the bits and write-protect every page
+ *   refault_1t_ns           one write fault on a page protected only for
+ *                           dirty logging, one thread, nothing else running
+ *   refault_4v_{p50,p99}_ns such a fault with 4 vCPU threads faulting and
+ *                           a harvester looping (docs/SEEDS.md, 002)
+ *   harvest_4v_1g_ns        that harvester's harvest of the 1 GiB slot
  *   audit_100k_ns, audit_100k_live_{begin,step_max}_ns
  *                           the audit of ~100k shadow pages, whole, and
  *                           the live audit's structural part and longest
@@ -25,7 +33,8 @@
  *                           audit")
  *
  * `bench_mmu WHICH memslots=rwlock` runs them with the memslot lookups'
- * read-side sections as a reader-writer lock (docs/SEEDS.md, 000).
+ * read-side sections as a reader-writer lock (docs/SEEDS.md, 000);
+ * `wp=locked`, `fast-pf=off` (docs/MMU.md, "Switches") likewise.
  *
  * Each figure: a warm-up run, then a fixed number of measured runs; the
  * median is reported with min and max. Guest data memory is reserved,
@@ -34,6 +43,7 @@
  * page tables to give 100k distinct page-table gfns cheaply.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -53,6 +63,92 @@
 #define G_D 0x40ULL
 #define G_PS 0x80ULL
 #define RUNS 5
+
+/* The wp and fast-pf switches given on the command line, value + 1. */
+static unsigned char opt_wp, opt_fast_pf;
+
+static void apply_options(struct mmu *mmu)
+{
+	if (opt_wp)
+		mmu_option_set(mmu, MMU_OPT_WP, opt_wp - 1u);
+	if (opt_fast_pf)
+		mmu_option_set(mmu, MMU_OPT_FAST_PF, opt_fast_pf - 1u);
+}
+
+/*
+ * vCPUs that are never in guest mode but do the lockless walk mode of
+ * core/vcpu/request.c (docs/locking.md #18), so the fast page fault runs
+ * and a flush waits for a walk as it would for a real vCPU.
+ */
+#define BV_MAX 8
+static struct bench_vcpu {
+	_Atomic int mode;
+	_Atomic uint64_t requests, exits;
+} bv[BV_MAX];
+
+static void bv_request(struct bench_vcpu *c, enum mmu_request req, bool wait)
+{
+	uint64_t exits;
+
+	atomic_fetch_or_explicit(&c->requests, 1ULL << req,
+				 memory_order_seq_cst);
+	exits = atomic_load_explicit(&c->exits, memory_order_acquire);
+	if (atomic_load_explicit(&c->mode, memory_order_seq_cst) ==
+		    OUTSIDE_GUEST_MODE ||
+	    !wait)
+		return;
+	while (atomic_load_explicit(&c->exits, memory_order_acquire) == exits &&
+	       atomic_load_explicit(&c->mode, memory_order_acquire) !=
+		       OUTSIDE_GUEST_MODE)
+		sched_yield();
+}
+
+static void bv_one(void *opaque, unsigned vcpu, enum mmu_request req, bool wait)
+{
+	(void)opaque;
+	bv_request(&bv[vcpu % BV_MAX], req, wait);
+}
+
+static void bv_all(void *opaque, enum mmu_request req, bool wait)
+{
+	(void)opaque;
+	for (unsigned i = 0; i < BV_MAX; i++)
+		bv_request(&bv[i], req, wait);
+}
+
+static enum mmu_vcpu_mode bv_mode(void *opaque, unsigned vcpu)
+{
+	(void)opaque;
+	return (enum mmu_vcpu_mode)atomic_load(&bv[vcpu % BV_MAX].mode);
+}
+
+static void bv_begin(void *opaque, unsigned vcpu)
+{
+	struct bench_vcpu *c = &bv[vcpu % BV_MAX];
+
+	(void)opaque;
+	atomic_store_explicit(&c->mode, READING_SHADOW_PAGE_TABLES,
+			      memory_order_relaxed);
+	atomic_fetch_or_explicit(&c->requests, 0, memory_order_seq_cst);
+}
+
+static void bv_end(void *opaque, unsigned vcpu)
+{
+	struct bench_vcpu *c = &bv[vcpu % BV_MAX];
+
+	(void)opaque;
+	atomic_store_explicit(&c->mode, OUTSIDE_GUEST_MODE,
+			      memory_order_release);
+	atomic_fetch_add_explicit(&c->exits, 1, memory_order_seq_cst);
+}
+
+static const struct mmu_vcpu_ops walk_ops = {
+	.make_request = bv_one,
+	.make_all_request = bv_all,
+	.mode = bv_mode,
+	.lockless_begin = bv_begin,
+	.lockless_end = bv_end,
+};
 
 /* ---- a VM whose vCPUs are never in guest mode (nop_ops) ------------ */
 
@@ -80,8 +176,11 @@ static int fault(struct mmu_vcpu *v, const struct mmu_cpu_state *cpu, gva_t gva,
 	if (mmu_vcpu_load(v, cpu))
 		die("out of memory");
 	r = mmu_page_fault(v, cpu, gva, access, &info);
-	if (r < 0 || r == MMU_FAULT_GUEST_PF)
+	if (r < 0 || r == MMU_FAULT_GUEST_PF) {
+		fprintf(stderr, "fault at %#llx: %d\n", (unsigned long long)gva,
+			r);
 		die("fault failed");
+	}
 	return r;
 }
 
@@ -114,12 +213,15 @@ struct one_g {
 	char *data;
 };
 
-/* mode 0: 4 KiB PTEs; 1: 2 MiB PDEs; 2: 2 MiB PDEs, host misaligned */
+/* mode 0: 4 KiB PTEs; 1: 2 MiB PDEs; 2: 2 MiB PDEs, host misaligned;
+ * 3: 4 KiB PTEs with walk_ops (the fast paths on) */
 static void one_g_new(struct one_g *g, int mode)
 {
 	unsigned i;
 
-	g->mmu = mmu_create(&nop_ops, NULL);
+	g->mmu = mmu_create(mode == 3 ? &walk_ops : &nop_ops, NULL);
+	if (g->mmu)
+		apply_options(g->mmu);
 	g->v = mmu_vcpu_create(g->mmu, 0);
 	if (!g->mmu || !g->v)
 		die("out of memory");
@@ -137,7 +239,7 @@ static void one_g_new(struct one_g *g, int mode)
 	for (i = 0; i < 512; i++) {
 		gfn_t frame = DATA_GFN + i * 512ULL;
 
-		if (mode == 0) {
+		if (mode == 0 || mode == 3) {
 			gfn_t pt = 4 + i;
 			unsigned j;
 
@@ -392,6 +494,195 @@ static void bench_audit_many(void)
 	print_figure("audit_100k_live_step_max_ns", step, 3, "ns");
 }
 
+/* ---- dirty logging: harvest and re-fault (docs/SEEDS.md, 002) ------ */
+
+static void log_on(struct mmu *mmu)
+{
+	char err[160];
+
+	if (memslot_set_flags(mmu, 1, MEMSLOT_LOG_DIRTY, err, sizeof(err)))
+		die(err);
+}
+
+static uint64_t harvest(struct mmu *mmu, uint64_t *bits)
+{
+	char err[160];
+	uint64_t t0 = now_ns();
+
+	if (memslot_dirty_log_get(mmu, 1, bits, DATA_PAGES / 64, err,
+				  sizeof(err)))
+		die(err);
+	return now_ns() - t0;
+}
+
+static void bench_harvest(void)
+{
+	static struct one_g g;
+	static uint64_t bits[DATA_PAGES / 64];
+	uint64_t hv[RUNS], rf[RUNS];
+	unsigned run;
+	uint64_t i;
+
+	one_g_new(&g, 3);
+	for (i = 0; i < DATA_PAGES; i++)
+		fault(g.v, &g.cpu, (1ULL << 30) + i * PAGE_SIZE,
+		      MMU_ACCESS_WRITE);
+	log_on(g.mmu);
+	for (run = 0; run <= RUNS; run++) {
+		uint64_t t0 = now_ns(), n = 0;
+
+		/* Every page written once: a write-protect re-fault each. */
+		for (i = 0; i < DATA_PAGES; i++)
+			fault(g.v, &g.cpu, (1ULL << 30) + i * PAGE_SIZE,
+			      MMU_ACCESS_WRITE);
+		t0 = now_ns() - t0;
+		hv[run ? run - 1 : 0] = harvest(g.mmu, bits);
+		for (i = 0; i < DATA_PAGES / 64; i++)
+			n += (uint64_t)__builtin_popcountll(bits[i]);
+		if (n != DATA_PAGES)
+			die("harvest: not every written page was reported");
+		if (run)
+			rf[run - 1] = t0 / DATA_PAGES;
+	}
+	if (getenv("BENCH_MMU_DEBUG")) {
+		struct mmu_stats st;
+
+		mmu_stats_get(g.mmu, &st);
+		fprintf(stderr,
+			"fixed %llu fast %llu wp lockless %llu "
+			"retries %llu fallbacks %llu\n",
+			(unsigned long long)st.faults_fixed,
+			(unsigned long long)atomic_load(
+				&g.mmu->stats.c[MMU_STAT_FAST_PF]),
+			(unsigned long long)atomic_load(
+				&g.mmu->stats.c[MMU_STAT_WP_LOCKLESS]),
+			(unsigned long long)atomic_load(
+				&g.mmu->stats.c[MMU_STAT_WP_RETRIES]),
+			(unsigned long long)atomic_load(
+				&g.mmu->stats.c[MMU_STAT_WP_FALLBACKS]));
+	}
+	one_g_free(&g);
+	print_figure("harvest_1g_ns", hv, RUNS, "ns");
+	print_figure("refault_1t_ns", rf, RUNS, "ns");
+}
+
+#define RF_VCPUS 4
+#define RF_SAMPLES (1u << 20)
+
+struct refaulter {
+	struct one_g *g;
+	unsigned index;
+	_Atomic bool *stop;
+	uint64_t *lat;
+	unsigned n;
+	pthread_t thread;
+};
+
+/* Writes its quarter of the slot in a loop, one fault per page per
+ * harvest; records each fault's latency. */
+static void *refault_thread(void *arg)
+{
+	struct refaulter *r = arg;
+	struct mmu_vcpu *v = mmu_vcpu_create(r->g->mmu, r->index);
+	uint64_t quarter = DATA_PAGES / RF_VCPUS, i = 0;
+
+	mmu_rcu_register_thread();
+	while (!atomic_load_explicit(r->stop, memory_order_relaxed) &&
+	       r->n < RF_SAMPLES) {
+		gva_t gva =
+			(1ULL << 30) +
+			((r->index - 1) * quarter + i % quarter) * PAGE_SIZE;
+		const _Atomic uint64_t *root = mmu_vcpu_root(v);
+		uint64_t t0;
+		hva_t hva;
+
+		i++;
+		/* Only what a vCPU would fault on: a page its walk of the
+		 * shadow tables does not let it write. */
+		if (root && !mmu_shadow_translate(root, gva, MMU_ACCESS_WRITE,
+						  &r->g->cpu, &hva))
+			continue;
+		t0 = now_ns();
+		fault(v, &r->g->cpu, gva, MMU_ACCESS_WRITE);
+		r->lat[r->n++] = now_ns() - t0;
+	}
+	mmu_vcpu_destroy(v);
+	mmu_rcu_unregister_thread();
+	return NULL;
+}
+
+static void bench_refault_4v(void)
+{
+	static struct one_g g;
+	static uint64_t bits[DATA_PAGES / 64];
+	struct refaulter r[RF_VCPUS];
+	_Atomic bool stop = false;
+	uint64_t hv[16], dirty[16], p50[1], p99[1], *all;
+	unsigned nh = 0, i;
+	size_t total = 0;
+
+	one_g_new(&g, 3);
+	for (uint64_t p = 0; p < DATA_PAGES; p++)
+		fault(g.v, &g.cpu, (1ULL << 30) + p * PAGE_SIZE,
+		      MMU_ACCESS_WRITE);
+	log_on(g.mmu);
+	for (i = 0; i < RF_VCPUS; i++) {
+		r[i] = (struct refaulter){ .g = &g,
+					   .index = i + 1,
+					   .stop = &stop,
+					   .lat = malloc(RF_SAMPLES * 8) };
+		if (!r[i].lat ||
+		    pthread_create(&r[i].thread, NULL, refault_thread, &r[i]))
+			die("refault threads");
+	}
+	/* The harvester: 16 harvests of the whole slot, each after a pause
+	 * that lets the vCPUs dirty pages again. */
+	for (nh = 0; nh < 16; nh++) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		uint64_t n = 0;
+
+		nanosleep(&ts, NULL);
+		hv[nh] = harvest(g.mmu, bits);
+		for (uint64_t w = 0; w < DATA_PAGES / 64; w++)
+			n += (uint64_t)__builtin_popcountll(bits[w]);
+		dirty[nh] = n;
+	}
+	atomic_store(&stop, true);
+	for (i = 0; i < RF_VCPUS; i++) {
+		pthread_join(r[i].thread, NULL);
+		total += r[i].n;
+	}
+	all = malloc(total * 8);
+	if (!all)
+		die("out of memory");
+	total = 0;
+	for (i = 0; i < RF_VCPUS; i++) {
+		memcpy(all + total, r[i].lat, r[i].n * 8);
+		total += r[i].n;
+		free(r[i].lat);
+	}
+	qsort(all, total, sizeof(all[0]), cmp_u64);
+	p50[0] = all[total / 2];
+	p99[0] = all[total * 99 / 100];
+	qsort(dirty, 16, sizeof(dirty[0]), cmp_u64);
+	if (getenv("BENCH_MMU_DEBUG"))
+		fprintf(stderr,
+			"%zu faults, fast %llu; pages per harvest: median "
+			"%llu, min %llu, max %llu\n",
+			total,
+			(unsigned long long)atomic_load(
+				&g.mmu->stats.c[MMU_STAT_FAST_PF]),
+			(unsigned long long)dirty[8],
+			(unsigned long long)dirty[0],
+			(unsigned long long)dirty[15]);
+	free(all);
+	one_g_free(&g);
+	qsort(hv, 16, sizeof(hv[0]), cmp_u64);
+	print_figure("refault_4v_p50_ns", p50, 1, "ns");
+	print_figure("refault_4v_p99_ns", p99, 1, "ns");
+	print_figure("harvest_4v_1g_ns", hv, 16, "ns");
+}
+
 /* ---- memslot delete while two threads fault ----------------------- */
 
 #define DEL_PAGES 64
@@ -492,8 +783,18 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench_mmu: %s\n", err);
 			return 2;
 		}
+		if (opt == MMU_OPT_WP) {
+			opt_wp = (unsigned char)(val + 1);
+			continue;
+		}
+		if (opt == MMU_OPT_FAST_PF) {
+			opt_fast_pf = (unsigned char)(val + 1);
+			continue;
+		}
 		if (opt != MMU_OPT_MEMSLOTS) {
-			fprintf(stderr, "bench_mmu: %s: only memslots= here\n",
+			fprintf(stderr,
+				"bench_mmu: %s: only memslots=, wp=, fast-pf= "
+				"here\n",
 				argv[i]);
 			return 2;
 		}
@@ -501,7 +802,7 @@ int main(int argc, char **argv)
 			mmu_rcu_use_rwlock();
 	}
 	mmu_rcu_register_thread();
-	if (!*only || strstr(only, "fault"))
+	if (!*only || (strstr(only, "fault") && !strstr(only, "refault")))
 		bench_faults();
 	if (!*only || strstr(only, "zap")) {
 		bench_zap_all(false);
@@ -511,6 +812,10 @@ int main(int argc, char **argv)
 		bench_memslot_delete();
 	if (!*only || strstr(only, "audit"))
 		bench_audit_many();
+	if (!*only || strstr(only, "harvest"))
+		bench_harvest();
+	if (!*only || strstr(only, "refault"))
+		bench_refault_4v();
 	mmu_rcu_unregister_thread();
 	return 0;
 }

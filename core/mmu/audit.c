@@ -266,6 +266,12 @@ static int check_leaf(struct audit *a, struct mmu_page *sp, unsigned i,
 	 * "The dirty ring"). */
 	if ((spte & SPTE_W) && s->dirty_bitmap && !s->meta->manual_dirty) {
 		r = is_marked_dirty(a, s, gfn);
+		/* A fast page fault marks just after its cmpxchg of W,
+		 * without mmu_lock: look again once it is done. */
+		if (!r) {
+			mmu_wait_lockless_walks_locked(a->mmu);
+			r = is_marked_dirty(a, s, gfn);
+		}
 		if (r < 0)
 			return r;
 		if (!r)

@@ -96,22 +96,22 @@ static void wp_word_lockless(struct wp_batch *b, gfn_t base, uint64_t bits)
 		mmu_wp_walk_begin(b->mmu);
 		b->in_section = true;
 	}
-	while (bits) {
-		gfn_t gfn = base + (unsigned)__builtin_ctzll(bits);
-
-		bits &= bits - 1;
-		if (!mmu_write_protect_gfn_lockless(b->mmu, b->slot, gfn,
-						    &b->flush))
-			continue;
+	bits = mmu_write_protect_bits_lockless(b->mmu, b->slot, base, bits,
+					       &b->flush);
+	if (bits) {
 		/* The locked fallback: never inside the section (a flush
 		 * under mmu_lock may be waiting for it). */
 		wp_section_end(b);
 		mmu_lock_acquire(b->mmu);
-		b->flush |= mmu_write_protect_gfn_locked(b->mmu, b->slot, gfn,
-							 false);
+		while (bits) {
+			gfn_t gfn = base + (unsigned)__builtin_ctzll(bits);
+
+			bits &= bits - 1;
+			b->flush |= mmu_write_protect_gfn_locked(
+				b->mmu, b->slot, gfn, false);
+		}
 		mmu_lock_release(b->mmu);
-		mmu_wp_walk_begin(b->mmu);
-		b->in_section = true;
+		return;
 	}
 	if (++b->words == WP_SECTION_WORDS)
 		wp_section_end(b);

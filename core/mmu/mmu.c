@@ -530,28 +530,69 @@ static void wp_lockless_one(_Atomic uint64_t *sptep, void *arg)
 /* Walks of one rmap before the gfn goes to mmu_lock. */
 #define WP_LOCKLESS_TRIES 4
 
-int mmu_write_protect_gfn_lockless(struct mmu *mmu, const struct memslot *slot,
-				   gfn_t gfn, bool *flush)
+/* A large spte over [gfn, gfn + n): left to the locked walk. */
+static bool has_large(const struct memslot *slot, gfn_t gfn, uint64_t n)
 {
-	/* Logging maps 4 KiB pages only; a large spte of the gfn (which
-	 * turning logging on zapped) is left to the locked walk. */
 	for (int level = 2; level <= MMU_NR_LEAF_LEVELS; level++)
 		if (atomic_load_explicit(&mmu_rmap_head(slot, gfn, level)->val,
-					 memory_order_relaxed))
-			return -1;
-	for (int i = 0; i < WP_LOCKLESS_TRIES; i++) {
-		if (pte_list_walk_lockless(mmu, mmu_rmap_head(slot, gfn, 1),
-					   wp_lockless_one, flush)) {
-			mmu_stat_add(mmu, MMU_STAT_WP_LOCKLESS, 1);
-			return 0;
+					 memory_order_relaxed) ||
+		    atomic_load_explicit(
+			    &mmu_rmap_head(slot, gfn + n - 1, level)->val,
+			    memory_order_relaxed))
+			return true;
+	return false;
+}
+
+uint64_t mmu_write_protect_bits_lockless(struct mmu *mmu,
+					 const struct memslot *slot, gfn_t base,
+					 uint64_t bits, bool *flush)
+{
+	struct pte_list_head *h = mmu_rmap_head(slot, base, 1);
+	uint64_t failed = 0, done = 0, retries = 0;
+
+	/* Logging maps 4 KiB pages only; a large spte (which turning
+	 * logging on zapped) is the locked walk's. */
+	if (has_large(slot, base, 64 - (uint64_t)__builtin_clzll(bits)))
+		return bits;
+	while (bits) {
+		unsigned b = (unsigned)__builtin_ctzll(bits);
+		uintptr_t val =
+			atomic_load_explicit(&h[b].val, memory_order_acquire);
+		int i;
+
+		bits &= bits - 1;
+		done++;
+		/* No descriptor: the head word is the whole list. */
+		if (!(val & 1)) {
+			if (val)
+				wp_lockless_one((_Atomic uint64_t *)val, flush);
+			continue;
 		}
-		mmu_stat_add(mmu, MMU_STAT_WP_RETRIES, 1);
+		for (i = 0; i < WP_LOCKLESS_TRIES; i++) {
+			if (pte_list_walk_lockless(mmu, &h[b], wp_lockless_one,
+						   flush))
+				break;
+			retries++;
+		}
+		if (i == WP_LOCKLESS_TRIES)
+			failed |= 1ULL << b;
 	}
-	mmu_stat_add(mmu, MMU_STAT_WP_FALLBACKS, 1);
-	return -1;
+	mmu_stat_add(mmu, MMU_STAT_WP_LOCKLESS, (int64_t)done);
+	if (retries)
+		mmu_stat_add(mmu, MMU_STAT_WP_RETRIES, (int64_t)retries);
+	if (failed)
+		mmu_stat_add(mmu, MMU_STAT_WP_FALLBACKS,
+			     __builtin_popcountll(failed));
+	return failed;
 }
 
 /* ---- the fast page fault (docs/MMU.md) -------------------------------- */
+
+void mmu_wait_lockless_walks_locked(struct mmu *mmu)
+{
+	mmu_assert_locked(mmu);
+	mmu_flush_remote_tlbs(mmu);
+}
 
 /*
  * KVM's fast_page_fault and handle_mmio_page_fault in one walk of the

@@ -549,12 +549,15 @@ void mmu_dirty_ring_to_bitmap_slots_locked(struct mmu *mmu);
  * inside a read-side section, without mmu_lock. */
 void mmu_wp_walk_begin(struct mmu *mmu);
 void mmu_wp_walk_end(struct mmu *mmu);
-/* Clears W from every spte of gfn (level 1) without mmu_lock, with a
- * bounded retry, setting *flush if one was writable; 0, or -1 if the
- * rmap kept changing or the gfn has a large spte (the caller protects
- * that gfn under mmu_lock; *flush may be set even then). */
-int mmu_write_protect_gfn_lockless(struct mmu *mmu, const struct memslot *slot,
-				   gfn_t gfn, bool *flush);
+/* Clears W from every spte (level 1) of the gfns base + b for each bit
+ * b of bits, without mmu_lock, with a bounded retry per rmap, setting
+ * *flush if one was writable; returns the bits of the gfns left to the
+ * caller's locked walk: an rmap that kept changing, or a large spte in
+ * the range (*flush may be set even then). base: a multiple of 64 pages
+ * from the slot's start. */
+uint64_t mmu_write_protect_bits_lockless(struct mmu *mmu,
+					 const struct memslot *slot, gfn_t base,
+					 uint64_t bits, bool *flush);
 
 /* dirty_log.c, for memslot.c: clear the bits of pages [first, first +
  * num) of s (first a multiple of 64) into out and write-protect those
@@ -562,6 +565,11 @@ int mmu_write_protect_gfn_lockless(struct mmu *mmu, const struct memslot *slot,
  * flush is owed before the bits are reported. slots_lock held. */
 bool mmu_dirty_log_take_protect(struct mmu *mmu, const struct memslot *s,
 				uint64_t first, uint64_t num, uint64_t *out);
+
+/* Under mmu_lock: returns once every lockless walk of a vCPU that was in
+ * progress has ended (a flush with wait, docs/locking.md #18), so a W
+ * set by the fast page fault has its dirty mark (#21). For the audit. */
+void mmu_wait_lockless_walks_locked(struct mmu *mmu);
 
 /* mmu.c, for memslot.c and audit.c */
 void mmu_zap_slot(struct mmu *mmu, const struct memslot *slot);
