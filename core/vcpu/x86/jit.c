@@ -265,6 +265,13 @@ static uint8_t *jcc_fwd(struct emit *e, unsigned int cc)
 	return e->p - 4;
 }
 
+static uint8_t *jmp_fwd(struct emit *e)
+{
+	b1(e, 0xe9);
+	b4(e, 0);
+	return e->p - 4;
+}
+
 static void fix(uint8_t *rel, const uint8_t *target)
 {
 	int32_t d = (int32_t)(target - (rel + 4));
@@ -359,17 +366,23 @@ static void t_lea(struct emit *e, const struct x86_insn *in, int32_t rip_next)
 	store(e, true, RAX, GPR(in->reg));
 }
 
-/* Emits a template for in when it has one; false: call its handler. */
+/* Emits a template for in when it has one; false: call its handler.
+ * *alu: it is an ALU form, whose guest flags are the host's EFLAGS right
+ * after it. */
 static bool template(struct emit *e, const struct x86_insn *in,
-		     int32_t rip_next)
+		     int32_t rip_next, bool *alu)
 {
 	unsigned int op = in->opcode, size = in->opsize;
 	unsigned int grp = (in->modrm >> 3) & 7;
 	bool w = size == 8;
 
+	*alu = true;
 	if (in->lock || in->rep || in->desc->opcode != op ||
 	    (size != 4 && size != 8))
 		return false;
+	if (!(in->desc->flags & X86_D_MODRM) || in->mem || op == 0x8d ||
+	    op == 0x89 || op == 0x8b || op == 0xc7)
+		*alu = false;
 	if (op >= 0xb8 && op < 0xc0) { /* MOV r, imm */
 		mov_imm64(e, RAX, w ? in->imm : (uint32_t)in->imm);
 		store(e, true, RAX, GPR(in->reg));
@@ -427,6 +440,31 @@ static bool template(struct emit *e, const struct x86_insn *in,
 
 /* ---- blocks ----------------------------------------------------------- */
 
+static bool is_jcc(const struct x86_insn *in)
+{
+	return (in->opcode >= 0x70 && in->opcode <= 0x7f) ||
+	       (in->opcode >= (X86_MAP_0F | 0x80) &&
+		in->opcode <= (X86_MAP_0F | 0x8f));
+}
+
+/* rax = r12 + off, the host's jne to *slow when it is not canonical
+ * (bits 63..47 equal; the branch handlers' #GP, exec_flow.c). */
+static void target_check(struct emit *e, int32_t off, uint8_t **slow)
+{
+	lea_r12(e, RAX, off);
+	op_rr(e, true, 0x89, RCX, RAX); /* mov rcx, rax */
+	b1(e, 0x48), b1(e, 0xc1), b1(e, 0xe1), b1(e, 16); /* shl rcx, 16 */
+	b1(e, 0x48), b1(e, 0xc1), b1(e, 0xf9), b1(e, 16); /* sar rcx, 16 */
+	op_rr(e, true, 0x39, RCX, RAX); /* cmp rcx, rax */
+	*slow = jcc_fwd(e, 0x5);
+}
+
+/* Whether r12 + off fits the 32-bit displacement of lea_r12(). */
+static bool fits32(int64_t off)
+{
+	return off >= INT32_MIN && off <= INT32_MAX;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -456,7 +494,8 @@ void x86_jit_translate(struct x86_cpu *cpu, struct x86_block *b)
 {
 	struct x86_jit *j = cpu->jit;
 	uint8_t *fix_attn[X86_BLOCK_INSNS], *fix_next[X86_BLOCK_INSNS];
-	unsigned int nattn = 0, nnext = 0, pending = 0;
+	uint8_t *fix_end[2 * X86_BLOCK_INSNS];
+	unsigned int nattn = 0, nnext = 0, nend = 0, pending = 0;
 	uint64_t t0 = now_ns();
 	struct emit e;
 	int32_t off = 0;
@@ -472,11 +511,48 @@ void x86_jit_translate(struct x86_cpu *cpu, struct x86_block *b)
 	op_rr(&e, true, 0x89, R12, RSI); /* mov r12, rsi */
 	for (unsigned int i = 0; i < b->ninsns; i++) {
 		const struct x86_insn *in = &b->in[i];
+		const struct x86_insn *jcc = i + 2 == b->ninsns ? in + 1 : NULL;
 		int32_t next = off + in->len;
+		uint8_t *slow;
+		bool alu;
 
-		if (template(&e, in, next)) {
+		if (i + 1 == b->ninsns &&
+		    (in->opcode == 0xeb || in->opcode == 0xe9) &&
+		    fits32((int64_t)next + (int64_t)in->imm)) {
+			/* JMP rel ending the block; a target that is not
+			 * canonical takes the handler, which raises #GP. */
+			target_check(&e, (int32_t)(next + (int64_t)in->imm),
+				     &slow);
+			add_retired(&e, pending + 1);
+			fix_end[nend++] = jmp_fwd(&e);
+			fix(slow, e.p);
+		} else if (template(&e, in, next, &alu)) {
+			int32_t end = jcc ? next + jcc->len : 0;
+
 			pending++;
 			off = next;
+			if (!alu || !jcc || !is_jcc(jcc) ||
+			    !fits32((int64_t)end + (int64_t)jcc->imm))
+				continue;
+			/*
+			 * Fused with the Jcc that ends the block: the host's
+			 * flags are the guest's (same operation, same size),
+			 * so the same condition code decides. The record
+			 * stores between do not touch them.
+			 */
+			uint8_t *taken = jcc_fwd(&e, jcc->opcode & 0xf);
+
+			add_retired(&e, pending + 1);
+			lea_r12(&e, RAX, end);
+			fix_end[nend++] = jmp_fwd(&e);
+			fix(taken, e.p);
+			target_check(&e, (int32_t)(end + (int64_t)jcc->imm),
+				     &slow);
+			add_retired(&e, pending + 1);
+			fix_end[nend++] = jmp_fwd(&e);
+			/* Not canonical: the Jcc's handler raises #GP with
+			 * the flag writer retired. */
+			fix(slow, e.p);
 			continue;
 		}
 		add_retired(&e, pending);
@@ -502,6 +578,9 @@ void x86_jit_translate(struct x86_cpu *cpu, struct x86_block *b)
 	/* Straight to the end: rip = r12 + off. */
 	add_retired(&e, pending);
 	lea_r12(&e, RAX, off);
+	/* Where rax holds the next RIP. */
+	for (unsigned int i = 0; i < nend; i++)
+		fix(fix_end[i], e.p);
 	store(&e, true, RAX, OFF(rip));
 	b1(&e, 0x31), b1(&e, 0xc0); /* xor eax, eax */
 	uint8_t *epilogue = e.p;

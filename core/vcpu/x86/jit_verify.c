@@ -172,6 +172,18 @@ bool x86_jit_log_write(struct x86_cpu *cpu, hva_t hva, size_t n)
 	return hva - v->vlo < v->vlen || v->vlo - hva < n;
 }
 
+/* Whether a soft-TLB entry maps host page p now. */
+static bool tlb_maps(const struct x86_cpu *cpu, hva_t p)
+{
+	for (unsigned int i = 0; i < X86_TLB_SIZE; i++) {
+		const struct x86_tlb_entry *e = &cpu->tlb[i];
+
+		if (e->tag && (e->hva == p || e->whva == p))
+			return true;
+	}
+	return false;
+}
+
 /* Instructions whose results differ from one run to the next, and the
  * atomic read-modify-writes other vCPUs synchronise with (a lock taken
  * and put back between the runs would let two vCPUs in). */
@@ -398,13 +410,18 @@ int x86_jit_verify_block(struct x86_cpu *cpu, const struct x86_block *b)
 		cpu->stat[X86_STAT_UNVERIFIED]++;
 		return x86_jit_run(cpu, b);
 	}
-	/* The pages this block wrote last time, copied. */
+	/* The pages this block wrote last time, copied: those the soft
+	 * TLB still maps (a memslot removed since may have unmapped the
+	 * others; its removal flushed every vCPU's TLB first). */
 	v->npage = 0;
 	if (v->pred[slot].hva == b->hva)
 		for (unsigned int i = 0; i < v->pred[slot].n; i++) {
-			v->page[v->npage] = v->pred[slot].page[i];
-			memcpy(v->copy[v->npage],
-			       (const void *)v->page[v->npage], 4096);
+			hva_t p = v->pred[slot].page[i];
+
+			if (!tlb_maps(cpu, p))
+				continue;
+			v->page[v->npage] = p;
+			memcpy(v->copy[v->npage], (const void *)p, 4096);
 			v->npage++;
 		}
 	v->nwant = 0;
