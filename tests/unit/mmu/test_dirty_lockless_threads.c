@@ -1,5 +1,6 @@
 /*
- * Seed 002 under running vCPUs (the threaded double of vcpu_double.h,
+ * The lockless write protection and the fast page fault under running
+ * vCPUs (the threaded double of vcpu_double.h,
  * which has the lockless walk mode): four vCPUs increment words of the
  * pages of a dirty-logged slot, so every write after a harvest takes the
  * fast page fault (fast-pf=on) or the locked one, while this thread
