@@ -30,6 +30,7 @@ enum explore_point {
 	EXPLORE_GUEST_INSN, /* a vCPU is about to run guest code */
 	EXPLORE_DIRTY, /* obj: the bitmap word marked or harvested */
 	EXPLORE_GEN, /* obj: the memslot generation, val: the new value */
+	EXPLORE_RMAP_WALK, /* obj: an rmap entry a lockless walk reads */
 };
 
 /* Hand control to the scheduler; returns when it picks us again. */

@@ -268,8 +268,11 @@ bool pte_list_walk_lockless(struct mmu *mmu, const struct pte_list_head *head,
 		if (n > PTE_LIST_EXT || (steps += n + 1) > WALK_LIMIT)
 			return false;
 		for (uint32_t i = 0; i < n; i++) {
-			_Atomic uint64_t *p = atomic_load_explicit(
-				&d->sptes[i], memory_order_acquire);
+			_Atomic uint64_t *p;
+
+			EXPLORE_POINT(EXPLORE_RMAP_WALK, &d->sptes[i], i);
+			p = atomic_load_explicit(&d->sptes[i],
+						 memory_order_acquire);
 
 			if (p)
 				fn(p, arg);

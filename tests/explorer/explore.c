@@ -198,6 +198,8 @@ static const char *point_name(enum explore_point p)
 		return "dirty bitmap";
 	case EXPLORE_GEN:
 		return "stores memslot generation";
+	case EXPLORE_RMAP_WALK:
+		return "walks an rmap without mmu_lock:";
 	}
 	return "?";
 }

@@ -910,6 +910,8 @@ static void describe(void *arg, int point, const void *obj, uint64_t val,
 	case EXPLORE_MODE:
 		snprintf(buf, len, "of vCPU%d := %s", c,
 			 val == IN_GUEST_MODE ? "IN_GUEST_MODE" :
+			 val == READING_SHADOW_PAGE_TABLES ?
+						"READING_SHADOW_PAGE_TABLES" :
 						"OUTSIDE_GUEST_MODE");
 		break;
 	case EXPLORE_GUEST_INSN:
@@ -922,6 +924,10 @@ static void describe(void *arg, int point, const void *obj, uint64_t val,
 		break;
 	case EXPLORE_GEN:
 		snprintf(buf, len, "%#llx", (unsigned long long)val);
+		break;
+	case EXPLORE_RMAP_WALK:
+		snprintf(buf, len, "entry %llu at %p", (unsigned long long)val,
+			 obj);
 		break;
 	}
 }
