@@ -146,6 +146,8 @@ static void test_utf8_invalid_bytes_become_replacement_characters(void **state)
 	SANITIZE("\xff\xfe\n", REPL REPL "\n");
 	SANITIZE("\xc0\xaf", REPL REPL); /* overlong '/' */
 	SANITIZE("\xe0\x80\xaf", REPL REPL REPL); /* overlong */
+	/* U+0080 in three bytes: overlong though above 0x7f. */
+	SANITIZE("\xe0\x82\x80", REPL REPL REPL);
 	SANITIZE("\xed\xa0\x80", REPL REPL REPL); /* surrogate */
 	SANITIZE("\xf4\x90\x80\x80", REPL REPL REPL REPL); /* > U+10FFFF */
 	SANITIZE("\x80x", REPL "x"); /* lone continuation */
