@@ -8,9 +8,14 @@ so start-up is not in it), as cycles per guest instruction and guest
 instructions per second, with the spread and the ratio to QEMU's.
 
 Usage: bench/run_cpu.py BUILDDIR [--runs N] [--only loop,sse,cpu]
-                        [--sides mmud,qemu,kvm] [--mmud-arg ARG]
+                        [--sides mmud,qemu,kvm] [--engines interp,jit]
+                        [--mmud-arg ARG]
        bench/run_cpu.py BUILDDIR --cachegrind [--phases alu,mem,...]
-                        [--mmud PATH]
+                        [--engines interp,jit] [--mmud PATH]
+
+--engines runs mmud once per CPU engine (--cpu, docs/JIT.md) as sides of
+their own, mmud-interp, mmud-jit, beside QEMU's; the default, interp, is
+the side called mmud.
 
 --cachegrind counts host instructions per guest instruction of each
 bench/cpu.c phase on mmud alone, which the machine's load does not move:
@@ -52,9 +57,11 @@ def tsc_mhz():
 
 
 def command(build, side, elf, append, mmud_args=()):
-    if side == "mmud":
+    if side.startswith("mmud"):
+        engine = side.partition("-")[2] or "interp"
         return [os.path.join(build, "daemon", "mmud"), "--kernel", elf,
-                "--smp", "1", "--append", append] + list(mmud_args)
+                "--smp", "1", "--append", append,
+                "--cpu", engine] + list(mmud_args)
     if side == "qemu":
         here = os.path.dirname(os.path.abspath(__file__))
         return [os.path.join(here, "..", "tests", "tools", "qemu-run"),
@@ -90,14 +97,14 @@ PHASES = ("alu,mem,frame,callret,indirect,rep,chain256,chain4096,"
           "chain32768")
 
 
-def cachegrind_run(mmud, elf, append):
+def cachegrind_run(mmud, elf, append, engine="interp"):
     """(host instructions, {figure: guest instructions}) of one run."""
     import tempfile
     with tempfile.NamedTemporaryFile(suffix=".cg") as out:
         p = subprocess.run(
             ["valgrind", "--tool=cachegrind", "--cache-sim=no",
              "--cachegrind-out-file=" + out.name, mmud, "--kernel", elf,
-             "--smp", "1", "--append", append],
+             "--smp", "1", "--append", append, "--cpu", engine],
             capture_output=True, text=True, timeout=3600)
         if p.returncode != GUEST_PASS:
             raise RuntimeError(f"cachegrind run exited {p.returncode}: "
@@ -115,14 +122,17 @@ def cachegrind_run(mmud, elf, append):
     return host, guest
 
 
-def cachegrind(build, mmud, phases):
+def cachegrind(build, mmud, phases, engines):
     elf = os.path.join(build, "bench", "cpu.elf")
     mmud = mmud or os.path.join(build, "daemon", "mmud")
     for ph in phases:
-        h1, g1 = cachegrind_run(mmud, elf, "scale=1 only=" + ph)
-        h2, g2 = cachegrind_run(mmud, elf, "scale=2 only=" + ph)
-        print(json.dumps({"figure": ph, "host_insns_per_insn": round(
-            (h2 - h1) / (g2[ph] - g1[ph]), 1)}), flush=True)
+        for engine in engines:
+            h1, g1 = cachegrind_run(mmud, elf, "scale=1 only=" + ph, engine)
+            h2, g2 = cachegrind_run(mmud, elf, "scale=2 only=" + ph, engine)
+            print(json.dumps({"figure": ph, "engine": engine,
+                              "host_insns_per_insn": round(
+                                  (h2 - h1) / (g2[ph] - g1[ph]), 1)}),
+                  flush=True)
     return 0
 
 
@@ -132,22 +142,32 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default="loop,sse")
     ap.add_argument("--sides", default="mmud,qemu,kvm")
+    ap.add_argument("--engines", default="interp",
+                    help="mmud's CPU engines, each a side (interp,jit)")
     ap.add_argument("--mmud-arg", action="append", default=[],
-                    help="an extra mmud argument (e.g. --cpu=interp)")
+                    help="an extra mmud argument (e.g. --dirty-ring=256)")
     ap.add_argument("--cachegrind", action="store_true",
                     help="host instructions per guest instruction of the "
                     "cpu phases under cachegrind")
     ap.add_argument("--phases", default=PHASES)
     ap.add_argument("--mmud", help="the mmud to measure (--cachegrind)")
     args = ap.parse_args()
+    engines = [e for e in args.engines.split(",") if e]
+    for e in engines:
+        if e not in ("interp", "jit", "jit-verify"):
+            ap.error(f"--engines: unknown {e}")
     if args.cachegrind:
         return cachegrind(args.build, args.mmud,
-                          filter(None, args.phases.split(",")))
+                          filter(None, args.phases.split(",")), engines)
     mhz = tsc_mhz()
-    sides = [s for s in args.sides.split(",") if s]
-    for side in sides:
+    sides = []
+    for side in filter(None, args.sides.split(",")):
         if side not in ("mmud", "qemu", "kvm"):
             ap.error(f"--sides: unknown {side}")
+        if side == "mmud" and engines != ["interp"]:
+            sides += ["mmud-" + e for e in engines]
+        else:
+            sides.append(side)
     for guest in filter(None, args.only.split(",")):
         if guest not in ARGS:
             ap.error(f"--only: unknown {guest}")
