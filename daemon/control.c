@@ -19,6 +19,7 @@
 
 #include "dev/virtio_blk.h"
 #include "guestmem.h"
+#include "migrate.h"
 #include "mmu.h"
 #include "mmud.h"
 #include "rpc.h"
@@ -66,6 +67,9 @@ struct mmud {
 	 * migration fails (it ran when the switchover began, and no stop
 	 * came since). */
 	bool autostart;
+	/* (e) the state the last switchover began in: a failed or
+	 * cancelled migration gives it back (QEMU's vm_old_state). */
+	enum runstate pre_switchover;
 };
 
 /*
@@ -792,15 +796,38 @@ bool mmud_migration_can_start(const struct mmud *d, char *err, size_t errlen)
 	return true;
 }
 
-void mmud_migration_switchover(struct mmud *d)
+/* The run states a stream carries (docs/MIGRATION.md, "run state"):
+ * every one but inmigrate and finish-migrate, which a source's
+ * switchover never begins in. */
+static const struct {
+	enum runstate rs;
+	enum migrate_runstate mig;
+} carried[] = {
+	{ RS_RUNNING, MIGRATE_RS_RUNNING },
+	{ RS_PAUSED, MIGRATE_RS_PAUSED },
+	{ RS_IO_ERROR, MIGRATE_RS_IO_ERROR },
+	{ RS_PRELAUNCH, MIGRATE_RS_PRELAUNCH },
+	{ RS_POSTMIGRATE, MIGRATE_RS_POSTMIGRATE },
+	{ RS_SHUTDOWN, MIGRATE_RS_SHUTDOWN },
+	{ RS_GUEST_PANICKED, MIGRATE_RS_GUEST_PANICKED },
+	{ RS_INTERNAL_ERROR, MIGRATE_RS_INTERNAL_ERROR },
+};
+
+int mmud_migration_switchover(struct mmud *d)
 {
 	bool ran = d->state == RS_RUNNING;
+	enum migrate_runstate mig = MIGRATE_RS_PAUSED;
 
+	for (size_t i = 0; i < ARRAY_SIZE(carried); i++)
+		if (carried[i].rs == d->state)
+			mig = carried[i].mig;
+	d->pre_switchover = d->state;
 	d->autostart = ran;
 	set_state(d, RS_FINISH_MIGRATE);
 	/* QEMU's order: STOP as the VM stops for the last pass. */
 	if (ran)
 		emit(d, "STOP", NULL);
+	return mig;
 }
 
 void mmud_migration_source_end(struct mmud *d, bool completed)
@@ -817,18 +844,30 @@ void mmud_migration_source_end(struct mmud *d, bool completed)
 		set_state(d, RS_RUNNING);
 		emit(d, "RESUME", NULL);
 	} else {
-		set_state(d, RS_PAUSED);
+		/* Stopped since the switchover began: paused; stopped
+		 * before (paused, io-error, prelaunch...): as it was. */
+		set_state(d, d->pre_switchover == RS_RUNNING ?
+				     RS_PAUSED :
+				     d->pre_switchover);
 		if (!submit(d, NULL, pause_work, free, false, NULL))
 			fprintf(stderr, "<3>mmud: cannot keep the VM paused\n");
 	}
 }
 
-bool mmud_incoming_end(struct mmud *d, bool loaded)
+bool mmud_incoming_end(struct mmud *d, bool loaded, int src_state)
 {
 	if (d->shutting_down)
 		return false;
 	if (!loaded) {
 		shutdown_vm(d, NULL, false, "host-error", MMUD_EXIT_MIGRATION);
+		return false;
+	}
+	/* QEMU's global state: a source that did not run leaves its
+	 * state here (io-error, paused...), whatever autostart says. */
+	if (src_state != MIGRATE_RS_RUNNING) {
+		for (size_t i = 0; i < ARRAY_SIZE(carried); i++)
+			if ((int)carried[i].mig == src_state)
+				set_state(d, carried[i].rs);
 		return false;
 	}
 	if (!d->autostart) {

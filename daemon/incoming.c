@@ -10,9 +10,10 @@
  * COM1, each drive's virtio-mmio transport (its rings checked against
  * guest RAM; the image is the one this VM opened, which the
  * configuration showed to match the source's), the console bytes, the
- * end marker and nothing after it. Then
+ * source's run state, the end marker and nothing after it. Then
  * the MMU is zapped, so every vCPU builds its shadow root for the CR3 it
- * now holds, and control.c runs the VM (or keeps it paused). A stream
+ * now holds, and control.c runs the VM (or keeps it paused, or takes
+ * the source's io-error or other stopped state as QEMU does). A stream
  * that fails to load is reported (MIGRATION failed, stderr) and mmud
  * exits with status 6. The stream's format is core/migrate's; URIs are
  * daemon/migrate_uri.c's.
@@ -80,7 +81,8 @@ static void console_bytes(struct mmud_migration *m, const uint8_t *p,
  * reason in err, naming the section.
  */
 static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
-		       char *err, size_t errlen)
+		       enum migrate_runstate *runstate, char *err,
+		       size_t errlen)
 {
 	struct vm *vm = m->vm;
 	struct vm_memslot_info info[VM_MAX_MEMSLOTS];
@@ -97,6 +99,7 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 	bool seen_irq[MIGRATE_MAX_VCPUS] = { false };
 	bool seen_blk[MIGRATE_MAX_DRIVES] = { false };
 	bool have_config = false, have_serial = false, have_vm_irq = false;
+	bool have_runstate = false;
 	unsigned int nr = vm_memslots(vm, info, VM_MAX_MEMSLOTS), nr_seen = 0;
 	unsigned int nr_irq = 0, nr_blk = 0;
 	uint64_t nsec = 0;
@@ -302,6 +305,18 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 			seen_blk[vb->index] = true;
 			nr_blk++;
 			break;
+		case MIGRATE_SEC_RUNSTATE:
+			if (have_runstate) {
+				snprintf(err, errlen,
+					 "section %llu (run state): a second "
+					 "one",
+					 (unsigned long long)nsec);
+				rc = -EPROTO;
+				goto out;
+			}
+			rc = migrate_parse_runstate(r, p, len, runstate);
+			have_runstate = true;
+			break;
 		case MIGRATE_SEC_CONSOLE:
 			console_bytes(m, p, len);
 			break;
@@ -339,6 +354,12 @@ static int load_stream(struct mmud_migration *m, struct migrate_reader *r,
 					 "of %u drives before the end marker",
 					 (unsigned long long)nsec, nr_blk,
 					 got->nr_drives);
+				rc = -EPROTO;
+			} else if (!have_runstate) {
+				snprintf(err, errlen,
+					 "section %llu (end): no run state "
+					 "before the end marker",
+					 (unsigned long long)nsec);
 				rc = -EPROTO;
 			}
 			goto out;
@@ -398,6 +419,7 @@ static int accept_one(struct mmud_migration *m, int lfd, char *err,
 struct incoming_end {
 	struct mmud_migration *m;
 	bool ok;
+	enum migrate_runstate runstate; /* the source's */
 };
 
 static void incoming_end_cb(void *arg)
@@ -410,7 +432,7 @@ static void incoming_end_cb(void *arg)
 		m->thread_live = false;
 	}
 	if (e->ok || m->incoming_exit_on_error)
-		mmud_incoming_end(m->d, e->ok);
+		mmud_incoming_end(m->d, e->ok, (int)e->runstate);
 	free(e);
 }
 
@@ -420,6 +442,7 @@ static void *incoming_thread(void *arg)
 	struct migrate_reader *r = NULL;
 	struct incoming_end *e;
 	char err[512] = "";
+	enum migrate_runstate runstate = MIGRATE_RS_RUNNING;
 	int fd, lfd, rc;
 
 	mmu_rcu_register_thread();
@@ -450,7 +473,8 @@ static void *incoming_thread(void *arg)
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 		mig_set_status(m, MIG_ACTIVE);
 		r = migrate_reader_new(fd);
-		rc = r ? load_stream(m, r, err, sizeof(err)) : -ENOMEM;
+		rc = r ? load_stream(m, r, &runstate, err, sizeof(err)) :
+			 -ENOMEM;
 		if (!r)
 			snprintf(err, sizeof(err), "out of memory");
 	}
@@ -475,7 +499,9 @@ static void *incoming_thread(void *arg)
 	mmu_rcu_unregister_thread();
 	e = malloc(sizeof(*e));
 	if (e) {
-		*e = (struct incoming_end){ .m = m, .ok = !rc };
+		*e = (struct incoming_end){ .m = m,
+					    .ok = !rc,
+					    .runstate = runstate };
 		if (mmud_call_soon(m->worker, incoming_end_cb, e) == 0)
 			return NULL;
 		free(e);

@@ -550,9 +550,34 @@ static int write_drives(struct vm *vm, struct migrate_writer *w)
 	return r;
 }
 
+/* Loop thread: the run state changes, and the one it was in goes in
+ * the stream (docs/MIGRATION.md, "run state"). */
 static void switchover_cb(void *arg)
 {
-	mmud_migration_switchover(arg);
+	struct mmud_migration *m = arg;
+	int rs = mmud_migration_switchover(m->d);
+
+	pthread_mutex_lock(&m->lock);
+	m->src_runstate = rs;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The source's run state, once switchover_cb() has run: 0, or
+ * -ECANCELED (a cancel or a shutdown, which may never run it). */
+static int wait_runstate(struct mmud_migration *m, enum migrate_runstate *rs)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	while (m->src_runstate < 0 && !m->cancel)
+		pthread_cond_wait(&m->cond, &m->lock);
+	if (m->src_runstate < 0)
+		r = -ECANCELED;
+	else
+		*rs = (enum migrate_runstate)m->src_runstate;
+	pthread_mutex_unlock(&m->lock);
+	return r;
 }
 
 /* Waits for migrate-continue (pause-before-switchover): 0, or
@@ -592,7 +617,10 @@ static int switchover(struct src *s)
 	bool pbs;
 	int r;
 
-	if (mmud_call_soon(m->worker, switchover_cb, m->d) < 0) {
+	pthread_mutex_lock(&m->lock);
+	m->src_runstate = -1;
+	pthread_mutex_unlock(&m->lock);
+	if (mmud_call_soon(m->worker, switchover_cb, m) < 0) {
 		snprintf(s->err, sizeof(s->err), "out of memory");
 		return -ENOMEM;
 	}
@@ -662,6 +690,13 @@ static int switchover(struct src *s)
 	}
 	if (!r)
 		r = write_drives(vm, s->w);
+	if (!r) {
+		enum migrate_runstate rs;
+
+		if (wait_runstate(m, &rs) < 0)
+			return -ECANCELED;
+		r = migrate_write_runstate(s->w, rs);
+	}
 	if (!r)
 		r = migrate_write_end(s->w);
 	if (r < 0) {

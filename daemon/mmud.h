@@ -234,19 +234,23 @@ struct mmud *mmud_new(struct event_base *base, struct vm *vm,
  * - mmud_migration_can_start: false (err says why) while the VM cannot
  *   be a migration source (inmigrate, shutting down, crashed);
  * - mmud_migration_switchover: the source stops for its last pass
- *   (finish-migrate; STOP if it ran);
+ *   (finish-migrate; STOP if it ran); returns the state it was in, an
+ *   enum migrate_runstate, for the stream (docs/MIGRATION.md, "run
+ *   state");
  * - mmud_migration_source_end: completed: postmigrate (the migration
- *   thread left the vCPUs paused); else back to running (RESUME) or
- *   paused, as before the switchover;
- * - mmud_incoming_end: loaded: running (RESUME; true) or paused with
- *   --paused or after stop (false); not loaded: shutdown, exit status
+ *   thread left the vCPUs paused); else back to running (RESUME), or
+ *   to the state before the switchover (paused if stopped since);
+ * - mmud_incoming_end: loaded, with the source's run state src_state
+ *   (an enum migrate_runstate): a running source's runs here (RESUME;
+ *   true) or pauses with --paused or after stop (false); any other
+ *   state is taken as it is (false); not loaded: shutdown, exit status
  *   MMUD_EXIT_MIGRATION.
  */
 bool mmud_is_inmigrate(const struct mmud *d);
 bool mmud_migration_can_start(const struct mmud *d, char *err, size_t errlen);
-void mmud_migration_switchover(struct mmud *d);
+int mmud_migration_switchover(struct mmud *d);
 void mmud_migration_source_end(struct mmud *d, bool completed);
-bool mmud_incoming_end(struct mmud *d, bool loaded);
+bool mmud_incoming_end(struct mmud *d, bool loaded, int src_state);
 /* For vm_config.ended_fn: any thread. */
 void mmud_vm_ended(void *mmud);
 /* A block I/O error with werror/rerror=stop (loop thread, after its

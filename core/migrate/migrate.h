@@ -35,7 +35,7 @@ struct dev_ioapic;
 struct x86_kvmclock;
 
 #define MIGRATE_MAGIC "MMUDMIG\n" /* 8 bytes */
-#define MIGRATE_VERSION 4u
+#define MIGRATE_VERSION 5u
 
 /*
  * Section types (docs/MIGRATION.md, "Sections").
@@ -79,6 +79,7 @@ enum migrate_sec {
 	MIGRATE_SEC_VCPU_IRQ = 6, /* version 2 */
 	MIGRATE_SEC_VM_IRQ = 7, /* version 2 */
 	MIGRATE_SEC_VIRTIO_BLK = 8, /* version 3: one per drive */
+	MIGRATE_SEC_RUNSTATE = 9, /* version 5 */
 	MIGRATE_SEC_END = 0xffff,
 };
 
@@ -238,6 +239,33 @@ struct migrate_virtio_blk {
 	struct virtio_mmio_state st;
 };
 
+/* ---- the source's run state (version 5) ------------------------------ */
+
+/*
+ * The run state the source was in when its switchover began
+ * (docs/MIGRATION.md, "run state"), as QEMU's global state carries it:
+ * the destination of a running source runs (or pauses, with --paused),
+ * any other ends in the source's state. QEMU's RunState names, those a
+ * source can be in; never inmigrate or finish-migrate.
+ */
+enum migrate_runstate {
+	MIGRATE_RS_RUNNING,
+	MIGRATE_RS_PAUSED,
+	MIGRATE_RS_IO_ERROR,
+	MIGRATE_RS_PRELAUNCH,
+	MIGRATE_RS_POSTMIGRATE,
+	MIGRATE_RS_SHUTDOWN,
+	MIGRATE_RS_GUEST_PANICKED,
+	MIGRATE_RS_INTERNAL_ERROR,
+	MIGRATE_RS_COUNT,
+};
+
+/* QEMU's name ("io-error"); NULL for a value out of range. */
+const char *migrate_runstate_name(enum migrate_runstate rs);
+/* The state of a name: 0, or -EINVAL for any other string. */
+int migrate_runstate_parse(const char *name, size_t len,
+			   enum migrate_runstate *out);
+
 /* ---- the writer ------------------------------------------------------- */
 
 struct migrate_writer;
@@ -297,6 +325,8 @@ int migrate_write_vm_irq(struct migrate_writer *w,
 /* Each drive's, after the VM's interrupt state. */
 int migrate_write_virtio_blk(struct migrate_writer *w,
 			     const struct migrate_virtio_blk *v);
+/* The source's run state: once, the last section before the end. */
+int migrate_write_runstate(struct migrate_writer *w, enum migrate_runstate rs);
 /* Console output the source had not yet written out (len <=
  * MIGRATE_MAX_CONSOLE per call; the destination writes it first). */
 int migrate_write_console(struct migrate_writer *w, const void *buf,
@@ -345,6 +375,8 @@ int migrate_parse_vm_irq(struct migrate_reader *r, const uint8_t *p,
 			 uint32_t len, struct migrate_vm_irq *v);
 int migrate_parse_virtio_blk(struct migrate_reader *r, const uint8_t *p,
 			     uint32_t len, struct migrate_virtio_blk *v);
+int migrate_parse_runstate(struct migrate_reader *r, const uint8_t *p,
+			   uint32_t len, enum migrate_runstate *rs);
 
 /* Where a RAM section's pages go: the destination's memslots. */
 struct migrate_ram_target {
@@ -387,6 +419,9 @@ struct migrate_dest {
 	/* Each drive's transport (config->nr_drives of them): its
 	 * virtio-blk section loads there (virtio_mmio_load()). */
 	struct virtio_mmio **virtio;
+	/* Where the source's run state goes (NULL: not kept; the stream
+	 * must have it all the same). */
+	enum migrate_runstate *runstate;
 };
 
 /*

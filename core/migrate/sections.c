@@ -1165,6 +1165,68 @@ int migrate_parse_virtio_blk(struct migrate_reader *r, const uint8_t *p,
 	return cur_done(r, &c);
 }
 
+/* ---- the source's run state ------------------------------------------- */
+
+static const char *const runstate_names[MIGRATE_RS_COUNT] = {
+	[MIGRATE_RS_RUNNING] = "running",
+	[MIGRATE_RS_PAUSED] = "paused",
+	[MIGRATE_RS_IO_ERROR] = "io-error",
+	[MIGRATE_RS_PRELAUNCH] = "prelaunch",
+	[MIGRATE_RS_POSTMIGRATE] = "postmigrate",
+	[MIGRATE_RS_SHUTDOWN] = "shutdown",
+	[MIGRATE_RS_GUEST_PANICKED] = "guest-panicked",
+	[MIGRATE_RS_INTERNAL_ERROR] = "internal-error",
+};
+
+const char *migrate_runstate_name(enum migrate_runstate rs)
+{
+	return (unsigned int)rs < MIGRATE_RS_COUNT ? runstate_names[rs] : NULL;
+}
+
+int migrate_runstate_parse(const char *name, size_t len,
+			   enum migrate_runstate *out)
+{
+	for (unsigned int i = 0; i < MIGRATE_RS_COUNT; i++) {
+		if (strlen(runstate_names[i]) == len &&
+		    !memcmp(runstate_names[i], name, len)) {
+			*out = i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* The name without its NUL: QEMU's global state is a string too. */
+int migrate_write_runstate(struct migrate_writer *w, enum migrate_runstate rs)
+{
+	const char *name = migrate_runstate_name(rs);
+
+	MMUD_ASSERT(name && strlen(name) <= MIGRATE_RUNSTATE_MAX_LEN);
+	return migrate_write_section(w, MIGRATE_SEC_RUNSTATE,
+				     (const uint8_t *)name,
+				     (uint32_t)strlen(name));
+}
+
+int migrate_parse_runstate(struct migrate_reader *r, const uint8_t *p,
+			   uint32_t len, enum migrate_runstate *rs)
+{
+	bool text = len > 0;
+
+	if (!migrate_runstate_parse((const char *)p, len, rs))
+		return 0;
+	/* Named back only when it is printable text. */
+	for (uint32_t i = 0; i < len; i++)
+		text &= p[i] >= 0x20 && p[i] < 0x7f;
+	if (text)
+		return migrate_rfail(r, -EPROTO,
+				     "run state '%.*s' is not one a source "
+				     "can be in",
+				     (int)len, (const char *)p);
+	return migrate_rfail(r, -EPROTO,
+			     "run state of %u bytes is not a run state name",
+			     len);
+}
+
 /* ---- loading a whole stream ------------------------------------------- */
 
 int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
@@ -1180,6 +1242,8 @@ int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
 	bool seen_irq[MIGRATE_MAX_VCPUS] = { false };
 	bool seen_blk[MIGRATE_MAX_DRIVES] = { false };
 	bool have_config = false, have_serial = false, have_vm_irq = false;
+	bool have_runstate = false;
+	enum migrate_runstate rs;
 	uint32_t nr_seen = 0, nr_irq = 0, nr_blk = 0;
 	char msg[200];
 	int rc;
@@ -1312,6 +1376,17 @@ int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
 			seen_blk[vb->index] = true;
 			nr_blk++;
 			break;
+		case MIGRATE_SEC_RUNSTATE:
+			if (have_runstate) {
+				rc = migrate_rfail(r, -EPROTO,
+						   "a second run state");
+				break;
+			}
+			rc = migrate_parse_runstate(r, p, len, &rs);
+			if (!rc && dest->runstate)
+				*dest->runstate = rs;
+			have_runstate = true;
+			break;
 		case MIGRATE_SEC_CONSOLE:
 			if (dest->console && len)
 				dest->console(dest->console_ctx, p, len);
@@ -1342,6 +1417,10 @@ int migrate_load(struct migrate_reader *r, const struct migrate_dest *dest,
 						   "drives before the end "
 						   "marker",
 						   nr_blk, cfg->nr_drives);
+			else if (!have_runstate)
+				rc = migrate_rfail(r, -EPROTO,
+						   "no run state before the "
+						   "end marker");
 			goto out;
 		}
 	}

@@ -164,6 +164,8 @@ const char *migrate_sec_name(unsigned int type)
 		return "VM interrupts";
 	case MIGRATE_SEC_VIRTIO_BLK:
 		return "virtio-blk";
+	case MIGRATE_SEC_RUNSTATE:
+		return "run state";
 	case MIGRATE_SEC_END:
 		return "end";
 	default:
@@ -191,6 +193,8 @@ static int64_t sec_bound(unsigned int type)
 		return MIGRATE_VM_IRQ_LEN;
 	case MIGRATE_SEC_VIRTIO_BLK:
 		return MIGRATE_VIRTIO_BLK_MAX_LEN;
+	case MIGRATE_SEC_RUNSTATE:
+		return MIGRATE_RUNSTATE_MAX_LEN;
 	case MIGRATE_SEC_END:
 		return 0;
 	default:

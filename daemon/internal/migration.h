@@ -99,13 +99,18 @@ struct mmud_migration {
 	bool incoming_exit_on_error; /* (e) */
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* (l) cancel, migrate-continue, parameters */
+	pthread_cond_t cond; /* (l) cancel, migrate-continue, parameters,
+			      * src_runstate */
 	struct mig_params params; /* (l) read by the thread at each pass */
 	enum mig_status status; /* (l) */
 	struct mig_stats st; /* (l) */
 	char error[512]; /* (l) error-desc */
 	bool cancel; /* (l) migrate_cancel or shutdown */
 	bool go_on; /* (l) migrate-continue came */
+	/* (l) the source's run state as its switchover began (an enum
+	 * migrate_runstate, from the loop thread), -1 until it is known;
+	 * cond tells the migration thread. */
+	int src_runstate;
 	int stream_fd; /* (l) the connection, shut down by a cancel */
 	/* (c) an eventfd (or -1) a cancel writes, so that a connect in
 	 * progress ends at once; drained when a migration starts. */

@@ -45,6 +45,8 @@
 	(MIGRATE_VIRTIO_BLK_FIXED + \
 	 VIRTIO_MMIO_MAX_QUEUES *   \
 		 (MIGRATE_VIRTIO_QUEUE_LEN + 2 * VIRTQ_MAX_SIZE))
+/* The longest run state name ("internal-error" has 14 bytes). */
+#define MIGRATE_RUNSTATE_MAX_LEN 32
 #define MIGRATE_RAM_ZERO 0
 #define MIGRATE_RAM_PAGE 1
 

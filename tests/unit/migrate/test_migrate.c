@@ -109,7 +109,7 @@ static void test_roundtrip_restores_everything(void **state)
 {
 	struct world src, dst;
 	struct migrate_ram_stats st = { 0 };
-	struct migrate_vcpu v0;
+	struct migrate_vcpu v0[2];
 	/* Zeroed: the byte compare below covers their padding. */
 	struct dev_serial_state *a = calloc(1, sizeof(*a)),
 				*b = calloc(1, sizeof(*b));
@@ -121,7 +121,10 @@ static void test_roundtrip_restores_everything(void **state)
 	world_init(&src, 2);
 	world_init(&dst, 2);
 	world_fill(&src);
-	assert_int_equal(migrate_vcpu_save(src.cpus[0], 0, &v0), 0);
+	/* Each vCPU's own TSC before the save: world_fill() gives each
+	 * vCPU its own. */
+	for (unsigned int i = 0; i < 2; i++)
+		assert_int_equal(migrate_vcpu_save(src.cpus[i], i, &v0[i]), 0);
 	len = world_stream(&src, &buf, NULL);
 	if (load(&dst, buf, len, msg, sizeof(msg)))
 		fail_msg("load refused a valid stream: %s", msg);
@@ -136,11 +139,12 @@ static void test_roundtrip_restores_everything(void **state)
 		assert_int_equal(migrate_vcpu_save(src.cpus[i], i, &vs), 0);
 		/* The guest TSC goes on from the value sent, never back,
 		 * and runs no faster than the source's. */
-		if (vd.guest_tsc < v0.guest_tsc || vd.guest_tsc > vs.guest_tsc)
+		if (vd.guest_tsc < v0[i].guest_tsc ||
+		    vd.guest_tsc > vs.guest_tsc)
 			fail_msg("vCPU %u TSC %llu: before the save %llu, "
 				 "source now %llu",
 				 i, (unsigned long long)vd.guest_tsc,
-				 (unsigned long long)v0.guest_tsc,
+				 (unsigned long long)v0[i].guest_tsc,
 				 (unsigned long long)vs.guest_tsc);
 		vs.guest_tsc = vd.guest_tsc = 0;
 		assert_memory_equal(&vs, &vd, sizeof(vs));
@@ -189,7 +193,7 @@ static void test_zero_pages_are_markers(void **state)
 	/* Header; config (24 + 2 slots + 1 drive); two RAM sections of
 	 * markers; vCPU and its interrupt state; COM1 with an empty
 	 * queue; the VM's interrupt state; the drive's transport; console;
-	 * end: 12 bytes of framing each. */
+	 * the run state ("running"); end: 12 bytes of framing each. */
 	want = MIGRATE_HEADER_LEN + (12 + 24 + 48 + 4 + 12) +
 	       (12 + 8 + 9 * WORLD_SLOT0_PAGES) +
 	       (12 + 8 + 9 * WORLD_SLOT1_PAGES) + (12 + MIGRATE_VCPU_LEN) +
@@ -197,7 +201,7 @@ static void test_zero_pages_are_markers(void **state)
 	       (12 + MIGRATE_VM_IRQ_LEN) +
 	       (12 + MIGRATE_VIRTIO_BLK_FIXED +
 		WORLD_DRIVE_QUEUES * MIGRATE_VIRTIO_QUEUE_LEN) +
-	       (12 + 15) + 12;
+	       (12 + 15) + (12 + 7) + 12;
 	assert_int_equal(len, want);
 	free(buf);
 	world_fini(&src);
@@ -286,25 +290,29 @@ static void test_header_errors_are_named(void **state)
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg, "header: bad magic: not a migration stream");
 	buf[0] = 'M';
-	/* Version 1 (no interrupt state), 2 (no drives) and 3 (no held
-	 * requests) are refused, not half-loaded. */
+	/* Version 1 (no interrupt state), 2 (no drives), 3 (no held
+	 * requests) and 4 (no run state) are refused, not half-loaded. */
 	migrate_put32(buf + 8, 1);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 1, this mmud reads version 4");
+			    "header: version 1, this mmud reads version 5");
 	migrate_put32(buf + 8, 2);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 2, this mmud reads version 4");
+			    "header: version 2, this mmud reads version 5");
 	migrate_put32(buf + 8, 3);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 3, this mmud reads version 4");
-	migrate_put32(buf + 8, 5);
+			    "header: version 3, this mmud reads version 5");
+	migrate_put32(buf + 8, 4);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg,
-			    "header: version 5, this mmud reads version 4");
-	migrate_put32(buf + 8, 4);
+			    "header: version 4, this mmud reads version 5");
+	migrate_put32(buf + 8, 6);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
+	assert_string_equal(msg,
+			    "header: version 6, this mmud reads version 5");
+	migrate_put32(buf + 8, 5);
 	migrate_put32(buf + 12, 4);
 	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), -EPROTO);
 	assert_string_equal(msg, "header: unknown flags 0x4");
@@ -1541,6 +1549,146 @@ static void test_drive_config_mismatch_is_named(void **state)
 	world_fini(&src);
 }
 
+/* ---- the source's run state (version 5) ------------------------------- */
+
+/* world's stream with its run state section (the last before the end
+ * marker) replaced by a section of type MIGRATE_SEC_RUNSTATE and payload
+ * p, or dropped (p NULL), or given twice (twice). */
+static size_t runstate_stream(struct world *src, const void *p, uint32_t plen,
+			      bool twice, uint8_t **out)
+{
+	uint8_t *buf;
+	size_t len = world_stream(src, &buf, NULL), end, at;
+	uint32_t old;
+
+	/* The end marker is the last 12 bytes; the run state before it. */
+	end = len - 12;
+	old = (uint32_t)strlen(migrate_runstate_name(src->runstate));
+	at = end - (8 + old + 4);
+	assert_int_equal(migrate_get16(buf + at), MIGRATE_SEC_RUNSTATE);
+	buf = realloc(buf, at + 2 * (12 + plen) + 12);
+	assert_non_null(buf);
+	len = at;
+	for (int k = 0; p && k < (twice ? 2 : 1); k++) {
+		migrate_put16(buf + len, MIGRATE_SEC_RUNSTATE);
+		migrate_put16(buf + len + 2, 0);
+		migrate_put32(buf + len + 4, plen);
+		memcpy(buf + len + 8, p, plen);
+		reseal(buf, len);
+		len += 12 + plen;
+	}
+	migrate_put16(buf + len, MIGRATE_SEC_END);
+	migrate_put16(buf + len + 2, 0);
+	migrate_put32(buf + len + 4, 0);
+	reseal(buf, len);
+	*out = buf;
+	return len + 12;
+}
+
+/* Every state a source can be in arrives as it left. */
+static void test_runstate_roundtrip(void **state)
+{
+	(void)state;
+	for (unsigned int i = 0; i < MIGRATE_RS_COUNT; i++) {
+		struct world src, dst;
+		uint8_t *buf;
+		size_t len;
+		char msg[256];
+
+		world_init(&src, 1);
+		world_init(&dst, 1);
+		src.runstate = i;
+		len = world_stream(&src, &buf, NULL);
+		assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), 0);
+		if (dst.loaded_runstate != i)
+			fail_msg("sent %s, loaded %s", migrate_runstate_name(i),
+				 migrate_runstate_name(dst.loaded_runstate));
+		free(buf);
+		world_fini(&src);
+		world_fini(&dst);
+	}
+	assert_string_equal(migrate_runstate_name(MIGRATE_RS_IO_ERROR),
+			    "io-error");
+	assert_null(migrate_runstate_name(MIGRATE_RS_COUNT));
+}
+
+/* A bad state string, a second run state or none: refused, naming it,
+ * and the destination's run state not set. */
+static void test_runstate_refusals(void **state)
+{
+	static const struct {
+		const char *payload;
+		uint32_t len;
+		bool twice;
+		const char *msg;
+	} bad[] = {
+		{ "inmigrate", 9, false,
+		  "(run state): run state 'inmigrate' is not one a source "
+		  "can be in" },
+		{ "finish-migrate", 14, false,
+		  "(run state): run state 'finish-migrate' is not one a "
+		  "source can be in" },
+		{ "Running", 7, false,
+		  "(run state): run state 'Running' is not one a source can "
+		  "be in" },
+		{ "running\0", 8, false,
+		  "(run state): run state of 8 bytes is not a run state "
+		  "name" },
+		{ "runnin", 6, false,
+		  "(run state): run state 'runnin' is not one a source can "
+		  "be in" },
+		{ "", 0, false,
+		  "(run state): run state of 0 bytes is not a run state "
+		  "name" },
+		{ "paused\n", 7, false,
+		  "(run state): run state of 7 bytes is not a run state "
+		  "name" },
+		{ "io-error", 8, true, "(run state): a second run state" },
+		{ NULL, 0, false, "(end): no run state before the end marker" },
+	};
+	char big[MIGRATE_RUNSTATE_MAX_LEN + 1];
+
+	(void)state;
+	for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
+		struct world src, dst;
+		uint8_t *buf;
+		size_t len;
+		char msg[256];
+
+		world_init(&src, 1);
+		world_init(&dst, 1);
+		len = runstate_stream(&src, bad[k].payload, bad[k].len,
+				      bad[k].twice, &buf);
+		assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)),
+				 -EPROTO);
+		assert_contains(msg, bad[k].msg);
+		if (!bad[k].twice && dst.loaded_runstate != MIGRATE_RS_COUNT)
+			fail_msg("case %zu: a refused run state was kept", k);
+		free(buf);
+		world_fini(&src);
+		world_fini(&dst);
+	}
+	/* Longer than any name: refused by its bound before it is read. */
+	memset(big, 'a', sizeof(big));
+	{
+		struct world src, dst;
+		uint8_t *buf;
+		size_t len;
+		char msg[256];
+
+		world_init(&src, 1);
+		world_init(&dst, 1);
+		len = runstate_stream(&src, big, sizeof(big), false, &buf);
+		assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)),
+				 -EPROTO);
+		assert_contains(msg, "(run state): length 33 over the bound "
+				     "32");
+		free(buf);
+		world_fini(&src);
+		world_fini(&dst);
+	}
+}
+
 /* A COM1 section whose queue is cut short: named, never read past the
  * payload (the fuzz target found a read past a buffer of zeros here;
  * tests/fuzz/corpus/migrate/crash-serial-short-queue.hex). */
@@ -1847,6 +1995,15 @@ static int write_corpus(const char *dir)
 		write_hex(dir, "virtio-blk-held", buf, len);
 		free(buf);
 	}
+	/* A source stopped by an I/O error (version 5), and a run state
+	 * no source is in. */
+	src.runstate = MIGRATE_RS_IO_ERROR;
+	len = world_stream(&src, &buf, NULL);
+	write_hex(dir, "runstate-io-error", buf, len);
+	free(buf);
+	len = runstate_stream(&src, "inmigrate", 9, false, &buf);
+	write_hex(dir, "runstate-bad", buf, len);
+	free(buf);
 	free(buf1);
 	world_fini(&src);
 	world_fini(&one);
@@ -1967,6 +2124,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_virtio_blk_held_heads),
 		cmocka_unit_test(test_virtio_blk_bad_state_changes_nothing),
 		cmocka_unit_test(test_drive_config_mismatch_is_named),
+		cmocka_unit_test(test_runstate_roundtrip),
+		cmocka_unit_test(test_runstate_refusals),
 		cmocka_unit_test(test_serial_section_short_queue),
 		cmocka_unit_test(test_serial_state_roundtrip),
 		cmocka_unit_test(test_stream_over_a_nonblocking_pipe),

@@ -185,7 +185,9 @@ void world_init(struct world *w, unsigned int nr_vcpus)
 		.ioapic = w->ioapic,
 		.now_ns = WORLD_NOW_NS,
 		.virtio = w->virtio,
+		.runstate = &w->loaded_runstate,
 	};
+	w->loaded_runstate = MIGRATE_RS_COUNT;
 }
 
 void world_fini(struct world *w)
@@ -412,6 +414,7 @@ int world_write(struct world *w, int fd, struct migrate_ram_stats *stats,
 		rc = rc ? rc : migrate_write_virtio_blk(wr, &vb);
 	}
 	rc = rc ? rc : migrate_write_console(wr, "tail of output\n", 15);
+	rc = rc ? rc : migrate_write_runstate(wr, w->runstate);
 	rc = rc ? rc : migrate_write_end(wr);
 	if (rc)
 		snprintf(err, errlen, "%s", migrate_writer_error(wr));

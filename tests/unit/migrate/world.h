@@ -49,6 +49,10 @@ struct world {
 	unsigned int drive_nr_held[WORLD_DRIVE_QUEUES];
 	char console[1024];
 	size_t nconsole;
+	/* The run state a stream of this world carries (version 5;
+	 * running after world_init()), and the one a stream loaded
+	 * (MIGRATE_RS_COUNT until one has). */
+	enum migrate_runstate runstate, loaded_runstate;
 	struct migrate_dest dest;
 };
 
@@ -68,7 +72,8 @@ void world_hold(struct world *w, unsigned int queue, const uint16_t *heads,
 		unsigned int n);
 /* A whole stream of w (header, config, every page of both slots, vCPUs
  * each followed by its interrupt state, COM1, the VM's interrupt state,
- * the drive's virtio-blk section, a console section, end marker) in a
+ * the drive's virtio-blk section, a console section, the run state, end
+ * marker) in a
  * malloc'd buffer; stats may
  * be NULL. Aborts on failure. */
 size_t world_stream(struct world *w, uint8_t **out,
