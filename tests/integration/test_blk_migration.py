@@ -11,6 +11,11 @@ failure:  a switchover that fails after the drive was quiesced (the
           destination gone at pre-switchover, then migrate-continue):
           the source resumes and its guest I/O goes on to the same
           image check.
+          And a cancel in the same place: the stream goes to an fd:
+          socket the test holds, whose send buffer it fills at
+          pre-switchover, so that the switchover's first write (after
+          the quiesce) blocks; migrate_cancel ends it, cancelled, and
+          the source's guest I/O goes on to the same check.
 file:     save to a file: URI, restore in a new process whose own
           --drive opens the image; the guest goes on.
 mismatch: a destination whose drive differs (size, readonly, none, one
@@ -19,11 +24,13 @@ mismatch: a destination whose drive differs (size, readonly, none, one
 
 Usage: test_blk_migration.py GROUP MMUD MMUCTL FOREVER_ELF BLK_MIGRATE_ELF
 """
+import json
 import os
 import re
 import socket
 import struct
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -266,6 +273,80 @@ def test_switchover_failing_after_quiesce_resumes_source_io(tmp):
     con.until_written(before + 256)
     n = con.stop_guest()
     sc.close()
+    src.kill()
+    check_image(img, n)
+
+
+class Sink(threading.Thread):
+    """Reads and drops a stream from sock until stopped: a destination
+    that takes every byte, then none."""
+
+    def __init__(self, sock):
+        super().__init__(daemon=True)
+        self.sock = sock
+        self.stop = threading.Event()
+        self.bytes = 0
+
+    def run(self):
+        self.sock.settimeout(0.05)
+        while not self.stop.is_set():
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            self.bytes += len(chunk)
+
+
+@test("failure")
+def test_cancel_after_quiesce_resumes_source_io(tmp):
+    img = os.path.join(tmp, "disk.img")
+    src, sc, con = start(tmp, img)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The smallest send buffer: what the source writes waits on us.
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    n = socket.send_fds(sc.sock, [json.dumps(
+        {"execute": "getfd", "arguments": {"fdname": "mig"}}).encode()],
+        [theirs.fileno()])
+    assert n > 0
+    assert sc.reply() == {"return": {}}
+    sink = Sink(ours)
+    sink.start()
+    ok(sc.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "pause-before-switchover", "state": True}]}))
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    ok(sc.cmd("migrate", {"uri": "fd:mig"}))
+    wait_status(sc, ["pre-switchover"])
+    sink.stop.set()
+    sink.join()
+    # The source's socket full (our copy of it writes to the same
+    # buffer): the switchover quiesces the drive, then its first write
+    # blocks.
+    theirs.setblocking(False)
+    try:
+        while True:
+            theirs.send(b"\0" * 4096)
+    except BlockingIOError:
+        pass
+    theirs.close()
+    sent = ok(sc.cmd("query-migrate"))["ram"]["transferred"]
+    ok(sc.cmd("migrate-continue", {"state": "pre-switchover"}))
+    time.sleep(0.3)
+    info = ok(sc.cmd("query-migrate"))
+    assert info["status"] == "device", ("the switchover did not wait on "
+                                        "its stream", info)
+    assert info["ram"]["transferred"] - sent < 64 << 10, (sent, info)
+    ok(sc.cmd("migrate_cancel"))
+    info = wait_status(sc, ["cancelled", "failed", "completed"])
+    assert info["status"] == "cancelled", info
+    st = ok(sc.cmd("query-status"))
+    assert st["status"] == "running" and st["running"], st
+    before = con.written()
+    con.until_written(before + 256)
+    n = con.stop_guest()
+    sc.close()
+    ours.close()
     src.kill()
     check_image(img, n)
 
