@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import daemonlib as dl  # noqa: E402
 from daemonlib import TIMEOUT, Daemon, test  # noqa: E402
+from miglib import listen, ok, wait_status  # noqa: E402
 
 GUEST = None
 MEM = "64M"
@@ -45,11 +46,6 @@ CHUNK = 32 << 10
 SECTOR = 512
 WRITTEN = re.compile(r"blk_migrate: written (\d+)\n")
 DONE = re.compile(r"blk_migrate: done (\d+) writes\n")
-
-
-def ok(r):
-    assert "return" in r, r
-    return r["return"]
 
 
 def make_image(path, size=IMAGE):
@@ -186,25 +182,13 @@ def start(tmp, img):
     return src, sc, con
 
 
-def wait_status(c, want):
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        info = ok(c.cmd("query-migrate"))
-        if info.get("status") in want:
-            return info
-        assert time.monotonic() < deadline, ("status", want, info)
-        time.sleep(0.01)
-
-
 @test("live")
 def test_live_migration_with_requests_in_flight_keeps_every_write(tmp):
     img = os.path.join(tmp, "disk.img")
     src, sc, con = start(tmp, img)
     dst = vm(tmp, "dst", *drive(img), "--incoming", "defer")
     dsock = Console.open(dst.con)
-    dc = dst.client()
-    uri = "unix:" + os.path.join(tmp, "mig.sock")
-    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    dc, uri = listen(dst, tmp, "dst")
     # 4 MiB/s: the passes take some 0.5 s, in which every slot reads
     # back after the first pass sent its buffer (a read whose bytes are
     # not in the dirty log then arrives stale).
@@ -247,14 +231,28 @@ def test_live_migration_with_requests_in_flight_keeps_every_write(tmp):
     check_image(img, n)
 
 
+def source_io_goes_on(src, sc, con, img, end):
+    """A switchover that ended (end: failed or cancelled) after the
+    quiesce: the source runs, its guest's I/O goes on, drains, and the
+    image holds what it wrote."""
+    info = wait_status(sc, ["cancelled", "failed", "completed"])
+    assert info["status"] == end, info
+    st = ok(sc.cmd("query-status"))
+    assert st["status"] == "running" and st["running"], st
+    before = con.written()
+    con.until_written(before + 256)
+    n = con.stop_guest()
+    sc.close()
+    src.kill()
+    check_image(img, n)
+
+
 @test("failure")
 def test_switchover_failing_after_quiesce_resumes_source_io(tmp):
     img = os.path.join(tmp, "disk.img")
     src, sc, con = start(tmp, img)
     dst = vm(tmp, "dst", *drive(img), "--incoming", "defer")
-    dc = dst.client()
-    uri = "unix:" + os.path.join(tmp, "mig.sock")
-    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    dc, uri = listen(dst, tmp, "dst")
     ok(sc.cmd("migrate-set-capabilities", {"capabilities": [
         {"capability": "pause-before-switchover", "state": True}]}))
     ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
@@ -265,16 +263,7 @@ def test_switchover_failing_after_quiesce_resumes_source_io(tmp):
     dc.close()
     dst.kill()
     ok(sc.cmd("migrate-continue", {"state": "pre-switchover"}))
-    info = wait_status(sc, ["failed", "completed"])
-    assert info["status"] == "failed", info
-    st = ok(sc.cmd("query-status"))
-    assert st["status"] == "running" and st["running"], st
-    before = con.written()
-    con.until_written(before + 256)
-    n = con.stop_guest()
-    sc.close()
-    src.kill()
-    check_image(img, n)
+    source_io_goes_on(src, sc, con, img, "failed")
 
 
 class Sink(threading.Thread):
@@ -338,17 +327,8 @@ def test_cancel_after_quiesce_resumes_source_io(tmp):
                                         "its stream", info)
     assert info["ram"]["transferred"] - sent < 64 << 10, (sent, info)
     ok(sc.cmd("migrate_cancel"))
-    info = wait_status(sc, ["cancelled", "failed", "completed"])
-    assert info["status"] == "cancelled", info
-    st = ok(sc.cmd("query-status"))
-    assert st["status"] == "running" and st["running"], st
-    before = con.written()
-    con.until_written(before + 256)
-    n = con.stop_guest()
-    sc.close()
+    source_io_goes_on(src, sc, con, img, "cancelled")
     ours.close()
-    src.kill()
-    check_image(img, n)
 
 
 @test("file")

@@ -31,30 +31,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import daemonlib as dl  # noqa: E402
 from daemonlib import TIMEOUT, Daemon, read_console_until, test  # noqa: E402
+from miglib import ok, wait_status  # noqa: E402
 import test_virtio_blk as vb  # noqa: E402  the image and its check
 
 END = re.compile(r"virtio_blk: (done|FAIL.*)\n|FAIL: .*\n")
-
-
-def ok(r):
-    assert "return" in r, r
-    return r["return"]
 
 
 def vm(tmp, name, *extra):
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     return Daemon(d, *extra, smp=1, kernel=dl.ECHO, append="poll hold")
-
-
-def wait_status(c, want):
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        info = ok(c.cmd("query-migrate"))
-        if info.get("status") in want:
-            return info
-        assert time.monotonic() < deadline, ("status", want, info)
-        time.sleep(0.01)
 
 
 def console(d):

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import daemonlib as dl  # noqa: E402
 from daemonlib import TIMEOUT, Daemon, test  # noqa: E402
+from miglib import listen, ok, unix_uri, wait_status  # noqa: E402
 
 MIGRATE = None
 MIGRATE_IRQ = None  # tests/guests/migrate_irq.c: the irq group's guest
@@ -82,11 +83,6 @@ class Heartbeats:
             self.sum = (self.sum + mix(n)) & MASK
             assert s == self.sum, "heartbeat %d: sum %#x, expected %#x" % (
                 n, s, self.sum)
-
-
-def ok(r):
-    assert "return" in r, r
-    return r["return"]
 
 
 @test("guest")
@@ -298,10 +294,6 @@ def insns(c):
     return sum(v["instructions"] for v in ok(c.cmd("query-cpus-fast")))
 
 
-def unix_uri(tmp, name):
-    return "unix:" + os.path.join(tmp, name + ".mig")
-
-
 def tcp_uri(tmp, name):
     return "tcp:127.0.0.1:0"
 
@@ -342,18 +334,6 @@ def start(tmp, smp=2, append=FILL):
     return src, sc, hb
 
 
-def wait_status(c, want):
-    """Polls query-migrate until its status is in want (QMP answers at
-    once while the migration thread works)."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        info = ok(c.cmd("query-migrate"))
-        if info.get("status") in want:
-            return info
-        assert time.monotonic() < deadline, ("status", want, info)
-        time.sleep(0.01)
-
-
 def still_runs(sc, hb, before):
     st = ok(sc.cmd("query-status"))
     assert st["status"] == before and st["running"], st
@@ -375,9 +355,7 @@ def finish_elsewhere(tmp, src, sc, hb, name):
     finding every page on the destination."""
     dst = vm(tmp, name, 2, "--incoming", "defer")
     dcon = Reader(dst.con, hb.cond)
-    dc = dst.client()
-    uri = unix_uri(tmp, name)
-    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    dc, uri = listen(dst, tmp, name)
     ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
     ok(sc.cmd("migrate", {"uri": uri}))
     wait_status(sc, ["completed"])
@@ -530,9 +508,7 @@ def test_operator_dirty_log_shared_and_memslots_frozen_while_migrating(tmp):
     ok(sc.cmd("x-dirty-log-harvest", {"slot": 0}))
     dst = vm(tmp, "d1", 2, "--incoming", "defer")
     dcon = Reader(dst.con, hb.cond)
-    dc = dst.client()
-    uri = unix_uri(tmp, "d1")
-    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    dc, uri = listen(dst, tmp, "d1")
     ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 20}))
     ok(sc.cmd("migrate", {"uri": uri}))
     info = wait_status(sc, ["active"])
@@ -572,9 +548,7 @@ def test_pages_an_operator_harvest_takes_mid_pass_still_migrate_paused(tmp):
     ok(sc.cmd("x-dirty-log-start", {"slot": 0}))
     dst = vm(tmp, "d1", 2, "--incoming", "defer")
     dcon = Reader(dst.con, hb.cond)
-    dc = dst.client()
-    uri = unix_uri(tmp, "d1")
-    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    dc, uri = listen(dst, tmp, "d1")
     # downtime-limit 0: no switchover (as QEMU's, the pages left must be
     # under bandwidth x limit).
     ok(sc.cmd("migrate-set-parameters",
@@ -660,9 +634,7 @@ def test_auto_converge_throttles_the_vcpus_until_the_switchover(tmp):
     ok(sc.cmd("migrate-set-parameters", {"cpu-throttle-increment": 40}))
     dst = vm(tmp, "d2", 2, "--incoming", "defer")
     dcon = Reader(dst.con, hb.cond)
-    dc = dst.client()
-    uri = unix_uri(tmp, "d2")
-    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    dc, uri = listen(dst, tmp, "d2")
     ok(sc.cmd("migrate", {"uri": uri}))
     wait_status(sc, ["active"])
     seen = []
@@ -1116,9 +1088,7 @@ def test_dirty_limit_converges_at_128M_with_short_stops_and_tsc_gap(tmp):
     # The guest dirties pages as fast as it runs: faster than 128 MiB/s,
     # so without a throttle the passes do not get below downtime-limit.
     dst = dirty_vm(tmp, "d1", "--incoming", "defer")
-    dc = dst.client()
-    uri = unix_uri(tmp, "d1")
-    ok(dc.cmd("migrate-incoming", {"uri": uri}))
+    dc, uri = listen(dst, tmp, "d1")
     ok(sc.cmd("migrate-set-parameters",
               {"max-bandwidth": 128 << 20, "downtime-limit": 20}))
     ok(sc.cmd("migrate", {"uri": uri}))
