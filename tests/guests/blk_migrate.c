@@ -22,44 +22,12 @@
  * writes". Polled: no interrupt.
  */
 #include "rt.h"
+#include "vblk.h"
 
-#define VBASE 0xd0000000UL
 #define QSZ 64
 #define SLOTS 8
 #define CHUNK (32 << 10)
 #define SECTOR 512
-
-#define DEV_FEAT 0x010
-#define DEV_FEAT_SEL 0x014
-#define DRV_FEAT 0x020
-#define DRV_FEAT_SEL 0x024
-#define QUEUE_SEL 0x030
-#define QUEUE_NUM 0x038
-#define QUEUE_READY 0x044
-#define QUEUE_NOTIFY 0x050
-#define STATUS 0x070
-#define Q_DESC 0x080
-#define Q_DRIVER 0x090
-#define Q_DEVICE 0x0a0
-#define CONFIG 0x100
-
-#define S_ACK 1u
-#define S_DRIVER 2u
-#define S_DRIVER_OK 4u
-#define S_FEATURES_OK 8u
-#define F_NEXT 1
-#define F_WRITE 2
-#define F_BLK_FLUSH 9
-#define F_VERSION_1 32
-#define T_IN 0
-#define T_OUT 1
-#define T_FLUSH 4
-
-struct desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags, next;
-};
 
 struct slot {
 	uint8_t *hdr, *status;
@@ -78,21 +46,6 @@ static uint16_t avail_idx, used_seen;
 static struct slot slots[SLOTS];
 static uint64_t nr_chunks;
 
-static volatile uint32_t *reg(unsigned int off)
-{
-	return (volatile uint32_t *)(VBASE + off);
-}
-
-static uint32_t rd(unsigned int off)
-{
-	return *reg(off);
-}
-
-static void wr(unsigned int off, uint32_t v)
-{
-	*reg(off) = v;
-}
-
 static void fill(uint8_t *p, uint64_t n)
 {
 	uint64_t first = (n % nr_chunks) * (CHUNK / SECTOR);
@@ -110,26 +63,9 @@ static void setup(void)
 {
 	uint64_t want = (1ULL << F_VERSION_1) | (1ULL << F_BLK_FLUSH);
 
-	wr(STATUS, 0);
-	wr(STATUS, S_ACK);
-	wr(STATUS, S_ACK | S_DRIVER);
-	wr(DRV_FEAT_SEL, 0);
-	wr(DRV_FEAT, (uint32_t)want);
-	wr(DRV_FEAT_SEL, 1);
-	wr(DRV_FEAT, (uint32_t)(want >> 32));
-	wr(STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-	if (!(rd(STATUS) & S_FEATURES_OK))
+	if (!(negotiate(want) & S_FEATURES_OK))
 		rt_fail("blk_migrate: FEATURES_OK refused\n");
-	wr(QUEUE_SEL, 0);
-	wr(QUEUE_NUM, QSZ);
-	wr(Q_DESC, (uint32_t)(uint64_t)desc);
-	wr(Q_DESC + 4, 0);
-	wr(Q_DRIVER, (uint32_t)(uint64_t)avail);
-	wr(Q_DRIVER + 4, 0);
-	wr(Q_DEVICE, (uint32_t)(uint64_t)used);
-	wr(Q_DEVICE + 4, 0);
-	wr(QUEUE_READY, 1);
-	wr(STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+	queue0_ready(QSZ, desc, avail, used);
 }
 
 /* Slot i's chain is descriptors 3i..3i+2: header, data, status. */

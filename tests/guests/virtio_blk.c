@@ -22,8 +22,8 @@
  */
 #include "irq.h"
 #include "rt.h"
+#include "vblk.h"
 
-#define VBASE 0xd0000000UL
 #define QSZ 64
 #define MAX_QD 32
 #define VECTOR 0x35
@@ -32,54 +32,6 @@
 #define WRITE_FIRST 4096 /* random writes land in [4096, 8184) */
 #define WRITE_SPAN 4088
 #define DISCARD_AT 2048
-#define F_WRITE 2
-#define F_NEXT 1
-#define F_INDIRECT 4
-
-/* Registers (virtio 1.2, 4.2.2). */
-#define MAGIC 0x000
-#define VERSION 0x004
-#define DEVICE_ID 0x008
-#define DEV_FEAT 0x010
-#define DEV_FEAT_SEL 0x014
-#define DRV_FEAT 0x020
-#define DRV_FEAT_SEL 0x024
-#define QUEUE_SEL 0x030
-#define QUEUE_NUM_MAX 0x034
-#define QUEUE_NUM 0x038
-#define QUEUE_READY 0x044
-#define QUEUE_NOTIFY 0x050
-#define INT_STATUS 0x060
-#define INT_ACK 0x064
-#define STATUS 0x070
-#define Q_DESC 0x080
-#define Q_DRIVER 0x090
-#define Q_DEVICE 0x0a0
-#define CONFIG 0x100
-
-#define S_ACK 1u
-#define S_DRIVER 2u
-#define S_DRIVER_OK 4u
-#define S_FEATURES_OK 8u
-#define S_NEEDS_RESET 64u
-
-#define F_BLK_FLUSH 9
-#define F_BLK_DISCARD 13
-#define F_INDIRECT_DESC 28
-#define F_EVENT_IDX 29
-#define F_VERSION_1 32
-
-#define T_IN 0
-#define T_OUT 1
-#define T_FLUSH 4
-#define T_GET_ID 8
-#define T_DISCARD 11
-
-struct desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags, next;
-};
 
 static bool irq_mode;
 static volatile unsigned int irqs, config_irqs;
@@ -89,21 +41,6 @@ static volatile uint8_t *used;
 static uint16_t avail_idx, used_seen;
 static uint8_t *hdr, *status, *buf, *big;
 static uint64_t features, capacity;
-
-static volatile uint32_t *reg(unsigned int off)
-{
-	return (volatile uint32_t *)(VBASE + off);
-}
-
-static uint32_t rd(unsigned int off)
-{
-	return *reg(off);
-}
-
-static void wr(unsigned int off, uint32_t v)
-{
-	*reg(off) = v;
-}
 
 static uint8_t image_byte(uint64_t i)
 {
@@ -136,19 +73,6 @@ static uint64_t device_features(void)
 	return hi << 32 | rd(DEV_FEAT);
 }
 
-static uint32_t negotiate(uint64_t want)
-{
-	wr(STATUS, 0);
-	wr(STATUS, S_ACK);
-	wr(STATUS, S_ACK | S_DRIVER);
-	wr(DRV_FEAT_SEL, 0);
-	wr(DRV_FEAT, (uint32_t)want);
-	wr(DRV_FEAT_SEL, 1);
-	wr(DRV_FEAT, (uint32_t)(want >> 32));
-	wr(STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-	return rd(STATUS);
-}
-
 /* Reset, negotiate what is offered of what we use, queue 0 ready. */
 static void init_device(void)
 {
@@ -165,16 +89,7 @@ static void init_device(void)
 	memset(desc, 0, 16 * QSZ);
 	memset((void *)avail, 0, 4096);
 	memset((void *)used, 0, 4096);
-	wr(QUEUE_SEL, 0);
-	wr(QUEUE_NUM, QSZ);
-	wr(Q_DESC, (uint32_t)(uint64_t)desc);
-	wr(Q_DESC + 4, 0);
-	wr(Q_DRIVER, (uint32_t)(uint64_t)avail);
-	wr(Q_DRIVER + 4, 0);
-	wr(Q_DEVICE, (uint32_t)(uint64_t)used);
-	wr(Q_DEVICE + 4, 0);
-	wr(QUEUE_READY, 1);
-	wr(STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+	queue0_ready(QSZ, desc, avail, used);
 	avail_idx = used_seen = 0;
 	if (rd(STATUS) != (S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK))
 		rt_fail("virtio_blk: status %#x after DRIVER_OK\n", rd(STATUS));
