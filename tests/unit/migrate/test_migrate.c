@@ -46,6 +46,18 @@ static int load(struct world *dest, const uint8_t *buf, size_t len, char *msg,
 	return rc;
 }
 
+/* Loading buf into dst fails with rc and exactly the message want. */
+static void assert_refused(struct world *dst, const uint8_t *buf, size_t len,
+			   int rc, const char *want)
+{
+	char msg[256];
+	int got = load(dst, buf, len, msg, sizeof(msg));
+
+	if (got != rc || strcmp(msg, want))
+		fail_msg("load: %d \"%s\", expected %d \"%s\"", got, msg, rc,
+			 want);
+}
+
 static void save_vcpu(struct x86_cpu *cpu, struct migrate_vcpu *v)
 {
 	assert_int_equal(migrate_vcpu_save(cpu, 0, v), 0);
@@ -421,7 +433,6 @@ static void test_ram_outside_slot_writes_nothing(void **state)
 {
 	struct world dst;
 	uint8_t *p = calloc(1, 8 + 9 + PAGE_SIZE + 9), *buf;
-	struct migrate_reader *r;
 	size_t len;
 
 	(void)state;
@@ -435,24 +446,18 @@ static void test_ram_outside_slot_writes_nothing(void **state)
 	p[17 + PAGE_SIZE + 8] = MIGRATE_RAM_ZERO;
 	len = hand_stream(&dst.cfg, MIGRATE_SEC_RAM, p, 8 + 9 + PAGE_SIZE + 9,
 			  &buf);
-	r = migrate_reader_new_mem(buf, len);
-	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
-	assert_string_equal(migrate_reader_error(r),
-			    "section 2 (RAM): page index 32 outside slot 0 "
-			    "(32 pages)");
+	assert_refused(&dst, buf, len, -EPROTO,
+		       "section 2 (RAM): page index 32 outside slot 0 "
+		       "(32 pages)");
 	assert_int_equal(dst.mem[0][3 * PAGE_SIZE], 0);
-	migrate_reader_free(r);
 	free(buf);
 
 	/* A slot the destination does not have. */
 	migrate_put32(p, 7);
 	len = hand_stream(&dst.cfg, MIGRATE_SEC_RAM, p, 8 + 9 + PAGE_SIZE + 9,
 			  &buf);
-	r = migrate_reader_new_mem(buf, len);
-	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
-	assert_string_equal(migrate_reader_error(r),
-			    "section 2 (RAM): slot 7 is not in this VM");
-	migrate_reader_free(r);
+	assert_refused(&dst, buf, len, -EPROTO,
+		       "section 2 (RAM): slot 7 is not in this VM");
 	free(buf);
 
 	/* An unknown page kind, and a count beyond the bound. */
@@ -461,22 +466,16 @@ static void test_ram_outside_slot_writes_nothing(void **state)
 	p[17 + PAGE_SIZE + 8] = 9;
 	len = hand_stream(&dst.cfg, MIGRATE_SEC_RAM, p, 8 + 9 + PAGE_SIZE + 9,
 			  &buf);
-	r = migrate_reader_new_mem(buf, len);
-	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
-	assert_string_equal(migrate_reader_error(r),
-			    "section 2 (RAM): page 4: unknown kind 9");
-	migrate_reader_free(r);
+	assert_refused(&dst, buf, len, -EPROTO,
+		       "section 2 (RAM): page 4: unknown kind 9");
 	free(buf);
 	assert_int_equal(dst.mem[0][3 * PAGE_SIZE], 0);
 
 	migrate_put32(p + 4, MIGRATE_RAM_BATCH + 1);
 	len = hand_stream(&dst.cfg, MIGRATE_SEC_RAM, p, 8 + 9 + PAGE_SIZE + 9,
 			  &buf);
-	r = migrate_reader_new_mem(buf, len);
-	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
-	assert_string_equal(migrate_reader_error(r),
-			    "section 2 (RAM): page count 257 out of range");
-	migrate_reader_free(r);
+	assert_refused(&dst, buf, len, -EPROTO,
+		       "section 2 (RAM): page count 257 out of range");
 	free(buf);
 	free(p);
 	world_fini(&dst);
@@ -485,7 +484,6 @@ static void test_ram_outside_slot_writes_nothing(void **state)
 static void test_section_order_is_checked(void **state)
 {
 	struct world dst;
-	struct migrate_reader *r;
 	uint8_t *buf;
 	size_t len;
 
@@ -494,38 +492,26 @@ static void test_section_order_is_checked(void **state)
 	/* No configuration first. */
 	len = hand_stream(NULL, MIGRATE_SEC_CONSOLE, (const uint8_t *)"x", 1,
 			  &buf);
-	r = migrate_reader_new_mem(buf, len);
-	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
-	assert_string_equal(migrate_reader_error(r),
-			    "section 1 (console): the configuration must "
-			    "come first");
-	migrate_reader_free(r);
+	assert_refused(&dst, buf, len, -EPROTO,
+		       "section 1 (console): the configuration must "
+		       "come first");
 	free(buf);
 	/* No vCPU state before the end. */
 	len = hand_stream(&dst.cfg, 0, NULL, 0, &buf);
-	r = migrate_reader_new_mem(buf, len);
-	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
-	assert_string_equal(migrate_reader_error(r),
-			    "section 2 (end): state of 0 of 1 vCPUs before "
-			    "the end marker");
-	migrate_reader_free(r);
+	assert_refused(&dst, buf, len, -EPROTO,
+		       "section 2 (end): state of 0 of 1 vCPUs before "
+		       "the end marker");
 	free(buf);
 	/* An unknown section type and a length over its type's bound. */
 	len = hand_stream(&dst.cfg, 0, NULL, 0, &buf);
 	migrate_put16(buf + len - 12, 0x77);
-	r = migrate_reader_new_mem(buf, len);
-	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
-	assert_string_equal(migrate_reader_error(r),
-			    "section 2: unknown section type 0x77");
-	migrate_reader_free(r);
+	assert_refused(&dst, buf, len, -EPROTO,
+		       "section 2: unknown section type 0x77");
 	migrate_put16(buf + len - 12, MIGRATE_SEC_VCPU);
 	migrate_put32(buf + len - 8, 0xfffffff0u);
-	r = migrate_reader_new_mem(buf, len);
-	assert_int_equal(migrate_load(r, &dst.dest, NULL), -EPROTO);
-	assert_string_equal(migrate_reader_error(r),
-			    "section 2 (vCPU): length 4294967280 over the "
-			    "bound 982");
-	migrate_reader_free(r);
+	assert_refused(&dst, buf, len, -EPROTO,
+		       "section 2 (vCPU): length 4294967280 over the "
+		       "bound 982");
 	free(buf);
 	world_fini(&dst);
 }
@@ -1184,6 +1170,23 @@ static int load_fresh(const uint8_t *buf, size_t len, char *msg, size_t msglen,
 	return rc;
 }
 
+/* Loading buf into a new world fails with rc, the message naming part,
+ * and the drive's transport as it was. */
+static void assert_refused_fresh(const uint8_t *buf, size_t len, int rc,
+				 const char *part)
+{
+	char msg[256];
+	bool same;
+	int got = load_fresh(buf, len, msg, sizeof(msg), &same);
+
+	if (got != rc || !strstr(msg, part))
+		fail_msg("load: %d \"%s\", expected %d and \"%s\"", got, msg,
+			 rc, part);
+	if (!same)
+		fail_msg("a refused stream changed the drive's transport: %s",
+			 msg);
+}
+
 /* The drive's section cut, flipped, twice, missing or unexpected: each
  * refused with the reason named, the transport untouched by a refused
  * section. */
@@ -1246,10 +1249,7 @@ static void test_virtio_blk_section_refusals(void **state)
 
 	/* A flipped bit: the section's checksum. */
 	p[20] ^= 4;
-	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
-			 -EPROTO);
-	assert_contains(msg, "(virtio-blk): checksum");
-	assert_true(same);
+	assert_refused_fresh(buf, len, -EPROTO, "(virtio-blk): checksum");
 	p[20] ^= 4;
 	/* A section longer than any drive's. */
 	migrate_put32(buf + off + 4, MIGRATE_VIRTIO_BLK_MAX_LEN + 1);
@@ -1396,25 +1396,19 @@ static void test_virtio_blk_held_heads(void **state)
 	/* Loading: checked against the queue, nothing changed. */
 	migrate_put16(p + q0 + 38 + 2, 16); /* the queue has 16 entries */
 	reseal(buf, off);
-	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
-			 -EINVAL);
-	assert_contains(msg, "(virtio-blk): drive 0: virtio: queue 0: held "
+	assert_refused_fresh(buf, len, -EINVAL,
+			     "(virtio-blk): drive 0: virtio: queue 0: held "
 			     "head 16 is not below the queue size 16");
-	assert_true(same);
 	migrate_put16(p + q0 + 38 + 2, 3);
 	reseal(buf, off);
-	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
-			 -EINVAL);
-	assert_contains(msg, "virtio: queue 0: held head 3 twice");
-	assert_true(same);
+	assert_refused_fresh(buf, len, -EINVAL,
+			     "virtio: queue 0: held head 3 twice");
 	migrate_put16(p + q0 + 38 + 2, 9);
 	migrate_put16(p + q0 + 29, 10); /* last_avail: 3 in flight */
 	reseal(buf, off);
-	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
-			 -EINVAL);
-	assert_contains(msg, "virtio: queue 0 has 3 requests in flight but "
+	assert_refused_fresh(buf, len, -EINVAL,
+			     "virtio: queue 0 has 3 requests in flight but "
 			     "2 held heads");
-	assert_true(same);
 	migrate_put16(p + q0 + 29, 9);
 	reseal(buf, off);
 	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same), 0);
@@ -1444,34 +1438,26 @@ static void test_virtio_blk_bad_state_changes_nothing(void **state)
 	/* A ring outside guest RAM (slot 0 ends at 128 KiB). */
 	migrate_put64(p + q0 + 5 + 16, 0x40000);
 	reseal(buf, off);
-	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
-			 -EINVAL);
-	assert_contains(msg, "(virtio-blk): drive 0: virtio: queue 0:");
-	assert_true(same);
+	assert_refused_fresh(buf, len, -EINVAL,
+			     "(virtio-blk): drive 0: virtio: queue 0:");
 	migrate_put64(p + q0 + 5 + 16, 6 * PAGE_SIZE);
 	/* Requests in flight: the source did not drain. */
 	migrate_put16(p + q0 + 29, 9);
 	reseal(buf, off);
-	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
-			 -EINVAL);
-	assert_contains(msg, "queue 0 has 2 requests in flight");
-	assert_true(same);
+	assert_refused_fresh(buf, len, -EINVAL,
+			     "queue 0 has 2 requests in flight");
 	migrate_put16(p + q0 + 29, 7);
 	/* A size over QueueNumMax. */
 	migrate_put32(p + q0, 512);
 	reseal(buf, off);
-	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
-			 -EINVAL);
-	assert_contains(msg, "queue 0: size over QueueNumMax");
-	assert_true(same);
+	assert_refused_fresh(buf, len, -EINVAL,
+			     "queue 0: size over QueueNumMax");
 	migrate_put32(p + q0, 16);
 	/* Features the device does not offer. */
 	migrate_put64(p + 21, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << 40));
 	reseal(buf, off);
-	assert_int_equal(load_fresh(buf, len, msg, sizeof(msg), &same),
-			 -EINVAL);
-	assert_contains(msg, "driver features 0x10100000000 with FEATURES_OK");
-	assert_true(same);
+	assert_refused_fresh(buf, len, -EINVAL,
+			     "driver features 0x10100000000 with FEATURES_OK");
 	/* Put back, it loads. */
 	migrate_put64(p + 21, (1ULL << VIRTIO_F_VERSION_1) |
 				      (1ULL << VIRTIO_F_EVENT_IDX));
