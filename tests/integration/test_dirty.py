@@ -26,10 +26,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import daemonlib as td  # noqa: E402
+from dirtylib import (  # noqa: E402
+    DATA_GPA, GiB, Bells, burst_rounds, window)
 
-GiB = 1 << 30
-DATA_GPA = 8 * GiB
-BELLS = [12 * GiB, 12 * GiB + (2 << 20)]
 ROUNDS = 8
 DIRTY = DIRTYRATE = None
 # Under meson test --setup dirtyring every daemon has a dirty ring.
@@ -96,7 +95,7 @@ def test_manual_protect_reports_exactly_and_clear_reprotects(tmp):
     data = ok(c.cmd("x-memslot-add", {"gpa": DATA_GPA, "size": 64 << 12,
                                       "log-dirty": True}))["slot"]
     ok(c.cmd("x-dirty-log-start", {"slot": data, "manual-protect": True}))
-    bells = [None, None]
+    bells = Bells(c)
     cleared_total = 0
     for r in range(1, ROUNDS + 1):
         line = con.wait(r"dirty: round %d:([^\n]*)\n" % r)
@@ -119,12 +118,7 @@ def test_manual_protect_reports_exactly_and_clear_reprotects(tmp):
             cleared_total += cl["cleared-pages"]
         ok(c.cmd("cont"))
         audit(c)
-        nxt = (r + 1) % 2
-        if bells[1 - nxt] is not None:
-            ok(c.cmd("x-memslot-remove", {"slot": bells[1 - nxt]}))
-            bells[1 - nxt] = None
-        bells[nxt] = ok(c.cmd("x-memslot-add", {"gpa": BELLS[nxt],
-                                                "size": 4096}))["slot"]
+        bells.ring(r + 1)
     con.wait(r"dirty: done")
     print("manual protect: %d pages harvested and cleared" % cleared_total)
     assert cleared_total > 0
@@ -234,30 +228,14 @@ def test_calc_dirty_rate_within_ten_percent_in_every_mode(tmp):
     con.wait(r"dirtyrate: ready")
     q = ok(c.cmd("query-dirty-rate"))
     assert q["status"] == "unstarted" and "dirty-rate" not in q, q
-    bells = [None, None]
-    rnd = [0]
-
-    def ring():
-        rnd[0] += 1
-        r = rnd[0]
-        if bells[(r + 1) % 2] is not None:
-            ok(c.cmd("x-memslot-remove", {"slot": bells[(r + 1) % 2]}))
-            bells[(r + 1) % 2] = None
-        bells[r % 2] = ok(c.cmd("x-memslot-add", {"gpa": BELLS[r % 2],
-                                                  "size": 4096}))["slot"]
-        con.wait(r"dirtyrate: round %d wrote %d MiB\n" % (r, burst))
-        return time.monotonic()
-
+    ring = burst_rounds(c, con, burst)
     # Two rounds first, outside any measurement: every page of the
     # region is then mapped, and a burst is only stores (and, under
     # dirty-bitmap, the faults of the write protection). The first
     # round's faults cost about what dirty-bitmap's do: the window is
     # long enough for two such bursts (2 s here, longer under a
     # sanitizer).
-    t = time.monotonic()
-    first = ring() - t
-    ring()
-    secs = max(2, min(20, int(2 * first) + 1))
+    secs = window(ring, 2)
     want = burst / secs
     # 128 MiB of the 256 MiB are dirty: 4096 samples per GiB (1024 here)
     # see half of them change, give or take 3%.

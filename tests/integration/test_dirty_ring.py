@@ -31,10 +31,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import daemonlib as td  # noqa: E402
+from dirtylib import (  # noqa: E402
+    BELLS, DATA_GPA, Bells, burst_rounds, window)
 
-GiB = 1 << 30
-DATA_GPA = 8 * GiB
-BELLS = [12 * GiB, 12 * GiB + (2 << 20)]
 PER_CPU = 128
 ROUNDS = 4
 DIRTYRING = DIRTYRATE = MIGRATE = None
@@ -114,15 +113,11 @@ def test_every_write_reported_once_and_soft_full_holds_until_reset(tmp):
     # The vCPUs' first reads of the slot, which may map pages writable:
     # before any round.
     harvest_all(c)
-    bells = [None, None]
+    bells = Bells(c)
     full0 = stats(c)["dirty_ring_full_exits"]
     total = repeats = 0
     for r in range(1, ROUNDS + 1):
-        if bells[(r + 1) % 2] is not None:
-            ok(c.cmd("x-memslot-remove", {"slot": bells[(r + 1) % 2]}))
-            bells[(r + 1) % 2] = None
-        bells[r % 2] = ok(c.cmd("x-memslot-add", {"gpa": BELLS[r % 2],
-                                                  "size": 4096}))["slot"]
+        bells.ring(r)
         wrote, got, epochs = {}, [], 0
         deadline = time.monotonic() + td.TIMEOUT
 
@@ -187,9 +182,7 @@ def test_every_write_reported_once_and_soft_full_holds_until_reset(tmp):
     assert st["dirty_ring_overflows"] == 0, st
     assert st["dirty_ring_size"] == 128, st
     # The last doorbell ends it.
-    ok(c.cmd("x-memslot-remove", {"slot": bells[ROUNDS % 2]}))
-    ok(c.cmd("x-memslot-add", {"gpa": BELLS[(ROUNDS + 1) % 2],
-                               "size": 4096}))
+    bells.ring(ROUNDS + 1)
     con.wait(r"dirtyring: done")
     assert d.wait() == 1, d.log()
     d.kill()
@@ -283,24 +276,8 @@ def test_calc_dirty_rate_dirty_ring_within_ten_percent_per_vcpu(tmp):
     c = d.client()
     con = Console(d.con)
     con.wait(r"dirtyrate: ready")
-    bells = [None, None]
-    rnd = [0]
-
-    def ring():
-        rnd[0] += 1
-        r = rnd[0]
-        if bells[(r + 1) % 2] is not None:
-            ok(c.cmd("x-memslot-remove", {"slot": bells[(r + 1) % 2]}))
-            bells[(r + 1) % 2] = None
-        bells[r % 2] = ok(c.cmd("x-memslot-add", {"gpa": BELLS[r % 2],
-                                                  "size": 4096}))["slot"]
-        con.wait(r"dirtyrate: round %d wrote %d MiB\n" % (r, burst))
-        return time.monotonic()
-
-    t = time.monotonic()
-    first = ring() - t
-    ring()
-    secs = max(2, min(20, int(3 * first) + 1))
+    ring = burst_rounds(c, con, burst)
+    secs = window(ring, 3)
     want = burst / secs
     r = c.cmd("calc-dirty-rate", {"calc-time": secs, "mode": "dirty-ring"})
     t0 = time.monotonic()
