@@ -15,7 +15,8 @@ the guest sees the write complete with OK, goes on and finishes, and
 the image holds exactly what the guest wrote.
 
 unix:  the stream over a unix: socket to a destination started without
-       --paused (it would run a running source's guest).
+       --paused (it would run a running source's guest); before it, a
+       switchover that fails leaves the source in io-error.
 file:  saved to a file: URI, restored by a new process with --paused.
 
 Usage: test_blk_werror_migration.py GROUP MMUD MMUCTL FOREVER_ELF ECHO_ELF
@@ -137,14 +138,38 @@ def destination_finishes(dst, img, before):
     dst.kill()
 
 
+def switchover_fails_and_source_stays_in_io_error(tmp, sc, drive):
+    """A switchover that fails (the destination gone at pre-switchover)
+    gives the source back the state it began in, io-error, as QEMU's
+    does: not paused, and the held write still held."""
+    uri = "unix:" + os.path.join(tmp, "gone.sock")
+    gone = vm(tmp, "gone", "--incoming", uri, "--drive", drive)
+    ok(sc.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "pause-before-switchover", "state": True}]}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    wait_status(sc, ["pre-switchover"])
+    gone.kill()
+    ok(sc.cmd("migrate-continue", {"state": "pre-switchover"}))
+    info = wait_status(sc, ["failed", "completed"])
+    assert info["status"] == "failed", info
+    st = ok(sc.cmd("query-status"))
+    assert st["status"] == "io-error" and not st["running"], \
+        ("the source after a failed switchover from io-error", st)
+    blk = ok(sc.cmd("query-block"))[0]
+    assert blk["io-status"] == "failed", blk
+    ok(sc.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "pause-before-switchover", "state": False}]}))
+
+
 @test("unix")
 def test_held_write_migrates_over_unix_and_completes_at_cont(tmp):
     img = vb.make_image(tmp)
     drive = "file=%s,id=disk0,werror=stop,discard=unmap" % img
     src, sc, scon = source_held_in_io_error(tmp, drive)
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
+    switchover_fails_and_source_stays_in_io_error(tmp, sc, drive)
     uri = "unix:" + os.path.join(tmp, "mig.sock")
     dst = vm(tmp, "dst", "--incoming", uri, "--drive", drive)
-    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 0}))
     ok(sc.cmd("migrate", {"uri": uri}))
     info = wait_status(sc, ["completed", "failed"])
     assert info["status"] == "completed", (info, src.log())
