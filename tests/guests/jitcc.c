@@ -1,7 +1,8 @@
 /*
  * jitcc: every condition code after every ALU operation the JIT fuses
  * with the Jcc that ends its block (docs/JIT.md, "Templates"): ADD, SUB,
- * AND, OR, XOR, CMP and TEST of two registers at 32 and 64 bits, then Jcc
+ * AND, OR, XOR, CMP and TEST of two registers and INC and DEC of one (CF
+ * set from b first, since they keep it) at 32 and 64 bits, then Jcc
  * for each of the 16 conditions, over operands at the edges of each size
  * (0, 1, the sign bits, all ones). Each pair runs in a function of its
  * own, called once per operand pair, so the engines run its block many
@@ -11,56 +12,74 @@
  */
 #include "rt.h"
 
-enum { ADD, SUB, AND, OR, XOR, CMP, TEST, NR_OPS };
+enum { ADD, SUB, AND, OR, XOR, CMP, TEST, INC, DEC, NR_OPS };
 
+/* clang-format off */
 /* One function per operation, size and condition: returns whether the
- * Jcc after "op b, a" was taken; *res gets a afterwards. */
-#define FN(opn, mn, sz, mod, cc)                                \
-	static int opn##_##sz##_##cc(uint64_t a, uint64_t b)    \
-	{                                                       \
-		int r;                                          \
-		uint64_t x = a;                                 \
-		__asm__ volatile(mn " %" mod "2, %" mod "1\n\t" \
-				    "j" #cc " 1f\n\t"           \
-				    "xor %k0, %k0\n\t"          \
-				    "jmp 2f\n"                  \
-				    "1:\tmov $1, %k0\n"         \
-				    "2:"                        \
-				 : "=&r"(r), "+r"(x)            \
-				 : "r"(b)                       \
-				 : "cc");                       \
-		return r;                                       \
+ * Jcc after "op b, a" was taken. */
+#define FN(opn, mn, sz, mod, cc)                                        \
+	static int opn##_##sz##_##cc(uint64_t a, uint64_t b)            \
+	{                                                               \
+		int r;                                                  \
+		uint64_t x = a;                                         \
+		__asm__ volatile(mn " %" mod "2, %" mod "1\n\t"         \
+				 "j" #cc " 1f\n\t"                      \
+				 "xor %k0, %k0\n\t"                     \
+				 "jmp 2f\n"                             \
+				 "1:\tmov $1, %k0\n"                    \
+				 "2:"                                   \
+				 : "=&r"(r), "+r"(x)                    \
+				 : "r"(b)                               \
+				 : "cc");                               \
+		return r;                                               \
 	}
-#define CCS(X, opn, mn, sz, mod)                                               \
-	X(opn, mn, sz, mod, o)                                                 \
-	X(opn, mn, sz, mod, no)                                                \
-	X(opn, mn, sz, mod, b) X(opn, mn, sz, mod, ae) X(opn, mn, sz, mod, e)  \
-		X(opn, mn, sz, mod, ne) X(opn, mn, sz, mod, be)                \
-			X(opn, mn, sz, mod, a) X(opn, mn, sz, mod, s) X(       \
-				opn, mn, sz, mod, ns) X(opn, mn, sz, mod, p)   \
-				X(opn, mn, sz, mod, np) X(opn, mn, sz, mod, l) \
-					X(opn, mn, sz, mod, ge)                \
-						X(opn, mn, sz, mod, le)        \
-							X(opn, mn, sz, mod, g)
-#define OPS(X)                                                                 \
-	CCS(X, add, "add", 32, "k")                                            \
-	CCS(X, add, "add", 64, "q")                                            \
-	CCS(X, sub, "sub", 32, "k") CCS(X, sub, "sub", 64, "q")                \
-		CCS(X, and, "and", 32, "k") CCS(X, and, "and", 64,             \
-						"q") CCS(X, or, "or", 32, "k") \
-			CCS(X, or, "or", 64, "q") CCS(X, xor, "xor", 32, "k")  \
-				CCS(X, xor, "xor", 64,                         \
-				    "q") CCS(X, cmp, "cmp", 32,                \
-					     "k") CCS(X, cmp, "cmp", 64, "q")  \
-					CCS(X, test, "test", 32, "k")          \
-						CCS(X, test, "test", 64, "q")
+/* INC and DEC of a: they keep CF, which BT sets from b's bit 0 first. */
+#define FN1(opn, mn, sz, mod, cc)                                       \
+	static int opn##_##sz##_##cc(uint64_t a, uint64_t b)            \
+	{                                                               \
+		int r;                                                  \
+		uint64_t x = a;                                         \
+		__asm__ volatile("bt $0, %" mod "2\n\t"                  \
+				 mn " %" mod "1\n\t"                    \
+				 "j" #cc " 1f\n\t"                      \
+				 "xor %k0, %k0\n\t"                     \
+				 "jmp 2f\n"                             \
+				 "1:\tmov $1, %k0\n"                    \
+				 "2:"                                   \
+				 : "=&r"(r), "+r"(x)                    \
+				 : "r"(b)                               \
+				 : "cc");                               \
+		return r;                                               \
+	}
+#define CCS(X, opn, mn, sz, mod)                                        \
+	X(opn, mn, sz, mod, o) X(opn, mn, sz, mod, no)                  \
+	X(opn, mn, sz, mod, b) X(opn, mn, sz, mod, ae)                  \
+	X(opn, mn, sz, mod, e) X(opn, mn, sz, mod, ne)                  \
+	X(opn, mn, sz, mod, be) X(opn, mn, sz, mod, a)                  \
+	X(opn, mn, sz, mod, s) X(opn, mn, sz, mod, ns)                  \
+	X(opn, mn, sz, mod, p) X(opn, mn, sz, mod, np)                  \
+	X(opn, mn, sz, mod, l) X(opn, mn, sz, mod, ge)                  \
+	X(opn, mn, sz, mod, le) X(opn, mn, sz, mod, g)
+#define OPS(X)                                                          \
+	CCS(X, add, "add", 32, "k") CCS(X, add, "add", 64, "q")         \
+	CCS(X, sub, "sub", 32, "k") CCS(X, sub, "sub", 64, "q")         \
+	CCS(X, and, "and", 32, "k") CCS(X, and, "and", 64, "q")         \
+	CCS(X, or, "or", 32, "k") CCS(X, or, "or", 64, "q")             \
+	CCS(X, xor, "xor", 32, "k") CCS(X, xor, "xor", 64, "q")         \
+	CCS(X, cmp, "cmp", 32, "k") CCS(X, cmp, "cmp", 64, "q")         \
+	CCS(X, test, "test", 32, "k") CCS(X, test, "test", 64, "q")
+#define OPS1(X)                                                         \
+	CCS(X, inc, "inc", 32, "k") CCS(X, inc, "inc", 64, "q")         \
+	CCS(X, dec, "dec", 32, "k") CCS(X, dec, "dec", 64, "q")
 
 OPS(FN)
+OPS1(FN1)
 
 typedef int (*jfn_t)(uint64_t, uint64_t);
 #define PTR(opn, mn, sz, mod, cc) opn##_##sz##_##cc,
 /* [op][size 32, 64][cc] flattened, in the order of OPS() and CCS(). */
-static const jfn_t fns[NR_OPS * 2 * 16] = { OPS(PTR) };
+static const jfn_t fns[NR_OPS * 2 * 16] = { OPS(PTR) OPS1(PTR) };
+/* clang-format on */
 
 static bool parity_even(uint64_t v)
 {
@@ -100,6 +119,12 @@ static bool model(unsigned int op, unsigned int bits, uint64_t a, uint64_t b,
 		break;
 	case OR:
 		res = a | b;
+		break;
+	case INC:
+	case DEC:
+		res = (op == INC ? a + 1 : a - 1) & m;
+		cf = b & 1;
+		of = op == INC ? res == top : a == top;
 		break;
 	default:
 		res = a ^ b;

@@ -63,7 +63,7 @@ static int code_map(size_t size, int *fd, uint8_t **rw, uint8_t **rx,
 	int f, err;
 
 	*why = "memfd_create";
-	f = memfd_create("mmud-jit", MFD_CLOEXEC);
+	f = memfd_create("jit-code", MFD_CLOEXEC);
 	if (f < 0)
 		return -errno;
 	*why = "ftruncate";
@@ -86,6 +86,10 @@ static int code_map(size_t size, int *fd, uint8_t **rw, uint8_t **rx,
 		errno = err;
 		goto fail;
 	}
+	/* Host code is no guest state: out of core dumps, as guest RAM
+	 * is without --dump-guest-core. */
+	madvise(w, size, MADV_DONTDUMP);
+	madvise(x, size, MADV_DONTDUMP);
 	*fd = f;
 	*rw = w;
 	*rx = x;
@@ -336,6 +340,31 @@ static void t_alu(struct emit *e, unsigned int alu, bool test,
 	record(e, test ? X86_LF_LOGIC : alu_lf[alu], size);
 }
 
+/*
+ * INC/DEC of a register (FF /0, FF /1; fast.c's fincdec()): CF is kept,
+ * so the record carries the CF x86_get_cf() derives now (a call: the
+ * lazy flags may be any operation's). The host's INC/DEC comes last, so
+ * its flags are the guest's but for CF, which it leaves alone: a fused
+ * Jcc may only test the others (fusable()).
+ */
+static void t_incdec(struct emit *e, bool dec, unsigned int size,
+		     unsigned int reg)
+{
+	bool w = size == 8;
+
+	op_rr(e, true, 0x89, RDI, RBX); /* mov rdi, rbx */
+	mov_imm64(e, RAX, (uint64_t)(uintptr_t)x86_get_cf);
+	b1(e, 0xff), b1(e, 0xd0); /* call rax */
+	b1(e, 0x0f), b1(e, 0xb6), b1(e, 0xc0); /* movzx eax, al */
+	store(e, true, RAX, OFF(lf.carry));
+	load(e, w, RAX, GPR(reg));
+	mov_imm64(e, RCX, 1);
+	op_rr(e, w, 0x89, RDX, RAX); /* mov rdx, rax */
+	op_rr(e, w, 0xff, RDX, dec ? 1 : 0); /* inc/dec edx or rdx */
+	store(e, true, RDX, GPR(reg));
+	record(e, dec ? X86_LF_DEC : X86_LF_INC, size);
+}
+
 /* LEA with 64-bit addressing (fast.c's flea()); rip_next: the offset of
  * the next instruction from the block's entry, for RIP-relative forms. */
 static void t_lea(struct emit *e, const struct x86_insn *in, int32_t rip_next)
@@ -433,6 +462,12 @@ static bool template(struct emit *e, const struct x86_insn *in,
 		mov_imm64(e, RAX, w ? in->imm : (uint32_t)in->imm);
 		store(e, true, RAX, GPR(in->rm));
 		return true;
+	case 0xff:
+		if (grp > 1)
+			return false;
+		t_incdec(e, grp == 1, size, in->rm);
+		*alu = true;
+		return true;
 	default:
 		return false;
 	}
@@ -457,6 +492,15 @@ static void target_check(struct emit *e, int32_t off, uint8_t **slow)
 	b1(e, 0x48), b1(e, 0xc1), b1(e, 0xf9), b1(e, 16); /* sar rcx, 16 */
 	op_rr(e, true, 0x39, RCX, RAX); /* cmp rcx, rax */
 	*slow = jcc_fwd(e, 0x5);
+}
+
+/* Whether condition cc (the low nibble of a Jcc) reads CF: B, AE, BE,
+ * A, which INC/DEC's host flags cannot decide. */
+static bool cf_cond(unsigned int opcode)
+{
+	unsigned int cc = (opcode & 0xf) >> 1;
+
+	return cc == 1 || cc == 3;
 }
 
 /* Whether r12 + off fits the 32-bit displacement of lea_r12(). */
@@ -532,7 +576,8 @@ void x86_jit_translate(struct x86_cpu *cpu, struct x86_block *b)
 			pending++;
 			off = next;
 			if (!alu || !jcc || !is_jcc(jcc) ||
-			    !fits32((int64_t)end + (int64_t)jcc->imm))
+			    !fits32((int64_t)end + (int64_t)jcc->imm) ||
+			    (in->opcode == 0xff && cf_cond(jcc->opcode)))
 				continue;
 			/*
 			 * Fused with the Jcc that ends the block: the host's
