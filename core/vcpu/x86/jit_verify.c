@@ -260,29 +260,132 @@ static void run_logged(struct x86_cpu *cpu, struct x86_verify *v,
 		       r->log[i].n);
 }
 
-/* Whether the bytes r stored are still there: another vCPU may have
- * stored over them since, and putting the old ones back would lose its
- * store. */
-static bool can_undo(const struct vrun *r)
+/* Compare-and-swap of n (1, 2, 4 or 8) aligned bytes at h. */
+static bool cas(hva_t h, unsigned int n, const uint8_t *from, const uint8_t *to)
 {
-	for (unsigned int i = 0; i < r->nlog; i++)
-		if (memcmp((const void *)r->log[i].hva, r->log[i].bytes,
-			   r->log[i].n))
+	uint64_t f = 0, t = 0;
+
+	memcpy(&f, from, n);
+	memcpy(&t, to, n);
+	switch (n) {
+	case 1: {
+		uint8_t e = (uint8_t)f;
+
+		return __atomic_compare_exchange_n((uint8_t *)h, &e, (uint8_t)t,
+						   false, __ATOMIC_SEQ_CST,
+						   __ATOMIC_SEQ_CST);
+	}
+	case 2: {
+		uint16_t e = (uint16_t)f;
+
+		return __atomic_compare_exchange_n((uint16_t *)h, &e,
+						   (uint16_t)t, false,
+						   __ATOMIC_SEQ_CST,
+						   __ATOMIC_SEQ_CST);
+	}
+	case 4: {
+		uint32_t e = (uint32_t)f;
+
+		return __atomic_compare_exchange_n((uint32_t *)h, &e,
+						   (uint32_t)t, false,
+						   __ATOMIC_SEQ_CST,
+						   __ATOMIC_SEQ_CST);
+	}
+	default:
+		return __atomic_compare_exchange_n((uint64_t *)h, &f, t, false,
+						   __ATOMIC_SEQ_CST,
+						   __ATOMIC_SEQ_CST);
+	}
+}
+
+/* The bytes before the run of the store at h (n bytes): in a copied
+ * page. */
+static const uint8_t *before(const struct x86_verify *v, hva_t h)
+{
+	hva_t p = h & ~(hva_t)4095;
+
+	for (unsigned int k = 0; k < v->npage; k++)
+		if (v->page[k] == p)
+			return v->copy[k] + (h - p);
+	return NULL;
+}
+
+/*
+ * Puts back the bytes run r stored, each location with one compare-and-
+ * swap from what r left there to what the copy holds, so a store another
+ * vCPU made since is never lost: when one fails, the ones done are
+ * redone and false says r's effects stand. Also false, touching nothing,
+ * for stores that cannot be taken back that way (not 1, 2, 4 or 8
+ * aligned bytes, or ranges that overlap without being equal).
+ */
+static bool undo(struct x86_verify *v, const struct vrun *r)
+{
+	unsigned int idx[VLOG_MAX], k = 0;
+
+	for (unsigned int i = r->nlog; i-- > 0;) {
+		const struct vstore *s = &r->log[i];
+		bool later = false;
+
+		if ((s->n & (s->n - 1)) || s->n > 8 || (s->hva & (s->n - 1)) ||
+		    !before(v, s->hva))
 			return false;
+		for (unsigned int j = i + 1; j < r->nlog && !later; j++) {
+			const struct vstore *t = &r->log[j];
+
+			if (t->hva == s->hva && t->n == s->n)
+				later = true;
+			else if (s->hva < t->hva + t->n &&
+				 t->hva < s->hva + s->n)
+				return false;
+		}
+		if (!later)
+			idx[k++] = i;
+	}
+	for (unsigned int m = 0; m < k; m++) {
+		const struct vstore *s = &r->log[idx[m]];
+
+		if (!cas(s->hva, s->n, s->bytes, before(v, s->hva))) {
+			while (m-- > 0) {
+				s = &r->log[idx[m]];
+				cas(s->hva, s->n, before(v, s->hva), s->bytes);
+			}
+			return false;
+		}
+	}
 	return true;
 }
 
-/* Puts back the bytes r stored from the copies made before. */
-static void undo(struct x86_verify *v, const struct vrun *r)
+/* Whether every store of r is to the stack: the host pages the soft TLB
+ * maps RSP's and the quadword below it to. */
+static bool stack_only(const struct x86_cpu *cpu, const struct vrun *r,
+		       uint64_t rsp)
 {
-	for (unsigned int i = 0; i < r->nlog; i++) {
-		hva_t h = r->log[i].hva, p = h & ~(hva_t)4095;
+	hva_t lo = x86_ram_fast(cpu, (rsp - 8) & ~7ULL, 8, true);
+	hva_t hi = x86_ram_fast(cpu, rsp & ~7ULL, 8, true);
 
-		for (unsigned int k = 0; k < v->npage; k++)
-			if (v->page[k] == p)
-				memcpy((void *)h, v->copy[k] + (h - p),
-				       r->log[i].n);
+	lo &= ~(hva_t)4095;
+	hi &= ~(hva_t)4095;
+	for (unsigned int i = 0; i < r->nlog; i++) {
+		hva_t p = r->log[i].hva & ~(hva_t)4095;
+
+		if (!p || (p != lo && p != hi))
+			return false;
 	}
+	return true;
+}
+
+/* Ends the verification of a block with run r's effects in place,
+ * unverified: r's result, returned or longjmped. */
+static int settle(struct x86_cpu *cpu, struct x86_verify *v,
+		  const struct vrun *r, jmp_buf outer)
+{
+	cpu->block_lo = v->vlo;
+	cpu->block_len = v->vlen;
+	memcpy(cpu->abort, outer, sizeof(jmp_buf));
+	cpu->stat[X86_STAT_UNVERIFIED]++;
+	if (r->kind)
+		longjmp(cpu->abort, r->kind);
+	return r->res;
 }
 
 /* What differs between the state after the interpreter's run (v->s1,
@@ -439,28 +542,19 @@ int x86_jit_verify_block(struct x86_cpu *cpu, const struct x86_block *b)
 			v->pred[slot].n = v->nwant;
 			memcpy(v->pred[slot].page, v->want,
 			       v->nwant * sizeof(hva_t));
-			cpu->block_lo = v->vlo;
-			cpu->block_len = v->vlen;
-			memcpy(cpu->abort, outer, sizeof(outer));
-			cpu->stat[X86_STAT_UNVERIFIED]++;
-			if (v->a.kind)
-				longjmp(cpu->abort, v->a.kind);
-			return v->a.res;
+			return settle(cpu, v, &v->a, outer);
 		}
 		cpu_copy(&v->s1, cpu);
 		v->e1 = *cpu->exit;
-		if (!can_undo(&v->a)) {
-			/* Overwritten by another vCPU: the first run
-			 * stands, unverified. */
-			cpu->block_lo = v->vlo;
-			cpu->block_len = v->vlen;
-			memcpy(cpu->abort, outer, sizeof(outer));
-			cpu->stat[X86_STAT_UNVERIFIED]++;
-			if (v->a.kind)
-				longjmp(cpu->abort, v->a.kind);
-			return v->a.res;
-		}
-		undo(v, &v->a);
+		/* With other vCPUs, only stores to this vCPU's stack are
+		 * taken back: another vCPU may have seen any other before
+		 * it is (smc's hand-over of rewritten code would run the
+		 * old code). Overwritten by another vCPU since: the first
+		 * run stands, unverified, too. */
+		if ((cpu->nr_cpus > 1 &&
+		     !stack_only(cpu, &v->a, v->s0.gpr[X86_RSP])) ||
+		    !undo(v, &v->a))
+			return settle(cpu, v, &v->a, outer);
 		cpu_copy(cpu, &v->s0);
 		*cpu->exit = v->e0;
 		run_logged(cpu, v, b, true, &v->bj);
@@ -471,23 +565,16 @@ int x86_jit_verify_block(struct x86_cpu *cpu, const struct x86_block *b)
 			break;
 		/* Another vCPU may have stored in between: does the
 		 * interpreter agree with itself? */
-		undo(v, &v->bj);
+		if (!undo(v, &v->bj))
+			return settle(cpu, v, &v->bj, outer);
 		cpu_copy(cpu, &v->s0);
 		*cpu->exit = v->e0;
 		run_logged(cpu, v, b, false, &v->a2);
+		/* It does not: the block reads what others write. The
+		 * second run stands, unverified. */
 		if (v->side || v->a2.uncopied || v->a2.overflow ||
-		    diff(cpu, v, &v->a2, buf, sizeof(buf))) {
-			/* It does not: the block reads what others write.
-			 * The second run stands, unverified. */
-			cpu->block_lo = v->vlo;
-			cpu->block_len = v->vlen;
-			memcpy(cpu->abort, outer, sizeof(outer));
-			cpu->stat[X86_STAT_UNVERIFIED]++;
-			if (v->a2.kind)
-				longjmp(cpu->abort, v->a2.kind);
-			return v->a2.res;
-		}
-		undo(v, &v->a2);
+		    diff(cpu, v, &v->a2, buf, sizeof(buf)) || !undo(v, &v->a2))
+			return settle(cpu, v, &v->a2, outer);
 		cpu_copy(cpu, &v->s0);
 		*cpu->exit = v->e0;
 	}
