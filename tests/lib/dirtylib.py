@@ -2,8 +2,8 @@
 test_dirty_ring.py): where their guests' data and doorbells go, and the
 doorbell itself. The guests (tests/guests/dirty.c, dirtyring.c,
 dirtyrate.c) start round r when a memslot appears at BELLS[r % 2]
-(docs/QMP.md, "x-memslot-add"); the slot of round r - 1 goes first, so
-the two alternate."""
+(docs/QMP.md, "x-memslot-add (daemon #8)"); the slot of round r - 1
+goes first, so the two alternate."""
 import time
 
 GiB = 1 << 30
