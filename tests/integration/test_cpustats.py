@@ -9,6 +9,8 @@ Usage: test_cpustats.py GROUP MMUD MMUCTL FOREVER_ELF
 GROUP: cpustats (meson: daemon-cpustats). Shared parts:
 tests/lib/daemonlib.py.
 """
+import ctypes
+import mmap
 import os
 import subprocess
 import sys
@@ -129,6 +131,55 @@ def test_cpu_jit_without_executable_memory_interprets_and_says_so_once(tmp):
     assert log.count(REFUSED) == 1, log
     assert "--cpu jit: " + REFUSED + " (mmap RX: Permission denied): " \
         "running the interpreter" in log, log
+
+
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+
+
+def deny_write_execute():
+    """In the child before exec: what MemoryDenyWriteExecute=yes in the
+    systemd unit applies (the kernel's MDWE, Linux 6.3+), checked to
+    refuse a writable and executable mapping."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_MDWE")
+    try:
+        mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE |
+                  mmap.PROT_EXEC)
+    except PermissionError:
+        return
+    raise OSError(0, "MDWE left an RWX mapping allowed")
+
+
+@test("cpustats")
+def test_cpu_jit_runs_under_memory_deny_write_execute(tmp):
+    # The unit's policy (docs/JIT.md, "Executable memory"): the code
+    # buffer's two views of a memfd are allowed, so the JIT runs.
+    sock = os.path.join(tmp, "qmp.sock")
+    log = open(os.path.join(tmp, "stderr.txt"), "w+")
+    try:
+        p = subprocess.Popen([dl.MMUD, "--kernel", dl.FOREVER, "--cpu", "jit",
+                              "--qmp", sock], stdout=subprocess.DEVNULL,
+                             stderr=log, preexec_fn=deny_write_execute)
+    except (OSError, subprocess.SubprocessError) as e:
+        print("skipped: no MDWE on this kernel (%s)" % e)
+        return
+    deadline = time.time() + dl.TIMEOUT
+    while not os.path.exists(sock):
+        assert p.poll() is None and time.time() < deadline, \
+            "mmud under MDWE did not start: %r" % p.returncode
+        time.sleep(0.02)
+    c = dl.qmpclient.Client(sock, negotiate=True)
+    s = stats(c, 0)
+    assert s["engine"] == "jit", s
+    deadline = time.time() + dl.TIMEOUT
+    while stats(c, 0)["jit-blocks"] == 0:
+        assert time.time() < deadline, "nothing translated: %r" % s
+        time.sleep(0.01)
+    c.cmd("quit")
+    assert p.wait(dl.TIMEOUT) == 0
+    log.seek(0)
+    assert REFUSED not in log.read()
 
 
 @test("cpustats")
