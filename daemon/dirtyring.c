@@ -33,9 +33,13 @@
 #define MAX_ENTRIES 2048
 #define REAP_MS 5
 
+struct ring_cmds;
+static void harvest_done(struct ring_cmds *c, bool ok);
+
 struct ring_job {
 	struct qmp_request *req;
 	struct vm *vm;
+	struct ring_cmds *cmds; /* a harvest's: done() settles the claim */
 	bool reset;
 	unsigned max;
 	json_t *ret;
@@ -109,6 +113,8 @@ static void done(void *arg)
 {
 	struct ring_job *j = arg;
 
+	if (j->cmds)
+		harvest_done(j->cmds, j->ret != NULL);
 	if (j->ret)
 		qmp_reply_return(j->req, j->ret);
 	else
@@ -152,9 +158,21 @@ struct ring_cmds {
 	struct mmud_worker *worker; /* (c) */
 	struct vm *vm; /* (c) */
 	struct event *timer; /* (c) the reaper's; NULL with the ring off */
-	bool claimed; /* (e) an x-dirty-ring-harvest was made */
+	bool claimed; /* (e) no reaper: owned, or a harvest on the worker */
+	bool owned; /* (e) an x-dirty-ring-harvest succeeded */
+	unsigned harvesting; /* (e) harvests on the worker */
 	bool reaping; /* (e) a drain is on the worker */
 };
+
+/* Loop thread: a harvest is back. A refused one (a migration reads the
+ * dirty log) changes nothing: the rings stay the reaper's unless an
+ * earlier harvest made them the operator's. */
+static void harvest_done(struct ring_cmds *c, bool ok)
+{
+	c->harvesting--;
+	c->owned |= ok;
+	c->claimed = c->owned || c->harvesting;
+}
 
 /* The worker: drain the rings if one is half way to soft-full. */
 static void reap_work(void *arg)
@@ -213,8 +231,11 @@ static void cmd_harvest(struct qmp_request *req, json_t *args, void *opaque)
 	j = job_new(req, c->vm);
 	if (!j)
 		return;
-	/* The rings are the operator's from now on: no reaper. */
+	/* No reaper while it is on the worker; the rings are the
+	 * operator's from then on if it succeeded (harvest_done()). */
 	c->claimed = true;
+	c->harvesting++;
+	j->cmds = c;
 	j->max = (unsigned)max;
 	submit(j, c->worker);
 }

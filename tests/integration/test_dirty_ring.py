@@ -378,6 +378,59 @@ def test_reaper_keeps_a_guest_going_that_nobody_harvests_the_ring_of(tmp):
     d.kill()
 
 
+@test("migrate")
+def test_ring_harvest_refused_while_a_migration_owns_the_log(tmp):
+    """x-dirty-ring-harvest while a migration reads the dirty log: a
+    named refusal that changes nothing. The migration still has every
+    entry (the guest finds its memory whole on the destination), and the
+    rings stay the reaper's (a refused harvest does not claim them)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import test_migration as tm
+    from miglib import listen, wait_status
+    tm.MIGRATE = MIGRATE
+    setup = os.environ.get("MMUD_TEST_DIRTY_RING")
+    os.environ["MMUD_TEST_DIRTY_RING"] = "128"
+    src = tm.vm(tmp, "src", 2, append="fill=16")
+    hb = tm.Console(src.con)
+    hb.wait_ready()
+    hb.advance(2)
+    sc = src.client()
+    tm.events_on(sc)
+    dst = tm.vm(tmp, "d1", 2, "--incoming", "defer")
+    dc, uri = listen(dst, tmp, "d1")
+    ok(sc.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 20}))
+    ok(sc.cmd("migrate", {"uri": uri}))
+    wait_status(sc, ["active"])
+    for args in [{}, {"max-entries": 7}]:
+        r = sc.cmd("x-dirty-ring-harvest", args)
+        assert "error" in r and \
+            "a migration is reading the dirty log" in r["error"]["desc"], \
+            ("x-dirty-ring-harvest during a migration", args, r)
+    info = ok(sc.cmd("query-migrate"))
+    assert info["status"] == "active", ("the refusal ended it", info)
+    ok(sc.cmd("migrate_cancel"))
+    wait_status(sc, ["cancelled"])
+    dc.close()
+    dst.kill()
+    # The rings are still the reaper's: with a slot logging, it drains
+    # them and the guest goes on.
+    ok(sc.cmd("x-dirty-log-start", {"slot": 0}))
+    before = stats(sc)["dirty_ring_resets"]
+    deadline = time.monotonic() + 5
+    while stats(sc)["dirty_ring_resets"] == before:
+        assert time.monotonic() < deadline, \
+            "the refused harvest claimed the rings: no reaper since"
+        time.sleep(0.05)
+    hb.advance(2)
+    ok(sc.cmd("x-dirty-log-stop", {"slot": 0}))
+    # And a migration that completes finds every page.
+    tm.finish_elsewhere(tmp, src, sc, hb, "d2")
+    if setup:
+        os.environ["MMUD_TEST_DIRTY_RING"] = setup
+    else:
+        del os.environ["MMUD_TEST_DIRTY_RING"]
+
+
 def main():
     global DIRTYRING, DIRTYRATE, MIGRATE
     DIRTYRING, DIRTYRATE, MIGRATE = sys.argv[5:8]
