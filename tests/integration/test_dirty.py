@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import daemonlib as td  # noqa: E402
 from dirtylib import (  # noqa: E402
-    DATA_GPA, GiB, Bells, burst_rounds, window)
+    DATA_GPA, GiB, Bells, burst_rounds, judge_rate, window)
 
 ROUNDS = 8
 DIRTY = DIRTYRATE = None
@@ -199,7 +199,9 @@ def test_clear_and_ranged_harvest_refuse_bad_arguments(tmp):
 def measure(c, args, during=None, timeout=60):
     """calc-dirty-rate with args, then during() (if given), then
     query-dirty-rate until measured: (seconds from the reply to the end
-    of during(), the final query)."""
+    of during(), seconds from the command sent to the result seen: the
+    most the window can have lasted, the final query)."""
+    sent = time.monotonic()
     r = c.cmd("calc-dirty-rate", args)
     t0 = time.monotonic()
     assert r == {"return": {}}, (args, r)
@@ -209,9 +211,9 @@ def measure(c, args, during=None, timeout=60):
     deadline = t0 + timeout
     while q["status"] != "measured":
         assert time.monotonic() < deadline, ("never measured", q)
-        time.sleep(0.05)
+        time.sleep(0.01)
         q = ok(c.cmd("query-dirty-rate"))
-    return took, q
+    return took, time.monotonic() - sent, q
 
 
 @test("rate")
@@ -219,7 +221,8 @@ def test_calc_dirty_rate_within_ten_percent_in_every_mode(tmp):
     """The dirtyrate guest writes BURST MiB of distinct pages when its
     doorbell rings; the bell is added right after calc-dirty-rate, so
     the worker runs it after the measurement's first pass, and the burst
-    lands inside the window: the rate is BURST / calc-time."""
+    lands inside the window: the rate is BURST over the window, which
+    lasts calc-time unless a loaded host stretches it (judge_rate())."""
     burst = 128
     d = td.Daemon(tmp, smp=1, kernel=DIRTYRATE,
                   append="fill=192 burst=%d" % burst)
@@ -236,18 +239,13 @@ def test_calc_dirty_rate_within_ten_percent_in_every_mode(tmp):
     # long enough for two such bursts (2 s here, longer under a
     # sanitizer).
     secs = window(ring, 2)
-    want = burst / secs
     # 128 MiB of the 256 MiB are dirty: 4096 samples per GiB (1024 here)
     # see half of them change, give or take 3%.
     for mode, extra in [("page-sampling", {"sample-pages": 4096}),
                         ("dirty-bitmap", {})]:
         args = dict({"calc-time": secs, "mode": mode}, **extra)
-        took, q = measure(c, args, ring)
-        print("%s: the guest wrote %d MiB in %.2f s of the %d s window: "
-              "%d MiB/s measured, %.1f expected"
-              % (mode, burst, took, secs, q["dirty-rate"], want))
-        assert took < secs, ("the burst outlasted the window", took)
-        assert abs(q["dirty-rate"] - want) <= 0.1 * want, (mode, want, q)
+        q = judge_rate(mode, burst, secs,
+                       lambda: measure(c, args, ring))
         assert q["mode"] == mode and q["calc-time"] == secs, q
         assert q["calc-time-unit"] == "second", q
         assert q["sample-pages"] == extra.get("sample-pages", 0), q
@@ -257,22 +255,28 @@ def test_calc_dirty_rate_within_ten_percent_in_every_mode(tmp):
                        for s in ok(c.cmd("x-query-memslots"))), mode
     # mmuctl dirty-rate measures and waits for the result, while the
     # guest writes another burst.
-    p = td.popen([td.MMUCTL, "--socket", d.qmp, "dirty-rate",
-                  "calc-time=%d" % secs, "sample-pages=4096"],
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Ring once its measurement has begun (its first pass is queued on
-    # the worker, so the bell's slot comes after it).
-    deadline = time.monotonic() + td.TIMEOUT
-    while ok(c.cmd("query-dirty-rate"))["status"] != "measuring":
-        assert time.monotonic() < deadline and p.poll() is None, \
-            p.communicate()
-        time.sleep(0.01)
-    ring()
-    out, err = p.communicate(timeout=td.TIMEOUT)
-    assert p.returncode == 0, (out, err)
-    m = re.search(r"^dirty-rate: (\d+)$", out, re.M)
-    assert m and "status: measured" in out, out
-    assert abs(int(m.group(1)) - want) <= 0.1 * want, out
+    def by_mmuctl():
+        sent = time.monotonic()
+        p = td.popen([td.MMUCTL, "--socket", d.qmp, "dirty-rate",
+                      "calc-time=%d" % secs, "sample-pages=4096"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     text=True)
+        # Ring once its measurement has begun (its first pass is queued
+        # on the worker, so the bell's slot comes after it).
+        deadline = time.monotonic() + td.TIMEOUT
+        while ok(c.cmd("query-dirty-rate"))["status"] != "measuring":
+            assert time.monotonic() < deadline and p.poll() is None, \
+                p.communicate()
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        took = ring() - t0
+        out, err = p.communicate(timeout=td.TIMEOUT)
+        span = time.monotonic() - sent
+        assert p.returncode == 0, (out, err)
+        m = re.search(r"^dirty-rate: (\d+)$", out, re.M)
+        assert m and "status: measured" in out, out
+        return took, span, {"dirty-rate": int(m.group(1)), "out": out}
+    judge_rate("mmuctl dirty-rate", burst, secs, by_mmuctl)
     if not RING:
         rc = td.popen([td.MMUCTL, "--socket", d.qmp, "dirty-rate",
                        "calc-time=1", "mode=dirty-ring"],
@@ -282,7 +286,7 @@ def test_calc_dirty_rate_within_ten_percent_in_every_mode(tmp):
         assert rc.returncode != 0 and "dirty-ring is not enabled" in err, \
             (rc.returncode, out, err)
     # Nothing written: nothing measured.
-    _, q = measure(c, {"calc-time": 300, "calc-time-unit": "millisecond",
+    _, _, q = measure(c, {"calc-time": 300, "calc-time-unit": "millisecond",
                        "mode": "dirty-bitmap"})
     assert q["dirty-rate"] <= 1, q
     assert q["calc-time"] == 0 and q["calc-time-unit"] == "second", q

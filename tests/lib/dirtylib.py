@@ -58,3 +58,45 @@ def window(ring, factor):
     first = ring() - t
     ring()
     return max(2, min(20, int(factor * first) + 1))
+
+
+def judge_rate(what, burst, secs, attempt, tries=3):
+    """calc-dirty-rate against a guest that writes burst MiB inside the
+    window: within 10% of the rate the guest achieved over the window.
+
+    The daemon divides what it found by the window it measured, which
+    its timer makes at least secs long and which a loaded host stretches
+    (the worker or the loop late): then the guest's rate over the window
+    is lower than burst / secs, and so, rightly, is the measurement. The
+    test cannot see the window, but brackets it: at most span, from
+    calc-dirty-rate sent to the result seen. So the guest's rate lies in
+    [burst / span, burst / secs] and the measurement must be within 10%
+    of that range. A measurement the host's load makes unjudgeable is
+    taken again, saying why: the burst outlasted the window (the guest
+    could not reach its rate: took >= secs), or the window ran so long
+    that the bracket is wider than the tolerance (span over 5% past
+    secs). attempt() measures once: (took, span, the query-dirty-rate
+    reply)."""
+    loaded = []
+    for _ in range(tries):
+        took, span, q = attempt()
+        rate = q["dirty-rate"]
+        lo, hi = burst / span, burst / secs
+        print("%s: the guest wrote %d MiB in %.2f s; window %d s, at most "
+              "%.2f s: %d MiB/s measured, the guest's %.1f to %.1f"
+              % (what, burst, took, secs, span, rate, lo, hi))
+        if took >= secs:
+            loaded.append("the burst took %.2f s of a %d s window: the "
+                          "guest could not reach its rate" % (took, secs))
+            continue
+        if span > 1.05 * secs:
+            loaded.append("the window ran up to %.2f s for %d s asked: "
+                          "the host is loaded" % (span, secs))
+            continue
+        assert 0.9 * lo <= rate <= 1.1 * hi, (
+            "%s: %d MiB/s measured, not within 10%% of the guest's %.1f "
+            "to %.1f MiB/s (%d MiB in a window of %d to %.2f s)"
+            % (what, rate, lo, hi, burst, secs, span), q)
+        return q
+    raise AssertionError("%s: the host was too loaded to judge in %d "
+                         "tries: %s" % (what, tries, "; ".join(loaded)))
