@@ -12,11 +12,14 @@ qmp: x-dirty-ring-harvest chunks (max-entries, "more"), replies stay
   under 64 KiB, and the ring commands and --dirty-ring refuse what is
   wrong with a named error.
 rate: calc-dirty-rate in dirty-ring mode against the dirtyrate guest
-  (known MiB written inside the window): within 10%, with a per-vCPU
-  rate that adds up to it.
+  (known MiB written inside the window): within 10% of the guest's rate
+  over the window (dirtylib.judge_rate()), with a per-vCPU rate that
+  adds up to it.
 migrate: the migrate guest moves between two daemons with --dirty-ring
   on both ends; the source's passes took its pages from the ring. And
   the daemon's reaper keeps a guest going whose ring nobody harvests.
+  x-dirty-ring-harvest during a migration is refused and changes
+  nothing (the reaper goes on, the migration loses no page).
 
 Usage: test_dirty_ring.py GROUP MMUD MMUCTL FOREVER_ELF DIRTYRING_ELF
                           DIRTYRATE_ELF MIGRATE_ELF
