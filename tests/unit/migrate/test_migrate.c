@@ -1535,6 +1535,58 @@ static void test_drive_config_mismatch_is_named(void **state)
 	world_fini(&src);
 }
 
+/* The configuration's counts and flags, each at its bound: the last
+ * value accepted, the next refused naming it, and every unknown flag
+ * bit refused one by one (docs/MIGRATION.md, "config"). */
+static void test_config_bounds_and_every_unknown_flag(void **state)
+{
+	struct migrate_reader *r = migrate_reader_new_mem(NULL, 0);
+	struct migrate_config cfg;
+	struct world src;
+	uint8_t *buf, *p;
+	size_t len;
+	char want[64];
+
+	(void)state;
+	world_init(&src, 2);
+	len = world_stream(&src, &buf, NULL);
+	/* nr_vcpus at 0, slot i's flags at 28 + 24 i, drive 0's at 84. */
+	p = buf + find_section(buf, len, MIGRATE_SEC_CONFIG, 0) + 8;
+	assert_int_equal(migrate_parse_config(r, p, 88, &cfg), 0);
+	migrate_put32(p, MIGRATE_MAX_VCPUS);
+	assert_int_equal(migrate_parse_config(r, p, 88, &cfg), 0);
+	assert_int_equal(cfg.nr_vcpus, MIGRATE_MAX_VCPUS);
+	migrate_put32(p, MIGRATE_MAX_VCPUS + 1);
+	assert_int_equal(migrate_parse_config(r, p, 88, &cfg), -EPROTO);
+	snprintf(want, sizeof(want), "nr_vcpus %u out of range",
+		 MIGRATE_MAX_VCPUS + 1);
+	assert_contains(migrate_reader_error(r), want);
+	migrate_put32(p, 0);
+	assert_int_equal(migrate_parse_config(r, p, 88, &cfg), -EPROTO);
+	assert_contains(migrate_reader_error(r), "nr_vcpus 0 out of range");
+	migrate_put32(p, 2);
+	for (unsigned int b = 1; b < 32; b++) {
+		migrate_put32(p + 52, 1u << b);
+		assert_int_equal(migrate_parse_config(r, p, 88, &cfg), -EPROTO);
+		assert_contains(migrate_reader_error(r), "unknown flags");
+	}
+	migrate_put32(p + 52, MIGRATE_SLOT_READONLY);
+	assert_int_equal(migrate_parse_config(r, p, 88, &cfg), 0);
+	migrate_put32(p + 52, 0);
+	for (unsigned int b = 2; b < 32; b++) {
+		migrate_put32(p + 84, 1u << b);
+		assert_int_equal(migrate_parse_config(r, p, 88, &cfg), -EPROTO);
+		snprintf(want, sizeof(want), "drive 0: unknown flags %#x",
+			 1u << b);
+		assert_contains(migrate_reader_error(r), want);
+	}
+	migrate_put32(p + 84, MIGRATE_DRIVE_READONLY | MIGRATE_DRIVE_DISCARD);
+	assert_int_equal(migrate_parse_config(r, p, 88, &cfg), 0);
+	free(buf);
+	migrate_reader_free(r);
+	world_fini(&src);
+}
+
 /* ---- the source's run state (version 5) ------------------------------- */
 
 /* world's stream with its run state section (the last before the end
@@ -2102,6 +2154,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_stream_survives_eintr),
 		cmocka_unit_test(test_writer_reports_errno),
 		cmocka_unit_test(test_memfd_holes_unread_and_pwritev_load),
+		cmocka_unit_test(test_config_bounds_and_every_unknown_flag),
 	};
 
 	if (argc == 3 && !strcmp(argv[1], "--write-corpus"))
