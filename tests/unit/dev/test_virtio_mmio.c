@@ -303,6 +303,29 @@ static void test_virtio_mmio_ready_queue_config_is_fixed(void **state)
 	assert_int_equal(virtio_mmio_queue(t, 0)->desc_gpa, 0x1000);
 }
 
+/* A configuration change bumps ConfigGeneration, so a driver reading
+ * the configuration across it reads again, and after DRIVER_OK raises
+ * the configuration change interrupt (virtio 1.2, 2.5.1 and 4.2.2). */
+static void test_virtio_mmio_config_change_bumps_generation(void **state)
+{
+	uint32_t gen = rd(VIRTIO_MMIO_CONFIG_GENERATION);
+
+	(void)state;
+	virtio_mmio_config_changed(t);
+	assert_int_equal(rd(VIRTIO_MMIO_CONFIG_GENERATION), gen + 1);
+	assert_int_equal(rd(VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+	assert_false(line);
+	negotiate(version1);
+	wr(VIRTIO_MMIO_STATUS,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+		   VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+	virtio_mmio_config_changed(t);
+	assert_int_equal(rd(VIRTIO_MMIO_CONFIG_GENERATION), gen + 2);
+	assert_int_equal(rd(VIRTIO_MMIO_INTERRUPT_STATUS),
+			 VIRTIO_MMIO_INT_CONFIG);
+	assert_true(line);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -318,6 +341,7 @@ int main(void)
 		T(test_virtio_mmio_config_bounds_and_widths),
 		T(test_virtio_mmio_reset_clears_everything),
 		T(test_virtio_mmio_ready_queue_config_is_fixed),
+		T(test_virtio_mmio_config_change_bumps_generation),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
