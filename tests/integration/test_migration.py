@@ -16,6 +16,7 @@ import base64
 import os
 import re
 import socket
+import struct
 import sys
 import threading
 import time
@@ -882,6 +883,20 @@ def test_bad_streams_are_refused_with_a_named_error_and_status_6(tmp):
                 "section")
     # Trailing garbage after the end marker.
     refused(tmp, "trail", variant("trail", good + b"x"), "trailing")
+    # The run state twice: a whole copy of its section (docs/MIGRATION.md,
+    # "run state"; sections of type u16, reserved u16, length u32, the
+    # payload and its CRC, after the 16 bytes of the header).
+    off, runstate = 16, []
+    while off < len(good):
+        kind, n = struct.unpack_from("<HxxI", good, off)
+        if kind == 9:
+            runstate.append((off, off + 8 + n + 4))
+        off += 8 + n + 4
+    assert off == len(good) and len(runstate) == 1, (off, runstate)
+    a, b = runstate[0]
+    refused(tmp, "runstate2",
+            variant("runstate2", good[:b] + good[a:b] + good[b:]),
+            "(run state): a second one")
     # Another machine: memory size, vCPU count.
     refused(tmp, "mem", path, "memory size", mem="128M")
     refused(tmp, "smp", path, "vCPU count", smp=4)
