@@ -245,6 +245,46 @@ static void test_dirty_bad_ranges_refused_and_change_nothing(void **state)
 	slot2_free(e, &m);
 }
 
+/*
+ * One flush for a harvest whose first page was writable and whose last
+ * was not (marked dirty without a translation): the need to flush is
+ * kept across the pages, not decided by the last one, in both ways of
+ * write protection (docs/MMU.md, "Switches").
+ */
+static void test_dirty_harvest_flushes_for_any_writable_page(void **state)
+{
+	static const unsigned pages[] = { 3 };
+	uint64_t out[4];
+	char err[128];
+
+	(void)state;
+	for (unsigned wp = 0; wp < 2; wp++) {
+		struct mmu_env *e = env_new();
+		struct tmem m = slot2_add(e, pages, 1);
+		unsigned flushes;
+
+		mmu_option_set(e->mmu, MMU_OPT_WP,
+			       wp ? MMU_WP_LOCKED : MMU_WP_LOCKLESS);
+		write_fault(e, 3);
+		mmu_mark_dirty(e->mmu, (gpa_t)(S2_BASE + 130) << PAGE_SHIFT);
+		flushes = e->rec.flushes;
+		assert_int_equal(
+			memslot_dirty_log_fetch(e->mmu, S2, 0, S2_PAGES,
+						MEMSLOT_FETCH_CLEAR_PROTECT,
+						out, err, sizeof(err)),
+			0);
+		assert_int_equal(out[0], 1ULL << 3);
+		assert_int_equal(out[2], 1ULL << 2);
+		if (e->rec.flushes - flushes != 1)
+			fail_msg("wp=%s: %u flushes for a harvest that "
+				 "protected a writable page, not 1",
+				 wp ? "locked" : "lockless",
+				 e->rec.flushes - flushes);
+		assert_shadow_misses(e, gva_of(3), MMU_ACCESS_WRITE);
+		slot2_free(e, &m);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +296,8 @@ int main(void)
 			test_dirty_clear_clears_bits_set_since_the_harvest),
 		cmocka_unit_test(
 			test_dirty_bad_ranges_refused_and_change_nothing),
+		cmocka_unit_test(
+			test_dirty_harvest_flushes_for_any_writable_page),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
