@@ -246,26 +246,28 @@ static void test_dirty_bad_ranges_refused_and_change_nothing(void **state)
 }
 
 /*
- * One flush for a harvest whose first page was writable and whose last
- * was not (marked dirty without a translation): the need to flush is
- * kept across the pages, not decided by the last one, in both ways of
+ * One flush for a harvest whose first pages were writable and whose
+ * last was not (marked dirty without a translation): the need to flush
+ * is kept across the pages, not decided by the last one; and each page
+ * protected is the one its bit names, in every bitmap word. Both ways of
  * write protection (docs/MMU.md, "Switches").
  */
-static void test_dirty_harvest_flushes_for_any_writable_page(void **state)
+static void test_dirty_harvest_protects_its_pages_and_flushes(void **state)
 {
-	static const unsigned pages[] = { 3 };
+	static const unsigned pages[] = { 3, 70 };
 	uint64_t out[4];
 	char err[128];
 
 	(void)state;
 	for (unsigned wp = 0; wp < 2; wp++) {
 		struct mmu_env *e = env_new();
-		struct tmem m = slot2_add(e, pages, 1);
+		struct tmem m = slot2_add(e, pages, 2);
 		unsigned flushes;
 
 		mmu_option_set(e->mmu, MMU_OPT_WP,
 			       wp ? MMU_WP_LOCKED : MMU_WP_LOCKLESS);
 		write_fault(e, 3);
+		write_fault(e, 70);
 		mmu_mark_dirty(e->mmu, (gpa_t)(S2_BASE + 130) << PAGE_SHIFT);
 		flushes = e->rec.flushes;
 		assert_int_equal(
@@ -274,6 +276,7 @@ static void test_dirty_harvest_flushes_for_any_writable_page(void **state)
 						out, err, sizeof(err)),
 			0);
 		assert_int_equal(out[0], 1ULL << 3);
+		assert_int_equal(out[1], 1ULL << 6);
 		assert_int_equal(out[2], 1ULL << 2);
 		if (e->rec.flushes - flushes != 1)
 			fail_msg("wp=%s: %u flushes for a harvest that "
@@ -281,6 +284,7 @@ static void test_dirty_harvest_flushes_for_any_writable_page(void **state)
 				 wp ? "locked" : "lockless",
 				 e->rec.flushes - flushes);
 		assert_shadow_misses(e, gva_of(3), MMU_ACCESS_WRITE);
+		assert_shadow_misses(e, gva_of(70), MMU_ACCESS_WRITE);
 		slot2_free(e, &m);
 	}
 }
@@ -297,7 +301,7 @@ int main(void)
 		cmocka_unit_test(
 			test_dirty_bad_ranges_refused_and_change_nothing),
 		cmocka_unit_test(
-			test_dirty_harvest_flushes_for_any_writable_page),
+			test_dirty_harvest_protects_its_pages_and_flushes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
