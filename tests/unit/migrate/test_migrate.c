@@ -1535,6 +1535,40 @@ static void test_drive_config_mismatch_is_named(void **state)
 	world_fini(&src);
 }
 
+/* A section header's reserved field (docs/MIGRATION.md, "Sections")
+ * must be zero: any bit of it set is refused, naming it, though the
+ * checksum covers it and matches. */
+static void test_section_reserved_field_not_zero_refused(void **state)
+{
+	struct world src, dst;
+	uint8_t *buf;
+	size_t len, off;
+	char msg[256], want[64];
+
+	(void)state;
+	world_init(&src, 1);
+	len = world_stream(&src, &buf, NULL);
+	off = find_section(buf, len, MIGRATE_SEC_SERIAL, 0);
+	for (unsigned int b = 0; b < 16; b++) {
+		migrate_put16(buf + off + 2, (uint16_t)(1u << b));
+		reseal(buf, off);
+		world_init(&dst, 1);
+		assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)),
+				 -EPROTO);
+		snprintf(want, sizeof(want), "reserved field %#x not zero",
+			 1u << b);
+		assert_contains(msg, want);
+		world_fini(&dst);
+	}
+	migrate_put16(buf + off + 2, 0);
+	reseal(buf, off);
+	world_init(&dst, 1);
+	assert_int_equal(load(&dst, buf, len, msg, sizeof(msg)), 0);
+	world_fini(&dst);
+	free(buf);
+	world_fini(&src);
+}
+
 /* The configuration's counts and flags, each at its bound: the last
  * value accepted, the next refused naming it, and every unknown flag
  * bit refused one by one (docs/MIGRATION.md, "config"). */
@@ -2155,6 +2189,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_writer_reports_errno),
 		cmocka_unit_test(test_memfd_holes_unread_and_pwritev_load),
 		cmocka_unit_test(test_config_bounds_and_every_unknown_flag),
+		cmocka_unit_test(test_section_reserved_field_not_zero_refused),
 	};
 
 	if (argc == 3 && !strcmp(argv[1], "--write-corpus"))
