@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -395,6 +396,29 @@ static void test_blk_readonly_drive_refuses_writes(void **state)
 			 VIRTIO_BLK_S_IOERR);
 	file_bytes(0, back, sizeof(back));
 	assert_int_equal(back[1], pattern(1));
+	/* Refused by the device, never tried on the image: no host I/O
+	 * error to report (which werror=stop would stop the VM for). */
+	assert_int_equal(errors_reported, 0);
+}
+
+/* A write that runs one sector past the drive's end is refused before
+ * it reaches the image: the file keeps its size, no host error. */
+static void test_blk_write_past_the_end_refused(void **state)
+{
+	struct stat st;
+
+	(void)state;
+	memset(ram + DATA, 0x5a, 1024);
+	assert_int_equal(request(VIRTIO_BLK_T_OUT, IMAGE_SIZE / 512 - 1, DATA,
+				 1024, false, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(stat(path, &st), 0);
+	if (st.st_size != IMAGE_SIZE)
+		fail_msg("the image grew to %lld bytes", (long long)st.st_size);
+	assert_int_equal(errors_reported, 0);
+	assert_int_equal(request(VIRTIO_BLK_T_OUT, IMAGE_SIZE / 512 - 1, DATA,
+				 512, false, NULL),
+			 VIRTIO_BLK_S_OK);
 }
 
 static void test_blk_io_error_reported(void **state)
@@ -814,6 +838,7 @@ int main(int argc, char **argv)
 		T(test_blk_get_id_returns_serial),
 		T(test_blk_read_into_readonly_buffer_refused),
 		T(test_blk_out_of_range_refused),
+		T(test_blk_write_past_the_end_refused),
 		T(test_blk_unknown_type_unsupported),
 		T(test_blk_chain_without_status_needs_reset),
 		T(test_blk_discard_reads_back_zeros),
