@@ -529,9 +529,22 @@ static void stress(uint64_t entry, bool kick_running, bool pre_kick)
 	if (kick_running && !s.handled && !s.deferred)
 		fail_msg("no request found a vCPU in guest mode");
 
-	/* Every vCPU handled requests, and the guest still finishes. */
-	for (unsigned int i = 0; i < h.vm.n; i++)
-		assert_true(requests_of(h.vm.vcpus[i]) > 0);
+	/*
+	 * Every vCPU handles requests, and the guest still finishes. A vCPU
+	 * the host did not run while the requests went by (all of them can
+	 * find it outside guest mode on a loaded host) takes the pending
+	 * bit at its next entry: wait for that, boundedly.
+	 */
+	for (unsigned int i = 0; i < h.vm.n; i++) {
+		uint64_t end = test_vm_now_ns() + 10000000000ULL;
+
+		while (!requests_of(h.vm.vcpus[i]) && test_vm_now_ns() < end)
+			sched_yield();
+		if (!requests_of(h.vm.vcpus[i]))
+			fail_msg("vCPU %u handled no request within 10 s of "
+				 "the last one",
+				 i);
+	}
 	harness_finish_spin(&h);
 	test_vm_destroy(&h.vm);
 }
