@@ -54,7 +54,7 @@ class Client:
         line, self.buf = self.buf.split(b"\n", 1)
         self._check_limit(len(line) + 1)
         assert line.endswith(b"\r"), line
-        assert all(b < 0x80 for b in line), line
+        assert line.isascii(), line
         assert b"\r" not in line[:-1], line
         return json.loads(line[:-1])
 
