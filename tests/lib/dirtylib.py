@@ -75,7 +75,7 @@ def judge_rate(what, burst, secs, attempt, tries=3):
     taken again, saying why: the burst outlasted the window (the guest
     could not reach its rate: took >= secs), or the window ran so long
     that the bracket is wider than the tolerance (span over 5% past
-    secs). attempt() measures once: (took, span, the query-dirty-rate
+    secs) and the measurement is not within 10% of burst / secs itself. attempt() measures once: (took, span, the query-dirty-rate
     reply)."""
     loaded = []
     for _ in range(tries):
@@ -89,6 +89,10 @@ def judge_rate(what, burst, secs, attempt, tries=3):
             loaded.append("the burst took %.2f s of a %d s window: the "
                           "guest could not reach its rate" % (took, secs))
             continue
+        # Within 10% of burst / secs: right whatever the window was
+        # (the strictest reading of the bracket).
+        if 0.9 * hi <= rate <= 1.1 * hi:
+            return q
         if span > 1.05 * secs:
             loaded.append("the window ran up to %.2f s for %d s asked: "
                           "the host is loaded" % (span, secs))
