@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <stdlib.h>
 
+#include "dirty_copies.h"
 #include "mmu_env.h"
 #include "vcpu_double.h"
 
@@ -26,37 +27,6 @@
 
 #define GVA 0x400000ULL
 #define NVCPUS 4
-
-struct copies {
-	uint64_t page[NPAGES1][4]; /* the words the vCPUs increment */
-	uint64_t harvested;
-};
-
-static void copy_pages(struct tenv *t, struct copies *c, uint64_t bits)
-{
-	while (bits) {
-		unsigned p = (unsigned)__builtin_ctzll(bits);
-		const _Atomic uint64_t *w =
-			(const _Atomic uint64_t *)(uintptr_t)env_hva(&t->env,
-								     BASE1 + p);
-
-		bits &= bits - 1;
-		for (unsigned i = 0; i < 4; i++)
-			c->page[p][i] = atomic_load_explicit(
-				&w[i], memory_order_acquire);
-		c->harvested++;
-	}
-}
-
-static uint64_t accesses(struct tenv *t)
-{
-	uint64_t n = 0;
-
-	for (unsigned i = 0; i < t->vm.nr; i++)
-		n += atomic_load_explicit(&t->vm.vcpus[i].accesses,
-					  memory_order_relaxed);
-	return n;
-}
 
 static void wait_accesses(struct tenv *t, uint64_t n)
 {
